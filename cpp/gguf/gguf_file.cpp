@@ -1,0 +1,437 @@
+// GGUF parsing. The only way bytes are read is through Cursor, which checks every read against the
+// end of the buffer; counts are checked against the bytes left *before* anything is allocated, so
+// a crafted count can never make us reserve gigabytes or read past the map.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+
+#include "edgellama/errors.h"
+#include "edgellama/gguf.h"
+
+namespace edgellama {
+
+namespace {
+
+constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
+constexpr int kMaxArrayDepth = 8;        // arrays of arrays nest at most this deep
+constexpr uint64_t kMaxKeyLength = 65535;
+
+size_t element_size(GGUFType t) {
+  switch (t) {
+    case GGUFType::UINT8: case GGUFType::INT8: case GGUFType::BOOL: return 1;
+    case GGUFType::UINT16: case GGUFType::INT16: return 2;
+    case GGUFType::UINT32: case GGUFType::INT32: case GGUFType::FLOAT32: return 4;
+    case GGUFType::UINT64: case GGUFType::INT64: case GGUFType::FLOAT64: return 8;
+    default: return 0;  // variable size
+  }
+}
+
+// Fewest bytes one element of type t can occupy in the file (used to bound counts).
+size_t min_encoded_size(GGUFType t) {
+  if (t == GGUFType::STRING) return 8;   // length prefix
+  if (t == GGUFType::ARRAY) return 12;   // element type + count
+  return element_size(t);
+}
+
+bool valid_type(uint32_t t) { return t <= static_cast<uint32_t>(GGUFType::FLOAT64); }
+
+std::string quote(std::string_view s) {
+  std::string out = "'";
+  for (char c : s.substr(0, 200)) out += (static_cast<unsigned char>(c) < 0x20) ? '?' : c;
+  if (s.size() > 200) out += "...";
+  return out + "'";
+}
+
+}  // namespace
+
+const char* gguf_type_name(GGUFType t) {
+  static const char* names[] = {"uint8", "int8",   "uint16", "int16", "uint32", "int32", "float32",
+                                "bool",  "string", "array",  "uint64", "int64", "float64"};
+  const uint32_t i = static_cast<uint32_t>(t);
+  return i < 13 ? names[i] : "unknown";
+}
+
+// ---------------------------------------------------------------------------------------------
+// GGUFValue accessors
+// ---------------------------------------------------------------------------------------------
+
+bool GGUFValue::is_integer() const {
+  switch (type) {
+    case GGUFType::UINT8: case GGUFType::INT8: case GGUFType::UINT16: case GGUFType::INT16:
+    case GGUFType::UINT32: case GGUFType::INT32: case GGUFType::UINT64: case GGUFType::INT64:
+      return true;
+    default:
+      return false;
+  }
+}
+
+static bool is_unsigned(GGUFType t) {
+  return t == GGUFType::UINT8 || t == GGUFType::UINT16 || t == GGUFType::UINT32 || t == GGUFType::UINT64;
+}
+
+int64_t GGUFValue::as_int(const std::string& what) const {
+  if (!is_integer()) throw FormatError(what + ": expected an integer, found " + gguf_type_name(type));
+  if (is_unsigned(type) && scalar_.u64 > uint64_t(std::numeric_limits<int64_t>::max()))
+    throw FormatError(what + ": value " + std::to_string(scalar_.u64) + " is out of range");
+  return scalar_.i64;
+}
+
+uint64_t GGUFValue::as_uint(const std::string& what) const {
+  if (!is_integer()) throw FormatError(what + ": expected an integer, found " + gguf_type_name(type));
+  if (!is_unsigned(type) && scalar_.i64 < 0)
+    throw FormatError(what + ": value " + std::to_string(scalar_.i64) + " must not be negative");
+  return scalar_.u64;
+}
+
+double GGUFValue::as_float(const std::string& what) const {
+  if (is_float()) return scalar_.f64;
+  if (is_integer()) return is_unsigned(type) ? double(scalar_.u64) : double(scalar_.i64);
+  throw FormatError(what + ": expected a number, found " + gguf_type_name(type));
+}
+
+bool GGUFValue::as_bool(const std::string& what) const {
+  if (type == GGUFType::BOOL) return scalar_.u64 != 0;
+  if (is_integer()) return scalar_.u64 != 0;
+  throw FormatError(what + ": expected a bool, found " + gguf_type_name(type));
+}
+
+std::string_view GGUFValue::as_string(const std::string& what) const {
+  if (type != GGUFType::STRING) throw FormatError(what + ": expected a string, found " + gguf_type_name(type));
+  return str_;
+}
+
+int64_t GGUFValue::int_at(size_t i, const std::string& what) const {
+  if (!is_array() || i >= array_count_) throw FormatError(what + ": index out of range");
+  const uint8_t* p = array_data_ + i * element_size(array_type);
+  switch (array_type) {
+    case GGUFType::UINT8: case GGUFType::BOOL: return *p;
+    case GGUFType::INT8: return int8_t(*p);
+    case GGUFType::UINT16: { uint16_t v; std::memcpy(&v, p, 2); return v; }
+    case GGUFType::INT16: { int16_t v; std::memcpy(&v, p, 2); return v; }
+    case GGUFType::UINT32: { uint32_t v; std::memcpy(&v, p, 4); return v; }
+    case GGUFType::INT32: { int32_t v; std::memcpy(&v, p, 4); return v; }
+    case GGUFType::INT64: { int64_t v; std::memcpy(&v, p, 8); return v; }
+    case GGUFType::UINT64: {
+      uint64_t v;
+      std::memcpy(&v, p, 8);
+      if (v > uint64_t(std::numeric_limits<int64_t>::max())) throw FormatError(what + ": value out of range");
+      return int64_t(v);
+    }
+    default:
+      throw FormatError(what + ": expected an array of integers, found an array of " + gguf_type_name(array_type));
+  }
+}
+
+double GGUFValue::float_at(size_t i, const std::string& what) const {
+  if (!is_array() || i >= array_count_) throw FormatError(what + ": index out of range");
+  const uint8_t* p = array_data_ + i * element_size(array_type);
+  if (array_type == GGUFType::FLOAT32) { float v; std::memcpy(&v, p, 4); return v; }
+  if (array_type == GGUFType::FLOAT64) { double v; std::memcpy(&v, p, 8); return v; }
+  if (array_type != GGUFType::STRING && array_type != GGUFType::ARRAY) return double(int_at(i, what));
+  throw FormatError(what + ": expected an array of numbers, found an array of " + gguf_type_name(array_type));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parser
+// ---------------------------------------------------------------------------------------------
+
+class GGUFParser {
+ public:
+  explicit GGUFParser(GGUFFile& f) : f_(f), pos_(0) {}
+
+  void parse() {
+    if (f_.size_ < 4) fail("file", "too small to be a GGUF file (" + std::to_string(f_.size_) + " bytes)");
+    const uint32_t magic = u32("magic");
+    if (magic != kMagic) fail("magic", "not a GGUF file (bad magic)");
+    const uint32_t version = u32("version");
+    if (version == 1) fail("version", "GGUF version 1 is obsolete and not supported (convert the file again)");
+    if (version != 2 && version != 3) {
+      const bool swapped = version == 0x02000000u || version == 0x03000000u;
+      fail("version", swapped ? "big-endian GGUF files are not supported"
+                              : "unsupported GGUF version " + std::to_string(version));
+    }
+    f_.version_ = version;
+    const uint64_t n_tensors = u64("tensor_count");
+    const uint64_t n_kv = u64("metadata_kv_count");
+    check_count(n_kv, 8 + 4 + 1, "metadata_kv_count");
+    check_count(n_tensors, 8 + 4 + 8 + 4 + 8, "tensor_count");
+
+    f_.kv_.reserve(n_kv);
+    for (uint64_t i = 0; i < n_kv; ++i) {
+      const std::string field = "metadata entry " + std::to_string(i);
+      std::string key(string(field + " key", kMaxKeyLength));
+      if (key.empty()) fail(field, "empty key");
+      const uint32_t t = u32("metadata " + quote(key) + " type");
+      if (!valid_type(t)) fail("metadata " + quote(key), "unknown value type " + std::to_string(t));
+      GGUFValue v = value(static_cast<GGUFType>(t), "metadata " + quote(key), 0);
+      if (!f_.kv_index_.emplace(key, f_.kv_.size()).second) fail("metadata " + quote(key), "duplicate key");
+      f_.kv_.emplace_back(std::move(key), std::move(v));
+    }
+
+    if (const GGUFValue* a = f_.find("general.alignment")) {
+      if (!a->is_integer()) fail("general.alignment", "must be an integer");
+      const uint64_t al = a->as_uint("general.alignment");
+      if (al == 0 || (al & (al - 1)) != 0 || al > (1u << 20))
+        fail("general.alignment", "must be a power of two between 1 and 2^20, got " + std::to_string(al));
+      f_.alignment_ = al;
+    }
+
+    f_.tensors_.reserve(n_tensors);
+    for (uint64_t i = 0; i < n_tensors; ++i) tensor_info(i);
+
+    // The data section starts at the next multiple of the alignment.
+    const uint64_t al = f_.alignment_;
+    f_.data_offset_ = (pos_ + al - 1) / al * al;
+    check_tensor_data();
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& field, const std::string& reason) const {
+    throw FormatError(f_.path_ + ": " + field + ": " + reason);
+  }
+
+  void need(uint64_t n, const std::string& field) const {
+    if (n > f_.size_ - pos_)
+      fail(field, "needs " + std::to_string(n) + " bytes at offset " + std::to_string(pos_) +
+                      " but the file ends at " + std::to_string(f_.size_) + " (truncated?)");
+  }
+
+  void check_count(uint64_t count, uint64_t min_bytes_each, const std::string& field) const {
+    if (count > (f_.size_ - pos_) / min_bytes_each)
+      fail(field, "count " + std::to_string(count) + " cannot fit in the " + std::to_string(f_.size_ - pos_) +
+                      " bytes left in the file");
+  }
+
+  template <typename T>
+  T read(const std::string& field) {
+    need(sizeof(T), field);
+    T v;
+    std::memcpy(&v, f_.base_ + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  uint32_t u32(const std::string& field) { return read<uint32_t>(field); }
+  uint64_t u64(const std::string& field) { return read<uint64_t>(field); }
+
+  std::string_view string(const std::string& field, uint64_t max_len = std::numeric_limits<uint64_t>::max()) {
+    const uint64_t len = u64(field + " length");
+    if (len > max_len) fail(field, "string length " + std::to_string(len) + " is too long");
+    need(len, field);
+    std::string_view s(reinterpret_cast<const char*>(f_.base_ + pos_), size_t(len));
+    pos_ += len;
+    return s;
+  }
+
+  GGUFValue value(GGUFType t, const std::string& field, int depth) {
+    GGUFValue v;
+    v.type = t;
+    switch (t) {
+      case GGUFType::UINT8: v.scalar_.u64 = read<uint8_t>(field); break;
+      case GGUFType::INT8: v.scalar_.i64 = read<int8_t>(field); break;
+      case GGUFType::UINT16: v.scalar_.u64 = read<uint16_t>(field); break;
+      case GGUFType::INT16: v.scalar_.i64 = read<int16_t>(field); break;
+      case GGUFType::UINT32: v.scalar_.u64 = read<uint32_t>(field); break;
+      case GGUFType::INT32: v.scalar_.i64 = read<int32_t>(field); break;
+      case GGUFType::UINT64: v.scalar_.u64 = read<uint64_t>(field); break;
+      case GGUFType::INT64: v.scalar_.i64 = read<int64_t>(field); break;
+      case GGUFType::FLOAT32: v.scalar_.f64 = read<float>(field); break;
+      case GGUFType::FLOAT64: v.scalar_.f64 = read<double>(field); break;
+      case GGUFType::BOOL: {
+        const uint8_t b = read<uint8_t>(field);
+        if (b > 1) fail(field, "bool value " + std::to_string(b) + " is neither 0 nor 1");
+        v.scalar_.u64 = b;
+        break;
+      }
+      case GGUFType::STRING: v.str_ = string(field); break;
+      case GGUFType::ARRAY: {
+        if (depth >= kMaxArrayDepth) fail(field, "arrays nested deeper than " + std::to_string(kMaxArrayDepth));
+        const uint32_t et = u32(field + " element type");
+        if (!valid_type(et)) fail(field, "unknown array element type " + std::to_string(et));
+        const uint64_t count = u64(field + " array length");
+        v.array_type = static_cast<GGUFType>(et);
+        check_count(count, min_encoded_size(v.array_type), field + " array length");
+        v.array_count_ = size_t(count);
+        if (v.array_type == GGUFType::STRING) {
+          v.strings_.reserve(count);
+          for (uint64_t i = 0; i < count; ++i) v.strings_.push_back(string(field + "[" + std::to_string(i) + "]"));
+        } else if (v.array_type == GGUFType::ARRAY) {
+          v.arrays_.reserve(count);
+          for (uint64_t i = 0; i < count; ++i)
+            v.arrays_.push_back(value(GGUFType::ARRAY, field + "[" + std::to_string(i) + "]", depth + 1));
+        } else {
+          const uint64_t bytes = count * element_size(v.array_type);  // bounded by check_count
+          v.array_data_ = f_.base_ + pos_;
+          if (v.array_type == GGUFType::BOOL) {
+            for (uint64_t i = 0; i < count; ++i)
+              if (v.array_data_[i] > 1) fail(field + "[" + std::to_string(i) + "]", "bool value is neither 0 nor 1");
+          }
+          pos_ += bytes;
+        }
+        break;
+      }
+    }
+    return v;
+  }
+
+  void tensor_info(uint64_t index) {
+    GGUFTensorInfo t;
+    t.name = std::string(string("tensor " + std::to_string(index) + " name", kMaxKeyLength));
+    const std::string field = "tensor " + quote(t.name);
+    if (t.name.empty()) fail("tensor " + std::to_string(index), "empty name");
+    t.n_dims = u32(field + " n_dims");
+    if (t.n_dims == 0 || t.n_dims > 4) fail(field, "n_dims " + std::to_string(t.n_dims) + " is not between 1 and 4");
+    int64_t n_elements = 1;
+    for (uint32_t d = 0; d < t.n_dims; ++d) {
+      const uint64_t ne = u64(field + " dimension");
+      if (ne == 0) fail(field, "dimension " + std::to_string(d) + " is zero");
+      if (ne > uint64_t(std::numeric_limits<int64_t>::max()) || uint64_t(n_elements) > uint64_t(std::numeric_limits<int64_t>::max()) / ne)
+        fail(field, "element count overflows");
+      t.ne[d] = int64_t(ne);
+      n_elements *= int64_t(ne);
+    }
+    t.type_id = u32(field + " type");
+    t.traits = find_type_traits(t.type_id);
+    if (!t.traits) fail(field, "unknown tensor type id " + std::to_string(t.type_id));
+    t.offset = u64(field + " offset");
+    size_t row_bytes = 0;
+    if (!row_size_checked(*t.traits, t.ne[0], &row_bytes))
+      fail(field, "row length " + std::to_string(t.ne[0]) + " is not a multiple of the " + t.traits->name +
+                      " block size " + std::to_string(t.traits->block_size));
+    const uint64_t rows = uint64_t(n_elements / t.ne[0]);
+    if (row_bytes != 0 && rows > std::numeric_limits<uint64_t>::max() / row_bytes) fail(field, "byte size overflows");
+    t.nbytes = size_t(rows * row_bytes);
+    if (t.offset % f_.alignment_ != 0)
+      fail(field, "data offset " + std::to_string(t.offset) + " is not a multiple of the alignment " +
+                      std::to_string(f_.alignment_));
+    if (!f_.tensor_index_.emplace(t.name, f_.tensors_.size()).second) fail(field, "duplicate tensor name");
+    f_.tensors_.push_back(std::move(t));
+  }
+
+  void check_tensor_data() {
+    if (f_.tensors_.empty()) return;
+    const uint64_t start = f_.data_offset_;
+    if (start > f_.size_) fail("tensor data", "the data section starts past the end of the file (truncated?)");
+    const uint64_t avail = f_.size_ - start;
+    std::vector<size_t> order(f_.tensors_.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    for (GGUFTensorInfo& t : f_.tensors_) {
+      if (t.offset > avail || t.nbytes > avail - t.offset)
+        fail("tensor " + quote(t.name), "data [" + std::to_string(t.offset) + ", +" + std::to_string(t.nbytes) +
+                                            ") extends past the end of the file (data section has " +
+                                            std::to_string(avail) + " bytes; truncated?)");
+      t.data = f_.base_ + start + t.offset;
+    }
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return f_.tensors_[a].offset < f_.tensors_[b].offset; });
+    for (size_t k = 1; k < order.size(); ++k) {
+      const GGUFTensorInfo& prev = f_.tensors_[order[k - 1]];
+      const GGUFTensorInfo& cur = f_.tensors_[order[k]];
+      if (prev.offset + prev.nbytes > cur.offset)
+        fail("tensor " + quote(cur.name), "data overlaps tensor " + quote(prev.name));
+    }
+  }
+
+  GGUFFile& f_;
+  uint64_t pos_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// GGUFFile
+// ---------------------------------------------------------------------------------------------
+
+std::shared_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
+  std::shared_ptr<GGUFFile> f(new GGUFFile());
+  f->path_ = path;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int e = errno;
+    throw FileError(path + ": cannot open: " + std::strerror(e));
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    throw FileError(path + ": cannot stat: " + std::strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw FileError(path + ": not a regular file");
+  }
+  f->size_ = size_t(st.st_size);
+  if (f->size_ == 0) {
+    ::close(fd);
+    throw FormatError(path + ": file is empty, not a GGUF file");
+  }
+  void* m = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int e = errno;
+  ::close(fd);  // the mapping keeps the file alive; no descriptor is held
+  if (m == MAP_FAILED) throw FileError(path + ": cannot mmap: " + std::strerror(e));
+  f->map_ = m;
+  f->base_ = static_cast<const uint8_t*>(m);
+  f->parse();
+  return f;
+}
+
+std::shared_ptr<GGUFFile> GGUFFile::from_bytes(const uint8_t* data, size_t size, const std::string& name) {
+  std::shared_ptr<GGUFFile> f(new GGUFFile());
+  f->path_ = name;
+  f->owned_.assign(data, data + size);
+  f->base_ = f->owned_.data();
+  f->size_ = size;
+  f->parse();
+  return f;
+}
+
+GGUFFile::~GGUFFile() {
+  if (map_) munmap(map_, size_);
+}
+
+void GGUFFile::parse() {
+  GGUFParser p(*this);
+  p.parse();
+}
+
+const GGUFValue* GGUFFile::find(const std::string& key) const {
+  auto it = kv_index_.find(key);
+  return it == kv_index_.end() ? nullptr : &kv_[it->second].second;
+}
+
+int64_t GGUFFile::get_int(const std::string& key) const {
+  const GGUFValue* v = find(key);
+  if (!v) throw FormatError(where() + "required metadata key '" + key + "' is missing");
+  return v->as_int(where() + key);
+}
+int64_t GGUFFile::get_int(const std::string& key, int64_t fallback) const {
+  const GGUFValue* v = find(key);
+  return v ? v->as_int(where() + key) : fallback;
+}
+double GGUFFile::get_float(const std::string& key, double fallback) const {
+  const GGUFValue* v = find(key);
+  return v ? v->as_float(where() + key) : fallback;
+}
+bool GGUFFile::get_bool(const std::string& key, bool fallback) const {
+  const GGUFValue* v = find(key);
+  return v ? v->as_bool(where() + key) : fallback;
+}
+std::string GGUFFile::get_string(const std::string& key, const std::string& fallback) const {
+  const GGUFValue* v = find(key);
+  return v ? std::string(v->as_string(where() + key)) : fallback;
+}
+std::string GGUFFile::get_string(const std::string& key) const {
+  const GGUFValue* v = find(key);
+  if (!v) throw FormatError(where() + "required metadata key '" + key + "' is missing");
+  return std::string(v->as_string(where() + key));
+}
+
+const GGUFTensorInfo* GGUFFile::find_tensor(const std::string& name) const {
+  auto it = tensor_index_.find(name);
+  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+}
+
+}  // namespace edgellama

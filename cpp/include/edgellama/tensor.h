@@ -1,0 +1,24 @@
+// A read-only view of one weight matrix inside the mapped GGUF file (never a copy).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "edgellama/quant_types.h"
+
+namespace edgellama {
+
+struct WeightView {
+  std::string name;
+  const TypeTraits* traits = nullptr;
+  int64_t ne[4] = {1, 1, 1, 1};  // ne[0] = row length (input features), ne[1] = rows (outputs)
+  const uint8_t* data = nullptr;
+  size_t row_bytes = 0;          // bytes of one row of ne[0] values
+
+  bool present() const { return data != nullptr; }
+  int64_t n_in() const { return ne[0]; }
+  int64_t n_out() const { return ne[1]; }
+  const uint8_t* row(int64_t r) const { return data + size_t(r) * row_bytes; }
+};
+
+}  // namespace edgellama

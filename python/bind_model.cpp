@@ -1,0 +1,3 @@
+#include "bindings.h"
+
+void bind_model(py::module_& m) {}

@@ -1,0 +1,3 @@
+#include "bindings.h"
+
+void bind_quantize(py::module_& m) {}
