@@ -1,3 +1,178 @@
-#include "bindings.h"
+// ISA dispatch and direct access to each ISA's kernels, for tests and micro-benchmarks.
+//   isa() -> str                         the level matmul uses (EDGELLAMA_ISA or the best one)
+//   available_isas() -> list[str]        levels this CPU can run
+//   kernel_quantize_activation(isa, act_type, x) -> bytes     act_type: "q8_0"/"q8_1" (ActQ8x32) or "q8_K"
+//   kernel_vec_dot(isa, weight_type, weight_bytes, x) -> float one row . x (x quantized by that isa)
+//   kernel_gemm(isa, weight_type, weight_bytes, x[n_tokens, n_in]) -> y[n_tokens, n_rows]
+//   kernel_matmul(weight_type, weight_bytes, x, n_threads, precision, isa, repeats) -> (y, seconds)
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
 
-void bind_kernels(py::module_& m) {}
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include "bindings.h"
+#include "edgellama/errors.h"
+#include "edgellama/kernels.h"
+#include "edgellama/matmul.h"
+#include "edgellama/thread_pool.h"
+
+using namespace edgellama;
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+const KernelSet& kernels_named(const std::string& isa) {
+  const KernelSet* k = kernels_for(isa);
+  if (!k) throw ArgumentError("ISA '" + isa + "' is not available here");
+  return *k;
+}
+
+const TypeTraits& weight_traits(const py::object& type) {
+  const TypeTraits* t = nullptr;
+  if (py::isinstance<py::int_>(type)) {
+    t = find_type_traits(type.cast<uint32_t>());
+  } else {
+    const std::string name = py::str(type);
+    size_t n = 0;
+    const TypeTraits* all = all_type_traits(&n);
+    for (size_t i = 0; i < n; ++i)
+      if (name == all[i].name) t = &all[i];
+  }
+  if (!t) throw ArgumentError("unknown tensor type " + std::string(py::str(type)));
+  return *t;
+}
+
+struct Prepared {
+  const TypeTraits* t;
+  ActFormat fmt;
+  int64_t n_in, n_rows, n_tokens;
+  size_t row_bytes, act_stride;
+  std::vector<uint8_t> act;
+};
+
+// Validates shapes and quantizes x with the given kernels.
+Prepared prepare(const KernelSet& ks, const py::object& type, const py::bytes& wbytes, const FloatArray& x) {
+  Prepared p;
+  p.t = &weight_traits(type);
+  p.fmt = act_format(p.t->type);
+  if (p.fmt == ActFormat::None || !ks.gemm[int(p.t->type)])
+    throw ArgumentError(std::string("no kernel for weight type ") + p.t->name);
+  if (x.ndim() != 2) throw ArgumentError("x must be 2-D [n_tokens, n_in]");
+  p.n_tokens = x.shape(0);
+  p.n_in = x.shape(1);
+  if (p.n_in <= 0 || !row_size_checked(*p.t, p.n_in, &p.row_bytes) || p.n_in % act_block_size(p.fmt) != 0)
+    throw ArgumentError("n_in " + std::to_string(p.n_in) + " is not a multiple of the block size");
+  const std::string_view w = wbytes;
+  if (w.size() % p.row_bytes != 0) throw ArgumentError("weight bytes are not a whole number of rows");
+  p.n_rows = int64_t(w.size() / p.row_bytes);
+  if (p.fmt == ActFormat::F32) {
+    p.act_stride = size_t(p.n_in) * 4;
+    p.act.assign(reinterpret_cast<const uint8_t*>(x.data()),
+                 reinterpret_cast<const uint8_t*>(x.data()) + size_t(p.n_tokens) * p.act_stride);
+  } else {
+    p.act_stride = act_row_bytes(p.fmt, p.n_in);
+    p.act.assign(size_t(p.n_tokens) * p.act_stride, 0);
+    const QuantizeActFn q = p.fmt == ActFormat::Q8x32 ? ks.quantize_q8x32 : ks.quantize_q8k;
+    for (int64_t t = 0; t < p.n_tokens; ++t) q(x.data() + t * p.n_in, p.act.data() + size_t(t) * p.act_stride, p.n_in);
+  }
+  return p;
+}
+
+py::array_t<float> gemm_py(const std::string& isa, const py::object& type, const py::bytes& wbytes, FloatArray x) {
+  const KernelSet& ks = kernels_named(isa);
+  Prepared p = prepare(ks, type, wbytes, x);
+  py::array_t<float> y({p.n_tokens, p.n_rows});
+  const uint8_t* w = reinterpret_cast<const uint8_t*>(std::string_view(wbytes).data());
+  float* out = y.mutable_data();
+  {
+    py::gil_scoped_release release;
+    ks.gemm[int(p.t->type)](p.n_in, w, p.row_bytes, p.n_rows, p.act.data(), p.act_stride, p.n_tokens, out,
+                            size_t(p.n_rows));
+  }
+  return y;
+}
+
+}  // namespace
+
+void bind_kernels(py::module_& m) {
+  // Resolve the dispatch now: a bad EDGELLAMA_ISA is an import error with a clear message.
+  active_kernels();
+  m.def("isa", [] { return std::string(active_kernels().name); });
+  m.def("available_isas", [] { return available_isas(); });
+
+  m.def(
+      "kernel_quantize_activation",
+      [](const std::string& isa, const std::string& act_type, FloatArray x) {
+        const KernelSet& ks = kernels_named(isa);
+        ActFormat f;
+        if (act_type == "q8_0" || act_type == "q8_1" || act_type == "Q8_0" || act_type == "Q8_1")
+          f = ActFormat::Q8x32;
+        else if (act_type == "q8_K" || act_type == "q8_k" || act_type == "Q8_K")
+          f = ActFormat::Q8K;
+        else
+          throw ArgumentError("act_type must be q8_0, q8_1 or q8_K, got '" + act_type + "'");
+        const int64_t n = x.size();
+        if (n % act_block_size(f) != 0)
+          throw ArgumentError("length " + std::to_string(n) + " is not a multiple of " +
+                              std::to_string(act_block_size(f)));
+        std::string out(act_row_bytes(f, n), '\0');
+        (f == ActFormat::Q8x32 ? ks.quantize_q8x32 : ks.quantize_q8k)(x.data(), out.data(), n);
+        return py::bytes(out);
+      },
+      py::arg("isa"), py::arg("act_type"), py::arg("x"));
+
+  m.def(
+      "kernel_vec_dot",
+      [](const std::string& isa, const py::object& type, const py::bytes& w, FloatArray x) {
+        FloatArray x2 = x.reshape({py::ssize_t(1), py::ssize_t(x.size())});
+        py::array_t<float> y = gemm_py(isa, type, w, x2);
+        if (y.size() != 1) throw ArgumentError("kernel_vec_dot: weight_bytes must hold exactly one row");
+        return y.at(0, 0);
+      },
+      py::arg("isa"), py::arg("weight_type"), py::arg("weight_bytes"), py::arg("activations"));
+
+  m.def("kernel_gemm", &gemm_py, py::arg("isa"), py::arg("weight_type"), py::arg("weight_bytes"), py::arg("x"));
+
+  m.def(
+      "kernel_matmul",
+      [](const py::object& type, const py::bytes& wbytes, FloatArray x, int n_threads, const std::string& precision,
+         const std::string& isa, int repeats) {
+        const TypeTraits& t = weight_traits(type);
+        if (x.ndim() != 2) throw ArgumentError("x must be 2-D [n_tokens, n_in]");
+        const int64_t n_tokens = x.shape(0), n_in = x.shape(1);
+        size_t row_bytes = 0;
+        if (n_in <= 0 || !row_size_checked(t, n_in, &row_bytes)) throw ArgumentError("bad n_in for this type");
+        const std::string_view wv = wbytes;
+        if (wv.size() % row_bytes != 0) throw ArgumentError("weight bytes are not a whole number of rows");
+        WeightView w;
+        w.name = "kernel_matmul";
+        w.traits = &t;
+        w.ne[0] = n_in;
+        w.ne[1] = int64_t(wv.size() / row_bytes);
+        w.data = reinterpret_cast<const uint8_t*>(wv.data());
+        w.row_bytes = row_bytes;
+        const KernelSet* ks = isa.empty() ? &active_kernels() : &kernels_named(isa);
+        const MatmulPrecision prec = precision == "exact" ? MatmulPrecision::Exact : MatmulPrecision::Fast;
+        if (precision != "exact" && precision != "fast") throw ArgumentError("precision must be 'fast' or 'exact'");
+        py::array_t<float> y({n_tokens, w.ne[1]});
+        float* out = y.mutable_data();
+        std::vector<double> times;
+        {
+          py::gil_scoped_release release;
+          ThreadPool pool(n_threads > 0 ? n_threads : physical_core_count());
+          MatmulScratch scratch;
+          scratch.reserve(pool.size(), n_in, n_tokens);
+          for (int i = 0; i < std::max(repeats, 1); ++i) {
+            const auto t0 = std::chrono::steady_clock::now();
+            matmul(w, x.data(), n_tokens, out, pool, scratch, prec, ks);
+            times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+          }
+        }
+        return py::make_tuple(y, times);
+      },
+      py::arg("weight_type"), py::arg("weight_bytes"), py::arg("x"), py::arg("n_threads") = 1,
+      py::arg("precision") = "fast", py::arg("isa") = "", py::arg("repeats") = 1);
+}

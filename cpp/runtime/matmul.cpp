@@ -4,10 +4,42 @@
 
 namespace edgellama {
 
-void MatmulScratch::reserve(int n_threads, int64_t n_in, int64_t max_tokens) {
-  max_n_in = n_in;
-  dequant_rows.assign(size_t(n_threads) * size_t(n_in), 0.0f);
-  (void)max_tokens;
+namespace {
+
+// Largest activation row (any quantized format) for n values: 40 bytes per 32 values (ActQ8x32)
+// exceeds 292 per 256 (block_q8_K).
+size_t max_act_row_bytes(int64_t n) { return size_t((n + 31) / 32) * sizeof(ActQ8x32) + sizeof(block_q8_K); }
+
+constexpr int64_t kTokenChunk = 64;  // tokens per task: their activations stay in L2
+
+void matmul_exact(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
+                  MatmulScratch& scratch) {
+  const int64_t n_in = w.n_in(), n_out = w.n_out();
+  if (n_in > scratch.max_n_in || pool.size() > scratch.n_threads)
+    scratch.reserve(std::max(pool.size(), scratch.n_threads), std::max(n_in, scratch.max_n_in),
+                    std::max(n_tokens, scratch.max_tokens));
+  // Rows are split across threads; each thread dequantizes one weight row at a time into its own
+  // scratch and reuses it for every token in the batch.
+  pool.run([&](int ith, int nth) {
+    int64_t r0, r1;
+    split_range(n_out, ith, nth, &r0, &r1);
+    float* row = scratch.dequant_rows.data() + size_t(ith) * size_t(scratch.max_n_in);
+    for (int64_t r = r0; r < r1; ++r) {
+      w.traits->to_float(w.row(r), row, n_in);
+      for (int64_t t = 0; t < n_tokens; ++t) y[t * n_out + r] = dot_f32(row, x + t * n_in, n_in);
+    }
+  });
+}
+
+}  // namespace
+
+void MatmulScratch::reserve(int threads, int64_t n_in, int64_t tokens) {
+  n_threads = std::max(threads, 1);
+  max_n_in = std::max<int64_t>(n_in, 1);
+  max_tokens = std::max<int64_t>(tokens, 1);
+  dequant_rows.assign(size_t(n_threads) * size_t(max_n_in), 0.0f);
+  activations.assign(size_t(max_tokens) * max_act_row_bytes(max_n_in), 0);
+  if (!next_task) next_task = std::make_unique<std::atomic<int64_t>>(0);
 }
 
 float dot_f32(const float* a, const float* b, int64_t n) {
@@ -20,19 +52,63 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-// Rows are split across threads; each thread dequantizes one weight row at a time into its own
-// scratch and reuses it for every token in the batch, so prompt processing reads each weight once.
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
-            MatmulScratch& scratch, MatmulPrecision precision) {
-  (void)precision;
+            MatmulScratch& scratch, MatmulPrecision precision, const KernelSet* kernels) {
+  if (n_tokens <= 0) return;
   const int64_t n_in = w.n_in(), n_out = w.n_out();
-  pool.run([&](int ith, int nth) {
-    int64_t r0, r1;
-    split_range(n_out, ith, nth, &r0, &r1);
-    float* row = scratch.dequant_rows.data() + size_t(ith) * size_t(scratch.max_n_in);
-    for (int64_t r = r0; r < r1; ++r) {
-      w.traits->to_float(w.row(r), row, n_in);
-      for (int64_t t = 0; t < n_tokens; ++t) y[t * n_out + r] = dot_f32(row, x + t * n_in, n_in);
+  const KernelSet& ks = kernels ? *kernels : active_kernels();
+  const ActFormat fmt = act_format(w.traits->type);
+  const GemmFn gemm = fmt == ActFormat::None ? nullptr : ks.gemm[int(w.traits->type)];
+  if (precision == MatmulPrecision::Exact || !gemm || n_in % act_block_size(fmt) != 0) {
+    matmul_exact(w, x, n_tokens, y, pool, scratch);
+    return;
+  }
+
+  // 1. Activations, once per matmul, shared by all threads.
+  const uint8_t* act;
+  size_t act_stride;
+  if (fmt == ActFormat::F32) {
+    act = reinterpret_cast<const uint8_t*>(x);
+    act_stride = size_t(n_in) * sizeof(float);
+  } else {
+    act_stride = act_row_bytes(fmt, n_in);
+    if (scratch.activations.size() < size_t(n_tokens) * act_stride || !scratch.next_task)
+      scratch.reserve(std::max(pool.size(), scratch.n_threads), std::max(n_in, scratch.max_n_in),
+                      std::max(n_tokens, scratch.max_tokens));
+    uint8_t* buf = scratch.activations.data();
+    const QuantizeActFn quantize = fmt == ActFormat::Q8x32 ? ks.quantize_q8x32 : ks.quantize_q8k;
+    if (n_tokens >= 4 && pool.size() > 1) {
+      pool.run([&](int ith, int nth) {
+        int64_t t0, t1;
+        split_range(n_tokens, ith, nth, &t0, &t1);
+        for (int64_t t = t0; t < t1; ++t) quantize(x + t * n_in, buf + size_t(t) * act_stride, n_in);
+      });
+    } else {
+      for (int64_t t = 0; t < n_tokens; ++t) quantize(x + t * n_in, buf + size_t(t) * act_stride, n_in);
+    }
+    act = buf;
+  }
+  if (!scratch.next_task) scratch.next_task = std::make_unique<std::atomic<int64_t>>(0);
+
+  // 2. Tasks = (row chunk, token chunk) pairs handed out dynamically, so both cores stay busy even
+  // on 576-wide matrices and when a neighbour steals a core for a while.
+  const int nth = pool.size();
+  const int64_t tc = std::min(n_tokens, kTokenChunk);
+  const int64_t n_tc = (n_tokens + tc - 1) / tc;
+  const int64_t want_row_chunks = nth == 1 ? 1 : std::max<int64_t>(1, (8 * nth + n_tc - 1) / n_tc);
+  int64_t rc = (n_out + want_row_chunks - 1) / want_row_chunks;
+  rc = std::min<int64_t>(std::max<int64_t>((rc + 3) / 4 * 4, 8), 256);
+  const int64_t n_rc = (n_out + rc - 1) / rc;
+  const int64_t n_tasks = n_rc * n_tc;
+  std::atomic<int64_t>& next = *scratch.next_task;
+  next.store(nth, std::memory_order_relaxed);
+  const size_t ws = w.row_bytes;
+  pool.run([&](int ith, int) {
+    for (int64_t task = ith; task < n_tasks; task = next.fetch_add(1, std::memory_order_relaxed)) {
+      const int64_t r0 = (task / n_tc) * rc, t0 = (task % n_tc) * tc;
+      const int64_t nr = std::min(rc, n_out - r0), nt = std::min(tc, n_tokens - t0);
+      gemm(n_in, w.row(r0), ws, nr, act + size_t(t0) * act_stride, act_stride, nt, y + t0 * n_out + r0,
+           size_t(n_out));
     }
   });
 }

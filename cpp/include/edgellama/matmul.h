@@ -2,29 +2,37 @@
 // weight matrix, y is [n_tokens][n_out]. This is the one entry point the forward pass uses for
 // every weight, whatever its type and whatever ISA the kernels behind it were built for.
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "edgellama/kernels.h"
 #include "edgellama/tensor.h"
 #include "edgellama/thread_pool.h"
 
 namespace edgellama {
 
 // Exact: dequantize weight rows to float and accumulate in float (the reference path).
-// Fast: quantize activations once to the weight type's activation format and use int8 kernels
-// (filled in by the SIMD work; until then it is the same as Exact).
+// Fast: quantize activations once per matmul to the weight type's activation format (shared by all
+// threads) and run the active ISA's int8 / float kernels as a tiled GEMM.
 enum class MatmulPrecision { Exact, Fast };
 
-// Per-context scratch sized once (no allocation per token).
+// Per-context scratch sized once by reserve() (no allocation per token). If a call exceeds the
+// reserved sizes the buffers grow (an allocation, correct but not free).
 struct MatmulScratch {
-  std::vector<float> dequant_rows;  // per thread: one dequantized weight row
-  std::vector<uint8_t> activations; // activations converted to the kernels' input format
-  void reserve(int n_threads, int64_t max_n_in, int64_t max_tokens);
+  std::vector<float> dequant_rows;   // Exact: per thread one dequantized weight row
+  std::vector<uint8_t> activations;  // Fast: activations in the kernels' input format
   int64_t max_n_in = 0;
+  int64_t max_tokens = 0;
+  int n_threads = 0;
+  std::unique_ptr<std::atomic<int64_t>> next_task;  // work queue of the current matmul
+  void reserve(int n_threads, int64_t max_n_in, int64_t max_tokens);
 };
 
+// kernels = nullptr: the active (dispatched) set.
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
-            MatmulScratch& scratch, MatmulPrecision precision);
+            MatmulScratch& scratch, MatmulPrecision precision, const KernelSet* kernels = nullptr);
 
 // Scalar float dot product with 8 partial sums (vectorizes on the baseline ISA and rounds the same
 // way for every caller).

@@ -1,0 +1,71 @@
+// Compute kernels behind matmul(): one KernelSet per ISA (scalar reference, AVX2, ...), picked once
+// at load from cpuid / hwcaps (cpp/kernels/dispatch.cpp); EDGELLAMA_ISA=scalar|avx2|avx512|neon
+// forces a level.
+//
+// Activation formats (internal, not byte-identical to ggml's):
+//   weights Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 -> ActQ8x32 per 32 values: float d, float s = d*sum(qs), int8 qs
+//   weights Q2_K..Q6_K               -> block_q8_K per 256 values (float d, int8 qs, int16 bsums[16])
+//   weights F32/F16/BF16             -> the float activations themselves
+// Quantization: d = max|x| / 127, q = round-to-nearest-even(x / d) (as x * (1/d)); every ISA produces
+// the same bytes.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "edgellama/quant_blocks.h"
+#include "edgellama/quant_types.h"
+
+namespace edgellama {
+
+struct ActQ8x32 {
+  float d;
+  float s;
+  int8_t qs[32];
+};
+static_assert(sizeof(ActQ8x32) == 40, "packed activation block");
+
+enum class ActFormat { F32, Q8x32, Q8K, None };
+
+// The activation format for a weight type (None: no int8/float kernel for that weight type).
+ActFormat act_format(GGMLType weight_type);
+// Bytes of one activation row of n values (n a multiple of the format's block size).
+size_t act_row_bytes(ActFormat f, int64_t n);
+inline int64_t act_block_size(ActFormat f) { return f == ActFormat::Q8x32 ? 32 : f == ActFormat::Q8K ? 256 : 1; }
+
+// Quantize n floats (n a multiple of the block size) into the activation format.
+using QuantizeActFn = void (*)(const float* x, void* out, int64_t n);
+
+// Tiled product: y[t * y_stride + r] = dot(weight row r, activation row t) for r < nr, t < nt.
+// n = values per row; weight rows are w_stride bytes apart, activation rows a_stride bytes apart.
+using GemmFn = void (*)(int64_t n, const uint8_t* w, size_t w_stride, int64_t nr, const uint8_t* a,
+                        size_t a_stride, int64_t nt, float* y, size_t y_stride);
+
+constexpr int kMaxTypeId = 40;
+
+struct KernelSet {
+  const char* name;             // "scalar", "avx2", ...
+  QuantizeActFn quantize_q8x32;
+  QuantizeActFn quantize_q8k;
+  GemmFn gemm[kMaxTypeId];      // indexed by ggml type id; nullptr = no kernel
+};
+
+// The set picked at load (first call). Throws ArgumentError if EDGELLAMA_ISA names an unknown level
+// or one this CPU / OS cannot run.
+const KernelSet& active_kernels();
+// A named set if this CPU can run it, else nullptr.
+const KernelSet* kernels_for(const std::string& isa);
+// Names this CPU can run, best last ("scalar" always first).
+std::vector<std::string> available_isas();
+// The set of the best level the CPU supports (ignoring EDGELLAMA_ISA).
+std::string best_isa();
+
+// Per-ISA sets, defined in cpp/kernels/<isa>/. Data only: referencing them executes no code of
+// that ISA; only calling through them does, and dispatch only hands out sets the CPU supports.
+extern const KernelSet kScalarKernels;
+#if defined(EDGELLAMA_X86)
+extern const KernelSet kAvx2Kernels;
+#endif
+
+}  // namespace edgellama

@@ -1,0 +1,497 @@
+// AVX2 + FMA + F16C kernels. Compiled with -mavx2 -mfma -mf16c; only called after dispatch saw the
+// CPU and OS support them. Everything is in an anonymous namespace (internal linkage) and the file
+// includes no header with external-linkage inline functions that baseline code also uses, so the
+// linker can never pick an AVX2-compiled copy of a function for the baseline code.
+//
+// Register blocking: every kernel computes an R-row x T-token tile at a time, unpacking each weight
+// block once into registers and reusing it for T tokens (prefill), while each activation block
+// loaded is reused for R rows.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "../kquant_scales.h"
+#include "edgellama/kernels.h"
+
+namespace edgellama {
+namespace {
+
+inline float h2f(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline int hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
+}
+
+// ---- activation quantization (bit-identical to the scalar reference) ----------------------------
+
+inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+inline float max_abs(const float* x, int n) {  // n multiple of 32
+  __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+  for (int i = 0; i < n; i += 32) {
+    m0 = _mm256_max_ps(m0, abs_ps(_mm256_loadu_ps(x + i)));
+    m1 = _mm256_max_ps(m1, abs_ps(_mm256_loadu_ps(x + i + 8)));
+    m2 = _mm256_max_ps(m2, abs_ps(_mm256_loadu_ps(x + i + 16)));
+    m3 = _mm256_max_ps(m3, abs_ps(_mm256_loadu_ps(x + i + 24)));
+  }
+  __m256 m = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 32 floats -> 32 int8 (round to nearest even), returns the 32 bytes and their sum.
+inline __m256i quant32(const float* x, __m256 id) {
+  const int mode = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x), id), mode));
+  __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8), id), mode));
+  __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 16), id), mode));
+  __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 24), id), mode));
+  __m256i p01 = _mm256_packs_epi32(i0, i1);  // lanes interleaved by 128-bit halves
+  __m256i p23 = _mm256_packs_epi32(i2, i3);
+  __m256i b = _mm256_packs_epi16(p01, p23);
+  return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+inline int sum_i8(__m256i q) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i s16 = _mm256_add_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)),
+                                 _mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1)));
+  return hsum_i32(_mm256_madd_epi16(s16, ones));
+}
+
+void quantize_q8x32(const float* x, void* out, int64_t n) {
+  ActQ8x32* y = static_cast<ActQ8x32*>(out);
+  for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+    const float d = max_abs(x, 32) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m256i q = quant32(x, _mm256_set1_ps(id));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), q);
+    y[b].d = d;
+    y[b].s = d * float(sum_i8(q));
+  }
+}
+
+void quantize_q8k(const float* x, void* out, int64_t n) {
+  block_q8_K* y = static_cast<block_q8_K*>(out);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < n / QK_K; ++b, x += QK_K) {
+    const float d = max_abs(x, QK_K) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    for (int c = 0; c < 8; ++c) {
+      const __m256i q = quant32(x + 32 * c, vid);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs + 32 * c), q);
+      // sums of the two 16-value halves
+      __m256i lo = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)), ones);
+      __m256i hi = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1)), ones);
+      y[b].bsums[2 * c] = int16_t(hsum_i32(lo));
+      y[b].bsums[2 * c + 1] = int16_t(hsum_i32(hi));
+    }
+    y[b].d = d;
+  }
+}
+
+// ---- 32-value block formats ----------------------------------------------------------------------
+
+inline __m256i nibbles32(const uint8_t* qs) {  // value j: low nibble of byte j, j+16: high nibble
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+  return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+inline __m256i high_bits32(const uint8_t* qh4) {  // bit j of the 32-bit word -> 0x10 in byte j
+  uint32_t x;
+  std::memcpy(&x, qh4, 4);
+  const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
+                                          0x0303030303030303);
+  __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(int(x)), shuf);
+  const __m256i bits = _mm256_set1_epi64x(0x8040201008040201LL);
+  v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bits), bits);
+  return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+// Each format: kBytes, kSigned (weights are signed int8: use the sign trick), q() = 32 quants,
+// d() = scale, c() = coefficient of the activation block sum s (dot = d*da*sum(q*a) + c*s).
+struct Q4_0W {
+  static constexpr size_t kBytes = 18;
+  static constexpr bool kSigned = false;
+  static __m256i q(const uint8_t* b) { return nibbles32(b + 2); }
+  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = -8.0f * *d; }
+};
+struct Q4_1W {
+  static constexpr size_t kBytes = 20;
+  static constexpr bool kSigned = false;
+  static __m256i q(const uint8_t* b) { return nibbles32(b + 4); }
+  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = h2f(b + 2); }
+};
+struct Q5_0W {
+  static constexpr size_t kBytes = 22;
+  static constexpr bool kSigned = false;
+  static __m256i q(const uint8_t* b) { return _mm256_or_si256(nibbles32(b + 6), high_bits32(b + 2)); }
+  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = -16.0f * *d; }
+};
+struct Q5_1W {
+  static constexpr size_t kBytes = 24;
+  static constexpr bool kSigned = false;
+  static __m256i q(const uint8_t* b) { return _mm256_or_si256(nibbles32(b + 8), high_bits32(b + 4)); }
+  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = h2f(b + 2); }
+};
+struct Q8_0W {
+  static constexpr size_t kBytes = 34;
+  static constexpr bool kSigned = true;
+  static __m256i q(const uint8_t* b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2)); }
+  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = 0.0f; }
+};
+
+template <class W, int R, int T>
+void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+  __m256 acc[R][T];
+  __m128 corr[T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int t = 0; t < T; ++t) corr[t] = _mm_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i q[R];
+    __m256 dw[R];
+    alignas(16) float cw[4] = {0, 0, 0, 0};
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + size_t(r) * ws + size_t(b) * W::kBytes;
+      float d;
+      W::dc(blk, &d, &cw[r]);
+      dw[r] = _mm256_set1_ps(d);
+      q[r] = W::q(blk);
+    }
+    __m256i qa[R];
+    if (W::kSigned) {
+      for (int r = 0; r < R; ++r) qa[r] = _mm256_sign_epi8(q[r], q[r]);
+    }
+    const __m128 cwv = _mm_load_ps(cw);
+    for (int t = 0; t < T; ++t) {
+      const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab->qs));
+      const __m256 da = _mm256_set1_ps(ab->d);
+      if (!W::kSigned) corr[t] = _mm_fmadd_ps(cwv, _mm_set1_ps(ab->s), corr[t]);
+      for (int r = 0; r < R; ++r) {
+        __m256i p16 = W::kSigned ? _mm256_maddubs_epi16(qa[r], _mm256_sign_epi8(av, q[r]))
+                                 : _mm256_maddubs_epi16(q[r], av);
+        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+        acc[r][t] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw[r], da), acc[r][t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    alignas(16) float c[4];
+    _mm_store_ps(c, corr[t]);
+    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = hsum(acc[r][t]) + c[r];
+  }
+}
+
+using TileFn = void (*)(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys);
+
+constexpr int kRows = 4;    // tile rows (weights)
+constexpr int kTokens = 3;  // tile tokens (activations)
+
+template <template <int, int> class Tile>
+struct TileTable {
+  TileFn fn[kRows + 1][kTokens + 1];
+  template <int R, int T>
+  constexpr void set() { fn[R][T] = Tile<R, T>::run; }
+  constexpr TileTable() : fn{} {
+    set<1, 1>(); set<1, 2>(); set<1, 3>();
+    set<2, 1>(); set<2, 2>(); set<2, 3>();
+    set<3, 1>(); set<3, 2>(); set<3, 3>();
+    set<4, 1>(); set<4, 2>(); set<4, 3>();
+  }
+};
+
+// Walk the nr x nt output in tiles: row tiles outer (the R weight rows stay in L1 while the tokens
+// stream through), token tiles inner.
+template <template <int, int> class Tile>
+void gemm_tiled(int64_t nb, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                float* y, size_t ys) {
+  static constexpr TileTable<Tile> table{};
+  for (int64_t r = 0; r < nr; r += kRows) {
+    const int rr = int(nr - r < kRows ? nr - r : kRows);
+    for (int64_t t = 0; t < nt; t += kTokens) {
+      const int tt = int(nt - t < kTokens ? nt - t : kTokens);
+      table.fn[rr][tt](nb, w + size_t(r) * ws, ws, a + size_t(t) * as, as, y + size_t(t) * ys + size_t(r), ys);
+    }
+  }
+}
+
+template <class W>
+struct LegacyTile {
+  template <int R, int T>
+  struct Of {
+    static void run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+      tile_legacy<W, R, T>(nb, w, ws, a, as, y, ys);
+    }
+  };
+};
+
+template <class W>
+void gemm_legacy(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                 float* y, size_t ys) {
+  gemm_tiled<LegacyTile<W>::template Of>(n / 32, w, ws, nr, a, as, nt, y, ys);
+}
+
+// ---- K-quants --------------------------------------------------------------------------------------
+// Per 32-value chunk c (0..7) of a super-block: 32 unsigned quants and the int16 madd scales (the
+// scale of sub-block 2c in the low 128 bits, 2c+1 in the high 128 bits). The integer sums over a
+// whole super-block are accumulated in int32 and converted to float once per super-block.
+
+struct Q2_KW {
+  static constexpr size_t kBytes = sizeof(block_q2_K);
+  static void prep(const uint8_t* p, kq::Scales* s, float* d, float* dm) {
+    const block_q2_K* b = reinterpret_cast<const block_q2_K*>(p);
+    kq::scales_q2_K(b, s);
+    *d = _cvtsh_ss(b->d);
+    *dm = _cvtsh_ss(b->dmin);
+  }
+  static __m256i q(const uint8_t* p, int c) {
+    const block_q2_K* b = reinterpret_cast<const block_q2_K*>(p);
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * (c / 4)));
+    return _mm256_and_si256(_mm256_srli_epi16(v, 2 * (c % 4)), _mm256_set1_epi8(3));
+  }
+};
+struct Q3_KW {
+  static constexpr size_t kBytes = sizeof(block_q3_K);
+  static void prep(const uint8_t* p, kq::Scales* s, float* d, float* dm) {
+    const block_q3_K* b = reinterpret_cast<const block_q3_K*>(p);
+    kq::scales_q3_K(b, s);
+    *d = *dm = _cvtsh_ss(b->d);
+  }
+  static __m256i q(const uint8_t* p, int c) {
+    const block_q3_K* b = reinterpret_cast<const block_q3_K*>(p);
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * (c / 4)));
+    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(v, 2 * (c % 4)), _mm256_set1_epi8(3));
+    const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->hmask));
+    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hm, c), _mm256_set1_epi8(1));
+    return _mm256_or_si256(low, _mm256_slli_epi16(high, 2));
+  }
+};
+struct Q4_KW {
+  static constexpr size_t kBytes = sizeof(block_q4_K);
+  static void prep(const uint8_t* p, kq::Scales* s, float* d, float* dm) {
+    const block_q4_K* b = reinterpret_cast<const block_q4_K*>(p);
+    kq::scales_q45_K(b->scales, s);
+    *d = _cvtsh_ss(b->d);
+    *dm = _cvtsh_ss(b->dmin);
+  }
+  static __m256i q(const uint8_t* p, int c) {
+    const block_q4_K* b = reinterpret_cast<const block_q4_K*>(p);
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * (c / 2)));
+    return _mm256_and_si256(_mm256_srli_epi16(v, 4 * (c % 2)), _mm256_set1_epi8(0xF));
+  }
+};
+struct Q5_KW {
+  static constexpr size_t kBytes = sizeof(block_q5_K);
+  static void prep(const uint8_t* p, kq::Scales* s, float* d, float* dm) {
+    const block_q5_K* b = reinterpret_cast<const block_q5_K*>(p);
+    kq::scales_q45_K(b->scales, s);
+    *d = _cvtsh_ss(b->d);
+    *dm = _cvtsh_ss(b->dmin);
+  }
+  static __m256i q(const uint8_t* p, int c) {
+    const block_q5_K* b = reinterpret_cast<const block_q5_K*>(p);
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * (c / 2)));
+    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(v, 4 * (c % 2)), _mm256_set1_epi8(0xF));
+    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qh));
+    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hb, c), _mm256_set1_epi8(1));
+    return _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
+  }
+};
+struct Q6_KW {
+  static constexpr size_t kBytes = sizeof(block_q6_K);
+  static void prep(const uint8_t* p, kq::Scales* s, float* d, float* dm) {
+    const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p);
+    kq::scales_q6_K(b, s);
+    *d = *dm = _cvtsh_ss(b->d);
+  }
+  static __m256i q(const uint8_t* p, int c) {
+    const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p);
+    const int h = c / 4, k = c % 4;
+    const __m256i l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->ql + h * 64 + 32 * (k % 2)));
+    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(l, 4 * (k / 2)), _mm256_set1_epi8(0xF));
+    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qh + h * 32));
+    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), _mm256_set1_epi8(3));
+    return _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
+  }
+};
+
+template <class K, int R, int T>
+void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk[R];
+    kq::Scales s[R];
+    float d[R], dm[R];
+    __m256i mn[R];
+    for (int r = 0; r < R; ++r) {
+      blk[r] = w + size_t(r) * ws + size_t(b) * K::kBytes;
+      K::prep(blk[r], &s[r], &d[r], &dm[r]);
+      mn[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s[r].mn));
+    }
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m256i iacc[R][T];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) iacc[r][t] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      __m256i q[R], sc[R];
+      for (int r = 0; r < R; ++r) {
+        q[r] = K::q(blk[r], c);
+        sc[r] = _mm256_set_m128i(_mm_set1_epi16(s[r].sc[2 * c + 1]), _mm_set1_epi16(s[r].sc[2 * c]));
+      }
+      for (int t = 0; t < T; ++t) {
+        const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->qs + 32 * c));
+        for (int r = 0; r < R; ++r)
+          iacc[r][t] = _mm256_add_epi32(iacc[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], av), sc[r]));
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->bsums));
+      const float da = ab[t]->d;
+      for (int r = 0; r < R; ++r) {
+        const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mn[r], bs));
+        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[r][t]), _mm256_set1_ps(d[r] * da), acc[r][t]);
+        acc[r][t] = _mm256_fnmadd_ps(m, _mm256_set1_ps(dm[r] * da), acc[r][t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = hsum(acc[r][t]);
+}
+
+template <class K>
+struct KTile {
+  template <int R, int T>
+  struct Of {
+    static void run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+      tile_k<K, R, T>(nb, w, ws, a, as, y, ys);
+    }
+  };
+};
+
+template <class K>
+void gemm_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+            size_t ys) {
+  gemm_tiled<KTile<K>::template Of>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
+}
+
+// ---- float weights ----------------------------------------------------------------------------------
+
+struct F32W {
+  static __m256 load8(const uint8_t* p, int64_t i) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + i); }
+  static float load1(const uint8_t* p, int64_t i) {
+    float f;
+    std::memcpy(&f, p + 4 * i, 4);
+    return f;
+  }
+};
+struct F16W {
+  static __m256 load8(const uint8_t* p, int64_t i) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i)));
+  }
+  static float load1(const uint8_t* p, int64_t i) { return h2f(p + 2 * i); }
+};
+struct BF16W {
+  static __m256 load8(const uint8_t* p, int64_t i) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  }
+  static float load1(const uint8_t* p, int64_t i) {
+    uint16_t h;
+    std::memcpy(&h, p + 2 * i, 2);
+    const uint32_t u = uint32_t(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+};
+
+template <class F, int R, int T>
+void tile_float(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = F::load8(w + size_t(r) * ws, i);
+    for (int t = 0; t < T; ++t) {
+      const __m256 xv = _mm256_loadu_ps(reinterpret_cast<const float*>(a + size_t(t) * as) + i);
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    const float* x = reinterpret_cast<const float*>(a + size_t(t) * as);
+    for (int r = 0; r < R; ++r) {
+      float s = hsum(acc[r][t]);
+      for (int64_t j = i; j < n; ++j) s += F::load1(w + size_t(r) * ws, j) * x[j];
+      y[size_t(t) * ys + size_t(r)] = s;
+    }
+  }
+}
+
+template <class F>
+struct FloatTile {
+  template <int R, int T>
+  struct Of {
+    static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+      tile_float<F, R, T>(n, w, ws, a, as, y, ys);
+    }
+  };
+};
+
+template <class F>
+void gemm_float(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                float* y, size_t ys) {
+  gemm_tiled<FloatTile<F>::template Of>(n, w, ws, nr, a, as, nt, y, ys);
+}
+
+constexpr KernelSet make_avx2() {
+  KernelSet k{};
+  k.name = "avx2";
+  k.quantize_q8x32 = quantize_q8x32;
+  k.quantize_q8k = quantize_q8k;
+  k.gemm[int(GGMLType::F32)] = gemm_float<F32W>;
+  k.gemm[int(GGMLType::F16)] = gemm_float<F16W>;
+  k.gemm[int(GGMLType::BF16)] = gemm_float<BF16W>;
+  k.gemm[int(GGMLType::Q4_0)] = gemm_legacy<Q4_0W>;
+  k.gemm[int(GGMLType::Q4_1)] = gemm_legacy<Q4_1W>;
+  k.gemm[int(GGMLType::Q5_0)] = gemm_legacy<Q5_0W>;
+  k.gemm[int(GGMLType::Q5_1)] = gemm_legacy<Q5_1W>;
+  k.gemm[int(GGMLType::Q8_0)] = gemm_legacy<Q8_0W>;
+  k.gemm[int(GGMLType::Q2_K)] = gemm_k<Q2_KW>;
+  k.gemm[int(GGMLType::Q3_K)] = gemm_k<Q3_KW>;
+  k.gemm[int(GGMLType::Q4_K)] = gemm_k<Q4_KW>;
+  k.gemm[int(GGMLType::Q5_K)] = gemm_k<Q5_KW>;
+  k.gemm[int(GGMLType::Q6_K)] = gemm_k<Q6_KW>;
+  return k;
+}
+
+}  // namespace
+
+const KernelSet kAvx2Kernels = make_avx2();
+
+}  // namespace edgellama

@@ -1,0 +1,55 @@
+"""Random, well-formed quantized weight rows for the kernel tests and micro-benchmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# type -> (values per block, bytes per block, [(offset of an fp16 scale field, kind)])
+LAYOUT = {
+    "Q4_0": (32, 18, [(0, "d")]),
+    "Q4_1": (32, 20, [(0, "d"), (2, "m")]),
+    "Q5_0": (32, 22, [(0, "d")]),
+    "Q5_1": (32, 24, [(0, "d"), (2, "m")]),
+    "Q8_0": (32, 34, [(0, "d")]),
+    "Q2_K": (256, 84, [(80, "d"), (82, "d")]),
+    "Q3_K": (256, 110, [(108, "d")]),
+    "Q4_K": (256, 144, [(0, "d"), (2, "d")]),
+    "Q5_K": (256, 176, [(0, "d"), (2, "d")]),
+    "Q6_K": (256, 210, [(208, "d")]),
+}
+QUANT_TYPES = list(LAYOUT)
+FLOAT_TYPES = ["F32", "F16", "BF16"]
+ALL_TYPES = QUANT_TYPES + FLOAT_TYPES
+
+
+def block_size(t: str) -> int:
+    return LAYOUT[t][0] if t in LAYOUT else 1
+
+
+def random_rows(t: str, n_rows: int, n_in: int, rng: np.random.Generator, extreme: str | None = None) -> bytes:
+    """n_rows rows of n_in values. extreme: None | 'max_scale' (largest finite fp16 scales) |
+    'all_max' (every quant bit set: nibbles 15, i.e. -8..+7 extremes after offsets) | 'all_zero'."""
+    if t == "F32":
+        return rng.standard_normal((n_rows, n_in)).astype(np.float32).tobytes()
+    if t == "F16":
+        return rng.standard_normal((n_rows, n_in)).astype(np.float16).tobytes()
+    if t == "BF16":
+        f = rng.standard_normal((n_rows, n_in)).astype(np.float32)
+        return (f.view(np.uint32) >> 16).astype(np.uint16).tobytes()
+    qk, size, fields = LAYOUT[t]
+    nb = n_rows * (n_in // qk)
+    if extreme == "all_max":
+        raw = np.full((nb, size), 0xFF, dtype=np.uint8)
+    elif extreme == "all_zero":
+        raw = np.zeros((nb, size), dtype=np.uint8)
+    else:
+        raw = rng.integers(0, 256, size=(nb, size), dtype=np.uint8)
+    for off, kind in fields:
+        if extreme == "max_scale":
+            vals = np.full(nb, 65504.0 if kind == "d" else -65504.0)
+        else:
+            vals = rng.uniform(0.001, 0.05, nb) * (rng.choice([-1.0, 1.0], nb) if kind == "m" else 1.0)
+        raw[:, off:off + 2] = vals.astype(np.float16).view(np.uint8).reshape(nb, 2)
+    if t == "Q6_K" and extreme != "all_max":
+        raw[:, 192:208] = rng.integers(-40, 40, size=(nb, 16), dtype=np.int8).view(np.uint8)
+    return raw.tobytes()

@@ -1,0 +1,156 @@
+"""Kernel tests: every ISA's kernels against the scalar reference (same math), and the scalar
+reference against a float64 dot with the dequantized weights (bounded by activation rounding)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgellama import _core
+from kernel_data import ALL_TYPES, FLOAT_TYPES, QUANT_TYPES, block_size, random_rows
+
+SIMD = [i for i in _core.available_isas() if i != "scalar"]
+
+
+def dequant(t: str, w: bytes, n_rows: int, n_in: int) -> np.ndarray:
+    if t == "F32":
+        return np.frombuffer(w, dtype=np.float32).reshape(n_rows, n_in).astype(np.float64)
+    return _core.dequantize(t, np.frombuffer(w, dtype=np.uint8)).astype(np.float64).reshape(n_rows, n_in)
+
+
+def act_type(t: str) -> str:
+    return "q8_K" if t.endswith("_K") else "q8_0"
+
+
+def test_isa_reporting():
+    assert _core.available_isas()[0] == "scalar"
+    assert _core.isa() in _core.available_isas()
+
+
+def test_forced_isa_unavailable_is_clear_error():
+    env = dict(os.environ, EDGELLAMA_ISA="neon" if sys.platform != "darwin" else "avx512")
+    r = subprocess.run([sys.executable, "-c", "import edgellama._core"], env=env, capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "EDGELLAMA_ISA" in r.stderr and "not available" in r.stderr
+    env["EDGELLAMA_ISA"] = "scalar"
+    r = subprocess.run([sys.executable, "-c", "import edgellama._core as c; print(c.isa())"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "scalar"
+
+
+@pytest.mark.parametrize("isa", SIMD)
+@pytest.mark.parametrize("act", ["q8_0", "q8_K"])
+def test_activation_quantization_bit_identical(isa, act):
+    rng = np.random.default_rng(1)
+    for n_blocks in (1, 2, 3, 7):
+        n = n_blocks * (256 if act == "q8_K" else 32)
+        for x in (rng.standard_normal(n).astype(np.float32) * 3,
+                  np.zeros(n, np.float32),
+                  np.full(n, 1e30, np.float32),
+                  (rng.integers(-3, 4, n) * 0.5).astype(np.float32)):  # ties for the rounding
+            assert _core.kernel_quantize_activation(isa, act, x) == _core.kernel_quantize_activation("scalar", act, x)
+
+
+def test_activation_quantization_values():
+    x = np.linspace(-2, 2, 64, dtype=np.float32)
+    b = _core.kernel_quantize_activation("scalar", "q8_0", x)
+    assert len(b) == 2 * 40
+    d, s = np.frombuffer(b[:8], np.float32)
+    q = np.frombuffer(b[8:40], np.int8)
+    assert d == np.float32(np.float32(2.0) / np.float32(127.0))
+    np.testing.assert_allclose(q * d, x[:32], atol=d / 2 + 1e-7)
+    assert s == np.float32(d * q.sum())
+
+
+@pytest.mark.parametrize("t", ALL_TYPES)
+def test_scalar_reference_vs_float64(t):
+    rng = np.random.default_rng(2)
+    qk = block_size(t)
+    n_in = max(qk, 32) * 3
+    w = random_rows(t, 5, n_in, rng)
+    x = rng.standard_normal((4, n_in)).astype(np.float32)
+    y = _core.kernel_gemm("scalar", t, w, x)
+    ref = x.astype(np.float64) @ dequant(t, w, 5, n_in).T
+    # activation rounding: |err| <= sum |w| * d_a / 2 with d_a <= max|x| / 127
+    bound = np.abs(dequant(t, w, 5, n_in)).sum(axis=1)[None, :] * np.abs(x).max(axis=1)[:, None] / 254 + 1e-3
+    if t in FLOAT_TYPES:
+        bound = 1e-4 * (np.abs(x) @ np.abs(dequant(t, w, 5, n_in)).T) + 1e-5
+    assert np.all(np.abs(y - ref) <= bound * 1.01), (t, np.max(np.abs(y - ref) / bound))
+
+
+def _close(y, ref, w_abs_dot):
+    tol = 2e-5 * w_abs_dot + 1e-5
+    assert np.all(np.abs(y - ref) <= tol), np.max(np.abs(y - ref) / tol)
+
+
+@pytest.mark.parametrize("isa", SIMD)
+@pytest.mark.parametrize("t", ALL_TYPES)
+def test_simd_vs_scalar_odd_shapes(isa, t):
+    rng = np.random.default_rng(3)
+    qk = block_size(t)
+    unit = qk if qk > 1 else 1
+    sizes = [1, 2, 3, 5] if qk > 1 else [8, 16, 24, 37, 1, 3]
+    for blocks in sizes:
+        n_in = blocks * unit if qk > 1 else blocks
+        if qk > 1 and t not in ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K") and blocks == 5:
+            n_in = 9 * qk
+        for n_rows in (1, 3, 4, 5, 9):
+            w = random_rows(t, n_rows, n_in, rng)
+            for n_tok in (1, 2, 3, 4, 5, 7, 9):
+                x = (rng.standard_normal((n_tok, n_in)) * rng.uniform(0.1, 10)).astype(np.float32)
+                y = _core.kernel_gemm(isa, t, w, x)
+                ref = _core.kernel_gemm("scalar", t, w, x)
+                absdot = np.abs(x) @ np.abs(dequant(t, w, n_rows, n_in)).T
+                _close(y, ref, absdot)
+
+
+@pytest.mark.parametrize("isa", SIMD)
+@pytest.mark.parametrize("t", QUANT_TYPES)
+@pytest.mark.parametrize("extreme", ["max_scale", "all_max", "all_zero"])
+def test_simd_vs_scalar_extremes(isa, t, extreme):
+    rng = np.random.default_rng(4)
+    qk = block_size(t)
+    n_in = 2 * qk
+    w = random_rows(t, 5, n_in, rng, extreme=extreme)
+    for x in (np.full((3, n_in), 1000.0, np.float32), np.full((3, n_in), -1.0, np.float32),
+              rng.standard_normal((3, n_in)).astype(np.float32)):
+        x = x.copy()
+        x[0, ::2] *= -1  # activations of both signs hitting +-127
+        y = _core.kernel_gemm(isa, t, w, x)
+        ref = _core.kernel_gemm("scalar", t, w, x)
+        deq = dequant(t, w, 5, n_in)
+        if not np.all(np.isfinite(deq)):
+            continue
+        _close(y.astype(np.float64), ref.astype(np.float64), np.abs(x) @ np.abs(deq).T)
+
+
+@pytest.mark.parametrize("t", ALL_TYPES)
+def test_vec_dot_matches_gemm(t):
+    rng = np.random.default_rng(5)
+    n_in = max(block_size(t), 32) * 2
+    w = random_rows(t, 1, n_in, rng)
+    x = rng.standard_normal(n_in).astype(np.float32)
+    for isa in _core.available_isas():
+        assert _core.kernel_vec_dot(isa, t, w, x) == pytest.approx(
+            float(_core.kernel_gemm(isa, t, w, x[None, :])[0, 0]), rel=1e-6)
+
+
+@pytest.mark.parametrize("t", ["Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K", "F16"])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_matmul_threads_and_precision(t, n_threads):
+    rng = np.random.default_rng(6)
+    n_in = 512
+    for n_out, n_tok in ((576, 1), (100, 7), (36, 70), (4, 130)):
+        w = random_rows(t, n_out, n_in, rng)
+        x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+        ref = _core.kernel_gemm("scalar", t, w, x)
+        y, _ = _core.kernel_matmul(t, w, x, n_threads=n_threads, precision="fast", isa="scalar")
+        np.testing.assert_array_equal(y, ref)
+        y, _ = _core.kernel_matmul(t, w, x, n_threads=n_threads, precision="fast")
+        _close(y, ref, np.abs(x) @ np.abs(dequant(t, w, n_out, n_in)).T)
+        ye, _ = _core.kernel_matmul(t, w, x, n_threads=n_threads, precision="exact")
+        np.testing.assert_allclose(ye, x.astype(np.float64) @ dequant(t, w, n_out, n_in).T, rtol=1e-4, atol=1e-3)
