@@ -4,12 +4,13 @@
 //   kernel_quantize_activation(isa, act_type, x) -> bytes     act_type: "q8_0"/"q8_1" (ActQ8x32) or "q8_K"
 //   kernel_vec_dot(isa, weight_type, weight_bytes, x) -> float one row . x (x quantized by that isa)
 //   kernel_gemm(isa, weight_type, weight_bytes, x[n_tokens, n_in]) -> y[n_tokens, n_rows]
-//   kernel_matmul(weight_type, weight_bytes, x, n_threads, precision, isa, repeats) -> (y, seconds)
+//   kernel_matmul(weight_type, weight_bytes, x, n_threads, precision, isa, repeats) -> (y, wall_seconds, thread_cpu_seconds)
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <vector>
 
 #include "bindings.h"
@@ -159,19 +160,23 @@ void bind_kernels(py::module_& m) {
         if (precision != "exact" && precision != "fast") throw ArgumentError("precision must be 'fast' or 'exact'");
         py::array_t<float> y({n_tokens, w.ne[1]});
         float* out = y.mutable_data();
-        std::vector<double> times;
+        std::vector<double> times, cpu_times;  // wall, and CPU time of the calling thread
         {
           py::gil_scoped_release release;
           ThreadPool pool(n_threads > 0 ? n_threads : physical_core_count());
           MatmulScratch scratch;
           scratch.reserve(pool.size(), n_in, n_tokens);
           for (int i = 0; i < std::max(repeats, 1); ++i) {
+            timespec c0, c1;
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
             const auto t0 = std::chrono::steady_clock::now();
             matmul(w, x.data(), n_tokens, out, pool, scratch, prec, ks);
             times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+            cpu_times.push_back(double(c1.tv_sec - c0.tv_sec) + 1e-9 * double(c1.tv_nsec - c0.tv_nsec));
           }
         }
-        return py::make_tuple(y, times);
+        return py::make_tuple(y, times, cpu_times);
       },
       py::arg("weight_type"), py::arg("weight_bytes"), py::arg("x"), py::arg("n_threads") = 1,
       py::arg("precision") = "fast", py::arg("isa") = "", py::arg("repeats") = 1);

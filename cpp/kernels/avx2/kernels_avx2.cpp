@@ -162,6 +162,7 @@ struct Q8_0W {
 template <class W, int R, int T>
 void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
   __m256 acc[R][T];
+  static_assert(R <= 4, "corr holds 4 rows");
   __m128 corr[T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
@@ -169,13 +170,11 @@ void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
     __m256i q[R];
-    __m256 dw[R];
-    alignas(16) float cw[4] = {0, 0, 0, 0};
+    float dw[R];
+    alignas(16) float cw[R < 4 ? 4 : R] = {};
     for (int r = 0; r < R; ++r) {
       const uint8_t* blk = w + size_t(r) * ws + size_t(b) * W::kBytes;
-      float d;
-      W::dc(blk, &d, &cw[r]);
-      dw[r] = _mm256_set1_ps(d);
+      W::dc(blk, &dw[r], &cw[r]);
       q[r] = W::q(blk);
     }
     __m256i qa[R];
@@ -186,13 +185,13 @@ void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size
     for (int t = 0; t < T; ++t) {
       const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
       const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab->qs));
-      const __m256 da = _mm256_set1_ps(ab->d);
+      const float da = ab->d;
       if (!W::kSigned) corr[t] = _mm_fmadd_ps(cwv, _mm_set1_ps(ab->s), corr[t]);
       for (int r = 0; r < R; ++r) {
         __m256i p16 = W::kSigned ? _mm256_maddubs_epi16(qa[r], _mm256_sign_epi8(av, q[r]))
                                  : _mm256_maddubs_epi16(q[r], av);
         const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-        acc[r][t] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw[r], da), acc[r][t]);
+        acc[r][t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dw[r] * da), acc[r][t]);
       }
     }
   }
@@ -205,20 +204,29 @@ void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size
 
 using TileFn = void (*)(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys);
 
-constexpr int kRows = 4;    // tile rows (weights)
-constexpr int kTokens = 3;  // tile tokens (activations)
+#ifndef EDGELLAMA_TILE_R
+#define EDGELLAMA_TILE_R 4
+#endif
+#ifndef EDGELLAMA_TILE_T
+#define EDGELLAMA_TILE_T 3
+#endif
+constexpr int kRows = EDGELLAMA_TILE_R;    // tile rows (weights)
+constexpr int kTokens = EDGELLAMA_TILE_T;  // tile tokens (activations)
 
 template <template <int, int> class Tile>
 struct TileTable {
   TileFn fn[kRows + 1][kTokens + 1];
   template <int R, int T>
-  constexpr void set() { fn[R][T] = Tile<R, T>::run; }
-  constexpr TileTable() : fn{} {
-    set<1, 1>(); set<1, 2>(); set<1, 3>();
-    set<2, 1>(); set<2, 2>(); set<2, 3>();
-    set<3, 1>(); set<3, 2>(); set<3, 3>();
-    set<4, 1>(); set<4, 2>(); set<4, 3>();
+  constexpr void set_row() {
+    fn[R][T] = Tile<R, T>::run;
+    if constexpr (T > 1) set_row<R, T - 1>();
   }
+  template <int R>
+  constexpr void set_all() {
+    set_row<R, kTokens>();
+    if constexpr (R > 1) set_all<R - 1>();
+  }
+  constexpr TileTable() : fn{} { set_all<kRows>(); }
 };
 
 // Walk the nr x nt output in tiles: row tiles outer (the R weight rows stay in L1 while the tokens
@@ -257,11 +265,24 @@ void gemm_legacy(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
 // scale of sub-block 2c in the low 128 bits, 2c+1 in the high 128 bits). The integer sums over a
 // whole super-block are accumulated in int32 and converted to float once per super-block.
 
+// prep(): d, dm, the int16 scales arranged so that chunk c's madd scale vector is
+// shuffle_epi8(scv, kSel[c]) (low 128 bits: sub-block 2c, high: 2c+1), and mn16 (16 int16 to madd
+// with the activation bsums). Built with SIMD/word operations: scalar stores followed by a vector
+// load would stall on store forwarding.
+
+inline __m256i even_odd_i16(__m128i bytes16, bool is_signed) {  // bytes k -> [evens | odds] as int16
+  const __m128i eo = _mm_shuffle_epi8(bytes16, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+  return is_signed ? _mm256_cvtepi8_epi16(eo) : _mm256_cvtepu8_epi16(eo);
+}
+
 struct Q2_KW {
   static constexpr size_t kBytes = sizeof(block_q2_K);
-  static void prep(const uint8_t* p, kq::Scales* s, float* d, float* dm) {
+  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
     const block_q2_K* b = reinterpret_cast<const block_q2_K*>(p);
-    kq::scales_q2_K(b, s);
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
+    const __m128i m4 = _mm_set1_epi8(0xF);
+    *scv = even_odd_i16(_mm_and_si128(v, m4), false);
+    *mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), m4));
     *d = _cvtsh_ss(b->d);
     *dm = _cvtsh_ss(b->dmin);
   }
@@ -273,9 +294,18 @@ struct Q2_KW {
 };
 struct Q3_KW {
   static constexpr size_t kBytes = sizeof(block_q3_K);
-  static void prep(const uint8_t* p, kq::Scales* s, float* d, float* dm) {
+  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
     const block_q3_K* b = reinterpret_cast<const block_q3_K*>(p);
-    kq::scales_q3_K(b, s);
+    uint32_t u[3];
+    std::memcpy(u, b->scales, 12);
+    const uint32_t m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    const uint32_t w0 = (u[0] & m4) | ((u[2] & m2) << 4);
+    const uint32_t w1 = (u[1] & m4) | (((u[2] >> 2) & m2) << 4);
+    const uint32_t w2 = ((u[0] >> 4) & m4) | (((u[2] >> 4) & m2) << 4);
+    const uint32_t w3 = ((u[1] >> 4) & m4) | (((u[2] >> 6) & m2) << 4);
+    const __m128i sc = _mm_sub_epi8(_mm_setr_epi32(int(w0), int(w1), int(w2), int(w3)), _mm_set1_epi8(32));
+    *scv = even_odd_i16(sc, true);
+    *mn16 = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 2);  // value = qu - 4
     *d = *dm = _cvtsh_ss(b->d);
   }
   static __m256i q(const uint8_t* p, int c) {
@@ -287,11 +317,22 @@ struct Q3_KW {
     return _mm256_or_si256(low, _mm256_slli_epi16(high, 2));
   }
 };
+inline void prep_k45(const uint8_t* scales12, __m256i* scv, __m256i* mn16) {
+  uint32_t u[3];
+  std::memcpy(u, scales12, 12);
+  const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+  const uint32_t s0 = u[0] & m6, s1 = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
+  const uint32_t n0 = u[1] & m6, n1 = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+  const __m128i sc = _mm_cvtepu8_epi16(_mm_setr_epi32(int(s0), int(s1), 0, 0));
+  *scv = _mm256_broadcastsi128_si256(sc);
+  const __m128i mn = _mm_setr_epi32(int(n0), int(n1), 0, 0);
+  *mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+}
 struct Q4_KW {
   static constexpr size_t kBytes = sizeof(block_q4_K);
-  static void prep(const uint8_t* p, kq::Scales* s, float* d, float* dm) {
+  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
     const block_q4_K* b = reinterpret_cast<const block_q4_K*>(p);
-    kq::scales_q45_K(b->scales, s);
+    prep_k45(b->scales, scv, mn16);
     *d = _cvtsh_ss(b->d);
     *dm = _cvtsh_ss(b->dmin);
   }
@@ -303,9 +344,9 @@ struct Q4_KW {
 };
 struct Q5_KW {
   static constexpr size_t kBytes = sizeof(block_q5_K);
-  static void prep(const uint8_t* p, kq::Scales* s, float* d, float* dm) {
+  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
     const block_q5_K* b = reinterpret_cast<const block_q5_K*>(p);
-    kq::scales_q45_K(b->scales, s);
+    prep_k45(b->scales, scv, mn16);
     *d = _cvtsh_ss(b->d);
     *dm = _cvtsh_ss(b->dmin);
   }
@@ -320,9 +361,11 @@ struct Q5_KW {
 };
 struct Q6_KW {
   static constexpr size_t kBytes = sizeof(block_q6_K);
-  static void prep(const uint8_t* p, kq::Scales* s, float* d, float* dm) {
+  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
     const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p);
-    kq::scales_q6_K(b, s);
+    const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
+    *scv = even_odd_i16(sc, true);
+    *mn16 = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 5);  // value = qu - 32
     *d = *dm = _cvtsh_ss(b->d);
   }
   static __m256i q(const uint8_t* p, int c) {
@@ -343,24 +386,24 @@ void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk[R];
-    kq::Scales s[R];
     float d[R], dm[R];
-    __m256i mn[R];
+    __m256i scv[R], mn[R];
     for (int r = 0; r < R; ++r) {
       blk[r] = w + size_t(r) * ws + size_t(b) * K::kBytes;
-      K::prep(blk[r], &s[r], &d[r], &dm[r]);
-      mn[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s[r].mn));
+      K::prep(blk[r], &d[r], &dm[r], &scv[r], &mn[r]);
     }
     const block_q8_K* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
     __m256i iacc[R][T];
     for (int r = 0; r < R; ++r)
       for (int t = 0; t < T; ++t) iacc[r][t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
     for (int c = 0; c < 8; ++c) {
+      const __m256i sel = _mm256_set1_epi16(int16_t(((2 * c + 1) << 8) | (2 * c)));
       __m256i q[R], sc[R];
       for (int r = 0; r < R; ++r) {
         q[r] = K::q(blk[r], c);
-        sc[r] = _mm256_set_m128i(_mm_set1_epi16(s[r].sc[2 * c + 1]), _mm_set1_epi16(s[r].sc[2 * c]));
+        sc[r] = _mm256_shuffle_epi8(scv[r], sel);
       }
       for (int t = 0; t < T; ++t) {
         const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->qs + 32 * c));
