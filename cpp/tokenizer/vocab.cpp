@@ -415,18 +415,19 @@ std::string Vocab::token_to_piece(int32_t id, bool special) const {
 std::string Vocab::detokenize(const int32_t* ids, size_t n, bool special) const {
   for (size_t i = 0; i < n; ++i) check_id(ids[i]);
   std::string out;
-  const bool strip = model_ == VocabModel::SPM && add_space_prefix_;
+  // sentencepiece decode: the dummy-prefix space at the start of the first piece is not text
+  bool strip = model_ == VocabModel::SPM && add_space_prefix_;
   for (size_t i = 0; i < n; ++i) {
     const int32_t id = ids[i];
     const TokenType t = type_[size_t(id)];
     if ((t == TokenType::Control || t == TokenType::Unknown) && !special) continue;
     const std::string& p = piece_[size_t(id)];
-    // sentencepiece decode: the dummy-prefix space of the first text piece is not part of the text
-    if (strip && out.empty() && t == TokenType::Normal && !p.empty() && p[0] == ' ') {
+    if (strip && t == TokenType::Normal && !p.empty() && p[0] == ' ') {
       out.append(p, 1, std::string::npos);
     } else {
       out += p;
     }
+    strip = false;
   }
   return out;
 }
