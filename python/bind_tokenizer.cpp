@@ -31,7 +31,7 @@ std::string_view text_arg(const py::handle& text, std::string& holder) {
   throw py::type_error("text must be bytes or str, not " + std::string(py::str(py::type::of(text).attr("__name__"))));
 }
 
-py::bytes to_bytes(const std::string& s) { return py::bytes(s.data(), s.size()); }
+py::bytes to_bytes(std::string_view s) { return py::bytes(s.data(), s.size()); }
 
 }  // namespace
 

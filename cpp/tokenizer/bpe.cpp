@@ -42,9 +42,9 @@ void Vocab::bpe_word(std::string_view word, std::vector<int32_t>& out) const {
     std::string mapped;
     mapped.reserve(word.size() * 2);
     for (char c : word) unicode::append_utf8(mapped, unicode::byte_to_cp(uint8_t(c)));
-    auto it = id_of_.find(mapped);
-    if (it != id_of_.end()) {
-      out.push_back(it->second);
+    const int32_t id = index_.find(mapped);
+    if (id >= 0) {
+      out.push_back(id);
       return;
     }
   }
@@ -62,9 +62,10 @@ void Vocab::bpe_word(std::string_view word, std::vector<int32_t>& out) const {
     if (l < 0 || r < 0) return;
     const int32_t a = sym[size_t(l)].id, b = sym[size_t(r)].id;
     if (a < 0 || b < 0) return;
-    auto it = merge_rank_.find((uint64_t(uint32_t(a)) << 32) | uint32_t(b));
-    if (it == merge_rank_.end()) return;
-    queue.push({uint32_t(it->second >> 32), l, r, a, b, int32_t(uint32_t(it->second))});
+    uint32_t rank;
+    int32_t merged;
+    if (!merges_.find(a, b, &rank, &merged)) return;
+    queue.push({rank, l, r, a, b, merged});
   };
   for (size_t i = 0; i + 1 < sym.size(); ++i) try_add(int32_t(i), int32_t(i + 1));
 

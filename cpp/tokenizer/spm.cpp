@@ -3,6 +3,7 @@
 // concatenation is the highest-scoring piece is merged first (ties: leftmost), until no pair forms
 // a piece. Final symbols that are not pieces fall back to <0xXX> byte tokens, else <unk>.
 #include <queue>
+#include <unordered_map>
 
 #include "edgellama/vocab.h"
 #include "unicode.h"
@@ -67,9 +68,9 @@ void Vocab::tokenize_spm(std::string_view raw, std::vector<int32_t>& out) const 
   auto try_add = [&](int32_t l, int32_t r) {
     if (l < 0 || r < 0) return;
     const uint32_t size = sym[size_t(l)].len + sym[size_t(r)].len;
-    auto it = id_of_.find(std::string_view(s).substr(sym[size_t(l)].start, size));
-    if (it == id_of_.end() || !is_mergeable(type_[size_t(it->second)])) return;
-    queue.push({score_[size_t(it->second)], l, r, size});
+    const int32_t id = index_.find(std::string_view(s).substr(sym[size_t(l)].start, size));
+    if (id < 0 || !is_mergeable(type_[size_t(id)])) return;
+    queue.push({score_[size_t(id)], l, r, size});
   };
   for (size_t i = 0; i + 1 < sym.size(); ++i) try_add(int32_t(i), int32_t(i + 1));
 
@@ -87,7 +88,7 @@ void Vocab::tokenize_spm(std::string_view raw, std::vector<int32_t>& out) const 
     r.len = 0;
     l.next = r.next;
     if (r.next >= 0) sym[size_t(r.next)].prev = bg.left;
-    const int32_t id = id_of_.find(std::string_view(s).substr(l.start, l.len))->second;
+    const int32_t id = index_.find(std::string_view(s).substr(l.start, l.len));
     if (type_[size_t(id)] == TokenType::Unused)
       unused_split.emplace((uint64_t(l.start) << 32) | l.len, left_len);
     try_add(l.prev, bg.left);
@@ -97,11 +98,11 @@ void Vocab::tokenize_spm(std::string_view raw, std::vector<int32_t>& out) const 
   // Emit, splitting unused pieces back into their halves and unknown characters into bytes.
   auto emit = [&](auto&& self, uint32_t start, uint32_t len) -> void {
     const std::string_view w = std::string_view(s).substr(start, len);
-    auto it = id_of_.find(w);
-    if (it != id_of_.end()) {
-      const TokenType t = type_[size_t(it->second)];
+    const int32_t id = index_.find(w);
+    if (id >= 0) {
+      const TokenType t = type_[size_t(id)];
       if (t == TokenType::Normal || t == TokenType::UserDefined) {
-        out.push_back(it->second);
+        out.push_back(id);
         return;
       }
       if (t == TokenType::Unused) {

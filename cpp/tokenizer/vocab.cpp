@@ -61,7 +61,71 @@ int parse_byte_token(std::string_view s) {
   return (hi < 0 || lo < 0) ? -1 : hi * 16 + lo;
 }
 
+uint64_t fnv1a(uint64_t h, std::string_view s) {
+  for (char c : s) h = (h ^ uint8_t(c)) * 0x100000001b3ULL;
+  return h;
+}
+constexpr uint64_t kFnvBasis = 0xcbf29ce484222325ULL;
+
 }  // namespace
+
+namespace detail {
+
+void TokenIndex::build(const StringArena& texts) {
+  texts_ = &texts;
+  size_t cap = 16;
+  while (cap < texts.size() * 2) cap <<= 1;
+  mask_ = cap - 1;
+  slots_.assign(cap, Slot{-1, 0});
+  for (size_t id = 0; id < texts.size(); ++id) {
+    const std::string_view t = texts[id];
+    const uint64_t h = fnv1a(kFnvBasis, t);
+    const uint32_t tag = uint32_t(h >> 32);
+    size_t i = size_t(h) & mask_;
+    bool dup = false;
+    for (; slots_[i].id >= 0; i = (i + 1) & mask_) {
+      if (slots_[i].tag == tag && texts[size_t(slots_[i].id)] == t) {
+        dup = true;
+        break;
+      }
+    }
+    if (!dup) slots_[i] = Slot{int32_t(id), tag};
+  }
+}
+
+int32_t TokenIndex::find(std::string_view a, std::string_view b) const {
+  if (slots_.empty()) return -1;
+  const uint64_t h = fnv1a(fnv1a(kFnvBasis, a), b);
+  const uint32_t tag = uint32_t(h >> 32);
+  for (size_t i = size_t(h) & mask_;; i = (i + 1) & mask_) {
+    const Slot sl = slots_[i];
+    if (sl.id < 0) return -1;
+    if (sl.tag != tag) continue;
+    const std::string_view t = (*texts_)[size_t(sl.id)];
+    if (t.size() == a.size() + b.size() && t.compare(0, a.size(), a) == 0 && t.compare(a.size(), b.size(), b) == 0)
+      return sl.id;
+  }
+}
+
+void MergeTable::reserve(size_t n) {
+  size_t cap = 16;
+  while (cap < n * 2) cap <<= 1;
+  mask_ = cap - 1;
+  slots_.assign(cap, Slot{kEmpty, 0, 0});
+  size_ = 0;
+}
+
+bool MergeTable::insert(int32_t left, int32_t right, uint32_t rank, int32_t merged) {
+  const uint64_t key = (uint64_t(uint32_t(left)) << 32) | uint32_t(right);
+  size_t i = hash(key) & mask_;
+  for (; slots_[i].key != kEmpty; i = (i + 1) & mask_)
+    if (slots_[i].key == key) return false;
+  slots_[i] = Slot{key, rank, merged};
+  ++size_;
+  return true;
+}
+
+}  // namespace detail
 
 std::shared_ptr<Vocab> Vocab::from_gguf(const GGUFFile& f) {
   auto key_err = [&](const std::string& key, const std::string& why) {
@@ -93,8 +157,13 @@ std::shared_ptr<Vocab> Vocab::from_gguf(const GGUFFile& f) {
   const size_t n = tokens->array_size();
   if (n == 0) throw key_err(k_tokens, "the vocabulary is empty");
   if (n > size_t(INT32_MAX)) throw key_err(k_tokens, "too many tokens (" + std::to_string(n) + ")");
-  v->text_.reserve(n);
-  for (size_t i = 0; i < n; ++i) v->text_.emplace_back(tokens->string_at(i));
+  {
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; ++i) bytes += tokens->string_at(i).size();
+    if (bytes >= size_t(UINT32_MAX)) throw key_err(k_tokens, "the token texts are too large");
+    v->text_.reserve(n, bytes);
+    for (size_t i = 0; i < n; ++i) v->text_.push_back(tokens->string_at(i));
+  }
 
   // --- scores (optional, default 0) ---
   const std::string k_scores = "tokenizer.ggml.scores";
@@ -105,7 +174,8 @@ std::shared_ptr<Vocab> Vocab::from_gguf(const GGUFFile& f) {
     if (s->array_size() != n)
       throw key_err(k_scores, "has " + std::to_string(s->array_size()) + " entries but there are " +
                                   std::to_string(n) + " tokens");
-    for (size_t i = 0; i < n; ++i) v->score_[i] = float(s->float_at(i, f.where() + k_scores));
+    const std::string what = f.where() + k_scores;
+    for (size_t i = 0; i < n; ++i) v->score_[i] = float(s->float_at(i, what));
   }
 
   // --- token types (optional, default Normal) ---
@@ -117,8 +187,9 @@ std::shared_ptr<Vocab> Vocab::from_gguf(const GGUFFile& f) {
     if (t->array_size() != n)
       throw key_err(k_types, "has " + std::to_string(t->array_size()) + " entries but there are " +
                                  std::to_string(n) + " tokens");
+    const std::string what = f.where() + k_types;
     for (size_t i = 0; i < n; ++i) {
-      const int64_t x = t->int_at(i, f.where() + k_types);
+      const int64_t x = t->int_at(i, what);
       if (x < 0 || x > 6)
         throw key_err(k_types, "token " + std::to_string(i) + " has type " + std::to_string(x) +
                                    " (valid: 0..6)");
@@ -127,8 +198,7 @@ std::shared_ptr<Vocab> Vocab::from_gguf(const GGUFFile& f) {
   }
 
   // --- text -> id (the first token wins when two share a text) ---
-  v->id_of_.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) v->id_of_.emplace(std::string_view(v->text_[i]), int32_t(i));
+  v->index_.build(v->text_);
 
   // --- special ids ---
   const bool spm = v->model_ == VocabModel::SPM;
@@ -170,26 +240,23 @@ std::shared_ptr<Vocab> Vocab::from_gguf(const GGUFFile& f) {
       throw key_err(k_merges, "expected an array of strings, found " + type_desc(*m));
     const size_t nm = m->array_size();
     if (nm > size_t(INT32_MAX)) throw key_err(k_merges, "too many merges");
-    v->merge_rank_.reserve(nm * 2);
-    std::string joined;
+    v->merges_.reserve(nm);
     for (size_t r = 0; r < nm; ++r) {
       const std::string_view s = m->string_at(r);
       const size_t sp = s.size() > 1 ? s.find(' ', 1) : std::string_view::npos;
       if (sp == std::string_view::npos)
         throw key_err(k_merges, "merge " + std::to_string(r) + " '" + printable(s) + "' is not of the form 'left right'");
       const std::string_view left = s.substr(0, sp), right = s.substr(sp + 1);
-      auto lookup = [&](std::string_view part) {
-        auto it = v->id_of_.find(part);
-        if (it == v->id_of_.end())
+      auto lookup = [&](std::string_view x, std::string_view y) {
+        const int32_t id = v->index_.find(x, y);
+        if (id < 0)
           throw key_err(k_merges, "merge " + std::to_string(r) + " '" + printable(s) + "' refers to '" +
-                                      printable(part) + "', which is not a token");
-        return it->second;
+                                      printable(std::string(x) + std::string(y)) + "', which is not a token");
+        return id;
       };
-      const int32_t a = lookup(left), b = lookup(right);
-      joined.assign(left);
-      joined.append(right);
-      const int32_t c = lookup(joined);
-      v->merge_rank_.emplace((uint64_t(uint32_t(a)) << 32) | uint32_t(b), (uint64_t(r) << 32) | uint32_t(c));
+      const int32_t a = lookup(left, {}), b = lookup(right, {});
+      const int32_t c = lookup(left, right);
+      v->merges_.insert(a, b, uint32_t(r), c);  // a repeated pair keeps its first (lowest) rank
     }
   }
 
@@ -219,19 +286,19 @@ std::shared_ptr<Vocab> Vocab::from_gguf(const GGUFFile& f) {
     for (int b = 0; b < 256; ++b) {
       ch.clear();
       unicode::append_utf8(ch, unicode::byte_to_cp(uint8_t(b)));
-      auto it = v->id_of_.find(ch);
-      if (it != v->id_of_.end()) v->byte_token_[b] = it->second;
+      v->byte_token_[b] = v->index_.find(ch);
     }
   }
-  v->piece_.resize(n);
+  v->piece_.reserve(n, n * 8);
+  std::string p;
   for (size_t i = 0; i < n; ++i) {
-    const std::string& t = v->text_[i];
-    std::string& p = v->piece_[i];
+    const std::string_view t = v->text_[i];
+    p.clear();
     switch (v->type_[i]) {
       case TokenType::Normal:
         if (spm) {
           for (size_t k = 0; k < t.size();) {
-            if (t.compare(k, 3, kSpaceMark) == 0) {
+            if (t.substr(k, 3) == kSpaceMark) {
               p.push_back(' ');
               k += 3;
             } else {
@@ -250,7 +317,7 @@ std::shared_ptr<Vocab> Vocab::from_gguf(const GGUFFile& f) {
             if (b >= 0) {
               p.push_back(char(b));
             } else {
-              p.append(t, k, len);
+              p.append(t.substr(k, len));
             }
             k += len;
           }
@@ -269,6 +336,7 @@ std::shared_ptr<Vocab> Vocab::from_gguf(const GGUFFile& f) {
       default:
         break;  // Undefined / Unused render as nothing
     }
+    v->piece_.push_back(p);
   }
 
   // --- end of generation ---
@@ -304,10 +372,10 @@ void Vocab::build_special_matcher() {
   for (size_t i = 0; i < text_.size(); ++i) {
     const TokenType t = type_[i];
     if (t != TokenType::Control && t != TokenType::UserDefined && t != TokenType::Unknown) continue;
-    const std::string& s = text_[i];
+    const std::string_view s = text_[i];
     if (s.empty()) continue;
-    if (id_of_.at(s) != int32_t(i)) continue;  // duplicate text: the first token wins
-    special_by_byte_[uint8_t(s[0])].push_back({std::string_view(s), int32_t(i), t == TokenType::UserDefined});
+    if (index_.find(s) != int32_t(i)) continue;  // duplicate text: the first token wins
+    special_by_byte_[uint8_t(s[0])].push_back({s, int32_t(i), t == TokenType::UserDefined});
   }
   for (auto& bucket : special_by_byte_)
     std::stable_sort(bucket.begin(), bucket.end(),
@@ -320,7 +388,7 @@ void Vocab::check_id(int32_t id) const {
                         std::to_string(n_tokens()) + " tokens)");
 }
 
-const std::string& Vocab::token_text(int32_t id) const {
+std::string_view Vocab::token_text(int32_t id) const {
   check_id(id);
   return text_[size_t(id)];
 }
@@ -335,10 +403,7 @@ TokenType Vocab::token_type(int32_t id) const {
   return type_[size_t(id)];
 }
 
-int32_t Vocab::token_id(std::string_view text) const {
-  auto it = id_of_.find(text);
-  return it == id_of_.end() ? -1 : it->second;
-}
+int32_t Vocab::token_id(std::string_view text) const { return index_.find(text); }
 
 bool Vocab::is_eog(int32_t id) const {
   check_id(id);
@@ -409,7 +474,7 @@ std::string Vocab::token_to_piece(int32_t id, bool special) const {
   check_id(id);
   const TokenType t = type_[size_t(id)];
   if ((t == TokenType::Control || t == TokenType::Unknown) && !special) return {};
-  return piece_[size_t(id)];
+  return std::string(piece_[size_t(id)]);
 }
 
 std::string Vocab::detokenize(const int32_t* ids, size_t n, bool special) const {
@@ -421,9 +486,9 @@ std::string Vocab::detokenize(const int32_t* ids, size_t n, bool special) const 
     const int32_t id = ids[i];
     const TokenType t = type_[size_t(id)];
     if ((t == TokenType::Control || t == TokenType::Unknown) && !special) continue;
-    const std::string& p = piece_[size_t(id)];
+    const std::string_view p = piece_[size_t(id)];
     if (strip && t == TokenType::Normal && !p.empty() && p[0] == ' ') {
-      out.append(p, 1, std::string::npos);
+      out.append(p.substr(1));
     } else {
       out += p;
     }

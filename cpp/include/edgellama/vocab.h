@@ -11,7 +11,6 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace edgellama {
@@ -31,6 +30,80 @@ enum class TokenType : int32_t {
 };
 
 enum class VocabModel { SPM, BPE };
+
+namespace detail {
+
+// Strings packed in one buffer: no allocation per token.
+class StringArena {
+ public:
+  void reserve(size_t n, size_t bytes) { offsets_.reserve(n + 1); data_.reserve(bytes); }
+  void push_back(std::string_view s) { data_.append(s); offsets_.push_back(uint32_t(data_.size())); }
+  std::string_view operator[](size_t i) const {
+    return std::string_view(data_).substr(offsets_[i], offsets_[i + 1] - offsets_[i]);
+  }
+  size_t size() const { return offsets_.size() - 1; }
+
+ private:
+  std::string data_;
+  std::vector<uint32_t> offsets_{0};
+};
+
+// Open-addressing text -> id table over an arena's strings (the first id wins on duplicates).
+class TokenIndex {
+ public:
+  void build(const StringArena& texts);
+  // Id of the token whose text is a + b (b may be empty), or -1.
+  int32_t find(std::string_view a, std::string_view b = {}) const;
+
+ private:
+  struct Slot {
+    int32_t id;    // -1: empty
+    uint32_t tag;  // high hash bits, to skip most string compares
+  };
+  const StringArena* texts_ = nullptr;
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+};
+
+// Open-addressing (left id, right id) -> (rank, merged id) table.
+class MergeTable {
+ public:
+  void reserve(size_t n);
+  bool insert(int32_t left, int32_t right, uint32_t rank, int32_t merged);  // false: pair already present
+  // true when the pair merges; sets rank and merged id
+  bool find(int32_t left, int32_t right, uint32_t* rank, int32_t* merged) const {
+    if (slots_.empty()) return false;
+    const uint64_t key = (uint64_t(uint32_t(left)) << 32) | uint32_t(right);
+    for (size_t i = hash(key) & mask_;; i = (i + 1) & mask_) {
+      const Slot& sl = slots_[i];
+      if (sl.key == key) {
+        *rank = sl.rank;
+        *merged = sl.merged;
+        return true;
+      }
+      if (sl.key == kEmpty) return false;
+    }
+  }
+  size_t size() const { return size_; }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t(0);
+  static size_t hash(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return size_t(k);
+  }
+  struct Slot {
+    uint64_t key;  // left << 32 | right; kEmpty when free
+    uint32_t rank;
+    int32_t merged;
+  };
+  std::vector<Slot> slots_;
+  size_t mask_ = 0, size_ = 0;
+};
+
+}  // namespace detail
 
 class Vocab {
  public:
@@ -59,7 +132,7 @@ class Vocab {
     return detokenize(ids.data(), ids.size(), special);
   }
 
-  int32_t n_tokens() const { return int32_t(text_.size()); }
+  int32_t n_tokens() const { return int32_t(type_.size()); }
   int32_t bos() const { return bos_; }  // -1 when the vocabulary has none
   int32_t eos() const { return eos_; }
   int32_t eot() const { return eot_; }
@@ -68,7 +141,7 @@ class Vocab {
   bool is_eog(int32_t id) const;  // end of generation: eos, eot, <|im_end|>, <|eot_id|>, ...
   const std::vector<int32_t>& eog_ids() const { return eog_; }
 
-  const std::string& token_text(int32_t id) const;
+  std::string_view token_text(int32_t id) const;
   float token_score(int32_t id) const;
   TokenType token_type(int32_t id) const;
   int32_t token_id(std::string_view text) const;  // -1 when no token has this text
@@ -79,7 +152,7 @@ class Vocab {
   bool add_bos() const { return add_bos_; }
   bool add_eos() const { return add_eos_; }
   bool add_space_prefix() const { return add_space_prefix_; }
-  size_t n_merges() const { return merge_rank_.size(); }
+  size_t n_merges() const { return merges_.size(); }
 
  private:
   Vocab() = default;
@@ -94,14 +167,12 @@ class Vocab {
   PreTokenizer pre_{};
   bool ignore_merges_ = false;
 
-  std::vector<std::string> text_;
+  detail::StringArena text_;
   std::vector<float> score_;
   std::vector<TokenType> type_;
-  std::vector<std::string> piece_;  // decoded bytes of Normal / UserDefined / Byte tokens
-  std::unordered_map<std::string_view, int32_t> id_of_;  // views into text_
-
-  // BPE: (left id << 32 | right id) -> rank << 32 | merged id
-  std::unordered_map<uint64_t, uint64_t> merge_rank_;
+  detail::StringArena piece_;  // rendered bytes (control / unknown: their text, used when special)
+  detail::TokenIndex index_;
+  detail::MergeTable merges_;  // BPE
   int32_t byte_token_[256];  // BPE: token of the mapped code point; SPM: <0xXX> token; -1 if none
 
   int32_t bos_ = -1, eos_ = -1, eot_ = -1, unk_ = -1, pad_ = -1;
