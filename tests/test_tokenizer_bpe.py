@@ -180,3 +180,28 @@ def test_user_defined_and_control_tokens(trained, tmp_path):
     assert v.tokenize(b"hi", True, False) == [v.bos] + v.tokenize(b"hi", False, False) + [v.eos]
     assert v.tokenize(b"", True, False) == [v.bos, v.eos]
     assert v.token_to_piece(ud) == b"<tool>"
+
+
+def test_llama3_ignore_merges(tmp_path):
+    """Llama 3 (llama-bpe) looks a whole pre-token up in the vocabulary before merging
+    (tokenizer.json "ignore_merges": true); the other pre-tokenizers do not."""
+    from tokenizers import pre_tokenizers
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    tokens = sorted(alphabet) + ["ab", "abc"]
+    merges = ["a b"]
+    abc, ab = tokens.index("abc"), tokens.index("ab")
+    for pre, expected in [("llama-bpe", [abc]), ("gpt2", [ab, tokens.index("c")])]:
+        v = load_vocab(write_vocab_gguf(tmp_path / f"{pre}.gguf", "gpt2", tokens, merges=merges, pre=pre))
+        ref = hf_bpe(tokens, merges, hf_pre_tokenizer(pre), ignore_merges=(pre == "llama-bpe"))
+        assert v.tokenize(b"abc", False, False) == expected == ref.encode("abc", add_special_tokens=False).ids
+
+
+def test_missing_pre_is_default(trained, tmp_path):
+    tokens, merges = trained
+    v = load_vocab(write_vocab_gguf(tmp_path / "nopre.gguf", "gpt2", tokens, merges=merges))
+    d = load_vocab(write_vocab_gguf(tmp_path / "default.gguf", "gpt2", tokens, merges=merges, pre="default"))
+    assert v.pre_name == "default"
+    text = "Hello, world!!! 1234567 $x+y<=z"
+    assert v.tokenize(text.encode(), False, False) == d.tokenize(text.encode(), False, False)
+    assert v.add_bos is False and v.bos == -1 and v.tokenize(b"x", True, False) == v.tokenize(b"x", False, False)
