@@ -74,6 +74,12 @@ def test_scores_length_mismatch(tmp_path):
         load_vocab(p)
 
 
+def test_nan_score(tmp_path):
+    p = gpt2_file(tmp_path, scores=[0.0, float("nan")] + [0.0] * (len(TOKENS) - 2))
+    with pytest.raises(_core.GGUFError, match=r"score of token 1 is NaN"):
+        load_vocab(p)
+
+
 def test_token_type_length_mismatch(tmp_path):
     p = gpt2_file(tmp_path, types=[TOKEN_NORMAL] * 3)
     with pytest.raises(_core.GGUFError, match=r"tokenizer\.ggml\.token_type: has 3 entries"):

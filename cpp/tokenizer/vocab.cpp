@@ -175,7 +175,11 @@ std::shared_ptr<Vocab> Vocab::from_gguf(const GGUFFile& f) {
       throw key_err(k_scores, "has " + std::to_string(s->array_size()) + " entries but there are " +
                                   std::to_string(n) + " tokens");
     const std::string what = f.where() + k_scores;
-    for (size_t i = 0; i < n; ++i) v->score_[i] = float(s->float_at(i, what));
+    for (size_t i = 0; i < n; ++i) {
+      v->score_[i] = float(s->float_at(i, what));
+      if (v->score_[i] != v->score_[i])  // NaN would break the merge order
+        throw key_err(k_scores, "the score of token " + std::to_string(i) + " is NaN");
+    }
   }
 
   // --- token types (optional, default Normal) ---
