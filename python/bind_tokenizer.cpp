@@ -87,14 +87,14 @@ void bind_tokenizer(py::module_& m) {
             return to_bytes(s);
           },
           py::arg("ids"), py::arg("special") = false)
-      .def_property_readonly("n_tokens", &Vocab::n_tokens)
+      .def("n_tokens", &Vocab::n_tokens)
       .def("__len__", &Vocab::n_tokens)
-      .def_property_readonly("bos", &Vocab::bos)
-      .def_property_readonly("eos", &Vocab::eos)
-      .def_property_readonly("eot", &Vocab::eot)
-      .def_property_readonly("unk", &Vocab::unk)
-      .def_property_readonly("pad", &Vocab::pad)
-      .def_property_readonly("eog_ids", &Vocab::eog_ids)
+      .def("bos", &Vocab::bos)
+      .def("eos", &Vocab::eos)
+      .def("eot", &Vocab::eot)
+      .def("unk", &Vocab::unk)
+      .def("pad", &Vocab::pad)
+      .def("eog_ids", &Vocab::eog_ids)
       .def("is_eog", &Vocab::is_eog, py::arg("id"))
       .def(
           "token_text", [](const Vocab& v, int32_t id) { return to_bytes(v.token_text(id)); }, py::arg("id"),
@@ -108,12 +108,12 @@ void bind_tokenizer(py::module_& m) {
             return v.token_id(text_arg(text, holder));
           },
           py::arg("text"), "Id of the token with exactly this text, or -1.")
-      .def_property_readonly("model_name", &Vocab::model_name)
-      .def_property_readonly("pre_name", &Vocab::pre_name)
-      .def_property_readonly("add_bos", &Vocab::add_bos)
-      .def_property_readonly("add_eos", &Vocab::add_eos)
-      .def_property_readonly("add_space_prefix", &Vocab::add_space_prefix)
-      .def_property_readonly("n_merges", &Vocab::n_merges)
+      .def("model_name", &Vocab::model_name)
+      .def("pre_name", &Vocab::pre_name)
+      .def("add_bos", &Vocab::add_bos)
+      .def("add_eos", &Vocab::add_eos)
+      .def("add_space_prefix", &Vocab::add_space_prefix)
+      .def("n_merges", &Vocab::n_merges)
       .def("__repr__", [](const Vocab& v) {
         return "<edgellama._core.Vocab model=" + v.model_name() + (v.pre_name().empty() ? "" : " pre=" + v.pre_name()) +
                " n_tokens=" + std::to_string(v.n_tokens()) + ">";

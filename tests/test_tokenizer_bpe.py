@@ -28,14 +28,14 @@ def smol(smollm2_path):
 
 def test_smollm2_metadata(smol):
     f, md, v, _ = smol
-    assert v.model_name == "gpt2" and v.pre_name == "smollm"
-    assert v.n_tokens == len(md["tokenizer.ggml.tokens"]) == 49152
-    assert v.n_merges == len(md["tokenizer.ggml.merges"])
-    assert v.bos == md["tokenizer.ggml.bos_token_id"] and v.eos == md["tokenizer.ggml.eos_token_id"]
-    assert v.add_bos is False and v.add_eos is False
+    assert v.model_name() == "gpt2" and v.pre_name() == "smollm"
+    assert v.n_tokens() == len(md["tokenizer.ggml.tokens"]) == 49152
+    assert v.n_merges() == len(md["tokenizer.ggml.merges"])
+    assert v.bos() == md["tokenizer.ggml.bos_token_id"] and v.eos() == md["tokenizer.ggml.eos_token_id"]
+    assert v.add_bos() is False and v.add_eos() is False
     im_end = v.token_id("<|im_end|>")
     assert v.is_eog(im_end) and v.is_eog(v.token_id("<|endoftext|>")) and not v.is_eog(v.token_id("Hello"))
-    assert v.eot == im_end
+    assert v.eot() == im_end
 
 
 def test_smollm2_load_time(smol):
@@ -131,7 +131,7 @@ def test_pre_tokenizer_equals_hf(pre, trained, tmp_path):
     path = write_vocab_gguf(tmp_path / f"{pre}.gguf", "gpt2", tokens, types=types, merges=merges, pre=pre,
                             bos=0, eos=0, add_bos=False)
     v = load_vocab(path)
-    assert v.pre_name == pre
+    assert v.pre_name() == pre
     ref = hf_bpe(tokens, merges, hf_pre_tokenizer(pre), ignore_merges=(pre == "llama-bpe"))
     lines = corpus()
     results = [(line, v.tokenize(line.encode(), False, False), ref.encode(line, add_special_tokens=False).ids)
@@ -177,8 +177,8 @@ def test_user_defined_and_control_tokens(trained, tmp_path):
     assert parsed == ref.encode(text, add_special_tokens=False).ids
     assert parsed[0] == ctl and parsed.count(ud) == 2
     # add_special: BOS and EOS from add_bos_token / add_eos_token
-    assert v.tokenize(b"hi", True, False) == [v.bos] + v.tokenize(b"hi", False, False) + [v.eos]
-    assert v.tokenize(b"", True, False) == [v.bos, v.eos]
+    assert v.tokenize(b"hi", True, False) == [v.bos()] + v.tokenize(b"hi", False, False) + [v.eos()]
+    assert v.tokenize(b"", True, False) == [v.bos(), v.eos()]
     assert v.token_to_piece(ud) == b"<tool>"
 
 
@@ -201,7 +201,7 @@ def test_missing_pre_is_default(trained, tmp_path):
     tokens, merges = trained
     v = load_vocab(write_vocab_gguf(tmp_path / "nopre.gguf", "gpt2", tokens, merges=merges))
     d = load_vocab(write_vocab_gguf(tmp_path / "default.gguf", "gpt2", tokens, merges=merges, pre="default"))
-    assert v.pre_name == "default"
+    assert v.pre_name() == "default"
     text = "Hello, world!!! 1234567 $x+y<=z"
     assert v.tokenize(text.encode(), False, False) == d.tokenize(text.encode(), False, False)
-    assert v.add_bos is False and v.bos == -1 and v.tokenize(b"x", True, False) == v.tokenize(b"x", False, False)
+    assert v.add_bos() is False and v.bos() == -1 and v.tokenize(b"x", True, False) == v.tokenize(b"x", False, False)

@@ -146,7 +146,7 @@ def test_bad_caller_input(tmp_path):
     with pytest.raises(TypeError):
         v.tokenize(123, False, False)
     assert v.tokenize("ab", False, False) == v.tokenize(b"ab", False, False)
-    n = v.n_tokens
+    n = v.n_tokens()
     for fn in (v.token_to_piece, v.token_text, v.token_score, v.token_type, v.is_eog):
         with pytest.raises(ValueError, match=rf"token id {n} is out of range"):
             fn(n)

@@ -43,11 +43,11 @@ def spm_vocab(sp, tmp_path_factory):
 
 def test_spm_metadata(sp, spm_vocab):
     v = spm_vocab
-    assert v.model_name == "llama"
-    assert v.n_tokens == sp.vocab_size()
-    assert (v.bos, v.eos, v.unk) == (sp.bos_id(), sp.eos_id(), sp.unk_id())
-    assert v.add_bos and not v.add_eos and v.add_space_prefix
-    assert v.is_eog(v.eos) and not v.is_eog(v.bos)
+    assert v.model_name() == "llama"
+    assert v.n_tokens() == sp.vocab_size()
+    assert (v.bos(), v.eos(), v.unk()) == (sp.bos_id(), sp.eos_id(), sp.unk_id())
+    assert v.add_bos() and not v.add_eos() and v.add_space_prefix()
+    assert v.is_eog(v.eos()) and not v.is_eog(v.bos())
     for i in (0, 1, 2, 3, 259, 1000, sp.vocab_size() - 1):
         assert v.token_text(i) == sp.id_to_piece(i).encode()
         assert v.token_score(i) == pytest.approx(sp.get_score(i))
@@ -88,9 +88,9 @@ def test_spm_pieces(sp, spm_vocab):
     assert v.token_to_piece(hello) == b" Hello"
     assert v.token_to_piece(sp.piece_to_id("<0x0A>")) == b"\n"
     assert v.token_to_piece(sp.piece_to_id("<0xE4>")) == b"\xe4"  # half a character: raw byte
-    assert v.token_to_piece(v.bos) == b""
-    assert v.token_to_piece(v.bos, special=True) == b"<s>"
-    assert v.detokenize([v.bos, hello], special=True) == b"<s> Hello"
+    assert v.token_to_piece(v.bos()) == b""
+    assert v.token_to_piece(v.bos(), special=True) == b"<s>"
+    assert v.detokenize([v.bos(), hello], special=True) == b"<s> Hello"
     # Byte-fallback tokens that together form a character decode to it.
     ids = v.tokenize("𝄞".encode(), False, False)
     assert all(v.token_type(i).name == "BYTE" for i in ids[1:])
@@ -102,10 +102,10 @@ def test_spm_special_tokens(sp, spm_vocab):
     text = b"<s>Hello</s>"
     plain = v.tokenize(text, False, False)
     assert plain == sp.encode("<s>Hello</s>")
-    assert v.bos not in plain and v.eos not in plain
+    assert v.bos() not in plain and v.eos() not in plain
     parsed = v.tokenize(text, False, True)
     # llama.cpp: the text after a special token gets the SentencePiece space prefix again.
-    assert parsed == [v.bos] + sp.encode("Hello") + [v.eos]
+    assert parsed == [v.bos()] + sp.encode("Hello") + [v.eos()]
 
 
 def test_spm_without_space_prefix(sp, tmp_path):
@@ -116,7 +116,7 @@ def test_spm_without_space_prefix(sp, tmp_path):
              for i in range(sp.vocab_size())]
     v = load_vocab(write_vocab_gguf(tmp_path / "noprefix.gguf", "llama", tokens, scores=scores, types=types,
                                     add_space_prefix=False))
-    assert not v.add_space_prefix and v.add_bos  # SentencePiece default: add BOS
+    assert not v.add_space_prefix() and v.add_bos()  # SentencePiece default: add BOS
     for line in ["Hello world", " Hello", "你好 world"]:
         ids = v.tokenize(line.encode(), False, False)
         # sentencepiece on the same text with the prefix already consumed: encode("x" + line) minus "x"
