@@ -345,6 +345,14 @@ def test_top_k_only_returns_top_k():
     assert seen == top
 
 
+def test_top_k_ties_keep_lowest_ids():
+    logits = np.array([1.0, 3.0, 0.0, 3.0, 3.0, 3.0, -INF], np.float32)
+    for k, want in [(1, {1}), (2, {1, 3}), (3, {1, 3, 4}), (5, {0, 1, 3, 4, 5})]:
+        p = _core.Sampler(temperature=1.0, top_k=k, top_p=1.0, min_p=0.0).probabilities(logits)
+        assert set(np.flatnonzero(p).tolist()) == want, k
+        np.testing.assert_allclose(p, ref_probs(logits, temperature=1.0, top_k=k, top_p=1.0, min_p=0.0), rtol=1e-6)
+
+
 def test_top_k_larger_than_vocab_and_disabled():
     logits = np.array([0.0, 1.0, 2.0], np.float32)
     for k in (0, -1, 3, 100):

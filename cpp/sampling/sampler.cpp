@@ -184,13 +184,34 @@ double Sampler::weights(double temperature) {
   return sum;  // >= 1: the max element contributes exactly 1
 }
 
-void Sampler::apply_top_k() {
+// Builds cand_ from work_: every finite token, or with top-k only the k best. Top-k scans the
+// vocabulary once keeping a heap of the k best so far (its front is the worst of them), so the
+// common case costs one comparison per token instead of a partition of the whole vocabulary.
+void Sampler::collect_candidates(int32_t n_vocab) {
+  cand_.clear();
+  const float* w = work_.data();
   const int32_t k = params_.top_k;
-  if (k <= 0 || size_t(k) >= cand_.size()) return;
-  std::nth_element(cand_.begin(), cand_.begin() + k, cand_.end(), ByLogitDesc());
-  cand_.resize(size_t(k));
-  sorted_ = false;
-  sort_candidates();
+  if (k <= 0 || k >= n_vocab) {
+    for (int32_t i = 0; i < n_vocab; ++i)
+      if (w[i] != kNegInf) cand_.push_back({i, w[i]});
+    sorted_ = false;
+    return;
+  }
+  const ByLogitDesc better;
+  for (int32_t i = 0; i < n_vocab; ++i) {
+    const float x = w[i];
+    if (x == kNegInf) continue;
+    if (cand_.size() < size_t(k)) {
+      cand_.push_back({i, x});
+      std::push_heap(cand_.begin(), cand_.end(), better);
+    } else if (x > cand_.front().logit) {  // equal logit: i is a higher id, so not better
+      std::pop_heap(cand_.begin(), cand_.end(), better);
+      cand_.back() = {i, x};
+      std::push_heap(cand_.begin(), cand_.end(), better);
+    }
+  }
+  std::sort(cand_.begin(), cand_.end(), better);
+  sorted_ = true;
 }
 
 void Sampler::apply_typical() {
@@ -285,12 +306,7 @@ void Sampler::apply_min_p() {
 }
 
 double Sampler::build_distribution(int32_t n_vocab) {
-  cand_.clear();
-  const float* w = work_.data();
-  for (int32_t i = 0; i < n_vocab; ++i)
-    if (w[i] != kNegInf) cand_.push_back({i, w[i]});
-  sorted_ = false;
-  apply_top_k();
+  collect_candidates(n_vocab);  // includes top-k
   apply_typical();
   apply_top_p();
   apply_min_p();

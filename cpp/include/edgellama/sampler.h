@@ -93,7 +93,7 @@ class Sampler {
   // Returns the sum of the weights.
   double build_distribution(int32_t n_vocab);
 
-  void apply_top_k();
+  void collect_candidates(int32_t n_vocab);  // finite tokens, top-k applied
   void apply_typical();
   void apply_top_p();
   void apply_min_p();
