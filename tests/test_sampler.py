@@ -568,6 +568,40 @@ def test_positive_inf_takes_all_mass():
     assert _core.Sampler(temperature=0).sample(logits) == 1
 
 
+def test_negative_inf_bias_bans_even_positive_inf_logit():
+    logits = np.array([0.0, INF, 1.0], np.float32)
+    s = _core.Sampler(temperature=1.0, **NO_TRUNC, logit_bias={1: -INF})
+    p = s.probabilities(logits)
+    assert p[1] == 0 and not np.isnan(p).any()
+    np.testing.assert_allclose(p[[0, 2]], _softmax([0.0, 1.0]), rtol=1e-6)
+    assert _core.Sampler(temperature=0, logit_bias={1: -INF}).sample(logits) == 2
+
+
+def test_shared_sampler_across_threads():
+    # sample() releases the GIL; calls on one sampler from several threads must stay safe.
+    import threading
+
+    logits = np.random.default_rng(0).normal(size=5000).astype(np.float32)
+    s = _core.Sampler(seed=1, top_k=0, repeat_penalty=1.1)
+    errors = []
+
+    def work():
+        try:
+            for _ in range(200):
+                t = s.sample(logits)
+                assert 0 <= t < 5000
+                s.accept(t)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
 def test_huge_logits_do_not_overflow():
     logits = np.array([3e38, -3e38, 2.9e38, 0.0], np.float32)
     s = _core.Sampler(temperature=0.01, **NO_TRUNC, seed=1)

@@ -120,7 +120,8 @@ void Sampler::prepare_logits(const float* logits, int32_t n_vocab) {
   }
   if (!any) throw ArgumentError("all logits are -inf/NaN");
 
-  for (const auto& [id, bias] : params_.logit_bias) w[id] += bias;  // bias is never NaN or +inf
+  // bias is never NaN or +inf; -inf bans the token even when its logit is +inf (inf - inf = NaN).
+  for (const auto& [id, bias] : params_.logit_bias) w[id] = bias == kNegInf ? kNegInf : w[id] + bias;
 
   const bool penalize = !history_.empty() && (params_.repeat_penalty != 1.0f || params_.frequency_penalty != 0.0f ||
                                                params_.presence_penalty != 0.0f);
