@@ -4,7 +4,7 @@
 //   kernel_quantize_activation(isa, act_type, x) -> bytes     act_type: "q8_0"/"q8_1" (ActQ8x32) or "q8_K"
 //   kernel_vec_dot(isa, weight_type, weight_bytes, x) -> float one row . x (x quantized by that isa)
 //   kernel_gemm(isa, weight_type, weight_bytes, x[n_tokens, n_in]) -> y[n_tokens, n_rows]
-//   kernel_matmul(weight_type, weight_bytes, x, n_threads, precision, isa, repeats) -> (y, wall_seconds, thread_cpu_seconds)
+//   kernel_matmul(weight_type, weight_bytes, x, n_threads, precision, isa, repeats, name) -> (y, wall_seconds, thread_cpu_seconds)
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
@@ -140,7 +140,7 @@ void bind_kernels(py::module_& m) {
   m.def(
       "kernel_matmul",
       [](const py::object& type, const py::bytes& wbytes, FloatArray x, int n_threads, const std::string& precision,
-         const std::string& isa, int repeats) {
+         const std::string& isa, int repeats, const std::string& name) {
         const TypeTraits& t = weight_traits(type);
         if (x.ndim() != 2) throw ArgumentError("x must be 2-D [n_tokens, n_in]");
         const int64_t n_tokens = x.shape(0), n_in = x.shape(1);
@@ -149,7 +149,7 @@ void bind_kernels(py::module_& m) {
         const std::string_view wv = wbytes;
         if (wv.size() % row_bytes != 0) throw ArgumentError("weight bytes are not a whole number of rows");
         WeightView w;
-        w.name = "kernel_matmul";
+        w.name = name;
         w.traits = &t;
         w.ne[0] = n_in;
         w.ne[1] = int64_t(wv.size() / row_bytes);
@@ -179,5 +179,6 @@ void bind_kernels(py::module_& m) {
         return py::make_tuple(y, times, cpu_times);
       },
       py::arg("weight_type"), py::arg("weight_bytes"), py::arg("x"), py::arg("n_threads") = 1,
-      py::arg("precision") = "fast", py::arg("isa") = "", py::arg("repeats") = 1);
+      py::arg("precision") = "fast", py::arg("isa") = "", py::arg("repeats") = 1,
+      py::arg("name") = "kernel_matmul");
 }

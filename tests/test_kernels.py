@@ -154,3 +154,23 @@ def test_matmul_threads_and_precision(t, n_threads):
         _close(y, ref, np.abs(x) @ np.abs(dequant(t, w, n_out, n_in)).T)
         ye, *_ = _core.kernel_matmul(t, w, x, n_threads=n_threads, precision="exact")
         np.testing.assert_allclose(ye, x.astype(np.float64) @ dequant(t, w, n_out, n_in).T, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("t", ["Q8_0", "Q4_1", "Q6_K"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_residual_pass_for_logits_and_kv(t, n_threads):
+    """output / attn_k / attn_v get a second int8 pass on the activation residual: much closer to
+    the float64 product than the plain int8 path, and independent of threads and tiling."""
+    rng = np.random.default_rng(7)
+    n_in = 512
+    for n_out, n_tok in ((300, 1), (70, 5), (9, 67)):
+        w = random_rows(t, n_out, n_in, rng)
+        x = (rng.standard_normal((n_tok, n_in)) * np.exp(rng.standard_normal(n_in))).astype(np.float32)
+        ref = x.astype(np.float64) @ dequant(t, w, n_out, n_in).T
+        plain, *_ = _core.kernel_matmul(t, w, x, n_threads=n_threads)
+        err_plain = np.abs(plain - ref).max()
+        for name in ("output.weight", "token_embd.weight", "blk.3.attn_k.weight", "blk.0.attn_v.weight"):
+            y, *_ = _core.kernel_matmul(t, w, x, n_threads=n_threads, name=name)
+            assert np.abs(y - ref).max() < err_plain / 20
+        y, *_ = _core.kernel_matmul(t, w, x, n_threads=n_threads, name="blk.0.attn_q.weight")
+        np.testing.assert_array_equal(y, plain)

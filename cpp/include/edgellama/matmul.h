@@ -15,7 +15,11 @@ namespace edgellama {
 
 // Exact: dequantize weight rows to float and accumulate in float (the reference path).
 // Fast: quantize activations once per matmul to the weight type's activation format (shared by all
-// threads) and run the active ISA's int8 / float kernels as a tiled GEMM.
+// threads) and run the active ISA's int8 / float kernels as a tiled GEMM. The logits projection
+// ("output.weight", or "token_embd.weight" when tied) and the K/V projections ("*.attn_k.weight",
+// "*.attn_v.weight") get a second, residual int8 pass of their activations (x ~ d1*q1 + d2*q2):
+// their error is amplified downstream; the extra pass reuses the weights already unpacked in
+// registers (about +40% on those matrices only).
 enum class MatmulPrecision { Exact, Fast };
 
 // Per-context scratch sized once by reserve() (no allocation per token). If a call exceeds the
@@ -23,6 +27,8 @@ enum class MatmulPrecision { Exact, Fast };
 struct MatmulScratch {
   std::vector<float> dequant_rows;   // Exact: per thread one dequantized weight row
   std::vector<uint8_t> activations;  // Fast: activations in the kernels' input format
+  std::vector<float> residual;       // Fast, logits: per thread one row of residual activations
+  std::vector<float> tile_out;       // Fast, logits: per thread one task's (main, residual) outputs
   int64_t max_n_in = 0;
   int64_t max_tokens = 0;
   int n_threads = 0;
