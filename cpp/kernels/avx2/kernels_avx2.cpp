@@ -107,6 +107,11 @@ void quantize_q8k(const float* x, void* out, int64_t n) {
   }
 }
 
+#ifndef EDGELLAMA_PREFETCH_ROWS
+#define EDGELLAMA_PREFETCH_ROWS 4
+#endif
+constexpr int kPrefetchRows = EDGELLAMA_PREFETCH_ROWS;  // prefetch distance, in weight rows
+
 // ---- 32-value block formats ----------------------------------------------------------------------
 
 inline __m256i nibbles32(const uint8_t* qs) {  // value j: low nibble of byte j, j+16: high nibble
@@ -162,18 +167,21 @@ struct Q8_0W {
 template <class W, int R, int T>
 void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
   __m256 acc[R][T];
-  static_assert(R <= 4, "corr holds 4 rows");
-  __m128 corr[T];
+  float corr[R][T];
   for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
-  for (int t = 0; t < T; ++t) corr[t] = _mm_setzero_ps();
+    for (int t = 0; t < T; ++t) {
+      acc[r][t] = _mm256_setzero_ps();
+      corr[r][t] = 0.0f;
+    }
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
     __m256i q[R];
-    float dw[R];
-    alignas(16) float cw[R < 4 ? 4 : R] = {};
+    float dw[R], cw[R];
     for (int r = 0; r < R; ++r) {
       const uint8_t* blk = w + size_t(r) * ws + size_t(b) * W::kBytes;
+      // The same block of the next tile's rows: hides DRAM latency when the weights stream in
+      // (decode). A prefetch never faults, so running past the matrix is harmless.
+      _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchRows * ws), _MM_HINT_T0);
       W::dc(blk, &dw[r], &cw[r]);
       q[r] = W::q(blk);
     }
@@ -181,25 +189,21 @@ void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size
     if (W::kSigned) {
       for (int r = 0; r < R; ++r) qa[r] = _mm256_sign_epi8(q[r], q[r]);
     }
-    const __m128 cwv = _mm_load_ps(cw);
     for (int t = 0; t < T; ++t) {
       const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
       const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab->qs));
       const float da = ab->d;
-      if (!W::kSigned) corr[t] = _mm_fmadd_ps(cwv, _mm_set1_ps(ab->s), corr[t]);
       for (int r = 0; r < R; ++r) {
         __m256i p16 = W::kSigned ? _mm256_maddubs_epi16(qa[r], _mm256_sign_epi8(av, q[r]))
                                  : _mm256_maddubs_epi16(q[r], av);
         const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
         acc[r][t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dw[r] * da), acc[r][t]);
+        if (!W::kSigned) corr[r][t] += cw[r] * ab->s;
       }
     }
   }
-  for (int t = 0; t < T; ++t) {
-    alignas(16) float c[4];
-    _mm_store_ps(c, corr[t]);
-    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = hsum(acc[r][t]) + c[r];
-  }
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = hsum(acc[r][t]) + corr[r][t];
 }
 
 using TileFn = void (*)(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys);
@@ -390,6 +394,8 @@ void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as
     __m256i scv[R], mn[R];
     for (int r = 0; r < R; ++r) {
       blk[r] = w + size_t(r) * ws + size_t(b) * K::kBytes;
+      for (size_t off = 0; off < K::kBytes; off += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(blk[r] + kPrefetchRows * ws + off), _MM_HINT_T0);
       K::prep(blk[r], &d[r], &dm[r], &scv[r], &mn[r]);
     }
     const block_q8_K* ab[T];
