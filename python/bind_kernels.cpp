@@ -96,6 +96,35 @@ py::array_t<float> gemm_py(const std::string& isa, const py::object& type, const
   return y;
 }
 
+// Read bandwidth probe: n_threads threads each sum their share of a buffer of n_bytes (16-byte
+// loads, 4 independent accumulators), repeated; returns the best GB/s (the roofline for decode).
+double read_bandwidth(size_t n_bytes, int n_threads, int repeats) {
+  const size_t n = n_bytes / sizeof(uint64_t) / 8 * 8;
+  std::vector<uint64_t> buf(n);
+  for (size_t i = 0; i < n; ++i) buf[i] = i;  // touch every page
+  ThreadPool pool(n_threads);
+  std::vector<uint64_t> sink(size_t(pool.size()) * 8);
+  double best = 0.0;
+  for (int r = 0; r < std::max(repeats, 1); ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    pool.run([&](int ith, int nth) {
+      int64_t b, e;
+      split_range(int64_t(n / 8), ith, nth, &b, &e);
+      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (int64_t i = b * 8; i < e * 8; i += 8) {
+        s0 += buf[size_t(i)] ^ buf[size_t(i) + 4];
+        s1 += buf[size_t(i) + 1] ^ buf[size_t(i) + 5];
+        s2 += buf[size_t(i) + 2] ^ buf[size_t(i) + 6];
+        s3 += buf[size_t(i) + 3] ^ buf[size_t(i) + 7];
+      }
+      sink[size_t(ith) * 8] = s0 + s1 + s2 + s3;
+    });
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, double(n * sizeof(uint64_t)) / dt / 1e9);
+  }
+  return best;
+}
+
 }  // namespace
 
 void bind_kernels(py::module_& m) {
@@ -134,6 +163,15 @@ void bind_kernels(py::module_& m) {
         return y.at(0, 0);
       },
       py::arg("isa"), py::arg("weight_type"), py::arg("weight_bytes"), py::arg("activations"));
+
+  m.def(
+      "read_bandwidth",
+      [](size_t n_bytes, int n_threads, int repeats) {
+        py::gil_scoped_release release;
+        return read_bandwidth(n_bytes, n_threads, repeats);
+      },
+      py::arg("n_bytes") = size_t(512) << 20, py::arg("n_threads") = 1, py::arg("repeats") = 5,
+      "Best read bandwidth in GB/s over `repeats` passes of n_threads threads over an n_bytes buffer.");
 
   m.def("kernel_gemm", &gemm_py, py::arg("isa"), py::arg("weight_type"), py::arg("weight_bytes"), py::arg("x"));
 
