@@ -1,0 +1,101 @@
+"""edgellama vs llama.cpp on the same GGUF files, interleaved in one run so both see the same
+machine state: for each model and thread count, repetitions alternate (llama-bench -r 1, then
+edgellama, ...), and the table reports mean +- stddev of each and the ratio edgellama / llama.cpp.
+
+    python benchmarks/compare_llamacpp.py MODEL.gguf [...] --llama-bench /path/to/llama-bench \
+        [-p 512] [-n 128] [-t 1,2] [-r 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+
+def llama_bench_once(exe: str, model: str, test: str, n: int, threads: int) -> float:
+    args = [exe, "-m", model, "-t", str(threads), "-r", "1", "-o", "json"]
+    args += ["-p", str(n), "-n", "0"] if test == "pp" else ["-p", "0", "-n", str(n)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    rows = json.loads(out)
+    return float(rows[0]["avg_ts"])
+
+
+def edgellama_once(llm, test: str, n: int, rng) -> float:
+    import time
+
+    import numpy as np
+
+    tokens = rng.integers(0, llm.n_vocab(), size=n).astype(np.int32)
+    llm.reset()
+    t0 = time.perf_counter()
+    if test == "pp":
+        llm._eval_last(tokens)
+    else:
+        for t in tokens:
+            llm._eval_last([int(t)])
+    return n / (time.perf_counter() - t0)
+
+
+def summary(xs):
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--llama-bench", default=os.environ.get("LLAMA_BENCH", "/work/llamacpp-build/bin/llama-bench"))
+    ap.add_argument("-p", "--n-prompt", type=int, default=512)
+    ap.add_argument("-n", "--n-gen", type=int, default=128)
+    ap.add_argument("-t", "--threads", default="1,2")
+    ap.add_argument("-r", "--repetitions", type=int, default=5)
+    ap.add_argument("--json", help="also write the rows to this file")
+    args = ap.parse_args(argv)
+
+    import numpy as np
+
+    from edgellama import Llama, _core
+
+    rng = np.random.default_rng(0)
+    tests = [t for t in (("pp", args.n_prompt), ("tg", args.n_gen)) if t[1] > 0]
+    rows = []
+    print(f"# {datetime.datetime.now().isoformat(timespec='seconds')}  {platform.node()}  "
+          f"isa={_core.isa()}  cpus={os.cpu_count()}", flush=True)
+    for model in args.models:
+        for threads in [int(x) for x in args.threads.split(",")]:
+            llm = Llama(model, n_ctx=max(args.n_prompt, args.n_gen, 16), n_threads=threads, n_batch=512)
+            for test, n in tests:
+                edgellama_once(llm, test, min(n, 32), rng)  # warm-up (page in the weights)
+                ours, theirs = [], []
+                for _ in range(args.repetitions):
+                    theirs.append(llama_bench_once(args.llama_bench, model, test, n, threads))
+                    ours.append(edgellama_once(llm, test, n, rng))
+                (om, osd), (tm, tsd) = summary(ours), summary(theirs)
+                row = dict(model=os.path.basename(model), test=f"{test}{n}", n_threads=threads,
+                           edgellama_tps=om, edgellama_stddev=osd, llamacpp_tps=tm, llamacpp_stddev=tsd,
+                           ratio=om / tm, edgellama_samples=ours, llamacpp_samples=theirs, isa=_core.isa())
+                rows.append(row)
+                print(f"{row['model']:<34} {row['test']:>6} t={threads}  edgellama {om:8.2f} ± {osd:5.2f}   "
+                      f"llama.cpp {tm:8.2f} ± {tsd:5.2f}   ratio {om / tm:5.2f}x", flush=True)
+            llm.close()
+    print()
+    print("| model | test | threads | edgellama t/s | llama.cpp t/s | edgellama ÷ llama.cpp |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['model']} | {r['test']} | {r['n_threads']} | {r['edgellama_tps']:.2f} ± {r['edgellama_stddev']:.2f} "
+              f"| {r['llamacpp_tps']:.2f} ± {r['llamacpp_stddev']:.2f} | {r['ratio']:.2f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
