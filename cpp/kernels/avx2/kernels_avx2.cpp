@@ -164,18 +164,23 @@ struct Q8_0W {
   static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = 0.0f; }
 };
 
+template <int R>
+inline __m128 pack4(const float* v) {  // from registers, not through memory (store forwarding)
+  return _mm_setr_ps(v[0], R > 1 ? v[1] : 0.0f, R > 2 ? v[2] : 0.0f, R > 3 ? v[3] : 0.0f);
+}
+
 template <class W, int R, int T>
 void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+  static_assert(R <= 4, "the offset term keeps 4 rows in one __m128");
   __m256 acc[R][T];
-  float corr[R][T];
+  __m128 corr[T];
   for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) {
-      acc[r][t] = _mm256_setzero_ps();
-      corr[r][t] = 0.0f;
-    }
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int t = 0; t < T; ++t) corr[t] = _mm_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
     __m256i q[R];
+    __m256 dwv[R];
     float dw[R], cw[R];
     for (int r = 0; r < R; ++r) {
       const uint8_t* blk = w + size_t(r) * ws + size_t(b) * W::kBytes;
@@ -183,27 +188,33 @@ void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size
       // (decode). A prefetch never faults, so running past the matrix is harmless.
       _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchRows * ws), _MM_HINT_T0);
       W::dc(blk, &dw[r], &cw[r]);
+      dwv[r] = _mm256_set1_ps(dw[r]);
       q[r] = W::q(blk);
     }
     __m256i qa[R];
     if (W::kSigned) {
       for (int r = 0; r < R; ++r) qa[r] = _mm256_sign_epi8(q[r], q[r]);
     }
+    __m128 cwv = _mm_setzero_ps();
+    if (!W::kSigned) cwv = pack4<R>(cw);
     for (int t = 0; t < T; ++t) {
       const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
       const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab->qs));
-      const float da = ab->d;
+      const __m256 da = _mm256_broadcast_ss(&ab->d);
+      if (!W::kSigned) corr[t] = _mm_fmadd_ps(cwv, _mm_broadcast_ss(&ab->s), corr[t]);
       for (int r = 0; r < R; ++r) {
         __m256i p16 = W::kSigned ? _mm256_maddubs_epi16(qa[r], _mm256_sign_epi8(av, q[r]))
                                  : _mm256_maddubs_epi16(q[r], av);
         const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-        acc[r][t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dw[r] * da), acc[r][t]);
-        if (!W::kSigned) corr[r][t] += cw[r] * ab->s;
+        acc[r][t] = _mm256_fmadd_ps(p, _mm256_mul_ps(dwv[r], da), acc[r][t]);
       }
     }
   }
-  for (int t = 0; t < T; ++t)
-    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = hsum(acc[r][t]) + corr[r][t];
+  for (int t = 0; t < T; ++t) {
+    alignas(16) float c[4];
+    _mm_store_ps(c, corr[t]);
+    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = hsum(acc[r][t]) + c[r];
+  }
 }
 
 using TileFn = void (*)(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys);
