@@ -43,6 +43,9 @@ def random_blocks(t: str, n_out: int, n_in: int, rng: np.random.Generator) -> np
     for off, scale in fields:
         vals = rng.uniform(0.5, 1.0, nb).astype(np.float32) * scale
         raw[:, off:off + 2] = vals.astype(np.float16).view(np.uint8).reshape(nb, 2)
+    if t == "Q4_1":  # m = -7.5 d: values centred on zero (an all-negative bias makes activations blow up)
+        d = raw[:, 0:2].copy().view(np.float16).astype(np.float32)
+        raw[:, 2:4] = (-7.5 * d).astype(np.float16).view(np.uint8).reshape(nb, 2)
     if t == "Q6_K":
         raw[:, 192:208] = rng.integers(-32, 32, size=(nb, 16), dtype=np.int8).view(np.uint8)
     return raw.reshape(n_out, (n_in // qk) * size)
