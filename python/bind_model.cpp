@@ -1,3 +1,115 @@
-#include "bindings.h"
+// edgellama._core.Model (a loaded GGUF model) and edgellama._core.Context (KV cache + forward).
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
 
-void bind_model(py::module_& m) {}
+#include "bindings.h"
+#include "edgellama/context.h"
+#include "edgellama/errors.h"
+#include "edgellama/model.h"
+
+using edgellama::Context;
+using edgellama::ContextParams;
+using edgellama::KVType;
+using edgellama::MatmulPrecision;
+using edgellama::Model;
+
+namespace {
+
+KVType parse_kv_type(const std::string& s, const char* arg) {
+  if (s == "f16") return KVType::F16;
+  if (s == "f32") return KVType::F32;
+  throw edgellama::ArgumentError(std::string(arg) + " must be 'f16' or 'f32', got '" + s + "'");
+}
+
+MatmulPrecision parse_precision(const std::string& s) {
+  if (s == "fast") return MatmulPrecision::Fast;
+  if (s == "exact") return MatmulPrecision::Exact;
+  throw edgellama::ArgumentError("precision must be 'fast' or 'exact', got '" + s + "'");
+}
+
+using TokenArray = py::array_t<int32_t, py::array::c_style>;
+
+}  // namespace
+
+void bind_model(py::module_& m) {
+  py::class_<Model, std::shared_ptr<Model>>(m, "Model")
+      .def(py::init([](const std::string& path, bool vocab_only) {
+             py::gil_scoped_release release;
+             return Model::load(path, vocab_only);
+           }),
+           py::arg("path"), py::arg("vocab_only") = false)
+      .def_property_readonly("gguf", &Model::file_ptr)
+      .def_property_readonly("vocab_only", &Model::vocab_only)
+      .def_property_readonly("architecture",
+                             [](const Model& mdl) { return mdl.file().get_string("general.architecture", ""); })
+      .def_property_readonly("tied_output", [](const Model& mdl) { return mdl.tied_output; })
+      .def_property_readonly("hparams", [](const Model& mdl) {
+        const auto& h = mdl.hparams();
+        py::dict d;
+        d["n_vocab"] = h.n_vocab;
+        d["n_embd"] = h.n_embd;
+        d["n_layer"] = h.n_layer;
+        d["n_head"] = h.n_head;
+        d["n_head_kv"] = h.n_head_kv;
+        d["head_dim"] = h.head_dim;
+        d["n_ff"] = h.n_ff;
+        d["n_ctx_train"] = h.n_ctx_train;
+        d["n_rot"] = h.n_rot;
+        d["rms_eps"] = h.rms_eps;
+        d["rope_base"] = h.rope_base;
+        d["rope_scaling_type"] = h.rope_scaling_type;
+        d["rope_linear_factor"] = h.rope_linear_factor;
+        d["rope_freq_factors"] = !mdl.rope_freq_factors.empty();
+        return d;
+      });
+
+  py::class_<Context>(m, "Context")
+      .def(py::init([](std::shared_ptr<Model> model, int64_t n_ctx, int n_threads, int64_t n_batch,
+                       const std::string& type_k, const std::string& type_v, const std::string& precision) {
+             ContextParams p;
+             p.n_ctx = n_ctx;
+             p.n_threads = n_threads;
+             p.n_batch = n_batch;
+             p.type_k = parse_kv_type(type_k, "type_k");
+             p.type_v = parse_kv_type(type_v, "type_v");
+             p.precision = parse_precision(precision);
+             py::gil_scoped_release release;
+             return new Context(std::move(model), p);
+           }),
+           py::arg("model"), py::arg("n_ctx"), py::arg("n_threads"), py::arg("n_batch"), py::arg("type_k"),
+           py::arg("type_v"), py::arg("precision"))
+      .def(
+          "decode",
+          [](Context& ctx, TokenArray tokens, bool all_logits) {
+            if (tokens.ndim() != 1) throw edgellama::ArgumentError("tokens must be a 1-D sequence of token ids");
+            const int64_t n = tokens.shape(0);
+            const int64_t n_vocab = ctx.model().hparams().n_vocab;
+            py::array_t<float> logits =
+                all_logits ? py::array_t<float>({n, n_vocab}) : py::array_t<float>({n_vocab});
+            if (n == 0) return logits;
+            const int32_t* ids = tokens.data();
+            float* out = logits.mutable_data();
+            {
+              py::gil_scoped_release release;
+              ctx.decode(ids, n, out, all_logits);
+            }
+            return logits;
+          },
+          py::arg("tokens"), py::arg("all_logits") = true)
+      .def("truncate", &Context::truncate, py::arg("n"))
+      .def_property_readonly("n_past", &Context::n_past)
+      .def_property_readonly("n_ctx", &Context::n_ctx)
+      .def_property_readonly("n_threads", &Context::n_threads)
+      .def_property_readonly("n_batch", [](const Context& c) { return c.params().n_batch; })
+      .def("set_collect_activation_stats", &Context::set_collect_activation_stats, py::arg("on"))
+      .def("clear_activation_stats", &Context::clear_activation_stats)
+      .def("activation_stats", [](const Context& c) {
+        py::dict d;
+        for (const auto& [name, s] : c.activation_stats()) {
+          py::array_t<double> arr(py::ssize_t(s.sum_sq.size()));
+          std::copy(s.sum_sq.begin(), s.sum_sq.end(), arr.mutable_data());
+          d[py::str(name)] = py::make_tuple(arr, s.count);
+        }
+        return d;
+      });
+}

@@ -2,7 +2,8 @@
 
 from ._core import GGUFError, UnsupportedError
 from .gguf_file import GGUFFile, TensorInfo
+from .llama import Llama
 
 __version__ = "0.1.0"
 
-__all__ = ["GGUFFile", "TensorInfo", "GGUFError", "UnsupportedError", "__version__"]
+__all__ = ["Llama", "GGUFFile", "TensorInfo", "GGUFError", "UnsupportedError", "__version__"]

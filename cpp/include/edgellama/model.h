@@ -1,0 +1,67 @@
+// A loaded model: hyper-parameters read from GGUF metadata and weight views into the mapped file.
+// Immutable after load and shared by any number of contexts.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "edgellama/arch.h"
+#include "edgellama/gguf.h"
+#include "edgellama/tensor.h"
+
+namespace edgellama {
+
+struct HParams {
+  int64_t n_vocab = 0;
+  int64_t n_embd = 0;
+  int64_t n_layer = 0;
+  int64_t n_head = 0;
+  int64_t n_head_kv = 0;
+  int64_t head_dim = 0;   // per-head width of Q/K/V
+  int64_t n_ff = 0;
+  int64_t n_ctx_train = 0;
+  int64_t n_rot = 0;      // rotated dims per head
+  double rms_eps = 1e-5;
+  double rope_base = 10000.0;
+  double rope_linear_factor = 1.0;  // positions are divided by this ("linear" scaling)
+  std::string rope_scaling_type = "none";
+
+  int64_t q_width() const { return n_head * head_dim; }
+  int64_t kv_width() const { return n_head_kv * head_dim; }
+};
+
+struct LayerWeights {
+  std::vector<float> attn_norm, ffn_norm;  // small vectors are converted to float at load
+  WeightView wq, wk, wv, wo;
+  std::vector<float> bq, bk, bv;           // empty when the file has no biases
+  WeightView w_gate, w_up, w_down;
+};
+
+class Model {
+ public:
+  // Maps the file, validates metadata and every tensor's presence, type and shape.
+  // vocab_only: parse and validate the file but do not set up weights (tokenizer use only).
+  static std::shared_ptr<Model> load(const std::string& path, bool vocab_only = false);
+
+  const GGUFFile& file() const { return *file_; }
+  std::shared_ptr<GGUFFile> file_ptr() const { return file_; }
+  const ArchSpec& arch() const { return *arch_; }
+  const HParams& hparams() const { return hp_; }
+  bool vocab_only() const { return vocab_only_; }
+
+  WeightView tok_embd;
+  WeightView output;               // = tok_embd when the output projection is tied
+  bool tied_output = false;
+  std::vector<float> output_norm;
+  std::vector<float> rope_freq_factors;  // Llama-3.1-style per-frequency divisors (empty: none)
+  std::vector<LayerWeights> layers;
+
+ private:
+  std::shared_ptr<GGUFFile> file_;
+  const ArchSpec* arch_ = nullptr;
+  HParams hp_;
+  bool vocab_only_ = false;
+};
+
+}  // namespace edgellama

@@ -1,0 +1,293 @@
+// The LLaMA forward pass over a chunk of tokens:
+//   x = embed(tokens)
+//   per layer:  x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+//               x += Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
+//   logits = Woutput · norm(x)
+// Matrix products go through matmul() (threads, quantized kernels); everything else is here.
+#include "edgellama/context.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include "edgellama/errors.h"
+#include "edgellama/fp16.h"
+
+namespace edgellama {
+
+namespace {
+
+constexpr int64_t kMaxContext = int64_t(1) << 24;
+
+size_t kv_elem_size(KVType t) { return t == KVType::F16 ? 2 : 4; }
+
+void rmsnorm(const float* x, const float* w, int64_t n, double eps, float* out) {
+  double ss = 0.0;
+  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * double(x[i]);
+  const float scale = float(1.0 / std::sqrt(ss / double(n) + eps));
+  for (int64_t i = 0; i < n; ++i) out[i] = (x[i] * scale) * w[i];
+}
+
+// Read element i of a KV row stored as F32 or F16.
+inline float kv_load(const uint8_t* row, int64_t i, KVType t) {
+  if (t == KVType::F16) {
+    uint16_t h;
+    std::memcpy(&h, row + 2 * i, 2);
+    return fp16_to_float(h);
+  }
+  float f;
+  std::memcpy(&f, row + 4 * i, 4);
+  return f;
+}
+
+inline void kv_store(uint8_t* row, const float* src, int64_t n, KVType t) {
+  if (t == KVType::F16) {
+    for (int64_t i = 0; i < n; ++i) {
+      const uint16_t h = float_to_fp16(src[i]);
+      std::memcpy(row + 2 * i, &h, 2);
+    }
+  } else {
+    std::memcpy(row, src, size_t(n) * 4);
+  }
+}
+
+}  // namespace
+
+Context::Context(std::shared_ptr<const Model> model, const ContextParams& params)
+    : model_(std::move(model)),
+      params_(params),
+      pool_(params.n_threads > 0 ? params.n_threads : physical_core_count()) {
+  if (model_->vocab_only()) throw ArgumentError("cannot create an inference context for a vocab_only model");
+  if (params.n_ctx <= 0 || params.n_ctx > kMaxContext)
+    throw ArgumentError("n_ctx must be between 1 and " + std::to_string(kMaxContext) + ", got " +
+                        std::to_string(params.n_ctx));
+  if (params.n_threads < 0 || params.n_threads > 1024)
+    throw ArgumentError("n_threads must be between 1 and 1024 (or 0 for the default), got " +
+                        std::to_string(params.n_threads));
+  if (params.n_batch <= 0) throw ArgumentError("n_batch must be > 0, got " + std::to_string(params.n_batch));
+  params_.n_threads = pool_.size();
+  params_.n_batch = std::min(params.n_batch, params.n_ctx);
+
+  const HParams& hp = model_->hparams();
+  const int64_t nb = params_.n_batch;
+  const int64_t n_ctx = params_.n_ctx;
+
+  // KV cache: check the size before allocating so an absurd n_ctx is an error, not an abort.
+  const double kv_bytes = double(hp.n_layer) * double(n_ctx) * double(hp.kv_width()) *
+                          double(kv_elem_size(params_.type_k) + kv_elem_size(params_.type_v));
+  try {
+    k_cache_.resize(size_t(hp.n_layer));
+    v_cache_.resize(size_t(hp.n_layer));
+    for (int64_t il = 0; il < hp.n_layer; ++il) {
+      k_cache_[il].assign(size_t(n_ctx * hp.kv_width()) * kv_elem_size(params_.type_k), 0);
+      v_cache_[il].assign(size_t(n_ctx * hp.kv_width()) * kv_elem_size(params_.type_v), 0);
+    }
+    x_.assign(size_t(nb * hp.n_embd), 0.0f);
+    xb_.assign(size_t(nb * std::max(hp.n_embd, hp.q_width())), 0.0f);
+    q_.assign(size_t(nb * hp.q_width()), 0.0f);
+    k_.assign(size_t(nb * hp.kv_width()), 0.0f);
+    v_.assign(size_t(nb * hp.kv_width()), 0.0f);
+    att_.assign(size_t(nb * hp.q_width()), 0.0f);
+    gate_.assign(size_t(nb * hp.n_ff), 0.0f);
+    up_.assign(size_t(nb * hp.n_ff), 0.0f);
+    rope_cos_.assign(size_t(nb * hp.n_rot / 2), 0.0f);
+    rope_sin_.assign(size_t(nb * hp.n_rot / 2), 0.0f);
+    att_scores_.assign(size_t(pool_.size()) * size_t(n_ctx), 0.0f);
+    mm_scratch_.reserve(pool_.size(), std::max({hp.n_embd, hp.n_ff, hp.q_width()}), nb);
+  } catch (const std::bad_alloc&) {
+    throw ArgumentError("cannot allocate the context for n_ctx=" + std::to_string(n_ctx) + " (KV cache " +
+                        std::to_string(int64_t(kv_bytes / (1 << 20))) + " MiB): reduce n_ctx");
+  }
+
+  // Rotation frequency of each rotated pair: base^(-2i/n_rot), divided by the per-frequency factor
+  // of Llama-3.1-style scaling when the file has one.
+  inv_freq_.resize(size_t(hp.n_rot / 2));
+  for (int64_t i = 0; i < hp.n_rot / 2; ++i) {
+    double f = std::pow(hp.rope_base, -2.0 * double(i) / double(hp.n_rot));
+    if (!model_->rope_freq_factors.empty()) f /= double(model_->rope_freq_factors[size_t(i)]);
+    inv_freq_[size_t(i)] = f;
+  }
+}
+
+void Context::truncate(int64_t n) {
+  if (n < 0 || n > n_past_)
+    throw ArgumentError("truncate: position " + std::to_string(n) + " is outside the cache (0.." +
+                        std::to_string(n_past_) + ")");
+  n_past_ = n;
+}
+
+void Context::decode(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
+  const HParams& hp = model_->hparams();
+  if (n < 0) throw ArgumentError("decode: negative token count");
+  if (n == 0) return;
+  for (int64_t i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= hp.n_vocab)
+      throw ArgumentError("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                          " is outside the vocabulary (0.." + std::to_string(hp.n_vocab - 1) + ")");
+  }
+  if (n > params_.n_ctx - n_past_)
+    throw ArgumentError("context window full: " + std::to_string(n_past_) + " tokens in the cache + " +
+                        std::to_string(n) + " new tokens > n_ctx " + std::to_string(params_.n_ctx));
+  for (int64_t start = 0; start < n; start += params_.n_batch) {
+    const int64_t m = std::min(params_.n_batch, n - start);
+    const bool last_chunk = start + m == n;
+    float* out = all_logits ? logits + size_t(start) * size_t(hp.n_vocab) : (last_chunk ? logits : nullptr);
+    forward_chunk(tokens + start, m, out, all_logits);
+  }
+}
+
+void Context::record_stats(const WeightView& w, const float* x, int64_t n) {
+  ActivationStats& s = stats_[w.name];
+  const int64_t n_in = w.n_in();
+  if (s.sum_sq.empty()) s.sum_sq.assign(size_t(n_in), 0.0);
+  for (int64_t t = 0; t < n; ++t) {
+    const float* row = x + t * n_in;
+    for (int64_t i = 0; i < n_in; ++i) s.sum_sq[size_t(i)] += double(row[i]) * double(row[i]);
+  }
+  s.count += n;
+}
+
+void Context::project(const WeightView& w, const float* x, int64_t n, float* y) {
+  if (collect_stats_) record_stats(w, x, n);
+  matmul(w, x, n, y, pool_, mm_scratch_, params_.precision);
+}
+
+void Context::rope(float* x, int64_t n, int64_t n_heads) const {
+  const HParams& hp = model_->hparams();
+  const int64_t half = hp.n_rot / 2;
+  const bool adjacent = model_->arch().rope_style == RopeStyle::Adjacent;
+  for (int64_t t = 0; t < n; ++t) {
+    const float* c = rope_cos_.data() + t * half;
+    const float* s = rope_sin_.data() + t * half;
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* v = x + (t * n_heads + h) * hp.head_dim;
+      for (int64_t i = 0; i < half; ++i) {
+        // Pair i is (2i, 2i+1) in the GGUF llama layout, (i, i + n_rot/2) in the neox layout.
+        const int64_t a = adjacent ? 2 * i : i;
+        const int64_t b = adjacent ? 2 * i + 1 : i + half;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c[i] - x1 * s[i];
+        v[b] = x0 * s[i] + x1 * c[i];
+      }
+    }
+  }
+}
+
+// Causal grouped-query attention for the n tokens of this chunk, whose K/V are already in the
+// cache. Work is split over (token, head) pairs; each pair's arithmetic is independent of the
+// split and of the chunking, so results do not depend on n_threads or n_batch.
+void Context::attention(int64_t il, int64_t n) {
+  const HParams& hp = model_->hparams();
+  const int64_t hd = hp.head_dim, qw = hp.q_width(), kvw = hp.kv_width();
+  const int64_t group = hp.n_head / hp.n_head_kv;
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  const KVType tk = params_.type_k, tv = params_.type_v;
+  const size_t k_row = size_t(kvw) * kv_elem_size(tk), v_row = size_t(kvw) * kv_elem_size(tv);
+  const uint8_t* K = k_cache_[size_t(il)].data();
+  const uint8_t* V = v_cache_[size_t(il)].data();
+  const int64_t n_past = n_past_;
+  pool_.run([&](int ith, int nth) {
+    int64_t w0, w1;
+    split_range(n * hp.n_head, ith, nth, &w0, &w1);
+    float* scores = att_scores_.data() + size_t(ith) * size_t(params_.n_ctx);
+    for (int64_t w = w0; w < w1; ++w) {
+      const int64_t t = w / hp.n_head, h = w % hp.n_head;
+      const int64_t kv_off = (h / group) * hd;
+      const int64_t n_keys = n_past + t + 1;
+      const float* qv = q_.data() + t * qw + h * hd;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t p = 0; p < n_keys; ++p) {
+        const uint8_t* krow = K + size_t(p) * k_row;
+        float acc = 0.0f;
+        for (int64_t i = 0; i < hd; ++i) acc += qv[i] * kv_load(krow, kv_off + i, tk);
+        scores[p] = acc * scale;
+        mx = std::max(mx, scores[p]);
+      }
+      float sum = 0.0f;
+      for (int64_t p = 0; p < n_keys; ++p) {
+        scores[p] = std::exp(scores[p] - mx);
+        sum += scores[p];
+      }
+      const float inv = 1.0f / sum;
+      float* out = att_.data() + t * qw + h * hd;
+      std::fill(out, out + hd, 0.0f);
+      for (int64_t p = 0; p < n_keys; ++p) {
+        const uint8_t* vrow = V + size_t(p) * v_row;
+        const float a = scores[p] * inv;
+        for (int64_t i = 0; i < hd; ++i) out[i] += a * kv_load(vrow, kv_off + i, tv);
+      }
+    }
+  });
+}
+
+void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
+  const Model& m = *model_;
+  const HParams& hp = m.hparams();
+  const int64_t E = hp.n_embd, qw = hp.q_width(), kvw = hp.kv_width(), F = hp.n_ff;
+  float* x = x_.data();
+  float* xb = xb_.data();
+
+  for (int64_t t = 0; t < n; ++t) m.tok_embd.traits->to_float(m.tok_embd.row(tokens[t]), x + t * E, E);
+
+  const int64_t half = hp.n_rot / 2;
+  for (int64_t t = 0; t < n; ++t) {
+    const double pos = double(n_past_ + t) / hp.rope_linear_factor;
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = pos * inv_freq_[size_t(i)];
+      rope_cos_[size_t(t * half + i)] = float(std::cos(angle));
+      rope_sin_[size_t(t * half + i)] = float(std::sin(angle));
+    }
+  }
+
+  for (int64_t il = 0; il < hp.n_layer; ++il) {
+    const LayerWeights& L = m.layers[size_t(il)];
+
+    // --- attention block ---
+    for (int64_t t = 0; t < n; ++t) rmsnorm(x + t * E, L.attn_norm.data(), E, hp.rms_eps, xb + t * E);
+    project(L.wq, xb, n, q_.data());
+    project(L.wk, xb, n, k_.data());
+    project(L.wv, xb, n, v_.data());
+    if (!L.bq.empty())
+      for (int64_t t = 0; t < n; ++t) for (int64_t i = 0; i < qw; ++i) q_[size_t(t * qw + i)] += L.bq[size_t(i)];
+    if (!L.bk.empty())
+      for (int64_t t = 0; t < n; ++t) for (int64_t i = 0; i < kvw; ++i) k_[size_t(t * kvw + i)] += L.bk[size_t(i)];
+    if (!L.bv.empty())
+      for (int64_t t = 0; t < n; ++t) for (int64_t i = 0; i < kvw; ++i) v_[size_t(t * kvw + i)] += L.bv[size_t(i)];
+    rope(q_.data(), n, hp.n_head);
+    rope(k_.data(), n, hp.n_head_kv);
+    const size_t k_row = size_t(kvw) * kv_elem_size(params_.type_k);
+    const size_t v_row = size_t(kvw) * kv_elem_size(params_.type_v);
+    for (int64_t t = 0; t < n; ++t) {
+      kv_store(k_cache_[size_t(il)].data() + size_t(n_past_ + t) * k_row, k_.data() + t * kvw, kvw, params_.type_k);
+      kv_store(v_cache_[size_t(il)].data() + size_t(n_past_ + t) * v_row, v_.data() + t * kvw, kvw, params_.type_v);
+    }
+    attention(il, n);
+    project(L.wo, att_.data(), n, xb);
+    for (int64_t i = 0; i < n * E; ++i) x[i] += xb[i];
+
+    // --- feed-forward block (SwiGLU) ---
+    for (int64_t t = 0; t < n; ++t) rmsnorm(x + t * E, L.ffn_norm.data(), E, hp.rms_eps, xb + t * E);
+    project(L.w_gate, xb, n, gate_.data());
+    project(L.w_up, xb, n, up_.data());
+    for (int64_t i = 0; i < n * F; ++i) {
+      const float g = gate_[size_t(i)];
+      gate_[size_t(i)] = g / (1.0f + std::exp(-g)) * up_[size_t(i)];
+    }
+    project(L.w_down, gate_.data(), n, xb);
+    for (int64_t i = 0; i < n * E; ++i) x[i] += xb[i];
+  }
+  n_past_ += n;
+
+  if (!logits) return;
+  if (all_logits) {
+    for (int64_t t = 0; t < n; ++t) rmsnorm(x + t * E, m.output_norm.data(), E, hp.rms_eps, xb + t * E);
+    project(m.output, xb, n, logits);
+  } else {
+    rmsnorm(x + (n - 1) * E, m.output_norm.data(), E, hp.rms_eps, xb);
+    project(m.output, xb, 1, logits);
+  }
+}
+
+}  // namespace edgellama

@@ -1,0 +1,247 @@
+"""The `Llama` class: load a GGUF model and run it. Shaped like llama-cpp-python's `Llama` so code
+can switch by changing the import; extras (numpy logits from `eval`, `generate` yielding ids)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+
+try:  # the generation layer (completions, chat, streaming) lives in its own module
+    from .generation import GenerationMixin
+except ImportError:  # pragma: no cover - only while the generation module is being written
+    class GenerationMixin:  # type: ignore[no-redef]
+        pass
+
+LLAMA_DEFAULT_SEED = 0xFFFFFFFF
+
+TokenSequence = Union[Sequence[int], np.ndarray]
+
+
+def _as_token_array(tokens: TokenSequence, n_vocab: int) -> np.ndarray:
+    """Validate token ids and return them as a contiguous int32 array (never modifies the input)."""
+    if isinstance(tokens, np.ndarray):
+        if tokens.ndim != 1:
+            raise ValueError(f"tokens must be a 1-D array of token ids, got shape {tokens.shape}")
+        if not np.issubdtype(tokens.dtype, np.integer):
+            raise TypeError(f"tokens must be integers, got a numpy array of dtype {tokens.dtype}")
+        arr = tokens.astype(np.int64, copy=False)
+    else:
+        if isinstance(tokens, (str, bytes)):
+            raise TypeError("tokens must be a sequence of token ids; use tokenize() for text")
+        for t in tokens:
+            if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
+                raise TypeError(f"tokens must be integers, got {type(t).__name__}")
+        arr = np.asarray(list(tokens), dtype=np.int64) if len(tokens) else np.zeros(0, dtype=np.int64)
+    if arr.size:
+        bad = np.flatnonzero((arr < 0) | (arr >= n_vocab))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"token id {int(arr[i])} at index {i} is outside the vocabulary (0..{n_vocab - 1})")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+class Llama(GenerationMixin):
+    """A GGUF model with one inference context (KV cache).
+
+    Args:
+        model_path: path to a .gguf file (llama or qwen2 architecture).
+        n_ctx: context window in tokens (KV cache size); 0 means the model's training context.
+        n_threads: worker threads; None = number of physical cores.
+        n_batch: tokens evaluated per forward chunk while processing a prompt.
+        seed: default sampling seed (0xFFFFFFFF = random).
+        vocab_only: load only the tokenizer (no weights are touched, no context is created).
+        chat_format: None/"auto" to use the file's chat template, or "chatml", "llama-2", "llama-3".
+        type_k, type_v: KV cache storage, "f16" (default) or "f32".
+        precision: "fast" (int8 kernels where available) or "exact" (float accumulation, the reference).
+    """
+
+    def __init__(
+        self,
+        model_path: "str | os.PathLike[str]",
+        *,
+        n_ctx: int = 2048,
+        n_threads: Optional[int] = None,
+        n_batch: int = 512,
+        seed: int = LLAMA_DEFAULT_SEED,
+        vocab_only: bool = False,
+        chat_format: Optional[str] = None,
+        verbose: bool = False,
+        type_k: str = "f16",
+        type_v: str = "f16",
+        precision: str = "fast",
+    ):
+        self._lock = threading.RLock()
+        self._ctx = None
+        self._model = None
+        self._vocab = None
+        self.model_path = os.fspath(model_path)
+        self.verbose = verbose
+        self.chat_format = chat_format
+        self.seed = seed
+        if not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 0:
+            raise ValueError(f"n_ctx must be a non-negative integer (0 = the model's training context), got {n_ctx!r}")
+        if n_threads is not None and (not isinstance(n_threads, int) or isinstance(n_threads, bool) or n_threads <= 0):
+            raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
+        if not isinstance(n_batch, int) or isinstance(n_batch, bool) or n_batch <= 0:
+            raise ValueError(f"n_batch must be a positive integer, got {n_batch!r}")
+        if not os.path.exists(self.model_path):
+            raise FileNotFoundError(f"{self.model_path}: model file not found")
+
+        self._model = _core.Model(self.model_path, vocab_only)
+        self.metadata: Dict[str, Any] = self._model.gguf.metadata_dict()
+        self.vocab_only = vocab_only
+        if hasattr(_core, "Vocab"):
+            self._vocab = _core.Vocab.from_gguf(self._model.gguf)
+
+        self.tokens_in_cache: List[int] = []
+        self.eval_count = 0
+        if vocab_only:
+            self._n_ctx = 0
+            return
+        hp = self._model.hparams
+        if n_ctx == 0:
+            n_ctx = int(hp["n_ctx_train"])
+        self._ctx = _core.Context(self._model, n_ctx, n_threads or 0, n_batch, type_k, type_v, precision)
+        self._n_ctx = n_ctx
+        self.n_batch = self._ctx.n_batch
+        self.n_threads = self._ctx.n_threads
+        self.precision = precision
+
+    # ----------------------------------------------------------------------------------------
+    # sizes and metadata
+    # ----------------------------------------------------------------------------------------
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    def n_vocab(self) -> int:
+        if self._vocab is not None and self.vocab_only:
+            return int(self._vocab.n_tokens())
+        return int(self._model_checked().hparams["n_vocab"])
+
+    def n_embd(self) -> int:
+        return int(self._model_checked().hparams["n_embd"])
+
+    @property
+    def n_tokens(self) -> int:
+        """Number of tokens currently in the KV cache."""
+        return len(self.tokens_in_cache)
+
+    @property
+    def hparams(self) -> Dict[str, Any]:
+        return dict(self._model_checked().hparams)
+
+    @property
+    def architecture(self) -> str:
+        return self._model_checked().architecture
+
+    @property
+    def chat_template(self) -> Optional[str]:
+        return self.metadata.get("tokenizer.chat_template")
+
+    @property
+    def isa(self) -> str:
+        """The kernel instruction set in use ("avx2", "neon", "scalar", ...)."""
+        return _core.isa() if hasattr(_core, "isa") else "scalar"
+
+    # ----------------------------------------------------------------------------------------
+    # evaluation
+    # ----------------------------------------------------------------------------------------
+    def eval(self, tokens: TokenSequence) -> np.ndarray:
+        """Evaluate `tokens` after what is already in the KV cache and return the logits of every
+        position as a float32 array of shape (len(tokens), n_vocab)."""
+        return self._decode(tokens, all_logits=True)
+
+    def _eval_last(self, tokens: TokenSequence) -> np.ndarray:
+        """Like eval(), but compute and return only the last position's logits (n_vocab,)."""
+        return self._decode(tokens, all_logits=False)
+
+    def _decode(self, tokens: TokenSequence, all_logits: bool) -> np.ndarray:
+        with self._lock:
+            ctx = self._context_checked()
+            n_vocab = self.n_vocab()
+            ids = _as_token_array(tokens, n_vocab)
+            n = int(ids.size)
+            if n == 0:
+                if all_logits:
+                    return np.zeros((0, n_vocab), dtype=np.float32)
+                raise ValueError("cannot return the last logits of an empty token list")
+            if self.n_tokens + n > self._n_ctx:
+                raise ValueError(
+                    f"context window full: {self.n_tokens} tokens in the cache + {n} new tokens > n_ctx {self._n_ctx}"
+                )
+            # Chunks of n_batch, so Ctrl-C is honoured between chunks of a long prompt. The C++
+            # context is the source of truth for what is cached: whatever interrupts us, the
+            # `finally` re-syncs tokens_in_cache with it, so the object stays usable.
+            base = self.n_tokens
+            step = self.n_batch
+            try:
+                if all_logits:
+                    out = np.empty((n, n_vocab), dtype=np.float32)
+                    for start in range(0, n, step):
+                        out[start : start + step] = ctx.decode(ids[start : start + step], True)
+                    return out
+                for start in range(0, n, step):
+                    last = ctx.decode(ids[start : start + step], False)
+                return last
+            finally:
+                done = ctx.n_past - base
+                del self.tokens_in_cache[base:]
+                self.tokens_in_cache.extend(int(t) for t in ids[:done])
+                self.eval_count += done
+
+    def reset(self) -> None:
+        """Empty the KV cache."""
+        self._truncate_cache(0)
+
+    def _truncate_cache(self, n: int) -> None:
+        """Keep only the first n tokens of the KV cache."""
+        with self._lock:
+            ctx = self._context_checked()
+            if not 0 <= n <= self.n_tokens:
+                raise ValueError(f"cannot keep {n} tokens: the cache holds {self.n_tokens}")
+            ctx.truncate(n)
+            del self.tokens_in_cache[n:]
+
+    # ----------------------------------------------------------------------------------------
+    # calibration support (used by `edgellama quantize --calibrate`)
+    # ----------------------------------------------------------------------------------------
+    def collect_activation_stats(self, enabled: bool = True) -> None:
+        with self._lock:
+            self._context_checked().set_collect_activation_stats(bool(enabled))
+
+    def activation_stats(self) -> Dict[str, Tuple[np.ndarray, int]]:
+        """{weight name: (sum of squared inputs per column, number of rows seen)}."""
+        with self._lock:
+            return self._context_checked().activation_stats()
+
+    # ----------------------------------------------------------------------------------------
+    # lifetime
+    # ----------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the KV cache, the threads and the file mapping. The object is unusable after."""
+        with self._lock:
+            self._ctx = None
+            self._vocab = None
+            self._model = None
+
+    def __enter__(self) -> "Llama":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _model_checked(self):
+        if self._model is None:
+            raise RuntimeError("this Llama object is closed")
+        return self._model
+
+    def _context_checked(self):
+        self._model_checked()
+        if self._ctx is None:
+            raise RuntimeError("this Llama object was created with vocab_only=True and cannot evaluate")
+        return self._ctx
