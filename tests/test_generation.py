@@ -209,6 +209,14 @@ def test_generate_fully_cached_prompt_reevaluates_last_token():
     assert llm.eval_count == len(p) + 1
 
 
+def test_cached_prefix_is_not_counted_twice_against_the_context():
+    llm = FakeLlama("ab", n_ctx=40)
+    p = llm.tokenize("x" * 30)
+    for _ in range(3):  # each prompt shares 30 tokens with the cache and still fits
+        assert text_of(llm(p, max_tokens=5, temperature=0)) == "ab"
+        p = p + llm.tokenize("y", add_bos=False)
+
+
 def test_generate_reset_false_appends():
     llm = FakeLlama("xyz")
     p = llm.tokenize("ab")

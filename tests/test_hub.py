@@ -232,3 +232,49 @@ def test_resolve_model_errors(tmp_path, monkeypatch):
     assert "unknown model 'no-such-model'" in msg and "edgellama pull" in msg and "smollm2-135m-instruct" in msg
     with pytest.raises(hub.HubError, match="directory"):
         hub.resolve_model(str(tmp_path))
+
+
+# --------------------------------------------------------------------------- `edgellama pull`
+
+
+def test_cli_pull(server, capsys, tmp_path):
+    from edgellama import cli
+
+    base, routes = server
+    routes["/m.gguf"] = ("ok", PAYLOAD)
+    sha = hashlib.sha256(PAYLOAD).hexdigest()
+    assert cli.main(["pull", f"{base}/m.gguf", "--sha256", sha]) == 0
+    out, err = capsys.readouterr()
+    path = Path(out.strip())
+    assert path.read_bytes() == PAYLOAD and "100%" in err
+    assert cli.main(["pull", f"{base}/m.gguf"]) == 0
+    assert "already pulled" in capsys.readouterr().err
+    assert cli.main(["pull", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2-135m-instruct" in out and str(path) in out
+
+
+@pytest.mark.parametrize("route, argv_tail, msg", [
+    (("ok", PAYLOAD), ["--sha256", "f" * 64], "checksum mismatch"),
+    (("truncated", PAYLOAD), [], "cut short"),
+    (None, [], "HTTP 404"),
+    (("ok", PAYLOAD), ["--sha256", "xyz"], "64 hex digits"),
+])
+def test_cli_pull_errors(server, capsys, tmp_path, route, argv_tail, msg):
+    from edgellama import cli
+
+    base, routes = server
+    if route:
+        routes["/m.gguf"] = route
+    assert cli.main(["pull", f"{base}/m.gguf", "-q", *argv_tail]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("edgellama: error:") and msg in err and "Traceback" not in err
+    assert files_in(tmp_path / "cache") == []
+
+
+def test_cli_pull_unknown_name(server, capsys):
+    from edgellama import cli
+
+    assert cli.main(["pull", "llama-9000"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown model 'llama-9000'" in err and "smollm2-135m-instruct" in err

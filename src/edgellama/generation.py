@@ -202,7 +202,7 @@ class GenerationMixin:
             keep = _common_prefix(cached, tokens[:-1])  # re-evaluate at least the last token
             if keep < len(cached):
                 self._truncate_cache(keep)
-            history = cached[:keep] + tokens
+            history = tokens  # the kept cache prefix is a prefix of tokens
             tokens = tokens[keep:]
         else:
             keep = len(cached)
