@@ -33,7 +33,7 @@ from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tup
 import numpy as np
 
 from . import _core
-from .chat_format import ChatFormatter, get_chat_formatter
+from .chat_format import ChatFormatter, get_chat_formatter, validate_chat_format
 from .streaming import TextStream, normalize_stop
 
 __all__ = ["GenerationMixin"]
@@ -485,6 +485,7 @@ class GenerationMixin:
         cached = self.__dict__.get("_chat_formatter_cache")
         if cached is not None and cached[0] == key:
             return cached[1]
+        validate_chat_format(key[0])  # before touching the tokenizer
         f = get_chat_formatter(key[0], key[1], bos_token=self._special_text(self.token_bos()),
                                eos_token=self._special_text(self.token_eos()))
         self.__dict__["_chat_formatter_cache"] = (key, f)
