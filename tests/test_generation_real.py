@@ -33,16 +33,16 @@ def test_greedy_capital_of_france(llm):
 
 
 def test_same_seed_same_text(llm, smollm2_path):
-    kw = dict(max_tokens=24, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
+    kw = dict(max_tokens=6, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)  # the model is slow on CI
     a = text(llm("Once upon a time", seed=42, **kw))
     b = text(llm("Once upon a time", seed=42, **kw))
     assert a == b and a.strip()
-    others = {text(llm("Once upon a time", seed=s, **kw)) for s in (1, 2, 3)}
+    others = {text(llm("Once upon a time", seed=s, **kw)) for s in (1, 2)}
     assert others != {a}  # the seed really changes the sample
     # a fresh object with the same constructor seed repeats the same sequence of samples
     from edgellama import Llama
 
-    with Llama(str(smollm2_path), n_ctx=512, seed=7) as x, Llama(str(smollm2_path), n_ctx=512, seed=7) as y:
+    with Llama(str(smollm2_path), n_ctx=64, seed=7) as x, Llama(str(smollm2_path), n_ctx=64, seed=7) as y:
         assert [text(x("Hello", **kw)) for _ in range(2)] == [text(y("Hello", **kw)) for _ in range(2)]
 
 
@@ -50,7 +50,7 @@ def test_completion_equals_detokenized_greedy_tokens(llm):
     prompt = llm.tokenize("中国的首都是北京。北京是一个")
     toks = []
     for t in llm.generate(prompt, temp=0):
-        if llm._is_eog(t) or len(toks) == 30:
+        if llm._is_eog(t) or len(toks) == 16:
             break
         toks.append(t)
     r = llm(prompt, max_tokens=len(toks), temperature=0)
@@ -59,31 +59,30 @@ def test_completion_equals_detokenized_greedy_tokens(llm):
 
 def test_streaming_chinese_is_valid_utf8_and_equals_non_streamed(llm):
     prompt = "中国的首都是北京。北京是一个"
-    full = text(llm(prompt, max_tokens=40, temperature=0))
+    full = text(llm(prompt, max_tokens=16, temperature=0))
     assert any(ord(c) > 0x2E80 for c in full), f"expected CJK output, got {full!r}"
     # byte-level BPE: some CJK characters span tokens, so single tokens are not valid UTF-8
-    chunks = [c["choices"][0]["text"] for c in llm(prompt, max_tokens=40, temperature=0, stream=True)]
+    chunks = [c["choices"][0]["text"] for c in llm(prompt, max_tokens=16, temperature=0, stream=True)]
     for c in chunks:
         assert c.encode("utf-8").decode("utf-8") == c
     assert "".join(chunks) == full
 
 
 def test_stop_string_across_tokens(llm):
-    full = text(llm("The capital of France is", max_tokens=12, temperature=0))
-    words = full.split()
-    assert len(words) >= 3
-    stop = " " + " ".join(words[1:3])  # two words: several tokens
+    full = text(llm("The capital of France is", max_tokens=8, temperature=0))
+    assert len(full) >= 12
+    stop = full[3:11]  # 8 characters from inside the text: several tokens
     i = full.index(stop)
-    r = llm("The capital of France is", max_tokens=12, temperature=0, stop=stop)
+    r = llm("The capital of France is", max_tokens=8, temperature=0, stop=stop)
     assert text(r) == full[:i] and r["choices"][0]["finish_reason"] == "stop"
     streamed = "".join(c["choices"][0]["text"] for c in
-                       llm("The capital of France is", max_tokens=12, temperature=0, stop=stop, stream=True))
+                       llm("The capital of France is", max_tokens=8, temperature=0, stop=stop, stream=True))
     assert streamed == full[:i]
 
 
 def test_chat_uses_smollm2_template(llm):
     msgs = [{"role": "user", "content": "What is the capital of France?"}]
-    r = llm.create_chat_completion(msgs, temperature=0, max_tokens=24)
+    r = llm.create_chat_completion(msgs, temperature=0, max_tokens=12)
     expected = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
                 "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
     ptoks = llm.tokenize(expected.encode(), add_bos=False, special=True)
@@ -97,11 +96,11 @@ def test_chat_uses_smollm2_template(llm):
 def test_two_turn_chat_evaluates_only_new_tokens(llm):
     msgs = [{"role": "system", "content": "You answer in one short sentence."},
             {"role": "user", "content": "Name a color."}]
-    r1 = llm.create_chat_completion(msgs, temperature=0, max_tokens=32)
+    r1 = llm.create_chat_completion(msgs, temperature=0, max_tokens=10)
     after1 = list(llm.tokens_in_cache)
     msgs += [r1["choices"][0]["message"], {"role": "user", "content": "Name another one."}]
     before = llm.eval_count
-    r2 = llm.create_chat_completion(msgs, temperature=0, max_tokens=32)
+    r2 = llm.create_chat_completion(msgs, temperature=0, max_tokens=10)
     prompt2 = llm.tokenize(llm.apply_chat_template(msgs).encode(), add_bos=False, special=True)
     assert r2["usage"]["prompt_tokens"] == len(prompt2)
     common = 0
@@ -117,8 +116,8 @@ def test_two_turn_chat_evaluates_only_new_tokens(llm):
 
 def test_chat_stream_matches_non_stream(llm):
     msgs = [{"role": "user", "content": "Say hello."}]
-    full = llm.create_chat_completion(msgs, temperature=0, max_tokens=20)["choices"][0]["message"]["content"]
-    chunks = list(llm.create_chat_completion(msgs, temperature=0, max_tokens=20, stream=True))
+    full = llm.create_chat_completion(msgs, temperature=0, max_tokens=8)["choices"][0]["message"]["content"]
+    chunks = list(llm.create_chat_completion(msgs, temperature=0, max_tokens=8, stream=True))
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == full
 
 
