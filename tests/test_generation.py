@@ -59,7 +59,10 @@ class FakeLlama(GenerationMixin):
 
     def __init__(self, reply: bytes | str = b"Hello world", n_ctx: int = 256, peak: float = 20.0,
                  eos: bool = True, chat_template: Optional[str] = CHATML, chat_format: Optional[str] = None,
-                 seed: int = 0xFFFFFFFF):
+                 seed: int = 0xFFFFFFFF, spm_like: bool = False):
+        # spm_like: detokenize drops the leading space of a sequence's first (non-special) token,
+        # as SentencePiece tokenizers with add_space_prefix do
+        self.spm_like = spm_like
         self.reply = self.tokenize(reply, add_bos=False, special=True) if reply else []
         self._n_ctx, self.peak, self.eos = n_ctx, peak, eos
         self.chat_template, self.chat_format, self.seed = chat_template, chat_format, seed
@@ -103,6 +106,8 @@ class FakeLlama(GenerationMixin):
                 out += SPECIALS[t] if special else b""
             else:
                 out += PIECES[t - 260]
+        if self.spm_like and tokens and tokens[0] not in SPECIALS and out.startswith(b" "):
+            out = out[1:]
         return out
 
     def token_bos(self):
@@ -261,6 +266,15 @@ def test_completion_shape_and_usage():
     n_prompt = len(llm.tokenize("Say hi:"))
     assert r["usage"] == {"prompt_tokens": n_prompt, "completion_tokens": 2, "total_tokens": n_prompt + 2}
     json.dumps(r)  # plain JSON types
+
+
+def test_leading_space_kept_when_tokenizer_strips_first_space():
+    llm = FakeLlama(" world Hello world", spm_like=True)
+    assert llm.detokenize([260]) == b"world"  # alone, the token loses its space...
+    r = llm("Say:", max_tokens=50, temperature=0)
+    assert text_of(r) == " world Hello world"  # ...in context it keeps it
+    chunks = [c["choices"][0]["text"] for c in llm("Say:", max_tokens=50, temperature=0, stream=True)]
+    assert "".join(chunks) == " world Hello world"
 
 
 def test_call_is_create_completion():
