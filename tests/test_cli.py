@@ -85,6 +85,8 @@ def test_run_streams_continuation(fake, capsys):
     assert out == "Say:Hello\n"
     code, out, _ = run_main(["run", "m.gguf", "-p", "Say:", "--temp", "0", "--stop", " w"], capsys)
     assert out == "Hello\n"
+    code, out, err = run_main(["run", "m.gguf", "-p", "Say:", "--temp", "0", "-v"], capsys)
+    assert out == "Hello world\n" and "prompt: 1 token evaluated" in err  # the rest was cached and "generation: 2 tokens" in err
 
 
 def test_run_prompt_from_stdin_and_file(fake, capsys, monkeypatch, tmp_path):

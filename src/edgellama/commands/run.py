@@ -72,23 +72,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         chunks = llm.create_completion(prompt, echo=args.echo, **kw)
         texts = (c["choices"][0]["text"] for c in chunks)
-    n_out = 0
-    t_first = None
+    e0 = getattr(llm, "eval_count", 0)
+    t_first, e_first = None, e0
     interrupted = False
     try:
         for text in texts:
             if t_first is None:
-                t_first = time.perf_counter()
+                t_first, e_first = time.perf_counter(), getattr(llm, "eval_count", 0)
             if text:
                 cli.write(text)
-            n_out += 1
     except KeyboardInterrupt:
         interrupted = True
     cli.write("\n")
     if args.verbose:
-        t1 = time.perf_counter()
-        gen = t1 - (t_first or t1)
-        cached = len(getattr(llm, "tokens_in_cache", []))
-        print(f"[{cached} tokens in context; first text after {((t_first or t1) - t0):.2f} s, "
-              f"then {gen:.2f} s]", file=sys.stderr)
+        t_end, e_end = time.perf_counter(), getattr(llm, "eval_count", 0)
+        t_first = t_first or t_end
+        n_gen, dt = e_end - e_first, t_end - t_first
+        rate = f", {n_gen / dt:.1f} tokens/s" if n_gen and dt > 0 else ""
+        n_prompt = e_first - e0  # less than the prompt when its start was still in the KV cache
+        print(f"[prompt: {n_prompt} token{'s' * (n_prompt != 1)} evaluated in {t_first - t0:.2f} s; "
+              f"generation: {n_gen} token{'s' * (n_gen != 1)} evaluated in {dt:.2f} s{rate}]", file=sys.stderr)
     return 130 if interrupted else 0
