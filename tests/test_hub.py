@@ -298,3 +298,24 @@ def test_cli_pulls_builtin_name_on_first_use(server, monkeypatch, capsys):
     assert open(p, "rb").read() == gguf and "pulling it" in capsys.readouterr().err
     n = len(_Handler.log)
     assert cli.resolve_model_arg(name) == p and len(_Handler.log) == n  # no second download
+
+
+def test_write_error_is_reported_as_such_and_cleaned_up(server, tmp_path, monkeypatch):
+    base, routes = server
+    routes["/m.gguf"] = ("ok", PAYLOAD)
+    real_fdopen = hub.os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f, self.name = f, f.name
+
+        def write(self, b):
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, k):
+            return getattr(self.f, k)
+
+    monkeypatch.setattr(hub.os, "fdopen", lambda *a, **k: Full(real_fdopen(*a, **k)))
+    with pytest.raises(hub.HubError, match="No space left"):
+        hub.pull(f"{base}/m.gguf", progress=False)
+    assert files_in(tmp_path / "cache") == []

@@ -211,7 +211,10 @@ def _copy_with_progress(src: IO[bytes], dst: IO[bytes], total: Optional[int], de
             chunk = src.read(_CHUNK)
             if not chunk:
                 break
-            dst.write(chunk)
+            try:
+                dst.write(chunk)
+            except OSError as e:  # e.g. disk full: not the server's fault, say so
+                raise HubError(f"cannot write the download to {getattr(dst, 'name', 'disk')}: {e.strerror or e}") from None
             if hasher is not None:
                 hasher.update(chunk)
             n += len(chunk)
