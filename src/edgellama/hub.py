@@ -21,7 +21,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 import urllib.error
@@ -30,7 +29,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, Iterator, List, Optional
+from typing import IO, Any, Dict, List, Optional
 
 __all__ = ["HubError", "MODELS", "BuiltinModel", "cache_dir", "pull", "resolve_model", "model_path",
            "list_pulled", "hf_url"]
