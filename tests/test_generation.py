@@ -243,6 +243,22 @@ def test_generate_stops_when_context_full():
     assert len(llm.tokens_in_cache) == 10
 
 
+def test_interleaved_streams_on_one_object_stay_independent():
+    llm = FakeLlama("Hello world, how are you", peak=30.0)
+    alone = text_of(llm("A:", max_tokens=8, temperature=0))
+    llm2 = FakeLlama("Hello world, how are you")
+    a = llm2("A:", max_tokens=8, temperature=0, stream=True)
+    b = llm2("Totally different prompt", max_tokens=8, temperature=0, stream=True)
+    ta, tb = [], []
+    for ca, cb in zip(a, b):  # alternate: each step finds the other's tokens in the cache
+        ta.append(ca["choices"][0]["text"])
+        tb.append(cb["choices"][0]["text"])
+    ta += [c["choices"][0]["text"] for c in a]
+    assert "".join(ta) == alone
+    assert "".join(tb) == text_of(FakeLlama("Hello world, how are you")("Totally different prompt", max_tokens=8,
+                                                                           temperature=0))
+
+
 def test_generate_send_appends_tokens():
     llm = FakeLlama("ab", eos=False)
     g = llm.generate(llm.tokenize("x"), temp=0)

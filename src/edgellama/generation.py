@@ -214,12 +214,21 @@ class GenerationMixin:
         window = history if repeat_last_n < 0 else history[len(history) - repeat_last_n:] if repeat_last_n else []
         for t in window:
             sampler.accept(t)
-        n_cached = keep
+        context = list(history[:keep])  # what the cache holds before `tokens` are evaluated
         while True:
-            if n_cached + len(tokens) > n_ctx:
+            if len(context) + len(tokens) > n_ctx:
                 return  # context full
+            if self.tokens_in_cache != context:
+                # another generation on this object used the cache since our last step (two
+                # interleaved streams): restore our context, reusing what still matches
+                full = context + tokens
+                cache = list(self.tokens_in_cache)
+                keep = _common_prefix(cache, full[:-1])
+                if keep < len(cache):
+                    self._truncate_cache(keep)
+                context, tokens = full[:keep], full[keep:]
             logits = self._eval_last(tokens)
-            n_cached += len(tokens)
+            context.extend(tokens)
             tok = int(sampler.sample(logits))
             sampler.accept(tok)
             extra = yield tok, logits
