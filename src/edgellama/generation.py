@@ -244,7 +244,10 @@ class GenerationMixin:
         a tokenizer strips from a sequence's first token."""
         if prev is None:
             return self.detokenize([tok])
-        a = self.detokenize([prev])
+        alone = self.__dict__.setdefault("_piece_cache", {})  # token -> its bytes on its own
+        a = alone.get(prev)
+        if a is None:
+            a = alone[prev] = self.detokenize([prev])
         b = self.detokenize([prev, tok])
         return b[len(a):] if b.startswith(a) else self.detokenize([tok])
 
