@@ -119,6 +119,16 @@ def test_user_errors_are_one_line(fake, capsys, argv, msg, monkeypatch):
     assert msg in err and err.startswith("edgellama: error: ") and err.count("\n") == 1, err
 
 
+def test_chat_on_model_without_template_suggests_chat_format(fake, capsys, monkeypatch):
+    fake.chat_template = None
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
+    for argv in (["chat", "base.gguf"], ["run", "base.gguf", "--chat", "-p", "hi"]):
+        code, out, err = run_main(argv, capsys)
+        assert code == 1 and "base.gguf has no chat template" in err and "--chat-format chatml" in err
+    code, out, err = run_main(["chat", "base.gguf", "--chat-format", "chatml", "--temp", "0"], capsys)
+    assert code == 0 and out == "Hello world\n"
+
+
 def test_unknown_model_name(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("EDGELLAMA_CACHE", str(tmp_path))
     for cmd in (["run", "no-such-model", "-p", "x"], ["chat", "no-such-model"], ["info", "no-such-model"]):

@@ -203,6 +203,18 @@ def load_llama(args: argparse.Namespace, **kwargs: Any):
     return Llama(path, n_ctx=args.ctx_size, n_threads=args.threads, **kwargs)
 
 
+def check_chat_template(llm: Any, model: str) -> None:
+    """Render a one-message conversation so that a missing or broken template is reported before
+    the first turn, with the command-line option that fixes it."""
+    try:
+        llm.apply_chat_template([{"role": "user", "content": "x"}])
+    except ValueError as e:
+        if "no chat template" in str(e):
+            raise UserError(f"{model} has no chat template; choose a format with "
+                            "--chat-format chatml|llama-2|llama-3") from None
+        raise
+
+
 def write(text: str, stream: Any = None) -> None:
     stream = stream or sys.stdout
     stream.write(text)

@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         raise cli.UserError(f"-n/--n-predict must be positive or -1, got {args.n_predict}")
     llm = cli.load_llama(args, chat_format=args.chat_format)
     session = _Session(llm, args)
-    llm.apply_chat_template([{"role": "user", "content": "x"}])  # template errors before the first turn
+    cli.check_chat_template(llm, args.model)
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"Chatting with {args.model}. Ctrl-C stops an answer; Ctrl-D, /exit or Ctrl-C at the prompt "

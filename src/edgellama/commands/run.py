@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     kw = dict(max_tokens=n, stop=args.stop or None, stream=True, **cli.sampling_kwargs(args))
     t0 = time.perf_counter()
     if args.chat:
+        cli.check_chat_template(llm, args.model)
         chunks = llm.create_chat_completion([{"role": "user", "content": prompt}], **kw)
         texts = (c["choices"][0]["delta"].get("content", "") for c in chunks)
     else:
