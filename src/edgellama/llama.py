@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _core
+from .chat_format import validate_chat_format
 
 try:  # the generation layer (completions, chat, streaming) lives in its own module
     from .generation import GenerationMixin
@@ -81,7 +82,7 @@ class Llama(GenerationMixin):
         self._vocab = None
         self.model_path = os.fspath(model_path)
         self.verbose = verbose
-        self.chat_format = chat_format
+        self.chat_format = validate_chat_format(chat_format)
         self.seed = seed
         if not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx <= 0:
             raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
