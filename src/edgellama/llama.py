@@ -174,24 +174,25 @@ class Llama(GenerationMixin):
                 raise ValueError(
                     f"context window full: {self.n_tokens} tokens in the cache + {n} new tokens > n_ctx {self._n_ctx}"
                 )
-            # Chunks of n_batch, so Ctrl-C is honoured between chunks of a long prompt.
+            # Chunks of n_batch, so Ctrl-C is honoured between chunks of a long prompt. The C++
+            # context is the source of truth for what is cached: whatever interrupts us, the
+            # `finally` re-syncs tokens_in_cache with it, so the object stays usable.
+            base = self.n_tokens
             step = self.n_batch
-            if all_logits:
-                out = np.empty((n, n_vocab), dtype=np.float32)
+            try:
+                if all_logits:
+                    out = np.empty((n, n_vocab), dtype=np.float32)
+                    for start in range(0, n, step):
+                        out[start : start + step] = ctx.decode(ids[start : start + step], True)
+                    return out
                 for start in range(0, n, step):
-                    chunk = ids[start : start + step]
-                    out[start : start + chunk.size] = ctx.decode(chunk, True)
-                    self._appended(chunk)
-                return out
-            for start in range(0, n, step):
-                chunk = ids[start : start + step]
-                last = ctx.decode(chunk, start + step >= n)
-                self._appended(chunk)
-            return last
-
-    def _appended(self, chunk: np.ndarray) -> None:
-        self.tokens_in_cache.extend(int(t) for t in chunk)
-        self.eval_count += int(chunk.size)
+                    last = ctx.decode(ids[start : start + step], False)
+                return last
+            finally:
+                done = ctx.n_past - base
+                del self.tokens_in_cache[base:]
+                self.tokens_in_cache.extend(int(t) for t in ids[:done])
+                self.eval_count += done
 
     def reset(self) -> None:
         """Empty the KV cache."""
