@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -21,22 +21,26 @@ log = logging.getLogger("edgellama.quantize")
 
 def collect_importance(
     model_path: "str | os.PathLike[str]",
-    text: str,
+    text: Optional[str] = None,
     *,
+    tokens: Optional[Sequence[int]] = None,
     n_ctx: int = 512,
     threads: Optional[int] = None,
     max_chunks: Optional[int] = None,
 ) -> Dict[str, np.ndarray]:
-    """Run the GGUF model over `text` in windows of n_ctx tokens and return, per matmul weight, the
-    mean squared input activation of each column (the per-column importance)."""
+    """Run the GGUF model over `text` (or pre-tokenized `tokens`) in windows of n_ctx tokens and
+    return, per matmul weight name, the mean squared input activation of each column (the
+    per-column importance used to weight the quantization search)."""
     from .llama import Llama
 
     llm = Llama(str(model_path), n_ctx=n_ctx, n_threads=threads, precision="exact")
     try:
-        tokenize = getattr(llm, "tokenize", None)
-        if tokenize is None:
-            raise RuntimeError("calibration needs Llama.tokenize (the tokenizer), which this build lacks")
-        tokens = list(tokenize(text.encode("utf-8")))
+        if tokens is None:
+            tokenize = getattr(llm, "tokenize", None)
+            if tokenize is None:
+                raise RuntimeError("calibration needs Llama.tokenize (the tokenizer), which this build lacks")
+            tokens = list(tokenize((text or "").encode("utf-8")))
+        tokens = [int(t) for t in tokens]
         if len(tokens) < 2:
             raise ValueError("the calibration text is too short (fewer than 2 tokens)")
         llm.collect_activation_stats(True)

@@ -106,6 +106,14 @@ def read_hf(d: Path, vocab_only: bool = False) -> Checkpoint:
     except (KeyError, TypeError, ValueError) as e:
         raise ConversionError(f"{cfg_path}: missing or invalid hyper-parameter {e}") from e
     n_head_kv = int(cfg.get("num_key_value_heads") or n_head)
+    if cfg.get("hidden_act", "silu") != "silu":
+        raise ConversionError(f"{cfg_path}: hidden_act {cfg.get('hidden_act')!r} is not supported (silu expected)")
+    if cfg.get("attention_bias") or cfg.get("mlp_bias"):
+        raise ConversionError(f"{cfg_path}: attention/MLP biases are not supported by the llama GGUF layout")
+    # transformers >= 5 keeps rope settings in rope_parameters; older files use rope_theta/rope_scaling
+    rope = dict(cfg.get("rope_parameters") or {})
+    rope_theta = cfg.get("rope_theta", rope.get("rope_theta"))
+    scaling = cfg.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
     head_dim = int(cfg.get("head_dim") or n_embd // n_head)
     if n_head % n_head_kv:
         raise ConversionError(f"{cfg_path}: num_attention_heads {n_head} is not a multiple of num_key_value_heads {n_head_kv}")
@@ -119,7 +127,7 @@ def read_hf(d: Path, vocab_only: bool = False) -> Checkpoint:
         head_count=n_head,
         head_count_kv=n_head_kv,
         rms_eps=float(cfg.get("rms_norm_eps", 1e-5)),
-        rope_freq_base=float(cfg["rope_theta"]) if cfg.get("rope_theta") is not None else None,
+        rope_freq_base=float(rope_theta) if rope_theta is not None else None,
         rope_dimension_count=head_dim,
         vocab_size=n_vocab,
         name=d.resolve().name,
@@ -127,7 +135,6 @@ def read_hf(d: Path, vocab_only: bool = False) -> Checkpoint:
     if cfg.get("head_dim") and head_dim != n_embd // n_head:
         ck.add("llama.attention.key_length", head_dim, GGUFValueType.UINT32)
         ck.add("llama.attention.value_length", head_dim, GGUFValueType.UINT32)
-    scaling = cfg.get("rope_scaling") or None
     if scaling:
         rtype = scaling.get("rope_type") or scaling.get("type")
         if rtype == "linear" and "factor" in scaling:
