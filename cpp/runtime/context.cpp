@@ -30,16 +30,14 @@ void rmsnorm(const float* x, const float* w, int64_t n, double eps, float* out) 
   for (int64_t i = 0; i < n; ++i) out[i] = (x[i] * scale) * w[i];
 }
 
-// Read element i of a KV row stored as F32 or F16.
-inline float kv_load(const uint8_t* row, int64_t i, KVType t) {
-  if (t == KVType::F16) {
-    uint16_t h;
-    std::memcpy(&h, row + 2 * i, 2);
-    return fp16_to_float(h);
-  }
-  float f;
-  std::memcpy(&f, row + 4 * i, 4);
-  return f;
+// One row of the KV cache (kv_width values of one position) as floats, for head `off`..off+n.
+// F16 rows are widened through the exact lookup table; F32 rows are used in place.
+inline const float* kv_row(const uint8_t* row, int64_t off, int64_t n, KVType t, const float* f16_table,
+                           float* tmp) {
+  if (t == KVType::F32) return reinterpret_cast<const float*>(row) + off;
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(row) + off;
+  for (int64_t i = 0; i < n; ++i) tmp[i] = f16_table[h[i]];
+  return tmp;
 }
 
 inline void kv_store(uint8_t* row, const float* src, int64_t n, KVType t) {
@@ -95,6 +93,7 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
     rope_cos_.assign(size_t(nb * hp.n_rot / 2), 0.0f);
     rope_sin_.assign(size_t(nb * hp.n_rot / 2), 0.0f);
     att_scores_.assign(size_t(pool_.size()) * size_t(n_ctx), 0.0f);
+    att_row_tmp_.assign(size_t(pool_.size()) * size_t(hp.head_dim), 0.0f);
     mm_scratch_.reserve(pool_.size(), std::max({hp.n_embd, hp.n_ff, hp.q_width()}), nb);
   } catch (const std::bad_alloc&) {
     throw ArgumentError("cannot allocate the context for n_ctx=" + std::to_string(n_ctx) + " (KV cache " +
@@ -188,10 +187,12 @@ void Context::attention(int64_t il, int64_t n) {
   const uint8_t* K = k_cache_[size_t(il)].data();
   const uint8_t* V = v_cache_[size_t(il)].data();
   const int64_t n_past = n_past_;
+  const float* f16 = fp16_table();
   pool_.run([&](int ith, int nth) {
     int64_t w0, w1;
     split_range(n * hp.n_head, ith, nth, &w0, &w1);
     float* scores = att_scores_.data() + size_t(ith) * size_t(params_.n_ctx);
+    float* tmp = att_row_tmp_.data() + size_t(ith) * size_t(hd);
     for (int64_t w = w0; w < w1; ++w) {
       const int64_t t = w / hp.n_head, h = w % hp.n_head;
       const int64_t kv_off = (h / group) * hd;
@@ -199,10 +200,8 @@ void Context::attention(int64_t il, int64_t n) {
       const float* qv = q_.data() + t * qw + h * hd;
       float mx = -std::numeric_limits<float>::infinity();
       for (int64_t p = 0; p < n_keys; ++p) {
-        const uint8_t* krow = K + size_t(p) * k_row;
-        float acc = 0.0f;
-        for (int64_t i = 0; i < hd; ++i) acc += qv[i] * kv_load(krow, kv_off + i, tk);
-        scores[p] = acc * scale;
+        const float* krow = kv_row(K + size_t(p) * k_row, kv_off, hd, tk, f16, tmp);
+        scores[p] = dot_f32(qv, krow, hd) * scale;
         mx = std::max(mx, scores[p]);
       }
       float sum = 0.0f;
@@ -214,9 +213,9 @@ void Context::attention(int64_t il, int64_t n) {
       float* out = att_.data() + t * qw + h * hd;
       std::fill(out, out + hd, 0.0f);
       for (int64_t p = 0; p < n_keys; ++p) {
-        const uint8_t* vrow = V + size_t(p) * v_row;
+        const float* vrow = kv_row(V + size_t(p) * v_row, kv_off, hd, tv, f16, tmp);
         const float a = scores[p] * inv;
-        for (int64_t i = 0; i < hd; ++i) out[i] += a * kv_load(vrow, kv_off + i, tv);
+        for (int64_t i = 0; i < hd; ++i) out[i] += a * vrow[i];
       }
     }
   });

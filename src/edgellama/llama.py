@@ -95,9 +95,13 @@ class Llama(GenerationMixin):
         self._model = _core.Model(self.model_path, vocab_only)
         self.metadata: Dict[str, Any] = self._model.gguf.metadata_dict()
         self.vocab_only = vocab_only
-        if hasattr(_core, "Vocab"):
-            self._vocab = _core.Vocab.from_gguf(self._model.gguf)
+        self._vocab = _core.Vocab.from_gguf(self._model.gguf)
 
+        if not vocab_only and self._vocab.n_tokens() > self._model.hparams["n_vocab"]:
+            raise _core.GGUFError(
+                f"{self.model_path}: the tokenizer has {self._vocab.n_tokens()} tokens but token_embd.weight "
+                f"has only {self._model.hparams['n_vocab']} rows"
+            )
         self.tokens_in_cache: List[int] = []
         self.eval_count = 0
         if vocab_only:
@@ -119,8 +123,8 @@ class Llama(GenerationMixin):
         return self._n_ctx
 
     def n_vocab(self) -> int:
-        if self._vocab is not None and self.vocab_only:
-            return int(self._vocab.n_tokens())
+        if self.vocab_only:
+            return int(self._vocab_checked().n_tokens())
         return int(self._model_checked().hparams["n_vocab"])
 
     def n_embd(self) -> int:
@@ -147,6 +151,37 @@ class Llama(GenerationMixin):
     def isa(self) -> str:
         """The kernel instruction set in use ("avx2", "neon", "scalar", ...)."""
         return _core.isa() if hasattr(_core, "isa") else "scalar"
+
+    # ----------------------------------------------------------------------------------------
+    # tokenizer
+    # ----------------------------------------------------------------------------------------
+    def tokenize(self, text: Union[bytes, str], add_bos: bool = True, special: bool = False) -> List[int]:
+        """Text -> token ids. `add_bos` adds the BOS (and EOS) tokens the file asks for;
+        `special` recognises control tokens such as <|im_start|> written in the text."""
+        if isinstance(text, str):
+            text = text.encode("utf-8")
+        elif not isinstance(text, (bytes, bytearray)):
+            raise TypeError(f"text must be str or bytes, got {type(text).__name__}")
+        return self._vocab_checked().tokenize(bytes(text), bool(add_bos), bool(special))
+
+    def detokenize(self, tokens: TokenSequence, special: bool = False) -> bytes:
+        """Token ids -> UTF-8 bytes (a token can hold part of a character, hence bytes)."""
+        vocab = self._vocab_checked()
+        ids = _as_token_array(tokens, int(vocab.n_tokens()))
+        return vocab.detokenize(ids.tolist(), bool(special))
+
+    def token_bos(self) -> int:
+        return int(self._vocab_checked().bos())
+
+    def token_eos(self) -> int:
+        return int(self._vocab_checked().eos())
+
+    def token_eot(self) -> int:
+        return int(self._vocab_checked().eot())
+
+    def _is_eog(self, token: int) -> bool:
+        """True for tokens that end generation (EOS, EOT, <|im_end|>, ...)."""
+        return bool(self._vocab_checked().is_eog(int(token)))
 
     # ----------------------------------------------------------------------------------------
     # evaluation
@@ -239,6 +274,12 @@ class Llama(GenerationMixin):
         if self._model is None:
             raise RuntimeError("this Llama object is closed")
         return self._model
+
+    def _vocab_checked(self):
+        self._model_checked()
+        if self._vocab is None:
+            raise RuntimeError("this Llama object has no vocabulary")
+        return self._vocab
 
     def _context_checked(self):
         self._model_checked()

@@ -73,6 +73,7 @@ class Context {
   std::vector<float> rope_cos_, rope_sin_;  // [n_batch][n_rot/2]
   std::vector<double> inv_freq_;            // [n_rot/2]
   std::vector<float> att_scores_;           // per thread: n_ctx scores
+  std::vector<float> att_row_tmp_;          // per thread: one K or V head row widened to float
 
   bool collect_stats_ = false;
   std::map<std::string, ActivationStats> stats_;

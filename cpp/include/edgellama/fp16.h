@@ -72,3 +72,9 @@ inline uint16_t float_to_bf16(float f) {
 }
 
 }  // namespace edgellama
+
+namespace edgellama {
+// All 65536 half values as floats (256 KiB, built once on first use): a load instead of the branchy
+// conversion above, for hot loops over f16 data such as attention over the KV cache.
+const float* fp16_table();
+}  // namespace edgellama

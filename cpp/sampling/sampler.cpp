@@ -1,0 +1,347 @@
+// Sampler: logit bias -> penalties -> top-k -> typical -> top-p -> min-p -> temperature -> draw.
+// See edgellama/sampler.h for the contract.
+#include "edgellama/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <string>
+
+#include "edgellama/errors.h"
+
+namespace edgellama {
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr float kPosInf = std::numeric_limits<float>::infinity();
+
+std::string fmt(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+
+[[noreturn]] void bad(const char* name, const std::string& why) {
+  throw ArgumentError(std::string("Sampler: ") + name + " " + why);
+}
+
+void require_finite(const char* name, float v) {
+  if (!std::isfinite(v)) bad(name, "must be a finite number, got " + fmt(v));
+}
+
+void require_not_nan_nonneg(const char* name, float v) {
+  if (std::isnan(v)) bad(name, "must be a number, got nan");
+  if (v < 0) bad(name, "must be >= 0, got " + fmt(v));
+}
+
+}  // namespace
+
+Sampler::Sampler(const SamplerParams& p) : params_(p), rng_(p.seed) {
+  // temperature <= 0 is greedy; it only has to be finite.
+  require_finite("temperature", p.temperature);
+  // top_k: any value; <= 0 disables.
+  require_not_nan_nonneg("top_p", p.top_p);  // >= 1 disables
+  if (std::isnan(p.min_p)) bad("min_p", "must be a number, got nan");
+  if (p.min_p > 1) bad("min_p", "must be <= 1 (a fraction of the top probability), got " + fmt(p.min_p));
+  require_not_nan_nonneg("typical_p", p.typical_p);  // >= 1 disables
+  require_finite("repeat_penalty", p.repeat_penalty);
+  if (p.repeat_penalty <= 0) bad("repeat_penalty", "must be > 0 (1 disables it), got " + fmt(p.repeat_penalty));
+  if (p.repeat_last_n < 0) bad("repeat_last_n", "must be >= 0 (0 disables penalties), got " + std::to_string(p.repeat_last_n));
+  require_finite("frequency_penalty", p.frequency_penalty);
+  require_finite("presence_penalty", p.presence_penalty);
+  for (const auto& [id, bias] : p.logit_bias) {
+    if (id < 0) bad("logit_bias", "token id " + std::to_string(id) + " is negative");
+    if (std::isnan(bias)) bad("logit_bias", "value for token id " + std::to_string(id) + " is nan");
+    if (bias == kPosInf)
+      bad("logit_bias", "value for token id " + std::to_string(id) + " is +inf (use a large finite bias to force a token)");
+  }
+}
+
+void Sampler::set_seed(uint64_t seed) {
+  params_.seed = seed;
+  rng_.seed_with(seed);
+}
+
+void Sampler::reset() {
+  history_.clear();
+  history_head_ = 0;
+  rng_.seed_with(params_.seed);
+}
+
+void Sampler::accept(int32_t token) {
+  if (token < 0) throw ArgumentError("Sampler.accept: token id " + std::to_string(token) + " is negative");
+  const size_t cap = size_t(params_.repeat_last_n);
+  if (cap == 0) return;
+  if (history_.size() < cap) {
+    history_.push_back(token);
+  } else {
+    history_[history_head_] = token;
+    history_head_ = (history_head_ + 1) % cap;
+  }
+}
+
+std::vector<int32_t> Sampler::history() const {
+  std::vector<int32_t> out;
+  out.reserve(history_.size());
+  for (size_t i = 0; i < history_.size(); ++i) out.push_back(history_[(history_head_ + i) % history_.size()]);
+  return out;
+}
+
+void Sampler::ensure_scratch(int32_t n_vocab) {
+  if (n_vocab <= 0) throw ArgumentError("Sampler.sample: n_vocab must be > 0, got " + std::to_string(n_vocab));
+  const size_t n = size_t(n_vocab);
+  if (work_.size() < n) {
+    work_.resize(n);
+    counts_.assign(n, 0);  // kept all-zero between calls
+    cand_.reserve(n);
+    cand_tmp_.reserve(n);
+    prob_.resize(n);
+    score_.resize(n);
+    index_.reserve(n);
+  }
+}
+
+void Sampler::prepare_logits(const float* logits, int32_t n_vocab) {
+  // Check bias ids before touching anything, so a bad call leaves no partial state behind.
+  for (const auto& [id, bias] : params_.logit_bias) {
+    if (id >= n_vocab)
+      throw ArgumentError("Sampler.sample: logit_bias token id " + std::to_string(id) +
+                          " is out of range for n_vocab " + std::to_string(n_vocab));
+  }
+  float* w = work_.data();
+  bool any = false;
+  for (int32_t i = 0; i < n_vocab; ++i) {
+    const float x = logits[i];
+    const bool ok = !std::isnan(x) && x != kNegInf;
+    w[i] = ok ? x : kNegInf;
+    any |= ok;
+  }
+  if (!any) throw ArgumentError("all logits are -inf/NaN");
+
+  // bias is never NaN or +inf; -inf bans the token even when its logit is +inf (inf - inf = NaN).
+  for (const auto& [id, bias] : params_.logit_bias) w[id] = bias == kNegInf ? kNegInf : w[id] + bias;
+
+  const bool penalize = !history_.empty() && (params_.repeat_penalty != 1.0f || params_.frequency_penalty != 0.0f ||
+                                               params_.presence_penalty != 0.0f);
+  if (penalize) {
+    int32_t* cnt = counts_.data();
+    for (int32_t t : history_)
+      if (t < n_vocab) ++cnt[t];
+    for (int32_t t : history_) {
+      if (t >= n_vocab || cnt[t] == 0) continue;  // out of range, or already applied
+      float x = w[t];
+      if (x <= 0) {
+        x *= params_.repeat_penalty;
+      } else {
+        x /= params_.repeat_penalty;
+      }
+      x -= float(cnt[t]) * params_.frequency_penalty + params_.presence_penalty;
+      if (std::isnan(x)) x = kNegInf;  // cannot happen with finite params, but never let NaN through
+      w[t] = x;
+      cnt[t] = 0;  // restores the all-zero invariant and marks the token done
+    }
+  }
+
+  any = false;
+  for (int32_t i = 0; i < n_vocab && !any; ++i) any = w[i] != kNegInf;
+  if (!any) throw ArgumentError("all logits are -inf/NaN after applying logit_bias and penalties");
+}
+
+int32_t Sampler::greedy(int32_t n_vocab) const {
+  const float* w = work_.data();
+  int32_t best = 0;
+  for (int32_t i = 1; i < n_vocab; ++i)
+    if (w[i] > w[best]) best = i;  // strict: ties keep the lowest id
+  return best;
+}
+
+namespace {
+struct ByLogitDesc {
+  template <class C>
+  bool operator()(const C& a, const C& b) const {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  }
+};
+}  // namespace
+
+void Sampler::sort_candidates() {
+  if (!sorted_) std::sort(cand_.begin(), cand_.end(), ByLogitDesc());
+  sorted_ = true;
+}
+
+double Sampler::weights(double temperature) {
+  const size_t n = cand_.size();
+  float m = kNegInf;
+  for (const auto& c : cand_) m = std::max(m, c.logit);
+  double sum = 0;
+  if (m == kPosInf) {
+    for (size_t i = 0; i < n; ++i) sum += (prob_[i] = cand_[i].logit == kPosInf ? 1.0 : 0.0);
+  } else {
+    const double inv_t = 1.0 / temperature;
+    for (size_t i = 0; i < n; ++i) sum += (prob_[i] = std::exp((double(cand_[i].logit) - double(m)) * inv_t));
+  }
+  return sum;  // >= 1: the max element contributes exactly 1
+}
+
+// Builds cand_ from work_: every finite token, or with top-k only the k best. Top-k scans the
+// vocabulary once keeping a heap of the k best so far (its front is the worst of them), so the
+// common case costs one comparison per token instead of a partition of the whole vocabulary.
+void Sampler::collect_candidates(int32_t n_vocab) {
+  cand_.clear();
+  const float* w = work_.data();
+  const int32_t k = params_.top_k;
+  if (k <= 0 || k >= n_vocab) {
+    for (int32_t i = 0; i < n_vocab; ++i)
+      if (w[i] != kNegInf) cand_.push_back({i, w[i]});
+    sorted_ = false;
+    return;
+  }
+  const ByLogitDesc better;
+  for (int32_t i = 0; i < n_vocab; ++i) {
+    const float x = w[i];
+    if (x == kNegInf) continue;
+    if (cand_.size() < size_t(k)) {
+      cand_.push_back({i, x});
+      std::push_heap(cand_.begin(), cand_.end(), better);
+    } else if (x > cand_.front().logit) {  // equal logit: i is a higher id, so not better
+      std::pop_heap(cand_.begin(), cand_.end(), better);
+      cand_.back() = {i, x};
+      std::push_heap(cand_.begin(), cand_.end(), better);
+    }
+  }
+  std::sort(cand_.begin(), cand_.end(), better);
+  sorted_ = true;
+}
+
+void Sampler::apply_typical() {
+  const double p = params_.typical_p;
+  const size_t n = cand_.size();
+  if (p >= 1.0 || n <= 1) return;
+  const double sum = weights(1.0);
+  double entropy = 0;
+  for (size_t i = 0; i < n; ++i) {
+    prob_[i] /= sum;
+    if (prob_[i] > 0) entropy -= prob_[i] * std::log(prob_[i]);
+  }
+  index_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    index_[i] = int32_t(i);
+    score_[i] = prob_[i] > 0 ? std::fabs(-std::log(prob_[i]) - entropy) : std::numeric_limits<double>::infinity();
+  }
+  const double* score = score_.data();
+  const Candidate* cand = cand_.data();
+  std::sort(index_.begin(), index_.end(), [score, cand](int32_t a, int32_t b) {
+    return score[a] < score[b] || (score[a] == score[b] && cand[a].id < cand[b].id);
+  });
+  // Keep the most "typical" tokens until their mass exceeds p (at least one).
+  size_t keep = n;
+  double cum = 0;
+  for (size_t j = 0; j < n; ++j) {
+    cum += prob_[size_t(index_[j])];
+    if (cum > p) {
+      keep = j + 1;
+      break;
+    }
+  }
+  cand_tmp_.clear();
+  for (size_t j = 0; j < keep; ++j) cand_tmp_.push_back(cand_[size_t(index_[j])]);
+  cand_.swap(cand_tmp_);
+  sorted_ = false;
+  sort_candidates();
+}
+
+void Sampler::apply_top_p() {
+  const double p = params_.top_p;
+  const size_t n = cand_.size();
+  if (p >= 1.0 || n <= 1) return;
+  // Normalizer over all candidates; then walk tokens in (logit desc, id asc) order until the mass
+  // reaches p. Without top-k the list is long and unsorted, so sort it a growing prefix at a time:
+  // the prefix after nth_element + sort is exactly the prefix of a full sort.
+  float m = kNegInf;
+  for (const auto& c : cand_) m = std::max(m, c.logit);
+  auto weight = [m](float x) -> double {
+    if (m == kPosInf) return x == kPosInf ? 1.0 : 0.0;
+    return std::exp(double(x) - double(m));
+  };
+  // cand_ is either sorted or in id order here, so the summation order is deterministic.
+  double sum = 0;
+  for (const auto& c : cand_) sum += weight(c.logit);
+  const double target = p * sum;
+  size_t done = sorted_ ? n : 0;  // prefix already in final order
+  size_t chunk = 64;
+  double cum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (i == done) {
+      const size_t end = std::min(n, done + chunk);
+      if (end < n) std::nth_element(cand_.begin() + done, cand_.begin() + end, cand_.end(), ByLogitDesc());
+      std::sort(cand_.begin() + done, cand_.begin() + end, ByLogitDesc());
+      done = end;
+      chunk *= 4;
+    }
+    cum += weight(cand_[i].logit);
+    if (cum >= target) {
+      cand_.resize(i + 1);
+      sorted_ = true;
+      return;
+    }
+  }
+  sorted_ = true;  // rounding kept everything; the whole list is sorted by now
+}
+
+void Sampler::apply_min_p() {
+  const double min_p = params_.min_p;
+  if (min_p <= 0 || cand_.size() <= 1) return;
+  float m = kNegInf;
+  for (const auto& c : cand_) m = std::max(m, c.logit);
+  // p_i >= min_p * p_max  <=>  logit_i - logit_max >= log(min_p)
+  const double thr = std::log(min_p);
+  size_t out = 0;
+  for (size_t i = 0; i < cand_.size(); ++i) {
+    const float x = cand_[i].logit;
+    const bool keep = m == kPosInf ? x == kPosInf : double(x) - double(m) >= thr;
+    if (keep) cand_[out++] = cand_[i];
+  }
+  cand_.resize(out);  // keeps the max, so never empty; order preserved
+}
+
+double Sampler::build_distribution(int32_t n_vocab) {
+  collect_candidates(n_vocab);  // includes top-k
+  apply_typical();
+  apply_top_p();
+  apply_min_p();
+  return weights(double(params_.temperature));
+}
+
+int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
+  ensure_scratch(n_vocab);
+  prepare_logits(logits, n_vocab);
+  if (params_.temperature <= 0) return greedy(n_vocab);
+  const double sum = build_distribution(n_vocab);
+  const double target = rng_.next_double() * sum;
+  double cum = 0;
+  const size_t n = cand_.size();
+  size_t last_positive = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (prob_[i] <= 0) continue;
+    cum += prob_[i];
+    last_positive = i;
+    if (target < cum) return cand_[i].id;
+  }
+  return cand_[last_positive].id;  // target rounded up to the total
+}
+
+void Sampler::probabilities(const float* logits, int32_t n_vocab, float* out) {
+  ensure_scratch(n_vocab);
+  prepare_logits(logits, n_vocab);
+  std::fill(out, out + n_vocab, 0.0f);
+  if (params_.temperature <= 0) {
+    out[greedy(n_vocab)] = 1.0f;
+    return;
+  }
+  const double sum = build_distribution(n_vocab);
+  for (size_t i = 0; i < cand_.size(); ++i) out[cand_[i].id] = float(prob_[i] / sum);
+}
+
+}  // namespace edgellama
