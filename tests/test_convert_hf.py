@@ -330,3 +330,19 @@ def test_gguf_input_requantize(tmp_path, llama2_tokenizer_model):
     q4 = quantize(q8, tmp_path / "c.gguf", "Q4_0", on_note=notes.append)
     assert any("already quantized (Q8_0)" in n for n in notes)
     assert GGUFReader(q4).fields["general.file_type"].contents() == 2
+
+
+def test_legacy_file_type_is_gguf_py_exact(tmp_path, llama2_tokenizer_model):
+    """Without calibration a Q4_0/Q8_0 file holds exactly gguf-py's (= llama.cpp's) reference blocks."""
+    import gguf
+
+    d = _small(tmp_path, llama2_tokenizer_model)
+    f32 = quantize(d, tmp_path / "a.gguf", "F32")
+    src = {t.name: np.asarray(t.data) for t in GGUFReader(f32).tensors}
+    for ftype, qtype in (("Q4_0", gguf.GGMLQuantizationType.Q4_0), ("Q8_0", gguf.GGMLQuantizationType.Q8_0)):
+        out = quantize(f32, tmp_path / f"{ftype}.gguf", ftype)
+        for t in GGUFReader(out).tensors:
+            if t.name == "blk.0.attn_q.weight":
+                assert t.tensor_type == qtype
+                ref = gguf.quants.quantize(src[t.name].reshape(32, 32), qtype)
+                assert np.array_equal(np.asarray(t.data).reshape(ref.shape), ref)

@@ -149,7 +149,11 @@ def write_gguf(
                 if imp is not None and imp.shape != (cols,):
                     note(f"{t.name}: calibration statistics have {imp.shape} values for {cols} columns; ignored")
                     imp = None
-            q = _core.quantize(qt.name, mat, importance=imp, n_threads=threads or 0)
+            # Legacy file types round like llama.cpp/gguf-py (bit-identical files) unless calibrated;
+            # legacy fallbacks inside a K-quant mix get the error-minimising search.
+            method = "search" if (ft.default.name.endswith("_K") and not qt.name.endswith("_K")
+                                  and qt.name.startswith("Q")) else "auto"
+            q = _core.quantize(qt.name, mat, importance=imp, n_threads=threads or 0, method=method)
             del data, mat
             writer.write_tensor_data(q.reshape(-1))
             del q
