@@ -62,7 +62,8 @@ def main() -> int:
     for name in a.models:
         base = a.out / f"{name}.F32.gguf"
         if not base.exists():
-            quantize(sources[name], base, "F32", threads=a.threads)
+            tok = sources[name].parent / "tok512.bin" if name == "stories260K" else None
+            quantize(sources[name], base, "F32", threads=a.threads, tokenizer=tok)
         print(f"\n## {name} (base {base.name})")
         print(f"{'type':8} {'KL ours':>10} {'KL ours+cal':>12} {'KL llama.cpp':>13} {'ratio':>6} {'ratio cal':>9} "
               f"{'t ours s':>9} {'t llama.cpp s':>13}", flush=True)
