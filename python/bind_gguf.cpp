@@ -38,6 +38,7 @@ py::object value_to_python(const GGUFValue& v, const std::string& what) {
       case GGUFType::ARRAY: out[i] = value_to_python(v.array_at(i), what); break;
       case GGUFType::FLOAT32: case GGUFType::FLOAT64: out[i] = py::float_(v.float_at(i, what)); break;
       case GGUFType::BOOL: out[i] = py::bool_(v.int_at(i, what) != 0); break;
+      case GGUFType::UINT64: out[i] = py::int_(v.uint64_at(i, what)); break;
       default: out[i] = py::int_(v.int_at(i, what)); break;
     }
   }

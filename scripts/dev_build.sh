@@ -12,4 +12,7 @@ if [ ! -f "$BUILD/build.ninja" ]; then
     -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" "${extra[@]}" "$@" >/dev/null
 fi
 cmake --build "$BUILD" -j "${JOBS:-2}"
-cp -f "$BUILD"/_core*.so src/edgellama/
+# copy then rename: a test process that has the old module loaded keeps a valid file
+for so in "$BUILD"/_core*.so; do
+  cp -f "$so" "src/edgellama/.$(basename "$so").tmp" && mv -f "src/edgellama/.$(basename "$so").tmp" "src/edgellama/$(basename "$so")"
+done

@@ -128,6 +128,14 @@ int64_t GGUFValue::int_at(size_t i, const std::string& what) const {
   }
 }
 
+uint64_t GGUFValue::uint64_at(size_t i, const std::string& what) const {
+  if (!is_array() || i >= array_count_) throw FormatError(what + ": index out of range");
+  if (array_type != GGUFType::UINT64) return uint64_t(int_at(i, what));
+  uint64_t v;
+  std::memcpy(&v, array_data_ + i * 8, 8);
+  return v;
+}
+
 double GGUFValue::float_at(size_t i, const std::string& what) const {
   if (!is_array() || i >= array_count_) throw FormatError(what + ": index out of range");
   const uint8_t* p = array_data_ + i * element_size(array_type);

@@ -2,6 +2,7 @@
 #include <limits>
 
 #include "dequantize.h"
+#include "quantize.h"
 #include "edgellama/quant_types.h"
 
 namespace edgellama {
@@ -13,21 +14,21 @@ using T = GGMLType;
 // sizes) but not computed with; loading a model that uses them is an UnsupportedError.
 const TypeTraits kTable[] = {
     // type     name      block  bytes                to_float            from_float  vec_dot_type
-    {T::F32,    "F32",    1,     4,                   dequantize_f32,     nullptr,    T::F32},
-    {T::F16,    "F16",    1,     2,                   dequantize_f16,     nullptr,    T::F16},
-    {T::BF16,   "BF16",   1,     2,                   dequantize_bf16,    nullptr,    T::BF16},
-    {T::Q4_0,   "Q4_0",   32,    18,                  dequantize_q4_0,    nullptr,    T::Q8_0},
-    {T::Q4_1,   "Q4_1",   32,    20,                  dequantize_q4_1,    nullptr,    T::Q8_1},
-    {T::Q5_0,   "Q5_0",   32,    22,                  dequantize_q5_0,    nullptr,    T::Q8_0},
-    {T::Q5_1,   "Q5_1",   32,    24,                  dequantize_q5_1,    nullptr,    T::Q8_1},
-    {T::Q8_0,   "Q8_0",   32,    34,                  dequantize_q8_0,    nullptr,    T::Q8_0},
-    {T::Q8_1,   "Q8_1",   32,    36,                  dequantize_q8_1,    nullptr,    T::Q8_1},
-    {T::Q2_K,   "Q2_K",   256,   84,                  dequantize_q2_K,    nullptr,    T::Q8_K},
-    {T::Q3_K,   "Q3_K",   256,   110,                 dequantize_q3_K,    nullptr,    T::Q8_K},
-    {T::Q4_K,   "Q4_K",   256,   144,                 dequantize_q4_K,    nullptr,    T::Q8_K},
-    {T::Q5_K,   "Q5_K",   256,   176,                 dequantize_q5_K,    nullptr,    T::Q8_K},
-    {T::Q6_K,   "Q6_K",   256,   210,                 dequantize_q6_K,    nullptr,    T::Q8_K},
-    {T::Q8_K,   "Q8_K",   256,   292,                 dequantize_q8_K,    nullptr,    T::Q8_K},
+    {T::F32,    "F32",    1,     4,                   dequantize_f32,     quantize_row_f32_ref, T::F32},
+    {T::F16,    "F16",    1,     2,                   dequantize_f16,     quantize_row_f16_ref, T::F16},
+    {T::BF16,   "BF16",   1,     2,                   dequantize_bf16,    quantize_row_bf16_ref, T::BF16},
+    {T::Q4_0,   "Q4_0",   32,    18,                  dequantize_q4_0,    quantize_row_q4_0_ref, T::Q8_0},
+    {T::Q4_1,   "Q4_1",   32,    20,                  dequantize_q4_1,    quantize_row_q4_1_ref, T::Q8_1},
+    {T::Q5_0,   "Q5_0",   32,    22,                  dequantize_q5_0,    quantize_row_q5_0_ref, T::Q8_0},
+    {T::Q5_1,   "Q5_1",   32,    24,                  dequantize_q5_1,    quantize_row_q5_1_ref, T::Q8_1},
+    {T::Q8_0,   "Q8_0",   32,    34,                  dequantize_q8_0,    quantize_row_q8_0_ref, T::Q8_0},
+    {T::Q8_1,   "Q8_1",   32,    36,                  dequantize_q8_1,    quantize_row_q8_1_ref, T::Q8_1},
+    {T::Q2_K,   "Q2_K",   256,   84,                  dequantize_q2_K,    quantize_row_q2_K_ref, T::Q8_K},
+    {T::Q3_K,   "Q3_K",   256,   110,                 dequantize_q3_K,    quantize_row_q3_K_ref, T::Q8_K},
+    {T::Q4_K,   "Q4_K",   256,   144,                 dequantize_q4_K,    quantize_row_q4_K_ref, T::Q8_K},
+    {T::Q5_K,   "Q5_K",   256,   176,                 dequantize_q5_K,    quantize_row_q5_K_ref, T::Q8_K},
+    {T::Q6_K,   "Q6_K",   256,   210,                 dequantize_q6_K,    quantize_row_q6_K_ref, T::Q8_K},
+    {T::Q8_K,   "Q8_K",   256,   292,                 dequantize_q8_K,    quantize_row_q8_K_ref, T::Q8_K},
     // Known to the reader only.
     {T::IQ2_XXS, "IQ2_XXS", 256, 66,                  nullptr,            nullptr,    T::Q8_K},
     {T::IQ2_XS,  "IQ2_XS",  256, 74,                  nullptr,            nullptr,    T::Q8_K},

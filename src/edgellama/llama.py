@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _core
+from .chat_format import validate_chat_format
 
 try:  # the generation layer (completions, chat, streaming) lives in its own module
     from .generation import GenerationMixin
@@ -50,7 +51,7 @@ class Llama(GenerationMixin):
 
     Args:
         model_path: path to a .gguf file (llama or qwen2 architecture).
-        n_ctx: context window in tokens (KV cache size); 0 means the model's training context.
+        n_ctx: context window in tokens (the KV cache is sized for it).
         n_threads: worker threads; None = number of physical cores.
         n_batch: tokens evaluated per forward chunk while processing a prompt.
         seed: default sampling seed (0xFFFFFFFF = random).
@@ -81,10 +82,10 @@ class Llama(GenerationMixin):
         self._vocab = None
         self.model_path = os.fspath(model_path)
         self.verbose = verbose
-        self.chat_format = chat_format
+        self.chat_format = validate_chat_format(chat_format)
         self.seed = seed
-        if not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 0:
-            raise ValueError(f"n_ctx must be a non-negative integer (0 = the model's training context), got {n_ctx!r}")
+        if not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx <= 0:
+            raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
         if n_threads is not None and (not isinstance(n_threads, int) or isinstance(n_threads, bool) or n_threads <= 0):
             raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
         if not isinstance(n_batch, int) or isinstance(n_batch, bool) or n_batch <= 0:
@@ -107,9 +108,6 @@ class Llama(GenerationMixin):
         if vocab_only:
             self._n_ctx = 0
             return
-        hp = self._model.hparams
-        if n_ctx == 0:
-            n_ctx = int(hp["n_ctx_train"])
         self._ctx = _core.Context(self._model, n_ctx, n_threads or 0, n_batch, type_k, type_v, precision)
         self._n_ctx = n_ctx
         self.n_batch = self._ctx.n_batch

@@ -40,6 +40,7 @@ class GGUFValue {
   size_t array_size() const { return array_count_; }
   // element i; the caller checks array_type first (these throw FormatError on a mismatch)
   int64_t int_at(size_t i, const std::string& what) const;
+  uint64_t uint64_at(size_t i, const std::string& what) const;  // UINT64 arrays (full range)
   double float_at(size_t i, const std::string& what) const;
   std::string_view string_at(size_t i) const { return strings_.at(i); }
   const GGUFValue& array_at(size_t i) const { return arrays_.at(i); }

@@ -1,0 +1,72 @@
+// Quantization: float32 -> ggml blocks.
+//
+// Two families of quantizers per type:
+//  * reference rounding (the `from_float` column of the type table). For Q4_0, Q4_1, Q5_0, Q5_1 and
+//    Q8_0 it is bit-for-bit gguf-py's `gguf.quants.quantize` (and ggml's quantize_row_*_ref): same
+//    float operations in the same order, compiled without FMA contraction. For the K-quants it is
+//    the error-minimising search with uniform weights (ggml's K-quant reference is a search too).
+//  * search: per (sub-)block scale/min search minimising the weighted squared error
+//    sum_i w_i (x_i - deq_i)^2, with w_i = importance of the value's column (imatrix-style), or 1.
+#pragma once
+#include <cstdint>
+
+#include "edgellama/quant_types.h"
+
+namespace edgellama {
+
+void quantize_row_f32_ref(const float* x, void* y, int64_t n);
+void quantize_row_f16_ref(const float* x, void* y, int64_t n);
+void quantize_row_bf16_ref(const float* x, void* y, int64_t n);
+void quantize_row_q4_0_ref(const float* x, void* y, int64_t n);
+void quantize_row_q4_1_ref(const float* x, void* y, int64_t n);
+void quantize_row_q5_0_ref(const float* x, void* y, int64_t n);
+void quantize_row_q5_1_ref(const float* x, void* y, int64_t n);
+void quantize_row_q8_0_ref(const float* x, void* y, int64_t n);
+void quantize_row_q8_1_ref(const float* x, void* y, int64_t n);
+void quantize_row_q2_K_ref(const float* x, void* y, int64_t n);
+void quantize_row_q3_K_ref(const float* x, void* y, int64_t n);
+void quantize_row_q4_K_ref(const float* x, void* y, int64_t n);
+void quantize_row_q5_K_ref(const float* x, void* y, int64_t n);
+void quantize_row_q6_K_ref(const float* x, void* y, int64_t n);
+void quantize_row_q8_K_ref(const float* x, void* y, int64_t n);
+
+// Error-minimising search for one row of n values (n a multiple of the block size). `importance`
+// holds n non-negative weights (one per value) or is nullptr for uniform weights. Types without a
+// search (F32/F16/BF16, Q8_1, Q8_K) use their reference rounding. Throws UnsupportedError for a type
+// that cannot be quantized.
+void quantize_row_search(GGMLType type, const float* x, void* y, int64_t n, const float* importance);
+
+enum class QuantMethod {
+  kAuto,       // legacy types: reference without importance, search with; K-quants: search
+  kReference,  // reference rounding only (importance must be null)
+  kSearch,     // search for every type
+};
+
+// Quantize a row-major nrows x ncols matrix into nrows rows of row_size(type, ncols) bytes each,
+// spreading rows over n_threads threads (0 = physical cores). `importance` holds ncols weights
+// (per column) or is nullptr. Throws ArgumentError / UnsupportedError on bad arguments.
+void quantize_matrix(GGMLType type, const float* x, void* y, int64_t nrows, int64_t ncols,
+                     const float* importance, QuantMethod method, int n_threads);
+
+namespace detail {
+// Building blocks, exposed for the K-quant file and for tests.
+// x ~= s * L, L in [lo, hi]; returns s (may be negative). L receives the levels.
+float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* L);
+// x ~= s * L + m, L in [0, nmax], s >= 0; if min_le_zero, m <= 0. Returns s, *m receives m.
+float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_zero, uint8_t* L, float* m);
+// Levels for fixed scale dl (x ~= dl * L), returns weighted error.
+double finish_sym(int n, const float* x, const float* w, float dl, int lo, int hi, int8_t* L);
+// Levels for fixed dl, ml (x ~= dl * L - ml), returns weighted error.
+double finish_asym(int n, const float* x, const float* w, float dl, float ml, int nmax, uint8_t* L);
+// Per-block weights: importance (with a small floor) or ones.
+void block_weights(int n, const float* importance, float* w);
+inline int nearest_int(float v) {
+  if (!(v == v)) return 0;
+  if (v > 1e9f) return 1000000000;
+  if (v < -1e9f) return -1000000000;
+  return int(v >= 0 ? v + 0.5f : v - 0.5f);
+}
+inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+}  // namespace detail
+
+}  // namespace edgellama

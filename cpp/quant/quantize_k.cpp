@@ -1,0 +1,241 @@
+// K-quant quantizers (256-value super-blocks). Per super-block:
+//  1. every sub-block gets its own best float scale (and min) from the weighted searches in
+//     quantize.cpp;
+//  2. those scales (and mins) are quantized against one half-precision super-block scale;
+//  3. every sub-block tries its quantized scale/min and their neighbours (+-1), re-choosing the
+//     levels for each, and keeps the pair with the smallest weighted error.
+// The reference (from_float) of each type is the same search with uniform weights.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "edgellama/fp16.h"
+#include "edgellama/quant_blocks.h"
+#include "quantize.h"
+
+namespace edgellama {
+
+using namespace detail;
+
+namespace {
+
+// Signed value of largest magnitude among v[0..n).
+float signed_max(const float* v, int n) {
+  float amax = 0.0f, s = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    if (std::fabs(v[i]) > amax) {
+      amax = std::fabs(v[i]);
+      s = v[i];
+    }
+  }
+  return s;
+}
+
+// Asymmetric K-quant super-block: NSUB sub-blocks of SUB values, levels 0..NMAX, scales and mins
+// as unsigned integers 0..SMAX against d and dmin. Output: levels, integer scales, mins, d, dmin.
+template <int NSUB, int SUB, int NMAX, int SMAX>
+void kquant_asym(const float* x, const float* imp, uint8_t* L, uint8_t* sc, uint8_t* mc, uint16_t* d_h,
+                 uint16_t* dmin_h) {
+  float w[QK_K];
+  float s[NSUB], m[NSUB];
+  for (int j = 0; j < NSUB; ++j) block_weights(SUB, imp ? imp + j * SUB : nullptr, w + j * SUB);
+  float max_s = 0.0f, max_m = 0.0f;
+  for (int j = 0; j < NSUB; ++j) {
+    s[j] = search_asym(SUB, x + j * SUB, w + j * SUB, NMAX, true, L + j * SUB, &m[j]);
+    m[j] = -m[j];  // stored as a non-negative amount subtracted
+    max_s = std::max(max_s, s[j]);
+    max_m = std::max(max_m, m[j]);
+  }
+  *d_h = float_to_fp16(max_s / SMAX);
+  *dmin_h = float_to_fp16(max_m / SMAX);
+  const float d = fp16_to_float(*d_h), dmin = fp16_to_float(*dmin_h);
+  uint8_t tmp[SUB];
+  for (int j = 0; j < NSUB; ++j) {
+    const float* xs = x + j * SUB;
+    const float* ws = w + j * SUB;
+    const int sc0 = d > 0 ? clampi(nearest_int(s[j] / d), 0, SMAX) : 0;
+    const int mc0 = dmin > 0 ? clampi(nearest_int(m[j] / dmin), 0, SMAX) : 0;
+    double best = INFINITY;
+    for (int ds = -1; ds <= 1; ++ds) {
+      const int a = sc0 + ds;
+      if (a < 0 || a > SMAX) continue;
+      for (int dm = -1; dm <= 1; ++dm) {
+        const int b = mc0 + dm;
+        if (b < 0 || b > SMAX) continue;
+        const double e = finish_asym(SUB, xs, ws, d * float(a), dmin * float(b), NMAX, tmp);
+        if (e < best) {
+          best = e;
+          sc[j] = uint8_t(a);
+          mc[j] = uint8_t(b);
+          std::memcpy(L + j * SUB, tmp, SUB);
+        }
+      }
+    }
+  }
+}
+
+// Symmetric K-quant super-block: levels LO..HI, signed integer scales SLO..SHI against d.
+template <int NSUB, int SUB, int LO, int HI, int SLO, int SHI>
+void kquant_sym(const float* x, const float* imp, int8_t* L, int* sc, uint16_t* d_h) {
+  float w[QK_K];
+  float s[NSUB];
+  for (int j = 0; j < NSUB; ++j) block_weights(SUB, imp ? imp + j * SUB : nullptr, w + j * SUB);
+  for (int j = 0; j < NSUB; ++j) s[j] = search_sym(SUB, x + j * SUB, w + j * SUB, LO, HI, L + j * SUB);
+  const float vmax = signed_max(s, NSUB);
+  // The largest scale maps to the negative end of the integer range (it has one more value).
+  *d_h = float_to_fp16(vmax / float(SLO));
+  const float d = fp16_to_float(*d_h);
+  int8_t tmp[SUB];
+  for (int j = 0; j < NSUB; ++j) {
+    const float* xs = x + j * SUB;
+    const float* ws = w + j * SUB;
+    const int sc0 = d != 0.0f ? clampi(nearest_int(s[j] / d), SLO, SHI) : 0;
+    double best = INFINITY;
+    for (int ds = -1; ds <= 1; ++ds) {
+      const int a = sc0 + ds;
+      if (a < SLO || a > SHI) continue;
+      const double e = finish_sym(SUB, xs, ws, d * float(a), LO, HI, tmp);
+      if (e < best) {
+        best = e;
+        sc[j] = a;
+        std::memcpy(L + j * SUB, tmp, SUB);
+      }
+    }
+  }
+}
+
+// Pack 4-bit scale/min pairs of Q4_K/Q5_K into their 12 bytes (inverse of k_quant_scale_min).
+void pack_scale_min_k4(const uint8_t* sc, const uint8_t* mc, uint8_t* q) {
+  std::memset(q, 0, 12);
+  for (int j = 0; j < 8; ++j) {
+    if (j < 4) {
+      q[j] = uint8_t(q[j] | (sc[j] & 63));
+      q[j + 4] = uint8_t(q[j + 4] | (mc[j] & 63));
+    } else {
+      q[j + 4] = uint8_t((sc[j] & 0xF) | ((mc[j] & 0xF) << 4));
+      q[j - 4] = uint8_t(q[j - 4] | ((sc[j] >> 4) << 6));
+      q[j] = uint8_t(q[j] | ((mc[j] >> 4) << 6));
+    }
+  }
+}
+
+}  // namespace
+
+void quantize_q2_K_search(const float* x, void* y, int64_t n, const float* imp) {
+  block_q2_K* b = static_cast<block_q2_K*>(y);
+  uint8_t L[QK_K], sc[16], mc[16];
+  for (int64_t i = 0; i < n / QK_K; ++i, x += QK_K) {
+    const float* im = imp ? imp + i * QK_K : nullptr;
+    kquant_asym<16, 16, 3, 15>(x, im, L, sc, mc, &b[i].d, &b[i].dmin);
+    for (int j = 0; j < 16; ++j) b[i].scales[j] = uint8_t(sc[j] | (mc[j] << 4));
+    std::memset(b[i].qs, 0, sizeof b[i].qs);
+    for (int e = 0; e < QK_K; ++e) {
+      const int h = e / 128, s = (e % 128) / 32, l = e % 32;
+      b[i].qs[h * 32 + l] = uint8_t(b[i].qs[h * 32 + l] | (L[e] << (2 * s)));
+    }
+  }
+}
+
+void quantize_q3_K_search(const float* x, void* y, int64_t n, const float* imp) {
+  block_q3_K* b = static_cast<block_q3_K*>(y);
+  int8_t L[QK_K];
+  int sc[16];
+  for (int64_t i = 0; i < n / QK_K; ++i, x += QK_K) {
+    const float* im = imp ? imp + i * QK_K : nullptr;
+    kquant_sym<16, 16, -4, 3, -32, 31>(x, im, L, sc, &b[i].d);
+    std::memset(b[i].scales, 0, 12);
+    for (int j = 0; j < 16; ++j) {
+      const int v = sc[j] + 32;  // 0..63
+      if (j < 8) {
+        b[i].scales[j] = uint8_t(b[i].scales[j] | (v & 0xF));
+      } else {
+        b[i].scales[j - 8] = uint8_t(b[i].scales[j - 8] | ((v & 0xF) << 4));
+      }
+      b[i].scales[8 + (j % 4)] = uint8_t(b[i].scales[8 + (j % 4)] | ((v >> 4) << (2 * (j / 4))));
+    }
+    std::memset(b[i].qs, 0, sizeof b[i].qs);
+    std::memset(b[i].hmask, 0, sizeof b[i].hmask);
+    for (int e = 0; e < QK_K; ++e) {
+      const int h = e / 128, s = (e % 128) / 32, l = e % 32;
+      const int q = L[e] + 4;  // 0..7
+      b[i].qs[h * 32 + l] = uint8_t(b[i].qs[h * 32 + l] | ((q & 3) << (2 * s)));
+      if (q & 4) b[i].hmask[l] = uint8_t(b[i].hmask[l] | (1 << (h * 4 + s)));
+    }
+  }
+}
+
+void quantize_q4_K_search(const float* x, void* y, int64_t n, const float* imp) {
+  block_q4_K* b = static_cast<block_q4_K*>(y);
+  uint8_t L[QK_K], sc[8], mc[8];
+  for (int64_t i = 0; i < n / QK_K; ++i, x += QK_K) {
+    const float* im = imp ? imp + i * QK_K : nullptr;
+    kquant_asym<8, 32, 15, 63>(x, im, L, sc, mc, &b[i].d, &b[i].dmin);
+    pack_scale_min_k4(sc, mc, b[i].scales);
+    for (int k = 0; k < 4; ++k)
+      for (int l = 0; l < 32; ++l) b[i].qs[32 * k + l] = uint8_t(L[64 * k + l] | (L[64 * k + 32 + l] << 4));
+  }
+}
+
+void quantize_q5_K_search(const float* x, void* y, int64_t n, const float* imp) {
+  block_q5_K* b = static_cast<block_q5_K*>(y);
+  uint8_t L[QK_K], sc[8], mc[8];
+  for (int64_t i = 0; i < n / QK_K; ++i, x += QK_K) {
+    const float* im = imp ? imp + i * QK_K : nullptr;
+    kquant_asym<8, 32, 31, 63>(x, im, L, sc, mc, &b[i].d, &b[i].dmin);
+    pack_scale_min_k4(sc, mc, b[i].scales);
+    std::memset(b[i].qh, 0, sizeof b[i].qh);
+    for (int k = 0; k < 4; ++k)
+      for (int l = 0; l < 32; ++l)
+        b[i].qs[32 * k + l] = uint8_t((L[64 * k + l] & 0xF) | ((L[64 * k + 32 + l] & 0xF) << 4));
+    for (int sb = 0; sb < 8; ++sb)
+      for (int l = 0; l < 32; ++l)
+        if (L[32 * sb + l] & 16) b[i].qh[l] = uint8_t(b[i].qh[l] | (1 << sb));
+  }
+}
+
+void quantize_q6_K_search(const float* x, void* y, int64_t n, const float* imp) {
+  block_q6_K* b = static_cast<block_q6_K*>(y);
+  int8_t L[QK_K];
+  int sc[16];
+  for (int64_t i = 0; i < n / QK_K; ++i, x += QK_K) {
+    const float* im = imp ? imp + i * QK_K : nullptr;
+    kquant_sym<16, 16, -32, 31, -128, 127>(x, im, L, sc, &b[i].d);
+    for (int j = 0; j < 16; ++j) b[i].scales[j] = int8_t(sc[j]);
+    std::memset(b[i].ql, 0, sizeof b[i].ql);
+    std::memset(b[i].qh, 0, sizeof b[i].qh);
+    for (int e = 0; e < QK_K; ++e) {
+      const int h = e / 128, r = e % 128;
+      const int q = L[e] + 32;  // 0..63
+      b[i].ql[h * 64 + r % 64] = uint8_t(b[i].ql[h * 64 + r % 64] | ((q & 0xF) << (4 * (r / 64))));
+      b[i].qh[h * 32 + r % 32] = uint8_t(b[i].qh[h * 32 + r % 32] | ((q >> 4) << (2 * (r / 32))));
+    }
+  }
+}
+
+void quantize_row_q2_K_ref(const float* x, void* y, int64_t n) { quantize_q2_K_search(x, y, n, nullptr); }
+void quantize_row_q3_K_ref(const float* x, void* y, int64_t n) { quantize_q3_K_search(x, y, n, nullptr); }
+void quantize_row_q4_K_ref(const float* x, void* y, int64_t n) { quantize_q4_K_search(x, y, n, nullptr); }
+void quantize_row_q5_K_ref(const float* x, void* y, int64_t n) { quantize_q5_K_search(x, y, n, nullptr); }
+void quantize_row_q6_K_ref(const float* x, void* y, int64_t n) { quantize_q6_K_search(x, y, n, nullptr); }
+
+// Q8_K (activation format of the K-quants): d = max / -128 like ggml, sums of 16 per group.
+void quantize_row_q8_K_ref(const float* x, void* y, int64_t n) {
+  block_q8_K* b = static_cast<block_q8_K*>(y);
+  for (int64_t i = 0; i < n / QK_K; ++i, x += QK_K) {
+    const float vmax = signed_max(x, QK_K);
+    if (vmax == 0.0f) {
+      std::memset(&b[i], 0, sizeof b[i]);
+      continue;
+    }
+    const float iscale = -128.0f / vmax;
+    for (int j = 0; j < QK_K; ++j) b[i].qs[j] = int8_t(std::min(127, nearest_int(iscale * x[j])));
+    for (int g = 0; g < QK_K / 16; ++g) {
+      int sum = 0;
+      for (int j = 0; j < 16; ++j) sum += b[i].qs[g * 16 + j];
+      b[i].bsums[g] = int16_t(sum);
+    }
+    b[i].d = 1.0f / iscale;
+  }
+}
+
+}  // namespace edgellama

@@ -1,0 +1,8 @@
+"""`python -m edgellama ...` is the `edgellama` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

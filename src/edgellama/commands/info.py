@@ -1,0 +1,165 @@
+"""`edgellama info MODEL`: what is inside a GGUF file (read from the header, no weights loaded)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import Counter
+from typing import Any, Dict, List, Optional
+
+from .. import _core, cli
+from ..gguf_file import GGUFFile
+
+NAME = "info"
+HELP = "show a model's architecture, sizes, quantization, tokenizer and chat template"
+EPILOG = """\
+examples:
+  edgellama info smollm2-135m-instruct
+  edgellama info model.gguf --json | jq .tensor_types"""
+
+_TOKEN_IDS = ["bos", "eos", "eot", "eom", "unknown", "padding", "sep", "cls", "mask"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    cli.add_model_argument(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--metadata", action="store_true", help="also list every metadata key (long arrays shortened)")
+
+
+def _file_type(v: Any) -> Optional[str]:
+    if v is None:
+        return None
+    try:
+        import gguf
+
+        return gguf.LlamaFileType(int(v)).name.replace("MOSTLY_", "")
+    except Exception:
+        return str(v)
+
+
+def _isa() -> Optional[str]:
+    isa = getattr(_core, "isa", None)
+    if isa is None:
+        return None
+    try:
+        return str(isa() if callable(isa) else isa)
+    except Exception:
+        return None
+
+
+def collect(path: str) -> Dict[str, Any]:
+    f = GGUFFile(path)
+    md = f.metadata
+    arch = md.get("general.architecture", "?")
+
+    def a(key: str) -> Any:
+        return md.get(f"{arch}.{key}")
+
+    tensors = f.tensors
+    n_params = 0
+    for t in tensors:
+        n = 1
+        for d in t.shape:
+            n *= int(d)
+        n_params += n
+    tokens: List[str] = md.get("tokenizer.ggml.tokens") or []
+    special = {}
+    for k in _TOKEN_IDS:
+        i = md.get(f"tokenizer.ggml.{k}_token_id")
+        if i is not None:
+            special[k] = {"id": int(i), "text": tokens[int(i)] if 0 <= int(i) < len(tokens) else None}
+    head_count = a("attention.head_count")
+    n_embd = a("embedding_length")
+    return {
+        "file": os.path.abspath(path),
+        "file_size": os.path.getsize(path),
+        "gguf_version": f.version,
+        "name": md.get("general.name"),
+        "architecture": arch,
+        "file_type": _file_type(md.get("general.file_type")),
+        "parameters": n_params,
+        "layers": a("block_count"),
+        "embedding_length": n_embd,
+        "feed_forward_length": a("feed_forward_length"),
+        "heads": head_count,
+        "heads_kv": a("attention.head_count_kv") or head_count,
+        "head_dim": a("attention.key_length") or (n_embd // head_count if n_embd and head_count else None),
+        "context_length": a("context_length"),
+        "rope_freq_base": a("rope.freq_base"),
+        "rms_norm_eps": a("attention.layer_norm_rms_epsilon"),
+        "tensors": len(tensors),
+        "tensor_types": dict(Counter(t.type for t in tensors).most_common()),
+        "tokenizer": {
+            "model": md.get("tokenizer.ggml.model"),
+            "pre": md.get("tokenizer.ggml.pre"),
+            "vocab_size": len(tokens) or a("vocab_size"),
+            "add_bos_token": md.get("tokenizer.ggml.add_bos_token"),
+            "special": special,
+        },
+        "chat_template": md.get("tokenizer.chat_template"),
+        "isa": _isa(),
+        "_metadata": md,
+    }
+
+
+def _fmt_count(n: int) -> str:
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.1f}{unit}"
+    return str(n)
+
+
+def _short(v: Any) -> Any:
+    if isinstance(v, list) and len(v) > 8:
+        return f"[{', '.join(map(repr, v[:5]))}, ... {len(v)} items]"
+    if isinstance(v, str) and len(v) > 120:
+        return repr(v[:117] + "...")
+    return repr(v) if isinstance(v, str) else v
+
+
+def run(args: argparse.Namespace) -> int:
+    path = cli.resolve_model_arg(args.model)
+    info = collect(path)
+    md = info.pop("_metadata")
+    if args.json:
+        if args.metadata:
+            info["metadata"] = {k: v for k, v in md.items() if not (isinstance(v, list) and len(v) > 64)}
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0
+    tok = info["tokenizer"]
+    rows = [
+        ("file", f"{info['file']} ({info['file_size'] / 1e6:.1f} MB, GGUF v{info['gguf_version']})"),
+        ("name", info["name"]),
+        ("architecture", info["architecture"]),
+        ("file type", info["file_type"]),
+        ("parameters", f"{_fmt_count(info['parameters'])} ({info['parameters']:,})"),
+        ("layers", info["layers"]),
+        ("embedding", info["embedding_length"]),
+        ("feed-forward", info["feed_forward_length"]),
+        ("heads", f"{info['heads']} (kv heads {info['heads_kv']}, head dim {info['head_dim']})"),
+        ("context", f"{info['context_length']} (trained)"),
+        ("rope freq base", info["rope_freq_base"]),
+        ("tensor types", ", ".join(f"{k} x {v}" for k, v in info["tensor_types"].items())
+         + f" ({info['tensors']} tensors)"),
+        ("tokenizer", f"{tok['model']} (pre: {tok['pre']}), {tok['vocab_size']} tokens, "
+                      f"add_bos={tok['add_bos_token']}"),
+        ("special tokens", ", ".join(f"{k} {v['id']} {v['text']!r}" for k, v in tok["special"].items()) or "-"),
+    ]
+    if info["isa"]:
+        rows.append(("isa", info["isa"]))
+    width = max(len(k) for k, _ in rows) + 1
+    for k, v in rows:
+        print(f"{k + ':':{width}} {v if v is not None else '-'}")
+    t = info["chat_template"]
+    if t:
+        print(f"{'chat template:':{width}} ({len(t)} characters)")
+        for line in t.splitlines():
+            print(f"  {line}")
+    else:
+        print(f"{'chat template:':{width}} none (use --chat-format chatml|llama-2|llama-3 to chat)")
+    if args.metadata:
+        print("metadata:")
+        for k, v in md.items():
+            print(f"  {k} = {_short(v)}")
+    return 0

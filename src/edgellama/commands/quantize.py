@@ -1,0 +1,60 @@
+"""`edgellama quantize INPUT OUTPUT --type TYPE [--calibrate TEXT] [--threads N] [--tokenizer PATH]`"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+NAME = "quantize"
+HELP = "convert a checkpoint (HF directory, llama2.c .bin, GGUF) to a quantized GGUF file"
+
+_TYPES = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="Hugging Face checkpoint directory, llama2.c checkpoint (.bin) or GGUF file")
+    p.add_argument("output", help="GGUF file to write (written to a temporary file and renamed when complete)")
+    p.add_argument("--type", "-t", default="Q4_K_M", help=f"file type: {_TYPES} (default Q4_K_M)")
+    p.add_argument("--calibrate", metavar="TEXT_FILE", help="weight the quantization by activations over this text")
+    p.add_argument("--calibrate-ctx", type=int, default=512, help="window length for --calibrate (default 512)")
+    p.add_argument("--calibrate-chunks", type=int, default=None, help="at most this many windows of --calibrate")
+    p.add_argument("--threads", type=int, default=None, help="threads (default: all physical cores)")
+    p.add_argument("--tokenizer", metavar="PATH", help="llama2.c: tokenizer.bin or tokenizer.model (default: beside INPUT)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..convert import ConversionError
+    from ..quantize import quantize
+
+    if args.threads is not None and args.threads <= 0:
+        print("edgellama quantize: --threads must be a positive integer", file=sys.stderr)
+        return 2
+
+    def note(msg: str) -> None:
+        print(f"note: {msg}", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    try:
+        out = quantize(
+            args.input,
+            args.output,
+            args.type,
+            calibrate=args.calibrate,
+            threads=args.threads,
+            tokenizer=args.tokenizer,
+            progress=not args.quiet,
+            calibrate_ctx=args.calibrate_ctx,
+            calibrate_chunks=args.calibrate_chunks,
+            on_note=note,
+        )
+    except KeyboardInterrupt:
+        print("edgellama quantize: interrupted; no output written", file=sys.stderr)
+        return 130
+    except (ConversionError, ValueError, FileNotFoundError, OSError, RuntimeError) as e:
+        print(f"edgellama quantize: error: {e}", file=sys.stderr)
+        return 1
+    size = out.stat().st_size
+    print(f"wrote {out} ({size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0

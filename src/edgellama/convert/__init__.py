@@ -1,0 +1,178 @@
+"""Checkpoint -> GGUF conversion and quantization.
+
+    ck = load_checkpoint("path/to/hf_dir" | "model.bin" | "model.gguf", tokenizer=None)
+    write_gguf(ck, "out.gguf", "Q4_K_M", importance=None, threads=None)
+
+Inputs: Hugging Face directories (LlamaForCausalLM / MistralForCausalLM, safetensors), llama2.c
+checkpoints, GGUF files. The output is written tensor by tensor (peak memory about one tensor and
+its quantized copy) to a temporary file beside OUTPUT that is renamed over OUTPUT only when complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter
+
+from .errors import ConversionError
+from .gguf_in import is_gguf, read_gguf
+from .hf import read_hf
+from .llama2c import looks_like_llama2c, read_llama2c
+from .mixes import FILE_TYPES, FileType, parse_file_type, plan_types
+from .model import Checkpoint, TensorSource
+
+__all__ = [
+    "ConversionError",
+    "Checkpoint",
+    "TensorSource",
+    "FILE_TYPES",
+    "load_checkpoint",
+    "parse_file_type",
+    "plan_types",
+    "write_gguf",
+]
+
+log = logging.getLogger("edgellama.convert")
+
+
+def load_checkpoint(path: "str | os.PathLike[str]", tokenizer: "str | os.PathLike[str] | None" = None) -> Checkpoint:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: input not found")
+    if p.is_dir():
+        if tokenizer is not None:
+            raise ConversionError("--tokenizer applies to llama2.c checkpoints; a Hugging Face directory brings its own")
+        return read_hf(p)
+    if is_gguf(p):
+        return read_gguf(p)
+    if looks_like_llama2c(p):
+        return read_llama2c(p, Path(tokenizer) if tokenizer is not None else None)
+    if p.suffix == ".safetensors" or p.name == "config.json":
+        raise ConversionError(f"{p}: pass the Hugging Face checkpoint directory, not one of its files")
+    raise ConversionError(f"{p}: unrecognised input (not a GGUF file, a llama2.c checkpoint or a Hugging Face directory)")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _progress(total: int, enabled: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, unit="tensor", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def write_gguf(
+    ck: Checkpoint,
+    output: "str | os.PathLike[str]",
+    file_type: "str | FileType",
+    *,
+    importance: Optional[Dict[str, np.ndarray]] = None,
+    threads: Optional[int] = None,
+    input_path: "str | os.PathLike[str] | None" = None,
+    progress: bool = True,
+    on_note: Optional[Callable[[str], None]] = None,
+    _fail_after: Optional[int] = None,  # tests: raise after writing this many tensors
+) -> Path:
+    ft = file_type if isinstance(file_type, FileType) else parse_file_type(file_type)
+    out = Path(output)
+    note = on_note or (lambda s: log.warning(s))
+    if input_path is not None:
+        inp = Path(input_path)
+        if _same_file(inp, out) or inp.resolve() == out.resolve():
+            raise ConversionError(f"refusing to overwrite the input {inp} with the output")
+        if inp.is_dir() and out.resolve().parent == inp.resolve() and out.suffix != ".gguf":
+            raise ConversionError(f"output {out} would be written inside the input checkpoint directory")
+    if out.is_dir():
+        raise ConversionError(f"output {out} is a directory")
+    out_dir = out.resolve().parent
+    if not out_dir.is_dir():
+        raise FileNotFoundError(f"{out_dir}: output directory does not exist")
+    if threads is not None and (not isinstance(threads, int) or threads <= 0):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+
+    for w in ck.warnings:
+        note(w)
+    shapes = [(t.name, t.shape) for t in ck.tensors]
+    types, notes = plan_types(ft, shapes, ck.n_layer, ck.n_head, ck.n_head_kv, has_imatrix=bool(importance))
+    for n in notes:
+        note(n)
+
+    from .. import _core
+
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out_dir)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    writer = None
+    try:
+        writer = GGUFWriter(tmp, ck.arch)
+        for kv in ck.kv:
+            writer.add_key_value(kv.key, kv.value, kv.vtype, kv.sub_type)
+        writer.add_file_type(int(ft.ftype))
+        writer.add_quantization_version(2)
+        for t in ck.tensors:
+            qt = types[t.name]
+            block, size = GGML_QUANT_SIZES[qt]
+            rows = int(np.prod(t.shape[:-1])) if len(t.shape) > 1 else 1
+            row_bytes = t.shape[-1] // block * size
+            byte_shape = (*t.shape[:-1], row_bytes)
+            writer.add_tensor_info(t.name, byte_shape, np.dtype(np.uint8), rows * row_bytes, raw_dtype=qt)
+        writer.write_header_to_file(tmp)
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        bar = _progress(len(ck.tensors), progress)
+        for i, t in enumerate(ck.tensors):
+            if _fail_after is not None and i >= _fail_after:
+                raise RuntimeError("simulated failure")
+            qt = types[t.name]
+            if bar is not None:
+                bar.set_description(f"{t.name} -> {qt.name}")
+            data = t.load()
+            if tuple(data.shape) != tuple(t.shape):
+                raise ConversionError(f"tensor {t.name}: loaded shape {list(data.shape)} != declared {list(t.shape)}")
+            cols = t.shape[-1]
+            mat = np.ascontiguousarray(data, dtype=np.float32).reshape(-1, cols)
+            imp = None
+            if importance is not None and qt not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16):
+                imp = importance.get(t.name)
+                if imp is not None and imp.shape != (cols,):
+                    note(f"{t.name}: calibration statistics have {imp.shape} values for {cols} columns; ignored")
+                    imp = None
+            # Legacy file types round like llama.cpp/gguf-py (bit-identical files) unless calibrated;
+            # legacy fallbacks inside a K-quant mix get the error-minimising search.
+            method = "search" if (ft.default.name.endswith("_K") and not qt.name.endswith("_K")
+                                  and qt.name.startswith("Q")) else "auto"
+            q = _core.quantize(qt.name, mat, importance=imp, n_threads=threads or 0, method=method)
+            del data, mat
+            writer.write_tensor_data(q.reshape(-1))
+            del q
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        writer.close()
+        writer = None
+        os.replace(tmp, out)
+    except BaseException:
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:
+                pass
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+    return out

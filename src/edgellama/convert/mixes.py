@@ -1,0 +1,150 @@
+"""Which tensor gets which type for a target file type, following llama.cpp's llama_tensor_get_type
+(llama-quant.cpp) for the types we write."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
+
+T = GGMLQuantizationType
+
+
+@dataclass(frozen=True)
+class FileType:
+    name: str
+    ftype: LlamaFileType
+    default: GGMLQuantizationType
+
+
+FILE_TYPES: Dict[str, FileType] = {
+    ft.name: ft
+    for ft in [
+        FileType("F32", LlamaFileType.ALL_F32, T.F32),
+        FileType("F16", LlamaFileType.MOSTLY_F16, T.F16),
+        FileType("BF16", LlamaFileType.MOSTLY_BF16, T.BF16),
+        FileType("Q8_0", LlamaFileType.MOSTLY_Q8_0, T.Q8_0),
+        FileType("Q4_0", LlamaFileType.MOSTLY_Q4_0, T.Q4_0),
+        FileType("Q4_1", LlamaFileType.MOSTLY_Q4_1, T.Q4_1),
+        FileType("Q5_0", LlamaFileType.MOSTLY_Q5_0, T.Q5_0),
+        FileType("Q5_1", LlamaFileType.MOSTLY_Q5_1, T.Q5_1),
+        FileType("Q2_K", LlamaFileType.MOSTLY_Q2_K, T.Q2_K),
+        FileType("Q3_K_S", LlamaFileType.MOSTLY_Q3_K_S, T.Q3_K),
+        FileType("Q3_K_M", LlamaFileType.MOSTLY_Q3_K_M, T.Q3_K),
+        FileType("Q3_K_L", LlamaFileType.MOSTLY_Q3_K_L, T.Q3_K),
+        FileType("Q4_K_S", LlamaFileType.MOSTLY_Q4_K_S, T.Q4_K),
+        FileType("Q4_K_M", LlamaFileType.MOSTLY_Q4_K_M, T.Q4_K),
+        FileType("Q5_K_S", LlamaFileType.MOSTLY_Q5_K_S, T.Q5_K),
+        FileType("Q5_K_M", LlamaFileType.MOSTLY_Q5_K_M, T.Q5_K),
+        FileType("Q6_K", LlamaFileType.MOSTLY_Q6_K, T.Q6_K),
+    ]
+}
+# llama-quantize's aliases
+ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M"}
+
+
+def parse_file_type(name: str) -> FileType:
+    key = str(name).upper()
+    key = ALIASES.get(key, key)
+    if key not in FILE_TYPES:
+        raise ValueError(f"unknown --type {name!r}; choose one of: {', '.join(FILE_TYPES)}")
+    return FILE_TYPES[key]
+
+
+def _is_quantized(t: GGMLQuantizationType) -> bool:
+    return t not in (T.F32, T.F16, T.BF16)
+
+
+def use_more_bits(i_layer: int, n_layers: int) -> bool:
+    return i_layer < n_layers // 8 or i_layer >= 7 * n_layers // 8 or (i_layer - n_layers // 8) % 3 == 2
+
+
+_BLK = re.compile(r"^blk\.(\d+)\.")
+
+# Block-size fallbacks for a row length the chosen type cannot hold (llama.cpp maps Q2_K/Q3_K to
+# IQ4_NL, which we cannot write; Q4_0 has the same 32-value blocks and about the same size).
+_FALLBACK = {T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0}
+
+
+def plan_types(
+    ft: FileType,
+    tensors: Sequence[Tuple[str, Tuple[int, ...]]],
+    n_layer: int,
+    n_head: int,
+    n_head_kv: int,
+    has_imatrix: bool = False,
+) -> Tuple[Dict[str, GGMLQuantizationType], List[str]]:
+    """{tensor name: type} and notes about fallbacks."""
+    names = {n for n, _ in tensors}
+    has_output = "output.weight" in names
+    n_gqa = n_head // n_head_kv if n_head_kv else 1
+    out: Dict[str, GGMLQuantizationType] = {}
+    fallbacks: Dict[Tuple[str, int, str], List[str]] = {}
+    f = ft.name
+    for name, shape in tensors:
+        if len(shape) < 2 or not name.endswith(".weight") or ft.default == T.F32:
+            out[name] = T.F32
+            continue
+        if not _is_quantized(ft.default):
+            out[name] = ft.default
+            continue
+        nx = shape[-1]
+        new = ft.default
+        m = _BLK.match(name)
+        i_layer = int(m.group(1)) if m else 0
+        if name == "output.weight" or (not has_output and name == "token_embd.weight"):
+            if nx % 256 != 0:
+                new = T.Q8_0
+            elif new != T.Q8_0:
+                new = T.Q6_K
+        elif name.endswith("attn_v.weight"):
+            if f == "Q2_K":
+                new = T.Q4_K if n_gqa >= 4 else T.Q3_K
+            elif f == "Q3_K_M":
+                new = T.Q5_K if i_layer < 2 else T.Q4_K
+            elif f == "Q3_K_L":
+                new = T.Q5_K
+            elif f in ("Q4_K_M", "Q5_K_M") and use_more_bits(i_layer, n_layer):
+                new = T.Q6_K
+            elif f == "Q4_K_S" and i_layer < 4:
+                new = T.Q5_K
+        elif name.endswith("ffn_down.weight"):
+            if f == "Q2_K":
+                new = T.Q3_K
+            elif f == "Q3_K_M":
+                new = T.Q5_K if i_layer < n_layer // 16 else T.Q4_K
+            elif f == "Q3_K_L":
+                new = T.Q5_K
+            elif f == "Q4_K_M" and use_more_bits(i_layer, n_layer):
+                new = T.Q6_K
+            elif f == "Q5_K_M" and use_more_bits(i_layer, n_layer):
+                new = T.Q6_K
+            elif f == "Q4_K_S" and i_layer < n_layer // 8:
+                new = T.Q5_K
+            elif f in ("Q4_0", "Q5_0") and has_imatrix and i_layer < n_layer // 8:
+                new = T.Q4_1 if f == "Q4_0" else T.Q5_1
+        elif name.endswith("attn_output.weight"):
+            if f == "Q2_K":
+                new = T.Q3_K
+            elif f == "Q3_K_M":
+                new = T.Q4_K
+            elif f == "Q3_K_L":
+                new = T.Q5_K
+        block = GGML_QUANT_SIZES[new][0]
+        if nx % block != 0:
+            chosen = _FALLBACK.get(new, T.F16)
+            if nx % GGML_QUANT_SIZES[chosen][0] != 0:
+                chosen = T.F16
+            fallbacks.setdefault((new.name, nx, chosen.name), []).append(name)
+            new = chosen
+        out[name] = new
+    notes = []
+    for (want, nx, chosen), which in fallbacks.items():
+        block = GGML_QUANT_SIZES[T[want]][0]
+        more = f" and {len(which) - 1} more" if len(which) > 1 else ""
+        notes.append(
+            f"row length {nx} is not a multiple of the {want} block size {block}: {which[0]}{more} use {chosen} instead"
+        )
+    return out, notes

@@ -1,0 +1,602 @@
+"""Text generation on top of a model that can evaluate tokens: ``generate``, completions, chat.
+
+:class:`GenerationMixin` is mixed into :class:`edgellama.Llama`. It relies only on this part of the
+model object (the "model contract")::
+
+    eval(tokens) -> float32 (len(tokens), n_vocab)     _eval_last(tokens) -> float32 (n_vocab,)
+    tokens_in_cache -> list[int]                         _truncate_cache(n)
+    tokenize(text, add_bos=True, special=False)          detokenize(tokens, special=False) -> bytes
+    token_bos(), token_eos(), _is_eog(token), n_ctx(), n_vocab()
+    chat_template (str | None), chat_format (str | None), model_path, seed (constructor seed)
+
+Return values have the shapes of llama-cpp-python (and so of the OpenAI API), so code written for
+``llama_cpp.Llama`` keeps working::
+
+    llm("Q: Name the planets. A:", max_tokens=32, stop=["Q:"])["choices"][0]["text"]
+    for chunk in llm("Once upon a time", stream=True): print(chunk["choices"][0]["text"], end="")
+    llm.create_chat_completion([{"role": "user", "content": "Hi"}])["choices"][0]["message"]["content"]
+
+Differences from llama-cpp-python, on purpose: ``max_tokens`` <= 0 raises ValueError (``None`` means
+"until the context is full"); a prompt that does not leave room for one generated token raises a
+ValueError naming both lengths; chat on a model without a chat template raises a ValueError unless a
+``chat_format`` was chosen.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from .chat_format import ChatFormatter, get_chat_formatter, validate_chat_format
+from .streaming import TextStream, normalize_stop
+
+__all__ = ["GenerationMixin"]
+
+_RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: "pick a random seed"
+
+Stop = Union[None, str, List[str]]
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    f = getattr(_core, "log_softmax", None)
+    if f is not None:
+        return np.asarray(f(logits))
+    x = logits.astype(np.float64)
+    m = x.max()
+    return (x - m - np.log(np.exp(x - m).sum())).astype(np.float32)
+
+
+def _top_logprobs(logits: np.ndarray, k: int) -> Tuple[List[int], List[float]]:
+    f = getattr(_core, "top_logprobs", None)
+    if f is not None:
+        ids, lps = f(logits, k)
+        return [int(i) for i in ids], [float(v) for v in lps]
+    lp = _log_softmax(logits)
+    k = min(k, lp.shape[0])
+    idx = np.argpartition(-lp, k - 1)[:k]
+    idx = idx[np.argsort(-lp[idx], kind="stable")]
+    return [int(i) for i in idx], [float(lp[i]) for i in idx]
+
+
+@dataclass
+class _TokenLogprob:
+    token: int
+    piece: bytes  # the token's bytes in context
+    offset: int  # character offset of the token's text in the returned text
+    logprob: Optional[float]
+    top: Optional[List[Tuple[int, bytes, float]]]  # (id, bytes, logprob), best first
+
+
+@dataclass
+class _Event:
+    text: str
+    logprobs: List[_TokenLogprob]
+    finish_reason: Optional[str] = None
+
+
+@dataclass
+class _Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def as_dict(self) -> Dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
+
+def _logit_bias(bias: Optional[Dict[Any, float]], n_vocab: int) -> Optional[Dict[int, float]]:
+    if not bias:
+        return None
+    out: Dict[int, float] = {}
+    for k, v in bias.items():
+        try:
+            t = int(k)  # OpenAI sends token ids as JSON object keys, i.e. strings
+        except (TypeError, ValueError):
+            raise ValueError(f"logit_bias keys must be token ids, got {k!r}") from None
+        if not 0 <= t < n_vocab:
+            raise ValueError(f"logit_bias token id {t} is out of range [0, {n_vocab})")
+        out[t] = float(v)
+    return out
+
+
+class GenerationMixin:
+    """Sampling loop, completions and chat for a model object that follows the model contract."""
+
+    # ------------------------------------------------------------------ hooks
+
+    def _make_sampler(self, **params: Any) -> Any:
+        """A sampler with ``sample(logits) -> int``, ``accept(token)``, ``reset()``."""
+        return _core.Sampler(**params)
+
+    def _next_seed(self, seed: Optional[int]) -> int:
+        """The sampler seed for one call: ``seed`` if given, else the next draw of a per-object RNG
+        seeded from the constructor's ``seed`` (random when it is 0xFFFFFFFF), so that a fresh
+        ``Llama(seed=s)`` repeats its outputs while successive calls on one object differ."""
+        if seed is not None:
+            if not isinstance(seed, (int, np.integer)):
+                raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+            return int(seed) & 0xFFFFFFFF
+        rng = self.__dict__.get("_generation_rng")
+        if rng is None:
+            s = getattr(self, "seed", None)
+            if s is None:
+                s = getattr(self, "_seed", None)
+            rng = random.Random(None if s is None or int(s) in (_RANDOM_SEED, -1) else int(s))
+            self.__dict__["_generation_rng"] = rng
+        return rng.getrandbits(32) % _RANDOM_SEED  # never the "random" sentinel itself
+
+    # ------------------------------------------------------------------ generate
+
+    def generate(
+        self,
+        tokens: Sequence[int],
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        typical_p: float = 1.0,
+        temp: float = 0.80,
+        repeat_penalty: float = 1.0,
+        reset: bool = True,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        *,
+        seed: Optional[int] = None,
+        logit_bias: Optional[Dict[int, float]] = None,
+        repeat_last_n: int = 64,
+    ) -> Generator[int, Optional[Sequence[int]], None]:
+        """Yield sampled token ids after ``tokens``, without end: the caller decides when to stop
+        (EOS is yielded like any other token; see ``_is_eog``). The generator returns when the
+        context is full.
+
+        With ``reset=True`` (the default) the longest common prefix of ``tokens`` with the tokens
+        already in the KV cache is kept and only the rest is evaluated (at least the last token, to
+        get its logits). With ``reset=False`` ``tokens`` are appended to the cache as they are.
+        Like llama-cpp-python, ``gen.send(more_tokens)`` appends extra tokens after the last yielded
+        one. A sampled token is evaluated only when the next one is asked for.
+        """
+        sampler = self._sampler(temp, top_k, top_p, min_p, typical_p, repeat_penalty, repeat_last_n,
+                                frequency_penalty, presence_penalty, seed, logit_bias)
+        gen = self._generate(tokens, sampler, reset=reset, repeat_last_n=repeat_last_n)
+        try:
+            tok, _ = next(gen)
+            while True:
+                extra = yield tok
+                tok, _ = gen.send(extra)
+        except StopIteration:
+            return
+        finally:
+            gen.close()
+
+    def _sampler(self, temp, top_k, top_p, min_p, typical_p, repeat_penalty, repeat_last_n,
+                 frequency_penalty, presence_penalty, seed, logit_bias) -> Any:
+        return self._make_sampler(
+            temperature=float(temp), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
+            typical_p=float(typical_p), repeat_penalty=float(repeat_penalty), repeat_last_n=int(repeat_last_n),
+            frequency_penalty=float(frequency_penalty), presence_penalty=float(presence_penalty),
+            seed=self._next_seed(seed), logit_bias=_logit_bias(logit_bias, self.n_vocab()))
+
+    def _generate(self, tokens: Sequence[int], sampler: Any, *, reset: bool = True,
+                  repeat_last_n: int = 64) -> Generator[Tuple[int, np.ndarray], Optional[Sequence[int]], None]:
+        """Core loop: yields (token, logits it was sampled from)."""
+        tokens = [int(t) for t in tokens]
+        if not tokens:
+            raise ValueError("generate() needs at least one prompt token")
+        n_ctx = self.n_ctx()
+        cached = list(self.tokens_in_cache)
+        if reset:
+            keep = _common_prefix(cached, tokens[:-1])  # re-evaluate at least the last token
+            if keep < len(cached):
+                self._truncate_cache(keep)
+            history = tokens  # the kept cache prefix is a prefix of tokens
+            tokens = tokens[keep:]
+        else:
+            keep = len(cached)
+            history = cached + tokens
+        if len(history) > n_ctx:
+            raise ValueError(f"prompt of {len(history)} tokens does not fit in the context window of "
+                             f"{n_ctx} tokens (n_ctx)")
+        # penalties look at the recent context, prompt included (as llama.cpp does)
+        window = history if repeat_last_n < 0 else history[len(history) - repeat_last_n:] if repeat_last_n else []
+        for t in window:
+            sampler.accept(t)
+        context = list(history[:keep])  # what the cache holds before `tokens` are evaluated
+        while True:
+            if len(context) + len(tokens) > n_ctx:
+                return  # context full
+            if self.tokens_in_cache != context:
+                # another generation on this object used the cache since our last step (two
+                # interleaved streams): restore our context, reusing what still matches
+                full = context + tokens
+                cache = list(self.tokens_in_cache)
+                keep = _common_prefix(cache, full[:-1])
+                if keep < len(cache):
+                    self._truncate_cache(keep)
+                context, tokens = full[:keep], full[keep:]
+            logits = self._eval_last(tokens)
+            context.extend(tokens)
+            tok = int(sampler.sample(logits))
+            sampler.accept(tok)
+            extra = yield tok, logits
+            tokens = [tok] + [int(t) for t in (extra or ())]
+
+    # ------------------------------------------------------------------ helpers
+
+    def _model_name(self) -> str:
+        return str(getattr(self, "model_path", None) or "edgellama")
+
+    def _token_text_bytes(self, prev: Optional[int], tok: int) -> bytes:
+        """The bytes ``tok`` adds after ``prev``: detokenizing in context keeps a leading space that
+        a tokenizer strips from a sequence's first token."""
+        if prev is None:
+            return self.detokenize([tok])
+        alone = self.__dict__.setdefault("_piece_cache", {})  # token -> its bytes on its own
+        a = alone.get(prev)
+        if a is None:
+            a = alone[prev] = self.detokenize([prev])
+        b = self.detokenize([prev, tok])
+        return b[len(a):] if b.startswith(a) else self.detokenize([tok])
+
+    def _special_text(self, tok: Optional[int]) -> str:
+        if tok is None or tok < 0:
+            return ""
+        try:
+            return self.detokenize([tok], special=True).decode("utf-8", errors="replace")
+        except Exception:
+            toks = (getattr(self, "metadata", None) or {}).get("tokenizer.ggml.tokens")
+            return str(toks[tok]) if toks and tok < len(toks) else ""
+
+    def _prompt_tokens(self, prompt: Union[str, bytes, Sequence[int]], add_bos: bool = True) -> List[int]:
+        if isinstance(prompt, (str, bytes)):
+            data = prompt.encode("utf-8") if isinstance(prompt, str) else prompt
+            if data:
+                return list(self.tokenize(data, add_bos=add_bos, special=True))
+            bos = self.token_bos()
+            if bos is None or bos < 0:
+                raise ValueError("empty prompt (and the model has no BOS token to start from)")
+            return [bos]
+        try:
+            toks = [int(t) for t in prompt]
+        except (TypeError, ValueError):
+            raise TypeError("prompt must be a str, bytes or a list of token ids") from None
+        if not toks:
+            raise ValueError("empty prompt")
+        n_vocab = self.n_vocab()
+        for t in toks:
+            if not 0 <= t < n_vocab:
+                raise ValueError(f"prompt token id {t} is out of range [0, {n_vocab})")
+        return toks
+
+    def _logprob_entry(self, tok: int, piece: bytes, offset: int, logits: np.ndarray, k: int) -> _TokenLogprob:
+        lp = _log_softmax(logits)
+        top = None
+        if k > 0:
+            ids, lps = _top_logprobs(logits, k)
+            # special=True: an end-of-turn token shows as its text, not as ""
+            top = [(i, self.detokenize([i], special=True), v) for i, v in zip(ids, lps)]
+        return _TokenLogprob(tok, piece, offset, float(lp[tok]), top)
+
+    # ------------------------------------------------------------------ completion
+
+    def _completion_events(
+        self, prompt, suffix, max_tokens, temperature, top_p, min_p, typical_p, logprobs, echo, stop,
+        frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias, add_bos=True,
+    ) -> Tuple[Iterator[_Event], _Usage]:
+        """Validate eagerly (errors surface at the call, also with stream=True), then return the
+        lazy event stream shared by the streamed and the non-streamed forms."""
+        if max_tokens is not None:
+            if not isinstance(max_tokens, (int, np.integer)) or isinstance(max_tokens, bool):
+                raise TypeError(f"max_tokens must be an int or None, got {type(max_tokens).__name__}")
+            if max_tokens <= 0:
+                raise ValueError(f"max_tokens must be positive (or None to generate until the context "
+                                 f"is full), got {max_tokens}")
+        if logprobs is not None and (not isinstance(logprobs, (int, np.integer)) or logprobs < 0):
+            raise ValueError(f"logprobs must be a non-negative int or None, got {logprobs!r}")
+        stops = normalize_stop(stop)
+        prompt_tokens = self._prompt_tokens(prompt, add_bos=add_bos)
+        n_ctx = self.n_ctx()
+        if len(prompt_tokens) >= n_ctx:
+            raise ValueError(f"prompt has {len(prompt_tokens)} tokens, which leaves no room in the context "
+                             f"window of {n_ctx} tokens (n_ctx={n_ctx}); shorten the prompt or raise n_ctx")
+        room = n_ctx - len(prompt_tokens)
+        limit = room if max_tokens is None else min(int(max_tokens), room)
+        sampler = self._sampler(temperature, top_k, top_p, min_p, typical_p, repeat_penalty, 64,
+                                frequency_penalty, presence_penalty, seed, logit_bias)
+        usage = _Usage(prompt_tokens=len(prompt_tokens))
+        return self._completion_loop(prompt, prompt_tokens, suffix, limit, logprobs, echo, stops, sampler,
+                                     usage), usage
+
+    def _echo(self, prompt, prompt_tokens: List[int], logprobs: Optional[int]) -> _Event:
+        if isinstance(prompt, str):
+            text = prompt
+        elif isinstance(prompt, bytes):
+            text = prompt.decode("utf-8", errors="replace")
+        else:
+            text = self.detokenize(prompt_tokens).decode("utf-8", errors="replace")
+        entries: List[_TokenLogprob] = []
+        if logprobs is not None:
+            # logits of every prompt position: evaluate the whole prompt afresh
+            self._truncate_cache(0)
+            all_logits = self.eval(prompt_tokens)
+            stream = TextStream()
+            prev = None
+            for j, tok in enumerate(prompt_tokens):
+                piece = self._token_text_bytes(prev, tok)
+                off = stream.decoded
+                stream.feed(piece)
+                if j == 0:
+                    entries.append(_TokenLogprob(tok, piece, off, None, None))
+                else:
+                    entries.append(self._logprob_entry(tok, piece, off, all_logits[j - 1], logprobs))
+                prev = tok
+        return _Event(text, entries)
+
+    def _completion_loop(self, prompt, prompt_tokens, suffix, limit, logprobs, echo, stops, sampler,
+                         usage: _Usage) -> Iterator[_Event]:
+        base = 0
+        if echo:
+            ev = self._echo(prompt, prompt_tokens, logprobs)
+            base = len(ev.text)
+            yield ev
+        stream = TextStream(stops)
+        pending: List[_TokenLogprob] = []
+
+        def release(upto: int) -> List[_TokenLogprob]:
+            nonlocal pending
+            out = [e for e in pending if e.offset - base < upto]
+            pending = [e for e in pending if e.offset - base >= upto]
+            return out
+
+        completion: List[int] = []
+        finish = "length"
+        gen = self._generate(prompt_tokens, sampler, reset=True)
+        try:
+            for tok, logits in gen:
+                if self._is_eog(tok):
+                    finish = "stop"
+                    break
+                completion.append(tok)
+                usage.completion_tokens = len(completion)
+                prev = completion[-2] if len(completion) > 1 else prompt_tokens[-1]
+                piece = self._token_text_bytes(prev, tok)
+                offset = stream.decoded
+                text = stream.feed(piece)
+                if logprobs is not None:
+                    pending.append(self._logprob_entry(tok, piece, base + offset, logits, logprobs))
+                if text:
+                    yield _Event(text, release(stream.emitted))
+                if stream.stopped:
+                    finish = "stop"
+                    break
+                if len(completion) >= limit:
+                    break
+        finally:
+            gen.close()
+        tail = stream.finish()
+        if suffix:
+            tail += suffix
+        yield _Event(tail, release(stream.emitted), finish)
+
+    @staticmethod
+    def _completion_logprobs(entries: List[_TokenLogprob]) -> Dict[str, Any]:
+        def s(b: bytes) -> str:
+            return b.decode("utf-8", errors="ignore")
+
+        out: Dict[str, Any] = {"tokens": [], "text_offset": [], "token_logprobs": [], "top_logprobs": []}
+        for e in entries:
+            out["tokens"].append(s(e.piece))
+            out["text_offset"].append(e.offset)
+            out["token_logprobs"].append(e.logprob)
+            if e.top is None:
+                out["top_logprobs"].append(None)
+            else:
+                d = {s(b): lp for _, b, lp in e.top}
+                d[s(e.piece)] = e.logprob
+                out["top_logprobs"].append(d)
+        return out
+
+    def create_completion(
+        self,
+        prompt: Union[str, List[int]],
+        suffix: Optional[str] = None,
+        max_tokens: Optional[int] = 16,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        typical_p: float = 1.0,
+        logprobs: Optional[int] = None,
+        echo: bool = False,
+        stop: Stop = None,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        repeat_penalty: float = 1.0,
+        top_k: int = 40,
+        stream: bool = False,
+        seed: Optional[int] = None,
+        logit_bias: Optional[Dict[int, float]] = None,
+    ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
+        """Complete ``prompt`` (text or token ids); an OpenAI-shaped ``text_completion`` dict, or with
+        ``stream=True`` an iterator of chunk dicts whose texts concatenate to the same text.
+
+        ``max_tokens``: at most this many new tokens (``None``: until the context is full; <= 0 is a
+        ValueError). ``stop``: a string or list of strings; generation ends before the first one, which
+        is not returned. ``finish_reason`` is ``"stop"`` (end-of-generation token or stop string) or
+        ``"length"`` (max_tokens or the context is full). ``logprobs=k`` adds ``tokens``,
+        ``token_logprobs``, ``top_logprobs`` (the k most likely, plus the chosen token) and
+        ``text_offset`` per generated token (and per prompt token with ``echo=True``). ``suffix`` is
+        appended to the returned text. ``temperature <= 0`` is greedy decoding; ``seed`` makes
+        sampling reproducible.
+        """
+        events, usage = self._completion_events(
+            prompt, suffix, max_tokens, temperature, top_p, min_p, typical_p, logprobs, echo, stop,
+            frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias)
+        cid = f"cmpl-{uuid.uuid4()}"
+        created = int(time.time())
+        model = self._model_name()
+        if stream:
+            return self._stream_completion(events, cid, created, model, logprobs is not None)
+        text_parts: List[str] = []
+        entries: List[_TokenLogprob] = []
+        finish = None
+        for ev in events:
+            text_parts.append(ev.text)
+            entries.extend(ev.logprobs)
+            finish = ev.finish_reason or finish
+        return {
+            "id": cid,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "text": "".join(text_parts),
+                "index": 0,
+                "logprobs": self._completion_logprobs(entries) if logprobs is not None else None,
+                "finish_reason": finish,
+            }],
+            "usage": usage.as_dict(),
+        }
+
+    def _stream_completion(self, events: Iterator[_Event], cid: str, created: int, model: str,
+                           want_logprobs: bool) -> Iterator[Dict[str, Any]]:
+        for ev in events:
+            yield {
+                "id": cid,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "choices": [{
+                    "text": ev.text,
+                    "index": 0,
+                    "logprobs": self._completion_logprobs(ev.logprobs) if want_logprobs else None,
+                    "finish_reason": ev.finish_reason,
+                }],
+            }
+
+    def __call__(self, prompt: Union[str, List[int]], *args: Any, **kwargs: Any):
+        """Same as :meth:`create_completion`."""
+        return self.create_completion(prompt, *args, **kwargs)
+
+    # ------------------------------------------------------------------ chat
+
+    def _chat_formatter(self) -> ChatFormatter:
+        key = (getattr(self, "chat_format", None), getattr(self, "chat_template", None))
+        cached = self.__dict__.get("_chat_formatter_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        validate_chat_format(key[0])  # before touching the tokenizer
+        f = get_chat_formatter(key[0], key[1], bos_token=self._special_text(self.token_bos()),
+                               eos_token=self._special_text(self.token_eos()))
+        self.__dict__["_chat_formatter_cache"] = (key, f)
+        return f
+
+    def apply_chat_template(self, messages: List[Dict[str, Any]], add_generation_prompt: bool = True,
+                            tools: Optional[List[Dict[str, Any]]] = None) -> str:
+        """The prompt text that :meth:`create_chat_completion` feeds the model for ``messages``."""
+        extra = {"tools": tools} if tools is not None else {}
+        return self._chat_formatter()(messages, add_generation_prompt=add_generation_prompt, **extra).prompt
+
+    def _chat_logprobs(self, entries: List[_TokenLogprob]) -> Dict[str, Any]:
+        def item(b: bytes, lp: Optional[float]) -> Dict[str, Any]:
+            return {"token": b.decode("utf-8", errors="ignore"), "logprob": lp, "bytes": list(b)}
+
+        content = []
+        for e in entries:
+            d = item(e.piece, e.logprob)
+            d["top_logprobs"] = [item(b, lp) for _, b, lp in (e.top or [])]
+            content.append(d)
+        return {"content": content}
+
+    def create_chat_completion(
+        self,
+        messages: List[Dict[str, Any]],
+        temperature: float = 0.2,
+        top_p: float = 0.95,
+        top_k: int = 40,
+        min_p: float = 0.05,
+        typical_p: float = 1.0,
+        stream: bool = False,
+        stop: Stop = None,
+        seed: Optional[int] = None,
+        max_tokens: Optional[int] = None,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        repeat_penalty: float = 1.0,
+        logit_bias: Optional[Dict[int, float]] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
+        tools: Optional[List[Dict[str, Any]]] = None,
+    ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
+        """Answer a conversation; an OpenAI-shaped ``chat.completion`` dict, or with ``stream=True``
+        an iterator of ``chat.completion.chunk`` dicts (``delta`` role, then content pieces, then the
+        finish reason).
+
+        The prompt is the model's chat template (or ``Llama(chat_format=...)``) applied to
+        ``messages``. In a multi-turn conversation the new prompt starts with the previous one and
+        the previous answer, which are still in the KV cache: only the new tokens are evaluated.
+        ``tools`` is passed to the template; tool calls in the answer are not parsed.
+        """
+        fmt = self._chat_formatter()
+        extra = {"tools": tools} if tools is not None else {}
+        cp = fmt(messages, add_generation_prompt=True, **extra)
+        stops = normalize_stop(stop) + [s for s in cp.stop if s not in normalize_stop(stop)]
+        k = None
+        if logprobs:
+            k = int(top_logprobs or 0)
+        events, usage = self._completion_events(
+            cp.prompt, None, max_tokens, temperature, top_p, min_p, typical_p, k, False, stops,
+            frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias,
+            add_bos=not cp.starts_with_bos)
+        cid = f"chatcmpl-{uuid.uuid4()}"
+        created = int(time.time())
+        model = self._model_name()
+        if stream:
+            return self._stream_chat(events, cid, created, model, k is not None)
+        parts: List[str] = []
+        entries: List[_TokenLogprob] = []
+        finish = None
+        for ev in events:
+            parts.append(ev.text)
+            entries.extend(ev.logprobs)
+            finish = ev.finish_reason or finish
+        return {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(parts)},
+                "logprobs": self._chat_logprobs(entries) if k is not None else None,
+                "finish_reason": finish,
+            }],
+            "usage": usage.as_dict(),
+        }
+
+    def _stream_chat(self, events: Iterator[_Event], cid: str, created: int, model: str,
+                     want_logprobs: bool) -> Iterator[Dict[str, Any]]:
+        def chunk(delta: Dict[str, Any], finish: Optional[str], lp: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+            return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}]}
+
+        yield chunk({"role": "assistant"}, None, None)
+        for ev in events:
+            lp = self._chat_logprobs(ev.logprobs) if want_logprobs else None
+            if ev.text:
+                yield chunk({"content": ev.text}, None, lp)
+                lp = None
+            if ev.finish_reason is not None:
+                yield chunk({}, ev.finish_reason, lp)

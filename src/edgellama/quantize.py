@@ -1,0 +1,126 @@
+"""edgellama.quantize.quantize(): convert a checkpoint (Hugging Face directory, llama2.c .bin, GGUF)
+to a GGUF file of the chosen type, optionally calibrated on a text (imatrix-style importance)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+
+from .convert import ConversionError, load_checkpoint, parse_file_type, write_gguf
+from .convert.mixes import FILE_TYPES
+
+__all__ = ["quantize", "collect_importance", "FILE_TYPES", "ConversionError"]
+
+log = logging.getLogger("edgellama.quantize")
+
+
+def collect_importance(
+    model_path: "str | os.PathLike[str]",
+    text: Optional[str] = None,
+    *,
+    tokens: Optional[Sequence[int]] = None,
+    n_ctx: int = 512,
+    threads: Optional[int] = None,
+    max_chunks: Optional[int] = None,
+) -> Dict[str, np.ndarray]:
+    """Run the GGUF model over `text` (or pre-tokenized `tokens`) in windows of n_ctx tokens and
+    return, per matmul weight name, the mean squared input activation of each column (the
+    per-column importance used to weight the quantization search)."""
+    from .llama import Llama
+
+    llm = Llama(str(model_path), n_ctx=n_ctx, n_threads=threads, precision="exact")
+    try:
+        if tokens is None:
+            tokenize = getattr(llm, "tokenize", None)
+            if tokenize is None:
+                raise RuntimeError("calibration needs Llama.tokenize (the tokenizer), which this build lacks")
+            tokens = list(tokenize((text or "").encode("utf-8")))
+        tokens = [int(t) for t in tokens]
+        if len(tokens) < 2:
+            raise ValueError("the calibration text is too short (fewer than 2 tokens)")
+        llm.collect_activation_stats(True)
+        n_chunks = 0
+        for start in range(0, len(tokens), n_ctx):
+            chunk = tokens[start : start + n_ctx]
+            if len(chunk) < 2:
+                break
+            llm.reset()
+            llm.eval(chunk)
+            n_chunks += 1
+            if max_chunks is not None and n_chunks >= max_chunks:
+                break
+        stats = llm.activation_stats()
+    finally:
+        llm.close()
+    out: Dict[str, np.ndarray] = {}
+    for name, (sumsq, count) in stats.items():
+        if count > 0:
+            out[name] = (np.asarray(sumsq, dtype=np.float64) / float(count)).astype(np.float32)
+    return out
+
+
+def quantize(
+    input: "str | os.PathLike[str]",
+    output: "str | os.PathLike[str]",
+    type: str = "Q4_K_M",
+    calibrate: "str | os.PathLike[str] | None" = None,
+    threads: Optional[int] = None,
+    *,
+    tokenizer: "str | os.PathLike[str] | None" = None,
+    progress: bool = False,
+    calibrate_ctx: int = 512,
+    calibrate_chunks: Optional[int] = None,
+    on_note: Optional[Callable[[str], None]] = None,
+) -> Path:
+    """Convert/quantize INPUT to OUTPUT (a .gguf file) with file type `type` (F32, F16, BF16, Q8_0,
+    Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K).
+
+    calibrate: a text file; the model is run over it and each matmul weight's quantization search
+    is weighted by the mean squared input activation of its columns. Returns OUTPUT's path.
+    Raises FileNotFoundError for a missing input, ConversionError (a ValueError) for an input that
+    cannot be converted, ValueError for bad arguments. OUTPUT is only created when complete."""
+    ft = parse_file_type(type)
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads <= 0):
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    inp = Path(input)
+    out = Path(output)
+    if not inp.exists():
+        raise FileNotFoundError(f"{inp}: input not found")
+    try:
+        if out.exists() and os.path.samefile(inp, out):
+            raise ConversionError(f"refusing to overwrite the input {inp} with the output")
+    except OSError:
+        pass
+    text = None
+    if calibrate is not None:
+        cpath = Path(calibrate)
+        if not cpath.is_file():
+            raise FileNotFoundError(f"{cpath}: calibration text not found")
+        text = cpath.read_text(encoding="utf-8", errors="replace")
+
+    ck = load_checkpoint(inp, tokenizer)
+    importance = None
+    if text is not None:
+        if ck.kind == "gguf":
+            importance = collect_importance(inp, text, n_ctx=calibrate_ctx, threads=threads, max_chunks=calibrate_chunks)
+        else:
+            # Run the model from a temporary F32 (small models) or F16 GGUF of the same checkpoint.
+            n_params = sum(int(np.prod(t.shape)) for t in ck.tensors)
+            tmp_type = "F32" if n_params <= 2_000_000_000 // 4 else "F16"
+            out_dir = out.resolve().parent
+            with tempfile.TemporaryDirectory(prefix=".edgellama-calib-", dir=out_dir) as td:
+                tmp_model = Path(td) / "calib.gguf"
+                write_gguf(ck, tmp_model, tmp_type, threads=threads, progress=progress, on_note=lambda s: None)
+                importance = collect_importance(
+                    tmp_model, text, n_ctx=calibrate_ctx, threads=threads, max_chunks=calibrate_chunks
+                )
+        if not importance:
+            raise RuntimeError("calibration produced no activation statistics")
+    return write_gguf(
+        ck, out, ft, importance=importance, threads=threads, input_path=inp, progress=progress, on_note=on_note
+    )
