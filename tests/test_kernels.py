@@ -159,7 +159,7 @@ def test_matmul_threads_and_precision(t, n_threads):
 @pytest.mark.parametrize("t", ["Q8_0", "Q4_1", "Q6_K"])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_residual_pass_for_logits_and_kv(t, n_threads):
-    """output / attn_k / attn_v get a second int8 pass on the activation residual: much closer to
+    """output / attn_k / attn_v / ffn_down get a second int8 pass on the activation residual: much closer to
     the float64 product than the plain int8 path, and independent of threads and tiling."""
     rng = np.random.default_rng(7)
     n_in = 512
@@ -169,7 +169,8 @@ def test_residual_pass_for_logits_and_kv(t, n_threads):
         ref = x.astype(np.float64) @ dequant(t, w, n_out, n_in).T
         plain, *_ = _core.kernel_matmul(t, w, x, n_threads=n_threads)
         err_plain = np.abs(plain - ref).max()
-        for name in ("output.weight", "token_embd.weight", "blk.3.attn_k.weight", "blk.0.attn_v.weight"):
+        for name in ("output.weight", "token_embd.weight", "blk.3.attn_k.weight", "blk.0.attn_v.weight",
+                     "blk.1.ffn_down.weight"):
             y, *_ = _core.kernel_matmul(t, w, x, n_threads=n_threads, name=name)
             assert np.abs(y - ref).max() < err_plain / 20
         y, *_ = _core.kernel_matmul(t, w, x, n_threads=n_threads, name="blk.0.attn_q.weight")
