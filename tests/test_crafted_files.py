@@ -29,7 +29,10 @@ CASES = {c.name: c for c in cf.all_cases(_BASE_DIR)}
 
 def child_env():
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(HERE), env.get("PYTHONPATH", "")])
+    import edgellama  # the package under test (src/, or the sanitizer build's copy)
+
+    pkg_root = str(Path(edgellama.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([pkg_root, str(HERE), env.get("PYTHONPATH", "")])
     env.pop("EDGELLAMA_DEBUG", None)
     return env
 
@@ -161,3 +164,31 @@ def test_truncated_at_every_position(small_model_file):
             assert done["done"] == b - a
             bad += done["bad"]
     assert not bad, "\n".join(bad[:30])
+
+
+REGRESSIONS = sorted(p for p in (HERE / "regressions").glob("*") if p.is_file() and p.name != "README.md")
+
+
+@pytest.mark.skipif(not REGRESSIONS, reason="no regression files")
+def test_regression_files_never_crash(tmp_path):
+    """Every file in tests/regressions/ (fuzzer findings and hand-made crash reproducers) loads with
+    a result or a ValueError/OSError through every entry point, never a crash."""
+    names = []
+    for p in REGRESSIONS:
+        dst = tmp_path / p.name
+        dst.write_bytes(p.read_bytes())
+        names.append(p.name)
+    results = run_cases(str(tmp_path), names)
+    problems = []
+    for name in names:
+        res = results.get(name, {})
+        if "crash" in res:
+            problems.append(f"{name}: {res['crash']}")
+            continue
+        for api, r in res.items():
+            if api == "info":
+                if not r["ok"] and (r["rc"] != 1 or "this is a bug" in r["msg"] or "Traceback" in r["msg"]):
+                    problems.append(f"{name}: info: rc {r['rc']}: {r['msg']}")
+            elif not r["ok"] and not (r["value_error"] or r["os_error"]):
+                problems.append(f"{name}: {api} raised {r['exc']}: {r['msg']}")
+    assert not problems, "\n".join(problems)

@@ -53,6 +53,7 @@ def cycle(path, **kw):
     m.close()
 
 
+@pytest.mark.skipif(bool(os.environ.get("EDGELLAMA_SANITIZED")), reason="ASan's quarantine holds freed memory")
 def test_rss_stable_over_100_cycles(model_path):
     for _ in range(10):  # warm up allocator pools and caches
         cycle(model_path)
