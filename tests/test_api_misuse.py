@@ -371,3 +371,48 @@ def test_keyboard_interrupt_during_generation(tmp_path):
     for r in interrupted:
         assert r["same"] and r["cache_ok"], results
         assert r["latency"] < 0.5, results  # within about one token (a token takes a few ms here)
+
+
+# ----------------------------------------------------------------------------------------------
+# hostile chat templates (they come from the model file)
+# ----------------------------------------------------------------------------------------------
+
+HOSTILE_TEMPLATES = [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",       # sandbox escape attempt
+    "{{ cycler.__init__.__globals__.os }}",
+    "{% for i in range(10**9) %}x{% endfor %}",              # the sandbox's range limit
+    "{{ 'a' * 10**10 }}",                                    # 10 GB string: was an OOM kill
+    "{{ (['a'] * 5000) * 5000 }}",
+    "{{ 7 ** 100000000 }}",                                  # huge integer
+    "{% macro f(x) %}{{ f(x) }}{% endmacro %}{{ f(1) }}",    # unbounded recursion
+    "{{ raise_exception('no') }}", "{% if %}", "{{ messages[99]['content'] }}",
+]
+
+
+@pytest.mark.skipif(bool(os.environ.get("EDGELLAMA_SANITIZED")), reason="uses an address-space limit")
+def test_hostile_chat_templates_are_value_errors(tmp_path):
+    paths = []
+    for i, t in enumerate(HOSTILE_TEMPLATES):
+        paths.append(make_model(tmp_path / f"t{i}.gguf", n_layer=1, n_embd=16, n_head=2, n_head_kv=1, n_ff=32,
+                                n_vocab=32, extra_kv=lambda w, t=t: w.add_chat_template(t)))
+    code = r"""
+import json, resource, sys, edgellama
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a runaway allocation fails here, not in the OOM killer
+out = []
+for p in sys.argv[1:]:
+    m = edgellama.Llama(p, n_ctx=32, n_threads=1)
+    try:
+        m.create_chat_completion([{"role": "user", "content": "hi"}], max_tokens=2)
+        out.append("ok")
+    except ValueError as e:
+        out.append("ValueError")
+    except BaseException as e:
+        out.append(f"{type(e).__name__}: {e}"[:200])
+    m.close()
+print(json.dumps(out))
+"""
+    p = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert p.returncode == 0, p.stderr[-2000:]
+    got = json.loads(p.stdout.strip().splitlines()[-1])
+    assert got == ["ValueError"] * len(HOSTILE_TEMPLATES), list(zip(HOSTILE_TEMPLATES, got))
