@@ -277,6 +277,9 @@ def parse_cases() -> List[Case]:
         add(f"string_in_array_length_{n}", raw_gguf(arch + [kv("x.a", ARR, raw=struct.pack("<IQ", STR, 2) + gstr("a") + struct.pack("<Q", n))]), r"x\.a\[1\].*(truncated|needs)")
         add(f"tensor_name_length_{n}", raw_gguf(arch, [struct.pack("<Q", n) + b"t"], n_tensors=1), r"tensor 0 name.*(too long|truncated|needs)")
     add("empty_key", raw_gguf([kv("", U32, 1)]), r"empty key")
+    for i, bad in enumerate([b"x.\xff\xfe", b"x.\xc0\xaf", b"x.\xed\xa0\x80", b"x.\xf4\x90\x80\x80", b"x.\xe2\x82"]):
+        add(f"key_invalid_utf8_{i}", raw_gguf(arch + [kv(bad, U32, 1)]), r"key .* not valid UTF-8")
+    add("tensor_name_invalid_utf8", raw_gguf(arch, [tinfo(b"t\xff", [8], T_F32, 0)], data8), r"name is not valid UTF-8")
     add("empty_tensor_name", raw_gguf(arch, [tinfo("", [8], T_F32, 0)], data8), r"empty name")
     # nested array bombs: deep nesting and wide nesting
     deep = struct.pack("<IQ", U32, 0)
@@ -418,6 +421,8 @@ def model_cases(base: bytes, base_bpe: Optional[bytes] = None) -> List[Case]:
     edit("bos_token_id_string", "vocab", r"bos_token_id.*integer", lambda d: d.set_kv("tokenizer.ggml.bos_token_id", STR, "1"))
     edit("bos_token_id_array", "vocab", r"bos_token_id.*integer", lambda d: d.set_kv("tokenizer.ggml.bos_token_id", ARR, (U32, [1])))
     edit("tokenizer_model_unknown", "vocab", r"tokenizer model 'wordpiece' is not supported", lambda d: d.set_kv("tokenizer.ggml.model", STR, "wordpiece"))
+    edit("tokenizer_model_invalid_utf8", "vocab", r"tokenizer model .* is not supported", lambda d: d.set_kv("tokenizer.ggml.model", STR, b"ll\xffama"))
+    edit("gpt2_merges_invalid_utf8", "vocab", r"merge 0 .*not a token", lambda d: (d.set_kv("tokenizer.ggml.model", STR, "gpt2"), d.set_kv("tokenizer.ggml.merges", ARR, (STR, [b"\xff\xfe \xc3"]))))
     edit("tokenizer_model_int", "vocab", r"tokenizer\.ggml\.model.*string", lambda d: d.set_kv("tokenizer.ggml.model", U32, 1))
     edit("tokenizer_missing", "vocab", r"tokenizer\.ggml\.model is missing", lambda d: d.del_kv("tokenizer.ggml.model"))
     edit("gpt2_without_merges", "vocab", r"merges is missing", lambda d: d.set_kv("tokenizer.ggml.model", STR, "gpt2"))
