@@ -41,6 +41,31 @@ size_t min_encoded_size(GGUFType t) {
 
 bool valid_type(uint32_t t) { return t <= static_cast<uint32_t>(GGUFType::FLOAT64); }
 
+// Keys and tensor names are handed to Python as str: they must be UTF-8 (shortest forms, no
+// surrogates, at most U+10FFFF). Returns the offset of the first bad byte, or npos.
+size_t invalid_utf8_at(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const uint8_t c = uint8_t(s[i]);
+    if (c < 0x80) { ++i; continue; }
+    size_t len;
+    uint32_t cp, min;
+    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; min = 0x80; }
+    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; min = 0x800; }
+    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; min = 0x10000; }
+    else return i;
+    if (s.size() - i < len) return i;
+    for (size_t k = 1; k < len; ++k) {
+      const uint8_t cc = uint8_t(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
 std::string quote(std::string_view s) {
   std::string out = "'";
   for (char c : s.substr(0, 200)) out += (static_cast<unsigned char>(c) < 0x20) ? '?' : c;
@@ -175,6 +200,8 @@ class GGUFParser {
       const std::string field = "metadata entry " + std::to_string(i);
       std::string key(string(field + " key", kMaxKeyLength));
       if (key.empty()) fail(field, "empty key");
+      if (const size_t bad = invalid_utf8_at(key); bad != std::string_view::npos)
+        fail(field + " key " + quote(key), "is not valid UTF-8 (byte " + std::to_string(bad) + ")");
       const uint32_t t = u32("metadata " + quote(key) + " type");
       if (!valid_type(t)) fail("metadata " + quote(key), "unknown value type " + std::to_string(t));
       GGUFValue v = value(static_cast<GGUFType>(t), "metadata " + quote(key), 0);
@@ -292,6 +319,8 @@ class GGUFParser {
     t.name = std::string(string("tensor " + std::to_string(index) + " name", kMaxKeyLength));
     const std::string field = "tensor " + quote(t.name);
     if (t.name.empty()) fail("tensor " + std::to_string(index), "empty name");
+    if (const size_t bad = invalid_utf8_at(t.name); bad != std::string_view::npos)
+      fail(field, "name is not valid UTF-8 (byte " + std::to_string(bad) + ")");
     t.n_dims = u32(field + " n_dims");
     if (t.n_dims == 0 || t.n_dims > 4) fail(field, "n_dims " + std::to_string(t.n_dims) + " is not between 1 and 4");
     int64_t n_elements = 1;
@@ -308,9 +337,11 @@ class GGUFParser {
     if (!t.traits) fail(field, "unknown tensor type id " + std::to_string(t.type_id));
     t.offset = u64(field + " offset");
     size_t row_bytes = 0;
-    if (!row_size_checked(*t.traits, t.ne[0], &row_bytes))
+    if (!row_size_checked(*t.traits, t.ne[0], &row_bytes)) {
+      if (t.ne[0] % t.traits->block_size == 0) fail(field, "byte size overflows (row of " + std::to_string(t.ne[0]) + " elements)");
       fail(field, "row length " + std::to_string(t.ne[0]) + " is not a multiple of the " + t.traits->name +
                       " block size " + std::to_string(t.traits->block_size));
+    }
     const uint64_t rows = uint64_t(n_elements / t.ne[0]);
     if (row_bytes != 0 && rows > std::numeric_limits<uint64_t>::max() / row_bytes) fail(field, "byte size overflows");
     t.nbytes = size_t(rows * row_bytes);

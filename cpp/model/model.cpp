@@ -98,8 +98,12 @@ class Loader {
 }  // namespace
 
 std::shared_ptr<Model> Model::load(const std::string& path, bool vocab_only) {
+  return load(GGUFFile::open(path), vocab_only);
+}
+
+std::shared_ptr<Model> Model::load(std::shared_ptr<GGUFFile> file, bool vocab_only) {
   std::shared_ptr<Model> m(new Model());
-  m->file_ = GGUFFile::open(path);
+  m->file_ = std::move(file);
   m->vocab_only_ = vocab_only;
   const GGUFFile& f = *m->file_;
 

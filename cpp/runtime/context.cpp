@@ -20,6 +20,7 @@ namespace edgellama {
 namespace {
 
 constexpr int64_t kMaxContext = int64_t(1) << 24;
+constexpr int kMaxThreads = 1024;
 
 size_t kv_elem_size(KVType t) { return t == KVType::F16 ? 2 : 4; }
 
@@ -51,20 +52,26 @@ inline void kv_store(uint8_t* row, const float* src, int64_t n, KVType t) {
   }
 }
 
+// Validates the parameters; runs in the member initializer list, *before* the thread pool starts
+// params.n_threads threads (a huge n_threads must be an error, not 100000 threads).
+const ContextParams& checked_params(const Model& model, const ContextParams& params) {
+  if (model.vocab_only()) throw ArgumentError("cannot create an inference context for a vocab_only model");
+  if (params.n_ctx <= 0 || params.n_ctx > kMaxContext)
+    throw ArgumentError("n_ctx must be between 1 and " + std::to_string(kMaxContext) + ", got " +
+                        std::to_string(params.n_ctx));
+  if (params.n_threads < 0 || params.n_threads > kMaxThreads)
+    throw ArgumentError("n_threads must be between 1 and " + std::to_string(kMaxThreads) +
+                        " (or 0 for the default), got " + std::to_string(params.n_threads));
+  if (params.n_batch <= 0) throw ArgumentError("n_batch must be > 0, got " + std::to_string(params.n_batch));
+  return params;
+}
+
 }  // namespace
 
 Context::Context(std::shared_ptr<const Model> model, const ContextParams& params)
     : model_(std::move(model)),
-      params_(params),
+      params_(checked_params(*model_, params)),
       pool_(params.n_threads > 0 ? params.n_threads : physical_core_count()) {
-  if (model_->vocab_only()) throw ArgumentError("cannot create an inference context for a vocab_only model");
-  if (params.n_ctx <= 0 || params.n_ctx > kMaxContext)
-    throw ArgumentError("n_ctx must be between 1 and " + std::to_string(kMaxContext) + ", got " +
-                        std::to_string(params.n_ctx));
-  if (params.n_threads < 0 || params.n_threads > 1024)
-    throw ArgumentError("n_threads must be between 1 and 1024 (or 0 for the default), got " +
-                        std::to_string(params.n_threads));
-  if (params.n_batch <= 0) throw ArgumentError("n_batch must be > 0, got " + std::to_string(params.n_batch));
   params_.n_threads = pool_.size();
   params_.n_batch = std::min(params.n_batch, params.n_ctx);
 

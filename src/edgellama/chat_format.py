@@ -108,14 +108,35 @@ def _tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: 
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
+# Templates come from model files, i.e. from strangers: besides the sandbox (no attribute access to
+# internals), `*` and `**` are bounded so that `{{ 'a' * 10**10 }}` or `{{ 10**10**10 }}` is an error
+# instead of a process killed by the OOM killer or a CPU stuck computing a huge integer.
+_MAX_TEMPLATE_VALUE_LEN = 1 << 24  # characters / items of one `*` product
+_MAX_POW_BITS = 4096  # bits of an integer `**` result
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > _MAX_TEMPLATE_VALUE_LEN:
+                    raise jinja2.exceptions.SecurityError(
+                        f"chat template builds a value of {len(seq) * n} items (limit {_MAX_TEMPLATE_VALUE_LEN})")
+        elif operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
+            if abs(left) > 1 and max(abs(left).bit_length() - 1, 1) * right > _MAX_POW_BITS:
+                raise jinja2.exceptions.SecurityError("chat template computes a huge power")
+        return super().call_binop(context, operator, left, right)
+
+
 _ENV: Optional[ImmutableSandboxedEnvironment] = None
 
 
 def _env() -> ImmutableSandboxedEnvironment:
     global _ENV
     if _ENV is None:
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                            extensions=[jinja2.ext.loopcontrols])
+        env = _BoundedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
         env.filters["tojson"] = _tojson
         env.globals["raise_exception"] = _raise_exception
         env.globals["strftime_now"] = _strftime_now
@@ -182,7 +203,8 @@ def render_template(template: str, messages: Sequence[Mapping[str, Any]], *, bos
                         add_generation_prompt=add_generation_prompt, **extra)
     except jinja2.exceptions.TemplateError as e:
         raise ValueError(f"chat template error: {e.message or e}") from None
-    except (TypeError, KeyError, IndexError, AttributeError) as e:
+    except (TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError, MemoryError) as e:
+        # OverflowError: the sandbox's range() limit; RecursionError: a template macro calling itself
         raise ValueError(f"chat template error: {type(e).__name__}: {e}") from None
 
 

@@ -24,6 +24,8 @@ ValueError naming both lengths; chat on a model without a chat template raises a
 
 from __future__ import annotations
 
+import contextlib
+
 import random
 import time
 import uuid
@@ -196,6 +198,10 @@ class GenerationMixin:
         tokens = [int(t) for t in tokens]
         if not tokens:
             raise ValueError("generate() needs at least one prompt token")
+        n_vocab = self.n_vocab()
+        for i, t in enumerate(tokens):  # before the sampler sees them (it takes int32 only)
+            if not 0 <= t < n_vocab:
+                raise ValueError(f"token id {t} at index {i} is outside the vocabulary (0..{n_vocab - 1})")
         n_ctx = self.n_ctx()
         cached = list(self.tokens_in_cache)
         if reset:
@@ -218,16 +224,19 @@ class GenerationMixin:
         while True:
             if len(context) + len(tokens) > n_ctx:
                 return  # context full
-            if self.tokens_in_cache != context:
-                # another generation on this object used the cache since our last step (two
-                # interleaved streams): restore our context, reusing what still matches
-                full = context + tokens
-                cache = list(self.tokens_in_cache)
-                keep = _common_prefix(cache, full[:-1])
-                if keep < len(cache):
-                    self._truncate_cache(keep)
-                context, tokens = full[:keep], full[keep:]
-            logits = self._eval_last(tokens)
+            # Check-and-restore and the evaluation are one step under the object's lock: another
+            # thread must not change the cache between them (it would shift our positions).
+            with getattr(self, "_lock", None) or contextlib.nullcontext():
+                if self.tokens_in_cache != context:
+                    # another generation on this object used the cache since our last step (two
+                    # interleaved streams or threads): restore our context, reusing what matches
+                    full = context + tokens
+                    cache = list(self.tokens_in_cache)
+                    keep = _common_prefix(cache, full[:-1])
+                    if keep < len(cache):
+                        self._truncate_cache(keep)
+                    context, tokens = full[:keep], full[keep:]
+                logits = self._eval_last(tokens)
             context.extend(tokens)
             tok = int(sampler.sample(logits))
             sampler.accept(tok)

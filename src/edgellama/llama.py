@@ -19,6 +19,8 @@ except ImportError:  # pragma: no cover - only while the generation module is be
         pass
 
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
+_MAX_N_CTX = 1 << 24  # = kMaxContext in cpp/runtime/context.cpp
+_MAX_N_THREADS = 1024  # = kMaxThreads there
 
 TokenSequence = Union[Sequence[int], np.ndarray]
 
@@ -30,20 +32,21 @@ def _as_token_array(tokens: TokenSequence, n_vocab: int) -> np.ndarray:
             raise ValueError(f"tokens must be a 1-D array of token ids, got shape {tokens.shape}")
         if not np.issubdtype(tokens.dtype, np.integer):
             raise TypeError(f"tokens must be integers, got a numpy array of dtype {tokens.dtype}")
-        arr = tokens.astype(np.int64, copy=False)
-    else:
-        if isinstance(tokens, (str, bytes)):
-            raise TypeError("tokens must be a sequence of token ids; use tokenize() for text")
-        for t in tokens:
-            if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
-                raise TypeError(f"tokens must be integers, got {type(t).__name__}")
-        arr = np.asarray(list(tokens), dtype=np.int64) if len(tokens) else np.zeros(0, dtype=np.int64)
-    if arr.size:
-        bad = np.flatnonzero((arr < 0) | (arr >= n_vocab))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"token id {int(arr[i])} at index {i} is outside the vocabulary (0..{n_vocab - 1})")
-    return np.ascontiguousarray(arr, dtype=np.int32)
+        if tokens.size:  # range-check in the array's own dtype (a cast could wrap uint64 ids)
+            bad = np.flatnonzero((tokens < 0) | (tokens >= n_vocab))
+            if bad.size:
+                i = int(bad[0])
+                raise ValueError(f"token id {int(tokens[i])} at index {i} is outside the vocabulary (0..{n_vocab - 1})")
+        return np.ascontiguousarray(tokens, dtype=np.int32)
+    if isinstance(tokens, (str, bytes)):
+        raise TypeError("tokens must be a sequence of token ids; use tokenize() for text")
+    ids = list(tokens)
+    for i, t in enumerate(ids):
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
+            raise TypeError(f"tokens must be integers, got {type(t).__name__}")
+        if not 0 <= t < n_vocab:  # Python ints: any size, no OverflowError
+            raise ValueError(f"token id {int(t)} at index {i} is outside the vocabulary (0..{n_vocab - 1})")
+    return np.asarray(ids, dtype=np.int32) if ids else np.zeros(0, dtype=np.int32)
 
 
 class Llama(GenerationMixin):
@@ -90,6 +93,13 @@ class Llama(GenerationMixin):
             raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
         if not isinstance(n_batch, int) or isinstance(n_batch, bool) or n_batch <= 0:
             raise ValueError(f"n_batch must be a positive integer, got {n_batch!r}")
+        # Upper bounds checked here too, so that any Python int gives a ValueError (values past
+        # int64 would otherwise be a pybind11 TypeError) and n_threads=10**6 starts no thread.
+        if n_ctx > _MAX_N_CTX:
+            raise ValueError(f"n_ctx must be at most {_MAX_N_CTX}, got {n_ctx}")
+        if n_threads is not None and n_threads > _MAX_N_THREADS:
+            raise ValueError(f"n_threads must be at most {_MAX_N_THREADS}, got {n_threads}")
+        n_batch = min(n_batch, n_ctx)
         if not os.path.exists(self.model_path):
             raise FileNotFoundError(f"{self.model_path}: model file not found")
 
@@ -207,6 +217,7 @@ class Llama(GenerationMixin):
                 raise ValueError(
                     f"context window full: {self.n_tokens} tokens in the cache + {n} new tokens > n_ctx {self._n_ctx}"
                 )
+            self._sync_cache(ctx)
             # Chunks of n_batch, so Ctrl-C is honoured between chunks of a long prompt. The C++
             # context is the source of truth for what is cached: whatever interrupts us, the
             # `finally` re-syncs tokens_in_cache with it, so the object stays usable.
@@ -235,10 +246,20 @@ class Llama(GenerationMixin):
         """Keep only the first n tokens of the KV cache."""
         with self._lock:
             ctx = self._context_checked()
+            self._sync_cache(ctx)
             if not 0 <= n <= self.n_tokens:
                 raise ValueError(f"cannot keep {n} tokens: the cache holds {self.n_tokens}")
-            ctx.truncate(n)
             del self.tokens_in_cache[n:]
+            ctx.truncate(n)
+
+    def _sync_cache(self, ctx) -> None:
+        """Make tokens_in_cache and the C++ cache agree again after an interruption (Ctrl-C raised
+        between the two updates): keep the prefix both hold."""
+        n = ctx.n_past
+        if n != len(self.tokens_in_cache):
+            n = min(n, len(self.tokens_in_cache))
+            del self.tokens_in_cache[n:]
+            ctx.truncate(n)
 
     # ----------------------------------------------------------------------------------------
     # calibration support (used by `edgellama quantize --calibrate`)

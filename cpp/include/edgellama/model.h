@@ -43,6 +43,8 @@ class Model {
   // Maps the file, validates metadata and every tensor's presence, type and shape.
   // vocab_only: parse and validate the file but do not set up weights (tokenizer use only).
   static std::shared_ptr<Model> load(const std::string& path, bool vocab_only = false);
+  // The same over an already parsed file (GGUFFile::from_bytes: fuzzing, tests).
+  static std::shared_ptr<Model> load(std::shared_ptr<GGUFFile> file, bool vocab_only = false);
 
   const GGUFFile& file() const { return *file_; }
   std::shared_ptr<GGUFFile> file_ptr() const { return file_; }

@@ -27,6 +27,7 @@ class ThreadPool {
  private:
   void worker(int ith);
   void call(int ith) noexcept;
+  void stop_workers() noexcept;
 
   int n_threads_;
   std::vector<std::thread> workers_;

@@ -48,13 +48,26 @@ def _isa() -> Optional[str]:
         return None
 
 
+def _int(v: Any) -> Optional[int]:
+    """v when it is an integer, else None: metadata comes from the file and may have any type."""
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _num(v: Any) -> Any:
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _str(v: Any) -> Optional[str]:
+    return v if isinstance(v, str) else None
+
+
 def collect(path: str) -> Dict[str, Any]:
     f = GGUFFile(path)
     md = f.metadata
-    arch = md.get("general.architecture", "?")
+    arch = _str(md.get("general.architecture")) or "?"
 
     def a(key: str) -> Any:
-        return md.get(f"{arch}.{key}")
+        return _int(md.get(f"{arch}.{key}"))
 
     tensors = f.tensors
     n_params = 0
@@ -64,9 +77,11 @@ def collect(path: str) -> Dict[str, Any]:
             n *= int(d)
         n_params += n
     tokens: List[str] = md.get("tokenizer.ggml.tokens") or []
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        tokens = []
     special = {}
     for k in _TOKEN_IDS:
-        i = md.get(f"tokenizer.ggml.{k}_token_id")
+        i = _int(md.get(f"tokenizer.ggml.{k}_token_id"))
         if i is not None:
             special[k] = {"id": int(i), "text": tokens[int(i)] if 0 <= int(i) < len(tokens) else None}
     head_count = a("attention.head_count")
@@ -75,7 +90,7 @@ def collect(path: str) -> Dict[str, Any]:
         "file": os.path.abspath(path),
         "file_size": os.path.getsize(path),
         "gguf_version": f.version,
-        "name": md.get("general.name"),
+        "name": _str(md.get("general.name")),
         "architecture": arch,
         "file_type": _file_type(md.get("general.file_type")),
         "parameters": n_params,
@@ -86,18 +101,18 @@ def collect(path: str) -> Dict[str, Any]:
         "heads_kv": a("attention.head_count_kv") or head_count,
         "head_dim": a("attention.key_length") or (n_embd // head_count if n_embd and head_count else None),
         "context_length": a("context_length"),
-        "rope_freq_base": a("rope.freq_base"),
-        "rms_norm_eps": a("attention.layer_norm_rms_epsilon"),
+        "rope_freq_base": _num(md.get(f"{arch}.rope.freq_base")),
+        "rms_norm_eps": _num(md.get(f"{arch}.attention.layer_norm_rms_epsilon")),
         "tensors": len(tensors),
         "tensor_types": dict(Counter(t.type for t in tensors).most_common()),
         "tokenizer": {
-            "model": md.get("tokenizer.ggml.model"),
-            "pre": md.get("tokenizer.ggml.pre"),
+            "model": _str(md.get("tokenizer.ggml.model")),
+            "pre": _str(md.get("tokenizer.ggml.pre")),
             "vocab_size": len(tokens) or a("vocab_size"),
             "add_bos_token": md.get("tokenizer.ggml.add_bos_token"),
             "special": special,
         },
-        "chat_template": md.get("tokenizer.chat_template"),
+        "chat_template": _str(md.get("tokenizer.chat_template")),
         "isa": _isa(),
         "_metadata": md,
     }

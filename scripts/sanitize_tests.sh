@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Build the extension with AddressSanitizer + UndefinedBehaviorSanitizer (-DEDGELLAMA_SANITIZE=ON)
+# into build/asan and run the hardening tests against it (crafted files, API misuse, resources by
+# default; pass pytest arguments to choose others). The sanitized module is put in a copy of the
+# package (build/asan/pkg/edgellama), so the developer build in src/edgellama is left alone.
+#   scripts/sanitize_tests.sh [pytest args...]
+# Python itself is not instrumented: libasan is preloaded, and leak detection is off because the
+# interpreter leaks by design at exit (scripts/fuzz.sh runs LeakSanitizer on the C++ side).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=build/asan
+if [ ! -f "$BUILD/build.ninja" ]; then
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGELLAMA_SANITIZE=ON \
+    -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" \
+    $(command -v ccache >/dev/null && echo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache) >/dev/null
+fi
+nice -n 19 cmake --build "$BUILD" -j "${JOBS:-1}"
+rm -rf "$BUILD/pkg" && mkdir -p "$BUILD/pkg"
+cp -r src/edgellama "$BUILD/pkg/edgellama"
+rm -f "$BUILD"/pkg/edgellama/_core*.so
+cp "$BUILD"/_core*.so "$BUILD/pkg/edgellama/"
+[ $# -gt 0 ] || set -- -q tests/test_crafted_files.py tests/test_api_misuse.py tests/test_resources.py
+export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export EDGELLAMA_SANITIZED=1
+PYTHONPATH="$BUILD/pkg:tests" nice -n 19 python3 -m pytest -p no:cacheprovider "$@"
