@@ -63,14 +63,22 @@ def collect(path: str) -> Dict[str, Any]:
         for d in t.shape:
             n *= int(d)
         n_params += n
-    tokens: List[str] = md.get("tokenizer.ggml.tokens") or []
+    # metadata of a malformed file can hold any type where a number or a list is expected: show
+    # what is there, never fail on it (loading the model reports the problem)
+    tokens = md.get("tokenizer.ggml.tokens")
+    tokens = tokens if isinstance(tokens, list) else []
     special = {}
     for k in _TOKEN_IDS:
         i = md.get(f"tokenizer.ggml.{k}_token_id")
         if i is not None:
-            special[k] = {"id": int(i), "text": tokens[int(i)] if 0 <= int(i) < len(tokens) else None}
+            ok = _is_int(i) and 0 <= i < len(tokens)
+            special[k] = {"id": i, "text": tokens[i] if ok else None}
     head_count = a("attention.head_count")
     n_embd = a("embedding_length")
+    if not (_is_int(head_count) and _is_int(n_embd)):
+        head_count_i = n_embd_i = None
+    else:
+        head_count_i, n_embd_i = head_count, n_embd
     return {
         "file": os.path.abspath(path),
         "file_size": os.path.getsize(path),
@@ -84,7 +92,7 @@ def collect(path: str) -> Dict[str, Any]:
         "feed_forward_length": a("feed_forward_length"),
         "heads": head_count,
         "heads_kv": a("attention.head_count_kv") or head_count,
-        "head_dim": a("attention.key_length") or (n_embd // head_count if n_embd and head_count else None),
+        "head_dim": a("attention.key_length") or (n_embd_i // head_count_i if n_embd_i and head_count_i else None),
         "context_length": a("context_length"),
         "rope_freq_base": a("rope.freq_base"),
         "rms_norm_eps": a("attention.layer_norm_rms_epsilon"),
@@ -101,6 +109,10 @@ def collect(path: str) -> Dict[str, Any]:
         "isa": _isa(),
         "_metadata": md,
     }
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _fmt_count(n: int) -> str:
