@@ -692,15 +692,23 @@ def write_seeds(out: Path) -> None:
             (out / "text" / f"t{i}_{ctl}").write_bytes(bytes([ctl]) + t)
 
 
+def shared_model(*parts: str) -> Optional[Path]:
+    """A file under shared/models: $EDGELLAMA_SHARED, else the first shared/ beside the project or one
+    of its parent directories (a git worktree sits deeper than the main checkout)."""
+    roots = [Path(os.environ["EDGELLAMA_SHARED"])] if os.environ.get("EDGELLAMA_SHARED") else []
+    roots += [p / "shared" for p in Path(__file__).resolve().parents[1:]]
+    for r in roots:
+        f = r.joinpath("models", *parts)
+        if f.is_file():
+            return f
+    return None
+
+
 def _write_llama2_vocab(path: Path) -> None:
     """The Llama 2 sentencepiece vocabulary as a vocab-only GGUF, when the model file and the
     sentencepiece package are there (optional seed for fuzz_tokenize)."""
-    shared = Path(os.environ.get("EDGELLAMA_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-    for cand in [shared / "models" / "llama2-tokenizer" / "tokenizer.model",
-                 Path(__file__).resolve().parents[1].parent / "shared" / "models" / "llama2-tokenizer" / "tokenizer.model"]:
-        if cand.is_file():
-            break
-    else:
+    cand = shared_model("llama2-tokenizer", "tokenizer.model")
+    if cand is None:
         return
     try:
         import sentencepiece as spm  # type: ignore
