@@ -363,6 +363,9 @@ def gguf_cases() -> Iterator[Case]:
         yield _kv_tail(base, gstr("test.s") + u32(STR) + u64(n) + b"abc", f"string_length_{tag}", "truncated|needs")
     yield _kv_tail(base, gstr("") + u32(U8) + b"\1", "empty_key", "empty key")
     yield _kv_tail(base, gstr(b"bad\xff\xfekey") + u32(U8) + b"\1", "key_not_utf8", "UTF-8")
+    for tag, key in [("overlong", b"k\xc0\x80"), ("surrogate", b"k\xed\xa0\x80"), ("over_10ffff", b"k\xf4\x90\x80\x80"),
+                     ("cut_multibyte", b"k\xe2\x96"), ("lone_continuation", b"\x80k")]:
+        yield _kv_tail(base, gstr(key) + u32(U8) + b"\1", f"key_utf8_{tag}", "not valid UTF-8")
     yield Case("string_value_missing", GGUF(kvs=[("a", STR, Raw(b""))]).build(), match="truncated")
 
     # --- arrays ---
@@ -581,6 +584,8 @@ def vocab_cases() -> Iterator[Case]:
     yield v("model_missing", lambda g: g.drop(T + "model"), "model is missing")
     yield v("model_wrong_type", lambda g: g.set(T + "model", U32, 1), "model: expected a string")
     yield v("model_unknown", lambda g: g.set(T + "model", STR, "bert"), "'bert' is not supported", "UnsupportedError")
+    yield v("model_not_utf8", lambda g: g.set(T + "model", STR, b"\xffbert"), r"'\\xffbert' is not supported",
+            "UnsupportedError")
     yield v("tokens_missing", lambda g: g.drop(T + "tokens"), "tokens is missing")
     yield v("tokens_u32_array", lambda g: g.set(T + "tokens", ARR, (U32, list(range(n)))), "array of strings")
     yield v("tokens_nested_array", lambda g: g.set(T + "tokens", ARR, (ARR, [(STR, ["a"])] * n)), "array of strings")
@@ -619,6 +624,8 @@ def vocab_cases() -> Iterator[Case]:
             vocab="bpe")
     yield v("bpe_merge_unknown_result", lambda g: g.set(T + "merges", ARR, (STR, ["x y"])), "'x y' refers to 'xy'",
             vocab="bpe")
+    yield v("bpe_merge_not_utf8", lambda g: g.set(T + "merges", ARR, (STR, [b"\xff z"])), r"refers to '\\xff'",
+            vocab="bpe")
     yield v("bpe_merge_no_space", lambda g: g.set(T + "merges", ARR, (STR, ["he"])), "not of the form", vocab="bpe")
     yield v("bpe_merge_empty", lambda g: g.set(T + "merges", ARR, (STR, [""])), "not of the form", vocab="bpe")
     yield v("bpe_merge_only_space", lambda g: g.set(T + "merges", ARR, (STR, [" "])), "not of the form", vocab="bpe")
@@ -634,6 +641,10 @@ def ok_cases() -> Iterator[Case]:
     g.set("test.latin1", STR, b"caf\xe9")
     g.set("test.arr.latin1", ARR, (STR, [b"\xff\xfe", b"ok"]))
     yield Case("string_values_not_utf8", g.build(), "ok", "", "")
+    g = metadata_base()
+    g.set("t\u00ebst.\u043a\u043b\u044e\u0447.\U0001F600", U8, 1)
+    g.tensors.append(Tensor("\u4e16\u754c.weight", (4,)))
+    yield Case("utf8_key_and_tensor_name", g.build(), "ok", "", "")
     g = metadata_base()
     g.set("test.arr.nested8", ARR, (ARR, [(ARR, [(ARR, [(ARR, [(ARR, [(ARR, [(ARR, [(U8, [1])])])])])])])]))
     yield Case("nested_depth_8", g.build(), "ok", "", "")

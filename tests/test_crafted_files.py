@@ -28,8 +28,6 @@ needs_llama = pytest.mark.skipif(not HAS_LLAMA, reason="edgellama.Llama (model l
 
 # crafted cases that expose a bug not fixed yet: xfail(strict) so fixing one shows up
 KNOWN_BUGS: dict = {
-    "key_not_utf8": "keys are not checked for UTF-8: metadata_dict raises UnicodeDecodeError naming no file",
-    "tensor_name_not_utf8": "tensor names are not checked for UTF-8: tensor_list raises UnicodeDecodeError",
     "row_bytes_overflow": "a row byte size that overflows is reported as 'not a multiple of the block size 1'",
     "alignment_negative": "a negative general.alignment error does not name the file",
 }
@@ -160,6 +158,13 @@ def test_odd_but_valid(tmp_path, case):
     if case.name.startswith("model_") and HAS_LLAMA:
         llm = edgellama.Llama(str(p), n_ctx=16, n_threads=1)
         assert llm.tokenize(b"ab")
+
+
+def test_utf8_names_round_trip(tmp_path):
+    c = next(c for c in CASES if c.name == "utf8_key_and_tensor_name")
+    f = edgellama.GGUFFile(_write(tmp_path, c))
+    assert f.metadata["t\u00ebst.\u043a\u043b\u044e\u0447.\U0001F600"] == 1
+    assert f.tensors[-1].name == "\u4e16\u754c.weight"
 
 
 def test_non_utf8_string_values_are_replaced(tmp_path):

@@ -41,6 +41,41 @@ size_t min_encoded_size(GGUFType t) {
 
 bool valid_type(uint32_t t) { return t <= static_cast<uint32_t>(GGUFType::FLOAT64); }
 
+// Offset of the first byte that is not part of well-formed UTF-8 (no overlongs, surrogates or code
+// points past U+10FFFF), or npos. Keys and tensor names must be text: they become Python str.
+size_t invalid_utf8_at(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const uint8_t c = uint8_t(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n;
+    uint8_t lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return i;
+    }
+    if (s.size() - i <= n) return i;
+    const uint8_t c1 = uint8_t(s[i + 1]);
+    if (c1 < lo || c1 > hi) return i;
+    for (size_t k = 2; k <= n; ++k)
+      if ((uint8_t(s[i + k]) & 0xC0) != 0x80) return i;
+    i += n + 1;
+  }
+  return std::string_view::npos;
+}
+
 std::string quote(std::string_view s) {
   std::string out = "'";
   for (char c : s.substr(0, 200)) out += (static_cast<unsigned char>(c) < 0x20) ? '?' : c;
@@ -175,6 +210,8 @@ class GGUFParser {
       const std::string field = "metadata entry " + std::to_string(i);
       std::string key(string(field + " key", kMaxKeyLength));
       if (key.empty()) fail(field, "empty key");
+      if (const size_t bad = invalid_utf8_at(key); bad != std::string_view::npos)
+        fail(field, "key " + quote(key) + " is not valid UTF-8 (byte " + std::to_string(bad) + ")");
       const uint32_t t = u32("metadata " + quote(key) + " type");
       if (!valid_type(t)) fail("metadata " + quote(key), "unknown value type " + std::to_string(t));
       GGUFValue v = value(static_cast<GGUFType>(t), "metadata " + quote(key), 0);
@@ -292,6 +329,9 @@ class GGUFParser {
     t.name = std::string(string("tensor " + std::to_string(index) + " name", kMaxKeyLength));
     const std::string field = "tensor " + quote(t.name);
     if (t.name.empty()) fail("tensor " + std::to_string(index), "empty name");
+    if (const size_t bad = invalid_utf8_at(t.name); bad != std::string_view::npos)
+      fail("tensor " + std::to_string(index), "name " + quote(t.name) + " is not valid UTF-8 (byte " +
+                                                 std::to_string(bad) + ")");
     t.n_dims = u32(field + " n_dims");
     if (t.n_dims == 0 || t.n_dims > 4) fail(field, "n_dims " + std::to_string(t.n_dims) + " is not between 1 and 4");
     int64_t n_elements = 1;
