@@ -28,7 +28,6 @@ needs_llama = pytest.mark.skipif(not HAS_LLAMA, reason="edgellama.Llama (model l
 
 # crafted cases that expose a bug not fixed yet: xfail(strict) so fixing one shows up
 KNOWN_BUGS: dict = {
-    "row_bytes_overflow": "a row byte size that overflows is reported as 'not a multiple of the block size 1'",
     "alignment_negative": "a negative general.alignment error does not name the file",
 }
 

@@ -348,9 +348,10 @@ class GGUFParser {
     if (!t.traits) fail(field, "unknown tensor type id " + std::to_string(t.type_id));
     t.offset = u64(field + " offset");
     size_t row_bytes = 0;
-    if (!row_size_checked(*t.traits, t.ne[0], &row_bytes))
+    if (t.ne[0] % t.traits->block_size != 0)
       fail(field, "row length " + std::to_string(t.ne[0]) + " is not a multiple of the " + t.traits->name +
                       " block size " + std::to_string(t.traits->block_size));
+    if (!row_size_checked(*t.traits, t.ne[0], &row_bytes)) fail(field, "byte size overflows");
     const uint64_t rows = uint64_t(n_elements / t.ne[0]);
     if (row_bytes != 0 && rows > std::numeric_limits<uint64_t>::max() / row_bytes) fail(field, "byte size overflows");
     t.nbytes = size_t(rows * row_bytes);
