@@ -28,7 +28,6 @@ needs_llama = pytest.mark.skipif(not HAS_LLAMA, reason="edgellama.Llama (model l
 
 # crafted cases that expose a bug not fixed yet: xfail(strict) so fixing one shows up
 KNOWN_BUGS: dict = {
-    "alignment_negative": "a negative general.alignment error does not name the file",
 }
 
 ERRORS = {"GGUFError": edgellama.GGUFError, "UnsupportedError": edgellama.UnsupportedError, "OSError": OSError,

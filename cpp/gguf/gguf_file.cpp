@@ -220,8 +220,10 @@ class GGUFParser {
     }
 
     if (const GGUFValue* a = f_.find("general.alignment")) {
-      if (!a->is_integer()) fail("general.alignment", "must be an integer");
-      const uint64_t al = a->as_uint("general.alignment");
+      if (!a->is_integer()) fail("general.alignment", std::string("must be an integer, found ") + gguf_type_name(a->type));
+      if (!is_unsigned(a->type) && a->scalar_.i64 < 0)
+        fail("general.alignment", "must not be negative, got " + std::to_string(a->scalar_.i64));
+      const uint64_t al = a->scalar_.u64;
       if (al == 0 || (al & (al - 1)) != 0 || al > (1u << 20))
         fail("general.alignment", "must be a power of two between 1 and 2^20, got " + std::to_string(al));
       f_.alignment_ = al;
