@@ -399,7 +399,9 @@ class GGUFParser {
 std::shared_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
   std::shared_ptr<GGUFFile> f(new GGUFFile());
   f->path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO (or a tty) would otherwise block until a writer appears, before the
+  // regular-file check below could reject it. It changes nothing for regular files and mmap.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     const int e = errno;
     throw FileError(path + ": cannot open: " + std::strerror(e));
