@@ -268,3 +268,35 @@ def test_fifo_does_not_hang(tmp_path):
     except subprocess.TimeoutExpired:
         pytest.fail("GGUFFile(fifo) hangs")
     assert "OSError" in r.stdout and "not a regular file" in r.stdout, r.stdout + r.stderr
+
+
+def test_huge_sparse_file_counts(tmp_path):
+    """A sparse 64 GiB file whose header claims ~5e9 metadata entries (or tensors): the counts fit in
+    the file, so only the entries themselves can be wrong; reserving memory for all of them up front
+    threw std::bad_alloc (MemoryError)."""
+    import struct
+
+    size = 1 << 36
+    for field, header in [("kv", struct.pack("<IQQ", 3, 0, (size - 24) // 13)),
+                          ("tensors", struct.pack("<IQQ", 3, (size - 24) // 32, 0))]:
+        p = tmp_path / f"sparse_{field}.gguf"
+        with open(p, "wb") as f:
+            f.write(b"GGUF" + header)
+            try:
+                f.truncate(size)
+            except OSError:
+                pytest.skip("the file system does not do sparse files")
+        with pytest.raises(edgellama.GGUFError, match="empty (key|name)"):
+            edgellama.GGUFFile(p)
+
+
+def test_nested_array_count_limit(tmp_path):
+    """2^20 + 1 empty arrays inside an array: 12 MB of file would be ~100 MB of GGUFValues."""
+    import struct
+
+    n = (1 << 20) + 1
+    kv = cf.gstr("test.nest") + cf.u32(cf.ARR) + cf.u32(cf.ARR) + cf.u64(n) + (cf.u32(cf.U8) + cf.u64(0)) * n
+    p = tmp_path / "nest.gguf"
+    p.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + kv)
+    with pytest.raises(edgellama.GGUFError, match="more than 1048576 nested arrays"):
+        edgellama.GGUFFile(p)
