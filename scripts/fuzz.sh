@@ -73,7 +73,7 @@ for t in "${TARGETS[@]}"; do
     gguf)
       seed_dirs=("$SEEDS/gguf")
       [ -d tests/regressions ] && seed_dirs+=(tests/regressions)
-      extra=(-max_len=65536 -dict=cpp/fuzz/gguf.dict)
+      extra=(-max_len=16384 -dict=cpp/fuzz/gguf.dict)
       ;;
     tokenize)
       seed_dirs=("$SEEDS/text")

@@ -139,11 +139,12 @@ void exercise_model(const uint8_t* data, size_t size) {
       p.type_k = (data[size / 2] & 1) ? KVType::F32 : KVType::F16;
       p.type_v = p.type_k;
       Context ctx(m, p);
+      // one batch of two tokens (first and last id): attention over 2 positions, every kernel once;
+      // the matmuls dominate the run time, so no more than that
       const int64_t nv = m->hparams().n_vocab;
       std::vector<float> logits(size_t(2 * nv));
-      const int32_t toks[3] = {0, int32_t(nv - 1), int32_t(data[0] % nv)};
+      const int32_t toks[2] = {int32_t(data[0] % nv), int32_t(nv - 1)};
       ctx.decode(toks, 2, logits.data(), true);
-      ctx.decode(toks + 2, 1, logits.data(), false);
       for (float x : logits) g_sink += x != 0;
     } catch (const Error&) {
     }
