@@ -661,6 +661,21 @@ def ok_cases() -> Iterator[Case]:
     m = model_base()
     m.drop_tensor("output.weight")
     yield Case("model_tied_output", m.build(), "ok", "", "")
+    # non-finite weights: the logits are garbage, but nothing may crash (activation quantization
+    # of NaN / inf is a float -> int conversion, undefined behaviour if done naively)
+    m = model_base("llama", "spm", n_embd=32, n_head=4, n_head_kv=2, n_ff=64, wtype=T_Q8_0)
+    t = m.tensor("token_embd.weight")
+    blocks = bytearray(filler(t.nbytes(), T_Q8_0))
+    for b in range(0, len(blocks), 34 * 3):
+        blocks[b : b + 2] = b"\x00\x7e"  # fp16 NaN scale
+    blocks[34:36] = b"\x00\x7c"  # fp16 +inf scale
+    t.data = bytes(blocks)
+    yield Case("model_q8_0_nan_inf_scales", m.build(), "ok", "", "")
+    m = model_base()
+    t = m.tensor("blk.0.attn_q.weight")
+    n = t.nbytes() // 4
+    t.data = struct.pack(f"<{n}f", *[[float("nan"), float("inf"), -float("inf"), 3e38][i % 4] for i in range(n)])
+    yield Case("model_f32_nan_inf_weights", m.build(), "ok", "", "")
 
 
 def _aligned(g: GGUF, al: int) -> bytes:

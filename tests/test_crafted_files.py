@@ -155,7 +155,13 @@ def test_odd_but_valid(tmp_path, case):
     _list_everything(edgellama.GGUFFile(p))
     if case.name.startswith("model_") and HAS_LLAMA:
         llm = edgellama.Llama(str(p), n_ctx=16, n_threads=1)
-        assert llm.tokenize(b"ab")
+        ids = llm.tokenize(b"ab abc")
+        assert llm.eval(ids).shape == (len(ids), llm.n_vocab())
+        try:  # garbage weights: a token, or a clear ValueError from the sampler
+            out = llm("ab", max_tokens=2, temperature=0)
+            assert isinstance(out["choices"][0]["text"], str)
+        except ValueError as e:
+            assert "NaN" in str(e), e
 
 
 def test_utf8_names_round_trip(tmp_path):
