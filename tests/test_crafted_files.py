@@ -329,3 +329,39 @@ def test_generation_never_samples_ids_beyond_the_tokenizer(tmp_path):
         llm = edgellama.Llama(str(p), n_ctx=32, n_threads=1)
         out = llm("ab", max_tokens=3, temperature=0)
         assert isinstance(out["choices"][0]["text"], str)
+
+
+@needs_llama
+@pytest.mark.parametrize("vocab", ["vocab_spm", "vocab_bpe", "smollm2"])
+def test_tokenizer_arbitrary_bytes(tmp_path, vocab):
+    """Random bytes and random ids (the fuzzer does this at scale; this runs without clang):
+    tokenize gives ids in range or ValueError (invalid UTF-8); detokenize of any in-range ids works,
+    out-of-range ids are a ValueError."""
+    import random
+
+    if vocab == "smollm2":
+        p = cf.shared_model("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf")
+        if p is None:
+            pytest.skip("shared model SmolLM2 not found")
+    else:
+        p = tmp_path / f"{vocab}.gguf"
+        p.write_bytes(cf.valid_bases()[vocab].build())
+    llm = edgellama.Llama(str(p), vocab_only=True)
+    n = llm.n_vocab()
+    rng = random.Random(1234)
+    alphabet = [b" ", b"a", b"b", b"c", b"\n", b"<s>", b"</s>", b"<|user|>", b"<|im_start|>", "\u00e9".encode(),
+                "\u4e16".encode(), "\U0001F600".encode(), b"\xff", b"\xc3", b"\x00", b"\xe2\x96\x81", b"'s", b"12"]
+    for _ in range(300):
+        text = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        for special in (False, True):
+            try:
+                ids = llm.tokenize(text, add_bos=special, special=special)
+            except ValueError as e:
+                assert "UTF-8" in str(e)
+                continue
+            assert all(0 <= i < n for i in ids)
+            llm.detokenize(ids)
+        ids = [rng.randrange(n) for _ in range(rng.randint(0, 20))]
+        llm.detokenize(ids)
+        with pytest.raises(ValueError):
+            llm.detokenize(ids + [rng.choice([n, -1, 2**31 - 1])])
