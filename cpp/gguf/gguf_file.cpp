@@ -1,6 +1,8 @@
 // GGUF parsing. The only way bytes are read is through Cursor, which checks every read against the
 // end of the buffer; counts are checked against the bytes left *before* anything is allocated, so
-// a crafted count can never make us reserve gigabytes or read past the map.
+// a crafted count can never make us read past the map. Reservations are capped too: a count that
+// fits in the file is still up to ~10x that many bytes in memory (a 64 GiB sparse file claiming
+// 5e9 entries made reserve() throw std::bad_alloc), so vectors grow from a bounded start.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -21,6 +23,11 @@ namespace {
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 constexpr int kMaxArrayDepth = 8;        // arrays of arrays nest at most this deep
 constexpr uint64_t kMaxKeyLength = 65535;
+constexpr uint64_t kMaxReserve = uint64_t(1) << 16;  // entries reserved up front, whatever a count says
+// Arrays of arrays cost ~100 bytes of memory per 12 bytes of file; no real file has many.
+constexpr uint64_t kMaxNestedArrays = uint64_t(1) << 20;
+
+size_t capped(uint64_t n) { return size_t(std::min(n, kMaxReserve)); }
 
 size_t element_size(GGUFType t) {
   switch (t) {
@@ -195,7 +202,7 @@ class GGUFParser {
     check_count(n_kv, 8 + 4 + 1, "metadata_kv_count");
     check_count(n_tensors, 8 + 4 + 8 + 4 + 8, "tensor_count");
 
-    f_.kv_.reserve(n_kv);
+    f_.kv_.reserve(capped(n_kv));
     for (uint64_t i = 0; i < n_kv; ++i) {
       const std::string field = "metadata entry " + std::to_string(i);
       std::string key(string(field + " key", kMaxKeyLength));
@@ -210,14 +217,16 @@ class GGUFParser {
     }
 
     if (const GGUFValue* a = f_.find("general.alignment")) {
-      if (!a->is_integer()) fail("general.alignment", "must be an integer");
-      const uint64_t al = a->as_uint("general.alignment");
+      if (!a->is_integer()) fail("general.alignment", std::string("must be an integer, found ") + gguf_type_name(a->type));
+      if (!is_unsigned(a->type) && a->scalar_.i64 < 0)
+        fail("general.alignment", "must not be negative, got " + std::to_string(a->scalar_.i64));
+      const uint64_t al = a->scalar_.u64;
       if (al == 0 || (al & (al - 1)) != 0 || al > (1u << 20))
         fail("general.alignment", "must be a power of two between 1 and 2^20, got " + std::to_string(al));
       f_.alignment_ = al;
     }
 
-    f_.tensors_.reserve(n_tensors);
+    f_.tensors_.reserve(capped(n_tensors));
     for (uint64_t i = 0; i < n_tensors; ++i) tensor_info(i);
 
     // The data section starts at the next multiple of the alignment.
@@ -293,10 +302,13 @@ class GGUFParser {
         check_count(count, min_encoded_size(v.array_type), field + " array length");
         v.array_count_ = size_t(count);
         if (v.array_type == GGUFType::STRING) {
-          v.strings_.reserve(count);
+          v.strings_.reserve(capped(count));
           for (uint64_t i = 0; i < count; ++i) v.strings_.push_back(string(field + "[" + std::to_string(i) + "]"));
         } else if (v.array_type == GGUFType::ARRAY) {
-          v.arrays_.reserve(count);
+          nested_arrays_ += count;
+          if (nested_arrays_ > kMaxNestedArrays)
+            fail(field, "more than " + std::to_string(kMaxNestedArrays) + " nested arrays in the file");
+          v.arrays_.reserve(capped(count));
           for (uint64_t i = 0; i < count; ++i)
             v.arrays_.push_back(value(GGUFType::ARRAY, field + "[" + std::to_string(i) + "]", depth + 1));
         } else {
@@ -378,6 +390,7 @@ class GGUFParser {
 
   GGUFFile& f_;
   uint64_t pos_;
+  uint64_t nested_arrays_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -387,7 +400,9 @@ class GGUFParser {
 std::shared_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
   std::shared_ptr<GGUFFile> f(new GGUFFile());
   f->path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO (or a tty) would otherwise block until a writer appears, before the
+  // regular-file check below could reject it. It changes nothing for regular files and mmap.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     const int e = errno;
     throw FileError(path + ": cannot open: " + std::strerror(e));
