@@ -200,7 +200,13 @@ def load_llama(args: argparse.Namespace, **kwargs: Any):
     if args.threads is not None and args.threads <= 0:
         raise UserError(f"--threads must be positive, got {args.threads}")
     path = resolve_model_arg(args.model)
-    return Llama(path, n_ctx=args.ctx_size, n_threads=args.threads, **kwargs)
+    n_ctx = args.ctx_size
+    if n_ctx == 0:  # like llama.cpp's -c 0: the context length the model was trained with
+        from .gguf_file import GGUFFile
+
+        meta = GGUFFile(path).metadata
+        n_ctx = int(meta.get(f"{meta.get('general.architecture', '')}.context_length", 2048))
+    return Llama(path, n_ctx=n_ctx, n_threads=args.threads, **kwargs)
 
 
 def check_chat_template(llm: Any, model: str) -> None:
