@@ -239,3 +239,17 @@ def test_empty_eval(llm):
     out = llm.eval([])
     assert out.shape == (0, 96)
     assert llm.n_tokens == 0
+
+
+def test_generation_never_samples_embedding_rows_without_a_token(tmp_path):
+    """token_embd may have more rows than the tokenizer has tokens (padding): a completion must never
+    pick one of those ids, even when a logit bias pushes it to the top."""
+    from model_factory import _add_tokenizer, make_model
+
+    path = make_model(tmp_path / "padded.gguf", n_vocab=96, tokenizer=False, extra_kv=lambda w: _add_tokenizer(w, 64))
+    with load(path, n_ctx=32) as llm:
+        assert llm.n_vocab() == 96 and llm._n_text_tokens() == 64
+        out = llm.create_completion([1, 5, 9], max_tokens=6, temperature=0, logit_bias={90: 1000.0})
+        ids = llm.tokenize(out["choices"][0]["text"], add_bos=False)
+        assert all(t < 64 for t in ids)
+        assert out["usage"]["completion_tokens"] >= 1

@@ -238,6 +238,12 @@ class GenerationMixin:
                     context, tokens = full[:keep], full[keep:]
                 logits = self._eval_last(tokens)
             context.extend(tokens)
+            # Files often pad token_embd with rows the tokenizer has no text for (Qwen2.5: 151936
+            # rows, 151665 tokens): never sample those.
+            n_text = self._n_text_tokens() if hasattr(self, "_n_text_tokens") else logits.shape[-1]
+            if n_text < logits.shape[-1]:
+                logits = logits.copy()
+                logits[n_text:] = -np.inf
             tok = int(sampler.sample(logits))
             sampler.accept(tok)
             extra = yield tok, logits

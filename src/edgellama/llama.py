@@ -187,6 +187,10 @@ class Llama(GenerationMixin):
     def token_eot(self) -> int:
         return int(self._vocab_checked().eot())
 
+    def _n_text_tokens(self) -> int:
+        """Tokens the tokenizer knows (may be fewer than n_vocab(), the embedding rows)."""
+        return int(self._vocab_checked().n_tokens())
+
     def _is_eog(self, token: int) -> bool:
         """True for tokens that end generation (EOS, EOT, <|im_end|>, ...)."""
         return bool(self._vocab_checked().is_eog(int(token)))
