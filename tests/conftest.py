@@ -41,3 +41,14 @@ def stories260k_dir() -> Path:
 def llama2_tokenizer_model() -> Path:
     """The Llama 2 sentencepiece tokenizer.model."""
     return _shared_file("llama2-tokenizer", "tokenizer.model")
+
+
+def subprocess_env(**extra: str) -> dict:
+    """Environment for a child Python that must import the same edgellama as this test process
+    (the installed package in CI, src/ with the dev-built module during development)."""
+    import edgellama
+
+    pkg_root = str(Path(edgellama.__file__).resolve().parents[1])
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
+    return env

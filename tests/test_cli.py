@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import subprocess_env
 
 import edgellama.commands
 from edgellama import cli
@@ -63,7 +64,7 @@ def test_no_command_prints_help_and_fails(capsys):
 
 
 def test_python_dash_m_entry_point():
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env = subprocess_env()
     r = subprocess.run([sys.executable, "-m", "edgellama", "run", "--help"], capture_output=True, text=True,
                        env=env, timeout=120)
     assert r.returncode == 0 and "--temp" in r.stdout and "--top-k" in r.stdout and "-n N" in r.stdout

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import subprocess_env
 
 from edgellama import _core
 
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def edgellama(*args, stdin=None, env=None, timeout=300):
-    e = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **(env or {}))
+    e = subprocess_env(**(env or {}))
     return subprocess.run([sys.executable, "-m", "edgellama", *args], input=stdin, capture_output=True,
                           text=True, env=e, timeout=timeout)
 
