@@ -20,7 +20,8 @@ cp -r src/edgellama "$BUILD/pkg/edgellama"
 rm -f "$BUILD"/pkg/edgellama/_core*.so
 cp "$BUILD"/_core*.so "$BUILD/pkg/edgellama/"
 [ $# -gt 0 ] || set -- -q tests/test_crafted_files.py tests/test_api_misuse.py tests/test_resources.py
-export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
+# libstdc++ too: without it ASan's __cxa_throw interceptor can abort on the first C++ exception under CPython
+export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so) $(gcc -print-file-name=libstdc++.so)"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export EDGELLAMA_SANITIZED=1
