@@ -93,8 +93,8 @@ const char* gguf_type_name(GGUFType t) {
 // GGUFValue accessors
 // ---------------------------------------------------------------------------------------------
 
-bool GGUFValue::is_integer() const {
-  switch (type) {
+bool gguf_is_integer_type(GGUFType t) {
+  switch (t) {
     case GGUFType::UINT8: case GGUFType::INT8: case GGUFType::UINT16: case GGUFType::INT16:
     case GGUFType::UINT32: case GGUFType::INT32: case GGUFType::UINT64: case GGUFType::INT64:
       return true;
@@ -102,6 +102,8 @@ bool GGUFValue::is_integer() const {
       return false;
   }
 }
+
+bool GGUFValue::is_integer() const { return gguf_is_integer_type(type); }
 
 static bool is_unsigned(GGUFType t) {
   return t == GGUFType::UINT8 || t == GGUFType::UINT16 || t == GGUFType::UINT32 || t == GGUFType::UINT64;

@@ -85,14 +85,20 @@ void quantize_row_q4_0_ref(const float* x, void* y, int64_t n) {
   }
 }
 
+// Smallest and largest value of a block (the offset and range of the Q4_1 / Q5_1 grids).
+static void block_min_max(const float* x, int n, float* mn, float* mx) {
+  *mn = *mx = x[0];
+  for (int j = 1; j < n; ++j) {
+    *mn = std::min(*mn, x[j]);
+    *mx = std::max(*mx, x[j]);
+  }
+}
+
 void quantize_row_q4_1_ref(const float* x, void* y, int64_t n) {
   block_q4_1* b = static_cast<block_q4_1*>(y);
   for (int64_t i = 0; i < n / QK4_1; ++i, x += QK4_1) {
-    float mn = x[0], mx = x[0];
-    for (int j = 1; j < QK4_1; ++j) {
-      mn = std::min(mn, x[j]);
-      mx = std::max(mx, x[j]);
-    }
+    float mn, mx;
+    block_min_max(x, QK4_1, &mn, &mx);
     const float d = (mx - mn) / 15.0f;
     const float id = safe_inv(d);
     b[i].d = float_to_fp16(d);
@@ -126,11 +132,8 @@ void quantize_row_q5_0_ref(const float* x, void* y, int64_t n) {
 void quantize_row_q5_1_ref(const float* x, void* y, int64_t n) {
   block_q5_1* b = static_cast<block_q5_1*>(y);
   for (int64_t i = 0; i < n / QK5_1; ++i, x += QK5_1) {
-    float mn = x[0], mx = x[0];
-    for (int j = 1; j < QK5_1; ++j) {
-      mn = std::min(mn, x[j]);
-      mx = std::max(mx, x[j]);
-    }
+    float mn, mx;
+    block_min_max(x, QK5_1, &mn, &mx);
     const float d = (mx - mn) / 31.0f;
     const float id = safe_inv(d);
     b[i].d = float_to_fp16(d);

@@ -32,16 +32,6 @@ std::string printable(std::string_view s, size_t max_len = 40) {
   return out;
 }
 
-bool is_integer_type(GGUFType t) {
-  switch (t) {
-    case GGUFType::UINT8: case GGUFType::INT8: case GGUFType::UINT16: case GGUFType::INT16:
-    case GGUFType::UINT32: case GGUFType::INT32: case GGUFType::UINT64: case GGUFType::INT64:
-      return true;
-    default:
-      return false;
-  }
-}
-
 std::string type_desc(const GGUFValue& v) {
   std::string t = gguf_type_name(v.type);
   if (v.is_array()) t += std::string("[") + gguf_type_name(v.array_type) + "]";
@@ -186,7 +176,7 @@ std::shared_ptr<Vocab> Vocab::from_gguf(const GGUFFile& f) {
   const std::string k_types = "tokenizer.ggml.token_type";
   v->type_.assign(n, TokenType::Normal);
   if (const GGUFValue* t = f.find(k_types)) {
-    if (!t->is_array() || !is_integer_type(t->array_type))
+    if (!t->is_array() || !gguf_is_integer_type(t->array_type))
       throw key_err(k_types, "expected an array of int32, found " + type_desc(*t));
     if (t->array_size() != n)
       throw key_err(k_types, "has " + std::to_string(t->array_size()) + " entries but there are " +

@@ -19,6 +19,7 @@ enum class GGUFType : uint32_t {
   STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
 };
 const char* gguf_type_name(GGUFType t);
+bool gguf_is_integer_type(GGUFType t);  // any of the eight integer types
 
 // One metadata value. Scalars are decoded; strings and arrays of numbers are views into the map.
 class GGUFValue {
