@@ -45,6 +45,18 @@ _RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: "pick a random seed
 Stop = Union[None, str, List[str]]
 
 
+def _collect_events(events) -> "Tuple[str, List[_TokenLogprob], Optional[str]]":
+    """Drain a completion's events: the whole text, every token's logprob entry, the finish reason."""
+    parts: List[str] = []
+    entries: List["_TokenLogprob"] = []
+    finish = None
+    for ev in events:
+        parts.append(ev.text)
+        entries.extend(ev.logprobs)
+        finish = ev.finish_reason or finish
+    return "".join(parts), entries, finish
+
+
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b):
@@ -464,20 +476,14 @@ class GenerationMixin:
         model = self._model_name()
         if stream:
             return self._stream_completion(events, cid, created, model, logprobs is not None)
-        text_parts: List[str] = []
-        entries: List[_TokenLogprob] = []
-        finish = None
-        for ev in events:
-            text_parts.append(ev.text)
-            entries.extend(ev.logprobs)
-            finish = ev.finish_reason or finish
+        text, entries, finish = _collect_events(events)
         return {
             "id": cid,
             "object": "text_completion",
             "created": created,
             "model": model,
             "choices": [{
-                "text": "".join(text_parts),
+                "text": text,
                 "index": 0,
                 "logprobs": self._completion_logprobs(entries) if logprobs is not None else None,
                 "finish_reason": finish,
@@ -580,13 +586,7 @@ class GenerationMixin:
         model = self._model_name()
         if stream:
             return self._stream_chat(events, cid, created, model, k is not None)
-        parts: List[str] = []
-        entries: List[_TokenLogprob] = []
-        finish = None
-        for ev in events:
-            parts.append(ev.text)
-            entries.extend(ev.logprobs)
-            finish = ev.finish_reason or finish
+        text, entries, finish = _collect_events(events)
         return {
             "id": cid,
             "object": "chat.completion",
@@ -594,7 +594,7 @@ class GenerationMixin:
             "model": model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": "".join(parts)},
+                "message": {"role": "assistant", "content": text},
                 "logprobs": self._chat_logprobs(entries) if k is not None else None,
                 "finish_reason": finish,
             }],
