@@ -80,22 +80,24 @@ void bind_model(py::module_& m) {
            py::arg("type_v"), py::arg("precision"))
       .def(
           "decode",
-          [](Context& ctx, TokenArray tokens, bool all_logits) {
+          [](Context& ctx, TokenArray tokens, bool all_logits, bool want_logits) -> py::object {
             if (tokens.ndim() != 1) throw edgellama::ArgumentError("tokens must be a 1-D sequence of token ids");
             const int64_t n = tokens.shape(0);
             const int64_t n_vocab = ctx.model().hparams().n_vocab;
+            // want_logits=false: only fill the KV cache (prompt chunks before the last one).
             py::array_t<float> logits =
-                all_logits ? py::array_t<float>({n, n_vocab}) : py::array_t<float>({n_vocab});
-            if (n == 0) return logits;
+                !want_logits ? py::array_t<float>(0)
+                : all_logits ? py::array_t<float>({n, n_vocab}) : py::array_t<float>({n_vocab});
+            if (n == 0) return want_logits ? py::object(logits) : py::none();
             const int32_t* ids = tokens.data();
-            float* out = logits.mutable_data();
+            float* out = want_logits ? logits.mutable_data() : nullptr;
             {
               py::gil_scoped_release release;
               ctx.decode(ids, n, out, all_logits);
             }
-            return logits;
+            return want_logits ? py::object(logits) : py::none();
           },
-          py::arg("tokens"), py::arg("all_logits") = true)
+          py::arg("tokens"), py::arg("all_logits") = true, py::arg("want_logits") = true)
       .def("truncate", &Context::truncate, py::arg("n"))
       .def_property_readonly("n_past", &Context::n_past)
       .def_property_readonly("n_ctx", &Context::n_ctx)

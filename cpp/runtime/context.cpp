@@ -31,6 +31,13 @@ void rmsnorm(const float* x, const float* w, int64_t n, double eps, float* out) 
   for (int64_t i = 0; i < n; ++i) out[i] = (x[i] * scale) * w[i];
 }
 
+// y[t][i] += bias[i] for each of n rows (no-op for an absent bias).
+void add_bias(float* y, const std::vector<float>& bias, int64_t n) {
+  const int64_t w = int64_t(bias.size());
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < w; ++i) y[t * w + i] += bias[size_t(i)];
+}
+
 // One row of the KV cache (kv_width values of one position) as floats, for head `off`..off+n.
 // F16 rows are widened through the exact lookup table; F32 rows are used in place.
 inline const float* kv_row(const uint8_t* row, int64_t off, int64_t n, KVType t, const float* f16_table,
@@ -139,7 +146,7 @@ void Context::decode(const int32_t* tokens, int64_t n, float* logits, bool all_l
   for (int64_t start = 0; start < n; start += params_.n_batch) {
     const int64_t m = std::min(params_.n_batch, n - start);
     const bool last_chunk = start + m == n;
-    float* out = all_logits ? logits + size_t(start) * size_t(hp.n_vocab) : (last_chunk ? logits : nullptr);
+    float* out = !logits ? nullptr : all_logits ? logits + size_t(start) * size_t(hp.n_vocab) : (last_chunk ? logits : nullptr);
     forward_chunk(tokens + start, m, out, all_logits);
   }
 }
@@ -231,7 +238,7 @@ void Context::attention(int64_t il, int64_t n) {
 void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
   const Model& m = *model_;
   const HParams& hp = m.hparams();
-  const int64_t E = hp.n_embd, qw = hp.q_width(), kvw = hp.kv_width(), F = hp.n_ff;
+  const int64_t E = hp.n_embd, kvw = hp.kv_width(), F = hp.n_ff;
   float* x = x_.data();
   float* xb = xb_.data();
 
@@ -255,12 +262,9 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, boo
     project(L.wq, xb, n, q_.data());
     project(L.wk, xb, n, k_.data());
     project(L.wv, xb, n, v_.data());
-    if (!L.bq.empty())
-      for (int64_t t = 0; t < n; ++t) for (int64_t i = 0; i < qw; ++i) q_[size_t(t * qw + i)] += L.bq[size_t(i)];
-    if (!L.bk.empty())
-      for (int64_t t = 0; t < n; ++t) for (int64_t i = 0; i < kvw; ++i) k_[size_t(t * kvw + i)] += L.bk[size_t(i)];
-    if (!L.bv.empty())
-      for (int64_t t = 0; t < n; ++t) for (int64_t i = 0; i < kvw; ++i) v_[size_t(t * kvw + i)] += L.bv[size_t(i)];
+    add_bias(q_.data(), L.bq, n);
+    add_bias(k_.data(), L.bk, n);
+    add_bias(v_.data(), L.bv, n);
     rope(q_.data(), n, hp.n_head);
     rope(k_.data(), n, hp.n_head_kv);
     const size_t k_row = size_t(kvw) * kv_elem_size(params_.type_k);

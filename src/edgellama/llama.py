@@ -234,7 +234,7 @@ class Llama(GenerationMixin):
                         out[start : start + step] = ctx.decode(ids[start : start + step], True)
                     return out
                 for start in range(0, n, step):
-                    last = ctx.decode(ids[start : start + step], False)
+                    last = ctx.decode(ids[start : start + step], False, start + step >= n)
                 return last
             finally:
                 done = ctx.n_past - base

@@ -36,7 +36,8 @@ class Context {
   Context(std::shared_ptr<const Model> model, const ContextParams& params);
 
   // Evaluate n tokens at positions n_past()..n_past()+n-1, appending them to the KV cache.
-  // logits: n * n_vocab floats when all_logits, else n_vocab floats for the last token.
+  // logits: n * n_vocab floats when all_logits, else n_vocab floats for the last token; nullptr
+  // only fills the KV cache.
   // Throws ArgumentError (state unchanged) for an id outside the vocabulary or a full context.
   void decode(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
 
