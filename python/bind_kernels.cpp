@@ -107,9 +107,9 @@ double read_bandwidth(size_t n_bytes, int n_threads, int repeats) {
   double best = 0.0;
   for (int r = 0; r < std::max(repeats, 1); ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    pool.run([&](int ith, int nth) {
+    pool.parallel_for(pool.size(), [&](int64_t ith, int) {
       int64_t b, e;
-      split_range(int64_t(n / 8), ith, nth, &b, &e);
+      split_range(int64_t(n / 8), ith, pool.size(), &b, &e);
       uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
       for (int64_t i = b * 8; i < e * 8; i += 8) {
         s0 += buf[size_t(i)] ^ buf[size_t(i) + 4];

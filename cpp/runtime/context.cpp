@@ -202,12 +202,12 @@ void Context::attention(int64_t il, int64_t n) {
   const uint8_t* V = v_cache_[size_t(il)].data();
   const int64_t n_past = n_past_;
   const float* f16 = fp16_table();
-  pool_.run([&](int ith, int nth) {
-    int64_t w0, w1;
-    split_range(n * hp.n_head, ith, nth, &w0, &w1);
-    float* scores = att_scores_.data() + size_t(ith) * size_t(params_.n_ctx);
-    float* tmp = att_row_tmp_.data() + size_t(ith) * size_t(hd);
-    for (int64_t w = w0; w < w1; ++w) {
+  // One task per (token, head): causal attention makes later tokens cost more, so contiguous shares
+  // per thread would be unbalanced.
+  pool_.parallel_for(n * hp.n_head, [&](int64_t w, int slot) {
+    float* scores = att_scores_.data() + size_t(slot) * size_t(params_.n_ctx);
+    float* tmp = att_row_tmp_.data() + size_t(slot) * size_t(hd);
+    {
       const int64_t t = w / hp.n_head, h = w % hp.n_head;
       const int64_t kv_off = (h / group) * hd;
       const int64_t n_keys = n_past + t + 1;

@@ -65,12 +65,13 @@ void matmul_exact(const WeightView& w, const float* x, int64_t n_tokens, float* 
   if (n_in > scratch.max_n_in || pool.size() > scratch.n_threads)
     scratch.reserve(std::max(pool.size(), scratch.n_threads), std::max(n_in, scratch.max_n_in),
                     std::max(n_tokens, scratch.max_tokens));
-  // Rows are split across threads; each thread dequantizes one weight row at a time into its own
-  // scratch and reuses it for every token in the batch.
-  pool.run([&](int ith, int nth) {
+  // Rows are split into tasks; a thread dequantizes one weight row at a time into its own scratch
+  // and reuses it for every token in the batch.
+  const int64_t n_tasks = std::min<int64_t>(n_out, 8 * int64_t(pool.size()));
+  pool.parallel_for(n_tasks, [&](int64_t task, int slot) {
     int64_t r0, r1;
-    split_range(n_out, ith, nth, &r0, &r1);
-    float* row = scratch.dequant_rows.data() + size_t(ith) * size_t(scratch.max_n_in);
+    split_range(n_out, task, n_tasks, &r0, &r1);
+    float* row = scratch.dequant_rows.data() + size_t(slot) * size_t(scratch.max_n_in);
     for (int64_t r = r0; r < r1; ++r) {
       w.traits->to_float(w.row(r), row, n_in);
       for (int64_t t = 0; t < n_tokens; ++t) y[t * n_out + r] = dot_f32(row, x + t * n_in, n_in);
@@ -89,7 +90,6 @@ void MatmulScratch::reserve(int threads, int64_t n_in, int64_t tokens) {
   activations.assign(2 * size_t(max_tokens) * max_act_row_bytes(max_n_in), 0);
   residual.assign(size_t(n_threads) * size_t(max_n_in), 0.0f);
   tile_out.assign(size_t(n_threads) * size_t(kMaxRowChunk * 2 * kTokenChunk), 0.0f);
-  if (!next_task) next_task = std::make_unique<std::atomic<int64_t>>(0);
 }
 
 float dot_f32(const float* a, const float* b, int64_t n) {
@@ -124,14 +124,14 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
   } else {
     act_stride = act_row_bytes(fmt, n_in);
     if (scratch.activations.size() < 2 * size_t(n_tokens) * act_stride || pool.size() > scratch.n_threads ||
-        n_in > scratch.max_n_in || !scratch.next_task)
+        n_in > scratch.max_n_in)
       scratch.reserve(std::max(pool.size(), scratch.n_threads), std::max(n_in, scratch.max_n_in),
                       std::max(n_tokens, scratch.max_tokens));
     uint8_t* buf = scratch.activations.data();
     const QuantizeActFn quantize = fmt == ActFormat::Q8x32 ? ks.quantize_q8x32 : ks.quantize_q8k;
     const size_t rows_per_token = residual ? 2 : 1;
-    auto quantize_tokens = [&](int ith, int64_t t0, int64_t t1) {
-      float* res = scratch.residual.data() + size_t(ith) * size_t(scratch.max_n_in);
+    auto quantize_tokens = [&](int slot, int64_t t0, int64_t t1) {
+      float* res = scratch.residual.data() + size_t(slot) * size_t(scratch.max_n_in);
       for (int64_t t = t0; t < t1; ++t) {
         uint8_t* row = buf + size_t(t) * rows_per_token * act_stride;
         quantize(x + t * n_in, row, n_in);
@@ -142,20 +142,19 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
       }
     };
     if (n_tokens >= 4 && pool.size() > 1) {
-      pool.run([&](int ith, int nth) {
+      const int64_t n_tasks = std::min<int64_t>(n_tokens / 2, 4 * int64_t(pool.size()));
+      pool.parallel_for(n_tasks, [&](int64_t task, int slot) {
         int64_t t0, t1;
-        split_range(n_tokens, ith, nth, &t0, &t1);
-        quantize_tokens(ith, t0, t1);
+        split_range(n_tokens, task, n_tasks, &t0, &t1);
+        quantize_tokens(slot, t0, t1);
       });
     } else {
       quantize_tokens(0, 0, n_tokens);
     }
     act = buf;
   }
-  if (!scratch.next_task) scratch.next_task = std::make_unique<std::atomic<int64_t>>(0);
-
-  // 2. Tasks = (row chunk, token chunk) pairs handed out dynamically, so both cores stay busy even
-  // on 576-wide matrices and when a neighbour steals a core for a while.
+  // 2. Tasks = (row chunk, token chunk) pairs handed out dynamically by the pool, so both cores stay
+  // busy even on 576-wide matrices and when a neighbour steals a core for a while.
   const int nth = pool.size();
   const int64_t tc = std::min(n_tokens, kTokenChunk);
   const int64_t n_tc = (n_tokens + tc - 1) / tc;
@@ -164,27 +163,23 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
   rc = std::min<int64_t>(std::max<int64_t>((rc + 3) / 4 * 4, 8), kMaxRowChunk);
   const int64_t n_rc = (n_out + rc - 1) / rc;
   const int64_t n_tasks = n_rc * n_tc;
-  std::atomic<int64_t>& next = *scratch.next_task;
-  next.store(nth, std::memory_order_relaxed);
   const size_t ws = w.row_bytes;
-  pool.run([&](int ith, int) {
-    float* tmp = scratch.tile_out.data() + size_t(ith) * size_t(kMaxRowChunk * 2 * kTokenChunk);
-    for (int64_t task = ith; task < n_tasks; task = next.fetch_add(1, std::memory_order_relaxed)) {
-      const int64_t r0 = (task / n_tc) * rc, t0 = (task % n_tc) * tc;
-      const int64_t nr = std::min(rc, n_out - r0), nt = std::min(tc, n_tokens - t0);
-      if (!residual) {
-        gemm(n_in, w.row(r0), ws, nr, act + size_t(t0) * act_stride, act_stride, nt, y + t0 * n_out + r0,
-             size_t(n_out));
-        continue;
-      }
-      // Main and residual rows of a token are adjacent: one tiled pass computes both.
-      gemm(n_in, w.row(r0), ws, nr, act + size_t(2 * t0) * act_stride, act_stride, 2 * nt, tmp, size_t(nr));
-      for (int64_t t = 0; t < nt; ++t) {
-        float* out = y + (t0 + t) * n_out + r0;
-        const float* m = tmp + size_t(2 * t) * size_t(nr);
-        const float* r = m + nr;
-        for (int64_t i = 0; i < nr; ++i) out[i] = m[i] + r[i];
-      }
+  pool.parallel_for(n_tasks, [&](int64_t task, int slot) {
+    const int64_t r0 = (task / n_tc) * rc, t0 = (task % n_tc) * tc;
+    const int64_t nr = std::min(rc, n_out - r0), nt = std::min(tc, n_tokens - t0);
+    if (!residual) {
+      gemm(n_in, w.row(r0), ws, nr, act + size_t(t0) * act_stride, act_stride, nt, y + t0 * n_out + r0,
+           size_t(n_out));
+      return;
+    }
+    // Main and residual rows of a token are adjacent: one tiled pass computes both.
+    float* tmp = scratch.tile_out.data() + size_t(slot) * size_t(kMaxRowChunk * 2 * kTokenChunk);
+    gemm(n_in, w.row(r0), ws, nr, act + size_t(2 * t0) * act_stride, act_stride, 2 * nt, tmp, size_t(nr));
+    for (int64_t t = 0; t < nt; ++t) {
+      float* out = y + (t0 + t) * n_out + r0;
+      const float* m = tmp + size_t(2 * t) * size_t(nr);
+      const float* r = m + nr;
+      for (int64_t i = 0; i < nr; ++i) out[i] = m[i] + r[i];
     }
   });
 }

@@ -49,43 +49,63 @@ void ThreadPool::stop_workers() noexcept {
   workers_.clear();
 }
 
-void ThreadPool::call(int ith) noexcept {
-  try {
-    (*job_)(ith, n_threads_);
-  } catch (...) {
-    std::lock_guard<std::mutex> lock(error_mutex_);
-    if (!error_) error_ = std::current_exception();
+void ThreadPool::run_tasks(int slot) noexcept {
+  for (;;) {
+    const int64_t task = next_task_.fetch_add(1, std::memory_order_relaxed);
+    if (task >= n_tasks_) return;
+    try {
+      (*fn_)(task, slot);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      if (!error_) error_ = std::current_exception();
+      next_task_.store(n_tasks_, std::memory_order_relaxed);  // skip the tasks nobody started
+    }
   }
 }
 
-void ThreadPool::run(const std::function<void(int, int)>& fn) {
-  if (n_threads_ == 1) {
-    fn(0, 1);
+// Join protocol (why a late worker can neither be waited for nor run a finished job's tasks):
+//   caller:  publish job, open_job_ = gen  ...run tasks...  open_job_ = 0;  wait for active_ == 0
+//   worker:  active_ += 1;  if (open_job_ == gen) run tasks;  active_ -= 1
+// All four marked operations are sequentially consistent, so either the worker sees the job still
+// open (and then the caller sees active_ > 0 and waits for it), or it sees the job closed and
+// leaves without touching it. The caller never waits for a worker that has not joined.
+void ThreadPool::parallel_for(int64_t n_tasks, const TaskFn& fn) {
+  if (n_tasks <= 0) return;
+  if (n_threads_ == 1 || n_tasks == 1) {
+    for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
     return;
   }
-  job_ = &fn;
+  fn_ = &fn;
+  n_tasks_ = n_tasks;
   error_ = nullptr;
-  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  next_task_.store(0, std::memory_order_relaxed);
   {
+    // Under the mutex so a worker going to sleep either sees the new generation or is counted in
+    // sleepers_ before we look at it.
     std::lock_guard<std::mutex> lock(mutex_);
-    generation_.fetch_add(1, std::memory_order_release);
+    const uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;
+    open_job_.store(gen, std::memory_order_seq_cst);
+    generation_.store(gen, std::memory_order_release);
   }
-  wake_.notify_all();
-  call(0);
-  // Wait for the workers: spin first (jobs are short), then sleep.
-  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+  if (sleepers_.load(std::memory_order_relaxed) > 0) wake_.notify_all();
+
+  run_tasks(0);
+
+  open_job_.store(0, std::memory_order_seq_cst);
+  // Only workers that are inside a task are left; they are running, so spin briefly, then yield the
+  // core in case one of them was preempted and waits for it.
+  for (int i = 0; active_.load(std::memory_order_seq_cst) != 0; ++i) {
     if (i < kSpinIterations) {
       EDGELLAMA_PAUSE();
     } else {
-      std::unique_lock<std::mutex> lock(mutex_);
-      done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+      std::this_thread::yield();
     }
   }
-  job_ = nullptr;
+  fn_ = nullptr;
   if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
-void ThreadPool::worker(int ith) {
+void ThreadPool::worker(int slot) {
   uint64_t seen = 0;
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
@@ -95,16 +115,16 @@ void ThreadPool::worker(int ith) {
     }
     if (gen == seen) {
       std::unique_lock<std::mutex> lock(mutex_);
+      sleepers_.fetch_add(1, std::memory_order_relaxed);
       wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
       gen = generation_.load(std::memory_order_acquire);
     }
     seen = gen;
     if (stop_.load()) return;
-    call(ith);
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      done_.notify_one();
-    }
+    active_.fetch_add(1, std::memory_order_seq_cst);
+    if (open_job_.load(std::memory_order_seq_cst) == gen) run_tasks(slot);
+    active_.fetch_sub(1, std::memory_order_seq_cst);
   }
 }
 

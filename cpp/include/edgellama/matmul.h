@@ -2,9 +2,7 @@
 // weight matrix, y is [n_tokens][n_out]. This is the one entry point the forward pass uses for
 // every weight, whatever its type and whatever ISA the kernels behind it were built for.
 #pragma once
-#include <atomic>
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 #include "edgellama/kernels.h"
@@ -32,7 +30,6 @@ struct MatmulScratch {
   int64_t max_n_in = 0;
   int64_t max_tokens = 0;
   int n_threads = 0;
-  std::unique_ptr<std::atomic<int64_t>> next_task;  // work queue of the current matmul
   void reserve(int n_threads, int64_t max_n_in, int64_t max_tokens);
 };
 
