@@ -13,3 +13,4 @@ void bind_tokenizer(py::module_& m);
 void bind_sampler(py::module_& m);
 void bind_quantize(py::module_& m);
 void bind_kernels(py::module_& m);
+void bind_threads(py::module_& m);

@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
   bind_sampler(m);
   bind_quantize(m);
   bind_kernels(m);
+  bind_threads(m);
 }
