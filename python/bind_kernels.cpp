@@ -96,6 +96,23 @@ py::array_t<float> gemm_py(const std::string& isa, const py::object& type, const
   return y;
 }
 
+// A WeightView over Python bytes holding whole rows of n_in values of `type` (bytes must outlive it).
+WeightView weight_view(const py::object& type, const py::bytes& wbytes, int64_t n_in, const std::string& name) {
+  const TypeTraits& t = weight_traits(type);
+  size_t row_bytes = 0;
+  if (n_in <= 0 || !row_size_checked(t, n_in, &row_bytes)) throw ArgumentError("bad n_in for this type");
+  const std::string_view wv = wbytes;
+  if (wv.size() % row_bytes != 0) throw ArgumentError("weight bytes are not a whole number of rows");
+  WeightView w;
+  w.name = name;
+  w.traits = &t;
+  w.ne[0] = n_in;
+  w.ne[1] = int64_t(wv.size() / row_bytes);
+  w.data = reinterpret_cast<const uint8_t*>(wv.data());
+  w.row_bytes = row_bytes;
+  return w;
+}
+
 // Read bandwidth probe: n_threads threads each sum their share of a buffer of n_bytes (16-byte
 // loads, 4 independent accumulators), repeated; returns the best GB/s (the roofline for decode).
 double read_bandwidth(size_t n_bytes, int n_threads, int repeats) {
@@ -179,20 +196,9 @@ void bind_kernels(py::module_& m) {
       "kernel_matmul",
       [](const py::object& type, const py::bytes& wbytes, FloatArray x, int n_threads, const std::string& precision,
          const std::string& isa, int repeats, const std::string& name) {
-        const TypeTraits& t = weight_traits(type);
         if (x.ndim() != 2) throw ArgumentError("x must be 2-D [n_tokens, n_in]");
         const int64_t n_tokens = x.shape(0), n_in = x.shape(1);
-        size_t row_bytes = 0;
-        if (n_in <= 0 || !row_size_checked(t, n_in, &row_bytes)) throw ArgumentError("bad n_in for this type");
-        const std::string_view wv = wbytes;
-        if (wv.size() % row_bytes != 0) throw ArgumentError("weight bytes are not a whole number of rows");
-        WeightView w;
-        w.name = name;
-        w.traits = &t;
-        w.ne[0] = n_in;
-        w.ne[1] = int64_t(wv.size() / row_bytes);
-        w.data = reinterpret_cast<const uint8_t*>(wv.data());
-        w.row_bytes = row_bytes;
+        const WeightView w = weight_view(type, wbytes, n_in, name);
         const KernelSet* ks = isa.empty() ? &active_kernels() : &kernels_named(isa);
         const MatmulPrecision prec = precision == "exact" ? MatmulPrecision::Exact : MatmulPrecision::Fast;
         if (precision != "exact" && precision != "fast") throw ArgumentError("precision must be 'fast' or 'exact'");
@@ -219,4 +225,31 @@ void bind_kernels(py::module_& m) {
       py::arg("weight_type"), py::arg("weight_bytes"), py::arg("x"), py::arg("n_threads") = 1,
       py::arg("precision") = "fast", py::arg("isa") = "", py::arg("repeats") = 1,
       py::arg("name") = "kernel_matmul");
+
+  // Several weights on one input through matmul_shared_input (tests compare with kernel_matmul).
+  m.def(
+      "kernel_matmul_shared",
+      [](const std::vector<std::tuple<py::object, py::bytes, std::string>>& weights, FloatArray x, int n_threads) {
+        if (x.ndim() != 2) throw ArgumentError("x must be 2-D [n_tokens, n_in]");
+        if (weights.empty() || weights.size() > size_t(kMaxSharedInput))
+          throw ArgumentError("1.." + std::to_string(kMaxSharedInput) + " weights");
+        const int64_t n_tokens = x.shape(0), n_in = x.shape(1);
+        std::vector<WeightView> views;
+        std::vector<py::array_t<float>> ys;
+        std::vector<MatmulOutput> outs;
+        for (const auto& [type, wbytes, name] : weights) {
+          views.push_back(weight_view(type, wbytes, n_in, name));
+          ys.emplace_back(std::vector<py::ssize_t>{n_tokens, views.back().ne[1]});
+        }
+        for (size_t i = 0; i < views.size(); ++i) outs.push_back({&views[i], ys[i].mutable_data()});
+        {
+          py::gil_scoped_release release;
+          ThreadPool pool(n_threads > 0 ? n_threads : physical_core_count());
+          MatmulScratch scratch;
+          scratch.reserve(pool.size(), n_in, n_tokens);
+          matmul_shared_input(outs.data(), int(outs.size()), x.data(), n_tokens, pool, scratch, MatmulPrecision::Fast);
+        }
+        return ys;
+      },
+      py::arg("weights"), py::arg("x"), py::arg("n_threads") = 1);
 }

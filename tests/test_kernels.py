@@ -175,3 +175,27 @@ def test_residual_pass_for_logits_and_kv(t, n_threads):
             assert np.abs(y - ref).max() < err_plain / 20
         y, *_ = _core.kernel_matmul(t, w, x, n_threads=n_threads, name="blk.0.attn_q.weight")
         np.testing.assert_array_equal(y, plain)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_shared_input_matmul_equals_separate_matmuls(n_threads):
+    """Q/K/V (and gate/up) run as one job over activations quantized once, with a residual pass for
+    K/V only: each output must be bit-identical to its own matmul. Mixed activation formats (a Q6_K
+    attn_v beside Q4_K q/k in Q4_K_M files, or Q4_0 beside Q6_K) take the separate path."""
+    rng = np.random.default_rng(11)
+    n_in = 512
+    cases = [
+        ("Q4_1", "Q4_1", "Q4_1"),
+        ("Q4_K", "Q4_K", "Q6_K"),
+        ("Q4_0", "Q8_0", "Q6_K"),  # mixed formats -> separate matmuls
+        ("F16", "F32", "F16"),
+    ]
+    names = ("blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight")
+    for types in cases:
+        for n_tok in (1, 5, 70):
+            ws = [(t, random_rows(t, n_out, n_in, rng), name) for t, n_out, name in zip(types, (96, 40, 40), names)]
+            x = (rng.standard_normal((n_tok, n_in)) * np.exp(rng.standard_normal(n_in))).astype(np.float32)
+            ys = _core.kernel_matmul_shared(ws, x, n_threads=n_threads)
+            for (t, w, name), y in zip(ws, ys):
+                single, *_ = _core.kernel_matmul(t, w, x, n_threads=n_threads, name=name)
+                np.testing.assert_array_equal(y, single, err_msg=f"{types} {name} n_tok={n_tok}")

@@ -167,6 +167,12 @@ void Context::project(const WeightView& w, const float* x, int64_t n, float* y) 
   matmul(w, x, n, y, pool_, mm_scratch_, params_.precision);
 }
 
+void Context::project_shared(std::initializer_list<MatmulOutput> outs, const float* x, int64_t n) {
+  if (collect_stats_)
+    for (const MatmulOutput& o : outs) record_stats(*o.w, x, n);
+  matmul_shared_input(outs.begin(), int(outs.size()), x, n, pool_, mm_scratch_, params_.precision);
+}
+
 void Context::rope(float* x, int64_t n, int64_t n_heads) const {
   const HParams& hp = model_->hparams();
   const int64_t half = hp.n_rot / 2;
@@ -259,9 +265,7 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, boo
 
     // --- attention block ---
     for (int64_t t = 0; t < n; ++t) rmsnorm(x + t * E, L.attn_norm.data(), E, hp.rms_eps, xb + t * E);
-    project(L.wq, xb, n, q_.data());
-    project(L.wk, xb, n, k_.data());
-    project(L.wv, xb, n, v_.data());
+    project_shared({{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}}, xb, n);
     add_bias(q_.data(), L.bq, n);
     add_bias(k_.data(), L.bk, n);
     add_bias(v_.data(), L.bv, n);
@@ -279,8 +283,7 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, boo
 
     // --- feed-forward block (SwiGLU) ---
     for (int64_t t = 0; t < n; ++t) rmsnorm(x + t * E, L.ffn_norm.data(), E, hp.rms_eps, xb + t * E);
-    project(L.w_gate, xb, n, gate_.data());
-    project(L.w_up, xb, n, up_.data());
+    project_shared({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, xb, n);
     for (int64_t i = 0; i < n * F; ++i) {
       const float g = gate_[size_t(i)];
       gate_[size_t(i)] = g / (1.0f + std::exp(-g)) * up_[size_t(i)];

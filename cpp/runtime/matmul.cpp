@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "edgellama/errors.h"
+
 namespace edgellama {
 
 namespace {
@@ -104,18 +106,44 @@ float dot_f32(const float* a, const float* b, int64_t n) {
 
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
             MatmulScratch& scratch, MatmulPrecision precision, const KernelSet* kernels) {
-  if (n_tokens <= 0) return;
-  const int64_t n_in = w.n_in(), n_out = w.n_out();
+  const MatmulOutput out{&w, y};
+  matmul_shared_input(&out, 1, x, n_tokens, pool, scratch, precision, kernels);
+}
+
+void matmul_shared_input(const MatmulOutput* outs, int count, const float* x, int64_t n_tokens, ThreadPool& pool,
+                         MatmulScratch& scratch, MatmulPrecision precision, const KernelSet* kernels) {
+  if (n_tokens <= 0 || count <= 0) return;
+  if (count > kMaxSharedInput) throw ArgumentError("matmul_shared_input: too many weights");
   const KernelSet& ks = kernels ? *kernels : active_kernels();
-  const ActFormat fmt = act_format(w.traits->type);
-  const GemmFn gemm = fmt == ActFormat::None ? nullptr : ks.gemm[int(w.traits->type)];
-  if (precision == MatmulPrecision::Exact || !gemm || n_in % act_block_size(fmt) != 0) {
-    matmul_exact(w, x, n_tokens, y, pool, scratch);
+  const int64_t n_in = outs[0].w->n_in();
+  const ActFormat fmt = act_format(outs[0].w->traits->type);
+  // One shared activation buffer needs one activation format and one input width; otherwise (or on
+  // the exact path, or without a kernel) each weight goes on its own.
+  bool shared = precision == MatmulPrecision::Fast && fmt != ActFormat::None && n_in % act_block_size(fmt) == 0;
+  for (int i = 0; shared && i < count; ++i) {
+    const WeightView& w = *outs[i].w;
+    shared = w.n_in() == n_in && act_format(w.traits->type) == fmt && ks.gemm[int(w.traits->type)] != nullptr;
+  }
+  if (!shared) {
+    for (int i = 0; i < count; ++i) {
+      const WeightView& w = *outs[i].w;
+      const GemmFn gemm = act_format(w.traits->type) == ActFormat::None ? nullptr : ks.gemm[int(w.traits->type)];
+      if (precision == MatmulPrecision::Exact || !gemm || w.n_in() % act_block_size(act_format(w.traits->type)) != 0)
+        matmul_exact(w, x, n_tokens, outs[i].y, pool, scratch);
+      else
+        matmul_shared_input(&outs[i], 1, x, n_tokens, pool, scratch, precision, kernels);
+    }
     return;
   }
 
-  // 1. Activations, once per matmul, shared by all threads.
-  const bool residual = fmt != ActFormat::F32 && wants_residual(w.name);
+  // 1. Activations, once for all the weights, shared by all threads. With a residual pass (if any
+  // weight wants one) each token has a main row and a residual row, adjacent.
+  bool any_residual = false;
+  bool residual[kMaxSharedInput];
+  for (int i = 0; i < count; ++i) {
+    residual[i] = fmt != ActFormat::F32 && wants_residual(outs[i].w->name);
+    any_residual = any_residual || residual[i];
+  }
   const uint8_t* act;
   size_t act_stride;
   if (fmt == ActFormat::F32) {
@@ -129,13 +157,13 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
                       std::max(n_tokens, scratch.max_tokens));
     uint8_t* buf = scratch.activations.data();
     const QuantizeActFn quantize = fmt == ActFormat::Q8x32 ? ks.quantize_q8x32 : ks.quantize_q8k;
-    const size_t rows_per_token = residual ? 2 : 1;
+    const size_t rows_per_token = any_residual ? 2 : 1;
     auto quantize_tokens = [&](int slot, int64_t t0, int64_t t1) {
       float* res = scratch.residual.data() + size_t(slot) * size_t(scratch.max_n_in);
       for (int64_t t = t0; t < t1; ++t) {
         uint8_t* row = buf + size_t(t) * rows_per_token * act_stride;
         quantize(x + t * n_in, row, n_in);
-        if (residual) {
+        if (any_residual) {
           act_residual(fmt, x + t * n_in, row, n_in, res);
           quantize(res, row + act_stride, n_in);
         }
@@ -153,33 +181,49 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
     }
     act = buf;
   }
-  // 2. Tasks = (row chunk, token chunk) pairs handed out dynamically by the pool, so both cores stay
-  // busy even on 576-wide matrices and when a neighbour steals a core for a while.
+  const size_t token_stride = any_residual ? 2 * act_stride : act_stride;
+
+  // 2. Tasks = (weight, row chunk, token chunk) triples handed out dynamically by the pool, so both
+  // cores stay busy even on 576-wide matrices and when a neighbour steals a core for a while; one
+  // job covers all the weights (Q, K and V are one job in decode, not three).
   const int nth = pool.size();
   const int64_t tc = std::min(n_tokens, kTokenChunk);
   const int64_t n_tc = (n_tokens + tc - 1) / tc;
   const int64_t want_row_chunks = nth == 1 ? 1 : std::max<int64_t>(1, (8 * nth + n_tc - 1) / n_tc);
-  int64_t rc = (n_out + want_row_chunks - 1) / want_row_chunks;
-  rc = std::min<int64_t>(std::max<int64_t>((rc + 3) / 4 * 4, 8), kMaxRowChunk);
-  const int64_t n_rc = (n_out + rc - 1) / rc;
-  const int64_t n_tasks = n_rc * n_tc;
-  const size_t ws = w.row_bytes;
-  pool.parallel_for(n_tasks, [&](int64_t task, int slot) {
+  int64_t row_chunk[kMaxSharedInput], first_task[kMaxSharedInput + 1];
+  first_task[0] = 0;
+  for (int i = 0; i < count; ++i) {
+    const int64_t n_out = outs[i].w->n_out();
+    int64_t rc = (n_out + want_row_chunks - 1) / want_row_chunks;
+    rc = std::min<int64_t>(std::max<int64_t>((rc + 3) / 4 * 4, 8), kMaxRowChunk);
+    row_chunk[i] = rc;
+    first_task[i + 1] = first_task[i] + (n_out + rc - 1) / rc * n_tc;
+  }
+  pool.parallel_for(first_task[count], [&](int64_t task, int slot) {
+    int i = 0;
+    while (task >= first_task[i + 1]) ++i;
+    task -= first_task[i];
+    const WeightView& w = *outs[i].w;
+    float* y = outs[i].y;
+    const GemmFn gemm = ks.gemm[int(w.traits->type)];
+    const int64_t n_out = w.n_out(), rc = row_chunk[i];
     const int64_t r0 = (task / n_tc) * rc, t0 = (task % n_tc) * tc;
     const int64_t nr = std::min(rc, n_out - r0), nt = std::min(tc, n_tokens - t0);
-    if (!residual) {
-      gemm(n_in, w.row(r0), ws, nr, act + size_t(t0) * act_stride, act_stride, nt, y + t0 * n_out + r0,
-           size_t(n_out));
+    const uint8_t* a = act + size_t(t0) * token_stride;
+    const size_t ws = w.row_bytes;
+    if (!residual[i]) {
+      // Main rows only (every other row when the buffer also holds residual rows).
+      gemm(n_in, w.row(r0), ws, nr, a, token_stride, nt, y + t0 * n_out + r0, size_t(n_out));
       return;
     }
     // Main and residual rows of a token are adjacent: one tiled pass computes both.
     float* tmp = scratch.tile_out.data() + size_t(slot) * size_t(kMaxRowChunk * 2 * kTokenChunk);
-    gemm(n_in, w.row(r0), ws, nr, act + size_t(2 * t0) * act_stride, act_stride, 2 * nt, tmp, size_t(nr));
+    gemm(n_in, w.row(r0), ws, nr, a, act_stride, 2 * nt, tmp, size_t(nr));
     for (int64_t t = 0; t < nt; ++t) {
       float* out = y + (t0 + t) * n_out + r0;
       const float* m = tmp + size_t(2 * t) * size_t(nr);
       const float* r = m + nr;
-      for (int64_t i = 0; i < nr; ++i) out[i] = m[i] + r[i];
+      for (int64_t k = 0; k < nr; ++k) out[k] = m[k] + r[k];
     }
   });
 }

@@ -3,6 +3,7 @@
 // nothing is allocated per token. Not thread-safe: one caller at a time (the Python layer locks).
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -58,6 +59,8 @@ class Context {
   void attention(int64_t il, int64_t n);
   void rope(float* x, int64_t n, int64_t n_heads) const;
   void project(const WeightView& w, const float* x, int64_t n, float* y);
+  // Several weights on the same input (Q/K/V, gate/up): activations quantized once, one job.
+  void project_shared(std::initializer_list<MatmulOutput> outs, const float* x, int64_t n);
   void record_stats(const WeightView& w, const float* x, int64_t n);
 
   std::shared_ptr<const Model> model_;

@@ -37,6 +37,16 @@ struct MatmulScratch {
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
             MatmulScratch& scratch, MatmulPrecision precision, const KernelSet* kernels = nullptr);
 
+// Several weights applied to the same input x (Q/K/V, gate/up): the activations are quantized
+// once and all the products run as one job. Each output equals what matmul() alone would produce.
+struct MatmulOutput {
+  const WeightView* w;
+  float* y;
+};
+constexpr int kMaxSharedInput = 4;
+void matmul_shared_input(const MatmulOutput* outs, int count, const float* x, int64_t n_tokens, ThreadPool& pool,
+                         MatmulScratch& scratch, MatmulPrecision precision, const KernelSet* kernels = nullptr);
+
 // Scalar float dot product with 8 partial sums (vectorizes on the baseline ISA and rounds the same
 // way for every caller).
 float dot_f32(const float* a, const float* b, int64_t n);
