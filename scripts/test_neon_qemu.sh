@@ -6,7 +6,7 @@
 #   scripts/test_neon_qemu.sh            # cross-compile for aarch64, run under qemu (see below)
 #   scripts/test_neon_qemu.sh --native   # host compiler, host CPU
 #   options: --quick (fewer cases), --keep (keep the build directory), BUILD_DIR=... to choose it,
-#            CXX_AARCH64 / QEMU_AARCH64 / CXX to override the tools.
+#            CXX_AARCH64 / QEMU_AARCH64 / CXX / PYTHON to override the tools; EDGELLAMA_NO_CCACHE=1.
 #
 # The qemu mode runs the static aarch64 binary under:
 #   -cpu max         (has dotprod): dispatch must pick "neon", and NEON must match scalar;
@@ -64,6 +64,13 @@ else
   LINK=(-pthread)
 fi
 
+# ccache (as scripts/dev_build.sh uses it) makes repeated runs cheap; EDGELLAMA_NO_CCACHE=1 disables.
+LAUNCH=()
+if [[ -z ${EDGELLAMA_NO_CCACHE:-} ]] && command -v ccache >/dev/null 2>&1; then
+  LAUNCH=(ccache)
+  export CCACHE_BASEDIR="$ROOT"
+fi
+
 case $TARGET in
   x86) ISA_DIRS=(avx2 avx512) ;;
   arm64) ISA_DIRS=(neon) ;;
@@ -72,7 +79,7 @@ esac
 
 # COMPILE_OPTIONS that CMakeLists.txt gives cpp/kernels/<isa>/ (";"-separated there).
 isa_flags() {
-  python3 - "$ROOT/CMakeLists.txt" "$1" <<'EOF'
+  "${PYTHON:-python3}" - "$ROOT/CMakeLists.txt" "$1" <<'EOF'
 import re, sys
 text = open(sys.argv[1]).read()
 m = re.search(r'MATCHES\s+"/kernels/%s/"\)(.*?)COMPILE_OPTIONS\s*"([^"]*)"' % re.escape(sys.argv[2]), text, re.S)
@@ -82,7 +89,7 @@ print(" ".join(f for f in m.group(2).replace("\n", " ").split(";") if f.strip())
 EOF
 }
 
-COMMON=(-std=c++17 -O2 -ffp-contract=off -Wall -Wextra -Wno-unused-parameter -I"$ROOT/cpp/include" "${DEFS[@]}")
+COMMON=(-std=c++17 -O2 -ffp-contract=off -Wall -Wextra -Wno-unused-parameter -I"$ROOT/cpp/include" ${DEFS[@]+"${DEFS[@]}"})
 
 BASE_SRCS=()
 while IFS= read -r f; do BASE_SRCS+=("$f"); done < <(
@@ -97,12 +104,12 @@ objs=()
 compile() {  # src flags...
   local src=$1; shift
   local obj="$BUILD/$(echo "$src" | tr '/' '_').o"
-  "$CXX_T" "${COMMON[@]}" "$@" -c "$ROOT/$src" -o "$obj"
+  ${LAUNCH[@]+"${LAUNCH[@]}"} "$CXX_T" "${COMMON[@]}" "$@" -c "$ROOT/$src" -o "$obj"
   objs+=("$obj")
 }
 t0=$(date +%s)
 for src in "${BASE_SRCS[@]}"; do compile "$src"; done
-for isa in "${ISA_DIRS[@]}"; do
+for isa in ${ISA_DIRS[@]+"${ISA_DIRS[@]}"}; do
   [[ -d $ROOT/cpp/kernels/$isa ]] || continue
   read -r -a flags <<<"$(isa_flags "$isa")"
   while IFS= read -r src; do compile "$src" "${flags[@]}"; done < <(cd "$ROOT" && find "cpp/kernels/$isa" -name '*.cpp' | sort)
@@ -126,10 +133,10 @@ run() {  # expected_rc description command...
 }
 
 if [[ $MODE == native ]]; then
-  run 0 "native kernel self-test" "$BIN" "${QUICK[@]}"
+  run 0 "native kernel self-test" "$BIN" ${QUICK[@]+"${QUICK[@]}"}
 else
   run 0 "qemu -cpu max (dotprod): best ISA neon, NEON vs scalar" \
-    env -u EDGELLAMA_ISA "$QEMU" -cpu max "$BIN" --expect-best neon "${QUICK[@]}"
+    env -u EDGELLAMA_ISA "$QEMU" -cpu max "$BIN" --expect-best neon ${QUICK[@]+"${QUICK[@]}"}
   run 0 "qemu -cpu max, EDGELLAMA_ISA=neon dispatches neon" \
     env EDGELLAMA_ISA=neon "$QEMU" -cpu max "$BIN" --expect-best neon --expect-dispatched neon --quick
   run 0 "qemu -cpu cortex-a53 (no dotprod): falls back to scalar" \
