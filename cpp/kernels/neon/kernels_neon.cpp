@@ -17,6 +17,10 @@
 #include "../kquant_scales.h"
 #include "edgellama/kernels.h"
 
+// Full unrolling of the small constant-trip loops over tile rows / tokens, so that the tile's
+// vectors live in registers: GCC -O2 otherwise keeps some of them as runtime loops over stack arrays.
+#define EL_UNROLL _Pragma("GCC unroll 16")
+
 namespace edgellama {
 namespace {
 
@@ -191,11 +195,13 @@ template <class W, int R, int T>
 void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
   static_assert(R <= 4, "rows are the four lanes of one vector");
   float32x4_t acc[T], corr[T];  // lanes = rows
+  EL_UNROLL
   for (int t = 0; t < T; ++t) acc[t] = corr[t] = vdupq_n_f32(0.0f);
   const int32x4_t zero = vdupq_n_s32(0);
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = w + size_t(b) * W::kBytes;
     int8x16_t q[R][2];
+    EL_UNROLL
     for (int r = 0; r < R; ++r) {
       // The same block of the next tile's rows: hides memory latency when the weights stream in
       // (decode). A prefetch never faults, so running past the matrix is harmless.
@@ -206,16 +212,19 @@ void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size
     float32x4_t cw = vdupq_n_f32(0.0f);
     if (W::kOffset > 0) cw = vmulq_n_f32(dw, -float(W::kOffset));
     if (W::kOffset < 0) cw = halves_rows<R>(blk + 2, ws);
+    EL_UNROLL
     for (int t = 0; t < T; ++t) {
       const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
       const int8x16_t a0 = vld1q_s8(ab->qs), a1 = vld1q_s8(ab->qs + 16);
       int32x4_t p[R];
+      EL_UNROLL
       for (int r = 0; r < R; ++r) p[r] = vdotq_s32(vdotq_s32(zero, q[r][0], a0), q[r][1], a1);
       const float32x4_t sum = vcvtq_f32_s32(fold_rows<R>(p));
       acc[t] = vfmaq_f32(acc[t], sum, vmulq_n_f32(dw, ab->d));
       if (W::kOffset != 0) corr[t] = vfmaq_n_f32(corr[t], cw, ab->s);
     }
   }
+  EL_UNROLL
   for (int t = 0; t < T; ++t) store_rows<R>(y + size_t(t) * ys, vaddq_f32(acc[t], corr[t]));
 }
 
@@ -267,7 +276,7 @@ struct LegacyTile {
 template <class W>
 void gemm_legacy(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                  float* y, size_t ys) {
-  gemm_tiled<LegacyTile<W>::template Of, 4>(n / 32, w, ws, nr, a, as, nt, y, ys);
+  gemm_tiled<LegacyTile<W>::template Of, 3>(n / 32, w, ws, nr, a, as, nt, y, ys);
 }
 
 // ---- K-quants --------------------------------------------------------------------------------------
@@ -306,6 +315,7 @@ struct Q3_KW {
     const block_q3_K* b = reinterpret_cast<const block_q3_K*>(p);
     const uint8x16_t m3 = vdupq_n_u8(3), m1 = vdupq_n_u8(1);
     const uint8_t* src = b->qs + 32 * (c / 4);
+    EL_UNROLL
     for (int h = 0; h < 2; ++h) {
       const uint8x16_t low = vandq_u8(shr_u8(vld1q_u8(src + 16 * h), 2 * (c % 4)), m3);
       const uint8x16_t high = vandq_u8(shr_u8(vld1q_u8(b->hmask + 16 * h), c), m1);
@@ -341,6 +351,7 @@ struct Q5_KW {
     const block_q5_K* b = reinterpret_cast<const block_q5_K*>(p);
     const uint8x16_t m4 = vdupq_n_u8(0xF), m1 = vdupq_n_u8(1);
     const uint8_t* src = b->qs + 32 * (c / 2);
+    EL_UNROLL
     for (int h = 0; h < 2; ++h) {
       const uint8x16_t low = vandq_u8(shr_u8(vld1q_u8(src + 16 * h), 4 * (c % 2)), m4);
       const uint8x16_t high = vandq_u8(shr_u8(vld1q_u8(b->qh + 16 * h), c), m1);
@@ -361,6 +372,7 @@ struct Q6_KW {
     const uint8x16_t m4 = vdupq_n_u8(0xF), m3 = vdupq_n_u8(3);
     const uint8_t* lsrc = b->ql + h * 64 + 32 * (k % 2);
     const uint8_t* hsrc = b->qh + h * 32;
+    EL_UNROLL
     for (int i = 0; i < 2; ++i) {
       const uint8x16_t low = vandq_u8(shr_u8(vld1q_u8(lsrc + 16 * i), 4 * (k / 2)), m4);
       const uint8x16_t high = vandq_u8(shr_u8(vld1q_u8(hsrc + 16 * i), 2 * k), m3);
@@ -372,12 +384,14 @@ struct Q6_KW {
 template <class K, int R, int T>
 void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
   float32x4_t acc[T];  // lanes = rows
+  EL_UNROLL
   for (int t = 0; t < T; ++t) acc[t] = vdupq_n_f32(0.0f);
   const int32x4_t zero = vdupq_n_s32(0);
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk[R];
     kq::Scales s[R];
     uint16_t dh[4] = {0, 0, 0, 0}, dmh[4] = {0, 0, 0, 0};  // half scales, lane = row
+    EL_UNROLL
     for (int r = 0; r < R; ++r) {
       blk[r] = w + size_t(r) * ws + size_t(b) * K::kBytes;
       for (size_t off = 0; off < K::kBytes; off += 64) __builtin_prefetch(blk[r] + kPrefetchRows * ws + off);
@@ -386,16 +400,24 @@ void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as
     const float32x4_t d = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(dh)));
     const float32x4_t dm = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(dmh)));
     const block_q8_K* ab[T];
+    EL_UNROLL
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
     int32x4_t iacc[T][R];
+    EL_UNROLL
     for (int t = 0; t < T; ++t)
+      EL_UNROLL
       for (int r = 0; r < R; ++r) iacc[t][r] = zero;
-#pragma GCC unroll 8
+    // Not unrolled: with the 8 chunks interleaved the 4x3 tile's 12 accumulators + 8 quant vectors
+    // spill heavily (checked in the generated code); the shift amounts are then run-time values.
+#pragma GCC unroll 1
     for (int c = 0; c < 8; ++c) {
       int8x16_t q[R][2];
+      EL_UNROLL
       for (int r = 0; r < R; ++r) K::q(blk[r], c, q[r]);
+      EL_UNROLL
       for (int t = 0; t < T; ++t) {
         const int8x16_t a0 = vld1q_s8(ab[t]->qs + 32 * c), a1 = vld1q_s8(ab[t]->qs + 32 * c + 16);
+        EL_UNROLL
         for (int r = 0; r < R; ++r) {
           iacc[t][r] = vmlaq_n_s32(iacc[t][r], vdotq_s32(zero, q[r][0], a0), s[r].sc[2 * c]);
           iacc[t][r] = vmlaq_n_s32(iacc[t][r], vdotq_s32(zero, q[r][1], a1), s[r].sc[2 * c + 1]);
@@ -403,13 +425,16 @@ void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as
       }
     }
     int16x8_t mn[R][2];
+    EL_UNROLL
     for (int r = 0; r < R; ++r) {
       mn[r][0] = vld1q_s16(s[r].mn);
       mn[r][1] = vld1q_s16(s[r].mn + 8);
     }
+    EL_UNROLL
     for (int t = 0; t < T; ++t) {
       const int16x8_t b0 = vld1q_s16(ab[t]->bsums), b1 = vld1q_s16(ab[t]->bsums + 8);
       int32x4_t m[R];
+      EL_UNROLL
       for (int r = 0; r < R; ++r) {
         int32x4_t v = vmull_s16(vget_low_s16(mn[r][0]), vget_low_s16(b0));
         v = vmlal_high_s16(v, mn[r][0], b0);
@@ -421,6 +446,7 @@ void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as
       acc[t] = vfmsq_f32(acc[t], vcvtq_f32_s32(fold_rows<R>(m)), vmulq_n_f32(dm, da));
     }
   }
+  EL_UNROLL
   for (int t = 0; t < T; ++t) store_rows<R>(y + size_t(t) * ys, acc[t]);
 }
 
@@ -471,22 +497,29 @@ struct BF16W {
 template <class F, int R, int T>
 void tile_float(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
   float32x4_t acc[T][R];
+  EL_UNROLL
   for (int t = 0; t < T; ++t)
+    EL_UNROLL
     for (int r = 0; r < R; ++r) acc[t][r] = vdupq_n_f32(0.0f);
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) {
     float32x4_t wv[R];
+    EL_UNROLL
     for (int r = 0; r < R; ++r) wv[r] = F::load4(w + size_t(r) * ws, i);
+    EL_UNROLL
     for (int t = 0; t < T; ++t) {
       const float32x4_t xv = vld1q_f32(reinterpret_cast<const float*>(a + size_t(t) * as) + i);
+      EL_UNROLL
       for (int r = 0; r < R; ++r) acc[t][r] = vfmaq_f32(acc[t][r], wv[r], xv);
     }
   }
+  EL_UNROLL
   for (int t = 0; t < T; ++t) {
     float32x4_t s = fold_rows_f<R>(acc[t]);
     if (i < n) {
       const float* x = reinterpret_cast<const float*>(a + size_t(t) * as);
       float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      EL_UNROLL
       for (int r = 0; r < R; ++r)
         for (int64_t j = i; j < n; ++j) tail[r] += F::load1(w + size_t(r) * ws, j) * x[j];
       s = vaddq_f32(s, vld1q_f32(tail));
