@@ -6,7 +6,8 @@
 #   scripts/test_neon_qemu.sh            # cross-compile for aarch64, run under qemu (see below)
 #   scripts/test_neon_qemu.sh --native   # host compiler, host CPU
 #   options: --quick (fewer cases), --keep (keep the build directory), BUILD_DIR=... to choose it,
-#            CXX_AARCH64 / QEMU_AARCH64 / CXX / PYTHON to override the tools; EDGELLAMA_NO_CCACHE=1.
+#            CXX_AARCH64 / QEMU_AARCH64 / CXX / PYTHON to override the tools; EDGELLAMA_NO_CCACHE=1;
+#            OPT=-O3 to test the optimisation level of the Release module build (default -O2).
 #
 # The qemu mode runs the static aarch64 binary under:
 #   -cpu max         (has dotprod): dispatch must pick "neon", and NEON must match scalar;
@@ -89,7 +90,7 @@ print(" ".join(f for f in m.group(2).replace("\n", " ").split(";") if f.strip())
 EOF
 }
 
-COMMON=(-std=c++17 -O2 -ffp-contract=off -Wall -Wextra -Wno-unused-parameter -I"$ROOT/cpp/include" ${DEFS[@]+"${DEFS[@]}"})
+COMMON=(-std=c++17 ${OPT:--O2} -ffp-contract=off -Wall -Wextra -Wno-unused-parameter -I"$ROOT/cpp/include" ${DEFS[@]+"${DEFS[@]}"})
 
 BASE_SRCS=()
 while IFS= read -r f; do BASE_SRCS+=("$f"); done < <(
