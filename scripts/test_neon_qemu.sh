@@ -5,6 +5,12 @@
 #
 #   scripts/test_neon_qemu.sh            # cross-compile for aarch64, run under qemu (see below)
 #   scripts/test_neon_qemu.sh --native   # host compiler, host CPU
+#   scripts/test_neon_qemu.sh --models   # + model-level check under qemu -cpu max (slow: builds the
+#                                        #   whole core, ~3-5 min on 2 cores): cpp/tests/model_selftest
+#                                        #   runs a tiny random model of every weight type
+#                                        #   (tests/model_factory.py; needs numpy + gguf) and, when
+#                                        #   present, SmolLM2-135M Q4_1 from $EDGELLAMA_SHARED/models,
+#                                        #   with EDGELLAMA_ISA=scalar and =neon, and compares logits.
 #   options: --quick (fewer cases), --keep (keep the build directory), BUILD_DIR=... to choose it,
 #            CXX_AARCH64 / QEMU_AARCH64 / CXX / PYTHON to override the tools; EDGELLAMA_NO_CCACHE=1;
 #            OPT=-O3 to test the optimisation level of the Release module build (default -O2).
@@ -26,14 +32,16 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MODE=qemu
+MODELS=0
 QUICK=()
 KEEP=0
 for arg in "$@"; do
   case "$arg" in
     --native) MODE=native ;;
+    --models) MODELS=1 ;;
     --quick) QUICK=(--quick) ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg" >&2; exit 2 ;;
   esac
 done
@@ -148,6 +156,55 @@ else
   ulimit -c 0 2>/dev/null || true
   run 132 "qemu -cpu cortex-a53: calling the NEON gemm directly dies with SIGILL (CPU model lacks dotprod)" \
     "$QEMU" -cpu cortex-a53 "$BIN" --probe-neon
+fi
+
+if [[ $MODELS == 1 && $MODE == qemu ]]; then
+  PY=${PYTHON:-python3}
+  if ! "$PY" -c "import numpy, gguf" >/dev/null 2>&1; then
+    echo "test_neon_qemu.sh: --models needs numpy and gguf for $PY (pip install numpy gguf)" >&2
+    exit 77
+  fi
+  # The whole core, derived like CMakeLists.txt: every cpp/**/*.cpp except the stand-alone programs
+  # and the ISA directories of other targets.
+  t0=$(date +%s)
+  objs=()
+  while IFS= read -r src; do
+    case $src in
+      cpp/kernels/neon/*) read -r -a flags <<<"$(isa_flags neon)"; compile "$src" "${flags[@]}" ;;
+      *) compile "$src" ;;
+    esac
+  done < <(cd "$ROOT" && find cpp -name '*.cpp' | grep -Ev '^cpp/(fuzz|tests)/|^cpp/kernels/(avx2|avx512)/' | sort)
+  compile cpp/tests/model_selftest.cpp
+  MBIN="$BUILD/model_selftest"
+  "$CXX_T" "${objs[@]}" -static -pthread -o "$MBIN"
+  echo "built $MBIN from ${#objs[@]} sources in $(( $(date +%s) - t0 )) s"
+  mkdir -p "$BUILD/models"
+  (cd "$ROOT/tests" && "$PY" -c '
+import sys
+import model_factory as mf
+for t in mf.ALL_WEIGHT_TYPES:
+    mf.make_model(f"{sys.argv[1]}/{t}.gguf", wtype=t)
+' "$BUILD/models")
+  model_check() {  # name path n_tokens n_vocab [--kl MAX]
+    local name=$1 path=$2 ntok=$3 nvocab=$4; shift 4
+    local ok=1
+    for isa in scalar neon; do
+      EDGELLAMA_ISA=$isa "$QEMU" -cpu max "$MBIN" run "$path" "$BUILD/models/$name.$isa.f32" "$ntok" >/dev/null || ok=0
+    done
+    if [[ $ok == 1 ]]; then
+      "$QEMU" -cpu max "$MBIN" compare "$BUILD/models/$name.scalar.f32" "$BUILD/models/$name.neon.f32" "$nvocab" "$@" || ok=0
+    fi
+    if [[ $ok == 1 ]]; then echo "ok: model $name neon vs scalar"; else echo "FAIL: model $name neon vs scalar" >&2; status=1; fi
+  }
+  echo "== model-level: EDGELLAMA_ISA=scalar vs neon under qemu -cpu max"
+  # 96: make_model's default n_vocab
+  for f in "$BUILD"/models/*.gguf; do model_check "$(basename "$f" .gguf)" "$f" 12 96; done
+  SMOL="${EDGELLAMA_SHARED:-$ROOT/../shared}/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+  if [[ -f $SMOL ]]; then
+    model_check smollm2-q4_1 "$SMOL" 6 49152 --kl 3e-3
+  else
+    echo "(SmolLM2 not found at $SMOL: real-model check skipped)"
+  fi
 fi
 
 if [[ $status == 0 ]]; then echo "ALL PASSED ($MODE)"; else echo "SOME CHECKS FAILED ($MODE)" >&2; fi

@@ -78,3 +78,22 @@ def test_selftest_fails_on_wrong_expectation(qemu_build):
                         capture_output=True, text=True, timeout=120)
     assert r2.returncode == 1, r2.stdout + r2.stderr
     assert "best_isa() is scalar, expected neon" in r2.stderr
+
+
+@pytest.mark.skipif(os.environ.get("EDGELLAMA_QEMU_MODELS") != "1",
+                    reason="slow (~2-3 min on 2 cores: builds the whole core for aarch64); "
+                           "set EDGELLAMA_QEMU_MODELS=1 to run")
+def test_neon_model_level_under_qemu(tmp_path):
+    """Forward passes with EDGELLAMA_ISA=scalar vs neon under qemu: a tiny random model of every weight
+    type (logits within 1e-2 * max|logit|), and SmolLM2 when present (mean KL <= 3e-3)."""
+    env = dict(os.environ, BUILD_DIR=str(tmp_path), PYTHON=sys.executable)
+    env.pop("EDGELLAMA_ISA", None)
+    if QEMU:
+        env["QEMU_AARCH64"] = QEMU
+    r = subprocess.run(["bash", str(SCRIPT), "--models", "--quick"], env=env, capture_output=True, text=True,
+                       timeout=1800)
+    out = r.stdout + r.stderr
+    if r.returncode == 77:
+        pytest.skip(out.strip().splitlines()[-1])
+    assert r.returncode == 0, out[-6000:]
+    assert len(re.findall(r"^ok: model \S+ neon vs scalar", r.stdout, re.M)) >= 13, out[-6000:]

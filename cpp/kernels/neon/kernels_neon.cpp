@@ -10,6 +10,8 @@
 // super-block (256 values) the four rows' vectors are folded with pairwise adds into one vector whose
 // lanes are the rows' exact integer sums. Scales are applied there, in float, four rows at a time,
 // so the per-block integer sums are the same integers the scalar reference computes.
+// Tiles: 4 rows (the four float lanes) x 3 tokens for the int8 kernels, 4 x 4 for float weights;
+// sizes chosen so the tile's vectors fit the 32 registers (checked for spills in the GCC output).
 #include <arm_neon.h>
 
 #include <cstring>
