@@ -66,12 +66,16 @@ const CpuFeatures& features() {
   return f;
 }
 
-// Levels this build has kernels for (AVX-512 and NEON have none yet: they fall back to the best
-// level below them, and forcing them is an error naming what is available).
+// Levels this build has kernels for (AVX-512 has none yet: it falls back to the best level below
+// it, and forcing it is an error naming what is available). NEON without the dot-product extension
+// (e.g. Cortex-A53/A72) falls back to scalar: the NEON set uses SDOT throughout.
 const KernelSet* set_for(const std::string& isa) {
   if (isa == "scalar") return &kScalarKernels;
 #if defined(EDGELLAMA_X86)
   if (isa == "avx2") return features().avx2 ? &kAvx2Kernels : nullptr;
+#endif
+#if defined(EDGELLAMA_ARM64)
+  if (isa == "neon") return features().neon_dot ? &kNeonKernels : nullptr;
 #endif
   return nullptr;
 }
@@ -135,6 +139,9 @@ std::vector<std::string> available_isas() {
   std::vector<std::string> v{"scalar"};
 #if defined(EDGELLAMA_X86)
   if (features().avx2) v.push_back("avx2");
+#endif
+#if defined(EDGELLAMA_ARM64)
+  if (features().neon_dot) v.push_back("neon");
 #endif
   return v;
 }

@@ -67,5 +67,8 @@ extern const KernelSet kScalarKernels;
 #if defined(EDGELLAMA_X86)
 extern const KernelSet kAvx2Kernels;
 #endif
+#if defined(EDGELLAMA_ARM64)
+extern const KernelSet kNeonKernels;  // NEON + dot product (Armv8.2 SDOT); needs HWCAP_ASIMDDP
+#endif
 
 }  // namespace edgellama
