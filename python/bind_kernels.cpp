@@ -5,6 +5,8 @@
 //   kernel_vec_dot(isa, weight_type, weight_bytes, x) -> float one row . x (x quantized by that isa)
 //   kernel_gemm(isa, weight_type, weight_bytes, x[n_tokens, n_in]) -> y[n_tokens, n_rows]
 //   kernel_matmul(weight_type, weight_bytes, x, n_threads, precision, isa, repeats, name) -> (y, wall_seconds, thread_cpu_seconds)
+//   kernel_attention(isa, q[n_tok, group, hd], k[n_pos, hd], v[n_pos, hd], n_keys0, scale) -> out like q
+//                                        one fast-path attention tile; k/v float16 or float32
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
@@ -142,6 +144,49 @@ double read_bandwidth(size_t n_bytes, int n_threads, int repeats) {
   return best;
 }
 
+py::array_t<float> attention_py(const std::string& isa, FloatArray q, const py::array& k, const py::array& v,
+                                int64_t n_keys0, float scale) {
+  const KernelSet& ks = kernels_named(isa);
+  if (!ks.attn_tile) throw ArgumentError("ISA '" + isa + "' has no attention kernel");
+  if (q.ndim() != 3) throw ArgumentError("q must be 3-D [n_tok, group, head_dim]");
+  const int64_t n_tok = q.shape(0), group = q.shape(1), hd = q.shape(2);
+  if (n_tok <= 0 || group <= 0 || hd <= 0) throw ArgumentError("empty q");
+  if (isa != "scalar" && hd % 8 != 0) throw ArgumentError("SIMD attention kernels need head_dim % 8 == 0");
+  if (n_keys0 < 1) throw ArgumentError("n_keys0 must be >= 1");
+  auto check_kv = [&](const py::array& x, const char* what) {
+    if (x.ndim() != 2 || x.shape(1) != hd || x.shape(0) < n_keys0 + n_tok - 1)
+      throw ArgumentError(std::string(what) + " must be [>= n_keys0 + n_tok - 1, head_dim]");
+    if (!(x.flags() & py::array::c_style)) throw ArgumentError(std::string(what) + " must be C-contiguous");
+    if (x.dtype().is(py::dtype::of<float>())) return false;
+    if (x.dtype().kind() == 'f' && x.dtype().itemsize() == 2) return true;
+    throw ArgumentError(std::string(what) + " must be float16 or float32");
+  };
+  const bool k16 = check_kv(k, "k"), v16 = check_kv(v, "v");
+  py::array_t<float> out({n_tok, group, hd});
+  std::vector<float> scratch(attn_scratch_floats(hd, n_tok * group));
+  AttnTileArgs a;
+  a.head_dim = hd;
+  a.n_tok = n_tok;
+  a.group = group;
+  a.q = q.data();
+  a.out = out.mutable_data();
+  a.tok_stride = group * hd;
+  a.n_keys0 = n_keys0;
+  a.k = static_cast<const uint8_t*>(k.data());
+  a.v = static_cast<const uint8_t*>(v.data());
+  a.k_stride = size_t(hd) * (k16 ? 2 : 4);
+  a.v_stride = size_t(hd) * (v16 ? 2 : 4);
+  a.k_f16 = k16;
+  a.v_f16 = v16;
+  a.scale = scale;
+  a.scratch = scratch.data();
+  {
+    py::gil_scoped_release release;
+    ks.attn_tile(a);
+  }
+  return out;
+}
+
 }  // namespace
 
 void bind_kernels(py::module_& m) {
@@ -189,6 +234,9 @@ void bind_kernels(py::module_& m) {
       },
       py::arg("n_bytes") = size_t(512) << 20, py::arg("n_threads") = 1, py::arg("repeats") = 5,
       "Best read bandwidth in GB/s over `repeats` passes of n_threads threads over an n_bytes buffer.");
+
+  m.def("kernel_attention", &attention_py, py::arg("isa"), py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("n_keys0"), py::arg("scale"));
 
   m.def("kernel_gemm", &gemm_py, py::arg("isa"), py::arg("weight_type"), py::arg("weight_bytes"), py::arg("x"));
 

@@ -14,6 +14,7 @@
 
 #include "edgellama/errors.h"
 #include "edgellama/fp16.h"
+#include "edgellama/kernels.h"
 
 namespace edgellama {
 
@@ -21,6 +22,9 @@ namespace {
 
 constexpr int64_t kMaxContext = int64_t(1) << 24;
 constexpr int kMaxThreads = 1024;
+// Query tokens per fast-path attention task: each converted K/V block is reused by this many tokens
+// x the GQA group's query heads, and a 512-token prompt still makes 16 tasks per KV head.
+constexpr int64_t kAttnTileTokens = 32;
 
 size_t kv_elem_size(KVType t) { return t == KVType::F16 ? 2 : 4; }
 
@@ -108,6 +112,9 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
     rope_sin_.assign(size_t(nb * hp.n_rot / 2), 0.0f);
     att_scores_.assign(size_t(pool_.size()) * size_t(n_ctx), 0.0f);
     att_row_tmp_.assign(size_t(pool_.size()) * size_t(hp.head_dim), 0.0f);
+    attn_scratch_stride_ = attn_scratch_floats(hp.head_dim, kAttnTileTokens * (hp.n_head / hp.n_head_kv));
+    attn_scratch_.assign(size_t(pool_.size()) * attn_scratch_stride_, 0.0f);
+    attn_next_ = std::make_unique<std::atomic<int64_t>>(0);
     mm_scratch_.reserve(pool_.size(), std::max({hp.n_embd, hp.n_ff, hp.q_width()}), nb);
   } catch (const std::bad_alloc&) {
     throw ArgumentError("cannot allocate the context for n_ctx=" + std::to_string(n_ctx) + " (KV cache " +
@@ -194,10 +201,61 @@ void Context::rope(float* x, int64_t n, int64_t n_heads) const {
   }
 }
 
-// Causal grouped-query attention for the n tokens of this chunk, whose K/V are already in the
-// cache. Work is split over (token, head) pairs; each pair's arithmetic is independent of the
-// split and of the chunking, so results do not depend on n_threads or n_batch.
 void Context::attention(int64_t il, int64_t n) {
+  if (params_.precision == MatmulPrecision::Exact)
+    attention_exact(il, n);
+  else
+    attention_fast(il, n);
+}
+
+// Fast path: tasks = (KV head, block of kAttnTileTokens query tokens), each one tile of the
+// attention kernel (kernels.h, AttnTileArgs) for all query heads of the group. The kernel's result
+// for a row does not depend on the tile, so any task split and any n_batch give the same bits.
+void Context::attention_fast(int64_t il, int64_t n) {
+  const HParams& hp = model_->hparams();
+  const int64_t hd = hp.head_dim, qw = hp.q_width(), n_kv = hp.n_head_kv;
+  const int64_t group = hp.n_head / hp.n_head_kv;
+  const KVType tk = params_.type_k, tv = params_.type_v;
+  const size_t k_row = size_t(hp.kv_width()) * kv_elem_size(tk), v_row = size_t(hp.kv_width()) * kv_elem_size(tv);
+  const KernelSet& ks = active_kernels();
+  const AttnTileFn tile = ks.attn_tile && hd % 8 == 0 ? ks.attn_tile : kScalarKernels.attn_tile;
+  const int64_t n_tb = (n + kAttnTileTokens - 1) / kAttnTileTokens;
+  const int64_t n_tasks = n_kv * n_tb;
+  const float scale = float(1.0 / std::sqrt(double(hd)));
+  auto run_task = [&](int64_t task, int slot) {
+    // Latest token blocks first: causal attention makes them the longest, so they start early and
+    // the short ones fill in at the end.
+    const int64_t b = n_tb - 1 - task / n_kv, g = task % n_kv;
+    const int64_t t0 = b * kAttnTileTokens;
+    AttnTileArgs a;
+    a.head_dim = hd;
+    a.n_tok = std::min(kAttnTileTokens, n - t0);
+    a.group = group;
+    a.q = q_.data() + t0 * qw + g * group * hd;
+    a.out = att_.data() + t0 * qw + g * group * hd;
+    a.tok_stride = qw;
+    a.n_keys0 = n_past_ + t0 + 1;
+    a.k = k_cache_[size_t(il)].data() + size_t(g * hd) * kv_elem_size(tk);
+    a.v = v_cache_[size_t(il)].data() + size_t(g * hd) * kv_elem_size(tv);
+    a.k_stride = k_row;
+    a.v_stride = v_row;
+    a.k_f16 = tk == KVType::F16;
+    a.v_f16 = tv == KVType::F16;
+    a.scale = scale;
+    a.scratch = attn_scratch_.data() + size_t(slot) * attn_scratch_stride_;
+    tile(a);
+  };
+  std::atomic<int64_t>& next = *attn_next_;
+  next.store(pool_.size(), std::memory_order_relaxed);
+  pool_.run([&](int ith, int) {
+    for (int64_t task = ith; task < n_tasks; task = next.fetch_add(1, std::memory_order_relaxed)) run_task(task, ith);
+  });
+}
+
+// Exact path: causal grouped-query attention for the n tokens of this chunk, whose K/V are already
+// in the cache. Work is split over (token, head) pairs; each pair's arithmetic is independent of
+// the split and of the chunking, so results do not depend on n_threads or n_batch.
+void Context::attention_exact(int64_t il, int64_t n) {
   const HParams& hp = model_->hparams();
   const int64_t hd = hp.head_dim, qw = hp.q_width(), kvw = hp.kv_width();
   const int64_t group = hp.n_head / hp.n_head_kv;

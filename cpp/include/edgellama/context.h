@@ -2,6 +2,7 @@
 // decode() appends tokens to the cache and produces logits. All memory is sized at construction;
 // nothing is allocated per token. Not thread-safe: one caller at a time (the Python layer locks).
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <map>
@@ -57,6 +58,8 @@ class Context {
  private:
   void forward_chunk(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
   void attention(int64_t il, int64_t n);
+  void attention_exact(int64_t il, int64_t n);
+  void attention_fast(int64_t il, int64_t n);
   void rope(float* x, int64_t n, int64_t n_heads) const;
   void project(const WeightView& w, const float* x, int64_t n, float* y);
   // Several weights on the same input (Q/K/V, gate/up): activations quantized once, one job.
@@ -78,6 +81,9 @@ class Context {
   std::vector<double> inv_freq_;            // [n_rot/2]
   std::vector<float> att_scores_;           // per thread: n_ctx scores
   std::vector<float> att_row_tmp_;          // per thread: one K or V head row widened to float
+  std::vector<float> attn_scratch_;         // fast attention: per thread, attn_scratch_stride_ floats
+  size_t attn_scratch_stride_ = 0;
+  std::unique_ptr<std::atomic<int64_t>> attn_next_;  // fast attention: next task to hand out
 
   bool collect_stats_ = false;
   std::map<std::string, ActivationStats> stats_;

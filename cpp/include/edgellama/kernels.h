@@ -44,11 +44,44 @@ using GemmFn = void (*)(int64_t n, const uint8_t* w, size_t w_stride, int64_t nr
 
 constexpr int kMaxTypeId = 40;
 
+// ---- attention (fast path) -----------------------------------------------------------------------
+// Causal attention of a tile of query rows that share one KV head (a GQA group): n_tok consecutive
+// tokens x group query heads. Keys are walked in blocks of kAttnBlock positions whose boundaries are
+// absolute positions (0, 64, 128, ...), with an online softmax (running max and sum per row). Each
+// row's arithmetic depends only on its own query and keys, never on the tile it was computed in, so
+// the result is the same for any n_threads and n_batch.
+constexpr int64_t kAttnBlock = 64;
+
+struct AttnTileArgs {
+  int64_t head_dim;
+  int64_t n_tok, group;      // rows: (t, j) for t < n_tok, j < group
+  const float* q;            // row (t, j) at q + t * tok_stride + j * head_dim
+  float* out;                // same layout as q
+  int64_t tok_stride;        // floats between consecutive tokens of q and out
+  int64_t n_keys0;           // keys (positions 0..n_keys0-1) seen by token 0; token t sees n_keys0 + t
+  const uint8_t* k;          // key of position p at k + p * k_stride (head_dim values, f16 or f32)
+  const uint8_t* v;
+  size_t k_stride, v_stride;  // bytes
+  bool k_f16, v_f16;
+  float scale;               // score = scale * dot(q, k)
+  float* scratch;            // attn_scratch_floats(head_dim, n_tok * group) floats
+};
+using AttnTileFn = void (*)(const AttnTileArgs& a);
+
+// Scratch for one tile: the converted K and V blocks, the running max and sum of each row and one
+// row of block scores.
+inline size_t attn_scratch_floats(int64_t head_dim, int64_t n_rows) {
+  return size_t(2 * kAttnBlock * head_dim + 2 * n_rows + kAttnBlock + 16);
+}
+
 struct KernelSet {
   const char* name;             // "scalar", "avx2", ...
   QuantizeActFn quantize_q8x32;
   QuantizeActFn quantize_q8k;
   GemmFn gemm[kMaxTypeId];      // indexed by ggml type id; nullptr = no kernel
+  // Fast-path attention tile; SIMD sets may assume head_dim % 8 == 0 (the caller uses the scalar
+  // kernel otherwise). nullptr = use kScalarKernels' kernel.
+  AttnTileFn attn_tile;
 };
 
 // The set picked at load (first call). Throws ArgumentError if EDGELLAMA_ISA names an unknown level

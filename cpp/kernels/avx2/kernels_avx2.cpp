@@ -10,6 +10,7 @@
 
 #include <cstring>
 
+#include "../entry_points.h"
 #include "../kquant_scales.h"
 #include "edgellama/kernels.h"
 
@@ -547,6 +548,7 @@ constexpr KernelSet make_avx2() {
   k.gemm[int(GGMLType::Q4_K)] = gemm_k<Q4_KW>;
   k.gemm[int(GGMLType::Q5_K)] = gemm_k<Q5_KW>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_k<Q6_KW>;
+  k.attn_tile = avx2_attention_tile;
   return k;
 }
 

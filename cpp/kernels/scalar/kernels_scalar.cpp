@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "../entry_points.h"
 #include "../kquant_scales.h"
 #include "edgellama/kernels.h"
 
@@ -262,6 +263,7 @@ constexpr KernelSet make_scalar() {
   k.gemm[int(GGMLType::Q4_K)] = gemm_k<unpack_q4_K, sizeof(block_q4_K)>;
   k.gemm[int(GGMLType::Q5_K)] = gemm_k<unpack_q5_K, sizeof(block_q5_K)>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_k<unpack_q6_K, sizeof(block_q6_K)>;
+  k.attn_tile = scalar_attention_tile;
   return k;
 }
 

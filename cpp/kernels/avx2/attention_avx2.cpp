@@ -1,0 +1,189 @@
+// AVX2 + FMA + F16C fast-path attention tile (AttnTileArgs in kernels.h): same blocked online
+// softmax as the scalar reference (cpp/kernels/scalar/attention_scalar.cpp), vectorized.
+//
+// Per block of kAttnBlock = 64 key positions:
+//   K is converted (F16C) and transposed once into kt[d][64], so the scores of one query row for 64
+//   keys are 8 registers accumulated over d with a broadcast q[d] (no horizontal sums); V is
+//   converted once into vb[64][head_dim]. Both are reused by every row of the tile (all query heads
+//   of the GQA group x the tile's tokens).
+//   Per row: scores -> mask past the row's last key -> block max -> p = e^(s - m) (exp_avx2.h) ->
+//   output rescaled by e^(m_old - m) and accumulated p[k] * v[k] in key order, 64 dims in registers.
+// Helpers are in an anonymous namespace (see kernels_avx2.cpp); avx2_attention_tile is the entry.
+#include <immintrin.h>
+
+#include "../entry_points.h"
+#include "exp_avx2.h"
+
+namespace edgellama {
+namespace {
+
+// No std::min / std::exp here: those are inline functions with external linkage that baseline code
+// also instantiates, and an AVX2-compiled copy must never be the one the linker keeps.
+inline int64_t min64(int64_t x, int64_t y) { return x < y ? x : y; }
+inline float maxf(float x, float y) { return x > y ? x : y; }
+
+constexpr int64_t B = kAttnBlock;
+static_assert(kAttnBlock == 64, "scores of a block are 8 registers of 8 keys");
+
+inline __m256 load8(const uint8_t* row, bool f16, int64_t i) {
+  if (f16) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i)));
+  return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + i);
+}
+
+inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// Keys k0..k0+nk-1 into kt[d][B]; key slots nk..B-1 are zero (their scores are computed, then masked).
+void load_k_block(const AttnTileArgs& a, int64_t k0, int64_t nk, float* kt) {
+  const int64_t hd = a.head_dim;
+  for (int64_t kg = 0; kg < B; kg += 8) {
+    for (int64_t d = 0; d < hd; d += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i)
+        r[i] = kg + i < nk ? load8(a.k + size_t(k0 + kg + i) * a.k_stride, a.k_f16, d) : _mm256_setzero_ps();
+      transpose8(r);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(kt + (d + i) * B + kg, r[i]);
+    }
+  }
+}
+
+void load_v_block(const AttnTileArgs& a, int64_t k0, int64_t nk, float* vb) {
+  const int64_t hd = a.head_dim;
+  for (int64_t k = 0; k < nk; ++k) {
+    const uint8_t* row = a.v + size_t(k0 + k) * a.v_stride;
+    for (int64_t d = 0; d < hd; d += 8) _mm256_storeu_ps(vb + k * hd + d, load8(row, a.v_f16, d));
+  }
+}
+
+inline float hmax(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// o[0..8*NR) = alpha * o (or 0 on the first block) + sum_k p[k] * vb[k][0..8*NR), keys in order.
+template <int NR>
+inline void accumulate_v(float* o, const float* p, const float* vb, int64_t hd, int64_t nv, bool first,
+                         float alpha) {
+  __m256 acc[NR];
+  const __m256 va = _mm256_set1_ps(alpha);
+  for (int j = 0; j < NR; ++j) acc[j] = first ? _mm256_setzero_ps() : _mm256_mul_ps(_mm256_loadu_ps(o + 8 * j), va);
+  for (int64_t k = 0; k < nv; ++k) {
+    const __m256 pk = _mm256_broadcast_ss(p + k);
+    const float* v = vb + k * hd;
+    for (int j = 0; j < NR; ++j) acc[j] = _mm256_fmadd_ps(pk, _mm256_loadu_ps(v + 8 * j), acc[j]);
+  }
+  for (int j = 0; j < NR; ++j) _mm256_storeu_ps(o + 8 * j, acc[j]);
+}
+
+void accumulate_v_any(float* o, const float* p, const float* vb, int64_t hd, int64_t nv, bool first, float alpha) {
+  for (int64_t d0 = 0; d0 < hd; d0 += 64) {
+    const float* v = vb + d0;
+    float* od = o + d0;
+    switch (min64(8, (hd - d0) / 8)) {
+      case 8: accumulate_v<8>(od, p, v, hd, nv, first, alpha); break;
+      case 7: accumulate_v<7>(od, p, v, hd, nv, first, alpha); break;
+      case 6: accumulate_v<6>(od, p, v, hd, nv, first, alpha); break;
+      case 5: accumulate_v<5>(od, p, v, hd, nv, first, alpha); break;
+      case 4: accumulate_v<4>(od, p, v, hd, nv, first, alpha); break;
+      case 3: accumulate_v<3>(od, p, v, hd, nv, first, alpha); break;
+      case 2: accumulate_v<2>(od, p, v, hd, nv, first, alpha); break;
+      default: accumulate_v<1>(od, p, v, hd, nv, first, alpha); break;
+    }
+  }
+}
+
+}  // namespace
+
+void avx2_attention_tile(const AttnTileArgs& a) {
+  using avx2_math::exp_ps;
+  const int64_t hd = a.head_dim, n_rows = a.n_tok * a.group;
+  float* kt = a.scratch;                // [hd][B]
+  float* vb = kt + B * hd;              // [B][hd]
+  float* row_max = vb + B * hd;
+  float* row_sum = row_max + n_rows;
+  float* p = row_sum + n_rows;          // [B]
+  const int64_t max_keys = a.n_keys0 + a.n_tok - 1;
+  const __m256 vscale = _mm256_set1_ps(a.scale);
+  const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t k0 = 0; k0 < max_keys; k0 += B) {
+    const int64_t nk = min64(B, max_keys - k0);
+    load_k_block(a, k0, nk, kt);
+    load_v_block(a, k0, nk, vb);
+    const bool first = k0 == 0;
+    for (int64_t r = 0; r < n_rows; ++r) {
+      const int64_t t = r / a.group, j = r % a.group;
+      const int64_t keys = a.n_keys0 + t;
+      if (keys <= k0) continue;  // this row's keys ended in an earlier block
+      const int64_t nv = min64(nk, keys - k0);
+      const float* q = a.q + t * a.tok_stride + j * hd;
+      float* o = a.out + t * a.tok_stride + j * hd;
+
+      __m256 s[8];
+      for (int g = 0; g < 8; ++g) s[g] = _mm256_setzero_ps();
+      for (int64_t d = 0; d < hd; ++d) {
+        const __m256 qd = _mm256_broadcast_ss(q + d);
+        const float* kd = kt + d * B;
+        for (int g = 0; g < 8; ++g) s[g] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd + 8 * g), s[g]);
+      }
+      const __m256i vnv = _mm256_set1_epi32(int(nv));
+      __m256 valid[8];
+      __m256 mx = neg_inf;
+      for (int g = 0; g < 8; ++g) {
+        valid[g] = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vnv, _mm256_add_epi32(lane, _mm256_set1_epi32(8 * g))));
+        s[g] = _mm256_mul_ps(s[g], vscale);
+        mx = _mm256_max_ps(mx, _mm256_blendv_ps(neg_inf, s[g], valid[g]));
+      }
+      const float bmax = hmax(mx);
+      const float m = first ? bmax : maxf(row_max[r], bmax);
+      const float alpha = first ? 0.0f : __builtin_expf(row_max[r] - m);
+      const __m256 vm = _mm256_set1_ps(m);
+      __m256 sum = _mm256_setzero_ps();
+      for (int g = 0; g < 8; ++g) {
+        const __m256 e = _mm256_and_ps(exp_ps(_mm256_sub_ps(s[g], vm)), valid[g]);
+        sum = _mm256_add_ps(sum, e);
+        _mm256_storeu_ps(p + 8 * g, e);
+      }
+      row_max[r] = m;
+      row_sum[r] = first ? hsum(sum) : row_sum[r] * alpha + hsum(sum);
+      accumulate_v_any(o, p, vb, hd, nv, first, alpha);
+    }
+  }
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const int64_t t = r / a.group, j = r % a.group;
+    float* o = a.out + t * a.tok_stride + j * hd;
+    const __m256 inv = _mm256_set1_ps(1.0f / row_sum[r]);
+    for (int64_t i = 0; i < hd; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), inv));
+  }
+}
+
+}  // namespace edgellama
