@@ -147,7 +147,7 @@ double read_bandwidth(size_t n_bytes, int n_threads, int repeats) {
 py::array_t<float> attention_py(const std::string& isa, FloatArray q, const py::array& k, const py::array& v,
                                 int64_t n_keys0, float scale) {
   const KernelSet& ks = kernels_named(isa);
-  if (!ks.attn_tile) throw ArgumentError("ISA '" + isa + "' has no attention kernel");
+  const AttnTileFn tile = ks.attn_tile ? ks.attn_tile : kScalarKernels.attn_tile;  // as the forward pass does
   if (q.ndim() != 3) throw ArgumentError("q must be 3-D [n_tok, group, head_dim]");
   const int64_t n_tok = q.shape(0), group = q.shape(1), hd = q.shape(2);
   if (n_tok <= 0 || group <= 0 || hd <= 0) throw ArgumentError("empty q");
@@ -182,7 +182,7 @@ py::array_t<float> attention_py(const std::string& isa, FloatArray q, const py::
   a.scratch = scratch.data();
   {
     py::gil_scoped_release release;
-    ks.attn_tile(a);
+    tile(a);
   }
   return out;
 }

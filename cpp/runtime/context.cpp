@@ -114,7 +114,6 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
     att_row_tmp_.assign(size_t(pool_.size()) * size_t(hp.head_dim), 0.0f);
     attn_scratch_stride_ = attn_scratch_floats(hp.head_dim, kAttnTileTokens * (hp.n_head / hp.n_head_kv));
     attn_scratch_.assign(size_t(pool_.size()) * attn_scratch_stride_, 0.0f);
-    attn_next_ = std::make_unique<std::atomic<int64_t>>(0);
     mm_scratch_.reserve(pool_.size(), std::max({hp.n_embd, hp.n_ff, hp.q_width()}), nb);
   } catch (const std::bad_alloc&) {
     throw ArgumentError("cannot allocate the context for n_ctx=" + std::to_string(n_ctx) + " (KV cache " +
@@ -245,11 +244,7 @@ void Context::attention_fast(int64_t il, int64_t n) {
     a.scratch = attn_scratch_.data() + size_t(slot) * attn_scratch_stride_;
     tile(a);
   };
-  std::atomic<int64_t>& next = *attn_next_;
-  next.store(pool_.size(), std::memory_order_relaxed);
-  pool_.run([&](int ith, int) {
-    for (int64_t task = ith; task < n_tasks; task = next.fetch_add(1, std::memory_order_relaxed)) run_task(task, ith);
-  });
+  pool_.parallel_for(n_tasks, run_task);
 }
 
 // Exact path: causal grouped-query attention for the n tokens of this chunk, whose K/V are already

@@ -2,7 +2,6 @@
 // decode() appends tokens to the cache and produces logits. All memory is sized at construction;
 // nothing is allocated per token. Not thread-safe: one caller at a time (the Python layer locks).
 #pragma once
-#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <map>
@@ -83,7 +82,6 @@ class Context {
   std::vector<float> att_row_tmp_;          // per thread: one K or V head row widened to float
   std::vector<float> attn_scratch_;         // fast attention: per thread, attn_scratch_stride_ floats
   size_t attn_scratch_stride_ = 0;
-  std::unique_ptr<std::atomic<int64_t>> attn_next_;  // fast attention: next task to hand out
 
   bool collect_stats_ = false;
   std::map<std::string, ActivationStats> stats_;
