@@ -7,6 +7,7 @@
 //   kernel_matmul(weight_type, weight_bytes, x, n_threads, precision, isa, repeats, name) -> (y, wall_seconds, thread_cpu_seconds)
 //   kernel_attention(isa, q[n_tok, group, hd], k[n_pos, hd], v[n_pos, hd], n_keys0, scale) -> out like q
 //                                        one fast-path attention tile; k/v float16 or float32
+//   kernel_silu_mul(isa, g, u) -> g / (1 + exp(-g)) * u   the fast-path SwiGLU gate
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
@@ -237,6 +238,19 @@ void bind_kernels(py::module_& m) {
 
   m.def("kernel_attention", &attention_py, py::arg("isa"), py::arg("q"), py::arg("k"), py::arg("v"),
         py::arg("n_keys0"), py::arg("scale"));
+
+  m.def(
+      "kernel_silu_mul",
+      [](const std::string& isa, FloatArray g, FloatArray u) {
+        const KernelSet& ks = kernels_named(isa);
+        if (g.ndim() != 1 || u.ndim() != 1 || g.size() != u.size()) throw ArgumentError("g and u: 1-D, same length");
+        const SiluMulFn f = ks.silu_mul ? ks.silu_mul : kScalarKernels.silu_mul;
+        py::array_t<float> out(g.size());
+        std::copy(g.data(), g.data() + g.size(), out.mutable_data());
+        f(out.mutable_data(), u.data(), g.size());
+        return out;
+      },
+      py::arg("isa"), py::arg("g"), py::arg("u"));
 
   m.def("kernel_gemm", &gemm_py, py::arg("isa"), py::arg("weight_type"), py::arg("weight_bytes"), py::arg("x"));
 

@@ -7,8 +7,10 @@
 namespace edgellama {
 
 void scalar_attention_tile(const AttnTileArgs& a);
+void scalar_silu_mul(float* g, const float* u, int64_t n);
 #if defined(EDGELLAMA_X86)
 void avx2_attention_tile(const AttnTileArgs& a);
+void avx2_silu_mul(float* g, const float* u, int64_t n);
 #endif
 
 }  // namespace edgellama

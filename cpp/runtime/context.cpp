@@ -294,10 +294,30 @@ void Context::attention_exact(int64_t il, int64_t n) {
   });
 }
 
+// gate_ = silu(gate_) * up_ for n tokens. Exact path: scalar std::exp as always. Fast path: the
+// KernelSet's kernel (vectorized exp), one task per token row (a row's bits do not depend on the
+// split, see SiluMulFn).
+void Context::swiglu(int64_t n) {
+  const int64_t F = model_->hparams().n_ff;
+  float* gate = gate_.data();
+  const float* up = up_.data();
+  if (params_.precision == MatmulPrecision::Exact) {
+    for (int64_t i = 0; i < n * F; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+    return;
+  }
+  const KernelSet& ks = active_kernels();
+  const SiluMulFn f = ks.silu_mul ? ks.silu_mul : kScalarKernels.silu_mul;
+  if (n < 4 || pool_.size() == 1) {
+    for (int64_t t = 0; t < n; ++t) f(gate + t * F, up + t * F, F);
+    return;
+  }
+  pool_.parallel_for(n, [&](int64_t t, int) { f(gate + t * F, up + t * F, F); });
+}
+
 void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
   const Model& m = *model_;
   const HParams& hp = m.hparams();
-  const int64_t E = hp.n_embd, kvw = hp.kv_width(), F = hp.n_ff;
+  const int64_t E = hp.n_embd, kvw = hp.kv_width();
   float* x = x_.data();
   float* xb = xb_.data();
 
@@ -337,10 +357,7 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, boo
     // --- feed-forward block (SwiGLU) ---
     for (int64_t t = 0; t < n; ++t) rmsnorm(x + t * E, L.ffn_norm.data(), E, hp.rms_eps, xb + t * E);
     project_shared({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, xb, n);
-    for (int64_t i = 0; i < n * F; ++i) {
-      const float g = gate_[size_t(i)];
-      gate_[size_t(i)] = g / (1.0f + std::exp(-g)) * up_[size_t(i)];
-    }
+    swiglu(n);
     project(L.w_down, gate_.data(), n, xb);
     for (int64_t i = 0; i < n * E; ++i) x[i] += xb[i];
   }

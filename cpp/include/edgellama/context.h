@@ -59,6 +59,7 @@ class Context {
   void attention(int64_t il, int64_t n);
   void attention_exact(int64_t il, int64_t n);
   void attention_fast(int64_t il, int64_t n);
+  void swiglu(int64_t n);
   void rope(float* x, int64_t n, int64_t n_heads) const;
   void project(const WeightView& w, const float* x, int64_t n, float* y);
   // Several weights on the same input (Q/K/V, gate/up): activations quantized once, one job.

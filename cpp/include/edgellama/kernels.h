@@ -68,6 +68,11 @@ struct AttnTileArgs {
 };
 using AttnTileFn = void (*)(const AttnTileArgs& a);
 
+// SwiGLU gate, fast path: g[i] = silu(g[i]) * u[i] = g[i] / (1 + e^-g[i]) * u[i]. Element i's
+// arithmetic must not depend on n or on i's place in the call (tails included), so any split of a
+// row into calls gives the same bits.
+using SiluMulFn = void (*)(float* g, const float* u, int64_t n);
+
 // Scratch for one tile: the converted K and V blocks, the running max and sum of each row and one
 // row of block scores.
 inline size_t attn_scratch_floats(int64_t head_dim, int64_t n_rows) {
@@ -82,6 +87,7 @@ struct KernelSet {
   // Fast-path attention tile; SIMD sets may assume head_dim % 8 == 0 (the caller uses the scalar
   // kernel otherwise). nullptr = use kScalarKernels' kernel.
   AttnTileFn attn_tile;
+  SiluMulFn silu_mul;  // nullptr = use kScalarKernels' kernel
 };
 
 // The set picked at load (first call). Throws ArgumentError if EDGELLAMA_ISA names an unknown level

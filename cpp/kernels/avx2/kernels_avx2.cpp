@@ -549,6 +549,7 @@ constexpr KernelSet make_avx2() {
   k.gemm[int(GGMLType::Q5_K)] = gemm_k<Q5_KW>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_k<Q6_KW>;
   k.attn_tile = avx2_attention_tile;
+  k.silu_mul = avx2_silu_mul;
   return k;
 }
 

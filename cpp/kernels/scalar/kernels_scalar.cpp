@@ -264,6 +264,7 @@ constexpr KernelSet make_scalar() {
   k.gemm[int(GGMLType::Q5_K)] = gemm_k<unpack_q5_K, sizeof(block_q5_K)>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_k<unpack_q6_K, sizeof(block_q6_K)>;
   k.attn_tile = scalar_attention_tile;
+  k.silu_mul = scalar_silu_mul;
   return k;
 }
 
