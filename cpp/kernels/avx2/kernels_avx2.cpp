@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "../kquant_scales.h"
+#include "gemm_rows8.h"
 #include "edgellama/kernels.h"
 
 namespace edgellama {
@@ -537,8 +538,10 @@ constexpr KernelSet make_avx2() {
   k.gemm[int(GGMLType::F32)] = gemm_float<F32W>;
   k.gemm[int(GGMLType::F16)] = gemm_float<F16W>;
   k.gemm[int(GGMLType::BF16)] = gemm_float<BF16W>;
-  k.gemm[int(GGMLType::Q4_0)] = gemm_legacy<Q4_0W>;
-  k.gemm[int(GGMLType::Q4_1)] = gemm_legacy<Q4_1W>;
+  // Q4_0 / Q4_1: 8 rows per vector (gemm_rows8_avx2.cpp), for prefill and decode alike so that a
+  // token's result never depends on how many tokens share the call.
+  k.gemm[int(GGMLType::Q4_0)] = avx2_rows8::gemm_q4_0;
+  k.gemm[int(GGMLType::Q4_1)] = avx2_rows8::gemm_q4_1;
   k.gemm[int(GGMLType::Q5_0)] = gemm_legacy<Q5_0W>;
   k.gemm[int(GGMLType::Q5_1)] = gemm_legacy<Q5_1W>;
   k.gemm[int(GGMLType::Q8_0)] = gemm_legacy<Q8_0W>;
