@@ -204,17 +204,19 @@ def test_shared_input_matmul_equals_separate_matmuls(n_threads):
                 np.testing.assert_array_equal(y, single, err_msg=f"{types} {name} n_tok={n_tok}")
 
 
-ROWS8_TYPES = ["Q4_0", "Q4_1"]
+ROWS8_TYPES = ["Q4_0", "Q4_1", "Q4_K"]
 
 
 @pytest.mark.skipif("avx2" not in SIMD, reason="no AVX2 on this CPU")
 @pytest.mark.parametrize("t", ROWS8_TYPES)
 def test_rows8_kernels_bit_exact_vs_scalar_reference(t):
-    """The AVX2 8-rows-per-vector kernels (repacked scratch for >= 4 tokens, registers below) follow the
+    """The AVX2 8-rows-per-vector kernels (repacked scratch for >= 4 tokens; registers or, for Q4_K, row
+    tiles with the same per-output sequence below) follow the
     arithmetic sequence of their scalar reference exactly: odd row / token counts, row tails of a
     group of 8, more than one 64-block chunk of n_in, more than one 64-token chunk."""
     rng = np.random.default_rng(11)
-    for n_in in (32, 96, 64 * 32 + 96, 2 * 64 * 32 + 32):
+    sizes = (256, 512, 9 * 256, 17 * 256) if t == "Q4_K" else (32, 96, 64 * 32 + 96, 2 * 64 * 32 + 32)
+    for n_in in sizes:
         for n_rows in (1, 7, 8, 9, 17):
             w = random_rows(t, n_rows, n_in, rng)
             for n_tok in (1, 2, 3, 4, 5, 9, 70, 131):
@@ -230,11 +232,13 @@ def test_rows8_kernels_bit_exact_vs_scalar_reference(t):
 @pytest.mark.parametrize("t", ROWS8_TYPES)
 @pytest.mark.parametrize("extreme", ["max_scale", "all_max", "all_zero"])
 def test_rows8_kernels_extremes(t, extreme):
-    """All-15 nibbles against +-127 activations: the int16 block sums stay in range."""
+    """All-15 nibbles (and 6-bit scales of 63) against +-127 activations: the int16 block sums and
+    int32 super-block sums stay in range."""
     rng = np.random.default_rng(12)
-    w = random_rows(t, 9, 4 * 32, rng, extreme=extreme)
-    for x in (np.full((5, 128), 1000.0, np.float32), np.full((5, 128), -1.0, np.float32),
-              rng.standard_normal((5, 128)).astype(np.float32)):
+    n_in = 512 if t == "Q4_K" else 128
+    w = random_rows(t, 9, n_in, rng, extreme=extreme)
+    for x in (np.full((5, n_in), 1000.0, np.float32), np.full((5, n_in), -1.0, np.float32),
+              rng.standard_normal((5, n_in)).astype(np.float32)):
         for n_tok in (1, 5):
             xx = x[:n_tok].copy()
             y = _core.kernel_gemm("avx2", t, w, xx)

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "../kquant_scales.h"
 #include "edgellama/fp16.h"
 #include "edgellama/kernels.h"
 #include "edgellama/quant_types.h"
@@ -44,11 +45,40 @@ void ref_q4(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a
   }
 }
 
+void ref_q4k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+             size_t ys) {
+  for (int64_t t = 0; t < nt; ++t) {
+    const block_q8_K* ab = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as);
+    for (int64_t r = 0; r < nr; ++r) {
+      const block_q4_K* wb = reinterpret_cast<const block_q4_K*>(w + size_t(r) * ws);
+      float acc = 0.0f;
+      for (int64_t b = 0; b < n / QK_K; ++b) {
+        int32_t isum = 0, msum = 0;
+        for (int c = 0; c < 8; ++c) {
+          int sc, mn;
+          kq::scale_min_k4(c, wb[b].scales, &sc, &mn);
+          int32_t part = 0;
+          for (int j = 0; j < 32; ++j) {
+            const uint8_t byte = wb[b].qs[32 * (c / 2) + j];
+            part += int32_t(c % 2 ? byte >> 4 : byte & 0x0F) * ab[b].qs[32 * c + j];
+          }
+          isum += sc * part;
+          msum += mn * (int32_t(ab[b].bsums[2 * c]) + int32_t(ab[b].bsums[2 * c + 1]));
+        }
+        acc = std::fma(float(isum), fp16_to_float(wb[b].d) * ab[b].d, acc);
+        acc = std::fma(-float(msum), fp16_to_float(wb[b].dmin) * ab[b].d, acc);
+      }
+      y[size_t(t) * ys + size_t(r)] = acc;
+    }
+  }
+}
+
 }  // namespace
 
 GemmRefFn gemm_rows8_ref(GGMLType type) {
   if (type == GGMLType::Q4_0) return ref_q4<false>;
   if (type == GGMLType::Q4_1) return ref_q4<true>;
+  if (type == GGMLType::Q4_K) return ref_q4k;
   return nullptr;
 }
 
