@@ -204,7 +204,7 @@ def test_shared_input_matmul_equals_separate_matmuls(n_threads):
                 np.testing.assert_array_equal(y, single, err_msg=f"{types} {name} n_tok={n_tok}")
 
 
-ROWS8_TYPES = ["Q4_0", "Q4_1", "Q4_K"]
+ROWS8_TYPES = ["Q4_0", "Q4_1", "Q8_0", "Q4_K"]
 
 
 @pytest.mark.skipif("avx2" not in SIMD, reason="no AVX2 on this CPU")

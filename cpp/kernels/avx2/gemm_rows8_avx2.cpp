@@ -329,11 +329,118 @@ void gemm_q4k_impl(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uin
   }
 }
 
+// ---- Q8_0: signed int8 quants; maddubs(|w|, sign(a, w)) per group, widened per group (two products
+// can exceed int16). Scratch per block of 8 rows: 8 vectors |w|, 8 vectors w, dw[8]. Per output:
+//   acc = fma(float(isum_b), dw_b * da_b, acc)
+
+constexpr int kQ8BlocksPerChunk = 32;
+constexpr size_t kQ8BlockBytes = 16 * 32 + 32;
+
+inline void load_block_q8(const uint8_t* const* p, size_t boff, __m256i* w, __m256* dw) {
+  transpose_rows(p, boff + 2, w);
+  transpose_rows(p, boff + 18, w + 4);
+  *dw = scales8(p, boff);
+}
+
+inline __m256 step_q8(const __m256i* wabs, const __m256i* w, __m256 dw, const ActBlock* ab, __m256 s, __m256i ones) {
+  __m256i acc = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[0], _mm256_sign_epi8(bcast4(ab->qs), w[0])), ones);
+  for (int k = 1; k < 8; ++k)
+    acc = _mm256_add_epi32(
+        acc, _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[k], _mm256_sign_epi8(bcast4(ab->qs + 4 * k), w[k])), ones));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s);
+}
+
+template <int T>
+inline void tile_q8(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_loadu_ps(acc + 8 * t);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int b = 0; b < nb; ++b) {
+    const __m256i* wq = reinterpret_cast<const __m256i*>(pk + size_t(b) * kQ8BlockBytes);
+    const __m256 dw = _mm256_load_ps(reinterpret_cast<const float*>(wq + 16));
+    for (int t = 0; t < T; ++t)
+      s[t] = step_q8(wq, wq + 8, dw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b0 + b, s[t], ones);
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+template <int T>
+inline void direct_q8(int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
+  constexpr size_t kW = 34;
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i w[8], wabs[8];
+    __m256 dw;
+    for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + (b + 8) * kW), _MM_HINT_T0);
+    load_block_q8(p, size_t(b) * kW, w, &dw);
+    for (int k = 0; k < 8; ++k) wabs[k] = _mm256_abs_epi8(w[k]);
+    for (int t = 0; t < T; ++t)
+      s[t] = step_q8(wabs, w, dw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t], ones);
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+void gemm_q8_impl(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                  float* y, size_t ys) {
+  constexpr size_t kW = 34;
+  const int64_t nb = n / 32;
+  alignas(32) uint8_t pk[kQ8BlocksPerChunk * kQ8BlockBytes];
+  alignas(32) float acc[kTokensPerChunk * 8];
+  for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
+    const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
+    const uint8_t* at = a + size_t(t0) * as;
+    for (int64_t r0 = 0; r0 < nr; r0 += 8) {
+      const uint8_t* p[8];
+      for (int r = 0; r < 8; ++r) p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;
+      const int rr = int(nr - r0 < 8 ? nr - r0 : 8);
+      if (ntc < kDirectBelow) {
+        switch (ntc) {
+          case 3: direct_q8<3>(nb, p, at, as, acc); break;
+          case 2: direct_q8<2>(nb, p, at, as, acc); break;
+          default: direct_q8<1>(nb, p, at, as, acc); break;
+        }
+      } else {
+        std::memset(acc, 0, sizeof(float) * 8 * size_t(ntc));
+        for (int64_t b0 = 0; b0 < nb; b0 += kQ8BlocksPerChunk) {
+          const int nbc = int(nb - b0 < kQ8BlocksPerChunk ? nb - b0 : kQ8BlocksPerChunk);
+          for (int b = 0; b < nbc; ++b) {
+            __m256i wv[8];
+            __m256 dw;
+            load_block_q8(p, size_t(b0 + b) * kW, wv, &dw);
+            __m256i* out = reinterpret_cast<__m256i*>(pk + size_t(b) * kQ8BlockBytes);
+            for (int k = 0; k < 8; ++k) {
+              _mm256_store_si256(out + k, _mm256_abs_epi8(wv[k]));
+              _mm256_store_si256(out + 8 + k, wv[k]);
+            }
+            _mm256_store_ps(reinterpret_cast<float*>(out + 16), dw);
+          }
+          int64_t t = 0;
+          for (; t + kTile <= ntc; t += kTile) tile_q8<kTile>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t);
+          switch (ntc - t) {
+            case 3: tile_q8<3>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+            case 2: tile_q8<2>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+            case 1: tile_q8<1>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+            default: break;
+          }
+        }
+      }
+      for (int64_t t = 0; t < ntc; ++t)
+        for (int r = 0; r < rr; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[8 * t + r];
+    }
+  }
+}
+
 }  // namespace
 
 void gemm_q4_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
   gemm_q4<false>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_q8_impl(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {

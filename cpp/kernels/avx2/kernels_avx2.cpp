@@ -569,13 +569,13 @@ constexpr KernelSet make_avx2() {
   k.gemm[int(GGMLType::F32)] = gemm_float<F32W>;
   k.gemm[int(GGMLType::F16)] = gemm_float<F16W>;
   k.gemm[int(GGMLType::BF16)] = gemm_float<BF16W>;
-  // Q4_0 / Q4_1: 8 rows per vector (gemm_rows8_avx2.cpp), for prefill and decode alike so that a
+  // Q4_0 / Q4_1 / Q8_0: 8 rows per vector (gemm_rows8_avx2.cpp), for prefill and decode alike so that a
   // token's result never depends on how many tokens share the call.
   k.gemm[int(GGMLType::Q4_0)] = avx2_rows8::gemm_q4_0;
   k.gemm[int(GGMLType::Q4_1)] = avx2_rows8::gemm_q4_1;
   k.gemm[int(GGMLType::Q5_0)] = gemm_legacy<Q5_0W>;
   k.gemm[int(GGMLType::Q5_1)] = gemm_legacy<Q5_1W>;
-  k.gemm[int(GGMLType::Q8_0)] = gemm_legacy<Q8_0W>;
+  k.gemm[int(GGMLType::Q8_0)] = avx2_rows8::gemm_q8_0;
   k.gemm[int(GGMLType::Q2_K)] = gemm_k<Q2_KW>;
   k.gemm[int(GGMLType::Q3_K)] = gemm_k<Q3_KW>;
   k.gemm[int(GGMLType::Q4_K)] = gemm_q4_k;

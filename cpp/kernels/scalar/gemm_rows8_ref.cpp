@@ -45,6 +45,24 @@ void ref_q4(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a
   }
 }
 
+void ref_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+              size_t ys) {
+  for (int64_t t = 0; t < nt; ++t) {
+    const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as);
+    for (int64_t r = 0; r < nr; ++r) {
+      const uint8_t* row = w + size_t(r) * ws;
+      float acc = 0.0f;
+      for (int64_t b = 0; b < n / 32; ++b) {
+        const uint8_t* blk = row + size_t(b) * 34;
+        int32_t isum = 0;
+        for (int j = 0; j < 32; ++j) isum += int32_t(int8_t(blk[2 + j])) * ab[b].qs[j];
+        acc = std::fma(float(isum), half(blk) * ab[b].d, acc);
+      }
+      y[size_t(t) * ys + size_t(r)] = acc;
+    }
+  }
+}
+
 void ref_q4k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
              size_t ys) {
   for (int64_t t = 0; t < nt; ++t) {
@@ -79,6 +97,7 @@ GemmRefFn gemm_rows8_ref(GGMLType type) {
   if (type == GGMLType::Q4_0) return ref_q4<false>;
   if (type == GGMLType::Q4_1) return ref_q4<true>;
   if (type == GGMLType::Q4_K) return ref_q4k;
+  if (type == GGMLType::Q8_0) return ref_q8_0;
   return nullptr;
 }
 
