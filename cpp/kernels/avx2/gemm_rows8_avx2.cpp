@@ -364,6 +364,9 @@ inline void tile_q8(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int6
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// Few tokens (decode): no transposition. Each row's block is multiplied in its own vector (as in the
+// row-tile kernels) and the 8 rows' int32 partial sums are reduced into one vector with lane r = row
+// r's exact block sum; the float sequence is then the same as tile_q8's.
 template <int T>
 inline void direct_q8(int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
   constexpr size_t kW = 34;
@@ -371,13 +374,27 @@ inline void direct_q8(int64_t nb, const uint8_t* const* p, const uint8_t* a, siz
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
+    const size_t boff = size_t(b) * kW;
     __m256i w[8], wabs[8];
-    __m256 dw;
-    for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + (b + 8) * kW), _MM_HINT_T0);
-    load_block_q8(p, size_t(b) * kW, w, &dw);
-    for (int k = 0; k < 8; ++k) wabs[k] = _mm256_abs_epi8(w[k]);
-    for (int t = 0; t < T; ++t)
-      s[t] = step_q8(wabs, w, dw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t], ones);
+    for (int r = 0; r < 8; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(p[r] + boff + 8 * kW), _MM_HINT_T0);
+      w[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[r] + boff + 2));
+      wabs[r] = _mm256_abs_epi8(w[r]);
+    }
+    const __m256 dw = scales8(p, boff);
+    for (int t = 0; t < T; ++t) {
+      const ActBlock* ab = reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b;
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab->qs));
+      __m256i pr[8];
+      for (int r = 0; r < 8; ++r)
+        pr[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[r], _mm256_sign_epi8(av, w[r])), ones);
+      const __m256i h01 = _mm256_hadd_epi32(pr[0], pr[1]), h23 = _mm256_hadd_epi32(pr[2], pr[3]);
+      const __m256i h45 = _mm256_hadd_epi32(pr[4], pr[5]), h67 = _mm256_hadd_epi32(pr[6], pr[7]);
+      const __m256i h0123 = _mm256_hadd_epi32(h01, h23), h4567 = _mm256_hadd_epi32(h45, h67);
+      const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
+                                            _mm256_permute2x128_si256(h0123, h4567, 0x31));
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s[t]);
+    }
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
