@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "../cpp/kernels/scalar/gemm_rows8_ref.h"
 #include "edgellama/errors.h"
 #include "edgellama/kernels.h"
 #include "edgellama/matmul.h"
@@ -251,6 +252,20 @@ void bind_kernels(py::module_& m) {
         return out;
       },
       py::arg("isa"), py::arg("g"), py::arg("u"));
+
+  m.def(
+      "kernel_gemm_rows8_ref",
+      [](const py::object& type, const py::bytes& wbytes, FloatArray x) {
+        // Scalar reference of the AVX2 rows8 arithmetic (activations quantized by the scalar kernels).
+        Prepared p = prepare(kScalarKernels, type, wbytes, x);
+        const GemmRefFn f = gemm_rows8_ref(p.t->type);
+        if (!f) throw ArgumentError(std::string("no rows8 reference for ") + p.t->name);
+        py::array_t<float> y({p.n_tokens, p.n_rows});
+        f(p.n_in, reinterpret_cast<const uint8_t*>(std::string_view(wbytes).data()), p.row_bytes, p.n_rows, p.act.data(),
+          p.act_stride, p.n_tokens, y.mutable_data(), size_t(p.n_rows));
+        return y;
+      },
+      py::arg("weight_type"), py::arg("weight_bytes"), py::arg("x"));
 
   m.def("kernel_gemm", &gemm_py, py::arg("isa"), py::arg("weight_type"), py::arg("weight_bytes"), py::arg("x"));
 

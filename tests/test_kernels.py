@@ -202,3 +202,61 @@ def test_shared_input_matmul_equals_separate_matmuls(n_threads):
             for (t, w, name), y in zip(ws, ys):
                 single, *_ = _core.kernel_matmul(t, w, x, n_threads=n_threads, name=name)
                 np.testing.assert_array_equal(y, single, err_msg=f"{types} {name} n_tok={n_tok}")
+
+
+ROWS8_TYPES = ["Q4_0", "Q4_1", "Q8_0", "Q4_K"]
+
+
+@pytest.mark.skipif("avx2" not in SIMD, reason="no AVX2 on this CPU")
+@pytest.mark.parametrize("t", ROWS8_TYPES)
+def test_rows8_kernels_bit_exact_vs_scalar_reference(t):
+    """The AVX2 8-rows-per-vector kernels (repacked scratch for >= 4 tokens; registers or, for Q4_K, row
+    tiles with the same per-output sequence below) follow the
+    arithmetic sequence of their scalar reference exactly: odd row / token counts, row tails of a
+    group of 8, more than one 64-block chunk of n_in, more than one 64-token chunk."""
+    rng = np.random.default_rng(11)
+    sizes = (256, 512, 9 * 256, 17 * 256) if t == "Q4_K" else (32, 96, 64 * 32 + 96, 2 * 64 * 32 + 32)
+    for n_in in sizes:
+        for n_rows in (1, 7, 8, 9, 17):
+            w = random_rows(t, n_rows, n_in, rng)
+            for n_tok in (1, 2, 3, 4, 5, 9, 70, 131):
+                x = (rng.standard_normal((n_tok, n_in)) * rng.uniform(0.1, 10)).astype(np.float32)
+                y = _core.kernel_gemm("avx2", t, w, x)
+                ref = _core.kernel_gemm_rows8_ref(t, w, x)
+                np.testing.assert_array_equal(y, ref, err_msg=f"{t} n_in={n_in} rows={n_rows} tokens={n_tok}")
+                absdot = np.abs(x) @ np.abs(dequant(t, w, n_rows, n_in)).T
+                _close(ref, _core.kernel_gemm("scalar", t, w, x), absdot)
+
+
+@pytest.mark.skipif("avx2" not in SIMD, reason="no AVX2 on this CPU")
+@pytest.mark.parametrize("t", ROWS8_TYPES)
+@pytest.mark.parametrize("extreme", ["max_scale", "all_max", "all_zero"])
+def test_rows8_kernels_extremes(t, extreme):
+    """All-15 nibbles (and 6-bit scales of 63) against +-127 activations: the int16 block sums and
+    int32 super-block sums stay in range."""
+    rng = np.random.default_rng(12)
+    n_in = 512 if t == "Q4_K" else 128
+    w = random_rows(t, 9, n_in, rng, extreme=extreme)
+    for x in (np.full((5, n_in), 1000.0, np.float32), np.full((5, n_in), -1.0, np.float32),
+              rng.standard_normal((5, n_in)).astype(np.float32)):
+        for n_tok in (1, 5):
+            xx = x[:n_tok].copy()
+            y = _core.kernel_gemm("avx2", t, w, xx)
+            np.testing.assert_array_equal(y, _core.kernel_gemm_rows8_ref(t, w, xx))
+
+
+@pytest.mark.parametrize("isa", SIMD)
+@pytest.mark.parametrize("t", ["Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"])
+def test_gemm_result_independent_of_token_and_row_split(isa, t):
+    """A (row, token) result is the same whether computed alone or inside a bigger call: results cannot
+    depend on n_batch or on how matmul splits rows and tokens across threads."""
+    rng = np.random.default_rng(13)
+    n_in = 2 * max(block_size(t), 32) * 3
+    w = random_rows(t, 19, n_in, rng)
+    x = rng.standard_normal((67, n_in)).astype(np.float32)
+    whole = _core.kernel_gemm(isa, t, w, x)
+    row_bytes = len(w) // 19
+    for t0, t1 in ((0, 1), (3, 5), (10, 13), (0, 64), (60, 67)):
+        np.testing.assert_array_equal(_core.kernel_gemm(isa, t, w, x[t0:t1]), whole[t0:t1])
+    for r0, r1 in ((0, 1), (5, 13), (8, 19)):
+        np.testing.assert_array_equal(_core.kernel_gemm(isa, t, w[r0 * row_bytes:r1 * row_bytes], x[:9]), whole[:9, r0:r1])

@@ -12,6 +12,7 @@
 
 #include "../entry_points.h"
 #include "../kquant_scales.h"
+#include "gemm_rows8.h"
 #include "edgellama/kernels.h"
 
 namespace edgellama {
@@ -395,11 +396,23 @@ struct Q6_KW {
   }
 };
 
-template <class K, int R, int T>
+inline float fma_ss(float a, float b, float c) {
+  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
+inline float fnma_ss(float a, float b, float c) {
+  return _mm_cvtss_f32(_mm_fnmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
+
+// kSeq: per (row, token) the integer super-block sums are reduced exactly and folded into one scalar
+// accumulator with the sequence of the rows8 kernels (gemm_rows8_avx2.cpp):
+//   acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
+// so a token's result does not depend on which of the two kernels computed it.
+template <class K, int R, int T, bool kSeq = false>
 void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
   __m256 acc[R][T];
+  float sacc[R][T];
   for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps(), sacc[r][t] = 0.0f;
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk[R];
     float d[R], dm[R];
@@ -432,6 +445,14 @@ void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as
     for (int t = 0; t < T; ++t) {
       const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->bsums));
       const float da = ab[t]->d;
+      if constexpr (kSeq) {
+        for (int r = 0; r < R; ++r) {
+          const int isum = hsum_i32(iacc[r][t]), msum = hsum_i32(_mm256_madd_epi16(mn[r], bs));
+          sacc[r][t] = fma_ss(float(isum), d[r] * da, sacc[r][t]);
+          sacc[r][t] = fnma_ss(float(msum), dm[r] * da, sacc[r][t]);
+        }
+        continue;
+      }
       for (int r = 0; r < R; ++r) {
         const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mn[r], bs));
         acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[r][t]), _mm256_set1_ps(d[r] * da), acc[r][t]);
@@ -440,15 +461,15 @@ void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as
     }
   }
   for (int t = 0; t < T; ++t)
-    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = hsum(acc[r][t]);
+    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = kSeq ? sacc[r][t] : hsum(acc[r][t]);
 }
 
-template <class K>
+template <class K, bool kSeq = false>
 struct KTile {
   template <int R, int T>
   struct Of {
     static void run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
-      tile_k<K, R, T>(nb, w, ws, a, as, y, ys);
+      tile_k<K, R, T, kSeq>(nb, w, ws, a, as, y, ys);
     }
   };
 };
@@ -457,6 +478,17 @@ template <class K>
 void gemm_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
             size_t ys) {
   gemm_tiled<KTile<K>::template Of>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
+}
+
+// Q4_K: rows8 kernel (gemm_rows8_avx2.cpp) from 4 tokens up; below, the row tiles above with the
+// same per-output arithmetic (decode: no transposition work to amortize).
+void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  if (nt >= 4) {
+    avx2_rows8::gemm_q4_k(n, w, ws, nr, a, as, nt, y, ys);
+    return;
+  }
+  gemm_tiled<KTile<Q4_KW, true>::template Of>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
 }
 
 // ---- float weights ----------------------------------------------------------------------------------
@@ -538,14 +570,16 @@ constexpr KernelSet make_avx2() {
   k.gemm[int(GGMLType::F32)] = gemm_float<F32W>;
   k.gemm[int(GGMLType::F16)] = gemm_float<F16W>;
   k.gemm[int(GGMLType::BF16)] = gemm_float<BF16W>;
-  k.gemm[int(GGMLType::Q4_0)] = gemm_legacy<Q4_0W>;
-  k.gemm[int(GGMLType::Q4_1)] = gemm_legacy<Q4_1W>;
+  // Q4_0 / Q4_1 / Q8_0: 8 rows per vector (gemm_rows8_avx2.cpp), for prefill and decode alike so that a
+  // token's result never depends on how many tokens share the call.
+  k.gemm[int(GGMLType::Q4_0)] = avx2_rows8::gemm_q4_0;
+  k.gemm[int(GGMLType::Q4_1)] = avx2_rows8::gemm_q4_1;
   k.gemm[int(GGMLType::Q5_0)] = gemm_legacy<Q5_0W>;
   k.gemm[int(GGMLType::Q5_1)] = gemm_legacy<Q5_1W>;
-  k.gemm[int(GGMLType::Q8_0)] = gemm_legacy<Q8_0W>;
+  k.gemm[int(GGMLType::Q8_0)] = avx2_rows8::gemm_q8_0;
   k.gemm[int(GGMLType::Q2_K)] = gemm_k<Q2_KW>;
   k.gemm[int(GGMLType::Q3_K)] = gemm_k<Q3_KW>;
-  k.gemm[int(GGMLType::Q4_K)] = gemm_k<Q4_KW>;
+  k.gemm[int(GGMLType::Q4_K)] = gemm_q4_k;
   k.gemm[int(GGMLType::Q5_K)] = gemm_k<Q5_KW>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_k<Q6_KW>;
   k.attn_tile = avx2_attention_tile;

@@ -1,0 +1,22 @@
+// AVX2 kernels computing 8 weight rows per vector (cpp/kernels/avx2/gemm_rows8_avx2.cpp); GemmFn
+// signature (edgellama/kernels.h). Declared here, defined with AVX2 flags: call only through a
+// KernelSet that dispatch handed out.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace edgellama {
+namespace avx2_rows8 {
+
+void gemm_q4_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys);
+void gemm_q4_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys);
+
+void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys);
+void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys);
+
+}  // namespace avx2_rows8
+}  // namespace edgellama

@@ -1,0 +1,472 @@
+// AVX2 "8 rows per vector" GEMM for 4-bit formats (Q4_0, Q4_1; Q4_K further down). Compiled with the
+// AVX2 flags of this directory; only reached through kAvx2Kernels after dispatch checked the CPU.
+// Includes no header whose external-linkage inline functions baseline code also uses (no std
+// containers here), see kernels_avx2.cpp.
+//
+// Layout: for a group of 8 weight rows, each block of 32 values is transposed (in a small stack
+// scratch, per call, never in the model) into 8 vectors: vector k holds, in 32-bit lane r, the
+// unpacked quants 4k..4k+3 of row r (0..15 as uint8). One token's 4 activation bytes 4k..4k+3 are
+// broadcast to all lanes, so one maddubs computes 4 products for 8 rows at once; the 8 maddubs of a
+// block are summed in int16 (at most 8 * 2 * 15 * 127 = 30480, no overflow), widened once, and the
+// float work (convert, scale, offset) is done once per block for 8 rows instead of once per row.
+//
+// Per output (row r, token t) the arithmetic is a fixed sequence, independent of the tile the pair
+// is computed in (so results do not depend on threads / batch split):
+//   acc = 0; for each block b: acc = fma(float(isum_b), dw_b * da_b, acc); acc = fma(cw_b, sa_b, acc)
+// with isum_b = sum(q * qa) (exact int), cw_b = -8 dw_b (Q4_0) or m_b (Q4_1), sa_b = da_b*sum(qa).
+// The scalar reference of this sequence is gemm_rows8_ref in cpp/kernels/scalar/gemm_rows8_ref.cpp.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "../kquant_scales.h"
+#include "edgellama/quant_blocks.h"
+#include "gemm_rows8.h"
+
+namespace edgellama {
+namespace avx2_rows8 {
+namespace {
+
+constexpr int kBlocksPerChunk = 64;   // blocks repacked at a time (20 KB of scratch)
+constexpr int kTokensPerChunk = 64;   // tokens whose partial sums are kept between block chunks
+constexpr int kTile = 4;              // tokens per register tile
+constexpr int kDirectBelow = 4;       // fewer tokens than this: no repacking
+constexpr size_t kBlockBytes = 8 * 32 + 8 * 4 * 2;  // quants + dw[8] + cw[8]
+
+struct ActBlock {  // = ActQ8x32
+  float d;
+  float s;
+  int8_t qs[32];
+};
+
+inline float h2f(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+inline __m256i load2x128(const uint8_t* lo, const uint8_t* hi) {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lo))),
+                                 _mm_loadu_si128(reinterpret_cast<const __m128i*>(hi)), 1);
+}
+
+// Quant bytes 16 at byte o of each row's block, transposed: x[k] lane r = bytes 4k..4k+3 of row r.
+inline void transpose_rows(const uint8_t* const* p, size_t o, __m256i* x) {
+  const __m256i a = load2x128(p[0] + o, p[4] + o);
+  const __m256i b = load2x128(p[1] + o, p[5] + o);
+  const __m256i c = load2x128(p[2] + o, p[6] + o);
+  const __m256i d = load2x128(p[3] + o, p[7] + o);
+  const __m256i ab_lo = _mm256_unpacklo_epi32(a, b), ab_hi = _mm256_unpackhi_epi32(a, b);
+  const __m256i cd_lo = _mm256_unpacklo_epi32(c, d), cd_hi = _mm256_unpackhi_epi32(c, d);
+  x[0] = _mm256_unpacklo_epi64(ab_lo, cd_lo);
+  x[1] = _mm256_unpackhi_epi64(ab_lo, cd_lo);
+  x[2] = _mm256_unpacklo_epi64(ab_hi, cd_hi);
+  x[3] = _mm256_unpackhi_epi64(ab_hi, cd_hi);
+}
+
+// The fp16 at byte `at` of each row's block (8 rows) as 8 floats, built with vector ops.
+inline __m256 scales8(const uint8_t* const* p, size_t at) {
+  uint16_t h[8];
+  for (int r = 0; r < 8; ++r) std::memcpy(&h[r], p[r] + at, 2);
+  const __m128i v = _mm_setr_epi16(short(h[0]), short(h[1]), short(h[2]), short(h[3]), short(h[4]), short(h[5]),
+                                   short(h[6]), short(h[7]));
+  return _mm256_cvtph_ps(v);
+}
+
+// One 32-value block of 8 rows (row pointers; the block at byte boff of each row), transposed:
+// g[k] lane r = quants 4k..4k+3 of row r (uint8 0..15); dw, cw per lane.
+template <bool kQ41>
+inline void load_block(const uint8_t* const* p, size_t boff, __m256i* g, __m256* dw, __m256* cw) {
+  __m256i x[4];
+  transpose_rows(p, boff + (kQ41 ? 4 : 2), x);
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (int k = 0; k < 4; ++k) {
+    g[k] = _mm256_and_si256(x[k], m4);                             // values 4k..4k+3 (low nibbles)
+    g[k + 4] = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);  // values 16+4k..16+4k+3
+  }
+  *dw = scales8(p, boff);
+  *cw = kQ41 ? scales8(p, boff + 2) : _mm256_mul_ps(*dw, _mm256_set1_ps(-8.0f));
+}
+
+template <bool kQ41>
+inline void repack_block(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+  __m256i g[8];
+  __m256 dw, cw;
+  load_block<kQ41>(p, boff, g, &dw, &cw);
+  __m256i* out = reinterpret_cast<__m256i*>(dst);
+  for (int k = 0; k < 8; ++k) _mm256_store_si256(out + k, g[k]);
+  _mm256_store_ps(reinterpret_cast<float*>(out + 8), dw);
+  _mm256_store_ps(reinterpret_cast<float*>(out + 8) + 8, cw);
+}
+
+inline __m256i bcast4(const int8_t* q) {
+  int32_t v;
+  std::memcpy(&v, q, 4);
+  return _mm256_set1_epi32(v);
+}
+
+inline __m256 step(const __m256i* w, __m256 dw, __m256 cw, const ActBlock* ab, __m256 s, __m256i ones) {
+  __m256i p = _mm256_maddubs_epi16(w[0], bcast4(ab->qs));
+  for (int k = 1; k < 8; ++k) p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[k], bcast4(ab->qs + 4 * k)));
+  const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+  s = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s);
+  return _mm256_fmadd_ps(cw, _mm256_broadcast_ss(&ab->s), s);
+}
+
+// T tokens x 8 rows over nb repacked blocks; acc holds the running sums (8 floats per token).
+template <int T>
+inline void tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_loadu_ps(acc + 8 * t);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int b = 0; b < nb; ++b) {
+    const __m256i* wq = reinterpret_cast<const __m256i*>(pk + size_t(b) * kBlockBytes);
+    __m256i w[8];
+    for (int k = 0; k < 8; ++k) w[k] = _mm256_load_si256(wq + k);
+    const __m256 dw = _mm256_load_ps(reinterpret_cast<const float*>(wq + 8));
+    const __m256 cw = _mm256_load_ps(reinterpret_cast<const float*>(wq + 8) + 8);
+    for (int t = 0; t < T; ++t)
+      s[t] = step(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b0 + b, s[t], ones);
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+// Few tokens (decode): no scratch, the transposed block is used straight from registers.
+template <bool kQ41, int T>
+inline void direct(int64_t nb, const uint8_t* const* p, size_t kW, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i w[8];
+    __m256 dw, cw;
+    for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + (b + 8) * kW), _MM_HINT_T0);
+    load_block<kQ41>(p, size_t(b) * kW, w, &dw, &cw);
+    for (int t = 0; t < T; ++t) s[t] = step(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t], ones);
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+template <bool kQ41>
+void gemm_q4(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+             size_t ys) {
+  constexpr size_t kW = kQ41 ? 20 : 18;
+  const int64_t nb = n / 32;
+  alignas(32) uint8_t pk[kBlocksPerChunk * kBlockBytes];
+  alignas(32) float acc[kTokensPerChunk * 8];
+  for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
+    const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
+    const uint8_t* at = a + size_t(t0) * as;
+    for (int64_t r0 = 0; r0 < nr; r0 += 8) {
+      const uint8_t* p[8];
+      for (int r = 0; r < 8; ++r) p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;  // tail: repeat last row
+      const int rr = int(nr - r0 < 8 ? nr - r0 : 8);
+      if (ntc < kDirectBelow) {
+        switch (ntc) {
+          case 3: direct<kQ41, 3>(nb, p, kW, at, as, acc); break;
+          case 2: direct<kQ41, 2>(nb, p, kW, at, as, acc); break;
+          default: direct<kQ41, 1>(nb, p, kW, at, as, acc); break;
+        }
+        for (int64_t t = 0; t < ntc; ++t)
+          for (int r = 0; r < rr; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[8 * t + r];
+        continue;
+      }
+      std::memset(acc, 0, sizeof(float) * 8 * size_t(ntc));
+      for (int64_t b0 = 0; b0 < nb; b0 += kBlocksPerChunk) {
+        const int nbc = int(nb - b0 < kBlocksPerChunk ? nb - b0 : kBlocksPerChunk);
+        for (int b = 0; b < nbc; ++b) repack_block<kQ41>(p, size_t(b0 + b) * kW, pk + size_t(b) * kBlockBytes);
+        int64_t t = 0;
+        for (; t + kTile <= ntc; t += kTile) tile<kTile>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t);
+        switch (ntc - t) {
+          case 3: tile<3>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+          case 2: tile<2>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+          case 1: tile<1>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+          default: break;
+        }
+      }
+      for (int64_t t = 0; t < ntc; ++t)
+        for (int r = 0; r < rr; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[8 * t + r];
+    }
+  }
+}
+
+// ---- Q4_K: super-blocks of 256 values, 8 sub-blocks of 32 with 6-bit scales / mins ----------------
+// For fewer than 4 tokens kernels_avx2.cpp uses its row tiles with the same per-output sequence.
+// Scratch per super-block of 8 rows: for sub-block c and group G (values 32c+4G..+3): one vector of
+// the 8 rows' quants; per sub-block c: the 8 rows' scales and mins as int16 pairs (s, s) in each
+// 32-bit lane (madd operands); d and dmin of the 8 rows. Per (row, token, super-block):
+//   isum = sum_c sc_c * sum_i q_i a_i, msum = sum_c mn_c * (bsums[2c] + bsums[2c+1]) (exact ints)
+//   acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
+
+constexpr int kSuperPerChunk = 8;
+constexpr size_t kKQuantBytes = 64 * 32, kKBlockBytes = kKQuantBytes + 16 * 32 + 2 * 32;
+
+// 8 rows' 8 bytes (x[r], low 64 bits) transposed: out[c] lane r = x[r] byte c, as the int16 pair (v, v).
+inline void transpose8x8_pairs(const __m128i* x, __m256i* out) {
+  const __m128i a0 = _mm_unpacklo_epi8(x[0], x[1]), a1 = _mm_unpacklo_epi8(x[2], x[3]);
+  const __m128i a2 = _mm_unpacklo_epi8(x[4], x[5]), a3 = _mm_unpacklo_epi8(x[6], x[7]);
+  const __m128i b0 = _mm_unpacklo_epi16(a0, a1), b1 = _mm_unpackhi_epi16(a0, a1);  // c0..3 / c4..7, rows 0..3
+  const __m128i b2 = _mm_unpacklo_epi16(a2, a3), b3 = _mm_unpackhi_epi16(a2, a3);  // rows 4..7
+  __m128i c[4];
+  c[0] = _mm_unpacklo_epi32(b0, b2);  // byte 0 of rows 0..7, then byte 1
+  c[1] = _mm_unpackhi_epi32(b0, b2);
+  c[2] = _mm_unpacklo_epi32(b1, b3);
+  c[3] = _mm_unpackhi_epi32(b1, b3);
+  for (int q = 0; q < 4; ++q) {
+    const __m256i v0 = _mm256_cvtepu8_epi32(c[q]), v1 = _mm256_cvtepu8_epi32(_mm_srli_si128(c[q], 8));
+    out[2 * q] = _mm256_or_si256(v0, _mm256_slli_epi32(v0, 16));
+    out[2 * q + 1] = _mm256_or_si256(v1, _mm256_slli_epi32(v1, 16));
+  }
+}
+
+// Q4_K 6-bit scales / mins of 8 rows: sc[c] / mn[c] lane r = (v, v) int16 pair of row r, sub-block c.
+inline void scale_vectors_q4k(const uint8_t* const* p, size_t boff, __m256i* sc, __m256i* mn) {
+  __m128i xs[8], xm[8];
+  for (int r = 0; r < 8; ++r) {
+    uint32_t u[3];
+    std::memcpy(u, p[r] + boff + 4, 12);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    const uint32_t s0 = u[0] & m6, s1 = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
+    const uint32_t n0 = u[1] & m6, n1 = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+    xs[r] = _mm_cvtsi64_si128(int64_t(uint64_t(s0) | uint64_t(s1) << 32));
+    xm[r] = _mm_cvtsi64_si128(int64_t(uint64_t(n0) | uint64_t(n1) << 32));
+  }
+  transpose8x8_pairs(xs, sc);
+  transpose8x8_pairs(xm, mn);
+}
+
+inline void repack_q4k(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+  constexpr size_t qs_off = 16;  // d, dmin, scales[12]
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256i* out = reinterpret_cast<__m256i*>(dst);
+  for (int i = 0; i < 4; ++i) {
+    for (int h = 0; h < 2; ++h) {
+      __m256i x[4];
+      transpose_rows(p, boff + qs_off + 32 * size_t(i) + 16 * size_t(h), x);
+      for (int k = 0; k < 4; ++k) {
+        const int g = 4 * h + k;
+        _mm256_store_si256(out + (2 * i) * 8 + g, _mm256_and_si256(x[k], m4));
+        _mm256_store_si256(out + (2 * i + 1) * 8 + g, _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4));
+      }
+    }
+  }
+  scale_vectors_q4k(p, boff, out + 64, out + 72);
+  float* d = reinterpret_cast<float*>(dst + kKQuantBytes + 16 * 32);
+  _mm256_store_ps(d, scales8(p, boff));
+  _mm256_store_ps(d + 8, scales8(p, boff + 2));
+}
+
+inline __m256 finish_q4k(__m256i iacc, const __m256i* mn, __m256 d, __m256 dm, const block_q8_K* ab, __m256 s) {
+  __m256i ms = _mm256_madd_epi16(_mm256_load_si256(mn), bcast4(reinterpret_cast<const int8_t*>(ab->bsums)));
+  for (int c = 1; c < 8; ++c)
+    ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_load_si256(mn + c),
+                                                bcast4(reinterpret_cast<const int8_t*>(ab->bsums + 2 * c))));
+  const __m256 da = _mm256_broadcast_ss(&ab->d);
+  s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc), _mm256_mul_ps(d, da), s);
+  return _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s);
+}
+
+template <int T>
+inline void tile_q4k(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_loadu_ps(acc + 8 * t);
+  for (int sb = 0; sb < nsb; ++sb) {
+    const uint8_t* blk = pk + size_t(sb) * kKBlockBytes;
+    const __m256i* wq = reinterpret_cast<const __m256i*>(blk);
+    const __m256i* scv = reinterpret_cast<const __m256i*>(blk + kKQuantBytes);
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
+    __m256i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      __m256i w[8];
+      for (int k = 0; k < 8; ++k) w[k] = _mm256_load_si256(wq + 8 * c + k);
+      const __m256i sc = _mm256_load_si256(scv + c);
+      for (int t = 0; t < T; ++t) {
+        const int8_t* q = ab[t]->qs + 32 * c;
+        __m256i pp = _mm256_maddubs_epi16(w[0], bcast4(q));
+        for (int k = 1; k < 8; ++k) pp = _mm256_add_epi16(pp, _mm256_maddubs_epi16(w[k], bcast4(q + 4 * k)));
+        iacc[t] = _mm256_add_epi32(iacc[t], _mm256_madd_epi16(pp, sc));
+      }
+    }
+    const __m256 d = _mm256_load_ps(reinterpret_cast<const float*>(blk + kKQuantBytes + 16 * 32));
+    const __m256 dm = _mm256_load_ps(reinterpret_cast<const float*>(blk + kKQuantBytes + 16 * 32) + 8);
+    for (int t = 0; t < T; ++t) s[t] = finish_q4k(iacc[t], scv + 8, d, dm, ab[t], s[t]);
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+void gemm_q4k_impl(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                   float* y, size_t ys) {
+  constexpr size_t kW = sizeof(block_q4_K);
+  const int64_t nsb = n / QK_K;
+  alignas(32) uint8_t pk[kSuperPerChunk * kKBlockBytes];
+  alignas(32) float acc[kTokensPerChunk * 8];
+  for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
+    const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
+    const uint8_t* at = a + size_t(t0) * as;
+    for (int64_t r0 = 0; r0 < nr; r0 += 8) {
+      const uint8_t* p[8];
+      for (int r = 0; r < 8; ++r) p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;
+      const int rr = int(nr - r0 < 8 ? nr - r0 : 8);
+      std::memset(acc, 0, sizeof(float) * 8 * size_t(ntc));
+      for (int64_t b0 = 0; b0 < nsb; b0 += kSuperPerChunk) {
+        const int nbc = int(nsb - b0 < kSuperPerChunk ? nsb - b0 : kSuperPerChunk);
+        for (int b = 0; b < nbc; ++b) repack_q4k(p, size_t(b0 + b) * kW, pk + size_t(b) * kKBlockBytes);
+        int64_t t = 0;
+        for (; t + kTile <= ntc; t += kTile) tile_q4k<kTile>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t);
+        switch (ntc - t) {
+          case 3: tile_q4k<3>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+          case 2: tile_q4k<2>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+          case 1: tile_q4k<1>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+          default: break;
+        }
+      }
+      for (int64_t t = 0; t < ntc; ++t)
+        for (int r = 0; r < rr; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[8 * t + r];
+    }
+  }
+}
+
+// ---- Q8_0: signed int8 quants; maddubs(|w|, sign(a, w)) per group, widened per group (two products
+// can exceed int16). Scratch per block of 8 rows: 8 vectors |w|, 8 vectors w, dw[8]. Per output:
+//   acc = fma(float(isum_b), dw_b * da_b, acc)
+
+constexpr int kQ8BlocksPerChunk = 32;
+constexpr size_t kQ8BlockBytes = 16 * 32 + 32;
+
+inline void load_block_q8(const uint8_t* const* p, size_t boff, __m256i* w, __m256* dw) {
+  transpose_rows(p, boff + 2, w);
+  transpose_rows(p, boff + 18, w + 4);
+  *dw = scales8(p, boff);
+}
+
+inline __m256 step_q8(const __m256i* wabs, const __m256i* w, __m256 dw, const ActBlock* ab, __m256 s, __m256i ones) {
+  __m256i acc = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[0], _mm256_sign_epi8(bcast4(ab->qs), w[0])), ones);
+  for (int k = 1; k < 8; ++k)
+    acc = _mm256_add_epi32(
+        acc, _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[k], _mm256_sign_epi8(bcast4(ab->qs + 4 * k), w[k])), ones));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s);
+}
+
+template <int T>
+inline void tile_q8(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_loadu_ps(acc + 8 * t);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int b = 0; b < nb; ++b) {
+    const __m256i* wq = reinterpret_cast<const __m256i*>(pk + size_t(b) * kQ8BlockBytes);
+    const __m256 dw = _mm256_load_ps(reinterpret_cast<const float*>(wq + 16));
+    for (int t = 0; t < T; ++t)
+      s[t] = step_q8(wq, wq + 8, dw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b0 + b, s[t], ones);
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+// Few tokens (decode): no transposition. Each row's block is multiplied in its own vector (as in the
+// row-tile kernels) and the 8 rows' int32 partial sums are reduced into one vector with lane r = row
+// r's exact block sum; the float sequence is then the same as tile_q8's.
+template <int T>
+inline void direct_q8(int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
+  constexpr size_t kW = 34;
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    const size_t boff = size_t(b) * kW;
+    __m256i w[8], wabs[8];
+    for (int r = 0; r < 8; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(p[r] + boff + 8 * kW), _MM_HINT_T0);
+      w[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[r] + boff + 2));
+      wabs[r] = _mm256_abs_epi8(w[r]);
+    }
+    const __m256 dw = scales8(p, boff);
+    for (int t = 0; t < T; ++t) {
+      const ActBlock* ab = reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b;
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab->qs));
+      __m256i pr[8];
+      for (int r = 0; r < 8; ++r)
+        pr[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[r], _mm256_sign_epi8(av, w[r])), ones);
+      const __m256i h01 = _mm256_hadd_epi32(pr[0], pr[1]), h23 = _mm256_hadd_epi32(pr[2], pr[3]);
+      const __m256i h45 = _mm256_hadd_epi32(pr[4], pr[5]), h67 = _mm256_hadd_epi32(pr[6], pr[7]);
+      const __m256i h0123 = _mm256_hadd_epi32(h01, h23), h4567 = _mm256_hadd_epi32(h45, h67);
+      const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
+                                            _mm256_permute2x128_si256(h0123, h4567, 0x31));
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+void gemm_q8_impl(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                  float* y, size_t ys) {
+  constexpr size_t kW = 34;
+  const int64_t nb = n / 32;
+  alignas(32) uint8_t pk[kQ8BlocksPerChunk * kQ8BlockBytes];
+  alignas(32) float acc[kTokensPerChunk * 8];
+  for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
+    const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
+    const uint8_t* at = a + size_t(t0) * as;
+    for (int64_t r0 = 0; r0 < nr; r0 += 8) {
+      const uint8_t* p[8];
+      for (int r = 0; r < 8; ++r) p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;
+      const int rr = int(nr - r0 < 8 ? nr - r0 : 8);
+      if (ntc < kDirectBelow) {
+        switch (ntc) {
+          case 3: direct_q8<3>(nb, p, at, as, acc); break;
+          case 2: direct_q8<2>(nb, p, at, as, acc); break;
+          default: direct_q8<1>(nb, p, at, as, acc); break;
+        }
+      } else {
+        std::memset(acc, 0, sizeof(float) * 8 * size_t(ntc));
+        for (int64_t b0 = 0; b0 < nb; b0 += kQ8BlocksPerChunk) {
+          const int nbc = int(nb - b0 < kQ8BlocksPerChunk ? nb - b0 : kQ8BlocksPerChunk);
+          for (int b = 0; b < nbc; ++b) {
+            __m256i wv[8];
+            __m256 dw;
+            load_block_q8(p, size_t(b0 + b) * kW, wv, &dw);
+            __m256i* out = reinterpret_cast<__m256i*>(pk + size_t(b) * kQ8BlockBytes);
+            for (int k = 0; k < 8; ++k) {
+              _mm256_store_si256(out + k, _mm256_abs_epi8(wv[k]));
+              _mm256_store_si256(out + 8 + k, wv[k]);
+            }
+            _mm256_store_ps(reinterpret_cast<float*>(out + 16), dw);
+          }
+          int64_t t = 0;
+          for (; t + kTile <= ntc; t += kTile) tile_q8<kTile>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t);
+          switch (ntc - t) {
+            case 3: tile_q8<3>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+            case 2: tile_q8<2>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+            case 1: tile_q8<1>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+            default: break;
+          }
+        }
+      }
+      for (int64_t t = 0; t < ntc; ++t)
+        for (int r = 0; r < rr; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[8 * t + r];
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_q4_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_q4<false>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_q8_impl(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_q4k_impl(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q4_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_q4<true>(n, w, ws, nr, a, as, nt, y, ys);
+}
+
+}  // namespace avx2_rows8
+}  // namespace edgellama

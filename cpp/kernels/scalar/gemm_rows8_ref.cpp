@@ -1,0 +1,104 @@
+#include "gemm_rows8_ref.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "../kquant_scales.h"
+#include "edgellama/fp16.h"
+#include "edgellama/kernels.h"
+#include "edgellama/quant_types.h"
+
+namespace edgellama {
+namespace {
+
+float half(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return fp16_to_float(h);
+}
+
+template <bool kQ41>
+void ref_q4(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+            size_t ys) {
+  constexpr size_t kW = kQ41 ? 20 : 18;
+  constexpr int off = kQ41 ? 4 : 2;
+  for (int64_t t = 0; t < nt; ++t) {
+    const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as);
+    for (int64_t r = 0; r < nr; ++r) {
+      const uint8_t* row = w + size_t(r) * ws;
+      float acc = 0.0f;
+      for (int64_t b = 0; b < n / 32; ++b) {
+        const uint8_t* blk = row + size_t(b) * kW;
+        int32_t isum = 0;
+        for (int j = 0; j < 16; ++j) {
+          isum += int32_t(blk[off + j] & 0x0F) * ab[b].qs[j];
+          isum += int32_t(blk[off + j] >> 4) * ab[b].qs[j + 16];
+        }
+        const float dw = half(blk);
+        const float cw = kQ41 ? half(blk + 2) : -8.0f * dw;
+        const float scale = dw * ab[b].d;
+        acc = std::fma(float(isum), scale, acc);
+        acc = std::fma(cw, ab[b].s, acc);
+      }
+      y[size_t(t) * ys + size_t(r)] = acc;
+    }
+  }
+}
+
+void ref_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+              size_t ys) {
+  for (int64_t t = 0; t < nt; ++t) {
+    const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as);
+    for (int64_t r = 0; r < nr; ++r) {
+      const uint8_t* row = w + size_t(r) * ws;
+      float acc = 0.0f;
+      for (int64_t b = 0; b < n / 32; ++b) {
+        const uint8_t* blk = row + size_t(b) * 34;
+        int32_t isum = 0;
+        for (int j = 0; j < 32; ++j) isum += int32_t(int8_t(blk[2 + j])) * ab[b].qs[j];
+        acc = std::fma(float(isum), half(blk) * ab[b].d, acc);
+      }
+      y[size_t(t) * ys + size_t(r)] = acc;
+    }
+  }
+}
+
+void ref_q4k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+             size_t ys) {
+  for (int64_t t = 0; t < nt; ++t) {
+    const block_q8_K* ab = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as);
+    for (int64_t r = 0; r < nr; ++r) {
+      const block_q4_K* wb = reinterpret_cast<const block_q4_K*>(w + size_t(r) * ws);
+      float acc = 0.0f;
+      for (int64_t b = 0; b < n / QK_K; ++b) {
+        int32_t isum = 0, msum = 0;
+        for (int c = 0; c < 8; ++c) {
+          int sc, mn;
+          kq::scale_min_k4(c, wb[b].scales, &sc, &mn);
+          int32_t part = 0;
+          for (int j = 0; j < 32; ++j) {
+            const uint8_t byte = wb[b].qs[32 * (c / 2) + j];
+            part += int32_t(c % 2 ? byte >> 4 : byte & 0x0F) * ab[b].qs[32 * c + j];
+          }
+          isum += sc * part;
+          msum += mn * (int32_t(ab[b].bsums[2 * c]) + int32_t(ab[b].bsums[2 * c + 1]));
+        }
+        acc = std::fma(float(isum), fp16_to_float(wb[b].d) * ab[b].d, acc);
+        acc = std::fma(-float(msum), fp16_to_float(wb[b].dmin) * ab[b].d, acc);
+      }
+      y[size_t(t) * ys + size_t(r)] = acc;
+    }
+  }
+}
+
+}  // namespace
+
+GemmRefFn gemm_rows8_ref(GGMLType type) {
+  if (type == GGMLType::Q4_0) return ref_q4<false>;
+  if (type == GGMLType::Q4_1) return ref_q4<true>;
+  if (type == GGMLType::Q4_K) return ref_q4k;
+  if (type == GGMLType::Q8_0) return ref_q8_0;
+  return nullptr;
+}
+
+}  // namespace edgellama
