@@ -54,7 +54,7 @@ def test_run_via_pulled_name(model, tmp_path):
 
 def test_chat_piped(model):
     r = edgellama("chat", model, "--temp", "0", "-n", "12", "-c", "512",
-                  stdin="What is the capital of France?\nAnd of Italy?\n")
+                  stdin="Name the capital of France.\nName the capital of Italy.\n")
     assert r.returncode == 0, r.stderr
     assert "Paris" in r.stdout and "Rome" in r.stdout
 

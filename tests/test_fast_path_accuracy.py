@@ -23,6 +23,22 @@ TEXT = (
     "little strain on the joints, and town planners value it because it takes up little space and makes no noise."
 )
 
+# A second, unrelated passage: top-1 agreement over ~200 positions moves by a position or two with
+# any change in rounding (a dozen positions have exact-path top-2 margins under 0.1 logits), so the
+# bar is checked over both passages (~440 positions) to measure the path, not one noise realization.
+TEXT2 = (
+    "To bake a simple loaf of bread at home you need only flour, water, salt and yeast. Mix the yeast with "
+    "warm water and a pinch of sugar, and wait a few minutes until the surface begins to foam. Stir the "
+    "flour and salt together in a large bowl, pour in the liquid, and work the mixture with your hands until "
+    "it forms a rough dough. Turn it out onto the table and knead it for about ten minutes, folding and "
+    "pressing, until it feels smooth and springs back when you poke it. Place the dough in an oiled bowl, "
+    "cover it with a damp cloth, and leave it somewhere warm for an hour or two, until it has doubled in "
+    "size. Then press out the air, shape it into a loaf, and let it rise once more while the oven heats. "
+    "Bake it for thirty to forty minutes, until the crust is golden brown and the bottom sounds hollow when "
+    "you tap it. Let the bread cool on a rack before you cut it, because the inside keeps cooking for a "
+    "while after it leaves the oven, and a loaf sliced too early will be gummy in the middle."
+)
+
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float64)
@@ -36,16 +52,21 @@ def _logits(path, tokens, precision, threads=2):
 
 
 @pytest.fixture(scope="module")
-def tokens(smollm2_path):
+def passages(smollm2_path):
     with edgellama.Llama(smollm2_path, vocab_only=True) as v:
-        ids = v.tokenize(TEXT, add_bos=False)
-    assert len(ids) >= 180, len(ids)
-    return ids
+        out = [v.tokenize(t, add_bos=False) for t in (TEXT, TEXT2)]
+    assert all(len(ids) >= 180 for ids in out), [len(ids) for ids in out]
+    return out
 
 
 @pytest.fixture(scope="module")
-def exact_logits(smollm2_path, tokens):
-    return _logits(smollm2_path, tokens, "exact")
+def tokens(passages):
+    return passages[0]
+
+
+@pytest.fixture(scope="module")
+def exact_logits(smollm2_path, passages):
+    return [_logits(smollm2_path, ids, "exact") for ids in passages]
 
 
 def _agreement(exact: np.ndarray, fast: np.ndarray):
@@ -55,10 +76,10 @@ def _agreement(exact: np.ndarray, fast: np.ndarray):
     return top1, float(kl.mean())
 
 
-def test_fast_path_close_to_exact(smollm2_path, tokens, exact_logits):
-    fast = _logits(smollm2_path, tokens, "fast")
-    top1, kl = _agreement(exact_logits, fast)
-    print(f"fast vs exact over {len(tokens)} positions ({edgellama._core.isa() if hasattr(edgellama._core, 'isa') else 'scalar'}): "
+def test_fast_path_close_to_exact(smollm2_path, passages, exact_logits):
+    fast = np.concatenate([_logits(smollm2_path, ids, "fast") for ids in passages])
+    top1, kl = _agreement(np.concatenate(exact_logits), fast)
+    print(f"fast vs exact over {len(fast)} positions ({edgellama._core.isa() if hasattr(edgellama._core, 'isa') else 'scalar'}): "
           f"top-1 {top1:.4f}, mean KL {kl:.2e}")
     assert top1 >= 0.96
     assert kl <= 3e-3
@@ -67,4 +88,4 @@ def test_fast_path_close_to_exact(smollm2_path, tokens, exact_logits):
 def test_exact_path_unaffected_by_precision_switch(smollm2_path, tokens, exact_logits):
     """Asking for 'exact' twice gives identical logits (the reference path is deterministic)."""
     again = _logits(smollm2_path, tokens[:32], "exact", threads=1)
-    np.testing.assert_array_equal(again, exact_logits[:32])
+    np.testing.assert_array_equal(again, exact_logits[0][:32])
