@@ -17,6 +17,7 @@ computed once per window and the calibration statistics once per model (not once
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ from edgellama.perplexity import _bos, _tokenize, score_windows
 from edgellama.quantize import collect_importance, quantize
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "models"
+SHARED = Path(os.environ.get("EDGELLAMA_SHARED", ROOT.parent / "shared")) / "models"
 DEFAULT_TEXT = Path("/usr/share/common-licenses/GPL-3")
 
 
