@@ -5,7 +5,8 @@ meaningless, speed is not).
     python benchmarks/make_models.py [--out benchmarks/models] [--shape tinyllama] [--types Q4_0,Q4_1,Q8_0,Q4_K_M]
 
 Shapes: tinyllama = TinyLlama-1.1B (dim 2048, 22 layers, 32 heads, 4 KV heads, ffn 5632, vocab 32000).
-Type mixes follow llama.cpp's quantize defaults: Q4_0/Q4_1 keep output.weight as Q6_K; Q4_K_M
+F16 holds float weights with a trained-like distribution (quantizer benchmarks). Type mixes
+of the quantized files follow llama.cpp's quantize defaults: Q4_0/Q4_1 keep output.weight as Q6_K; Q4_K_M
 uses Q6_K for output, and for attn_v/ffn_down of the first/last eighth of the layers and every
 third layer in between.
 """
@@ -33,7 +34,7 @@ LAYOUT = {
     "Q4_K": (256, 144, [(0, 2e-4), (2, 2e-4)]),
     "Q6_K": (256, 210, [(208, 1e-4)]),
 }
-FTYPE = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q4_K_M": 15}
+FTYPE = {"F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q4_K_M": 15}
 
 
 def random_blocks(t: str, n_out: int, n_in: int, rng: np.random.Generator) -> np.ndarray:
@@ -51,7 +52,19 @@ def random_blocks(t: str, n_out: int, n_in: int, rng: np.random.Generator) -> np
     return raw.reshape(n_out, (n_in // qk) * size)
 
 
+def random_f16(n_out: int, n_in: int, rng: np.random.Generator) -> np.ndarray:
+    """Float weights shaped like a trained model's: heavy-tailed (Student t, 5 degrees of freedom),
+    std ~ 1/sqrt(n_in), per-row scales varying by +-50 %, a few large outlier columns."""
+    x = rng.standard_t(5, size=(n_out, n_in)).astype(np.float32)
+    x *= (0.5 + rng.random((n_out, 1), dtype=np.float32)) / np.float32(np.sqrt(n_in) * 1.3)
+    cols = rng.choice(n_in, size=max(1, n_in // 256), replace=False)
+    x[:, cols] *= np.float32(4.0)
+    return x.astype(np.float16)
+
+
 def tensor_type(mix: str, name: str, layer: int, n_layer: int) -> str:
+    if mix == "F16":
+        return "F16"
     if mix in ("Q4_0", "Q4_1"):
         return "Q6_K" if name == "output" else mix
     if mix == "Q8_0":
@@ -97,6 +110,9 @@ def write_model(path: str, shape: dict, mix: str, seed: int = 0) -> None:
     w.add_unk_token_id(0)
 
     def add(name: str, t: str, n_out: int, n_in: int):
+        if t == "F16":
+            w.add_tensor(name, random_f16(n_out, n_in, rng))
+            return
         data = random_blocks(t, n_out, n_in, rng)
         w.add_tensor(name, data, raw_shape=data.shape, raw_dtype=gguf.GGMLQuantizationType[t])
 

@@ -333,16 +333,27 @@ def test_gguf_input_requantize(tmp_path, llama2_tokenizer_model):
 
 
 def test_legacy_file_type_is_gguf_py_exact(tmp_path, llama2_tokenizer_model):
-    """Without calibration a Q4_0/Q8_0 file holds exactly gguf-py's (= llama.cpp's) reference blocks."""
+    """With rounding="reference" a Q4_0/Q8_0 file holds exactly gguf-py's (= llama.cpp's) reference
+    blocks; the default search gives different blocks with a smaller error."""
     import gguf
 
     d = _small(tmp_path, llama2_tokenizer_model)
     f32 = quantize(d, tmp_path / "a.gguf", "F32")
     src = {t.name: np.asarray(t.data) for t in GGUFReader(f32).tensors}
     for ftype, qtype in (("Q4_0", gguf.GGMLQuantizationType.Q4_0), ("Q8_0", gguf.GGMLQuantizationType.Q8_0)):
-        out = quantize(f32, tmp_path / f"{ftype}.gguf", ftype)
+        out = quantize(f32, tmp_path / f"{ftype}.gguf", ftype, rounding="reference")
+        srch = quantize(f32, tmp_path / f"{ftype}.search.gguf", ftype)
+        searched = {t.name: np.asarray(t.data) for t in GGUFReader(srch).tensors}
         for t in GGUFReader(out).tensors:
             if t.name == "blk.0.attn_q.weight":
                 assert t.tensor_type == qtype
-                ref = gguf.quants.quantize(src[t.name].reshape(32, 32), qtype)
+                x = src[t.name].reshape(32, 32)
+                ref = gguf.quants.quantize(x, qtype)
                 assert np.array_equal(np.asarray(t.data).reshape(ref.shape), ref)
+                s = searched[t.name].reshape(ref.shape)
+                assert not np.array_equal(s, ref)
+                e_ref = np.sum((gguf.quants.dequantize(ref, qtype).reshape(x.shape) - x) ** 2)
+                e_srch = np.sum((gguf.quants.dequantize(s, qtype).reshape(x.shape) - x) ** 2)
+                assert e_srch < e_ref
+    with pytest.raises(ValueError, match="rounding"):
+        quantize(f32, tmp_path / "x.gguf", "Q4_0", rounding="nearest")

@@ -11,6 +11,10 @@
 #include <thread>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "edgellama/errors.h"
 #include "edgellama/fp16.h"
 #include "edgellama/quant_blocks.h"
@@ -193,7 +197,7 @@ void block_weights(int n, const float* importance, float* w) {
   for (int i = 0; i < n; ++i) w[i] = 1.0f;
 }
 
-float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* L) {
+static float search_sym_generic(int n, const float* x, const float* w, int lo, int hi, int8_t* L) {
   float amax = 0.0f, vmax = 0.0f;
   for (int i = 0; i < n; ++i) {
     if (std::fabs(x[i]) > amax) {
@@ -241,7 +245,8 @@ float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* 
   return best_s;
 }
 
-float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_zero, uint8_t* L, float* m_out) {
+static float search_asym_generic(int n, const float* x, const float* w, int nmax, bool min_le_zero, uint8_t* L,
+                                 float* m_out) {
   float mn = x[0], mx = x[0];
   for (int i = 1; i < n; ++i) {
     mn = std::min(mn, x[i]);
@@ -317,7 +322,7 @@ float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_z
   return best_s;
 }
 
-double finish_sym(int n, const float* x, const float* w, float dl, int lo, int hi, int8_t* L) {
+static double finish_sym_generic(int n, const float* x, const float* w, float dl, int lo, int hi, int8_t* L) {
   const float id = dl != 0.0f ? 1.0f / dl : 0.0f;
   double e = 0;
   for (int i = 0; i < n; ++i) {
@@ -328,7 +333,7 @@ double finish_sym(int n, const float* x, const float* w, float dl, int lo, int h
   return e;
 }
 
-double finish_asym(int n, const float* x, const float* w, float dl, float ml, int nmax, uint8_t* L) {
+static double finish_asym_generic(int n, const float* x, const float* w, float dl, float ml, int nmax, uint8_t* L) {
   const float id = dl != 0.0f ? 1.0f / dl : 0.0f;
   double e = 0;
   for (int i = 0; i < n; ++i) {
@@ -337,6 +342,348 @@ double finish_asym(int n, const float* x, const float* w, float dl, float ml, in
     e += w[i] * diff * diff;
   }
   return e;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fast searches (blocks of a multiple of 8 values, all finite): every candidate scale costs one
+// pass over the block that rounds the levels and accumulates the three weighted sums the least
+// squares fit and its error need (sum w q, sum w q^2, sum w q x); the error of a (scale, offset)
+// pair follows from those sums in closed form, so no candidate re-reads the block a second time.
+// The loops run over 8 independent float lanes, which the compiler turns into SIMD code on the
+// baseline ISA (SSE2 on x86-64) without reassociating anything; rounding is the float
+// magic-number trick (half to even) after clamping to the level range, so NaN-free inputs never
+// reach an integer conversion out of range.
+// ---------------------------------------------------------------------------------------------
+namespace {
+
+constexpr int kLanes = 8;
+constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23: (v + M) - M rounds |v| < 2^22 to an integer
+
+inline float clampf(float v, float lo, float hi) {
+  v = v > lo ? v : lo;  // NaN -> lo
+  return v < hi ? v : hi;
+}
+inline float round_small(float v) { return (v + kRoundMagic) - kRoundMagic; }
+
+inline double lane_sum(const float* a) {
+  double s = 0;
+  for (int k = 0; k < kLanes; ++k) s += a[k];
+  return s;
+}
+
+// All values finite (one multiply-add pass; a NaN or infinity poisons the lane sums).
+bool all_finite(int n, const float* x) {
+  float acc[kLanes] = {};
+  for (int i = 0; i < n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) acc[k] += x[i + k] * 0.0f;
+  for (int k = 0; k < kLanes; ++k)
+    if (acc[k] != 0.0f) return false;
+  return true;
+}
+
+#if defined(__SSE2__)
+// x86-64 baseline: the same lane arithmetic written with SSE2 intrinsics (two 4-float registers per
+// 8 values), so the result does not depend on what the auto-vectoriser makes of the loops above.
+// _mm_max_ps(v, lo) returns lo when v is NaN, like clampf.
+inline double hsum2(__m128 a, __m128 b) {
+  alignas(16) float t[8];
+  _mm_store_ps(t, a);
+  _mm_store_ps(t + 4, b);
+  return lane_sum(t);
+}
+
+struct Moments {
+  double sw = 0, sx = 0, sxx = 0;
+};
+
+Moments moments(int n, const float* x, const float* w) {
+  __m128 a0 = _mm_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0;
+  for (int i = 0; i < n; i += 8) {
+    const __m128 x0 = _mm_loadu_ps(x + i), x1 = _mm_loadu_ps(x + i + 4);
+    const __m128 w0 = _mm_loadu_ps(w + i), w1 = _mm_loadu_ps(w + i + 4);
+    const __m128 wx0 = _mm_mul_ps(w0, x0), wx1 = _mm_mul_ps(w1, x1);
+    a0 = _mm_add_ps(a0, w0);
+    a1 = _mm_add_ps(a1, w1);
+    b0 = _mm_add_ps(b0, wx0);
+    b1 = _mm_add_ps(b1, wx1);
+    c0 = _mm_add_ps(c0, _mm_mul_ps(wx0, x0));
+    c1 = _mm_add_ps(c1, _mm_mul_ps(wx1, x1));
+  }
+  return {hsum2(a0, a1), hsum2(b0, b1), hsum2(c0, c1)};
+}
+
+struct LevelSums {
+  double sl, sll, slx;
+};
+
+LevelSums level_sums(int n, const float* x, const float* w, float iscale, float off, float lo, float hi) {
+  const __m128 vis = _mm_set1_ps(iscale), voff = _mm_set1_ps(off), vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
+  const __m128 vm = _mm_set1_ps(kRoundMagic);
+  __m128 a0 = _mm_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0;
+  for (int i = 0; i < n; i += 8) {
+    const __m128 x0 = _mm_loadu_ps(x + i), x1 = _mm_loadu_ps(x + i + 4);
+    const __m128 w0 = _mm_loadu_ps(w + i), w1 = _mm_loadu_ps(w + i + 4);
+    __m128 q0 = _mm_min_ps(_mm_max_ps(_mm_mul_ps(vis, _mm_sub_ps(x0, voff)), vlo), vhi);
+    __m128 q1 = _mm_min_ps(_mm_max_ps(_mm_mul_ps(vis, _mm_sub_ps(x1, voff)), vlo), vhi);
+    q0 = _mm_sub_ps(_mm_add_ps(q0, vm), vm);
+    q1 = _mm_sub_ps(_mm_add_ps(q1, vm), vm);
+    const __m128 wq0 = _mm_mul_ps(w0, q0), wq1 = _mm_mul_ps(w1, q1);
+    a0 = _mm_add_ps(a0, wq0);
+    a1 = _mm_add_ps(a1, wq1);
+    b0 = _mm_add_ps(b0, _mm_mul_ps(wq0, q0));
+    b1 = _mm_add_ps(b1, _mm_mul_ps(wq1, q1));
+    c0 = _mm_add_ps(c0, _mm_mul_ps(wq0, x0));
+    c1 = _mm_add_ps(c1, _mm_mul_ps(wq1, x1));
+  }
+  return {hsum2(a0, a1), hsum2(b0, b1), hsum2(c0, c1)};
+}
+
+double error_affine(int n, const float* x, const float* w, float dl, float ml, float nmax) {
+  const float id = dl != 0.0f ? 1.0f / dl : 0.0f;
+  const __m128 vid = _mm_set1_ps(id), vdl = _mm_set1_ps(dl), vml = _mm_set1_ps(ml), vhi = _mm_set1_ps(nmax);
+  const __m128 vlo = _mm_setzero_ps(), vm = _mm_set1_ps(kRoundMagic);
+  __m128 a0 = _mm_setzero_ps(), a1 = a0;
+  for (int i = 0; i < n; i += 8) {
+    const __m128 x0 = _mm_loadu_ps(x + i), x1 = _mm_loadu_ps(x + i + 4);
+    __m128 q0 = _mm_min_ps(_mm_max_ps(_mm_mul_ps(_mm_add_ps(x0, vml), vid), vlo), vhi);
+    __m128 q1 = _mm_min_ps(_mm_max_ps(_mm_mul_ps(_mm_add_ps(x1, vml), vid), vlo), vhi);
+    q0 = _mm_sub_ps(_mm_add_ps(q0, vm), vm);
+    q1 = _mm_sub_ps(_mm_add_ps(q1, vm), vm);
+    const __m128 d0 = _mm_sub_ps(_mm_sub_ps(_mm_mul_ps(vdl, q0), vml), x0);
+    const __m128 d1 = _mm_sub_ps(_mm_sub_ps(_mm_mul_ps(vdl, q1), vml), x1);
+    a0 = _mm_add_ps(a0, _mm_mul_ps(_mm_mul_ps(_mm_loadu_ps(w + i), d0), d0));
+    a1 = _mm_add_ps(a1, _mm_mul_ps(_mm_mul_ps(_mm_loadu_ps(w + i + 4), d1), d1));
+  }
+  return hsum2(a0, a1);
+}
+
+double error_scaled(int n, const float* x, const float* w, float dl, float lo, float hi) {
+  const float id = dl != 0.0f ? 1.0f / dl : 0.0f;
+  const __m128 vid = _mm_set1_ps(id), vdl = _mm_set1_ps(dl), vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
+  const __m128 vm = _mm_set1_ps(kRoundMagic);
+  __m128 a0 = _mm_setzero_ps(), a1 = a0;
+  for (int i = 0; i < n; i += 8) {
+    const __m128 x0 = _mm_loadu_ps(x + i), x1 = _mm_loadu_ps(x + i + 4);
+    __m128 q0 = _mm_min_ps(_mm_max_ps(_mm_mul_ps(x0, vid), vlo), vhi);
+    __m128 q1 = _mm_min_ps(_mm_max_ps(_mm_mul_ps(x1, vid), vlo), vhi);
+    q0 = _mm_sub_ps(_mm_add_ps(q0, vm), vm);
+    q1 = _mm_sub_ps(_mm_add_ps(q1, vm), vm);
+    const __m128 d0 = _mm_sub_ps(_mm_mul_ps(vdl, q0), x0);
+    const __m128 d1 = _mm_sub_ps(_mm_mul_ps(vdl, q1), x1);
+    a0 = _mm_add_ps(a0, _mm_mul_ps(_mm_mul_ps(_mm_loadu_ps(w + i), d0), d0));
+    a1 = _mm_add_ps(a1, _mm_mul_ps(_mm_mul_ps(_mm_loadu_ps(w + i + 4), d1), d1));
+  }
+  return hsum2(a0, a1);
+}
+#else
+struct Moments {
+  double sw = 0, sx = 0, sxx = 0;
+};
+
+Moments moments(int n, const float* x, const float* w) {
+  float a[kLanes] = {}, b[kLanes] = {}, c[kLanes] = {};
+  for (int i = 0; i < n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) {
+      const float wx = w[i + k] * x[i + k];
+      a[k] += w[i + k];
+      b[k] += wx;
+      c[k] += wx * x[i + k];
+    }
+  return {lane_sum(a), lane_sum(b), lane_sum(c)};
+}
+
+struct LevelSums {
+  double sl, sll, slx;
+};
+
+// Levels q = clamp(round(iscale * (x - off)), lo, hi) and their weighted sums.
+LevelSums level_sums(int n, const float* x, const float* w, float iscale, float off, float lo, float hi) {
+  float a[kLanes] = {}, b[kLanes] = {}, c[kLanes] = {};
+  for (int i = 0; i < n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) {
+      const float q = round_small(clampf(iscale * (x[i + k] - off), lo, hi));
+      const float wq = w[i + k] * q;
+      a[k] += wq;
+      b[k] += wq * q;
+      c[k] += wq * x[i + k];
+    }
+  return {lane_sum(a), lane_sum(b), lane_sum(c)};
+}
+
+// Weighted squared error of x ~= dl * q - ml with q = clamp(round((x + ml) / dl), 0, nmax).
+double error_affine(int n, const float* x, const float* w, float dl, float ml, float nmax) {
+  const float id = dl != 0.0f ? 1.0f / dl : 0.0f;
+  float a[kLanes] = {};
+  for (int i = 0; i < n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) {
+      const float q = round_small(clampf((x[i + k] + ml) * id, 0.0f, nmax));
+      const float diff = dl * q - ml - x[i + k];
+      a[k] += w[i + k] * diff * diff;
+    }
+  return lane_sum(a);
+}
+
+// Same for the symmetric grid x ~= dl * q, q in [lo, hi].
+double error_scaled(int n, const float* x, const float* w, float dl, float lo, float hi) {
+  const float id = dl != 0.0f ? 1.0f / dl : 0.0f;
+  float a[kLanes] = {};
+  for (int i = 0; i < n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) {
+      const float q = round_small(clampf(x[i + k] * id, lo, hi));
+      const float diff = dl * q - x[i + k];
+      a[k] += w[i + k] * diff * diff;
+    }
+  return lane_sum(a);
+}
+
+#endif  // __SSE2__
+
+bool fast_ok(int n, const float* x) { return n > 0 && n % kLanes == 0 && n <= 256 && all_finite(n, x); }
+
+}  // namespace
+
+float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* L) {
+  if (!fast_ok(n, x)) return search_sym_generic(n, x, w, lo, hi, L);
+  float amax = 0.0f, vmax = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      vmax = x[i];
+    }
+  }
+  if (!(amax > 1e-30f)) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
+  }
+  const float flo = float(lo), fhi = float(hi);
+  double best_score = -1.0;
+  float best_s = 0.0f, best_is = 0.0f;
+  auto try_iscale = [&](float iscale) -> bool {
+    const LevelSums r = level_sums(n, x, w, iscale, 0.0f, flo, fhi);
+    if (!(r.sll > 0)) return false;
+    const double score = r.slx * r.slx / r.sll;
+    if (score > best_score) {
+      best_score = score;
+      best_s = float(r.slx / r.sll);
+      best_is = iscale;
+      return true;
+    }
+    return false;
+  };
+  // Map the largest value to either end of the level range, with small perturbations.
+  // (7 steps of 0.3 level per end: as good as 21 steps of 0.1 on Gaussian and t-distributed
+  // weights, within 0.1 % RMSE, at a third of the cost.)
+  for (int k = -3; k <= 3; ++k) {
+    try_iscale((flo + 0.3f * float(k)) / vmax);
+    try_iscale((fhi + 0.3f * float(k)) / vmax);
+  }
+  // Alternate: levels for the best scale, then the best scale for those levels.
+  for (int it = 0; it < 4 && best_s != 0.0f; ++it)
+    if (!try_iscale(1.0f / best_s)) break;
+  for (int i = 0; i < n; ++i) L[i] = int8_t(round_small(clampf(best_is * x[i], flo, fhi)));
+  return best_s;
+}
+
+float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_zero, uint8_t* L, float* m_out) {
+  if (!fast_ok(n, x)) return search_asym_generic(n, x, w, nmax, min_le_zero, L, m_out);
+  float mn = x[0], mx = x[0];
+  for (int i = 1; i < n; ++i) {
+    mn = std::min(mn, x[i]);
+    mx = std::max(mx, x[i]);
+  }
+  if (min_le_zero && mn > 0) mn = 0;
+  if (!(mx > mn) || !std::isfinite(mx - mn)) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    *m_out = mn;
+    return 0.0f;
+  }
+  const Moments mo = moments(n, x, w);
+  const float fmax = float(nmax);
+  double best_err = INFINITY;
+  float best_s = 0.0f, best_m = mn, best_is = 0.0f, best_off = mn;
+  // error of x ~= s q + m for levels with sums r, in closed form
+  auto err = [&](const LevelSums& r, double s, double m) {
+    return mo.sxx - 2 * s * r.slx - 2 * m * mo.sx + s * s * r.sll + 2 * s * m * r.sl + m * m * mo.sw;
+  };
+  auto consider = [&](const LevelSums& r, float s, float m, float iscale, float off) {
+    if (!(s >= 0)) return false;
+    const double e = err(r, s, m);
+    if (e < best_err) {
+      best_err = e;
+      best_s = s;
+      best_m = m;
+      best_is = iscale;
+      best_off = off;
+      return true;
+    }
+    return false;
+  };
+  auto fit = [&](const LevelSums& r, float iscale, float off) {
+    const double det = mo.sw * r.sll - r.sl * r.sl;
+    if (!(det > 0)) return false;
+    double s = (mo.sw * r.slx - r.sl * mo.sx) / det;
+    double m = (r.sll * mo.sx - r.sl * r.slx) / det;
+    if (min_le_zero && m > 0) {
+      m = 0;
+      s = r.sll > 0 ? r.slx / r.sll : 0;
+    }
+    return consider(r, float(s), float(m), iscale, off);
+  };
+  // The plain min/max rounding, as is, and refitted.
+  const float iscale0 = fmax / (mx - mn);
+  const LevelSums r0 = level_sums(n, x, w, iscale0, mn, 0.0f, fmax);
+  consider(r0, (mx - mn) / fmax, mn, iscale0, mn);
+  fit(r0, iscale0, mn);
+  // Stretch the min/max grid by -1..+1 levels in steps of 0.2 (as good as steps of 0.1 within
+  // 0.05 % RMSE, at half the cost).
+  for (int k = -5; k <= 5; ++k) {
+    if (k == 0) continue;  // the plain rounding above
+    const float target = fmax + 0.2f * float(k);
+    if (target <= 0.5f) continue;
+    const float is = target / (mx - mn);
+    fit(level_sums(n, x, w, is, mn, 0.0f, fmax), is, mn);
+  }
+  for (int it = 0; it < 4 && best_s > 0; ++it) {
+    const float is = 1.0f / best_s;
+    if (!fit(level_sums(n, x, w, is, best_m, 0.0f, fmax), is, best_m)) break;
+  }
+  for (int i = 0; i < n; ++i) L[i] = uint8_t(round_small(clampf(best_is * (x[i] - best_off), 0.0f, fmax)));
+  *m_out = best_m;
+  return best_s;
+}
+
+// The error passes need no finiteness check: a NaN or infinity only makes the error NaN or infinite,
+// which never wins a comparison.
+double error_sym(int n, const float* x, const float* w, float dl, int lo, int hi) {
+  if (n % kLanes != 0) {
+    int8_t tmp[256];
+    return n <= 256 ? finish_sym_generic(n, x, w, dl, lo, hi, tmp) : INFINITY;
+  }
+  return error_scaled(n, x, w, dl, float(lo), float(hi));
+}
+
+double error_asym(int n, const float* x, const float* w, float dl, float ml, int nmax) {
+  if (n % kLanes != 0) {
+    uint8_t tmp[256];
+    return n <= 256 ? finish_asym_generic(n, x, w, dl, ml, nmax, tmp) : INFINITY;
+  }
+  return error_affine(n, x, w, dl, ml, float(nmax));
+}
+
+// Levels and error for a fixed scale: the same rounding as the error passes (clamped, then
+// rounded half to even; NaN -> the low end of the range).
+double finish_sym(int n, const float* x, const float* w, float dl, int lo, int hi, int8_t* L) {
+  if (n % kLanes != 0) return finish_sym_generic(n, x, w, dl, lo, hi, L);
+  const float id = dl != 0.0f ? 1.0f / dl : 0.0f, flo = float(lo), fhi = float(hi);
+  for (int i = 0; i < n; ++i) L[i] = int8_t(round_small(clampf(x[i] * id, flo, fhi)));
+  return error_scaled(n, x, w, dl, flo, fhi);
+}
+
+double finish_asym(int n, const float* x, const float* w, float dl, float ml, int nmax, uint8_t* L) {
+  if (n % kLanes != 0) return finish_asym_generic(n, x, w, dl, ml, nmax, L);
+  const float id = dl != 0.0f ? 1.0f / dl : 0.0f, fmax = float(nmax);
+  for (int i = 0; i < n; ++i) L[i] = uint8_t(round_small(clampf((x[i] + ml) * id, 0.0f, fmax)));
+  return error_affine(n, x, w, dl, ml, fmax);
 }
 
 }  // namespace detail

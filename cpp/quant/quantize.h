@@ -58,6 +58,9 @@ float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_z
 double finish_sym(int n, const float* x, const float* w, float dl, int lo, int hi, int8_t* L);
 // Levels for fixed dl, ml (x ~= dl * L - ml), returns weighted error.
 double finish_asym(int n, const float* x, const float* w, float dl, float ml, int nmax, uint8_t* L);
+// Weighted error of finish_sym / finish_asym without writing the levels.
+double error_sym(int n, const float* x, const float* w, float dl, int lo, int hi);
+double error_asym(int n, const float* x, const float* w, float dl, float ml, int nmax);
 // Per-block weights: importance (with a small floor) or ones.
 void block_weights(int n, const float* importance, float* w);
 inline int nearest_int(float v) {

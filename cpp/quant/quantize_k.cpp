@@ -49,28 +49,29 @@ void kquant_asym(const float* x, const float* imp, uint8_t* L, uint8_t* sc, uint
   *d_h = float_to_fp16(max_s / SMAX);
   *dmin_h = float_to_fp16(max_m / SMAX);
   const float d = fp16_to_float(*d_h), dmin = fp16_to_float(*dmin_h);
-  uint8_t tmp[SUB];
   for (int j = 0; j < NSUB; ++j) {
     const float* xs = x + j * SUB;
     const float* ws = w + j * SUB;
     const int sc0 = d > 0 ? clampi(nearest_int(s[j] / d), 0, SMAX) : 0;
     const int mc0 = dmin > 0 ? clampi(nearest_int(m[j] / dmin), 0, SMAX) : 0;
     double best = INFINITY;
+    sc[j] = uint8_t(sc0);
+    mc[j] = uint8_t(mc0);
     for (int ds = -1; ds <= 1; ++ds) {
       const int a = sc0 + ds;
       if (a < 0 || a > SMAX) continue;
       for (int dm = -1; dm <= 1; ++dm) {
         const int b = mc0 + dm;
         if (b < 0 || b > SMAX) continue;
-        const double e = finish_asym(SUB, xs, ws, d * float(a), dmin * float(b), NMAX, tmp);
+        const double e = error_asym(SUB, xs, ws, d * float(a), dmin * float(b), NMAX);
         if (e < best) {
           best = e;
           sc[j] = uint8_t(a);
           mc[j] = uint8_t(b);
-          std::memcpy(L + j * SUB, tmp, SUB);
         }
       }
     }
+    finish_asym(SUB, xs, ws, d * float(sc[j]), dmin * float(mc[j]), NMAX, L + j * SUB);
   }
 }
 
@@ -85,22 +86,22 @@ void kquant_sym(const float* x, const float* imp, int8_t* L, int* sc, uint16_t* 
   // The largest scale maps to the negative end of the integer range (it has one more value).
   *d_h = float_to_fp16(vmax / float(SLO));
   const float d = fp16_to_float(*d_h);
-  int8_t tmp[SUB];
   for (int j = 0; j < NSUB; ++j) {
     const float* xs = x + j * SUB;
     const float* ws = w + j * SUB;
     const int sc0 = d != 0.0f ? clampi(nearest_int(s[j] / d), SLO, SHI) : 0;
     double best = INFINITY;
+    sc[j] = sc0;
     for (int ds = -1; ds <= 1; ++ds) {
       const int a = sc0 + ds;
       if (a < SLO || a > SHI) continue;
-      const double e = finish_sym(SUB, xs, ws, d * float(a), LO, HI, tmp);
+      const double e = error_sym(SUB, xs, ws, d * float(a), LO, HI);
       if (e < best) {
         best = e;
         sc[j] = a;
-        std::memcpy(L + j * SUB, tmp, SUB);
       }
     }
+    finish_sym(SUB, xs, ws, d * float(sc[j]), LO, HI, L + j * SUB);
   }
 }
 

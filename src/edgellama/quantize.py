@@ -75,16 +75,25 @@ def quantize(
     progress: bool = False,
     calibrate_ctx: int = 512,
     calibrate_chunks: Optional[int] = None,
+    rounding: str = "search",
     on_note: Optional[Callable[[str], None]] = None,
 ) -> Path:
     """Convert/quantize INPUT to OUTPUT (a .gguf file) with file type `type` (F32, F16, BF16, Q8_0,
     Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K).
 
     calibrate: a text file; the model is run over it and each matmul weight's quantization search
-    is weighted by the mean squared input activation of its columns. Returns OUTPUT's path.
+    is weighted by the mean squared input activation of its columns.
+    rounding: "search" (default) chooses every block's scale (and offset) by an error-minimising
+    search; "reference" rounds the legacy types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) exactly like
+    llama.cpp / gguf-py's reference quantizers, so those tensors are byte-identical to theirs (it
+    cannot be combined with `calibrate`). K-quants always use the search. Returns OUTPUT's path.
     Raises FileNotFoundError for a missing input, ConversionError (a ValueError) for an input that
     cannot be converted, ValueError for bad arguments. OUTPUT is only created when complete."""
     ft = parse_file_type(type)
+    if rounding not in ("search", "reference"):
+        raise ValueError(f"rounding must be 'search' or 'reference', got {rounding!r}")
+    if rounding == "reference" and calibrate is not None:
+        raise ValueError("rounding='reference' cannot use calibration (reference rounding takes no importance weights)")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads <= 0):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     inp = Path(input)
@@ -122,5 +131,13 @@ def quantize(
         if not importance:
             raise RuntimeError("calibration produced no activation statistics")
     return write_gguf(
-        ck, out, ft, importance=importance, threads=threads, input_path=inp, progress=progress, on_note=on_note
+        ck,
+        out,
+        ft,
+        importance=importance,
+        threads=threads,
+        input_path=inp,
+        progress=progress,
+        on_note=on_note,
+        rounding=rounding,
     )

@@ -1,4 +1,5 @@
-"""`edgellama quantize INPUT OUTPUT --type TYPE [--calibrate TEXT] [--threads N] [--tokenizer PATH]`"""
+"""`edgellama quantize INPUT OUTPUT --type TYPE [--calibrate TEXT] [--rounding search|reference] [--threads N]
+[--tokenizer PATH]`"""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibrate", metavar="TEXT_FILE", help="weight the quantization by activations over this text")
     p.add_argument("--calibrate-ctx", type=int, default=512, help="window length for --calibrate (default 512)")
     p.add_argument("--calibrate-chunks", type=int, default=None, help="at most this many windows of --calibrate")
+    p.add_argument(
+        "--rounding",
+        choices=("search", "reference"),
+        default="search",
+        help="search (default): per-block error-minimising scale search for every quantized type; "
+        "reference: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 tensors rounded exactly like llama.cpp / gguf-py "
+        "(byte-identical files; not combinable with --calibrate). K-quants always search",
+    )
     p.add_argument("--threads", type=int, default=None, help="threads (default: all physical cores)")
     p.add_argument("--tokenizer", metavar="PATH", help="llama2.c: tokenizer.bin or tokenizer.model (default: beside INPUT)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -47,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             calibrate_ctx=args.calibrate_ctx,
             calibrate_chunks=args.calibrate_chunks,
+            rounding=args.rounding,
             on_note=note,
         )
     except KeyboardInterrupt:

@@ -83,6 +83,7 @@ def write_gguf(
     input_path: "str | os.PathLike[str] | None" = None,
     progress: bool = True,
     on_note: Optional[Callable[[str], None]] = None,
+    rounding: str = "search",
     _fail_after: Optional[int] = None,  # tests: raise after writing this many tensors
 ) -> Path:
     ft = file_type if isinstance(file_type, FileType) else parse_file_type(file_type)
@@ -101,6 +102,10 @@ def write_gguf(
         raise FileNotFoundError(f"{out_dir}: output directory does not exist")
     if threads is not None and (not isinstance(threads, int) or threads <= 0):
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    if rounding not in ("search", "reference"):
+        raise ValueError(f"rounding must be 'search' or 'reference', got {rounding!r}")
+    if rounding == "reference" and importance:
+        raise ValueError("rounding='reference' takes no importance weights (calibration)")
 
     for w in ck.warnings:
         note(w)
@@ -149,10 +154,10 @@ def write_gguf(
                 if imp is not None and imp.shape != (cols,):
                     note(f"{t.name}: calibration statistics have {imp.shape} values for {cols} columns; ignored")
                     imp = None
-            # Legacy file types round like llama.cpp/gguf-py (bit-identical files) unless calibrated;
-            # legacy fallbacks inside a K-quant mix get the error-minimising search.
-            method = "search" if (ft.default.name.endswith("_K") and not qt.name.endswith("_K")
-                                  and qt.name.startswith("Q")) else "auto"
+            # "search": every quantized tensor gets the error-minimising scale search (importance-
+            # weighted when calibrated). "reference": legacy types round exactly like
+            # llama.cpp/gguf-py (byte-identical tensors); K-quants always search.
+            method = "search" if (rounding == "search" and qt.name.startswith("Q")) else "auto"
             q = _core.quantize(qt.name, mat, importance=imp, n_threads=threads or 0, method=method)
             del data, mat
             writer.write_tensor_data(q.reshape(-1))
