@@ -12,6 +12,7 @@
 
 #include "../entry_points.h"
 #include "../kquant_scales.h"
+#include "../tile_walk.h"
 #include "gemm_rows8.h"
 #include "edgellama/kernels.h"
 
@@ -219,8 +220,6 @@ void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size
   }
 }
 
-using TileFn = void (*)(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys);
-
 #ifndef EDGELLAMA_TILE_R
 #define EDGELLAMA_TILE_R 4
 #endif
@@ -229,37 +228,6 @@ using TileFn = void (*)(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* 
 #endif
 constexpr int kRows = EDGELLAMA_TILE_R;    // tile rows (weights)
 constexpr int kTokens = EDGELLAMA_TILE_T;  // tile tokens (activations)
-
-template <template <int, int> class Tile>
-struct TileTable {
-  TileFn fn[kRows + 1][kTokens + 1];
-  template <int R, int T>
-  constexpr void set_row() {
-    fn[R][T] = Tile<R, T>::run;
-    if constexpr (T > 1) set_row<R, T - 1>();
-  }
-  template <int R>
-  constexpr void set_all() {
-    set_row<R, kTokens>();
-    if constexpr (R > 1) set_all<R - 1>();
-  }
-  constexpr TileTable() : fn{} { set_all<kRows>(); }
-};
-
-// Walk the nr x nt output in tiles: row tiles outer (the R weight rows stay in L1 while the tokens
-// stream through), token tiles inner.
-template <template <int, int> class Tile>
-void gemm_tiled(int64_t nb, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
-                float* y, size_t ys) {
-  static constexpr TileTable<Tile> table{};
-  for (int64_t r = 0; r < nr; r += kRows) {
-    const int rr = int(nr - r < kRows ? nr - r : kRows);
-    for (int64_t t = 0; t < nt; t += kTokens) {
-      const int tt = int(nt - t < kTokens ? nt - t : kTokens);
-      table.fn[rr][tt](nb, w + size_t(r) * ws, ws, a + size_t(t) * as, as, y + size_t(t) * ys + size_t(r), ys);
-    }
-  }
-}
 
 template <class W>
 struct LegacyTile {
@@ -274,7 +242,7 @@ struct LegacyTile {
 template <class W>
 void gemm_legacy(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                  float* y, size_t ys) {
-  gemm_tiled<LegacyTile<W>::template Of>(n / 32, w, ws, nr, a, as, nt, y, ys);
+  walk_tiles<LegacyTile<W>::template Of, kRows, kTokens>(n / 32, w, ws, nr, a, as, nt, y, ys);
 }
 
 // ---- K-quants --------------------------------------------------------------------------------------
@@ -477,7 +445,7 @@ struct KTile {
 template <class K>
 void gemm_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
             size_t ys) {
-  gemm_tiled<KTile<K>::template Of>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
+  walk_tiles<KTile<K>::template Of, kRows, kTokens>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
 }
 
 // Q4_K: rows8 kernel (gemm_rows8_avx2.cpp) from 4 tokens up; below, the row tiles above with the
@@ -488,7 +456,7 @@ void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
     avx2_rows8::gemm_q4_k(n, w, ws, nr, a, as, nt, y, ys);
     return;
   }
-  gemm_tiled<KTile<Q4_KW, true>::template Of>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
+  walk_tiles<KTile<Q4_KW, true>::template Of, kRows, kTokens>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
 }
 
 // ---- float weights ----------------------------------------------------------------------------------
@@ -559,7 +527,7 @@ struct FloatTile {
 template <class F>
 void gemm_float(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                 float* y, size_t ys) {
-  gemm_tiled<FloatTile<F>::template Of>(n, w, ws, nr, a, as, nt, y, ys);
+  walk_tiles<FloatTile<F>::template Of, kRows, kTokens>(n, w, ws, nr, a, as, nt, y, ys);
 }
 
 constexpr KernelSet make_avx2() {

@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "../kquant_scales.h"
+#include "../tile_walk.h"
 #include "edgellama/kernels.h"
 
 // Full unrolling of the small constant-trip loops over tile rows / tokens, so that the tile's
@@ -230,40 +231,7 @@ void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size
   for (int t = 0; t < T; ++t) store_rows<R>(y + size_t(t) * ys, vaddq_f32(acc[t], corr[t]));
 }
 
-using TileFn = void (*)(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys);
-
 constexpr int kRows = 4;  // tile rows (weights): the four lanes of a float32x4
-
-template <template <int, int> class Tile, int kTokens>
-struct TileTable {
-  TileFn fn[kRows + 1][kTokens + 1];
-  template <int R, int T>
-  constexpr void set_row() {
-    fn[R][T] = Tile<R, T>::run;
-    if constexpr (T > 1) set_row<R, T - 1>();
-  }
-  template <int R>
-  constexpr void set_all() {
-    set_row<R, kTokens>();
-    if constexpr (R > 1) set_all<R - 1>();
-  }
-  constexpr TileTable() : fn{} { set_all<kRows>(); }
-};
-
-// Walk the nr x nt output in tiles: row tiles outer (the R weight rows stay in L1 while the tokens
-// stream through), token tiles inner.
-template <template <int, int> class Tile, int kTokens>
-void gemm_tiled(int64_t nb, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
-                float* y, size_t ys) {
-  static constexpr TileTable<Tile, kTokens> table{};
-  for (int64_t r = 0; r < nr; r += kRows) {
-    const int rr = int(nr - r < kRows ? nr - r : kRows);
-    for (int64_t t = 0; t < nt; t += kTokens) {
-      const int tt = int(nt - t < kTokens ? nt - t : kTokens);
-      table.fn[rr][tt](nb, w + size_t(r) * ws, ws, a + size_t(t) * as, as, y + size_t(t) * ys + size_t(r), ys);
-    }
-  }
-}
 
 template <class W>
 struct LegacyTile {
@@ -278,7 +246,7 @@ struct LegacyTile {
 template <class W>
 void gemm_legacy(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                  float* y, size_t ys) {
-  gemm_tiled<LegacyTile<W>::template Of, 3>(n / 32, w, ws, nr, a, as, nt, y, ys);
+  walk_tiles<LegacyTile<W>::template Of, kRows, 3>(n / 32, w, ws, nr, a, as, nt, y, ys);
 }
 
 // ---- K-quants --------------------------------------------------------------------------------------
@@ -465,7 +433,7 @@ struct KTile {
 template <class K>
 void gemm_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
             size_t ys) {
-  gemm_tiled<KTile<K>::template Of, 3>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
+  walk_tiles<KTile<K>::template Of, kRows, 3>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
 }
 
 // ---- float weights ----------------------------------------------------------------------------------
@@ -543,7 +511,7 @@ struct FloatTile {
 template <class F>
 void gemm_float(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                 float* y, size_t ys) {
-  gemm_tiled<FloatTile<F>::template Of, 4>(n, w, ws, nr, a, as, nt, y, ys);
+  walk_tiles<FloatTile<F>::template Of, kRows, 4>(n, w, ws, nr, a, as, nt, y, ys);
 }
 
 constexpr KernelSet make_neon() {
