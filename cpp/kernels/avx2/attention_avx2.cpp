@@ -13,6 +13,7 @@
 
 #include "../entry_points.h"
 #include "exp_avx2.h"
+#include "reduce_avx2.h"
 
 namespace edgellama {
 namespace {
@@ -75,19 +76,8 @@ void load_v_block(const AttnTileArgs& a, int64_t k0, int64_t nk, float* vb) {
   }
 }
 
-inline float hmax(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using avx2_util::hmax;
+using avx2_util::hsum;
 
 // o[0..8*NR) = alpha * o (or 0 on the first block) + sum_k p[k] * vb[k][0..8*NR), keys in order.
 template <int NR>

@@ -23,6 +23,7 @@
 #include "../kquant_scales.h"
 #include "edgellama/quant_blocks.h"
 #include "gemm_rows8.h"
+#include "reduce_avx2.h"
 
 namespace edgellama {
 namespace avx2_rows8 {
@@ -40,11 +41,7 @@ struct ActBlock {  // = ActQ8x32
   int8_t qs[32];
 };
 
-inline float h2f(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
+using avx2_util::h2f;
 
 inline __m256i load2x128(const uint8_t* lo, const uint8_t* hi) {
   return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lo))),

@@ -13,31 +13,16 @@
 #include "../entry_points.h"
 #include "../kquant_scales.h"
 #include "../tile_walk.h"
+#include "reduce_avx2.h"
 #include "gemm_rows8.h"
 #include "edgellama/kernels.h"
 
 namespace edgellama {
 namespace {
 
-inline float h2f(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-inline int hsum_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm_cvtsi128_si32(s);
-}
+using avx2_util::h2f;
+using avx2_util::hsum;
+using avx2_util::hsum_i32;
 
 // ---- activation quantization (bit-identical to the scalar reference) ----------------------------
 
