@@ -146,47 +146,25 @@ inline void direct(int64_t nb, const uint8_t* const* p, size_t kW, const uint8_t
 }
 
 template <bool kQ41>
-void gemm_q4(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
-             size_t ys) {
-  constexpr size_t kW = kQ41 ? 20 : 18;
-  const int64_t nb = n / 32;
-  alignas(32) uint8_t pk[kBlocksPerChunk * kBlockBytes];
-  alignas(32) float acc[kTokensPerChunk * 8];
-  for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
-    const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
-    const uint8_t* at = a + size_t(t0) * as;
-    for (int64_t r0 = 0; r0 < nr; r0 += 8) {
-      const uint8_t* p[8];
-      for (int r = 0; r < 8; ++r) p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;  // tail: repeat last row
-      const int rr = int(nr - r0 < 8 ? nr - r0 : 8);
-      if (ntc < kDirectBelow) {
-        switch (ntc) {
-          case 3: direct<kQ41, 3>(nb, p, kW, at, as, acc); break;
-          case 2: direct<kQ41, 2>(nb, p, kW, at, as, acc); break;
-          default: direct<kQ41, 1>(nb, p, kW, at, as, acc); break;
-        }
-        for (int64_t t = 0; t < ntc; ++t)
-          for (int r = 0; r < rr; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[8 * t + r];
-        continue;
-      }
-      std::memset(acc, 0, sizeof(float) * 8 * size_t(ntc));
-      for (int64_t b0 = 0; b0 < nb; b0 += kBlocksPerChunk) {
-        const int nbc = int(nb - b0 < kBlocksPerChunk ? nb - b0 : kBlocksPerChunk);
-        for (int b = 0; b < nbc; ++b) repack_block<kQ41>(p, size_t(b0 + b) * kW, pk + size_t(b) * kBlockBytes);
-        int64_t t = 0;
-        for (; t + kTile <= ntc; t += kTile) tile<kTile>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t);
-        switch (ntc - t) {
-          case 3: tile<3>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
-          case 2: tile<2>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
-          case 1: tile<1>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
-          default: break;
-        }
-      }
-      for (int64_t t = 0; t < ntc; ++t)
-        for (int r = 0; r < rr; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[8 * t + r];
-    }
+struct Q4Format {
+  static constexpr size_t kW = kQ41 ? 20 : 18;  // bytes of one block in a weight row
+  static constexpr int64_t kValues = 32;
+  static constexpr int kPerChunk = kBlocksPerChunk;
+  static constexpr size_t kBytes = kBlockBytes;
+  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_block<kQ41>(p, boff, dst); }
+  template <int T>
+  static void run_tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
+    tile<T>(nb, pk, a, as, b0, acc);
   }
-}
+  static bool run_direct(int64_t ntc, int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
+    switch (ntc) {
+      case 3: direct<kQ41, 3>(nb, p, kW, a, as, acc); break;
+      case 2: direct<kQ41, 2>(nb, p, kW, a, as, acc); break;
+      default: direct<kQ41, 1>(nb, p, kW, a, as, acc); break;
+    }
+    return true;
+  }
+};
 
 // ---- Q4_K: super-blocks of 256 values, 8 sub-blocks of 32 with 6-bit scales / mins ----------------
 // For fewer than 4 tokens kernels_avx2.cpp uses its row tiles with the same per-output sequence.
@@ -294,37 +272,19 @@ inline void tile_q4k(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, in
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-void gemm_q4k_impl(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
-                   float* y, size_t ys) {
-  constexpr size_t kW = sizeof(block_q4_K);
-  const int64_t nsb = n / QK_K;
-  alignas(32) uint8_t pk[kSuperPerChunk * kKBlockBytes];
-  alignas(32) float acc[kTokensPerChunk * 8];
-  for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
-    const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
-    const uint8_t* at = a + size_t(t0) * as;
-    for (int64_t r0 = 0; r0 < nr; r0 += 8) {
-      const uint8_t* p[8];
-      for (int r = 0; r < 8; ++r) p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;
-      const int rr = int(nr - r0 < 8 ? nr - r0 : 8);
-      std::memset(acc, 0, sizeof(float) * 8 * size_t(ntc));
-      for (int64_t b0 = 0; b0 < nsb; b0 += kSuperPerChunk) {
-        const int nbc = int(nsb - b0 < kSuperPerChunk ? nsb - b0 : kSuperPerChunk);
-        for (int b = 0; b < nbc; ++b) repack_q4k(p, size_t(b0 + b) * kW, pk + size_t(b) * kKBlockBytes);
-        int64_t t = 0;
-        for (; t + kTile <= ntc; t += kTile) tile_q4k<kTile>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t);
-        switch (ntc - t) {
-          case 3: tile_q4k<3>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
-          case 2: tile_q4k<2>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
-          case 1: tile_q4k<1>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
-          default: break;
-        }
-      }
-      for (int64_t t = 0; t < ntc; ++t)
-        for (int r = 0; r < rr; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[8 * t + r];
-    }
+struct Q4KFormat {
+  static constexpr size_t kW = sizeof(block_q4_K);
+  static constexpr int64_t kValues = QK_K;
+  static constexpr int kPerChunk = kSuperPerChunk;
+  static constexpr size_t kBytes = kKBlockBytes;
+  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_q4k(p, boff, dst); }
+  template <int T>
+  static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
+    tile_q4k<T>(nsb, pk, a, as, sb0, acc);
   }
-}
+  // Fewer than 4 tokens never reach this kernel (kernels_avx2.cpp's row tiles take them).
+  static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
+};
 
 // ---- Q8_0: signed int8 quants; maddubs(|w|, sign(a, w)) per group, widened per group (two products
 // can exceed int16). Scratch per block of 8 rows: 8 vectors |w|, 8 vectors w, dw[8]. Per output:
@@ -396,46 +356,64 @@ inline void direct_q8(int64_t nb, const uint8_t* const* p, const uint8_t* a, siz
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-void gemm_q8_impl(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
-                  float* y, size_t ys) {
-  constexpr size_t kW = 34;
-  const int64_t nb = n / 32;
-  alignas(32) uint8_t pk[kQ8BlocksPerChunk * kQ8BlockBytes];
+struct Q8Format {
+  static constexpr size_t kW = 34;
+  static constexpr int64_t kValues = 32;
+  static constexpr int kPerChunk = kQ8BlocksPerChunk;
+  static constexpr size_t kBytes = kQ8BlockBytes;
+  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+    __m256i wv[8];
+    __m256 dw;
+    load_block_q8(p, boff, wv, &dw);
+    __m256i* out = reinterpret_cast<__m256i*>(dst);
+    for (int k = 0; k < 8; ++k) {
+      _mm256_store_si256(out + k, _mm256_abs_epi8(wv[k]));
+      _mm256_store_si256(out + 8 + k, wv[k]);
+    }
+    _mm256_store_ps(reinterpret_cast<float*>(out + 16), dw);
+  }
+  template <int T>
+  static void run_tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
+    tile_q8<T>(nb, pk, a, as, b0, acc);
+  }
+  static bool run_direct(int64_t ntc, int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
+    switch (ntc) {
+      case 3: direct_q8<3>(nb, p, a, as, acc); break;
+      case 2: direct_q8<2>(nb, p, a, as, acc); break;
+      default: direct_q8<1>(nb, p, a, as, acc); break;
+    }
+    return true;
+  }
+};
+
+// The walk shared by every format F: token chunks (partial sums kept in acc) x groups of 8 rows
+// (a tail group repeats the last row) x chunks of blocks repacked into the stack scratch, then
+// register tiles of kTile tokens; fewer than kDirectBelow tokens use F's direct path if it has one.
+template <class F>
+void gemm_rows8(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                float* y, size_t ys) {
+  const int64_t nb = n / F::kValues;
+  alignas(32) uint8_t pk[F::kPerChunk * F::kBytes];
   alignas(32) float acc[kTokensPerChunk * 8];
   for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
     const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
     const uint8_t* at = a + size_t(t0) * as;
     for (int64_t r0 = 0; r0 < nr; r0 += 8) {
       const uint8_t* p[8];
-      for (int r = 0; r < 8; ++r) p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;
+      for (int r = 0; r < 8; ++r) p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;  // tail: repeat last row
       const int rr = int(nr - r0 < 8 ? nr - r0 : 8);
-      if (ntc < kDirectBelow) {
-        switch (ntc) {
-          case 3: direct_q8<3>(nb, p, at, as, acc); break;
-          case 2: direct_q8<2>(nb, p, at, as, acc); break;
-          default: direct_q8<1>(nb, p, at, as, acc); break;
-        }
-      } else {
+      if (ntc >= kDirectBelow || !F::run_direct(ntc, nb, p, at, as, acc)) {
         std::memset(acc, 0, sizeof(float) * 8 * size_t(ntc));
-        for (int64_t b0 = 0; b0 < nb; b0 += kQ8BlocksPerChunk) {
-          const int nbc = int(nb - b0 < kQ8BlocksPerChunk ? nb - b0 : kQ8BlocksPerChunk);
-          for (int b = 0; b < nbc; ++b) {
-            __m256i wv[8];
-            __m256 dw;
-            load_block_q8(p, size_t(b0 + b) * kW, wv, &dw);
-            __m256i* out = reinterpret_cast<__m256i*>(pk + size_t(b) * kQ8BlockBytes);
-            for (int k = 0; k < 8; ++k) {
-              _mm256_store_si256(out + k, _mm256_abs_epi8(wv[k]));
-              _mm256_store_si256(out + 8 + k, wv[k]);
-            }
-            _mm256_store_ps(reinterpret_cast<float*>(out + 16), dw);
-          }
+        for (int64_t b0 = 0; b0 < nb; b0 += F::kPerChunk) {
+          const int nbc = int(nb - b0 < F::kPerChunk ? nb - b0 : F::kPerChunk);
+          for (int b = 0; b < nbc; ++b) F::repack(p, size_t(b0 + b) * F::kW, pk + size_t(b) * F::kBytes);
           int64_t t = 0;
-          for (; t + kTile <= ntc; t += kTile) tile_q8<kTile>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t);
+          for (; t + kTile <= ntc; t += kTile)
+            F::template run_tile<kTile>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t);
           switch (ntc - t) {
-            case 3: tile_q8<3>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
-            case 2: tile_q8<2>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
-            case 1: tile_q8<1>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+            case 3: F::template run_tile<3>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+            case 2: F::template run_tile<2>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+            case 1: F::template run_tile<1>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
             default: break;
           }
         }
@@ -450,19 +428,19 @@ void gemm_q8_impl(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint
 
 void gemm_q4_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_q4<false>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<Q4Format<false>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_q8_impl(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<Q8Format>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_q4k_impl(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<Q4KFormat>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q4_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_q4<true>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<Q4Format<true>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 
 }  // namespace avx2_rows8
