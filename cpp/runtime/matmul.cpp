@@ -137,14 +137,11 @@ void matmul_shared_input(const MatmulOutput* outs, int count, const float* x, in
     shared = w.n_in() == n_in && act_format(w.traits->type) == fmt && ks.gemm[int(w.traits->type)] != nullptr;
   }
   if (!shared) {
-    for (int i = 0; i < count; ++i) {
-      const WeightView& w = *outs[i].w;
-      const GemmFn gemm = act_format(w.traits->type) == ActFormat::None ? nullptr : ks.gemm[int(w.traits->type)];
-      if (precision == MatmulPrecision::Exact || !gemm || w.n_in() % act_block_size(act_format(w.traits->type)) != 0)
-        matmul_exact(w, x, n_tokens, outs[i].y, pool, scratch);
-      else
-        matmul_shared_input(&outs[i], 1, x, n_tokens, pool, scratch, precision, kernels);
-    }
+    // One weight that cannot take the fast path: the exact one. Several: each on its own.
+    if (count == 1)
+      matmul_exact(*outs[0].w, x, n_tokens, outs[0].y, pool, scratch);
+    else
+      for (int i = 0; i < count; ++i) matmul_shared_input(&outs[i], 1, x, n_tokens, pool, scratch, precision, kernels);
     return;
   }
 
