@@ -1,6 +1,7 @@
 """Shared fixtures. Real model files live in ../shared/models (beside the project root) or in
 $EDGELLAMA_SHARED/models; tests that need them skip with a reason when they are absent (a user's
-fresh clone), and run in CI where they are present."""
+fresh clone), and run in CI where they are present. Under CI=true a missing file is an error: CI
+must never pass by skipping the real-model tests."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ def shared_dir() -> Path:
 def _shared_file(*parts: str) -> Path:
     p = shared_dir().joinpath("models", *parts)
     if not p.is_file():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"shared model file not found under CI=true: {p} (CI must run the real-model tests)")
         pytest.skip(f"shared model file not found: {p} (set EDGELLAMA_SHARED or place ../shared beside the project)")
     return p
 

@@ -23,15 +23,6 @@ def edgellama(*args, stdin=None, env=None, timeout=300):
 
 @pytest.fixture(scope="module")
 def model(smollm2_path):
-    if not hasattr(_core, "Sampler"):
-        pytest.skip("edgellama._core.Sampler is not built yet")
-    from edgellama import Llama
-
-    with Llama(str(smollm2_path), n_ctx=64) as m:
-        try:
-            m.tokenize(b"probe")
-        except (AttributeError, NotImplementedError) as e:
-            pytest.skip(f"tokenizer not available: {e}")
     return str(smollm2_path)
 
 

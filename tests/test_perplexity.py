@@ -149,8 +149,6 @@ def test_calibration_statistics_weight_the_search(stories, stories260k_dir):
 def test_quantize_with_calibrate_file(stories, stories260k_dir, tmp_path):
     from edgellama import Llama
 
-    if not hasattr(Llama, "tokenize"):
-        pytest.skip("Llama.tokenize is not available in this build")
     text = tmp_path / "calib.txt"
     text.write_text("Once upon a time, there was a little girl named Lily. She liked to play outside. " * 20)
     out = quantize(stories260k_dir / "stories260K.bin", tmp_path / "c.gguf", "Q4_0",
