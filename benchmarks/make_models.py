@@ -24,6 +24,11 @@ SHAPES = {
                       name="TinyLlama-1.1B-shape"),
     "smollm2-135m": dict(n_embd=576, n_layer=30, n_head=9, n_head_kv=3, n_ff=1536, n_vocab=49152, ctx=8192,
                          name="SmolLM2-135M-shape"),
+    # Qwen2-0.5B: n_embd 896 is not a multiple of 256, so llama-quantize's Q4_K_M falls back to
+    # Q5_0/Q8_0 for most matrices (the mix real 0.5B "Q4_K_M" files have); q/k/v have biases and the
+    # output matrix is tied to the embeddings.
+    "qwen2-0.5b": dict(n_embd=896, n_layer=24, n_head=14, n_head_kv=2, n_ff=4864, n_vocab=151936, ctx=32768,
+                       name="Qwen2-0.5B-shape", arch="qwen2", tied=True, qkv_bias=True, rope_base=1e6),
 }
 
 # type -> (values per block, bytes per block, [(offset of an fp16 field, scale)])
@@ -84,7 +89,8 @@ def write_model(path: str, shape: dict, mix: str, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     e, L, H, Hkv, F, V = (shape[k] for k in ("n_embd", "n_layer", "n_head", "n_head_kv", "n_ff", "n_vocab"))
     hd = e // H
-    w = gguf.GGUFWriter(path, "llama")
+    arch = shape.get("arch", "llama")
+    w = gguf.GGUFWriter(path, arch)
     w.add_name(f"{shape['name']} random {mix}")
     w.add_context_length(shape["ctx"])
     w.add_embedding_length(e)
@@ -94,7 +100,7 @@ def write_model(path: str, shape: dict, mix: str, seed: int = 0) -> None:
     w.add_head_count_kv(Hkv)
     w.add_rope_dimension_count(hd)
     w.add_layer_norm_rms_eps(1e-5)
-    w.add_rope_freq_base(10000.0)
+    w.add_rope_freq_base(shape.get("rope_base", 10000.0))
     w.add_file_type(FTYPE[mix])
     w.add_vocab_size(V)
     # A minimal SPM vocabulary: <unk> <s> </s>, the 256 byte tokens, then placeholders.
@@ -119,7 +125,8 @@ def write_model(path: str, shape: dict, mix: str, seed: int = 0) -> None:
     emb_type = {"Q4_K_M": "Q4_K"}.get(mix, mix)
     add("token_embd.weight", emb_type, V, e)
     w.add_tensor("output_norm.weight", np.ones(e, np.float32))
-    add("output.weight", tensor_type(mix, "output", 0, L), V, e)
+    if not shape.get("tied"):
+        add("output.weight", tensor_type(mix, "output", 0, L), V, e)
     for il in range(L):
         p = f"blk.{il}."
         w.add_tensor(p + "attn_norm.weight", np.ones(e, np.float32))
@@ -127,6 +134,8 @@ def write_model(path: str, shape: dict, mix: str, seed: int = 0) -> None:
         for name, n_out, n_in in (("attn_q", e, e), ("attn_k", Hkv * hd, e), ("attn_v", Hkv * hd, e),
                                   ("attn_output", e, e), ("ffn_gate", F, e), ("ffn_up", F, e), ("ffn_down", e, F)):
             add(p + name + ".weight", tensor_type(mix, name, il, L), n_out, n_in)
+            if shape.get("qkv_bias") and name in ("attn_q", "attn_k", "attn_v"):
+                w.add_tensor(p + name + ".bias", (0.02 * rng.standard_normal(n_out)).astype(np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
