@@ -44,6 +44,14 @@ def edgellama_once(llm, test: str, n: int, rng) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def loadavg() -> float:
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except OSError:
+        return float("nan")
+
+
 def summary(xs):
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
@@ -57,6 +65,7 @@ def main(argv=None) -> int:
     ap.add_argument("-t", "--threads", default="1,2")
     ap.add_argument("-r", "--repetitions", type=int, default=5)
     ap.add_argument("--json", help="also write the rows to this file")
+    ap.add_argument("--roofline", help="membw.py --json output: adds tg as %% of the bandwidth roofline")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -64,6 +73,12 @@ def main(argv=None) -> int:
     from edgellama import Llama, _core
 
     rng = np.random.default_rng(0)
+    roof = {}
+    if args.roofline:
+        with open(args.roofline) as f:
+            r = json.load(f)
+        for m, d in r["models"].items():
+            roof[os.path.basename(m)] = {int(t): v for t, v in d["roofline_tg_tps"].items()}
     tests = [t for t in (("pp", args.n_prompt), ("tg", args.n_gen)) if t[1] > 0]
     rows = []
     print(f"# {datetime.datetime.now().isoformat(timespec='seconds')}  {platform.node()}  "
@@ -74,23 +89,32 @@ def main(argv=None) -> int:
             for test, n in tests:
                 edgellama_once(llm, test, min(n, 32), rng)  # warm-up (page in the weights)
                 ours, theirs = [], []
+                load_before = loadavg()
                 for _ in range(args.repetitions):
                     theirs.append(llama_bench_once(args.llama_bench, model, test, n, threads))
                     ours.append(edgellama_once(llm, test, n, rng))
                 (om, osd), (tm, tsd) = summary(ours), summary(theirs)
                 row = dict(model=os.path.basename(model), test=f"{test}{n}", n_threads=threads,
                            edgellama_tps=om, edgellama_stddev=osd, llamacpp_tps=tm, llamacpp_stddev=tsd,
-                           ratio=om / tm, edgellama_samples=ours, llamacpp_samples=theirs, isa=_core.isa())
+                           ratio=om / tm, edgellama_samples=ours, llamacpp_samples=theirs, isa=_core.isa(),
+                           load_before=load_before, load_after=loadavg())
+                rf = roof.get(row["model"], {}).get(threads)
+                row["roofline_tps"] = rf if test == "tg" else None
                 rows.append(row)
+                extra = f"   {100 * om / rf:4.0f}% / {100 * tm / rf:4.0f}% of roofline" if row["roofline_tps"] else ""
                 print(f"{row['model']:<34} {row['test']:>6} t={threads}  edgellama {om:8.2f} ± {osd:5.2f}   "
-                      f"llama.cpp {tm:8.2f} ± {tsd:5.2f}   ratio {om / tm:5.2f}x", flush=True)
+                      f"llama.cpp {tm:8.2f} ± {tsd:5.2f}   ratio {om / tm:5.2f}x{extra}   "
+                      f"load {load_before:.2f}->{row['load_after']:.2f}", flush=True)
             llm.close()
     print()
-    print("| model | test | threads | edgellama t/s | llama.cpp t/s | edgellama ÷ llama.cpp |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| model | test | threads | edgellama t/s | llama.cpp t/s | edgellama ÷ llama.cpp | % roofline (ours / llama.cpp) | load before→after |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
+        rf = r.get("roofline_tps")
+        pct = f"{100 * r['edgellama_tps'] / rf:.0f}% / {100 * r['llamacpp_tps'] / rf:.0f}%" if rf else ""
         print(f"| {r['model']} | {r['test']} | {r['n_threads']} | {r['edgellama_tps']:.2f} ± {r['edgellama_stddev']:.2f} "
-              f"| {r['llamacpp_tps']:.2f} ± {r['llamacpp_stddev']:.2f} | {r['ratio']:.2f} |")
+              f"| {r['llamacpp_tps']:.2f} ± {r['llamacpp_stddev']:.2f} | {r['ratio']:.2f} | {pct} "
+              f"| {r['load_before']:.2f}→{r['load_after']:.2f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
