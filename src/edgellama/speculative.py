@@ -127,7 +127,7 @@ class DraftController:
         if accepted >= drafted:
             self.length = min(self.max_len, self.length + 2)
         else:
-            self.length = max(1, (self.length + accepted + 1 + 1) // 2)
+            self.length = max(1, (self.length + accepted + 1) // 2)
         if accepted == 0:
             self._misses += 1
             if self._misses >= self.patience:
@@ -242,7 +242,11 @@ class SpecSession:
         if n <= 0:
             return []
         draft = _call_drafter(self.drafter, history, n)
-        return [t for t in draft[:n]] if all(0 <= t < self.n_vocab for t in draft[:n]) else []
+        for t in draft:
+            if not 0 <= t < self.n_vocab:
+                raise ValueError(f"draft model {type(self.drafter).__name__} proposed token id {t}, outside "
+                                 f"the target's vocabulary (0..{self.n_vocab - 1})")
+        return draft
 
     def update(self, drafted: int, accepted: int) -> None:
         if drafted:
