@@ -96,13 +96,30 @@ def test_controller_backs_off_when_drafts_keep_failing():
 
 
 def test_controller_adapts_length():
-    c = DraftController(max_len=10, start=4)
+    c = DraftController(max_len=10, start=4, cost_per_token=0.0)
     c.update(4, 4)
     assert c.length == 6
     c.update(6, 1)
     assert c.length == 4  # half way back to accepted + 1
     with pytest.raises(ValueError):
         DraftController(0)
+
+
+def test_controller_cost_model():
+    """Expensive verification positions shorten drafts; measured step times set the cost."""
+    c = DraftController(max_len=16, start=16, cost_per_token=0.0)
+    for _ in range(20):
+        c.update(4, 2)  # acceptance about 2/3 per token
+    c.length = 16
+    assert c.budget() == 16  # free positions: draft as much as allowed
+    for _ in range(50):  # 1-token steps take 10 ms, 5-token steps 20 ms: beta = 0.25
+        c.observe_time(1, 0.010)
+        c.observe_time(5, 0.020)
+    assert abs(c.beta - 0.25) < 0.01
+    k = c.budget()
+    a = c.acceptance
+    gains = [(1 - a ** (j + 1)) / (1 - a) / (1 + 0.25 * j) for j in range(1, 17)]
+    assert k == 1 + int(np.argmax(gains)) and k < 8
 
 
 # ----------------------------------------------------------------------------- random models

@@ -263,10 +263,13 @@ class GenerationMixin:
                     if keep < len(cache):
                         self._truncate_cache(keep)
                     context, tokens = full[:keep], full[keep:]
+                t_eval = time.perf_counter()
                 if draft:  # row j: the logits after tokens + draft[:j]
                     rows = self.eval(tokens + draft)[len(tokens) - 1:]
                 else:
                     rows = self._eval_last(tokens)[None, :]
+                if spec is not None and produced:  # the cost model of the draft length
+                    spec.observe_time(len(tokens) + len(draft), time.perf_counter() - t_eval)
             context.extend(tokens)
             context.extend(draft)  # the cache now holds the draft too; cut back below
             # Files often pad token_embd with rows the tokenizer has no text for (Qwen2.5: 151936

@@ -95,40 +95,79 @@ class DraftController:
     """Draft length and back-off.
 
     - Length: starts at ``start`` (capped at ``max_len``); a fully accepted draft grows it by 2, a
-      partly accepted one moves it half way to (accepted + 1). Cheap when drafts are long and
-      right, short when they are often wrong.
-    - Back-off: after ``patience`` consecutive drafts with nothing accepted, no draft is proposed for
-      the next ``pause`` tokens; the pause doubles (up to ``max_pause``) while drafts keep failing and
-      resets after any accepted draft token. On open-ended text the extra work is then a couple of
-      failed short verifications every ``max_pause`` tokens.
+      partly accepted one moves it half way to (accepted + 1).
+    - Cost: a step that verifies k draft tokens costs about (1 + beta k) plain steps (beta is
+      measured online from the step times the loop reports with :meth:`observe_time`; small models
+      with a large vocabulary pay more per extra position for the output layer). With a per-token
+      acceptance estimate a, a draft of k yields E(k) = 1 + a + ... + a^k tokens, so the length is
+      also capped at the k that maximizes E(k) / (1 + beta k), and a draft that is not expected to
+      beat a plain step counts as a miss.
+    - Back-off: after ``patience`` consecutive misses (nothing accepted, or not paying), no draft is
+      proposed for the next ``pause`` tokens; the pause doubles (up to ``max_pause``) while drafts keep
+      failing and resets after a draft that pays. On open-ended text the extra work is then a couple
+      of failed short verifications every ``max_pause`` tokens.
     """
 
-    def __init__(self, max_len: int, start: int = 4, patience: int = 2, max_pause: int = 64):
+    def __init__(self, max_len: int, start: int = 4, patience: int = 2, max_pause: int = 64,
+                 cost_per_token: float = 0.1):
         if max_len < 1:
             raise ValueError(f"draft length must be >= 1, got {max_len}")
         self.max_len = int(max_len)
         self.length = max(1, min(int(start), self.max_len))
         self.patience = patience
         self.max_pause = max_pause
+        self.beta = float(cost_per_token)  # extra cost of one more position, in plain steps
+        self._t1: Optional[float] = None  # EMA of a one-token step, seconds
+        self._hits, self._trials = 2.0, 3.0  # decayed acceptance counts (prior a = 2/3)
         self._misses = 0
         self._pause_left = 0
         self._next_pause = 1
+
+    @property
+    def acceptance(self) -> float:
+        """Estimated probability that the next draft token is accepted."""
+        return self._hits / self._trials
+
+    def _gain(self, k: int) -> float:
+        a = min(self.acceptance, 0.999)
+        return (1.0 - a ** (k + 1)) / (1.0 - a) / (1.0 + self.beta * k)
+
+    def _best_length(self, cap: int) -> int:
+        best_k, best = 1, self._gain(1)
+        for k in range(2, cap + 1):
+            g = self._gain(k)
+            if g > best:
+                best_k, best = k, g
+        return best_k
 
     def budget(self) -> int:
         """Draft tokens allowed for the next step (0 while backed off); call once per decode step."""
         if self._pause_left > 0:
             self._pause_left -= 1
             return 0
-        return self.length
+        return self._best_length(self.length)
+
+    def observe_time(self, n_evaluated: int, seconds: float) -> None:
+        """Step timing: ``n_evaluated`` tokens (1 = a plain step) took ``seconds``."""
+        if seconds <= 0 or n_evaluated < 1:
+            return
+        if n_evaluated == 1:
+            self._t1 = seconds if self._t1 is None else 0.8 * self._t1 + 0.2 * seconds
+        elif self._t1 is not None:
+            obs = (seconds / self._t1 - 1.0) / (n_evaluated - 1)
+            self.beta = min(2.0, max(0.0, 0.8 * self.beta + 0.2 * obs))
 
     def update(self, drafted: int, accepted: int) -> None:
         if drafted <= 0:
             return
+        self._hits = 0.9 * self._hits + accepted
+        self._trials = 0.9 * self._trials + accepted + (1 if accepted < drafted else 0)
         if accepted >= drafted:
             self.length = min(self.max_len, self.length + 2)
         else:
             self.length = max(1, (self.length + accepted + 1) // 2)
-        if accepted == 0:
+        paid = (1 + accepted) / (1.0 + self.beta * drafted) >= 1.0
+        if accepted == 0 or not paid:
             self._misses += 1
             if self._misses >= self.patience:
                 self._misses = 0
@@ -201,6 +240,9 @@ class SpecSession:
         self.greedy = temp is not None and float(temp) <= 0
         max_len = int(getattr(drafter, "max_draft_tokens", 10) or 10)
         self.controller = DraftController(max_len, start=getattr(drafter, "start_draft_tokens", 4))
+        cost = getattr(drafter, "_spec_cost", None)  # the step-cost estimate of earlier generations
+        if cost is not None:
+            self.controller.beta, self.controller._t1 = cost
         seed = int(getattr(sampler, "seed", 0) or 0)
         # Independent of the sampler's own RNG stream (which draws the non-draft tokens).
         self.rng = np.random.default_rng([seed & 0xFFFFFFFF, 0x5BEC])
@@ -252,6 +294,14 @@ class SpecSession:
         if drafted:
             self.stats.add(drafted, accepted)
             self.controller.update(drafted, accepted)
+
+    def observe_time(self, n_evaluated: int, seconds: float) -> None:
+        c = self.controller
+        c.observe_time(n_evaluated, seconds)
+        try:  # keep the hardware cost estimate for the next generation with this drafter
+            self.drafter._spec_cost = (c.beta, c._t1)
+        except AttributeError:
+            pass
 
     # ---------------------------------------------------------------- verification
     def verify(self, logits: np.ndarray, draft_token: int) -> Tuple[int, bool]:
