@@ -413,3 +413,35 @@ def test_verify_residual_matches_exact_distribution(rand_model):
     tv = 0.5 * np.abs(counts / n - p).sum()
     bound = 4 * 0.5 * np.sqrt(p * (1 - p) / n).sum()
     assert tv < bound, (tv, bound)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _cli(argv, capsys):
+    from edgellama import cli
+
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_run_spec_on_by_default_same_text(rand_model, rand_draft, capsys):
+    cli_prompt = "abcdefghij" * 4  # 40 byte tokens: long enough for auto prompt lookup
+    base = ["run", str(rand_model), "-p", cli_prompt, "-n", "40", "--temp", "0", "-t", "1", "-c", "128", "-v"]
+    code, plain, err_plain = _cli(base + ["--no-spec"], capsys)
+    assert code == 0 and "speculative" not in err_plain
+    code, spec, err = _cli(base, capsys)
+    assert code == 0 and spec == plain
+    assert "[speculative:" in err and "draft tokens accepted" in err
+    code, spec2, err = _cli(base + ["--draft-model", str(rand_draft), "--draft-max", "4"], capsys)
+    assert code == 0 and spec2 == plain and "[speculative:" in err
+    # a short prompt: auto leaves speculation off
+    code, _, err = _cli(["run", str(rand_model), "-p", "ab", "-n", "8", "--temp", "0", "-t", "1", "-c", "64", "-v"], capsys)
+    assert code == 0 and "speculative" not in err
+
+
+def test_cli_spec_option_errors(rand_model, capsys):
+    code, _, err = _cli(["run", str(rand_model), "-p", "ab", "--draft-max", "0"], capsys)
+    assert code == 1 and "--draft-max must be positive" in err
+    code, _, err = _cli(["run", str(rand_model), "-p", "ab", "--no-spec", "--draft-model", str(rand_model)], capsys)
+    assert code == 1 and "--draft-model cannot be combined" in err
