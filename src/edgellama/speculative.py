@@ -173,9 +173,9 @@ class DraftController:
                 self._misses = 0
                 self._pause_left = self._next_pause
                 self._next_pause = min(self.max_pause, self._next_pause * 2)
-        else:
+        else:  # a draft that paid: shorten the next pause (not reset it: one lucky hit among misses)
             self._misses = 0
-            self._next_pause = 1
+            self._next_pause = max(1, self._next_pause // 2)
 
 
 @dataclass
