@@ -205,6 +205,9 @@ def test_user_drafter_and_bad_drafts(rand_model):
     llm.draft_model = EchoLastDraft()
     llm.reset()
     assert llm(prompt, max_tokens=40, temperature=0, logprobs=3) == {**ref, "id": ANY, "created": ANY}
+    llm.draft_model = "small.gguf"  # not a drafter
+    with pytest.raises(TypeError, match="draft_model must be a drafter"):
+        llm(prompt, max_tokens=5, temperature=0)
     llm.draft_model = OutOfVocabDraft()
     with pytest.raises(ValueError, match="OutOfVocabDraft.*10000"):
         llm(prompt, max_tokens=5, temperature=0)

@@ -282,6 +282,8 @@ class GenerationMixin:
                     logits = logits.copy()
                     logits[n_text:] = -np.inf
                 accepted = False
+                # grammar call point: a constraint masks `logits` here exactly as for plain sampling
+                # (and accepts the emitted token), so verification compares like with like
                 if j < n_draft:
                     tok, accepted = spec.verify(logits, draft[j])
                 else:

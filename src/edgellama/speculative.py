@@ -258,6 +258,9 @@ class SpecSession:
         drafter = getattr(model, "draft_model", None)
         if drafter is None:
             return None
+        if not (hasattr(drafter, "draft") or callable(drafter)):
+            raise TypeError(f"draft_model must be a drafter (edgellama.LlamaPromptLookupDecoding(), "
+                            f"edgellama.LlamaDraftModel(path)), got {type(drafter).__name__}")
         temp = getattr(sampler, "temperature", None)
         if temp is None or (float(temp) > 0 and not hasattr(sampler, "probabilities")):
             return None
