@@ -448,3 +448,51 @@ def test_cli_spec_option_errors(rand_model, capsys):
     assert code == 1 and "--draft-max must be positive" in err
     code, _, err = _cli(["run", str(rand_model), "-p", "ab", "--no-spec", "--draft-model", str(rand_model)], capsys)
     assert code == 1 and "--draft-model cannot be combined" in err
+
+
+# ----------------------------------------------------------------------------- interleaving, constraints
+
+def test_interleaved_streams_on_one_object(rand_model):
+    """Two streams on one Llama alternate tokens: each must still see its own context (the restore
+    step also cuts rejected draft tokens another stream's step left behind)."""
+    p1, p2 = list(range(3, 30)) * 2, list(range(40, 60)) * 2
+
+    def run(draft):
+        llm = Llama(rand_model, n_ctx=256, n_threads=1, draft_model=draft)
+        a = llm(p1, max_tokens=30, temperature=0, stream=True)
+        b = llm(p2, max_tokens=30, temperature=0, stream=True)
+        ta, tb = [], []
+        for ca, cb in zip(a, b):
+            ta.append(ca["choices"][0]["text"])
+            tb.append(cb["choices"][0]["text"])
+        return "".join(ta), "".join(tb)
+
+    d = LlamaPromptLookupDecoding()
+    assert run(d) == run(None)
+    assert d.stats.drafted > 0
+
+
+class ForbidToken:
+    """A toy constraint: every token but `banned` is allowed; records its accept/rollback calls."""
+
+    def __init__(self, banned):
+        self.banned, self.state = banned, []
+
+    def fill_mask(self, mask):
+        mask[:] = True
+        mask[self.banned] = False
+
+    def accept(self, t):
+        self.state.append(t)
+
+    def rollback(self, n):
+        del self.state[len(self.state) - n:]
+
+
+def test_filter_draft_cuts_at_first_forbidden_token_and_restores_state():
+    c = ForbidToken(banned=7)
+    c.state = [1]
+    assert speculative.filter_draft([3, 4, 7, 5], c, 10) == [3, 4]
+    assert c.state == [1]  # walked and rolled back
+    assert speculative.filter_draft([7, 3], c, 10) == []
+    assert speculative.filter_draft([3, 4], None, 10) == [3, 4]
