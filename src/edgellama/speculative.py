@@ -103,12 +103,12 @@ class DraftController:
       also capped at the k that maximizes E(k) / (1 + beta k), and a draft that is not expected to
       beat a plain step counts as a miss.
     - Back-off: after ``patience`` consecutive misses (nothing accepted, or not paying), no draft is
-      proposed for the next ``pause`` tokens; the pause doubles (up to ``max_pause``) while drafts keep
-      failing and resets after a draft that pays. On open-ended text the extra work is then a couple
-      of failed short verifications every ``max_pause`` tokens.
+      proposed for the next ``pause`` tokens; the pause doubles (2, 4, ... up to ``max_pause``) while
+      drafts keep failing and halves after a draft that pays. On open-ended text the extra work is
+      then one failed short verification every ``max_pause`` tokens.
     """
 
-    def __init__(self, max_len: int, start: int = 4, patience: int = 2, max_pause: int = 64,
+    def __init__(self, max_len: int, start: int = 4, patience: int = 1, max_pause: int = 64,
                  cost_per_token: float = 0.1):
         if max_len < 1:
             raise ValueError(f"draft length must be >= 1, got {max_len}")
@@ -121,7 +121,7 @@ class DraftController:
         self._hits, self._trials = 2.0, 3.0  # decayed acceptance counts (prior a = 2/3)
         self._misses = 0
         self._pause_left = 0
-        self._next_pause = 1
+        self._next_pause = 2
 
     @property
     def acceptance(self) -> float:
@@ -175,7 +175,7 @@ class DraftController:
                 self._next_pause = min(self.max_pause, self._next_pause * 2)
         else:  # a draft that paid: shorten the next pause (not reset it: one lucky hit among misses)
             self._misses = 0
-            self._next_pause = max(1, self._next_pause // 2)
+            self._next_pause = max(2, self._next_pause // 2)
 
 
 @dataclass
