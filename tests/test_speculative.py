@@ -496,3 +496,28 @@ def test_filter_draft_cuts_at_first_forbidden_token_and_restores_state():
     assert c.state == [1]  # walked and rolled back
     assert speculative.filter_draft([7, 3], c, 10) == []
     assert speculative.filter_draft([3, 4], None, 10) == [3, 4]
+
+
+# ----------------------------------------------------------------------------- benchmarks (tiny runs)
+
+def test_bench_spec_cli_tiny(rand_model, capsys):
+    code, out, err = _cli(["bench", str(rand_model), "--spec", "-n", "12", "-t", "1", "-r", "1", "--json"], capsys)
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["task"] for r in rows] == ["copy-substitute", "open-ended"]
+    for r in rows:
+        assert r["identical"] and r["tokens"] >= 1 and r["plain_tps"] > 0 and r["spec_tps"] > 0
+        assert r["spec_forward_passes"] == r["tokens"] - r["accepted"]
+
+
+def test_spec_bench_script_tiny(rand_model, capsys):
+    import importlib.util
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("spec_bench", ROOT / "benchmarks" / "spec_bench.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    code = mod.main([str(rand_model), "-n", "8", "-r", "1", "--tasks", "substitute,open-story", "--llama-bench", ""])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "| substitute | yes |" in out and "| open-story | no |" in out and "worst speculative" in out
