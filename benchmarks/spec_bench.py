@@ -14,7 +14,7 @@ over the open-ended ones (target >= 0.95x).
 
     PYTHONPATH=src python benchmarks/spec_bench.py MODEL.gguf \
         [--llama-bench /work/llamacpp/build-native/bin/llama-bench] [-n 128] [-t 1] [-r 3] \
-        [--draft-model SMALL.gguf] [--tasks code-copy,quote] [--json out.json]
+        [--draft-model SMALL.gguf] [--tasks code-rename,quote] [--json out.json]
 
 Exit status 1 when a speculative text differs from the plain one.
 """
@@ -58,9 +58,10 @@ def parse_config(path):
 
 # name -> (user message, input-grounded?)
 TASKS: Dict[str, Tuple[str, bool]] = {
-    "code-copy": ("Copy this Python code exactly, then stop:\n\n" + CODE, True),
-    "code-edit": ("Rewrite this code with the function renamed from parse_config to load_settings. "
-                  "Reply with the code only.\n\n" + CODE, True),
+    # (code first, instruction after: SmolLM2-135M rewrites code from scratch when asked first)
+    "code-rename": ("```python\n" + CODE + "```\n\nRewrite the code above, renaming the variable `handle` to `f`.",
+                    True),
+    "code-annotate": ("```python\n" + CODE + "```\n\nAdd type hints to the function above.", True),
     "substitute": ("Copy the following text, replacing every occurrence of 'tower' with 'spire':\n\n"
                    + DOCUMENT, True),
     "quote": (DOCUMENT + "\n\nWho designed the tower and when was it built? Answer by quoting the "
