@@ -521,3 +521,16 @@ def test_spec_bench_script_tiny(rand_model, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "| substitute | yes |" in out and "| open-story | no |" in out and "worst speculative" in out
+
+
+def test_seeded_sampling_with_speculation_is_reproducible(rand_model):
+    """Draft lengths must not depend on timings when sampling (they steer the random stream)."""
+    prompt = list(range(3, 30)) * 2
+
+    def run():
+        llm = Llama(rand_model, n_ctx=256, n_threads=1, draft_model=LlamaPromptLookupDecoding())
+        texts = [llm(prompt, max_tokens=40, temperature=0.8, seed=s)["choices"][0]["text"] for s in (1, 2, 3)]
+        return texts, llm.draft_model.stats.drafted
+
+    (a, drafted), (b, _) = run(), run()
+    assert a == b and drafted > 0

@@ -240,7 +240,10 @@ class SpecSession:
         self.greedy = temp is not None and float(temp) <= 0
         max_len = int(getattr(drafter, "max_draft_tokens", 10) or 10)
         self.controller = DraftController(max_len, start=getattr(drafter, "start_draft_tokens", 4))
-        cost = getattr(drafter, "_spec_cost", None)  # the step-cost estimate of earlier generations
+        # The measured step cost steers the draft lengths, and so how the random numbers are consumed:
+        # only greedy decoding (whose output cannot change) uses it, so that a seeded sampled
+        # generation is reproducible whatever the timings.
+        cost = getattr(drafter, "_spec_cost", None) if self.greedy else None
         if cost is not None:
             self.controller.beta, self.controller._t1 = cost
         seed = int(getattr(sampler, "seed", 0) or 0)
@@ -299,6 +302,8 @@ class SpecSession:
             self.controller.update(drafted, accepted)
 
     def observe_time(self, n_evaluated: int, seconds: float) -> None:
+        if not self.greedy:
+            return  # see __init__: sampled output must not depend on timings
         c = self.controller
         c.observe_time(n_evaluated, seconds)
         try:  # keep the hardware cost estimate for the next generation with this drafter
