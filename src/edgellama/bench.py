@@ -12,7 +12,7 @@ import json
 import statistics
 import sys
 import time
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -113,6 +113,110 @@ def format_table(rows: List[Dict]) -> str:
     return "\n".join(out)
 
 
+# ----------------------------------------------------------------------------------------------
+# `edgellama bench --spec`: speculative decoding on real prompts (random tokens cannot show it)
+# ----------------------------------------------------------------------------------------------
+
+_SPEC_DOCUMENT = (
+    "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named "
+    "after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889. "
+    "Locally nicknamed La dame de fer, it was constructed as the centerpiece of the 1889 World's Fair. The "
+    "tower is 330 metres tall, about the same height as an 81-storey building, and the tallest structure "
+    "in Paris.")
+
+# name -> (user message, input-grounded?). Grounded tasks copy from the prompt (drafts pay off);
+# open-ended ones show that failing drafts cost (almost) nothing. benchmarks/spec_bench.py has more.
+SPEC_TASKS: Dict[str, Tuple[str, bool]] = {
+    "copy-substitute": ("Copy the following text, replacing every occurrence of 'tower' with 'spire':\n\n"
+                        + _SPEC_DOCUMENT, True),
+    "open-ended": ("Write a short story about a lighthouse keeper who finds a message in a bottle.", False),
+}
+
+
+def spec_prompt_tokens(llm, user_text: str) -> List[int]:
+    """The prompt for one task: a chat turn when the model has a chat template, else the text."""
+    if getattr(llm, "chat_template", None):
+        text = llm.apply_chat_template([{"role": "user", "content": user_text}])
+        return list(llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+    return list(llm.tokenize(user_text.encode("utf-8"), add_bos=True))
+
+
+def time_decode(llm, prompt_tokens: List[int], n_gen: int, drafter) -> Tuple[str, int, float, float]:
+    """Greedy decode of up to ``n_gen`` tokens after a prompt already in the KV cache (so the time
+    is the decode alone): (text, tokens generated, wall seconds, process CPU seconds). The CPU time
+    is steadier than the wall time on a busy machine (it leaves out waiting for a core)."""
+    llm.draft_model = None
+    llm.create_completion(prompt_tokens, max_tokens=1, temperature=0)  # prompt into the cache, untimed
+    llm.draft_model = drafter
+    try:
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = llm.create_completion(prompt_tokens, max_tokens=n_gen, temperature=0)
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        llm.draft_model = None
+    return out["choices"][0]["text"], int(out["usage"]["completion_tokens"]), dt, dc
+
+
+def run_spec_bench(model_path: str, tasks: Optional[Dict[str, Tuple[str, bool]]] = None, n_gen: int = 128,
+                   n_threads: Optional[int] = None, repetitions: int = 3, make_drafter=None,
+                   n_ctx: int = 4096, progress=None) -> List[Dict]:
+    """Per task: greedy decode plain and with speculation (interleaved, best of ``repetitions``),
+    tokens generated, acceptance rate, effective decode tokens/s of both, and whether the texts are
+    identical. ``make_drafter()`` makes the drafter (default: prompt lookup, max_ngram_size=3)."""
+    from edgellama import Llama, _core
+    from edgellama.llama_speculative import LlamaPromptLookupDecoding
+
+    tasks = SPEC_TASKS if tasks is None else tasks
+    make_drafter = make_drafter or (lambda: LlamaPromptLookupDecoding(max_ngram_size=3, num_pred_tokens=10))
+    llm = Llama(model_path, n_ctx=n_ctx, n_threads=n_threads)
+    rows: List[Dict] = []
+    try:
+        for name, (user_text, grounded) in tasks.items():
+            prompt = spec_prompt_tokens(llm, user_text)
+            drafter = make_drafter()
+            best_plain = best_spec = cpu_plain = cpu_spec = float("inf")
+            text_plain = text_spec = ""
+            n_plain = n_spec = 0
+            for _ in range(max(1, repetitions)):  # interleaved, so both see the same machine state
+                text_plain, n_plain, dt, dc = time_decode(llm, prompt, n_gen, None)
+                best_plain, cpu_plain = min(best_plain, dt), min(cpu_plain, dc)
+                text_spec, n_spec, dt, dc = time_decode(llm, prompt, n_gen, drafter)
+                best_spec, cpu_spec = min(best_spec, dt), min(cpu_spec, dc)
+            st = drafter.stats
+            accepted = st.accepted if st is not None else 0
+            row = {
+                "task": name, "grounded": grounded, "prompt_tokens": len(prompt), "tokens": n_plain,
+                "acceptance_rate": st.acceptance_rate if st is not None else 0.0,
+                "drafted": st.drafted if st is not None else 0, "accepted": accepted,
+                # each forward pass yields one token plus the accepted draft tokens it verified
+                "spec_forward_passes": n_spec - accepted,
+                "plain_tps": n_plain / best_plain, "spec_tps": n_spec / best_spec,
+                "plain_cpu_tps": n_plain / cpu_plain if cpu_plain > 0 else None,
+                "spec_cpu_tps": n_spec / cpu_spec if cpu_spec > 0 else None,
+                "speedup": (n_spec / best_spec) / (n_plain / best_plain),
+                "identical": text_plain == text_spec and n_plain == n_spec,
+                "n_threads": llm.n_threads, "isa": _core.isa(), "model": model_path,
+            }
+            rows.append(row)
+            if progress:
+                progress(row)
+    finally:
+        llm.close()
+    return rows
+
+
+def format_spec_table(rows: List[Dict]) -> str:
+    head = ["task", "tokens", "accepted", "passes", "plain t/s", "spec t/s", "speedup", "identical"]
+    lines = [[r["task"], str(r["tokens"]), f"{100 * r['acceptance_rate']:.0f}% of {r['drafted']}",
+              str(r["spec_forward_passes"]), f"{r['plain_tps']:.2f}", f"{r['spec_tps']:.2f}",
+              f"{r['speedup']:.2f}x", "yes" if r["identical"] else "NO"] for r in rows]
+    widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |",
+           "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += ["| " + " | ".join(c.ljust(w) for c, w in zip(l, widths)) + " |" for l in lines]
+    return "\n".join(out)
+
+
 def _int_list(s: str) -> List[int]:
     return [int(v) for v in str(s).split(",") if v.strip() != ""]
 
@@ -126,9 +230,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("-b", "--batch-size", type=int, default=512, help="n_batch of the context")
     parser.add_argument("--precision", choices=["fast", "exact"], default="fast")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of the table")
+    parser.add_argument("--spec", action="store_true",
+                        help="speculative decoding instead: greedy decode of -n tokens on built-in tasks (one "
+                             "copying from its prompt, one open-ended), plain vs prompt lookup; reports the "
+                             "acceptance rate and effective decode tokens/s (first -t value)")
 
 
 def run(args) -> int:
+    if getattr(args, "spec", False):
+        return _run_spec(args)
     def progress(row):
         if not args.json:
             print(f"  {row['test']} t={row['n_threads']}: {row['tokens_per_second']:.2f} t/s", file=sys.stderr)
@@ -140,6 +250,20 @@ def run(args) -> int:
     else:
         print(format_table(rows))
     return 0
+
+
+def _run_spec(args) -> int:
+    def progress(row):
+        if not args.json:
+            print(f"  {row['task']}: plain {row['plain_tps']:.2f} t/s, speculative {row['spec_tps']:.2f} t/s",
+                  file=sys.stderr)
+
+    n_gen = (_int_list(args.n_gen) or [128])[0]
+    threads = _int_list(args.threads)
+    rows = run_spec_bench(args.model, n_gen=n_gen, n_threads=threads[0] if threads else None,
+                          repetitions=args.repetitions, progress=progress)
+    print(json.dumps(rows, indent=1) if args.json else format_spec_table(rows))
+    return 0 if all(r["identical"] for r in rows) else 1
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -34,7 +34,7 @@ from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tup
 
 import numpy as np
 
-from . import _core
+from . import _core, speculative
 from .chat_format import ChatFormatter, get_chat_formatter, validate_chat_format
 from .streaming import TextStream, normalize_stop
 
@@ -205,8 +205,15 @@ class GenerationMixin:
             seed=self._next_seed(seed), logit_bias=_logit_bias(logit_bias, self.n_vocab()))
 
     def _generate(self, tokens: Sequence[int], sampler: Any, *, reset: bool = True,
-                  repeat_last_n: int = 64) -> Generator[Tuple[int, np.ndarray], Optional[Sequence[int]], None]:
-        """Core loop: yields (token, logits it was sampled from)."""
+                  repeat_last_n: int = 64, max_new: Optional[int] = None,
+                  constraint: Any = None) -> Generator[Tuple[int, np.ndarray], Optional[Sequence[int]], None]:
+        """Core loop: yields (token, logits it was sampled from).
+
+        With ``self.draft_model`` set, each step may also evaluate a draft after the pending token
+        (edgellama.speculative): the accepted draft tokens are yielded one by one, each with its own
+        position's logits, exactly as plain decoding would yield them. ``max_new`` (how many tokens
+        the caller will take at most) keeps drafts from running past it; ``constraint`` (grammar)
+        vetoes draft tokens it forbids."""
         tokens = [int(t) for t in tokens]
         if not tokens:
             raise ValueError("generate() needs at least one prompt token")
@@ -233,33 +240,74 @@ class GenerationMixin:
         for t in window:
             sampler.accept(t)
         context = list(history[:keep])  # what the cache holds before `tokens` are evaluated
+        spec = speculative.SpecSession.start(self, sampler, max_new)  # None: plain decoding
+        produced = 0  # tokens yielded so far
         while True:
             if len(context) + len(tokens) > n_ctx:
                 return  # context full
+            draft: List[int] = []
+            if spec is not None and produced:
+                draft = spec.propose(context + tokens, n_ctx - len(context) - len(tokens), produced)
+                # grammar call point: a constraint vetoes draft tokens it would never allow
+                draft = speculative.filter_draft(draft, constraint, n_vocab)
             # Check-and-restore and the evaluation are one step under the object's lock: another
             # thread must not change the cache between them (it would shift our positions).
             with getattr(self, "_lock", None) or contextlib.nullcontext():
                 if self.tokens_in_cache != context:
                     # another generation on this object used the cache since our last step (two
-                    # interleaved streams or threads): restore our context, reusing what matches
+                    # interleaved streams or threads), or a speculative step left rejected draft
+                    # tokens in it: restore our context, reusing what matches
                     full = context + tokens
                     cache = list(self.tokens_in_cache)
                     keep = _common_prefix(cache, full[:-1])
                     if keep < len(cache):
                         self._truncate_cache(keep)
                     context, tokens = full[:keep], full[keep:]
-                logits = self._eval_last(tokens)
+                t_eval = time.perf_counter()
+                if draft:  # row j: the logits after tokens + draft[:j]
+                    rows = self.eval(tokens + draft)[len(tokens) - 1:]
+                else:
+                    rows = self._eval_last(tokens)[None, :]
+                if spec is not None and produced:  # the cost model of the draft length
+                    spec.observe_time(len(tokens) + len(draft), time.perf_counter() - t_eval)
             context.extend(tokens)
+            context.extend(draft)  # the cache now holds the draft too; cut back below
             # Files often pad token_embd with rows the tokenizer has no text for (Qwen2.5: 151936
             # rows, 151665 tokens): never sample those.
-            n_text = self._n_text_tokens() if hasattr(self, "_n_text_tokens") else logits.shape[-1]
-            if n_text < logits.shape[-1]:
-                logits = logits.copy()
-                logits[n_text:] = -np.inf
-            tok = int(sampler.sample(logits))
-            sampler.accept(tok)
-            extra = yield tok, logits
-            tokens = [tok] + [int(t) for t in (extra or ())]
+            n_text = self._n_text_tokens() if hasattr(self, "_n_text_tokens") else rows.shape[-1]
+            n_draft = len(draft)
+            for j in range(n_draft + 1):
+                logits = rows[j]
+                if n_text < logits.shape[-1]:
+                    logits = logits.copy()
+                    logits[n_text:] = -np.inf
+                accepted = False
+                # grammar call point: a constraint masks `logits` here exactly as for plain sampling
+                # (and accepts the emitted token), so verification compares like with like
+                if j < n_draft:
+                    tok, accepted = spec.verify(logits, draft[j])
+                else:
+                    tok = int(sampler.sample(logits))
+                sampler.accept(tok)
+                if not accepted and spec is not None:
+                    spec.update(n_draft, j)
+                produced += 1
+                extra = yield tok, logits
+                extra = [int(t) for t in (extra or ())]
+                if accepted:
+                    # tok is in the cache already (it was the draft's input at position j + 1);
+                    # without extra tokens the next row (the next draft token or the bonus) follows
+                    if extra:
+                        spec.update(n_draft, j + 1)
+                        del context[len(context) - n_draft + j + 1:]
+                        tokens = extra
+                        break
+                    continue
+                # rejected draft token, or the row after the draft: tok is the next pending token;
+                # the cache past the accepted prefix is cut back at the top of the loop
+                del context[len(context) - n_draft + j:]
+                tokens = [tok] + extra
+                break
 
     # ------------------------------------------------------------------ helpers
 
@@ -390,7 +438,7 @@ class GenerationMixin:
 
         completion: List[int] = []
         finish = "length"
-        gen = self._generate(prompt_tokens, sampler, reset=True)
+        gen = self._generate(prompt_tokens, sampler, reset=True, max_new=limit)
         try:
             for tok, logits in gen:
                 if self._is_eog(tok):

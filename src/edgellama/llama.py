@@ -62,6 +62,8 @@ class Llama(GenerationMixin):
         chat_format: None/"auto" to use the file's chat template, or "chatml", "llama-2", "llama-3".
         type_k, type_v: KV cache storage, "f16" (default) or "f32".
         precision: "fast" (int8 kernels where available) or "exact" (float accumulation, the reference).
+        draft_model: a drafter for speculative decoding (edgellama.llama_speculative:
+            LlamaPromptLookupDecoding(), LlamaDraftModel("small.gguf")); same output, faster.
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class Llama(GenerationMixin):
         type_k: str = "f16",
         type_v: str = "f16",
         precision: str = "fast",
+        draft_model: Any = None,
     ):
         self._lock = threading.RLock()
         self._ctx = None
@@ -87,6 +90,7 @@ class Llama(GenerationMixin):
         self.verbose = verbose
         self.chat_format = validate_chat_format(chat_format)
         self.seed = seed
+        self.draft_model = draft_model  # speculative decoding (see edgellama.speculative)
         if not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx <= 0:
             raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
         if n_threads is not None and (not isinstance(n_threads, int) or isinstance(n_threads, bool) or n_threads <= 0):

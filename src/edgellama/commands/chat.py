@@ -7,6 +7,7 @@ import sys
 from typing import Any, Dict, List
 
 from .. import cli
+from . import _speculative
 
 NAME = "chat"
 HELP = "talk with a chat model (interactive, or one turn per line of piped stdin)"
@@ -35,12 +36,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="for models without a chat template: chatml, llama-2 or llama-3")
     cli.add_sampling_arguments(p, temp=0.7)
     cli.add_context_arguments(p)
+    _speculative.add_arguments(p)
 
 
 class _Session:
     def __init__(self, llm: Any, args: argparse.Namespace):
         self.llm = llm
         self.args = args
+        self.drafter = _speculative.make_drafter(args, llm)
         self.system: List[Dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
         self.turns: List[Dict[str, str]] = []
 
@@ -68,6 +71,8 @@ class _Session:
         """Stream the answer to ``text``; False when it was interrupted with Ctrl-C."""
         self.turns.append({"role": "user", "content": text})
         self._fit()
+        if self.drafter is not None:
+            _speculative.use_for_prompt(self.args, self.llm, self.drafter, self._prompt_len())
         n = self.args.n_predict
         try:
             chunks = self.llm.create_chat_completion(

@@ -7,6 +7,7 @@ import sys
 import time
 
 from .. import cli
+from . import _speculative
 
 NAME = "run"
 HELP = "continue a prompt, streaming the text to stdout"
@@ -38,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="print token counts and speed to stderr")
     cli.add_sampling_arguments(p)
     cli.add_context_arguments(p)
+    _speculative.add_arguments(p)
 
 
 def read_prompt(args: argparse.Namespace) -> str:
@@ -64,13 +66,19 @@ def run(args: argparse.Namespace) -> int:
     n = max_tokens(args.n_predict)
     prompt = read_prompt(args)
     llm = cli.load_llama(args, chat_format=args.chat_format)
+    drafter = _speculative.make_drafter(args, llm)
     kw = dict(max_tokens=n, stop=args.stop or None, stream=True, **cli.sampling_kwargs(args))
     t0 = time.perf_counter()
     if args.chat:
         cli.check_chat_template(llm, args.model)
+        if drafter is not None:
+            text = llm.apply_chat_template([{"role": "user", "content": prompt}])
+            _speculative.use_for_prompt(args, llm, drafter, len(llm.tokenize(text.encode("utf-8"), special=True)))
         chunks = llm.create_chat_completion([{"role": "user", "content": prompt}], **kw)
         texts = (c["choices"][0]["delta"].get("content", "") for c in chunks)
     else:
+        if drafter is not None:
+            _speculative.use_for_prompt(args, llm, drafter, len(llm.tokenize(prompt.encode("utf-8"))))
         chunks = llm.create_completion(prompt, echo=args.echo, **kw)
         texts = (c["choices"][0]["text"] for c in chunks)
     e0 = getattr(llm, "eval_count", 0)
@@ -93,4 +101,8 @@ def run(args: argparse.Namespace) -> int:
         n_prompt = e_first - e0  # less than the prompt when its start was still in the KV cache
         print(f"[prompt: {n_prompt} token{'s' * (n_prompt != 1)} evaluated in {t_first - t0:.2f} s; "
               f"generation: {n_gen} token{'s' * (n_gen != 1)} evaluated in {dt:.2f} s{rate}]", file=sys.stderr)
+        st = getattr(getattr(llm, "draft_model", None), "stats", None)
+        if st is not None and st.drafted:  # (evaluated tokens above include the rejected drafts)
+            print(f"[speculative: {st.accepted}/{st.drafted} draft tokens accepted "
+                  f"({100 * st.acceptance_rate:.0f}%) in {st.steps} verification steps]", file=sys.stderr)
     return 130 if interrupted else 0
