@@ -36,6 +36,8 @@ import numpy as np
 
 from . import _core
 from .chat_format import ChatFormatter, get_chat_formatter, validate_chat_format
+from .constrained import constraint_for
+from .llama_grammar import LlamaGrammar, as_grammar
 from .streaming import TextStream, normalize_stop
 
 __all__ = ["GenerationMixin"]
@@ -205,8 +207,10 @@ class GenerationMixin:
             seed=self._next_seed(seed), logit_bias=_logit_bias(logit_bias, self.n_vocab()))
 
     def _generate(self, tokens: Sequence[int], sampler: Any, *, reset: bool = True,
-                  repeat_last_n: int = 64) -> Generator[Tuple[int, np.ndarray], Optional[Sequence[int]], None]:
-        """Core loop: yields (token, logits it was sampled from)."""
+                  repeat_last_n: int = 64,
+                  constraint: Any = None) -> Generator[Tuple[int, np.ndarray], Optional[Sequence[int]], None]:
+        """Core loop: yields (token, logits it was sampled from). ``constraint``: an
+        edgellama.constrained.TokenConstraint (grammar / JSON schema / tool calls) or None."""
         tokens = [int(t) for t in tokens]
         if not tokens:
             raise ValueError("generate() needs at least one prompt token")
@@ -256,7 +260,14 @@ class GenerationMixin:
             if n_text < logits.shape[-1]:
                 logits = logits.copy()
                 logits[n_text:] = -np.inf
-            tok = int(sampler.sample(logits))
+            # --- constrained decoding hook: the grammar's allowed-token bitset goes into the C++
+            # sampler; the sampled token advances the grammar (and starts the next mask computing
+            # on a worker thread while the model evaluates this token).
+            if constraint is not None:
+                tok = int(sampler.sample(logits, constraint.fill_mask()))
+                constraint.accept(tok)
+            else:
+                tok = int(sampler.sample(logits))
             sampler.accept(tok)
             extra = yield tok, logits
             tokens = [tok] + [int(t) for t in (extra or ())]
@@ -322,6 +333,7 @@ class GenerationMixin:
     def _completion_events(
         self, prompt, suffix, max_tokens, temperature, top_p, min_p, typical_p, logprobs, echo, stop,
         frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias, add_bos=True,
+        grammar=None,
     ) -> Tuple[Iterator[_Event], _Usage]:
         """Validate eagerly (errors surface at the call, also with stream=True), then return the
         lazy event stream shared by the streamed and the non-streamed forms."""
@@ -344,8 +356,9 @@ class GenerationMixin:
         sampler = self._sampler(temperature, top_k, top_p, min_p, typical_p, repeat_penalty, 64,
                                 frequency_penalty, presence_penalty, seed, logit_bias)
         usage = _Usage(prompt_tokens=len(prompt_tokens))
+        constraint = constraint_for(self, as_grammar(grammar))  # built now: bad grammars fail here
         return self._completion_loop(prompt, prompt_tokens, suffix, limit, logprobs, echo, stops, sampler,
-                                     usage), usage
+                                     usage, constraint), usage
 
     def _echo(self, prompt, prompt_tokens: List[int], logprobs: Optional[int]) -> _Event:
         if isinstance(prompt, str):
@@ -373,7 +386,7 @@ class GenerationMixin:
         return _Event(text, entries)
 
     def _completion_loop(self, prompt, prompt_tokens, suffix, limit, logprobs, echo, stops, sampler,
-                         usage: _Usage) -> Iterator[_Event]:
+                         usage: _Usage, constraint: Any = None) -> Iterator[_Event]:
         base = 0
         if echo:
             ev = self._echo(prompt, prompt_tokens, logprobs)
@@ -390,7 +403,7 @@ class GenerationMixin:
 
         completion: List[int] = []
         finish = "length"
-        gen = self._generate(prompt_tokens, sampler, reset=True)
+        gen = self._generate(prompt_tokens, sampler, reset=True, constraint=constraint)
         try:
             for tok, logits in gen:
                 if self._is_eog(tok):
@@ -409,10 +422,15 @@ class GenerationMixin:
                 if stream.stopped:
                     finish = "stop"
                     break
+                if constraint is not None and constraint.is_done():
+                    finish = "stop"  # the grammar is complete (an unfinished one ends as "length")
+                    break
                 if len(completion) >= limit:
                     break
         finally:
             gen.close()
+            if constraint is not None:
+                constraint.close()
         tail = stream.finish()
         if suffix:
             tail += suffix
@@ -455,6 +473,7 @@ class GenerationMixin:
         stream: bool = False,
         seed: Optional[int] = None,
         logit_bias: Optional[Dict[int, float]] = None,
+        grammar: Optional[LlamaGrammar] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Complete ``prompt`` (text or token ids); an OpenAI-shaped ``text_completion`` dict, or with
         ``stream=True`` an iterator of chunk dicts whose texts concatenate to the same text.
@@ -466,11 +485,12 @@ class GenerationMixin:
         ``token_logprobs``, ``top_logprobs`` (the k most likely, plus the chosen token) and
         ``text_offset`` per generated token (and per prompt token with ``echo=True``). ``suffix`` is
         appended to the returned text. ``temperature <= 0`` is greedy decoding; ``seed`` makes
-        sampling reproducible.
+        sampling reproducible. ``grammar``: a :class:`LlamaGrammar` (GBNF, Lark, JSON schema) the
+        text must follow; generation stops (``"stop"``) when it is complete.
         """
         events, usage = self._completion_events(
             prompt, suffix, max_tokens, temperature, top_p, min_p, typical_p, logprobs, echo, stop,
-            frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias)
+            frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias, grammar=grammar)
         cid = f"cmpl-{uuid.uuid4()}"
         created = int(time.time())
         model = self._model_name()
