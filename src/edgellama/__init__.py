@@ -3,7 +3,8 @@
 from ._core import GGUFError, UnsupportedError
 from .gguf_file import GGUFFile, TensorInfo
 from .llama import Llama
+from .llama_grammar import LlamaGrammar
 
 __version__ = "0.1.0"
 
-__all__ = ["Llama", "GGUFFile", "TensorInfo", "GGUFError", "UnsupportedError", "__version__"]
+__all__ = ["Llama", "LlamaGrammar", "GGUFFile", "TensorInfo", "GGUFError", "UnsupportedError", "__version__"]

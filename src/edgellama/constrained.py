@@ -132,8 +132,12 @@ class TokenConstraint:
         self.mask_seconds += time.perf_counter() - t0
 
     def _schedule_mask(self) -> None:
+        # Called after every state change, before the worker may hold the matcher: queries that
+        # the sampling loop makes between steps (is_done) read this cached state, not the matcher,
+        # which llguidance does not let two threads touch at once.
         self._mask_valid = False
-        if self._matcher.is_stopped():
+        self._stopped = bool(self._matcher.is_stopped())
+        if self._stopped:
             return
         if self.background:
             self._pending = _MASK_WORKERS.submit(self._compute_mask)
@@ -183,10 +187,11 @@ class TokenConstraint:
 
     def is_done(self) -> bool:
         """The grammar is complete and allows nothing but end-of-generation."""
-        return bool(self._matcher.is_stopped())
+        return self._stopped
 
     def is_accepting(self) -> bool:
         """What was accepted so far is a complete sentence of the grammar."""
+        self._wait()
         return bool(self._matcher.is_accepting())
 
     def close(self) -> None:
@@ -202,3 +207,14 @@ def constraint_for(model: Any, grammar: Optional[LlamaGrammar], *, background: b
     if grammar is None:
         return None
     return TokenConstraint(llg_tokenizer(model), grammar, background=background)
+
+
+def special_token_id(model: Any, text: str) -> Optional[int]:
+    """The id of the control / added token whose text is exactly ``text`` (e.g. Qwen's
+    ``<tool_call>``), or None when the vocabulary spells it with ordinary tokens."""
+    vocab = model._vocab_checked()
+    tid = int(vocab.token_id(text))
+    if tid < 0:
+        return None
+    kind = vocab.token_type(tid)
+    return tid if kind in (_core.TokenType.CONTROL, _core.TokenType.USER_DEFINED) else None

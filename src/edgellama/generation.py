@@ -38,6 +38,7 @@ from . import _core
 from .chat_format import ChatFormatter, get_chat_formatter, validate_chat_format
 from .constrained import constraint_for
 from .llama_grammar import LlamaGrammar, as_grammar
+from .tool_calls import chat_structure, stream_tool_chunks
 from .streaming import TextStream, normalize_stop
 
 __all__ = ["GenerationMixin"]
@@ -580,6 +581,10 @@ class GenerationMixin:
         logprobs: Optional[bool] = None,
         top_logprobs: Optional[int] = None,
         tools: Optional[List[Dict[str, Any]]] = None,
+        tool_choice: Any = None,
+        response_format: Optional[Dict[str, Any]] = None,
+        grammar: Optional[LlamaGrammar] = None,
+        parallel_tool_calls: Optional[bool] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Answer a conversation; an OpenAI-shaped ``chat.completion`` dict, or with ``stream=True``
         an iterator of ``chat.completion.chunk`` dicts (``delta`` role, then content pieces, then the
@@ -588,8 +593,13 @@ class GenerationMixin:
         The prompt is the model's chat template (or ``Llama(chat_format=...)``) applied to
         ``messages``. In a multi-turn conversation the new prompt starts with the previous one and
         the previous answer, which are still in the KV cache: only the new tokens are evaluated.
-        ``tools`` is passed to the template; tool calls in the answer are not parsed.
+        Structured output: ``response_format={"type": "json_object"}`` (optional ``"schema"``) or
+        ``{"type": "json_schema", "json_schema": {"name", "schema"}}``, or ``grammar=``. ``tools`` go to
+        the template; with ``tool_choice`` "auto" (default), "required" or a named function the answer
+        is constrained to text or well-formed calls in the template's syntax and returned as
+        ``message["tool_calls"]`` with ``finish_reason="tool_calls"`` (see edgellama.tool_calls).
         """
+        grammar, tool_plan = chat_structure(self, tools, tool_choice, response_format, grammar, parallel_tool_calls)
         fmt = self._chat_formatter()
         extra = {"tools": tools} if tools is not None else {}
         cp = fmt(messages, add_generation_prompt=True, **extra)
@@ -600,13 +610,21 @@ class GenerationMixin:
         events, usage = self._completion_events(
             cp.prompt, None, max_tokens, temperature, top_p, min_p, typical_p, k, False, stops,
             frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias,
-            add_bos=not cp.starts_with_bos)
+            add_bos=not cp.starts_with_bos, grammar=grammar)
         cid = f"chatcmpl-{uuid.uuid4()}"
         created = int(time.time())
         model = self._model_name()
+        if stream and tool_plan is not None and tool_plan.grammar is not None:
+            return self._stream_tool_chat(events, tool_plan, cid, created, model)
         if stream:
             return self._stream_chat(events, cid, created, model, k is not None)
         text, entries, finish = _collect_events(events)
+        message: Dict[str, Any] = {"role": "assistant", "content": text}
+        if tool_plan is not None:
+            content, calls = tool_plan.parse(text)
+            if calls:
+                message = {"role": "assistant", "content": content, "tool_calls": calls}
+                finish = "tool_calls" if finish == "stop" else finish
         return {
             "id": cid,
             "object": "chat.completion",
@@ -614,7 +632,7 @@ class GenerationMixin:
             "model": model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
                 "logprobs": self._chat_logprobs(entries) if k is not None else None,
                 "finish_reason": finish,
             }],
@@ -635,3 +653,20 @@ class GenerationMixin:
                 lp = None
             if ev.finish_reason is not None:
                 yield chunk({}, ev.finish_reason, lp)
+
+    def _stream_tool_chat(self, events: Iterator[_Event], plan: Any, cid: str, created: int,
+                          model: str) -> Iterator[Dict[str, Any]]:
+        """Streamed answer to a request with tools: the answer is parsed once complete, then sent the
+        way OpenAI streams it (role; content if any; per call its id/name, then its arguments)."""
+        def chunk(delta: Dict[str, Any], finish: Optional[str]) -> Dict[str, Any]:
+            return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+        yield chunk({"role": "assistant"}, None)
+        text, _, finish = _collect_events(events)
+        content, calls = plan.parse(text)
+        if content:
+            yield chunk({"content": content}, None)
+        for delta in stream_tool_chunks(calls):
+            yield chunk(delta, None)
+        yield chunk({}, "tool_calls" if calls and finish == "stop" else finish)

@@ -74,7 +74,7 @@ class LlamaGrammar:
     @classmethod
     def from_json_schema(cls, json_schema: Union[str, Dict[str, Any]], verbose: bool = True) -> "LlamaGrammar":
         """Output must be JSON valid against ``json_schema`` (JSON text or a dict)."""
-        schema = _load_schema(json_schema)
+        schema = close_objects(_load_schema(json_schema))
         try:
             compiled = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
         except Exception as e:
@@ -112,6 +112,40 @@ class LlamaGrammar:
         return f"LlamaGrammar({self._kind}: {src!r})"
 
 
+# Keywords whose value is a subschema, a list of subschemas, or a map name -> subschema.
+_SUBSCHEMA = ("items", "additionalItems", "contains", "not", "if", "then", "else", "additionalProperties",
+              "propertyNames", "unevaluatedItems", "unevaluatedProperties")
+_SUBSCHEMA_LIST = ("anyOf", "oneOf", "prefixItems", "items")
+_SUBSCHEMA_MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def close_objects(schema: Any, _in_all_of: bool = False) -> Any:
+    """A copy of ``schema`` where every object schema that lists ``properties`` but says nothing
+    about ``additionalProperties`` gets ``additionalProperties: false``, as llama.cpp's
+    json-schema-to-grammar does: a small model otherwise invents extra keys (and so rarely finishes).
+    Every output of the closed schema is still valid against the original. Branches of ``allOf``
+    are left open (closing them would make their intersection empty)."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for k in _SUBSCHEMA:
+        if isinstance(out.get(k), dict):
+            out[k] = close_objects(out[k])
+    for k in _SUBSCHEMA_LIST:
+        if isinstance(out.get(k), list):
+            out[k] = [close_objects(x) for x in out[k]]
+    for k in _SUBSCHEMA_MAP:
+        if isinstance(out.get(k), dict):
+            out[k] = {name: close_objects(x) for name, x in out[k].items()}
+    if isinstance(out.get("allOf"), list):
+        out["allOf"] = [close_objects(x, _in_all_of=True) for x in out["allOf"]]
+    if (not _in_all_of and "allOf" not in out and isinstance(out.get("properties"), dict)
+            and "additionalProperties" not in out and "unevaluatedProperties" not in out
+            and "patternProperties" not in out):
+        out["additionalProperties"] = False
+    return out
+
+
 def _load_schema(json_schema: Union[str, bytes, Dict[str, Any]]) -> Dict[str, Any]:
     if isinstance(json_schema, (str, bytes)):
         try:
@@ -136,3 +170,26 @@ def as_grammar(grammar: Optional[Union["LlamaGrammar", str]]) -> Optional["Llama
     if isinstance(grammar, str):
         return LlamaGrammar.from_string(grammar)
     raise TypeError(f"grammar must be a LlamaGrammar, a GBNF string or None, got {type(grammar).__name__}")
+
+
+def grammar_for_response_format(response_format: Optional[Dict[str, Any]]) -> Optional["LlamaGrammar"]:
+    """``response_format`` of create_chat_completion -> a grammar (None for plain text):
+    ``{"type": "text"}``; ``{"type": "json_object"}`` with an optional ``"schema"`` (llama-cpp-python);
+    OpenAI's ``{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}``."""
+    if response_format is None:
+        return None
+    if not isinstance(response_format, dict) or "type" not in response_format:
+        raise ValueError(f"response_format must be a dict with a 'type', got {response_format!r}")
+    kind = response_format["type"]
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        schema = response_format.get("schema")
+        return LlamaGrammar.json_object() if schema is None else LlamaGrammar.from_json_schema(schema)
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise ValueError("response_format {'type': 'json_schema'} needs 'json_schema': "
+                             "{'name': ..., 'schema': {...}}")
+        return LlamaGrammar.from_json_schema(spec["schema"])
+    raise ValueError(f"response_format type must be 'text', 'json_object' or 'json_schema', got {kind!r}")
