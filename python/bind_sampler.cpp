@@ -42,9 +42,10 @@ FloatArray as_logits(const py::handle& obj, const char* who) {
 
 // The allowed-token bitset argument of sample()/probabilities(): None, or a 1-D C-contiguous numpy
 // array of 32-bit words (int32 as llguidance allocates it, or uint32), ceil(n_vocab/32) long. It is
-// used in place (no copy); the returned array keeps it alive while the GIL is released.
-py::array as_mask(const py::object& obj, int32_t n_vocab, const char* who) {
-  if (obj.is_none()) return py::array();
+// used in place (no copy); the returned object (None or the array) keeps it alive while the GIL is
+// released. (Not a default py::array: that is a real, empty float64 array, not "no mask".)
+py::object as_mask(const py::object& obj, int32_t n_vocab, const char* who) {
+  if (obj.is_none()) return py::none();
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(who) + ": allowed must be a numpy int32/uint32 bitmask array or None, got " +
                          std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
@@ -63,8 +64,9 @@ py::array as_mask(const py::object& obj, int32_t n_vocab, const char* who) {
   return arr;
 }
 
-const uint32_t* mask_ptr(const py::array& mask) {
-  return mask ? static_cast<const uint32_t*>(mask.data()) : nullptr;
+const uint32_t* mask_ptr(const py::object& mask) {
+  if (mask.is_none()) return nullptr;
+  return static_cast<const uint32_t*>(py::reinterpret_borrow<py::array>(mask).data());
 }
 
 // The core Sampler is not thread-safe; the binding serializes calls on one object so that two
@@ -137,7 +139,7 @@ void bind_sampler(py::module_& m) {
             FloatArray a = as_logits(logits, "Sampler.sample");
             const float* data = a.data();
             const int32_t n = int32_t(a.shape(0));
-            py::array mask = as_mask(allowed, n, "Sampler.sample");
+            py::object mask = as_mask(allowed, n, "Sampler.sample");
             const uint32_t* bits = mask_ptr(mask);
             py::gil_scoped_release release;
             std::lock_guard<std::mutex> lock(self.mu);
@@ -153,7 +155,7 @@ void bind_sampler(py::module_& m) {
             FloatArray a = as_logits(logits, "Sampler.probabilities");
             const float* data = a.data();
             const int32_t n = int32_t(a.shape(0));
-            py::array mask = as_mask(allowed, n, "Sampler.probabilities");
+            py::object mask = as_mask(allowed, n, "Sampler.probabilities");
             const uint32_t* bits = mask_ptr(mask);
             py::array_t<float> out(n);
             float* dst = out.mutable_data();
