@@ -57,7 +57,9 @@ def token_bytes(vocab: Any, n_vocab: int) -> List[bytes]:
         if kind == TT.USER_DEFINED and piece.startswith(b"<") and piece.endswith(b">"):
             # added tokens like <tool_call>: special, as llama.cpp's llguidance glue treats them
             piece = _SPECIAL_MARK + piece
-        elif kind == TT.UNUSED:
+        elif kind == TT.UNUSED or piece.startswith(_SPECIAL_MARK):
+            # 0xFF never occurs in UTF-8 text, and llguidance would read it as its special-token
+            # marker (an SPM <0xFF> byte token made it panic): such a token can never be allowed.
             piece = b""
         out.append(piece)
     out.extend(b"" for _ in range(n_vocab - len(out)))
@@ -75,8 +77,37 @@ class _VocabForLLG:
         self.bos_token_id = bos if bos >= 0 else None
         self.special_token_ids = [i for i, t in enumerate(self.tokens) if t.startswith(_SPECIAL_MARK)]
 
+        self._by_bytes: Optional[dict] = None
+
     def __call__(self, text: bytes) -> List[int]:
-        return list(self._vocab.tokenize(bytes(text), False, False))
+        """Tokens whose bytes are exactly ``text`` (llguidance tokenizes grammar-forced text with
+        this). Our tokenizer's answer when it round-trips; SentencePiece vocabularies add a space
+        prefix ("a" -> "▁a"), so then a greedy longest match over the token table."""
+        text = bytes(text)
+        ids = list(self._vocab.tokenize(text, False, False))
+        if b"".join(self.tokens[i] for i in ids) == text:
+            return ids
+        return self._greedy(text)
+
+    def _greedy(self, text: bytes) -> List[int]:
+        if self._by_bytes is None:
+            table = {}
+            for i, t in enumerate(self.tokens):
+                if t and not t.startswith(_SPECIAL_MARK) and t not in table:
+                    table[t] = i
+            self._by_bytes = table
+            self._longest = max(map(len, table), default=1)
+        table, out, pos = self._by_bytes, [], 0
+        while pos < len(text):
+            for n in range(min(self._longest, len(text) - pos), 0, -1):
+                tid = table.get(text[pos:pos + n])
+                if tid is not None:
+                    out.append(tid)
+                    pos += n
+                    break
+            else:  # no token holds this byte (a vocabulary without byte fallback): stop here
+                break
+        return out
 
 
 _TOKENIZER_LOCK = threading.Lock()
@@ -130,6 +161,8 @@ class TokenConstraint:
         t0 = time.perf_counter()
         self._matcher.unsafe_compute_mask_ptr(self.mask.ctypes.data, self.mask.nbytes)
         self.mask_seconds += time.perf_counter() - t0
+        if self._matcher.is_error():  # llguidance never raises: it records the error and stops
+            raise GrammarViolation(f"grammar engine error: {self._matcher.get_error()[:2000]}")
 
     def _schedule_mask(self) -> None:
         # Called after every state change, before the worker may hold the matcher: queries that
