@@ -1,0 +1,220 @@
+"""Tool calls: syntax detection, grammar + parser per syntax (hermes/Qwen <tool_call>, Llama 3.1 JSON,
+chatml-function-calling), argument validation, tool_choice modes and errors, streamed deltas, and
+real calls from SmolLM2 whose arguments validate against the function's parameters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgellama import Llama
+from edgellama.constrained import constraint_for
+from edgellama.tool_calls import TOOL_SYNTAXES, build_grammar, detect_syntax, parse_tool_calls
+
+jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the test extras")
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30},
+                                                    "unit": {"enum": ["celsius", "fahrenheit"]}},
+                   "required": ["city", "unit"]}}}
+TIME = {"type": "function", "function": {
+    "name": "get_time", "parameters": {"type": "object", "properties": {"tz": {"type": "string", "pattern": "^[A-Z]{3}$"}},
+                                       "required": ["tz"]}}}
+TOOLS = [WEATHER, TIME]
+NAMES = ["get_weather", "get_time"]
+
+
+def no_specials(_text):
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# detection and parsing (no model)
+# ------------------------------------------------------------------------------------------------
+
+def test_detect_syntax():
+    assert detect_syntax(None, "{% for t in tools %}<tool_call>{% endfor %}").name == "hermes"
+    assert detect_syntax(None, "<|python_tag|>{{ x }}").name == "llama3"
+    assert detect_syntax("chatml-function-calling", None).name == "chatml-function-calling"
+    assert detect_syntax(None, "plain chatml").name == "hermes"
+
+
+@pytest.mark.parametrize("syntax, text, content, calls", [
+    ("hermes", '<tool_call>\n{"name": "get_time", "arguments": {"tz": "UTC"}}\n</tool_call>', None,
+     [("get_time", {"tz": "UTC"})]),
+    ("hermes", 'Let me check.\n<tool_call>\n{"name": "get_time", "arguments": {"tz": "CET"}}\n</tool_call>\n'
+               '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "celsius"}}\n</tool_call>',
+     "Let me check.", [("get_time", {"tz": "CET"}), ("get_weather", {"city": "Oslo", "unit": "celsius"})]),
+    ("hermes", '<tool_call>\n{"name": "get_time", "arguments": {"tz": "UT', '<tool_call>\n{"name": "get_time", '
+               '"arguments": {"tz": "UT', []),  # cut by max_tokens: not a call
+    ("hermes", '<tool_call>\n{"name": "nope", "arguments": {}}\n</tool_call>',
+     '<tool_call>\n{"name": "nope", "arguments": {}}\n</tool_call>', []),
+    ("llama3", '{"name": "get_time", "parameters": {"tz": "PST"}}', None, [("get_time", {"tz": "PST"})]),
+    ("llama3", "It is sunny.", "It is sunny.", []),
+    ("chatml-function-calling", 'functions.get_time:\n{"tz": "EST"}\nfunctions.get_time:\n{"tz": "UTC"}', None,
+     [("get_time", {"tz": "EST"}), ("get_time", {"tz": "UTC"})]),
+    ("chatml-function-calling", "message:\nHello!", "Hello!", []),
+])
+def test_parse(syntax, text, content, calls):
+    got_content, got_calls = parse_tool_calls(TOOL_SYNTAXES[syntax], text, NAMES)
+    assert got_content == content
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in got_calls] == calls
+    for c in got_calls:
+        assert c["type"] == "function" and c["id"].startswith("call_") and len(c["id"]) > 10
+    assert len({c["id"] for c in got_calls}) == len(got_calls)
+
+
+# ------------------------------------------------------------------------------------------------
+# grammars, checked by feeding texts through a constraint on SmolLM2's vocabulary
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smol(smollm2_path):
+    m = Llama(smollm2_path, n_ctx=768, seed=1)
+    yield m
+    m.close()
+
+
+def accepts(model, grammar, text: str) -> bool:
+    """The grammar accepts ``text`` (tokenized as the model would) as a complete answer."""
+    c = constraint_for(model, grammar, background=False)
+    toks = model.tokenize(text, add_bos=False)
+    if c.validate(toks) != len(toks):
+        return False
+    for t in toks:
+        c.accept(t)
+    return c.is_accepting()
+
+
+HERMES_CALL = '<tool_call>\n{"name": "get_time", "arguments": {"tz": "UTC"}}\n</tool_call>'
+
+
+@pytest.mark.parametrize("mode, forced, text, ok", [
+    ("required", None, HERMES_CALL, True),
+    ("required", None, "Just text", False),
+    ("required", None, HERMES_CALL.replace('"UTC"', '"utc"'), False),  # violates the pattern
+    ("required", None, HERMES_CALL.replace("get_time", "get_date"), False),  # unknown function
+    ("named", "get_weather", HERMES_CALL, False),
+    ("named", "get_time", HERMES_CALL, True),
+    ("auto", None, HERMES_CALL, True),
+    ("auto", None, "The time is noon.", True),
+    ("auto", None, "<tool_call>\nnot json", False),
+])
+def test_hermes_grammar(smol, mode, forced, text, ok):
+    checked = [{"name": t["function"]["name"], "parameters": t["function"]["parameters"]} for t in TOOLS]
+    g = build_grammar(TOOL_SYNTAXES["hermes"], checked, mode, forced, no_specials)
+    assert accepts(smol, g, text) == ok
+
+
+def test_parallel_calls_only_when_asked(smol):
+    checked = [{"name": t["function"]["name"], "parameters": t["function"]["parameters"]} for t in TOOLS]
+    two = HERMES_CALL + "\n" + HERMES_CALL
+    assert not accepts(smol, build_grammar(TOOL_SYNTAXES["hermes"], checked, "required", None, no_specials), two)
+    assert accepts(smol, build_grammar(TOOL_SYNTAXES["hermes"], checked, "required", None, no_specials,
+                                       parallel=True), two)
+
+
+def test_llama3_and_chatml_fc_grammars(smol):
+    checked = [{"name": t["function"]["name"], "parameters": t["function"]["parameters"]} for t in TOOLS]
+    g = build_grammar(TOOL_SYNTAXES["llama3"], checked, "auto", None, no_specials)
+    assert accepts(smol, g, '{"name": "get_time", "parameters": {"tz": "UTC"}}')
+    assert accepts(smol, g, "Sure, it is noon.")
+    assert not accepts(smol, g, '{"name": "get_time", "arguments": {"tz": "UTC"}}')
+    g = build_grammar(TOOL_SYNTAXES["chatml-function-calling"], checked, "auto", None, no_specials)
+    assert accepts(smol, g, 'functions.get_time:\n{"tz": "UTC"}')
+    assert accepts(smol, g, "message:\nhello")
+    assert not accepts(smol, g, "hello")
+
+
+def test_special_token_tags_are_used_as_tokens(smol):
+    # SmolLM2 has <|im_start|> as a control token: a tag that is one special token in the
+    # vocabulary is produced as that token, not spelled out.
+    checked = [{"name": "get_time", "parameters": TIME["function"]["parameters"]}]
+    from edgellama.constrained import special_token_id
+    from edgellama.tool_calls import ToolSyntax
+    syntax = ToolSyntax("test", "<|im_start|>", "<|im_end|>", "arguments", parallel=False)
+    g = build_grammar(syntax, checked, "required", None, lambda t: special_token_id(smol, t))
+    c = constraint_for(smol, g, background=False)
+    body = smol.tokenize('{"name": "get_time", "arguments": {"tz": "UTC"}}', add_bos=False)
+    for t in [1] + body + [2]:
+        c.accept(t)
+    assert c.is_accepting()
+
+
+# ------------------------------------------------------------------------------------------------
+# the chat API on SmolLM2
+# ------------------------------------------------------------------------------------------------
+
+MSGS = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def _check_call(call, tools=TOOLS):
+    fn = {t["function"]["name"]: t["function"] for t in tools}[call["function"]["name"]]
+    jsonschema.validate(json.loads(call["function"]["arguments"]), fn["parameters"])
+
+
+@pytest.mark.parametrize("tool_choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_chat_tool_calls_validate(smol, tool_choice, temperature):
+    out = smol.create_chat_completion(MSGS, tools=TOOLS, tool_choice=tool_choice, temperature=temperature,
+                                      seed=2, max_tokens=80)
+    choice = out["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    calls = choice["message"]["tool_calls"]
+    assert len(calls) == 1 and choice["message"]["content"] is None
+    _check_call(calls[0])
+    if isinstance(tool_choice, dict):
+        assert calls[0]["function"]["name"] == "get_weather"
+
+
+def test_tool_choice_none_and_auto_text(smol):
+    out = smol.create_chat_completion(MSGS, tools=TOOLS, tool_choice="none", temperature=0, max_tokens=8)
+    assert "tool_calls" not in out["choices"][0]["message"]
+    out = smol.create_chat_completion(MSGS, tools=TOOLS, temperature=0, max_tokens=8)  # auto
+    msg = out["choices"][0]["message"]
+    assert msg.get("tool_calls") or msg["content"]
+
+
+def test_streamed_tool_call_deltas(smol):
+    chunks = list(smol.create_chat_completion(MSGS, tools=TOOLS, tool_choice="required", temperature=0,
+                                              max_tokens=80, stream=True))
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert deltas[0] == {"role": "assistant"}
+    parts = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
+    assert parts[0]["index"] == 0 and parts[0]["id"].startswith("call_") and parts[0]["type"] == "function"
+    name = parts[0]["function"]["name"]
+    args = "".join(p["function"].get("arguments", "") for p in parts)
+    _check_call({"function": {"name": name, "arguments": args}})
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_chatml_function_calling_format(smollm2_path):
+    m = Llama(smollm2_path, n_ctx=768, chat_format="chatml-function-calling")
+    try:
+        prompt = m.apply_chat_template(MSGS, tools=TOOLS)
+        assert "functions.get_weather:" in prompt and '"maxLength": 30' in prompt
+        out = m.create_chat_completion(MSGS, tools=TOOLS, tool_choice="required", temperature=0, max_tokens=60)
+        assert out["choices"][0]["finish_reason"] == "tool_calls"
+        _check_call(out["choices"][0]["message"]["tool_calls"][0])
+        # an answered call renders back into the conversation
+        history = MSGS + [out["choices"][0]["message"], {"role": "tool", "content": "sunny"}]
+        assert "functions.get_weather:\n{" in m.apply_chat_template(history, tools=TOOLS)
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("kwargs, why", [
+    (dict(tools=TOOLS, tool_choice={"type": "function", "function": {"name": "nope"}}), "not in tools"),
+    (dict(tools=TOOLS, tool_choice="sometimes"), "tool_choice must be"),
+    (dict(tools=[{"type": "function", "function": {"name": "bad name!"}}]), "function.name"),
+    (dict(tools=[WEATHER, WEATHER]), "duplicate function name"),
+    (dict(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "objectx"}}}]),
+     "tools[0] (f): parameters: invalid JSON schema"),
+    (dict(tools=TOOLS, tool_choice="required", response_format={"type": "json_object"}), "cannot be combined"),
+    (dict(tool_choice="required"), "needs tools"),
+])
+def test_bad_tool_arguments(smol, kwargs, why):
+    with pytest.raises(ValueError, match=__import__("re").escape(why)):
+        smol.create_chat_completion(MSGS, **kwargs)
