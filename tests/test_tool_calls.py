@@ -218,3 +218,67 @@ def test_chatml_function_calling_format(smollm2_path):
 def test_bad_tool_arguments(smol, kwargs, why):
     with pytest.raises(ValueError, match=__import__("re").escape(why)):
         smol.create_chat_completion(MSGS, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------
+# a Qwen-like vocabulary where <tool_call> / </tool_call> are single added (user-defined) tokens
+# ------------------------------------------------------------------------------------------------
+
+QWEN_LIKE_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if tools %}<|im_start|>system\nCall tools as <tool_call>{json}</tool_call><|im_end|>\n{% endif %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def qwen_like(tmp_path_factory):
+    import gguf
+    from model_factory import make_model
+
+    tokens = ["<unk>", "<|im_start|>", "<|im_end|>"] + [f"<0x{b:02X}>" for b in range(256)]
+    types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL] + [gguf.TokenType.BYTE] * 256
+    tokens += ["<tool_call>", "</tool_call>"]
+    types += [gguf.TokenType.USER_DEFINED] * 2
+    tokens += ["\u2581" + c for c in "abcdefghijklmnopqrstuvwxyz"] + list("{}\":, abcdefghijklmnopqrstuvwxyz")
+    types += [gguf.TokenType.NORMAL] * (len(tokens) - len(types))
+
+    def add_vocab(w):
+        w.add_tokenizer_model("llama")
+        w.add_token_list(tokens)
+        w.add_token_scores([-float(i) for i in range(len(tokens))])
+        w.add_token_types([int(t) for t in types])
+        w.add_bos_token_id(1)
+        w.add_eos_token_id(2)
+        w.add_unk_token_id(0)
+        w.add_chat_template(QWEN_LIKE_TEMPLATE)
+
+    path = make_model(tmp_path_factory.mktemp("q") / "qwenlike.gguf", n_vocab=len(tokens), n_embd=32, n_layer=1,
+                      tokenizer=False, extra_kv=add_vocab, seed=11)
+    m = Llama(path, n_ctx=256, seed=1)
+    yield m
+    m.close()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tag_tokens_are_emitted_as_tokens_and_parsed(qwen_like, seed):
+    tool = {"type": "function", "function": {"name": "pick", "parameters": {
+        "type": "object", "properties": {"v": {"enum": ["a", "b"]}}, "required": ["v"]}}}
+    tag = qwen_like._vocab_checked().token_id("<tool_call>")
+    seen = []
+    orig = qwen_like._generate
+
+    def spy(*a, **kw):  # record the generated token ids
+        for tok, logits in orig(*a, **kw):
+            seen.append(tok)
+            yield tok, logits
+
+    qwen_like._generate = spy
+    try:
+        out = qwen_like.create_chat_completion([{"role": "user", "content": "pick"}], tools=[tool],
+                                               tool_choice="required", temperature=1.0, seed=seed, max_tokens=60)
+    finally:
+        del qwen_like._generate
+    assert seen[0] == tag  # the tag is the added token, not spelled with bytes
+    choice = out["choices"][0]
+    assert choice["finish_reason"] == "tool_calls", choice
+    assert json.loads(choice["message"]["tool_calls"][0]["function"]["arguments"])["v"] in ("a", "b")
