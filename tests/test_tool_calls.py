@@ -282,3 +282,21 @@ def test_tag_tokens_are_emitted_as_tokens_and_parsed(qwen_like, seed):
     choice = out["choices"][0]
     assert choice["finish_reason"] == "tool_calls", choice
     assert json.loads(choice["message"]["tool_calls"][0]["function"]["arguments"])["v"] in ("a", "b")
+
+
+def test_tools_described_only_when_the_template_ignores_them(smol):
+    from edgellama.chat_format import CHATML_TEMPLATE, ChatFormatter, get_chat_formatter
+    from edgellama.tool_calls import messages_with_tools, plan_tool_calls
+
+    plan = plan_tool_calls(TOOLS, "auto", TOOL_SYNTAXES["hermes"], no_specials)
+    ignores = ChatFormatter(CHATML_TEMPLATE)
+    msgs = messages_with_tools(ignores, MSGS, TOOLS, plan)
+    assert msgs[0]["role"] == "system" and "get_weather" in msgs[0]["content"] and "<tool_call>" in msgs[0]["content"]
+    assert msgs[1:] == MSGS
+    with_system = [{"role": "system", "content": "Be brief."}] + MSGS
+    msgs = messages_with_tools(ignores, with_system, TOOLS, plan)
+    assert len(msgs) == 2 and msgs[0]["content"].startswith("Be brief.\n\n") and with_system[0]["content"] == "Be brief."
+    shows = get_chat_formatter("chatml-function-calling", None)
+    assert messages_with_tools(shows, MSGS, TOOLS, plan) is MSGS
+    none_plan = plan_tool_calls(TOOLS, "none", TOOL_SYNTAXES["hermes"], no_specials)
+    assert messages_with_tools(ignores, MSGS, TOOLS, none_plan) is MSGS

@@ -38,7 +38,7 @@ from . import _core
 from .chat_format import ChatFormatter, get_chat_formatter, validate_chat_format
 from .constrained import constraint_for
 from .llama_grammar import LlamaGrammar, as_grammar
-from .tool_calls import chat_structure, stream_tool_chunks
+from .tool_calls import chat_structure, messages_with_tools, stream_tool_chunks
 from .streaming import TextStream, normalize_stop
 
 __all__ = ["GenerationMixin"]
@@ -601,6 +601,7 @@ class GenerationMixin:
         """
         grammar, tool_plan = chat_structure(self, tools, tool_choice, response_format, grammar, parallel_tool_calls)
         fmt = self._chat_formatter()
+        messages = messages_with_tools(fmt, messages, tools, tool_plan)  # templates that ignore tools
         extra = {"tools": tools} if tools is not None else {}
         cp = fmt(messages, add_generation_prompt=True, **extra)
         stops = normalize_stop(stop) + [s for s in cp.stop if s not in normalize_stop(stop)]

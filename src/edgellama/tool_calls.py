@@ -288,3 +288,36 @@ def chat_structure(model: Any, tools: Any, tool_choice: Any, response_format: An
         raise ValueError("tools with tool_choice other than 'none' cannot be combined with grammar= or "
                          "response_format= (the tool-call grammar decides the answer's shape)")
     return (plan.grammar or chosen), plan
+
+
+def _tools_instruction(syntax: ToolSyntax, tools: List[Dict[str, Any]]) -> str:
+    lines = ["You can call these functions. Their JSON Schema parameters:"]
+    for t in tools:
+        fn = t.get("function", {})
+        desc = f" ({fn['description']})" if fn.get("description") else ""
+        lines.append(f"- {fn.get('name')}{desc}: {json.dumps(fn.get('parameters', {}), ensure_ascii=False)}")
+    if syntax.args_key is None:
+        example = 'functions.NAME:\n{"arg": "value"}'
+    else:
+        example = (syntax.open_tag + '{"name": "NAME", "%s": {"arg": "value"}}' % syntax.args_key + syntax.close_tag)
+    lines.append("To call a function, answer with exactly:\n" + example)
+    return "\n".join(lines)
+
+
+def messages_with_tools(formatter: Any, messages: List[Dict[str, Any]], tools: Any,
+                        plan: Optional[ToolCallPlan]) -> List[Dict[str, Any]]:
+    """``messages``, plus a description of ``tools`` in the system turn when the chat template
+    ignores ``tools`` (SmolLM2's does: it renders the same prompt with and without them), so that
+    a model can choose to call one with tool_choice="auto". Templates that show tools are left alone."""
+    if plan is None or plan.grammar is None or not tools:
+        return messages
+    with_tools = formatter(messages, add_generation_prompt=True, tools=tools).prompt
+    if with_tools != formatter(messages, add_generation_prompt=True).prompt:
+        return messages
+    text = _tools_instruction(plan.syntax, tools)
+    msgs = [dict(m) for m in messages]
+    if msgs and msgs[0].get("role") == "system" and isinstance(msgs[0].get("content"), str):
+        msgs[0]["content"] = msgs[0]["content"] + "\n\n" + text
+    else:
+        msgs.insert(0, {"role": "system", "content": text})
+    return msgs
