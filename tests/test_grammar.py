@@ -239,3 +239,16 @@ def test_streamed_json_chunks_concatenate(smol):
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert json.loads(text)["city"] in ("Paris", "Rome")
+
+
+def test_background_and_inline_masks_give_the_same_tokens(smol, monkeypatch):
+    import edgellama.constrained as constrained
+
+    g = LlamaGrammar.from_json_schema({"type": "object", "properties": {
+        "word": {"type": "string", "maxLength": 12}, "n": {"type": "integer", "minimum": 0, "maximum": 999}}})
+    outs = []
+    for background in (True, False):
+        monkeypatch.setattr(constrained, "BACKGROUND_MASK", background)
+        outs.append(smol("Some JSON:", grammar=g, max_tokens=40, temperature=0.9, seed=21)["choices"][0])
+    assert outs[0] == outs[1]
+    json.loads(outs[0]["text"])
