@@ -91,8 +91,9 @@ std::string short_float(float v) {
 
 void bind_sampler(py::module_& m) {
   py::class_<PySampler>(m, "Sampler",
-                        "Seeded token sampler (logit bias -> repeat/frequency/presence penalties -> top-k -> "
-                        "typical -> top-p -> min-p -> temperature -> draw). temperature <= 0 is greedy.")
+                        "Seeded token sampler ([allowed-token mask] -> logit bias -> repeat/frequency/presence "
+                        "penalties -> top-k -> typical -> top-p -> min-p -> temperature -> draw). temperature <= 0 "
+                        "is greedy.")
       .def(py::init([](float temperature, int32_t top_k, float top_p, float min_p, float typical_p,
                        float repeat_penalty, int32_t repeat_last_n, float frequency_penalty, float presence_penalty,
                        uint64_t seed, py::object logit_bias) {
@@ -168,7 +169,7 @@ void bind_sampler(py::module_& m) {
           },
           py::arg("logits"), py::arg("allowed") = py::none(),
           "The distribution sample() would draw from (float32, 0 for dropped tokens; one-hot when greedy). "
-          "Uses no randomness.")
+          "Uses no randomness. allowed: as in sample().")
       .def(
           "accept",
           [](PySampler& self, int64_t token) {
