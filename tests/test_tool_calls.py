@@ -300,3 +300,36 @@ def test_tools_described_only_when_the_template_ignores_them(smol):
     assert messages_with_tools(shows, MSGS, TOOLS, plan) is MSGS
     none_plan = plan_tool_calls(TOOLS, "none", TOOL_SYNTAXES["hermes"], no_specials)
     assert messages_with_tools(ignores, MSGS, TOOLS, none_plan) is MSGS
+
+
+def test_stream_mode_decisions():
+    from edgellama.tool_calls import ToolCallPlan
+
+    hermes = ToolCallPlan(TOOL_SYNTAXES["hermes"], NAMES, grammar=object())
+    assert hermes.stream_mode("<tool") is None and hermes.stream_mode("<tool_call>\n{") == "calls"
+    assert hermes.stream_mode("Sure") == "text" and hermes.stream_mode("<b>") == "text"
+    fc = ToolCallPlan(TOOL_SYNTAXES["chatml-function-calling"], NAMES, grammar=object())
+    assert fc.stream_mode("mess") is None and fc.stream_mode("message:\nHi") == "text"
+    assert fc.text_of("message:\nHi") == "Hi" and fc.stream_mode("functions.") == "calls"
+    llama3 = ToolCallPlan(TOOL_SYNTAXES["llama3"], NAMES, grammar=object())
+    assert llama3.stream_mode('{"na') == "calls" and llama3.stream_mode("It") == "text"
+
+
+def test_streamed_text_answer_with_tools_streams_content(smollm2_path):
+    # chatml-function-calling, tool_choice auto: whichever the model picks, the stream's pieces
+    # reassemble into what the non-streamed call returns, and a text answer arrives in pieces.
+    m = Llama(smollm2_path, n_ctx=768, chat_format="chatml-function-calling")
+    try:
+        q = [{"role": "user", "content": "Say hello to me."}]
+        whole = m.create_chat_completion(q, tools=TOOLS, temperature=0, max_tokens=24)["choices"][0]
+        chunks = list(m.create_chat_completion(q, tools=TOOLS, temperature=0, max_tokens=24, stream=True))
+        deltas = [c["choices"][0]["delta"] for c in chunks]
+        content = [d["content"] for d in deltas if "content" in d]
+        assert chunks[-1]["choices"][0]["finish_reason"] == whole["finish_reason"]
+        if whole["message"].get("tool_calls"):
+            assert any("tool_calls" in d for d in deltas)
+        else:
+            assert "".join(content) == whole["message"]["content"] and len(content) > 1
+            assert not whole["message"]["content"].startswith("message:")
+    finally:
+        m.close()

@@ -657,17 +657,30 @@ class GenerationMixin:
 
     def _stream_tool_chat(self, events: Iterator[_Event], plan: Any, cid: str, created: int,
                           model: str) -> Iterator[Dict[str, Any]]:
-        """Streamed answer to a request with tools: the answer is parsed once complete, then sent the
-        way OpenAI streams it (role; content if any; per call its id/name, then its arguments)."""
+        """Streamed answer to a request with tools, the way OpenAI streams it: a text answer as
+        content deltas as it is generated; calls once complete (per call a delta with its id and
+        name, then one with its arguments), then finish_reason "tool_calls"."""
         def chunk(delta: Dict[str, Any], finish: Optional[str]) -> Dict[str, Any]:
             return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                     "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
         yield chunk({"role": "assistant"}, None)
-        text, _, finish = _collect_events(events)
-        content, calls = plan.parse(text)
-        if content:
-            yield chunk({"content": content}, None)
-        for delta in stream_tool_chunks(calls):
-            yield chunk(delta, None)
+        head, mode, finish = "", None, None
+        for ev in events:
+            finish = ev.finish_reason or finish
+            if mode == "text":
+                if ev.text:
+                    yield chunk({"content": ev.text}, None)
+                continue
+            head += ev.text
+            mode = plan.stream_mode(head) if head else None
+            if mode == "text" and plan.text_of(head):
+                yield chunk({"content": plan.text_of(head)}, None)
+        calls: List[Dict[str, Any]] = []
+        if mode != "text":
+            content, calls = plan.parse(head)
+            if content:
+                yield chunk({"content": content}, None)
+            for delta in stream_tool_chunks(calls):
+                yield chunk(delta, None)
         yield chunk({}, "tool_calls" if calls and finish == "stop" else finish)

@@ -242,6 +242,25 @@ class ToolCallPlan:
             return text, []
         return parse_tool_calls(self.syntax, text, self.names)
 
+    def stream_mode(self, head: str) -> Optional[str]:
+        """From the start of the answer: "text" (stream it as content), "calls" (collect and parse
+        it), or None (too short to tell). The grammar keeps the two apart: text never starts like
+        a call."""
+        sx = self.syntax
+        if sx.text_prefix:  # chatml-function-calling: "message:\n" or "functions.NAME:\n"
+            if head.startswith(sx.text_prefix):
+                return "text"
+            return None if sx.text_prefix.startswith(head) else "calls"
+        call_start = sx.open_tag.strip() or "{"
+        if head.startswith(call_start):
+            return "calls"
+        return None if call_start.startswith(head) else "text"
+
+    def text_of(self, head: str) -> str:
+        """The content of a text answer's beginning (without chatml-function-calling's "message:")."""
+        p = self.syntax.text_prefix
+        return head[len(p):] if p and head.startswith(p) else head
+
 
 def plan_tool_calls(tools: Any, tool_choice: Any, syntax: ToolSyntax,
                     special_id: Callable[[str], Optional[int]], parallel: bool = False) -> ToolCallPlan:
