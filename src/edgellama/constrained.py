@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 from typing import Any, List, Optional, Sequence
 
 import llguidance
@@ -76,15 +77,17 @@ class _VocabForLLG:
         bos = int(vocab.bos())
         self.bos_token_id = bos if bos >= 0 else None
         self.special_token_ids = [i for i, t in enumerate(self.tokens) if t.startswith(_SPECIAL_MARK)]
-
-        self._by_bytes: Optional[dict] = None
+        self._by_bytes: Optional[dict] = None  # bytes -> token id, built on first greedy use
 
     def __call__(self, text: bytes) -> List[int]:
         """Tokens whose bytes are exactly ``text`` (llguidance tokenizes grammar-forced text with
         this). Our tokenizer's answer when it round-trips; SentencePiece vocabularies add a space
         prefix ("a" -> "▁a"), so then a greedy longest match over the token table."""
         text = bytes(text)
-        ids = list(self._vocab.tokenize(text, False, False))
+        try:
+            ids = list(self._vocab.tokenize(text, False, False))
+        except ValueError:  # not UTF-8 (llguidance passes valid prefixes, but be safe)
+            return self._greedy(text)
         if b"".join(self.tokens[i] for i in ids) == text:
             return ids
         return self._greedy(text)
@@ -131,8 +134,8 @@ def llg_tokenizer(model: Any) -> "llguidance.LLTokenizer":
     return cached
 
 
-# One worker is enough: a generation never has two masks in flight. Shared by all constraints so
-# that a constraint does not cost a thread.
+# A generation never has two masks in flight; the pool is shared by all constraints so that a
+# constraint does not cost a thread (two workers: two models generating in parallel threads).
 _MASK_WORKERS = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="edgellama-mask")
 
 
@@ -157,7 +160,6 @@ class TokenConstraint:
     # ---------------------------------------------------------------------- mask computation
 
     def _compute_mask(self) -> None:
-        import time
         t0 = time.perf_counter()
         self._matcher.unsafe_compute_mask_ptr(self.mask.ctypes.data, self.mask.nbytes)
         self.mask_seconds += time.perf_counter() - t0
