@@ -149,6 +149,22 @@ def test_constraint_interface_accept_validate_rollback(spm_model):
         c.accept(bad[0])
 
 
+def test_accept_many_for_speculative_drafts(spm_model):
+    g = LlamaGrammar.from_string('root ::= "ab" "cd" "ef"')
+    tk = llg_tokenizer(spm_model)
+    c = constraint_for(spm_model, g)
+    good, bad = tk.tokenize_bytes(b"abcd"), tk.tokenize_bytes(b"x")
+    assert c.validate(good + bad) == len(good)  # a draft is cut where the grammar rejects it
+    with pytest.raises(GrammarViolation, match=f"draft position {len(good)}"):
+        c.accept_many(good + bad)
+    assert c.n_accepted == 0  # a rejected draft changes nothing
+    c.accept_many(good)
+    assert c.n_accepted == len(good) and not c.is_done()
+    c.rollback(len(good))
+    c.accept_many(tk.tokenize_bytes(b"abcdef"))
+    assert c.is_accepting()
+
+
 def test_grammar_forces_tokens_the_model_would_not_pick(spm_model):
     g = LlamaGrammar.from_regex(r"[0-9]{3}-[a-c]{2}")
     for seed in range(3):

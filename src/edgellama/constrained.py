@@ -14,6 +14,7 @@ Two pieces:
 
       mask = c.fill_mask()     # int32 bitset, bit t%32 of word t/32 = token t allowed next
       c.accept(tok)            # the token was sampled: advance the grammar (raises if it breaks it)
+      c.accept_many(toks)      # several at once (accepted drafts): one mask computation
       c.is_done()              # the grammar cannot continue: stop with finish_reason "stop"
       c.rollback(n)            # un-accept the last n tokens (rejected speculative drafts)
       c.validate(tokens)       # how many of these draft tokens the grammar would accept, in order
@@ -203,6 +204,21 @@ class TokenConstraint:
             raise GrammarViolation(f"token {int(token)} is not allowed by the grammar here: "
                                    f"{self._matcher.get_error()}")
         self.n_accepted += 1
+        self._schedule_mask()
+
+    def accept_many(self, tokens: Sequence[int]) -> None:
+        """``accept`` for several tokens (accepted speculative drafts): one mask computation after
+        the last instead of one per token. GrammarViolation (state unchanged) if one is not allowed."""
+        toks = [int(t) for t in tokens]
+        if not toks:
+            return
+        self._wait()
+        n_ok = int(self._matcher.validate_tokens(toks))
+        if n_ok < len(toks):
+            raise GrammarViolation(f"token {toks[n_ok]} (draft position {n_ok}) is not allowed by the grammar")
+        if not self._matcher.consume_tokens(toks):
+            raise GrammarViolation(f"consume_tokens failed: {self._matcher.get_error()}")
+        self.n_accepted += len(toks)
         self._schedule_mask()
 
     def validate(self, tokens: Sequence[int]) -> int:
