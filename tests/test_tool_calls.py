@@ -52,6 +52,8 @@ def test_detect_syntax():
     ("hermes", '<tool_call>\n{"name": "nope", "arguments": {}}\n</tool_call>',
      '<tool_call>\n{"name": "nope", "arguments": {}}\n</tool_call>', []),
     ("llama3", '{"name": "get_time", "parameters": {"tz": "PST"}}', None, [("get_time", {"tz": "PST"})]),
+    # tags that are control tokens detokenize to nothing: the bare JSON body still parses
+    ("hermes", '\n{"name": "get_time", "arguments": {"tz": "UTC"}}\n', None, [("get_time", {"tz": "UTC"})]),
     ("llama3", "It is sunny.", "It is sunny.", []),
     ("chatml-function-calling", 'functions.get_time:\n{"tz": "EST"}\nfunctions.get_time:\n{"tz": "UTC"}', None,
      [("get_time", {"tz": "EST"}), ("get_time", {"tz": "UTC"})]),

@@ -199,10 +199,14 @@ def parse_tool_calls(syntax: ToolSyntax, text: str, names: List[str]) -> Tuple[O
     pos = 0
     start = None
     while True:
-        i = text.find(open_tag, pos) if open_tag else (pos if text[pos:].lstrip().startswith("{") else -1)
+        i = text.find(open_tag, pos) if open_tag else -1
+        tag_len = len(open_tag)
+        if i < 0 and text[pos:].lstrip().startswith("{"):
+            # no tag (Llama 3 JSON), or the tag is a control token that detokenizes to nothing
+            i, tag_len = pos, 0
         if i < 0:
             break
-        j = i + len(open_tag)
+        j = i + tag_len
         while j < len(text) and text[j].isspace():
             j += 1
         try:
@@ -211,7 +215,7 @@ def parse_tool_calls(syntax: ToolSyntax, text: str, names: List[str]) -> Tuple[O
             break
         if not isinstance(body, dict) or body.get("name") not in names or syntax.args_key not in body:
             break
-        if close_tag:
+        if close_tag and tag_len:
             k = text.find(close_tag, end)
             if k < 0 or text[end:k].strip():
                 break
