@@ -12,6 +12,7 @@
 #include "bindings.h"
 #include "edgellama/errors.h"
 #include "edgellama/sampler.h"
+#include "edgellama/token_mask.h"
 
 namespace {
 
@@ -39,6 +40,35 @@ FloatArray as_logits(const py::handle& obj, const char* who) {
   return FloatArray::ensure(arr);
 }
 
+// The allowed-token bitset argument of sample()/probabilities(): None, or a 1-D C-contiguous numpy
+// array of 32-bit words (int32 as llguidance allocates it, or uint32), ceil(n_vocab/32) long. It is
+// used in place (no copy); the returned object (None or the array) keeps it alive while the GIL is
+// released. (Not a default py::array: that is a real, empty float64 array, not "no mask".)
+py::object as_mask(const py::object& obj, int32_t n_vocab, const char* who) {
+  if (obj.is_none()) return py::none();
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(who) + ": allowed must be a numpy int32/uint32 bitmask array or None, got " +
+                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+  py::array arr = py::reinterpret_borrow<py::array>(obj);
+  const char kind = arr.dtype().kind();
+  if ((kind != 'i' && kind != 'u') || arr.dtype().itemsize() != 4)
+    throw py::type_error(std::string(who) + ": allowed must have dtype int32 or uint32, got " +
+                         std::string(py::str(arr.dtype())));
+  const size_t words = edgellama::token_mask_words(n_vocab);
+  if (arr.ndim() != 1 || size_t(arr.shape(0)) != words)
+    throw py::value_error(std::string(who) + ": allowed must be 1-D with ceil(n_vocab/32) = " + std::to_string(words) +
+                          " words for n_vocab " + std::to_string(n_vocab) + ", got shape " +
+                          std::string(py::str(py::tuple(py::cast(std::vector<py::ssize_t>(arr.shape(), arr.shape() + arr.ndim()))))));
+  if (!(arr.flags() & py::array::c_style))
+    throw py::value_error(std::string(who) + ": allowed must be C-contiguous");
+  return arr;
+}
+
+const uint32_t* mask_ptr(const py::object& mask) {
+  if (mask.is_none()) return nullptr;
+  return static_cast<const uint32_t*>(py::reinterpret_borrow<py::array>(mask).data());
+}
+
 // The core Sampler is not thread-safe; the binding serializes calls on one object so that two
 // Python threads sharing a sampler (with the GIL released in sample) cannot corrupt its scratch.
 struct PySampler {
@@ -61,8 +91,9 @@ std::string short_float(float v) {
 
 void bind_sampler(py::module_& m) {
   py::class_<PySampler>(m, "Sampler",
-                        "Seeded token sampler (logit bias -> repeat/frequency/presence penalties -> top-k -> "
-                        "typical -> top-p -> min-p -> temperature -> draw). temperature <= 0 is greedy.")
+                        "Seeded token sampler ([allowed-token mask] -> logit bias -> repeat/frequency/presence "
+                        "penalties -> top-k -> typical -> top-p -> min-p -> temperature -> draw). temperature <= 0 "
+                        "is greedy.")
       .def(py::init([](float temperature, int32_t top_k, float top_p, float min_p, float typical_p,
                        float repeat_penalty, int32_t repeat_last_n, float frequency_penalty, float presence_penalty,
                        uint64_t seed, py::object logit_bias) {
@@ -105,34 +136,40 @@ void bind_sampler(py::module_& m) {
            py::arg("seed") = uint64_t(0xFFFFFFFFu), py::arg("logit_bias") = py::none())
       .def(
           "sample",
-          [](PySampler& self, const py::object& logits) {
+          [](PySampler& self, const py::object& logits, const py::object& allowed) {
             FloatArray a = as_logits(logits, "Sampler.sample");
             const float* data = a.data();
             const int32_t n = int32_t(a.shape(0));
+            py::object mask = as_mask(allowed, n, "Sampler.sample");
+            const uint32_t* bits = mask_ptr(mask);
             py::gil_scoped_release release;
             std::lock_guard<std::mutex> lock(self.mu);
-            return self.s.sample(data, n);
+            return self.s.sample(data, n, bits);
           },
-          py::arg("logits"),
-          "Draw a token id from logits (1-D float32, shape (n_vocab,); not modified). Releases the GIL.")
+          py::arg("logits"), py::arg("allowed") = py::none(),
+          "Draw a token id from logits (1-D float32, shape (n_vocab,); not modified). Releases the GIL. "
+          "allowed: optional allowed-token bitset (int32/uint32, ceil(n_vocab/32) words, bit i%32 of word "
+          "i/32 set = token i may be drawn), as llguidance fills it.")
       .def(
           "probabilities",
-          [](PySampler& self, const py::object& logits) {
+          [](PySampler& self, const py::object& logits, const py::object& allowed) {
             FloatArray a = as_logits(logits, "Sampler.probabilities");
             const float* data = a.data();
             const int32_t n = int32_t(a.shape(0));
+            py::object mask = as_mask(allowed, n, "Sampler.probabilities");
+            const uint32_t* bits = mask_ptr(mask);
             py::array_t<float> out(n);
             float* dst = out.mutable_data();
             {
               py::gil_scoped_release release;
               std::lock_guard<std::mutex> lock(self.mu);
-              self.s.probabilities(data, n, dst);
+              self.s.probabilities(data, n, dst, bits);
             }
             return out;
           },
-          py::arg("logits"),
+          py::arg("logits"), py::arg("allowed") = py::none(),
           "The distribution sample() would draw from (float32, 0 for dropped tokens; one-hot when greedy). "
-          "Uses no randomness.")
+          "Uses no randomness. allowed: as in sample().")
       .def(
           "accept",
           [](PySampler& self, int64_t token) {

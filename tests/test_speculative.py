@@ -392,7 +392,7 @@ def test_speculative_sampling_follows_target_distribution(sampling_runs):
 def test_chi2_detects_a_biased_verifier(sampling_runs, monkeypatch):
     """Control: accepting every draft token (ignoring p) must be caught by the same test."""
     llm, prompt, n, plain = sampling_runs
-    monkeypatch.setattr(SpecSession, "verify", lambda self, logits, d: (d, True))
+    monkeypatch.setattr(SpecSession, "verify", lambda self, logits, d, allowed=None: (d, True))
     spec = _gen_tokens(llm, prompt, n, 10**6)
     p, _ = _two_sample_chi2(plain, spec)
     assert p < 1e-6, p
@@ -473,29 +473,20 @@ def test_interleaved_streams_on_one_object(rand_model):
 
 
 class ForbidToken:
-    """A toy constraint: every token but `banned` is allowed; records its accept/rollback calls."""
+    """A toy constraint: every token but `banned` is allowed (TokenConstraint's validate())."""
 
     def __init__(self, banned):
-        self.banned, self.state = banned, []
+        self.banned = banned
 
-    def fill_mask(self, mask):
-        mask[:] = True
-        mask[self.banned] = False
-
-    def accept(self, t):
-        self.state.append(t)
-
-    def rollback(self, n):
-        del self.state[len(self.state) - n:]
+    def validate(self, tokens):
+        return next((i for i, t in enumerate(tokens) if t == self.banned), len(tokens))
 
 
-def test_filter_draft_cuts_at_first_forbidden_token_and_restores_state():
+def test_filter_draft_cuts_at_first_forbidden_token():
     c = ForbidToken(banned=7)
-    c.state = [1]
-    assert speculative.filter_draft([3, 4, 7, 5], c, 10) == [3, 4]
-    assert c.state == [1]  # walked and rolled back
-    assert speculative.filter_draft([7, 3], c, 10) == []
-    assert speculative.filter_draft([3, 4], None, 10) == [3, 4]
+    assert speculative.filter_draft([3, 4, 7, 5], c) == [3, 4]
+    assert speculative.filter_draft([7, 3], c) == []
+    assert speculative.filter_draft([3, 4], None) == [3, 4]
 
 
 # ----------------------------------------------------------------------------- benchmarks (tiny runs)

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "edgellama/errors.h"
+#include "edgellama/token_mask.h"
 
 namespace edgellama {
 
@@ -103,7 +104,7 @@ void Sampler::ensure_scratch(int32_t n_vocab) {
   }
 }
 
-void Sampler::prepare_logits(const float* logits, int32_t n_vocab) {
+void Sampler::prepare_logits(const float* logits, int32_t n_vocab, const uint32_t* allowed) {
   // Check bias ids before touching anything, so a bad call leaves no partial state behind.
   for (const auto& [id, bias] : params_.logit_bias) {
     if (id >= n_vocab)
@@ -119,6 +120,9 @@ void Sampler::prepare_logits(const float* logits, int32_t n_vocab) {
     any |= ok;
   }
   if (!any) throw ArgumentError("all logits are -inf/NaN");
+  // The grammar mask goes first: a banned token stays -inf whatever bias or penalty follows.
+  if (allowed != nullptr && apply_token_mask(w, n_vocab, allowed) == 0)
+    throw ArgumentError("Sampler.sample: the allowed-token mask allows no token");
 
   // bias is never NaN or +inf; -inf bans the token even when its logit is +inf (inf - inf = NaN).
   for (const auto& [id, bias] : params_.logit_bias) w[id] = bias == kNegInf ? kNegInf : w[id] + bias;
@@ -146,7 +150,10 @@ void Sampler::prepare_logits(const float* logits, int32_t n_vocab) {
 
   any = false;
   for (int32_t i = 0; i < n_vocab && !any; ++i) any = w[i] != kNegInf;
-  if (!any) throw ArgumentError("all logits are -inf/NaN after applying logit_bias and penalties");
+  if (!any)
+    throw ArgumentError(allowed != nullptr
+                            ? "all logits are -inf/NaN after applying the allowed-token mask, logit_bias and penalties"
+                            : "all logits are -inf/NaN after applying logit_bias and penalties");
 }
 
 int32_t Sampler::greedy(int32_t n_vocab) const {
@@ -314,9 +321,9 @@ double Sampler::build_distribution(int32_t n_vocab) {
   return weights(double(params_.temperature));
 }
 
-int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
+int32_t Sampler::sample(const float* logits, int32_t n_vocab, const uint32_t* allowed) {
   ensure_scratch(n_vocab);
-  prepare_logits(logits, n_vocab);
+  prepare_logits(logits, n_vocab, allowed);
   if (params_.temperature <= 0) return greedy(n_vocab);
   const double sum = build_distribution(n_vocab);
   const double target = rng_.next_double() * sum;
@@ -332,9 +339,9 @@ int32_t Sampler::sample(const float* logits, int32_t n_vocab) {
   return cand_[last_positive].id;  // target rounded up to the total
 }
 
-void Sampler::probabilities(const float* logits, int32_t n_vocab, float* out) {
+void Sampler::probabilities(const float* logits, int32_t n_vocab, float* out, const uint32_t* allowed) {
   ensure_scratch(n_vocab);
-  prepare_logits(logits, n_vocab);
+  prepare_logits(logits, n_vocab, allowed);
   std::fill(out, out + n_vocab, 0.0f);
   if (params_.temperature <= 0) {
     out[greedy(n_vocab)] = 1.0f;

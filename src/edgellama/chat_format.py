@@ -13,6 +13,9 @@ Files without a template can use a built-in format, chosen with ``Llama(..., cha
 ``chatml``   ``<|im_start|>role\\ncontent<|im_end|>`` (Qwen, SmolLM, many fine-tunes)
 ``llama-2``  ``<s>[INST] <<SYS>>...<</SYS>> user [/INST] assistant </s>``
 ``llama-3``  ``<|start_header_id|>role<|end_header_id|>\\n\\ncontent<|eot_id|>``
+``chatml-function-calling``  chatml with ``tools`` listed in the system turn; calls are written
+             ``functions.NAME:\\n{json arguments}``, text answers ``message:\\n...`` (the format of that
+             name in llama-cpp-python; see edgellama.tool_calls)
 ===========  ================================================================
 """
 
@@ -69,11 +72,39 @@ LLAMA3_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 )
 
+# chatml plus tools: the function list goes into the system turn (a default one if the
+# conversation has none); an assistant turn with tool_calls is written in the same
+# "functions.NAME:" form the tool-call grammar makes the model produce.
+_FC_TOOLS = (
+    "{% if tools %}{{ '\\n\\nYou can call these functions:\\n' }}"
+    "{% for tool in tools %}{{ '\\nfunctions.' + tool.function.name + ':' }}"
+    "{% if tool.function.description %}{{ ' ' + tool.function.description }}{% endif %}"
+    "{{ '\\n' }}{{ tool.function.parameters | tojson }}{{ '\\n' }}{% endfor %}"
+    "{{ '\\nAnswer with a message, starting with \\'message:\\' on its own line, or with function calls, '"
+    "'each written as \\'functions.<name>:\\' on its own line followed by the JSON arguments.' }}{% endif %}"
+)
+CHATML_FUNCTION_CALLING_TEMPLATE = (
+    "{% if tools and (not messages or messages[0]['role'] != 'system') %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.' }}" + _FC_TOOLS + "{{ '<|im_end|>\\n' }}{% endif %}"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['role'] == 'system' %}{{ message['content'] }}" + _FC_TOOLS +
+    "{% elif message['role'] == 'assistant' and message.get('tool_calls') %}"
+    "{% for call in message['tool_calls'] %}{% if not loop.first %}{{ '\\n' }}{% endif %}"
+    "{{ 'functions.' + call['function']['name'] + ':\\n' + call['function']['arguments'] }}{% endfor %}"
+    "{% elif message['role'] == 'assistant' and tools %}{{ 'message:\\n' + (message['content'] or '') }}"
+    "{% else %}{{ message['content'] or '' }}{% endif %}"
+    "{{ '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
 # name -> (template, extra stop strings). "auto" is resolved to the model's own template.
 _BUILTIN: Dict[str, tuple] = {
     "chatml": (CHATML_TEMPLATE, ["<|im_end|>"]),
     "llama-2": (LLAMA2_TEMPLATE, []),  # EOS ends the turn; EOS is an end-of-generation token
     "llama-3": (LLAMA3_TEMPLATE, ["<|eot_id|>"]),
+    "chatml-function-calling": (CHATML_FUNCTION_CALLING_TEMPLATE, ["<|im_end|>"]),
 }
 CHAT_FORMATS = ("auto",) + tuple(_BUILTIN)
 

@@ -36,6 +36,9 @@ import numpy as np
 
 from . import _core, speculative
 from .chat_format import ChatFormatter, get_chat_formatter, validate_chat_format
+from .constrained import constraint_for
+from .llama_grammar import LlamaGrammar, as_grammar
+from .tool_calls import chat_structure, messages_with_tools, stream_tool_chunks
 from .streaming import TextStream, normalize_stop
 
 __all__ = ["GenerationMixin"]
@@ -212,8 +215,9 @@ class GenerationMixin:
         With ``self.draft_model`` set, each step may also evaluate a draft after the pending token
         (edgellama.speculative): the accepted draft tokens are yielded one by one, each with its own
         position's logits, exactly as plain decoding would yield them. ``max_new`` (how many tokens
-        the caller will take at most) keeps drafts from running past it; ``constraint`` (grammar)
-        vetoes draft tokens it forbids."""
+        the caller will take at most) keeps drafts from running past it; ``constraint`` (an
+        edgellama.constrained.TokenConstraint: grammar / JSON schema / tool calls) masks every sampled
+        position and vetoes draft tokens it forbids."""
         tokens = [int(t) for t in tokens]
         if not tokens:
             raise ValueError("generate() needs at least one prompt token")
@@ -248,8 +252,8 @@ class GenerationMixin:
             draft: List[int] = []
             if spec is not None and produced:
                 draft = spec.propose(context + tokens, n_ctx - len(context) - len(tokens), produced)
-                # grammar call point: a constraint vetoes draft tokens it would never allow
-                draft = speculative.filter_draft(draft, constraint, n_vocab)
+                # a constraint vetoes draft tokens it would never allow
+                draft = speculative.filter_draft(draft, constraint)
             # Check-and-restore and the evaluation are one step under the object's lock: another
             # thread must not change the cache between them (it would shift our positions).
             with getattr(self, "_lock", None) or contextlib.nullcontext():
@@ -282,12 +286,19 @@ class GenerationMixin:
                     logits = logits.copy()
                     logits[n_text:] = -np.inf
                 accepted = False
-                # grammar call point: a constraint masks `logits` here exactly as for plain sampling
-                # (and accepts the emitted token), so verification compares like with like
+                # Constrained decoding: the grammar's allowed-token bitset goes into the C++ sampler
+                # (for a draft position too, so verification compares like with like); the emitted
+                # token advances the grammar, which starts computing the next mask on a worker
+                # thread while the model evaluates.
+                mask = constraint.fill_mask() if constraint is not None else None
                 if j < n_draft:
-                    tok, accepted = spec.verify(logits, draft[j])
+                    tok, accepted = spec.verify(logits, draft[j], mask)
+                elif mask is not None:
+                    tok = int(sampler.sample(logits, mask))
                 else:
                     tok = int(sampler.sample(logits))
+                if constraint is not None:
+                    constraint.accept(tok)
                 sampler.accept(tok)
                 if not accepted and spec is not None:
                     spec.update(n_draft, j)
@@ -370,6 +381,7 @@ class GenerationMixin:
     def _completion_events(
         self, prompt, suffix, max_tokens, temperature, top_p, min_p, typical_p, logprobs, echo, stop,
         frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias, add_bos=True,
+        grammar=None,
     ) -> Tuple[Iterator[_Event], _Usage]:
         """Validate eagerly (errors surface at the call, also with stream=True), then return the
         lazy event stream shared by the streamed and the non-streamed forms."""
@@ -392,8 +404,9 @@ class GenerationMixin:
         sampler = self._sampler(temperature, top_k, top_p, min_p, typical_p, repeat_penalty, 64,
                                 frequency_penalty, presence_penalty, seed, logit_bias)
         usage = _Usage(prompt_tokens=len(prompt_tokens))
+        constraint = constraint_for(self, as_grammar(grammar))  # built now: bad grammars fail here
         return self._completion_loop(prompt, prompt_tokens, suffix, limit, logprobs, echo, stops, sampler,
-                                     usage), usage
+                                     usage, constraint), usage
 
     def _echo(self, prompt, prompt_tokens: List[int], logprobs: Optional[int]) -> _Event:
         if isinstance(prompt, str):
@@ -421,7 +434,7 @@ class GenerationMixin:
         return _Event(text, entries)
 
     def _completion_loop(self, prompt, prompt_tokens, suffix, limit, logprobs, echo, stops, sampler,
-                         usage: _Usage) -> Iterator[_Event]:
+                         usage: _Usage, constraint: Any = None) -> Iterator[_Event]:
         base = 0
         if echo:
             ev = self._echo(prompt, prompt_tokens, logprobs)
@@ -438,7 +451,7 @@ class GenerationMixin:
 
         completion: List[int] = []
         finish = "length"
-        gen = self._generate(prompt_tokens, sampler, reset=True, max_new=limit)
+        gen = self._generate(prompt_tokens, sampler, reset=True, max_new=limit, constraint=constraint)
         try:
             for tok, logits in gen:
                 if self._is_eog(tok):
@@ -457,10 +470,15 @@ class GenerationMixin:
                 if stream.stopped:
                     finish = "stop"
                     break
+                if constraint is not None and constraint.is_done():
+                    finish = "stop"  # the grammar is complete (an unfinished one ends as "length")
+                    break
                 if len(completion) >= limit:
                     break
         finally:
             gen.close()
+            if constraint is not None:
+                constraint.close()
         tail = stream.finish()
         if suffix:
             tail += suffix
@@ -503,6 +521,7 @@ class GenerationMixin:
         stream: bool = False,
         seed: Optional[int] = None,
         logit_bias: Optional[Dict[int, float]] = None,
+        grammar: Optional[LlamaGrammar] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Complete ``prompt`` (text or token ids); an OpenAI-shaped ``text_completion`` dict, or with
         ``stream=True`` an iterator of chunk dicts whose texts concatenate to the same text.
@@ -514,11 +533,12 @@ class GenerationMixin:
         ``token_logprobs``, ``top_logprobs`` (the k most likely, plus the chosen token) and
         ``text_offset`` per generated token (and per prompt token with ``echo=True``). ``suffix`` is
         appended to the returned text. ``temperature <= 0`` is greedy decoding; ``seed`` makes
-        sampling reproducible.
+        sampling reproducible. ``grammar``: a :class:`LlamaGrammar` (GBNF, Lark, JSON schema) the
+        text must follow; generation stops (``"stop"``) when it is complete.
         """
         events, usage = self._completion_events(
             prompt, suffix, max_tokens, temperature, top_p, min_p, typical_p, logprobs, echo, stop,
-            frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias)
+            frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias, grammar=grammar)
         cid = f"cmpl-{uuid.uuid4()}"
         created = int(time.time())
         model = self._model_name()
@@ -608,6 +628,10 @@ class GenerationMixin:
         logprobs: Optional[bool] = None,
         top_logprobs: Optional[int] = None,
         tools: Optional[List[Dict[str, Any]]] = None,
+        tool_choice: Any = None,
+        response_format: Optional[Dict[str, Any]] = None,
+        grammar: Optional[LlamaGrammar] = None,
+        parallel_tool_calls: Optional[bool] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Answer a conversation; an OpenAI-shaped ``chat.completion`` dict, or with ``stream=True``
         an iterator of ``chat.completion.chunk`` dicts (``delta`` role, then content pieces, then the
@@ -616,9 +640,15 @@ class GenerationMixin:
         The prompt is the model's chat template (or ``Llama(chat_format=...)``) applied to
         ``messages``. In a multi-turn conversation the new prompt starts with the previous one and
         the previous answer, which are still in the KV cache: only the new tokens are evaluated.
-        ``tools`` is passed to the template; tool calls in the answer are not parsed.
+        Structured output: ``response_format={"type": "json_object"}`` (optional ``"schema"``) or
+        ``{"type": "json_schema", "json_schema": {"name", "schema"}}``, or ``grammar=``. ``tools`` go to
+        the template; with ``tool_choice`` "auto" (default), "required" or a named function the answer
+        is constrained to text or well-formed calls in the template's syntax and returned as
+        ``message["tool_calls"]`` with ``finish_reason="tool_calls"`` (see edgellama.tool_calls).
         """
+        grammar, tool_plan = chat_structure(self, tools, tool_choice, response_format, grammar, parallel_tool_calls)
         fmt = self._chat_formatter()
+        messages = messages_with_tools(fmt, messages, tools, tool_plan)  # templates that ignore tools
         extra = {"tools": tools} if tools is not None else {}
         cp = fmt(messages, add_generation_prompt=True, **extra)
         stops = normalize_stop(stop) + [s for s in cp.stop if s not in normalize_stop(stop)]
@@ -628,13 +658,21 @@ class GenerationMixin:
         events, usage = self._completion_events(
             cp.prompt, None, max_tokens, temperature, top_p, min_p, typical_p, k, False, stops,
             frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias,
-            add_bos=not cp.starts_with_bos)
+            add_bos=not cp.starts_with_bos, grammar=grammar)
         cid = f"chatcmpl-{uuid.uuid4()}"
         created = int(time.time())
         model = self._model_name()
+        if stream and tool_plan is not None and tool_plan.grammar is not None:
+            return self._stream_tool_chat(events, tool_plan, cid, created, model)
         if stream:
             return self._stream_chat(events, cid, created, model, k is not None)
         text, entries, finish = _collect_events(events)
+        message: Dict[str, Any] = {"role": "assistant", "content": text}
+        if tool_plan is not None:
+            content, calls = tool_plan.parse(text)
+            if calls:
+                message = {"role": "assistant", "content": content, "tool_calls": calls}
+                finish = "tool_calls" if finish == "stop" else finish
         return {
             "id": cid,
             "object": "chat.completion",
@@ -642,7 +680,7 @@ class GenerationMixin:
             "model": model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
                 "logprobs": self._chat_logprobs(entries) if k is not None else None,
                 "finish_reason": finish,
             }],
@@ -663,3 +701,33 @@ class GenerationMixin:
                 lp = None
             if ev.finish_reason is not None:
                 yield chunk({}, ev.finish_reason, lp)
+
+    def _stream_tool_chat(self, events: Iterator[_Event], plan: Any, cid: str, created: int,
+                          model: str) -> Iterator[Dict[str, Any]]:
+        """Streamed answer to a request with tools, the way OpenAI streams it: a text answer as
+        content deltas as it is generated; calls once complete (per call a delta with its id and
+        name, then one with its arguments), then finish_reason "tool_calls"."""
+        def chunk(delta: Dict[str, Any], finish: Optional[str]) -> Dict[str, Any]:
+            return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+        yield chunk({"role": "assistant"}, None)
+        head, mode, finish = "", None, None
+        for ev in events:
+            finish = ev.finish_reason or finish
+            if mode == "text":
+                if ev.text:
+                    yield chunk({"content": ev.text}, None)
+                continue
+            head += ev.text
+            mode = plan.stream_mode(head) if head else None
+            if mode == "text" and plan.text_of(head):
+                yield chunk({"content": plan.text_of(head)}, None)
+        calls: List[Dict[str, Any]] = []
+        if mode != "text":
+            content, calls = plan.parse(head)
+            if content:
+                yield chunk({"content": content}, None)
+            for delta in stream_tool_chunks(calls):
+                yield chunk(delta, None)
+        yield chunk({}, "tool_calls" if calls and finish == "stop" else finish)

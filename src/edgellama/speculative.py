@@ -202,30 +202,14 @@ class SpecStats:
                 "acceptance_rate": self.acceptance_rate}
 
 
-def filter_draft(draft: List[int], constraint: Any, n_vocab: int) -> List[int]:
-    """The longest prefix of ``draft`` that ``constraint`` allows (grammar / JSON-schema constraints).
-
-    A constraint object is expected to offer ``fill_mask(mask)`` (mark allowed next tokens in a
-    bool array of n_vocab entries), ``accept(token)`` and ``rollback(n)``. Tokens are walked through
-    the constraint and rolled back afterwards, so its state is unchanged; a draft token the
-    constraint forbids ends the draft (the target could never emit it, so verifying it is waste).
-    """
+def filter_draft(draft: List[int], constraint: Any) -> List[int]:
+    """The longest prefix of ``draft`` that ``constraint`` allows (grammar / JSON-schema constraints,
+    edgellama.constrained.TokenConstraint): a draft token the constraint forbids ends the draft (the
+    target could never emit it, so verifying it is waste). ``constraint.validate(tokens)`` says how
+    many leading tokens it accepts without changing its state."""
     if constraint is None or not draft:
         return draft
-    mask = np.zeros(n_vocab, dtype=bool)
-    kept = 0
-    try:
-        for t in draft:
-            mask[:] = False
-            constraint.fill_mask(mask)
-            if not mask[t]:
-                break
-            constraint.accept(t)
-            kept += 1
-    finally:
-        if kept:
-            constraint.rollback(kept)
-    return draft[:kept]
+    return draft[:int(constraint.validate(draft))]
 
 
 class SpecSession:
@@ -312,12 +296,14 @@ class SpecSession:
             pass
 
     # ---------------------------------------------------------------- verification
-    def verify(self, logits: np.ndarray, draft_token: int) -> Tuple[int, bool]:
-        """(token to emit at this position, whether it is the draft token)."""
+    def verify(self, logits: np.ndarray, draft_token: int, allowed: Optional[np.ndarray] = None) -> Tuple[int, bool]:
+        """(token to emit at this position, whether it is the draft token). ``allowed``: the
+        grammar's allowed-token bitset at this position, or None."""
         if self.greedy:
-            tok = int(self.sampler.sample(logits))
+            tok = int(self.sampler.sample(logits) if allowed is None else self.sampler.sample(logits, allowed))
             return tok, tok == draft_token
-        p = np.asarray(self.sampler.probabilities(logits), dtype=np.float64)
+        p = np.asarray(self.sampler.probabilities(logits) if allowed is None
+                       else self.sampler.probabilities(logits, allowed=allowed), dtype=np.float64)
         if self.rng.random() < p[draft_token]:
             return draft_token, True
         # residual max(0, p - q) for a point mass q on the draft token: p without it

@@ -58,11 +58,14 @@ class Sampler {
   // Picks a token from logits[0..n_vocab). Does not modify logits. Internal scratch is sized on the
   // first call for a given (largest) n_vocab; later calls do not allocate.
   // Throws ArgumentError for n_vocab <= 0, a logit_bias id >= n_vocab, or all logits -inf/NaN.
-  int32_t sample(const float* logits, int32_t n_vocab);
+  // `allowed` (optional): a token bitset of token_mask_words(n_vocab) words (edgellama/token_mask.h);
+  // tokens whose bit is 0 are never drawn. It is applied first, before bias and penalties; a mask
+  // that allows no token, or only tokens whose logits are -inf/NaN, throws ArgumentError.
+  int32_t sample(const float* logits, int32_t n_vocab, const uint32_t* allowed = nullptr);
 
   // The distribution sample() would draw from, written to out[0..n_vocab) (0 for dropped tokens;
   // one-hot for greedy). Uses no randomness and does not change the RNG state.
-  void probabilities(const float* logits, int32_t n_vocab, float* out);
+  void probabilities(const float* logits, int32_t n_vocab, float* out, const uint32_t* allowed = nullptr);
 
   // Records a generated/prompt token for the penalties (only the last repeat_last_n are kept).
   // Throws ArgumentError for a negative id. Ids >= n_vocab of a later sample() call are ignored there.
@@ -87,7 +90,7 @@ class Sampler {
   void ensure_scratch(int32_t n_vocab);
   // Copies logits into work_ (NaN -> -inf) and applies bias + penalties; throws when every entry
   // is -inf.
-  void prepare_logits(const float* logits, int32_t n_vocab);
+  void prepare_logits(const float* logits, int32_t n_vocab, const uint32_t* allowed);
   int32_t greedy(int32_t n_vocab) const;
   // Runs the truncation stages; leaves the survivors in cand_ and final weights in prob_.
   // Returns the sum of the weights.

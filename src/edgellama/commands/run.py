@@ -19,7 +19,9 @@ examples:
   edgellama run smollm2-135m-instruct -p "The capital of France is" --temp 0
   edgellama run model.gguf -f prompt.txt -n 256 --seed 1
   echo "Once upon a time" | edgellama run model.gguf -p - -n 64
-  edgellama run model.gguf --chat -p "Write a haiku about the sea"   # as a chat turn"""
+  edgellama run model.gguf --chat -p "Write a haiku about the sea"   # as a chat turn
+  edgellama run model.gguf --chat -p "A person" --json-schema person.json   # valid JSON only
+  edgellama run model.gguf -p "Answer:" --grammar yesno.gbnf                # GBNF or Lark grammar"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,6 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="send the prompt as one user message, formatted with the model's chat template")
     p.add_argument("--chat-format", default=None, metavar="NAME",
                    help="chat format for models without a template: chatml, llama-2, llama-3")
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument("--json-schema", metavar="FILE",
+                       help="constrain the output to JSON valid against the JSON Schema in FILE")
+    shape.add_argument("--grammar", metavar="FILE",
+                       help="constrain the output to the GBNF (llama.cpp) or Lark grammar in FILE")
     p.add_argument("-v", "--verbose", action="store_true", help="print token counts and speed to stderr")
     cli.add_sampling_arguments(p)
     cli.add_context_arguments(p)
@@ -62,12 +69,39 @@ def max_tokens(n: int):
     return n
 
 
+def load_grammar(args: argparse.Namespace):
+    """--json-schema / --grammar -> a LlamaGrammar (None without either); errors name the file."""
+    from ..llama_grammar import LlamaGrammar
+
+    if args.json_schema is None and args.grammar is None:
+        return None
+    try:
+        if args.grammar is not None:
+            return LlamaGrammar.from_file(args.grammar)
+        try:
+            with open(args.json_schema, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"cannot read JSON schema file: {getattr(e, 'strerror', None) or e}") from None
+        try:
+            return LlamaGrammar.from_json_schema(text)
+        except ValueError as e:
+            raise ValueError(f"{args.json_schema}: {e}") from None
+    except ValueError as e:
+        msg = str(e)
+        path = args.grammar or args.json_schema
+        raise cli.UserError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     n = max_tokens(args.n_predict)
     prompt = read_prompt(args)
+    grammar = load_grammar(args)  # before loading the model: a bad file fails fast
     llm = cli.load_llama(args, chat_format=args.chat_format)
     drafter = _speculative.make_drafter(args, llm)
     kw = dict(max_tokens=n, stop=args.stop or None, stream=True, **cli.sampling_kwargs(args))
+    if grammar is not None:
+        kw["grammar"] = grammar
     t0 = time.perf_counter()
     if args.chat:
         cli.check_chat_template(llm, args.model)
