@@ -312,7 +312,10 @@ async def _sse_events(state: _State, sm: SlotModel, chunks, include_usage: bool,
                 yield {"data": json.dumps({"error": {"message": f"generation failed: {item}", "type": "server_error",
                                                      "param": None, "code": None}})}
                 return
-            else:  # cancelled (server shutting down): end the stream
+            else:  # cancelled while the client is still there: the server is shutting down
+                yield {"data": json.dumps({"error": {"message": "the server is shutting down; the completion was cut "
+                                                                "short", "type": "server_overloaded", "param": None,
+                                                     "code": "shutting_down"}})}
                 yield {"data": "[DONE]"}
                 return
     finally:
