@@ -201,7 +201,7 @@ def test_client_disconnect_frees_slot(server):
 @pytest.fixture(scope="module")
 def keyed_server(smollm2_path):
     s = ServerProcess(str(smollm2_path), ["--parallel", "1", "--queue", "1", "-c", "256", "-t", "1",
-                                          "--api-key", "sekrit-key"], subprocess_env())
+                                          "--api-key", "sekrit-key", "--cors", "http://app.test"], subprocess_env())
     yield s
     s.stop()
 
@@ -216,6 +216,16 @@ def test_auth(keyed_server):
     assert httpx.get(keyed_server.base_url + "/health", timeout=5).status_code == 200  # public
     ok = openai.OpenAI(base_url=base, api_key="sekrit-key", timeout=30, max_retries=0)
     assert ok.completions.create(model="x", prompt="Hi", max_tokens=2, temperature=0).choices[0].text is not None
+
+
+def test_cors_only_for_the_given_origin(keyed_server, server):
+    pre = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    r = httpx.options(keyed_server.base_url + "/v1/completions", headers={"Origin": "http://app.test", **pre})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://app.test"
+    r = httpx.options(keyed_server.base_url + "/v1/completions", headers={"Origin": "http://evil.test", **pre})
+    assert "access-control-allow-origin" not in r.headers
+    r = httpx.get(server.base_url + "/health", headers={"Origin": "http://app.test"})  # no --cors: none
+    assert "access-control-allow-origin" not in r.headers
 
 
 def test_queue_full_is_503(keyed_server):

@@ -109,6 +109,8 @@ class BatchEngine:
         self.steps = 0
         self.rows_evaluated = 0
         self.step_seconds = 0.0
+        # when a list: each step appends [(seq, rows), ...] (tests check the scheduling with it)
+        self.step_log: Optional[List[List[tuple]]] = None
         self._thread = threading.Thread(target=self._run, name="edgellama-batch-engine", daemon=True)
         self._thread.start()
 
@@ -245,6 +247,8 @@ class BatchEngine:
                     budget -= k
             if not plan:
                 continue
+            if self.step_log is not None:
+                self.step_log.append([(r.slot.seq, k) for r, s, k in plan])
             toks = np.concatenate([r.tokens[s:s + k] for r, s, k in plan])
             seqs = np.concatenate([np.full(k, r.slot.seq, np.int32) for r, s, k in plan])
             want = np.concatenate([
