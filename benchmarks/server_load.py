@@ -97,9 +97,28 @@ class StreamResult:
     error: str = ""
 
 
+def end_token_bias(model: Optional[str]) -> Dict[str, float]:
+    """logit_bias that keeps the end-of-text tokens from being sampled, so every stream runs its full
+    length on any server (random-weight benchmark models otherwise stop at random)."""
+    if not model:
+        return {}
+    sys.path.insert(0, os.path.join(HERE, "..", "src"))
+    from edgellama.gguf_file import GGUFFile
+
+    meta = GGUFFile(model).metadata
+    ids = {meta.get(k) for k in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id")}
+    return {str(int(i)): -100.0 for i in ids if i is not None}
+
+
+LOGIT_BIAS: Dict[str, float] = {}
+
+
 async def one_stream(client: httpx.AsyncClient, url: str, n_tokens: int, timeout: float) -> StreamResult:
+    # ignore_eos: llama-server's switch for the same thing (the others ignore the field)
     body = {"prompt": PROMPT, "max_tokens": n_tokens, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
+            "stream_options": {"include_usage": True}, "ignore_eos": True}
+    if LOGIT_BIAS:
+        body["logit_bias"] = LOGIT_BIAS
     res = StreamResult()
     t0 = time.perf_counter()
     last = None
@@ -185,7 +204,7 @@ def bench_target(name: str, url: str, levels: List[int], n_tokens: int, timeout:
 
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", nargs="?", help="GGUF file (needed unless --url)")
+    ap.add_argument("model", nargs="?", help="GGUF file (needed unless --url; with --url, read for its EOS id)")
     ap.add_argument("--target", action="append", choices=["edgellama", "llama-server", "llama-cpp-python"],
                     help="server(s) to launch and measure (repeatable; default: edgellama)")
     ap.add_argument("--url", help="measure an already running server instead (e.g. http://127.0.0.1:8080)")
@@ -201,6 +220,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not levels or min(levels) <= 0:
         ap.error("--clients must list positive integers")
     rows: List[Dict[str, float]] = []
+    LOGIT_BIAS.update(end_token_bias(args.model))
     if args.url:
         rows += bench_target("url", args.url.rstrip("/"), levels, args.tokens, args.timeout)
     else:

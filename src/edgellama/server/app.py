@@ -103,7 +103,7 @@ class _State:
             if self.shutting_down:
                 raise ApiError(503, "the server is shutting down", "server_overloaded")
             if self.in_flight >= self.config.n_slots + self.config.max_queue:
-                self.metrics.rejected_queue_full += 1
+                self.metrics.rejected_queue_full += 1  # under self._lock
                 raise ApiError(503, f"server busy: {self.config.n_slots} slots running and "
                                     f"{self.config.max_queue} requests queued; retry later", "server_overloaded")
             self.in_flight += 1
@@ -278,7 +278,7 @@ def _drive(state: _State, sm: SlotModel, chunks, put: Callable[[Any], None]) -> 
         state.metrics.add_usage(sm.usage_dict())
         put(("end", sm.usage_dict()))
     except RequestCancelled:
-        state.metrics.cancelled += 1
+        state.metrics.count_cancelled()
         put(("cancelled", None))
     except BaseException as e:  # noqa: BLE001 - reported to the client as an error event
         log.exception("generation failed")
@@ -337,7 +337,7 @@ async def _run_to_end(state: _State, sm: SlotModel, call: Callable[[], Dict[str,
     try:
         result = fut.result()
     except RequestCancelled:
-        state.metrics.cancelled += 1
+        state.metrics.count_cancelled()
         raise ApiError(503, "request cancelled (client gone or server shutting down)", "server_overloaded") from None
     except (ValueError, TypeError, KeyError, OverflowError) as e:
         raise _bad_input(e) from None

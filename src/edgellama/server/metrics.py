@@ -33,6 +33,10 @@ class Metrics:
         with self._lock:
             self.requests[(endpoint, str(status))] += 1
 
+    def count_cancelled(self) -> None:
+        with self._lock:
+            self.cancelled += 1
+
     def add_usage(self, usage: Dict[str, int]) -> None:
         with self._lock:
             self.prompt_tokens += int(usage.get("prompt_tokens", 0))
