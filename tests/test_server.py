@@ -173,7 +173,8 @@ def test_bad_requests_other(server, client):
 def _wait_idle(server, timeout=10.0) -> float:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        if httpx.get(server.base_url + "/health", timeout=5).json()["slots_processing"] == 0:
+        h = httpx.get(server.base_url + "/health", timeout=5).json()
+        if h["slots_processing"] == 0 and h["queue_depth"] == 0:  # nothing running, nothing admitted
             return time.monotonic() - t0
         time.sleep(0.05)
     raise AssertionError("slot not freed")

@@ -232,7 +232,7 @@ async def _generate(state: _State, request: Request, kind: str) -> Response:
     state.admit()
     loop = asyncio.get_running_loop()
     sm = state.new_slot_model()
-    handed_off = False
+    worker_started = False  # from then on the worker thread owns sm and the admission (_worker)
     try:
         if kind == "completion":
             prompt = body.prompt
@@ -254,24 +254,40 @@ async def _generate(state: _State, request: Request, kind: str) -> Response:
             if state.config.log_prompts:
                 log.info("chat messages: %r", body.messages)
         if not body.stream:
-            return JSONResponse(await _run_to_end(state, sm, lambda: call(False), request, loop))
+            fut = loop.run_in_executor(state.executor, _worker, state, sm, lambda: call(False))
+            worker_started = True
+            return JSONResponse(await _wait_result(state, sm, fut, request))
         try:
-            # validation happens here, eagerly (tokenizing, template): errors are 400s
+            # validation happens here, eagerly (tokenizing, template), before any slot is taken:
+            # errors are 400s
             chunks = await loop.run_in_executor(state.executor, call, True)
         except (ValueError, TypeError, KeyError, OverflowError) as e:
             raise _bad_input(e) from None
+        queue: asyncio.Queue = asyncio.Queue()
+        put = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)  # noqa: E731
+        loop.run_in_executor(state.executor, _worker, state, sm, lambda: _drive(state, sm, chunks, put))
+        worker_started = True
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        handed_off = True
-        return EventSourceResponse(_sse_events(state, sm, chunks, include_usage, loop), ping=15,
-                                   send_timeout=60, sep="\n")
+        return _StreamResponse(_sse_events(sm, queue, include_usage), on_close=sm.cancel, ping=15, send_timeout=60,
+                               sep="\n")
     finally:
-        if not handed_off:
+        if not worker_started:
             state.finish_slot_model(sm)
             state.leave()
 
 
+def _worker(state: _State, sm: SlotModel, fn: Callable[[], Any]) -> Any:
+    """Runs a request in a worker thread. Only this thread gives the slot back (after its last
+    evaluation): whatever happens to the HTTP side, a slot is never reused while still in use."""
+    try:
+        return fn()
+    finally:
+        state.finish_slot_model(sm)
+        state.leave()
+
+
 def _drive(state: _State, sm: SlotModel, chunks, put: Callable[[Any], None]) -> None:
-    """Worker thread: iterate the generation chunks, handing each to the event loop."""
+    """Streaming worker: iterate the generation chunks, handing each to the event loop."""
     try:
         for c in chunks:
             put(("chunk", c))
@@ -283,15 +299,24 @@ def _drive(state: _State, sm: SlotModel, chunks, put: Callable[[Any], None]) -> 
     except BaseException as e:  # noqa: BLE001 - reported to the client as an error event
         log.exception("generation failed")
         put(("error", e))
-    finally:
-        state.finish_slot_model(sm)
 
 
-async def _sse_events(state: _State, sm: SlotModel, chunks, include_usage: bool,
-                      loop: asyncio.AbstractEventLoop) -> AsyncIterator[Dict[str, str]]:
-    queue: asyncio.Queue = asyncio.Queue()
-    put = lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)  # noqa: E731
-    fut = loop.run_in_executor(state.executor, _drive, state, sm, chunks, put)
+class _StreamResponse(EventSourceResponse):
+    """An SSE response that cancels its request however it ends: normal end, client gone, or the
+    server task cancelled (even before the event generator ever ran)."""
+
+    def __init__(self, *args: Any, on_close: Callable[[], None], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+async def _sse_events(sm: SlotModel, queue: asyncio.Queue, include_usage: bool) -> AsyncIterator[Dict[str, str]]:
     last: Optional[Dict[str, Any]] = None
     try:
         while True:
@@ -319,20 +344,22 @@ async def _sse_events(state: _State, sm: SlotModel, chunks, include_usage: bool,
                 yield {"data": "[DONE]"}
                 return
     finally:
-        # client gone (the generator is closed/cancelled) or the stream ended: free the slot
-        # within one engine step, then let the worker finish
+        # client gone (the generator is closed/cancelled) or the stream ended: the request stops
+        # within one engine step and its worker gives the slot back
         sm.cancel()
-        fut.add_done_callback(lambda _f: state.leave())
 
 
-async def _run_to_end(state: _State, sm: SlotModel, call: Callable[[], Dict[str, Any]], request: Request,
-                      loop: asyncio.AbstractEventLoop) -> Dict[str, Any]:
-    """Non-streaming: the generation layer's own stream=False call in a worker; cancelled if the
-    client goes away meanwhile."""
-    fut = loop.run_in_executor(state.executor, call)
-    while not fut.done():
-        await asyncio.wait([fut], timeout=0.25)
-        if not fut.done() and await request.is_disconnected():
+async def _wait_result(state: _State, sm: SlotModel, fut: "asyncio.Future[Dict[str, Any]]",
+                       request: Request) -> Dict[str, Any]:
+    """Non-streaming: the generation layer's own stream=False call runs in a worker; cancelled if
+    the client goes away meanwhile (or this handler is cancelled)."""
+    try:
+        while not fut.done():
+            await asyncio.wait([fut], timeout=0.25)
+            if not fut.done() and await request.is_disconnected():
+                sm.cancel()
+    finally:
+        if not fut.done():
             sm.cancel()
     try:
         result = fut.result()

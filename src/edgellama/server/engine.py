@@ -116,14 +116,18 @@ class BatchEngine:
 
     # ------------------------------------------------------------------ slots
 
-    def acquire(self, prompt_hint: Optional[Sequence[int]] = None, timeout: Optional[float] = None) -> Slot:
+    def acquire(self, prompt_hint: Optional[Sequence[int]] = None, timeout: Optional[float] = None,
+                cancelled: Optional[threading.Event] = None) -> Slot:
         """A free slot, preferring the longest cached prefix of ``prompt_hint``, then the least
-        recently used. Blocks while all slots are busy (the HTTP layer bounds the queue)."""
+        recently used. Blocks while all slots are busy (the HTTP layer bounds the queue); raises
+        RequestCancelled once ``cancelled`` is set (see :meth:`wake`)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
                 if self._stopping:
                     raise EngineStopped("the server is shutting down")
+                if cancelled is not None and cancelled.is_set():
+                    raise RequestCancelled("request cancelled while waiting for a slot")
                 free = [s for s in self.slots if not s.busy]
                 if free:
                     hint = list(prompt_hint or [])
@@ -142,6 +146,11 @@ class BatchEngine:
             slot.busy = False
             slot.between_steps = False
             slot.last_used = time.monotonic()
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Wake threads waiting in acquire (to notice their request was cancelled)."""
+        with self._cond:
             self._cond.notify_all()
 
     def cancel(self, slot: Slot) -> None:

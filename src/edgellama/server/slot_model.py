@@ -80,8 +80,8 @@ class SlotModel(GenerationMixin):
         if self._cancelled.is_set():
             raise RequestCancelled("request cancelled")
         if self._slot is None:
-            self._slot = self._engine.acquire(self._prompt_hint)
-            if self._cancelled.is_set():  # cancelled while queued
+            self._slot = self._engine.acquire(self._prompt_hint, cancelled=self._cancelled)
+            if self._cancelled.is_set():  # cancelled just as it got the slot
                 self._engine.cancel(self._slot)
         return self._slot
 
@@ -91,9 +91,12 @@ class SlotModel(GenerationMixin):
         slot = self._slot
         if slot is not None:
             self._engine.cancel(slot)
+        else:
+            self._engine.wake()  # it may be queued in acquire
 
     def close(self) -> None:
-        """Give the slot back (its cached tokens stay for prefix reuse by a later request)."""
+        """Give the slot back (its cached tokens stay for prefix reuse by a later request). Only the
+        thread that runs the request may call it: the slot must not be reused while it evaluates."""
         slot, self._slot = self._slot, None
         if slot is not None:
             self._engine.release(slot)
