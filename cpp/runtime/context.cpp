@@ -233,7 +233,7 @@ void Context::attention(int64_t il, int64_t n) {
 // Fast path: tasks = (KV head, block of kAttnTileTokens query tokens), each one tile of the
 // attention kernel (kernels.h, AttnTileArgs) for all query heads of the group. The kernel's result
 // for a row does not depend on the tile, so any task split and any n_batch give the same bits.
-void Context::attention_fast(int64_t il, int64_t n) {
+void Context::attention_fast(int64_t il, int64_t /*n: the rows are described by runs_*/) {
   const HParams& hp = model_->hparams();
   const int64_t hd = hp.head_dim, qw = hp.q_width(), n_kv = hp.n_head_kv;
   const int64_t group = hp.n_head / hp.n_head_kv;
@@ -241,20 +241,9 @@ void Context::attention_fast(int64_t il, int64_t n) {
   const size_t k_row = size_t(hp.kv_width()) * kv_elem_size(tk), v_row = size_t(hp.kv_width()) * kv_elem_size(tv);
   const KernelSet& ks = active_kernels();
   const AttnTileFn tile = ks.attn_tile && hd % 8 == 0 ? ks.attn_tile : kScalarKernels.attn_tile;
-  // Units of work: (run of one sequence, block of kAttnTileTokens of its rows), x KV heads.
-  // Latest token blocks first: causal attention makes them the longest, so they start early and
-  // the short ones fill in at the end.
-  attn_units_.clear();
-  for (int64_t r = 0; r < int64_t(runs_.size()); ++r)
-    for (int64_t b = (runs_[size_t(r)].n + kAttnTileTokens - 1) / kAttnTileTokens - 1; b >= 0; --b)
-      attn_units_.push_back({r, b});
-  std::stable_sort(attn_units_.begin(), attn_units_.end(), [&](const auto& u, const auto& v) {
-    return runs_[size_t(u.first)].pos0 + u.second * kAttnTileTokens >
-           runs_[size_t(v.first)].pos0 + v.second * kAttnTileTokens;
-  });
+  // Tasks: attn_units_ (built per chunk in forward_chunk) x KV heads.
   const int64_t n_tasks = n_kv * int64_t(attn_units_.size());
   const float scale = float(1.0 / std::sqrt(double(hd)));
-  (void)n;
   auto run_task = [&](int64_t task, int slot) {
     const auto [r, b] = attn_units_[size_t(task / n_kv)];
     const RowRun& run = runs_[size_t(r)];
@@ -371,6 +360,17 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
     else
       runs_.push_back({t, 1, s, p});
   }
+  // Fast attention's units of work: (run, block of kAttnTileTokens of its rows). Latest positions
+  // first: causal attention makes them the longest, so they start early and the short ones fill
+  // in at the end.
+  attn_units_.clear();
+  for (int64_t r = 0; r < int64_t(runs_.size()); ++r)
+    for (int64_t b = (runs_[size_t(r)].n + kAttnTileTokens - 1) / kAttnTileTokens - 1; b >= 0; --b)
+      attn_units_.push_back({r, b});
+  std::stable_sort(attn_units_.begin(), attn_units_.end(), [&](const auto& u, const auto& v) {
+    return runs_[size_t(u.first)].pos0 + u.second * kAttnTileTokens >
+           runs_[size_t(v.first)].pos0 + v.second * kAttnTileTokens;
+  });
 
   const int64_t half = hp.n_rot / 2;
   for (int64_t t = 0; t < n; ++t) {
@@ -414,7 +414,7 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
   for (int64_t t = 0; t < n; ++t) seq_past_[size_t(row_seq_[size_t(t)])] = row_pos_[size_t(t)] + 1;
 
   if (!logits || n_out == 0) return;
-  // The rows that want logits, packed (out_rows is increasing, so packing in place is safe).
+  // The normed rows that want logits, packed into xb for one projection.
   for (int64_t j = 0; j < n_out; ++j)
     rmsnorm(x + out_rows[j] * E, m.output_norm.data(), E, hp.rms_eps, xb + j * E);
   project(m.output, xb, n_out, logits);
