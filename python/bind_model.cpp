@@ -65,9 +65,11 @@ void bind_model(py::module_& m) {
 
   py::class_<Context>(m, "Context")
       .def(py::init([](std::shared_ptr<Model> model, int64_t n_ctx, int n_threads, int64_t n_batch,
-                       const std::string& type_k, const std::string& type_v, const std::string& precision) {
+                       const std::string& type_k, const std::string& type_v, const std::string& precision,
+                       int64_t n_seq) {
              ContextParams p;
              p.n_ctx = n_ctx;
+             p.n_seq = n_seq;
              p.n_threads = n_threads;
              p.n_batch = n_batch;
              p.type_k = parse_kv_type(type_k, "type_k");
@@ -77,7 +79,7 @@ void bind_model(py::module_& m) {
              return new Context(std::move(model), p);
            }),
            py::arg("model"), py::arg("n_ctx"), py::arg("n_threads"), py::arg("n_batch"), py::arg("type_k"),
-           py::arg("type_v"), py::arg("precision"))
+           py::arg("type_v"), py::arg("precision"), py::arg("n_seq") = 1)
       .def(
           "decode",
           [](Context& ctx, TokenArray tokens, bool all_logits, bool want_logits) -> py::object {

@@ -9,6 +9,7 @@ void bind_errors(py::module_& m);
 void bind_gguf(py::module_& m);
 void bind_types(py::module_& m);
 void bind_model(py::module_& m);
+void bind_batch(py::module_& m);  // after bind_model: adds methods to Context
 void bind_tokenizer(py::module_& m);
 void bind_sampler(py::module_& m);
 void bind_quantize(py::module_& m);

@@ -6,6 +6,7 @@ PYBIND11_MODULE(_core, m) {
   bind_gguf(m);
   bind_types(m);
   bind_model(m);
+  bind_batch(m);
   bind_tokenizer(m);
   bind_sampler(m);
   bind_quantize(m);

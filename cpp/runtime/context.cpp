@@ -74,6 +74,9 @@ const ContextParams& checked_params(const Model& model, const ContextParams& par
     throw ArgumentError("n_threads must be between 1 and " + std::to_string(kMaxThreads) +
                         " (or 0 for the default), got " + std::to_string(params.n_threads));
   if (params.n_batch <= 0) throw ArgumentError("n_batch must be > 0, got " + std::to_string(params.n_batch));
+  if (params.n_seq <= 0 || params.n_seq > kMaxContext / params.n_ctx)
+    throw ArgumentError("n_seq must be between 1 and " + std::to_string(kMaxContext / params.n_ctx) +
+                        " for n_ctx=" + std::to_string(params.n_ctx) + ", got " + std::to_string(params.n_seq));
   return params;
 }
 
@@ -89,16 +92,18 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
   const HParams& hp = model_->hparams();
   const int64_t nb = params_.n_batch;
   const int64_t n_ctx = params_.n_ctx;
+  const int64_t kv_rows = n_ctx * params_.n_seq;
+  seq_past_.assign(size_t(params_.n_seq), 0);
 
   // KV cache: check the size before allocating so an absurd n_ctx is an error, not an abort.
-  const double kv_bytes = double(hp.n_layer) * double(n_ctx) * double(hp.kv_width()) *
+  const double kv_bytes = double(hp.n_layer) * double(kv_rows) * double(hp.kv_width()) *
                           double(kv_elem_size(params_.type_k) + kv_elem_size(params_.type_v));
   try {
     k_cache_.resize(size_t(hp.n_layer));
     v_cache_.resize(size_t(hp.n_layer));
     for (int64_t il = 0; il < hp.n_layer; ++il) {
-      k_cache_[il].assign(size_t(n_ctx * hp.kv_width()) * kv_elem_size(params_.type_k), 0);
-      v_cache_[il].assign(size_t(n_ctx * hp.kv_width()) * kv_elem_size(params_.type_v), 0);
+      k_cache_[il].assign(size_t(kv_rows * hp.kv_width()) * kv_elem_size(params_.type_k), 0);
+      v_cache_[il].assign(size_t(kv_rows * hp.kv_width()) * kv_elem_size(params_.type_v), 0);
     }
     x_.assign(size_t(nb * hp.n_embd), 0.0f);
     xb_.assign(size_t(nb * std::max(hp.n_embd, hp.q_width())), 0.0f);
@@ -108,6 +113,11 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
     att_.assign(size_t(nb * hp.q_width()), 0.0f);
     gate_.assign(size_t(nb * hp.n_ff), 0.0f);
     up_.assign(size_t(nb * hp.n_ff), 0.0f);
+    row_seq_.assign(size_t(nb), 0);
+    row_pos_.assign(size_t(nb), 0);
+    out_rows_.assign(size_t(nb), 0);
+    runs_.reserve(size_t(nb));
+    attn_units_.reserve(size_t(nb));
     rope_cos_.assign(size_t(nb * hp.n_rot / 2), 0.0f);
     rope_sin_.assign(size_t(nb * hp.n_rot / 2), 0.0f);
     att_scores_.assign(size_t(pool_.size()) * size_t(n_ctx), 0.0f);
@@ -116,7 +126,8 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
     attn_scratch_.assign(size_t(pool_.size()) * attn_scratch_stride_, 0.0f);
     mm_scratch_.reserve(pool_.size(), std::max({hp.n_embd, hp.n_ff, hp.q_width()}), nb);
   } catch (const std::bad_alloc&) {
-    throw ArgumentError("cannot allocate the context for n_ctx=" + std::to_string(n_ctx) + " (KV cache " +
+    throw ArgumentError("cannot allocate the context for n_ctx=" + std::to_string(n_ctx) + " x n_seq=" +
+                        std::to_string(params_.n_seq) + " (KV cache " +
                         std::to_string(int64_t(kv_bytes / (1 << 20))) + " MiB): reduce n_ctx");
   }
 
@@ -131,10 +142,10 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
 }
 
 void Context::truncate(int64_t n) {
-  if (n < 0 || n > n_past_)
+  if (n < 0 || n > seq_past_[0])
     throw ArgumentError("truncate: position " + std::to_string(n) + " is outside the cache (0.." +
-                        std::to_string(n_past_) + ")");
-  n_past_ = n;
+                        std::to_string(seq_past_[0]) + ")");
+  seq_past_[0] = n;
 }
 
 void Context::decode(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
@@ -146,14 +157,26 @@ void Context::decode(const int32_t* tokens, int64_t n, float* logits, bool all_l
       throw ArgumentError("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
                           " is outside the vocabulary (0.." + std::to_string(hp.n_vocab - 1) + ")");
   }
-  if (n > params_.n_ctx - n_past_)
-    throw ArgumentError("context window full: " + std::to_string(n_past_) + " tokens in the cache + " +
+  if (n > params_.n_ctx - seq_past_[0])
+    throw ArgumentError("context window full: " + std::to_string(seq_past_[0]) + " tokens in the cache + " +
                         std::to_string(n) + " new tokens > n_ctx " + std::to_string(params_.n_ctx));
   for (int64_t start = 0; start < n; start += params_.n_batch) {
     const int64_t m = std::min(params_.n_batch, n - start);
     const bool last_chunk = start + m == n;
     float* out = !logits ? nullptr : all_logits ? logits + size_t(start) * size_t(hp.n_vocab) : (last_chunk ? logits : nullptr);
-    forward_chunk(tokens + start, m, out, all_logits);
+    for (int64_t t = 0; t < m; ++t) {
+      row_seq_[size_t(t)] = 0;
+      row_pos_[size_t(t)] = seq_past_[0] + t;
+      out_rows_[size_t(t)] = t;
+    }
+    if (!out) {
+      forward_chunk(tokens + start, m, nullptr, nullptr, 0);
+    } else if (all_logits) {
+      forward_chunk(tokens + start, m, out, out_rows_.data(), m);
+    } else {
+      out_rows_[0] = m - 1;
+      forward_chunk(tokens + start, m, out, out_rows_.data(), 1);
+    }
   }
 }
 
@@ -210,7 +233,7 @@ void Context::attention(int64_t il, int64_t n) {
 // Fast path: tasks = (KV head, block of kAttnTileTokens query tokens), each one tile of the
 // attention kernel (kernels.h, AttnTileArgs) for all query heads of the group. The kernel's result
 // for a row does not depend on the tile, so any task split and any n_batch give the same bits.
-void Context::attention_fast(int64_t il, int64_t n) {
+void Context::attention_fast(int64_t il, int64_t /*n: the rows are described by runs_*/) {
   const HParams& hp = model_->hparams();
   const int64_t hd = hp.head_dim, qw = hp.q_width(), n_kv = hp.n_head_kv;
   const int64_t group = hp.n_head / hp.n_head_kv;
@@ -218,24 +241,26 @@ void Context::attention_fast(int64_t il, int64_t n) {
   const size_t k_row = size_t(hp.kv_width()) * kv_elem_size(tk), v_row = size_t(hp.kv_width()) * kv_elem_size(tv);
   const KernelSet& ks = active_kernels();
   const AttnTileFn tile = ks.attn_tile && hd % 8 == 0 ? ks.attn_tile : kScalarKernels.attn_tile;
-  const int64_t n_tb = (n + kAttnTileTokens - 1) / kAttnTileTokens;
-  const int64_t n_tasks = n_kv * n_tb;
+  // Tasks: attn_units_ (built per chunk in forward_chunk) x KV heads.
+  const int64_t n_tasks = n_kv * int64_t(attn_units_.size());
   const float scale = float(1.0 / std::sqrt(double(hd)));
   auto run_task = [&](int64_t task, int slot) {
-    // Latest token blocks first: causal attention makes them the longest, so they start early and
-    // the short ones fill in at the end.
-    const int64_t b = n_tb - 1 - task / n_kv, g = task % n_kv;
-    const int64_t t0 = b * kAttnTileTokens;
+    const auto [r, b] = attn_units_[size_t(task / n_kv)];
+    const RowRun& run = runs_[size_t(r)];
+    const int64_t g = task % n_kv;
+    const int64_t t0 = run.row0 + b * kAttnTileTokens;  // first row of the block in the chunk
+    const int64_t p0 = run.pos0 + b * kAttnTileTokens;  // its position in the sequence
+    const size_t base = size_t(seq_base(run.seq));
     AttnTileArgs a;
     a.head_dim = hd;
-    a.n_tok = std::min(kAttnTileTokens, n - t0);
+    a.n_tok = std::min(kAttnTileTokens, run.row0 + run.n - t0);
     a.group = group;
     a.q = q_.data() + t0 * qw + g * group * hd;
     a.out = att_.data() + t0 * qw + g * group * hd;
     a.tok_stride = qw;
-    a.n_keys0 = n_past_ + t0 + 1;
-    a.k = k_cache_[size_t(il)].data() + size_t(g * hd) * kv_elem_size(tk);
-    a.v = v_cache_[size_t(il)].data() + size_t(g * hd) * kv_elem_size(tv);
+    a.n_keys0 = p0 + 1;
+    a.k = k_cache_[size_t(il)].data() + base * k_row + size_t(g * hd) * kv_elem_size(tk);
+    a.v = v_cache_[size_t(il)].data() + base * v_row + size_t(g * hd) * kv_elem_size(tv);
     a.k_stride = k_row;
     a.v_stride = v_row;
     a.k_f16 = tk == KVType::F16;
@@ -257,9 +282,8 @@ void Context::attention_exact(int64_t il, int64_t n) {
   const float scale = float(1.0 / std::sqrt(double(hd)));
   const KVType tk = params_.type_k, tv = params_.type_v;
   const size_t k_row = size_t(kvw) * kv_elem_size(tk), v_row = size_t(kvw) * kv_elem_size(tv);
-  const uint8_t* K = k_cache_[size_t(il)].data();
-  const uint8_t* V = v_cache_[size_t(il)].data();
-  const int64_t n_past = n_past_;
+  const uint8_t* K0 = k_cache_[size_t(il)].data();
+  const uint8_t* V0 = v_cache_[size_t(il)].data();
   const float* f16 = fp16_table();
   // One task per (token, head): causal attention makes later tokens cost more, so contiguous shares
   // per thread would be unbalanced.
@@ -269,7 +293,10 @@ void Context::attention_exact(int64_t il, int64_t n) {
     {
       const int64_t t = w / hp.n_head, h = w % hp.n_head;
       const int64_t kv_off = (h / group) * hd;
-      const int64_t n_keys = n_past + t + 1;
+      const int64_t n_keys = row_pos_[size_t(t)] + 1;
+      const size_t base = size_t(seq_base(row_seq_[size_t(t)]));
+      const uint8_t* K = K0 + base * k_row;
+      const uint8_t* V = V0 + base * v_row;
       const float* qv = q_.data() + t * qw + h * hd;
       float mx = -std::numeric_limits<float>::infinity();
       for (int64_t p = 0; p < n_keys; ++p) {
@@ -314,7 +341,8 @@ void Context::swiglu(int64_t n) {
   pool_.parallel_for(n, [&](int64_t t, int) { f(gate + t * F, up + t * F, F); });
 }
 
-void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
+void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, const int64_t* out_rows,
+                            int64_t n_out) {
   const Model& m = *model_;
   const HParams& hp = m.hparams();
   const int64_t E = hp.n_embd, kvw = hp.kv_width();
@@ -323,9 +351,30 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, boo
 
   for (int64_t t = 0; t < n; ++t) m.tok_embd.traits->to_float(m.tok_embd.row(tokens[t]), x + t * E, E);
 
+  // Runs of consecutive rows of one sequence with consecutive positions: the unit of attention.
+  runs_.clear();
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t s = row_seq_[size_t(t)], p = row_pos_[size_t(t)];
+    if (!runs_.empty() && runs_.back().seq == s && runs_.back().pos0 + runs_.back().n == p)
+      ++runs_.back().n;
+    else
+      runs_.push_back({t, 1, s, p});
+  }
+  // Fast attention's units of work: (run, block of kAttnTileTokens of its rows). Latest positions
+  // first: causal attention makes them the longest, so they start early and the short ones fill
+  // in at the end.
+  attn_units_.clear();
+  for (int64_t r = 0; r < int64_t(runs_.size()); ++r)
+    for (int64_t b = (runs_[size_t(r)].n + kAttnTileTokens - 1) / kAttnTileTokens - 1; b >= 0; --b)
+      attn_units_.push_back({r, b});
+  std::stable_sort(attn_units_.begin(), attn_units_.end(), [&](const auto& u, const auto& v) {
+    return runs_[size_t(u.first)].pos0 + u.second * kAttnTileTokens >
+           runs_[size_t(v.first)].pos0 + v.second * kAttnTileTokens;
+  });
+
   const int64_t half = hp.n_rot / 2;
   for (int64_t t = 0; t < n; ++t) {
-    const double pos = double(n_past_ + t) / hp.rope_linear_factor;
+    const double pos = double(row_pos_[size_t(t)]) / hp.rope_linear_factor;
     for (int64_t i = 0; i < half; ++i) {
       const double angle = pos * inv_freq_[size_t(i)];
       rope_cos_[size_t(t * half + i)] = float(std::cos(angle));
@@ -347,8 +396,9 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, boo
     const size_t k_row = size_t(kvw) * kv_elem_size(params_.type_k);
     const size_t v_row = size_t(kvw) * kv_elem_size(params_.type_v);
     for (int64_t t = 0; t < n; ++t) {
-      kv_store(k_cache_[size_t(il)].data() + size_t(n_past_ + t) * k_row, k_.data() + t * kvw, kvw, params_.type_k);
-      kv_store(v_cache_[size_t(il)].data() + size_t(n_past_ + t) * v_row, v_.data() + t * kvw, kvw, params_.type_v);
+      const size_t slot_row = size_t(seq_base(row_seq_[size_t(t)]) + row_pos_[size_t(t)]);
+      kv_store(k_cache_[size_t(il)].data() + slot_row * k_row, k_.data() + t * kvw, kvw, params_.type_k);
+      kv_store(v_cache_[size_t(il)].data() + slot_row * v_row, v_.data() + t * kvw, kvw, params_.type_v);
     }
     attention(il, n);
     project(L.wo, att_.data(), n, xb);
@@ -361,16 +411,13 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, boo
     project(L.w_down, gate_.data(), n, xb);
     for (int64_t i = 0; i < n * E; ++i) x[i] += xb[i];
   }
-  n_past_ += n;
+  for (int64_t t = 0; t < n; ++t) seq_past_[size_t(row_seq_[size_t(t)])] = row_pos_[size_t(t)] + 1;
 
-  if (!logits) return;
-  if (all_logits) {
-    for (int64_t t = 0; t < n; ++t) rmsnorm(x + t * E, m.output_norm.data(), E, hp.rms_eps, xb + t * E);
-    project(m.output, xb, n, logits);
-  } else {
-    rmsnorm(x + (n - 1) * E, m.output_norm.data(), E, hp.rms_eps, xb);
-    project(m.output, xb, 1, logits);
-  }
+  if (!logits || n_out == 0) return;
+  // The normed rows that want logits, packed into xb for one projection.
+  for (int64_t j = 0; j < n_out; ++j)
+    rmsnorm(x + out_rows[j] * E, m.output_norm.data(), E, hp.rms_eps, xb + j * E);
+  project(m.output, xb, n_out, logits);
 }
 
 }  // namespace edgellama

@@ -120,18 +120,22 @@ _TOKENIZER_LOCK = threading.Lock()
 def llg_tokenizer(model: Any) -> "llguidance.LLTokenizer":
     """The llguidance tokenizer for ``model`` (an ``edgellama.Llama``), built once and cached on it
     (tens to hundreds of ms for 49k-152k tokens)."""
-    cached = model.__dict__.get("_llg_tokenizer")
+    # A model object may name a longer-lived dict to keep it in (the server's per-request slot
+    # models share one per loaded model).
+    store = getattr(model, "_shared_caches", None)
+    store = model.__dict__ if store is None else store
+    cached = store.get("_llg_tokenizer")
     if cached is not None:
         return cached
     with _TOKENIZER_LOCK:
-        cached = model.__dict__.get("_llg_tokenizer")
+        cached = store.get("_llg_tokenizer")
         if cached is None:
             vocab = model._vocab_checked()
             n_vocab = int(model.n_vocab())
             eog = [int(t) for t in vocab.eog_ids()] or [int(vocab.eos())]
             wrapper = llguidance.TokenizerWrapper(_VocabForLLG(vocab, n_vocab))
             cached = llguidance.LLTokenizer(wrapper, n_vocab=n_vocab, eos_token=eog)
-            model.__dict__["_llg_tokenizer"] = cached
+            store["_llg_tokenizer"] = cached
     return cached
 
 

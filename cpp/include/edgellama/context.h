@@ -7,8 +7,10 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "edgellama/batch.h"
 #include "edgellama/matmul.h"
 #include "edgellama/model.h"
 #include "edgellama/thread_pool.h"
@@ -18,7 +20,8 @@ namespace edgellama {
 enum class KVType { F32, F16 };
 
 struct ContextParams {
-  int64_t n_ctx = 2048;
+  int64_t n_ctx = 2048;      // positions per sequence
+  int64_t n_seq = 1;         // sequences (slots), each with its own n_ctx KV region (batch.h)
   int n_threads = 0;         // 0 = physical cores
   int64_t n_batch = 512;     // tokens per forward chunk (prompt processing)
   KVType type_k = KVType::F16;
@@ -42,7 +45,17 @@ class Context {
   // Throws ArgumentError (state unchanged) for an id outside the vocabulary or a full context.
   void decode(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
 
-  int64_t n_past() const { return n_past_; }
+  // Multi-sequence form (batch.h): one forward pass over rows of several sequences. logits gets
+  // one n_vocab row per row whose want_logits is set, in row order. Throws ArgumentError (state
+  // unchanged) for a bad token/sequence id, a position that does not continue its sequence, or a
+  // sequence whose context is full.
+  void decode_batch(const BatchView& batch, float* logits);
+
+  int64_t n_past() const { return seq_past_[0]; }  // sequence 0 (the single-sequence API)
+  int64_t n_past_seq(int64_t seq) const;
+  int64_t n_seq() const { return params_.n_seq; }
+  // Forget sequence seq's cache entries from position n on (n <= n_past_seq(seq)); 0 clears it.
+  void truncate_seq(int64_t seq, int64_t n);
   int64_t n_ctx() const { return params_.n_ctx; }
   int n_threads() const { return pool_.size(); }
   const ContextParams& params() const { return params_; }
@@ -55,7 +68,12 @@ class Context {
   void clear_activation_stats() { stats_.clear(); }
 
  private:
-  void forward_chunk(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
+  // The forward pass over n rows whose sequence and position are in row_seq_/row_pos_; logits of
+  // the rows listed in out_rows (n_out of them) go to logits, n_vocab floats each.
+  void forward_chunk(const int32_t* tokens, int64_t n, float* logits, const int64_t* out_rows, int64_t n_out);
+  void check_seq(int64_t seq, const char* what) const;
+  // First row of sequence seq's region in each layer's K/V cache.
+  int64_t seq_base(int64_t seq) const { return seq * params_.n_ctx; }
   void attention(int64_t il, int64_t n);
   void attention_exact(int64_t il, int64_t n);
   void attention_fast(int64_t il, int64_t n);
@@ -70,9 +88,20 @@ class Context {
   ContextParams params_;
   ThreadPool pool_;
   MatmulScratch mm_scratch_;
-  int64_t n_past_ = 0;
+  std::vector<int64_t> seq_past_;  // [n_seq] positions filled per sequence
 
-  // KV cache: per layer [n_ctx][kv_width] of F32 or F16 values.
+  // The rows of the chunk being evaluated: sequence and position of each, and the runs of
+  // consecutive rows of one sequence (attention runs per run, against that sequence's cache).
+  struct RowRun {
+    int64_t row0, n, seq, pos0;
+  };
+  std::vector<int64_t> row_seq_, row_pos_, out_rows_;
+  std::vector<RowRun> runs_;
+  std::vector<std::pair<int64_t, int64_t>> attn_units_;  // fast attention: (run, token block)
+
+  // KV cache: per layer [n_seq * n_ctx][kv_width] of F32 or F16 values; sequence s owns rows
+  // s*n_ctx .. (s+1)*n_ctx-1. One fixed region per slot keeps each sequence's keys contiguous, so
+  // the attention kernel reads them exactly as in the single-sequence case (same bits).
   std::vector<std::vector<uint8_t>> k_cache_, v_cache_;
 
   // Per-chunk scratch, sized for n_batch tokens.

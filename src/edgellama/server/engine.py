@@ -1,0 +1,300 @@
+"""The batch engine: one thread owns the model's multi-sequence context and runs one forward pass
+per step over the pending tokens of every slot (Context.decode_batch).
+
+Each request runs in its own worker thread through the ordinary completion code of
+:mod:`edgellama.generation` (see :mod:`.slot_model`); when that code needs logits it calls
+:meth:`BatchEngine.evaluate`, which queues the tokens for the request's slot and blocks until a
+step has evaluated them. A step takes, in order:
+
+1. the short requests first (a running stream's next token is one row), so decode steps of the
+   running streams are never stalled behind a long prompt;
+2. then chunks of longer requests (new prompts), up to ``step_tokens`` rows in all: a prompt is
+   prefilled over several steps, interleaved with the streams' decode steps (chunked prefill).
+
+Before a step, the engine waits a few milliseconds for slots that just received logits and are
+still sampling their next token, so the streams stay in phase and share each step (the weights
+are read once per step for all of them). A row's logits do not depend on the rest of the batch
+(batch.h), so a request's output is the same whether it ran alone or beside others.
+
+Slots: ``n_slots`` sequences of the context, each with its own KV region and token history. A
+request takes the free slot whose cached tokens share the longest prefix with its prompt
+(prompt-prefix reuse: only the rest is evaluated). Cancelling a request (client gone) makes its
+next or pending evaluation raise :class:`RequestCancelled` within one step; its slot is then free.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .. import _core
+
+__all__ = ["BatchEngine", "RequestCancelled", "EngineStopped", "Slot"]
+
+_GATHER_WAIT_S = 0.004  # how long a step waits for streams that are still sampling
+
+
+class RequestCancelled(Exception):
+    """The request's client went away (or the server is stopping): stop generating."""
+
+
+class EngineStopped(RequestCancelled):
+    """The engine was stopped (server shutdown)."""
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@dataclass
+class _EvalRequest:
+    slot: "Slot"
+    tokens: np.ndarray  # int32
+    all_logits: bool
+    done_rows: int = 0
+    outputs: List[np.ndarray] = field(default_factory=list)
+    result: Optional[np.ndarray] = None
+    error: Optional[BaseException] = None
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def remaining(self) -> int:
+        return int(self.tokens.size) - self.done_rows
+
+
+class Slot:
+    """One sequence of the context: its token history (what its KV region holds) and the state of
+    the request that holds it."""
+
+    def __init__(self, seq: int):
+        self.seq = seq
+        self.tokens: List[int] = []  # tokens in this slot's KV region, in order
+        self.busy = False
+        self.cancelled = threading.Event()
+        self.last_used = 0.0
+        self.between_steps = False  # got logits, its next tokens are expected soon
+
+
+class BatchEngine:
+    """N slots over one model; see the module docstring."""
+
+    def __init__(self, model: "_core.Model", *, n_slots: int, n_ctx: int, n_threads: int = 0,
+                 step_tokens: int = 256, type_k: str = "f16", type_v: str = "f16", precision: str = "fast"):
+        if n_slots <= 0:
+            raise ValueError(f"n_slots (--parallel) must be positive, got {n_slots}")
+        if step_tokens <= 0:
+            raise ValueError(f"step_tokens must be positive, got {step_tokens}")
+        self.model = model
+        self.n_vocab = int(model.hparams["n_vocab"])
+        self.ctx = _core.Context(model, n_ctx, n_threads, step_tokens, type_k, type_v, precision, n_seq=n_slots)
+        self.n_ctx = n_ctx
+        self.step_tokens = int(self.ctx.n_batch)
+        self.slots = [Slot(i) for i in range(n_slots)]
+        self._cond = threading.Condition()
+        # The context is touched by the engine thread (decode_batch) and by a slot's own thread
+        # (truncate_seq, between its requests): one lock, so they never overlap.
+        self._ctx_lock = threading.Lock()
+        self._pending: List[_EvalRequest] = []
+        self._stopping = False
+        # counters for /metrics (read without the lock: plain ints)
+        self.steps = 0
+        self.rows_evaluated = 0
+        self.step_seconds = 0.0
+        # when a list: each step appends [(seq, rows), ...] (tests check the scheduling with it)
+        self.step_log: Optional[List[List[tuple]]] = None
+        self._thread = threading.Thread(target=self._run, name="edgellama-batch-engine", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ slots
+
+    def acquire(self, prompt_hint: Optional[Sequence[int]] = None, timeout: Optional[float] = None,
+                cancelled: Optional[threading.Event] = None) -> Slot:
+        """A free slot, preferring the longest cached prefix of ``prompt_hint``, then the least
+        recently used. Blocks while all slots are busy (the HTTP layer bounds the queue); raises
+        RequestCancelled once ``cancelled`` is set (see :meth:`wake`)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._stopping:
+                    raise EngineStopped("the server is shutting down")
+                if cancelled is not None and cancelled.is_set():
+                    raise RequestCancelled("request cancelled while waiting for a slot")
+                free = [s for s in self.slots if not s.busy]
+                if free:
+                    hint = list(prompt_hint or [])
+                    best = max(free, key=lambda s: (_common_prefix(s.tokens, hint), -s.last_used))
+                    best.busy = True
+                    best.cancelled.clear()
+                    best.between_steps = False
+                    return best
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError("no free slot")
+                self._cond.wait(left)
+
+    def release(self, slot: Slot) -> None:
+        with self._cond:
+            slot.busy = False
+            slot.between_steps = False
+            slot.last_used = time.monotonic()
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Wake threads waiting in acquire (to notice their request was cancelled)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def cancel(self, slot: Slot) -> None:
+        """Make the slot's pending and next evaluations raise RequestCancelled."""
+        with self._cond:
+            slot.cancelled.set()
+            self._cond.notify_all()
+
+    def truncate(self, slot: Slot, n: int) -> None:
+        """Keep the first n tokens of the slot's cache (called by the slot's own thread, never while
+        it has an evaluation pending)."""
+        if not 0 <= n <= len(slot.tokens):
+            raise ValueError(f"cannot keep {n} tokens: the slot holds {len(slot.tokens)}")
+        with self._ctx_lock:
+            self.ctx.truncate_seq(slot.seq, n)
+            del slot.tokens[n:]
+
+    @property
+    def busy_slots(self) -> int:
+        return sum(s.busy for s in self.slots)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, slot: Slot, tokens: Sequence[int], all_logits: bool) -> np.ndarray:
+        """Append ``tokens`` to the slot's sequence; the last token's logits (n_vocab,), or every
+        token's (n, n_vocab) with all_logits. Blocks until done; raises RequestCancelled."""
+        ids = np.asarray(tokens, dtype=np.int64)
+        if ids.ndim != 1:
+            raise ValueError("tokens must be a 1-D sequence of token ids")
+        if ids.size == 0:
+            if all_logits:
+                return np.zeros((0, self.n_vocab), np.float32)
+            raise ValueError("cannot return the last logits of an empty token list")
+        if ids.min() < 0 or ids.max() >= self.n_vocab:
+            bad = int(ids[(ids < 0) | (ids >= self.n_vocab)][0])
+            raise ValueError(f"token id {bad} is outside the vocabulary (0..{self.n_vocab - 1})")
+        if len(slot.tokens) + ids.size > self.n_ctx:
+            raise ValueError(f"context window full: {len(slot.tokens)} tokens in the cache + {ids.size} new "
+                             f"tokens > n_ctx {self.n_ctx}")
+        req = _EvalRequest(slot, ids.astype(np.int32), all_logits)
+        with self._cond:
+            if self._stopping:
+                raise EngineStopped("the server is shutting down")
+            if slot.cancelled.is_set():
+                raise RequestCancelled("request cancelled")
+            slot.between_steps = False
+            self._pending.append(req)
+            self._cond.notify_all()
+        req.finished.wait()
+        if req.error is not None:
+            raise req.error
+        assert req.result is not None
+        return req.result
+
+    def stop(self) -> None:
+        """Cancel everything pending and end the engine thread."""
+        with self._cond:
+            self._stopping = True
+            for s in self.slots:
+                s.cancelled.set()
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+
+    # ------------------------------------------------------------------ the engine thread
+
+    def _gather(self) -> List[_EvalRequest]:
+        """Wait for work; then briefly for slots still sampling their next token. Called locked."""
+        while not self._pending and not self._stopping:
+            self._cond.wait()
+        deadline = time.monotonic() + _GATHER_WAIT_S
+        while not self._stopping:
+            waiting_for = [s for s in self.slots if s.busy and s.between_steps and not s.cancelled.is_set()]
+            left = deadline - time.monotonic()
+            if not waiting_for or left <= 0:
+                break
+            self._cond.wait(left)
+        # drop cancelled requests (their slots are freed by their threads)
+        live: List[_EvalRequest] = []
+        for r in self._pending:
+            if r.slot.cancelled.is_set() or self._stopping:
+                r.error = EngineStopped("the server is shutting down") if self._stopping else RequestCancelled("request cancelled")
+                r.finished.set()
+            else:
+                live.append(r)
+        self._pending = live
+        return live
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                live = self._gather()
+                if self._stopping:
+                    return
+                # shortest first: decode steps of running streams, then prompt chunks
+                live.sort(key=lambda r: r.remaining)
+                budget = self.step_tokens
+                plan = []  # (request, start, count)
+                for r in live:
+                    if budget == 0:
+                        break
+                    k = min(r.remaining, budget)
+                    plan.append((r, r.done_rows, k))
+                    budget -= k
+            if not plan:
+                continue
+            if self.step_log is not None:
+                self.step_log.append([(r.slot.seq, k) for r, s, k in plan])
+            toks = np.concatenate([r.tokens[s:s + k] for r, s, k in plan])
+            seqs = np.concatenate([np.full(k, r.slot.seq, np.int32) for r, s, k in plan])
+            want = np.concatenate([
+                np.ones(k, bool) if r.all_logits else (np.arange(s, s + k) == r.tokens.size - 1) for r, s, k in plan])
+            t0 = time.perf_counter()
+            try:
+                with self._ctx_lock:
+                    logits = self.ctx.decode_batch(toks, seqs, want_logits=want)
+                err = None
+            except BaseException as e:  # noqa: BLE001 - delivered to the waiting requests
+                logits, err = None, e
+            self.step_seconds += time.perf_counter() - t0
+            self.steps += 1
+            self.rows_evaluated += int(toks.size)
+            with self._cond:
+                out = 0
+                for r, s, k in plan:
+                    if err is not None:
+                        r.error = err
+                        self._pending.remove(r)
+                        r.finished.set()
+                        continue
+                    r.slot.tokens.extend(int(t) for t in r.tokens[s:s + k])
+                    n_out = k if r.all_logits else int(s + k == r.tokens.size)
+                    if n_out:
+                        r.outputs.append(logits[out:out + n_out])
+                        out += n_out
+                    r.done_rows += k
+                    if r.remaining == 0:
+                        r.result = np.concatenate(r.outputs) if r.all_logits else r.outputs[-1][0]
+                        self._pending.remove(r)
+                        r.slot.between_steps = True
+                        r.finished.set()
+                self._cond.notify_all()
+
+    # ------------------------------------------------------------------ stats
+
+    def stats(self) -> Dict[str, float]:
+        return {"steps": self.steps, "rows": self.rows_evaluated, "step_seconds": self.step_seconds,
+                "busy_slots": self.busy_slots, "n_slots": len(self.slots)}
