@@ -321,3 +321,16 @@ def test_structured_output_through_the_server(server, client):
     call = r.choices[0].message.tool_calls[0]
     assert r.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
     assert isinstance(json.loads(call.function.arguments)["city"], str)
+
+
+def test_prompt_lookup_in_the_server_gives_the_same_text(server, client, llm):
+    """The server drafts with prompt lookup for long prompts (--draft auto, the default): a greedy
+    answer that copies the prompt must equal Llama alone (no drafter), and drafts must be kept."""
+    prompt = ("Copy the list exactly.\nList: apples, pears, plums, cherries, grapes, lemons, limes, figs, dates, "
+              "kiwis, mangoes, melons.\nCopy: apples, pears,")
+    before = _metric(server, "draft_tokens_accepted_total")
+    r = client.completions.create(model="m", prompt=prompt, max_tokens=32, temperature=0)
+    assert llm.draft_model is None
+    want = llm(prompt, max_tokens=32, temperature=0)["choices"][0]["text"]
+    assert r.choices[0].text == want
+    assert _metric(server, "draft_tokens_accepted_total") > before

@@ -43,6 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
                    help="allow browser requests from ORIGIN (repeatable; default: none)")
     p.add_argument("--log-prompts", action="store_true", help="log request prompts (off by default)")
+    p.add_argument("--draft", choices=["auto", "lookup", "none"], default="auto",
+                   help="speculative decoding per request: prompt lookup when the prompt is long enough (auto, "
+                        "the default; same output), always (lookup), or off (none)")
+    p.add_argument("--draft-max", type=int, default=10, metavar="N",
+                   help="at most N draft tokens per step (default: %(default)s)")
     p.add_argument("--max-body-bytes", type=int, default=4 << 20, metavar="N",
                    help="largest request body accepted, larger ones get 413 (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                             f"install it with: {MISSING_EXTRA_HINT}")
     for name, v, low in (("--parallel", args.parallel, 1), ("--ctx-size", args.ctx_size, 1),
                          ("--batch-tokens", args.batch_tokens, 1), ("--queue", args.queue, 0),
-                         ("--max-body-bytes", args.max_body_bytes, 1)):
+                         ("--max-body-bytes", args.max_body_bytes, 1), ("--draft-max", args.draft_max, 1)):
         if v < low:
             raise cli.UserError(f"{name} must be at least {low}, got {v}")
     if not 0 <= args.port <= 65535:
@@ -71,4 +76,4 @@ def run(args: argparse.Namespace) -> int:
                  n_ctx=args.ctx_size, n_threads=args.threads, step_tokens=args.batch_tokens, api_key=args.api_key,
                  embedding=args.embedding, chat_format=args.chat_format, cors=tuple(args.cors),
                  log_prompts=args.log_prompts, max_queue=args.queue, max_body_bytes=args.max_body_bytes,
-                 log_level=args.log_level)
+                 log_level=args.log_level, draft=args.draft, draft_max=args.draft_max)

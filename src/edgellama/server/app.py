@@ -57,6 +57,10 @@ class ServerConfig:
     log_prompts: bool = False
     embedding: bool = False
     cors_origins: tuple = ()
+    # speculative decoding per request: "auto" = prompt lookup when the prompt is long enough to
+    # hold candidates (same output; the verify loop backs off when drafts fail), "lookup", "none"
+    draft: str = "auto"
+    draft_max: int = 10
 
 
 class ApiError(Exception):
@@ -113,13 +117,17 @@ class _State:
             self.in_flight -= 1
 
     def new_slot_model(self) -> SlotModel:
-        sm = SlotModel(self.engine, self.vocab_llama, self.config.model_id)
+        sm = SlotModel(self.engine, self.vocab_llama, self.config.model_id, draft=self.config.draft,
+                       draft_max=self.config.draft_max)
         with self._lock:
             self.active.add(sm)
         return sm
 
     def finish_slot_model(self, sm: SlotModel) -> None:
         sm.close()
+        stats = getattr(sm.draft_model, "stats", None)
+        if stats is not None:
+            self.metrics.add_draft(stats.drafted, stats.accepted)
         with self._lock:
             self.active.discard(sm)
 

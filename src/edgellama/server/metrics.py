@@ -28,6 +28,8 @@ class Metrics:
         self.completion_tokens = 0
         self.rejected_queue_full = 0
         self.cancelled = 0
+        self.draft_tokens = 0  # speculative decoding: draft tokens verified, and kept
+        self.draft_accepted = 0
 
     def count_request(self, endpoint: str, status: int) -> None:
         with self._lock:
@@ -41,6 +43,11 @@ class Metrics:
         with self._lock:
             self.prompt_tokens += int(usage.get("prompt_tokens", 0))
             self.completion_tokens += int(usage.get("completion_tokens", 0))
+
+    def add_draft(self, drafted: int, accepted: int) -> None:
+        with self._lock:
+            self.draft_tokens += int(drafted)
+            self.draft_accepted += int(accepted)
 
     def render(self, gauges: Callable[[], Dict[str, float]]) -> str:
         g = gauges()
@@ -58,6 +65,9 @@ class Metrics:
             metric("prompt_tokens_total", "counter", "Prompt tokens of finished requests.", [((), self.prompt_tokens)])
             metric("completion_tokens_total", "counter", "Generated tokens of finished requests.",
                    [((), self.completion_tokens)])
+            metric("draft_tokens_total", "counter", "Speculative draft tokens verified.", [((), self.draft_tokens)])
+            metric("draft_tokens_accepted_total", "counter", "Speculative draft tokens kept (same output, fewer passes).",
+                   [((), self.draft_accepted)])
             metric("requests_rejected_total", "counter", "Requests refused with 503 because the queue was full.",
                    [((), self.rejected_queue_full)])
             metric("requests_cancelled_total", "counter", "Requests whose client went away before the end.",

@@ -30,7 +30,8 @@ def is_loopback(host: str) -> bool:
 def serve(model_path: str, *, model_id: str, host: str = "127.0.0.1", port: int = 8080, n_slots: int = 4,
           n_ctx: int = 2048, n_threads: Optional[int] = None, step_tokens: int = 256, api_key: Optional[str] = None,
           embedding: bool = False, chat_format: Optional[str] = None, cors: tuple = (), log_prompts: bool = False,
-          max_queue: int = 64, max_body_bytes: int = 4 << 20, log_level: str = "info") -> int:
+          max_queue: int = 64, max_body_bytes: int = 4 << 20, log_level: str = "info", draft: str = "auto",
+          draft_max: int = 10) -> int:
     import uvicorn
 
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(levelname)s: %(message)s")
@@ -43,7 +44,7 @@ def serve(model_path: str, *, model_id: str, host: str = "127.0.0.1", port: int 
     engine = BatchEngine(model, n_slots=n_slots, n_ctx=n_ctx, n_threads=n_threads or 0, step_tokens=step_tokens)
     config = ServerConfig(model_id=model_id, n_slots=n_slots, max_queue=max_queue, api_key=api_key,
                           max_body_bytes=max_body_bytes, log_prompts=log_prompts, embedding=embedding,
-                          cors_origins=tuple(cors))
+                          cors_origins=tuple(cors), draft=draft, draft_max=draft_max)
     app = create_app(engine, vocab_llama, config)
     state = app.state.edgellama
 

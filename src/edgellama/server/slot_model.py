@@ -19,7 +19,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..commands._speculative import MIN_LOOKUP_PROMPT_TOKENS
 from ..generation import GenerationMixin, _Usage
+from ..llama_speculative import LlamaPromptLookupDecoding
 from .engine import BatchEngine, RequestCancelled, Slot
 
 __all__ = ["SlotModel"]
@@ -28,7 +30,8 @@ _RANDOM_SEED = 0xFFFFFFFF
 
 
 class SlotModel(GenerationMixin):
-    def __init__(self, engine: BatchEngine, vocab_llama: Any, model_name: str, seed: int = _RANDOM_SEED):
+    def __init__(self, engine: BatchEngine, vocab_llama: Any, model_name: str, seed: int = _RANDOM_SEED,
+                 draft: str = "none", draft_max: int = 10):
         self._engine = engine
         self._vocab_llama = vocab_llama
         self.model_path = model_name
@@ -39,6 +42,8 @@ class SlotModel(GenerationMixin):
         self._prompt_hint: Optional[List[int]] = None
         self._cancelled = threading.Event()
         self.usage: Optional[_Usage] = None
+        self._draft_policy, self._draft_max = draft, draft_max
+        self.draft_model: Any = None  # set per request in _generate (edgellama.speculative)
         # caches built once per server and shared by every request (the grammar engine's tokenizer)
         self._shared_caches = engine.__dict__.setdefault("_shared_caches", {})
         # share the vocab-only model's caches (chat formatter, token pieces): built once per server
@@ -124,6 +129,8 @@ class SlotModel(GenerationMixin):
     def _generate(self, tokens, sampler, **kw):
         if self._slot is None:
             self._prompt_hint = [int(t) for t in tokens]
+        if self._draft_policy == "lookup" or (self._draft_policy == "auto" and len(tokens) >= MIN_LOOKUP_PROMPT_TOKENS):
+            self.draft_model = LlamaPromptLookupDecoding(max_ngram_size=3, num_pred_tokens=self._draft_max)
         return super()._generate(tokens, sampler, **kw)
 
     def _completion_events(self, *args: Any, **kwargs: Any):
