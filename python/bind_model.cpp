@@ -98,6 +98,37 @@ void bind_model(py::module_& m) {
             return want_logits ? py::object(logits) : py::none();
           },
           py::arg("tokens"), py::arg("all_logits") = true, py::arg("want_logits") = true)
+      .def(
+          "decode_hidden",
+          [](Context& ctx, TokenArray tokens) {
+            if (tokens.ndim() != 1) throw edgellama::ArgumentError("tokens must be a 1-D sequence of token ids");
+            const int64_t n = tokens.shape(0);
+            py::array_t<float> hidden({n, int64_t(ctx.model().hparams().n_embd)});
+            if (n == 0) return hidden;
+            const int32_t* ids = tokens.data();
+            float* out = hidden.mutable_data();
+            py::gil_scoped_release release;
+            ctx.decode_hidden(ids, n, out);
+            return hidden;
+          },
+          py::arg("tokens"), "Evaluate tokens; return their final-norm hidden states (n, n_embd), no logits.")
+      .def("state_size", &Context::state_size)
+      .def("save_state",
+           [](const Context& ctx) {
+             std::string buf(ctx.state_size(), '\0');
+             {
+               py::gil_scoped_release release;
+               ctx.save_state(reinterpret_cast<uint8_t*>(buf.data()), buf.size());
+             }
+             return py::bytes(buf);
+           })
+      .def(
+          "load_state",
+          [](Context& ctx, const py::bytes& data) {
+            std::string_view v = data;  // no copy
+            ctx.load_state(reinterpret_cast<const uint8_t*>(v.data()), v.size());
+          },
+          py::arg("data"))
       .def("truncate", &Context::truncate, py::arg("n"))
       .def_property_readonly("n_past", &Context::n_past)
       .def_property_readonly("n_ctx", &Context::n_ctx)

@@ -363,6 +363,10 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, boo
   }
   n_past_ += n;
 
+  if (hidden_out_) {  // embeddings: the final-norm hidden states, no output projection
+    for (int64_t t = 0; t < n; ++t) rmsnorm(x + t * E, m.output_norm.data(), E, hp.rms_eps, hidden_out_ + t * E);
+    hidden_out_ += n * E;
+  }
   if (!logits) return;
   if (all_logits) {
     for (int64_t t = 0; t < n; ++t) rmsnorm(x + t * E, m.output_norm.data(), E, hp.rms_eps, xb + t * E);

@@ -36,6 +36,7 @@ import numpy as np
 
 from . import _core
 from .chat_format import ChatFormatter, get_chat_formatter, validate_chat_format
+from .llama_hooks import CallHooks
 from .streaming import TextStream, normalize_stop
 
 __all__ = ["GenerationMixin"]
@@ -168,6 +169,13 @@ class GenerationMixin:
         reset: bool = True,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        penalize_nl: bool = True,
+        logits_processor: Optional[Any] = None,
+        stopping_criteria: Optional[Any] = None,
         *,
         seed: Optional[int] = None,
         logit_bias: Optional[Dict[int, float]] = None,
@@ -182,10 +190,13 @@ class GenerationMixin:
         get its logits). With ``reset=False`` ``tokens`` are appended to the cache as they are.
         Like llama-cpp-python, ``gen.send(more_tokens)`` appends extra tokens after the last yielded
         one. A sampled token is evaluated only when the next one is asked for.
+        ``logits_processor``/``stopping_criteria`` as in create_completion (a stop ends the
+        generator); ``tfs_z`` and ``penalize_nl`` have no effect, as in llama-cpp-python 0.3.36.
         """
+        hooks = CallHooks.make(logits_processor, stopping_criteria, mirostat_mode)
         sampler = self._sampler(temp, top_k, top_p, min_p, typical_p, repeat_penalty, repeat_last_n,
                                 frequency_penalty, presence_penalty, seed, logit_bias)
-        gen = self._generate(tokens, sampler, reset=reset, repeat_last_n=repeat_last_n)
+        gen = self._generate(tokens, sampler, reset=reset, repeat_last_n=repeat_last_n, hooks=hooks)
         try:
             tok, _ = next(gen)
             while True:
@@ -205,7 +216,8 @@ class GenerationMixin:
             seed=self._next_seed(seed), logit_bias=_logit_bias(logit_bias, self.n_vocab()))
 
     def _generate(self, tokens: Sequence[int], sampler: Any, *, reset: bool = True,
-                  repeat_last_n: int = 64) -> Generator[Tuple[int, np.ndarray], Optional[Sequence[int]], None]:
+                  repeat_last_n: int = 64, hooks: Optional[CallHooks] = None,
+                  ) -> Generator[Tuple[int, np.ndarray], Optional[Sequence[int]], None]:
         """Core loop: yields (token, logits it was sampled from)."""
         tokens = [int(t) for t in tokens]
         if not tokens:
@@ -256,6 +268,10 @@ class GenerationMixin:
             if n_text < logits.shape[-1]:
                 logits = logits.copy()
                 logits[n_text:] = -np.inf
+            if hooks is not None:  # logits_processor / stopping_criteria (llama_hooks.py)
+                logits = hooks.process(context, logits)
+                if hooks.should_stop(context, logits):
+                    return
             tok = int(sampler.sample(logits))
             sampler.accept(tok)
             extra = yield tok, logits
@@ -322,6 +338,7 @@ class GenerationMixin:
     def _completion_events(
         self, prompt, suffix, max_tokens, temperature, top_p, min_p, typical_p, logprobs, echo, stop,
         frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias, add_bos=True,
+        hooks: Optional[CallHooks] = None,
     ) -> Tuple[Iterator[_Event], _Usage]:
         """Validate eagerly (errors surface at the call, also with stream=True), then return the
         lazy event stream shared by the streamed and the non-streamed forms."""
@@ -341,11 +358,12 @@ class GenerationMixin:
                              f"window of {n_ctx} tokens (n_ctx={n_ctx}); shorten the prompt or raise n_ctx")
         room = n_ctx - len(prompt_tokens)
         limit = room if max_tokens is None else min(int(max_tokens), room)
-        sampler = self._sampler(temperature, top_k, top_p, min_p, typical_p, repeat_penalty, 64,
+        sampler = self._sampler(temperature, top_k, top_p, min_p, typical_p, repeat_penalty,
+                                getattr(self, "last_n_tokens_size", 64),
                                 frequency_penalty, presence_penalty, seed, logit_bias)
         usage = _Usage(prompt_tokens=len(prompt_tokens))
         return self._completion_loop(prompt, prompt_tokens, suffix, limit, logprobs, echo, stops, sampler,
-                                     usage), usage
+                                     usage, hooks), usage
 
     def _echo(self, prompt, prompt_tokens: List[int], logprobs: Optional[int]) -> _Event:
         if isinstance(prompt, str):
@@ -373,7 +391,9 @@ class GenerationMixin:
         return _Event(text, entries)
 
     def _completion_loop(self, prompt, prompt_tokens, suffix, limit, logprobs, echo, stops, sampler,
-                         usage: _Usage) -> Iterator[_Event]:
+                         usage: _Usage, hooks: Optional[CallHooks] = None) -> Iterator[_Event]:
+        if hasattr(self, "_prompt_cache_load"):  # Llama.set_cache: start from a saved prefix state
+            self._prompt_cache_load(prompt_tokens)
         base = 0
         if echo:
             ev = self._echo(prompt, prompt_tokens, logprobs)
@@ -390,7 +410,7 @@ class GenerationMixin:
 
         completion: List[int] = []
         finish = "length"
-        gen = self._generate(prompt_tokens, sampler, reset=True)
+        gen = self._generate(prompt_tokens, sampler, reset=True, hooks=hooks)
         try:
             for tok, logits in gen:
                 if self._is_eog(tok):
@@ -413,6 +433,10 @@ class GenerationMixin:
                     break
         finally:
             gen.close()
+        if hooks is not None and hooks.stopped:
+            finish = "stop"
+        if hasattr(self, "_prompt_cache_save"):
+            self._prompt_cache_save(prompt_tokens + completion)
         tail = stream.finish()
         if suffix:
             tail += suffix
@@ -454,6 +478,13 @@ class GenerationMixin:
         top_k: int = 40,
         stream: bool = False,
         seed: Optional[int] = None,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        model: Optional[str] = None,
+        stopping_criteria: Optional[Any] = None,
+        logits_processor: Optional[Any] = None,
         logit_bias: Optional[Dict[int, float]] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Complete ``prompt`` (text or token ids); an OpenAI-shaped ``text_completion`` dict, or with
@@ -466,14 +497,18 @@ class GenerationMixin:
         ``token_logprobs``, ``top_logprobs`` (the k most likely, plus the chosen token) and
         ``text_offset`` per generated token (and per prompt token with ``echo=True``). ``suffix`` is
         appended to the returned text. ``temperature <= 0`` is greedy decoding; ``seed`` makes
-        sampling reproducible.
+        sampling reproducible. ``logits_processor(input_ids, logits) -> logits`` and
+        ``stopping_criteria(input_ids, logits) -> bool`` run before each token is sampled
+        (llama_hooks.py). ``tfs_z`` has no effect (as in llama-cpp-python 0.3.36); mirostat is not
+        implemented (NotImplementedError). ``model`` is the name put in the response.
         """
+        hooks = CallHooks.make(logits_processor, stopping_criteria, mirostat_mode)
         events, usage = self._completion_events(
             prompt, suffix, max_tokens, temperature, top_p, min_p, typical_p, logprobs, echo, stop,
-            frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias)
+            frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias, hooks=hooks)
         cid = f"cmpl-{uuid.uuid4()}"
         created = int(time.time())
-        model = self._model_name()
+        model = model if model is not None else self._model_name()
         if stream:
             return self._stream_completion(events, cid, created, model, logprobs is not None)
         text, entries, finish = _collect_events(events)
@@ -560,6 +595,12 @@ class GenerationMixin:
         logprobs: Optional[bool] = None,
         top_logprobs: Optional[int] = None,
         tools: Optional[List[Dict[str, Any]]] = None,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        model: Optional[str] = None,
+        logits_processor: Optional[Any] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Answer a conversation; an OpenAI-shaped ``chat.completion`` dict, or with ``stream=True``
         an iterator of ``chat.completion.chunk`` dicts (``delta`` role, then content pieces, then the
@@ -570,6 +611,7 @@ class GenerationMixin:
         the previous answer, which are still in the KV cache: only the new tokens are evaluated.
         ``tools`` is passed to the template; tool calls in the answer are not parsed.
         """
+        hooks = CallHooks.make(logits_processor, None, mirostat_mode)
         fmt = self._chat_formatter()
         extra = {"tools": tools} if tools is not None else {}
         cp = fmt(messages, add_generation_prompt=True, **extra)
@@ -580,10 +622,10 @@ class GenerationMixin:
         events, usage = self._completion_events(
             cp.prompt, None, max_tokens, temperature, top_p, min_p, typical_p, k, False, stops,
             frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias,
-            add_bos=not cp.starts_with_bos)
+            add_bos=not cp.starts_with_bos, hooks=hooks)
         cid = f"chatcmpl-{uuid.uuid4()}"
         created = int(time.time())
-        model = self._model_name()
+        model = model if model is not None else self._model_name()
         if stream:
             return self._stream_chat(events, cid, created, model, k is not None)
         text, entries, finish = _collect_events(events)

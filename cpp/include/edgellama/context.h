@@ -50,6 +50,17 @@ class Context {
   // Forget cache entries from position n on (n <= n_past()).
   void truncate(int64_t n);
 
+  // Final-norm hidden states instead of logits (embeddings): evaluates n tokens like decode() and
+  // writes n * n_embd floats (no output projection is computed). Defined in context_embeddings.cpp.
+  void decode_hidden(const int32_t* tokens, int64_t n, float* hidden);
+
+  // The KV cache as bytes (header + the first n_past() rows of every layer), and back. A state
+  // loads only into a context of the same model shape and KV types with n_ctx >= its n_past.
+  // Defined in context_state.cpp.
+  size_t state_size() const;
+  void save_state(uint8_t* out, size_t size) const;
+  void load_state(const uint8_t* data, size_t size);
+
   void set_collect_activation_stats(bool on) { collect_stats_ = on; }
   const std::map<std::string, ActivationStats>& activation_stats() const { return stats_; }
   void clear_activation_stats() { stats_.clear(); }
@@ -83,6 +94,8 @@ class Context {
   std::vector<float> att_row_tmp_;          // per thread: one K or V head row widened to float
   std::vector<float> attn_scratch_;         // fast attention: per thread, attn_scratch_stride_ floats
   size_t attn_scratch_stride_ = 0;
+
+  float* hidden_out_ = nullptr;  // set by decode_hidden: forward_chunk writes final-norm rows here
 
   bool collect_stats_ = false;
   std::map<std::string, ActivationStats> stats_;
