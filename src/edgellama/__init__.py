@@ -10,6 +10,7 @@ from .llama_hooks import (LogitsProcessor, LogitsProcessorList, MinTokensLogitsP
                           StoppingCriteriaList)
 from .llama_state import LlamaState
 from .llama_tokenizer import BaseLlamaTokenizer, LlamaHFTokenizer, LlamaTokenizer
+from . import llama_types as _llama_types
 from .llama_types import *  # noqa: F401,F403  (llama_cpp re-exports its response types too)
 
 try:  # written by the grammar work (issue 13); optional until it lands
@@ -33,5 +34,6 @@ __all__ = [
     "LLAMA_DEFAULT_SEED", "LLAMA_POOLING_TYPE_UNSPECIFIED", "LLAMA_POOLING_TYPE_NONE", "LLAMA_POOLING_TYPE_MEAN",
     "LLAMA_POOLING_TYPE_CLS", "LLAMA_POOLING_TYPE_LAST", "GGML_TYPE_F32", "GGML_TYPE_F16",
 ]
+__all__ += _llama_types.__all__
 if "LlamaGrammar" in globals():
     __all__.append("LlamaGrammar")

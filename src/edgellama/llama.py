@@ -203,6 +203,9 @@ class Llama(GenerationMixin, EmbeddingMixin):
         self.numa = numa
         self.spm_infill = spm_infill
         self.cache: Optional[BaseLlamaCache] = None
+        # llama-cpp-python's flags for state-space models; every architecture edgellama runs is a transformer
+        self._is_recurrent = False
+        self._is_hybrid = False
         if not isinstance(last_n_tokens_size, int) or isinstance(last_n_tokens_size, bool) or last_n_tokens_size < 0:
             raise ValueError(f"last_n_tokens_size must be a non-negative int, got {last_n_tokens_size!r}")
         self.last_n_tokens_size = last_n_tokens_size
@@ -385,11 +388,14 @@ class Llama(GenerationMixin, EmbeddingMixin):
             logits = self._last_logits if not self._logits_all else self._scores_buffer()[self.n_tokens - 1]
             history = self.tokens_in_cache
         else:
-            if not self._logits_all:
-                raise ValueError("sample(idx=...) needs Llama(logits_all=True)")
             if not 0 <= idx < self.n_tokens:
                 raise ValueError(f"idx {idx} is outside the evaluated tokens (0..{self.n_tokens - 1})")
-            logits = self._scores_buffer()[idx]
+            if self._logits_all:
+                logits = self._scores_buffer()[idx]
+            elif idx == self.n_tokens - 1:
+                logits = self._last_logits
+            else:
+                raise ValueError("sample(idx=...) before the last token needs Llama(logits_all=True)")
             history = self.tokens_in_cache[: idx + 1]
         if logits is None:
             raise ValueError("sample(): no logits for the last evaluated token")
