@@ -3,8 +3,6 @@ can switch by changing the import; extras (numpy logits from `eval`, `generate` 
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import logging
 import os
 import threading
@@ -441,6 +439,19 @@ class Llama(GenerationMixin, EmbeddingMixin):
         if kwargs.get("stream", False):
             return (ChatCompletionChunk(**chunk) for chunk in self.create_chat_completion(*args, **kwargs))
         return ChatCompletion(**self.create_chat_completion(*args, **kwargs))
+
+    @classmethod
+    def from_pretrained(cls, repo_id: str, filename: Optional[str], additional_files: Optional[List] = None,
+                        local_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+                        local_dir_use_symlinks: Union[bool, str] = "auto",
+                        cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None, **kwargs: Any) -> "Llama":
+        """A model from a Hugging Face repository: ``filename`` is a name or a glob matching one file
+        (e.g. ``"*Q4_K_M.gguf"``); downloads go to the Hugging Face cache (reused by other tools);
+        ``kwargs`` go to the constructor. See edgellama/pretrained.py."""
+        from .pretrained import from_pretrained
+
+        return from_pretrained(cls, repo_id, filename, additional_files, local_dir, local_dir_use_symlinks,
+                               cache_dir, **kwargs)
 
     # ----------------------------------------------------------------------------------------
     # pickling: re-create from the constructor arguments (the KV cache is not kept)
