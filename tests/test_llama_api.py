@@ -140,8 +140,8 @@ def test_sample_is_argmax_when_greedy_and_sees_the_processor(model_path):
 
         assert m.sample(temp=0.8, logits_processor=edgellama.LogitsProcessorList([force_7])) == 7
         assert seen == [PROMPT]
-        with pytest.raises(NotImplementedError, match="mirostat"):
-            m.sample(mirostat_mode=2)
+        with pytest.raises(ValueError, match="mirostat"):
+            m.sample(mirostat_mode=5)
 
 
 def test_logits_to_logprobs_and_prefix():
@@ -310,8 +310,6 @@ def test_logits_processor_and_stopping_criteria_in_completions(model_path):
         out = m(PROMPT, max_tokens=10, temperature=0, stopping_criteria=edgellama.StoppingCriteriaList([after_two]))
         assert out["choices"][0]["finish_reason"] == "stop"
         assert out["usage"]["completion_tokens"] == 2 and seen == [len(PROMPT), len(PROMPT) + 1, len(PROMPT) + 2]
-        with pytest.raises(NotImplementedError, match="mirostat"):
-            m(PROMPT, max_tokens=2, mirostat_mode=1)
         assert m(PROMPT, max_tokens=1, model="mine")["model"] == "mine"
 
 

@@ -193,9 +193,10 @@ class GenerationMixin:
         ``logits_processor``/``stopping_criteria`` as in create_completion (a stop ends the
         generator); ``tfs_z`` and ``penalize_nl`` have no effect, as in llama-cpp-python 0.3.36.
         """
-        hooks = CallHooks.make(logits_processor, stopping_criteria, mirostat_mode)
+        hooks = CallHooks.make(logits_processor, stopping_criteria, mirostat_mode, mirostat_tau, mirostat_eta)
         sampler = self._sampler(temp, top_k, top_p, min_p, typical_p, repeat_penalty, repeat_last_n,
-                                frequency_penalty, presence_penalty, seed, logit_bias)
+                                frequency_penalty, presence_penalty, seed, logit_bias,
+                                **(hooks.sampler_params() if hooks else {}))
         gen = self._generate(tokens, sampler, reset=reset, repeat_last_n=repeat_last_n, hooks=hooks)
         try:
             tok, _ = next(gen)
@@ -208,12 +209,12 @@ class GenerationMixin:
             gen.close()
 
     def _sampler(self, temp, top_k, top_p, min_p, typical_p, repeat_penalty, repeat_last_n,
-                 frequency_penalty, presence_penalty, seed, logit_bias) -> Any:
+                 frequency_penalty, presence_penalty, seed, logit_bias, **mirostat: Any) -> Any:
         return self._make_sampler(
             temperature=float(temp), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
             typical_p=float(typical_p), repeat_penalty=float(repeat_penalty), repeat_last_n=int(repeat_last_n),
             frequency_penalty=float(frequency_penalty), presence_penalty=float(presence_penalty),
-            seed=self._next_seed(seed), logit_bias=_logit_bias(logit_bias, self.n_vocab()))
+            seed=self._next_seed(seed), logit_bias=_logit_bias(logit_bias, self.n_vocab()), **mirostat)
 
     def _generate(self, tokens: Sequence[int], sampler: Any, *, reset: bool = True,
                   repeat_last_n: int = 64, hooks: Optional[CallHooks] = None,
@@ -360,7 +361,8 @@ class GenerationMixin:
         limit = room if max_tokens is None else min(int(max_tokens), room)
         sampler = self._sampler(temperature, top_k, top_p, min_p, typical_p, repeat_penalty,
                                 getattr(self, "last_n_tokens_size", 64),
-                                frequency_penalty, presence_penalty, seed, logit_bias)
+                                frequency_penalty, presence_penalty, seed, logit_bias,
+                                **(hooks.sampler_params() if hooks else {}))
         usage = _Usage(prompt_tokens=len(prompt_tokens))
         return self._completion_loop(prompt, prompt_tokens, suffix, limit, logprobs, echo, stops, sampler,
                                      usage, hooks), usage
@@ -499,10 +501,12 @@ class GenerationMixin:
         appended to the returned text. ``temperature <= 0`` is greedy decoding; ``seed`` makes
         sampling reproducible. ``logits_processor(input_ids, logits) -> logits`` and
         ``stopping_criteria(input_ids, logits) -> bool`` run before each token is sampled
-        (llama_hooks.py). ``tfs_z`` has no effect (as in llama-cpp-python 0.3.36); mirostat is not
-        implemented (NotImplementedError). ``model`` is the name put in the response.
+        (llama_hooks.py). ``mirostat_mode`` 1 or 2 samples with mirostat (target surprise
+        ``mirostat_tau``, learning rate ``mirostat_eta``; cpp/sampling/mirostat.cpp) instead of
+        top-k/top-p/min-p/typical. ``tfs_z`` has no effect (as in llama-cpp-python 0.3.36).
+        ``model`` is the name put in the response.
         """
-        hooks = CallHooks.make(logits_processor, stopping_criteria, mirostat_mode)
+        hooks = CallHooks.make(logits_processor, stopping_criteria, mirostat_mode, mirostat_tau, mirostat_eta)
         events, usage = self._completion_events(
             prompt, suffix, max_tokens, temperature, top_p, min_p, typical_p, logprobs, echo, stop,
             frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias, hooks=hooks)
@@ -611,7 +615,7 @@ class GenerationMixin:
         the previous answer, which are still in the KV cache: only the new tokens are evaluated.
         ``tools`` is passed to the template; tool calls in the answer are not parsed.
         """
-        hooks = CallHooks.make(logits_processor, None, mirostat_mode)
+        hooks = CallHooks.make(logits_processor, None, mirostat_mode, mirostat_tau, mirostat_eta)
         fmt = self._chat_formatter()
         extra = {"tools": tools} if tools is not None else {}
         cp = fmt(messages, add_generation_prompt=True, **extra)

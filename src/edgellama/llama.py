@@ -18,7 +18,7 @@ from . import _core
 from .chat_format import validate_chat_format
 from .embeddings import EmbeddingMixin
 from .llama_cache import BaseLlamaCache
-from .llama_hooks import LogitsProcessorList, StoppingCriteriaList  # noqa: F401  (llama-cpp-python exports them here)
+from .llama_hooks import CallHooks, LogitsProcessorList, StoppingCriteriaList  # noqa: F401  (exported here in llama-cpp-python)
 from .llama_options import check_compat_options, kv_type, pooling_type as _resolve_pooling
 from .llama_state import LlamaState
 from .llama_tokenizer import BaseLlamaTokenizer, LlamaTokenizer
@@ -376,8 +376,6 @@ class Llama(GenerationMixin, EmbeddingMixin):
                idx: Optional[int] = None) -> int:
         """Sample the token after the evaluated ones (or after position ``idx``, with logits_all).
         ``tfs_z`` and ``penalize_nl`` have no effect (as in llama-cpp-python 0.3.36)."""
-        if mirostat_mode:
-            raise NotImplementedError(f"sample(mirostat_mode={mirostat_mode}) is not implemented by edgellama")
         if grammar is not None:
             raise NotImplementedError("sample(grammar=...) is not implemented; pass grammar= to create_completion")
         if self.n_tokens == 0:
@@ -403,8 +401,10 @@ class Llama(GenerationMixin, EmbeddingMixin):
         n_text = self._n_text_tokens()
         if n_text < logits.shape[0]:
             logits[n_text:] = -np.inf  # embedding rows without a token
+        hooks = CallHooks.make(None, None, mirostat_mode, mirostat_tau, mirostat_eta)
         sampler = self._sampler(temp, top_k, top_p, min_p, typical_p, repeat_penalty, self.last_n_tokens_size,
-                                frequency_penalty, presence_penalty, None, None)
+                                frequency_penalty, presence_penalty, None, None,
+                                **(hooks.sampler_params() if hooks else {}))
         window = history[len(history) - self.last_n_tokens_size:] if self.last_n_tokens_size else []
         for t in window:
             sampler.accept(int(t))

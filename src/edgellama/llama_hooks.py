@@ -54,26 +54,33 @@ class MinTokensLogitsProcessor:
 
 
 class CallHooks:
-    """The hooks of one completion call, as the generation loop applies them: ``process`` before
-    sampling each token, then ``should_stop`` (which remembers that it stopped the call)."""
+    """The per-call extras of one completion, as the generation loop applies them: ``process``
+    before sampling each token, then ``should_stop`` (which remembers that it stopped the call);
+    ``sampler_params`` are the mirostat settings for the C++ sampler."""
 
-    def __init__(self, logits_processor: Optional[LogitsProcessor], stopping_criteria: Optional[StoppingCriteria]):
+    def __init__(self, logits_processor: Optional[LogitsProcessor], stopping_criteria: Optional[StoppingCriteria],
+                 mirostat_mode: int = 0, mirostat_tau: float = 5.0, mirostat_eta: float = 0.1):
         self.logits_processor = logits_processor
         self.stopping_criteria = stopping_criteria
+        self.mirostat = (int(mirostat_mode), float(mirostat_tau), float(mirostat_eta))
         self.stopped = False
 
     @classmethod
     def make(cls, logits_processor: Optional[LogitsProcessor], stopping_criteria: Optional[StoppingCriteria],
-             mirostat_mode: int = 0) -> "Optional[CallHooks]":
-        if mirostat_mode:
-            raise NotImplementedError(f"mirostat_mode={mirostat_mode} is not implemented by edgellama")
+             mirostat_mode: int = 0, mirostat_tau: float = 5.0, mirostat_eta: float = 0.1) -> "Optional[CallHooks]":
+        if mirostat_mode not in (0, 1, 2) or isinstance(mirostat_mode, bool):
+            raise ValueError(f"mirostat_mode must be 0 (off), 1 or 2, got {mirostat_mode!r}")
         for name, f in (("logits_processor", logits_processor), ("stopping_criteria", stopping_criteria)):
             if f is not None and not callable(f):
                 raise TypeError(f"{name} must be callable (e.g. a {'LogitsProcessorList' if name[0] == 'l' else 'StoppingCriteriaList'}), "
                                 f"got {type(f).__name__}")
-        if logits_processor is None and stopping_criteria is None:
+        if logits_processor is None and stopping_criteria is None and not mirostat_mode:
             return None
-        return cls(logits_processor, stopping_criteria)
+        return cls(logits_processor, stopping_criteria, mirostat_mode, mirostat_tau, mirostat_eta)
+
+    def sampler_params(self) -> dict:
+        mode, tau, eta = self.mirostat
+        return dict(mirostat=mode, mirostat_tau=tau, mirostat_eta=eta) if mode else {}
 
     def process(self, tokens: Sequence[int], logits: np.ndarray) -> np.ndarray:
         if self.logits_processor is None:
