@@ -366,3 +366,33 @@ def test_jinja2_chat_formatter_renders_like_transformers():
                             eos_token="</s>", bos_token="<s>")
     r = f(messages=[{"role": "user", "content": "hi"}])
     assert r.prompt == "<s>[user]hi" and r.added_special and r.stop == ["</s>"]
+
+
+# --------------------------------------------------------------------------------- rough edges
+
+@pytest.mark.parametrize("kw", [dict(top_p=1.5), dict(top_p=-0.1), dict(top_k=-1), dict(top_k=2.5), dict(min_p=1.2),
+                                dict(min_p=-0.5), dict(typical_p=2.0), dict(temperature=float("nan")),
+                                dict(repeat_penalty=0.0), dict(frequency_penalty=float("inf"))])
+def test_sampling_parameters_are_validated(model_path, kw):
+    name = next(iter(kw))
+    with load(model_path, chat_format="chatml") as m:
+        with pytest.raises(ValueError, match=name):
+            m(PROMPT, max_tokens=2, **kw)
+        with pytest.raises(ValueError, match=name):
+            m.create_chat_completion([{"role": "user", "content": "ab"}], max_tokens=2, **kw)
+        with pytest.raises(ValueError, match=name):
+            next(m.create_completion(PROMPT, max_tokens=2, stream=True, **kw))
+    with pytest.raises(TypeError, match="top_p"):
+        with load(model_path) as m:
+            m(PROMPT, max_tokens=2, top_p="high")
+
+
+def test_chat_roles_and_empty_messages_are_validated(model_path):
+    with load(model_path, chat_format="chatml", n_ctx=128) as m:
+        with pytest.raises(ValueError, match="empty"):
+            m.create_chat_completion([])
+        with pytest.raises(ValueError, match="role 'usr'"):
+            m.create_chat_completion([{"role": "usr", "content": "hi"}])
+        out = m.create_chat_completion([{"role": "system", "content": "x"}, {"role": "user", "content": "hi"}],
+                                       max_tokens=2)
+        assert out["choices"][0]["message"]["role"] == "assistant"

@@ -160,13 +160,21 @@ def _compile(template: str) -> jinja2.Template:
     return t
 
 
+# The OpenAI chat roles, plus Llama 3.1's "ipython" (tool output in its template)
+ROLES = ("system", "developer", "user", "assistant", "tool", "function", "ipython")
+
+
 def _check_messages(messages: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise ValueError("messages must be a list of {'role': ..., 'content': ...} dicts")
+    if len(messages) == 0:
+        raise ValueError("messages is empty: a chat needs at least one message")
     out = []
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping) or "role" not in m:
             raise ValueError(f"messages[{i}] must be a dict with a 'role' key, got {m!r}")
+        if m["role"] not in ROLES:
+            raise ValueError(f"messages[{i}] has role {m['role']!r}; roles are {', '.join(ROLES)}")
         out.append(dict(m))
     return out
 

@@ -37,6 +37,7 @@ import numpy as np
 from . import _core
 from .chat_format import ChatFormatter, get_chat_formatter, validate_chat_format
 from .llama_hooks import CallHooks
+from .sampling_params import check_sampling_params
 from .streaming import TextStream, normalize_stop
 
 __all__ = ["GenerationMixin"]
@@ -210,6 +211,9 @@ class GenerationMixin:
 
     def _sampler(self, temp, top_k, top_p, min_p, typical_p, repeat_penalty, repeat_last_n,
                  frequency_penalty, presence_penalty, seed, logit_bias, **mirostat: Any) -> Any:
+        check_sampling_params(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
+                              repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+                              presence_penalty=presence_penalty)
         return self._make_sampler(
             temperature=float(temp), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
             typical_p=float(typical_p), repeat_penalty=float(repeat_penalty), repeat_last_n=int(repeat_last_n),
