@@ -73,6 +73,13 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="tensor", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
 
 
+def _new_file_mode() -> int:
+    """0666 minus the process umask: the mode open() would have given a new file (0644 under 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_gguf(
     ck: Checkpoint,
     output: "str | os.PathLike[str]",
@@ -168,6 +175,7 @@ def write_gguf(
             bar.close()
         writer.close()
         writer = None
+        os.chmod(tmp, _new_file_mode())  # mkstemp made it 0600; a finished file gets the usual mode
         os.replace(tmp, out)
     except BaseException:
         if writer is not None:
