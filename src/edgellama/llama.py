@@ -22,6 +22,7 @@ from .llama_hooks import CallHooks, LogitsProcessorList, StoppingCriteriaList  #
 from .llama_options import check_compat_options, kv_type, pooling_type as _resolve_pooling
 from .llama_state import LlamaState
 from .llama_tokenizer import BaseLlamaTokenizer, LlamaTokenizer
+from .model_ref import locate_model
 
 try:  # the generation layer (completions, chat, streaming) lives in its own module
     from .generation import GenerationMixin
@@ -60,26 +61,6 @@ def _as_token_array(tokens: TokenSequence, n_vocab: int) -> np.ndarray:
         if not 0 <= t < n_vocab:  # Python ints: any size, no OverflowError
             raise ValueError(f"token id {int(t)} at index {i} is outside the vocabulary (0..{n_vocab - 1})")
     return np.asarray(ids, dtype=np.int32) if ids else np.zeros(0, dtype=np.int32)
-
-
-def _model_file(model: "str | os.PathLike[str]") -> Path:
-    """A model named as everywhere in edgellama: a path, a pulled name, hf://... or a URL (pulled).
-    A path that does not exist is "file not found"; a name that is not pulled says how to pull it."""
-    from .hub import HubError, resolve_model
-
-    s = os.fspath(model)
-    p = Path(s).expanduser()
-    if p.is_file():
-        return p
-    if p.is_dir():
-        raise IsADirectoryError(f"{s}: is a directory, not a model file")
-    looks_like_path = os.sep in s or s.endswith(".gguf") or s.startswith(".")
-    if looks_like_path and "://" not in s:
-        raise FileNotFoundError(f"{s}: model file not found")
-    try:
-        return resolve_model(s)
-    except HubError as e:
-        raise FileNotFoundError(f"{s}: model file not found ({e})") from None
 
 
 class Llama(GenerationMixin, EmbeddingMixin):
@@ -189,7 +170,7 @@ class Llama(GenerationMixin, EmbeddingMixin):
         if chat_handler is not None:
             raise NotImplementedError("Llama(chat_handler=...) is not implemented by edgellama: use chat_format= "
                                       "or the GGUF's chat template")
-        self.model_path = os.fspath(_model_file(model_path))
+        self.model_path = os.fspath(locate_model(model_path))
         self.verbose = verbose
         self.chat_format = validate_chat_format(chat_format)
         self.chat_handler = chat_handler

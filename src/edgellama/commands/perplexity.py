@@ -10,7 +10,7 @@ HELP = "perplexity of a GGUF model over a text (and KL divergence against a base
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="GGUF model file")
+    p.add_argument("model", metavar="MODEL", help="a .gguf file or a pulled model name (as in every command)")
     p.add_argument("-f", "--file", required=True, help="text file to score")
     p.add_argument("-c", "--ctx-size", type=int, default=512, help="window length in tokens (default 512)")
     p.add_argument("--kl-divergence-base", metavar="BASE.gguf", help="compare with this model: KL divergence, top-1, ΔPPL")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -16,7 +17,8 @@ _TYPES = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="Hugging Face checkpoint directory, llama2.c checkpoint (.bin) or GGUF file")
+    p.add_argument("input", help="Hugging Face checkpoint directory, llama2.c checkpoint (.bin), GGUF file or "
+                   "pulled model name")
     p.add_argument("output", help="GGUF file to write (written to a temporary file and renamed when complete)")
     # -t is threads in every command (llama.cpp's convention); the type has only the long flag
     p.add_argument("--type", default="Q4_K_M", help=f"file type: {_TYPES} (default Q4_K_M)")
@@ -55,11 +57,15 @@ def run(args: argparse.Namespace) -> int:
     def note(msg: str) -> None:
         print(f"note: {msg}", file=sys.stderr)
 
+    from ..model_ref import locate_model, looks_like_path
+
     t0 = time.perf_counter()
     # SIGTERM (kill, a CI timeout, a container stop) unwinds like Ctrl-C, so the writer removes its
     # .partial file; the default action would end the process on the spot and leave it behind.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
     try:
+        if not os.path.exists(args.input) and not looks_like_path(args.input):
+            args.input = str(locate_model(args.input))  # a pulled model name, like every MODEL argument
         out = quantize(
             args.input,
             args.output,

@@ -1,0 +1,58 @@
+"""One way to name a model everywhere (issue 12): a path, a pulled name, hf://... work the same in
+Llama(...) and the commands; a missing path is "model file not found", not "unknown model"."""
+
+import shutil
+
+import pytest
+
+import edgellama
+from edgellama import cli, hub
+from model_factory import make_model
+
+
+@pytest.fixture
+def pulled(tmp_path, monkeypatch):
+    """A random model placed where `edgellama pull smollm2-135m-instruct` and an hf:// pull put files."""
+    monkeypatch.setenv("EDGELLAMA_CACHE", str(tmp_path / "cache"))
+    src = make_model(tmp_path / "m.gguf", n_layer=1, n_embd=32, n_head=4, n_head_kv=2, n_ff=64, n_vocab=300)
+    for spec in ("smollm2-135m-instruct", "hf://someone/repo/x.gguf"):
+        dst = hub.model_path(spec)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dst)
+    return src
+
+
+@pytest.mark.parametrize("spec", ["smollm2-135m-instruct", "hf://someone/repo/x.gguf"])
+def test_llama_takes_pulled_names(pulled, spec):
+    with edgellama.Llama(spec, n_ctx=16, verbose=False) as m, edgellama.Llama(pulled, n_ctx=16, verbose=False) as ref:
+        assert m.model_path == str(hub.model_path(spec))
+        assert (m.eval([1, 5]) == ref.eval([1, 5])).all()
+
+
+@pytest.mark.parametrize("spec", ["models/nope.gguf", "./nope", "nope.gguf", "~/nope.bin"])
+def test_a_missing_path_is_file_not_found(tmp_path, monkeypatch, capsys, spec):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        edgellama.Llama(spec)
+    for cmd in (["info", spec], ["run", spec, "-p", "x"]):
+        assert cli.main(cmd) == 1
+        err = capsys.readouterr().err
+        assert f"edgellama: error: {spec}: model file not found" in err and "unknown model" not in err
+
+
+def test_an_unknown_name_says_how_to_pull(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGELLAMA_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="edgellama pull"):
+        edgellama.Llama("no-such-model")
+    assert cli.main(["info", "no-such-model"]) == 1
+    assert "model file not found" in capsys.readouterr().err
+
+
+def test_info_and_quantize_take_pulled_names(pulled, tmp_path, capsys):
+    assert cli.main(["info", "smollm2-135m-instruct"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "q.gguf"
+    assert cli.main(["quantize", "smollm2-135m-instruct", str(out), "--type", "Q8_0", "-q"]) == 0
+    assert out.is_file()
+    assert cli.main(["quantize", "nope.gguf", str(tmp_path / "r.gguf"), "-q"]) == 1
+    assert "edgellama quantize: error:" in capsys.readouterr().err
