@@ -237,3 +237,20 @@ def test_info_not_a_gguf_file(tmp_path, capsys):
     f.write_bytes(b"not a gguf file at all, sorry")
     code, out, err = run_main(["info", str(f)], capsys)
     assert code == 1 and err.startswith("edgellama: error:") and err.count("\n") == 1
+
+
+def test_chat_slash_commands_are_not_sent_to_the_model(fake, capsys, monkeypatch):
+    prompts = []
+    real = fake.create_chat_completion
+
+    def spy(messages, **kw):
+        prompts.append([m["content"] for m in messages])
+        return real(messages, **kw)
+
+    monkeypatch.setattr(fake, "create_chat_completion", spy)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("/help\n/sytem be nice\n//etc/passwd is a path\n"))
+    code, out, err = run_main(["chat", "m.gguf", "--temp", "0"], capsys)
+    assert code == 0
+    assert prompts == [["/etc/passwd is a path"]]  # /help and the typo never reached the model
+    assert "/reset" in err and "/exit" in err  # /help listed the commands
+    assert "unknown command /sytem" in err

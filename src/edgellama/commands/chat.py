@@ -15,10 +15,20 @@ Talk with a chat model. The conversation is formatted with the model's own chat 
 (or --chat-format for files without one) and kept in the KV cache, so each turn only
 evaluates the new text.
 
-At the "> " prompt: type a message and press Enter. Ctrl-C stops an answer and returns
-to the prompt; Ctrl-C at the prompt, Ctrl-D (end of input) or /exit leaves. /reset forgets
-the conversation. When stdin is not a terminal, every line is one user turn and only the
+At the "> " prompt: type a message and press Enter (arrow keys edit the line and recall
+earlier ones). Ctrl-C stops an answer and returns to the prompt; Ctrl-C at the prompt,
+Ctrl-D (end of input) or /exit leaves. /reset forgets the conversation, /help lists the
+commands; a line starting with "/" is never sent to the model (write "//" to send one that
+starts with "/"). When stdin is not a terminal, every line is one user turn and only the
 answers are printed, each followed by a newline."""
+
+# The "/" commands of the prompt: name -> what it does (the one table /help prints)
+COMMANDS = {
+    "/help": "list these commands",
+    "/reset": "forget the conversation (keeps --system)",
+    "/exit": "leave (also /quit, /bye, Ctrl-D)",
+}
+_EXIT = ("/exit", "/quit", "/bye")
 EPILOG = """\
 examples:
   edgellama chat smollm2-135m-instruct
@@ -100,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
     cli.check_chat_template(llm, args.model)
     interactive = sys.stdin.isatty()
     if interactive:
+        try:  # line editing and history for input(); absent on some platforms, chat works without
+            import readline  # noqa: F401
+        except ImportError:
+            pass
         print(f"Chatting with {args.model}. Ctrl-C stops an answer; Ctrl-D, /exit or Ctrl-C at the prompt "
               "leaves; /reset forgets the conversation.", file=sys.stderr)
     while True:
@@ -118,11 +132,21 @@ def run(args: argparse.Namespace) -> int:
         cmd = text.strip()
         if not cmd:
             continue
-        if cmd in ("/exit", "/quit", "/bye"):
+        if cmd in _EXIT:
             return 0
         if cmd == "/reset":
             session.turns.clear()
             print("[conversation cleared]", file=sys.stderr)
+            continue
+        if cmd == "/help":
+            for name, what in COMMANDS.items():
+                print(f"  {name:8} {what}", file=sys.stderr)
+            continue
+        if cmd.startswith("//"):
+            text = text.replace("//", "/", 1)  # an escaped message that starts with "/"
+        elif cmd.startswith("/"):
+            print(f"[unknown command {cmd.split()[0]}; /help lists the commands, // sends a line starting "
+                  "with /]", file=sys.stderr)
             continue
         try:
             session.answer(text, sys.stdout)
