@@ -195,11 +195,11 @@ def _open(url: str):
 
 
 def _progress_bar(total: Optional[int], desc: str, enabled: bool):
-    """A tqdm bar on stderr (tests replace this function)."""
-    from tqdm import tqdm
+    """A tqdm bar on a terminal, progress lines otherwise (progress.py; tests replace this function)."""
+    from .progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                disable=not enabled, dynamic_ncols=True, mininterval=0.2)
+    return progress_bar(total, desc, unit="B", enabled=enabled, file=sys.stderr, unit_scale=True, unit_divisor=1024,
+                        mininterval=0.2)
 
 
 def _copy_with_progress(src: IO[bytes], dst: IO[bytes], total: Optional[int], desc: str, progress: bool,

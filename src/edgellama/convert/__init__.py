@@ -66,11 +66,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _progress(total: int, enabled: bool):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=total, unit="tensor", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+    from ..progress import progress_bar  # a tqdm bar on a terminal, progress lines otherwise
+
+    return progress_bar(total, "tensors", unit="tensor", enabled=enabled, file=sys.stderr)
 
 
 def _new_file_mode() -> int:
