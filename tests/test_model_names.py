@@ -56,3 +56,20 @@ def test_info_and_quantize_take_pulled_names(pulled, tmp_path, capsys):
     assert out.is_file()
     assert cli.main(["quantize", "nope.gguf", str(tmp_path / "r.gguf"), "-q"]) == 1
     assert "edgellama quantize: error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("echo", [False, True])
+def test_run_verbose_counts_the_prompt_with_and_without_echo(tmp_path, capsys, echo):
+    import re
+
+    path = make_model(tmp_path / "m.gguf", n_layer=1, n_embd=32, n_head=4, n_head_kv=2, n_ff=64, n_vocab=300)
+    with edgellama.Llama(path, vocab_only=True) as v:
+        n_prompt = len(v.tokenize(b"ab cd ef"))
+    argv = ["run", path, "-p", "ab cd ef", "-n", "4", "--temp", "0", "-v", "-c", "64"] + (["--echo"] if echo else [])
+    assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    m = re.search(r"\[prompt: (\d+) tokens? evaluated .*generation: (\d+) tokens? evaluated", err)
+    assert m, err
+    assert int(m.group(1)) == n_prompt
+    assert int(m.group(2)) <= 4
+    assert out.startswith("ab cd ef") == echo
