@@ -68,3 +68,15 @@ def test_sigterm_leaves_no_partial_file(f32_model, tmp_path):
     assert p.returncode == 130, err
     assert "interrupted" in err
     assert list(tmp_path.iterdir()) == []  # neither the output nor a .partial file
+
+
+def test_truncated_gguf_input_gets_the_same_message_as_info(f32_model, tmp_path, capsys):
+    data = Path(f32_model).read_bytes()
+    bad = tmp_path / "cut.gguf"
+    bad.write_bytes(data[: len(data) - 1000])
+    assert cli.main(["info", str(bad)]) == 1
+    info_err = capsys.readouterr().err.split("error: ", 1)[1]
+    assert cli.main(["quantize", str(bad), str(tmp_path / "q.gguf"), "--type", "Q8_0", "-q"]) == 1
+    q_err = capsys.readouterr().err
+    assert q_err.startswith("edgellama quantize: error: ") and q_err.split("error: ", 1)[1] == info_err
+    assert "extends past the end of the file" in q_err and "reshape" not in q_err
