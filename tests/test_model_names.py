@@ -55,7 +55,7 @@ def test_info_and_quantize_take_pulled_names(pulled, tmp_path, capsys):
     assert cli.main(["quantize", "smollm2-135m-instruct", str(out), "--type", "Q8_0", "-q"]) == 0
     assert out.is_file()
     assert cli.main(["quantize", "nope.gguf", str(tmp_path / "r.gguf"), "-q"]) == 1
-    assert "edgellama quantize: error:" in capsys.readouterr().err
+    assert "edgellama: error: nope.gguf" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("echo", [False, True])

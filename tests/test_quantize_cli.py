@@ -78,5 +78,17 @@ def test_truncated_gguf_input_gets_the_same_message_as_info(f32_model, tmp_path,
     info_err = capsys.readouterr().err.split("error: ", 1)[1]
     assert cli.main(["quantize", str(bad), str(tmp_path / "q.gguf"), "--type", "Q8_0", "-q"]) == 1
     q_err = capsys.readouterr().err
-    assert q_err.startswith("edgellama quantize: error: ") and q_err.split("error: ", 1)[1] == info_err
+    assert q_err.startswith("edgellama: error: ")  # the prefix of every command (docs/usage.md)
+    assert q_err.split("error: ", 1)[1] == info_err
     assert "extends past the end of the file" in q_err and "reshape" not in q_err
+
+
+def test_every_command_uses_the_documented_error_prefix(f32_model, tmp_path, capsys):
+    # docs/usage.md: "Errors print one line (`edgellama: error: ...`)"
+    for argv in (["quantize", str(tmp_path / "none.gguf"), str(tmp_path / "q.gguf")],
+                 ["quantize", f32_model, str(tmp_path / "q.gguf"), "-t", "0"],
+                 ["perplexity", f32_model, "-f", str(tmp_path / "none.txt")],
+                 ["info", str(tmp_path / "none.gguf")]):
+        code = cli.main(argv)
+        err = capsys.readouterr().err
+        assert code in (1, 2) and err.startswith("edgellama: error: "), (argv, err)

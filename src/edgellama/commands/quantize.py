@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..quantize import quantize
 
     if args.threads is not None and args.threads <= 0:
-        print("edgellama quantize: --threads must be a positive integer", file=sys.stderr)
+        print("edgellama: error: --threads must be a positive integer", file=sys.stderr)
         return 2
 
     def note(msg: str) -> None:
@@ -80,10 +80,10 @@ def run(args: argparse.Namespace) -> int:
             on_note=note,
         )
     except KeyboardInterrupt:
-        print("edgellama quantize: interrupted; no output written", file=sys.stderr)
+        print("edgellama: interrupted; no output written", file=sys.stderr)
         return 130
     except (ConversionError, ValueError, FileNotFoundError, OSError, RuntimeError) as e:
-        print(f"edgellama quantize: error: {e}", file=sys.stderr)
+        print(f"edgellama: error: {e}", file=sys.stderr)
         return 1
     finally:
         if previous is not None:
