@@ -254,3 +254,23 @@ def test_chat_slash_commands_are_not_sent_to_the_model(fake, capsys, monkeypatch
     assert prompts == [["/etc/passwd is a path"]]  # /help and the typo never reached the model
     assert "/reset" in err and "/exit" in err  # /help listed the commands
     assert "unknown command /sytem" in err
+
+
+def test_help_shows_defaults_and_that_model_may_be_a_name():
+    import argparse
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name, p in sub.choices.items():
+        for a in p._actions:
+            if not a.option_strings:
+                if a.dest in ("model", "input") and "name" not in (a.help or ""):
+                    missing.append((name, a.dest, "does not say MODEL may be a name"))
+                continue
+            if isinstance(a, (argparse._HelpAction, argparse._StoreTrueAction, argparse._StoreFalseAction,
+                              argparse._VersionAction, argparse._AppendAction)) or a.help == argparse.SUPPRESS:
+                continue
+            if a.default is not None and "default" not in (a.help or ""):
+                missing.append((name, a.option_strings, "no default in help"))
+    assert missing == []
