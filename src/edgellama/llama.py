@@ -3,7 +3,6 @@ can switch by changing the import; extras (numpy logits from `eval`, `generate` 
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import warnings
@@ -24,17 +23,11 @@ from .llama_state import LlamaState
 from .llama_tokenizer import BaseLlamaTokenizer, LlamaTokenizer
 from .model_ref import locate_model
 
-try:  # the generation layer (completions, chat, streaming) lives in its own module
-    from .generation import GenerationMixin
-except ImportError:  # pragma: no cover - only while the generation module is being written
-    class GenerationMixin:  # type: ignore[no-redef]
-        pass
+from .generation import GenerationMixin  # completions, chat, streaming
 
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
 _MAX_N_CTX = 1 << 24  # = kMaxContext in cpp/runtime/context.cpp
 _MAX_N_THREADS = 1024  # = kMaxThreads there
-
-logger = logging.getLogger("edgellama")
 
 TokenSequence = Union[Sequence[int], np.ndarray]
 
@@ -490,7 +483,7 @@ class Llama(GenerationMixin, EmbeddingMixin):
     @property
     def isa(self) -> str:
         """The kernel instruction set in use ("avx2", "neon", "scalar", ...)."""
-        return _core.isa() if hasattr(_core, "isa") else "scalar"
+        return _core.isa()
 
     # ----------------------------------------------------------------------------------------
     # tokenizer
@@ -499,10 +492,9 @@ class Llama(GenerationMixin, EmbeddingMixin):
         """Text -> token ids. `add_bos` adds the BOS (and EOS) tokens the file asks for;
         `special` recognises control tokens such as <|im_start|> written in the text. Uses
         ``Llama(tokenizer=...)`` when one was given."""
-        if not isinstance(self.__dict__.get("tokenizer_"), LlamaTokenizer) and "tokenizer_" in self.__dict__:
-            if isinstance(text, str):
-                text = text.encode("utf-8")
-            return list(self.tokenizer_.tokenize(bytes(text), add_bos, special))
+        custom = self._custom_tokenizer()
+        if custom is not None:
+            return list(custom.tokenize(text.encode("utf-8") if isinstance(text, str) else bytes(text), add_bos, special))
         return self._gguf_tokenize(text, add_bos=add_bos, special=special)
 
     def _gguf_tokenize(self, text: Union[bytes, str], add_bos: bool = True, special: bool = False) -> List[int]:
@@ -517,9 +509,10 @@ class Llama(GenerationMixin, EmbeddingMixin):
         """Token ids -> UTF-8 bytes (a token can hold part of a character, hence bytes). With
         ``prev_tokens``, the bytes ``tokens`` add after them (a leading space a tokenizer strips
         from a text's first token is kept)."""
-        if not isinstance(self.__dict__.get("tokenizer_"), LlamaTokenizer) and "tokenizer_" in self.__dict__:
-            return self.tokenizer_.detokenize(list(tokens), prev_tokens=None if prev_tokens is None else list(prev_tokens),
-                                              special=special)
+        custom = self._custom_tokenizer()
+        if custom is not None:
+            return custom.detokenize(list(tokens), prev_tokens=None if prev_tokens is None else list(prev_tokens),
+                                     special=special)
         return self._gguf_detokenize(tokens, prev_tokens=prev_tokens, special=special)
 
     def _gguf_detokenize(self, tokens: TokenSequence, prev_tokens: Optional[TokenSequence] = None,
@@ -533,6 +526,11 @@ class Llama(GenerationMixin, EmbeddingMixin):
         before = vocab.detokenize(prev, bool(special))
         both = vocab.detokenize(prev + ids, bool(special))
         return both[len(before):] if both.startswith(before) else vocab.detokenize(ids, bool(special))
+
+    def _custom_tokenizer(self) -> Optional[BaseLlamaTokenizer]:
+        """The tokenizer given as Llama(tokenizer=...), None when the GGUF's own is used."""
+        t = self.__dict__.get("tokenizer_")
+        return None if t is None or isinstance(t, LlamaTokenizer) else t
 
     def token_nl(self) -> int:
         """The newline token ("\\n" alone), -1 if the vocabulary has none."""
