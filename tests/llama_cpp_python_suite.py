@@ -3,7 +3,8 @@
     python tests/llama_cpp_python_suite.py [--sdist DIR] [--model GGUF] [-- PYTEST ARGS]
 
 copies its tests/test_llama.py, test_llama_chat_format.py (and test_llama_grammar.py,
-test_llama_speculative.py once edgellama has those modules) into a temporary directory, next to a
+test_llama_speculative.py once edgellama has those modules), and the Python blocks of its README's
+"High-level API" section as test_readme_high_level.py, into a temporary directory, next to a
 ``llama_cpp`` package that is edgellama under llama-cpp-python's module names, and runs pytest
 there. The only edits to the test files: the model fixtures (which download from the Hugging Face
 hub) return a local model file instead, and the tokenizer test's relative vocab path is made
@@ -58,6 +59,55 @@ TEST_FILES = {
 }
 # tests that need a module another part of edgellama provides: deselected until it exists
 NEEDS_MODULE = {"test_llama.py::test_real_llama": "llama_grammar"}
+
+# README "High-level API" code blocks (written as test_readme_high_level.py, one test per block):
+# a block containing the marker is not run, for the reason given
+README_SKIP = {
+    "from_pretrained(": "downloads from the Hugging Face Hub (Llama.from_pretrained is tested against a local "
+                        "hub in tests/test_from_pretrained.py)",
+    "ChatHandler": "multimodal chat handlers (LLaVA, Moondream) are not provided",
+    "image_to_base64_data_uri": "part of the multimodal example (reads an image file)",
+    "chatml-function-calling": "llama-cpp-python's function-calling chat handler is not provided",
+}
+# slow blocks the test suite leaves to the standalone run (`python tests/llama_cpp_python_suite.py`):
+# block03 chats with chat_format="llama-2", whose end-of-turn SmolLM2 never writes, so it generates
+# until n_ctx (512) is full — about 40 s on two loaded cores
+README_SLOW = ["test_readme_high_level.py::test_readme_block[block03]"]
+# a block containing the marker runs once edgellama has the module
+README_NEEDS = {"response_format": "llama_grammar", "LlamaPromptLookupDecoding": "llama_speculative"}
+
+README_TEST = '''
+import os
+
+import pytest
+
+BLOCKS = {blocks}
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_readme_block(name):
+    code = BLOCKS[name].replace("MODEL_PATH", repr(os.environ["EDGELLAMA_SUITE_MODEL"]))
+    # the README's blocks read as one text: later ones use the `Llama` imported by the first
+    namespace = {{"__name__": "readme"}}
+    exec("from llama_cpp import Llama", namespace)
+    exec(compile(code, "README " + name, "exec"), namespace)
+'''
+
+
+def readme_blocks(sdist: Path) -> Dict[str, str]:
+    """The runnable Python blocks of the README's High-level API section, model paths replaced by
+    the local model ({"block03": code, ...}, numbered in README order)."""
+    text = (sdist / "README.md").read_text(encoding="utf-8")
+    section = text.split("## High-level API", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for i, code in enumerate(re.findall(r"```python\n(.*?)```", section, flags=re.S)):
+        if code.lstrip().startswith("{"):  # an example output, not code
+            continue
+        if any(m in code for m in README_SKIP) or any(m in code and not _has_module(mod) for m, mod in README_NEEDS.items()):
+            continue
+        out[f"block{i:02d}"] = re.sub(r'model_path="[^"]*"', "model_path=MODEL_PATH", code)
+    return out
+
 
 SHIM = '''"""llama_cpp resolved to edgellama (written by tests/llama_cpp_python_suite.py)."""
 import sys, types
@@ -126,6 +176,10 @@ def prepare(sdist: Path, work: Path) -> List[str]:
             text = text.replace('== " jumps over the lazy dog."', f'== {SMOLLM2_FOX!r}')
         (work / name).write_text(text)
         files.append(name)
+    blocks = readme_blocks(sdist) if (sdist / "README.md").is_file() else {}
+    if blocks:
+        (work / "test_readme_high_level.py").write_text(README_TEST.format(blocks=repr(blocks)))
+        files.append("test_readme_high_level.py")
     # exact node ids (pytest's --deselect matches prefixes: test_real_llama would drop test_real_llama_*)
     skip = {t: why for t, why in DESELECTED.items()}
     skip.update({t: f"needs edgellama.{m}" for t, m in NEEDS_MODULE.items() if not _has_module(m)})
