@@ -396,3 +396,18 @@ def test_chat_roles_and_empty_messages_are_validated(model_path):
         out = m.create_chat_completion([{"role": "system", "content": "x"}, {"role": "user", "content": "hi"}],
                                        max_tokens=2)
         assert out["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_llama_and_the_test_fake_follow_the_model_contract(model_path):
+    from edgellama.model_contract import GenerationModel
+    from test_generation import FakeLlama
+
+    with load(model_path) as m:
+        assert isinstance(m, GenerationModel)
+    assert isinstance(FakeLlama("abc"), GenerationModel)
+
+    class Incomplete:
+        def eval(self, tokens):
+            return None
+
+    assert not isinstance(Incomplete(), GenerationModel)

@@ -1,7 +1,7 @@
 """Text generation on top of a model that can evaluate tokens: ``generate``, completions, chat.
 
 :class:`GenerationMixin` is mixed into :class:`edgellama.Llama`. It relies only on this part of the
-model object (the "model contract")::
+model object (the "model contract", written down as a Protocol in model_contract.py)::
 
     eval(tokens) -> float32 (len(tokens), n_vocab)     _eval_last(tokens) -> float32 (n_vocab,)
     tokens_in_cache -> list[int]                         _truncate_cache(n)
