@@ -162,6 +162,7 @@ def test_detokenize_prev_tokens_token_nl_and_tokenizer(model_path):
         tok = m.tokenizer()
         assert tok.tokenize(b"ab cd") == ids and tok.decode(ids) == whole.decode()
         assert m.token_nl() in (-1,) + tuple(m.tokenize(b"\n", add_bos=False))
+        assert m.is_eog(m.token_eos()) and not m.is_eog(ids[-1])
 
 
 def test_custom_tokenizer_is_used(model_path):

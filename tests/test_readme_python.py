@@ -40,3 +40,14 @@ def test_readme_python_runs_after_the_first_command(smollm2_path, tmp_path, monk
     claimed_text = ast.literal_eval(re.search(r"n_tokens\]\)\)\s*#\s*(b'.*')", first).group(1))
     assert out.getvalue().splitlines()[0] == repr(claimed_text)
     assert len(out.getvalue()) > len(repr(claimed_text)) + 10  # the completion and the chat printed text
+
+
+def test_docs_code_uses_no_private_names():
+    offenders = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for code in re.findall(r"```python\n(.*?)```", doc.read_text(), flags=re.S):
+            for line in code.splitlines():
+                code_part = line.split("#", 1)[0]
+                if re.search(r"\._(?!core\b)[A-Za-z]", code_part):
+                    offenders.append((doc.name, line.strip()))
+    assert offenders == []

@@ -550,6 +550,11 @@ class Llama(GenerationMixin, EmbeddingMixin):
         """Tokens the tokenizer knows (may be fewer than n_vocab(), the embedding rows)."""
         return int(self._vocab_checked().n_tokens())
 
+    def is_eog(self, token: int) -> bool:
+        """True for tokens that end generation: EOS, EOT and the file's other end-of-turn tokens
+        (e.g. <|im_end|>)."""
+        return self._is_eog(token)
+
     def _is_eog(self, token: int) -> bool:
         """True for tokens that end generation (EOS, EOT, <|im_end|>, ...)."""
         return bool(self._vocab_checked().is_eog(int(token)))
