@@ -413,3 +413,14 @@ def test_llama_and_the_test_fake_follow_the_model_contract(model_path):
             return None
 
     assert not isinstance(Incomplete(), GenerationModel)
+
+
+def test_llama_cpp_python_chat_format_names(model_path):
+    msgs = [{"role": "user", "content": "Instruction"}, {"role": "assistant", "content": "Answer"},
+            {"role": "user", "content": "Again"}]
+    with load(model_path, chat_format="mistral-instruct", n_ctx=128) as m:
+        assert m.apply_chat_template(msgs) == "<s>[INST] Instruction [/INST]Answer</s>[INST] Again [/INST]"
+        with pytest.raises(ValueError, match="alternate"):
+            m.apply_chat_template(msgs[1:])
+    with load(model_path, chat_format="qwen") as q, load(model_path, chat_format="chatml") as c:
+        assert q.apply_chat_template(msgs) == c.apply_chat_template(msgs)

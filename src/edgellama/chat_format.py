@@ -8,12 +8,11 @@ and the variables ``messages``, ``bos_token``, ``eos_token``, ``add_generation_p
 
 Files without a template can use a built-in format, chosen with ``Llama(..., chat_format=NAME)``:
 
-===========  ================================================================
-``auto``     the file's own template (the default; an error if it has none)
-``chatml``   ``<|im_start|>role\\ncontent<|im_end|>`` (Qwen, SmolLM, many fine-tunes)
-``llama-2``  ``<s>[INST] <<SYS>>...<</SYS>> user [/INST] assistant </s>``
-``llama-3``  ``<|start_header_id|>role<|end_header_id|>\\n\\ncontent<|eot_id|>``
-===========  ================================================================
+- ``auto``: the file's own template (the default; an error if it has none)
+- ``chatml`` (also ``qwen``): ``<|im_start|>role\\ncontent<|im_end|>`` (Qwen, SmolLM, many fine-tunes)
+- ``llama-2``: ``<s>[INST] <<SYS>>...<</SYS>> user [/INST] assistant </s>``
+- ``llama-3``: ``<|start_header_id|>role<|end_header_id|>\\n\\ncontent<|eot_id|>``
+- ``mistral-instruct``: ``<s>[INST] user [/INST] assistant</s>``
 """
 
 from __future__ import annotations
@@ -69,11 +68,26 @@ LLAMA3_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 )
 
-# name -> (template, extra stop strings). "auto" is resolved to the model's own template.
+# Mistral-Instruct: [INST] user [/INST] answer</s>, user/assistant strictly alternating
+MISTRAL_INSTRUCT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('mistral-instruct format: conversation roles must alternate user/assistant/user/...') }}"
+    "{% endif %}"
+    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
+    "{% else %}{{ raise_exception('mistral-instruct format: only user and assistant roles') }}{% endif %}"
+    "{% endfor %}"
+)
+
+# name -> (template, extra stop strings). "auto" is resolved to the model's own template. The
+# names are llama-cpp-python's chat_format names.
 _BUILTIN: Dict[str, tuple] = {
     "chatml": (CHATML_TEMPLATE, ["<|im_end|>"]),
     "llama-2": (LLAMA2_TEMPLATE, []),  # EOS ends the turn; EOS is an end-of-generation token
     "llama-3": (LLAMA3_TEMPLATE, ["<|eot_id|>"]),
+    "mistral-instruct": (MISTRAL_INSTRUCT_TEMPLATE, []),  # EOS ends the turn
+    "qwen": (CHATML_TEMPLATE, ["<|im_end|>"]),  # Qwen's chat layout is ChatML
 }
 CHAT_FORMATS = ("auto",) + tuple(_BUILTIN)
 

@@ -215,7 +215,7 @@ def check_chat_template(llm: Any, model: str) -> None:
     except ValueError as e:
         if "no chat template" in str(e):
             raise UserError(f"{model} has no chat template; choose a format with "
-                            "--chat-format chatml|llama-2|llama-3") from None
+                            "--chat-format chatml|llama-2|llama-3|mistral-instruct") from None
         raise
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, List, Optional, Protocol, Union
 
-from .chat_format import CHATML_TEMPLATE, LLAMA2_TEMPLATE, LLAMA3_TEMPLATE, render_template
+from .chat_format import CHATML_TEMPLATE, LLAMA2_TEMPLATE, LLAMA3_TEMPLATE, MISTRAL_INSTRUCT_TEMPLATE, render_template
 from .llama_hooks import StoppingCriteriaList
 
 __all__ = ["ChatFormatterResponse", "ChatFormatter", "Jinja2ChatFormatter", "hf_tokenizer_config_to_chat_formatter",
@@ -19,15 +19,7 @@ __all__ = ["ChatFormatterResponse", "ChatFormatter", "Jinja2ChatFormatter", "hf_
            "CHATML_CHAT_TEMPLATE", "MISTRAL_INSTRUCT_CHAT_TEMPLATE"]
 
 CHATML_CHAT_TEMPLATE = CHATML_TEMPLATE
-# Mistral-Instruct's layout: [INST] user [/INST] answer</s>, roles strictly alternating
-MISTRAL_INSTRUCT_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
-    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
-    "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
-)
+MISTRAL_INSTRUCT_CHAT_TEMPLATE = MISTRAL_INSTRUCT_TEMPLATE
 
 
 @dataclasses.dataclass

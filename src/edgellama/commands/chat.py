@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--n-predict", type=int, default=-1, metavar="N",
                    help="at most N tokens per answer (default: -1 = until the model ends its turn)")
     p.add_argument("--chat-format", default=None, metavar="NAME",
-                   help="for models without a chat template: chatml, llama-2 or llama-3")
+                   help="for models without a chat template: chatml, llama-2, llama-3 or mistral-instruct")
     cli.add_sampling_arguments(p, temp=0.7)
     cli.add_context_arguments(p)
 
