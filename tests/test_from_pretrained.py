@@ -107,3 +107,13 @@ def test_subfolder_files_and_bad_patterns(hub):
         edgellama.Llama.from_pretrained(REPO, "*Q2_K.gguf", cache_dir=cache)
     with pytest.raises(ValueError, match="2 files"):
         edgellama.Llama.from_pretrained(REPO, "*.gguf", cache_dir=cache)
+
+
+def test_pull_and_from_pretrained_read_the_same_endpoint(monkeypatch):
+    from edgellama import hub
+
+    monkeypatch.delenv("EDGELLAMA_HF_ENDPOINT", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://mirror.invalid/")
+    assert hub.hf_url("hf://a/b/c.gguf") == "http://mirror.invalid/a/b/resolve/main/c.gguf"
+    monkeypatch.setenv("EDGELLAMA_HF_ENDPOINT", "http://ours.invalid")
+    assert hub.hf_url("hf://a/b/c.gguf").startswith("http://ours.invalid/")

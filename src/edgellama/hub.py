@@ -84,7 +84,9 @@ def cache_dir() -> Path:
 
 
 def _hf_endpoint() -> str:
-    return os.environ.get("EDGELLAMA_HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    """EDGELLAMA_HF_ENDPOINT, else huggingface_hub's HF_ENDPOINT (mirrors, tests), else the Hub."""
+    return (os.environ.get("EDGELLAMA_HF_ENDPOINT") or os.environ.get("HF_ENDPOINT")
+            or "https://huggingface.co").rstrip("/")
 
 
 def _pypi_base() -> str:

@@ -4,7 +4,8 @@ The ``huggingface_hub`` library does the work, so files land in (and are reused 
 Hugging Face cache that other tools share (``HF_HUB_CACHE``, ``~/.cache/huggingface/hub``), and
 its token, offline mode and endpoint settings apply. ``filename`` may be a glob
 (``"*Q4_K_M.gguf"``) that must match exactly one file of the repository. The endpoint is
-``$HF_ENDPOINT`` read at call time (huggingface_hub itself reads it once, at import).
+``$EDGELLAMA_HF_ENDPOINT`` or ``$HF_ENDPOINT`` read at call time, as for ``edgellama pull hf://...``
+(huggingface_hub itself reads HF_ENDPOINT once, at import).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def download_pretrained(repo_id: str, filename: str, additional_files: Optional[
     if not isinstance(filename, str) or not filename:
         raise ValueError("from_pretrained: filename (a file name or glob pattern) is required")
     validate_repo_id(repo_id)
-    endpoint = os.environ.get("HF_ENDPOINT") or None
+    endpoint = os.environ.get("EDGELLAMA_HF_ENDPOINT") or os.environ.get("HF_ENDPOINT") or None  # as hub.py
     api = HfApi(endpoint=endpoint)
     if any(c in filename for c in "*?["):
         files = list(api.list_repo_files(repo_id))
