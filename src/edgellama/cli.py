@@ -46,12 +46,7 @@ def _user_error_types() -> tuple:
     from . import _core
     from .hub import HubError
 
-    types: List[type] = [UserError, HubError, ValueError, OSError, UnicodeError]
-    for name in ("GGUFError", "UnsupportedError"):
-        t = getattr(_core, name, None)
-        if isinstance(t, type):
-            types.append(t)
-    return tuple(types)
+    return (UserError, HubError, ValueError, OSError, UnicodeError, _core.GGUFError, _core.UnsupportedError)
 
 
 def discover_commands() -> List[ModuleType]:

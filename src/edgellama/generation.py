@@ -69,24 +69,12 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    f = getattr(_core, "log_softmax", None)
-    if f is not None:
-        return np.asarray(f(logits))
-    x = logits.astype(np.float64)
-    m = x.max()
-    return (x - m - np.log(np.exp(x - m).sum())).astype(np.float32)
+    return np.asarray(_core.log_softmax(logits))
 
 
 def _top_logprobs(logits: np.ndarray, k: int) -> Tuple[List[int], List[float]]:
-    f = getattr(_core, "top_logprobs", None)
-    if f is not None:
-        ids, lps = f(logits, k)
-        return [int(i) for i in ids], [float(v) for v in lps]
-    lp = _log_softmax(logits)
-    k = min(k, lp.shape[0])
-    idx = np.argpartition(-lp, k - 1)[:k]
-    idx = idx[np.argsort(-lp[idx], kind="stable")]
-    return [int(i) for i in idx], [float(lp[i]) for i in idx]
+    ids, lps = _core.top_logprobs(logits, k)
+    return [int(i) for i in ids], [float(v) for v in lps]
 
 
 @dataclass
