@@ -59,12 +59,10 @@ class EmbeddingMixin:
             total += len(tokens)
             hidden = self._hidden_states(tokens)  # (len(tokens), n_embd) float32
             if pool is None:
-                rows = [_normalized(r) if normalize else r for r in hidden]
-                data.append([[float(x) for x in r] for r in rows])
+                data.append([(_normalized(r) if normalize else r).tolist() for r in hidden])
             else:
                 v = pool(hidden) if len(tokens) else np.zeros(hidden.shape[1])
-                v = _normalized(v) if normalize else v
-                data.append([float(x) for x in v])
+                data.append((_normalized(v) if normalize else v).tolist())
         output = data[0] if isinstance(input, str) else data
         return (output, total) if return_count else output
 
