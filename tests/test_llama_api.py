@@ -424,3 +424,19 @@ def test_llama_cpp_python_chat_format_names(model_path):
             m.apply_chat_template(msgs[1:])
     with load(model_path, chat_format="qwen") as q, load(model_path, chat_format="chatml") as c:
         assert q.apply_chat_template(msgs) == c.apply_chat_template(msgs)
+
+
+def test_register_chat_format(model_path):
+    from edgellama.llama_chat_format import ChatFormatterResponse, register_chat_format
+
+    @register_chat_format("test-brackets")
+    def brackets(messages, **kwargs):
+        return ChatFormatterResponse(prompt="".join(f"[{m['role']}]{m['content']}" for m in messages) + "[assistant]",
+                                     stop=["[user]"])
+
+    with load(model_path, chat_format="test-brackets", n_ctx=128) as m:
+        assert m.apply_chat_template([{"role": "user", "content": "ab"}]) == "[user]ab[assistant]"
+        out = m.create_chat_completion([{"role": "user", "content": "ab"}], max_tokens=3)
+        assert out["usage"]["prompt_tokens"] == len(m.tokenize(b"[user]ab[assistant]"))
+    with pytest.raises(ValueError, match="built in"):
+        register_chat_format("chatml")(brackets)

@@ -92,11 +92,25 @@ _BUILTIN: Dict[str, tuple] = {
 CHAT_FORMATS = ("auto",) + tuple(_BUILTIN)
 
 
+# Formats registered at run time (edgellama.llama_chat_format.register_chat_format): name -> a
+# formatter object with ChatFormatter's call signature.
+_REGISTERED: Dict[str, Any] = {}
+
+
+def register_formatter(name: str, formatter: Any) -> None:
+    """Make ``Llama(chat_format=name)`` use ``formatter(messages, add_generation_prompt=True, **extra)
+    -> ChatPrompt``. A built-in name cannot be replaced."""
+    if name in CHAT_FORMATS:
+        raise ValueError(f"chat_format {name!r} is built in and cannot be re-registered")
+    _REGISTERED[name] = formatter
+
+
 def validate_chat_format(name: Optional[str]) -> Optional[str]:
     """Return ``name`` if it is a known chat format (or None), else raise ValueError."""
-    if name is None or name in CHAT_FORMATS:
+    if name is None or name in CHAT_FORMATS or name in _REGISTERED:
         return name
-    raise ValueError(f"unknown chat_format {name!r}; known formats: {', '.join(CHAT_FORMATS)}")
+    known = ", ".join(CHAT_FORMATS + tuple(_REGISTERED))
+    raise ValueError(f"unknown chat_format {name!r}; known formats: {known}")
 
 
 @dataclass
@@ -263,6 +277,8 @@ def get_chat_formatter(chat_format: Optional[str], chat_template: Optional[str],
                        eos_token: str = "") -> ChatFormatter:
     """Pick the formatter: ``None``/``"auto"`` -> the model's template; else a built-in format."""
     validate_chat_format(chat_format)
+    if chat_format in _REGISTERED:
+        return _REGISTERED[chat_format]
     if chat_format in (None, "auto"):
         if not chat_template:
             raise ValueError(

@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, List, Optional, Protocol, Union
 
-from .chat_format import CHATML_TEMPLATE, LLAMA2_TEMPLATE, LLAMA3_TEMPLATE, MISTRAL_INSTRUCT_TEMPLATE, render_template
+from .chat_format import (CHATML_TEMPLATE, LLAMA2_TEMPLATE, LLAMA3_TEMPLATE, MISTRAL_INSTRUCT_TEMPLATE, ChatPrompt,
+                          register_formatter, render_template)
 from .llama_hooks import StoppingCriteriaList
 
 __all__ = ["ChatFormatterResponse", "ChatFormatter", "Jinja2ChatFormatter", "hf_tokenizer_config_to_chat_formatter",
-           "format_chatml", "format_llama2", "format_llama3", "format_mistral_instruct",
+           "format_chatml", "format_llama2", "format_llama3", "format_mistral_instruct", "register_chat_format",
            "CHATML_CHAT_TEMPLATE", "MISTRAL_INSTRUCT_CHAT_TEMPLATE"]
 
 CHATML_CHAT_TEMPLATE = CHATML_TEMPLATE
@@ -91,3 +92,27 @@ format_chatml = _builtin(CHATML_TEMPLATE, "", "<|im_end|>", ["<|im_end|>"])
 format_llama2 = _builtin(LLAMA2_TEMPLATE, "<s>", "</s>", ["</s>"])
 format_llama3 = _builtin(LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|eot_id|>", ["<|eot_id|>"])
 format_mistral_instruct = _builtin(MISTRAL_INSTRUCT_CHAT_TEMPLATE, "<s>", "</s>", ["</s>"])
+
+
+class _RegisteredFormat:
+    """A llama-cpp-python style format function (``f(messages=..., **kwargs) ->
+    ChatFormatterResponse``) as edgellama's chat layer calls a formatter."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __call__(self, messages, add_generation_prompt: bool = True, **extra: Any) -> ChatPrompt:
+        r = self.f(messages=list(messages), **extra)
+        stop = [r.stop] if isinstance(r.stop, str) else list(r.stop or [])
+        return ChatPrompt(prompt=r.prompt, stop=stop, starts_with_bos=bool(r.added_special))
+
+
+def register_chat_format(name: str):
+    """Decorator: ``@register_chat_format("mine") def f(messages, **kwargs) -> ChatFormatterResponse``
+    makes ``Llama(chat_format="mine")`` format chats with ``f``. ``added_special=True`` in the
+    response means the prompt already holds BOS (no second one is added). A returned
+    ``stopping_criteria`` is not used; ``stop`` strings are."""
+    def decorator(f):
+        register_formatter(name, _RegisteredFormat(f))
+        return f
+    return decorator
