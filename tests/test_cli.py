@@ -274,3 +274,16 @@ def test_help_shows_defaults_and_that_model_may_be_a_name():
             if a.default is not None and "default" not in (a.help or ""):
                 missing.append((name, a.option_strings, "no default in help"))
     assert missing == []
+
+
+def test_dash_t_means_threads_in_every_command():
+    import argparse
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in sub.choices.items():
+        for a in p._actions:
+            if "-t" in a.option_strings:
+                assert a.dest == "threads", (name, a.option_strings)
+            if a.dest == "threads":
+                assert "-t" in a.option_strings, name
