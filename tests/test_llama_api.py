@@ -440,3 +440,37 @@ def test_register_chat_format(model_path):
         assert out["usage"]["prompt_tokens"] == len(m.tokenize(b"[user]ab[assistant]"))
     with pytest.raises(ValueError, match="built in"):
         register_chat_format("chatml")(brackets)
+
+
+def test_load_state_survives_random_header_damage(model_path):
+    """Flipped header bytes or a wrong length: a ValueError or a consistent load, never a crash."""
+    rng = np.random.default_rng(0)
+    with load(model_path) as m:
+        m.eval(PROMPT)
+        good = m.save_state()
+        for _ in range(200):
+            data = bytearray(good.llama_state)
+            for _ in range(int(rng.integers(1, 4))):
+                data[int(rng.integers(0, 48))] ^= 1 << int(rng.integers(0, 8))
+            if rng.random() < 0.3:
+                data = data[: int(rng.integers(0, len(data)))]
+            bad = edgellama.LlamaState(good.input_ids, good.scores, good.n_tokens, bytes(data), len(data), 0)
+            try:
+                m.load_state(bad)
+            except ValueError:
+                assert m.n_tokens == len(PROMPT)  # unchanged by the failed load
+        m.load_state(good)
+        m.eval([3])  # still usable
+
+
+def test_load_state_rejects_inconsistent_token_counts(model_path):
+    with load(model_path) as m:
+        m.eval(PROMPT)
+        s = m.save_state()
+        with pytest.raises(ValueError, match="n_tokens"):
+            m.load_state(edgellama.LlamaState(s.input_ids, s.scores, s.n_tokens - 1, s.llama_state, s.llama_state_size, 0))
+        assert m.n_tokens == 0  # a cleared, consistent cache
+        m.eval([1, 2])
+        with pytest.raises(ValueError, match="n_tokens"):
+            m.load_state(edgellama.LlamaState(s.input_ids[:3], s.scores, s.n_tokens, s.llama_state, s.llama_state_size, 0))
+        assert m.n_tokens == 2  # checked before anything was loaded

@@ -309,8 +309,15 @@ class Llama(GenerationMixin, EmbeddingMixin):
     def load_state(self, state: LlamaState) -> None:
         with self._lock:
             ctx = self._context_checked()
-            ctx.load_state(bytes(state.llama_state))  # checks shape, KV types and size
             n = int(state.n_tokens)
+            if not 0 <= n <= len(state.input_ids):
+                raise ValueError(f"load_state: n_tokens {n} does not fit the state's {len(state.input_ids)} input_ids")
+            ctx.load_state(bytes(state.llama_state))  # checks shape, KV types and size
+            if ctx.n_past != n:  # the KV cache holds another number of tokens than the state says
+                ctx.truncate(0)
+                self.tokens_in_cache = []
+                self._last_logits = None
+                raise ValueError(f"load_state: the state's KV cache holds {ctx.n_past} tokens but n_tokens is {n}")
             self.tokens_in_cache = [int(t) for t in np.asarray(state.input_ids)[:n]]
             scores = np.asarray(state.scores, dtype=np.single)
             if self._logits_all:
