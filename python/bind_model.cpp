@@ -65,7 +65,8 @@ void bind_model(py::module_& m) {
 
   py::class_<Context>(m, "Context")
       .def(py::init([](std::shared_ptr<Model> model, int64_t n_ctx, int n_threads, int64_t n_batch,
-                       const std::string& type_k, const std::string& type_v, const std::string& precision) {
+                       const std::string& type_k, const std::string& type_v, const std::string& precision,
+                       double rope_freq_base, double rope_freq_scale) {
              ContextParams p;
              p.n_ctx = n_ctx;
              p.n_threads = n_threads;
@@ -73,11 +74,13 @@ void bind_model(py::module_& m) {
              p.type_k = parse_kv_type(type_k, "type_k");
              p.type_v = parse_kv_type(type_v, "type_v");
              p.precision = parse_precision(precision);
+             p.rope_freq_base = rope_freq_base;
+             p.rope_freq_scale = rope_freq_scale;
              py::gil_scoped_release release;
              return new Context(std::move(model), p);
            }),
            py::arg("model"), py::arg("n_ctx"), py::arg("n_threads"), py::arg("n_batch"), py::arg("type_k"),
-           py::arg("type_v"), py::arg("precision"))
+           py::arg("type_v"), py::arg("precision"), py::arg("rope_freq_base") = 0.0, py::arg("rope_freq_scale") = 0.0)
       .def(
           "decode",
           [](Context& ctx, TokenArray tokens, bool all_logits, bool want_logits) -> py::object {

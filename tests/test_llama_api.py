@@ -66,7 +66,7 @@ def test_gpu_and_residency_settings_are_accepted_and_change_nothing(model_path):
         assert m.n_ubatch == 3
 
 
-@pytest.mark.parametrize("kw", [dict(rope_freq_base=5000.0), dict(rope_freq_scale=0.5), dict(yarn_ext_factor=1.0),
+@pytest.mark.parametrize("kw", [dict(yarn_ext_factor=1.0),
                                 dict(yarn_orig_ctx=4096), dict(rope_scaling_type=1), dict(kv_overrides={"a": 1}),
                                 dict(lora_path="x.gguf"), dict(type_k=8), dict(pooling_type=4),
                                 dict(chat_handler=lambda **k: None)])
@@ -474,3 +474,24 @@ def test_load_state_rejects_inconsistent_token_counts(model_path):
         with pytest.raises(ValueError, match="n_tokens"):
             m.load_state(edgellama.LlamaState(s.input_ids[:3], s.scores, s.n_tokens, s.llama_state, s.llama_state_size, 0))
         assert m.n_tokens == 2  # checked before anything was loaded
+
+
+@pytest.mark.parametrize("file_kw,override", [
+    (dict(freq_base=5000.0), dict(rope_freq_base=5000.0)),         # base from the argument
+    (dict(rope_linear_factor=4.0), dict(rope_freq_scale=0.25)),   # llama.cpp: freq_scale = 1 / factor
+    (dict(freq_base=500.0, rope_linear_factor=2.0), dict(rope_freq_base=500.0, rope_freq_scale=0.5)),
+])
+def test_rope_overrides_equal_a_file_with_those_settings(tmp_path, file_kw, override):
+    shape = dict(n_layer=2, n_embd=32, n_head=4, n_head_kv=2, n_ff=64, n_vocab=300, seed=9)
+    plain = make_model(tmp_path / "plain.gguf", **shape)
+    baked = make_model(tmp_path / "baked.gguf", **shape, **file_kw)
+    tokens = [1] + list(range(40, 80))
+    with load(baked, precision="exact") as b, load(plain, precision="exact", **override) as o, \
+            load(plain, precision="exact") as p:
+        want = b.eval(tokens)
+        np.testing.assert_array_equal(o.eval(tokens), want)
+        assert np.abs(p.eval(tokens) - want).max() > 1e-3  # the override changed the results
+    with pytest.raises(ValueError, match="rope_freq_base"):
+        load(plain, rope_freq_base=-1.0)
+    with pytest.raises(ValueError, match="rope_freq_scale"):
+        load(plain, rope_freq_scale=float("inf"))

@@ -74,6 +74,10 @@ const ContextParams& checked_params(const Model& model, const ContextParams& par
     throw ArgumentError("n_threads must be between 1 and " + std::to_string(kMaxThreads) +
                         " (or 0 for the default), got " + std::to_string(params.n_threads));
   if (params.n_batch <= 0) throw ArgumentError("n_batch must be > 0, got " + std::to_string(params.n_batch));
+  if (!std::isfinite(params.rope_freq_base) || params.rope_freq_base < 0)
+    throw ArgumentError("rope_freq_base must be > 0 (or 0 for the model's), got " + std::to_string(params.rope_freq_base));
+  if (!std::isfinite(params.rope_freq_scale) || params.rope_freq_scale < 0)
+    throw ArgumentError("rope_freq_scale must be > 0 (or 0 for the model's), got " + std::to_string(params.rope_freq_scale));
   return params;
 }
 
@@ -123,8 +127,10 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
   // Rotation frequency of each rotated pair: base^(-2i/n_rot), divided by the per-frequency factor
   // of Llama-3.1-style scaling when the file has one.
   inv_freq_.resize(size_t(hp.n_rot / 2));
+  const double rope_base = params_.rope_freq_base > 0 ? params_.rope_freq_base : hp.rope_base;
+  rope_pos_divisor_ = params_.rope_freq_scale > 0 ? 1.0 / params_.rope_freq_scale : hp.rope_linear_factor;
   for (int64_t i = 0; i < hp.n_rot / 2; ++i) {
-    double f = std::pow(hp.rope_base, -2.0 * double(i) / double(hp.n_rot));
+    double f = std::pow(rope_base, -2.0 * double(i) / double(hp.n_rot));
     if (!model_->rope_freq_factors.empty()) f /= double(model_->rope_freq_factors[size_t(i)]);
     inv_freq_[size_t(i)] = f;
   }
@@ -325,7 +331,7 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, boo
 
   const int64_t half = hp.n_rot / 2;
   for (int64_t t = 0; t < n; ++t) {
-    const double pos = double(n_past_ + t) / hp.rope_linear_factor;
+    const double pos = double(n_past_ + t) / rope_pos_divisor_;
     for (int64_t i = 0; i < half; ++i) {
       const double angle = pos * inv_freq_[size_t(i)];
       rope_cos_[size_t(t * half + i)] = float(std::cos(angle));

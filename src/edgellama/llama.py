@@ -76,6 +76,7 @@ class Llama(GenerationMixin, EmbeddingMixin):
         vocab_only: load only the tokenizer (no weights are touched, no context is created).
         chat_format: None/"auto" to use the file's chat template, or "chatml", "llama-2", "llama-3".
         type_k, type_v: KV cache storage, "f16" (default) or "f32" (or ggml type ids 1 and 0).
+        rope_freq_base, rope_freq_scale: RoPE base frequency and position scale; 0 = the file's.
         last_n_tokens_size: how many recent tokens the repetition penalties look at.
         draft_model: a draft model for speculative decoding (see edgellama.llama_speculative).
         tokenizer: a BaseLlamaTokenizer used instead of the file's tokenizer.
@@ -156,8 +157,8 @@ class Llama(GenerationMixin, EmbeddingMixin):
             n_gpu_layers=n_gpu_layers, split_mode=split_mode, main_gpu=main_gpu, tensor_split=tensor_split,
             offload_kqv=offload_kqv, op_offload=op_offload, flash_attn=flash_attn, swa_full=swa_full,
             use_mmap=use_mmap, use_mlock=use_mlock, numa=numa, no_perf=no_perf, spm_infill=spm_infill,
-            attention_type=attention_type, rope_scaling_type=rope_scaling_type, rope_freq_base=rope_freq_base,
-            rope_freq_scale=rope_freq_scale, yarn_ext_factor=yarn_ext_factor, yarn_attn_factor=yarn_attn_factor,
+            attention_type=attention_type, rope_scaling_type=rope_scaling_type,
+            yarn_ext_factor=yarn_ext_factor, yarn_attn_factor=yarn_attn_factor,
             yarn_beta_fast=yarn_beta_fast, yarn_beta_slow=yarn_beta_slow, yarn_orig_ctx=yarn_orig_ctx,
             kv_overrides=kv_overrides, lora_path=lora_path, lora_base=lora_base))
         if chat_handler is not None:
@@ -228,8 +229,11 @@ class Llama(GenerationMixin, EmbeddingMixin):
             warnings.warn(f"n_ctx={n_ctx} exceeds the context {self.model_path} was trained with ({n_ctx_train}): "
                           f"expect degraded output past {n_ctx_train} tokens", stacklevel=2)
         chunk = min(n_batch, n_ubatch, n_ctx)  # our forward chunk is llama.cpp's physical batch
+        for name, value in (("rope_freq_base", rope_freq_base), ("rope_freq_scale", rope_freq_scale)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number (0 = the model's), got {value!r}")
         self._ctx = _core.Context(self._model, n_ctx, n_threads or n_threads_batch or 0, chunk, type_k, type_v,
-                                  precision)
+                                  precision, float(rope_freq_base), float(rope_freq_scale))
         self._n_ctx = n_ctx
         self.n_batch = min(n_batch, n_ctx)
         self.n_ubatch = self._ctx.n_batch

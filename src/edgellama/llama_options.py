@@ -4,7 +4,7 @@ means on a CPU runtime, in one table. Three kinds:
 - ignored: GPU placement or memory residency; the results do not change (one debug log line);
 - not implemented: would change the results; a non-default value raises NotImplementedError naming
   the parameter (never a silent ignore);
-- mapped: translated to an edgellama setting (KV cache types, pooling).
+- mapped: translated to an edgellama setting (KV cache types, pooling, rope_freq_base/scale).
 """
 
 from __future__ import annotations
@@ -35,9 +35,7 @@ IGNORED: Dict[str, Any] = {
 # name -> default meaning "as the model file says". Anything else changes the numbers and is not
 # implemented: NotImplementedError.
 NOT_IMPLEMENTED: Dict[str, Any] = {
-    "rope_scaling_type": -1,
-    "rope_freq_base": 0.0,
-    "rope_freq_scale": 0.0,
+    "rope_scaling_type": -1,  # rope_freq_base / rope_freq_scale are implemented (Context)
     "yarn_ext_factor": -1.0,
     "yarn_attn_factor": 1.0,
     "yarn_beta_fast": 32.0,

@@ -24,6 +24,10 @@ struct ContextParams {
   KVType type_k = KVType::F16;
   KVType type_v = KVType::F16;
   MatmulPrecision precision = MatmulPrecision::Fast;
+  // RoPE overrides (llama.cpp's rope_freq_base / rope_freq_scale): 0 = what the model file says.
+  // Positions are multiplied by freq_scale (the file's linear scaling is 1 / factor).
+  double rope_freq_base = 0.0;
+  double rope_freq_scale = 0.0;
 };
 
 // Mean squared input activation per column of one weight (for calibrated quantization).
@@ -90,6 +94,7 @@ class Context {
   std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_;
   std::vector<float> rope_cos_, rope_sin_;  // [n_batch][n_rot/2]
   std::vector<double> inv_freq_;            // [n_rot/2]
+  double rope_pos_divisor_ = 1.0;           // position / this = the rotated position
   std::vector<float> att_scores_;           // per thread: n_ctx scores
   std::vector<float> att_row_tmp_;          // per thread: one K or V head row widened to float
   std::vector<float> attn_scratch_;         // fast attention: per thread, attn_scratch_stride_ floats
