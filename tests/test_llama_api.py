@@ -67,7 +67,7 @@ def test_gpu_and_residency_settings_are_accepted_and_change_nothing(model_path):
 
 
 @pytest.mark.parametrize("kw", [dict(yarn_ext_factor=1.0),
-                                dict(yarn_orig_ctx=4096), dict(rope_scaling_type=1), dict(kv_overrides={"a": 1}),
+                                dict(yarn_orig_ctx=4096), dict(rope_scaling_type=2), dict(kv_overrides={"a": 1}),
                                 dict(lora_path="x.gguf"), dict(type_k=8), dict(pooling_type=4),
                                 dict(chat_handler=lambda **k: None)])
 def test_settings_that_would_change_results_raise_not_implemented(model_path, kw):
@@ -480,6 +480,7 @@ def test_load_state_rejects_inconsistent_token_counts(model_path):
     (dict(freq_base=5000.0), dict(rope_freq_base=5000.0)),         # base from the argument
     (dict(rope_linear_factor=4.0), dict(rope_freq_scale=0.25)),   # llama.cpp: freq_scale = 1 / factor
     (dict(freq_base=500.0, rope_linear_factor=2.0), dict(rope_freq_base=500.0, rope_freq_scale=0.5)),
+    (dict(rope_linear_factor=2.0), dict(rope_scaling_type=1, rope_freq_scale=0.5)),
 ])
 def test_rope_overrides_equal_a_file_with_those_settings(tmp_path, file_kw, override):
     shape = dict(n_layer=2, n_embd=32, n_head=4, n_head_kv=2, n_ff=64, n_vocab=300, seed=9)
@@ -495,3 +496,17 @@ def test_rope_overrides_equal_a_file_with_those_settings(tmp_path, file_kw, over
         load(plain, rope_freq_base=-1.0)
     with pytest.raises(ValueError, match="rope_freq_scale"):
         load(plain, rope_freq_scale=float("inf"))
+
+
+def test_rope_scaling_type_none_turns_the_files_linear_scaling_off(tmp_path):
+    shape = dict(n_layer=1, n_embd=32, n_head=4, n_head_kv=2, n_ff=64, n_vocab=300, seed=4)
+    plain = make_model(tmp_path / "plain.gguf", **shape)
+    scaled = make_model(tmp_path / "scaled.gguf", **shape, rope_linear_factor=4.0)
+    tokens = [1] + list(range(40, 70))
+    with load(plain, precision="exact") as p, load(scaled, precision="exact", rope_scaling_type=0) as s, \
+            load(scaled, precision="exact", rope_scaling_type=1) as lin:
+        want = p.eval(tokens)
+        np.testing.assert_array_equal(s.eval(tokens), want)
+        assert np.abs(lin.eval(tokens) - want).max() > 1e-3
+    with pytest.raises(ValueError, match="rope_scaling_type"):
+        load(plain, rope_scaling_type=7)

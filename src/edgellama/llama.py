@@ -18,7 +18,7 @@ from .chat_format import validate_chat_format
 from .embeddings import EmbeddingMixin
 from .llama_cache import BaseLlamaCache
 from .llama_hooks import CallHooks, LogitsProcessorList, StoppingCriteriaList  # noqa: F401  (exported here in llama-cpp-python)
-from .llama_options import check_compat_options, kv_type, pooling_type as _resolve_pooling
+from .llama_options import check_compat_options, kv_type, pooling_type as _resolve_pooling, rope_freq_scale_for
 from .llama_state import LlamaState
 from .llama_tokenizer import BaseLlamaTokenizer, LlamaTokenizer
 from .model_ref import locate_model
@@ -157,8 +157,7 @@ class Llama(GenerationMixin, EmbeddingMixin):
             n_gpu_layers=n_gpu_layers, split_mode=split_mode, main_gpu=main_gpu, tensor_split=tensor_split,
             offload_kqv=offload_kqv, op_offload=op_offload, flash_attn=flash_attn, swa_full=swa_full,
             use_mmap=use_mmap, use_mlock=use_mlock, numa=numa, no_perf=no_perf, spm_infill=spm_infill,
-            attention_type=attention_type, rope_scaling_type=rope_scaling_type,
-            yarn_ext_factor=yarn_ext_factor, yarn_attn_factor=yarn_attn_factor,
+            attention_type=attention_type, yarn_ext_factor=yarn_ext_factor, yarn_attn_factor=yarn_attn_factor,
             yarn_beta_fast=yarn_beta_fast, yarn_beta_slow=yarn_beta_slow, yarn_orig_ctx=yarn_orig_ctx,
             kv_overrides=kv_overrides, lora_path=lora_path, lora_base=lora_base))
         if chat_handler is not None:
@@ -232,6 +231,7 @@ class Llama(GenerationMixin, EmbeddingMixin):
         for name, value in (("rope_freq_base", rope_freq_base), ("rope_freq_scale", rope_freq_scale)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number (0 = the model's), got {value!r}")
+        rope_freq_scale = rope_freq_scale_for(rope_scaling_type, rope_freq_scale)
         self._ctx = _core.Context(self._model, n_ctx, n_threads or n_threads_batch or 0, chunk, type_k, type_v,
                                   precision, float(rope_freq_base), float(rope_freq_scale))
         self._n_ctx = n_ctx

@@ -35,7 +35,6 @@ IGNORED: Dict[str, Any] = {
 # name -> default meaning "as the model file says". Anything else changes the numbers and is not
 # implemented: NotImplementedError.
 NOT_IMPLEMENTED: Dict[str, Any] = {
-    "rope_scaling_type": -1,  # rope_freq_base / rope_freq_scale are implemented (Context)
     "yarn_ext_factor": -1.0,
     "yarn_attn_factor": 1.0,
     "yarn_beta_fast": 32.0,
@@ -100,3 +99,22 @@ def pooling_type(value: Union[int, str, None], file_value: Optional[int]) -> int
     if value == 4:
         raise NotImplementedError("pooling_type=4 (rank, for rerankers) is not implemented by edgellama")
     return value
+
+
+# llama.cpp's enum llama_rope_scaling_type
+ROPE_SCALING_TYPES = {-1: "unspecified", 0: "none", 1: "linear", 2: "yarn", 3: "longrope"}
+
+
+def rope_freq_scale_for(rope_scaling_type: Optional[int], rope_freq_scale: float) -> float:
+    """The position scale to give the context: ``none`` turns the file's linear scaling off (1.0)
+    unless a scale is given; ``unspecified``/``linear`` keep the file's (or the given) scale; yarn
+    and longrope are not implemented."""
+    t = -1 if rope_scaling_type is None else rope_scaling_type
+    if isinstance(t, bool) or t not in ROPE_SCALING_TYPES:
+        raise ValueError(f"rope_scaling_type must be one of {sorted(ROPE_SCALING_TYPES)} (llama_rope_scaling_type), "
+                         f"got {rope_scaling_type!r}")
+    if t in (2, 3):
+        raise NotImplementedError(f"rope_scaling_type={t} ({ROPE_SCALING_TYPES[t]}) is not implemented by edgellama")
+    if t == 0 and not rope_freq_scale:
+        return 1.0
+    return rope_freq_scale
