@@ -27,21 +27,22 @@ class LineProgress:
         self._last_decile = 0
         self._closed = False
 
-    def _fmt(self, v: float) -> str:
+    def _amount(self, v: float) -> str:
+        """``20 tensor`` or, with unit_scale, ``4.0 MiB``."""
         if not self.unit_scale:
-            return f"{int(v)}"
+            return f"{int(v)} {self.unit}"
+        prefix = ""
         for prefix in ("", "Ki", "Mi", "Gi"):
             if abs(v) < 1024 or prefix == "Gi":
-                return f"{v:.1f} {prefix}" if prefix else f"{int(v)} "
+                break
             v /= 1024.0
-        return str(v)  # pragma: no cover
+        return f"{int(v)} {self.unit}" if not prefix else f"{v:.1f} {prefix}{self.unit}"
 
     def _line(self) -> str:
         what = f"{self.desc}: " if self.desc else ""
         if self.total:
-            return f"{what}{100 * self.n // self.total}% ({self._fmt(self.n)}{'' if self.unit_scale else ' '}{self.unit} of " \
-                   f"{self._fmt(self.total)}{'' if self.unit_scale else ' '}{self.unit})"
-        return f"{what}{self._fmt(self.n)}{'' if self.unit_scale else ' '}{self.unit}"
+            return f"{what}{100 * self.n // self.total}% ({self._amount(self.n)} of {self._amount(self.total)})"
+        return f"{what}{self._amount(self.n)}"
 
     def update(self, n: int = 1) -> None:
         self.n += n
