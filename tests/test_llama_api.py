@@ -56,6 +56,20 @@ def test_every_llama_cpp_python_parameter_and_member_exists():
     assert [m for m in LLAMA_CPP_MEMBERS if not hasattr(Llama, m)] == []
 
 
+def test_ignored_settings_get_one_debug_line(model_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="edgellama"):
+        load(model_path, n_gpu_layers=-1, flash_attn=True)
+    lines = [r for r in caplog.records if r.name == "edgellama" and "ignoring" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.DEBUG
+    assert "n_gpu_layers=-1" in lines[0].getMessage() and "flash_attn=True" in lines[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="edgellama"):
+        load(model_path)
+    assert not [r for r in caplog.records if "ignoring" in r.getMessage()]
+
+
 def test_gpu_and_residency_settings_are_accepted_and_change_nothing(model_path):
     with load(model_path) as plain:
         want = plain.eval(PROMPT)

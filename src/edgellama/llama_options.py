@@ -28,7 +28,7 @@ IGNORED: Dict[str, Any] = {
     "use_mlock": False,       # residency only
     "numa": False,            # thread placement only
     "no_perf": False,         # llama.cpp's perf counters
-    "spm_infill": False,      # used only by suffix/infill completions, which follow the file's tokens
+    "spm_infill": False,      # fill-in-the-middle order; edgellama's `suffix` is appended text (docs/compat.md)
     "attention_type": -1,     # LLAMA_ATTENTION_TYPE_UNSPECIFIED: causal for every supported model
 }
 
