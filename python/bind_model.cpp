@@ -66,7 +66,7 @@ void bind_model(py::module_& m) {
   py::class_<Context>(m, "Context")
       .def(py::init([](std::shared_ptr<Model> model, int64_t n_ctx, int n_threads, int64_t n_batch,
                        const std::string& type_k, const std::string& type_v, const std::string& precision,
-                       int64_t n_seq) {
+                       double rope_freq_base, double rope_freq_scale, int64_t n_seq) {
              ContextParams p;
              p.n_ctx = n_ctx;
              p.n_seq = n_seq;
@@ -75,11 +75,14 @@ void bind_model(py::module_& m) {
              p.type_k = parse_kv_type(type_k, "type_k");
              p.type_v = parse_kv_type(type_v, "type_v");
              p.precision = parse_precision(precision);
+             p.rope_freq_base = rope_freq_base;
+             p.rope_freq_scale = rope_freq_scale;
              py::gil_scoped_release release;
              return new Context(std::move(model), p);
            }),
            py::arg("model"), py::arg("n_ctx"), py::arg("n_threads"), py::arg("n_batch"), py::arg("type_k"),
-           py::arg("type_v"), py::arg("precision"), py::arg("n_seq") = 1)
+           py::arg("type_v"), py::arg("precision"), py::arg("rope_freq_base") = 0.0, py::arg("rope_freq_scale") = 0.0,
+           py::arg("n_seq") = 1)
       .def(
           "decode",
           [](Context& ctx, TokenArray tokens, bool all_logits, bool want_logits) -> py::object {
@@ -100,6 +103,37 @@ void bind_model(py::module_& m) {
             return want_logits ? py::object(logits) : py::none();
           },
           py::arg("tokens"), py::arg("all_logits") = true, py::arg("want_logits") = true)
+      .def(
+          "decode_hidden",
+          [](Context& ctx, TokenArray tokens) {
+            if (tokens.ndim() != 1) throw edgellama::ArgumentError("tokens must be a 1-D sequence of token ids");
+            const int64_t n = tokens.shape(0);
+            py::array_t<float> hidden({n, int64_t(ctx.model().hparams().n_embd)});
+            if (n == 0) return hidden;
+            const int32_t* ids = tokens.data();
+            float* out = hidden.mutable_data();
+            py::gil_scoped_release release;
+            ctx.decode_hidden(ids, n, out);
+            return hidden;
+          },
+          py::arg("tokens"), "Evaluate tokens; return their final-norm hidden states (n, n_embd), no logits.")
+      .def("state_size", &Context::state_size)
+      .def("save_state",
+           [](const Context& ctx) {
+             std::string buf(ctx.state_size(), '\0');
+             {
+               py::gil_scoped_release release;
+               ctx.save_state(reinterpret_cast<uint8_t*>(buf.data()), buf.size());
+             }
+             return py::bytes(buf);
+           })
+      .def(
+          "load_state",
+          [](Context& ctx, const py::bytes& data) {
+            std::string_view v = data;  // no copy
+            ctx.load_state(reinterpret_cast<const uint8_t*>(v.data()), v.size());
+          },
+          py::arg("data"))
       .def("truncate", &Context::truncate, py::arg("n"))
       .def_property_readonly("n_past", &Context::n_past)
       .def_property_readonly("n_ctx", &Context::n_ctx)

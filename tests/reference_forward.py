@@ -178,9 +178,11 @@ class ReferenceModel:
         """float64 logits (n_tokens, n_vocab) of one independent sequence starting at position 0."""
         return self.forward_many([tokens], [kv_dtype])[0]
 
-    def forward_many(self, seqs: Sequence[Sequence[int]], kv_dtypes: Optional[Sequence[str]] = None) -> List[np.ndarray]:
+    def forward_many(self, seqs: Sequence[Sequence[int]], kv_dtypes: Optional[Sequence[str]] = None,
+                     hidden: bool = False) -> List[np.ndarray]:
         """Several independent sequences (each from position 0, with its own KV rounding) in one pass over
-        the weights: the per-token matmuls are stacked, attention is per sequence."""
+        the weights: the per-token matmuls are stacked, attention is per sequence. ``hidden=True``
+        returns the final-norm hidden states (n_tokens, n_embd) instead of the logits."""
         seqs = [np.asarray(list(t), dtype=np.int64) for t in seqs]
         kv_dtypes = list(kv_dtypes) if kv_dtypes is not None else ["f64"] * len(seqs)
         assert len(kv_dtypes) == len(seqs)
@@ -247,6 +249,8 @@ class ReferenceModel:
             act = gate / (1.0 + np.exp(-gate)) * up
             x = x + act @ self.weight(p + "ffn_down.weight").T
         x = self._rmsnorm(x, self.weight("output_norm.weight"))
+        if hidden:  # the final-norm hidden states (what embeddings pool), not logits
+            return [x[offs[i] : offs[i + 1]] for i in range(len(seqs))]
         out_w = self.weight("output.weight") if self.has("output.weight") else emb
         logits = x @ out_w.T
         return [logits[offs[i] : offs[i + 1]] for i in range(len(seqs))]

@@ -146,7 +146,7 @@ def test_odd_but_valid_text(llm, text):
 
 
 @pytest.mark.parametrize("kw", [
-    dict(n_ctx=0), dict(n_ctx=-1), dict(n_ctx=2**24 + 1), dict(n_ctx=2**40), dict(n_ctx=2**70), dict(n_ctx=1.5),
+    dict(n_ctx=-1),  # n_ctx=0 is the trained context (test_model_errors) dict(n_ctx=2**24 + 1), dict(n_ctx=2**40), dict(n_ctx=2**70), dict(n_ctx=1.5),
     dict(n_ctx="32"), dict(n_ctx=None), dict(n_ctx=True),
     dict(n_threads=0), dict(n_threads=-1), dict(n_threads=1025), dict(n_threads=10**6), dict(n_threads=2**70),
     dict(n_threads=2.0), dict(n_threads="2"),

@@ -237,3 +237,53 @@ def test_info_not_a_gguf_file(tmp_path, capsys):
     f.write_bytes(b"not a gguf file at all, sorry")
     code, out, err = run_main(["info", str(f)], capsys)
     assert code == 1 and err.startswith("edgellama: error:") and err.count("\n") == 1
+
+
+def test_chat_slash_commands_are_not_sent_to_the_model(fake, capsys, monkeypatch):
+    prompts = []
+    real = fake.create_chat_completion
+
+    def spy(messages, **kw):
+        prompts.append([m["content"] for m in messages])
+        return real(messages, **kw)
+
+    monkeypatch.setattr(fake, "create_chat_completion", spy)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("/help\n/sytem be nice\n//etc/passwd is a path\n"))
+    code, out, err = run_main(["chat", "m.gguf", "--temp", "0"], capsys)
+    assert code == 0
+    assert prompts == [["/etc/passwd is a path"]]  # /help and the typo never reached the model
+    assert "/reset" in err and "/exit" in err  # /help listed the commands
+    assert "unknown command /sytem" in err
+
+
+def test_help_shows_defaults_and_that_model_may_be_a_name():
+    import argparse
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name, p in sub.choices.items():
+        for a in p._actions:
+            if not a.option_strings:
+                if a.dest in ("model", "input") and "name" not in (a.help or ""):
+                    missing.append((name, a.dest, "does not say MODEL may be a name"))
+                continue
+            if isinstance(a, (argparse._HelpAction, argparse._StoreTrueAction, argparse._StoreFalseAction,
+                              argparse._VersionAction, argparse._AppendAction)) or a.help == argparse.SUPPRESS:
+                continue
+            if a.default is not None and "default" not in (a.help or ""):
+                missing.append((name, a.option_strings, "no default in help"))
+    assert missing == []
+
+
+def test_dash_t_means_threads_in_every_command():
+    import argparse
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in sub.choices.items():
+        for a in p._actions:
+            if "-t" in a.option_strings:
+                assert a.dest == "threads", (name, a.option_strings)
+            if a.dest == "threads":
+                assert "-t" in a.option_strings, name

@@ -273,3 +273,18 @@ def test_unrecognised_input(tmp_path):
         quantize(tmp_path / "nope.bin", tmp_path / "o.gguf", "F32")
     with pytest.raises(ValueError, match="unknown --type 'Q7_K'"):
         quantize(tmp_path / "junk.bin", tmp_path / "o.gguf", "Q7_K")
+
+
+@pytest.mark.parametrize("tok_vocab", [6, 9])
+def test_tokenizer_of_another_size_is_an_error(tmp_path, tok_vocab):
+    _write_legacy(tmp_path / "m.bin", vocab=-8)
+    _write_tok(tmp_path / "tok.bin", vocab=tok_vocab)
+    with pytest.raises(ConversionError, match=f"tokenizer has {tok_vocab} tokens but the model's vocabulary has 8"):
+        quantize(tmp_path / "m.bin", tmp_path / "m.gguf", "F32", tokenizer=tmp_path / "tok.bin")
+    assert not (tmp_path / "m.gguf").exists()
+
+
+def test_sentencepiece_tokenizer_of_another_size_is_an_error(tmp_path, llama2_tokenizer_model):
+    _write_legacy(tmp_path / "m.bin", vocab=-8)  # the Llama 2 tokenizer has 32000 pieces
+    with pytest.raises(ConversionError, match="tokenizer has 32000 tokens but the model's vocabulary has 8"):
+        quantize(tmp_path / "m.bin", tmp_path / "m.gguf", "F32", tokenizer=llama2_tokenizer_model)

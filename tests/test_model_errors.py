@@ -176,9 +176,10 @@ def test_bad_constructor_arguments(good_model, kw, fragment):
         load(good_model, **kw)
 
 
-def test_n_ctx_zero_is_an_error(good_model):
-    with pytest.raises(ValueError, match="n_ctx"):
-        load(good_model, n_ctx=0)
+def test_n_ctx_zero_is_the_trained_context(good_model):
+    # llama-cpp-python's meaning of n_ctx=0 (issue 12); the file's context_length here
+    m = load(good_model, n_ctx=0)
+    assert m.n_ctx() == m.hparams["n_ctx_train"] > 0
 
 
 @pytest.fixture()

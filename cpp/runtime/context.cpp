@@ -77,6 +77,10 @@ const ContextParams& checked_params(const Model& model, const ContextParams& par
   if (params.n_seq <= 0 || params.n_seq > kMaxContext / params.n_ctx)
     throw ArgumentError("n_seq must be between 1 and " + std::to_string(kMaxContext / params.n_ctx) +
                         " for n_ctx=" + std::to_string(params.n_ctx) + ", got " + std::to_string(params.n_seq));
+  if (!std::isfinite(params.rope_freq_base) || params.rope_freq_base < 0)
+    throw ArgumentError("rope_freq_base must be > 0 (or 0 for the model's), got " + std::to_string(params.rope_freq_base));
+  if (!std::isfinite(params.rope_freq_scale) || params.rope_freq_scale < 0)
+    throw ArgumentError("rope_freq_scale must be > 0 (or 0 for the model's), got " + std::to_string(params.rope_freq_scale));
   return params;
 }
 
@@ -134,8 +138,10 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
   // Rotation frequency of each rotated pair: base^(-2i/n_rot), divided by the per-frequency factor
   // of Llama-3.1-style scaling when the file has one.
   inv_freq_.resize(size_t(hp.n_rot / 2));
+  const double rope_base = params_.rope_freq_base > 0 ? params_.rope_freq_base : hp.rope_base;
+  rope_pos_divisor_ = params_.rope_freq_scale > 0 ? 1.0 / params_.rope_freq_scale : hp.rope_linear_factor;
   for (int64_t i = 0; i < hp.n_rot / 2; ++i) {
-    double f = std::pow(hp.rope_base, -2.0 * double(i) / double(hp.n_rot));
+    double f = std::pow(rope_base, -2.0 * double(i) / double(hp.n_rot));
     if (!model_->rope_freq_factors.empty()) f /= double(model_->rope_freq_factors[size_t(i)]);
     inv_freq_[size_t(i)] = f;
   }
@@ -374,7 +380,7 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
 
   const int64_t half = hp.n_rot / 2;
   for (int64_t t = 0; t < n; ++t) {
-    const double pos = double(row_pos_[size_t(t)]) / hp.rope_linear_factor;
+    const double pos = double(row_pos_[size_t(t)]) / rope_pos_divisor_;
     for (int64_t i = 0; i < half; ++i) {
       const double angle = pos * inv_freq_[size_t(i)];
       rope_cos_[size_t(t * half + i)] = float(std::cos(angle));
@@ -413,6 +419,10 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
   }
   for (int64_t t = 0; t < n; ++t) seq_past_[size_t(row_seq_[size_t(t)])] = row_pos_[size_t(t)] + 1;
 
+  if (hidden_out_) {  // embeddings: the final-norm hidden states, no output projection
+    for (int64_t t = 0; t < n; ++t) rmsnorm(x + t * E, m.output_norm.data(), E, hp.rms_eps, hidden_out_ + t * E);
+    hidden_out_ += n * E;
+  }
   if (!logits || n_out == 0) return;
   // The normed rows that want logits, packed into xb for one projection.
   for (int64_t j = 0; j < n_out; ++j)

@@ -39,7 +39,7 @@ void require_not_nan_nonneg(const char* name, float v) {
 
 }  // namespace
 
-Sampler::Sampler(const SamplerParams& p) : params_(p), rng_(p.seed) {
+Sampler::Sampler(const SamplerParams& p) : params_(p), rng_(p.seed), mu_(2.0 * double(p.mirostat_tau)) {
   // temperature <= 0 is greedy; it only has to be finite.
   require_finite("temperature", p.temperature);
   // top_k: any value; <= 0 disables.
@@ -52,6 +52,12 @@ Sampler::Sampler(const SamplerParams& p) : params_(p), rng_(p.seed) {
   if (p.repeat_last_n < 0) bad("repeat_last_n", "must be >= 0 (0 disables penalties), got " + std::to_string(p.repeat_last_n));
   require_finite("frequency_penalty", p.frequency_penalty);
   require_finite("presence_penalty", p.presence_penalty);
+  if (p.mirostat < 0 || p.mirostat > 2) bad("mirostat", "must be 0 (off), 1 or 2, got " + std::to_string(p.mirostat));
+  require_finite("mirostat_tau", p.mirostat_tau);
+  require_not_nan_nonneg("mirostat_tau", p.mirostat_tau);
+  require_finite("mirostat_eta", p.mirostat_eta);
+  require_not_nan_nonneg("mirostat_eta", p.mirostat_eta);
+  if (p.mirostat_m < 1) bad("mirostat_m", "must be >= 1, got " + std::to_string(p.mirostat_m));
   for (const auto& [id, bias] : p.logit_bias) {
     if (id < 0) bad("logit_bias", "token id " + std::to_string(id) + " is negative");
     if (std::isnan(bias)) bad("logit_bias", "value for token id " + std::to_string(id) + " is nan");
@@ -69,6 +75,7 @@ void Sampler::reset() {
   history_.clear();
   history_head_ = 0;
   rng_.seed_with(params_.seed);
+  mu_ = 2.0 * double(params_.mirostat_tau);
 }
 
 void Sampler::accept(int32_t token) {
@@ -314,6 +321,7 @@ void Sampler::apply_min_p() {
 }
 
 double Sampler::build_distribution(int32_t n_vocab) {
+  if (params_.mirostat) return build_mirostat(n_vocab);
   collect_candidates(n_vocab);  // includes top-k
   apply_typical();
   apply_top_p();
@@ -330,13 +338,16 @@ int32_t Sampler::sample(const float* logits, int32_t n_vocab, const uint32_t* al
   double cum = 0;
   const size_t n = cand_.size();
   size_t last_positive = 0;
-  for (size_t i = 0; i < n; ++i) {
+  size_t chosen = n;
+  for (size_t i = 0; i < n && chosen == n; ++i) {
     if (prob_[i] <= 0) continue;
     cum += prob_[i];
     last_positive = i;
-    if (target < cum) return cand_[i].id;
+    if (target < cum) chosen = i;
   }
-  return cand_[last_positive].id;  // target rounded up to the total
+  if (chosen == n) chosen = last_positive;  // target rounded up to the total
+  if (params_.mirostat) mirostat_update(chosen, sum);
+  return cand_[chosen].id;
 }
 
 void Sampler::probabilities(const float* logits, int32_t n_vocab, float* out, const uint32_t* allowed) {

@@ -222,13 +222,13 @@ def _int_list(s: str) -> List[int]:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model", help="GGUF model file")
-    parser.add_argument("-p", "--n-prompt", default="512", help="prompt lengths, comma separated (0 = none)")
-    parser.add_argument("-n", "--n-gen", default="128", help="generation lengths, comma separated (0 = none)")
-    parser.add_argument("-t", "--threads", default="1,2", help="thread counts, comma separated")
-    parser.add_argument("-r", "--repetitions", type=int, default=5, help="timed runs per test")
-    parser.add_argument("-b", "--batch-size", type=int, default=512, help="n_batch of the context")
-    parser.add_argument("--precision", choices=["fast", "exact"], default="fast")
+    parser.add_argument("model", metavar="MODEL", help="a .gguf file or a pulled model name (as in every command)")
+    parser.add_argument("-p", "--n-prompt", default="512", help="prompt lengths, comma separated (0 = none; default: %(default)s)")
+    parser.add_argument("-n", "--n-gen", default="128", help="generation lengths, comma separated (0 = none; default: %(default)s)")
+    parser.add_argument("-t", "--threads", default="1,2", help="thread counts, comma separated (default: %(default)s)")
+    parser.add_argument("-r", "--repetitions", type=int, default=5, help="timed runs per test (default: %(default)s)")
+    parser.add_argument("-b", "--batch-size", type=int, default=512, help="n_batch of the context (default: %(default)s)")
+    parser.add_argument("--precision", choices=["fast", "exact"], default="fast", help="matmul path (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of the table")
     parser.add_argument("--spec", action="store_true",
                         help="speculative decoding instead: greedy decode of -n tokens on built-in tasks (one "

@@ -8,15 +8,14 @@ and the variables ``messages``, ``bos_token``, ``eos_token``, ``add_generation_p
 
 Files without a template can use a built-in format, chosen with ``Llama(..., chat_format=NAME)``:
 
-===========  ================================================================
-``auto``     the file's own template (the default; an error if it has none)
-``chatml``   ``<|im_start|>role\\ncontent<|im_end|>`` (Qwen, SmolLM, many fine-tunes)
-``llama-2``  ``<s>[INST] <<SYS>>...<</SYS>> user [/INST] assistant </s>``
-``llama-3``  ``<|start_header_id|>role<|end_header_id|>\\n\\ncontent<|eot_id|>``
-``chatml-function-calling``  chatml with ``tools`` listed in the system turn; calls are written
-             ``functions.NAME:\\n{json arguments}``, text answers ``message:\\n...`` (the format of that
-             name in llama-cpp-python; see edgellama.tool_calls)
-===========  ================================================================
+- ``auto``: the file's own template (the default; an error if it has none)
+- ``chatml`` (also ``qwen``): ``<|im_start|>role\\ncontent<|im_end|>`` (Qwen, SmolLM, many fine-tunes)
+- ``llama-2``: ``<s>[INST] <<SYS>>...<</SYS>> user [/INST] assistant </s>``
+- ``llama-3``: ``<|start_header_id|>role<|end_header_id|>\\n\\ncontent<|eot_id|>``
+- ``mistral-instruct``: ``<s>[INST] user [/INST] assistant</s>``
+- ``chatml-function-calling``: chatml with ``tools`` listed in the system turn; calls are written
+  ``functions.NAME:\\n{json arguments}``, text answers ``message:\\n...`` (the format of that name in
+  llama-cpp-python; see edgellama.tool_calls)
 """
 
 from __future__ import annotations
@@ -99,21 +98,50 @@ CHATML_FUNCTION_CALLING_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-# name -> (template, extra stop strings). "auto" is resolved to the model's own template.
+# Mistral-Instruct: [INST] user [/INST] answer</s>, user/assistant strictly alternating
+MISTRAL_INSTRUCT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('mistral-instruct format: conversation roles must alternate user/assistant/user/...') }}"
+    "{% endif %}"
+    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
+    "{% else %}{{ raise_exception('mistral-instruct format: only user and assistant roles') }}{% endif %}"
+    "{% endfor %}"
+)
+
+# name -> (template, extra stop strings). "auto" is resolved to the model's own template. The
+# names are llama-cpp-python's chat_format names.
 _BUILTIN: Dict[str, tuple] = {
     "chatml": (CHATML_TEMPLATE, ["<|im_end|>"]),
     "llama-2": (LLAMA2_TEMPLATE, []),  # EOS ends the turn; EOS is an end-of-generation token
     "llama-3": (LLAMA3_TEMPLATE, ["<|eot_id|>"]),
     "chatml-function-calling": (CHATML_FUNCTION_CALLING_TEMPLATE, ["<|im_end|>"]),
+    "mistral-instruct": (MISTRAL_INSTRUCT_TEMPLATE, []),  # EOS ends the turn
+    "qwen": (CHATML_TEMPLATE, ["<|im_end|>"]),  # Qwen's chat layout is ChatML
 }
 CHAT_FORMATS = ("auto",) + tuple(_BUILTIN)
 
 
+# Formats registered at run time (edgellama.llama_chat_format.register_chat_format): name -> a
+# formatter object with ChatFormatter's call signature.
+_REGISTERED: Dict[str, Any] = {}
+
+
+def register_formatter(name: str, formatter: Any) -> None:
+    """Make ``Llama(chat_format=name)`` use ``formatter(messages, add_generation_prompt=True, **extra)
+    -> ChatPrompt``. A built-in name cannot be replaced."""
+    if name in CHAT_FORMATS:
+        raise ValueError(f"chat_format {name!r} is built in and cannot be re-registered")
+    _REGISTERED[name] = formatter
+
+
 def validate_chat_format(name: Optional[str]) -> Optional[str]:
     """Return ``name`` if it is a known chat format (or None), else raise ValueError."""
-    if name is None or name in CHAT_FORMATS:
+    if name is None or name in CHAT_FORMATS or name in _REGISTERED:
         return name
-    raise ValueError(f"unknown chat_format {name!r}; known formats: {', '.join(CHAT_FORMATS)}")
+    known = ", ".join(CHAT_FORMATS + tuple(_REGISTERED))
+    raise ValueError(f"unknown chat_format {name!r}; known formats: {known}")
 
 
 @dataclass
@@ -191,13 +219,21 @@ def _compile(template: str) -> jinja2.Template:
     return t
 
 
+# The OpenAI chat roles, plus Llama 3.1's "ipython" (tool output in its template)
+ROLES = ("system", "developer", "user", "assistant", "tool", "function", "ipython")
+
+
 def _check_messages(messages: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise ValueError("messages must be a list of {'role': ..., 'content': ...} dicts")
+    if len(messages) == 0:
+        raise ValueError("messages is empty: a chat needs at least one message")
     out = []
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping) or "role" not in m:
             raise ValueError(f"messages[{i}] must be a dict with a 'role' key, got {m!r}")
+        if m["role"] not in ROLES:
+            raise ValueError(f"messages[{i}] has role {m['role']!r}; roles are {', '.join(ROLES)}")
         out.append(dict(m))
     return out
 
@@ -272,6 +308,8 @@ def get_chat_formatter(chat_format: Optional[str], chat_template: Optional[str],
                        eos_token: str = "") -> ChatFormatter:
     """Pick the formatter: ``None``/``"auto"`` -> the model's template; else a built-in format."""
     validate_chat_format(chat_format)
+    if chat_format in _REGISTERED:
+        return _REGISTERED[chat_format]
     if chat_format in (None, "auto"):
         if not chat_template:
             raise ValueError(

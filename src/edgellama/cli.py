@@ -46,12 +46,7 @@ def _user_error_types() -> tuple:
     from . import _core
     from .hub import HubError
 
-    types: List[type] = [UserError, HubError, ValueError, OSError, UnicodeError]
-    for name in ("GGUFError", "UnsupportedError"):
-        t = getattr(_core, name, None)
-        if isinstance(t, type):
-            types.append(t)
-    return tuple(types)
+    return (UserError, HubError, ValueError, OSError, UnicodeError, _core.GGUFError, _core.UnsupportedError)
 
 
 def discover_commands() -> List[ModuleType]:
@@ -149,7 +144,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def add_model_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="a .gguf file, or a name pulled with `edgellama pull`")
+    p.add_argument("model", metavar="MODEL", help="a .gguf file, or a model name (pulled on first use for the "
+                   "built-in names), hf://OWNER/REPO/FILE.gguf or a URL pulled with `edgellama pull`")
 
 
 def add_context_arguments(p: argparse.ArgumentParser) -> None:
@@ -182,13 +178,15 @@ def sampling_kwargs(args: argparse.Namespace) -> dict:
 
 
 def resolve_model_arg(name: str) -> str:
-    """A path for MODEL; built-in names not pulled yet are pulled now (with a progress bar)."""
+    """A path for MODEL (see model_ref.py); built-in names not pulled yet are pulled now (with a
+    progress bar). A missing path is "model file not found"."""
     from . import hub
+    from .model_ref import locate_model, looks_like_path
 
-    if not os.path.exists(name) and name in hub.MODELS and not hub.model_path(name).is_file():
+    if not looks_like_path(name) and name in hub.MODELS and not hub.model_path(name).is_file():
         print(f"{PROG}: {name} is not in {hub.cache_dir()} yet; pulling it", file=sys.stderr)
         return str(hub.pull(name))
-    return str(hub.resolve_model(name))
+    return str(locate_model(name))
 
 
 def load_llama(args: argparse.Namespace, **kwargs: Any):
@@ -200,13 +198,8 @@ def load_llama(args: argparse.Namespace, **kwargs: Any):
     if args.threads is not None and args.threads <= 0:
         raise UserError(f"--threads must be positive, got {args.threads}")
     path = resolve_model_arg(args.model)
-    n_ctx = args.ctx_size
-    if n_ctx == 0:  # like llama.cpp's -c 0: the context length the model was trained with
-        from .gguf_file import GGUFFile
-
-        meta = GGUFFile(path).metadata
-        n_ctx = int(meta.get(f"{meta.get('general.architecture', '')}.context_length", 2048))
-    return Llama(path, n_ctx=n_ctx, n_threads=args.threads, **kwargs)
+    # -c 0 = the context the model was trained with, as Llama(n_ctx=0) (and llama.cpp's -c 0)
+    return Llama(path, n_ctx=args.ctx_size, n_threads=args.threads, **kwargs)
 
 
 def check_chat_template(llm: Any, model: str) -> None:
@@ -217,7 +210,7 @@ def check_chat_template(llm: Any, model: str) -> None:
     except ValueError as e:
         if "no chat template" in str(e):
             raise UserError(f"{model} has no chat template; choose a format with "
-                            "--chat-format chatml|llama-2|llama-3") from None
+                            "--chat-format chatml|llama-2|llama-3|mistral-instruct") from None
         raise
 
 

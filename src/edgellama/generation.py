@@ -1,7 +1,7 @@
 """Text generation on top of a model that can evaluate tokens: ``generate``, completions, chat.
 
 :class:`GenerationMixin` is mixed into :class:`edgellama.Llama`. It relies only on this part of the
-model object (the "model contract")::
+model object (the "model contract", written down as a Protocol in model_contract.py)::
 
     eval(tokens) -> float32 (len(tokens), n_vocab)     _eval_last(tokens) -> float32 (n_vocab,)
     tokens_in_cache -> list[int]                         _truncate_cache(n)
@@ -39,6 +39,8 @@ from .chat_format import ChatFormatter, get_chat_formatter, validate_chat_format
 from .constrained import constraint_for
 from .llama_grammar import LlamaGrammar, as_grammar
 from .tool_calls import chat_structure, messages_with_tools, stream_tool_chunks
+from .llama_hooks import CallHooks
+from .sampling_params import check_sampling_params
 from .streaming import TextStream, normalize_stop
 
 __all__ = ["GenerationMixin"]
@@ -70,24 +72,12 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    f = getattr(_core, "log_softmax", None)
-    if f is not None:
-        return np.asarray(f(logits))
-    x = logits.astype(np.float64)
-    m = x.max()
-    return (x - m - np.log(np.exp(x - m).sum())).astype(np.float32)
+    return np.asarray(_core.log_softmax(logits))
 
 
 def _top_logprobs(logits: np.ndarray, k: int) -> Tuple[List[int], List[float]]:
-    f = getattr(_core, "top_logprobs", None)
-    if f is not None:
-        ids, lps = f(logits, k)
-        return [int(i) for i in ids], [float(v) for v in lps]
-    lp = _log_softmax(logits)
-    k = min(k, lp.shape[0])
-    idx = np.argpartition(-lp, k - 1)[:k]
-    idx = idx[np.argsort(-lp[idx], kind="stable")]
-    return [int(i) for i in idx], [float(lp[i]) for i in idx]
+    ids, lps = _core.top_logprobs(logits, k)
+    return [int(i) for i in ids], [float(v) for v in lps]
 
 
 @dataclass
@@ -171,6 +161,13 @@ class GenerationMixin:
         reset: bool = True,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        penalize_nl: bool = True,
+        logits_processor: Optional[Any] = None,
+        stopping_criteria: Optional[Any] = None,
         *,
         seed: Optional[int] = None,
         logit_bias: Optional[Dict[int, float]] = None,
@@ -185,10 +182,14 @@ class GenerationMixin:
         get its logits). With ``reset=False`` ``tokens`` are appended to the cache as they are.
         Like llama-cpp-python, ``gen.send(more_tokens)`` appends extra tokens after the last yielded
         one. A sampled token is evaluated only when the next one is asked for.
+        ``logits_processor``/``stopping_criteria`` as in create_completion (a stop ends the
+        generator); ``tfs_z`` and ``penalize_nl`` have no effect, as in llama-cpp-python 0.3.36.
         """
+        hooks = CallHooks.make(logits_processor, stopping_criteria, mirostat_mode, mirostat_tau, mirostat_eta)
         sampler = self._sampler(temp, top_k, top_p, min_p, typical_p, repeat_penalty, repeat_last_n,
-                                frequency_penalty, presence_penalty, seed, logit_bias)
-        gen = self._generate(tokens, sampler, reset=reset, repeat_last_n=repeat_last_n)
+                                frequency_penalty, presence_penalty, seed, logit_bias,
+                                **(hooks.sampler_params() if hooks else {}))
+        gen = self._generate(tokens, sampler, reset=reset, repeat_last_n=repeat_last_n, hooks=hooks)
         try:
             tok, _ = next(gen)
             while True:
@@ -200,16 +201,20 @@ class GenerationMixin:
             gen.close()
 
     def _sampler(self, temp, top_k, top_p, min_p, typical_p, repeat_penalty, repeat_last_n,
-                 frequency_penalty, presence_penalty, seed, logit_bias) -> Any:
+                 frequency_penalty, presence_penalty, seed, logit_bias, **mirostat: Any) -> Any:
+        check_sampling_params(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
+                              repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+                              presence_penalty=presence_penalty)
         return self._make_sampler(
             temperature=float(temp), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
             typical_p=float(typical_p), repeat_penalty=float(repeat_penalty), repeat_last_n=int(repeat_last_n),
             frequency_penalty=float(frequency_penalty), presence_penalty=float(presence_penalty),
-            seed=self._next_seed(seed), logit_bias=_logit_bias(logit_bias, self.n_vocab()))
+            seed=self._next_seed(seed), logit_bias=_logit_bias(logit_bias, self.n_vocab()), **mirostat)
 
     def _generate(self, tokens: Sequence[int], sampler: Any, *, reset: bool = True,
                   repeat_last_n: int = 64, max_new: Optional[int] = None,
-                  constraint: Any = None) -> Generator[Tuple[int, np.ndarray], Optional[Sequence[int]], None]:
+                  constraint: Any = None, hooks: Optional[CallHooks] = None,
+                  ) -> Generator[Tuple[int, np.ndarray], Optional[Sequence[int]], None]:
         """Core loop: yields (token, logits it was sampled from).
 
         With ``self.draft_model`` set, each step may also evaluate a draft after the pending token
@@ -217,7 +222,8 @@ class GenerationMixin:
         position's logits, exactly as plain decoding would yield them. ``max_new`` (how many tokens
         the caller will take at most) keeps drafts from running past it; ``constraint`` (an
         edgellama.constrained.TokenConstraint: grammar / JSON schema / tool calls) masks every sampled
-        position and vetoes draft tokens it forbids."""
+        position and vetoes draft tokens it forbids; ``hooks`` runs logits processors and stopping
+        criteria before each token is chosen (llama_hooks.py)."""
         tokens = [int(t) for t in tokens]
         if not tokens:
             raise ValueError("generate() needs at least one prompt token")
@@ -244,7 +250,9 @@ class GenerationMixin:
         for t in window:
             sampler.accept(t)
         context = list(history[:keep])  # what the cache holds before `tokens` are evaluated
-        spec = speculative.SpecSession.start(self, sampler, max_new)  # None: plain decoding
+        # None: plain decoding. Not with hooks: a user's logits processor or stopping criterion may
+        # keep state, and mirostat's running surprise target has no probability vector to verify with.
+        spec = speculative.SpecSession.start(self, sampler, max_new) if hooks is None else None
         produced = 0  # tokens yielded so far
         while True:
             if len(context) + len(tokens) > n_ctx:
@@ -285,6 +293,10 @@ class GenerationMixin:
                 if n_text < logits.shape[-1]:
                     logits = logits.copy()
                     logits[n_text:] = -np.inf
+                if hooks is not None:  # logits_processor / stopping_criteria (llama_hooks.py)
+                    logits = hooks.process(context[:len(context) - n_draft + j], logits)
+                    if hooks.should_stop(context[:len(context) - n_draft + j], logits):
+                        return
                 accepted = False
                 # Constrained decoding: the grammar's allowed-token bitset goes into the C++ sampler
                 # (for a draft position too, so verification compares like with like); the emitted
@@ -381,7 +393,7 @@ class GenerationMixin:
     def _completion_events(
         self, prompt, suffix, max_tokens, temperature, top_p, min_p, typical_p, logprobs, echo, stop,
         frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias, add_bos=True,
-        grammar=None,
+        grammar=None, hooks: Optional[CallHooks] = None,
     ) -> Tuple[Iterator[_Event], _Usage]:
         """Validate eagerly (errors surface at the call, also with stream=True), then return the
         lazy event stream shared by the streamed and the non-streamed forms."""
@@ -401,12 +413,14 @@ class GenerationMixin:
                              f"window of {n_ctx} tokens (n_ctx={n_ctx}); shorten the prompt or raise n_ctx")
         room = n_ctx - len(prompt_tokens)
         limit = room if max_tokens is None else min(int(max_tokens), room)
-        sampler = self._sampler(temperature, top_k, top_p, min_p, typical_p, repeat_penalty, 64,
-                                frequency_penalty, presence_penalty, seed, logit_bias)
+        sampler = self._sampler(temperature, top_k, top_p, min_p, typical_p, repeat_penalty,
+                                getattr(self, "last_n_tokens_size", 64),
+                                frequency_penalty, presence_penalty, seed, logit_bias,
+                                **(hooks.sampler_params() if hooks else {}))
         usage = _Usage(prompt_tokens=len(prompt_tokens))
         constraint = constraint_for(self, as_grammar(grammar))  # built now: bad grammars fail here
         return self._completion_loop(prompt, prompt_tokens, suffix, limit, logprobs, echo, stops, sampler,
-                                     usage, constraint), usage
+                                     usage, constraint, hooks), usage
 
     def _echo(self, prompt, prompt_tokens: List[int], logprobs: Optional[int]) -> _Event:
         if isinstance(prompt, str):
@@ -434,7 +448,9 @@ class GenerationMixin:
         return _Event(text, entries)
 
     def _completion_loop(self, prompt, prompt_tokens, suffix, limit, logprobs, echo, stops, sampler,
-                         usage: _Usage, constraint: Any = None) -> Iterator[_Event]:
+                         usage: _Usage, constraint: Any = None, hooks: Optional[CallHooks] = None) -> Iterator[_Event]:
+        if hasattr(self, "_prompt_cache_load"):  # Llama.set_cache: start from a saved prefix state
+            self._prompt_cache_load(prompt_tokens)
         base = 0
         if echo:
             ev = self._echo(prompt, prompt_tokens, logprobs)
@@ -451,7 +467,7 @@ class GenerationMixin:
 
         completion: List[int] = []
         finish = "length"
-        gen = self._generate(prompt_tokens, sampler, reset=True, max_new=limit, constraint=constraint)
+        gen = self._generate(prompt_tokens, sampler, reset=True, max_new=limit, constraint=constraint, hooks=hooks)
         try:
             for tok, logits in gen:
                 if self._is_eog(tok):
@@ -479,6 +495,10 @@ class GenerationMixin:
             gen.close()
             if constraint is not None:
                 constraint.close()
+        if hooks is not None and hooks.stopped:
+            finish = "stop"
+        if hasattr(self, "_prompt_cache_save"):
+            self._prompt_cache_save(prompt_tokens + completion)
         tail = stream.finish()
         if suffix:
             tail += suffix
@@ -520,6 +540,13 @@ class GenerationMixin:
         top_k: int = 40,
         stream: bool = False,
         seed: Optional[int] = None,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        model: Optional[str] = None,
+        stopping_criteria: Optional[Any] = None,
+        logits_processor: Optional[Any] = None,
         logit_bias: Optional[Dict[int, float]] = None,
         grammar: Optional[LlamaGrammar] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
@@ -535,13 +562,20 @@ class GenerationMixin:
         appended to the returned text. ``temperature <= 0`` is greedy decoding; ``seed`` makes
         sampling reproducible. ``grammar``: a :class:`LlamaGrammar` (GBNF, Lark, JSON schema) the
         text must follow; generation stops (``"stop"``) when it is complete.
+        ``logits_processor(input_ids, logits) -> logits`` and
+        ``stopping_criteria(input_ids, logits) -> bool`` run before each token is sampled
+        (llama_hooks.py). ``mirostat_mode`` 1 or 2 samples with mirostat (target surprise
+        ``mirostat_tau``, learning rate ``mirostat_eta``; cpp/sampling/mirostat.cpp) instead of
+        top-k/top-p/min-p/typical. ``tfs_z`` has no effect (as in llama-cpp-python 0.3.36).
+        ``model`` is the name put in the response.
         """
+        hooks = CallHooks.make(logits_processor, stopping_criteria, mirostat_mode, mirostat_tau, mirostat_eta)
         events, usage = self._completion_events(
             prompt, suffix, max_tokens, temperature, top_p, min_p, typical_p, logprobs, echo, stop,
-            frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias, grammar=grammar)
+            frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias, grammar=grammar, hooks=hooks)
         cid = f"cmpl-{uuid.uuid4()}"
         created = int(time.time())
-        model = self._model_name()
+        model = model if model is not None else self._model_name()
         if stream:
             return self._stream_completion(events, cid, created, model, logprobs is not None)
         text, entries, finish = _collect_events(events)
@@ -632,6 +666,12 @@ class GenerationMixin:
         response_format: Optional[Dict[str, Any]] = None,
         grammar: Optional[LlamaGrammar] = None,
         parallel_tool_calls: Optional[bool] = None,
+        tfs_z: float = 1.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        model: Optional[str] = None,
+        logits_processor: Optional[Any] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Answer a conversation; an OpenAI-shaped ``chat.completion`` dict, or with ``stream=True``
         an iterator of ``chat.completion.chunk`` dicts (``delta`` role, then content pieces, then the
@@ -647,6 +687,7 @@ class GenerationMixin:
         ``message["tool_calls"]`` with ``finish_reason="tool_calls"`` (see edgellama.tool_calls).
         """
         grammar, tool_plan = chat_structure(self, tools, tool_choice, response_format, grammar, parallel_tool_calls)
+        hooks = CallHooks.make(logits_processor, None, mirostat_mode, mirostat_tau, mirostat_eta)
         fmt = self._chat_formatter()
         messages = messages_with_tools(fmt, messages, tools, tool_plan)  # templates that ignore tools
         extra = {"tools": tools} if tools is not None else {}
@@ -658,10 +699,10 @@ class GenerationMixin:
         events, usage = self._completion_events(
             cp.prompt, None, max_tokens, temperature, top_p, min_p, typical_p, k, False, stops,
             frequency_penalty, presence_penalty, repeat_penalty, top_k, seed, logit_bias,
-            add_bos=not cp.starts_with_bos, grammar=grammar)
+            add_bos=not cp.starts_with_bos, grammar=grammar, hooks=hooks)
         cid = f"chatcmpl-{uuid.uuid4()}"
         created = int(time.time())
-        model = self._model_name()
+        model = model if model is not None else self._model_name()
         if stream and tool_plan is not None and tool_plan.grammar is not None:
             return self._stream_tool_chat(events, tool_plan, cid, created, model)
         if stream:

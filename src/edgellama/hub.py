@@ -84,7 +84,9 @@ def cache_dir() -> Path:
 
 
 def _hf_endpoint() -> str:
-    return os.environ.get("EDGELLAMA_HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    """EDGELLAMA_HF_ENDPOINT, else huggingface_hub's HF_ENDPOINT (mirrors, tests), else the Hub."""
+    return (os.environ.get("EDGELLAMA_HF_ENDPOINT") or os.environ.get("HF_ENDPOINT")
+            or "https://huggingface.co").rstrip("/")
 
 
 def _pypi_base() -> str:
@@ -195,11 +197,11 @@ def _open(url: str):
 
 
 def _progress_bar(total: Optional[int], desc: str, enabled: bool):
-    """A tqdm bar on stderr (tests replace this function)."""
-    from tqdm import tqdm
+    """A tqdm bar on a terminal, progress lines otherwise (progress.py; tests replace this function)."""
+    from .progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                disable=not enabled, dynamic_ncols=True, mininterval=0.2)
+    return progress_bar(total, desc, unit="B", enabled=enabled, file=sys.stderr, unit_scale=True, unit_divisor=1024,
+                        mininterval=0.2)
 
 
 def _copy_with_progress(src: IO[bytes], dst: IO[bytes], total: Optional[int], desc: str, progress: bool,

@@ -175,5 +175,22 @@ class LlamaPromptLookupDecoding(LlamaDraftModel):
         ids = [int(t) for t in np.asarray(input_ids).reshape(-1)]
         return np.asarray(self.draft(ids, self.num_pred_tokens), dtype=np.intc)
 
+    @staticmethod
+    def find_candidate_pred_tokens(input_ids: "np.ndarray", max_ngram_size: int, num_pred_tokens: int) -> np.ndarray:
+        """llama-cpp-python's one-shot lookup, kept for code that calls it directly: for n-gram sizes
+        from ``max_ngram_size`` down to 1, the tokens after the *earliest* earlier occurrence of the
+        input's last n tokens that has any continuation (at most ``num_pred_tokens``); empty if
+        none. A linear scan per call; the drafter itself uses the incremental index above."""
+        ids = np.asarray(input_ids).reshape(-1)
+        n = int(ids.shape[0])
+        for size in range(min(int(max_ngram_size), n - 1), 0, -1):
+            tail = ids[n - size:]
+            for start in range(0, n - size):  # occurrences ending before the input's end
+                if np.array_equal(ids[start:start + size], tail):
+                    cont = ids[start + size:min(start + size + int(num_pred_tokens), n)]
+                    if cont.size:
+                        return cont
+        return np.array([], dtype=np.intc)
+
     def __repr__(self) -> str:
         return f"LlamaPromptLookupDecoding(max_ngram_size={self.max_ngram_size}, num_pred_tokens={self.num_pred_tokens})"

@@ -36,10 +36,7 @@ def collect_importance(
     llm = Llama(str(model_path), n_ctx=n_ctx, n_threads=threads, precision="exact")
     try:
         if tokens is None:
-            tokenize = getattr(llm, "tokenize", None)
-            if tokenize is None:
-                raise RuntimeError("calibration needs Llama.tokenize (the tokenizer), which this build lacks")
-            tokens = list(tokenize((text or "").encode("utf-8")))
+            tokens = list(llm.tokenize((text or "").encode("utf-8")))
         tokens = [int(t) for t in tokens]
         if len(tokens) < 2:
             raise ValueError("the calibration text is too short (fewer than 2 tokens)")

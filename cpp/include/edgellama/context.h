@@ -27,6 +27,10 @@ struct ContextParams {
   KVType type_k = KVType::F16;
   KVType type_v = KVType::F16;
   MatmulPrecision precision = MatmulPrecision::Fast;
+  // RoPE overrides (llama.cpp's rope_freq_base / rope_freq_scale): 0 = what the model file says.
+  // Positions are multiplied by freq_scale (the file's linear scaling is 1 / factor).
+  double rope_freq_base = 0.0;
+  double rope_freq_scale = 0.0;
 };
 
 // Mean squared input activation per column of one weight (for calibrated quantization).
@@ -62,6 +66,17 @@ class Context {
   const Model& model() const { return *model_; }
   // Forget cache entries from position n on (n <= n_past()).
   void truncate(int64_t n);
+
+  // Final-norm hidden states instead of logits (embeddings): evaluates n tokens like decode() and
+  // writes n * n_embd floats (no output projection is computed). Defined in context_embeddings.cpp.
+  void decode_hidden(const int32_t* tokens, int64_t n, float* hidden);
+
+  // The KV cache as bytes (header + the first n_past() rows of every layer), and back. A state
+  // loads only into a context of the same model shape and KV types with n_ctx >= its n_past.
+  // Defined in context_state.cpp.
+  size_t state_size() const;
+  void save_state(uint8_t* out, size_t size) const;
+  void load_state(const uint8_t* data, size_t size);
 
   void set_collect_activation_stats(bool on) { collect_stats_ = on; }
   const std::map<std::string, ActivationStats>& activation_stats() const { return stats_; }
@@ -108,10 +123,13 @@ class Context {
   std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_;
   std::vector<float> rope_cos_, rope_sin_;  // [n_batch][n_rot/2]
   std::vector<double> inv_freq_;            // [n_rot/2]
+  double rope_pos_divisor_ = 1.0;           // position / this = the rotated position
   std::vector<float> att_scores_;           // per thread: n_ctx scores
   std::vector<float> att_row_tmp_;          // per thread: one K or V head row widened to float
   std::vector<float> attn_scratch_;         // fast attention: per thread, attn_scratch_stride_ floats
   size_t attn_scratch_stride_ = 0;
+
+  float* hidden_out_ = nullptr;  // set by decode_hidden: forward_chunk writes final-norm rows here
 
   bool collect_stats_ = false;
   std::map<std::string, ActivationStats> stats_;

@@ -35,6 +35,14 @@ struct SamplerParams {
   float presence_penalty = 0.0f;   // logit -= (count > 0) * presence_penalty
   uint64_t seed = 0xFFFFFFFFu;     // used as given (no "random seed" magic value here)
   std::vector<std::pair<int32_t, float>> logit_bias;  // added to logits[id]; -inf bans a token
+  // Mirostat (Basu et al. 2021) as llama.cpp implements it: 1 or 2 replaces top-k/typical/top-p/
+  // min-p with a truncation that steers the surprise (-log2 p) of the drawn tokens towards tau,
+  // learning rate eta; v1 estimates the Zipf exponent from the mirostat_m most likely tokens.
+  // 0 = off. See cpp/sampling/mirostat.cpp.
+  int32_t mirostat = 0;
+  float mirostat_tau = 5.0f;
+  float mirostat_eta = 0.1f;
+  int32_t mirostat_m = 100;
 };
 
 // Our own seeded generator: xoshiro256** (Blackman & Vigna), state filled by splitmix64(seed).
@@ -78,6 +86,8 @@ class Sampler {
   uint64_t seed() const { return params_.seed; }
 
   const SamplerParams& params() const { return params_; }
+  // Mirostat's current maximum surprise (2 * tau after construction or reset()).
+  double mirostat_mu() const { return mu_; }
   // The accepted tokens the penalties currently look at, oldest first.
   std::vector<int32_t> history() const;
 
@@ -103,6 +113,10 @@ class Sampler {
   // Temperature-T softmax numerators of cand_ into prob_ (relative to the max); returns their sum.
   double weights(double temperature);
   void sort_candidates();
+  // Mirostat (mirostat.cpp): the truncated distribution for the current mu_ into cand_/prob_
+  // (returns the weight sum), and the mu_ update after drawing candidate i.
+  double build_mirostat(int32_t n_vocab);
+  void mirostat_update(size_t i, double sum);
 
   SamplerParams params_;
   Rng rng_;
@@ -120,6 +134,7 @@ class Sampler {
   std::vector<double> score_;
   std::vector<int32_t> index_;
   bool sorted_ = false;  // cand_ is in (logit desc, id asc) order
+  double mu_ = 0;        // mirostat state
 };
 
 // out[i] = log softmax(logits)[i], computed in double. NaN entries are treated as -inf.

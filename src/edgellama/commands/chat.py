@@ -16,10 +16,20 @@ Talk with a chat model. The conversation is formatted with the model's own chat 
 (or --chat-format for files without one) and kept in the KV cache, so each turn only
 evaluates the new text.
 
-At the "> " prompt: type a message and press Enter. Ctrl-C stops an answer and returns
-to the prompt; Ctrl-C at the prompt, Ctrl-D (end of input) or /exit leaves. /reset forgets
-the conversation. When stdin is not a terminal, every line is one user turn and only the
+At the "> " prompt: type a message and press Enter (arrow keys edit the line and recall
+earlier ones). Ctrl-C stops an answer and returns to the prompt; Ctrl-C at the prompt,
+Ctrl-D (end of input) or /exit leaves. /reset forgets the conversation, /help lists the
+commands; a line starting with "/" is never sent to the model (write "//" to send one that
+starts with "/"). When stdin is not a terminal, every line is one user turn and only the
 answers are printed, each followed by a newline."""
+
+# The "/" commands of the prompt: name -> what it does (the one table /help prints)
+COMMANDS = {
+    "/help": "list these commands",
+    "/reset": "forget the conversation (keeps --system)",
+    "/exit": "leave (also /quit, /bye, Ctrl-D)",
+}
+_EXIT = ("/exit", "/quit", "/bye")
 EPILOG = """\
 examples:
   edgellama chat smollm2-135m-instruct
@@ -33,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--n-predict", type=int, default=-1, metavar="N",
                    help="at most N tokens per answer (default: -1 = until the model ends its turn)")
     p.add_argument("--chat-format", default=None, metavar="NAME",
-                   help="for models without a chat template: chatml, llama-2 or llama-3")
+                   help="for models without a chat template: chatml, llama-2, llama-3 or mistral-instruct")
     cli.add_sampling_arguments(p, temp=0.7)
     cli.add_context_arguments(p)
     _speculative.add_arguments(p)
@@ -105,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
     cli.check_chat_template(llm, args.model)
     interactive = sys.stdin.isatty()
     if interactive:
+        try:  # line editing and history for input(); absent on some platforms, chat works without
+            import readline  # noqa: F401
+        except ImportError:
+            pass
         print(f"Chatting with {args.model}. Ctrl-C stops an answer; Ctrl-D, /exit or Ctrl-C at the prompt "
               "leaves; /reset forgets the conversation.", file=sys.stderr)
     while True:
@@ -123,11 +137,21 @@ def run(args: argparse.Namespace) -> int:
         cmd = text.strip()
         if not cmd:
             continue
-        if cmd in ("/exit", "/quit", "/bye"):
+        if cmd in _EXIT:
             return 0
         if cmd == "/reset":
             session.turns.clear()
             print("[conversation cleared]", file=sys.stderr)
+            continue
+        if cmd == "/help":
+            for name, what in COMMANDS.items():
+                print(f"  {name:8} {what}", file=sys.stderr)
+            continue
+        if cmd.startswith("//"):
+            text = text.replace("//", "/", 1)  # an escaped message that starts with "/"
+        elif cmd.startswith("/"):
+            print(f"[unknown command {cmd.split()[0]}; /help lists the commands, // sends a line starting "
+                  "with /]", file=sys.stderr)
             continue
         try:
             session.answer(text, sys.stdout)

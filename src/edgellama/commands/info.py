@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         for line in t.splitlines():
             print(f"  {line}")
     else:
-        print(f"{'chat template:':{width}} none (use --chat-format chatml|llama-2|llama-3 to chat)")
+        print(f"{'chat template:':{width}} none (use --chat-format chatml|llama-2|llama-3|mistral-instruct to chat)")
     if args.metadata:
         print("metadata:")
         for k, v in md.items():

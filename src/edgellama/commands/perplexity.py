@@ -10,7 +10,7 @@ HELP = "perplexity of a GGUF model over a text (and KL divergence against a base
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="GGUF model file")
+    p.add_argument("model", metavar="MODEL", help="a .gguf file or a pulled model name (as in every command)")
     p.add_argument("-f", "--file", required=True, help="text file to score")
     p.add_argument("-c", "--ctx-size", type=int, default=512, help="window length in tokens (default 512)")
     p.add_argument("--kl-divergence-base", metavar="BASE.gguf", help="compare with this model: KL divergence, top-1, ΔPPL")
@@ -22,13 +22,13 @@ def run(args: argparse.Namespace) -> int:
     from ..perplexity import perplexity
 
     if args.ctx_size < 4:
-        print("edgellama perplexity: -c must be at least 4", file=sys.stderr)
+        print("edgellama: error: -c must be at least 4", file=sys.stderr)
         return 2
     try:
         with open(args.file, encoding="utf-8", errors="replace") as f:
             text = f.read()
     except OSError as e:
-        print(f"edgellama perplexity: error: {e}", file=sys.stderr)
+        print(f"edgellama: error: {e}", file=sys.stderr)
         return 1
 
     def progress(i: int, n: int, ppl: float) -> None:
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError, RuntimeError) as e:
-        print(f"edgellama perplexity: error: {e}", file=sys.stderr)
+        print(f"edgellama: error: {e}", file=sys.stderr)
         return 1
     print(f"windows: {r.n_windows} x {r.n_ctx} tokens, scored tokens: {r.n_tokens}")
     print(f"PPL = {r.ppl:.4f} +/- {r.ppl_stderr:.4f}")

@@ -1,10 +1,13 @@
-"""`edgellama quantize INPUT OUTPUT --type TYPE [--calibrate TEXT] [--rounding search|reference] [--threads N]
+"""`edgellama quantize INPUT OUTPUT --type TYPE [--calibrate TEXT] [--rounding search|reference] [-t/--threads N]
 [--tokenizer PATH]`"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 import time
 
 NAME = "quantize"
@@ -14,9 +17,11 @@ _TYPES = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="Hugging Face checkpoint directory, llama2.c checkpoint (.bin) or GGUF file")
+    p.add_argument("input", help="Hugging Face checkpoint directory, llama2.c checkpoint (.bin), GGUF file or "
+                   "pulled model name")
     p.add_argument("output", help="GGUF file to write (written to a temporary file and renamed when complete)")
-    p.add_argument("--type", "-t", default="Q4_K_M", help=f"file type: {_TYPES} (default Q4_K_M)")
+    # -t is threads in every command (llama.cpp's convention); the type has only the long flag
+    p.add_argument("--type", default="Q4_K_M", help=f"file type: {_TYPES} (default Q4_K_M)")
     p.add_argument("--calibrate", metavar="TEXT_FILE", help="weight the quantization by activations over this text")
     p.add_argument("--calibrate-ctx", type=int, default=512, help="window length for --calibrate (default 512)")
     p.add_argument("--calibrate-chunks", type=int, default=None, help="at most this many windows of --calibrate")
@@ -28,9 +33,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "reference: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 tensors rounded exactly like llama.cpp / gguf-py "
         "(byte-identical files; not combinable with --calibrate). K-quants always search",
     )
-    p.add_argument("--threads", type=int, default=None, help="threads (default: all physical cores)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all physical cores)")
     p.add_argument("--tokenizer", metavar="PATH", help="llama2.c: tokenizer.bin or tokenizer.model (default: beside INPUT)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,14 +51,21 @@ def run(args: argparse.Namespace) -> int:
     from ..quantize import quantize
 
     if args.threads is not None and args.threads <= 0:
-        print("edgellama quantize: --threads must be a positive integer", file=sys.stderr)
+        print("edgellama: error: --threads must be a positive integer", file=sys.stderr)
         return 2
 
     def note(msg: str) -> None:
         print(f"note: {msg}", file=sys.stderr)
 
+    from ..model_ref import locate_model, looks_like_path
+
     t0 = time.perf_counter()
+    # SIGTERM (kill, a CI timeout, a container stop) unwinds like Ctrl-C, so the writer removes its
+    # .partial file; the default action would end the process on the spot and leave it behind.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
     try:
+        if not os.path.exists(args.input) and not looks_like_path(args.input):
+            args.input = str(locate_model(args.input))  # a pulled model name, like every MODEL argument
         out = quantize(
             args.input,
             args.output,
@@ -60,11 +80,14 @@ def run(args: argparse.Namespace) -> int:
             on_note=note,
         )
     except KeyboardInterrupt:
-        print("edgellama quantize: interrupted; no output written", file=sys.stderr)
+        print("edgellama: interrupted; no output written", file=sys.stderr)
         return 130
     except (ConversionError, ValueError, FileNotFoundError, OSError, RuntimeError) as e:
-        print(f"edgellama quantize: error: {e}", file=sys.stderr)
+        print(f"edgellama: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     size = out.stat().st_size
     print(f"wrote {out} ({size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0

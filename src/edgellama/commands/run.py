@@ -118,9 +118,12 @@ def run(args: argparse.Namespace) -> int:
     e0 = getattr(llm, "eval_count", 0)
     t_first, e_first = None, e0
     interrupted = False
+    # with --echo the first chunk is the prompt's text, yielded before the prompt is evaluated:
+    # the prompt phase ends at the first generated chunk
+    n_echo = 1 if args.echo and not args.chat else 0
     try:
-        for text in texts:
-            if t_first is None:
+        for i, text in enumerate(texts):
+            if t_first is None and i >= n_echo:
                 t_first, e_first = time.perf_counter(), getattr(llm, "eval_count", 0)
             if text:
                 cli.write(text)

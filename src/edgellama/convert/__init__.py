@@ -66,11 +66,16 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _progress(total: int, enabled: bool):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=total, unit="tensor", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+    from ..progress import progress_bar  # a tqdm bar on a terminal, progress lines otherwise
+
+    return progress_bar(total, "tensors", unit="tensor", enabled=enabled, file=sys.stderr)
+
+
+def _new_file_mode() -> int:
+    """0666 minus the process umask: the mode open() would have given a new file (0644 under 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_gguf(
@@ -168,6 +173,7 @@ def write_gguf(
             bar.close()
         writer.close()
         writer = None
+        os.chmod(tmp, _new_file_mode())  # mkstemp made it 0600; a finished file gets the usual mode
         os.replace(tmp, out)
     except BaseException:
         if writer is not None:

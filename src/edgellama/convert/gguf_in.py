@@ -24,6 +24,16 @@ def is_gguf(path: Path) -> bool:
 
 
 def read_gguf(path: Path) -> Checkpoint:
+    # edgellama's own reader first: it checks every tensor's extent against the file, so a
+    # truncated or malformed input gets the message `run`/`info` give (gguf-py's would be a NumPy
+    # reshape error)
+    from .. import _core
+    from ..gguf_file import GGUFFile
+
+    try:
+        GGUFFile(path)
+    except _core.GGUFError as e:
+        raise ConversionError(str(e)) from None
     try:
         r = GGUFReader(path, "r")
     except Exception as e:  # gguf-py raises ValueError / struct errors for malformed files

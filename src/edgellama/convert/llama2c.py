@@ -146,7 +146,7 @@ def read_llama2c(path: Path, tokenizer: Optional[Path] = None) -> Checkpoint:
     if not tok.is_file():
         raise ConversionError(f"{tok}: tokenizer file not found")
     if tok.suffix == ".model":
-        sentencepiece_vocab(ck, tok, vocab, None)
+        sentencepiece_vocab(ck, tok, vocab, None, exact_size=True)
     else:
         llama2c_vocab(ck, tok, vocab)
 

@@ -56,7 +56,8 @@ def _add_special_vocab(ck: Checkpoint, directory: Path, n_vocab: int, load_merge
             ck.add(key, v.value, v.type, v.sub_type)
 
 
-def sentencepiece_vocab(ck: Checkpoint, model_path: Path, vocab_size: Optional[int], hf_dir: Optional[Path]) -> None:
+def sentencepiece_vocab(ck: Checkpoint, model_path: Path, vocab_size: Optional[int], hf_dir: Optional[Path],
+                        exact_size: bool = False) -> None:
     try:
         from sentencepiece import SentencePieceProcessor
     except ImportError as e:  # pragma: no cover - sentencepiece is a dependency
@@ -67,6 +68,9 @@ def sentencepiece_vocab(ck: Checkpoint, model_path: Path, vocab_size: Optional[i
     except Exception as e:
         raise ConversionError(f"{model_path}: not a sentencepiece model: {e}") from e
     n = vocab_size if vocab_size is not None else sp.vocab_size()
+    if exact_size and sp.vocab_size() != n:  # llama2.c: no padding rows, a mismatch is another model's tokenizer
+        raise ConversionError(f"{model_path}: the tokenizer has {sp.vocab_size()} tokens but the model's vocabulary "
+                              f"has {n}: it belongs to another model")
     tokens: List[bytes] = [f"[PAD{i}]".encode() for i in range(n)]
     scores = [-10000.0] * n
     toktypes = [int(TokenType.UNUSED)] * n
@@ -226,7 +230,8 @@ def llama2c_vocab(ck: Checkpoint, path: Path, vocab_size: int) -> None:
     tokens, scores, toktypes = [], [], []
     for tid in range(vocab_size):
         if off + 8 > len(data):
-            raise ConversionError(f"{path}: truncated llama2.c tokenizer: {tid} of {vocab_size} tokens")
+            raise ConversionError(f"{path}: the tokenizer has {tid} tokens but the model's vocabulary has {vocab_size} "
+                                  "(a tokenizer for another model, or a truncated file)")
         score, length = struct.unpack_from("<fi", data, off)
         off += 8
         if length < 0 or off + length > len(data):
@@ -247,6 +252,14 @@ def llama2c_vocab(ck: Checkpoint, path: Path, vocab_size: int) -> None:
         tokens.append(text.replace(b" ", b"\xe2\x96\x81"))
         scores.append(score)
         toktypes.append(int(ttype))
+    if off != len(data):  # more tokens than the model has rows: the tokenizer of another model
+        extra = 0
+        while off + 8 <= len(data):
+            _, length = struct.unpack_from("<fi", data, off)
+            off += 8 + max(length, 0)
+            extra += 1
+        raise ConversionError(f"{path}: the tokenizer has {vocab_size + extra} tokens but the model's vocabulary has "
+                              f"{vocab_size}: it belongs to another model")
     _set_token_arrays(ck, "llama", "default", tokens, scores, toktypes)
     _llama_default_special(ck, 1, 2, 0)
 

@@ -61,7 +61,7 @@ class SlotModel(GenerationMixin):
         return self._vocab_llama.tokenize(text, add_bos, special)
 
     def detokenize(self, tokens, special: bool = False) -> bytes:
-        return self._vocab_llama.detokenize(tokens, special)
+        return self._vocab_llama.detokenize(tokens, special=special)
 
     def token_bos(self) -> int:
         return self._vocab_llama.token_bos()
