@@ -21,9 +21,21 @@ namespace {
 // every few microseconds, so spinning this long keeps workers hot during generation while an idle
 // context falls asleep within about a millisecond.
 constexpr int kSpinIterations = 20000;
+
+// More threads than logical CPUs: a spinning thread then holds a CPU that a thread with work needs
+// (a user passing n_threads=1000 on 2 CPUs made a 2-token call take 155 s). Such a pool never
+// spins: workers sleep at once, the caller yields while it waits, and a job wakes at most as many
+// workers as there are other CPUs.
+bool more_threads_than_cpus(int n_threads) {
+  const unsigned cpus = std::thread::hardware_concurrency();
+  return cpus > 0 && unsigned(n_threads) > cpus;
+}
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(n_threads < 1 ? 1 : n_threads),
+      oversubscribed_(more_threads_than_cpus(n_threads_)),
+      spin_iterations_(oversubscribed_ ? 0 : kSpinIterations) {
   try {
     workers_.reserve(n_threads_ - 1);
     for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
@@ -87,7 +99,18 @@ void ThreadPool::parallel_for(int64_t n_tasks, const TaskFn& fn) {
     open_job_.store(gen, std::memory_order_seq_cst);
     generation_.store(gen, std::memory_order_release);
   }
-  if (sleepers_.load(std::memory_order_relaxed) > 0) wake_.notify_all();
+  const int sleepers = sleepers_.load(std::memory_order_relaxed);
+  if (sleepers > 0) {
+    if (!oversubscribed_) {
+      wake_.notify_all();
+    } else {
+      // Each woken worker costs a context switch on a CPU that is already busy: wake no more than
+      // can run beside the caller and have a task to take.
+      const unsigned cpus = std::thread::hardware_concurrency();
+      const int64_t useful = std::min<int64_t>(n_tasks - 1, int64_t(cpus > 1 ? cpus - 1 : 1));
+      for (int64_t i = 0; i < std::min<int64_t>(useful, sleepers); ++i) wake_.notify_one();
+    }
+  }
 
   run_tasks(0);
 
@@ -95,7 +118,7 @@ void ThreadPool::parallel_for(int64_t n_tasks, const TaskFn& fn) {
   // Only workers that are inside a task are left; they are running, so spin briefly, then yield the
   // core in case one of them was preempted and waits for it.
   for (int i = 0; active_.load(std::memory_order_seq_cst) != 0; ++i) {
-    if (i < kSpinIterations) {
+    if (i < spin_iterations_) {
       EDGELLAMA_PAUSE();
     } else {
       std::this_thread::yield();
@@ -109,7 +132,7 @@ void ThreadPool::worker(int slot) {
   uint64_t seen = 0;
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int i = 0; gen == seen && i < kSpinIterations; ++i) {
+    for (int i = 0; gen == seen && i < spin_iterations_; ++i) {
       EDGELLAMA_PAUSE();
       gen = generation_.load(std::memory_order_acquire);
     }

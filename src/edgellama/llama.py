@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -99,6 +100,14 @@ class Llama(GenerationMixin):
             raise ValueError(f"n_ctx must be at most {_MAX_N_CTX}, got {n_ctx}")
         if n_threads is not None and n_threads > _MAX_N_THREADS:
             raise ValueError(f"n_threads must be at most {_MAX_N_THREADS}, got {n_threads}")
+        if n_threads is not None and n_threads > (os.cpu_count() or 1):
+            # Allowed (the pool then sleeps instead of spinning), but never faster than one thread per CPU.
+            warnings.warn(
+                f"n_threads={n_threads} is more than the {os.cpu_count()} logical CPUs of this machine; "
+                f"extra threads only add switching (None = the {_core.physical_core_count()} physical cores)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         n_batch = min(n_batch, n_ctx)
         if not os.path.exists(self.model_path):
             raise FileNotFoundError(f"{self.model_path}: model file not found")
