@@ -1,19 +1,20 @@
-// AVX2 "8 rows per vector" GEMM for 4-bit formats (Q4_0, Q4_1; Q4_K further down). Compiled with the
-// AVX2 flags of this directory; only reached through kAvx2Kernels after dispatch checked the CPU.
-// Includes no header whose external-linkage inline functions baseline code also uses (no std
-// containers here), see kernels_avx2.cpp.
+// AVX2 "8 rows per vector" GEMM for the 32-value block formats (Q4_0, Q4_1, Q5_0, Q5_1; Q4_K and
+// Q8_0 further down). Compiled with the AVX2 flags of this directory; only reached through
+// kAvx2Kernels after dispatch checked the CPU. Includes no header whose external-linkage inline
+// functions baseline code also uses (no std containers here), see kernels_avx2.cpp.
 //
 // Layout: for a group of 8 weight rows, each block of 32 values is transposed (in a small stack
 // scratch, per call, never in the model) into 8 vectors: vector k holds, in 32-bit lane r, the
-// unpacked quants 4k..4k+3 of row r (0..15 as uint8). One token's 4 activation bytes 4k..4k+3 are
-// broadcast to all lanes, so one maddubs computes 4 products for 8 rows at once; the 8 maddubs of a
-// block are summed in int16 (at most 8 * 2 * 15 * 127 = 30480, no overflow), widened once, and the
-// float work (convert, scale, offset) is done once per block for 8 rows instead of once per row.
+// unpacked quants 4k..4k+3 of row r (0..15, or 0..31 for Q5_x, as uint8). One token's 4 activation
+// bytes 4k..4k+3 are broadcast to all lanes, so one maddubs computes 4 products for 8 rows at once;
+// the 8 maddubs of a block are summed in int16 (see block_isum), widened, and the float work
+// (convert, scale, offset) is done once per block for 8 rows instead of once per row.
 //
 // Per output (row r, token t) the arithmetic is a fixed sequence, independent of the tile the pair
 // is computed in (so results do not depend on threads / batch split):
 //   acc = 0; for each block b: acc = fma(float(isum_b), dw_b * da_b, acc); acc = fma(cw_b, sa_b, acc)
-// with isum_b = sum(q * qa) (exact int), cw_b = -8 dw_b (Q4_0) or m_b (Q4_1), sa_b = da_b*sum(qa).
+// with isum_b = sum(q * qa) (exact int), cw_b = -8 dw_b (Q4_0), -16 dw_b (Q5_0) or m_b (Q4_1, Q5_1),
+// sa_b = da_b*sum(qa).
 // The scalar reference of this sequence is gemm_rows8_ref in cpp/kernels/scalar/gemm_rows8_ref.cpp.
 #include <immintrin.h>
 
@@ -71,26 +72,64 @@ inline __m256 scales8(const uint8_t* const* p, size_t at) {
   return _mm256_cvtph_ps(v);
 }
 
+// The 32-bit word at byte `at` of each row's block (8 rows): lane r = row r's word.
+inline __m256i words8(const uint8_t* const* p, size_t at) {
+  uint32_t u[8];
+  for (int r = 0; r < 8; ++r) std::memcpy(&u[r], p[r] + at, 4);
+  return _mm256_setr_epi32(int(u[0]), int(u[1]), int(u[2]), int(u[3]), int(u[4]), int(u[5]), int(u[6]), int(u[7]));
+}
+
+// The 32-value block formats (one table): bytes per block, where the quant nibbles, the fifth bits
+// (qh, bit j = value j; 0 = none) and the minimum (0 = none: cw = kOffset * dw) are.
+//   Q4_0: d qs[16]           Q4_1: d m qs[16]
+//   Q5_0: d qh[4] qs[16]     Q5_1: d m qh[4] qs[16]
+template <size_t kW_, size_t kQs, size_t kQh, size_t kMin, int kOffset_>
+struct Legacy {
+  static constexpr size_t kW = kW_, kQsOff = kQs, kQhOff = kQh, kMinOff = kMin;
+  static constexpr float kOffset = float(kOffset_);
+  static constexpr bool kFiveBit = kQh != 0;
+};
+using Q4_0L = Legacy<18, 2, 0, 0, -8>;
+using Q4_1L = Legacy<20, 4, 0, 2, 0>;
+using Q5_0L = Legacy<22, 6, 2, 0, -16>;
+using Q5_1L = Legacy<24, 8, 4, 2, 0>;
+
+// Fifth bits of g[k] (values 4k..4k+3 of each lane's row) from lane r's qh word: byte k/2 of the
+// word replicated to the lane's 4 bytes, the 4 bits of values 4k..4k+3 selected, 0x10 where set.
+inline __m256i fifth_bits(__m256i qh, int k) {
+  const char b = char(k / 2);
+  const __m256i rep = _mm256_shuffle_epi8(
+      qh, _mm256_setr_epi8(b, b, b, b, 4 + b, 4 + b, 4 + b, 4 + b, 8 + b, 8 + b, 8 + b, 8 + b, 12 + b, 12 + b, 12 + b,
+                           12 + b, b, b, b, b, 4 + b, 4 + b, 4 + b, 4 + b, 8 + b, 8 + b, 8 + b, 8 + b, 12 + b, 12 + b,
+                           12 + b, 12 + b));
+  const __m256i bits = _mm256_set1_epi32(k % 2 ? int(0x80402010u) : 0x08040201);
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(rep, bits), bits), _mm256_set1_epi8(0x10));
+}
+
 // One 32-value block of 8 rows (row pointers; the block at byte boff of each row), transposed:
-// g[k] lane r = quants 4k..4k+3 of row r (uint8 0..15); dw, cw per lane.
-template <bool kQ41>
+// g[k] lane r = quants 4k..4k+3 of row r (uint8 0..15, or 0..31 with the fifth bit); dw, cw per lane.
+template <class L>
 inline void load_block(const uint8_t* const* p, size_t boff, __m256i* g, __m256* dw, __m256* cw) {
   __m256i x[4];
-  transpose_rows(p, boff + (kQ41 ? 4 : 2), x);
+  transpose_rows(p, boff + L::kQsOff, x);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   for (int k = 0; k < 4; ++k) {
     g[k] = _mm256_and_si256(x[k], m4);                             // values 4k..4k+3 (low nibbles)
     g[k + 4] = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);  // values 16+4k..16+4k+3
   }
+  if constexpr (L::kFiveBit) {
+    const __m256i qh = words8(p, boff + L::kQhOff);
+    for (int k = 0; k < 8; ++k) g[k] = _mm256_or_si256(g[k], fifth_bits(qh, k));
+  }
   *dw = scales8(p, boff);
-  *cw = kQ41 ? scales8(p, boff + 2) : _mm256_mul_ps(*dw, _mm256_set1_ps(-8.0f));
+  *cw = L::kMinOff ? scales8(p, boff + L::kMinOff) : _mm256_mul_ps(*dw, _mm256_set1_ps(L::kOffset));
 }
 
-template <bool kQ41>
+template <class L>
 inline void repack_block(const uint8_t* const* p, size_t boff, uint8_t* dst) {
   __m256i g[8];
   __m256 dw, cw;
-  load_block<kQ41>(p, boff, g, &dw, &cw);
+  load_block<L>(p, boff, g, &dw, &cw);
   __m256i* out = reinterpret_cast<__m256i*>(dst);
   for (int k = 0; k < 8; ++k) _mm256_store_si256(out + k, g[k]);
   _mm256_store_ps(reinterpret_cast<float*>(out + 8), dw);
@@ -103,16 +142,28 @@ inline __m256i bcast4(const int8_t* q) {
   return _mm256_set1_epi32(v);
 }
 
+// Exact int32 block sums of 8 rows (lane r) with one token's block: the 8 maddubs are summed in
+// int16 (4-bit: 16 products of at most 15 * 127, <= 30480) or, for 5-bit quants (at most 31 * 127),
+// in two halves of 8 products each (<= 31496), widened separately.
+template <bool kFiveBit>
+inline __m256i block_isum(const __m256i* w, const ActBlock* ab, __m256i ones) {
+  __m256i lo = _mm256_maddubs_epi16(w[0], bcast4(ab->qs));
+  for (int k = 1; k < 4; ++k) lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(w[k], bcast4(ab->qs + 4 * k)));
+  __m256i hi = _mm256_maddubs_epi16(w[4], bcast4(ab->qs + 16));
+  for (int k = 5; k < 8; ++k) hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(w[k], bcast4(ab->qs + 4 * k)));
+  if constexpr (kFiveBit) return _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
+  return _mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones);
+}
+
+template <bool kFiveBit>
 inline __m256 step(const __m256i* w, __m256 dw, __m256 cw, const ActBlock* ab, __m256 s, __m256i ones) {
-  __m256i p = _mm256_maddubs_epi16(w[0], bcast4(ab->qs));
-  for (int k = 1; k < 8; ++k) p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[k], bcast4(ab->qs + 4 * k)));
-  const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+  const __m256 f = _mm256_cvtepi32_ps(block_isum<kFiveBit>(w, ab, ones));
   s = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s);
   return _mm256_fmadd_ps(cw, _mm256_broadcast_ss(&ab->s), s);
 }
 
 // T tokens x 8 rows over nb repacked blocks; acc holds the running sums (8 floats per token).
-template <int T>
+template <bool kFiveBit, int T>
 inline void tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_loadu_ps(acc + 8 * t);
@@ -124,43 +175,44 @@ inline void tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t
     const __m256 dw = _mm256_load_ps(reinterpret_cast<const float*>(wq + 8));
     const __m256 cw = _mm256_load_ps(reinterpret_cast<const float*>(wq + 8) + 8);
     for (int t = 0; t < T; ++t)
-      s[t] = step(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b0 + b, s[t], ones);
+      s[t] = step<kFiveBit>(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b0 + b, s[t], ones);
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
 // Few tokens (decode): no scratch, the transposed block is used straight from registers.
-template <bool kQ41, int T>
-inline void direct(int64_t nb, const uint8_t* const* p, size_t kW, const uint8_t* a, size_t as, float* acc) {
+template <class L, int T>
+inline void direct(int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
     __m256i w[8];
     __m256 dw, cw;
-    for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + (b + 8) * kW), _MM_HINT_T0);
-    load_block<kQ41>(p, size_t(b) * kW, w, &dw, &cw);
-    for (int t = 0; t < T; ++t) s[t] = step(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t], ones);
+    for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + (b + 8) * L::kW), _MM_HINT_T0);
+    load_block<L>(p, size_t(b) * L::kW, w, &dw, &cw);
+    for (int t = 0; t < T; ++t)
+      s[t] = step<L::kFiveBit>(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t], ones);
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-template <bool kQ41>
-struct Q4Format {
-  static constexpr size_t kW = kQ41 ? 20 : 18;  // bytes of one block in a weight row
+template <class L>
+struct LegacyFormat {
+  static constexpr size_t kW = L::kW;  // bytes of one block in a weight row
   static constexpr int64_t kValues = 32;
   static constexpr int kPerChunk = kBlocksPerChunk;
   static constexpr size_t kBytes = kBlockBytes;
-  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_block<kQ41>(p, boff, dst); }
+  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_block<L>(p, boff, dst); }
   template <int T>
   static void run_tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
-    tile<T>(nb, pk, a, as, b0, acc);
+    tile<L::kFiveBit, T>(nb, pk, a, as, b0, acc);
   }
   static bool run_direct(int64_t ntc, int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
     switch (ntc) {
-      case 3: direct<kQ41, 3>(nb, p, kW, a, as, acc); break;
-      case 2: direct<kQ41, 2>(nb, p, kW, a, as, acc); break;
-      default: direct<kQ41, 1>(nb, p, kW, a, as, acc); break;
+      case 3: direct<L, 3>(nb, p, a, as, acc); break;
+      case 2: direct<L, 2>(nb, p, a, as, acc); break;
+      default: direct<L, 1>(nb, p, a, as, acc); break;
     }
     return true;
   }
@@ -428,7 +480,7 @@ void gemm_rows8(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_
 
 void gemm_q4_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<Q4Format<false>>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<LegacyFormat<Q4_0L>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
@@ -440,7 +492,15 @@ void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
 }
 void gemm_q4_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<Q4Format<true>>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<LegacyFormat<Q4_1L>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows8<LegacyFormat<Q5_0L>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows8<LegacyFormat<Q5_1L>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 
 }  // namespace avx2_rows8

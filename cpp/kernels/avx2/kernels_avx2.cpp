@@ -100,111 +100,6 @@ void quantize_q8k(const float* x, void* out, int64_t n) {
 #endif
 constexpr int kPrefetchRows = EDGELLAMA_PREFETCH_ROWS;  // prefetch distance, in weight rows
 
-// ---- 32-value block formats ----------------------------------------------------------------------
-
-inline __m256i nibbles32(const uint8_t* qs) {  // value j: low nibble of byte j, j+16: high nibble
-  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-  return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
-}
-
-inline __m256i high_bits32(const uint8_t* qh4) {  // bit j of the 32-bit word -> 0x10 in byte j
-  uint32_t x;
-  std::memcpy(&x, qh4, 4);
-  const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
-                                          0x0303030303030303);
-  __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(int(x)), shuf);
-  const __m256i bits = _mm256_set1_epi64x(0x8040201008040201LL);
-  v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bits), bits);
-  return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
-}
-
-// Each format: kBytes, kSigned (weights are signed int8: use the sign trick), q() = 32 quants,
-// d() = scale, c() = coefficient of the activation block sum s (dot = d*da*sum(q*a) + c*s).
-struct Q4_0W {
-  static constexpr size_t kBytes = 18;
-  static constexpr bool kSigned = false;
-  static __m256i q(const uint8_t* b) { return nibbles32(b + 2); }
-  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = -8.0f * *d; }
-};
-struct Q4_1W {
-  static constexpr size_t kBytes = 20;
-  static constexpr bool kSigned = false;
-  static __m256i q(const uint8_t* b) { return nibbles32(b + 4); }
-  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = h2f(b + 2); }
-};
-struct Q5_0W {
-  static constexpr size_t kBytes = 22;
-  static constexpr bool kSigned = false;
-  static __m256i q(const uint8_t* b) { return _mm256_or_si256(nibbles32(b + 6), high_bits32(b + 2)); }
-  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = -16.0f * *d; }
-};
-struct Q5_1W {
-  static constexpr size_t kBytes = 24;
-  static constexpr bool kSigned = false;
-  static __m256i q(const uint8_t* b) { return _mm256_or_si256(nibbles32(b + 8), high_bits32(b + 4)); }
-  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = h2f(b + 2); }
-};
-struct Q8_0W {
-  static constexpr size_t kBytes = 34;
-  static constexpr bool kSigned = true;
-  static __m256i q(const uint8_t* b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2)); }
-  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = 0.0f; }
-};
-
-template <int R>
-inline __m128 pack4(const float* v) {  // from registers, not through memory (store forwarding)
-  return _mm_setr_ps(v[0], R > 1 ? v[1] : 0.0f, R > 2 ? v[2] : 0.0f, R > 3 ? v[3] : 0.0f);
-}
-
-template <class W, int R, int T>
-void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
-  static_assert(R <= 4, "the offset term keeps 4 rows in one __m128");
-  __m256 acc[R][T];
-  __m128 corr[T];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
-  for (int t = 0; t < T; ++t) corr[t] = _mm_setzero_ps();
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int64_t b = 0; b < nb; ++b) {
-    __m256i q[R];
-    __m256 dwv[R];
-    float dw[R], cw[R];
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* blk = w + size_t(r) * ws + size_t(b) * W::kBytes;
-      // The same block of the next tile's rows: hides DRAM latency when the weights stream in
-      // (decode). A prefetch never faults, so running past the matrix is harmless.
-      _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchRows * ws), _MM_HINT_T0);
-      W::dc(blk, &dw[r], &cw[r]);
-      dwv[r] = _mm256_set1_ps(dw[r]);
-      q[r] = W::q(blk);
-    }
-    __m256i qa[R];
-    if (W::kSigned) {
-      for (int r = 0; r < R; ++r) qa[r] = _mm256_sign_epi8(q[r], q[r]);
-    }
-    __m128 cwv = _mm_setzero_ps();
-    if (!W::kSigned) cwv = pack4<R>(cw);
-    for (int t = 0; t < T; ++t) {
-      const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
-      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab->qs));
-      const __m256 da = _mm256_broadcast_ss(&ab->d);
-      if (!W::kSigned) corr[t] = _mm_fmadd_ps(cwv, _mm_broadcast_ss(&ab->s), corr[t]);
-      for (int r = 0; r < R; ++r) {
-        __m256i p16 = W::kSigned ? _mm256_maddubs_epi16(qa[r], _mm256_sign_epi8(av, q[r]))
-                                 : _mm256_maddubs_epi16(q[r], av);
-        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-        acc[r][t] = _mm256_fmadd_ps(p, _mm256_mul_ps(dwv[r], da), acc[r][t]);
-      }
-    }
-  }
-  for (int t = 0; t < T; ++t) {
-    alignas(16) float c[4];
-    _mm_store_ps(c, corr[t]);
-    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = hsum(acc[r][t]) + c[r];
-  }
-}
-
 #ifndef EDGELLAMA_TILE_R
 #define EDGELLAMA_TILE_R 4
 #endif
@@ -213,22 +108,6 @@ void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size
 #endif
 constexpr int kRows = EDGELLAMA_TILE_R;    // tile rows (weights)
 constexpr int kTokens = EDGELLAMA_TILE_T;  // tile tokens (activations)
-
-template <class W>
-struct LegacyTile {
-  template <int R, int T>
-  struct Of {
-    static void run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
-      tile_legacy<W, R, T>(nb, w, ws, a, as, y, ys);
-    }
-  };
-};
-
-template <class W>
-void gemm_legacy(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
-                 float* y, size_t ys) {
-  walk_tiles<LegacyTile<W>::template Of, kRows, kTokens>(n / 32, w, ws, nr, a, as, nt, y, ys);
-}
 
 // ---- K-quants --------------------------------------------------------------------------------------
 // Per 32-value chunk c (0..7) of a super-block: 32 unsigned quants and the int16 madd scales (the
@@ -523,12 +402,12 @@ constexpr KernelSet make_avx2() {
   k.gemm[int(GGMLType::F32)] = gemm_float<F32W>;
   k.gemm[int(GGMLType::F16)] = gemm_float<F16W>;
   k.gemm[int(GGMLType::BF16)] = gemm_float<BF16W>;
-  // Q4_0 / Q4_1 / Q8_0: 8 rows per vector (gemm_rows8_avx2.cpp), for prefill and decode alike so that a
-  // token's result never depends on how many tokens share the call.
+  // Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0: 8 rows per vector (gemm_rows8_avx2.cpp), for prefill and decode
+  // alike so that a token's result never depends on how many tokens share the call.
   k.gemm[int(GGMLType::Q4_0)] = avx2_rows8::gemm_q4_0;
   k.gemm[int(GGMLType::Q4_1)] = avx2_rows8::gemm_q4_1;
-  k.gemm[int(GGMLType::Q5_0)] = gemm_legacy<Q5_0W>;
-  k.gemm[int(GGMLType::Q5_1)] = gemm_legacy<Q5_1W>;
+  k.gemm[int(GGMLType::Q5_0)] = avx2_rows8::gemm_q5_0;
+  k.gemm[int(GGMLType::Q5_1)] = avx2_rows8::gemm_q5_1;
   k.gemm[int(GGMLType::Q8_0)] = avx2_rows8::gemm_q8_0;
   k.gemm[int(GGMLType::Q2_K)] = gemm_k<Q2_KW>;
   k.gemm[int(GGMLType::Q3_K)] = gemm_k<Q3_KW>;

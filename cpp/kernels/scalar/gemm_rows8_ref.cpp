@@ -17,11 +17,11 @@ float half(const uint8_t* p) {
   return fp16_to_float(h);
 }
 
-template <bool kQ41>
-void ref_q4(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
-            size_t ys) {
-  constexpr size_t kW = kQ41 ? 20 : 18;
-  constexpr int off = kQ41 ? 4 : 2;
+// The 32-value block formats with 4-bit quants (kQh = 0) or 5-bit quants (fifth bit j of the 32-bit
+// word at byte kQh = value j); cw = the fp16 minimum at byte kMin, or kOffset * dw when kMin = 0.
+template <size_t kW, size_t kQs, size_t kQh, size_t kMin, int kOffset>
+void ref_legacy(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                float* y, size_t ys) {
   for (int64_t t = 0; t < nt; ++t) {
     const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as);
     for (int64_t r = 0; r < nr; ++r) {
@@ -29,13 +29,17 @@ void ref_q4(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a
       float acc = 0.0f;
       for (int64_t b = 0; b < n / 32; ++b) {
         const uint8_t* blk = row + size_t(b) * kW;
+        uint32_t qh = 0;
+        if (kQh) std::memcpy(&qh, blk + kQh, 4);
         int32_t isum = 0;
         for (int j = 0; j < 16; ++j) {
-          isum += int32_t(blk[off + j] & 0x0F) * ab[b].qs[j];
-          isum += int32_t(blk[off + j] >> 4) * ab[b].qs[j + 16];
+          const int32_t lo = int32_t(blk[kQs + j] & 0x0F) | int32_t((qh >> j) & 1) << 4;
+          const int32_t hi = int32_t(blk[kQs + j] >> 4) | int32_t((qh >> (j + 16)) & 1) << 4;
+          isum += lo * ab[b].qs[j];
+          isum += hi * ab[b].qs[j + 16];
         }
         const float dw = half(blk);
-        const float cw = kQ41 ? half(blk + 2) : -8.0f * dw;
+        const float cw = kMin ? half(blk + kMin) : float(kOffset) * dw;
         const float scale = dw * ab[b].d;
         acc = std::fma(float(isum), scale, acc);
         acc = std::fma(cw, ab[b].s, acc);
@@ -94,8 +98,11 @@ void ref_q4k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* 
 }  // namespace
 
 GemmRefFn gemm_rows8_ref(GGMLType type) {
-  if (type == GGMLType::Q4_0) return ref_q4<false>;
-  if (type == GGMLType::Q4_1) return ref_q4<true>;
+  // block bytes, quants at, fifth bits at (0: none), minimum at (0: none), offset (x dw)
+  if (type == GGMLType::Q4_0) return ref_legacy<18, 2, 0, 0, -8>;
+  if (type == GGMLType::Q4_1) return ref_legacy<20, 4, 0, 2, 0>;
+  if (type == GGMLType::Q5_0) return ref_legacy<22, 6, 2, 0, -16>;
+  if (type == GGMLType::Q5_1) return ref_legacy<24, 8, 4, 2, 0>;
   if (type == GGMLType::Q4_K) return ref_q4k;
   if (type == GGMLType::Q8_0) return ref_q8_0;
   return nullptr;
