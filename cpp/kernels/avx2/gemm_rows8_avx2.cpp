@@ -338,6 +338,109 @@ struct Q4KFormat {
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
 };
 
+// ---- Q6_K: super-blocks of 256 values, 16 sub-blocks of 16 with signed 8-bit scales, value = q - 32
+// (q = 4 low bits from ql, 2 high bits from qh: 0..63). Per (row, token, super-block), with exact ints
+//   isum = sum_s sc_s * (sum_i q_i a_i - 32 * bsums_s)
+//   acc = fma(float(isum), d * da, acc)
+// (the sequence of kernels_avx2.cpp's row tiles for Q6_K, which take fewer than 4 tokens). Scratch
+// per super-block of 8 rows: for 32-value chunk c and group G (values 32c+4G..+3) one vector of the
+// 8 rows' quants; per sub-block s the scales as int16 pairs (sc, sc); per chunk c the pairs
+// (32 sc_2c, 32 sc_2c+1) to madd with the bsums pair; d of the 8 rows. A maddubs pair sum is at most
+// 2 * 63 * 127, so two maddubs (8 products, <= 32004) are summed in int16 before each madd.
+
+constexpr int kQ6SuperPerChunk = 8;
+constexpr size_t kQ6QuantBytes = 64 * 32, kQ6ScaleBytes = 16 * 32, kQ6MinBytes = 8 * 32;
+constexpr size_t kQ6BlockBytes = kQ6QuantBytes + kQ6ScaleBytes + kQ6MinBytes + 32;
+
+inline void repack_q6k(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+  // Each row's 256 quants unpacked in order (as Q6_KW::q in kernels_avx2.cpp), then transposed.
+  alignas(32) uint8_t rows[8][QK_K];
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+  for (int r = 0; r < 8; ++r) {
+    const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p[r] + boff);
+    for (int c = 0; c < 8; ++c) {
+      const int h = c / 4, k = c % 4;
+      const __m256i l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->ql + h * 64 + 32 * (k % 2)));
+      const __m256i low = _mm256_and_si256(_mm256_srli_epi16(l, 4 * (k / 2)), m4);
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qh + h * 32));
+      const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m2);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(rows[r] + 32 * c), _mm256_or_si256(low, _mm256_slli_epi16(high, 4)));
+    }
+  }
+  const uint8_t* rp[8] = {rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], rows[7]};
+  __m256i* out = reinterpret_cast<__m256i*>(dst);
+  for (int c = 0; c < 8; ++c) {
+    transpose_rows(rp, 32 * size_t(c), out + 8 * c);           // groups 0..3: sub-block 2c
+    transpose_rows(rp, 32 * size_t(c) + 16, out + 8 * c + 4);  // groups 4..7: sub-block 2c+1
+  }
+  int16_t* sc = reinterpret_cast<int16_t*>(dst + kQ6QuantBytes);
+  int16_t* mn = reinterpret_cast<int16_t*>(dst + kQ6QuantBytes + kQ6ScaleBytes);
+  float* d = reinterpret_cast<float*>(dst + kQ6QuantBytes + kQ6ScaleBytes + kQ6MinBytes);
+  for (int r = 0; r < 8; ++r) {
+    const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p[r] + boff);
+    for (int sb = 0; sb < 16; ++sb) sc[2 * (8 * sb + r)] = sc[2 * (8 * sb + r) + 1] = b->scales[sb];
+    for (int c = 0; c < 8; ++c) {
+      mn[2 * (8 * c + r)] = int16_t(32 * b->scales[2 * c]);
+      mn[2 * (8 * c + r) + 1] = int16_t(32 * b->scales[2 * c + 1]);
+    }
+    d[r] = h2f(reinterpret_cast<const uint8_t*>(&b->d));
+  }
+}
+
+template <int T>
+inline void tile_q6k(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_loadu_ps(acc + 8 * t);
+  for (int sb = 0; sb < nsb; ++sb) {
+    const uint8_t* blk = pk + size_t(sb) * kQ6BlockBytes;
+    const __m256i* wq = reinterpret_cast<const __m256i*>(blk);
+    const __m256i* scv = reinterpret_cast<const __m256i*>(blk + kQ6QuantBytes);
+    const __m256i* mnv = reinterpret_cast<const __m256i*>(blk + kQ6QuantBytes + kQ6ScaleBytes);
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
+    __m256i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      __m256i w[8];
+      for (int k = 0; k < 8; ++k) w[k] = _mm256_load_si256(wq + 8 * c + k);
+      const __m256i sc0 = _mm256_load_si256(scv + 2 * c), sc1 = _mm256_load_si256(scv + 2 * c + 1);
+      for (int t = 0; t < T; ++t) {
+        const int8_t* q = ab[t]->qs + 32 * c;
+        __m256i pr[4];
+        for (int g = 0; g < 4; ++g)
+          pr[g] = _mm256_add_epi16(_mm256_maddubs_epi16(w[2 * g], bcast4(q + 8 * g)),
+                                   _mm256_maddubs_epi16(w[2 * g + 1], bcast4(q + 8 * g + 4)));
+        const __m256i lo = _mm256_add_epi32(_mm256_madd_epi16(pr[0], sc0), _mm256_madd_epi16(pr[1], sc0));
+        const __m256i hi = _mm256_add_epi32(_mm256_madd_epi16(pr[2], sc1), _mm256_madd_epi16(pr[3], sc1));
+        iacc[t] = _mm256_add_epi32(iacc[t], _mm256_add_epi32(lo, hi));
+      }
+    }
+    const __m256 d = _mm256_load_ps(reinterpret_cast<const float*>(blk + kQ6QuantBytes + kQ6ScaleBytes + kQ6MinBytes));
+    for (int t = 0; t < T; ++t) {
+      const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
+      __m256i ms = _mm256_madd_epi16(_mm256_load_si256(mnv), bcast4(bs));
+      for (int c = 1; c < 8; ++c) ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_load_si256(mnv + c), bcast4(bs + 4 * c)));
+      const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+struct Q6KFormat {
+  static constexpr size_t kW = sizeof(block_q6_K);
+  static constexpr int64_t kValues = QK_K;
+  static constexpr int kPerChunk = kQ6SuperPerChunk;
+  static constexpr size_t kBytes = kQ6BlockBytes;
+  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_q6k(p, boff, dst); }
+  template <int T>
+  static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
+    tile_q6k<T>(nsb, pk, a, as, sb0, acc);
+  }
+  // Fewer than 4 tokens never reach this kernel (kernels_avx2.cpp's row tiles take them).
+  static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
+};
+
 // ---- Q8_0: signed int8 quants; maddubs(|w|, sign(a, w)) per group, widened per group (two products
 // can exceed int16). Scratch per block of 8 rows: 8 vectors |w|, 8 vectors w, dw[8]. Per output:
 //   acc = fma(float(isum_b), dw_b * da_b, acc)
@@ -489,6 +592,10 @@ void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
 void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
   gemm_rows8<Q4KFormat>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows8<Q6KFormat>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q4_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {

@@ -125,6 +125,7 @@ inline __m256i even_odd_i16(__m128i bytes16, bool is_signed) {  // bytes k -> [e
 }
 
 struct Q2_KW {
+  static constexpr bool kCombined = false;
   static constexpr size_t kBytes = sizeof(block_q2_K);
   static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
     const block_q2_K* b = reinterpret_cast<const block_q2_K*>(p);
@@ -142,6 +143,7 @@ struct Q2_KW {
   }
 };
 struct Q3_KW {
+  static constexpr bool kCombined = false;
   static constexpr size_t kBytes = sizeof(block_q3_K);
   static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
     const block_q3_K* b = reinterpret_cast<const block_q3_K*>(p);
@@ -178,6 +180,7 @@ inline void prep_k45(const uint8_t* scales12, __m256i* scv, __m256i* mn16) {
   *mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
 }
 struct Q4_KW {
+  static constexpr bool kCombined = false;
   static constexpr size_t kBytes = sizeof(block_q4_K);
   static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
     const block_q4_K* b = reinterpret_cast<const block_q4_K*>(p);
@@ -192,6 +195,7 @@ struct Q4_KW {
   }
 };
 struct Q5_KW {
+  static constexpr bool kCombined = false;
   static constexpr size_t kBytes = sizeof(block_q5_K);
   static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
     const block_q5_K* b = reinterpret_cast<const block_q5_K*>(p);
@@ -209,6 +213,7 @@ struct Q5_KW {
   }
 };
 struct Q6_KW {
+  static constexpr bool kCombined = true;  // dmin = d: isum - msum in one exact int (tile_k)
   static constexpr size_t kBytes = sizeof(block_q6_K);
   static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
     const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p);
@@ -228,23 +233,31 @@ struct Q6_KW {
   }
 };
 
-inline float fma_ss(float a, float b, float c) {
-  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
-}
-inline float fnma_ss(float a, float b, float c) {
-  return _mm_cvtss_f32(_mm_fnmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+// Lane r (r < R <= 4) = the sum of the 8 int32 lanes of v[r]; lanes >= R are 0.
+template <int R>
+inline __m128i row_sums_i32(const __m256i* v) {
+  const __m256i z = _mm256_setzero_si256();
+  const __m256i h01 = _mm256_hadd_epi32(v[0], R > 1 ? v[1] : z);
+  const __m256i h23 = R > 2 ? _mm256_hadd_epi32(v[2], R > 3 ? v[3] : z) : z;
+  const __m256i h = _mm256_hadd_epi32(h01, h23);  // per 128-bit half: rows 0..3
+  return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
-// kSeq: per (row, token) the integer super-block sums are reduced exactly and folded into one scalar
-// accumulator with the sequence of the rows8 kernels (gemm_rows8_avx2.cpp):
+// kSeq: per (row, token) the integer super-block sums are reduced exactly (R rows at once, one row
+// per lane) and folded into one accumulator per output with the sequence of the rows8 kernels
+// (gemm_rows8_avx2.cpp):
 //   acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
+// or, for formats whose offset shares the scale (K::kCombined, Q6_K: value = q - 32), one exact
+// integer sum and one fma:  acc = fma(float(isum - msum), d * da, acc)
 // so a token's result does not depend on which of the two kernels computed it.
 template <class K, int R, int T, bool kSeq = false>
 void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+  static_assert(!kSeq || R <= 4, "kSeq keeps R rows in the lanes of one __m128");
   __m256 acc[R][T];
-  float sacc[R][T];
+  __m128 sacc[T];
   for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps(), sacc[r][t] = 0.0f;
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int t = 0; t < T; ++t) sacc[t] = _mm_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk[R];
     float d[R], dm[R];
@@ -274,17 +287,30 @@ void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as
           iacc[r][t] = _mm256_add_epi32(iacc[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], av), sc[r]));
       }
     }
+    if constexpr (kSeq) {
+      const __m128 dv = _mm_setr_ps(d[0], R > 1 ? d[1] : 0.0f, R > 2 ? d[2] : 0.0f, R > 3 ? d[3] : 0.0f);
+      const __m128 dmv = _mm_setr_ps(dm[0], R > 1 ? dm[1] : 0.0f, R > 2 ? dm[2] : 0.0f, R > 3 ? dm[3] : 0.0f);
+      for (int t = 0; t < T; ++t) {
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->bsums));
+        const __m128 da = _mm_set1_ps(ab[t]->d);
+        __m256i ms[R];
+        for (int r = 0; r < R; ++r) ms[r] = _mm256_madd_epi16(mn[r], bs);
+        if constexpr (K::kCombined) {
+          __m256i v[R];
+          for (int r = 0; r < R; ++r) v[r] = _mm256_sub_epi32(iacc[r][t], ms[r]);
+          sacc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(row_sums_i32<R>(v)), _mm_mul_ps(dv, da), sacc[t]);
+        } else {
+          __m256i v[R];
+          for (int r = 0; r < R; ++r) v[r] = iacc[r][t];
+          sacc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(row_sums_i32<R>(v)), _mm_mul_ps(dv, da), sacc[t]);
+          sacc[t] = _mm_fnmadd_ps(_mm_cvtepi32_ps(row_sums_i32<R>(ms)), _mm_mul_ps(dmv, da), sacc[t]);
+        }
+      }
+      continue;
+    }
     for (int t = 0; t < T; ++t) {
       const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->bsums));
       const float da = ab[t]->d;
-      if constexpr (kSeq) {
-        for (int r = 0; r < R; ++r) {
-          const int isum = hsum_i32(iacc[r][t]), msum = hsum_i32(_mm256_madd_epi16(mn[r], bs));
-          sacc[r][t] = fma_ss(float(isum), d[r] * da, sacc[r][t]);
-          sacc[r][t] = fnma_ss(float(msum), dm[r] * da, sacc[r][t]);
-        }
-        continue;
-      }
       for (int r = 0; r < R; ++r) {
         const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mn[r], bs));
         acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[r][t]), _mm256_set1_ps(d[r] * da), acc[r][t]);
@@ -292,8 +318,11 @@ void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as
       }
     }
   }
-  for (int t = 0; t < T; ++t)
-    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = kSeq ? sacc[r][t] : hsum(acc[r][t]);
+  for (int t = 0; t < T; ++t) {
+    alignas(16) float s4[4];
+    _mm_store_ps(s4, sacc[t]);
+    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = kSeq ? s4[r] : hsum(acc[r][t]);
+  }
 }
 
 template <class K, bool kSeq = false>
@@ -312,15 +341,24 @@ void gemm_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a
   walk_tiles<KTile<K>::template Of, kRows, kTokens>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
 }
 
-// Q4_K: rows8 kernel (gemm_rows8_avx2.cpp) from 4 tokens up; below, the row tiles above with the
-// same per-output arithmetic (decode: no transposition work to amortize).
-void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
-               float* y, size_t ys) {
+// Q4_K / Q6_K: rows8 kernel (gemm_rows8_avx2.cpp) from 4 tokens up; below, the row tiles above with
+// the same per-output arithmetic (decode: no transposition work to amortize).
+template <class K>
+void gemm_k_seq(GemmFn rows8, int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                int64_t nt, float* y, size_t ys) {
   if (nt >= 4) {
-    avx2_rows8::gemm_q4_k(n, w, ws, nr, a, as, nt, y, ys);
+    rows8(n, w, ws, nr, a, as, nt, y, ys);
     return;
   }
-  walk_tiles<KTile<Q4_KW, true>::template Of, kRows, kTokens>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
+  walk_tiles<KTile<K, true>::template Of, kRows, kTokens>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_k_seq<Q4_KW>(avx2_rows8::gemm_q4_k, n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_k_seq<Q6_KW>(avx2_rows8::gemm_q6_k, n, w, ws, nr, a, as, nt, y, ys);
 }
 
 // ---- float weights ----------------------------------------------------------------------------------
@@ -413,7 +451,7 @@ constexpr KernelSet make_avx2() {
   k.gemm[int(GGMLType::Q3_K)] = gemm_k<Q3_KW>;
   k.gemm[int(GGMLType::Q4_K)] = gemm_q4_k;
   k.gemm[int(GGMLType::Q5_K)] = gemm_k<Q5_KW>;
-  k.gemm[int(GGMLType::Q6_K)] = gemm_k<Q6_KW>;
+  k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
   k.attn_tile = avx2_attention_tile;
   k.silu_mul = avx2_silu_mul;
   return k;

@@ -95,6 +95,31 @@ void ref_q4k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* 
   }
 }
 
+// Q6_K: value = q - 32; one exact integer sum per super-block, one fma.
+void ref_q6k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+             size_t ys) {
+  for (int64_t t = 0; t < nt; ++t) {
+    const block_q8_K* ab = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as);
+    for (int64_t r = 0; r < nr; ++r) {
+      const block_q6_K* wb = reinterpret_cast<const block_q6_K*>(w + size_t(r) * ws);
+      float acc = 0.0f;
+      for (int64_t b = 0; b < n / QK_K; ++b) {
+        int32_t isum = 0;
+        for (int i = 0; i < QK_K; ++i) {
+          // value i: half h, position l in the half, quarter k (which ql nibble / qh bit pair)
+          const int h = i / 128, l = i % 32, k = (i % 128) / 32;
+          const uint8_t ql = wb[b].ql[64 * h + l + 32 * (k % 2)];
+          const int lo = k < 2 ? ql & 0x0F : ql >> 4;
+          const int hi = (wb[b].qh[32 * h + l] >> (2 * k)) & 3;
+          isum += int32_t(wb[b].scales[i / 16]) * (lo + 16 * hi - 32) * ab[b].qs[i];
+        }
+        acc = std::fma(float(isum), fp16_to_float(wb[b].d) * ab[b].d, acc);
+      }
+      y[size_t(t) * ys + size_t(r)] = acc;
+    }
+  }
+}
+
 }  // namespace
 
 GemmRefFn gemm_rows8_ref(GGMLType type) {
@@ -105,6 +130,7 @@ GemmRefFn gemm_rows8_ref(GGMLType type) {
   if (type == GGMLType::Q5_1) return ref_legacy<24, 8, 4, 2, 0>;
   if (type == GGMLType::Q4_K) return ref_q4k;
   if (type == GGMLType::Q8_0) return ref_q8_0;
+  if (type == GGMLType::Q6_K) return ref_q6k;
   return nullptr;
 }
 
