@@ -218,7 +218,7 @@ struct LegacyFormat {
   }
 };
 
-// ---- Q4_K: super-blocks of 256 values, 8 sub-blocks of 32 with 6-bit scales / mins ----------------
+// ---- Q4_K / Q5_K: super-blocks of 256 values, 8 sub-blocks of 32 with 6-bit scales / mins ----------
 // For fewer than 4 tokens kernels_avx2.cpp uses its row tiles with the same per-output sequence.
 // Scratch per super-block of 8 rows: for sub-block c and group G (values 32c+4G..+3): one vector of
 // the 8 rows' quants; per sub-block c: the 8 rows' scales and mins as int16 pairs (s, s) in each
@@ -263,9 +263,15 @@ inline void scale_vectors_q4k(const uint8_t* const* p, size_t boff, __m256i* sc,
   transpose8x8_pairs(xm, mn);
 }
 
-inline void repack_q4k(const uint8_t* const* p, size_t boff, uint8_t* dst) {
-  constexpr size_t qs_off = 16;  // d, dmin, scales[12]
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
+// Q4_K: d dmin scales[12] qs[128]; Q5_K: d dmin scales[12] qh[32] qs[128], the fifth bit of value j
+// of chunk c is bit c of qh[j]. Same scratch layout for both (quants 0..15 or 0..31).
+template <bool kFive>
+inline void repack_k45(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+  constexpr size_t qs_off = kFive ? 48 : 16, qh_off = 16;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  __m256i xh[2][4];
+  if constexpr (kFive)
+    for (int h = 0; h < 2; ++h) transpose_rows(p, boff + qh_off + 16 * size_t(h), xh[h]);
   __m256i* out = reinterpret_cast<__m256i*>(dst);
   for (int i = 0; i < 4; ++i) {
     for (int h = 0; h < 2; ++h) {
@@ -273,8 +279,14 @@ inline void repack_q4k(const uint8_t* const* p, size_t boff, uint8_t* dst) {
       transpose_rows(p, boff + qs_off + 32 * size_t(i) + 16 * size_t(h), x);
       for (int k = 0; k < 4; ++k) {
         const int g = 4 * h + k;
-        _mm256_store_si256(out + (2 * i) * 8 + g, _mm256_and_si256(x[k], m4));
-        _mm256_store_si256(out + (2 * i + 1) * 8 + g, _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4));
+        __m256i lo = _mm256_and_si256(x[k], m4), hi = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);
+        if constexpr (kFive) {
+          const __m256i b = xh[h][k];  // chunk 2i: bit 2i of each qh byte; chunk 2i+1: bit 2i+1
+          lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(b, 2 * i), one), 4));
+          hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(b, 2 * i + 1), one), 4));
+        }
+        _mm256_store_si256(out + (2 * i) * 8 + g, lo);
+        _mm256_store_si256(out + (2 * i + 1) * 8 + g, hi);
       }
     }
   }
@@ -294,7 +306,9 @@ inline __m256 finish_q4k(__m256i iacc, const __m256i* mn, __m256 d, __m256 dm, c
   return _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s);
 }
 
-template <int T>
+// 5-bit quants (Q5_K): a group's 8 maddubs are summed in two int16 halves of 8 products each (at most
+// 8 * 31 * 127 = 31496), as in block_isum above.
+template <bool kFive, int T>
 inline void tile_q4k(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_loadu_ps(acc + 8 * t);
@@ -312,9 +326,13 @@ inline void tile_q4k(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, in
       const __m256i sc = _mm256_load_si256(scv + c);
       for (int t = 0; t < T; ++t) {
         const int8_t* q = ab[t]->qs + 32 * c;
-        __m256i pp = _mm256_maddubs_epi16(w[0], bcast4(q));
-        for (int k = 1; k < 8; ++k) pp = _mm256_add_epi16(pp, _mm256_maddubs_epi16(w[k], bcast4(q + 4 * k)));
-        iacc[t] = _mm256_add_epi32(iacc[t], _mm256_madd_epi16(pp, sc));
+        __m256i lo = _mm256_maddubs_epi16(w[0], bcast4(q));
+        for (int k = 1; k < 4; ++k) lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(w[k], bcast4(q + 4 * k)));
+        __m256i hi = _mm256_maddubs_epi16(w[4], bcast4(q + 16));
+        for (int k = 5; k < 8; ++k) hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(w[k], bcast4(q + 4 * k)));
+        const __m256i part = kFive ? _mm256_add_epi32(_mm256_madd_epi16(lo, sc), _mm256_madd_epi16(hi, sc))
+                                   : _mm256_madd_epi16(_mm256_add_epi16(lo, hi), sc);
+        iacc[t] = _mm256_add_epi32(iacc[t], part);
       }
     }
     const __m256 d = _mm256_load_ps(reinterpret_cast<const float*>(blk + kKQuantBytes + 16 * 32));
@@ -324,15 +342,16 @@ inline void tile_q4k(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, in
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-struct Q4KFormat {
-  static constexpr size_t kW = sizeof(block_q4_K);
+template <bool kFive>
+struct K45Format {
+  static constexpr size_t kW = kFive ? sizeof(block_q5_K) : sizeof(block_q4_K);
   static constexpr int64_t kValues = QK_K;
   static constexpr int kPerChunk = kSuperPerChunk;
   static constexpr size_t kBytes = kKBlockBytes;
-  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_q4k(p, boff, dst); }
+  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_k45<kFive>(p, boff, dst); }
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
-    tile_q4k<T>(nsb, pk, a, as, sb0, acc);
+    tile_q4k<kFive, T>(nsb, pk, a, as, sb0, acc);
   }
   // Fewer than 4 tokens never reach this kernel (kernels_avx2.cpp's row tiles take them).
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
@@ -591,7 +610,11 @@ void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
 }
 void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<Q4KFormat>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<K45Format<false>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows8<K45Format<true>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {

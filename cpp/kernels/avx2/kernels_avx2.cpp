@@ -341,7 +341,7 @@ void gemm_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a
   walk_tiles<KTile<K>::template Of, kRows, kTokens>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
 }
 
-// Q4_K / Q6_K: rows8 kernel (gemm_rows8_avx2.cpp) from 4 tokens up; below, the row tiles above with
+// Q4_K / Q5_K / Q6_K: rows8 kernel (gemm_rows8_avx2.cpp) from 4 tokens up; below, the row tiles above with
 // the same per-output arithmetic (decode: no transposition work to amortize).
 template <class K>
 void gemm_k_seq(GemmFn rows8, int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
@@ -355,6 +355,10 @@ void gemm_k_seq(GemmFn rows8, int64_t n, const uint8_t* w, size_t ws, int64_t nr
 void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                float* y, size_t ys) {
   gemm_k_seq<Q4_KW>(avx2_rows8::gemm_q4_k, n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_k_seq<Q5_KW>(avx2_rows8::gemm_q5_k, n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                float* y, size_t ys) {
@@ -450,7 +454,7 @@ constexpr KernelSet make_avx2() {
   k.gemm[int(GGMLType::Q2_K)] = gemm_k<Q2_KW>;
   k.gemm[int(GGMLType::Q3_K)] = gemm_k<Q3_KW>;
   k.gemm[int(GGMLType::Q4_K)] = gemm_q4_k;
-  k.gemm[int(GGMLType::Q5_K)] = gemm_k<Q5_KW>;
+  k.gemm[int(GGMLType::Q5_K)] = gemm_q5_k;
   k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
   k.attn_tile = avx2_attention_tile;
   k.silu_mul = avx2_silu_mul;
