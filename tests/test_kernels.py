@@ -204,7 +204,7 @@ def test_shared_input_matmul_equals_separate_matmuls(n_threads):
                 np.testing.assert_array_equal(y, single, err_msg=f"{types} {name} n_tok={n_tok}")
 
 
-ROWS8_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
+ROWS8_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
 
 
 @pytest.mark.skipif("avx2" not in SIMD, reason="no AVX2 on this CPU")
@@ -246,7 +246,7 @@ def test_rows8_kernels_extremes(t, extreme):
 
 
 @pytest.mark.parametrize("isa", SIMD)
-@pytest.mark.parametrize("t", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"])
+@pytest.mark.parametrize("t", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"])
 def test_gemm_result_independent_of_token_and_row_split(isa, t):
     """A (row, token) result is the same whether computed alone or inside a bigger call: results cannot
     depend on n_batch or on how matmul splits rows and tokens across threads."""

@@ -24,6 +24,7 @@
 #include "../kquant_scales.h"
 #include "edgellama/quant_blocks.h"
 #include "gemm_rows8.h"
+#include "kquant_avx2.h"
 #include "reduce_avx2.h"
 
 namespace edgellama {
@@ -357,64 +358,60 @@ struct K45Format {
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
 };
 
-// ---- Q6_K: super-blocks of 256 values, 16 sub-blocks of 16 with signed 8-bit scales, value = q - 32
-// (q = 4 low bits from ql, 2 high bits from qh: 0..63). Per (row, token, super-block), with exact ints
-//   isum = sum_s sc_s * (sum_i q_i a_i - 32 * bsums_s)
-//   acc = fma(float(isum), d * da, acc)
-// (the sequence of kernels_avx2.cpp's row tiles for Q6_K, which take fewer than 4 tokens). Scratch
-// per super-block of 8 rows: for 32-value chunk c and group G (values 32c+4G..+3) one vector of the
-// 8 rows' quants; per sub-block s the scales as int16 pairs (sc, sc); per chunk c the pairs
-// (32 sc_2c, 32 sc_2c+1) to madd with the bsums pair; d of the 8 rows. A maddubs pair sum is at most
+// ---- Q2_K / Q3_K / Q6_K: super-blocks of 256 values, 16 sub-blocks of 16 with their own scale
+// (kquant_avx2.h's K::q unpacks the quants, 0..3 / 0..7 / 0..63; kquant_scales.h the scales sc and
+// the offsets mn: Q2_K's mins; for Q3_K / Q6_K, whose value is q - 4 / q - 32, mn = 4 sc / 32 sc and
+// dm = d). Per (row, token, super-block), with exact ints
+//   isum = sum_s sc_s * sum_{i in s} q_i a_i,  msum = sum_s mn_s * bsums_s
+//   K::kCombined (Q3_K, Q6_K): acc = fma(float(isum - msum), d * da, acc)
+//   otherwise (Q2_K):          acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dm * da, acc)
+// (the sequence of kernels_avx2.cpp's kSeq row tiles, which take fewer than 4 tokens). Scratch per
+// super-block of 8 rows: for 32-value chunk c and group G (values 32c+4G..+3) one vector of the 8
+// rows' quants; per sub-block s the scales as int16 pairs (sc, sc); per chunk c the pairs
+// (mn_2c, mn_2c+1) to madd with the bsums pair; d and dm of the 8 rows. A maddubs pair sum is at most
 // 2 * 63 * 127, so two maddubs (8 products, <= 32004) are summed in int16 before each madd.
 
-constexpr int kQ6SuperPerChunk = 8;
-constexpr size_t kQ6QuantBytes = 64 * 32, kQ6ScaleBytes = 16 * 32, kQ6MinBytes = 8 * 32;
-constexpr size_t kQ6BlockBytes = kQ6QuantBytes + kQ6ScaleBytes + kQ6MinBytes + 32;
+constexpr int kSub16SuperPerChunk = 8;
+constexpr size_t kSub16QuantBytes = 64 * 32, kSub16ScaleBytes = 16 * 32, kSub16MinBytes = 8 * 32;
+constexpr size_t kSub16BlockBytes = kSub16QuantBytes + kSub16ScaleBytes + kSub16MinBytes + 64;
 
-inline void repack_q6k(const uint8_t* const* p, size_t boff, uint8_t* dst) {
-  // Each row's 256 quants unpacked in order (as Q6_KW::q in kernels_avx2.cpp), then transposed.
+template <class K>
+inline void repack_sub16(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+  // Each row's 256 quants unpacked in order, then transposed.
   alignas(32) uint8_t rows[8][QK_K];
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
-  for (int r = 0; r < 8; ++r) {
-    const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p[r] + boff);
-    for (int c = 0; c < 8; ++c) {
-      const int h = c / 4, k = c % 4;
-      const __m256i l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->ql + h * 64 + 32 * (k % 2)));
-      const __m256i low = _mm256_and_si256(_mm256_srli_epi16(l, 4 * (k / 2)), m4);
-      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qh + h * 32));
-      const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m2);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(rows[r] + 32 * c), _mm256_or_si256(low, _mm256_slli_epi16(high, 4)));
-    }
-  }
+  for (int r = 0; r < 8; ++r)
+    for (int c = 0; c < 8; ++c) _mm256_store_si256(reinterpret_cast<__m256i*>(rows[r] + 32 * c), K::q(p[r] + boff, c));
   const uint8_t* rp[8] = {rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], rows[7]};
   __m256i* out = reinterpret_cast<__m256i*>(dst);
   for (int c = 0; c < 8; ++c) {
     transpose_rows(rp, 32 * size_t(c), out + 8 * c);           // groups 0..3: sub-block 2c
     transpose_rows(rp, 32 * size_t(c) + 16, out + 8 * c + 4);  // groups 4..7: sub-block 2c+1
   }
-  int16_t* sc = reinterpret_cast<int16_t*>(dst + kQ6QuantBytes);
-  int16_t* mn = reinterpret_cast<int16_t*>(dst + kQ6QuantBytes + kQ6ScaleBytes);
-  float* d = reinterpret_cast<float*>(dst + kQ6QuantBytes + kQ6ScaleBytes + kQ6MinBytes);
+  int16_t* sc = reinterpret_cast<int16_t*>(dst + kSub16QuantBytes);
+  int16_t* mn = reinterpret_cast<int16_t*>(dst + kSub16QuantBytes + kSub16ScaleBytes);
+  float* d = reinterpret_cast<float*>(dst + kSub16QuantBytes + kSub16ScaleBytes + kSub16MinBytes);
   for (int r = 0; r < 8; ++r) {
-    const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p[r] + boff);
-    for (int sb = 0; sb < 16; ++sb) sc[2 * (8 * sb + r)] = sc[2 * (8 * sb + r) + 1] = b->scales[sb];
+    kq::Scales s;
+    K::scales(p[r] + boff, &s);
+    for (int sb = 0; sb < 16; ++sb) sc[2 * (8 * sb + r)] = sc[2 * (8 * sb + r) + 1] = s.sc[sb];
     for (int c = 0; c < 8; ++c) {
-      mn[2 * (8 * c + r)] = int16_t(32 * b->scales[2 * c]);
-      mn[2 * (8 * c + r) + 1] = int16_t(32 * b->scales[2 * c + 1]);
+      mn[2 * (8 * c + r)] = s.mn[2 * c];
+      mn[2 * (8 * c + r) + 1] = s.mn[2 * c + 1];
     }
-    d[r] = h2f(reinterpret_cast<const uint8_t*>(&b->d));
+    __m256i scv, mn16;
+    K::prep(p[r] + boff, &d[r], &d[8 + r], &scv, &mn16);
   }
 }
 
-template <int T>
-inline void tile_q6k(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
+template <class K, int T>
+inline void tile_sub16(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_loadu_ps(acc + 8 * t);
   for (int sb = 0; sb < nsb; ++sb) {
-    const uint8_t* blk = pk + size_t(sb) * kQ6BlockBytes;
+    const uint8_t* blk = pk + size_t(sb) * kSub16BlockBytes;
     const __m256i* wq = reinterpret_cast<const __m256i*>(blk);
-    const __m256i* scv = reinterpret_cast<const __m256i*>(blk + kQ6QuantBytes);
-    const __m256i* mnv = reinterpret_cast<const __m256i*>(blk + kQ6QuantBytes + kQ6ScaleBytes);
+    const __m256i* scv = reinterpret_cast<const __m256i*>(blk + kSub16QuantBytes);
+    const __m256i* mnv = reinterpret_cast<const __m256i*>(blk + kSub16QuantBytes + kSub16ScaleBytes);
     const block_q8_K* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
     __m256i iacc[T];
@@ -434,27 +431,34 @@ inline void tile_q6k(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, in
         iacc[t] = _mm256_add_epi32(iacc[t], _mm256_add_epi32(lo, hi));
       }
     }
-    const __m256 d = _mm256_load_ps(reinterpret_cast<const float*>(blk + kQ6QuantBytes + kQ6ScaleBytes + kQ6MinBytes));
+    const float* dp = reinterpret_cast<const float*>(blk + kSub16QuantBytes + kSub16ScaleBytes + kSub16MinBytes);
+    const __m256 d = _mm256_load_ps(dp), dm = _mm256_load_ps(dp + 8);
     for (int t = 0; t < T; ++t) {
       const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
       __m256i ms = _mm256_madd_epi16(_mm256_load_si256(mnv), bcast4(bs));
       for (int c = 1; c < 8; ++c) ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_load_si256(mnv + c), bcast4(bs + 4 * c)));
       const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
-      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
+      if constexpr (K::kCombined) {
+        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
+      } else {
+        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, da), s[t]);
+        s[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s[t]);
+      }
     }
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-struct Q6KFormat {
-  static constexpr size_t kW = sizeof(block_q6_K);
+template <class K>
+struct Sub16Format {
+  static constexpr size_t kW = K::kBytes;
   static constexpr int64_t kValues = QK_K;
-  static constexpr int kPerChunk = kQ6SuperPerChunk;
-  static constexpr size_t kBytes = kQ6BlockBytes;
-  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_q6k(p, boff, dst); }
+  static constexpr int kPerChunk = kSub16SuperPerChunk;
+  static constexpr size_t kBytes = kSub16BlockBytes;
+  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_sub16<K>(p, boff, dst); }
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
-    tile_q6k<T>(nsb, pk, a, as, sb0, acc);
+    tile_sub16<K, T>(nsb, pk, a, as, sb0, acc);
   }
   // Fewer than 4 tokens never reach this kernel (kernels_avx2.cpp's row tiles take them).
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
@@ -618,7 +622,15 @@ void gemm_q5_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
 }
 void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<Q6KFormat>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<Sub16Format<Q6_KW>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q2_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows8<Sub16Format<Q2_KW>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q3_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows8<Sub16Format<Q3_KW>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q4_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {

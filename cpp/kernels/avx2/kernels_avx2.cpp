@@ -15,6 +15,7 @@
 #include "../tile_walk.h"
 #include "reduce_avx2.h"
 #include "gemm_rows8.h"
+#include "kquant_avx2.h"
 #include "edgellama/kernels.h"
 
 namespace edgellama {
@@ -109,129 +110,7 @@ constexpr int kPrefetchRows = EDGELLAMA_PREFETCH_ROWS;  // prefetch distance, in
 constexpr int kRows = EDGELLAMA_TILE_R;    // tile rows (weights)
 constexpr int kTokens = EDGELLAMA_TILE_T;  // tile tokens (activations)
 
-// ---- K-quants --------------------------------------------------------------------------------------
-// Per 32-value chunk c (0..7) of a super-block: 32 unsigned quants and the int16 madd scales (the
-// scale of sub-block 2c in the low 128 bits, 2c+1 in the high 128 bits). The integer sums over a
-// whole super-block are accumulated in int32 and converted to float once per super-block.
-
-// prep(): d, dm, the int16 scales arranged so that chunk c's madd scale vector is
-// shuffle_epi8(scv, kSel[c]) (low 128 bits: sub-block 2c, high: 2c+1), and mn16 (16 int16 to madd
-// with the activation bsums). Built with SIMD/word operations: scalar stores followed by a vector
-// load would stall on store forwarding.
-
-inline __m256i even_odd_i16(__m128i bytes16, bool is_signed) {  // bytes k -> [evens | odds] as int16
-  const __m128i eo = _mm_shuffle_epi8(bytes16, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
-  return is_signed ? _mm256_cvtepi8_epi16(eo) : _mm256_cvtepu8_epi16(eo);
-}
-
-struct Q2_KW {
-  static constexpr bool kCombined = false;
-  static constexpr size_t kBytes = sizeof(block_q2_K);
-  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
-    const block_q2_K* b = reinterpret_cast<const block_q2_K*>(p);
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
-    const __m128i m4 = _mm_set1_epi8(0xF);
-    *scv = even_odd_i16(_mm_and_si128(v, m4), false);
-    *mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), m4));
-    *d = _cvtsh_ss(b->d);
-    *dm = _cvtsh_ss(b->dmin);
-  }
-  static __m256i q(const uint8_t* p, int c) {
-    const block_q2_K* b = reinterpret_cast<const block_q2_K*>(p);
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * (c / 4)));
-    return _mm256_and_si256(_mm256_srli_epi16(v, 2 * (c % 4)), _mm256_set1_epi8(3));
-  }
-};
-struct Q3_KW {
-  static constexpr bool kCombined = false;
-  static constexpr size_t kBytes = sizeof(block_q3_K);
-  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
-    const block_q3_K* b = reinterpret_cast<const block_q3_K*>(p);
-    uint32_t u[3];
-    std::memcpy(u, b->scales, 12);
-    const uint32_t m4 = 0x0f0f0f0f, m2 = 0x03030303;
-    const uint32_t w0 = (u[0] & m4) | ((u[2] & m2) << 4);
-    const uint32_t w1 = (u[1] & m4) | (((u[2] >> 2) & m2) << 4);
-    const uint32_t w2 = ((u[0] >> 4) & m4) | (((u[2] >> 4) & m2) << 4);
-    const uint32_t w3 = ((u[1] >> 4) & m4) | (((u[2] >> 6) & m2) << 4);
-    const __m128i sc = _mm_sub_epi8(_mm_setr_epi32(int(w0), int(w1), int(w2), int(w3)), _mm_set1_epi8(32));
-    *scv = even_odd_i16(sc, true);
-    *mn16 = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 2);  // value = qu - 4
-    *d = *dm = _cvtsh_ss(b->d);
-  }
-  static __m256i q(const uint8_t* p, int c) {
-    const block_q3_K* b = reinterpret_cast<const block_q3_K*>(p);
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * (c / 4)));
-    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(v, 2 * (c % 4)), _mm256_set1_epi8(3));
-    const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->hmask));
-    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hm, c), _mm256_set1_epi8(1));
-    return _mm256_or_si256(low, _mm256_slli_epi16(high, 2));
-  }
-};
-inline void prep_k45(const uint8_t* scales12, __m256i* scv, __m256i* mn16) {
-  uint32_t u[3];
-  std::memcpy(u, scales12, 12);
-  const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
-  const uint32_t s0 = u[0] & m6, s1 = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
-  const uint32_t n0 = u[1] & m6, n1 = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
-  const __m128i sc = _mm_cvtepu8_epi16(_mm_setr_epi32(int(s0), int(s1), 0, 0));
-  *scv = _mm256_broadcastsi128_si256(sc);
-  const __m128i mn = _mm_setr_epi32(int(n0), int(n1), 0, 0);
-  *mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
-}
-struct Q4_KW {
-  static constexpr bool kCombined = false;
-  static constexpr size_t kBytes = sizeof(block_q4_K);
-  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
-    const block_q4_K* b = reinterpret_cast<const block_q4_K*>(p);
-    prep_k45(b->scales, scv, mn16);
-    *d = _cvtsh_ss(b->d);
-    *dm = _cvtsh_ss(b->dmin);
-  }
-  static __m256i q(const uint8_t* p, int c) {
-    const block_q4_K* b = reinterpret_cast<const block_q4_K*>(p);
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * (c / 2)));
-    return _mm256_and_si256(_mm256_srli_epi16(v, 4 * (c % 2)), _mm256_set1_epi8(0xF));
-  }
-};
-struct Q5_KW {
-  static constexpr bool kCombined = false;
-  static constexpr size_t kBytes = sizeof(block_q5_K);
-  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
-    const block_q5_K* b = reinterpret_cast<const block_q5_K*>(p);
-    prep_k45(b->scales, scv, mn16);
-    *d = _cvtsh_ss(b->d);
-    *dm = _cvtsh_ss(b->dmin);
-  }
-  static __m256i q(const uint8_t* p, int c) {
-    const block_q5_K* b = reinterpret_cast<const block_q5_K*>(p);
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * (c / 2)));
-    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(v, 4 * (c % 2)), _mm256_set1_epi8(0xF));
-    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qh));
-    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hb, c), _mm256_set1_epi8(1));
-    return _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
-  }
-};
-struct Q6_KW {
-  static constexpr bool kCombined = true;  // dmin = d: isum - msum in one exact int (tile_k)
-  static constexpr size_t kBytes = sizeof(block_q6_K);
-  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
-    const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p);
-    const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
-    *scv = even_odd_i16(sc, true);
-    *mn16 = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 5);  // value = qu - 32
-    *d = *dm = _cvtsh_ss(b->d);
-  }
-  static __m256i q(const uint8_t* p, int c) {
-    const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p);
-    const int h = c / 4, k = c % 4;
-    const __m256i l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->ql + h * 64 + 32 * (k % 2)));
-    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(l, 4 * (k / 2)), _mm256_set1_epi8(0xF));
-    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qh + h * 32));
-    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), _mm256_set1_epi8(3));
-    return _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
-  }
-};
+// ---- K-quants: unpacking in kquant_avx2.h (shared with gemm_rows8_avx2.cpp) ------------------------
 
 // Lane r (r < R <= 4) = the sum of the 8 int32 lanes of v[r]; lanes >= R are 0.
 template <int R>
@@ -243,24 +122,21 @@ inline __m128i row_sums_i32(const __m256i* v) {
   return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
-// kSeq: per (row, token) the integer super-block sums are reduced exactly (R rows at once, one row
-// per lane) and folded into one accumulator per output with the sequence of the rows8 kernels
-// (gemm_rows8_avx2.cpp):
+// K-quant row tiles (fewer than 4 tokens): per (row, token) the integer super-block sums are
+// reduced exactly (R rows at once, one row per lane) and folded into one accumulator per output with
+// the sequence of the rows8 kernels (gemm_rows8_avx2.cpp):
 //   acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
-// or, for formats whose offset shares the scale (K::kCombined, Q6_K: value = q - 32), one exact
-// integer sum and one fma:  acc = fma(float(isum - msum), d * da, acc)
+// or, for formats whose offset shares the scale (K::kCombined: Q3_K, Q6_K), one exact integer sum
+// and one fma:  acc = fma(float(isum - msum), d * da, acc)
 // so a token's result does not depend on which of the two kernels computed it.
-template <class K, int R, int T, bool kSeq = false>
+template <class K, int R, int T>
 void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
-  static_assert(!kSeq || R <= 4, "kSeq keeps R rows in the lanes of one __m128");
-  __m256 acc[R][T];
-  __m128 sacc[T];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
-  for (int t = 0; t < T; ++t) sacc[t] = _mm_setzero_ps();
+  static_assert(R <= 4, "R rows are kept in the lanes of one __m128");
+  __m128 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk[R];
-    float d[R], dm[R];
+    float d[4] = {0, 0, 0, 0}, dm[4] = {0, 0, 0, 0};
     __m256i scv[R], mn[R];
     for (int r = 0; r < R; ++r) {
       blk[r] = w + size_t(r) * ws + size_t(b) * K::kBytes;
@@ -270,9 +146,9 @@ void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as
     }
     const block_q8_K* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
-    __m256i iacc[R][T];
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < T; ++t) iacc[r][t] = _mm256_setzero_si256();
+    __m256i iacc[T][R];
+    for (int t = 0; t < T; ++t)
+      for (int r = 0; r < R; ++r) iacc[t][r] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int c = 0; c < 8; ++c) {
       const __m256i sel = _mm256_set1_epi16(int16_t(((2 * c + 1) << 8) | (2 * c)));
@@ -284,85 +160,71 @@ void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as
       for (int t = 0; t < T; ++t) {
         const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->qs + 32 * c));
         for (int r = 0; r < R; ++r)
-          iacc[r][t] = _mm256_add_epi32(iacc[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], av), sc[r]));
+          iacc[t][r] = _mm256_add_epi32(iacc[t][r], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], av), sc[r]));
       }
     }
-    if constexpr (kSeq) {
-      const __m128 dv = _mm_setr_ps(d[0], R > 1 ? d[1] : 0.0f, R > 2 ? d[2] : 0.0f, R > 3 ? d[3] : 0.0f);
-      const __m128 dmv = _mm_setr_ps(dm[0], R > 1 ? dm[1] : 0.0f, R > 2 ? dm[2] : 0.0f, R > 3 ? dm[3] : 0.0f);
-      for (int t = 0; t < T; ++t) {
-        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->bsums));
-        const __m128 da = _mm_set1_ps(ab[t]->d);
-        __m256i ms[R];
-        for (int r = 0; r < R; ++r) ms[r] = _mm256_madd_epi16(mn[r], bs);
-        if constexpr (K::kCombined) {
-          __m256i v[R];
-          for (int r = 0; r < R; ++r) v[r] = _mm256_sub_epi32(iacc[r][t], ms[r]);
-          sacc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(row_sums_i32<R>(v)), _mm_mul_ps(dv, da), sacc[t]);
-        } else {
-          __m256i v[R];
-          for (int r = 0; r < R; ++r) v[r] = iacc[r][t];
-          sacc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(row_sums_i32<R>(v)), _mm_mul_ps(dv, da), sacc[t]);
-          sacc[t] = _mm_fnmadd_ps(_mm_cvtepi32_ps(row_sums_i32<R>(ms)), _mm_mul_ps(dmv, da), sacc[t]);
-        }
-      }
-      continue;
-    }
+    const __m128 dv = _mm_loadu_ps(d), dmv = _mm_loadu_ps(dm);
     for (int t = 0; t < T; ++t) {
       const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->bsums));
-      const float da = ab[t]->d;
-      for (int r = 0; r < R; ++r) {
-        const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mn[r], bs));
-        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[r][t]), _mm256_set1_ps(d[r] * da), acc[r][t]);
-        acc[r][t] = _mm256_fnmadd_ps(m, _mm256_set1_ps(dm[r] * da), acc[r][t]);
+      const __m128 da = _mm_set1_ps(ab[t]->d);
+      __m256i ms[R];
+      for (int r = 0; r < R; ++r) ms[r] = _mm256_madd_epi16(mn[r], bs);
+      if constexpr (K::kCombined) {
+        for (int r = 0; r < R; ++r) iacc[t][r] = _mm256_sub_epi32(iacc[t][r], ms[r]);
+        acc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(row_sums_i32<R>(iacc[t])), _mm_mul_ps(dv, da), acc[t]);
+      } else {
+        acc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(row_sums_i32<R>(iacc[t])), _mm_mul_ps(dv, da), acc[t]);
+        acc[t] = _mm_fnmadd_ps(_mm_cvtepi32_ps(row_sums_i32<R>(ms)), _mm_mul_ps(dmv, da), acc[t]);
       }
     }
   }
   for (int t = 0; t < T; ++t) {
     alignas(16) float s4[4];
-    _mm_store_ps(s4, sacc[t]);
-    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = kSeq ? s4[r] : hsum(acc[r][t]);
+    _mm_store_ps(s4, acc[t]);
+    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = s4[r];
   }
 }
 
-template <class K, bool kSeq = false>
+template <class K>
 struct KTile {
   template <int R, int T>
   struct Of {
     static void run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
-      tile_k<K, R, T, kSeq>(nb, w, ws, a, as, y, ys);
+      tile_k<K, R, T>(nb, w, ws, a, as, y, ys);
     }
   };
 };
 
-template <class K>
-void gemm_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
-            size_t ys) {
-  walk_tiles<KTile<K>::template Of, kRows, kTokens>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
-}
-
-// Q4_K / Q5_K / Q6_K: rows8 kernel (gemm_rows8_avx2.cpp) from 4 tokens up; below, the row tiles above with
+// K-quants: rows8 kernel (gemm_rows8_avx2.cpp) from 4 tokens up; below, the row tiles above with
 // the same per-output arithmetic (decode: no transposition work to amortize).
 template <class K>
-void gemm_k_seq(GemmFn rows8, int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
-                int64_t nt, float* y, size_t ys) {
+void gemm_k(GemmFn rows8, int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+           int64_t nt, float* y, size_t ys) {
   if (nt >= 4) {
     rows8(n, w, ws, nr, a, as, nt, y, ys);
     return;
   }
-  walk_tiles<KTile<K, true>::template Of, kRows, kTokens>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
+  walk_tiles<KTile<K>::template Of, kRows, kTokens>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                float* y, size_t ys) {
-  gemm_k_seq<Q4_KW>(avx2_rows8::gemm_q4_k, n, w, ws, nr, a, as, nt, y, ys);
+  gemm_k<Q4_KW>(avx2_rows8::gemm_q4_k, n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q2_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_k<Q2_KW>(avx2_rows8::gemm_q2_k, n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q3_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_k<Q3_KW>(avx2_rows8::gemm_q3_k, n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q5_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                float* y, size_t ys) {
-  gemm_k_seq<Q5_KW>(avx2_rows8::gemm_q5_k, n, w, ws, nr, a, as, nt, y, ys);
+  gemm_k<Q5_KW>(avx2_rows8::gemm_q5_k, n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                float* y, size_t ys) {
-  gemm_k_seq<Q6_KW>(avx2_rows8::gemm_q6_k, n, w, ws, nr, a, as, nt, y, ys);
+  gemm_k<Q6_KW>(avx2_rows8::gemm_q6_k, n, w, ws, nr, a, as, nt, y, ys);
 }
 
 // ---- float weights ----------------------------------------------------------------------------------
@@ -451,8 +313,8 @@ constexpr KernelSet make_avx2() {
   k.gemm[int(GGMLType::Q5_0)] = avx2_rows8::gemm_q5_0;
   k.gemm[int(GGMLType::Q5_1)] = avx2_rows8::gemm_q5_1;
   k.gemm[int(GGMLType::Q8_0)] = avx2_rows8::gemm_q8_0;
-  k.gemm[int(GGMLType::Q2_K)] = gemm_k<Q2_KW>;
-  k.gemm[int(GGMLType::Q3_K)] = gemm_k<Q3_KW>;
+  k.gemm[int(GGMLType::Q2_K)] = gemm_q2_k;
+  k.gemm[int(GGMLType::Q3_K)] = gemm_q3_k;
   k.gemm[int(GGMLType::Q4_K)] = gemm_q4_k;
   k.gemm[int(GGMLType::Q5_K)] = gemm_q5_k;
   k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;

@@ -101,25 +101,58 @@ void ref_k45(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* 
   }
 }
 
-// Q6_K: value = q - 32; one exact integer sum per super-block, one fma.
-void ref_q6k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
-             size_t ys) {
+// The K-quants with 16-value sub-blocks: unsigned quant of value e, in the layouts of ggml.
+int quant_q2k(const block_q2_K& b, int e) { return (b.qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3; }
+int quant_q3k(const block_q3_K& b, int e) {
+  const int h = e / 128, s = (e % 128) / 32, l = e % 32;
+  return ((b.qs[32 * h + l] >> (2 * s)) & 3) | ((b.hmask[l] >> (4 * h + s)) & 1) << 2;
+}
+int quant_q6k(const block_q6_K& b, int e) {
+  const int h = e / 128, r = e % 128;
+  return ((b.ql[64 * h + r % 64] >> (4 * (r / 64))) & 0xF) | ((b.qh[32 * h + r % 32] >> (2 * (r / 32))) & 3) << 4;
+}
+void scales_of(const block_q2_K& b, kq::Scales* s, float* d, float* dm) {
+  kq::scales_q2_K(&b, s);
+  *d = fp16_to_float(b.d);
+  *dm = fp16_to_float(b.dmin);
+}
+void scales_of(const block_q3_K& b, kq::Scales* s, float* d, float* dm) {
+  kq::scales_q3_K(&b, s);
+  *d = *dm = fp16_to_float(b.d);
+}
+void scales_of(const block_q6_K& b, kq::Scales* s, float* d, float* dm) {
+  kq::scales_q6_K(&b, s);
+  *d = *dm = fp16_to_float(b.d);
+}
+
+// isum = sum_s sc_s sum_{i in s} q_i a_i, msum = sum_s mn_s bsums_s (exact ints); kCombined (the
+// offset formats Q3_K / Q6_K, dm = d): acc = fma(float(isum - msum), d*da, acc); otherwise
+// acc = fma(float(isum), d*da, acc); acc = fma(-float(msum), dm*da, acc).
+template <class Block, int (*Quant)(const Block&, int), bool kCombined>
+void ref_sub16(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
   for (int64_t t = 0; t < nt; ++t) {
     const block_q8_K* ab = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as);
     for (int64_t r = 0; r < nr; ++r) {
-      const block_q6_K* wb = reinterpret_cast<const block_q6_K*>(w + size_t(r) * ws);
+      const Block* wb = reinterpret_cast<const Block*>(w + size_t(r) * ws);
       float acc = 0.0f;
       for (int64_t b = 0; b < n / QK_K; ++b) {
-        int32_t isum = 0;
-        for (int i = 0; i < QK_K; ++i) {
-          // value i: half h, position l in the half, quarter k (which ql nibble / qh bit pair)
-          const int h = i / 128, l = i % 32, k = (i % 128) / 32;
-          const uint8_t ql = wb[b].ql[64 * h + l + 32 * (k % 2)];
-          const int lo = k < 2 ? ql & 0x0F : ql >> 4;
-          const int hi = (wb[b].qh[32 * h + l] >> (2 * k)) & 3;
-          isum += int32_t(wb[b].scales[i / 16]) * (lo + 16 * hi - 32) * ab[b].qs[i];
+        kq::Scales s;
+        float d, dm;
+        scales_of(wb[b], &s, &d, &dm);
+        int32_t isum = 0, msum = 0;
+        for (int sb = 0; sb < 16; ++sb) {
+          int32_t part = 0;
+          for (int i = 16 * sb; i < 16 * sb + 16; ++i) part += Quant(wb[b], i) * ab[b].qs[i];
+          isum += s.sc[sb] * part;
+          msum += s.mn[sb] * int32_t(ab[b].bsums[sb]);
         }
-        acc = std::fma(float(isum), fp16_to_float(wb[b].d) * ab[b].d, acc);
+        if (kCombined) {
+          acc = std::fma(float(isum - msum), d * ab[b].d, acc);
+        } else {
+          acc = std::fma(float(isum), d * ab[b].d, acc);
+          acc = std::fma(-float(msum), dm * ab[b].d, acc);
+        }
       }
       y[size_t(t) * ys + size_t(r)] = acc;
     }
@@ -137,7 +170,9 @@ GemmRefFn gemm_rows8_ref(GGMLType type) {
   if (type == GGMLType::Q4_K) return ref_k45<false>;
   if (type == GGMLType::Q5_K) return ref_k45<true>;
   if (type == GGMLType::Q8_0) return ref_q8_0;
-  if (type == GGMLType::Q6_K) return ref_q6k;
+  if (type == GGMLType::Q2_K) return ref_sub16<block_q2_K, quant_q2k, false>;
+  if (type == GGMLType::Q3_K) return ref_sub16<block_q3_K, quant_q3k, true>;
+  if (type == GGMLType::Q6_K) return ref_sub16<block_q6_K, quant_q6k, true>;
   return nullptr;
 }
 
