@@ -181,19 +181,46 @@ inline void tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-// Few tokens (decode): no scratch, the transposed block is used straight from registers.
+// Few tokens (decode): no scratch. The block is transposed in registers and each group of 4 values
+// is multiplied with every token as soon as it is unpacked, so only the 4 transposed vectors and the
+// int16 sums are live (materializing all 8 groups first spilled the accumulators to the stack).
+// The int16 halves and the float sequence are those of block_isum / step.
 template <class L, int T>
 inline void direct(int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
-  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F);
   for (int64_t b = 0; b < nb; ++b) {
-    __m256i w[8];
-    __m256 dw, cw;
-    for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + (b + 8) * L::kW), _MM_HINT_T0);
-    load_block<L>(p, size_t(b) * L::kW, w, &dw, &cw);
-    for (int t = 0; t < T; ++t)
-      s[t] = step<L::kFiveBit>(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t], ones);
+    const size_t boff = size_t(b) * L::kW;
+    for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + boff + 8 * L::kW), _MM_HINT_T0);
+    const ActBlock* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b;
+    __m256i x[4];
+    transpose_rows(p, boff + L::kQsOff, x);
+    __m256i qh = _mm256_setzero_si256();
+    if constexpr (L::kFiveBit) qh = words8(p, boff + L::kQhOff);
+    __m256i lo[T], hi[T];  // groups 0..3 / 4..7 (values 0..15 / 16..31), int16
+    for (int k = 0; k < 4; ++k) {
+      __m256i gl = _mm256_and_si256(x[k], m4), gh = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);
+      if constexpr (L::kFiveBit) {
+        gl = _mm256_or_si256(gl, fifth_bits(qh, k));
+        gh = _mm256_or_si256(gh, fifth_bits(qh, k + 4));
+      }
+      for (int t = 0; t < T; ++t) {
+        const __m256i pl = _mm256_maddubs_epi16(gl, bcast4(ab[t]->qs + 4 * k));
+        const __m256i ph = _mm256_maddubs_epi16(gh, bcast4(ab[t]->qs + 16 + 4 * k));
+        lo[t] = k ? _mm256_add_epi16(lo[t], pl) : pl;
+        hi[t] = k ? _mm256_add_epi16(hi[t], ph) : ph;
+      }
+    }
+    const __m256 dw = scales8(p, boff);
+    const __m256 cw = L::kMinOff ? scales8(p, boff + L::kMinOff) : _mm256_mul_ps(dw, _mm256_set1_ps(L::kOffset));
+    for (int t = 0; t < T; ++t) {
+      const __m256i isum = L::kFiveBit ? _mm256_add_epi32(_mm256_madd_epi16(lo[t], ones), _mm256_madd_epi16(hi[t], ones))
+                                       : _mm256_madd_epi16(_mm256_add_epi16(lo[t], hi[t]), ones);
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab[t]->d)), s[t]);
+      s[t] = _mm256_fmadd_ps(cw, _mm256_broadcast_ss(&ab[t]->s), s[t]);
+    }
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
