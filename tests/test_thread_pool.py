@@ -69,15 +69,34 @@ def test_oversubscribed_pool_does_not_spin(small_model, n_threads):
     assert np.array_equal(logits, ref)  # results never depend on the thread count
 
 
+def _usable_cpus():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def test_more_threads_than_cpus_warns(small_model):
     with pytest.warns(RuntimeWarning, match="logical CPUs"):
-        Llama(small_model, n_ctx=16, n_threads=(os.cpu_count() or 1) + 1, verbose=False)
+        Llama(small_model, n_ctx=16, n_threads=_usable_cpus() + 1, verbose=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        Llama(small_model, n_ctx=16, n_threads=os.cpu_count() or 1, verbose=False)
+        Llama(small_model, n_ctx=16, n_threads=_usable_cpus(), verbose=False)
 
 
 def test_default_threads_are_physical_cores(small_model):
     llm = Llama(small_model, n_ctx=16, verbose=False)
     assert llm.n_threads == _core.physical_core_count()
-    assert 1 <= llm.n_threads <= (os.cpu_count() or 1)
+    assert 1 <= llm.n_threads <= _usable_cpus()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_default_threads_follow_cpu_affinity():
+    # taskset / a container cpuset: the default must not exceed the CPUs this process may use
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    code = "from edgellama import _core; print(_core.physical_core_count())"
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    out = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True,
+                         check=True, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    assert int(out.stdout) == 1

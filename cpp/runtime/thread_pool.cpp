@@ -1,5 +1,9 @@
 #include "edgellama/thread_pool.h"
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 #include <fstream>
 #include <set>
 #include <string>
@@ -26,8 +30,21 @@ constexpr int kSpinIterations = 20000;
 // (a user passing n_threads=1000 on 2 CPUs made a 2-token call take 155 s). Such a pool never
 // spins: workers sleep at once, the caller yields while it waits, and a job wakes at most as many
 // workers as there are other CPUs.
+// Logical CPUs this process may run on (the affinity mask under taskset / a container cpuset, where
+// hardware_concurrency() still counts the whole machine).
+unsigned usable_cpus() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return unsigned(n);
+  }
+#endif
+  return std::thread::hardware_concurrency();
+}
+
 bool more_threads_than_cpus(int n_threads) {
-  const unsigned cpus = std::thread::hardware_concurrency();
+  const unsigned cpus = usable_cpus();
   return cpus > 0 && unsigned(n_threads) > cpus;
 }
 }  // namespace
@@ -106,7 +123,7 @@ void ThreadPool::parallel_for(int64_t n_tasks, const TaskFn& fn) {
     } else {
       // Each woken worker costs a context switch on a CPU that is already busy: wake no more than
       // can run beside the caller and have a task to take.
-      const unsigned cpus = std::thread::hardware_concurrency();
+      const unsigned cpus = usable_cpus();
       const int64_t useful = std::min<int64_t>(n_tasks - 1, int64_t(cpus > 1 ? cpus - 1 : 1));
       for (int64_t i = 0; i < std::min<int64_t>(useful, sleepers); ++i) wake_.notify_one();
     }
@@ -152,10 +169,18 @@ void ThreadPool::worker(int slot) {
 }
 
 int physical_core_count() {
-  // Linux: count distinct (package, core) pairs; fall back to the logical CPU count.
+  // Linux: count distinct (package, core) pairs of the CPUs this process may run on; fall back to
+  // the logical CPU count.
   std::set<std::pair<std::string, std::string>> cores;
   const unsigned n = std::thread::hardware_concurrency();
+#if defined(__linux__)
+  cpu_set_t allowed;
+  const bool have_mask = sched_getaffinity(0, sizeof(allowed), &allowed) == 0;
+#endif
   for (unsigned cpu = 0; cpu < n; ++cpu) {
+#if defined(__linux__)
+    if (have_mask && cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &allowed)) continue;
+#endif
     const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
     std::ifstream core(dir + "core_id"), pkg(dir + "physical_package_id");
     std::string c, p;
@@ -166,7 +191,8 @@ int physical_core_count() {
     cores.emplace(p, c);
   }
   if (!cores.empty()) return int(cores.size());
-  return n > 0 ? int(n) : 1;
+  const unsigned usable = usable_cpus();
+  return usable > 0 ? int(usable) : 1;
 }
 
 }  // namespace edgellama

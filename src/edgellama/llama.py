@@ -100,10 +100,11 @@ class Llama(GenerationMixin):
             raise ValueError(f"n_ctx must be at most {_MAX_N_CTX}, got {n_ctx}")
         if n_threads is not None and n_threads > _MAX_N_THREADS:
             raise ValueError(f"n_threads must be at most {_MAX_N_THREADS}, got {n_threads}")
-        if n_threads is not None and n_threads > (os.cpu_count() or 1):
+        usable_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if n_threads is not None and n_threads > usable_cpus:
             # Allowed (the pool then sleeps instead of spinning), but never faster than one thread per CPU.
             warnings.warn(
-                f"n_threads={n_threads} is more than the {os.cpu_count()} logical CPUs of this machine; "
+                f"n_threads={n_threads} is more than the {usable_cpus} logical CPUs this process can use; "
                 f"extra threads only add switching (None = the {_core.physical_core_count()} physical cores)",
                 RuntimeWarning,
                 stacklevel=2,
