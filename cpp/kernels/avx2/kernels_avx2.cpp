@@ -163,7 +163,9 @@ void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as
           iacc[t][r] = _mm256_add_epi32(iacc[t][r], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], av), sc[r]));
       }
     }
-    const __m128 dv = _mm_loadu_ps(d), dmv = _mm_loadu_ps(dm);
+    // From registers, not through memory: four scalar stores read back by one vector load would stall
+    // on store forwarding once per super-block.
+    const __m128 dv = _mm_setr_ps(d[0], d[1], d[2], d[3]), dmv = _mm_setr_ps(dm[0], dm[1], dm[2], dm[3]);
     for (int t = 0; t < T; ++t) {
       const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->bsums));
       const __m128 da = _mm_set1_ps(ab[t]->d);
