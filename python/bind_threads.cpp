@@ -3,6 +3,7 @@
 // runs `jobs` parallel_for jobs of n_tasks tasks on one pool and counts how often each task ran,
 // how often two threads were inside the same slot at once, and the largest slot seen. throw_at >= 0
 // makes that task throw a ValueError-mapped ArgumentError in every job (the first job re-throws).
+//   physical_core_count() -> int        the default n_threads of a context
 #include <pybind11/stl.h>
 
 #include <atomic>
@@ -59,4 +60,6 @@ std::tuple<std::vector<int64_t>, int64_t, int> thread_pool_check(int n_threads, 
 void bind_threads(py::module_& m) {
   m.def("thread_pool_check", &thread_pool_check, py::arg("n_threads"), py::arg("n_tasks"), py::arg("jobs"),
         py::arg("throw_at") = -1);
+  m.def("physical_core_count", &physical_core_count,
+        "Physical cores of this machine (the default n_threads of a context).");
 }

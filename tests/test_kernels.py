@@ -204,7 +204,7 @@ def test_shared_input_matmul_equals_separate_matmuls(n_threads):
                 np.testing.assert_array_equal(y, single, err_msg=f"{types} {name} n_tok={n_tok}")
 
 
-ROWS8_TYPES = ["Q4_0", "Q4_1", "Q8_0", "Q4_K"]
+ROWS8_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
 
 
 @pytest.mark.skipif("avx2" not in SIMD, reason="no AVX2 on this CPU")
@@ -215,7 +215,7 @@ def test_rows8_kernels_bit_exact_vs_scalar_reference(t):
     arithmetic sequence of their scalar reference exactly: odd row / token counts, row tails of a
     group of 8, more than one 64-block chunk of n_in, more than one 64-token chunk."""
     rng = np.random.default_rng(11)
-    sizes = (256, 512, 9 * 256, 17 * 256) if t == "Q4_K" else (32, 96, 64 * 32 + 96, 2 * 64 * 32 + 32)
+    sizes = (256, 512, 9 * 256, 17 * 256) if t.endswith("_K") else (32, 96, 64 * 32 + 96, 2 * 64 * 32 + 32)
     for n_in in sizes:
         for n_rows in (1, 7, 8, 9, 17):
             w = random_rows(t, n_rows, n_in, rng)
@@ -235,7 +235,7 @@ def test_rows8_kernels_extremes(t, extreme):
     """All-15 nibbles (and 6-bit scales of 63) against +-127 activations: the int16 block sums and
     int32 super-block sums stay in range."""
     rng = np.random.default_rng(12)
-    n_in = 512 if t == "Q4_K" else 128
+    n_in = 512 if t.endswith("_K") else 128
     w = random_rows(t, 9, n_in, rng, extreme=extreme)
     for x in (np.full((5, n_in), 1000.0, np.float32), np.full((5, n_in), -1.0, np.float32),
               rng.standard_normal((5, n_in)).astype(np.float32)):
@@ -246,7 +246,7 @@ def test_rows8_kernels_extremes(t, extreme):
 
 
 @pytest.mark.parametrize("isa", SIMD)
-@pytest.mark.parametrize("t", ["Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"])
+@pytest.mark.parametrize("t", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"])
 def test_gemm_result_independent_of_token_and_row_split(isa, t):
     """A (row, token) result is the same whether computed alone or inside a bigger call: results cannot
     depend on n_batch or on how matmul splits rows and tokens across threads."""

@@ -1,5 +1,9 @@
 #include "edgellama/thread_pool.h"
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 #include <fstream>
 #include <set>
 #include <string>
@@ -21,9 +25,34 @@ namespace {
 // every few microseconds, so spinning this long keeps workers hot during generation while an idle
 // context falls asleep within about a millisecond.
 constexpr int kSpinIterations = 20000;
+
+// More threads than logical CPUs: a spinning thread then holds a CPU that a thread with work needs
+// (a user passing n_threads=1000 on 2 CPUs made a 2-token call take 155 s). Such a pool never
+// spins: workers sleep at once, the caller yields while it waits, and a job wakes at most as many
+// workers as there are other CPUs.
+// Logical CPUs this process may run on (the affinity mask under taskset / a container cpuset, where
+// hardware_concurrency() still counts the whole machine).
+unsigned usable_cpus() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return unsigned(n);
+  }
+#endif
+  return std::thread::hardware_concurrency();
+}
+
+bool more_threads_than_cpus(int n_threads) {
+  const unsigned cpus = usable_cpus();
+  return cpus > 0 && unsigned(n_threads) > cpus;
+}
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(n_threads < 1 ? 1 : n_threads),
+      oversubscribed_(more_threads_than_cpus(n_threads_)),
+      spin_iterations_(oversubscribed_ ? 0 : kSpinIterations) {
   try {
     workers_.reserve(n_threads_ - 1);
     for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
@@ -87,7 +116,18 @@ void ThreadPool::parallel_for(int64_t n_tasks, const TaskFn& fn) {
     open_job_.store(gen, std::memory_order_seq_cst);
     generation_.store(gen, std::memory_order_release);
   }
-  if (sleepers_.load(std::memory_order_relaxed) > 0) wake_.notify_all();
+  const int sleepers = sleepers_.load(std::memory_order_relaxed);
+  if (sleepers > 0) {
+    if (!oversubscribed_) {
+      wake_.notify_all();
+    } else {
+      // Each woken worker costs a context switch on a CPU that is already busy: wake no more than
+      // can run beside the caller and have a task to take.
+      const unsigned cpus = usable_cpus();
+      const int64_t useful = std::min<int64_t>(n_tasks - 1, int64_t(cpus > 1 ? cpus - 1 : 1));
+      for (int64_t i = 0; i < std::min<int64_t>(useful, sleepers); ++i) wake_.notify_one();
+    }
+  }
 
   run_tasks(0);
 
@@ -95,7 +135,7 @@ void ThreadPool::parallel_for(int64_t n_tasks, const TaskFn& fn) {
   // Only workers that are inside a task are left; they are running, so spin briefly, then yield the
   // core in case one of them was preempted and waits for it.
   for (int i = 0; active_.load(std::memory_order_seq_cst) != 0; ++i) {
-    if (i < kSpinIterations) {
+    if (i < spin_iterations_) {
       EDGELLAMA_PAUSE();
     } else {
       std::this_thread::yield();
@@ -109,7 +149,7 @@ void ThreadPool::worker(int slot) {
   uint64_t seen = 0;
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int i = 0; gen == seen && i < kSpinIterations; ++i) {
+    for (int i = 0; gen == seen && i < spin_iterations_; ++i) {
       EDGELLAMA_PAUSE();
       gen = generation_.load(std::memory_order_acquire);
     }
@@ -129,10 +169,18 @@ void ThreadPool::worker(int slot) {
 }
 
 int physical_core_count() {
-  // Linux: count distinct (package, core) pairs; fall back to the logical CPU count.
+  // Linux: count distinct (package, core) pairs of the CPUs this process may run on; fall back to
+  // the logical CPU count.
   std::set<std::pair<std::string, std::string>> cores;
   const unsigned n = std::thread::hardware_concurrency();
+#if defined(__linux__)
+  cpu_set_t allowed;
+  const bool have_mask = sched_getaffinity(0, sizeof(allowed), &allowed) == 0;
+#endif
   for (unsigned cpu = 0; cpu < n; ++cpu) {
+#if defined(__linux__)
+    if (have_mask && cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &allowed)) continue;
+#endif
     const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
     std::ifstream core(dir + "core_id"), pkg(dir + "physical_package_id");
     std::string c, p;
@@ -143,7 +191,8 @@ int physical_core_count() {
     cores.emplace(p, c);
   }
   if (!cores.empty()) return int(cores.size());
-  return n > 0 ? int(n) : 1;
+  const unsigned usable = usable_cpus();
+  return usable > 0 ? int(usable) : 1;
 }
 
 }  // namespace edgellama

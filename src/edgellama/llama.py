@@ -197,6 +197,16 @@ class Llama(GenerationMixin, EmbeddingMixin):
         if n_ctx > _MAX_N_CTX:
             raise ValueError(f"n_ctx must be at most {_MAX_N_CTX}, got {n_ctx}")
         type_k, type_v = kv_type(type_k, "type_k"), kv_type(type_v, "type_v")
+        usable_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        for name, value in (("n_threads", n_threads), ("n_threads_batch", n_threads_batch)):
+            if value is not None and value > usable_cpus:
+                # Allowed (the pool then sleeps instead of spinning), but never faster than one thread per CPU.
+                warnings.warn(
+                    f"{name}={value} is more than the {usable_cpus} logical CPUs this process can use; "
+                    f"extra threads only add switching (None = the {_core.physical_core_count()} physical cores)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
 
         self._model = _core.Model(self.model_path, vocab_only)
         self.metadata: Dict[str, Any] = self._model.gguf.metadata_dict()

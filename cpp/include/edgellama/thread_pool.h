@@ -10,6 +10,7 @@
 // nothing (see the join protocol in thread_pool.cpp).
 //
 // Workers spin briefly waiting for the next job and then sleep, so an idle context costs no CPU.
+// A pool with more threads than logical CPUs never spins (see thread_pool.cpp).
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -46,6 +47,8 @@ class ThreadPool {
   void stop_workers() noexcept;
 
   int n_threads_;
+  bool oversubscribed_;   // more threads than logical CPUs: never spin (thread_pool.cpp)
+  int spin_iterations_;   // polls before a waiting thread sleeps (worker) or yields (caller)
   std::vector<std::thread> workers_;
 
   // The current job (written by the caller before the job is published, read by workers that

@@ -1,19 +1,20 @@
-// AVX2 "8 rows per vector" GEMM for 4-bit formats (Q4_0, Q4_1; Q4_K further down). Compiled with the
-// AVX2 flags of this directory; only reached through kAvx2Kernels after dispatch checked the CPU.
-// Includes no header whose external-linkage inline functions baseline code also uses (no std
-// containers here), see kernels_avx2.cpp.
+// AVX2 "8 rows per vector" GEMM for the 32-value block formats (Q4_0, Q4_1, Q5_0, Q5_1; Q4_K and
+// Q8_0 further down). Compiled with the AVX2 flags of this directory; only reached through
+// kAvx2Kernels after dispatch checked the CPU. Includes no header whose external-linkage inline
+// functions baseline code also uses (no std containers here), see kernels_avx2.cpp.
 //
 // Layout: for a group of 8 weight rows, each block of 32 values is transposed (in a small stack
 // scratch, per call, never in the model) into 8 vectors: vector k holds, in 32-bit lane r, the
-// unpacked quants 4k..4k+3 of row r (0..15 as uint8). One token's 4 activation bytes 4k..4k+3 are
-// broadcast to all lanes, so one maddubs computes 4 products for 8 rows at once; the 8 maddubs of a
-// block are summed in int16 (at most 8 * 2 * 15 * 127 = 30480, no overflow), widened once, and the
-// float work (convert, scale, offset) is done once per block for 8 rows instead of once per row.
+// unpacked quants 4k..4k+3 of row r (0..15, or 0..31 for Q5_x, as uint8). One token's 4 activation
+// bytes 4k..4k+3 are broadcast to all lanes, so one maddubs computes 4 products for 8 rows at once;
+// the 8 maddubs of a block are summed in int16 (see block_isum), widened, and the float work
+// (convert, scale, offset) is done once per block for 8 rows instead of once per row.
 //
 // Per output (row r, token t) the arithmetic is a fixed sequence, independent of the tile the pair
 // is computed in (so results do not depend on threads / batch split):
 //   acc = 0; for each block b: acc = fma(float(isum_b), dw_b * da_b, acc); acc = fma(cw_b, sa_b, acc)
-// with isum_b = sum(q * qa) (exact int), cw_b = -8 dw_b (Q4_0) or m_b (Q4_1), sa_b = da_b*sum(qa).
+// with isum_b = sum(q * qa) (exact int), cw_b = -8 dw_b (Q4_0), -16 dw_b (Q5_0) or m_b (Q4_1, Q5_1),
+// sa_b = da_b*sum(qa).
 // The scalar reference of this sequence is gemm_rows8_ref in cpp/kernels/scalar/gemm_rows8_ref.cpp.
 #include <immintrin.h>
 
@@ -23,6 +24,7 @@
 #include "../kquant_scales.h"
 #include "edgellama/quant_blocks.h"
 #include "gemm_rows8.h"
+#include "kquant_avx2.h"
 #include "reduce_avx2.h"
 
 namespace edgellama {
@@ -71,26 +73,64 @@ inline __m256 scales8(const uint8_t* const* p, size_t at) {
   return _mm256_cvtph_ps(v);
 }
 
+// The 32-bit word at byte `at` of each row's block (8 rows): lane r = row r's word.
+inline __m256i words8(const uint8_t* const* p, size_t at) {
+  uint32_t u[8];
+  for (int r = 0; r < 8; ++r) std::memcpy(&u[r], p[r] + at, 4);
+  return _mm256_setr_epi32(int(u[0]), int(u[1]), int(u[2]), int(u[3]), int(u[4]), int(u[5]), int(u[6]), int(u[7]));
+}
+
+// The 32-value block formats (one table): bytes per block, where the quant nibbles, the fifth bits
+// (qh, bit j = value j; 0 = none) and the minimum (0 = none: cw = kOffset * dw) are.
+//   Q4_0: d qs[16]           Q4_1: d m qs[16]
+//   Q5_0: d qh[4] qs[16]     Q5_1: d m qh[4] qs[16]
+template <size_t kW_, size_t kQs, size_t kQh, size_t kMin, int kOffset_>
+struct Legacy {
+  static constexpr size_t kW = kW_, kQsOff = kQs, kQhOff = kQh, kMinOff = kMin;
+  static constexpr float kOffset = float(kOffset_);
+  static constexpr bool kFiveBit = kQh != 0;
+};
+using Q4_0L = Legacy<18, 2, 0, 0, -8>;
+using Q4_1L = Legacy<20, 4, 0, 2, 0>;
+using Q5_0L = Legacy<22, 6, 2, 0, -16>;
+using Q5_1L = Legacy<24, 8, 4, 2, 0>;
+
+// Fifth bits of g[k] (values 4k..4k+3 of each lane's row) from lane r's qh word: byte k/2 of the
+// word replicated to the lane's 4 bytes, the 4 bits of values 4k..4k+3 selected, 0x10 where set.
+inline __m256i fifth_bits(__m256i qh, int k) {
+  const char b = char(k / 2);
+  const __m256i rep = _mm256_shuffle_epi8(
+      qh, _mm256_setr_epi8(b, b, b, b, 4 + b, 4 + b, 4 + b, 4 + b, 8 + b, 8 + b, 8 + b, 8 + b, 12 + b, 12 + b, 12 + b,
+                           12 + b, b, b, b, b, 4 + b, 4 + b, 4 + b, 4 + b, 8 + b, 8 + b, 8 + b, 8 + b, 12 + b, 12 + b,
+                           12 + b, 12 + b));
+  const __m256i bits = _mm256_set1_epi32(k % 2 ? int(0x80402010u) : 0x08040201);
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(rep, bits), bits), _mm256_set1_epi8(0x10));
+}
+
 // One 32-value block of 8 rows (row pointers; the block at byte boff of each row), transposed:
-// g[k] lane r = quants 4k..4k+3 of row r (uint8 0..15); dw, cw per lane.
-template <bool kQ41>
+// g[k] lane r = quants 4k..4k+3 of row r (uint8 0..15, or 0..31 with the fifth bit); dw, cw per lane.
+template <class L>
 inline void load_block(const uint8_t* const* p, size_t boff, __m256i* g, __m256* dw, __m256* cw) {
   __m256i x[4];
-  transpose_rows(p, boff + (kQ41 ? 4 : 2), x);
+  transpose_rows(p, boff + L::kQsOff, x);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   for (int k = 0; k < 4; ++k) {
     g[k] = _mm256_and_si256(x[k], m4);                             // values 4k..4k+3 (low nibbles)
     g[k + 4] = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);  // values 16+4k..16+4k+3
   }
+  if constexpr (L::kFiveBit) {
+    const __m256i qh = words8(p, boff + L::kQhOff);
+    for (int k = 0; k < 8; ++k) g[k] = _mm256_or_si256(g[k], fifth_bits(qh, k));
+  }
   *dw = scales8(p, boff);
-  *cw = kQ41 ? scales8(p, boff + 2) : _mm256_mul_ps(*dw, _mm256_set1_ps(-8.0f));
+  *cw = L::kMinOff ? scales8(p, boff + L::kMinOff) : _mm256_mul_ps(*dw, _mm256_set1_ps(L::kOffset));
 }
 
-template <bool kQ41>
+template <class L>
 inline void repack_block(const uint8_t* const* p, size_t boff, uint8_t* dst) {
   __m256i g[8];
   __m256 dw, cw;
-  load_block<kQ41>(p, boff, g, &dw, &cw);
+  load_block<L>(p, boff, g, &dw, &cw);
   __m256i* out = reinterpret_cast<__m256i*>(dst);
   for (int k = 0; k < 8; ++k) _mm256_store_si256(out + k, g[k]);
   _mm256_store_ps(reinterpret_cast<float*>(out + 8), dw);
@@ -103,16 +143,28 @@ inline __m256i bcast4(const int8_t* q) {
   return _mm256_set1_epi32(v);
 }
 
+// Exact int32 block sums of 8 rows (lane r) with one token's block: the 8 maddubs are summed in
+// int16 (4-bit: 16 products of at most 15 * 127, <= 30480) or, for 5-bit quants (at most 31 * 127),
+// in two halves of 8 products each (<= 31496), widened separately.
+template <bool kFiveBit>
+inline __m256i block_isum(const __m256i* w, const ActBlock* ab, __m256i ones) {
+  __m256i lo = _mm256_maddubs_epi16(w[0], bcast4(ab->qs));
+  for (int k = 1; k < 4; ++k) lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(w[k], bcast4(ab->qs + 4 * k)));
+  __m256i hi = _mm256_maddubs_epi16(w[4], bcast4(ab->qs + 16));
+  for (int k = 5; k < 8; ++k) hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(w[k], bcast4(ab->qs + 4 * k)));
+  if constexpr (kFiveBit) return _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
+  return _mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones);
+}
+
+template <bool kFiveBit>
 inline __m256 step(const __m256i* w, __m256 dw, __m256 cw, const ActBlock* ab, __m256 s, __m256i ones) {
-  __m256i p = _mm256_maddubs_epi16(w[0], bcast4(ab->qs));
-  for (int k = 1; k < 8; ++k) p = _mm256_add_epi16(p, _mm256_maddubs_epi16(w[k], bcast4(ab->qs + 4 * k)));
-  const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+  const __m256 f = _mm256_cvtepi32_ps(block_isum<kFiveBit>(w, ab, ones));
   s = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s);
   return _mm256_fmadd_ps(cw, _mm256_broadcast_ss(&ab->s), s);
 }
 
 // T tokens x 8 rows over nb repacked blocks; acc holds the running sums (8 floats per token).
-template <int T>
+template <bool kFiveBit, int T>
 inline void tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_loadu_ps(acc + 8 * t);
@@ -124,49 +176,77 @@ inline void tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t
     const __m256 dw = _mm256_load_ps(reinterpret_cast<const float*>(wq + 8));
     const __m256 cw = _mm256_load_ps(reinterpret_cast<const float*>(wq + 8) + 8);
     for (int t = 0; t < T; ++t)
-      s[t] = step(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b0 + b, s[t], ones);
+      s[t] = step<kFiveBit>(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b0 + b, s[t], ones);
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-// Few tokens (decode): no scratch, the transposed block is used straight from registers.
-template <bool kQ41, int T>
-inline void direct(int64_t nb, const uint8_t* const* p, size_t kW, const uint8_t* a, size_t as, float* acc) {
+// Few tokens (decode): no scratch. The block is transposed in registers and each group of 4 values
+// is multiplied with every token as soon as it is unpacked, so only the 4 transposed vectors and the
+// int16 sums are live (materializing all 8 groups first spilled the accumulators to the stack).
+// The int16 halves and the float sequence are those of block_isum / step.
+template <class L, int T>
+inline void direct(int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
-  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F);
   for (int64_t b = 0; b < nb; ++b) {
-    __m256i w[8];
-    __m256 dw, cw;
-    for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + (b + 8) * kW), _MM_HINT_T0);
-    load_block<kQ41>(p, size_t(b) * kW, w, &dw, &cw);
-    for (int t = 0; t < T; ++t) s[t] = step(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t], ones);
+    const size_t boff = size_t(b) * L::kW;
+    for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + boff + 8 * L::kW), _MM_HINT_T0);
+    const ActBlock* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b;
+    __m256i x[4];
+    transpose_rows(p, boff + L::kQsOff, x);
+    __m256i qh = _mm256_setzero_si256();
+    if constexpr (L::kFiveBit) qh = words8(p, boff + L::kQhOff);
+    __m256i lo[T], hi[T];  // groups 0..3 / 4..7 (values 0..15 / 16..31), int16
+    for (int k = 0; k < 4; ++k) {
+      __m256i gl = _mm256_and_si256(x[k], m4), gh = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);
+      if constexpr (L::kFiveBit) {
+        gl = _mm256_or_si256(gl, fifth_bits(qh, k));
+        gh = _mm256_or_si256(gh, fifth_bits(qh, k + 4));
+      }
+      for (int t = 0; t < T; ++t) {
+        const __m256i pl = _mm256_maddubs_epi16(gl, bcast4(ab[t]->qs + 4 * k));
+        const __m256i ph = _mm256_maddubs_epi16(gh, bcast4(ab[t]->qs + 16 + 4 * k));
+        lo[t] = k ? _mm256_add_epi16(lo[t], pl) : pl;
+        hi[t] = k ? _mm256_add_epi16(hi[t], ph) : ph;
+      }
+    }
+    const __m256 dw = scales8(p, boff);
+    const __m256 cw = L::kMinOff ? scales8(p, boff + L::kMinOff) : _mm256_mul_ps(dw, _mm256_set1_ps(L::kOffset));
+    for (int t = 0; t < T; ++t) {
+      const __m256i isum = L::kFiveBit ? _mm256_add_epi32(_mm256_madd_epi16(lo[t], ones), _mm256_madd_epi16(hi[t], ones))
+                                       : _mm256_madd_epi16(_mm256_add_epi16(lo[t], hi[t]), ones);
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab[t]->d)), s[t]);
+      s[t] = _mm256_fmadd_ps(cw, _mm256_broadcast_ss(&ab[t]->s), s[t]);
+    }
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-template <bool kQ41>
-struct Q4Format {
-  static constexpr size_t kW = kQ41 ? 20 : 18;  // bytes of one block in a weight row
+template <class L>
+struct LegacyFormat {
+  static constexpr size_t kW = L::kW;  // bytes of one block in a weight row
   static constexpr int64_t kValues = 32;
   static constexpr int kPerChunk = kBlocksPerChunk;
   static constexpr size_t kBytes = kBlockBytes;
-  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_block<kQ41>(p, boff, dst); }
+  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_block<L>(p, boff, dst); }
   template <int T>
   static void run_tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
-    tile<T>(nb, pk, a, as, b0, acc);
+    tile<L::kFiveBit, T>(nb, pk, a, as, b0, acc);
   }
   static bool run_direct(int64_t ntc, int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
     switch (ntc) {
-      case 3: direct<kQ41, 3>(nb, p, kW, a, as, acc); break;
-      case 2: direct<kQ41, 2>(nb, p, kW, a, as, acc); break;
-      default: direct<kQ41, 1>(nb, p, kW, a, as, acc); break;
+      case 3: direct<L, 3>(nb, p, a, as, acc); break;
+      case 2: direct<L, 2>(nb, p, a, as, acc); break;
+      default: direct<L, 1>(nb, p, a, as, acc); break;
     }
     return true;
   }
 };
 
-// ---- Q4_K: super-blocks of 256 values, 8 sub-blocks of 32 with 6-bit scales / mins ----------------
+// ---- Q4_K / Q5_K: super-blocks of 256 values, 8 sub-blocks of 32 with 6-bit scales / mins ----------
 // For fewer than 4 tokens kernels_avx2.cpp uses its row tiles with the same per-output sequence.
 // Scratch per super-block of 8 rows: for sub-block c and group G (values 32c+4G..+3): one vector of
 // the 8 rows' quants; per sub-block c: the 8 rows' scales and mins as int16 pairs (s, s) in each
@@ -211,9 +291,15 @@ inline void scale_vectors_q4k(const uint8_t* const* p, size_t boff, __m256i* sc,
   transpose8x8_pairs(xm, mn);
 }
 
-inline void repack_q4k(const uint8_t* const* p, size_t boff, uint8_t* dst) {
-  constexpr size_t qs_off = 16;  // d, dmin, scales[12]
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
+// Q4_K: d dmin scales[12] qs[128]; Q5_K: d dmin scales[12] qh[32] qs[128], the fifth bit of value j
+// of chunk c is bit c of qh[j]. Same scratch layout for both (quants 0..15 or 0..31).
+template <bool kFive>
+inline void repack_k45(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+  constexpr size_t qs_off = kFive ? 48 : 16, qh_off = 16;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  __m256i xh[2][4];
+  if constexpr (kFive)
+    for (int h = 0; h < 2; ++h) transpose_rows(p, boff + qh_off + 16 * size_t(h), xh[h]);
   __m256i* out = reinterpret_cast<__m256i*>(dst);
   for (int i = 0; i < 4; ++i) {
     for (int h = 0; h < 2; ++h) {
@@ -221,8 +307,14 @@ inline void repack_q4k(const uint8_t* const* p, size_t boff, uint8_t* dst) {
       transpose_rows(p, boff + qs_off + 32 * size_t(i) + 16 * size_t(h), x);
       for (int k = 0; k < 4; ++k) {
         const int g = 4 * h + k;
-        _mm256_store_si256(out + (2 * i) * 8 + g, _mm256_and_si256(x[k], m4));
-        _mm256_store_si256(out + (2 * i + 1) * 8 + g, _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4));
+        __m256i lo = _mm256_and_si256(x[k], m4), hi = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);
+        if constexpr (kFive) {
+          const __m256i b = xh[h][k];  // chunk 2i: bit 2i of each qh byte; chunk 2i+1: bit 2i+1
+          lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(b, 2 * i), one), 4));
+          hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(b, 2 * i + 1), one), 4));
+        }
+        _mm256_store_si256(out + (2 * i) * 8 + g, lo);
+        _mm256_store_si256(out + (2 * i + 1) * 8 + g, hi);
       }
     }
   }
@@ -242,7 +334,9 @@ inline __m256 finish_q4k(__m256i iacc, const __m256i* mn, __m256 d, __m256 dm, c
   return _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s);
 }
 
-template <int T>
+// 5-bit quants (Q5_K): a group's 8 maddubs are summed in two int16 halves of 8 products each (at most
+// 8 * 31 * 127 = 31496), as in block_isum above.
+template <bool kFive, int T>
 inline void tile_q4k(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_loadu_ps(acc + 8 * t);
@@ -260,9 +354,13 @@ inline void tile_q4k(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, in
       const __m256i sc = _mm256_load_si256(scv + c);
       for (int t = 0; t < T; ++t) {
         const int8_t* q = ab[t]->qs + 32 * c;
-        __m256i pp = _mm256_maddubs_epi16(w[0], bcast4(q));
-        for (int k = 1; k < 8; ++k) pp = _mm256_add_epi16(pp, _mm256_maddubs_epi16(w[k], bcast4(q + 4 * k)));
-        iacc[t] = _mm256_add_epi32(iacc[t], _mm256_madd_epi16(pp, sc));
+        __m256i lo = _mm256_maddubs_epi16(w[0], bcast4(q));
+        for (int k = 1; k < 4; ++k) lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(w[k], bcast4(q + 4 * k)));
+        __m256i hi = _mm256_maddubs_epi16(w[4], bcast4(q + 16));
+        for (int k = 5; k < 8; ++k) hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(w[k], bcast4(q + 4 * k)));
+        const __m256i part = kFive ? _mm256_add_epi32(_mm256_madd_epi16(lo, sc), _mm256_madd_epi16(hi, sc))
+                                   : _mm256_madd_epi16(_mm256_add_epi16(lo, hi), sc);
+        iacc[t] = _mm256_add_epi32(iacc[t], part);
       }
     }
     const __m256 d = _mm256_load_ps(reinterpret_cast<const float*>(blk + kKQuantBytes + 16 * 32));
@@ -272,15 +370,122 @@ inline void tile_q4k(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, in
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-struct Q4KFormat {
-  static constexpr size_t kW = sizeof(block_q4_K);
+template <bool kFive>
+struct K45Format {
+  static constexpr size_t kW = kFive ? sizeof(block_q5_K) : sizeof(block_q4_K);
   static constexpr int64_t kValues = QK_K;
   static constexpr int kPerChunk = kSuperPerChunk;
   static constexpr size_t kBytes = kKBlockBytes;
-  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_q4k(p, boff, dst); }
+  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_k45<kFive>(p, boff, dst); }
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
-    tile_q4k<T>(nsb, pk, a, as, sb0, acc);
+    tile_q4k<kFive, T>(nsb, pk, a, as, sb0, acc);
+  }
+  // Fewer than 4 tokens never reach this kernel (kernels_avx2.cpp's row tiles take them).
+  static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
+};
+
+// ---- Q2_K / Q3_K / Q6_K: super-blocks of 256 values, 16 sub-blocks of 16 with their own scale
+// (kquant_avx2.h's K::q unpacks the quants, 0..3 / 0..7 / 0..63; kquant_scales.h the scales sc and
+// the offsets mn: Q2_K's mins; for Q3_K / Q6_K, whose value is q - 4 / q - 32, mn = 4 sc / 32 sc and
+// dm = d). Per (row, token, super-block), with exact ints
+//   isum = sum_s sc_s * sum_{i in s} q_i a_i,  msum = sum_s mn_s * bsums_s
+//   K::kCombined (Q3_K, Q6_K): acc = fma(float(isum - msum), d * da, acc)
+//   otherwise (Q2_K):          acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dm * da, acc)
+// (the sequence of kernels_avx2.cpp's kSeq row tiles, which take fewer than 4 tokens). Scratch per
+// super-block of 8 rows: for 32-value chunk c and group G (values 32c+4G..+3) one vector of the 8
+// rows' quants; per sub-block s the scales as int16 pairs (sc, sc); per chunk c the pairs
+// (mn_2c, mn_2c+1) to madd with the bsums pair; d and dm of the 8 rows. A maddubs pair sum is at most
+// 2 * 63 * 127, so two maddubs (8 products, <= 32004) are summed in int16 before each madd.
+
+constexpr int kSub16SuperPerChunk = 8;
+constexpr size_t kSub16QuantBytes = 64 * 32, kSub16ScaleBytes = 16 * 32, kSub16MinBytes = 8 * 32;
+constexpr size_t kSub16BlockBytes = kSub16QuantBytes + kSub16ScaleBytes + kSub16MinBytes + 64;
+
+template <class K>
+inline void repack_sub16(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+  // Each row's 256 quants unpacked in order, then transposed.
+  alignas(32) uint8_t rows[8][QK_K];
+  for (int r = 0; r < 8; ++r)
+    for (int c = 0; c < 8; ++c) _mm256_store_si256(reinterpret_cast<__m256i*>(rows[r] + 32 * c), K::q(p[r] + boff, c));
+  const uint8_t* rp[8] = {rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], rows[7]};
+  __m256i* out = reinterpret_cast<__m256i*>(dst);
+  for (int c = 0; c < 8; ++c) {
+    transpose_rows(rp, 32 * size_t(c), out + 8 * c);           // groups 0..3: sub-block 2c
+    transpose_rows(rp, 32 * size_t(c) + 16, out + 8 * c + 4);  // groups 4..7: sub-block 2c+1
+  }
+  int16_t* sc = reinterpret_cast<int16_t*>(dst + kSub16QuantBytes);
+  int16_t* mn = reinterpret_cast<int16_t*>(dst + kSub16QuantBytes + kSub16ScaleBytes);
+  float* d = reinterpret_cast<float*>(dst + kSub16QuantBytes + kSub16ScaleBytes + kSub16MinBytes);
+  for (int r = 0; r < 8; ++r) {
+    kq::Scales s;
+    K::scales(p[r] + boff, &s);
+    for (int sb = 0; sb < 16; ++sb) sc[2 * (8 * sb + r)] = sc[2 * (8 * sb + r) + 1] = s.sc[sb];
+    for (int c = 0; c < 8; ++c) {
+      mn[2 * (8 * c + r)] = s.mn[2 * c];
+      mn[2 * (8 * c + r) + 1] = s.mn[2 * c + 1];
+    }
+    __m256i scv, mn16;
+    K::prep(p[r] + boff, &d[r], &d[8 + r], &scv, &mn16);
+  }
+}
+
+template <class K, int T>
+inline void tile_sub16(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_loadu_ps(acc + 8 * t);
+  for (int sb = 0; sb < nsb; ++sb) {
+    const uint8_t* blk = pk + size_t(sb) * kSub16BlockBytes;
+    const __m256i* wq = reinterpret_cast<const __m256i*>(blk);
+    const __m256i* scv = reinterpret_cast<const __m256i*>(blk + kSub16QuantBytes);
+    const __m256i* mnv = reinterpret_cast<const __m256i*>(blk + kSub16QuantBytes + kSub16ScaleBytes);
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
+    __m256i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      __m256i w[8];
+      for (int k = 0; k < 8; ++k) w[k] = _mm256_load_si256(wq + 8 * c + k);
+      const __m256i sc0 = _mm256_load_si256(scv + 2 * c), sc1 = _mm256_load_si256(scv + 2 * c + 1);
+      for (int t = 0; t < T; ++t) {
+        const int8_t* q = ab[t]->qs + 32 * c;
+        __m256i pr[4];
+        for (int g = 0; g < 4; ++g)
+          pr[g] = _mm256_add_epi16(_mm256_maddubs_epi16(w[2 * g], bcast4(q + 8 * g)),
+                                   _mm256_maddubs_epi16(w[2 * g + 1], bcast4(q + 8 * g + 4)));
+        const __m256i lo = _mm256_add_epi32(_mm256_madd_epi16(pr[0], sc0), _mm256_madd_epi16(pr[1], sc0));
+        const __m256i hi = _mm256_add_epi32(_mm256_madd_epi16(pr[2], sc1), _mm256_madd_epi16(pr[3], sc1));
+        iacc[t] = _mm256_add_epi32(iacc[t], _mm256_add_epi32(lo, hi));
+      }
+    }
+    const float* dp = reinterpret_cast<const float*>(blk + kSub16QuantBytes + kSub16ScaleBytes + kSub16MinBytes);
+    const __m256 d = _mm256_load_ps(dp), dm = _mm256_load_ps(dp + 8);
+    for (int t = 0; t < T; ++t) {
+      const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
+      __m256i ms = _mm256_madd_epi16(_mm256_load_si256(mnv), bcast4(bs));
+      for (int c = 1; c < 8; ++c) ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_load_si256(mnv + c), bcast4(bs + 4 * c)));
+      const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
+      if constexpr (K::kCombined) {
+        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
+      } else {
+        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, da), s[t]);
+        s[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s[t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+template <class K>
+struct Sub16Format {
+  static constexpr size_t kW = K::kBytes;
+  static constexpr int64_t kValues = QK_K;
+  static constexpr int kPerChunk = kSub16SuperPerChunk;
+  static constexpr size_t kBytes = kSub16BlockBytes;
+  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_sub16<K>(p, boff, dst); }
+  template <int T>
+  static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
+    tile_sub16<K, T>(nsb, pk, a, as, sb0, acc);
   }
   // Fewer than 4 tokens never reach this kernel (kernels_avx2.cpp's row tiles take them).
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
@@ -428,7 +633,7 @@ void gemm_rows8(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_
 
 void gemm_q4_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<Q4Format<false>>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<LegacyFormat<Q4_0L>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
@@ -436,11 +641,35 @@ void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
 }
 void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<Q4KFormat>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<K45Format<false>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows8<K45Format<true>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows8<Sub16Format<Q6_KW>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q2_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows8<Sub16Format<Q2_KW>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q3_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows8<Sub16Format<Q3_KW>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q4_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<Q4Format<true>>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<LegacyFormat<Q4_1L>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows8<LegacyFormat<Q5_0L>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows8<LegacyFormat<Q5_1L>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 
 }  // namespace avx2_rows8

@@ -15,6 +15,7 @@
 #include "../tile_walk.h"
 #include "reduce_avx2.h"
 #include "gemm_rows8.h"
+#include "kquant_avx2.h"
 #include "edgellama/kernels.h"
 
 namespace edgellama {
@@ -100,111 +101,6 @@ void quantize_q8k(const float* x, void* out, int64_t n) {
 #endif
 constexpr int kPrefetchRows = EDGELLAMA_PREFETCH_ROWS;  // prefetch distance, in weight rows
 
-// ---- 32-value block formats ----------------------------------------------------------------------
-
-inline __m256i nibbles32(const uint8_t* qs) {  // value j: low nibble of byte j, j+16: high nibble
-  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-  return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
-}
-
-inline __m256i high_bits32(const uint8_t* qh4) {  // bit j of the 32-bit word -> 0x10 in byte j
-  uint32_t x;
-  std::memcpy(&x, qh4, 4);
-  const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
-                                          0x0303030303030303);
-  __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(int(x)), shuf);
-  const __m256i bits = _mm256_set1_epi64x(0x8040201008040201LL);
-  v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bits), bits);
-  return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
-}
-
-// Each format: kBytes, kSigned (weights are signed int8: use the sign trick), q() = 32 quants,
-// d() = scale, c() = coefficient of the activation block sum s (dot = d*da*sum(q*a) + c*s).
-struct Q4_0W {
-  static constexpr size_t kBytes = 18;
-  static constexpr bool kSigned = false;
-  static __m256i q(const uint8_t* b) { return nibbles32(b + 2); }
-  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = -8.0f * *d; }
-};
-struct Q4_1W {
-  static constexpr size_t kBytes = 20;
-  static constexpr bool kSigned = false;
-  static __m256i q(const uint8_t* b) { return nibbles32(b + 4); }
-  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = h2f(b + 2); }
-};
-struct Q5_0W {
-  static constexpr size_t kBytes = 22;
-  static constexpr bool kSigned = false;
-  static __m256i q(const uint8_t* b) { return _mm256_or_si256(nibbles32(b + 6), high_bits32(b + 2)); }
-  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = -16.0f * *d; }
-};
-struct Q5_1W {
-  static constexpr size_t kBytes = 24;
-  static constexpr bool kSigned = false;
-  static __m256i q(const uint8_t* b) { return _mm256_or_si256(nibbles32(b + 8), high_bits32(b + 4)); }
-  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = h2f(b + 2); }
-};
-struct Q8_0W {
-  static constexpr size_t kBytes = 34;
-  static constexpr bool kSigned = true;
-  static __m256i q(const uint8_t* b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2)); }
-  static void dc(const uint8_t* b, float* d, float* c) { *d = h2f(b); *c = 0.0f; }
-};
-
-template <int R>
-inline __m128 pack4(const float* v) {  // from registers, not through memory (store forwarding)
-  return _mm_setr_ps(v[0], R > 1 ? v[1] : 0.0f, R > 2 ? v[2] : 0.0f, R > 3 ? v[3] : 0.0f);
-}
-
-template <class W, int R, int T>
-void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
-  static_assert(R <= 4, "the offset term keeps 4 rows in one __m128");
-  __m256 acc[R][T];
-  __m128 corr[T];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
-  for (int t = 0; t < T; ++t) corr[t] = _mm_setzero_ps();
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int64_t b = 0; b < nb; ++b) {
-    __m256i q[R];
-    __m256 dwv[R];
-    float dw[R], cw[R];
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* blk = w + size_t(r) * ws + size_t(b) * W::kBytes;
-      // The same block of the next tile's rows: hides DRAM latency when the weights stream in
-      // (decode). A prefetch never faults, so running past the matrix is harmless.
-      _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchRows * ws), _MM_HINT_T0);
-      W::dc(blk, &dw[r], &cw[r]);
-      dwv[r] = _mm256_set1_ps(dw[r]);
-      q[r] = W::q(blk);
-    }
-    __m256i qa[R];
-    if (W::kSigned) {
-      for (int r = 0; r < R; ++r) qa[r] = _mm256_sign_epi8(q[r], q[r]);
-    }
-    __m128 cwv = _mm_setzero_ps();
-    if (!W::kSigned) cwv = pack4<R>(cw);
-    for (int t = 0; t < T; ++t) {
-      const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
-      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab->qs));
-      const __m256 da = _mm256_broadcast_ss(&ab->d);
-      if (!W::kSigned) corr[t] = _mm_fmadd_ps(cwv, _mm_broadcast_ss(&ab->s), corr[t]);
-      for (int r = 0; r < R; ++r) {
-        __m256i p16 = W::kSigned ? _mm256_maddubs_epi16(qa[r], _mm256_sign_epi8(av, q[r]))
-                                 : _mm256_maddubs_epi16(q[r], av);
-        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-        acc[r][t] = _mm256_fmadd_ps(p, _mm256_mul_ps(dwv[r], da), acc[r][t]);
-      }
-    }
-  }
-  for (int t = 0; t < T; ++t) {
-    alignas(16) float c[4];
-    _mm_store_ps(c, corr[t]);
-    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = hsum(acc[r][t]) + c[r];
-  }
-}
-
 #ifndef EDGELLAMA_TILE_R
 #define EDGELLAMA_TILE_R 4
 #endif
@@ -214,161 +110,33 @@ void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size
 constexpr int kRows = EDGELLAMA_TILE_R;    // tile rows (weights)
 constexpr int kTokens = EDGELLAMA_TILE_T;  // tile tokens (activations)
 
-template <class W>
-struct LegacyTile {
-  template <int R, int T>
-  struct Of {
-    static void run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
-      tile_legacy<W, R, T>(nb, w, ws, a, as, y, ys);
-    }
-  };
-};
+// ---- K-quants: unpacking in kquant_avx2.h (shared with gemm_rows8_avx2.cpp) ------------------------
 
-template <class W>
-void gemm_legacy(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
-                 float* y, size_t ys) {
-  walk_tiles<LegacyTile<W>::template Of, kRows, kTokens>(n / 32, w, ws, nr, a, as, nt, y, ys);
+// Lane r (r < R <= 4) = the sum of the 8 int32 lanes of v[r]; lanes >= R are 0.
+template <int R>
+inline __m128i row_sums_i32(const __m256i* v) {
+  const __m256i z = _mm256_setzero_si256();
+  const __m256i h01 = _mm256_hadd_epi32(v[0], R > 1 ? v[1] : z);
+  const __m256i h23 = R > 2 ? _mm256_hadd_epi32(v[2], R > 3 ? v[3] : z) : z;
+  const __m256i h = _mm256_hadd_epi32(h01, h23);  // per 128-bit half: rows 0..3
+  return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
-// ---- K-quants --------------------------------------------------------------------------------------
-// Per 32-value chunk c (0..7) of a super-block: 32 unsigned quants and the int16 madd scales (the
-// scale of sub-block 2c in the low 128 bits, 2c+1 in the high 128 bits). The integer sums over a
-// whole super-block are accumulated in int32 and converted to float once per super-block.
-
-// prep(): d, dm, the int16 scales arranged so that chunk c's madd scale vector is
-// shuffle_epi8(scv, kSel[c]) (low 128 bits: sub-block 2c, high: 2c+1), and mn16 (16 int16 to madd
-// with the activation bsums). Built with SIMD/word operations: scalar stores followed by a vector
-// load would stall on store forwarding.
-
-inline __m256i even_odd_i16(__m128i bytes16, bool is_signed) {  // bytes k -> [evens | odds] as int16
-  const __m128i eo = _mm_shuffle_epi8(bytes16, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
-  return is_signed ? _mm256_cvtepi8_epi16(eo) : _mm256_cvtepu8_epi16(eo);
-}
-
-struct Q2_KW {
-  static constexpr size_t kBytes = sizeof(block_q2_K);
-  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
-    const block_q2_K* b = reinterpret_cast<const block_q2_K*>(p);
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
-    const __m128i m4 = _mm_set1_epi8(0xF);
-    *scv = even_odd_i16(_mm_and_si128(v, m4), false);
-    *mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), m4));
-    *d = _cvtsh_ss(b->d);
-    *dm = _cvtsh_ss(b->dmin);
-  }
-  static __m256i q(const uint8_t* p, int c) {
-    const block_q2_K* b = reinterpret_cast<const block_q2_K*>(p);
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * (c / 4)));
-    return _mm256_and_si256(_mm256_srli_epi16(v, 2 * (c % 4)), _mm256_set1_epi8(3));
-  }
-};
-struct Q3_KW {
-  static constexpr size_t kBytes = sizeof(block_q3_K);
-  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
-    const block_q3_K* b = reinterpret_cast<const block_q3_K*>(p);
-    uint32_t u[3];
-    std::memcpy(u, b->scales, 12);
-    const uint32_t m4 = 0x0f0f0f0f, m2 = 0x03030303;
-    const uint32_t w0 = (u[0] & m4) | ((u[2] & m2) << 4);
-    const uint32_t w1 = (u[1] & m4) | (((u[2] >> 2) & m2) << 4);
-    const uint32_t w2 = ((u[0] >> 4) & m4) | (((u[2] >> 4) & m2) << 4);
-    const uint32_t w3 = ((u[1] >> 4) & m4) | (((u[2] >> 6) & m2) << 4);
-    const __m128i sc = _mm_sub_epi8(_mm_setr_epi32(int(w0), int(w1), int(w2), int(w3)), _mm_set1_epi8(32));
-    *scv = even_odd_i16(sc, true);
-    *mn16 = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 2);  // value = qu - 4
-    *d = *dm = _cvtsh_ss(b->d);
-  }
-  static __m256i q(const uint8_t* p, int c) {
-    const block_q3_K* b = reinterpret_cast<const block_q3_K*>(p);
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * (c / 4)));
-    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(v, 2 * (c % 4)), _mm256_set1_epi8(3));
-    const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->hmask));
-    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hm, c), _mm256_set1_epi8(1));
-    return _mm256_or_si256(low, _mm256_slli_epi16(high, 2));
-  }
-};
-inline void prep_k45(const uint8_t* scales12, __m256i* scv, __m256i* mn16) {
-  uint32_t u[3];
-  std::memcpy(u, scales12, 12);
-  const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
-  const uint32_t s0 = u[0] & m6, s1 = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
-  const uint32_t n0 = u[1] & m6, n1 = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
-  const __m128i sc = _mm_cvtepu8_epi16(_mm_setr_epi32(int(s0), int(s1), 0, 0));
-  *scv = _mm256_broadcastsi128_si256(sc);
-  const __m128i mn = _mm_setr_epi32(int(n0), int(n1), 0, 0);
-  *mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
-}
-struct Q4_KW {
-  static constexpr size_t kBytes = sizeof(block_q4_K);
-  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
-    const block_q4_K* b = reinterpret_cast<const block_q4_K*>(p);
-    prep_k45(b->scales, scv, mn16);
-    *d = _cvtsh_ss(b->d);
-    *dm = _cvtsh_ss(b->dmin);
-  }
-  static __m256i q(const uint8_t* p, int c) {
-    const block_q4_K* b = reinterpret_cast<const block_q4_K*>(p);
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * (c / 2)));
-    return _mm256_and_si256(_mm256_srli_epi16(v, 4 * (c % 2)), _mm256_set1_epi8(0xF));
-  }
-};
-struct Q5_KW {
-  static constexpr size_t kBytes = sizeof(block_q5_K);
-  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
-    const block_q5_K* b = reinterpret_cast<const block_q5_K*>(p);
-    prep_k45(b->scales, scv, mn16);
-    *d = _cvtsh_ss(b->d);
-    *dm = _cvtsh_ss(b->dmin);
-  }
-  static __m256i q(const uint8_t* p, int c) {
-    const block_q5_K* b = reinterpret_cast<const block_q5_K*>(p);
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * (c / 2)));
-    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(v, 4 * (c % 2)), _mm256_set1_epi8(0xF));
-    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qh));
-    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hb, c), _mm256_set1_epi8(1));
-    return _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
-  }
-};
-struct Q6_KW {
-  static constexpr size_t kBytes = sizeof(block_q6_K);
-  static void prep(const uint8_t* p, float* d, float* dm, __m256i* scv, __m256i* mn16) {
-    const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p);
-    const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales));
-    *scv = even_odd_i16(sc, true);
-    *mn16 = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 5);  // value = qu - 32
-    *d = *dm = _cvtsh_ss(b->d);
-  }
-  static __m256i q(const uint8_t* p, int c) {
-    const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p);
-    const int h = c / 4, k = c % 4;
-    const __m256i l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->ql + h * 64 + 32 * (k % 2)));
-    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(l, 4 * (k / 2)), _mm256_set1_epi8(0xF));
-    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qh + h * 32));
-    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), _mm256_set1_epi8(3));
-    return _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
-  }
-};
-
-inline float fma_ss(float a, float b, float c) {
-  return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
-}
-inline float fnma_ss(float a, float b, float c) {
-  return _mm_cvtss_f32(_mm_fnmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
-}
-
-// kSeq: per (row, token) the integer super-block sums are reduced exactly and folded into one scalar
-// accumulator with the sequence of the rows8 kernels (gemm_rows8_avx2.cpp):
+// K-quant row tiles (fewer than 4 tokens): per (row, token) the integer super-block sums are
+// reduced exactly (R rows at once, one row per lane) and folded into one accumulator per output with
+// the sequence of the rows8 kernels (gemm_rows8_avx2.cpp):
 //   acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
+// or, for formats whose offset shares the scale (K::kCombined: Q3_K, Q6_K), one exact integer sum
+// and one fma:  acc = fma(float(isum - msum), d * da, acc)
 // so a token's result does not depend on which of the two kernels computed it.
-template <class K, int R, int T, bool kSeq = false>
+template <class K, int R, int T>
 void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
-  __m256 acc[R][T];
-  float sacc[R][T];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps(), sacc[r][t] = 0.0f;
+  static_assert(R <= 4, "R rows are kept in the lanes of one __m128");
+  __m128 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk[R];
-    float d[R], dm[R];
+    float d[4] = {0, 0, 0, 0}, dm[4] = {0, 0, 0, 0};
     __m256i scv[R], mn[R];
     for (int r = 0; r < R; ++r) {
       blk[r] = w + size_t(r) * ws + size_t(b) * K::kBytes;
@@ -378,9 +146,9 @@ void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as
     }
     const block_q8_K* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
-    __m256i iacc[R][T];
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < T; ++t) iacc[r][t] = _mm256_setzero_si256();
+    __m256i iacc[T][R];
+    for (int t = 0; t < T; ++t)
+      for (int r = 0; r < R; ++r) iacc[t][r] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int c = 0; c < 8; ++c) {
       const __m256i sel = _mm256_set1_epi16(int16_t(((2 * c + 1) << 8) | (2 * c)));
@@ -392,56 +160,73 @@ void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as
       for (int t = 0; t < T; ++t) {
         const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->qs + 32 * c));
         for (int r = 0; r < R; ++r)
-          iacc[r][t] = _mm256_add_epi32(iacc[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], av), sc[r]));
+          iacc[t][r] = _mm256_add_epi32(iacc[t][r], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r], av), sc[r]));
       }
     }
+    // From registers, not through memory: four scalar stores read back by one vector load would stall
+    // on store forwarding once per super-block.
+    const __m128 dv = _mm_setr_ps(d[0], d[1], d[2], d[3]), dmv = _mm_setr_ps(dm[0], dm[1], dm[2], dm[3]);
     for (int t = 0; t < T; ++t) {
       const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->bsums));
-      const float da = ab[t]->d;
-      if constexpr (kSeq) {
-        for (int r = 0; r < R; ++r) {
-          const int isum = hsum_i32(iacc[r][t]), msum = hsum_i32(_mm256_madd_epi16(mn[r], bs));
-          sacc[r][t] = fma_ss(float(isum), d[r] * da, sacc[r][t]);
-          sacc[r][t] = fnma_ss(float(msum), dm[r] * da, sacc[r][t]);
-        }
-        continue;
-      }
-      for (int r = 0; r < R; ++r) {
-        const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mn[r], bs));
-        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[r][t]), _mm256_set1_ps(d[r] * da), acc[r][t]);
-        acc[r][t] = _mm256_fnmadd_ps(m, _mm256_set1_ps(dm[r] * da), acc[r][t]);
+      const __m128 da = _mm_set1_ps(ab[t]->d);
+      __m256i ms[R];
+      for (int r = 0; r < R; ++r) ms[r] = _mm256_madd_epi16(mn[r], bs);
+      if constexpr (K::kCombined) {
+        for (int r = 0; r < R; ++r) iacc[t][r] = _mm256_sub_epi32(iacc[t][r], ms[r]);
+        acc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(row_sums_i32<R>(iacc[t])), _mm_mul_ps(dv, da), acc[t]);
+      } else {
+        acc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(row_sums_i32<R>(iacc[t])), _mm_mul_ps(dv, da), acc[t]);
+        acc[t] = _mm_fnmadd_ps(_mm_cvtepi32_ps(row_sums_i32<R>(ms)), _mm_mul_ps(dmv, da), acc[t]);
       }
     }
   }
-  for (int t = 0; t < T; ++t)
-    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = kSeq ? sacc[r][t] : hsum(acc[r][t]);
+  for (int t = 0; t < T; ++t) {
+    alignas(16) float s4[4];
+    _mm_store_ps(s4, acc[t]);
+    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = s4[r];
+  }
 }
 
-template <class K, bool kSeq = false>
+template <class K>
 struct KTile {
   template <int R, int T>
   struct Of {
     static void run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
-      tile_k<K, R, T, kSeq>(nb, w, ws, a, as, y, ys);
+      tile_k<K, R, T>(nb, w, ws, a, as, y, ys);
     }
   };
 };
 
+// K-quants: rows8 kernel (gemm_rows8_avx2.cpp) from 4 tokens up; below, the row tiles above with
+// the same per-output arithmetic (decode: no transposition work to amortize).
 template <class K>
-void gemm_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
-            size_t ys) {
-  walk_tiles<KTile<K>::template Of, kRows, kTokens>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
-}
-
-// Q4_K: rows8 kernel (gemm_rows8_avx2.cpp) from 4 tokens up; below, the row tiles above with the
-// same per-output arithmetic (decode: no transposition work to amortize).
-void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
-               float* y, size_t ys) {
+void gemm_k(GemmFn rows8, int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+           int64_t nt, float* y, size_t ys) {
   if (nt >= 4) {
-    avx2_rows8::gemm_q4_k(n, w, ws, nr, a, as, nt, y, ys);
+    rows8(n, w, ws, nr, a, as, nt, y, ys);
     return;
   }
-  walk_tiles<KTile<Q4_KW, true>::template Of, kRows, kTokens>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
+  walk_tiles<KTile<K>::template Of, kRows, kTokens>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_k<Q4_KW>(avx2_rows8::gemm_q4_k, n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q2_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_k<Q2_KW>(avx2_rows8::gemm_q2_k, n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q3_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_k<Q3_KW>(avx2_rows8::gemm_q3_k, n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_k<Q5_KW>(avx2_rows8::gemm_q5_k, n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_k<Q6_KW>(avx2_rows8::gemm_q6_k, n, w, ws, nr, a, as, nt, y, ys);
 }
 
 // ---- float weights ----------------------------------------------------------------------------------
@@ -523,18 +308,18 @@ constexpr KernelSet make_avx2() {
   k.gemm[int(GGMLType::F32)] = gemm_float<F32W>;
   k.gemm[int(GGMLType::F16)] = gemm_float<F16W>;
   k.gemm[int(GGMLType::BF16)] = gemm_float<BF16W>;
-  // Q4_0 / Q4_1 / Q8_0: 8 rows per vector (gemm_rows8_avx2.cpp), for prefill and decode alike so that a
-  // token's result never depends on how many tokens share the call.
+  // Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0: 8 rows per vector (gemm_rows8_avx2.cpp), for prefill and decode
+  // alike so that a token's result never depends on how many tokens share the call.
   k.gemm[int(GGMLType::Q4_0)] = avx2_rows8::gemm_q4_0;
   k.gemm[int(GGMLType::Q4_1)] = avx2_rows8::gemm_q4_1;
-  k.gemm[int(GGMLType::Q5_0)] = gemm_legacy<Q5_0W>;
-  k.gemm[int(GGMLType::Q5_1)] = gemm_legacy<Q5_1W>;
+  k.gemm[int(GGMLType::Q5_0)] = avx2_rows8::gemm_q5_0;
+  k.gemm[int(GGMLType::Q5_1)] = avx2_rows8::gemm_q5_1;
   k.gemm[int(GGMLType::Q8_0)] = avx2_rows8::gemm_q8_0;
-  k.gemm[int(GGMLType::Q2_K)] = gemm_k<Q2_KW>;
-  k.gemm[int(GGMLType::Q3_K)] = gemm_k<Q3_KW>;
+  k.gemm[int(GGMLType::Q2_K)] = gemm_q2_k;
+  k.gemm[int(GGMLType::Q3_K)] = gemm_q3_k;
   k.gemm[int(GGMLType::Q4_K)] = gemm_q4_k;
-  k.gemm[int(GGMLType::Q5_K)] = gemm_k<Q5_KW>;
-  k.gemm[int(GGMLType::Q6_K)] = gemm_k<Q6_KW>;
+  k.gemm[int(GGMLType::Q5_K)] = gemm_q5_k;
+  k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
   k.attn_tile = avx2_attention_tile;
   k.silu_mul = avx2_silu_mul;
   return k;

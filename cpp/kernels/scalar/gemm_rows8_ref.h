@@ -1,8 +1,9 @@
 // Scalar reference of the arithmetic sequence of the AVX2 rows8 kernels (gemm_rows8_avx2.cpp), for
 // bit-exact tests: per (row, token), acc = 0; per block b: acc = fma(float(isum_b), dw_b * da_b, acc);
-// acc = fma(cw_b, sa_b, acc). Supports Q4_0 / Q4_1 / Q8_0 (ActQ8x32 activations;
-// Q8_0 has no offset term) and Q4_K (block_q8_K,
-// per super-block: acc = fma(float(isum), d*da, acc); acc = fma(-float(msum), dmin*da, acc)); GemmFn signature.
+// acc = fma(cw_b, sa_b, acc). Supports Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 (ActQ8x32 activations;
+// Q8_0 has no offset term), Q4_K and Q5_K (block_q8_K,
+// per super-block: acc = fma(float(isum), d*da, acc); acc = fma(-float(msum), dmin*da, acc)), Q2_K
+// (the same) and Q3_K / Q6_K (per super-block: acc = fma(float(isum - msum), d*da, acc)); GemmFn signature.
 #pragma once
 #include <cstddef>
 #include <cstdint>
