@@ -1,4 +1,4 @@
-// AVX-512 VNNI "16 rows per vector" GEMM for Q4_0, Q4_1, Q8_0 and Q4_K. Compiled with the AVX-512
+// AVX-512 VNNI "16 rows per vector" GEMM for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q4_K. Compiled with the AVX-512
 // flags of this directory (F/BW/VL/DQ/VNNI); only reached through the avx512 KernelSet after dispatch
 // checked the CPU and the OS (ZMM state). Includes no header whose external-linkage inline functions
 // baseline code also uses (see cpp/kernels/avx2/kernels_avx2.cpp).
@@ -16,7 +16,7 @@
 //
 // Per output (row r, token t) the arithmetic is the fixed sequence of the AVX2 rows8 kernels and of
 // their scalar reference gemm_rows8_ref (cpp/kernels/scalar/gemm_rows8_ref.cpp):
-//   Q4_0/Q4_1/Q8_0, per block b: acc = fma(float(isum_b), dw_b * da_b, acc); acc = fma(cw_b, sa_b, acc)
+//   Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, per block b: acc = fma(float(isum_b), dw_b * da_b, acc); acc = fma(cw_b, sa_b, acc)
 //                                (Q8_0: no second term)
 //   Q4_K, per super-block:        acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
 // so the results are bit-identical to that reference, to the AVX2 kernels, and independent of how
@@ -110,13 +110,36 @@ inline int act_sum32(const int8_t* q) {
 constexpr size_t kBlockBytes = 10 * 64;
 constexpr int kBlocksPerChunk = 32;  // 20 KB of scratch
 
-enum class Kind { Q4_0, Q4_1, Q8_0 };
+enum class Kind { Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 };
 
+// One row of the table per format: bytes per block, byte offset of the quants, of the fifth bits
+// (0: none), of the fp16 minimum (0: none; then cw = kOffset * dw).
 template <Kind K>
-struct Legacy {
-  static constexpr size_t kW = K == Kind::Q4_0 ? 18 : K == Kind::Q4_1 ? 20 : 34;  // bytes per block
-  static constexpr size_t kQs = K == Kind::Q4_1 ? 4 : 2;                         // offset of the quants
-};
+struct Legacy;
+template <> struct Legacy<Kind::Q4_0> { static constexpr size_t kW = 18, kQs = 2, kQh = 0, kMin = 0; static constexpr float kOffset = -8.0f; };
+template <> struct Legacy<Kind::Q4_1> { static constexpr size_t kW = 20, kQs = 4, kQh = 0, kMin = 2; static constexpr float kOffset = 0.0f; };
+template <> struct Legacy<Kind::Q5_0> { static constexpr size_t kW = 22, kQs = 6, kQh = 2, kMin = 0; static constexpr float kOffset = -16.0f; };
+template <> struct Legacy<Kind::Q5_1> { static constexpr size_t kW = 24, kQs = 8, kQh = 4, kMin = 2; static constexpr float kOffset = 0.0f; };
+template <> struct Legacy<Kind::Q8_0> { static constexpr size_t kW = 34, kQs = 2, kQh = 0, kMin = 0; static constexpr float kOffset = 0.0f; };
+
+// Q5_0 / Q5_1 fifth bits: value j of a block has bit j of the 32-bit word qh. g[G] lane r holds values
+// 4G..4G+3 of row r; add 0x10 to byte i where bit 4G+i of row r's qh is set. qh lives in byte G/2
+// (values 4G..4G+3 < 16) or 2 + (G-4)/2, nibble G%2: a byte shuffle copies that qh byte into the 4
+// bytes of the lane, a test against (1 << i) << 4*(G%2) per byte gives the mask.
+inline void add_fifth_bits(const uint8_t* const* p, size_t at, __m512i* g) {
+  uint32_t h[16];
+  for (int r = 0; r < 16; ++r) std::memcpy(&h[r], p[r] + at, 4);
+  const __m512i qh = _mm512_loadu_si512(h);
+  const __m512i c10 = _mm512_set1_epi8(0x10);
+  for (int G = 0; G < 8; ++G) {
+    const int byte = G < 4 ? G / 2 : 2 + (G - 4) / 2, nib = 4 * (G % 2);
+    const __m512i ctl = _mm512_set4_epi32((12 + byte) * 0x01010101, (8 + byte) * 0x01010101, (4 + byte) * 0x01010101,
+                                          byte * 0x01010101);
+    const __m512i bits = _mm512_set1_epi32(int(0x08040201u << nib));
+    const __mmask64 m = _mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, ctl), bits);
+    g[G] = _mm512_mask_add_epi8(g[G], m, g[G], c10);
+  }
+}
 
 // One block of 16 rows (the block at byte boff of each row), transposed into g[8]; dw, cw per lane.
 template <Kind K>
@@ -136,8 +159,9 @@ inline void load_block(const uint8_t* const* p, size_t boff, __m512i* g, __m512*
       g[k] = _mm512_and_si512(x[k], m4);                             // values 4k..4k+3 (low nibbles)
       g[k + 4] = _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4);  // values 16+4k..16+4k+3
     }
+    if constexpr (Legacy<K>::kQh != 0) add_fifth_bits(p, boff + Legacy<K>::kQh, g);
     *dw = scales16(p, boff);
-    *cw = K == Kind::Q4_1 ? scales16(p, boff + 2) : _mm512_mul_ps(*dw, _mm512_set1_ps(-8.0f));
+    *cw = Legacy<K>::kMin ? scales16(p, boff + Legacy<K>::kMin) : _mm512_mul_ps(*dw, _mm512_set1_ps(Legacy<K>::kOffset));
   }
 }
 
@@ -367,6 +391,14 @@ void gemm_q4_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
 void gemm_q4_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
   gemm_rows16<LegacyFormat<Kind::Q4_1>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows16<LegacyFormat<Kind::Q5_0>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows16<LegacyFormat<Kind::Q5_1>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {

@@ -122,6 +122,8 @@ constexpr KernelSet make_overrides() {
   k.gemm[int(GGMLType::BF16)] = gemm_float<BF16W>;
   k.gemm[int(GGMLType::Q4_0)] = avx512_rows16::gemm_q4_0;
   k.gemm[int(GGMLType::Q4_1)] = avx512_rows16::gemm_q4_1;
+  k.gemm[int(GGMLType::Q5_0)] = avx512_rows16::gemm_q5_0;
+  k.gemm[int(GGMLType::Q5_1)] = avx512_rows16::gemm_q5_1;
   k.gemm[int(GGMLType::Q8_0)] = avx512_rows16::gemm_q8_0;
   k.gemm[int(GGMLType::Q4_K)] = gemm_q4_k;
   return k;
