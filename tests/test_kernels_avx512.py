@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif("avx512" not in _core.available_isas(),
                                 reason="this CPU/OS cannot run AVX-512 F/BW/VL/DQ/VNNI")
 
 # Kernels of the avx512 set that follow the rows8 reference sequence (gemm_rows8_ref) bit for bit.
-ROWS16_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K"]
+ROWS16_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q6_K"]
 
 
 def _rows8_ref(t, w, x):
@@ -101,10 +101,10 @@ def test_every_avx2_type_has_an_avx512_kernel(t):
 @pytest.mark.parametrize("t", ROWS16_TYPES)
 def test_rows16_bit_exact_vs_scalar_reference(t):
     """Odd row counts and tails of a 16-row group, n_in across block-chunk boundaries (32 blocks for
-    Q4_0/Q4_1/Q8_0, 4 super-blocks for Q4_K), 1..20 tokens (decode path below 4, register tiles of 8
+    Q4_0/Q4_1/Q5_x/Q8_0, 4 super-blocks for Q4_K/Q6_K), 1..20 tokens (decode path below 4, register tiles of 8
     and their remainders above) and more than one 64-token chunk."""
     rng = np.random.default_rng(21)
-    sizes = (256, 5 * 256, 9 * 256) if t == "Q4_K" else (32, 96, 33 * 32, 65 * 32)
+    sizes = (256, 5 * 256, 9 * 256) if t.endswith("_K") else (32, 96, 33 * 32, 65 * 32)
     token_counts = list(range(1, 21)) + [64, 67, 130]
     for n_in in sizes:
         for n_rows in (1, 15, 16, 17, 40):
@@ -128,7 +128,7 @@ def test_rows16_extremes(t, extreme):
     and sign-alternating): the int32 sums, the Q8_0 offset correction and the vpmulld scale products
     stay exact (bit-equal to the reference)."""
     rng = np.random.default_rng(22)
-    n_in = 512 if t == "Q4_K" else 128
+    n_in = 512 if t.endswith("_K") else 128
     w = random_rows(t, 17, n_in, rng, extreme=extreme)
     for x in (np.full((9, n_in), 1000.0, np.float32), np.full((9, n_in), -1.0, np.float32),
               rng.standard_normal((9, n_in)).astype(np.float32)):

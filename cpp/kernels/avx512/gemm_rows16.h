@@ -18,6 +18,8 @@ void gemm_q5_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
                size_t ys);
 void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys);
+void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys);
 // Any token count, but meant for >= 4 (each call repacks the weights into a scratch).
 void gemm_q4_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                        float* y, size_t ys);

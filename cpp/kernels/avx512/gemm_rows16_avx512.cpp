@@ -1,4 +1,4 @@
-// AVX-512 VNNI "16 rows per vector" GEMM for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q4_K. Compiled with the AVX-512
+// AVX-512 VNNI "16 rows per vector" GEMM for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K. Compiled with the AVX-512
 // flags of this directory (F/BW/VL/DQ/VNNI); only reached through the avx512 KernelSet after dispatch
 // checked the CPU and the OS (ZMM state). Includes no header whose external-linkage inline functions
 // baseline code also uses (see cpp/kernels/avx2/kernels_avx2.cpp).
@@ -18,7 +18,7 @@
 // their scalar reference gemm_rows8_ref (cpp/kernels/scalar/gemm_rows8_ref.cpp):
 //   Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, per block b: acc = fma(float(isum_b), dw_b * da_b, acc); acc = fma(cw_b, sa_b, acc)
 //                                (Q8_0: no second term)
-//   Q4_K, per super-block:        acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
+//   Q4_K/Q6_K, per super-block:   acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
 // so the results are bit-identical to that reference, to the AVX2 kernels, and independent of how
 // many tokens or rows share a call (decode and prefill give the same bits; so do thread splits).
 // GCC 12's AVX-512 intrinsics start from _mm*_undefined_*() and trip -W(maybe-)uninitialized
@@ -29,6 +29,7 @@
 #endif
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -335,6 +336,101 @@ struct Q4KFormat {
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
 };
 
+// ---- Q6_K: super-blocks of 256 values, 16 sub-blocks of 16 with int8 scales, quants 0..63 (-32) ----
+// Repacked super-block (16 rows): 64 quant vectors (chunk c = values 32c..32c+31, group G = 4 values,
+// as for Q4_K), the 16 sub-block scales as int32 (16 vectors), the offsets mn = 32 * sc as int16
+// pairs (mn[2j], mn[2j+1]) per lane (8 vectors, vpdpwssd against bsums[2j], bsums[2j+1]), d[16].
+// Per (row, token, super-block), with d = dmin (the offset folded into mn, see kquant_scales.h):
+//   isum = sum_k sc_k * (sum_i q_i a_i over sub-block k), msum = sum_k mn_k * bsums_k   (exact int32)
+//   acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), d * da, acc)
+// (the sequence of gemm_rows8_ref for Q6_K). Decode uses the same repack, one super-block chunk at a
+// time: the scratch stays in L1 and the bits cannot depend on the token count.
+constexpr size_t kQ6Scale = 64, kQ6Min = 80, kQ6D = 88;  // vector offsets
+constexpr size_t kQ6BlockBytes = 89 * 64;                // 5.6 KB
+
+struct Q6KFormat {
+  static constexpr size_t kW = sizeof(block_q6_K);
+  static constexpr int64_t kValues = QK_K;
+  static constexpr int kPerChunk = kSuperPerChunk;
+  static constexpr size_t kBytes = kQ6BlockBytes;
+
+  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    for (int h = 0; h < 2; ++h) {  // values 128h..128h+127: ql bytes 64h..64h+63, qh bytes 32h..32h+31
+      __m512i qh[8];
+      transpose16(p, boff + offsetof(block_q6_K, qh) + 32 * size_t(h), qh);
+      transpose16(p, boff + offsetof(block_q6_K, qh) + 32 * size_t(h) + 16, qh + 4);
+      for (int seg = 0; seg < 2; ++seg) {  // ql bytes 64h + 32seg..: chunks 4h + seg (low) and 4h + seg + 2 (high)
+        __m512i ql[8];
+        transpose16(p, boff + offsetof(block_q6_K, ql) + 64 * size_t(h) + 32 * size_t(seg), ql);
+        transpose16(p, boff + offsetof(block_q6_K, ql) + 64 * size_t(h) + 32 * size_t(seg) + 16, ql + 4);
+        for (int nib = 0; nib < 2; ++nib) {
+          const int k = seg + 2 * nib, c = 4 * h + k;  // qh bits 2k..2k+1 hold the high bits of chunk c
+          for (int G = 0; G < 8; ++G) {
+            const __m512i lo = _mm512_and_si512(nib ? _mm512_srli_epi16(ql[G], 4) : ql[G], m4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qh[G], 2 * k), m2);
+            _mm512_store_si512(out + 8 * c + G, _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4)));
+          }
+        }
+      }
+    }
+    int32_t* sc = reinterpret_cast<int32_t*>(out + kQ6Scale);
+    int32_t* mn = reinterpret_cast<int32_t*>(out + kQ6Min);
+    float* d = reinterpret_cast<float*>(out + kQ6D);
+    for (int r = 0; r < kRows; ++r) {
+      const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p[r] + boff);
+      for (int k = 0; k < 16; ++k) sc[16 * k + r] = b->scales[k];
+      for (int j = 0; j < 8; ++j)
+        mn[16 * j + r] = int32_t(uint32_t(uint16_t(int16_t(32 * b->scales[2 * j]))) |
+                                 uint32_t(uint16_t(int16_t(32 * b->scales[2 * j + 1]))) << 16);
+      d[r] = _cvtsh_ss(b->d);
+    }
+  }
+
+  template <int T>
+  static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
+    __m512 s[T];
+    for (int t = 0; t < T; ++t) s[t] = _mm512_loadu_ps(acc + kRows * t);
+    for (int sb = 0; sb < nsb; ++sb) {
+      const __m512i* blk = reinterpret_cast<const __m512i*>(pk + size_t(sb) * kBytes);
+      const block_q8_K* ab[T];
+      for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
+      __m512i iacc[T];
+      for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+      for (int c = 0; c < 8; ++c) {
+        __m512i w[8];
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
+        const __m512i sc0 = _mm512_load_si512(blk + kQ6Scale + 2 * c);
+        const __m512i sc1 = _mm512_load_si512(blk + kQ6Scale + 2 * c + 1);
+        for (int t = 0; t < T; ++t) {
+          const int8_t* q = ab[t]->qs + 32 * c;
+          __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));       // sub-block 2c
+          __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[4], bcast4(q + 16));  // sub-block 2c+1
+          for (int k = 1; k < 4; ++k) {
+            p0 = _mm512_dpbusd_epi32(p0, w[k], bcast4(q + 4 * k));
+            p1 = _mm512_dpbusd_epi32(p1, w[k + 4], bcast4(q + 16 + 4 * k));
+          }
+          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_add_epi32(_mm512_mullo_epi32(p0, sc0), _mm512_mullo_epi32(p1, sc1)));
+        }
+      }
+      const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kQ6D));
+      for (int t = 0; t < T; ++t) {
+        __m512i ms = _mm512_setzero_si512();
+        for (int j = 0; j < 8; ++j)
+          ms = _mm512_dpwssd_epi32(ms, _mm512_load_si512(blk + kQ6Min + j),
+                                   bcast4(reinterpret_cast<const int8_t*>(ab[t]->bsums + 2 * j)));
+        const __m512 dd = _mm512_mul_ps(d, _mm512_set1_ps(ab[t]->d));
+        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), dd, s[t]);
+        s[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), dd, s[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
+  }
+
+  static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
+};
+
 // The walk shared by every format F: token chunks (partial sums kept in acc) x groups of 16 rows
 // (a tail group repeats the last row; its extra lanes are computed and dropped) x chunks of blocks
 // repacked into the stack scratch, then register tiles of kTile tokens; fewer than kDirectBelow
@@ -403,6 +499,10 @@ void gemm_q5_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
 void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
   gemm_rows16<LegacyFormat<Kind::Q8_0>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows16<Q6KFormat>(n, w, ws, nr, a, as, nt, y, ys);
 }
 // Q4_K from 4 tokens up (the repack is amortized); decode goes to `decode`, a kernel with the same
 // per-output sequence (the AVX2 set's row tiles), so the bits never depend on the token count.

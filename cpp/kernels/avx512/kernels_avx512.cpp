@@ -126,6 +126,7 @@ constexpr KernelSet make_overrides() {
   k.gemm[int(GGMLType::Q5_1)] = avx512_rows16::gemm_q5_1;
   k.gemm[int(GGMLType::Q8_0)] = avx512_rows16::gemm_q8_0;
   k.gemm[int(GGMLType::Q4_K)] = gemm_q4_k;
+  k.gemm[int(GGMLType::Q6_K)] = avx512_rows16::gemm_q6_k;
   return k;
 }
 

@@ -91,12 +91,48 @@ void ref_q4k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* 
   }
 }
 
+// Q6_K (the AVX-512 rows16 kernel's sequence; d doubles as dmin, the -32 offset folded into mn = 32 sc):
+// per super-block isum = sum_k sc_k * sum_{i in sub-block k} qu_i a_i, msum = sum_k 32 sc_k * bsums_k,
+// acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), d * da, acc).
+void ref_q6k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+             size_t ys) {
+  for (int64_t t = 0; t < nt; ++t) {
+    const block_q8_K* ab = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as);
+    for (int64_t r = 0; r < nr; ++r) {
+      const block_q6_K* wb = reinterpret_cast<const block_q6_K*>(w + size_t(r) * ws);
+      float acc = 0.0f;
+      for (int64_t b = 0; b < n / QK_K; ++b) {
+        kq::Scales s;
+        kq::scales_q6_K(&wb[b], &s);
+        int32_t isum = 0, msum = 0;
+        for (int k = 0; k < 16; ++k) {
+          int32_t part = 0;
+          for (int i = 0; i < 16; ++i) {
+            const int v = 16 * k + i, h = v / 128, l = v % 32, quarter = (v % 128) / 32;  // ggml's Q6_K layout
+            const uint8_t lb = wb[b].ql[64 * h + l + 32 * (quarter % 2)];
+            const int lo = quarter < 2 ? lb & 0x0F : lb >> 4;
+            const int hi = (wb[b].qh[32 * h + l] >> (2 * quarter)) & 3;
+            part += int32_t(lo | hi << 4) * ab[b].qs[v];
+          }
+          isum += s.sc[k] * part;
+          msum += s.mn[k] * int32_t(ab[b].bsums[k]);
+        }
+        const float scale = fp16_to_float(wb[b].d) * ab[b].d;
+        acc = std::fma(float(isum), scale, acc);
+        acc = std::fma(-float(msum), scale, acc);
+      }
+      y[size_t(t) * ys + size_t(r)] = acc;
+    }
+  }
+}
+
 }  // namespace
 
 GemmRefFn gemm_rows8_ref(GGMLType type) {
   if (type == GGMLType::Q4_0) return ref_q4<false>;
   if (type == GGMLType::Q4_1) return ref_q4<true>;
   if (type == GGMLType::Q4_K) return ref_q4k;
+  if (type == GGMLType::Q6_K) return ref_q6k;
   if (type == GGMLType::Q8_0) return ref_q8_0;
   return nullptr;
 }
