@@ -19,6 +19,7 @@
 
 #include "../tile_walk.h"
 #include "edgellama/kernels.h"
+#include "edgellama/quant_blocks.h"
 #include "gemm_rows16.h"
 
 namespace edgellama {
@@ -114,6 +115,104 @@ void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
     kAvx2Kernels.gemm[int(GGMLType::Q4_K)](n, w, ws, nr, a, as, nt, y, ys);
 }
 
+// ---- Q6_K decode: row tiles, no transposition ---------------------------------------------------
+// Fewer than 4 tokens: the repack of the 16-row kernel costs more than it saves. Each row's
+// super-block is unpacked two 32-value chunks per vector (64 quants: ql's 64 bytes give the low
+// nibbles of chunks 4h, 4h+1 or the high nibbles of chunks 4h+2, 4h+3; qh's 32 bytes, broadcast to
+// both halves, are shifted per half by a variable shift). maddubs (quants <= 63, pair sums <= 16002:
+// no saturation) and madd with the sub-block scales give exact int32 partial sums. Per (row, token)
+// the super-block's isum / msum are reduced exactly and folded with the sequence of the 16-row
+// kernel (and of gemm_rows8_ref's Q6_K): acc = fma(float(isum), d*da, acc); acc = fma(-float(msum), d*da, acc).
+
+inline int hsum_epi32(__m512i v) {
+  __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+  __m128i x = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  x = _mm_add_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(1, 0, 3, 2)));
+  x = _mm_add_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(x);
+}
+
+inline int hsum_epi32(__m256i v) {
+  __m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  x = _mm_add_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(1, 0, 3, 2)));
+  x = _mm_add_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(x);
+}
+
+template <int R, int T>
+void tile_q6k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+  constexpr int kPrefetchRows = 4;
+  float acc[R][T] = {};
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+  // per 16-bit element: the low 256 bits hold chunk 4h (+2), the high 256 bits chunk 4h+1 (+3)
+  const __m512i shift_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+  const __m512i shift_b = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  // element e of a pair's scale vector: sub-block 4P + e/8 (P = 0..3, 64 values per pair)
+  __m512i idx[4];
+  for (int P = 0; P < 4; ++P) {
+    alignas(64) int16_t v[32];
+    for (int e = 0; e < 32; ++e) v[e] = int16_t(4 * P + e / 8);
+    idx[P] = _mm512_load_si512(v);
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i iacc[R][T];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) iacc[r][t] = _mm512_setzero_si512();
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    for (int r = 0; r < R; ++r) {
+      const block_q6_K* q = reinterpret_cast<const block_q6_K*>(w + size_t(r) * ws) + b;
+      const char* next = reinterpret_cast<const char*>(q) + kPrefetchRows * ws;
+      for (int off = 0; off < int(sizeof(block_q6_K)); off += 64) _mm_prefetch(next + off, _MM_HINT_T0);
+      const __m512i sc16 = _mm512_cvtepi8_epi16(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q->scales))));
+      for (int h = 0; h < 2; ++h) {
+        const __m512i L = _mm512_loadu_si512(q->ql + 64 * h);
+        const __m512i Q = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->qh + 32 * h)));
+        const __m512i qa = _mm512_or_si512(_mm512_and_si512(L, m4),
+                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(Q, shift_a), m2), 4));
+        const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
+                                           _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(Q, shift_b), m2), 4));
+        const __m512i sca = _mm512_permutexvar_epi16(idx[2 * h], sc16);
+        const __m512i scb = _mm512_permutexvar_epi16(idx[2 * h + 1], sc16);
+        for (int t = 0; t < T; ++t) {
+          const __m512i aa = _mm512_loadu_si512(ab[t]->qs + 128 * h);
+          const __m512i av = _mm512_loadu_si512(ab[t]->qs + 128 * h + 64);
+          iacc[r][t] = _mm512_add_epi32(iacc[r][t], _mm512_madd_epi16(_mm512_maddubs_epi16(qa, aa), sca));
+          iacc[r][t] = _mm512_add_epi32(iacc[r][t], _mm512_madd_epi16(_mm512_maddubs_epi16(qb, av), scb));
+        }
+      }
+      const __m256i mn16 = _mm256_slli_epi16(_mm512_castsi512_si256(sc16), 5);  // value = qu - 32
+      const float d = _cvtsh_ss(q->d);
+      for (int t = 0; t < T; ++t) {
+        const int isum = hsum_epi32(iacc[r][t]);
+        const int msum = hsum_epi32(_mm256_madd_epi16(mn16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->bsums))));
+        const __m128 scale = _mm_set_ss(d * ab[t]->d);
+        __m128 s = _mm_fmadd_ss(_mm_set_ss(float(isum)), scale, _mm_set_ss(acc[r][t]));
+        s = _mm_fnmadd_ss(_mm_set_ss(float(msum)), scale, s);
+        acc[r][t] = _mm_cvtss_f32(s);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = acc[r][t];
+}
+
+template <int R, int T>
+struct Q6KRowTile {
+  static void run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+    tile_q6k_rows<R, T>(nb, w, ws, a, as, y, ys);
+  }
+};
+
+// Q6_K: the 16-row VNNI kernel from 4 tokens up, the row tiles above below (same per-output sequence).
+void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  if (nt >= 4)
+    avx512_rows16::gemm_q6_k(n, w, ws, nr, a, as, nt, y, ys);
+  else
+    walk_tiles<Q6KRowTile, 4, 3>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
+}
+
 constexpr KernelSet make_overrides() {
   KernelSet k{};
   k.name = "avx512";
@@ -126,7 +225,7 @@ constexpr KernelSet make_overrides() {
   k.gemm[int(GGMLType::Q5_1)] = avx512_rows16::gemm_q5_1;
   k.gemm[int(GGMLType::Q8_0)] = avx512_rows16::gemm_q8_0;
   k.gemm[int(GGMLType::Q4_K)] = gemm_q4_k;
-  k.gemm[int(GGMLType::Q6_K)] = avx512_rows16::gemm_q6_k;
+  k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
   return k;
 }
 
