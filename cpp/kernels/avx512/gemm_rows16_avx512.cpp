@@ -21,6 +21,8 @@
 //   Q4_K/Q6_K, per super-block:   acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
 // so the results are bit-identical to that reference, to the AVX2 kernels, and independent of how
 // many tokens or rows share a call (decode and prefill give the same bits; so do thread splits).
+// kernels_avx512.cpp routes decode (1-3 tokens) of Q4_0/Q4_1/Q8_0/Q4_K to the AVX2 kernels (same
+// bits, not slower there); the direct (register-transposed) decode path below serves Q5_0/Q5_1.
 // GCC 12's AVX-512 intrinsics start from _mm*_undefined_*() and trip -W(maybe-)uninitialized
 // (GCC bug 105593, fixed in GCC 13): a false positive, silenced for this file only.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -87,15 +89,22 @@ inline void transpose16(const uint8_t* const* p, size_t o, __m512i* x) {
   x[3] = _mm512_unpackhi_epi64(ab_hi, cd_hi);
 }
 
-// The fp16 at byte `at` of each row's block (16 rows) as 16 floats.
-inline __m512 scales16(const uint8_t* const* p, size_t at) {
-  uint16_t h[16];
-  for (int r = 0; r < 16; ++r) std::memcpy(&h[r], p[r] + at, 2);
-  const __m256i v = _mm256_setr_epi16(short(h[0]), short(h[1]), short(h[2]), short(h[3]), short(h[4]), short(h[5]),
-                                      short(h[6]), short(h[7]), short(h[8]), short(h[9]), short(h[10]), short(h[11]),
-                                      short(h[12]), short(h[13]), short(h[14]), short(h[15]));
-  return _mm512_cvtph_ps(v);
+// Lane r = byte offset of row r from row 0 (one gather then reads a field of all 16 rows' blocks;
+// 16 scalar loads + inserts cost several times more). Rows are < 2^31 / 16 bytes apart in any model.
+inline __m512i row_offsets(const uint8_t* const* p) {
+  alignas(64) int32_t o[16];
+  for (int r = 0; r < 16; ++r) o[r] = int32_t(p[r] - p[0]);
+  return _mm512_load_si512(o);
 }
+
+// The 4 bytes at byte `at` of each row's block (16 rows), lane r = row r.
+inline __m512i gather16(const uint8_t* const* p, __m512i off, size_t at) {
+  return _mm512_i32gather_epi32(off, p[0] + at, 1);
+}
+
+// fp16 in the low / high half of each lane as 16 floats.
+inline __m512 half_lo(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
+inline __m512 half_hi(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))); }
 
 // Sum of a token block's 32 int8 activations (exact): sad against 0 of the bytes + 128.
 inline int act_sum32(const int8_t* q) {
@@ -127,10 +136,8 @@ template <> struct Legacy<Kind::Q8_0> { static constexpr size_t kW = 34, kQs = 2
 // 4G..4G+3 of row r; add 0x10 to byte i where bit 4G+i of row r's qh is set. qh lives in byte G/2
 // (values 4G..4G+3 < 16) or 2 + (G-4)/2, nibble G%2: a byte shuffle copies that qh byte into the 4
 // bytes of the lane, a test against (1 << i) << 4*(G%2) per byte gives the mask.
-inline void add_fifth_bits(const uint8_t* const* p, size_t at, __m512i* g) {
-  uint32_t h[16];
-  for (int r = 0; r < 16; ++r) std::memcpy(&h[r], p[r] + at, 4);
-  const __m512i qh = _mm512_loadu_si512(h);
+inline void add_fifth_bits(const uint8_t* const* p, __m512i off, size_t at, __m512i* g) {
+  const __m512i qh = gather16(p, off, at);
   const __m512i c10 = _mm512_set1_epi8(0x10);
   for (int G = 0; G < 8; ++G) {
     const int byte = G < 4 ? G / 2 : 2 + (G - 4) / 2, nib = 4 * (G % 2);
@@ -144,13 +151,13 @@ inline void add_fifth_bits(const uint8_t* const* p, size_t at, __m512i* g) {
 
 // One block of 16 rows (the block at byte boff of each row), transposed into g[8]; dw, cw per lane.
 template <Kind K>
-inline void load_block(const uint8_t* const* p, size_t boff, __m512i* g, __m512* dw, __m512* cw) {
+inline void load_block(const uint8_t* const* p, __m512i off, size_t boff, __m512i* g, __m512* dw, __m512* cw) {
   if constexpr (K == Kind::Q8_0) {
     transpose16(p, boff + 2, g);
     transpose16(p, boff + 18, g + 4);
     const __m512i flip = _mm512_set1_epi8(-128);
     for (int k = 0; k < 8; ++k) g[k] = _mm512_xor_si512(g[k], flip);
-    *dw = scales16(p, boff);
+    *dw = half_lo(gather16(p, off, boff));
     *cw = _mm512_setzero_ps();
   } else {
     __m512i x[4];
@@ -160,9 +167,10 @@ inline void load_block(const uint8_t* const* p, size_t boff, __m512i* g, __m512*
       g[k] = _mm512_and_si512(x[k], m4);                             // values 4k..4k+3 (low nibbles)
       g[k + 4] = _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4);  // values 16+4k..16+4k+3
     }
-    if constexpr (Legacy<K>::kQh != 0) add_fifth_bits(p, boff + Legacy<K>::kQh, g);
-    *dw = scales16(p, boff);
-    *cw = Legacy<K>::kMin ? scales16(p, boff + Legacy<K>::kMin) : _mm512_mul_ps(*dw, _mm512_set1_ps(Legacy<K>::kOffset));
+    if constexpr (Legacy<K>::kQh != 0) add_fifth_bits(p, off, boff + Legacy<K>::kQh, g);
+    const __m512i dm = gather16(p, off, boff);  // d (and the minimum m right after it, Q4_1 / Q5_1)
+    *dw = half_lo(dm);
+    *cw = Legacy<K>::kMin ? half_hi(dm) : _mm512_mul_ps(*dw, _mm512_set1_ps(Legacy<K>::kOffset));
   }
 }
 
@@ -189,10 +197,10 @@ struct LegacyFormat {
   static constexpr int kPerChunk = kBlocksPerChunk;
   static constexpr size_t kBytes = kBlockBytes;
 
-  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+  static void repack(const uint8_t* const* p, __m512i off, size_t boff, uint8_t* dst) {
     __m512i g[8];
     __m512 dw, cw;
-    load_block<K>(p, boff, g, &dw, &cw);
+    load_block<K>(p, off, boff, g, &dw, &cw);
     __m512i* out = reinterpret_cast<__m512i*>(dst);
     for (int k = 0; k < 8; ++k) _mm512_store_si512(out + k, g[k]);
     _mm512_store_ps(reinterpret_cast<float*>(out + 8), dw);
@@ -221,13 +229,14 @@ struct LegacyFormat {
   static void direct(int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
     __m512 s[T];
     for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
+    const __m512i off = row_offsets(p);
     for (int64_t b = 0; b < nb; ++b) {
       // the rows' blocks 8 ahead: hides DRAM latency while the weights stream in (never faults)
       for (int r = 0; r < kRows; ++r)
         _mm_prefetch(reinterpret_cast<const char*>(p[r] + size_t(b + 8) * kW), _MM_HINT_T0);
       __m512i w[8];
       __m512 dw, cw;
-      load_block<K>(p, size_t(b) * kW, w, &dw, &cw);
+      load_block<K>(p, off, size_t(b) * kW, w, &dw, &cw);
       for (int t = 0; t < T; ++t) s[t] = step<K>(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t]);
     }
     for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
@@ -259,7 +268,7 @@ struct Q4KFormat {
   static constexpr int kPerChunk = kSuperPerChunk;
   static constexpr size_t kBytes = kKBlockBytes;
 
-  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+  static void repack(const uint8_t* const* p, __m512i, size_t boff, uint8_t* dst) {
     constexpr size_t qs_off = 4 + 12;  // d, dmin, scales[12]
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512i* out = reinterpret_cast<__m512i*>(dst);
@@ -354,7 +363,7 @@ struct Q6KFormat {
   static constexpr int kPerChunk = kSuperPerChunk;
   static constexpr size_t kBytes = kQ6BlockBytes;
 
-  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+  static void repack(const uint8_t* const* p, __m512i, size_t boff, uint8_t* dst) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
     __m512i* out = reinterpret_cast<__m512i*>(dst);
     for (int h = 0; h < 2; ++h) {  // values 128h..128h+127: ql bytes 64h..64h+63, qh bytes 32h..32h+31
@@ -464,7 +473,8 @@ void gemm_rows16(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
         std::memset(acc, 0, sizeof(float) * kRows * size_t(ntc));
         for (int64_t b0 = 0; b0 < nb; b0 += F::kPerChunk) {
           const int nbc = int(nb - b0 < F::kPerChunk ? nb - b0 : F::kPerChunk);
-          for (int b = 0; b < nbc; ++b) F::repack(p, size_t(b0 + b) * F::kW, pk + size_t(b) * F::kBytes);
+          const __m512i off = row_offsets(p);
+          for (int b = 0; b < nbc; ++b) F::repack(p, off, size_t(b0 + b) * F::kW, pk + size_t(b) * F::kBytes);
           int64_t t = 0;
           for (; t + kTile <= ntc; t += kTile)
             F::template run_tile<kTile>(nbc, pk, at + size_t(t) * as, as, b0, acc + kRows * t);

@@ -104,15 +104,18 @@ void gemm_float(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_
   walk_tiles<FloatTile<F>::template Of, kFloatRows, kFloatTokens>(n, w, ws, nr, a, as, nt, y, ys);
 }
 
-// Q4_K: the 16-row VNNI kernel from 4 tokens up (its repack is amortized); fewer tokens (decode) go
-// to the AVX2 set's Q4_K kernel, whose per-output arithmetic is the same sequence (rows8 reference),
-// so an output's bits do not depend on the token count.
-void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
-               size_t ys) {
+// Prefill (>= 4 tokens) on the 16-row VNNI kernel; decode (1-3 tokens) on the AVX2 set's kernel of
+// the type, which follows the same per-output sequence (gemm_rows8_ref), so an output's bits do not
+// depend on the token count (tests/test_kernels_avx512.py checks it for every type). On Zen 4 the
+// 512-bit datapath is two 256-bit halves: the 16-row transposition per block gives nothing back at
+// 1 token (measured 0.85-1.0x of AVX2, noisy) while the repacked prefill tiles gain 1.5-2x.
+template <GemmFn kPrefill, GGMLType kType>
+void gemm_prefill16_decode_avx2(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                                int64_t nt, float* y, size_t ys) {
   if (nt >= 4)
-    avx512_rows16::gemm_q4_k_prefill(n, w, ws, nr, a, as, nt, y, ys);
+    kPrefill(n, w, ws, nr, a, as, nt, y, ys);
   else
-    kAvx2Kernels.gemm[int(GGMLType::Q4_K)](n, w, ws, nr, a, as, nt, y, ys);
+    kAvx2Kernels.gemm[int(kType)](n, w, ws, nr, a, as, nt, y, ys);
 }
 
 // ---- Q6_K decode: row tiles, no transposition ---------------------------------------------------
@@ -219,12 +222,14 @@ constexpr KernelSet make_overrides() {
   k.gemm[int(GGMLType::F32)] = gemm_float<F32W>;
   k.gemm[int(GGMLType::F16)] = gemm_float<F16W>;
   k.gemm[int(GGMLType::BF16)] = gemm_float<BF16W>;
-  k.gemm[int(GGMLType::Q4_0)] = avx512_rows16::gemm_q4_0;
-  k.gemm[int(GGMLType::Q4_1)] = avx512_rows16::gemm_q4_1;
+  k.gemm[int(GGMLType::Q4_0)] = gemm_prefill16_decode_avx2<avx512_rows16::gemm_q4_0, GGMLType::Q4_0>;
+  k.gemm[int(GGMLType::Q4_1)] = gemm_prefill16_decode_avx2<avx512_rows16::gemm_q4_1, GGMLType::Q4_1>;
   k.gemm[int(GGMLType::Q5_0)] = avx512_rows16::gemm_q5_0;
   k.gemm[int(GGMLType::Q5_1)] = avx512_rows16::gemm_q5_1;
-  k.gemm[int(GGMLType::Q8_0)] = avx512_rows16::gemm_q8_0;
-  k.gemm[int(GGMLType::Q4_K)] = gemm_q4_k;
+  // Q5_0 / Q5_1: the 16-row kernel at every token count (its decode path transposes in registers):
+  // the AVX2 set of this branch computes them with another sequence (row tiles, vector accumulators).
+  k.gemm[int(GGMLType::Q8_0)] = gemm_prefill16_decode_avx2<avx512_rows16::gemm_q8_0, GGMLType::Q8_0>;
+  k.gemm[int(GGMLType::Q4_K)] = gemm_prefill16_decode_avx2<avx512_rows16::gemm_q4_k_prefill, GGMLType::Q4_K>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
   return k;
 }
