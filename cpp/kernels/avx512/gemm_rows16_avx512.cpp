@@ -1,4 +1,4 @@
-// AVX-512 VNNI "16 rows per vector" GEMM for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K. Compiled with the AVX-512
+// AVX-512 VNNI "16 rows per vector" GEMM for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K. Compiled with the AVX-512
 // flags of this directory (F/BW/VL/DQ/VNNI); only reached through the avx512 KernelSet after dispatch
 // checked the CPU and the OS (ZMM state). Includes no header whose external-linkage inline functions
 // baseline code also uses (see cpp/kernels/avx2/kernels_avx2.cpp).
@@ -18,7 +18,7 @@
 // their scalar reference gemm_rows8_ref (cpp/kernels/scalar/gemm_rows8_ref.cpp):
 //   Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, per block b: acc = fma(float(isum_b), dw_b * da_b, acc); acc = fma(cw_b, sa_b, acc)
 //                                (Q8_0: no second term)
-//   Q4_K/Q6_K, per super-block:   acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
+//   Q4_K/Q5_K/Q6_K, per super-block: acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
 // so the results are bit-identical to that reference, to the AVX2 kernels, and independent of how
 // many tokens or rows share a call (decode and prefill give the same bits; so do thread splits).
 // kernels_avx512.cpp routes decode (1-3 tokens) of Q4_0/Q4_1/Q8_0/Q4_K to the AVX2 kernels (same
@@ -262,24 +262,38 @@ constexpr int kSuperPerChunk = 4;
 constexpr size_t kKQuant = 64, kKScale = 64, kKMin = 72, kKD = 80, kKDm = 81;  // vector offsets
 constexpr size_t kKBlockBytes = 82 * 64;                                      // 5.2 KB
 
-struct Q4KFormat {
-  static constexpr size_t kW = sizeof(block_q4_K);
+// Q5_K: the same with a fifth bit per value (bit c of qh byte l = value l of chunk c), added in the
+// repack; sequence and scales as Q4_K (d, dmin, scales[12] sit at the same offsets).
+template <bool kQ5>
+struct KFormat45 {
+  static constexpr size_t kW = kQ5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
   static constexpr int64_t kValues = QK_K;
   static constexpr int kPerChunk = kSuperPerChunk;
   static constexpr size_t kBytes = kKBlockBytes;
 
   static void repack(const uint8_t* const* p, __m512i, size_t boff, uint8_t* dst) {
-    constexpr size_t qs_off = 4 + 12;  // d, dmin, scales[12]
+    constexpr size_t qs_off = kQ5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512i* out = reinterpret_cast<__m512i*>(dst);
+    __m512i qh[8];  // Q5_K: qh[G] lane r = qh bytes 4G..4G+3 of row r
+    if constexpr (kQ5) {
+      transpose16(p, boff + offsetof(block_q5_K, qh), qh);
+      transpose16(p, boff + offsetof(block_q5_K, qh) + 16, qh + 4);
+    }
     for (int i = 0; i < 4; ++i) {    // 32 bytes of qs: sub-blocks 2i (low nibbles) and 2i+1 (high)
       for (int h = 0; h < 2; ++h) {  // bytes 16h..16h+15: groups 4h..4h+3
         __m512i x[4];
         transpose16(p, boff + qs_off + 32 * size_t(i) + 16 * size_t(h), x);
         for (int k = 0; k < 4; ++k) {
           const int g = 4 * h + k;
-          _mm512_store_si512(out + (2 * i) * 8 + g, _mm512_and_si512(x[k], m4));
-          _mm512_store_si512(out + (2 * i + 1) * 8 + g, _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4));
+          __m512i lo = _mm512_and_si512(x[k], m4), hi = _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4);
+          if constexpr (kQ5) {
+            const __m512i one = _mm512_set1_epi8(1);
+            lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[g], 2 * i), one), 4));
+            hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[g], 2 * i + 1), one), 4));
+          }
+          _mm512_store_si512(out + (2 * i) * 8 + g, lo);
+          _mm512_store_si512(out + (2 * i + 1) * 8 + g, hi);
         }
       }
     }
@@ -518,7 +532,11 @@ void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
 // per-output sequence (the AVX2 set's row tiles), so the bits never depend on the token count.
 void gemm_q4_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                        float* y, size_t ys) {
-  gemm_rows16<Q4KFormat>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows16<KFormat45<false>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                       float* y, size_t ys) {
+  gemm_rows16<KFormat45<true>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 
 }  // namespace avx512_rows16

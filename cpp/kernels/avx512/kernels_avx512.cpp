@@ -216,6 +216,80 @@ void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
     walk_tiles<Q6KRowTile, 4, 3>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
 }
 
+// ---- Q5_K decode: row tiles, no transposition ---------------------------------------------------
+// Per row and pair of chunks (2i, 2i+1) = values 64i..64i+63: qs[32i..32i+31] broadcast to both
+// halves and shifted per half (low nibbles: chunk 2i, high: 2i+1), qh's 32 bytes likewise (bits 2i,
+// 2i+1); maddubs (quants <= 31) and madd with the chunk scales give exact int32 sums. Per (row, token)
+// isum / msum are reduced exactly and folded with the sequence of the 16-row kernel (gemm_rows8_ref's
+// Q4_K/Q5_K): acc = fma(float(isum), d*da, acc); acc = fma(-float(msum), dmin*da, acc).
+template <int R, int T>
+void tile_q5k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+  constexpr int kPrefetchRows = 4;
+  float acc[R][T] = {};
+  const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
+  const __m512i nib_shift = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(4), 1);
+  __m512i qh_shift[4], sc_idx[4];
+  for (int i = 0; i < 4; ++i) {
+    qh_shift[i] = _mm512_inserti64x4(_mm512_set1_epi16(int16_t(2 * i)), _mm256_set1_epi16(int16_t(2 * i + 1)), 1);
+    sc_idx[i] = _mm512_inserti64x4(_mm512_set1_epi16(int16_t(2 * i)), _mm256_set1_epi16(int16_t(2 * i + 1)), 1);
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    for (int r = 0; r < R; ++r) {
+      const block_q5_K* q = reinterpret_cast<const block_q5_K*>(w + size_t(r) * ws) + b;
+      const char* next = reinterpret_cast<const char*>(q) + kPrefetchRows * ws;
+      for (int off = 0; off < int(sizeof(block_q5_K)); off += 64) _mm_prefetch(next + off, _MM_HINT_T0);
+      uint32_t u[3];
+      std::memcpy(u, q->scales, 12);
+      const uint32_t m6 = 0x3f3f3f3f, k4 = 0x0f0f0f0f, k2 = 0x03030303;
+      const uint32_t s0 = u[0] & m6, s1 = (u[2] & k4) | (((u[0] >> 6) & k2) << 4);
+      const uint32_t n0 = u[1] & m6, n1 = ((u[2] >> 4) & k4) | (((u[1] >> 6) & k2) << 4);
+      const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_setr_epi32(int(s0), int(s1), 0, 0)));
+      const __m128i mn = _mm_setr_epi32(int(n0), int(n1), 0, 0);
+      const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));  // element k = min of chunk k/2
+      const __m512i QH = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->qh)));
+      __m512i iacc[T];
+      for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+      for (int i = 0; i < 4; ++i) {
+        const __m512i L = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->qs + 32 * i)));
+        const __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(L, nib_shift), m4);
+        const __m512i hi = _mm512_and_si512(_mm512_srlv_epi16(QH, qh_shift[i]), one);
+        const __m512i qv = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+        const __m512i sc = _mm512_permutexvar_epi16(sc_idx[i], sc16);
+        for (int t = 0; t < T; ++t)
+          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_madd_epi16(_mm512_maddubs_epi16(qv, _mm512_loadu_si512(ab[t]->qs + 64 * i)), sc));
+      }
+      const float d = _cvtsh_ss(q->d), dm = _cvtsh_ss(q->dmin);
+      for (int t = 0; t < T; ++t) {
+        const int isum = hsum_epi32(iacc[t]);
+        const int msum = hsum_epi32(_mm256_madd_epi16(mn16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->bsums))));
+        __m128 s = _mm_fmadd_ss(_mm_set_ss(float(isum)), _mm_set_ss(d * ab[t]->d), _mm_set_ss(acc[r][t]));
+        s = _mm_fnmadd_ss(_mm_set_ss(float(msum)), _mm_set_ss(dm * ab[t]->d), s);
+        acc[r][t] = _mm_cvtss_f32(s);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = acc[r][t];
+}
+
+template <int R, int T>
+struct Q5KRowTile {
+  static void run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+    tile_q5k_rows<R, T>(nb, w, ws, a, as, y, ys);
+  }
+};
+
+// Q5_K: the 16-row VNNI kernel from 4 tokens up, the row tiles above below (same per-output sequence).
+void gemm_q5_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  if (nt >= 4)
+    avx512_rows16::gemm_q5_k_prefill(n, w, ws, nr, a, as, nt, y, ys);
+  else
+    walk_tiles<Q5KRowTile, 4, 3>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
+}
+
 constexpr KernelSet make_overrides() {
   KernelSet k{};
   k.name = "avx512";
@@ -230,6 +304,7 @@ constexpr KernelSet make_overrides() {
   // the AVX2 set of this branch computes them with another sequence (row tiles, vector accumulators).
   k.gemm[int(GGMLType::Q8_0)] = gemm_prefill16_decode_avx2<avx512_rows16::gemm_q8_0, GGMLType::Q8_0>;
   k.gemm[int(GGMLType::Q4_K)] = gemm_prefill16_decode_avx2<avx512_rows16::gemm_q4_k_prefill, GGMLType::Q4_K>;
+  k.gemm[int(GGMLType::Q5_K)] = gemm_q5_k;
   k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
   return k;
 }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "../kquant_scales.h"
 #include "edgellama/fp16.h"
@@ -63,12 +64,15 @@ void ref_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t*
   }
 }
 
+// Q4_K, and Q5_K (kQ5: the fifth bit of value l of chunk c is bit c of qh[l]) with the same sequence.
+template <bool kQ5>
 void ref_q4k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
              size_t ys) {
+  using Block = typename std::conditional<kQ5, block_q5_K, block_q4_K>::type;
   for (int64_t t = 0; t < nt; ++t) {
     const block_q8_K* ab = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as);
     for (int64_t r = 0; r < nr; ++r) {
-      const block_q4_K* wb = reinterpret_cast<const block_q4_K*>(w + size_t(r) * ws);
+      const Block* wb = reinterpret_cast<const Block*>(w + size_t(r) * ws);
       float acc = 0.0f;
       for (int64_t b = 0; b < n / QK_K; ++b) {
         int32_t isum = 0, msum = 0;
@@ -78,7 +82,9 @@ void ref_q4k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* 
           int32_t part = 0;
           for (int j = 0; j < 32; ++j) {
             const uint8_t byte = wb[b].qs[32 * (c / 2) + j];
-            part += int32_t(c % 2 ? byte >> 4 : byte & 0x0F) * ab[b].qs[32 * c + j];
+            int32_t q = c % 2 ? byte >> 4 : byte & 0x0F;
+            if constexpr (kQ5) q |= ((wb[b].qh[j] >> c) & 1) << 4;
+            part += q * ab[b].qs[32 * c + j];
           }
           isum += sc * part;
           msum += mn * (int32_t(ab[b].bsums[2 * c]) + int32_t(ab[b].bsums[2 * c + 1]));
@@ -131,7 +137,8 @@ void ref_q6k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* 
 GemmRefFn gemm_rows8_ref(GGMLType type) {
   if (type == GGMLType::Q4_0) return ref_q4<false>;
   if (type == GGMLType::Q4_1) return ref_q4<true>;
-  if (type == GGMLType::Q4_K) return ref_q4k;
+  if (type == GGMLType::Q4_K) return ref_q4k<false>;
+  if (type == GGMLType::Q5_K) return ref_q4k<true>;
   if (type == GGMLType::Q6_K) return ref_q6k;
   if (type == GGMLType::Q8_0) return ref_q8_0;
   return nullptr;

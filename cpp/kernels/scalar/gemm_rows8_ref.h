@@ -1,7 +1,7 @@
 // Scalar reference of the arithmetic sequence of the AVX2 rows8 kernels (gemm_rows8_avx2.cpp), for
 // bit-exact tests: per (row, token), acc = 0; per block b: acc = fma(float(isum_b), dw_b * da_b, acc);
 // acc = fma(cw_b, sa_b, acc). Supports Q4_0 / Q4_1 / Q8_0 (ActQ8x32 activations;
-// Q8_0 has no offset term) and Q4_K (block_q8_K,
+// Q8_0 has no offset term) and Q4_K / Q5_K (block_q8_K,
 // per super-block: acc = fma(float(isum), d*da, acc); acc = fma(-float(msum), dmin*da, acc)) and Q6_K (the same with
 // dmin = d, mn = 32 sc: the AVX-512 rows16 kernel's sequence); GemmFn signature.
 #pragma once
