@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif("avx512" not in _core.available_isas(),
                                 reason="this CPU/OS cannot run AVX-512 F/BW/VL/DQ/VNNI")
 
 # Kernels of the avx512 set that follow the rows8 reference sequence (gemm_rows8_ref) bit for bit.
-ROWS16_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
+ROWS16_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
 
 
 def _rows8_ref(t, w, x):

@@ -23,6 +23,10 @@ void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
 // Any token count, but meant for >= 4 (each call repacks the weights into a scratch).
 void gemm_q4_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                        float* y, size_t ys);
+void gemm_q2_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                       float* y, size_t ys);
+void gemm_q3_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                       float* y, size_t ys);
 void gemm_q5_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                        float* y, size_t ys);
 

@@ -1,4 +1,4 @@
-// AVX-512 VNNI "16 rows per vector" GEMM for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K. Compiled with the AVX-512
+// AVX-512 VNNI "16 rows per vector" GEMM for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K..Q6_K. Compiled with the AVX-512
 // flags of this directory (F/BW/VL/DQ/VNNI); only reached through the avx512 KernelSet after dispatch
 // checked the CPU and the OS (ZMM state). Includes no header whose external-linkage inline functions
 // baseline code also uses (see cpp/kernels/avx2/kernels_avx2.cpp).
@@ -18,7 +18,7 @@
 // their scalar reference gemm_rows8_ref (cpp/kernels/scalar/gemm_rows8_ref.cpp):
 //   Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, per block b: acc = fma(float(isum_b), dw_b * da_b, acc); acc = fma(cw_b, sa_b, acc)
 //                                (Q8_0: no second term)
-//   Q4_K/Q5_K/Q6_K, per super-block: acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
+//   Q2_K..Q6_K, per super-block:  acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
 // so the results are bit-identical to that reference, to the AVX2 kernels, and independent of how
 // many tokens or rows share a call (decode and prefill give the same bits; so do thread splits).
 // kernels_avx512.cpp routes decode (1-3 tokens) of Q4_0/Q4_1/Q8_0/Q4_K to the AVX2 kernels (same
@@ -34,6 +34,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "../kquant_scales.h"
 #include "edgellama/kernels.h"
@@ -454,6 +455,103 @@ struct Q6KFormat {
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
 };
 
+// ---- Q2_K / Q3_K: super-blocks of 256 values, 16 sub-blocks of 16, 2-bit quants (+ a third bit) -----
+// Chunk c (values 32c..32c+31): value l = (qs[32*(c/4) + l] >> 2*(c%4)) & 3, Q3_K | ((hmask[l] >> c) & 1) << 2.
+// Repacked like Q6_K (quants, int32 scales, (mn, mn') int16 pairs) plus d and dmin. Scales / offsets
+// from kquant_scales.h: Q2_K sc = 4-bit scale, mn = 4-bit min with dmin; Q3_K sc = 6-bit scale - 32,
+// mn = 4 sc with dmin = d. Sequence: as Q6_K with dmin in the second term (gemm_rows8_ref).
+constexpr size_t kK23Scale = 64, kK23Min = 80, kK23D = 88, kK23Dm = 89;
+constexpr size_t kK23BlockBytes = 90 * 64;
+
+template <bool kQ3>
+struct K23Format {
+  using Block = typename std::conditional<kQ3, block_q3_K, block_q2_K>::type;
+  static constexpr size_t kW = sizeof(Block);
+  static constexpr int64_t kValues = QK_K;
+  static constexpr int kPerChunk = kSuperPerChunk;
+  static constexpr size_t kBytes = kK23BlockBytes;
+
+  static void repack(const uint8_t* const* p, __m512i, size_t boff, uint8_t* dst) {
+    const __m512i m2 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    __m512i hm[8];
+    if constexpr (kQ3) {
+      transpose16(p, boff + offsetof(block_q3_K, hmask), hm);
+      transpose16(p, boff + offsetof(block_q3_K, hmask) + 16, hm + 4);
+    }
+    for (int j = 0; j < 2; ++j) {  // qs bytes 32j..32j+31: chunks 4j..4j+3
+      __m512i x[8];
+      transpose16(p, boff + offsetof(Block, qs) + 32 * size_t(j), x);
+      transpose16(p, boff + offsetof(Block, qs) + 32 * size_t(j) + 16, x + 4);
+      for (int sft = 0; sft < 4; ++sft) {
+        const int c = 4 * j + sft;
+        for (int G = 0; G < 8; ++G) {
+          __m512i q = _mm512_and_si512(_mm512_srli_epi16(x[G], 2 * sft), m2);
+          if constexpr (kQ3) q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hm[G], c), one), 2));
+          _mm512_store_si512(out + 8 * c + G, q);
+        }
+      }
+    }
+    int32_t* sc = reinterpret_cast<int32_t*>(out + kK23Scale);
+    int32_t* mn = reinterpret_cast<int32_t*>(out + kK23Min);
+    float* d = reinterpret_cast<float*>(out + kK23D);
+    float* dm = reinterpret_cast<float*>(out + kK23Dm);
+    for (int r = 0; r < kRows; ++r) {
+      const Block* b = reinterpret_cast<const Block*>(p[r] + boff);
+      kq::Scales ks;
+      if constexpr (kQ3) kq::scales_q3_K(b, &ks); else kq::scales_q2_K(b, &ks);
+      for (int k = 0; k < 16; ++k) sc[16 * k + r] = ks.sc[k];
+      for (int jj = 0; jj < 8; ++jj)
+        mn[16 * jj + r] = int32_t(uint32_t(uint16_t(ks.mn[2 * jj])) | uint32_t(uint16_t(ks.mn[2 * jj + 1])) << 16);
+      d[r] = _cvtsh_ss(b->d);
+      if constexpr (kQ3) dm[r] = d[r]; else dm[r] = _cvtsh_ss(b->dmin);
+    }
+  }
+
+  template <int T>
+  static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
+    __m512 s[T];
+    for (int t = 0; t < T; ++t) s[t] = _mm512_loadu_ps(acc + kRows * t);
+    for (int sb = 0; sb < nsb; ++sb) {
+      const __m512i* blk = reinterpret_cast<const __m512i*>(pk + size_t(sb) * kBytes);
+      const block_q8_K* ab[T];
+      for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
+      __m512i iacc[T];
+      for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+      for (int c = 0; c < 8; ++c) {
+        __m512i w[8];
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
+        const __m512i sc0 = _mm512_load_si512(blk + kK23Scale + 2 * c);
+        const __m512i sc1 = _mm512_load_si512(blk + kK23Scale + 2 * c + 1);
+        for (int t = 0; t < T; ++t) {
+          const int8_t* q = ab[t]->qs + 32 * c;
+          __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));
+          __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[4], bcast4(q + 16));
+          for (int k = 1; k < 4; ++k) {
+            p0 = _mm512_dpbusd_epi32(p0, w[k], bcast4(q + 4 * k));
+            p1 = _mm512_dpbusd_epi32(p1, w[k + 4], bcast4(q + 16 + 4 * k));
+          }
+          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_add_epi32(_mm512_mullo_epi32(p0, sc0), _mm512_mullo_epi32(p1, sc1)));
+        }
+      }
+      const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kK23D));
+      const __m512 dm = _mm512_load_ps(reinterpret_cast<const float*>(blk + kK23Dm));
+      for (int t = 0; t < T; ++t) {
+        __m512i ms = _mm512_setzero_si512();
+        for (int j = 0; j < 8; ++j)
+          ms = _mm512_dpwssd_epi32(ms, _mm512_load_si512(blk + kK23Min + j),
+                                   bcast4(reinterpret_cast<const int8_t*>(ab[t]->bsums + 2 * j)));
+        const __m512 da = _mm512_set1_ps(ab[t]->d);
+        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, da), s[t]);
+        s[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dm, da), s[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
+  }
+
+  static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
+};
+
 // The walk shared by every format F: token chunks (partial sums kept in acc) x groups of 16 rows
 // (a tail group repeats the last row; its extra lanes are computed and dropped) x chunks of blocks
 // repacked into the stack scratch, then register tiles of kTile tokens; fewer than kDirectBelow
@@ -527,6 +625,14 @@ void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
 void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
   gemm_rows16<Q6KFormat>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q2_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                       float* y, size_t ys) {
+  gemm_rows16<K23Format<false>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q3_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                       float* y, size_t ys) {
+  gemm_rows16<K23Format<true>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 // Q4_K from 4 tokens up (the repack is amortized); decode goes to `decode`, a kernel with the same
 // per-output sequence (the AVX2 set's row tiles), so the bits never depend on the token count.

@@ -16,7 +16,9 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
+#include "../kquant_scales.h"
 #include "../tile_walk.h"
 #include "edgellama/kernels.h"
 #include "edgellama/quant_blocks.h"
@@ -290,6 +292,102 @@ void gemm_q5_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
     walk_tiles<Q5KRowTile, 4, 3>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
 }
 
+// ---- Q2_K / Q3_K decode: row tiles, no transposition -------------------------------------------
+// Per row and pair of chunks (c, c+1), c = 4j + {0, 2} (values 32c..32c+63): qs[32j..32j+31] broadcast
+// to both halves, shifted per half by 2*(c%4) / 2*(c%4)+2; Q3_K's hmask likewise by c / c+1. Sub-block
+// scales (16 values each) and offsets from kquant_scales.h; the per-super-block sequence of the
+// 16-row kernel (gemm_rows8_ref): acc = fma(float(isum), d*da, acc); acc = fma(-float(msum), dmin*da, acc).
+template <bool kQ3, int R, int T>
+void tile_q23k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+  using Block = typename std::conditional<kQ3, block_q3_K, block_q2_K>::type;
+  constexpr int kPrefetchRows = 4;
+  float acc[R][T] = {};
+  const __m512i m2 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
+  __m512i q_shift[2], h_shift[4], sc_idx[4];
+  for (int s2 = 0; s2 < 2; ++s2)
+    q_shift[s2] = _mm512_inserti64x4(_mm512_set1_epi16(int16_t(4 * s2)), _mm256_set1_epi16(int16_t(4 * s2 + 2)), 1);
+  for (int P = 0; P < 4; ++P) {  // pair P = chunks 2P, 2P+1
+    h_shift[P] = _mm512_inserti64x4(_mm512_set1_epi16(int16_t(2 * P)), _mm256_set1_epi16(int16_t(2 * P + 1)), 1);
+    alignas(64) int16_t v[32];
+    for (int e = 0; e < 32; ++e) v[e] = int16_t(4 * P + e / 8);  // element e: values 2e, 2e+1 -> sub-block 4P + e/8
+    sc_idx[P] = _mm512_load_si512(v);
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    for (int r = 0; r < R; ++r) {
+      const Block* q = reinterpret_cast<const Block*>(w + size_t(r) * ws) + b;
+      const char* next = reinterpret_cast<const char*>(q) + kPrefetchRows * ws;
+      for (int off = 0; off < int(sizeof(Block)); off += 64) _mm_prefetch(next + off, _MM_HINT_T0);
+      // sub-block scales / offsets as 16 int16 (element k = sub-block k), built with vector and word
+      // operations (kq::scales_* one value at a time then a vector load cost 5x the whole tile)
+      __m256i sc16y, mn16;
+      float dmin;
+      if constexpr (kQ3) {
+        uint32_t u[3];
+        std::memcpy(u, q->scales, 12);
+        const uint32_t k4 = 0x0f0f0f0f, k2 = 0x03030303;
+        const uint32_t w0 = (u[0] & k4) | ((u[2] & k2) << 4), w1 = (u[1] & k4) | (((u[2] >> 2) & k2) << 4);
+        const uint32_t w2 = ((u[0] >> 4) & k4) | (((u[2] >> 4) & k2) << 4);
+        const uint32_t w3 = ((u[1] >> 4) & k4) | (((u[2] >> 6) & k2) << 4);
+        const __m128i sc8 = _mm_sub_epi8(_mm_setr_epi32(int(w0), int(w1), int(w2), int(w3)), _mm_set1_epi8(32));
+        sc16y = _mm256_cvtepi8_epi16(sc8);
+        mn16 = _mm256_slli_epi16(sc16y, 2);  // value = qu - 4
+        dmin = _cvtsh_ss(q->d);
+      } else {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q->scales));
+        sc16y = _mm256_cvtepu8_epi16(_mm_and_si128(v, _mm_set1_epi8(0x0F)));
+        mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F)));
+        dmin = _cvtsh_ss(q->dmin);
+      }
+      const __m512i sc16 = _mm512_castsi256_si512(sc16y);
+      __m512i H = _mm512_setzero_si512();
+      if constexpr (kQ3) H = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->hmask)));
+      __m512i iacc[T];
+      for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+      for (int P = 0; P < 4; ++P) {
+        const int j = P / 2, s2 = P % 2;  // chunks 2P, 2P+1 = 4j + 2*s2 + {0, 1}
+        const __m512i L = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->qs + 32 * j)));
+        __m512i qv = _mm512_and_si512(_mm512_srlv_epi16(L, q_shift[s2]), m2);
+        if constexpr (kQ3) qv = _mm512_or_si512(qv, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, h_shift[P]), one), 2));
+        const __m512i sc = _mm512_permutexvar_epi16(sc_idx[P], sc16);
+        for (int t = 0; t < T; ++t)
+          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_madd_epi16(_mm512_maddubs_epi16(qv, _mm512_loadu_si512(ab[t]->qs + 64 * P)), sc));
+      }
+      const float d = _cvtsh_ss(q->d);
+      for (int t = 0; t < T; ++t) {
+        const int isum = hsum_epi32(iacc[t]);
+        const int msum = hsum_epi32(_mm256_madd_epi16(mn16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->bsums))));
+        __m128 s = _mm_fmadd_ss(_mm_set_ss(float(isum)), _mm_set_ss(d * ab[t]->d), _mm_set_ss(acc[r][t]));
+        s = _mm_fnmadd_ss(_mm_set_ss(float(msum)), _mm_set_ss(dmin * ab[t]->d), s);
+        acc[r][t] = _mm_cvtss_f32(s);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = acc[r][t];
+}
+
+template <bool kQ3>
+struct Q23KRowTile {
+  template <int R, int T>
+  struct Of {
+    static void run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+      tile_q23k_rows<kQ3, R, T>(nb, w, ws, a, as, y, ys);
+    }
+  };
+};
+
+// Q2_K / Q3_K: the 16-row VNNI kernel from 4 tokens up, the row tiles above below (same sequence).
+template <bool kQ3>
+void gemm_q23_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+                size_t ys) {
+  if (nt >= 4)
+    (kQ3 ? avx512_rows16::gemm_q3_k_prefill : avx512_rows16::gemm_q2_k_prefill)(n, w, ws, nr, a, as, nt, y, ys);
+  else
+    walk_tiles<Q23KRowTile<kQ3>::template Of, 4, 3>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
+}
+
 constexpr KernelSet make_overrides() {
   KernelSet k{};
   k.name = "avx512";
@@ -304,6 +402,8 @@ constexpr KernelSet make_overrides() {
   // the AVX2 set of this branch computes them with another sequence (row tiles, vector accumulators).
   k.gemm[int(GGMLType::Q8_0)] = gemm_prefill16_decode_avx2<avx512_rows16::gemm_q8_0, GGMLType::Q8_0>;
   k.gemm[int(GGMLType::Q4_K)] = gemm_prefill16_decode_avx2<avx512_rows16::gemm_q4_k_prefill, GGMLType::Q4_K>;
+  k.gemm[int(GGMLType::Q2_K)] = gemm_q23_k<false>;
+  k.gemm[int(GGMLType::Q3_K)] = gemm_q23_k<true>;
   k.gemm[int(GGMLType::Q5_K)] = gemm_q5_k;
   k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
   return k;

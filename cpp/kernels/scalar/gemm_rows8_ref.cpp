@@ -132,6 +132,48 @@ void ref_q6k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* 
   }
 }
 
+// Q2_K / Q3_K (the AVX-512 rows16 kernels' sequence; scales and offsets from kquant_scales.h, Q3_K's
+// dmin = d): per super-block isum = sum_k sc_k * sum_{i in sub-block k} qu_i a_i, msum = sum_k mn_k bsums_k,
+// acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc).
+template <bool kQ3>
+void ref_q23k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+              size_t ys) {
+  using Block = typename std::conditional<kQ3, block_q3_K, block_q2_K>::type;
+  for (int64_t t = 0; t < nt; ++t) {
+    const block_q8_K* ab = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as);
+    for (int64_t r = 0; r < nr; ++r) {
+      const Block* wb = reinterpret_cast<const Block*>(w + size_t(r) * ws);
+      float acc = 0.0f;
+      for (int64_t b = 0; b < n / QK_K; ++b) {
+        kq::Scales s;
+        float dmin;
+        if constexpr (kQ3) {
+          kq::scales_q3_K(&wb[b], &s);
+          dmin = fp16_to_float(wb[b].d);
+        } else {
+          kq::scales_q2_K(&wb[b], &s);
+          dmin = fp16_to_float(wb[b].dmin);
+        }
+        int32_t isum = 0, msum = 0;
+        for (int k = 0; k < 16; ++k) {
+          int32_t part = 0;
+          for (int i = 0; i < 16; ++i) {
+            const int v = 16 * k + i, c = v / 32, l = v % 32;  // chunk c, value l (ggml's layout)
+            int q = (wb[b].qs[32 * (c / 4) + l] >> (2 * (c % 4))) & 3;
+            if constexpr (kQ3) q |= ((wb[b].hmask[l] >> c) & 1) << 2;
+            part += int32_t(q) * ab[b].qs[v];
+          }
+          isum += s.sc[k] * part;
+          msum += s.mn[k] * int32_t(ab[b].bsums[k]);
+        }
+        acc = std::fma(float(isum), fp16_to_float(wb[b].d) * ab[b].d, acc);
+        acc = std::fma(-float(msum), dmin * ab[b].d, acc);
+      }
+      y[size_t(t) * ys + size_t(r)] = acc;
+    }
+  }
+}
+
 }  // namespace
 
 GemmRefFn gemm_rows8_ref(GGMLType type) {
@@ -140,6 +182,8 @@ GemmRefFn gemm_rows8_ref(GGMLType type) {
   if (type == GGMLType::Q4_K) return ref_q4k<false>;
   if (type == GGMLType::Q5_K) return ref_q4k<true>;
   if (type == GGMLType::Q6_K) return ref_q6k;
+  if (type == GGMLType::Q2_K) return ref_q23k<false>;
+  if (type == GGMLType::Q3_K) return ref_q23k<true>;
   if (type == GGMLType::Q8_0) return ref_q8_0;
   return nullptr;
 }
