@@ -144,10 +144,50 @@ inline int hsum_epi32(__m256i v) {
   return _mm_cvtsi128_si32(x);
 }
 
+// The exact sums of up to 4 rows' int32 vectors as lanes 0..3 (one hadd tree for 4 rows instead of
+// 4 separate reductions), and the per-super-block float step of 4 rows at once: lane r computes
+// acc = fma(float(isum), d*da, acc); acc = fma(-float(msum), dmin*da, acc), the same IEEE operations
+// as the scalar sequence of gemm_rows8_ref. Rows beyond R are zero vectors and ignored.
+inline __m128i sums4(__m256i y0, __m256i y1, __m256i y2, __m256i y3) {
+  const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(y0, y1), _mm256_hadd_epi32(y2, y3));
+  return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+inline __m256i fold(__m512i v) { return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)); }
+
+template <int R>
+inline __m128 finish4(const __m512i* iacc, size_t stride, const __m256i* mn16, __m128 d, __m128 dm,
+                      const block_q8_K* ab, __m128 acc) {
+  const __m256i z = _mm256_setzero_si256();
+  const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab->bsums));
+  const __m128i is = sums4(fold(iacc[0]), R > 1 ? fold(iacc[stride]) : z, R > 2 ? fold(iacc[2 * stride]) : z,
+                           R > 3 ? fold(iacc[3 * stride]) : z);
+  const __m128i ms = sums4(_mm256_madd_epi16(mn16[0], bs), R > 1 ? _mm256_madd_epi16(mn16[1], bs) : z,
+                           R > 2 ? _mm256_madd_epi16(mn16[2], bs) : z, R > 3 ? _mm256_madd_epi16(mn16[3], bs) : z);
+  const __m128 da = _mm_set1_ps(ab->d);
+  acc = _mm_fmadd_ps(_mm_cvtepi32_ps(is), _mm_mul_ps(d, da), acc);
+  return _mm_fnmadd_ps(_mm_cvtepi32_ps(ms), _mm_mul_ps(dm, da), acc);
+}
+
+template <int R>
+inline __m128 lanes4(const float* v) {
+  return _mm_setr_ps(v[0], R > 1 ? v[1] : 0.0f, R > 2 ? v[2] : 0.0f, R > 3 ? v[3] : 0.0f);
+}
+
+template <int R, int T>
+inline void store4(const __m128* acc, float* y, size_t ys) {
+  for (int t = 0; t < T; ++t) {
+    alignas(16) float v[4];
+    _mm_store_ps(v, acc[t]);
+    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = v[r];
+  }
+}
+
 template <int R, int T>
 void tile_q6k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+  static_assert(R <= 4, "finish4 packs 4 rows");
   constexpr int kPrefetchRows = 4;
-  float acc[R][T] = {};
+  __m128 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
   // per 16-bit element: the low 256 bits hold chunk 4h (+2), the high 256 bits chunk 4h+1 (+3)
   const __m512i shift_a = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
@@ -165,6 +205,8 @@ void tile_q6k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, si
       for (int t = 0; t < T; ++t) iacc[r][t] = _mm512_setzero_si512();
     const block_q8_K* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m256i mn16[R];
+    float d[R];
     for (int r = 0; r < R; ++r) {
       const block_q6_K* q = reinterpret_cast<const block_q6_K*>(w + size_t(r) * ws) + b;
       const char* next = reinterpret_cast<const char*>(q) + kPrefetchRows * ws;
@@ -186,20 +228,13 @@ void tile_q6k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, si
           iacc[r][t] = _mm512_add_epi32(iacc[r][t], _mm512_madd_epi16(_mm512_maddubs_epi16(qb, av), scb));
         }
       }
-      const __m256i mn16 = _mm256_slli_epi16(_mm512_castsi512_si256(sc16), 5);  // value = qu - 32
-      const float d = _cvtsh_ss(q->d);
-      for (int t = 0; t < T; ++t) {
-        const int isum = hsum_epi32(iacc[r][t]);
-        const int msum = hsum_epi32(_mm256_madd_epi16(mn16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->bsums))));
-        const __m128 scale = _mm_set_ss(d * ab[t]->d);
-        __m128 s = _mm_fmadd_ss(_mm_set_ss(float(isum)), scale, _mm_set_ss(acc[r][t]));
-        s = _mm_fnmadd_ss(_mm_set_ss(float(msum)), scale, s);
-        acc[r][t] = _mm_cvtss_f32(s);
-      }
+      mn16[r] = _mm256_slli_epi16(_mm512_castsi512_si256(sc16), 5);  // value = qu - 32
+      d[r] = _cvtsh_ss(q->d);
     }
+    const __m128 d4 = lanes4<R>(d);
+    for (int t = 0; t < T; ++t) acc[t] = finish4<R>(&iacc[0][t], T, mn16, d4, d4, ab[t], acc[t]);
   }
-  for (int t = 0; t < T; ++t)
-    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = acc[r][t];
+  store4<R, T>(acc, y, ys);
 }
 
 template <int R, int T>
