@@ -129,21 +129,6 @@ void gemm_prefill16_decode_avx2(int64_t n, const uint8_t* w, size_t ws, int64_t 
 // the super-block's isum / msum are reduced exactly and folded with the sequence of the 16-row
 // kernel (and of gemm_rows8_ref's Q6_K): acc = fma(float(isum), d*da, acc); acc = fma(-float(msum), d*da, acc).
 
-inline int hsum_epi32(__m512i v) {
-  __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
-  __m128i x = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-  x = _mm_add_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(1, 0, 3, 2)));
-  x = _mm_add_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm_cvtsi128_si32(x);
-}
-
-inline int hsum_epi32(__m256i v) {
-  __m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  x = _mm_add_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(1, 0, 3, 2)));
-  x = _mm_add_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm_cvtsi128_si32(x);
-}
-
 // The exact sums of up to 4 rows' int32 vectors as lanes 0..3 (one hadd tree for 4 rows instead of
 // 4 separate reductions), and the per-super-block float step of 4 rows at once: lane r computes
 // acc = fma(float(isum), d*da, acc); acc = fma(-float(msum), dmin*da, acc), the same IEEE operations
@@ -261,8 +246,10 @@ void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
 // Q4_K/Q5_K): acc = fma(float(isum), d*da, acc); acc = fma(-float(msum), dmin*da, acc).
 template <int R, int T>
 void tile_q5k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+  static_assert(R <= 4, "finish4 packs 4 rows");
   constexpr int kPrefetchRows = 4;
-  float acc[R][T] = {};
+  __m128 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
   const __m512i nib_shift = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(4), 1);
   __m512i qh_shift[4], sc_idx[4];
@@ -273,6 +260,9 @@ void tile_q5k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, si
   for (int64_t b = 0; b < nb; ++b) {
     const block_q8_K* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m512i iacc[R][T];
+    __m256i mn16[R];
+    float d[R], dm[R];
     for (int r = 0; r < R; ++r) {
       const block_q5_K* q = reinterpret_cast<const block_q5_K*>(w + size_t(r) * ws) + b;
       const char* next = reinterpret_cast<const char*>(q) + kPrefetchRows * ws;
@@ -284,10 +274,9 @@ void tile_q5k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, si
       const uint32_t n0 = u[1] & m6, n1 = ((u[2] >> 4) & k4) | (((u[1] >> 6) & k2) << 4);
       const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_setr_epi32(int(s0), int(s1), 0, 0)));
       const __m128i mn = _mm_setr_epi32(int(n0), int(n1), 0, 0);
-      const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));  // element k = min of chunk k/2
+      mn16[r] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));  // element k = min of chunk k/2
       const __m512i QH = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->qh)));
-      __m512i iacc[T];
-      for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+      for (int t = 0; t < T; ++t) iacc[r][t] = _mm512_setzero_si512();
       for (int i = 0; i < 4; ++i) {
         const __m512i L = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->qs + 32 * i)));
         const __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(L, nib_shift), m4);
@@ -295,20 +284,15 @@ void tile_q5k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, si
         const __m512i qv = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
         const __m512i sc = _mm512_permutexvar_epi16(sc_idx[i], sc16);
         for (int t = 0; t < T; ++t)
-          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_madd_epi16(_mm512_maddubs_epi16(qv, _mm512_loadu_si512(ab[t]->qs + 64 * i)), sc));
+          iacc[r][t] = _mm512_add_epi32(iacc[r][t], _mm512_madd_epi16(_mm512_maddubs_epi16(qv, _mm512_loadu_si512(ab[t]->qs + 64 * i)), sc));
       }
-      const float d = _cvtsh_ss(q->d), dm = _cvtsh_ss(q->dmin);
-      for (int t = 0; t < T; ++t) {
-        const int isum = hsum_epi32(iacc[t]);
-        const int msum = hsum_epi32(_mm256_madd_epi16(mn16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->bsums))));
-        __m128 s = _mm_fmadd_ss(_mm_set_ss(float(isum)), _mm_set_ss(d * ab[t]->d), _mm_set_ss(acc[r][t]));
-        s = _mm_fnmadd_ss(_mm_set_ss(float(msum)), _mm_set_ss(dm * ab[t]->d), s);
-        acc[r][t] = _mm_cvtss_f32(s);
-      }
+      d[r] = _cvtsh_ss(q->d);
+      dm[r] = _cvtsh_ss(q->dmin);
     }
+    const __m128 d4 = lanes4<R>(d), dm4 = lanes4<R>(dm);
+    for (int t = 0; t < T; ++t) acc[t] = finish4<R>(&iacc[0][t], T, mn16, d4, dm4, ab[t], acc[t]);
   }
-  for (int t = 0; t < T; ++t)
-    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = acc[r][t];
+  store4<R, T>(acc, y, ys);
 }
 
 template <int R, int T>
@@ -335,8 +319,10 @@ void gemm_q5_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
 template <bool kQ3, int R, int T>
 void tile_q23k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
   using Block = typename std::conditional<kQ3, block_q3_K, block_q2_K>::type;
+  static_assert(R <= 4, "finish4 packs 4 rows");
   constexpr int kPrefetchRows = 4;
-  float acc[R][T] = {};
+  __m128 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm_setzero_ps();
   const __m512i m2 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
   __m512i q_shift[2], h_shift[4], sc_idx[4];
   for (int s2 = 0; s2 < 2; ++s2)
@@ -350,14 +336,16 @@ void tile_q23k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, s
   for (int64_t b = 0; b < nb; ++b) {
     const block_q8_K* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m512i iacc[R][T];
+    __m256i mn16[R];
+    float d[R], dm[R];
     for (int r = 0; r < R; ++r) {
       const Block* q = reinterpret_cast<const Block*>(w + size_t(r) * ws) + b;
       const char* next = reinterpret_cast<const char*>(q) + kPrefetchRows * ws;
       for (int off = 0; off < int(sizeof(Block)); off += 64) _mm_prefetch(next + off, _MM_HINT_T0);
       // sub-block scales / offsets as 16 int16 (element k = sub-block k), built with vector and word
       // operations (kq::scales_* one value at a time then a vector load cost 5x the whole tile)
-      __m256i sc16y, mn16;
-      float dmin;
+      __m256i sc16y;
       if constexpr (kQ3) {
         uint32_t u[3];
         std::memcpy(u, q->scales, 12);
@@ -367,19 +355,18 @@ void tile_q23k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, s
         const uint32_t w3 = ((u[1] >> 4) & k4) | (((u[2] >> 6) & k2) << 4);
         const __m128i sc8 = _mm_sub_epi8(_mm_setr_epi32(int(w0), int(w1), int(w2), int(w3)), _mm_set1_epi8(32));
         sc16y = _mm256_cvtepi8_epi16(sc8);
-        mn16 = _mm256_slli_epi16(sc16y, 2);  // value = qu - 4
-        dmin = _cvtsh_ss(q->d);
+        mn16[r] = _mm256_slli_epi16(sc16y, 2);  // value = qu - 4
+        dm[r] = _cvtsh_ss(q->d);
       } else {
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q->scales));
         sc16y = _mm256_cvtepu8_epi16(_mm_and_si128(v, _mm_set1_epi8(0x0F)));
-        mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F)));
-        dmin = _cvtsh_ss(q->dmin);
+        mn16[r] = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F)));
+        dm[r] = _cvtsh_ss(q->dmin);
       }
       const __m512i sc16 = _mm512_castsi256_si512(sc16y);
       __m512i H = _mm512_setzero_si512();
       if constexpr (kQ3) H = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->hmask)));
-      __m512i iacc[T];
-      for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+      for (int t = 0; t < T; ++t) iacc[r][t] = _mm512_setzero_si512();
       for (int P = 0; P < 4; ++P) {
         const int j = P / 2, s2 = P % 2;  // chunks 2P, 2P+1 = 4j + 2*s2 + {0, 1}
         const __m512i L = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->qs + 32 * j)));
@@ -387,20 +374,14 @@ void tile_q23k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, s
         if constexpr (kQ3) qv = _mm512_or_si512(qv, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(H, h_shift[P]), one), 2));
         const __m512i sc = _mm512_permutexvar_epi16(sc_idx[P], sc16);
         for (int t = 0; t < T; ++t)
-          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_madd_epi16(_mm512_maddubs_epi16(qv, _mm512_loadu_si512(ab[t]->qs + 64 * P)), sc));
+          iacc[r][t] = _mm512_add_epi32(iacc[r][t], _mm512_madd_epi16(_mm512_maddubs_epi16(qv, _mm512_loadu_si512(ab[t]->qs + 64 * P)), sc));
       }
-      const float d = _cvtsh_ss(q->d);
-      for (int t = 0; t < T; ++t) {
-        const int isum = hsum_epi32(iacc[t]);
-        const int msum = hsum_epi32(_mm256_madd_epi16(mn16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[t]->bsums))));
-        __m128 s = _mm_fmadd_ss(_mm_set_ss(float(isum)), _mm_set_ss(d * ab[t]->d), _mm_set_ss(acc[r][t]));
-        s = _mm_fnmadd_ss(_mm_set_ss(float(msum)), _mm_set_ss(dmin * ab[t]->d), s);
-        acc[r][t] = _mm_cvtss_f32(s);
-      }
+      d[r] = _cvtsh_ss(q->d);
     }
+    const __m128 d4 = lanes4<R>(d), dm4 = lanes4<R>(dm);
+    for (int t = 0; t < T; ++t) acc[t] = finish4<R>(&iacc[0][t], T, mn16, d4, dm4, ab[t], acc[t]);
   }
-  for (int t = 0; t < T; ++t)
-    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = acc[r][t];
+  store4<R, T>(acc, y, ys);
 }
 
 template <bool kQ3>
