@@ -21,8 +21,9 @@
 //   Q2_K..Q6_K, per super-block:  acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
 // so the results are bit-identical to that reference, to the AVX2 kernels, and independent of how
 // many tokens or rows share a call (decode and prefill give the same bits; so do thread splits).
-// kernels_avx512.cpp routes decode (1-3 tokens) of Q4_0/Q4_1/Q8_0/Q4_K to the AVX2 kernels (same
-// bits, not slower there); the direct (register-transposed) decode path below serves Q5_0/Q5_1.
+// kernels_avx512.cpp routes decode (1-3 tokens) of Q4_0/Q4_1/Q8_0 to the AVX2 kernels (same
+// bits, not slower there) and of the K-quants to its row tiles; the direct (register-transposed)
+// decode path below serves Q5_0/Q5_1.
 // GCC 12's AVX-512 intrinsics start from _mm*_undefined_*() and trip -W(maybe-)uninitialized
 // (GCC bug 105593, fixed in GCC 13): a false positive, silenced for this file only.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -356,7 +357,7 @@ struct KFormat45 {
     for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
   }
 
-  // Decode of Q4_K is left to the caller (gemm_q4_k below): no direct path here.
+  // Decode (1-3 tokens) goes to the row tiles of kernels_avx512.cpp (same sequence): no direct path here.
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
 };
 
@@ -634,8 +635,8 @@ void gemm_q3_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const
                        float* y, size_t ys) {
   gemm_rows16<K23Format<true>>(n, w, ws, nr, a, as, nt, y, ys);
 }
-// Q4_K from 4 tokens up (the repack is amortized); decode goes to `decode`, a kernel with the same
-// per-output sequence (the AVX2 set's row tiles), so the bits never depend on the token count.
+// K-quants from 4 tokens up (the repack is amortized); kernels_avx512.cpp sends decode to row tiles
+// with the same per-output sequence, so the bits never depend on the token count.
 void gemm_q4_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                        float* y, size_t ys) {
   gemm_rows16<KFormat45<false>>(n, w, ws, nr, a, as, nt, y, ys);

@@ -238,14 +238,14 @@ void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
     walk_tiles<Q6KRowTile, 4, 3>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
 }
 
-// ---- Q5_K decode: row tiles, no transposition ---------------------------------------------------
+// ---- Q4_K / Q5_K decode: row tiles, no transposition ---------------------------------------------------
 // Per row and pair of chunks (2i, 2i+1) = values 64i..64i+63: qs[32i..32i+31] broadcast to both
 // halves and shifted per half (low nibbles: chunk 2i, high: 2i+1), qh's 32 bytes likewise (bits 2i,
 // 2i+1); maddubs (quants <= 31) and madd with the chunk scales give exact int32 sums. Per (row, token)
 // isum / msum are reduced exactly and folded with the sequence of the 16-row kernel (gemm_rows8_ref's
 // Q4_K/Q5_K): acc = fma(float(isum), d*da, acc); acc = fma(-float(msum), dmin*da, acc).
-template <int R, int T>
-void tile_q5k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+template <bool kQ5, int R, int T>
+void tile_q45k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
   static_assert(R <= 4, "finish4 packs 4 rows");
   constexpr int kPrefetchRows = 4;
   __m128 acc[T];
@@ -264,9 +264,10 @@ void tile_q5k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, si
     __m256i mn16[R];
     float d[R], dm[R];
     for (int r = 0; r < R; ++r) {
-      const block_q5_K* q = reinterpret_cast<const block_q5_K*>(w + size_t(r) * ws) + b;
+      using Block = typename std::conditional<kQ5, block_q5_K, block_q4_K>::type;
+      const Block* q = reinterpret_cast<const Block*>(w + size_t(r) * ws) + b;
       const char* next = reinterpret_cast<const char*>(q) + kPrefetchRows * ws;
-      for (int off = 0; off < int(sizeof(block_q5_K)); off += 64) _mm_prefetch(next + off, _MM_HINT_T0);
+      for (int off = 0; off < int(sizeof(Block)); off += 64) _mm_prefetch(next + off, _MM_HINT_T0);
       uint32_t u[3];
       std::memcpy(u, q->scales, 12);
       const uint32_t m6 = 0x3f3f3f3f, k4 = 0x0f0f0f0f, k2 = 0x03030303;
@@ -275,13 +276,14 @@ void tile_q5k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, si
       const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_castsi128_si256(_mm_setr_epi32(int(s0), int(s1), 0, 0)));
       const __m128i mn = _mm_setr_epi32(int(n0), int(n1), 0, 0);
       mn16[r] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));  // element k = min of chunk k/2
-      const __m512i QH = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->qh)));
+      __m512i QH = _mm512_setzero_si512();
+      if constexpr (kQ5) QH = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->qh)));
       for (int t = 0; t < T; ++t) iacc[r][t] = _mm512_setzero_si512();
       for (int i = 0; i < 4; ++i) {
         const __m512i L = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q->qs + 32 * i)));
-        const __m512i lo = _mm512_and_si512(_mm512_srlv_epi16(L, nib_shift), m4);
-        const __m512i hi = _mm512_and_si512(_mm512_srlv_epi16(QH, qh_shift[i]), one);
-        const __m512i qv = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+        __m512i qv = _mm512_and_si512(_mm512_srlv_epi16(L, nib_shift), m4);
+        if constexpr (kQ5)
+          qv = _mm512_or_si512(qv, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(QH, qh_shift[i]), one), 4));
         const __m512i sc = _mm512_permutexvar_epi16(sc_idx[i], sc16);
         for (int t = 0; t < T; ++t)
           iacc[r][t] = _mm512_add_epi32(iacc[r][t], _mm512_madd_epi16(_mm512_maddubs_epi16(qv, _mm512_loadu_si512(ab[t]->qs + 64 * i)), sc));
@@ -295,20 +297,24 @@ void tile_q5k_rows(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, si
   store4<R, T>(acc, y, ys);
 }
 
-template <int R, int T>
-struct Q5KRowTile {
-  static void run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
-    tile_q5k_rows<R, T>(nb, w, ws, a, as, y, ys);
-  }
+template <bool kQ5>
+struct Q45KRowTile {
+  template <int R, int T>
+  struct Of {
+    static void run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+      tile_q45k_rows<kQ5, R, T>(nb, w, ws, a, as, y, ys);
+    }
+  };
 };
 
-// Q5_K: the 16-row VNNI kernel from 4 tokens up, the row tiles above below (same per-output sequence).
-void gemm_q5_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
-               size_t ys) {
+// Q4_K / Q5_K: the 16-row VNNI kernel from 4 tokens up, the row tiles above below (same sequence).
+template <bool kQ5>
+void gemm_q45_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+                size_t ys) {
   if (nt >= 4)
-    avx512_rows16::gemm_q5_k_prefill(n, w, ws, nr, a, as, nt, y, ys);
+    (kQ5 ? avx512_rows16::gemm_q5_k_prefill : avx512_rows16::gemm_q4_k_prefill)(n, w, ws, nr, a, as, nt, y, ys);
   else
-    walk_tiles<Q5KRowTile, 4, 3>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
+    walk_tiles<Q45KRowTile<kQ5>::template Of, 4, 3>(n / QK_K, w, ws, nr, a, as, nt, y, ys);
 }
 
 // ---- Q2_K / Q3_K decode: row tiles, no transposition -------------------------------------------
@@ -417,10 +423,10 @@ constexpr KernelSet make_overrides() {
   // Q5_0 / Q5_1: the 16-row kernel at every token count (its decode path transposes in registers):
   // the AVX2 set of this branch computes them with another sequence (row tiles, vector accumulators).
   k.gemm[int(GGMLType::Q8_0)] = gemm_prefill16_decode_avx2<avx512_rows16::gemm_q8_0, GGMLType::Q8_0>;
-  k.gemm[int(GGMLType::Q4_K)] = gemm_prefill16_decode_avx2<avx512_rows16::gemm_q4_k_prefill, GGMLType::Q4_K>;
+  k.gemm[int(GGMLType::Q4_K)] = gemm_q45_k<false>;
   k.gemm[int(GGMLType::Q2_K)] = gemm_q23_k<false>;
   k.gemm[int(GGMLType::Q3_K)] = gemm_q23_k<true>;
-  k.gemm[int(GGMLType::Q5_K)] = gemm_q5_k;
+  k.gemm[int(GGMLType::Q5_K)] = gemm_q45_k<true>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
   return k;
 }
