@@ -229,8 +229,8 @@ def _mean_kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
 
 
 def test_smollm2_logits_avx512_vs_avx2_and_exact(smollm2_path, tmp_path):
-    """SmolLM2 (Q4_1 + Q8_0) over ~120 positions: the avx512 fast path is as close to the exact forward
-    as the avx2 one (mean KL bound of tests/test_fast_path_accuracy.py) and the two agree closely."""
+    """SmolLM2 (Q4_1 + Q8_0) over 120 positions: the avx512 fast path is as close to the exact forward
+    as the avx2 one (mean KL bound of tests/test_fast_path_accuracy.py); here they are bit-identical."""
     from test_fast_path_accuracy import TEXT
 
     with __import__("edgellama").Llama(str(smollm2_path), vocab_only=True) as v:
@@ -242,4 +242,7 @@ def test_smollm2_logits_avx512_vs_avx2_and_exact(smollm2_path, tmp_path):
     assert kl512 <= 3e-3, kl512
     assert kl512 <= 1.2 * kl2 + 1e-5, (kl512, kl2)
     assert _mean_kl(fast2, fast512) <= 1e-4
+    # SmolLM2's matrices are Q4_1 and Q8_0, whose avx512 kernels follow the AVX2 kernels' arithmetic
+    # sequence: the whole forward pass gives the same bits on both levels (measured: KL 9.5e-4 each)
+    np.testing.assert_array_equal(fast512, fast2)
     assert float((exact.argmax(-1) == fast512.argmax(-1)).mean()) >= 0.9
