@@ -32,7 +32,7 @@ def test_isa_reporting():
 
 
 def test_forced_isa_unavailable_is_clear_error():
-    # a known level this CPU/build cannot run ("avx512" has no kernels yet; "neon" is available on
+    # a known level this CPU/build cannot run ("avx512" needs F/BW/VL/DQ/VNNI; "neon" is available on
     # an aarch64 CPU with dotprod, "avx2" on most x86)
     unavailable = [i for i in ("avx512", "neon", "avx2") if i not in _core.available_isas()][0]
     env = dict(os.environ, EDGELLAMA_ISA=unavailable)

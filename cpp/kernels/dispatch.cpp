@@ -66,13 +66,36 @@ const CpuFeatures& features() {
   return f;
 }
 
-// Levels this build has kernels for (AVX-512 has none yet: it falls back to the best level below
-// it, and forcing it is an error naming what is available). NEON without the dot-product extension
-// (e.g. Cortex-A53/A72) falls back to scalar: the NEON set uses SDOT throughout.
+#if defined(EDGELLAMA_X86)
+// The avx512 set: a copy of the AVX2 set with the AVX-512 kernels put over it, built on first use
+// (a function-local static: no dependence on the order in which globals of other files are
+// initialized, and no AVX-512 code runs to build it; it is plain data copying, compiled for the
+// baseline ISA here). Types without an AVX-512 kernel keep their AVX2 one.
+KernelSet merge_over(const KernelSet& base, const KernelSet& over) {
+  KernelSet k = base;
+  k.name = over.name;
+  if (over.quantize_q8x32) k.quantize_q8x32 = over.quantize_q8x32;
+  if (over.quantize_q8k) k.quantize_q8k = over.quantize_q8k;
+  for (int i = 0; i < kMaxTypeId; ++i)
+    if (over.gemm[i]) k.gemm[i] = over.gemm[i];
+  if (over.attn_tile) k.attn_tile = over.attn_tile;
+  if (over.silu_mul) k.silu_mul = over.silu_mul;
+  return k;
+}
+
+const KernelSet& avx512_set() {
+  static const KernelSet k = merge_over(kAvx2Kernels, kAvx512Overrides);
+  return k;
+}
+#endif
+
+// Levels this build has kernels for. NEON without the dot-product extension (e.g. Cortex-A53/A72)
+// falls back to scalar: the NEON set uses SDOT throughout.
 const KernelSet* set_for(const std::string& isa) {
   if (isa == "scalar") return &kScalarKernels;
 #if defined(EDGELLAMA_X86)
   if (isa == "avx2") return features().avx2 ? &kAvx2Kernels : nullptr;
+  if (isa == "avx512") return features().avx512 ? &avx512_set() : nullptr;
 #endif
 #if defined(EDGELLAMA_ARM64)
   if (isa == "neon") return features().neon_dot ? &kNeonKernels : nullptr;
@@ -139,6 +162,7 @@ std::vector<std::string> available_isas() {
   std::vector<std::string> v{"scalar"};
 #if defined(EDGELLAMA_X86)
   if (features().avx2) v.push_back("avx2");
+  if (features().avx512) v.push_back("avx512");  // implies avx2 (detect() requires it)
 #endif
 #if defined(EDGELLAMA_ARM64)
   if (features().neon_dot) v.push_back("neon");

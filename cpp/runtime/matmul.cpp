@@ -204,7 +204,9 @@ void matmul_shared_input(const MatmulOutput* outs, int count, const float* x, in
   for (int i = 0; i < count; ++i) {
     const int64_t n_out = outs[i].w->n_out();
     int64_t rc = (n_out + want_row_chunks - 1) / want_row_chunks;
-    rc = std::min<int64_t>(std::max<int64_t>((rc + 3) / 4 * 4, 8), kMaxRowChunk);
+    // whole groups of 16 rows: the AVX-512 kernels compute 16 rows per vector (AVX2 rows8: 8), and a
+    // chunk of 36 rows would cost 48 rows of work there (a tail group repeats its last row)
+    rc = std::min<int64_t>(std::max<int64_t>((rc + 15) / 16 * 16, 16), kMaxRowChunk);
     row_chunk[i] = rc;
     first_task[i + 1] = first_task[i] + (n_out + rc - 1) / rc * n_tc;
   }

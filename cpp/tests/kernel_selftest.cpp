@@ -1,4 +1,4 @@
-// Stand-alone kernel self-test: every SIMD KernelSet this CPU can run (avx2 on x86, neon on aarch64
+// Stand-alone kernel self-test: every SIMD KernelSet this CPU can run (avx2, avx512 on x86, neon on aarch64
 // with dotprod) against the scalar reference, on random and extreme data, without Python. Built
 // and run by scripts/test_neon_qemu.sh (natively, and cross-compiled for aarch64 under qemu).
 //

@@ -105,6 +105,10 @@ std::string best_isa();
 extern const KernelSet kScalarKernels;
 #if defined(EDGELLAMA_X86)
 extern const KernelSet kAvx2Kernels;
+// AVX-512 F/BW/VL/DQ/VNNI kernels (cpp/kernels/avx512/) for the types that have one; nullptr entries
+// (and the quantizers, attention, SwiGLU) are taken from kAvx2Kernels when dispatch builds the
+// "avx512" set. Not a complete set on its own: use kernels_for("avx512").
+extern const KernelSet kAvx512Overrides;
 #endif
 #if defined(EDGELLAMA_ARM64)
 extern const KernelSet kNeonKernels;  // NEON + dot product (Armv8.2 SDOT); needs HWCAP_ASIMDDP

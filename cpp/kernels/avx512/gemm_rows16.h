@@ -1,0 +1,34 @@
+// AVX-512 VNNI kernels computing 16 weight rows per vector (cpp/kernels/avx512/gemm_rows16_avx512.cpp);
+// GemmFn signature (edgellama/kernels.h). Declared here, defined with AVX-512 flags: call only through
+// the avx512 KernelSet that dispatch hands out.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace edgellama {
+namespace avx512_rows16 {
+
+void gemm_q4_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys);
+void gemm_q4_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys);
+void gemm_q5_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys);
+void gemm_q5_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys);
+void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys);
+void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys);
+// Any token count, but meant for >= 4 (each call repacks the weights into a scratch).
+void gemm_q4_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                       float* y, size_t ys);
+void gemm_q2_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                       float* y, size_t ys);
+void gemm_q3_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                       float* y, size_t ys);
+void gemm_q5_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                       float* y, size_t ys);
+
+}  // namespace avx512_rows16
+}  // namespace edgellama

@@ -1,0 +1,654 @@
+// AVX-512 VNNI "16 rows per vector" GEMM for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K..Q6_K. Compiled with the AVX-512
+// flags of this directory (F/BW/VL/DQ/VNNI); only reached through the avx512 KernelSet after dispatch
+// checked the CPU and the OS (ZMM state). Includes no header whose external-linkage inline functions
+// baseline code also uses (see cpp/kernels/avx2/kernels_avx2.cpp).
+//
+// The AVX2 rows8 design (gemm_rows8_avx2.cpp) on 512-bit registers, with vpdpbusd doing the u8 x s8
+// multiply-adds: for a group of 16 weight rows, each block of 32 values is transposed (in a stack
+// scratch per call, never in the model) into 8 vectors; vector k holds, in 32-bit lane r, the
+// quants 4k..4k+3 of row r as uint8. One token's 4 activation bytes 4k..4k+3 are broadcast to all
+// lanes and one vpdpbusd adds their 4 products into row r's int32 lane, for 16 rows at once. The
+// block's exact integer sum isum (no int16 stage, no saturation) is then scaled once per block.
+//
+// Signed weights (Q8_0) use the offset trick: the repacked weight is w ^ 0x80 = w + 128 as uint8, so
+// vpdpbusd gives isum + 128 * sum(a); the accumulator starts at -128 * sum(a) (sum of the token's 32
+// activation bytes, computed once per token and block for all 16 rows), which leaves isum exactly.
+//
+// Per output (row r, token t) the arithmetic is the fixed sequence of the AVX2 rows8 kernels and of
+// their scalar reference gemm_rows8_ref (cpp/kernels/scalar/gemm_rows8_ref.cpp):
+//   Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, per block b: acc = fma(float(isum_b), dw_b * da_b, acc); acc = fma(cw_b, sa_b, acc)
+//                                (Q8_0: no second term)
+//   Q2_K, Q4_K, Q5_K per super-block: acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
+//   Q3_K, Q6_K (dmin = d):           acc = fma(float(isum - msum), d * da, acc)
+// so the results are bit-identical to that reference, to the AVX2 kernels, and independent of how
+// many tokens or rows share a call (decode and prefill give the same bits; so do thread splits).
+// kernels_avx512.cpp routes decode (1-3 tokens) of Q4_0/Q4_1/Q8_0 to the AVX2 kernels (same
+// bits, not slower there) and of the K-quants to its row tiles; the direct (register-transposed)
+// decode path below serves Q5_0/Q5_1.
+// GCC 12's AVX-512 intrinsics start from _mm*_undefined_*() and trip -W(maybe-)uninitialized
+// (GCC bug 105593, fixed in GCC 13): a false positive, silenced for this file only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "../kquant_scales.h"
+#include "edgellama/kernels.h"
+#include "edgellama/quant_blocks.h"
+#include "gemm_rows16.h"
+
+namespace edgellama {
+namespace avx512_rows16 {
+namespace {
+
+constexpr int kRows = 16;            // weight rows per vector (one int32 / float lane each)
+constexpr int kTokensPerChunk = 64;  // tokens whose partial sums are kept between block chunks
+constexpr int kTile = 8;             // tokens per register tile (8 int32 + 8 float accumulators)
+constexpr int kDirectBelow = 4;      // fewer tokens than this: no repacking (decode)
+
+struct ActBlock {  // = ActQ8x32
+  float d;
+  float s;
+  int8_t qs[32];
+};
+
+inline float h2f(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+inline __m512i bcast4(const int8_t* q) {
+  int32_t v;
+  std::memcpy(&v, q, 4);
+  return _mm512_set1_epi32(v);
+}
+
+inline __m512i load4x128(const uint8_t* p0, const uint8_t* p1, const uint8_t* p2, const uint8_t* p3) {
+  __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0)));
+  v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)), 1);
+  v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p2)), 2);
+  return _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p3)), 3);
+}
+
+// 16 bytes at byte o of each of the 16 rows, transposed: x[k] lane r = bytes 4k..4k+3 of row r.
+// (128-bit lane L of the loads holds rows 4L..4L+3; the unpacks transpose 4x4 dwords per lane.)
+inline void transpose16(const uint8_t* const* p, size_t o, __m512i* x) {
+  const __m512i a = load4x128(p[0] + o, p[4] + o, p[8] + o, p[12] + o);
+  const __m512i b = load4x128(p[1] + o, p[5] + o, p[9] + o, p[13] + o);
+  const __m512i c = load4x128(p[2] + o, p[6] + o, p[10] + o, p[14] + o);
+  const __m512i d = load4x128(p[3] + o, p[7] + o, p[11] + o, p[15] + o);
+  const __m512i ab_lo = _mm512_unpacklo_epi32(a, b), ab_hi = _mm512_unpackhi_epi32(a, b);
+  const __m512i cd_lo = _mm512_unpacklo_epi32(c, d), cd_hi = _mm512_unpackhi_epi32(c, d);
+  x[0] = _mm512_unpacklo_epi64(ab_lo, cd_lo);
+  x[1] = _mm512_unpackhi_epi64(ab_lo, cd_lo);
+  x[2] = _mm512_unpacklo_epi64(ab_hi, cd_hi);
+  x[3] = _mm512_unpackhi_epi64(ab_hi, cd_hi);
+}
+
+// Lane r = byte offset of row r from row 0 (one gather then reads a field of all 16 rows' blocks;
+// 16 scalar loads + inserts cost several times more). Rows are < 2^31 / 16 bytes apart in any model.
+inline __m512i row_offsets(const uint8_t* const* p) {
+  alignas(64) int32_t o[16];
+  for (int r = 0; r < 16; ++r) o[r] = int32_t(p[r] - p[0]);
+  return _mm512_load_si512(o);
+}
+
+// The 4 bytes at byte `at` of each row's block (16 rows), lane r = row r.
+inline __m512i gather16(const uint8_t* const* p, __m512i off, size_t at) {
+  return _mm512_i32gather_epi32(off, p[0] + at, 1);
+}
+
+// fp16 in the low / high half of each lane as 16 floats.
+inline __m512 half_lo(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
+inline __m512 half_hi(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))); }
+
+// Sum of a token block's 32 int8 activations (exact): sad against 0 of the bytes + 128.
+inline int act_sum32(const int8_t* q) {
+  const __m256i v = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)), _mm256_set1_epi8(-128));
+  const __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());
+  __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  t = _mm_add_epi64(t, _mm_unpackhi_epi64(t, t));
+  return _mm_cvtsi128_si32(t) - 32 * 128;
+}
+
+// ---- Q4_0 / Q4_1 / Q8_0: blocks of 32 values ------------------------------------------------------
+// Repacked block (16 rows): 8 vectors of quants (uint8; Q8_0: w ^ 0x80), dw[16], cw[16] (Q8_0: unused).
+constexpr size_t kBlockBytes = 10 * 64;
+constexpr int kBlocksPerChunk = 32;  // 20 KB of scratch
+
+enum class Kind { Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 };
+
+// One row of the table per format: bytes per block, byte offset of the quants, of the fifth bits
+// (0: none), of the fp16 minimum (0: none; then cw = kOffset * dw).
+template <Kind K>
+struct Legacy;
+template <> struct Legacy<Kind::Q4_0> { static constexpr size_t kW = 18, kQs = 2, kQh = 0, kMin = 0; static constexpr float kOffset = -8.0f; };
+template <> struct Legacy<Kind::Q4_1> { static constexpr size_t kW = 20, kQs = 4, kQh = 0, kMin = 2; static constexpr float kOffset = 0.0f; };
+template <> struct Legacy<Kind::Q5_0> { static constexpr size_t kW = 22, kQs = 6, kQh = 2, kMin = 0; static constexpr float kOffset = -16.0f; };
+template <> struct Legacy<Kind::Q5_1> { static constexpr size_t kW = 24, kQs = 8, kQh = 4, kMin = 2; static constexpr float kOffset = 0.0f; };
+template <> struct Legacy<Kind::Q8_0> { static constexpr size_t kW = 34, kQs = 2, kQh = 0, kMin = 0; static constexpr float kOffset = 0.0f; };
+
+// Q5_0 / Q5_1 fifth bits: value j of a block has bit j of the 32-bit word qh. g[G] lane r holds values
+// 4G..4G+3 of row r; add 0x10 to byte i where bit 4G+i of row r's qh is set. qh lives in byte G/2
+// (values 4G..4G+3 < 16) or 2 + (G-4)/2, nibble G%2: a byte shuffle copies that qh byte into the 4
+// bytes of the lane, a test against (1 << i) << 4*(G%2) per byte gives the mask.
+inline void add_fifth_bits(const uint8_t* const* p, __m512i off, size_t at, __m512i* g) {
+  const __m512i qh = gather16(p, off, at);
+  const __m512i c10 = _mm512_set1_epi8(0x10);
+  for (int G = 0; G < 8; ++G) {
+    const int byte = G < 4 ? G / 2 : 2 + (G - 4) / 2, nib = 4 * (G % 2);
+    const __m512i ctl = _mm512_set4_epi32((12 + byte) * 0x01010101, (8 + byte) * 0x01010101, (4 + byte) * 0x01010101,
+                                          byte * 0x01010101);
+    const __m512i bits = _mm512_set1_epi32(int(0x08040201u << nib));
+    const __mmask64 m = _mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, ctl), bits);
+    g[G] = _mm512_mask_add_epi8(g[G], m, g[G], c10);
+  }
+}
+
+// One block of 16 rows (the block at byte boff of each row), transposed into g[8]; dw, cw per lane.
+template <Kind K>
+inline void load_block(const uint8_t* const* p, __m512i off, size_t boff, __m512i* g, __m512* dw, __m512* cw) {
+  if constexpr (K == Kind::Q8_0) {
+    transpose16(p, boff + 2, g);
+    transpose16(p, boff + 18, g + 4);
+    const __m512i flip = _mm512_set1_epi8(-128);
+    for (int k = 0; k < 8; ++k) g[k] = _mm512_xor_si512(g[k], flip);
+    *dw = half_lo(gather16(p, off, boff));
+    *cw = _mm512_setzero_ps();
+  } else {
+    __m512i x[4];
+    transpose16(p, boff + Legacy<K>::kQs, x);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int k = 0; k < 4; ++k) {
+      g[k] = _mm512_and_si512(x[k], m4);                             // values 4k..4k+3 (low nibbles)
+      g[k + 4] = _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4);  // values 16+4k..16+4k+3
+    }
+    if constexpr (Legacy<K>::kQh != 0) add_fifth_bits(p, off, boff + Legacy<K>::kQh, g);
+    const __m512i dm = gather16(p, off, boff);  // d (and the minimum m right after it, Q4_1 / Q5_1)
+    *dw = half_lo(dm);
+    *cw = Legacy<K>::kMin ? half_hi(dm) : _mm512_mul_ps(*dw, _mm512_set1_ps(Legacy<K>::kOffset));
+  }
+}
+
+// One token's block: acc = fma(float(isum), dw * da, acc) [+ fma(cw, sa, acc)].
+template <Kind K>
+inline __m512 step(const __m512i* w, __m512 dw, __m512 cw, const ActBlock* ab, __m512 s) {
+  // two independent vpdpbusd chains (latency), summed exactly
+  __m512i i0 = K == Kind::Q8_0 ? _mm512_set1_epi32(-128 * act_sum32(ab->qs)) : _mm512_setzero_si512();
+  __m512i i1 = _mm512_setzero_si512();
+  for (int k = 0; k < 8; k += 2) {
+    i0 = _mm512_dpbusd_epi32(i0, w[k], bcast4(ab->qs + 4 * k));
+    i1 = _mm512_dpbusd_epi32(i1, w[k + 1], bcast4(ab->qs + 4 * k + 4));
+  }
+  const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1));
+  s = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(ab->d)), s);
+  if constexpr (K != Kind::Q8_0) s = _mm512_fmadd_ps(cw, _mm512_set1_ps(ab->s), s);
+  return s;
+}
+
+template <Kind K>
+struct LegacyFormat {
+  static constexpr size_t kW = Legacy<K>::kW;
+  static constexpr int64_t kValues = 32;
+  static constexpr int kPerChunk = kBlocksPerChunk;
+  static constexpr size_t kBytes = kBlockBytes;
+
+  static void repack(const uint8_t* const* p, __m512i off, size_t boff, uint8_t* dst) {
+    __m512i g[8];
+    __m512 dw, cw;
+    load_block<K>(p, off, boff, g, &dw, &cw);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    for (int k = 0; k < 8; ++k) _mm512_store_si512(out + k, g[k]);
+    _mm512_store_ps(reinterpret_cast<float*>(out + 8), dw);
+    _mm512_store_ps(reinterpret_cast<float*>(out + 9), cw);
+  }
+
+  // T tokens x 16 rows over nb repacked blocks; acc holds the running sums (16 floats per token).
+  template <int T>
+  static void run_tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
+    __m512 s[T];
+    for (int t = 0; t < T; ++t) s[t] = _mm512_loadu_ps(acc + kRows * t);
+    for (int b = 0; b < nb; ++b) {
+      const __m512i* wq = reinterpret_cast<const __m512i*>(pk + size_t(b) * kBytes);
+      __m512i w[8];
+      for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(wq + k);
+      const __m512 dw = _mm512_load_ps(reinterpret_cast<const float*>(wq + 8));
+      const __m512 cw = _mm512_load_ps(reinterpret_cast<const float*>(wq + 9));
+      for (int t = 0; t < T; ++t)
+        s[t] = step<K>(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b0 + b, s[t]);
+    }
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
+  }
+
+  // Few tokens (decode): no scratch, the transposed block is used straight from registers.
+  template <int T>
+  static void direct(int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
+    __m512 s[T];
+    for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
+    const __m512i off = row_offsets(p);
+    for (int64_t b = 0; b < nb; ++b) {
+      // the rows' blocks 8 ahead: hides DRAM latency while the weights stream in (never faults)
+      for (int r = 0; r < kRows; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(p[r] + size_t(b + 8) * kW), _MM_HINT_T0);
+      __m512i w[8];
+      __m512 dw, cw;
+      load_block<K>(p, off, size_t(b) * kW, w, &dw, &cw);
+      for (int t = 0; t < T; ++t) s[t] = step<K>(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t]);
+    }
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
+  }
+  static bool run_direct(int64_t ntc, int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
+    switch (ntc) {
+      case 3: direct<3>(nb, p, a, as, acc); break;
+      case 2: direct<2>(nb, p, a, as, acc); break;
+      default: direct<1>(nb, p, a, as, acc); break;
+    }
+    return true;
+  }
+};
+
+// ---- Q4_K: super-blocks of 256 values, 8 sub-blocks of 32 with 6-bit scales / mins ----------------
+// Repacked super-block (16 rows): for sub-block c and group G (values 32c+4G..+3) one vector of the
+// 16 rows' quants (64 vectors); per sub-block c the scales as int32 (8 vectors) and the mins as the
+// int16 pair (mn, mn) per lane (8 vectors, vpdpwssd operands against the bsums pair of sub-block c);
+// d[16], dmin[16]. Per (row, token, super-block):
+//   isum = sum_c sc_c * (sum_i q_i a_i over sub-block c)      (vpdpbusd, then vpmulld: exact int32)
+//   msum = sum_c mn_c * (bsums[2c] + bsums[2c+1])            (vpdpwssd: exact int32)
+constexpr int kSuperPerChunk = 4;
+constexpr size_t kKQuant = 64, kKScale = 64, kKMin = 72, kKD = 80, kKDm = 81;  // vector offsets
+constexpr size_t kKBlockBytes = 82 * 64;                                      // 5.2 KB
+
+// Q5_K: the same with a fifth bit per value (bit c of qh byte l = value l of chunk c), added in the
+// repack; sequence and scales as Q4_K (d, dmin, scales[12] sit at the same offsets).
+template <bool kQ5>
+struct KFormat45 {
+  static constexpr size_t kW = kQ5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+  static constexpr int64_t kValues = QK_K;
+  static constexpr int kPerChunk = kSuperPerChunk;
+  static constexpr size_t kBytes = kKBlockBytes;
+
+  static void repack(const uint8_t* const* p, __m512i, size_t boff, uint8_t* dst) {
+    constexpr size_t qs_off = kQ5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    __m512i qh[8];  // Q5_K: qh[G] lane r = qh bytes 4G..4G+3 of row r
+    if constexpr (kQ5) {
+      transpose16(p, boff + offsetof(block_q5_K, qh), qh);
+      transpose16(p, boff + offsetof(block_q5_K, qh) + 16, qh + 4);
+    }
+    for (int i = 0; i < 4; ++i) {    // 32 bytes of qs: sub-blocks 2i (low nibbles) and 2i+1 (high)
+      for (int h = 0; h < 2; ++h) {  // bytes 16h..16h+15: groups 4h..4h+3
+        __m512i x[4];
+        transpose16(p, boff + qs_off + 32 * size_t(i) + 16 * size_t(h), x);
+        for (int k = 0; k < 4; ++k) {
+          const int g = 4 * h + k;
+          __m512i lo = _mm512_and_si512(x[k], m4), hi = _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4);
+          if constexpr (kQ5) {
+            const __m512i one = _mm512_set1_epi8(1);
+            lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[g], 2 * i), one), 4));
+            hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[g], 2 * i + 1), one), 4));
+          }
+          _mm512_store_si512(out + (2 * i) * 8 + g, lo);
+          _mm512_store_si512(out + (2 * i + 1) * 8 + g, hi);
+        }
+      }
+    }
+    // scales, mins, d, dmin: per-row scalar work, amortized over the tokens of the call
+    int32_t* sc = reinterpret_cast<int32_t*>(out + kKScale);
+    int32_t* mn = reinterpret_cast<int32_t*>(out + kKMin);
+    float* d = reinterpret_cast<float*>(out + kKD);
+    float* dm = reinterpret_cast<float*>(out + kKDm);
+    for (int r = 0; r < kRows; ++r) {
+      const block_q4_K* b = reinterpret_cast<const block_q4_K*>(p[r] + boff);
+      for (int c = 0; c < 8; ++c) {
+        int s, m;
+        kq::scale_min_k4(c, b->scales, &s, &m);
+        sc[16 * c + r] = s;
+        mn[16 * c + r] = m | (m << 16);
+      }
+      d[r] = _cvtsh_ss(b->d);
+      dm[r] = _cvtsh_ss(b->dmin);
+    }
+  }
+
+  template <int T>
+  static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
+    __m512 s[T];
+    for (int t = 0; t < T; ++t) s[t] = _mm512_loadu_ps(acc + kRows * t);
+    for (int sb = 0; sb < nsb; ++sb) {
+      const __m512i* blk = reinterpret_cast<const __m512i*>(pk + size_t(sb) * kBytes);
+      const block_q8_K* ab[T];
+      for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
+      __m512i iacc[T];
+      for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+      for (int c = 0; c < 8; ++c) {
+        __m512i w[8];
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
+        const __m512i sc = _mm512_load_si512(blk + kKScale + c);
+        for (int t = 0; t < T; ++t) {
+          const int8_t* q = ab[t]->qs + 32 * c;
+          __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));
+          __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[1], bcast4(q + 4));
+          for (int k = 2; k < 8; k += 2) {
+            p0 = _mm512_dpbusd_epi32(p0, w[k], bcast4(q + 4 * k));
+            p1 = _mm512_dpbusd_epi32(p1, w[k + 1], bcast4(q + 4 * k + 4));
+          }
+          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(_mm512_add_epi32(p0, p1), sc));
+        }
+      }
+      const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kKD));
+      const __m512 dm = _mm512_load_ps(reinterpret_cast<const float*>(blk + kKDm));
+      for (int t = 0; t < T; ++t) {
+        __m512i ms = _mm512_setzero_si512();
+        for (int c = 0; c < 8; ++c)
+          ms = _mm512_dpwssd_epi32(ms, _mm512_load_si512(blk + kKMin + c),
+                                   bcast4(reinterpret_cast<const int8_t*>(ab[t]->bsums + 2 * c)));
+        const __m512 da = _mm512_set1_ps(ab[t]->d);
+        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, da), s[t]);
+        s[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dm, da), s[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
+  }
+
+  // Decode (1-3 tokens) goes to the row tiles of kernels_avx512.cpp (same sequence): no direct path here.
+  static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
+};
+
+// ---- Q6_K: super-blocks of 256 values, 16 sub-blocks of 16 with int8 scales, quants 0..63 (-32) ----
+// Repacked super-block (16 rows): 64 quant vectors (chunk c = values 32c..32c+31, group G = 4 values,
+// as for Q4_K), the 16 sub-block scales as int32 (16 vectors), the offsets mn = 32 * sc as int16
+// pairs (mn[2j], mn[2j+1]) per lane (8 vectors, vpdpwssd against bsums[2j], bsums[2j+1]), d[16].
+// Per (row, token, super-block), with d = dmin (the offset folded into mn, see kquant_scales.h):
+//   isum = sum_k sc_k * (sum_i q_i a_i over sub-block k), msum = sum_k mn_k * bsums_k   (exact int32)
+//   acc = fma(float(isum - msum), d * da, acc)   (the AVX2 kernels' combined step)
+// (the sequence of gemm_rows8_ref for Q6_K). Decode uses the same repack, one super-block chunk at a
+// time: the scratch stays in L1 and the bits cannot depend on the token count.
+constexpr size_t kQ6Scale = 64, kQ6Min = 80, kQ6D = 88;  // vector offsets
+constexpr size_t kQ6BlockBytes = 89 * 64;                // 5.6 KB
+
+struct Q6KFormat {
+  static constexpr size_t kW = sizeof(block_q6_K);
+  static constexpr int64_t kValues = QK_K;
+  static constexpr int kPerChunk = kSuperPerChunk;
+  static constexpr size_t kBytes = kQ6BlockBytes;
+
+  static void repack(const uint8_t* const* p, __m512i, size_t boff, uint8_t* dst) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    for (int h = 0; h < 2; ++h) {  // values 128h..128h+127: ql bytes 64h..64h+63, qh bytes 32h..32h+31
+      __m512i qh[8];
+      transpose16(p, boff + offsetof(block_q6_K, qh) + 32 * size_t(h), qh);
+      transpose16(p, boff + offsetof(block_q6_K, qh) + 32 * size_t(h) + 16, qh + 4);
+      for (int seg = 0; seg < 2; ++seg) {  // ql bytes 64h + 32seg..: chunks 4h + seg (low) and 4h + seg + 2 (high)
+        __m512i ql[8];
+        transpose16(p, boff + offsetof(block_q6_K, ql) + 64 * size_t(h) + 32 * size_t(seg), ql);
+        transpose16(p, boff + offsetof(block_q6_K, ql) + 64 * size_t(h) + 32 * size_t(seg) + 16, ql + 4);
+        for (int nib = 0; nib < 2; ++nib) {
+          const int k = seg + 2 * nib, c = 4 * h + k;  // qh bits 2k..2k+1 hold the high bits of chunk c
+          for (int G = 0; G < 8; ++G) {
+            const __m512i lo = _mm512_and_si512(nib ? _mm512_srli_epi16(ql[G], 4) : ql[G], m4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qh[G], 2 * k), m2);
+            _mm512_store_si512(out + 8 * c + G, _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4)));
+          }
+        }
+      }
+    }
+    int32_t* sc = reinterpret_cast<int32_t*>(out + kQ6Scale);
+    int32_t* mn = reinterpret_cast<int32_t*>(out + kQ6Min);
+    float* d = reinterpret_cast<float*>(out + kQ6D);
+    for (int r = 0; r < kRows; ++r) {
+      const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p[r] + boff);
+      for (int k = 0; k < 16; ++k) sc[16 * k + r] = b->scales[k];
+      for (int j = 0; j < 8; ++j)
+        mn[16 * j + r] = int32_t(uint32_t(uint16_t(int16_t(32 * b->scales[2 * j]))) |
+                                 uint32_t(uint16_t(int16_t(32 * b->scales[2 * j + 1]))) << 16);
+      d[r] = _cvtsh_ss(b->d);
+    }
+  }
+
+  template <int T>
+  static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
+    __m512 s[T];
+    for (int t = 0; t < T; ++t) s[t] = _mm512_loadu_ps(acc + kRows * t);
+    for (int sb = 0; sb < nsb; ++sb) {
+      const __m512i* blk = reinterpret_cast<const __m512i*>(pk + size_t(sb) * kBytes);
+      const block_q8_K* ab[T];
+      for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
+      __m512i iacc[T];
+      for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+      for (int c = 0; c < 8; ++c) {
+        __m512i w[8];
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
+        const __m512i sc0 = _mm512_load_si512(blk + kQ6Scale + 2 * c);
+        const __m512i sc1 = _mm512_load_si512(blk + kQ6Scale + 2 * c + 1);
+        for (int t = 0; t < T; ++t) {
+          const int8_t* q = ab[t]->qs + 32 * c;
+          __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));       // sub-block 2c
+          __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[4], bcast4(q + 16));  // sub-block 2c+1
+          for (int k = 1; k < 4; ++k) {
+            p0 = _mm512_dpbusd_epi32(p0, w[k], bcast4(q + 4 * k));
+            p1 = _mm512_dpbusd_epi32(p1, w[k + 4], bcast4(q + 16 + 4 * k));
+          }
+          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_add_epi32(_mm512_mullo_epi32(p0, sc0), _mm512_mullo_epi32(p1, sc1)));
+        }
+      }
+      const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kQ6D));
+      for (int t = 0; t < T; ++t) {
+        __m512i ms = _mm512_setzero_si512();
+        for (int j = 0; j < 8; ++j)
+          ms = _mm512_dpwssd_epi32(ms, _mm512_load_si512(blk + kQ6Min + j),
+                                   bcast4(reinterpret_cast<const int8_t*>(ab[t]->bsums + 2 * j)));
+        const __m512 dd = _mm512_mul_ps(d, _mm512_set1_ps(ab[t]->d));
+        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iacc[t], ms)), dd, s[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
+  }
+
+  static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
+};
+
+// ---- Q2_K / Q3_K: super-blocks of 256 values, 16 sub-blocks of 16, 2-bit quants (+ a third bit) -----
+// Chunk c (values 32c..32c+31): value l = (qs[32*(c/4) + l] >> 2*(c%4)) & 3, Q3_K | ((hmask[l] >> c) & 1) << 2.
+// Repacked like Q6_K (quants, int32 scales, (mn, mn') int16 pairs) plus d and dmin. Scales / offsets
+// from kquant_scales.h: Q2_K sc = 4-bit scale, mn = 4-bit min with dmin; Q3_K sc = 6-bit scale - 32,
+// mn = 4 sc with dmin = d. Sequence (gemm_rows8_ref): Q2_K as Q4_K; Q3_K combined as Q6_K.
+constexpr size_t kK23Scale = 64, kK23Min = 80, kK23D = 88, kK23Dm = 89;
+constexpr size_t kK23BlockBytes = 90 * 64;
+
+template <bool kQ3>
+struct K23Format {
+  using Block = typename std::conditional<kQ3, block_q3_K, block_q2_K>::type;
+  static constexpr size_t kW = sizeof(Block);
+  static constexpr int64_t kValues = QK_K;
+  static constexpr int kPerChunk = kSuperPerChunk;
+  static constexpr size_t kBytes = kK23BlockBytes;
+
+  static void repack(const uint8_t* const* p, __m512i, size_t boff, uint8_t* dst) {
+    const __m512i m2 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    __m512i hm[8];
+    if constexpr (kQ3) {
+      transpose16(p, boff + offsetof(block_q3_K, hmask), hm);
+      transpose16(p, boff + offsetof(block_q3_K, hmask) + 16, hm + 4);
+    }
+    for (int j = 0; j < 2; ++j) {  // qs bytes 32j..32j+31: chunks 4j..4j+3
+      __m512i x[8];
+      transpose16(p, boff + offsetof(Block, qs) + 32 * size_t(j), x);
+      transpose16(p, boff + offsetof(Block, qs) + 32 * size_t(j) + 16, x + 4);
+      for (int sft = 0; sft < 4; ++sft) {
+        const int c = 4 * j + sft;
+        for (int G = 0; G < 8; ++G) {
+          __m512i q = _mm512_and_si512(_mm512_srli_epi16(x[G], 2 * sft), m2);
+          if constexpr (kQ3) q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hm[G], c), one), 2));
+          _mm512_store_si512(out + 8 * c + G, q);
+        }
+      }
+    }
+    int32_t* sc = reinterpret_cast<int32_t*>(out + kK23Scale);
+    int32_t* mn = reinterpret_cast<int32_t*>(out + kK23Min);
+    float* d = reinterpret_cast<float*>(out + kK23D);
+    float* dm = reinterpret_cast<float*>(out + kK23Dm);
+    for (int r = 0; r < kRows; ++r) {
+      const Block* b = reinterpret_cast<const Block*>(p[r] + boff);
+      kq::Scales ks;
+      if constexpr (kQ3) kq::scales_q3_K(b, &ks); else kq::scales_q2_K(b, &ks);
+      for (int k = 0; k < 16; ++k) sc[16 * k + r] = ks.sc[k];
+      for (int jj = 0; jj < 8; ++jj)
+        mn[16 * jj + r] = int32_t(uint32_t(uint16_t(ks.mn[2 * jj])) | uint32_t(uint16_t(ks.mn[2 * jj + 1])) << 16);
+      d[r] = _cvtsh_ss(b->d);
+      if constexpr (kQ3) dm[r] = d[r]; else dm[r] = _cvtsh_ss(b->dmin);
+    }
+  }
+
+  template <int T>
+  static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
+    __m512 s[T];
+    for (int t = 0; t < T; ++t) s[t] = _mm512_loadu_ps(acc + kRows * t);
+    for (int sb = 0; sb < nsb; ++sb) {
+      const __m512i* blk = reinterpret_cast<const __m512i*>(pk + size_t(sb) * kBytes);
+      const block_q8_K* ab[T];
+      for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
+      __m512i iacc[T];
+      for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+      for (int c = 0; c < 8; ++c) {
+        __m512i w[8];
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
+        const __m512i sc0 = _mm512_load_si512(blk + kK23Scale + 2 * c);
+        const __m512i sc1 = _mm512_load_si512(blk + kK23Scale + 2 * c + 1);
+        for (int t = 0; t < T; ++t) {
+          const int8_t* q = ab[t]->qs + 32 * c;
+          __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));
+          __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[4], bcast4(q + 16));
+          for (int k = 1; k < 4; ++k) {
+            p0 = _mm512_dpbusd_epi32(p0, w[k], bcast4(q + 4 * k));
+            p1 = _mm512_dpbusd_epi32(p1, w[k + 4], bcast4(q + 16 + 4 * k));
+          }
+          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_add_epi32(_mm512_mullo_epi32(p0, sc0), _mm512_mullo_epi32(p1, sc1)));
+        }
+      }
+      const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kK23D));
+      const __m512 dm = _mm512_load_ps(reinterpret_cast<const float*>(blk + kK23Dm));
+      for (int t = 0; t < T; ++t) {
+        __m512i ms = _mm512_setzero_si512();
+        for (int j = 0; j < 8; ++j)
+          ms = _mm512_dpwssd_epi32(ms, _mm512_load_si512(blk + kK23Min + j),
+                                   bcast4(reinterpret_cast<const int8_t*>(ab[t]->bsums + 2 * j)));
+        const __m512 da = _mm512_set1_ps(ab[t]->d);
+        if constexpr (kQ3) {  // dmin = d: the combined step of the AVX2 kernels
+          s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iacc[t], ms)), _mm512_mul_ps(d, da), s[t]);
+        } else {
+          s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, da), s[t]);
+          s[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dm, da), s[t]);
+        }
+      }
+    }
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
+  }
+
+  static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
+};
+
+// The walk shared by every format F: token chunks (partial sums kept in acc) x groups of 16 rows
+// (a tail group repeats the last row; its extra lanes are computed and dropped) x chunks of blocks
+// repacked into the stack scratch, then register tiles of kTile tokens; fewer than kDirectBelow
+// tokens use F's direct path if it has one.
+template <class F, int T>
+inline void run_tile_n(int ntc_left, int nbc, const uint8_t* pk, const uint8_t* at, size_t as, int64_t b0,
+                       float* acc) {
+  if constexpr (T > 0) {
+    if (ntc_left == T) {
+      F::template run_tile<T>(nbc, pk, at, as, b0, acc);
+      return;
+    }
+    run_tile_n<F, T - 1>(ntc_left, nbc, pk, at, as, b0, acc);
+  }
+}
+
+template <class F>
+void gemm_rows16(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                 float* y, size_t ys) {
+  const int64_t nb = n / F::kValues;
+  alignas(64) uint8_t pk[F::kPerChunk * F::kBytes];
+  alignas(64) float acc[kTokensPerChunk * kRows];
+  for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
+    const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
+    const uint8_t* at = a + size_t(t0) * as;
+    for (int64_t r0 = 0; r0 < nr; r0 += kRows) {
+      const uint8_t* p[kRows];
+      for (int r = 0; r < kRows; ++r) p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;
+      const int rr = int(nr - r0 < kRows ? nr - r0 : kRows);
+      if (ntc >= kDirectBelow || !F::run_direct(ntc, nb, p, at, as, acc)) {
+        std::memset(acc, 0, sizeof(float) * kRows * size_t(ntc));
+        for (int64_t b0 = 0; b0 < nb; b0 += F::kPerChunk) {
+          const int nbc = int(nb - b0 < F::kPerChunk ? nb - b0 : F::kPerChunk);
+          const __m512i off = row_offsets(p);
+          for (int b = 0; b < nbc; ++b) F::repack(p, off, size_t(b0 + b) * F::kW, pk + size_t(b) * F::kBytes);
+          int64_t t = 0;
+          for (; t + kTile <= ntc; t += kTile)
+            F::template run_tile<kTile>(nbc, pk, at + size_t(t) * as, as, b0, acc + kRows * t);
+          if (t < ntc)
+            run_tile_n<F, kTile - 1>(int(ntc - t), nbc, pk, at + size_t(t) * as, as, b0, acc + kRows * t);
+        }
+      }
+      for (int64_t t = 0; t < ntc; ++t)
+        for (int r = 0; r < rr; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[kRows * t + r];
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_q4_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows16<LegacyFormat<Kind::Q4_0>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q4_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows16<LegacyFormat<Kind::Q4_1>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows16<LegacyFormat<Kind::Q5_0>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows16<LegacyFormat<Kind::Q5_1>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows16<LegacyFormat<Kind::Q8_0>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+               size_t ys) {
+  gemm_rows16<Q6KFormat>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q2_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                       float* y, size_t ys) {
+  gemm_rows16<K23Format<false>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q3_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                       float* y, size_t ys) {
+  gemm_rows16<K23Format<true>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+// K-quants from 4 tokens up (the repack is amortized); kernels_avx512.cpp sends decode to row tiles
+// with the same per-output sequence, so the bits never depend on the token count.
+void gemm_q4_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                       float* y, size_t ys) {
+  gemm_rows16<KFormat45<false>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                       float* y, size_t ys) {
+  gemm_rows16<KFormat45<true>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+
+}  // namespace avx512_rows16
+}  // namespace edgellama
