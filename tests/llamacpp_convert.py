@@ -1,7 +1,9 @@
 """Run llama.cpp's own convert_hf_to_gguf.py (from the llama-cpp-python sdist) on several Hugging Face
 directories in one process (importing torch + the converter once costs seconds).
 
-    python tests/llamacpp_convert.py LLAMA_CPP_DIR OUTTYPE HF_DIR=OUT.gguf [HF_DIR=OUT.gguf ...]
+    python tests/llamacpp_convert.py LLAMA_CPP_DIR HF_DIR=OUT.gguf:OUTTYPE [HF_DIR=OUT.gguf:OUTTYPE ...]
+
+OUTTYPE is the converter's --outtype (f32, f16, q8_0, ...).
 
 The tiny test tokenizers are trained here, so their pre-tokenizer hash is not in the converter's list of
 known hub tokenizers (get_vocab_base_pre raises for unknown hashes). We answer "qwen2" (a GPT-2-style
@@ -18,15 +20,15 @@ from pathlib import Path
 
 def main(argv) -> int:
     llama_cpp = Path(argv[1])
-    outtype = argv[2]
     sys.path.insert(0, str(llama_cpp))
     sys.path.insert(1, str(llama_cpp / "gguf-py"))
     import conversion.base as base  # noqa: E402  (the converter's package)
 
     base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "qwen2"
     script = str(llama_cpp / "convert_hf_to_gguf.py")
-    for pair in argv[3:]:
-        hf_dir, out = pair.split("=", 1)
+    for pair in argv[2:]:
+        hf_dir, rest = pair.split("=", 1)
+        out, outtype = rest.rsplit(":", 1)
         sys.argv = [script, hf_dir, "--outtype", outtype, "--outfile", out]
         try:
             runpy.run_path(script, run_name="__main__")

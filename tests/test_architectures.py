@@ -1,0 +1,134 @@
+"""Every architecture in the table against Hugging Face transformers itself.
+
+For each variant in tests/hf_tiny_models.py (a tiny random model per architecture, built with transformers),
+the checkpoint is converted to GGUF by llama.cpp's own convert_hf_to_gguf.py (how hub GGUF files are made)
+and edgellama's logits over 40 positions (more than the sliding window of 8) are compared with
+transformers' float64 forward:
+
+  * exact path, F32 weights and KV cache: max|Δ|/max|logit| <= 1e-4 and the same argmax everywhere,
+    in one chunk and in chunks of 7 (the KV cache and the sliding window across chunk boundaries);
+  * fast path (F16 KV cache, vectorized attention with soft-capping/window): <= 5e-3, mean KL <= 1e-4;
+  * a Q8_0 file (llama.cpp's converter): fast path vs exact path on the same file, mean KL <= 2e-3
+    (the int8 kernels and the residual policy by tensor role, fused phi3 tensors included).
+The tolerances are about 10x the measured errors (exact ~1e-6, fast ~1e-3).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hf_tiny_models as H
+
+pytest.importorskip("transformers")
+pytest.importorskip("torch")
+
+from edgellama import _core  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    not H.llamacpp_available(), reason=f"llama.cpp converter not found under {H.LLAMA_CPP_DIR}"
+)
+
+EXACT_TOL = 1e-4
+FAST_TOL = 5e-3
+FAST_KL = 1e-4
+Q8_KL = 2e-3
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """variant name -> (hf dir, F32 GGUF, Q8_0 GGUF), all converted by llama.cpp in one subprocess."""
+    root = tmp_path_factory.mktemp("arch_models")
+    out = {}
+    for name, v in H.VARIANTS.items():
+        d = H.build_hf(v, root / name)
+        out[name] = (d, root / f"{name}.f32.gguf", root / f"{name}.q8_0.gguf")
+    H.convert_llamacpp([(d, f, "f32") for d, f, _ in out.values()] + [(d, q, "q8_0") for d, _, q in out.values()])
+    return out
+
+
+def edgellama_logits(path, tokens, precision="exact", kv="f32", n_batch=64) -> np.ndarray:
+    model = _core.Model(str(path))
+    ctx = _core.Context(model, 64, 1, n_batch, kv, kv, precision)
+    return ctx.decode(np.asarray(tokens, np.int32), True)
+
+
+def rel_err(got, want) -> float:
+    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+
+
+def mean_kl(p_logits, q_logits) -> float:
+    """mean over positions of KL(softmax(p) || softmax(q))."""
+    def log_softmax(x):
+        x = x.astype(np.float64)
+        x = x - x.max(axis=1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+    lp, lq = log_softmax(p_logits), log_softmax(q_logits)
+    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)))
+
+
+def test_every_table_architecture_has_a_variant():
+    names = {a["name"] for a in _core.architectures()}
+    assert names == {v.gguf_arch for v in H.VARIANTS.values()}
+
+
+@pytest.mark.parametrize("name", list(H.VARIANTS))
+def test_matches_transformers(converted, name):
+    v = H.VARIANTS[name]
+    hf_dir, f32, q8 = converted[name]
+    tokens = H.test_tokens(v)
+    want = H.hf_logits(hf_dir, tokens)
+    assert _core.Model(str(f32)).architecture == v.gguf_arch
+
+    for n_batch in (64, 7):
+        got = edgellama_logits(f32, tokens, n_batch=n_batch)
+        err = rel_err(got, want)
+        assert err <= EXACT_TOL, f"{name} exact n_batch={n_batch}: rel err {err:.3g}"
+        assert np.array_equal(got.argmax(1), want.argmax(1)), f"{name} exact: argmax differs"
+
+    fast = edgellama_logits(f32, tokens, precision="fast", kv="f16")
+    assert rel_err(fast, want) <= FAST_TOL, f"{name} fast: rel err {rel_err(fast, want):.3g}"
+    assert mean_kl(want, fast) <= FAST_KL, f"{name} fast: KL {mean_kl(want, fast):.3g}"
+
+    q_exact = edgellama_logits(q8, tokens)
+    q_fast = edgellama_logits(q8, tokens, precision="fast", kv="f16", n_batch=7)
+    assert mean_kl(q_exact, q_fast) <= Q8_KL, f"{name} Q8_0 fast vs exact: KL {mean_kl(q_exact, q_fast):.3g}"
+    # and the quantized file still tracks transformers
+    assert mean_kl(want, q_exact) <= 0.05, f"{name} Q8_0 exact vs transformers: KL {mean_kl(want, q_exact):.3g}"
+
+
+def test_sliding_window_and_softcap_matter(converted):
+    """The gemma2 comparison above can fail: the same file without its sliding window (or without soft-capping)
+    must not match transformers, so those settings are really exercised by 40 positions."""
+    hf_dir, f32, _ = converted["gemma2"]
+    tokens = H.test_tokens(H.VARIANTS["gemma2"])
+    want = H.hf_logits(hf_dir, tokens)
+    for drop in ("gemma2.attention.sliding_window", "gemma2.attn_logit_softcapping"):
+        mutated = Path(str(f32).replace(".f32.gguf", f".no_{drop.split('.')[-1]}.gguf"))
+        _copy_without_key(f32, mutated, drop)
+        got = edgellama_logits(mutated, tokens)
+        assert rel_err(got, want) > 100 * EXACT_TOL, f"dropping {drop} did not change the logits"
+
+
+def _copy_without_key(src, dst, key):
+    r = gguf.GGUFReader(str(src))
+    arch = r.fields["general.architecture"].contents()
+    w = gguf.GGUFWriter(str(dst), arch)
+    for name, f in r.fields.items():
+        if name == key or name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        vt = f.types[0]
+        if vt == gguf.GGUFValueType.ARRAY:
+            w.add_key_value(name, f.contents(), vt, sub_type=f.types[-1])
+        else:
+            w.add_key_value(name, f.contents(), vt)
+    for t in r.tensors:
+        w.add_tensor(t.name, np.asarray(t.data), raw_shape=list(reversed([int(x) for x in t.shape])), raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
