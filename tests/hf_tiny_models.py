@@ -6,7 +6,7 @@ variant), for checking edgellama's forward pass against transformers itself.
     hf_logits(dir, tokens)        -> float64 logits of transformers' forward (the model in float64)
     convert_llamacpp(jobs)        -> runs llama.cpp's convert_hf_to_gguf.py (one subprocess for all)
 
-Models are hidden 64, 2-6 layers, 4 query heads / 2 KV heads of 16, a 297-token byte-level BPE vocabulary
+Models are hidden 64, 2-6 layers, 4 query heads / 2 KV heads of 16, a 300-token byte-level BPE vocabulary
 trained here (or the Llama 2 SentencePiece model for the families whose converter insists on one).
 Weights are drawn with a larger std than transformers' default and every norm weight is perturbed, so
 that a missing (1 + w), a swapped norm or an unscaled embedding shows up in the logits. Window/pattern
@@ -159,7 +159,8 @@ def _bpe_tokenizer():
     trainer = trainers.BpeTrainer(
         vocab_size=300,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=["<|endoftext|>"],
+        # <unk>, <s>, </s>: llama.cpp's vocabulary loader looks these up by text for files named phi3
+        special_tokens=["<|endoftext|>", "<unk>", "<s>", "</s>"],
     )
     tok.train_from_iterator(["hello world, the quick brown fox jumps over the lazy dog"] * 10, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
@@ -229,6 +230,6 @@ def convert_llamacpp(jobs: Sequence[Tuple[Path, Path, str]], env=None) -> None:
 
 
 def test_tokens(v: Variant, n: int = 40, seed: int = 1) -> List[int]:
-    """n random token ids of the variant's vocabulary (avoiding id 0..2, specials in both vocabularies)."""
+    """n random token ids of the variant's vocabulary (avoiding ids 0..3, specials in both vocabularies)."""
     rng = np.random.default_rng(seed)
-    return [int(t) for t in rng.integers(3, min(vocab_size(v), 300), size=n)]
+    return [int(t) for t in rng.integers(4, min(vocab_size(v), 300), size=n)]

@@ -16,6 +16,8 @@ The tolerances are about 10x the measured errors (exact ~1e-6, fast ~1e-3).
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,19 @@ def converted(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def ours(converted):
+    """variant name -> F32 GGUF written by edgellama's own converter (edgellama quantize --type F32)."""
+    from edgellama.quantize import quantize
+
+    out = {}
+    for name, (hf_dir, f32, _) in converted.items():
+        path = f32.with_name(f"{name}.ours.gguf")
+        quantize(hf_dir, path, "F32", progress=False)
+        out[name] = path
+    return out
+
+
 def edgellama_logits(path, tokens, precision="exact", kv="f32", n_batch=64) -> np.ndarray:
     model = _core.Model(str(path))
     ctx = _core.Context(model, 64, 1, n_batch, kv, kv, precision)
@@ -71,9 +86,71 @@ def mean_kl(p_logits, q_logits) -> float:
     return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)))
 
 
-def test_every_table_architecture_has_a_variant():
+def test_every_table_architecture_has_a_variant_and_a_converter():
+    from edgellama.convert.hf import hf_class_table
+    from edgellama.convert.hf_archs import ARCH_CONVERT
+
     names = {a["name"] for a in _core.architectures()}
     assert names == {v.gguf_arch for v in H.VARIANTS.values()}
+    assert names == set(ARCH_CONVERT)
+    for v in H.VARIANTS.values():
+        assert hf_class_table()[v.hf_class]["name"] == v.gguf_arch
+
+
+@pytest.mark.parametrize("name", list(H.VARIANTS))
+def test_our_converter_matches_transformers(converted, ours, name):
+    """edgellama quantize on the HF directory: same logits as transformers (exact path), and the same
+    metadata keys as llama.cpp's converter writes for the architecture's settings."""
+    import gguf
+
+    v = H.VARIANTS[name]
+    hf_dir, f32, _ = converted[name]
+    tokens = H.test_tokens(v)
+    want = H.hf_logits(hf_dir, tokens)
+    got = edgellama_logits(ours[name], tokens)
+    err = rel_err(got, want)
+    assert err <= EXACT_TOL, f"{name} (our converter) exact: rel err {err:.3g}"
+    assert np.array_equal(got.argmax(1), want.argmax(1))
+    ref_h = _core.Model(str(f32)).hparams
+    our_h = _core.Model(str(ours[name])).hparams
+    for k in ("n_swa", "rope_base", "rope_base_swa", "attn_scale", "attn_softcap", "final_softcap", "embd_scale",
+              "residual_scale", "logit_scale", "layer_swa", "layer_rope", "n_rot", "head_dim", "rope_freq_factors"):
+        assert our_h[k] == pytest.approx(ref_h[k]), (name, k)
+    assert {t.name for t in gguf.GGUFReader(str(ours[name])).tensors} == {
+        t.name for t in gguf.GGUFReader(str(f32)).tensors
+    }
+
+
+LLAMA_PERPLEXITY = Path(os.environ.get("EDGELLAMA_LLAMACPP_BIN", "/work/llamacpp/build-native/bin")) / "llama-perplexity"
+
+
+def llamacpp_ppl(path, text_file, n_ctx=32) -> float:
+    """llama.cpp's perplexity tool on a GGUF file (llama.cpp loading and running it)."""
+    env = dict(os.environ, LD_LIBRARY_PATH=str(LLAMA_PERPLEXITY.parent))
+    r = subprocess.run(
+        [str(LLAMA_PERPLEXITY), "-m", str(path), "-f", str(text_file), "-c", str(n_ctx), "-b", str(n_ctx), "-t", "1",
+         "--no-warmup"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    for line in r.stdout.splitlines() + r.stderr.splitlines():
+        if "Final estimate: PPL =" in line:
+            return float(line.split("PPL =")[1].split()[0])
+    raise RuntimeError(f"llama-perplexity failed on {path} ({r.returncode}): {r.stderr[-2000:]}")
+
+
+@pytest.mark.skipif(not LLAMA_PERPLEXITY.is_file(), reason=f"{LLAMA_PERPLEXITY} not built")
+@pytest.mark.parametrize("name", ["gemma3", "phi3"])
+def test_llamacpp_runs_our_files(ours, tmp_path, name):
+    """llama.cpp loads the files our converter writes and computes the same perplexity as edgellama
+    (same windows, same scoring; edgellama's perplexity follows llama-perplexity's convention)."""
+    from edgellama.perplexity import perplexity
+
+    text = " ".join(["hello world, the quick brown fox jumps over the lazy dog"] * 12)
+    tf = tmp_path / "text.txt"
+    tf.write_text(text)
+    theirs = llamacpp_ppl(ours[name], tf)
+    mine = perplexity(ours[name], text, 32).ppl
+    assert abs(theirs - mine) <= 0.01 * mine, (name, theirs, mine)
 
 
 @pytest.mark.parametrize("name", list(H.VARIANTS))
