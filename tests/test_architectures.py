@@ -20,6 +20,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import gguf
 import numpy as np
 import pytest
 
@@ -101,8 +102,6 @@ def test_every_table_architecture_has_a_variant_and_a_converter():
 def test_our_converter_matches_transformers(converted, ours, name):
     """edgellama quantize on the HF directory: same logits as transformers (exact path), and the same
     metadata keys as llama.cpp's converter writes for the architecture's settings."""
-    import gguf
-
     v = H.VARIANTS[name]
     hf_dir, f32, _ = converted[name]
     tokens = H.test_tokens(v)
