@@ -211,3 +211,24 @@ def _copy_without_key(src, dst, key):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def test_info_shows_architecture_settings(converted, ours):
+    """`edgellama info` names each architecture's distinctive settings (from the table + metadata)."""
+    from edgellama.commands.info import collect
+
+    expect = {
+        "gemma2": ["GeGLU", "post-norms", "sliding window 8 on 1/2 layers", "attention softcap 3", "logit softcap 4"],
+        "gemma3": ["QK-norm (per head)", "sliding window 8 on 5/6 layers", "local rope base 10000", "embedding x8"],
+        "phi3": ["fused QKV+gate/up"],
+        "granite": ["embedding x3", "residual x0.5", "attention scale 0.1", "logits /2"],
+        "olmo2": ["QK-norm (whole)", "post-norms only"],
+        "smollm3": ["NoPE on 1/4 layers"],
+        "llama3": ["rope_freqs: Llama 3 scaling"],
+        "qwen2": ["QKV bias"],
+    }
+    for name, phrases in expect.items():
+        for path in (converted[name][1], ours[name]):
+            summary = ", ".join(collect(str(path))["arch_settings"]["summary"])
+            for p in phrases:
+                assert p in summary, (name, path.name, p, summary)
