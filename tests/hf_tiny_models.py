@@ -229,7 +229,52 @@ def convert_llamacpp(jobs: Sequence[Tuple[Path, Path, str]], env=None) -> None:
         raise RuntimeError(f"llama.cpp converter failed ({r.returncode}):\n{r.stderr[-4000:]}")
 
 
-def test_tokens(v: Variant, n: int = 40, seed: int = 1) -> List[int]:
+def sample_tokens(v: Variant, n: int = 40, seed: int = 1) -> List[int]:
     """n random token ids of the variant's vocabulary (avoiding ids 0..3, specials in both vocabularies)."""
     rng = np.random.default_rng(seed)
     return [int(t) for t in rng.integers(4, min(vocab_size(v), 300), size=n)]
+
+
+# ---- comparisons (shared by tests/test_architectures.py and scripts/model_coverage.py) ----
+
+def edgellama_logits(path, tokens, precision="exact", kv="f32", n_batch=64) -> np.ndarray:
+    from edgellama import _core
+
+    model = _core.Model(str(path))
+    ctx = _core.Context(model, 64, 1, n_batch, kv, kv, precision)
+    return ctx.decode(np.asarray(tokens, np.int32), True)
+
+
+def rel_err(got, want) -> float:
+    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+
+
+def mean_kl(p_logits, q_logits) -> float:
+    """mean over positions of KL(softmax(p) || softmax(q))."""
+    def log_softmax(x):
+        x = x.astype(np.float64)
+        x = x - x.max(axis=1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+    lp, lq = log_softmax(p_logits), log_softmax(q_logits)
+    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)))
+
+
+LLAMA_PERPLEXITY = Path(os.environ.get("EDGELLAMA_LLAMACPP_BIN", "/work/llamacpp/build-native/bin")) / "llama-perplexity"
+
+
+def llamacpp_ppl(path, text_file, n_ctx=32) -> float:
+    """llama.cpp's perplexity tool on a GGUF file (llama.cpp loading and running it)."""
+    env = dict(os.environ, LD_LIBRARY_PATH=str(LLAMA_PERPLEXITY.parent))
+    cmd = [str(LLAMA_PERPLEXITY), "-m", str(path), "-f", str(text_file), "-c", str(n_ctx), "-b", str(n_ctx), "-t", "1",
+           "--no-warmup"]
+    # llama.cpp's asynchronous logger sometimes loses its last lines at exit (rc 0, no final estimate):
+    # run again in that case.
+    for _attempt in range(6):
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        for line in r.stdout.splitlines() + r.stderr.splitlines():
+            if "Final estimate: PPL =" in line:
+                return float(line.split("PPL =")[1].split()[0])
+        if r.returncode != 0:
+            break
+    raise RuntimeError(f"llama-perplexity failed on {path} (rc {r.returncode}):\n{r.stdout[-1500:]}\n{r.stderr[-3000:]}")

@@ -18,7 +18,6 @@ converter (`edgellama quantize` on the HF directory) is held to the same exact b
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import gguf
@@ -26,6 +25,7 @@ import numpy as np
 import pytest
 
 import hf_tiny_models as H
+from hf_tiny_models import LLAMA_PERPLEXITY, edgellama_logits, llamacpp_ppl, mean_kl, rel_err
 from reference_forward import ReferenceModel
 
 pytest.importorskip("transformers")
@@ -68,27 +68,6 @@ def ours(converted):
     return out
 
 
-def edgellama_logits(path, tokens, precision="exact", kv="f32", n_batch=64) -> np.ndarray:
-    model = _core.Model(str(path))
-    ctx = _core.Context(model, 64, 1, n_batch, kv, kv, precision)
-    return ctx.decode(np.asarray(tokens, np.int32), True)
-
-
-def rel_err(got, want) -> float:
-    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
-
-
-def mean_kl(p_logits, q_logits) -> float:
-    """mean over positions of KL(softmax(p) || softmax(q))."""
-    def log_softmax(x):
-        x = x.astype(np.float64)
-        x = x - x.max(axis=1, keepdims=True)
-        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
-
-    lp, lq = log_softmax(p_logits), log_softmax(q_logits)
-    return float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)))
-
-
 def test_every_table_architecture_has_a_variant_and_a_converter():
     from edgellama.convert.hf import hf_class_table
     from edgellama.convert.hf_archs import ARCH_CONVERT
@@ -106,7 +85,7 @@ def test_our_converter_matches_transformers(converted, ours, name):
     metadata keys as llama.cpp's converter writes for the architecture's settings."""
     v = H.VARIANTS[name]
     hf_dir, f32, _ = converted[name]
-    tokens = H.test_tokens(v)
+    tokens = H.sample_tokens(v)
     want = H.hf_logits(hf_dir, tokens)
     got = edgellama_logits(ours[name], tokens)
     err = rel_err(got, want)
@@ -120,21 +99,6 @@ def test_our_converter_matches_transformers(converted, ours, name):
     assert {t.name for t in gguf.GGUFReader(str(ours[name])).tensors} == {
         t.name for t in gguf.GGUFReader(str(f32)).tensors
     }
-
-
-LLAMA_PERPLEXITY = Path(os.environ.get("EDGELLAMA_LLAMACPP_BIN", "/work/llamacpp/build-native/bin")) / "llama-perplexity"
-
-
-def llamacpp_ppl(path, text_file, n_ctx=32) -> float:
-    """llama.cpp's perplexity tool on a GGUF file (llama.cpp loading and running it)."""
-    env = dict(os.environ, LD_LIBRARY_PATH=str(LLAMA_PERPLEXITY.parent))
-    cmd = [str(LLAMA_PERPLEXITY), "-m", str(path), "-f", str(text_file), "-c", str(n_ctx), "-b", str(n_ctx), "-t", "1",
-           "--no-warmup"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    for line in r.stdout.splitlines() + r.stderr.splitlines():
-        if "Final estimate: PPL =" in line:
-            return float(line.split("PPL =")[1].split()[0])
-    raise RuntimeError(f"llama-perplexity failed on {path} (rc {r.returncode}):\n{r.stdout[-1500:]}\n{r.stderr[-3000:]}")
 
 
 @pytest.mark.skipif(not LLAMA_PERPLEXITY.is_file(), reason=f"{LLAMA_PERPLEXITY} not built")
@@ -156,7 +120,7 @@ def test_llamacpp_runs_our_files(ours, tmp_path, name):
 def test_matches_transformers(converted, name):
     v = H.VARIANTS[name]
     hf_dir, f32, q8 = converted[name]
-    tokens = H.test_tokens(v)
+    tokens = H.sample_tokens(v)
     want = H.hf_logits(hf_dir, tokens)
     assert _core.Model(str(f32)).architecture == v.gguf_arch
     # the independent NumPy reference (tests/reference_forward.py) agrees with transformers too
@@ -184,7 +148,7 @@ def test_sliding_window_and_softcap_matter(converted):
     """The gemma2 comparison above can fail: the same file without its sliding window (or without soft-capping)
     must not match transformers, so those settings are really exercised by 40 positions."""
     hf_dir, f32, _ = converted["gemma2"]
-    tokens = H.test_tokens(H.VARIANTS["gemma2"])
+    tokens = H.sample_tokens(H.VARIANTS["gemma2"])
     want = H.hf_logits(hf_dir, tokens)
     for drop in ("gemma2.attention.sliding_window", "gemma2.attn_logit_softcapping"):
         mutated = Path(str(f32).replace(".f32.gguf", f".no_{drop.split('.')[-1]}.gguf"))
