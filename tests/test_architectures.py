@@ -196,3 +196,30 @@ def test_info_shows_architecture_settings(converted, ours):
             summary = ", ".join(collect(str(path))["arch_settings"]["summary"])
             for p in phrases:
                 assert p in summary, (name, path.name, p, summary)
+
+
+@pytest.mark.parametrize("name", ["gemma2", "gemma3", "phi3", "smollm3"])
+def test_greedy_generation_matches_transformers(ours, converted, name):
+    """The high-level Llama API (prompt prefix reuse, one token per decode, the cache growing past the
+    sliding window) generates transformers' greedy continuation token for token, on both paths."""
+    import torch
+    import transformers
+
+    from edgellama import Llama
+
+    hf_dir = converted[name][0]
+    prompt = H.sample_tokens(H.VARIANTS[name], n=6, seed=3)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float64).eval()
+    with torch.no_grad():
+        out = model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False, eos_token_id=None,
+                             pad_token_id=0)
+    want = out[0, len(prompt):].tolist()
+    for precision in ("exact", "fast"):
+        llm = Llama(str(ours[name]), n_ctx=64, n_threads=1, precision=precision, verbose=False)
+        got = []
+        for tok in llm.generate(prompt, temp=0.0, top_k=1):
+            got.append(tok)
+            if len(got) == len(want):
+                break
+        llm.close()
+        assert got == want, (name, precision)

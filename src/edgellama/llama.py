@@ -53,7 +53,8 @@ class Llama(GenerationMixin):
     """A GGUF model with one inference context (KV cache).
 
     Args:
-        model_path: path to a .gguf file (llama or qwen2 architecture).
+        model_path: path to a .gguf file (any architecture in _core.architectures(): llama, qwen2, qwen3,
+            gemma, gemma2, gemma3, phi3, granite, olmo2, smollm3).
         n_ctx: context window in tokens (the KV cache is sized for it).
         n_threads: worker threads; None = number of physical cores.
         n_batch: tokens evaluated per forward chunk while processing a prompt.
