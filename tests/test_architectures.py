@@ -157,11 +157,33 @@ def test_sliding_window_and_softcap_matter(converted):
         assert rel_err(got, want) > 100 * EXACT_TOL, f"dropping {drop} did not change the logits"
 
 
-def _copy_without_key(src, dst, key):
+@pytest.mark.parametrize(
+    "name,key,value,match",
+    [
+        ("gemma2", "gemma2.attn_logit_softcapping", -1.0, r"gemma2\.attn_logit_softcapping.*>= 0"),
+        ("gemma2", "gemma2.attention.sliding_window", 0, r"gemma2\.attention\.sliding_window.*> 0"),
+        ("granite", "granite.residual_scale", 0.0, r"residual_scale.*must be > 0"),
+        ("gemma3", "gemma3.rope.freq_base_swa", 0.5, r"freq_base_swa must be a finite number > 1"),
+    ],
+)
+def test_bad_architecture_metadata_is_a_clear_error(converted, tmp_path, name, key, value, match):
+    src = converted[name][1]
+    bad = tmp_path / f"{name}.bad.gguf"
+    kind = gguf.GGUFValueType.UINT32 if isinstance(value, int) else gguf.GGUFValueType.FLOAT32
+    _copy_without_key(src, bad, key, replace=(value, kind))
+    with pytest.raises(ValueError, match=match):
+        _core.Model(str(bad))
+
+
+def _copy_without_key(src, dst, key, replace=None):
+    """src with metadata `key` dropped (or set to replace = (value, GGUFValueType))."""
     r = gguf.GGUFReader(str(src))
     arch = r.fields["general.architecture"].contents()
     w = gguf.GGUFWriter(str(dst), arch)
     for name, f in r.fields.items():
+        if name == key and replace is not None:
+            w.add_key_value(name, replace[0], replace[1])
+            continue
         if name == key or name.startswith("GGUF.") or name == "general.architecture":
             continue
         vt = f.types[0]
@@ -169,6 +191,8 @@ def _copy_without_key(src, dst, key):
             w.add_key_value(name, f.contents(), vt, sub_type=f.types[-1])
         else:
             w.add_key_value(name, f.contents(), vt)
+    if replace is not None and key not in r.fields:
+        w.add_key_value(key, replace[0], replace[1])
     for t in r.tensors:
         w.add_tensor(t.name, np.asarray(t.data), raw_shape=list(reversed([int(x) for x in t.shape])), raw_dtype=t.tensor_type)
     w.write_header_to_file()

@@ -268,7 +268,10 @@ std::shared_ptr<Model> Model::load(std::shared_ptr<GGUFFile> file, bool vocab_on
     l.w_down = L.matrix(p + "ffn_down.weight", F, E, TensorRole::FfnDown);
   }
   // A file with more layers than block_count says is inconsistent too.
-  if (f.find_tensor("blk." + std::to_string(hp.n_layer) + ".attn_output.weight"))
+  const std::string next_layer = "blk." + std::to_string(hp.n_layer) + ".";
+  bool extra_layer = false;
+  for (const GGUFTensorInfo& t : f.tensors()) extra_layer = extra_layer || t.name.compare(0, next_layer.size(), next_layer) == 0;
+  if (extra_layer)
     throw FormatError(f.where() + "the file has tensors for more layers than " + arch + ".block_count (" +
                       std::to_string(hp.n_layer) + ")");
   return m;
