@@ -247,3 +247,13 @@ def test_greedy_generation_matches_transformers(ours, converted, name):
                 break
         llm.close()
         assert got == want, (name, precision)
+
+
+def test_fused_qkv_gets_llama_cpps_mix_bump():
+    """Q4_K_M / Q5_K_M / Q3_K_M give phi3's fused attn_qkv the types llama.cpp's quantizer gives it."""
+    from edgellama.convert.mixes import parse_file_type, plan_types
+
+    tensors = [("blk.0.attn_qkv.weight", (512, 256)), ("blk.0.ffn_up.weight", (1024, 256)), ("output.weight", (300, 256))]
+    for ft, want in (("Q4_K_M", "Q5_K"), ("Q5_K_M", "Q6_K"), ("Q3_K_M", "Q4_K"), ("Q4_K_S", "Q4_K")):
+        types, _ = plan_types(parse_file_type(ft), tensors, 1, 4, 2)
+        assert types["blk.0.attn_qkv.weight"].name == want, ft
