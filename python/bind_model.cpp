@@ -65,6 +65,7 @@ py::list architectures() {
     d["default_rope_base_swa"] = a.default_rope_base_swa;
     d["nope_every"] = a.nope_every;
     d["softcap"] = a.softcap;
+    d["embd_per_head_scale_n_layer"] = a.embd_per_head_scale_n_layer;
     out.append(d);
   }
   return out;

@@ -113,6 +113,8 @@ class ReferenceModel:
         self.freq_base = float(self.meta(f"{a}.rope.freq_base", spec["default_rope_base"]))
         # architecture settings (see cpp/include/edgellama/arch.h for their meaning)
         self.attn_scale = float(self.meta(f"{a}.attention.scale", 0.0)) or 1.0 / np.sqrt(self.head_dim)
+        if f"{a}.attention.scale" not in self.fields and spec["embd_per_head_scale_n_layer"] == self.n_layer:
+            self.attn_scale = 1.0 / np.sqrt(self.n_embd // self.n_head)  # Gemma 2/3 27B
         self.embd_scale = np.sqrt(self.n_embd) if spec["embd_scale_sqrt"] else float(self.meta(f"{a}.embedding_scale", 1.0))
         self.residual_scale = float(self.meta(f"{a}.residual_scale", 1.0))
         self.logit_scale = float(self.meta(f"{a}.logit_scale", 1.0))

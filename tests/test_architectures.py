@@ -257,3 +257,26 @@ def test_fused_qkv_gets_llama_cpps_mix_bump():
     for ft, want in (("Q4_K_M", "Q5_K"), ("Q5_K_M", "Q6_K"), ("Q3_K_M", "Q4_K"), ("Q4_K_S", "Q4_K")):
         types, _ = plan_types(parse_file_type(ft), tensors, 1, 4, 2)
         assert types["blk.0.attn_qkv.weight"].name == want, ft
+
+
+def test_gemma2_query_scale(tmp_path):
+    """Gemma 2/3 scale queries by 1/sqrt(query_pre_attn_scalar). Our converter records it when it is not
+    head_dim; a file without the key (llama.cpp's) gets 1/sqrt(n_embd / n_head) for the 27B layer count
+    (46 for gemma2), as llama.cpp does. A 46-layer tiny model with head_dim 8 != n_embd / n_head = 16."""
+    from edgellama.quantize import quantize
+
+    v = H.Variant(
+        "gemma2-27b-like", "gemma2", "Gemma2ForCausalLM", "Gemma2Config",
+        dict(H.VARIANTS["gemma2"].config, head_dim=8, query_pre_attn_scalar=16), n_layer=46,
+    )
+    hf_dir = H.build_hf(v, tmp_path / "hf")
+    tokens = H.sample_tokens(v, n=20)
+    want = H.hf_logits(hf_dir, tokens)
+    ours_path = tmp_path / "ours.gguf"
+    quantize(hf_dir, ours_path, "F32", progress=False)
+    assert _core.Model(str(ours_path)).hparams["attn_scale"] == pytest.approx(0.25)
+    assert rel_err(edgellama_logits(ours_path, tokens), want) <= EXACT_TOL
+    no_key = tmp_path / "no_key.gguf"
+    _copy_without_key(ours_path, no_key, "gemma2.attention.scale")
+    assert rel_err(edgellama_logits(no_key, tokens), want) <= EXACT_TOL
+    assert rel_err(ReferenceModel(no_key).forward(tokens), want) <= 1e-5

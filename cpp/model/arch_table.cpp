@@ -41,6 +41,7 @@ std::vector<ArchSpec> make_table() {
     a.post_norms = true;
     a.softcap = true;
     a.swa_pattern = 2;
+    a.embd_per_head_scale_n_layer = 46;  // Gemma 2 27B
   }
   {
     ArchSpec& a = row("gemma3", "Gemma3ForCausalLM");
@@ -53,6 +54,7 @@ std::vector<ArchSpec> make_table() {
     a.softcap = true;  // final logit soft-capping only when the file says so
     a.swa_pattern = 6;
     a.default_rope_base_swa = 10000.0;
+    a.embd_per_head_scale_n_layer = 62;  // Gemma 3 27B
   }
   {
     ArchSpec& a = row("phi3", "Phi3ForCausalLM");

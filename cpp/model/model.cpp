@@ -184,6 +184,8 @@ std::shared_ptr<Model> Model::load(std::shared_ptr<GGUFFile> file, bool vocab_on
   const ArchSpec& A = *m->arch_;
   // Attention pattern and multipliers (all optional metadata; see arch.h for who writes which).
   hp.attn_scale = L.non_negative("attention.scale", 0.0);
+  if (hp.attn_scale == 0 && A.embd_per_head_scale_n_layer == hp.n_layer)
+    hp.attn_scale = 1.0 / std::sqrt(double(hp.n_embd / hp.n_head));
   hp.embd_scale = A.embd_scale_sqrt ? std::sqrt(double(hp.n_embd)) : L.non_negative("embedding_scale", 1.0);
   hp.residual_scale = L.non_negative("residual_scale", 1.0);
   hp.logit_scale = L.non_negative("logit_scale", 1.0);

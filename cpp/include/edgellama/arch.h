@@ -62,8 +62,10 @@ struct ArchSpec {
   // Granite's multipliers come from metadata ({arch}.embedding_scale, .residual_scale,
   // .attention.scale, .logit_scale) for every architecture; this only documents who writes them.
   bool multipliers = false;
-  // Attention scale 1/sqrt(head_dim) unless {arch}.attention.scale says otherwise; gemma2/3
-  // ({arch}.attention.key_length based) are the same formula for the sizes people run.
+  // Attention scale: {arch}.attention.scale when present, else 1/sqrt(head_dim), except for the layer
+  // count below: Gemma 2/3 27B scale queries by 1/sqrt(n_embd / n_head) (their query_pre_attn_scalar),
+  // which their GGUF files do not record; llama.cpp recognises them by layer count, and so do we.
+  int64_t embd_per_head_scale_n_layer = 0;  // 0 = none
 
   // --- attention pattern ---
   // Sliding-window layers: 0 = none. n > 0: layer il is windowed when il % n < n - 1 (llama.cpp's

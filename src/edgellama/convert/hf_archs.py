@@ -69,8 +69,18 @@ class ArchConvert:
     extra: Callable[[dict], List[tuple]] = field(default=lambda cfg: [])
 
 
+def _query_scale(cfg: dict) -> List[tuple]:
+    """gemma2/3 scale queries by 1/sqrt(query_pre_attn_scalar); record it when that is not head_dim (llama.cpp
+    itself only knows the 27B models' value, by layer count)."""
+    qpas = cfg.get("query_pre_attn_scalar")
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    if qpas is None or float(qpas) == float(head_dim):
+        return []
+    return [("attention.scale", 1.0 / math.sqrt(float(qpas)), "f32")]
+
+
 def _gemma2_extra(cfg: dict) -> List[tuple]:
-    out = [
+    out = _query_scale(cfg) + [
         ("attn_logit_softcapping", cfg.get("attn_logit_softcapping"), "f32"),
         ("final_logit_softcapping", cfg.get("final_logit_softcapping"), "f32"),
         ("attention.sliding_window", cfg.get("sliding_window"), "u32"),
@@ -79,7 +89,7 @@ def _gemma2_extra(cfg: dict) -> List[tuple]:
 
 
 def _gemma3_extra(cfg: dict) -> List[tuple]:
-    out = [("final_logit_softcapping", cfg.get("final_logit_softcapping"), "f32")]
+    out = _query_scale(cfg) + [("final_logit_softcapping", cfg.get("final_logit_softcapping"), "f32")]
     if cfg.get("sliding_window_pattern") != 1:
         out.append(("attention.sliding_window", cfg.get("sliding_window"), "u32"))
     rope = cfg.get("rope_parameters") or {}
