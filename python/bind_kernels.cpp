@@ -109,6 +109,7 @@ WeightView weight_view(const py::object& type, const py::bytes& wbytes, int64_t 
   if (wv.size() % row_bytes != 0) throw ArgumentError("weight bytes are not a whole number of rows");
   WeightView w;
   w.name = name;
+  w.role = edgellama::tensor_role_from_name(name);  // the name picks the residual policy, as in a model
   w.traits = &t;
   w.ne[0] = n_in;
   w.ne[1] = int64_t(wv.size() / row_bytes);
@@ -147,7 +148,7 @@ double read_bandwidth(size_t n_bytes, int n_threads, int repeats) {
 }
 
 py::array_t<float> attention_py(const std::string& isa, FloatArray q, const py::array& k, const py::array& v,
-                                int64_t n_keys0, float scale) {
+                                int64_t n_keys0, float scale, float softcap, int64_t window) {
   const KernelSet& ks = kernels_named(isa);
   const AttnTileFn tile = ks.attn_tile ? ks.attn_tile : kScalarKernels.attn_tile;  // as the forward pass does
   if (q.ndim() != 3) throw ArgumentError("q must be 3-D [n_tok, group, head_dim]");
@@ -155,6 +156,7 @@ py::array_t<float> attention_py(const std::string& isa, FloatArray q, const py::
   if (n_tok <= 0 || group <= 0 || hd <= 0) throw ArgumentError("empty q");
   if (isa != "scalar" && hd % 8 != 0) throw ArgumentError("SIMD attention kernels need head_dim % 8 == 0");
   if (n_keys0 < 1) throw ArgumentError("n_keys0 must be >= 1");
+  if (!(softcap >= 0) || window < 0) throw ArgumentError("softcap and window must be >= 0");
   auto check_kv = [&](const py::array& x, const char* what) {
     if (x.ndim() != 2 || x.shape(1) != hd || x.shape(0) < n_keys0 + n_tok - 1)
       throw ArgumentError(std::string(what) + " must be [>= n_keys0 + n_tok - 1, head_dim]");
@@ -181,6 +183,8 @@ py::array_t<float> attention_py(const std::string& isa, FloatArray q, const py::
   a.k_f16 = k16;
   a.v_f16 = v16;
   a.scale = scale;
+  a.softcap = softcap;
+  a.window = window;
   a.scratch = scratch.data();
   {
     py::gil_scoped_release release;
@@ -238,7 +242,7 @@ void bind_kernels(py::module_& m) {
       "Best read bandwidth in GB/s over `repeats` passes of n_threads threads over an n_bytes buffer.");
 
   m.def("kernel_attention", &attention_py, py::arg("isa"), py::arg("q"), py::arg("k"), py::arg("v"),
-        py::arg("n_keys0"), py::arg("scale"));
+        py::arg("n_keys0"), py::arg("scale"), py::arg("softcap") = 0.0f, py::arg("window") = 0);
 
   m.def(
       "kernel_silu_mul",

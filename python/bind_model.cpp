@@ -31,7 +31,48 @@ using TokenArray = py::array_t<int32_t, py::array::c_style>;
 
 }  // namespace
 
+// One dict per row of the architecture table (cpp/model/arch_table.cpp): the converter, `edgellama
+// info` and the tests take the list of supported architectures from here.
+py::list architectures() {
+  py::list out;
+  for (const edgellama::ArchSpec& a : edgellama::all_archs()) {
+    py::dict d;
+    d["name"] = a.name;
+    py::list hf;
+    std::string cls;
+    for (const char* c = a.hf_classes;; ++c) {
+      if (*c == ',' || *c == '\0') {
+        if (!cls.empty()) hf.append(cls);
+        cls.clear();
+        if (!*c) break;
+      } else if (*c != ' ') {
+        cls += *c;
+      }
+    }
+    d["hf_classes"] = hf;
+    d["rope_style"] = a.rope_style == edgellama::RopeStyle::Adjacent ? "normal" : "neox";
+    d["default_rope_base"] = a.default_rope_base;
+    d["qkv_bias"] = a.qkv_bias;
+    d["fused_qkv"] = a.fused_qkv;
+    d["fused_gate_up"] = a.fused_gate_up;
+    d["pre_norms"] = a.pre_norms;
+    d["post_norms"] = a.post_norms;
+    d["qk_norm"] = a.qk_norm == edgellama::QKNorm::None ? "none" : a.qk_norm == edgellama::QKNorm::PerHead ? "per_head" : "whole";
+    d["activation"] = a.activation == edgellama::Activation::SiLU ? "silu" : "gelu_tanh";
+    d["embd_scale_sqrt"] = a.embd_scale_sqrt;
+    d["multipliers"] = a.multipliers;
+    d["swa_pattern"] = a.swa_pattern;
+    d["default_rope_base_swa"] = a.default_rope_base_swa;
+    d["nope_every"] = a.nope_every;
+    d["softcap"] = a.softcap;
+    d["embd_per_head_scale_n_layer"] = a.embd_per_head_scale_n_layer;
+    out.append(d);
+  }
+  return out;
+}
+
 void bind_model(py::module_& m) {
+  m.def("architectures", &architectures);
   py::class_<Model, std::shared_ptr<Model>>(m, "Model")
       .def(py::init([](const std::string& path, bool vocab_only) {
              py::gil_scoped_release release;
@@ -60,6 +101,21 @@ void bind_model(py::module_& m) {
         d["rope_scaling_type"] = h.rope_scaling_type;
         d["rope_linear_factor"] = h.rope_linear_factor;
         d["rope_freq_factors"] = !mdl.rope_freq_factors.empty();
+        d["n_swa"] = h.n_swa;
+        d["rope_base_swa"] = h.rope_base_swa;
+        d["attn_scale"] = h.attn_scale;
+        d["attn_softcap"] = h.attn_softcap;
+        d["final_softcap"] = h.final_softcap;
+        d["embd_scale"] = h.embd_scale;
+        d["residual_scale"] = h.residual_scale;
+        d["logit_scale"] = h.logit_scale;
+        py::list swa, rope;
+        for (int64_t il = 0; il < h.n_layer; ++il) {
+          swa.append(bool(h.layer_swa[size_t(il)]));
+          rope.append(bool(h.layer_rope[size_t(il)]));
+        }
+        d["layer_swa"] = swa;
+        d["layer_rope"] = rope;
         return d;
       });
 

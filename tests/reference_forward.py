@@ -1,7 +1,11 @@
-"""Independent float64 NumPy forward pass for LLaMA-family GGUF models (archs ``llama`` and ``qwen2``).
+"""Independent float64 NumPy forward pass for LLaMA-family GGUF models (every architecture of the C++
+table: llama, qwen2, qwen3, gemma, gemma2, gemma3, phi3, granite, olmo2, smollm3).
 
 Reads the file with the ``gguf`` package only (gguf.GGUFReader + gguf.quants.dequantize), never through
-edgellama, so it can serve as a reference for edgellama's forward pass.
+edgellama's loader or forward, so it can serve as a reference for edgellama's forward pass. The list of
+architectures and each one's structural flags (which norms, QK-norm kind, activation, rope style, window
+pattern) come from the one architecture table, ``_core.architectures()``; the arithmetic of every
+operation is written out here (and checked against transformers in tests/test_architectures.py).
 
     reference_logits(path, tokens)                 -> float64 (n_tokens, n_vocab)
     reference_logits(path, tokens, kv_dtype="f16") -> same with K (after RoPE) and V rounded to float16,
@@ -26,7 +30,13 @@ import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as QT
 
-SUPPORTED_ARCHS = ("llama", "qwen2")
+def _arch_table() -> Dict[str, dict]:
+    from edgellama import _core
+
+    return {a["name"]: a for a in _core.architectures()}
+
+
+SUPPORTED_ARCHS = tuple(_arch_table())
 
 
 @functools.lru_cache(maxsize=1)
@@ -90,6 +100,7 @@ class ReferenceModel:
         if arch not in SUPPORTED_ARCHS:
             raise ValueError(f"reference forward: unsupported architecture {arch!r}")
         self.arch = arch
+        self.spec = spec = _arch_table()[arch]
         a = arch
         self.n_embd = int(self.meta(f"{a}.embedding_length"))
         self.n_layer = int(self.meta(f"{a}.block_count"))
@@ -97,16 +108,36 @@ class ReferenceModel:
         self.n_head_kv = int(self.meta(f"{a}.attention.head_count_kv", self.n_head))
         self.n_ff = int(self.meta(f"{a}.feed_forward_length"))
         self.eps = float(self.meta(f"{a}.attention.layer_norm_rms_epsilon"))
-        self.head_dim = self.n_embd // self.n_head
+        self.head_dim = int(self.meta(f"{a}.attention.key_length", self.n_embd // self.n_head))
         self.n_rot = int(self.meta(f"{a}.rope.dimension_count", self.head_dim))
-        self.freq_base = float(self.meta(f"{a}.rope.freq_base", 10000.0))
+        self.freq_base = float(self.meta(f"{a}.rope.freq_base", spec["default_rope_base"]))
+        # architecture settings (see cpp/include/edgellama/arch.h for their meaning)
+        self.attn_scale = float(self.meta(f"{a}.attention.scale", 0.0)) or 1.0 / np.sqrt(self.head_dim)
+        if f"{a}.attention.scale" not in self.fields and spec["embd_per_head_scale_n_layer"] == self.n_layer:
+            self.attn_scale = 1.0 / np.sqrt(self.n_embd // self.n_head)  # Gemma 2/3 27B
+        self.embd_scale = np.sqrt(self.n_embd) if spec["embd_scale_sqrt"] else float(self.meta(f"{a}.embedding_scale", 1.0))
+        self.residual_scale = float(self.meta(f"{a}.residual_scale", 1.0))
+        self.logit_scale = float(self.meta(f"{a}.logit_scale", 1.0))
+        self.attn_softcap = float(self.meta(f"{a}.attn_logit_softcapping", 0.0)) if spec["softcap"] else 0.0
+        self.final_softcap = float(self.meta(f"{a}.final_logit_softcapping", 0.0)) if spec["softcap"] else 0.0
+        self.window = [0] * self.n_layer
+        self.swa_base = None
+        pattern = spec["swa_pattern"]
+        if pattern and f"{a}.attention.sliding_window" in self.fields:
+            pattern = int(self.meta(f"{a}.attention.sliding_window_pattern", pattern))
+            n_swa = int(self.meta(f"{a}.attention.sliding_window"))
+            self.window = [n_swa if il % pattern < pattern - 1 else 0 for il in range(self.n_layer)]
+            base_swa = float(self.meta(f"{a}.rope.freq_base_swa", spec["default_rope_base_swa"]))
+            self.swa_base = base_swa or None
+        every = spec["nope_every"]
+        self.use_rope = [not every or (il + 1) % every != 0 for il in range(self.n_layer)]
         scaling_type = self.meta(f"{a}.rope.scaling.type", None)
         self.pos_scale = 1.0
         if scaling_type == "linear":
             self.pos_scale = 1.0 / float(self.meta(f"{a}.rope.scaling.factor", 1.0))
         elif scaling_type not in (None, "none"):
             raise ValueError(f"reference forward: unsupported rope scaling {scaling_type!r}")
-        self.neox = arch == "qwen2"
+        self.neox = spec["rope_style"] == "neox"
         self.rope_freqs = self.weight("rope_freqs.weight") if "rope_freqs.weight" in self.tensors else None
 
     # ---- metadata / tensors -------------------------------------------------------------------
@@ -147,15 +178,20 @@ class ReferenceModel:
         return list(self.meta("tokenizer.ggml.tokens"))
 
     # ---- forward --------------------------------------------------------------------------------
-    def _rope(self, x: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """x: (n_tok, n_heads, head_dim) float64; returns rotated copy."""
+    def _rope(self, x: np.ndarray, positions: np.ndarray, local: bool = False) -> np.ndarray:
+        """x: (n_tok, n_heads, head_dim) float64; returns rotated copy. local: a sliding-window layer with its
+        own base (gemma3), unscaled."""
         n_rot = self.n_rot
         half = n_rot // 2
         i = np.arange(half, dtype=np.float64)
-        inv_freq = self.freq_base ** (-2.0 * i / n_rot)
-        if self.rope_freqs is not None:
-            inv_freq = inv_freq / self.rope_freqs.reshape(-1)[:half]
-        theta = (positions.astype(np.float64) * self.pos_scale)[:, None] * inv_freq[None, :]  # (n_tok, half)
+        if local:
+            inv_freq = self.swa_base ** (-2.0 * i / n_rot)
+            theta = positions.astype(np.float64)[:, None] * inv_freq[None, :]
+        else:
+            inv_freq = self.freq_base ** (-2.0 * i / n_rot)
+            if self.rope_freqs is not None:
+                inv_freq = inv_freq / self.rope_freqs.reshape(-1)[:half]
+            theta = (positions.astype(np.float64) * self.pos_scale)[:, None] * inv_freq[None, :]  # (n_tok, half)
         cos = np.cos(theta)[:, None, :]
         sin = np.sin(theta)[:, None, :]
         out = x.copy()
@@ -199,18 +235,30 @@ class ReferenceModel:
             return [np.zeros((0, n_vocab)) for _ in seqs]
         if tokens.min() < 0 or tokens.max() >= n_vocab:
             raise ValueError("reference forward: token id out of range")
-        x = emb[tokens].copy()
+        x = emb[tokens].copy() * self.embd_scale
         positions = np.concatenate([np.arange(n) for n in lens])
         hd, nh, nkv = self.head_dim, self.n_head, self.n_head_kv
         g = nh // nkv
-        scale = 1.0 / np.sqrt(hd)
+        scale = self.attn_scale
+        spec = self.spec
+        qw, kvw = nh * hd, nkv * hd
         for il in range(self.n_layer):
             p = f"blk.{il}."
-            h = self._rmsnorm(x, self.weight(p + "attn_norm.weight"))
-            q = h @ self.weight(p + "attn_q.weight").T
-            k = h @ self.weight(p + "attn_k.weight").T
-            v = h @ self.weight(p + "attn_v.weight").T
-            if self.arch == "qwen2":  # a missing bias counts as zero
+            h = self._rmsnorm(x, self.weight(p + "attn_norm.weight")) if spec["pre_norms"] else x
+            if spec["fused_qkv"]:
+                qkv = h @ self.weight(p + "attn_qkv.weight").T
+                q, k, v = qkv[:, :qw], qkv[:, qw : qw + kvw], qkv[:, qw + kvw :]
+            else:
+                q = h @ self.weight(p + "attn_q.weight").T
+                k = h @ self.weight(p + "attn_k.weight").T
+                v = h @ self.weight(p + "attn_v.weight").T
+            if spec["qk_norm"] == "whole":
+                q = self._rmsnorm(q, self.weight(p + "attn_q_norm.weight"))
+                k = self._rmsnorm(k, self.weight(p + "attn_k_norm.weight"))
+            elif spec["qk_norm"] == "per_head":
+                q = self._rmsnorm(q.reshape(N, nh, hd), self.weight(p + "attn_q_norm.weight")).reshape(N, qw)
+                k = self._rmsnorm(k.reshape(N, nkv, hd), self.weight(p + "attn_k_norm.weight")).reshape(N, kvw)
+            if spec["qkv_bias"]:  # a missing bias counts as zero
                 for nm in ("q", "k", "v"):
                     if self.has(p + f"attn_{nm}.bias"):
                         b = self.weight(p + f"attn_{nm}.bias")
@@ -220,9 +268,14 @@ class ReferenceModel:
                             k = k + b
                         else:
                             v = v + b
-            q = self._rope(q.reshape(N, nh, hd), positions)
-            k = self._rope(k.reshape(N, nkv, hd), positions)
+            q = q.reshape(N, nh, hd)
+            k = k.reshape(N, nkv, hd)
+            if self.use_rope[il]:
+                local = self.window[il] > 0 and self.swa_base is not None
+                q = self._rope(q, positions, local)
+                k = self._rope(k, positions, local)
             v = v.reshape(N, nkv, hd)
+            win = self.window[il]
             attn = np.empty((N, nh, hd))
             for si, kd in enumerate(kv_dtypes):
                 a, b = offs[si], offs[si + 1]
@@ -235,24 +288,44 @@ class ReferenceModel:
                     ks = ks.astype(dt).astype(np.float64)
                     vs = vs.astype(dt).astype(np.float64)
                 mask = np.triu(np.full((n, n), -np.inf), k=1)
+                if win > 0:  # query i sees keys i-win+1 .. i
+                    mask = mask + np.tril(np.full((n, n), -np.inf), k=-win)
                 for hq in range(nh):
                     j = hq // g
-                    sc = (q[a:b, hq, :] @ ks[:, j, :].T) * scale + mask
+                    sc = (q[a:b, hq, :] @ ks[:, j, :].T) * scale
+                    if self.attn_softcap > 0:
+                        sc = self.attn_softcap * np.tanh(sc / self.attn_softcap)
+                    sc = sc + mask
                     sc = sc - sc.max(axis=-1, keepdims=True)
                     pr = np.exp(sc)
                     pr /= pr.sum(axis=-1, keepdims=True)
                     attn[a:b, hq, :] = pr @ vs[:, j, :]
-            x = x + attn.reshape(N, nh * hd) @ self.weight(p + "attn_output.weight").T
-            h = self._rmsnorm(x, self.weight(p + "ffn_norm.weight"))
-            gate = h @ self.weight(p + "ffn_gate.weight").T
-            up = h @ self.weight(p + "ffn_up.weight").T
-            act = gate / (1.0 + np.exp(-gate)) * up
-            x = x + act @ self.weight(p + "ffn_down.weight").T
+            o = attn.reshape(N, nh * hd) @ self.weight(p + "attn_output.weight").T
+            if spec["post_norms"]:
+                o = self._rmsnorm(o, self.weight(p + "post_attention_norm.weight"))
+            x = x + self.residual_scale * o
+            h = self._rmsnorm(x, self.weight(p + "ffn_norm.weight")) if spec["pre_norms"] else x
+            if spec["fused_gate_up"]:
+                gu = h @ self.weight(p + "ffn_up.weight").T
+                gate, up = gu[:, : self.n_ff], gu[:, self.n_ff :]
+            else:
+                gate = h @ self.weight(p + "ffn_gate.weight").T
+                up = h @ self.weight(p + "ffn_up.weight").T
+            if spec["activation"] == "gelu_tanh":
+                act = 0.5 * gate * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (gate + 0.044715 * gate**3))) * up
+            else:
+                act = gate / (1.0 + np.exp(-gate)) * up
+            o = act @ self.weight(p + "ffn_down.weight").T
+            if spec["post_norms"]:
+                o = self._rmsnorm(o, self.weight(p + "post_ffw_norm.weight"))
+            x = x + self.residual_scale * o
         x = self._rmsnorm(x, self.weight("output_norm.weight"))
         if hidden:  # the final-norm hidden states (what embeddings pool), not logits
             return [x[offs[i] : offs[i + 1]] for i in range(len(seqs))]
         out_w = self.weight("output.weight") if self.has("output.weight") else emb
-        logits = x @ out_w.T
+        logits = x @ out_w.T / self.logit_scale
+        if self.final_softcap > 0:
+            logits = self.final_softcap * np.tanh(logits / self.final_softcap)
         return [logits[offs[i] : offs[i + 1]] for i in range(len(seqs))]
 
 

@@ -14,6 +14,7 @@ namespace {
 // allocations before a tensor check would catch it.
 constexpr int64_t kMaxLayers = 4096;
 constexpr int64_t kMaxHeads = 16384;
+constexpr int64_t kMaxSlidingWindow = int64_t(1) << 26;
 
 std::string shape_str(const int64_t* ne, int n) {
   std::string s = "[";
@@ -64,12 +65,13 @@ class Loader {
                              ", which edgellama does not support yet");
   }
 
-  WeightView matrix(const std::string& name, int64_t n_in, int64_t n_out) const {
+  WeightView matrix(const std::string& name, int64_t n_in, int64_t n_out, TensorRole role) const {
     const GGUFTensorInfo& t = tensor(name);
     check_shape(t, {n_in, n_out});
     check_computable(t);
     WeightView w;
     w.name = name;
+    w.role = role;
     w.traits = t.traits;
     for (int i = 0; i < 4; ++i) w.ne[i] = t.ne[i];
     w.data = t.data;
@@ -86,6 +88,14 @@ class Loader {
     return out;
   }
 
+  // Non-negative float metadata {arch}.suffix (fallback when absent).
+  double non_negative(const std::string& suffix, double fallback) const {
+    const std::string key = arch_ + "." + suffix;
+    const double v = f_.get_float(key, fallback);
+    if (!(v >= 0 && std::isfinite(v))) throw FormatError(f_.where() + "metadata '" + key + "' must be a finite number >= 0");
+    return v;
+  }
+
   std::vector<float> optional_vector(const std::string& name, int64_t n) const {
     return f_.find_tensor(name) ? vector(name, n) : std::vector<float>();
   }
@@ -94,6 +104,16 @@ class Loader {
   const GGUFFile& f_;
   std::string arch_;
 };
+
+// Rows [r0, r0 + n) of a fused weight as a weight of its own (rows are contiguous in the file).
+WeightView row_range(const WeightView& fused, int64_t r0, int64_t n, const std::string& name, TensorRole role) {
+  WeightView w = fused;
+  w.name = name;
+  w.role = role;
+  w.ne[1] = n;
+  w.data = fused.row(r0);
+  return w;
+}
 
 }  // namespace
 
@@ -161,43 +181,99 @@ std::shared_ptr<Model> Model::load(std::shared_ptr<GGUFFile> file, bool vocab_on
                            "' is not supported (supported: none, linear)");
   }
 
+  const ArchSpec& A = *m->arch_;
+  // Attention pattern and multipliers (all optional metadata; see arch.h for who writes which).
+  hp.attn_scale = L.non_negative("attention.scale", 0.0);
+  if (hp.attn_scale == 0 && A.embd_per_head_scale_n_layer == hp.n_layer)
+    hp.attn_scale = 1.0 / std::sqrt(double(hp.n_embd / hp.n_head));
+  hp.embd_scale = A.embd_scale_sqrt ? std::sqrt(double(hp.n_embd)) : L.non_negative("embedding_scale", 1.0);
+  hp.residual_scale = L.non_negative("residual_scale", 1.0);
+  hp.logit_scale = L.non_negative("logit_scale", 1.0);
+  if (hp.embd_scale == 0 || hp.residual_scale == 0 || hp.logit_scale == 0)
+    throw FormatError(f.where() + arch + ": embedding_scale, residual_scale and logit_scale must be > 0");
+  if (A.softcap) {
+    hp.attn_softcap = L.non_negative("attn_logit_softcapping", 0.0);
+    hp.final_softcap = L.non_negative("final_logit_softcapping", 0.0);
+  }
+  hp.layer_swa.assign(size_t(hp.n_layer), false);
+  hp.layer_rope.assign(size_t(hp.n_layer), true);
+  if (A.swa_pattern > 0 && f.find(arch + ".attention.sliding_window")) {
+    hp.n_swa = L.positive("attention.sliding_window", 0, kMaxSlidingWindow);
+    const int64_t pattern = L.positive("attention.sliding_window_pattern", A.swa_pattern, kMaxLayers);
+    for (int64_t il = 0; il < hp.n_layer; ++il) hp.layer_swa[size_t(il)] = il % pattern < pattern - 1;
+    hp.rope_base_swa = f.get_float(arch + ".rope.freq_base_swa", A.default_rope_base_swa);
+    if (hp.rope_base_swa != 0 && !(hp.rope_base_swa > 1 && std::isfinite(hp.rope_base_swa)))
+      throw FormatError(f.where() + arch + ".rope.freq_base_swa must be a finite number > 1");
+  }
+  if (A.nope_every > 0)
+    for (int64_t il = 0; il < hp.n_layer; ++il) hp.layer_rope[size_t(il)] = (il + 1) % A.nope_every != 0;
+
   // Token embedding defines the vocabulary size; the tokenizer must agree (checked by Vocab).
   const GGUFTensorInfo& emb = L.tensor("token_embd.weight");
   if (emb.n_dims != 2 || emb.ne[0] != hp.n_embd)
     throw FormatError(f.where() + "tensor 'token_embd.weight' has shape " + shape_str(emb.ne, int(emb.n_dims)) +
                       " but the metadata implies [" + std::to_string(hp.n_embd) + ", n_vocab]");
   hp.n_vocab = emb.ne[1];
-  m->tok_embd = L.matrix("token_embd.weight", hp.n_embd, hp.n_vocab);
+  m->tok_embd = L.matrix("token_embd.weight", hp.n_embd, hp.n_vocab, TensorRole::TokenEmbd);
   m->output_norm = L.vector("output_norm.weight", hp.n_embd);
   if (f.find_tensor("output.weight")) {
-    m->output = L.matrix("output.weight", hp.n_embd, hp.n_vocab);
+    m->output = L.matrix("output.weight", hp.n_embd, hp.n_vocab, TensorRole::Output);
   } else {
     m->output = m->tok_embd;
+    m->output.role = TensorRole::Output;
     m->tied_output = true;
   }
   if (f.find_tensor("rope_freqs.weight")) m->rope_freq_factors = L.vector("rope_freqs.weight", hp.n_rot / 2);
 
+  const int64_t qw = hp.q_width(), kvw = hp.kv_width(), E = hp.n_embd, F = hp.n_ff;
   m->layers.resize(size_t(hp.n_layer));
   for (int64_t il = 0; il < hp.n_layer; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
     LayerWeights& l = m->layers[size_t(il)];
-    l.attn_norm = L.vector(p + "attn_norm.weight", hp.n_embd);
-    l.wq = L.matrix(p + "attn_q.weight", hp.n_embd, hp.q_width());
-    l.wk = L.matrix(p + "attn_k.weight", hp.n_embd, hp.kv_width());
-    l.wv = L.matrix(p + "attn_v.weight", hp.n_embd, hp.kv_width());
-    l.wo = L.matrix(p + "attn_output.weight", hp.q_width(), hp.n_embd);
-    if (m->arch_->qkv_bias) {
-      l.bq = L.optional_vector(p + "attn_q.bias", hp.q_width());
-      l.bk = L.optional_vector(p + "attn_k.bias", hp.kv_width());
-      l.bv = L.optional_vector(p + "attn_v.bias", hp.kv_width());
+    if (A.pre_norms) {
+      l.attn_norm = L.vector(p + "attn_norm.weight", E);
+      l.ffn_norm = L.vector(p + "ffn_norm.weight", E);
     }
-    l.ffn_norm = L.vector(p + "ffn_norm.weight", hp.n_embd);
-    l.w_gate = L.matrix(p + "ffn_gate.weight", hp.n_embd, hp.n_ff);
-    l.w_up = L.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff);
-    l.w_down = L.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd);
+    if (A.post_norms) {
+      l.attn_post_norm = L.vector(p + "post_attention_norm.weight", E);
+      l.ffn_post_norm = L.vector(p + "post_ffw_norm.weight", E);
+    }
+    if (A.qk_norm != QKNorm::None) {
+      const bool whole = A.qk_norm == QKNorm::Whole;
+      l.q_norm = L.vector(p + "attn_q_norm.weight", whole ? qw : hp.head_dim);
+      l.k_norm = L.vector(p + "attn_k_norm.weight", whole ? kvw : hp.head_dim);
+    }
+    if (A.fused_qkv) {
+      const WeightView qkv = L.matrix(p + "attn_qkv.weight", E, qw + 2 * kvw, TensorRole::Other);
+      l.wq = row_range(qkv, 0, qw, p + "attn_q.weight", TensorRole::AttnQ);
+      l.wk = row_range(qkv, qw, kvw, p + "attn_k.weight", TensorRole::AttnK);
+      l.wv = row_range(qkv, qw + kvw, kvw, p + "attn_v.weight", TensorRole::AttnV);
+    } else {
+      l.wq = L.matrix(p + "attn_q.weight", E, qw, TensorRole::AttnQ);
+      l.wk = L.matrix(p + "attn_k.weight", E, kvw, TensorRole::AttnK);
+      l.wv = L.matrix(p + "attn_v.weight", E, kvw, TensorRole::AttnV);
+    }
+    l.wo = L.matrix(p + "attn_output.weight", qw, E, TensorRole::AttnOut);
+    if (A.qkv_bias) {
+      l.bq = L.optional_vector(p + "attn_q.bias", qw);
+      l.bk = L.optional_vector(p + "attn_k.bias", kvw);
+      l.bv = L.optional_vector(p + "attn_v.bias", kvw);
+    }
+    if (A.fused_gate_up) {
+      const WeightView gate_up = L.matrix(p + "ffn_up.weight", E, 2 * F, TensorRole::Other);
+      l.w_gate = row_range(gate_up, 0, F, p + "ffn_gate.weight", TensorRole::FfnGate);
+      l.w_up = row_range(gate_up, F, F, p + "ffn_up.weight", TensorRole::FfnUp);
+    } else {
+      l.w_gate = L.matrix(p + "ffn_gate.weight", E, F, TensorRole::FfnGate);
+      l.w_up = L.matrix(p + "ffn_up.weight", E, F, TensorRole::FfnUp);
+    }
+    l.w_down = L.matrix(p + "ffn_down.weight", F, E, TensorRole::FfnDown);
   }
   // A file with more layers than block_count says is inconsistent too.
-  if (f.find_tensor("blk." + std::to_string(hp.n_layer) + ".attn_norm.weight"))
+  const std::string next_layer = "blk." + std::to_string(hp.n_layer) + ".";
+  bool extra_layer = false;
+  for (const GGUFTensorInfo& t : f.tensors()) extra_layer = extra_layer || t.name.compare(0, next_layer.size(), next_layer) == 0;
+  if (extra_layer)
     throw FormatError(f.where() + "the file has tensors for more layers than " + arch + ".block_count (" +
                       std::to_string(hp.n_layer) + ")");
   return m;

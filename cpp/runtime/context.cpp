@@ -1,9 +1,12 @@
-// The LLaMA forward pass over a chunk of tokens:
-//   x = embed(tokens)
-//   per layer:  x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
-//               x += Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
-//   logits = Woutput · norm(x)
-// Matrix products go through matmul() (threads, quantized kernels); everything else is here.
+// The LLaMA-family forward pass over a chunk of tokens:
+//   x = embed(tokens) [* embd_scale]
+//   per layer:  x += [residual_scale *] [post_norm] Wo · attention(rope(qk_norm(Wq·norm(x))), rope(qk_norm(Wk·norm(x))), Wv·norm(x))
+//               x += [residual_scale *] [post_norm] Wdown · (act(Wgate·norm(x)) * Wup·norm(x))
+//   logits = [softcap](Woutput · norm(x) [/ logit_scale])
+// The bracketed steps, the activation and the attention variant (scale, soft-capping, sliding
+// window, NoPE layers) come from the model's ArchSpec row and metadata (arch.h, model.h), never from
+// the architecture's name. Matrix products go through matmul() (threads, quantized kernels);
+// element-wise per-layer operations are in layer_ops.cpp.
 #include "edgellama/context.h"
 
 #include <algorithm>
@@ -15,6 +18,7 @@
 #include "edgellama/errors.h"
 #include "edgellama/fp16.h"
 #include "edgellama/kernels.h"
+#include "layer_ops.h"
 
 namespace edgellama {
 
@@ -27,13 +31,6 @@ constexpr int kMaxThreads = 1024;
 constexpr int64_t kAttnTileTokens = 32;
 
 size_t kv_elem_size(KVType t) { return t == KVType::F16 ? 2 : 4; }
-
-void rmsnorm(const float* x, const float* w, int64_t n, double eps, float* out) {
-  double ss = 0.0;
-  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * double(x[i]);
-  const float scale = float(1.0 / std::sqrt(ss / double(n) + eps));
-  for (int64_t i = 0; i < n; ++i) out[i] = (x[i] * scale) * w[i];
-}
 
 // y[t][i] += bias[i] for each of n rows (no-op for an absent bias).
 void add_bias(float* y, const std::vector<float>& bias, int64_t n) {
@@ -124,6 +121,10 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
     attn_units_.reserve(size_t(nb));
     rope_cos_.assign(size_t(nb * hp.n_rot / 2), 0.0f);
     rope_sin_.assign(size_t(nb * hp.n_rot / 2), 0.0f);
+    if (hp.rope_base_swa > 0) {
+      rope_cos_swa_.assign(size_t(nb * hp.n_rot / 2), 0.0f);
+      rope_sin_swa_.assign(size_t(nb * hp.n_rot / 2), 0.0f);
+    }
     att_scores_.assign(size_t(pool_.size()) * size_t(n_ctx), 0.0f);
     att_row_tmp_.assign(size_t(pool_.size()) * size_t(hp.head_dim), 0.0f);
     attn_scratch_stride_ = attn_scratch_floats(hp.head_dim, kAttnTileTokens * (hp.n_head / hp.n_head_kv));
@@ -144,6 +145,12 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
     double f = std::pow(rope_base, -2.0 * double(i) / double(hp.n_rot));
     if (!model_->rope_freq_factors.empty()) f /= double(model_->rope_freq_factors[size_t(i)]);
     inv_freq_[size_t(i)] = f;
+  }
+  // Sliding-window layers with their own base (gemma3): plain base^(-2i/n_rot), no scaling.
+  if (hp.rope_base_swa > 0) {
+    inv_freq_swa_.resize(size_t(hp.n_rot / 2));
+    for (int64_t i = 0; i < hp.n_rot / 2; ++i)
+      inv_freq_swa_[size_t(i)] = std::pow(hp.rope_base_swa, -2.0 * double(i) / double(hp.n_rot));
   }
 }
 
@@ -208,13 +215,15 @@ void Context::project_shared(std::initializer_list<MatmulOutput> outs, const flo
   matmul_shared_input(outs.begin(), int(outs.size()), x, n, pool_, mm_scratch_, params_.precision);
 }
 
-void Context::rope(float* x, int64_t n, int64_t n_heads) const {
+void Context::rope(float* x, int64_t n, int64_t n_heads, bool swa_tables) const {
   const HParams& hp = model_->hparams();
   const int64_t half = hp.n_rot / 2;
   const bool adjacent = model_->arch().rope_style == RopeStyle::Adjacent;
+  const std::vector<float>& cos_t = swa_tables ? rope_cos_swa_ : rope_cos_;
+  const std::vector<float>& sin_t = swa_tables ? rope_sin_swa_ : rope_sin_;
   for (int64_t t = 0; t < n; ++t) {
-    const float* c = rope_cos_.data() + t * half;
-    const float* s = rope_sin_.data() + t * half;
+    const float* c = cos_t.data() + t * half;
+    const float* s = sin_t.data() + t * half;
     for (int64_t h = 0; h < n_heads; ++h) {
       float* v = x + (t * n_heads + h) * hp.head_dim;
       for (int64_t i = 0; i < half; ++i) {
@@ -227,6 +236,15 @@ void Context::rope(float* x, int64_t n, int64_t n_heads) const {
       }
     }
   }
+}
+
+Context::AttnVariant Context::attn_variant(int64_t il) const {
+  const HParams& hp = model_->hparams();
+  AttnVariant v;
+  v.scale = float(hp.attn_scale > 0 ? hp.attn_scale : 1.0 / std::sqrt(double(hp.head_dim)));
+  v.softcap = float(hp.attn_softcap);
+  v.window = hp.layer_swa[size_t(il)] ? hp.n_swa : 0;
+  return v;
 }
 
 void Context::attention(int64_t il, int64_t n) {
@@ -249,7 +267,7 @@ void Context::attention_fast(int64_t il, int64_t /*n: the rows are described by 
   const AttnTileFn tile = ks.attn_tile && hd % 8 == 0 ? ks.attn_tile : kScalarKernels.attn_tile;
   // Tasks: attn_units_ (built per chunk in forward_chunk) x KV heads.
   const int64_t n_tasks = n_kv * int64_t(attn_units_.size());
-  const float scale = float(1.0 / std::sqrt(double(hd)));
+  const AttnVariant var = attn_variant(il);
   auto run_task = [&](int64_t task, int slot) {
     const auto [r, b] = attn_units_[size_t(task / n_kv)];
     const RowRun& run = runs_[size_t(r)];
@@ -271,7 +289,9 @@ void Context::attention_fast(int64_t il, int64_t /*n: the rows are described by 
     a.v_stride = v_row;
     a.k_f16 = tk == KVType::F16;
     a.v_f16 = tv == KVType::F16;
-    a.scale = scale;
+    a.scale = var.scale;
+    a.softcap = var.softcap;
+    a.window = var.window;
     a.scratch = attn_scratch_.data() + size_t(slot) * attn_scratch_stride_;
     tile(a);
   };
@@ -285,7 +305,7 @@ void Context::attention_exact(int64_t il, int64_t n) {
   const HParams& hp = model_->hparams();
   const int64_t hd = hp.head_dim, qw = hp.q_width(), kvw = hp.kv_width();
   const int64_t group = hp.n_head / hp.n_head_kv;
-  const float scale = float(1.0 / std::sqrt(double(hd)));
+  const AttnVariant var = attn_variant(il);
   const KVType tk = params_.type_k, tv = params_.type_v;
   const size_t k_row = size_t(kvw) * kv_elem_size(tk), v_row = size_t(kvw) * kv_elem_size(tv);
   const uint8_t* K0 = k_cache_[size_t(il)].data();
@@ -300,25 +320,27 @@ void Context::attention_exact(int64_t il, int64_t n) {
       const int64_t t = w / hp.n_head, h = w % hp.n_head;
       const int64_t kv_off = (h / group) * hd;
       const int64_t n_keys = row_pos_[size_t(t)] + 1;
+      const int64_t p0 = var.window > 0 ? std::max<int64_t>(0, n_keys - var.window) : 0;  // sliding window
       const size_t base = size_t(seq_base(row_seq_[size_t(t)]));
       const uint8_t* K = K0 + base * k_row;
       const uint8_t* V = V0 + base * v_row;
       const float* qv = q_.data() + t * qw + h * hd;
       float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t p = 0; p < n_keys; ++p) {
+      for (int64_t p = p0; p < n_keys; ++p) {
         const float* krow = kv_row(K + size_t(p) * k_row, kv_off, hd, tk, f16, tmp);
-        scores[p] = dot_f32(qv, krow, hd) * scale;
+        scores[p] = dot_f32(qv, krow, hd) * var.scale;
+        if (var.softcap > 0) scores[p] = var.softcap * std::tanh(scores[p] / var.softcap);
         mx = std::max(mx, scores[p]);
       }
       float sum = 0.0f;
-      for (int64_t p = 0; p < n_keys; ++p) {
+      for (int64_t p = p0; p < n_keys; ++p) {
         scores[p] = std::exp(scores[p] - mx);
         sum += scores[p];
       }
       const float inv = 1.0f / sum;
       float* out = att_.data() + t * qw + h * hd;
       std::fill(out, out + hd, 0.0f);
-      for (int64_t p = 0; p < n_keys; ++p) {
+      for (int64_t p = p0; p < n_keys; ++p) {
         const float* vrow = kv_row(V + size_t(p) * v_row, kv_off, hd, tv, f16, tmp);
         const float a = scores[p] * inv;
         for (int64_t i = 0; i < hd; ++i) out[i] += a * vrow[i];
@@ -327,13 +349,21 @@ void Context::attention_exact(int64_t il, int64_t n) {
   });
 }
 
-// gate_ = silu(gate_) * up_ for n tokens. Exact path: scalar std::exp as always. Fast path: the
-// KernelSet's kernel (vectorized exp), one task per token row (a row's bits do not depend on the
-// split, see SiluMulFn).
-void Context::swiglu(int64_t n) {
+// gate_ = act(gate_) * up_ for n tokens. SiLU, exact path: scalar std::exp as always; fast path:
+// the KernelSet's kernel (vectorized exp), one task per token row (a row's bits do not depend on the
+// split, see SiluMulFn). GELU-tanh (gemma): the scalar layer op on both paths, one task per row.
+void Context::ffn_activation(int64_t n) {
   const int64_t F = model_->hparams().n_ff;
   float* gate = gate_.data();
   const float* up = up_.data();
+  if (model_->arch().activation == Activation::GELUTanh) {
+    if (n < 4 || pool_.size() == 1) {
+      gelu_tanh_mul(gate, up, n * F);
+      return;
+    }
+    pool_.parallel_for(n, [&](int64_t t, int) { gelu_tanh_mul(gate + t * F, up + t * F, F); });
+    return;
+  }
   if (params_.precision == MatmulPrecision::Exact) {
     for (int64_t i = 0; i < n * F; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
     return;
@@ -356,6 +386,7 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
   float* xb = xb_.data();
 
   for (int64_t t = 0; t < n; ++t) m.tok_embd.traits->to_float(m.tok_embd.row(tokens[t]), x + t * E, E);
+  if (hp.embd_scale != 1.0) scale_inplace(x, n * E, float(hp.embd_scale));
 
   // Runs of consecutive rows of one sequence with consecutive positions: the unit of attention.
   runs_.clear();
@@ -386,19 +417,40 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
       rope_cos_[size_t(t * half + i)] = float(std::cos(angle));
       rope_sin_[size_t(t * half + i)] = float(std::sin(angle));
     }
+    for (int64_t i = 0; i < int64_t(inv_freq_swa_.size()); ++i) {
+      const double angle = double(row_pos_[size_t(t)]) * inv_freq_swa_[size_t(i)];
+      rope_cos_swa_[size_t(t * half + i)] = float(std::cos(angle));
+      rope_sin_swa_[size_t(t * half + i)] = float(std::sin(angle));
+    }
   }
 
+  const ArchSpec& A = m.arch();
+  const float res_scale = float(hp.residual_scale);
+  const int64_t qw = hp.q_width();
   for (int64_t il = 0; il < hp.n_layer; ++il) {
     const LayerWeights& L = m.layers[size_t(il)];
 
     // --- attention block ---
-    for (int64_t t = 0; t < n; ++t) rmsnorm(x + t * E, L.attn_norm.data(), E, hp.rms_eps, xb + t * E);
+    if (A.pre_norms)
+      rms_norm_rows(x, n, E, L.attn_norm, hp.rms_eps, xb);
+    else
+      std::memcpy(xb, x, size_t(n * E) * sizeof(float));
     project_shared({{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}}, xb, n);
     add_bias(q_.data(), L.bq, n);
     add_bias(k_.data(), L.bk, n);
     add_bias(v_.data(), L.bv, n);
-    rope(q_.data(), n, hp.n_head);
-    rope(k_.data(), n, hp.n_head_kv);
+    if (A.qk_norm == QKNorm::PerHead) {
+      rms_norm_rows(q_.data(), n * hp.n_head, hp.head_dim, L.q_norm, hp.rms_eps, q_.data());
+      rms_norm_rows(k_.data(), n * hp.n_head_kv, hp.head_dim, L.k_norm, hp.rms_eps, k_.data());
+    } else if (A.qk_norm == QKNorm::Whole) {
+      rms_norm_rows(q_.data(), n, qw, L.q_norm, hp.rms_eps, q_.data());
+      rms_norm_rows(k_.data(), n, kvw, L.k_norm, hp.rms_eps, k_.data());
+    }
+    if (hp.layer_rope[size_t(il)]) {
+      const bool swa_tables = hp.layer_swa[size_t(il)] && !inv_freq_swa_.empty();
+      rope(q_.data(), n, hp.n_head, swa_tables);
+      rope(k_.data(), n, hp.n_head_kv, swa_tables);
+    }
     const size_t k_row = size_t(kvw) * kv_elem_size(params_.type_k);
     const size_t v_row = size_t(kvw) * kv_elem_size(params_.type_v);
     for (int64_t t = 0; t < n; ++t) {
@@ -408,26 +460,33 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
     }
     attention(il, n);
     project(L.wo, att_.data(), n, xb);
-    for (int64_t i = 0; i < n * E; ++i) x[i] += xb[i];
+    if (A.post_norms) rms_norm_rows(xb, n, E, L.attn_post_norm, hp.rms_eps, xb);
+    add_scaled(x, xb, n * E, res_scale);
 
-    // --- feed-forward block (SwiGLU) ---
-    for (int64_t t = 0; t < n; ++t) rmsnorm(x + t * E, L.ffn_norm.data(), E, hp.rms_eps, xb + t * E);
+    // --- feed-forward block (gated: SwiGLU / GeGLU) ---
+    if (A.pre_norms)
+      rms_norm_rows(x, n, E, L.ffn_norm, hp.rms_eps, xb);
+    else
+      std::memcpy(xb, x, size_t(n * E) * sizeof(float));
     project_shared({{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}}, xb, n);
-    swiglu(n);
+    ffn_activation(n);
     project(L.w_down, gate_.data(), n, xb);
-    for (int64_t i = 0; i < n * E; ++i) x[i] += xb[i];
+    if (A.post_norms) rms_norm_rows(xb, n, E, L.ffn_post_norm, hp.rms_eps, xb);
+    add_scaled(x, xb, n * E, res_scale);
   }
   for (int64_t t = 0; t < n; ++t) seq_past_[size_t(row_seq_[size_t(t)])] = row_pos_[size_t(t)] + 1;
 
   if (hidden_out_) {  // embeddings: the final-norm hidden states, no output projection
-    for (int64_t t = 0; t < n; ++t) rmsnorm(x + t * E, m.output_norm.data(), E, hp.rms_eps, hidden_out_ + t * E);
+    rms_norm_rows(x, n, E, m.output_norm, hp.rms_eps, hidden_out_);
     hidden_out_ += n * E;
   }
   if (!logits || n_out == 0) return;
   // The normed rows that want logits, packed into xb for one projection.
-  for (int64_t j = 0; j < n_out; ++j)
-    rmsnorm(x + out_rows[j] * E, m.output_norm.data(), E, hp.rms_eps, xb + j * E);
+  for (int64_t j = 0; j < n_out; ++j) rms_norm_rows(x + out_rows[j] * E, 1, E, m.output_norm, hp.rms_eps, xb + j * E);
   project(m.output, xb, n_out, logits);
+  const int64_t n_logits = n_out * hp.n_vocab;
+  if (hp.logit_scale != 1.0) scale_inplace(logits, n_logits, float(1.0 / hp.logit_scale));
+  if (hp.final_softcap > 0) softcap_inplace(logits, n_logits, float(hp.final_softcap));
 }
 
 }  // namespace edgellama

@@ -17,11 +17,6 @@ size_t max_act_row_bytes(int64_t n) { return size_t((n + 31) / 32) * sizeof(ActQ
 constexpr int64_t kTokenChunk = 64;  // tokens per task: their activations stay in L2
 constexpr int64_t kMaxRowChunk = 256;
 
-bool ends_with(const std::string& s, const char* suffix) {
-  const size_t n = std::char_traits<char>::length(suffix);
-  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
-}
-
 // Matrices whose int8 activation error is amplified downstream get a residual second pass:
 //   logits   : the logits projection (error goes straight into the logits)
 //   kv       : K/V projections (their error is cached and seen by every later position through the
@@ -52,14 +47,21 @@ struct ResidualPolicy {
   }
 };
 
-bool wants_residual(const std::string& name) {
+bool wants_residual(TensorRole role) {
   static const ResidualPolicy p;
-  if (p.logits && (name == "output.weight" || name == "token_embd.weight")) return true;
-  if (p.kv && (ends_with(name, ".attn_k.weight") || ends_with(name, ".attn_v.weight"))) return true;
-  if (p.q && ends_with(name, ".attn_q.weight")) return true;
-  if (p.o && ends_with(name, ".attn_output.weight")) return true;
-  if (p.ffn_in && (ends_with(name, ".ffn_gate.weight") || ends_with(name, ".ffn_up.weight"))) return true;
-  return p.ffn_down && ends_with(name, ".ffn_down.weight");
+  switch (role) {
+    case TensorRole::Output:
+    case TensorRole::TokenEmbd: return p.logits;  // token_embd is only multiplied as the tied output
+    case TensorRole::AttnK:
+    case TensorRole::AttnV: return p.kv;
+    case TensorRole::AttnQ: return p.q;
+    case TensorRole::AttnOut: return p.o;
+    case TensorRole::FfnGate:
+    case TensorRole::FfnUp: return p.ffn_in;
+    case TensorRole::FfnDown: return p.ffn_down;
+    case TensorRole::Other: break;
+  }
+  return false;
 }
 
 // x - dequantize(a): the part of x the int8 activations missed.
@@ -150,7 +152,7 @@ void matmul_shared_input(const MatmulOutput* outs, int count, const float* x, in
   bool any_residual = false;
   bool residual[kMaxSharedInput];
   for (int i = 0; i < count; ++i) {
-    residual[i] = fmt != ActFormat::F32 && wants_residual(outs[i].w->name);
+    residual[i] = fmt != ActFormat::F32 && wants_residual(outs[i].w->role);
     any_residual = any_residual || residual[i];
   }
   const uint8_t* act;

@@ -64,7 +64,8 @@ class Llama(GenerationMixin, EmbeddingMixin):
     means here); the ones that matter on a CPU:
 
     Args:
-        model_path: a .gguf file (llama or qwen2 architecture), or a pulled model name, hf://... or
+        model_path: a .gguf file (any architecture in _core.architectures(): llama, qwen2,
+            qwen3, gemma, gemma2, gemma3, phi3, granite, olmo2, smollm3), or a pulled model name, hf://... or
             an https:// URL already pulled with ``edgellama pull``.
         n_ctx: context window in tokens (the KV cache is sized for it); 0 = the trained context.
         n_batch: tokens per forward chunk while processing a prompt (at most n_ubatch and n_ctx).

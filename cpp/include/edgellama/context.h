@@ -92,8 +92,16 @@ class Context {
   void attention(int64_t il, int64_t n);
   void attention_exact(int64_t il, int64_t n);
   void attention_fast(int64_t il, int64_t n);
-  void swiglu(int64_t n);
-  void rope(float* x, int64_t n, int64_t n_heads) const;
+  // Per-layer attention parameters (arch + metadata): score scale, soft-cap, sliding window.
+  struct AttnVariant {
+    float scale = 1.0f;
+    float softcap = 0.0f;
+    int64_t window = 0;
+  };
+  AttnVariant attn_variant(int64_t il) const;
+  void ffn_activation(int64_t n);
+  // swa_tables: the sliding-window layers' own rope tables (gemma3's local base).
+  void rope(float* x, int64_t n, int64_t n_heads, bool swa_tables) const;
   void project(const WeightView& w, const float* x, int64_t n, float* y);
   // Several weights on the same input (Q/K/V, gate/up): activations quantized once, one job.
   void project_shared(std::initializer_list<MatmulOutput> outs, const float* x, int64_t n);
@@ -124,6 +132,8 @@ class Context {
   std::vector<float> rope_cos_, rope_sin_;  // [n_batch][n_rot/2]
   std::vector<double> inv_freq_;            // [n_rot/2]
   double rope_pos_divisor_ = 1.0;           // position / this = the rotated position
+  std::vector<float> rope_cos_swa_, rope_sin_swa_;  // windowed layers with their own base (else empty)
+  std::vector<double> inv_freq_swa_;
   std::vector<float> att_scores_;           // per thread: n_ctx scores
   std::vector<float> att_row_tmp_;          // per thread: one K or V head row widened to float
   std::vector<float> attn_scratch_;         // fast attention: per thread, attn_scratch_stride_ floats

@@ -45,7 +45,8 @@ using GemmFn = void (*)(int64_t n, const uint8_t* w, size_t w_stride, int64_t nr
 constexpr int kMaxTypeId = 40;
 
 // ---- attention (fast path) -----------------------------------------------------------------------
-// Causal attention of a tile of query rows that share one KV head (a GQA group): n_tok consecutive
+// Causal attention (optionally soft-capped and sliding-window, see the last fields) of a tile of
+// query rows that share one KV head (a GQA group): n_tok consecutive
 // tokens x group query heads. Keys are walked in blocks of kAttnBlock positions whose boundaries are
 // absolute positions (0, 64, 128, ...), with an online softmax (running max and sum per row). Each
 // row's arithmetic depends only on its own query and keys, never on the tile it was computed in, so
@@ -65,6 +66,11 @@ struct AttnTileArgs {
   bool k_f16, v_f16;
   float scale;               // score = scale * dot(q, k)
   float* scratch;            // attn_scratch_floats(head_dim, n_tok * group) floats
+  // Soft-capping (gemma2): score = softcap * tanh(score / softcap) when > 0.
+  float softcap = 0.0f;
+  // Sliding window: a row that sees keys 0..n-1 attends only to the last `window` of them
+  // (max(0, n - window)..n-1) when > 0; whole blocks before the tile's first key are never read.
+  int64_t window = 0;
 };
 using AttnTileFn = void (*)(const AttnTileArgs& a);
 

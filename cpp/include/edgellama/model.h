@@ -27,14 +27,30 @@ struct HParams {
   double rope_linear_factor = 1.0;  // positions are divided by this ("linear" scaling)
   std::string rope_scaling_type = "none";
 
+  // Architecture settings read from metadata (defaults: none of them applies).
+  int64_t n_swa = 0;                 // sliding window (keys per query incl. itself) of windowed layers
+  double rope_base_swa = 0.0;        // rope base of windowed layers (when the arch has one)
+  double attn_scale = 0.0;           // score = attn_scale * q.k; 0 = 1/sqrt(head_dim)
+  double attn_softcap = 0.0;         // score = c * tanh(score / c) when > 0
+  double final_softcap = 0.0;        // logit = c * tanh(logit / c) when > 0
+  double embd_scale = 1.0;           // x = embed(token) * embd_scale
+  double residual_scale = 1.0;       // x += residual_scale * block(x)
+  double logit_scale = 1.0;          // logits = output(x) / logit_scale
+  std::vector<bool> layer_swa;       // per layer: windowed attention
+  std::vector<bool> layer_rope;      // per layer: rope applied (false: NoPE layer)
+
   int64_t q_width() const { return n_head * head_dim; }
   int64_t kv_width() const { return n_head_kv * head_dim; }
 };
 
 struct LayerWeights {
-  std::vector<float> attn_norm, ffn_norm;  // small vectors are converted to float at load
+  // Small vectors are converted to float at load; an empty vector = the arch has no such norm.
+  std::vector<float> attn_norm, ffn_norm;            // before each block
+  std::vector<float> attn_post_norm, ffn_post_norm;  // on each block's output (gemma2/3, olmo2)
+  std::vector<float> q_norm, k_norm;                 // QK-norm (ArchSpec::qk_norm)
+  // wq/wk/wv (w_gate/w_up) may be row ranges of one fused tensor (phi3's attn_qkv, ffn_up).
   WeightView wq, wk, wv, wo;
-  std::vector<float> bq, bk, bv;           // empty when the file has no biases
+  std::vector<float> bq, bk, bv;  // empty when the file has no biases
   WeightView w_gate, w_up, w_down;
 };
 

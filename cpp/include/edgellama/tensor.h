@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "edgellama/arch.h"
 #include "edgellama/quant_types.h"
 
 namespace edgellama {
@@ -14,6 +15,7 @@ struct WeightView {
   int64_t ne[4] = {1, 1, 1, 1};  // ne[0] = row length (input features), ne[1] = rows (outputs)
   const uint8_t* data = nullptr;
   size_t row_bytes = 0;          // bytes of one row of ne[0] values
+  TensorRole role = TensorRole::Other;  // what the weight does (policies key on this, not on name)
 
   bool present() const { return data != nullptr; }
   int64_t n_in() const { return ne[0]; }

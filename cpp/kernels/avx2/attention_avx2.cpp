@@ -123,18 +123,26 @@ void avx2_attention_tile(const AttnTileArgs& a) {
   float* p = row_sum + n_rows;          // [B]
   const int64_t max_keys = a.n_keys0 + a.n_tok - 1;
   const __m256 vscale = _mm256_set1_ps(a.scale);
+  const bool capped = a.softcap > 0;
+  const __m256 vcap = _mm256_set1_ps(a.softcap), vinv_cap2 = _mm256_set1_ps(capped ? 2.0f / a.softcap : 0.0f);
+  const __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f);
   const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (int64_t k0 = 0; k0 < max_keys; k0 += B) {
+  // First key of a row that sees `keys` keys (sliding window); blocks before the tile's first key
+  // are skipped.
+  auto first_key = [&](int64_t keys) -> int64_t { return a.window > 0 && keys > a.window ? keys - a.window : 0; };
+  const int64_t k_begin = first_key(a.n_keys0) / B * B;
+  for (int64_t k0 = k_begin; k0 < max_keys; k0 += B) {
     const int64_t nk = min64(B, max_keys - k0);
     load_k_block(a, k0, nk, kt);
     load_v_block(a, k0, nk, vb);
-    const bool first = k0 == 0;
     for (int64_t r = 0; r < n_rows; ++r) {
       const int64_t t = r / a.group, j = r % a.group;
       const int64_t keys = a.n_keys0 + t;
-      if (keys <= k0) continue;  // this row's keys ended in an earlier block
+      const int64_t lo = first_key(keys);
+      if (keys <= k0 || lo >= k0 + nk) continue;  // this row's keys ended earlier / start later
       const int64_t nv = min64(nk, keys - k0);
+      const bool first = k0 == lo / B * B;
       const float* q = a.q + t * a.tok_stride + j * hd;
       float* o = a.out + t * a.tok_stride + j * hd;
 
@@ -145,12 +153,21 @@ void avx2_attention_tile(const AttnTileArgs& a) {
         const float* kd = kt + d * B;
         for (int g = 0; g < 8; ++g) s[g] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kd + 8 * g), s[g]);
       }
+      // Valid keys of the block: kv0 <= k < nv (kv0 > 0 only in a windowed row's first block).
       const __m256i vnv = _mm256_set1_epi32(int(nv));
+      const __m256i vkv0m1 = _mm256_set1_epi32(int(lo > k0 ? lo - k0 : 0) - 1);
       __m256 valid[8];
       __m256 mx = neg_inf;
       for (int g = 0; g < 8; ++g) {
-        valid[g] = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vnv, _mm256_add_epi32(lane, _mm256_set1_epi32(8 * g))));
+        const __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32(8 * g));
+        valid[g] = _mm256_castsi256_ps(
+            _mm256_and_si256(_mm256_cmpgt_epi32(vnv, idx), _mm256_cmpgt_epi32(idx, vkv0m1)));
         s[g] = _mm256_mul_ps(s[g], vscale);
+        if (capped) {
+          // c * tanh(s / c) = c * (1 - 2 / (e^(2s/c) + 1)): saturates to +-c for large |s|.
+          const __m256 e = exp_ps(_mm256_mul_ps(s[g], vinv_cap2));
+          s[g] = _mm256_mul_ps(vcap, _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(e, one))));
+        }
         mx = _mm256_max_ps(mx, _mm256_blendv_ps(neg_inf, s[g], valid[g]));
       }
       const float bmax = hmax(mx);

@@ -40,7 +40,11 @@ void scalar_attention_tile(const AttnTileArgs& a) {
   float* row_sum = row_max + n_rows;
   float* p = row_sum + n_rows;          // [kAttnBlock]
   const int64_t max_keys = a.n_keys0 + a.n_tok - 1;
-  for (int64_t k0 = 0; k0 < max_keys; k0 += kAttnBlock) {
+  // First key of a row that sees `keys` keys; blocks wholly before the tile's first row's first key
+  // are skipped (sliding-window layers cost O(window), not O(context)).
+  auto first_key = [&](int64_t keys) { return a.window > 0 ? std::max<int64_t>(0, keys - a.window) : 0; };
+  const int64_t k_begin = first_key(a.n_keys0) / kAttnBlock * kAttnBlock;
+  for (int64_t k0 = k_begin; k0 < max_keys; k0 += kAttnBlock) {
     const int64_t nk = std::min(kAttnBlock, max_keys - k0);
     for (int64_t k = 0; k < nk; ++k) {
       widen(a.k + size_t(k0 + k) * a.k_stride, a.k_f16, hd, kb + k * hd);
@@ -49,23 +53,27 @@ void scalar_attention_tile(const AttnTileArgs& a) {
     for (int64_t r = 0; r < n_rows; ++r) {
       const int64_t t = r / a.group, j = r % a.group;
       const int64_t keys = a.n_keys0 + t;
-      if (keys <= k0) continue;  // this row's keys ended in an earlier block
+      const int64_t lo = first_key(keys);
+      if (keys <= k0 || lo >= k0 + nk) continue;  // this row's keys ended earlier / start later
       const int64_t nv = std::min(nk, keys - k0);
+      const int64_t kv0 = std::max<int64_t>(0, lo - k0);  // keys before the window get p = 0
       const float* q = a.q + t * a.tok_stride + j * hd;
       float* o = a.out + t * a.tok_stride + j * hd;
       float bmax = -INFINITY;
-      for (int64_t k = 0; k < nv; ++k) {
-        p[k] = dot(q, kb + k * hd, hd) * a.scale;
+      for (int64_t k = kv0; k < nv; ++k) {
+        float sc = dot(q, kb + k * hd, hd) * a.scale;
+        if (a.softcap > 0) sc = a.softcap * std::tanh(sc / a.softcap);
+        p[k] = sc;
         bmax = std::max(bmax, p[k]);
       }
-      // First block: nothing to rescale. Later blocks: rescale the sum and output so far to the
-      // new running max.
-      const bool first = k0 == 0;
+      // The row's first block: nothing to rescale. Later blocks: rescale the sum and output so far
+      // to the new running max.
+      const bool first = k0 == lo / kAttnBlock * kAttnBlock;
       const float m = first ? bmax : std::max(row_max[r], bmax);
       const float alpha = first ? 0.0f : std::exp(row_max[r] - m);
       float sum = 0.0f;
       for (int64_t k = 0; k < nv; ++k) {
-        p[k] = std::exp(p[k] - m);
+        p[k] = k < kv0 ? 0.0f : std::exp(p[k] - m);
         sum += p[k];
       }
       row_max[r] = m;

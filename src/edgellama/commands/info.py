@@ -114,8 +114,58 @@ def collect(path: str) -> Dict[str, Any]:
         },
         "chat_template": _str(md.get("tokenizer.chat_template")),
         "isa": _isa(),
+        "arch_settings": arch_settings(path, arch),
         "_metadata": md,
     }
+
+
+def arch_settings(path: str, arch: str) -> Dict[str, Any]:
+    """What distinguishes this model's architecture (the C++ table row + the settings the loader read
+    from metadata): {"supported": bool, "summary": [short phrases], ...}. Maps the file, loads no weights."""
+    rows = {r["name"]: r for r in _core.architectures()}
+    row = rows.get(arch)
+    if row is None:
+        return {"supported": False, "summary": [f"not supported (supported: {', '.join(rows)})"]}
+    try:
+        hp = _core.Model(path).hparams
+    except Exception as e:  # a broken file: say why instead of failing the whole command
+        return {"supported": True, "error": str(e), "summary": [f"cannot load: {e}"]}
+    out: List[str] = [f"rope {row['rope_style']}"]
+    if hp["rope_scaling_type"] != "none":
+        out[-1] += f" ({hp['rope_scaling_type']} x{hp['rope_linear_factor']:g})"
+    if hp["rope_freq_factors"]:
+        out[-1] += " (rope_freqs: Llama 3 scaling)"
+    out.append("GeGLU (gelu tanh)" if row["activation"] == "gelu_tanh" else "SwiGLU")
+    if row["qk_norm"] != "none":
+        out.append(f"QK-norm ({row['qk_norm'].replace('_', ' ')})")
+    if row["post_norms"]:
+        out.append("post-norms" + ("" if row["pre_norms"] else " only"))
+    if row["fused_qkv"] or row["fused_gate_up"]:
+        out.append("fused " + "+".join(n for n, f in (("QKV", row["fused_qkv"]), ("gate/up", row["fused_gate_up"])) if f))
+    if row["qkv_bias"]:
+        out.append("QKV bias")
+    n_win = sum(hp["layer_swa"])
+    if n_win:
+        local = f", local rope base {hp['rope_base_swa']:g}" if hp["rope_base_swa"] else ""
+        out.append(f"sliding window {hp['n_swa']} on {n_win}/{hp['n_layer']} layers{local}")
+    n_nope = hp["n_layer"] - sum(hp["layer_rope"])
+    if n_nope:
+        out.append(f"NoPE on {n_nope}/{hp['n_layer']} layers")
+    if hp["attn_softcap"]:
+        out.append(f"attention softcap {hp['attn_softcap']:g}")
+    if hp["final_softcap"]:
+        out.append(f"logit softcap {hp['final_softcap']:g}")
+    if hp["embd_scale"] != 1.0:
+        out.append(f"embedding x{hp['embd_scale']:.4g}")
+    if hp["residual_scale"] != 1.0:
+        out.append(f"residual x{hp['residual_scale']:g}")
+    if hp["attn_scale"]:
+        out.append(f"attention scale {hp['attn_scale']:g}")
+    if hp["logit_scale"] != 1.0:
+        out.append(f"logits /{hp['logit_scale']:g}")
+    keys = ("n_swa", "rope_base_swa", "attn_scale", "attn_softcap", "final_softcap", "embd_scale", "residual_scale",
+            "logit_scale", "layer_swa", "layer_rope", "rope_freq_factors")
+    return {"supported": True, "summary": out, "table": row, **{k: hp[k] for k in keys}}
 
 
 def _fmt_count(n: int) -> str:
@@ -147,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         ("file", f"{info['file']} ({info['file_size'] / 1e6:.1f} MB, GGUF v{info['gguf_version']})"),
         ("name", info["name"]),
         ("architecture", info["architecture"]),
+        ("arch settings", ", ".join(info["arch_settings"]["summary"])),
         ("file type", info["file_type"]),
         ("parameters", f"{_fmt_count(info['parameters'])} ({info['parameters']:,})"),
         ("layers", info["layers"]),

@@ -1,5 +1,7 @@
-"""Hugging Face checkpoint directories (LlamaForCausalLM, MistralForCausalLM): config.json,
-model.safetensors or sharded model-0000x-of-0000y.safetensors (+ index), F32/F16/BF16."""
+"""Hugging Face checkpoint directories of every architecture in the C++ table (LlamaForCausalLM,
+MistralForCausalLM, Qwen2/Qwen3, Gemma/Gemma2/Gemma3, Phi3, Granite, OLMo2, SmolLM3: see
+``_core.architectures()`` and hf_archs.py): config.json, model.safetensors or sharded
+model-0000x-of-0000y.safetensors (+ index), F32/F16/BF16."""
 
 from __future__ import annotations
 
@@ -12,23 +14,11 @@ import numpy as np
 from gguf import GGUFValueType
 
 from .errors import ConversionError
+from .hf_archs import ARCH_CONVERT, expected_layer_shapes, llama3_rope_factors
 from .model import Checkpoint, TensorSource
 from .safetensors import SafetensorsFile
 from .vocab import bpe_vocab, sentencepiece_vocab
 
-SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
-
-_LAYER_MAP = {
-    "self_attn.q_proj.weight": "attn_q.weight",
-    "self_attn.k_proj.weight": "attn_k.weight",
-    "self_attn.v_proj.weight": "attn_v.weight",
-    "self_attn.o_proj.weight": "attn_output.weight",
-    "mlp.gate_proj.weight": "ffn_gate.weight",
-    "mlp.up_proj.weight": "ffn_up.weight",
-    "mlp.down_proj.weight": "ffn_down.weight",
-    "input_layernorm.weight": "attn_norm.weight",
-    "post_attention_layernorm.weight": "ffn_norm.weight",
-}
 _GLOBAL_MAP = {
     "model.embed_tokens.weight": "token_embd.weight",
     "model.norm.weight": "output_norm.weight",
@@ -40,6 +30,13 @@ _LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 def permute_rope(w: np.ndarray, n_head: int) -> np.ndarray:
     """HF's rotate-half Q/K row order -> GGUF's interleaved pairs (convert_hf_to_gguf.py's permute)."""
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def hf_class_table() -> Dict[str, dict]:
+    """Hugging Face class name -> the C++ architecture table's row (the one list of architectures)."""
+    from .. import _core
+
+    return {cls: a for a in _core.architectures() for cls in a["hf_classes"]}
 
 
 def is_hf_dir(path: Path) -> bool:
@@ -92,11 +89,15 @@ def read_hf(d: Path, vocab_only: bool = False) -> Checkpoint:
     except (OSError, json.JSONDecodeError) as e:
         raise ConversionError(f"{cfg_path}: cannot parse config.json: {e}") from e
     archs = cfg.get("architectures") or []
-    arch = archs[0] if archs else cfg.get("model_type")
-    if arch not in SUPPORTED_ARCHITECTURES:
+    hf_class = archs[0] if archs else cfg.get("model_type")
+    table = hf_class_table()
+    if hf_class not in table:
         raise ConversionError(
-            f"{cfg_path}: unsupported architecture {arch!r} (supported: {', '.join(SUPPORTED_ARCHITECTURES)})"
+            f"{cfg_path}: unsupported architecture {hf_class!r} (supported: {', '.join(sorted(table))})"
         )
+    spec = table[hf_class]
+    arch = spec["name"]
+    conv = ARCH_CONVERT[arch]
     try:
         n_embd = int(cfg["hidden_size"])
         n_layer = int(cfg["num_hidden_layers"])
@@ -106,19 +107,25 @@ def read_hf(d: Path, vocab_only: bool = False) -> Checkpoint:
     except (KeyError, TypeError, ValueError) as e:
         raise ConversionError(f"{cfg_path}: missing or invalid hyper-parameter {e}") from e
     n_head_kv = int(cfg.get("num_key_value_heads") or n_head)
-    if cfg.get("hidden_act", "silu") != "silu":
-        raise ConversionError(f"{cfg_path}: hidden_act {cfg.get('hidden_act')!r} is not supported (silu expected)")
-    if cfg.get("attention_bias") or cfg.get("mlp_bias"):
-        raise ConversionError(f"{cfg_path}: attention/MLP biases are not supported by the llama GGUF layout")
-    # transformers >= 5 keeps rope settings in rope_parameters; older files use rope_theta/rope_scaling
+    act = cfg.get("hidden_activation") or cfg.get("hidden_act", "silu")
+    want_act = ("silu",) if spec["activation"] == "silu" else ("gelu_pytorch_tanh", "gelu_tanh", "gelu")
+    if act not in want_act:
+        raise ConversionError(f"{cfg_path}: hidden_act {act!r} is not supported for {hf_class} ({want_act[0]} expected)")
+    if (cfg.get("attention_bias") and not spec["qkv_bias"]) or cfg.get("mlp_bias"):
+        raise ConversionError(f"{cfg_path}: attention/MLP biases are not supported by the {arch} GGUF layout")
+    # transformers >= 5 keeps rope settings in rope_parameters (per layer type for gemma3: the global
+    # layers' are under "full_attention"); older files use rope_theta/rope_scaling
     rope = dict(cfg.get("rope_parameters") or {})
+    if isinstance(rope.get("full_attention"), dict):
+        rope = dict(rope["full_attention"])
     rope_theta = cfg.get("rope_theta", rope.get("rope_theta"))
     scaling = cfg.get("rope_scaling") or (rope if rope.get("rope_type", "default") != "default" else None)
     head_dim = int(cfg.get("head_dim") or n_embd // n_head)
+    n_rot = int(float(rope.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 1.0))) * head_dim)
     if n_head % n_head_kv:
         raise ConversionError(f"{cfg_path}: num_attention_heads {n_head} is not a multiple of num_key_value_heads {n_head_kv}")
 
-    ck = Checkpoint(kind="hf", arch="llama")
+    ck = Checkpoint(kind="hf", arch=arch)
     ck.add_llama_hparams(
         context_length=int(cfg.get("max_position_embeddings") or 2048),
         embedding_length=n_embd,
@@ -128,18 +135,25 @@ def read_hf(d: Path, vocab_only: bool = False) -> Checkpoint:
         head_count_kv=n_head_kv,
         rms_eps=float(cfg.get("rms_norm_eps", 1e-5)),
         rope_freq_base=float(rope_theta) if rope_theta is not None else None,
-        rope_dimension_count=head_dim,
+        rope_dimension_count=n_rot,
         vocab_size=n_vocab,
         name=d.resolve().name,
     )
     if cfg.get("head_dim") and head_dim != n_embd // n_head:
-        ck.add("llama.attention.key_length", head_dim, GGUFValueType.UINT32)
-        ck.add("llama.attention.value_length", head_dim, GGUFValueType.UINT32)
+        ck.add(f"{arch}.attention.key_length", head_dim, GGUFValueType.UINT32)
+        ck.add(f"{arch}.attention.value_length", head_dim, GGUFValueType.UINT32)
+    for suffix, value, kind in conv.extra(cfg):
+        vt = GGUFValueType.UINT32 if kind == "u32" else GGUFValueType.FLOAT32
+        ck.add(f"{arch}.{suffix}", int(value) if kind == "u32" else float(value), vt)
+    rope_factors = None
     if scaling:
         rtype = scaling.get("rope_type") or scaling.get("type")
         if rtype == "linear" and "factor" in scaling:
-            ck.add("llama.rope.scaling.type", "linear", GGUFValueType.STRING)
-            ck.add("llama.rope.scaling.factor", float(scaling["factor"]), GGUFValueType.FLOAT32)
+            ck.add(f"{arch}.rope.scaling.type", "linear", GGUFValueType.STRING)
+            ck.add(f"{arch}.rope.scaling.factor", float(scaling["factor"]), GGUFValueType.FLOAT32)
+        elif rtype == "llama3":
+            # As llama.cpp writes it: the per-frequency divisors as the rope_freqs.weight tensor.
+            rope_factors = llama3_rope_factors(scaling, float(rope_theta or 10000.0), n_rot)
         elif rtype not in (None, "default"):
             raise ConversionError(f"{cfg_path}: rope_scaling type {rtype!r} is not supported by the converter")
 
@@ -159,30 +173,21 @@ def read_hf(d: Path, vocab_only: bool = False) -> Checkpoint:
         "output_norm.weight": (n_embd,),
         "output.weight": (n_vocab, n_embd),
     }
+    layer_shapes = expected_layer_shapes(
+        list(dict.fromkeys(conv.layer_map.values())), n_embd, n_head, n_head_kv, head_dim, n_ff, spec["qk_norm"]
+    )
     for i in range(n_layer):
-        expected.update(
-            {
-                f"blk.{i}.attn_q.weight": (n_head * head_dim, n_embd),
-                f"blk.{i}.attn_k.weight": (n_head_kv * head_dim, n_embd),
-                f"blk.{i}.attn_v.weight": (n_head_kv * head_dim, n_embd),
-                f"blk.{i}.attn_output.weight": (n_embd, n_head * head_dim),
-                f"blk.{i}.ffn_gate.weight": (n_ff, n_embd),
-                f"blk.{i}.ffn_up.weight": (n_ff, n_embd),
-                f"blk.{i}.ffn_down.weight": (n_embd, n_ff),
-                f"blk.{i}.attn_norm.weight": (n_embd,),
-                f"blk.{i}.ffn_norm.weight": (n_embd,),
-            }
-        )
+        expected.update({f"blk.{i}.{g}": shape for g, shape in layer_shapes.items()})
     mapped: Dict[str, str] = {}
     for name in files:
         if name.endswith("rotary_emb.inv_freq"):
             continue
         gname: Optional[str] = _GLOBAL_MAP.get(name)
         m = _LAYER_RE.match(name)
-        if m and m.group(2) in _LAYER_MAP:
-            gname = f"blk.{int(m.group(1))}.{_LAYER_MAP[m.group(2)]}"
+        if m and m.group(2) in conv.layer_map:
+            gname = f"blk.{int(m.group(1))}.{conv.layer_map[m.group(2)]}"
         if gname is None or gname not in expected:
-            raise ConversionError(f"{d}: unexpected tensor {name!r} for {arch} with {n_layer} layers")
+            raise ConversionError(f"{d}: unexpected tensor {name!r} for {hf_class} with {n_layer} layers")
         mapped[gname] = name
     tied = "output.weight" not in mapped
     if tied and not cfg.get("tie_word_embeddings", False):
@@ -190,8 +195,12 @@ def read_hf(d: Path, vocab_only: bool = False) -> Checkpoint:
     for gname in expected:
         if gname == "output.weight" and tied:
             continue
+        if gname.split(".", 2)[-1] in conv.optional:
+            continue
         if gname not in mapped:
             raise ConversionError(f"{d}: tensor for {gname} is missing from the checkpoint")
+    if rope_factors is not None:
+        ck.tensors.append(TensorSource("rope_freqs.weight", rope_factors.shape, lambda f=rope_factors: f, "F32"))
     for gname, shape in expected.items():
         if gname not in mapped:
             continue
@@ -203,11 +212,16 @@ def read_hf(d: Path, vocab_only: bool = False) -> Checkpoint:
             )
         if st.dtype(hname) not in ("F32", "F16", "BF16"):
             raise ConversionError(f"{d}: tensor {hname} has dtype {st.dtype(hname)}; F32/F16/BF16 expected")
-        heads = n_head if gname.endswith("attn_q.weight") else n_head_kv if gname.endswith("attn_k.weight") else 0
+        heads = 0
+        if conv.permute_qk:
+            heads = n_head if gname.endswith("attn_q.weight") else n_head_kv if gname.endswith("attn_k.weight") else 0
+        shift = conv.norm_shift if gname.endswith("norm.weight") else 0.0
 
-        def load(st=st, hname=hname, heads=heads):
+        def load(st=st, hname=hname, heads=heads, shift=shift):
             a = st.float32(hname)
-            return permute_rope(a, heads) if heads else a
+            if heads:
+                a = permute_rope(a, heads)
+            return a + np.float32(shift) if shift else a
 
         ck.tensors.append(TensorSource(gname, shape, load, st.dtype(hname)))
     return ck

@@ -125,6 +125,14 @@ def plan_types(
                 new = T.Q5_K
             elif f in ("Q4_0", "Q5_0") and has_imatrix and i_layer < n_layer // 8:
                 new = T.Q4_1 if f == "Q4_0" else T.Q5_1
+        elif name.endswith("attn_qkv.weight"):
+            # fused Q/K/V (phi3): as llama.cpp's llama-quant.cpp bumps its ATTENTION_QKV category
+            if f in ("Q3_K_M", "Q3_K_L"):
+                new = T.Q4_K
+            elif f == "Q4_K_M":
+                new = T.Q5_K
+            elif f == "Q5_K_M":
+                new = T.Q6_K
         elif name.endswith("attn_output.weight"):
             if f == "Q2_K":
                 new = T.Q3_K
