@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="at most N draft tokens per step (default: %(default)s)")
     p.add_argument("--max-body-bytes", type=int, default=4 << 20, metavar="N",
                    help="largest request body accepted, larger ones get 413 (default: %(default)s)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="server log level (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
