@@ -63,6 +63,8 @@ def _collect_events(events) -> "Tuple[str, List[_TokenLogprob], Optional[str]]":
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens a and b share (the KV cache prefix to keep; also used by the prompt
+    caches and the server's slot choice)."""
     n = 0
     for x, y in zip(a, b):
         if x != y:

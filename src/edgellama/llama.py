@@ -24,7 +24,7 @@ from .llama_state import LlamaState
 from .llama_tokenizer import BaseLlamaTokenizer, LlamaTokenizer
 from .model_ref import locate_model
 
-from .generation import GenerationMixin  # completions, chat, streaming
+from .generation import GenerationMixin, _common_prefix  # completions, chat, streaming
 
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
 _MAX_N_CTX = 1 << 24  # = kMaxContext in cpp/runtime/context.cpp
@@ -426,12 +426,7 @@ class Llama(GenerationMixin, EmbeddingMixin):
 
     @staticmethod
     def longest_token_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-        n = 0
-        for x, y in zip(a, b):
-            if x != y:
-                break
-            n += 1
-        return n
+        return _common_prefix(a, b)
 
     def create_chat_completion_openai_v1(self, *args: Any, **kwargs: Any):
         """create_chat_completion, returning the openai package's ChatCompletion (or a generator of

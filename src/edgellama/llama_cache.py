@@ -18,18 +18,10 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
+from .generation import _common_prefix as _prefix_len
 from .llama_state import LlamaState
 
 __all__ = ["BaseLlamaCache", "LlamaRAMCache", "LlamaDiskCache", "LlamaCache"]
-
-
-def _prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _state_bytes(state: LlamaState) -> int:

@@ -32,6 +32,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .. import _core
+from ..generation import _common_prefix
 
 __all__ = ["BatchEngine", "RequestCancelled", "EngineStopped", "Slot"]
 
@@ -44,15 +45,6 @@ class RequestCancelled(Exception):
 
 class EngineStopped(RequestCancelled):
     """The engine was stopped (server shutdown)."""
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 @dataclass
