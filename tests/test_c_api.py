@@ -566,3 +566,25 @@ def test_chat_example_reports_errors(build_dir, tmp_path):
     assert r.returncode == 1 and b"nope.gguf" in r.stderr and b"loading the model" in r.stderr
     r = subprocess.run([str(build_dir / "chat")], capture_output=True, timeout=60)
     assert r.returncode == 2 and b"usage" in r.stderr
+
+
+def test_generate_pieces_keep_spaces_of_sentencepiece_tokens(lib, tmp_path):
+    """A SentencePiece vocabulary strips the leading space of a text's first piece; streamed pieces
+    are detokenized after the previous token, so "▁word" tokens keep their space (as in Python).
+    (200 tokens: no byte tokens, so the random model cannot emit invalid UTF-8.)"""
+    from model_factory import make_model
+
+    path = make_model(tmp_path / "spm.gguf", n_vocab=200, n_embd=64, n_ctx_train=128, seed=3)
+    llm = Llama(str(path), n_ctx=128, n_threads=1)
+    want_text, n_want = _python_greedy(llm, "a b c", 16)
+    m = load(lib, path)
+    ctx = make_context(lib, m, n_ctx=128)
+    s = make_sampler(lib, temperature=0.0)
+    try:
+        got = generate(lib, ctx, s, tokenize(lib, m, b"a b c"), 16)
+    finally:
+        lib.edgellama_sampler_free(s)
+        lib.edgellama_context_free(ctx)
+        lib.edgellama_model_free(m)
+    assert len(got) == n_want and b"".join(p for _, p in got).decode() == want_text
+    assert any(p.startswith(b" ") for _, p in got)  # the case this test is about occurs
