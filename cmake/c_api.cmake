@@ -49,5 +49,13 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/edgellamaConfigVers
   VERSION ${EDGELLAMA_VERSION} COMPATIBILITY SameMinorVersion)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/edgellamaConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/edgellamaConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/edgellama)
+# The .pc file is relocatable (prefix from its own location), so `cmake --install --prefix X`
+# gives a correct file for any X, not just the prefix chosen at configure time.
+file(RELATIVE_PATH EDGELLAMA_PC_TO_PREFIX "/prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/prefix")
 configure_file(${CMAKE_CURRENT_SOURCE_DIR}/cmake/edgellama.pc.in ${CMAKE_CURRENT_BINARY_DIR}/edgellama.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/edgellama.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+if(EDGELLAMA_SANITIZE)
+  # the example is an ASan program too (scripts/sanitize_tests.sh runs it with leak detection)
+  target_compile_options(edgellama_chat PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer)
+  target_link_options(edgellama_chat PRIVATE -fsanitize=address,undefined)
+endif()

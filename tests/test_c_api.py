@@ -588,3 +588,37 @@ def test_generate_pieces_keep_spaces_of_sentencepiece_tokens(lib, tmp_path):
         lib.edgellama_model_free(m)
     assert len(got) == n_want and b"".join(p for _, p in got).decode() == want_text
     assert any(p.startswith(b" ") for _, p in got)  # the case this test is about occurs
+
+
+def test_install_gives_a_cmake_package_and_a_pkg_config_file(build_dir, tmp_path):
+    """`cmake --install` puts the header, the library, the CMake package config and edgellama.pc
+    under a prefix; a separate project finds it both ways and links the example against it."""
+    cmake = _need("cmake")
+    prefix = tmp_path / "prefix"
+    subprocess.run([cmake, "--install", str(build_dir), "--prefix", str(prefix)], check=True, capture_output=True)
+    assert (prefix / "include" / "edgellama.h").read_bytes() == HEADER.read_bytes()
+    chat_c = ROOT / "examples" / "c" / "chat.c"
+    proj = tmp_path / "consumer"
+    proj.mkdir()
+    (proj / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.18)\nproject(consumer C)\nfind_package(edgellama 0.1 REQUIRED)\n"
+        f'add_executable(chat "{chat_c.as_posix()}")\n'
+        "target_link_libraries(chat PRIVATE edgellama::edgellama)\n")
+    built = []
+    subprocess.run([cmake, "-S", str(proj), "-B", str(proj / "b"), f"-DCMAKE_PREFIX_PATH={prefix}"], check=True,
+                   capture_output=True)
+    subprocess.run([cmake, "--build", str(proj / "b")], check=True, capture_output=True)
+    built.append(([str(proj / "b" / "chat")], {}))
+    if shutil.which("pkg-config"):
+        pc_dir = next(prefix.rglob("edgellama.pc")).parent  # lib/ or lib64/, as GNUInstallDirs says
+        env = dict(os.environ, PKG_CONFIG_PATH=str(pc_dir))
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "edgellama"], env=env, check=True,
+                               capture_output=True, text=True).stdout.split()
+        exe = tmp_path / "chat_pc"
+        subprocess.run([_need("cc"), "-std=c99", "-o", str(exe), str(chat_c), *flags], check=True, capture_output=True)
+        built.append(([str(exe)], {"LD_LIBRARY_PATH": str(pc_dir.parent)}))
+    for cmd, extra in built:
+        r = subprocess.run(cmd + [str(tmp_path / "none.gguf"), "hi"], capture_output=True, timeout=60,
+                           env=dict(os.environ, **extra))
+        # it ran against the installed library: the load failed with the library's message
+        assert r.returncode == 1 and b"none.gguf: cannot open" in r.stderr, r.stderr
