@@ -622,3 +622,26 @@ def test_install_gives_a_cmake_package_and_a_pkg_config_file(build_dir, tmp_path
                            env=dict(os.environ, **extra))
         # it ran against the installed library: the load failed with the library's message
         assert r.returncode == 1 and b"none.gguf: cannot open" in r.stderr, r.stderr
+
+
+def test_generate_limits(lib, smol):
+    ids = tokenize(lib, smol, chatml("Count from one to twenty.").encode())
+    s = make_sampler(lib, temperature=0.0)
+    ctx = make_context(lib, smol, n_ctx=len(ids) + 5)
+    try:
+        assert generate(lib, ctx, s, ids, 0) == []  # max_tokens = 0: the prompt is evaluated only
+        assert lib.edgellama_context_n_past(ctx) == len(ids)
+        assert lib.edgellama_context_truncate(ctx, 0) == OK
+        assert len(generate(lib, ctx, s, ids, 1, stop_after=1)) == 1  # stopped by the callback at once
+        assert lib.edgellama_context_truncate(ctx, 0) == OK
+        # a full context ends generation without an error: 5 free positions give 6 tokens (the last
+        # one is sampled from the logits of the last position and not evaluated)
+        got = generate(lib, ctx, s, ids, 100)
+        assert len(got) == 6 and lib.edgellama_context_n_past(ctx) == len(ids) + 5
+        assert lib.edgellama_generate(ctx, s, tokens_array(ids), len(ids), 4, ON_TOKEN(), None, None) == INVALID
+        assert "context" in last_error(lib)  # the prompt does not fit
+        assert lib.edgellama_generate(ctx, s, tokens_array(ids), len(ids), -1, ON_TOKEN(), None, None) == INVALID
+        assert "max_tokens" in last_error(lib)
+    finally:
+        lib.edgellama_context_free(ctx)
+        lib.edgellama_sampler_free(s)

@@ -202,7 +202,8 @@ typedef bool (*edgellama_token_callback)(edgellama_token token, const char* piec
  * end-of-generation token (not passed to on_token), after max_tokens, when on_token returns false,
  * or when the context is full. On return the context holds the prompt and every generated token
  * but the last (to continue a conversation, pass that token first in the next prompt). n_generated (may be
- * NULL) receives the number of tokens passed to on_token. */
+ * NULL) receives the number of tokens passed to on_token (which may be NULL: then they are only
+ * counted; the context and sampler still advance). */
 EDGELLAMA_API edgellama_status edgellama_generate(edgellama_context* context, edgellama_sampler* sampler,
                                                   const edgellama_token* prompt, size_t n_prompt,
                                                   int32_t max_tokens, edgellama_token_callback on_token,
