@@ -68,7 +68,12 @@ class ModelParams(C.Structure):
 
 class ContextParams(C.Structure):
     _fields_ = [("struct_size", C.c_size_t), ("n_ctx", C.c_int32), ("n_threads", C.c_int32),
-                ("n_batch", C.c_int32), ("kv_f32", C.c_bool)]
+                ("n_batch", C.c_int32), ("kv_f32", C.c_bool), ("n_seq", C.c_int32)]
+
+
+class Batch(C.Structure):
+    _fields_ = [("tokens", C.POINTER(C.c_int32)), ("seq_ids", C.POINTER(C.c_int32)),
+                ("want_logits", C.POINTER(C.c_uint8)), ("n", C.c_size_t)]
 
 
 class SamplerParams(C.Structure):
@@ -112,6 +117,10 @@ SIGNATURES = {
     "edgellama_context_truncate": (C.c_int, [P, C.c_int32]),
     "edgellama_decode": (C.c_int, [P, TOKENS, C.c_size_t]),
     "edgellama_get_logits": (C.POINTER(C.c_float), [P]),
+    "edgellama_decode_batch": (C.c_int, [P, C.POINTER(Batch), C.POINTER(C.c_float), C.c_size_t,
+                                         C.POINTER(C.c_size_t)]),
+    "edgellama_context_n_past_seq": (C.c_int32, [P, C.c_int32]),
+    "edgellama_context_truncate_seq": (C.c_int, [P, C.c_int32, C.c_int32]),
     "edgellama_sampler_default_params": (SamplerParams, []),
     "edgellama_sampler_create": (C.c_int, [C.POINTER(SamplerParams), C.POINTER(P)]),
     "edgellama_sampler_free": (None, [P]),
@@ -148,9 +157,9 @@ def load(lib, path, params=None) -> int:
     return out.value
 
 
-def make_context(lib, model, n_ctx=512, n_threads=1):
+def make_context(lib, model, n_ctx=512, n_threads=1, n_seq=1):
     p = lib.edgellama_context_default_params()
-    p.n_ctx, p.n_threads = n_ctx, n_threads
+    p.n_ctx, p.n_threads, p.n_seq = n_ctx, n_threads, n_seq
     out = P()
     assert lib.edgellama_context_create(model, C.byref(p), C.byref(out)) == OK, last_error(lib)
     return out.value
@@ -645,3 +654,49 @@ def test_generate_limits(lib, smol):
     finally:
         lib.edgellama_context_free(ctx)
         lib.edgellama_sampler_free(s)
+
+
+def test_decode_batch_of_two_sequences_equals_each_alone(lib, smol, llm):
+    a = llm.tokenize(b"The cat sat on the", add_bos=True)
+    b = llm.tokenize(b"Rust and C++ are both", add_bos=True)
+    n_vocab = lib.edgellama_model_n_vocab(smol)
+
+    def alone(ids):
+        ctx = make_context(lib, smol, n_ctx=64)
+        try:
+            assert lib.edgellama_decode(ctx, tokens_array(ids), len(ids)) == OK
+            return np.ctypeslib.as_array(lib.edgellama_get_logits(ctx), shape=(n_vocab,)).copy()
+        finally:
+            lib.edgellama_context_free(ctx)
+
+    # interleave the rows of the two sequences; logits for the last row of each
+    rows = []
+    for i in range(max(len(a), len(b))):
+        rows += [(a[i], 0)] if i < len(a) else []
+        rows += [(b[i], 1)] if i < len(b) else []
+    assert len(a) != len(b)  # one sequence has rows after the other's last
+    last = {0: max(i for i, r in enumerate(rows) if r[1] == 0), 1: max(i for i, r in enumerate(rows) if r[1] == 1)}
+    want = (C.c_uint8 * len(rows))(*[int(i in last.values()) for i in range(len(rows))])
+    batch = Batch(tokens_array([t for t, _ in rows]), (C.c_int32 * len(rows))(*[s for _, s in rows]), want,
+                  len(rows))
+    ctx = make_context(lib, smol, n_ctx=64, n_seq=2)
+    try:
+        out = (C.c_float * (2 * n_vocab))()
+        n = C.c_size_t()
+        assert lib.edgellama_decode_batch(ctx, C.byref(batch), out, 2 * n_vocab - 1, C.byref(n)) == TOO_SMALL
+        assert n.value == 2 and lib.edgellama_context_n_past_seq(ctx, 0) == 0
+        assert lib.edgellama_decode_batch(ctx, C.byref(batch), out, 2 * n_vocab, C.byref(n)) == OK, last_error(lib)
+        got = np.ctypeslib.as_array(out).reshape(2, n_vocab)
+        first = 0 if last[0] < last[1] else 1  # rows come out in row order
+        np.testing.assert_array_equal(got[first], alone(a if first == 0 else b))
+        np.testing.assert_array_equal(got[1 - first], alone(b if first == 0 else a))
+        assert (lib.edgellama_context_n_past_seq(ctx, 0), lib.edgellama_context_n_past_seq(ctx, 1)) == (len(a), len(b))
+        assert lib.edgellama_context_n_past_seq(ctx, 2) == -1 and "n_seq" in last_error(lib)
+        assert lib.edgellama_context_truncate_seq(ctx, 1, len(b) + 1) == INVALID
+        assert lib.edgellama_context_truncate_seq(ctx, 1, 2) == OK and lib.edgellama_context_n_past_seq(ctx, 1) == 2
+        bad = Batch(tokens_array([1]), (C.c_int32 * 1)(5), None, 1)
+        assert lib.edgellama_decode_batch(ctx, C.byref(bad), None, 0, None) == INVALID
+        assert "sequence id 5" in last_error(lib)
+        assert lib.edgellama_decode_batch(ctx, None, None, 0, None) == INVALID and "batch is NULL" in last_error(lib)
+    finally:
+        lib.edgellama_context_free(ctx)

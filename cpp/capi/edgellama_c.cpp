@@ -330,6 +330,7 @@ edgellama_context_params edgellama_context_default_params(void) {
   p.n_threads = core.n_threads;
   p.n_batch = int32_t(core.n_batch);
   p.kv_f32 = core.type_k == edgellama::KVType::F32;
+  p.n_seq = int32_t(core.n_seq);
   return p;
 }
 
@@ -344,10 +345,12 @@ edgellama_status edgellama_context_create(edgellama_model* model, const edgellam
     require(p.n_ctx > 0, "params->n_ctx must be > 0, got " + std::to_string(p.n_ctx));
     require(p.n_batch > 0, "params->n_batch must be > 0, got " + std::to_string(p.n_batch));
     require(p.n_threads >= 0, "params->n_threads must be >= 0, got " + std::to_string(p.n_threads));
+    require(p.n_seq > 0, "params->n_seq must be > 0, got " + std::to_string(p.n_seq));
     edgellama::ContextParams cp;
     cp.n_ctx = p.n_ctx;
     cp.n_threads = p.n_threads;
     cp.n_batch = p.n_batch;
+    cp.n_seq = p.n_seq;
     cp.type_k = cp.type_v = p.kv_f32 ? edgellama::KVType::F32 : edgellama::KVType::F16;
     auto h = std::make_unique<edgellama_context>();
     h->model = m->model;
@@ -387,6 +390,58 @@ edgellama_status edgellama_decode(edgellama_context* context, const edgellama_to
     edgellama_context* c = checked(context);
     require(tokens != nullptr || n == 0, "tokens is NULL");
     if (n > 0) decode_into(c, tokens, n);
+    return EDGELLAMA_OK;
+  });
+}
+
+edgellama_status edgellama_decode_batch(edgellama_context* context, const edgellama_batch* batch, float* logits,
+                                        size_t capacity, size_t* n_rows) {
+  if (n_rows) *n_rows = 0;
+  return guarded("edgellama_decode_batch", [&] {
+    edgellama_context* c = checked(context);
+    require(batch != nullptr, "batch is NULL");
+    require(batch->n == 0 || (batch->tokens != nullptr && batch->seq_ids != nullptr),
+            "batch->tokens and batch->seq_ids must not be NULL");
+    size_t rows = 0;
+    for (size_t i = 0; batch->want_logits && i < batch->n; ++i) rows += batch->want_logits[i] != 0;
+    const size_t needed = rows * size_t(c->model->hparams().n_vocab);
+    if (n_rows) *n_rows = rows;
+    require(logits != nullptr || needed == 0, "logits is NULL but " + std::to_string(rows) + " rows want logits");
+    if (needed > capacity)
+      return fail(EDGELLAMA_ERR_BUFFER_TOO_SMALL, "edgellama_decode_batch: " + std::to_string(rows) +
+                                                      " rows of logits need " + std::to_string(needed) +
+                                                      " floats but capacity is " + std::to_string(capacity));
+    edgellama::BatchView view;
+    view.tokens = batch->tokens;
+    view.seq_ids = batch->seq_ids;
+    view.want_logits = batch->want_logits;
+    view.n = int64_t(batch->n);
+    if (view.n > 0) c->context->decode_batch(view, logits);
+    return EDGELLAMA_OK;
+  });
+}
+
+int32_t edgellama_context_n_past_seq(const edgellama_context* context, int32_t seq) {
+  return guarded_int("edgellama_context_n_past_seq", [&] {
+    const edgellama_context* c = checked(context);
+    require(seq >= 0 && seq < c->context->n_seq(), "seq must be in 0..n_seq-1 (n_seq = " +
+                                                       std::to_string(c->context->n_seq()) + "), got " +
+                                                       std::to_string(seq));
+    return int32_t(c->context->n_past_seq(seq));
+  });
+}
+
+edgellama_status edgellama_context_truncate_seq(edgellama_context* context, int32_t seq, int32_t n) {
+  return guarded("edgellama_context_truncate_seq", [&] {
+    edgellama_context* c = checked(context);
+    require(seq >= 0 && seq < c->context->n_seq(), "seq must be in 0..n_seq-1 (n_seq = " +
+                                                       std::to_string(c->context->n_seq()) + "), got " +
+                                                       std::to_string(seq));
+    const int64_t past = c->context->n_past_seq(seq);
+    require(n >= 0 && n <= past, "n must be in 0..n_past of sequence " + std::to_string(seq) + " (" +
+                                     std::to_string(past) + "), got " + std::to_string(n));
+    c->context->truncate_seq(seq, n);
+    if (seq == 0) c->has_logits = false;
     return EDGELLAMA_OK;
   });
 }

@@ -138,6 +138,7 @@ typedef struct edgellama_context_params {
   int32_t n_threads;  /* 0 = physical cores */
   int32_t n_batch;    /* tokens per forward chunk when evaluating a prompt (default 512) */
   bool kv_f32;        /* KV cache in float32 instead of float16 */
+  int32_t n_seq;      /* sequences (default 1), each with its own n_ctx positions: edgellama_decode_batch */
 } edgellama_context_params;
 
 EDGELLAMA_API edgellama_context_params edgellama_context_default_params(void);
@@ -157,6 +158,26 @@ EDGELLAMA_API edgellama_status edgellama_decode(edgellama_context* context, cons
 /* n_vocab logits of the last decoded token, owned by the context and valid until its next decode;
  * NULL before the first decode or for an invalid handle. */
 EDGELLAMA_API const float* edgellama_get_logits(const edgellama_context* context);
+
+/* Several sequences in one forward pass (a server's parallel conversations): row i appends
+ * tokens[i] to sequence seq_ids[i] (rows of a sequence continue it in order; sequences may
+ * interleave). The weights are read once for all rows, and each row's result is the same as when
+ * its sequence is decoded alone. Sequence 0 is the one edgellama_decode and edgellama_generate use. */
+typedef struct edgellama_batch {
+  const edgellama_token* tokens; /* [n] */
+  const int32_t* seq_ids;        /* [n] in 0..n_seq-1 */
+  const uint8_t* want_logits;    /* [n] nonzero: write this row's logits; NULL: no logits */
+  size_t n;
+} edgellama_batch;
+
+/* logits receives n_vocab floats per row with want_logits set, in row order; capacity is in floats.
+ * *n_rows (may be NULL) receives the number of such rows. On failure the cache is unchanged. */
+EDGELLAMA_API edgellama_status edgellama_decode_batch(edgellama_context* context, const edgellama_batch* batch,
+                                                      float* logits, size_t capacity, size_t* n_rows);
+/* Tokens in sequence seq's cache; -1 for an invalid handle or sequence. */
+EDGELLAMA_API int32_t edgellama_context_n_past_seq(const edgellama_context* context, int32_t seq);
+/* Forget sequence seq's cache from position n on (0 <= n <= its n_past). */
+EDGELLAMA_API edgellama_status edgellama_context_truncate_seq(edgellama_context* context, int32_t seq, int32_t n);
 
 /* ---- sampling -------------------------------------------------------------------------------- */
 
