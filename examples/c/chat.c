@@ -35,6 +35,11 @@ int main(int argc, char** argv) {
   edgellama_token* tokens = NULL;
   size_t n_tokens = 0;
 
+  if (edgellama_abi_version() != EDGELLAMA_ABI_VERSION) { /* header and library must agree */
+    fprintf(stderr, "chat: libedgellama %s has ABI %d, expected %d\n", edgellama_version(),
+            edgellama_abi_version(), EDGELLAMA_ABI_VERSION);
+    return 1;
+  }
   if (edgellama_model_load(argv[1], NULL, &model) != EDGELLAMA_OK) return fail("loading the model");
 
   const char* tmpl = edgellama_model_chat_template(model);
