@@ -198,7 +198,15 @@ def run(sdist: Path, model: Path, extra: Optional[List[str]] = None, capture: bo
         work = Path(tmp)
         args = prepare(sdist, work)
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(work), str(ROOT / "src"), env.get("PYTHONPATH", "")])
+        # the same edgellama this process imports (the installed package in CI, src/ with the
+        # dev-built module during development): src/ of a clean clone has no compiled module
+        try:
+            import edgellama
+
+            pkg_root = str(Path(edgellama.__file__).resolve().parents[1])
+        except ImportError:
+            pkg_root = str(ROOT / "src")
+        env["PYTHONPATH"] = os.pathsep.join([str(work), pkg_root, env.get("PYTHONPATH", "")])
         env["EDGELLAMA_SUITE_MODEL"] = str(model)
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(work),
                "-o", "addopts=", "-rA", *args, *(extra or [])]
