@@ -64,6 +64,25 @@ void bind_batch(py::module_& m) {
          py::arg("positions") = py::none(),
          "One forward pass over rows of several sequences; returns the logits of the rows with "
          "want_logits set, (n_out, n_vocab), in row order.")
+      .def(
+          "decode_batch_hidden",
+          [](Context& c, Array1D<int32_t> tokens, Array1D<int32_t> seq_ids) {
+            if (tokens.ndim() != 1) throw edgellama::ArgumentError("decode_batch_hidden: tokens must be a 1-D array");
+            const int64_t n = tokens.shape(0);
+            check_rows(seq_ids, "seq_ids", n);
+            BatchView b;
+            b.n = n;
+            b.tokens = tokens.data();
+            b.seq_ids = seq_ids.data();
+            py::array_t<float> hidden({n, int64_t(c.model().hparams().n_embd)});
+            {
+              py::gil_scoped_release release;
+              c.decode_batch_hidden(b, hidden.mutable_data());
+            }
+            return hidden;
+          },
+          py::arg("tokens"), py::arg("seq_ids"),
+          "decode_batch without logits: the final-norm hidden states of every row, (n, n_embd).")
       .def("n_past_seq", &Context::n_past_seq, py::arg("seq"))
       .def("truncate_seq", &Context::truncate_seq, py::arg("seq"), py::arg("n"))
       .def_property_readonly("n_seq", &Context::n_seq);

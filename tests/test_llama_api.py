@@ -365,6 +365,23 @@ def test_embeddings_match_the_float64_reference(model_path, pooling, pool):
         assert r["data"][1]["embedding"] == got[1]
 
 
+@pytest.mark.parametrize("precision", ["fast", "exact"])
+def test_embeddings_of_many_inputs_share_passes_and_equal_each_alone(model_path, precision):
+    """Several inputs go through one forward pass (one sequence each); each input's hidden states
+    must be bit-identical to evaluating it alone in the object's own context, including when a
+    group is cut by n_batch; the object's KV cache is not touched."""
+    texts = ["ab cd ef", "b", "cab abc d e f g", "d d d", "a"] * 3
+    with load(model_path, embedding=True, pooling_type="none", precision=precision, n_batch=16) as m:
+        toks = [m.tokenize(t.encode()) for t in texts]
+        m.eval(PROMPT)
+        cache_before = list(m.tokens_in_cache)
+        many = m._hidden_states_many(toks)
+        assert m.tokens_in_cache == cache_before
+        for t, h in zip(toks, many):
+            np.testing.assert_array_equal(h, m._hidden_states(t))
+        assert np.array(m.embed(texts)[2]).shape == (len(toks[2]), m.n_embd())
+
+
 def test_embeddings_pooling_none_truncate_and_errors(model_path):
     with load(model_path, n_ctx=8, embedding=True, pooling_type="none") as m:
         assert m.pooling_type() == 0

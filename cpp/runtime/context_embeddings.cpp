@@ -17,4 +17,16 @@ void Context::decode_hidden(const int32_t* tokens, int64_t n, float* hidden) {
   decode(tokens, n, nullptr, false);
 }
 
+void Context::decode_batch_hidden(const BatchView& b, float* hidden) {
+  if (!hidden && b.n > 0) throw ArgumentError("decode_batch_hidden: no output buffer");
+  struct Reset {
+    float*& p;
+    ~Reset() { p = nullptr; }
+  } reset{hidden_out_};
+  hidden_out_ = hidden;
+  BatchView rows = b;
+  rows.want_logits = nullptr;  // no output projection
+  decode_batch(rows, nullptr);
+}
+
 }  // namespace edgellama

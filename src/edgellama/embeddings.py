@@ -3,8 +3,9 @@
 An input's embedding is built from the final-norm hidden states of its tokens (the vectors the
 output projection would turn into logits; the core computes no logits here), pooled by the
 model's pooling type: none (one vector per token), mean, cls (first token) or last (last token).
-Each input is evaluated on its own from position 0, so an input's embedding does not depend on the
-other inputs. The model must be created with ``Llama(..., embedding=True)``, as in llama-cpp-python.
+Each input is evaluated from position 0 as its own sequence; several inputs share each forward pass
+(Llama._hidden_states_many), and an input's embedding does not depend on the other inputs (a row's
+result never depends on the rest of the batch). The model must be created with ``Llama(..., embedding=True)``, as in llama-cpp-python.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def _normalized(v: np.ndarray) -> np.ndarray:
 
 
 class EmbeddingMixin:
-    """Needs from the model object: tokenize, n_ctx(), pooling_type(), _hidden_states(tokens) and
-    the `_embedding` flag."""
+    """Needs from the model object: tokenize, n_ctx(), pooling_type(), _hidden_states_many(token
+    lists) and the `_embedding` flag."""
 
     def embed(self, input: Union[str, List[str]], normalize: bool = False, truncate: bool = True,
               return_count: bool = False) -> Any:
@@ -47,8 +48,7 @@ class EmbeddingMixin:
                 raise TypeError(f"embed input {i} must be a str, got {type(s).__name__}")
         pool = _POOL[self.pooling_type()]
         n_ctx = self.n_ctx()
-        data: List[Any] = []
-        total = 0
+        token_lists = []
         for s in inputs:
             tokens = self.tokenize(s.encode("utf-8"))
             if len(tokens) > n_ctx:
@@ -56,8 +56,10 @@ class EmbeddingMixin:
                     raise ValueError(f"input of {len(tokens)} tokens exceeds n_ctx {n_ctx} (pass truncate=True "
                                      f"to embed its first {n_ctx} tokens)")
                 tokens = tokens[:n_ctx]
-            total += len(tokens)
-            hidden = self._hidden_states(tokens)  # (len(tokens), n_embd) float32
+            token_lists.append(tokens)
+        total = sum(len(t) for t in token_lists)
+        data: List[Any] = []
+        for tokens, hidden in zip(token_lists, self._hidden_states_many(token_lists)):  # (len, n_embd) each
             if pool is None:
                 data.append([(_normalized(r) if normalize else r).tolist() for r in hidden])
             else:

@@ -28,7 +28,8 @@ from .generation import GenerationMixin, _common_prefix  # completions, chat, st
 
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
 _MAX_N_CTX = 1 << 24  # = kMaxContext in cpp/runtime/context.cpp
-_MAX_N_THREADS = 1024  # = kMaxThreads there
+_MAX_N_THREADS = 1024
+_EMBED_GROUP_MAX = 64  # inputs per batched embedding pass (one KV sequence each)  # = kMaxThreads there
 
 TokenSequence = Union[Sequence[int], np.ndarray]
 
@@ -244,8 +245,10 @@ class Llama(GenerationMixin, EmbeddingMixin):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number (0 = the model's), got {value!r}")
         rope_freq_scale = rope_freq_scale_for(rope_scaling_type, rope_freq_scale)
-        self._ctx = _core.Context(self._model, n_ctx, n_threads or n_threads_batch or 0, chunk, type_k, type_v,
-                                  precision, float(rope_freq_base), float(rope_freq_scale))
+        # what a context needs beyond n_ctx (batched embeddings make short-lived contexts like it)
+        self._ctx_args = (n_threads or n_threads_batch or 0, chunk, type_k, type_v, precision,
+                          float(rope_freq_base), float(rope_freq_scale))
+        self._ctx = _core.Context(self._model, n_ctx, *self._ctx_args)
         self._n_ctx = n_ctx
         self.n_batch = min(n_batch, n_ctx)
         self.n_ubatch = self._ctx.n_batch
@@ -654,6 +657,41 @@ class Llama(GenerationMixin, EmbeddingMixin):
             finally:
                 self.tokens_in_cache = [int(t) for t in ids[: ctx.n_past]]
                 self._last_logits = None
+
+    def _hidden_states_many(self, token_lists: Sequence[TokenSequence]) -> List[np.ndarray]:
+        """``_hidden_states`` of several inputs, each from position 0, evaluated together: groups of
+        inputs share each forward pass (one sequence per input in a short-lived context; the weights
+        are read once per group instead of once per input). An input's rows get the same bits as
+        alone (a row's result never depends on the other rows of a batch). The object's own KV cache
+        is untouched."""
+        with self._lock:
+            self._context_checked()
+            n_vocab = self.n_vocab()
+            ids = [_as_token_array(t, n_vocab) for t in token_lists]
+            for a in ids:
+                if a.size > self._n_ctx:
+                    raise ValueError(f"{a.size} tokens do not fit in n_ctx {self._n_ctx}")
+            out: List[Optional[np.ndarray]] = [None] * len(ids)
+            budget = max(self.n_batch, 1)  # rows per group, as a prompt chunk (longer inputs go alone)
+            i = 0
+            while i < len(ids):
+                group, rows = [i], ids[i].size
+                while i + len(group) < len(ids) and len(group) < _EMBED_GROUP_MAX \
+                        and rows + ids[i + len(group)].size <= budget:
+                    rows += ids[i + len(group)].size
+                    group.append(i + len(group))
+                longest = max(1, max(ids[j].size for j in group))
+                ctx = _core.Context(self._model, longest, *self._ctx_args, n_seq=len(group))
+                tokens = np.concatenate([ids[j] for j in group]).astype(np.int32)
+                seqs = np.concatenate([np.full(ids[j].size, k, dtype=np.int32) for k, j in enumerate(group)])
+                hidden = ctx.decode_batch_hidden(tokens, seqs) if tokens.size else \
+                    np.zeros((0, self.n_embd()), dtype=np.float32)
+                start = 0
+                for j in group:
+                    out[j] = hidden[start:start + ids[j].size]
+                    start += ids[j].size
+                i += len(group)
+            return out  # type: ignore[return-value]
 
     def reset(self) -> None:
         """Empty the KV cache."""

@@ -70,6 +70,9 @@ class Context {
   // Final-norm hidden states instead of logits (embeddings): evaluates n tokens like decode() and
   // writes n * n_embd floats (no output projection is computed). Defined in context_embeddings.cpp.
   void decode_hidden(const int32_t* tokens, int64_t n, float* hidden);
+  // decode_batch's form of it: the final-norm hidden states of every row (b.n * n_embd floats, in
+  // row order; b.want_logits is ignored), for embeddings of several inputs in one forward pass.
+  void decode_batch_hidden(const BatchView& b, float* hidden);
 
   // The KV cache as bytes (header + the first n_past() rows of every layer), and back. A state
   // loads only into a context of the same model shape and KV types with n_ctx >= its n_past.
