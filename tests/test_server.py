@@ -12,6 +12,7 @@ import sys
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 openai = pytest.importorskip("openai", reason="pip install 'edgellama[test]' (openai client)")
@@ -334,3 +335,24 @@ def test_prompt_lookup_in_the_server_gives_the_same_text(server, client, llm):
     want = llm(prompt, max_tokens=32, temperature=0)["choices"][0]["text"]
     assert r.choices[0].text == want
     assert _metric(server, "draft_tokens_accepted_total") > before
+
+
+def test_embeddings_endpoint(smollm2_path):
+    """With --embedding, /v1/embeddings answers through the openai client with what
+    Llama(embedding=True).create_embedding gives for the same inputs (several inputs batched)."""
+    s = ServerProcess(str(smollm2_path), ["--parallel", "1", "-c", "128", "-t", "2", "--embedding"], subprocess_env())
+    try:
+        c = openai.OpenAI(base_url=s.base_url + "/v1", api_key="unused", timeout=60, max_retries=0)
+        texts = ["The capital of France is Paris.", "Bonjour", "A third, longer input about the weather."]
+        r = c.embeddings.create(model="m", input=texts)
+        with Llama(str(smollm2_path), n_ctx=128, n_threads=2, embedding=True, verbose=False) as m:
+            want = m.create_embedding(texts)
+        assert [d.index for d in r.data] == [0, 1, 2]
+        for got, w in zip(r.data, want["data"]):
+            np.testing.assert_array_equal(np.array(got.embedding, dtype=np.float32),
+                                          np.array(w["embedding"], dtype=np.float32))
+        assert r.usage.prompt_tokens == want["usage"]["prompt_tokens"]
+        bad = httpx.post(s.base_url + "/v1/embeddings", json={"input": [1, 2]}, timeout=10)
+        assert bad.status_code == 400 and "input" in bad.json()["error"]["message"]
+    finally:
+        assert s.stop() == 0

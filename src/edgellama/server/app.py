@@ -94,6 +94,7 @@ class _State:
         self.in_flight = 0
         self.active: Set[SlotModel] = set()
         self.shutting_down = False
+        self.embedder: Any = None  # Llama(embedding=True) when the server runs with --embedding
         self.created = int(time.time())
         # build the chat formatter once (SlotModels share its cache); a model without a template
         # fails only the chat requests, with the generation layer's message
@@ -389,12 +390,21 @@ async def _chat(state: _State, request: Request) -> Response:
 
 
 async def _embeddings(state: _State, request: Request) -> Response:
-    _parse(EmbeddingRequest, await _read_json(state, request))
-    # TODO(api helper's embeddings): when Llama gains create_embedding (pooling over the last hidden
-    # state), run it here on the engine's model when --embedding is set.
-    if not state.config.embedding:
+    body = _parse(EmbeddingRequest, await _read_json(state, request))
+    if state.embedder is None:
         raise ApiError(501, "embeddings are off; start the server with --embedding", "not_implemented_error")
-    raise ApiError(501, "embeddings are not implemented in this edgellama build yet", "not_implemented_error")
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ApiError(400, "input must be a string or a non-empty list of strings (token-id inputs are not "
+                            "supported)", param="input")
+    loop = asyncio.get_running_loop()
+    try:  # Llama.create_embedding: inputs batched into shared forward passes, on the request executor
+        result = await loop.run_in_executor(state.executor, lambda: state.embedder.create_embedding(
+            texts if isinstance(body.input, list) else body.input, model=state.config.model_id))
+    except (ValueError, TypeError) as e:
+        raise _bad_input(e) from None
+    state.metrics.add_usage({"prompt_tokens": result["usage"]["prompt_tokens"]})
+    return JSONResponse(result)
 
 
 async def _models(state: _State, request: Request) -> Response:
@@ -412,8 +422,10 @@ async def _metrics(state: _State, request: Request) -> Response:
     return PlainTextResponse(state.metrics.render(state.gauges), media_type="text/plain; version=0.0.4")
 
 
-def create_app(engine: BatchEngine, vocab_llama: Any, config: ServerConfig) -> Starlette:
+def create_app(engine: BatchEngine, vocab_llama: Any, config: ServerConfig, embedder: Any = None) -> Starlette:
+    """``embedder``: a Llama(embedding=True) on the same file, for /v1/embeddings (None: 501)."""
     state = _State(engine, vocab_llama, config)
+    state.embedder = embedder
 
     def route(path: str, name: str, fn: Callable, methods=("POST",), public: bool = False) -> Route:
         endpoint = _Endpoint(state, name, fn, public)

@@ -45,7 +45,9 @@ def serve(model_path: str, *, model_id: str, host: str = "127.0.0.1", port: int 
     config = ServerConfig(model_id=model_id, n_slots=n_slots, max_queue=max_queue, api_key=api_key,
                           max_body_bytes=max_body_bytes, log_prompts=log_prompts, embedding=embedding,
                           cors_origins=tuple(cors), draft=draft, draft_max=draft_max)
-    app = create_app(engine, vocab_llama, config)
+    # /v1/embeddings: a second context on the same file (the OS shares the mapped weights)
+    embedder = Llama(model_path, embedding=True, n_ctx=n_ctx, n_threads=n_threads, verbose=False) if embedding else None
+    app = create_app(engine, vocab_llama, config, embedder)
     state = app.state.edgellama
 
     class Server(uvicorn.Server):
