@@ -7,6 +7,7 @@ and the tensors. The malformed cases themselves live in crafted_files.py (parse_
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -94,3 +95,52 @@ def test_type_field_mutation_names_file_and_tensors(tmp_path):
     bad.write_bytes(d.to_bytes())
     assert bad.read_bytes() == base
     GGUFFile(str(bad))
+
+
+# --- cross-check with llama.cpp's own parser (gguf_init_from_file in libggml-base), where it is built ---
+
+LIBGGML_BASE = Path(os.environ.get("EDGELLAMA_LLAMACPP_BIN", "/work/llamacpp/build-native/bin")) / "libggml-base.so"
+# the layout cases of crafted_files.py; llama.cpp's parser rejects each of them too. (A tensor running
+# past the end, "last_tensor_past_end", passes gguf_init_from_file with no_alloc and is rejected later
+# by llama-model-loader's bounds check: we reject it while parsing.)
+LAYOUT_CASES = ["data_gap", "data_gap_unpadded_size", "first_tensor_not_at_0", "data_out_of_info_order",
+                "data_second_out_of_order", "data_overlap", "data_same_offset", "offset_misaligned",
+                "attn_q_type_f32_to_f16", "attn_q_shape_grown", "tensor_infos_swapped",
+                "token_embd_type_f32_to_q4_0", "token_embd_type_f32_to_q8_0"]
+
+
+@pytest.mark.skipif(not LIBGGML_BASE.is_file(), reason=f"{LIBGGML_BASE} not built (llama.cpp cross-check only)")
+def test_layout_rule_agrees_with_llama_cpp(tmp_path):
+    import ctypes
+
+    class InitParams(ctypes.Structure):
+        _fields_ = [("no_alloc", ctypes.c_bool), ("ctx", ctypes.c_void_p)]
+
+    lib = ctypes.CDLL(str(LIBGGML_BASE))
+    lib.gguf_init_from_file.restype = ctypes.c_void_p
+    lib.gguf_init_from_file.argtypes = [ctypes.c_char_p, InitParams]
+    lib.gguf_free.argtypes = [ctypes.c_void_p]
+
+    def llama_cpp_loads(path) -> bool:
+        h = lib.gguf_init_from_file(str(path).encode(), InitParams(True, None))
+        if h:
+            lib.gguf_free(h)
+        return bool(h)
+
+    def we_load(path) -> bool:
+        try:
+            GGUFFile(str(path))
+            return True
+        except ValueError:
+            return False
+
+    cases = {c.name: c for c in cf.all_cases(str(tmp_path))}
+    for name in LAYOUT_CASES:
+        path = cf.write_case(cases[name], str(tmp_path))
+        assert (llama_cpp_loads(path), we_load(path)) == (False, False), name
+    for alignment in (1, 64):
+        path = tmp_path / f"a{alignment}.gguf"
+        _write(path, alignment)
+        with open(path, "ab") as f:
+            f.write(b"\x5a" * 100)  # trailing bytes: both accept
+        assert (llama_cpp_loads(path), we_load(path)) == (True, True), alignment
