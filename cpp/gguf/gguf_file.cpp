@@ -389,7 +389,7 @@ class GGUFParser {
       if (cur.offset != expected) {
         const std::string where = "tensor " + quote(cur.name);
         const std::string rule = " (llama.cpp requires each tensor's data to start where the previous tensor's ends, "
-                                 "padded to the alignment " + std::to_string(al_()) + ")";
+                                 "padded to the alignment " + std::to_string(alignment()) + ")";
         if (k == 0)
           fail(where, "data offset " + std::to_string(cur.offset) + " should be 0: the first tensor's data starts "
                       "the data section" + rule);
@@ -407,8 +407,8 @@ class GGUFParser {
     }
   }
 
-  uint64_t al_() const { return f_.alignment_; }
-  uint64_t padded(uint64_t n) const { return (n + al_() - 1) / al_() * al_(); }
+  uint64_t alignment() const { return f_.alignment_; }
+  uint64_t padded(uint64_t n) const { return (n + alignment() - 1) / alignment() * alignment(); }
 
   // "'name' (TYPE [ne0, ne1], N bytes at offset O)", for layout errors.
   static std::string describe(const GGUFTensorInfo& t) {
