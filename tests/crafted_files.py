@@ -319,6 +319,14 @@ def parse_cases() -> List[Case]:
     add("offset_wraps_with_size", raw_gguf(arch, [tinfo("t", [16], T_F32, 2**64 - 32)], data8), r"extends past")
     add("data_overlap", raw_gguf(arch, [tinfo("a", [16], T_F32, 0), tinfo("b", [16], T_F32, 32)], data8 * 4), r"overlaps")
     add("data_same_offset", raw_gguf(arch, [tinfo("a", [8], T_F32, 0), tinfo("b", [8], T_F32, 0)], data8 * 2), r"overlaps")
+    # the layout rule (llama.cpp's gguf.cpp): in info order, each tensor starts where the previous
+    # one's data ends, padded to the alignment
+    add("data_gap", raw_gguf(arch, [tinfo("a", [8], T_F32, 0), tinfo("b", [8], T_F32, 64)], data8 * 3), r"tensor 'b'.*gap of 32 bytes after tensor 'a' \(F32 \[8\]")
+    add("first_tensor_not_at_0", raw_gguf(arch, [tinfo("t", [8], T_F32, 32)], data8 * 2), r"tensor 't'.*offset 32 should be 0")
+    add("data_out_of_info_order", raw_gguf(arch, [tinfo("a", [8], T_F32, 32), tinfo("b", [8], T_F32, 0)], data8 * 2), r"tensor 'a'.*should be 0")
+    add("data_second_out_of_order", raw_gguf(arch, [tinfo("a", [8], T_F32, 0), tinfo("b", [8], T_F32, 64), tinfo("c", [8], T_F32, 32)], data8 * 3), r"gap|overlaps")
+    add("last_tensor_past_end", raw_gguf(arch, [tinfo("a", [8], T_F32, 0), tinfo("b", [16], T_F32, 32)], data8 * 2), r"tensor 'b'.*extends past")
+    add("data_gap_unpadded_size", raw_gguf(arch, [tinfo("a", [3], T_F32, 0), tinfo("b", [8], T_F32, 64)], data8 * 3), r"tensor 'b'.*gap of 32 bytes after tensor 'a' \(F32 \[3\], 12 bytes")
     add("data_section_missing", raw_gguf(arch, [tinfo("t", [8], T_F32, 0)]), r"past the end|truncated")
     # --- alignment ---
     add("alignment_0", raw_gguf(arch + [kv("general.alignment", U32, 0)], one_tensor, data8), r"general\.alignment.*power of two")
@@ -398,6 +406,13 @@ def model_cases(base: bytes, base_bpe: Optional[bytes] = None) -> List[Case]:
     edit("extra_layer_tensors", "model", r"more layers than", lambda d: _rename(d, "blk.0.ffn_downX.weight", None, add_extra=True))
     edit("tensor_type_q4_k_shape", "model", r"not a multiple of the .*block size", lambda d: _retype(d, "output_norm.weight", T_Q4_K))
     edit("tensor_type_changed_size", "parse", r"extends past|overlaps", lambda d: _retype(d, "output.weight", 30 if False else T_F32, dims_scale=4))
+    # a declared type or shape that does not match the stored bytes breaks the layout chain
+    # (before the check, F32 -> Q4_0 on token_embd loaded and gave NaN logits)
+    # (Q4_0 needs rows of 32: that case is in layout_cases, on a base with n_embd 32)
+    edit("attn_q_type_f32_to_f16", "parse", r"gap of \d+ bytes after tensor 'blk\.0\.attn_q\.weight' \(F16", lambda d: _retype(d, "blk.0.attn_q.weight", T_F16))
+    edit("attn_q_shape_grown", "parse", r"tensor 'blk\.0\.attn_k\.weight'.*overlaps tensor 'blk\.0\.attn_q\.weight' \(F32 \[16, 32\]",
+         lambda d: setattr(d.tensor("blk.0.attn_q.weight"), "dims", [16, 32]))
+    edit("tensor_infos_swapped", "parse", r"overlaps|gap", lambda d: _swap(d, "blk.0.attn_k.weight", "blk.0.attn_v.weight"))
     edit("rope_freqs_wrong_len", "model", r"rope_freqs\.weight.*has shape", lambda d: _add_tensor(d, "rope_freqs.weight", [5]))
     # --- tokenizer ---
     edit("tokens_wrong_type_u32", "vocab", r"tokenizer\.ggml\.tokens.*array of strings", lambda d: d.set_kv("tokenizer.ggml.tokens", ARR, (U32, list(range(32)))))
@@ -451,6 +466,36 @@ def _reshape(d: Doc, name: str, dims: List[int]) -> None:
         n_new *= x
     assert n_new <= n_old, (name, dims)
     t.dims = list(dims)
+    _relayout(d)
+
+
+def _tensor_nbytes(t: TensorRec) -> int:
+    import gguf  # gguf-py's type table: (block size, bytes per block)
+
+    bs, ts = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(t.ttype)]
+    n = 1
+    for x in t.dims:
+        n *= x
+    return n // bs * ts
+
+
+def _relayout(d: Doc) -> None:
+    """Rewrite offsets and data so the file obeys the layout rule again after a tensor shrank
+    (each keeps the first bytes of its old data): the case then fails on the shape check it is
+    about, not on the layout."""
+    data = b""
+    for t in d.tensors:
+        n = _tensor_nbytes(t)
+        chunk = d.data[t.offset : t.offset + n]
+        t.offset = len(data)
+        data += chunk + b"\0" * ((-len(chunk)) % d.alignment)
+    d.data = data
+
+
+def _swap(d: Doc, a: str, b: str) -> None:
+    """Swap two tensor infos (names and offsets move together: the infos are out of data order)."""
+    ia, ib = d.tensors.index(d.tensor(a)), d.tensors.index(d.tensor(b))
+    d.tensors[ia], d.tensors[ib] = d.tensors[ib], d.tensors[ia]
 
 
 def _rename(d: Doc, name: str, new: Optional[str], add_extra: bool = False) -> None:
@@ -486,9 +531,21 @@ def _grow_vocab(d: Doc, n: int) -> None:
     d.set_kv("tokenizer.ggml.token_type", ARR, (I32, [1] * n))
 
 
+def layout_cases(base32: bytes) -> List[Case]:
+    """Type-field mutations on a valid model with n_embd 32 (rows a Q4_0 block long). Before the
+    layout check, token_embd.weight F32 -> Q4_0 loaded and gave NaN logits."""
+    C = []
+    for name, tt, type_name in [("q4_0", T_Q4_0, "Q4_0"), ("q8_0", T_Q8_0, "Q8_0")]:
+        d = Doc.parse(base32)
+        _retype(d, "token_embd.weight", tt)
+        C.append(Case(f"token_embd_type_f32_to_{name}", d.to_bytes(), "parse",
+                      rf"tensor 'blk\.0\.attn_norm\.weight'.*gap of \d+ bytes after tensor 'token_embd\.weight' \({type_name} \[32, 32\]"))
+    return C
+
+
 def all_cases(base_dir: str) -> List[Case]:
     base = small_model_bytes(base_dir)
-    return parse_cases() + model_cases(base)
+    return parse_cases() + model_cases(base) + layout_cases(small_model_bytes(base_dir, n_embd=32))
 
 
 def write_case(case: Case, directory: str) -> str:

@@ -10,6 +10,11 @@ import edgellama
 
 from reference_forward import REL_TOL, ReferenceModel, assert_matches, decode_tokens, rel_err
 
+# exact path with an f32 KV cache vs the float64 reference: measured max |dlogit| / max|logit| 1.3e-6
+# on the 16-token sentence and 1.23e-6 on the Paris prompt (the same with EDGELLAMA_ISA scalar, avx2
+# and avx512: the exact path accumulates in the same order). 3x that; REL_TOL (1e-3) is for f16 KV.
+F32_KV_REL_TOL = 4e-6
+
 PARIS_PROMPT = [504, 3575, 282, 4649, 314]  # "The capital of France is"
 SENTENCE = "The quick brown fox jumps over the lazy dog and then runs into the forest to find"
 
@@ -102,11 +107,11 @@ def test_paris_sequence_matches_reference(llm_f32, refs, paris_ids):
     llm_f32.reset()
     got = llm_f32.eval(PARIS_PROMPT + paris_ids)
     llm_f32.reset()
-    assert_matches(got, refs["paris"], what="Paris prompt, f32 KV")
+    assert_matches(got, refs["paris"], rel_tol=F32_KV_REL_TOL, what="Paris prompt, f32 KV")
 
 
 def test_f32_kv_matches_float64_reference(logits_f32, ref_f64):
-    err = assert_matches(logits_f32, ref_f64, what="exact, f32 KV vs float64 reference")
+    err = assert_matches(logits_f32, ref_f64, rel_tol=F32_KV_REL_TOL, what="exact, f32 KV vs float64 reference")
     print(f"SmolLM2 exact f32-KV rel err {err:.3g}")
 
 

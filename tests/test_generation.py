@@ -25,32 +25,6 @@ CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-class NumpySampler:
-    """Stand-in for _core.Sampler while it is not built: greedy at temp <= 0, else seeded softmax
-    sampling with temperature and top-k."""
-
-    def __init__(self, temperature=0.8, top_k=40, seed=0, logit_bias=None, **_):
-        self.temp, self.top_k, self.bias = temperature, top_k, logit_bias or {}
-        self.rng = np.random.default_rng(seed)
-
-    def sample(self, logits):
-        x = np.array(logits, dtype=np.float64)
-        for t, b in self.bias.items():
-            x[t] += b
-        if self.temp <= 0:
-            return int(np.argmax(x))
-        if self.top_k > 0:
-            x[np.argsort(-x)[self.top_k:]] = -np.inf
-        p = np.exp((x - x.max()) / self.temp)
-        return int(self.rng.choice(len(p), p=p / p.sum()))
-
-    def accept(self, token):
-        pass
-
-    def reset(self):
-        pass
-
-
 class FakeLlama(GenerationMixin):
     """Deterministic toy model. The next token continues ``reply`` (token ids) from the longest tail
     of the context that is a prefix of it; after the whole reply it predicts EOS (or, with
@@ -165,9 +139,7 @@ class FakeLlama(GenerationMixin):
         return self.eval(tokens)[-1]
 
     def _make_sampler(self, **params):
-        if hasattr(_core, "Sampler"):
-            return _core.Sampler(**params)
-        return NumpySampler(**params)
+        return _core.Sampler(**params)
 
 
 def text_of(r):

@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import pytest
 
-gguf = pytest.importorskip("gguf")
-from gguf import GGMLQuantizationType as Q  # noqa: E402
+import gguf  # a runtime dependency of edgellama: never skipped
+from gguf import GGMLQuantizationType as Q
 
-from edgellama import _core  # noqa: E402
+from edgellama import _core
 
 LEGACY = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
 KQUANTS = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]

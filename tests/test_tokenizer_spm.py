@@ -4,12 +4,11 @@ Llama 2 tokenizer.model must tokenize exactly like the sentencepiece library and
 from __future__ import annotations
 
 import pytest
+import sentencepiece as spm  # a runtime dependency of edgellama: never skipped
 
 from tokenizer_corpus import corpus
 from tokenizer_helpers import (TOKEN_BYTE, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_UNUSED,
                                first_mismatches, load_vocab, write_vocab_gguf)
-
-spm = pytest.importorskip("sentencepiece")
 
 
 @pytest.fixture(scope="module")

@@ -371,8 +371,6 @@ class GGUFParser {
     const uint64_t start = f_.data_offset_;
     if (start > f_.size_) fail("tensor data", "the data section starts past the end of the file (truncated?)");
     const uint64_t avail = f_.size_ - start;
-    std::vector<size_t> order(f_.tensors_.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     for (GGUFTensorInfo& t : f_.tensors_) {
       if (t.offset > avail || t.nbytes > avail - t.offset)
         fail("tensor " + quote(t.name), "data [" + std::to_string(t.offset) + ", +" + std::to_string(t.nbytes) +
@@ -380,14 +378,44 @@ class GGUFParser {
                                             std::to_string(avail) + " bytes; truncated?)");
       t.data = f_.base_ + start + t.offset;
     }
-    std::sort(order.begin(), order.end(),
-              [&](size_t a, size_t b) { return f_.tensors_[a].offset < f_.tensors_[b].offset; });
-    for (size_t k = 1; k < order.size(); ++k) {
-      const GGUFTensorInfo& prev = f_.tensors_[order[k - 1]];
-      const GGUFTensorInfo& cur = f_.tensors_[order[k]];
-      if (prev.offset + prev.nbytes > cur.offset)
-        fail("tensor " + quote(cur.name), "data overlaps tensor " + quote(prev.name));
+    // The layout rule llama.cpp enforces (gguf.cpp, gguf_init_from_file_impl): in the order of the
+    // tensor infos, each tensor's data starts exactly where the previous one's ends, padded to the
+    // alignment; the first starts the data section. A declared type or shape that does not match the
+    // bytes actually stored (say a type field changed from F32 to Q4_0) breaks this chain: without
+    // the check it loads and computes garbage (NaN logits) instead of failing here.
+    uint64_t expected = 0;
+    for (size_t k = 0; k < f_.tensors_.size(); ++k) {
+      const GGUFTensorInfo& cur = f_.tensors_[k];
+      if (cur.offset != expected) {
+        const std::string where = "tensor " + quote(cur.name);
+        const std::string rule = " (llama.cpp requires each tensor's data to start where the previous tensor's ends, "
+                                 "padded to the alignment " + std::to_string(alignment()) + ")";
+        if (k == 0)
+          fail(where, "data offset " + std::to_string(cur.offset) + " should be 0: the first tensor's data starts "
+                      "the data section" + rule);
+        const GGUFTensorInfo& prev = f_.tensors_[k - 1];
+        if (cur.offset < expected)
+          fail(where, "data offset " + std::to_string(cur.offset) + " overlaps tensor " + describe(prev) +
+                          ", which ends at " + std::to_string(prev.offset + prev.nbytes) +
+                          " (tensors out of order, or a declared type/shape larger than the stored data)" + rule);
+        fail(where, "data offset " + std::to_string(cur.offset) + " leaves a gap of " +
+                        std::to_string(cur.offset - expected) + " bytes after tensor " + describe(prev) +
+                        ", expected offset " + std::to_string(expected) +
+                        ": the declared type or shape of one of them does not match the stored data" + rule);
+      }
+      expected = cur.offset + padded(cur.nbytes);  // both within the file (checked above): no overflow
     }
+  }
+
+  uint64_t alignment() const { return f_.alignment_; }
+  uint64_t padded(uint64_t n) const { return (n + alignment() - 1) / alignment() * alignment(); }
+
+  // "'name' (TYPE [ne0, ne1], N bytes at offset O)", for layout errors.
+  static std::string describe(const GGUFTensorInfo& t) {
+    std::string shape;
+    for (uint32_t d = 0; d < t.n_dims; ++d) shape += (d ? ", " : "") + std::to_string(t.ne[d]);
+    return quote(t.name) + " (" + std::string(t.traits->name) + " [" + shape + "], " + std::to_string(t.nbytes) +
+           " bytes at offset " + std::to_string(t.offset) + ")";
   }
 
   GGUFFile& f_;
