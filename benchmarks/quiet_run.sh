@@ -9,7 +9,7 @@
 # load average below 0.5; default 300).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-: "${LLAMA_BIN:?set LLAMA_BIN to llama.cpp's build/bin (llama-bench)}"
+: "${LLAMA_BIN:?set LLAMA_BIN to the llama.cpp build/bin folder holding llama-bench}"
 REPS=${REPS:-2}; THREADS=${THREADS:-1,2}; PP=${PP:-512}; TG=${TG:-128}; MAX_WAIT=${MAX_WAIT:-300}
 echo "# $(date -u +%FT%TZ)  edgellama $(git -C "$here/.." rev-parse --short HEAD)"
 lscpu | grep -E '^(Model name|CPU family|Model|CPU\(s\)):' | sed 's/^/# /'
