@@ -26,14 +26,15 @@ from model_factory import make_model
 
 def brute_lookup(toks, max_n, k):
     """Reference: the longest suffix (<= max_n) with an earlier occurrence that has a continuation;
-    the most recent such occurrence; the k tokens after it."""
+    the most recent such occurrence; the k tokens after it (one token after a one-token match,
+    unless max_n is 1: a single common token predicts little)."""
     L = len(toks)
     for n in range(min(max_n, L - 1), 0, -1):
         suffix = toks[L - n:]
         for start in range(L - n - 1, -1, -1):  # occurrence toks[start:start+n], continuation < L
             if toks[start:start + n] == suffix:
                 pos = start + n
-                return toks[pos:pos + k]
+                return toks[pos:pos + (k if n >= 2 or max_n == 1 else 1)]
     return []
 
 

@@ -259,8 +259,11 @@ class TokenConstraint:
 
 # Compute the next mask on a worker thread while the model evaluates the sampled token (True), or
 # on the sampling thread right before sampling (False). benchmarks/structured_bench.py measures both
-# ("background" / "inline"); the mask costs ~0.2 ms/token at 49k tokens, ~0.5 ms at 150k.
-BACKGROUND_MASK = True
+# ("background" / "inline"); the mask costs ~0.1 ms/token at 49k tokens, ~0.3 ms at 150k. Measured on
+# a quiet 2-core machine (2026-11-27) the worker thread competes with the model's threads for the
+# cores: a tiny 150k-vocab model (3.9 ms/token) +33% per token in the background, +20% inline; the
+# Qwen2-0.5B shape (151936 tokens, 30 ms/token) +1.4% / +3.8%; SmolLM2 equal. Inline is simpler.
+BACKGROUND_MASK = False
 
 
 def constraint_for(model: Any, grammar: Optional[LlamaGrammar], *,

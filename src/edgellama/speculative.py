@@ -87,7 +87,10 @@ class NgramIndex:
         for n in range(min(self.max_n, len(toks) - 1), 0, -1):
             pos = self._tables[n].get(tuple(toks[len(toks) - n:]))
             if pos is not None:
-                return toks[pos:pos + max_tokens]
+                # A match of one token (a common word) predicts little: probe with one token, so a
+                # miss costs one extra position, not a whole draft. Measured on SmolLM2 (1 thread),
+                # open-ended story: 0.94x plain with full-length 1-gram drafts.
+                return toks[pos:pos + (max_tokens if n >= 2 or self.max_n == 1 else 1)]
         return []
 
 
