@@ -254,3 +254,12 @@ def test_generation_never_samples_embedding_rows_without_a_token(tmp_path):
         ids = llm.tokenize(out["choices"][0]["text"], add_bos=False)
         assert all(t < 64 for t in ids)
         assert out["usage"]["completion_tokens"] >= 1
+
+
+@pytest.mark.parametrize("name", ["rope_factors_long.weight", "rope_factors_short.weight"])
+def test_longrope_files_are_refused_not_run_wrong(tmp_path, name):
+    """Phi-3.5 / 128k files carry LongRoPE factors; running without them gives wrong logits, so the
+    load must fail with a message naming the tensor."""
+    path = make_model(tmp_path / "m.gguf", override={name: np.ones(8, dtype=np.float32)})
+    with pytest.raises(edgellama.UnsupportedError, match=r"rope_factors_.*LongRoPE"):
+        edgellama.Llama(path, verbose=False)

@@ -224,6 +224,12 @@ std::shared_ptr<Model> Model::load(std::shared_ptr<GGUFFile> file, bool vocab_on
     m->tied_output = true;
   }
   if (f.find_tensor("rope_freqs.weight")) m->rope_freq_factors = L.vector("rope_freqs.weight", hp.n_rot / 2);
+  // Phi-3.5 / 128k files carry LongRoPE factors (short and long, chosen by context length, plus an
+  // attention magnitude scale): not implemented yet, and ignoring them would give wrong logits.
+  for (const char* name : {"rope_factors_long.weight", "rope_factors_short.weight"})
+    if (f.find_tensor(name))
+      throw UnsupportedError(f.where() + "tensor '" + std::string(name) +
+                             "': LongRoPE scaling (Phi-3.5 / 128k-context files) is not supported yet");
 
   const int64_t qw = hp.q_width(), kvw = hp.kv_width(), E = hp.n_embd, F = hp.n_ff;
   m->layers.resize(size_t(hp.n_layer));
