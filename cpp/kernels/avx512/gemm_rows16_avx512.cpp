@@ -374,6 +374,59 @@ struct KFormat45 {
 constexpr size_t kQ6Scale = 64, kQ6Min = 80, kQ6D = 88;  // vector offsets
 constexpr size_t kQ6BlockBytes = 89 * 64;                // 5.6 KB
 
+constexpr size_t kK23Scale = 64, kK23Min = 80, kK23D = 88, kK23Dm = 89;
+constexpr size_t kK23BlockBytes = 90 * 64;
+static_assert(kQ6Scale == kK23Scale && kQ6Min == kK23Min && kQ6D == kK23D, "one sub16 layout");
+
+// The tile of the 16-value sub-block formats (Q2_K, Q3_K, Q6_K: one repacked layout, offsets
+// kK23Scale/kK23Min/kK23D/kK23Dm): exact int32 isum / msum per super-block, then kCombined (Q3_K, Q6_K:
+// dmin = d) acc = fma(float(isum - msum), d*da, acc), else (Q2_K) acc = fma(float(isum), d*da, acc);
+// acc = fma(-float(msum), dmin*da, acc).
+template <bool kCombined, int T>
+void sub16_tile(int nsb, const uint8_t* pk, size_t kBytes, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
+  __m512 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm512_loadu_ps(acc + kRows * t);
+  for (int sb = 0; sb < nsb; ++sb) {
+    const __m512i* blk = reinterpret_cast<const __m512i*>(pk + size_t(sb) * kBytes);
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
+    __m512i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+    for (int c = 0; c < 8; ++c) {
+      __m512i w[8];
+      for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
+      const __m512i sc0 = _mm512_load_si512(blk + kK23Scale + 2 * c);
+      const __m512i sc1 = _mm512_load_si512(blk + kK23Scale + 2 * c + 1);
+      for (int t = 0; t < T; ++t) {
+        const int8_t* q = ab[t]->qs + 32 * c;
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[4], bcast4(q + 16));
+        for (int k = 1; k < 4; ++k) {
+          p0 = _mm512_dpbusd_epi32(p0, w[k], bcast4(q + 4 * k));
+          p1 = _mm512_dpbusd_epi32(p1, w[k + 4], bcast4(q + 16 + 4 * k));
+        }
+        iacc[t] = _mm512_add_epi32(iacc[t], _mm512_add_epi32(_mm512_mullo_epi32(p0, sc0), _mm512_mullo_epi32(p1, sc1)));
+      }
+    }
+    const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kK23D));
+    const __m512 dm = kCombined ? d : _mm512_load_ps(reinterpret_cast<const float*>(blk + kK23Dm));
+    for (int t = 0; t < T; ++t) {
+      __m512i ms = _mm512_setzero_si512();
+      for (int j = 0; j < 8; ++j)
+        ms = _mm512_dpwssd_epi32(ms, _mm512_load_si512(blk + kK23Min + j),
+                                 bcast4(reinterpret_cast<const int8_t*>(ab[t]->bsums + 2 * j)));
+      const __m512 da = _mm512_set1_ps(ab[t]->d);
+      if constexpr (kCombined) {  // dmin = d: the combined step of the AVX2 kernels
+        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iacc[t], ms)), _mm512_mul_ps(d, da), s[t]);
+      } else {
+        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, da), s[t]);
+        s[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dm, da), s[t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
+}
+
 struct Q6KFormat {
   static constexpr size_t kW = sizeof(block_q6_K);
   static constexpr int64_t kValues = QK_K;
@@ -416,41 +469,7 @@ struct Q6KFormat {
 
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
-    __m512 s[T];
-    for (int t = 0; t < T; ++t) s[t] = _mm512_loadu_ps(acc + kRows * t);
-    for (int sb = 0; sb < nsb; ++sb) {
-      const __m512i* blk = reinterpret_cast<const __m512i*>(pk + size_t(sb) * kBytes);
-      const block_q8_K* ab[T];
-      for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
-      __m512i iacc[T];
-      for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
-      for (int c = 0; c < 8; ++c) {
-        __m512i w[8];
-        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
-        const __m512i sc0 = _mm512_load_si512(blk + kQ6Scale + 2 * c);
-        const __m512i sc1 = _mm512_load_si512(blk + kQ6Scale + 2 * c + 1);
-        for (int t = 0; t < T; ++t) {
-          const int8_t* q = ab[t]->qs + 32 * c;
-          __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));       // sub-block 2c
-          __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[4], bcast4(q + 16));  // sub-block 2c+1
-          for (int k = 1; k < 4; ++k) {
-            p0 = _mm512_dpbusd_epi32(p0, w[k], bcast4(q + 4 * k));
-            p1 = _mm512_dpbusd_epi32(p1, w[k + 4], bcast4(q + 16 + 4 * k));
-          }
-          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_add_epi32(_mm512_mullo_epi32(p0, sc0), _mm512_mullo_epi32(p1, sc1)));
-        }
-      }
-      const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kQ6D));
-      for (int t = 0; t < T; ++t) {
-        __m512i ms = _mm512_setzero_si512();
-        for (int j = 0; j < 8; ++j)
-          ms = _mm512_dpwssd_epi32(ms, _mm512_load_si512(blk + kQ6Min + j),
-                                   bcast4(reinterpret_cast<const int8_t*>(ab[t]->bsums + 2 * j)));
-        const __m512 dd = _mm512_mul_ps(d, _mm512_set1_ps(ab[t]->d));
-        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iacc[t], ms)), dd, s[t]);
-      }
-    }
-    for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
+    sub16_tile<true, T>(nsb, pk, kBytes, a, as, sb0, acc);
   }
 
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
@@ -461,8 +480,6 @@ struct Q6KFormat {
 // Repacked like Q6_K (quants, int32 scales, (mn, mn') int16 pairs) plus d and dmin. Scales / offsets
 // from kquant_scales.h: Q2_K sc = 4-bit scale, mn = 4-bit min with dmin; Q3_K sc = 6-bit scale - 32,
 // mn = 4 sc with dmin = d. Sequence (gemm_rows8_ref): Q2_K as Q4_K; Q3_K combined as Q6_K.
-constexpr size_t kK23Scale = 64, kK23Min = 80, kK23D = 88, kK23Dm = 89;
-constexpr size_t kK23BlockBytes = 90 * 64;
 
 template <bool kQ3>
 struct K23Format {
@@ -511,47 +528,7 @@ struct K23Format {
 
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
-    __m512 s[T];
-    for (int t = 0; t < T; ++t) s[t] = _mm512_loadu_ps(acc + kRows * t);
-    for (int sb = 0; sb < nsb; ++sb) {
-      const __m512i* blk = reinterpret_cast<const __m512i*>(pk + size_t(sb) * kBytes);
-      const block_q8_K* ab[T];
-      for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
-      __m512i iacc[T];
-      for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
-      for (int c = 0; c < 8; ++c) {
-        __m512i w[8];
-        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
-        const __m512i sc0 = _mm512_load_si512(blk + kK23Scale + 2 * c);
-        const __m512i sc1 = _mm512_load_si512(blk + kK23Scale + 2 * c + 1);
-        for (int t = 0; t < T; ++t) {
-          const int8_t* q = ab[t]->qs + 32 * c;
-          __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));
-          __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[4], bcast4(q + 16));
-          for (int k = 1; k < 4; ++k) {
-            p0 = _mm512_dpbusd_epi32(p0, w[k], bcast4(q + 4 * k));
-            p1 = _mm512_dpbusd_epi32(p1, w[k + 4], bcast4(q + 16 + 4 * k));
-          }
-          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_add_epi32(_mm512_mullo_epi32(p0, sc0), _mm512_mullo_epi32(p1, sc1)));
-        }
-      }
-      const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kK23D));
-      const __m512 dm = _mm512_load_ps(reinterpret_cast<const float*>(blk + kK23Dm));
-      for (int t = 0; t < T; ++t) {
-        __m512i ms = _mm512_setzero_si512();
-        for (int j = 0; j < 8; ++j)
-          ms = _mm512_dpwssd_epi32(ms, _mm512_load_si512(blk + kK23Min + j),
-                                   bcast4(reinterpret_cast<const int8_t*>(ab[t]->bsums + 2 * j)));
-        const __m512 da = _mm512_set1_ps(ab[t]->d);
-        if constexpr (kQ3) {  // dmin = d: the combined step of the AVX2 kernels
-          s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iacc[t], ms)), _mm512_mul_ps(d, da), s[t]);
-        } else {
-          s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, da), s[t]);
-          s[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dm, da), s[t]);
-        }
-      }
-    }
-    for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
+    sub16_tile<kQ3, T>(nsb, pk, kBytes, a, as, sb0, acc);
   }
 
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
