@@ -21,6 +21,7 @@
 #include "edgellama/errors.h"
 #include "edgellama/kernels.h"
 #include "edgellama/matmul.h"
+#include "edgellama/packed_layout.h"
 #include "edgellama/thread_pool.h"
 
 using namespace edgellama;
@@ -116,6 +117,17 @@ WeightView weight_view(const py::object& type, const py::bytes& wbytes, int64_t 
   w.data = reinterpret_cast<const uint8_t*>(wv.data());
   w.row_bytes = row_bytes;
   return w;
+}
+
+// w's rows packed into *buf (packed_layout.h, as Model does at load); w then points there.
+void pack_view(WeightView* w, std::vector<uint8_t>* buf) {
+  const GGMLType t = w->traits->type;
+  if (!packable(t)) throw ArgumentError(std::string("type ") + w->traits->name + " has no packed layout");
+  const size_t total = size_t(w->n_out()) * w->row_bytes, group = size_t(kPackRows) * w->row_bytes;
+  buf->assign(w->data, w->data + total);  // tail rows stay as they are
+  for (int64_t g = 0; g < w->n_out() / kPackRows; ++g) pack_group(t, w->data + size_t(g) * group, w->row_bytes, buf->data() + size_t(g) * group);
+  w->data = buf->data();
+  w->pack = kPackRows;
 }
 
 // Read bandwidth probe: n_threads threads each sum their share of a buffer of n_bytes (16-byte
@@ -276,10 +288,12 @@ void bind_kernels(py::module_& m) {
   m.def(
       "kernel_matmul",
       [](const py::object& type, const py::bytes& wbytes, FloatArray x, int n_threads, const std::string& precision,
-         const std::string& isa, int repeats, const std::string& name) {
+         const std::string& isa, int repeats, const std::string& name, bool packed) {
         if (x.ndim() != 2) throw ArgumentError("x must be 2-D [n_tokens, n_in]");
         const int64_t n_tokens = x.shape(0), n_in = x.shape(1);
-        const WeightView w = weight_view(type, wbytes, n_in, name);
+        WeightView w = weight_view(type, wbytes, n_in, name);
+        std::vector<uint8_t> packed_copy;
+        if (packed) pack_view(&w, &packed_copy);
         const KernelSet* ks = isa.empty() ? &active_kernels() : &kernels_named(isa);
         const MatmulPrecision prec = precision == "exact" ? MatmulPrecision::Exact : MatmulPrecision::Fast;
         if (precision != "exact" && precision != "fast") throw ArgumentError("precision must be 'fast' or 'exact'");
@@ -305,7 +319,18 @@ void bind_kernels(py::module_& m) {
       },
       py::arg("weight_type"), py::arg("weight_bytes"), py::arg("x"), py::arg("n_threads") = 1,
       py::arg("precision") = "fast", py::arg("isa") = "", py::arg("repeats") = 1,
-      py::arg("name") = "kernel_matmul");
+      py::arg("name") = "kernel_matmul", py::arg("packed") = false);
+
+  m.def(
+      "kernel_pack_rows",
+      [](const py::object& type, const py::bytes& wbytes, int64_t n_in) {
+        WeightView w = weight_view(type, wbytes, n_in, "w");
+        std::vector<uint8_t> packed;
+        pack_view(&w, &packed);
+        return py::bytes(reinterpret_cast<const char*>(packed.data()), packed.size());
+      },
+      py::arg("weight_type"), py::arg("weight_bytes"), py::arg("n_in"),
+      "The rows in the packed layout the model uses at load (edgellama/packed_layout.h).");
 
   // Several weights on one input through matmul_shared_input (tests compare with kernel_matmul).
   m.def(

@@ -462,6 +462,13 @@ std::shared_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
   return f;
 }
 
+void GGUFFile::release_pages(const uint8_t* p, size_t n) const {
+  if (!map_ || p < base_ || n > size_t(base_ + size_ - p)) return;
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (uintptr_t(p) + page - 1) / page * page, e = (uintptr_t(p) + n) / page * page;
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);  // advice: failure changes nothing
+}
+
 std::shared_ptr<GGUFFile> GGUFFile::from_bytes(const uint8_t* data, size_t size, const std::string& name) {
   std::shared_ptr<GGUFFile> f(new GGUFFile());
   f->path_ = name;

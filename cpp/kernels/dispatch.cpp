@@ -80,6 +80,9 @@ KernelSet merge_over(const KernelSet& base, const KernelSet& over) {
     if (over.gemm[i]) k.gemm[i] = over.gemm[i];
   if (over.attn_tile) k.attn_tile = over.attn_tile;
   if (over.silu_mul) k.silu_mul = over.silu_mul;
+  for (int i = 0; i < kMaxTypeId; ++i)
+    if (over.gemm_packed[i]) k.gemm_packed[i] = over.gemm_packed[i];
+  if (over.packed_max_tokens) k.packed_max_tokens = over.packed_max_tokens;
   return k;
 }
 

@@ -282,6 +282,7 @@ std::shared_ptr<Model> Model::load(std::shared_ptr<GGUFFile> file, bool vocab_on
   if (extra_layer)
     throw FormatError(f.where() + "the file has tensors for more layers than " + arch + ".block_count (" +
                       std::to_string(hp.n_layer) + ")");
+  m->pack_weights();
   return m;
 }
 

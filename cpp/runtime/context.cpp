@@ -385,7 +385,7 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
   float* x = x_.data();
   float* xb = xb_.data();
 
-  for (int64_t t = 0; t < n; ++t) m.tok_embd.traits->to_float(m.tok_embd.row(tokens[t]), x + t * E, E);
+  for (int64_t t = 0; t < n; ++t) weight_row_to_float(m.tok_embd, tokens[t], x + t * E);
   if (hp.embd_scale != 1.0) scale_inplace(x, n * E, float(hp.embd_scale));
 
   // Runs of consecutive rows of one sequence with consecutive positions: the unit of attention.

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "edgellama/errors.h"
+#include "edgellama/packed_layout.h"
 
 namespace edgellama {
 
@@ -16,6 +17,46 @@ size_t max_act_row_bytes(int64_t n) { return size_t((n + 31) / 32) * sizeof(ActQ
 
 constexpr int64_t kTokenChunk = 64;  // tokens per task: their activations stay in L2
 constexpr int64_t kMaxRowChunk = 256;
+// Packed rows for a kernel set without a packed kernel: unpacked this many at a time into the
+// task's scratch (in L2), each batch reused for every token of the task.
+constexpr int64_t kUnpackRows = 2 * kPackRows;
+
+// Bytes of one row of n values in any packable type, rounded up (Q8_0's 34 per 32 values is the most).
+size_t max_packed_row_bytes(int64_t n) { return size_t((n + 31) / 32) * 34 + 64; }
+
+// A weight row in the GGUF layout: the row itself, or (packed) a copy unpacked into buf.
+const uint8_t* gguf_row(const WeightView& w, int64_t r, uint8_t* buf) {
+  if (r >= w.packed_rows()) return w.row(r);
+  const int64_t g = r / w.pack * w.pack;
+  unpack_row(w.traits->type, w.row(g), w.row_bytes, int(r - g), buf);
+  return buf;
+}
+
+// Rows [r0, r0 + nr) of w times nt activation rows (y[t * ys + r - r0]); r0 is a multiple of the
+// packing group when w is packed. Packed groups go to the set's packed kernel, or are unpacked into
+// buf (kUnpackRows rows) for its row kernel; rows past the last group are in the GGUF layout.
+void gemm_rows(const KernelSet& ks, const WeightView& w, int64_t r0, int64_t nr, const uint8_t* a, size_t as,
+               int64_t nt, float* y, size_t ys, uint8_t* buf) {
+  const int type = int(w.traits->type);
+  const GemmFn gemm = ks.gemm[type];
+  const int64_t n_in = w.n_in(), end = r0 + nr, packed_end = std::min(end, w.packed_rows());
+  int64_t r = r0;
+  if (r < packed_end) {
+    const GemmFn packed = ks.gemm_packed[type];
+    if (packed && (ks.packed_max_tokens == 0 || nt <= ks.packed_max_tokens)) {
+      packed(n_in, w.row(r), w.row_bytes, packed_end - r, a, as, nt, y, ys);
+      r = packed_end;
+    }
+    for (; r < packed_end; r += kUnpackRows) {
+      const int64_t n = std::min(kUnpackRows, packed_end - r);
+      for (int64_t g = 0; g < n; g += w.pack)
+        unpack_group(w.traits->type, w.row(r + g), w.row_bytes, buf + size_t(g) * w.row_bytes);
+      gemm(n_in, buf, w.row_bytes, n, a, as, nt, y + (r - r0), ys);
+    }
+    r = packed_end;
+  }
+  if (r < end) gemm(n_in, w.row(r), w.row_bytes, end - r, a, as, nt, y + (r - r0), ys);
+}
 
 // Matrices whose int8 activation error is amplified downstream get a residual second pass:
 //   logits   : the logits projection (error goes straight into the logits)
@@ -88,8 +129,9 @@ void matmul_exact(const WeightView& w, const float* x, int64_t n_tokens, float* 
     int64_t r0, r1;
     split_range(n_out, task, n_tasks, &r0, &r1);
     float* row = scratch.dequant_rows.data() + size_t(slot) * size_t(scratch.max_n_in);
+    uint8_t* bytes = scratch.unpacked.data() + size_t(slot) * scratch.unpacked_per_slot;
     for (int64_t r = r0; r < r1; ++r) {
-      w.traits->to_float(w.row(r), row, n_in);
+      w.traits->to_float(gguf_row(w, r, bytes), row, n_in);
       for (int64_t t = 0; t < n_tokens; ++t) y[t * n_out + r] = dot_f32(row, x + t * n_in, n_in);
     }
   });
@@ -106,6 +148,17 @@ void MatmulScratch::reserve(int threads, int64_t n_in, int64_t tokens) {
   activations.assign(2 * size_t(max_tokens) * max_act_row_bytes(max_n_in), 0);
   residual.assign(size_t(n_threads) * size_t(max_n_in), 0.0f);
   tile_out.assign(size_t(n_threads) * size_t(kMaxRowChunk * 2 * kTokenChunk), 0.0f);
+  unpacked_per_slot = size_t(kUnpackRows) * max_packed_row_bytes(max_n_in);
+  unpacked.assign(size_t(n_threads) * unpacked_per_slot, 0);
+}
+
+void weight_row_to_float(const WeightView& w, int64_t r, float* out) {
+  if (r >= w.packed_rows()) {
+    w.traits->to_float(w.row(r), out, w.n_in());
+    return;
+  }
+  std::vector<uint8_t> buf(w.row_bytes);
+  w.traits->to_float(gguf_row(w, r, buf.data()), out, w.n_in());
 }
 
 float dot_f32(const float* a, const float* b, int64_t n) {
@@ -218,20 +271,19 @@ void matmul_shared_input(const MatmulOutput* outs, int count, const float* x, in
     task -= first_task[i];
     const WeightView& w = *outs[i].w;
     float* y = outs[i].y;
-    const GemmFn gemm = ks.gemm[int(w.traits->type)];
+    uint8_t* buf = scratch.unpacked.data() + size_t(slot) * scratch.unpacked_per_slot;
     const int64_t n_out = w.n_out(), rc = row_chunk[i];
     const int64_t r0 = (task / n_tc) * rc, t0 = (task % n_tc) * tc;
     const int64_t nr = std::min(rc, n_out - r0), nt = std::min(tc, n_tokens - t0);
     const uint8_t* a = act + size_t(t0) * token_stride;
-    const size_t ws = w.row_bytes;
     if (!residual[i]) {
       // Main rows only (every other row when the buffer also holds residual rows).
-      gemm(n_in, w.row(r0), ws, nr, a, token_stride, nt, y + t0 * n_out + r0, size_t(n_out));
+      gemm_rows(ks, w, r0, nr, a, token_stride, nt, y + t0 * n_out + r0, size_t(n_out), buf);
       return;
     }
     // Main and residual rows of a token are adjacent: one tiled pass computes both.
     float* tmp = scratch.tile_out.data() + size_t(slot) * size_t(kMaxRowChunk * 2 * kTokenChunk);
-    gemm(n_in, w.row(r0), ws, nr, a, act_stride, 2 * nt, tmp, size_t(nr));
+    gemm_rows(ks, w, r0, nr, a, act_stride, 2 * nt, tmp, size_t(nr), buf);
     for (int64_t t = 0; t < nt; ++t) {
       float* out = y + (t0 + t) * n_out + r0;
       const float* m = tmp + size_t(2 * t) * size_t(nr);

@@ -103,6 +103,11 @@ class GGUFFile {
   const std::vector<GGUFTensorInfo>& tensors() const { return tensors_; }
   const GGUFTensorInfo* find_tensor(const std::string& name) const;
 
+  // Hands the pages wholly inside [p, p + n) back to the OS (a mapped file's private pages; a later
+  // read maps the file's bytes again). For data the model has copied elsewhere (packed weights), so
+  // that resident memory stays about the file's size. No-op for from_bytes files.
+  void release_pages(const uint8_t* p, size_t n) const;
+
   // "<path>: " prefix for error messages.
   std::string where() const { return path_ + ": "; }
 

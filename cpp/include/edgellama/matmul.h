@@ -28,6 +28,8 @@ struct MatmulScratch {
   std::vector<uint8_t> activations;  // Fast: activations in the kernels' input format
   std::vector<float> residual;       // Fast, logits: per thread one row of residual activations
   std::vector<float> tile_out;       // Fast, logits: per thread one task's (main, residual) outputs
+  std::vector<uint8_t> unpacked;     // per thread a few packed weight rows back in the GGUF layout
+  size_t unpacked_per_slot = 0;
   int64_t max_n_in = 0;
   int64_t max_tokens = 0;
   int n_threads = 0;
@@ -47,6 +49,9 @@ struct MatmulOutput {
 constexpr int kMaxSharedInput = 4;
 void matmul_shared_input(const MatmulOutput* outs, int count, const float* x, int64_t n_tokens, ThreadPool& pool,
                          MatmulScratch& scratch, MatmulPrecision precision, const KernelSet* kernels = nullptr);
+
+// Row r of w as floats, whatever its layout (token embeddings: get_rows).
+void weight_row_to_float(const WeightView& w, int64_t r, float* out);
 
 // Scalar float dot product with 8 partial sums (vectorizes on the baseline ISA and rounds the same
 // way for every caller).

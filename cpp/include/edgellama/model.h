@@ -76,6 +76,10 @@ class Model {
   std::vector<LayerWeights> layers;
 
  private:
+  // Repacks the matrices the kernels have a packed kernel for (model_packing.cpp).
+  void pack_weights();
+  std::vector<std::unique_ptr<uint8_t[]>> packed_;  // the packed copies the views point into
+
   std::shared_ptr<GGUFFile> file_;
   const ArchSpec* arch_ = nullptr;
   HParams hp_;

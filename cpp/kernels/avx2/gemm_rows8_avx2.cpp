@@ -80,6 +80,36 @@ inline __m256i words8(const uint8_t* const* p, size_t at) {
   return _mm256_setr_epi32(int(u[0]), int(u[1]), int(u[2]), int(u[3]), int(u[4]), int(u[5]), int(u[6]), int(u[7]));
 }
 
+// Where a kernel reads a group of 8 rows' blocks from (b = block index, o = byte offset in a block):
+//   RowSrc:    8 row pointers in the GGUF layout; the vectors are built here (transposed per call);
+//   PackedSrc: a group packed at load (edgellama/packed_layout.h): the same vectors are plain loads.
+// q16(b, o, x): x[k] lane r = bytes o+4k..o+4k+3 of row r's block b (k < 4);
+// half8(b, o): the 8 rows' fp16 at o as floats; word8(b, o): lane r = row r's 4 bytes at o.
+struct RowSrc {
+  const uint8_t* p[8];
+  size_t bw;  // bytes per block
+  void q16(int64_t b, size_t o, __m256i* x) const { transpose_rows(p, size_t(b) * bw + o, x); }
+  __m256 half8(int64_t b, size_t o) const { return scales8(p, size_t(b) * bw + o); }
+  __m256i word8(int64_t b, size_t o) const { return words8(p, size_t(b) * bw + o); }
+  void prefetch(int64_t b) const {
+    for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + size_t(b + 8) * bw), _MM_HINT_T0);
+  }
+};
+struct PackedSrc {
+  const uint8_t* g;  // the group
+  size_t bw;
+  const uint8_t* at(int64_t b, size_t o) const { return g + size_t(b) * 8 * bw + 8 * o; }
+  void q16(int64_t b, size_t o, __m256i* x) const {
+    const __m256i* v = reinterpret_cast<const __m256i*>(at(b, o));
+    for (int k = 0; k < 4; ++k) x[k] = _mm256_loadu_si256(v + k);
+  }
+  __m256 half8(int64_t b, size_t o) const {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(at(b, o))));
+  }
+  __m256i word8(int64_t b, size_t o) const { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at(b, o))); }
+  void prefetch(int64_t) const {}  // one stream: the hardware prefetcher follows it
+};
+
 // The 32-value block formats (one table): bytes per block, where the quant nibbles, the fifth bits
 // (qh, bit j = value j; 0 = none) and the minimum (0 = none: cw = kOffset * dw) are.
 //   Q4_0: d qs[16]           Q4_1: d m qs[16]
@@ -109,28 +139,28 @@ inline __m256i fifth_bits(__m256i qh, int k) {
 
 // One 32-value block of 8 rows (row pointers; the block at byte boff of each row), transposed:
 // g[k] lane r = quants 4k..4k+3 of row r (uint8 0..15, or 0..31 with the fifth bit); dw, cw per lane.
-template <class L>
-inline void load_block(const uint8_t* const* p, size_t boff, __m256i* g, __m256* dw, __m256* cw) {
+template <class L, class S>
+inline void load_block(const S& src, int64_t b, __m256i* g, __m256* dw, __m256* cw) {
   __m256i x[4];
-  transpose_rows(p, boff + L::kQsOff, x);
+  src.q16(b, L::kQsOff, x);
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   for (int k = 0; k < 4; ++k) {
     g[k] = _mm256_and_si256(x[k], m4);                             // values 4k..4k+3 (low nibbles)
     g[k + 4] = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);  // values 16+4k..16+4k+3
   }
   if constexpr (L::kFiveBit) {
-    const __m256i qh = words8(p, boff + L::kQhOff);
+    const __m256i qh = src.word8(b, L::kQhOff);
     for (int k = 0; k < 8; ++k) g[k] = _mm256_or_si256(g[k], fifth_bits(qh, k));
   }
-  *dw = scales8(p, boff);
-  *cw = L::kMinOff ? scales8(p, boff + L::kMinOff) : _mm256_mul_ps(*dw, _mm256_set1_ps(L::kOffset));
+  *dw = src.half8(b, 0);
+  *cw = L::kMinOff ? src.half8(b, L::kMinOff) : _mm256_mul_ps(*dw, _mm256_set1_ps(L::kOffset));
 }
 
-template <class L>
-inline void repack_block(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+template <class L, class S>
+inline void repack_block(const S& src, int64_t b, uint8_t* dst) {
   __m256i g[8];
   __m256 dw, cw;
-  load_block<L>(p, boff, g, &dw, &cw);
+  load_block<L>(src, b, g, &dw, &cw);
   __m256i* out = reinterpret_cast<__m256i*>(dst);
   for (int k = 0; k < 8; ++k) _mm256_store_si256(out + k, g[k]);
   _mm256_store_ps(reinterpret_cast<float*>(out + 8), dw);
@@ -185,20 +215,19 @@ inline void tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t
 // is multiplied with every token as soon as it is unpacked, so only the 4 transposed vectors and the
 // int16 sums are live (materializing all 8 groups first spilled the accumulators to the stack).
 // The int16 halves and the float sequence are those of block_isum / step.
-template <class L, int T>
-inline void direct(int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
+template <class L, int T, class S>
+inline void direct(int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F);
   for (int64_t b = 0; b < nb; ++b) {
-    const size_t boff = size_t(b) * L::kW;
-    for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + boff + 8 * L::kW), _MM_HINT_T0);
+    src.prefetch(b);
     const ActBlock* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b;
     __m256i x[4];
-    transpose_rows(p, boff + L::kQsOff, x);
+    src.q16(b, L::kQsOff, x);
     __m256i qh = _mm256_setzero_si256();
-    if constexpr (L::kFiveBit) qh = words8(p, boff + L::kQhOff);
+    if constexpr (L::kFiveBit) qh = src.word8(b, L::kQhOff);
     __m256i lo[T], hi[T];  // groups 0..3 / 4..7 (values 0..15 / 16..31), int16
     for (int k = 0; k < 4; ++k) {
       __m256i gl = _mm256_and_si256(x[k], m4), gh = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);
@@ -213,8 +242,8 @@ inline void direct(int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t
         hi[t] = k ? _mm256_add_epi16(hi[t], ph) : ph;
       }
     }
-    const __m256 dw = scales8(p, boff);
-    const __m256 cw = L::kMinOff ? scales8(p, boff + L::kMinOff) : _mm256_mul_ps(dw, _mm256_set1_ps(L::kOffset));
+    const __m256 dw = src.half8(b, 0);
+    const __m256 cw = L::kMinOff ? src.half8(b, L::kMinOff) : _mm256_mul_ps(dw, _mm256_set1_ps(L::kOffset));
     for (int t = 0; t < T; ++t) {
       const __m256i isum = L::kFiveBit ? _mm256_add_epi32(_mm256_madd_epi16(lo[t], ones), _mm256_madd_epi16(hi[t], ones))
                                        : _mm256_madd_epi16(_mm256_add_epi16(lo[t], hi[t]), ones);
@@ -231,16 +260,18 @@ struct LegacyFormat {
   static constexpr int64_t kValues = 32;
   static constexpr int kPerChunk = kBlocksPerChunk;
   static constexpr size_t kBytes = kBlockBytes;
-  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_block<L>(p, boff, dst); }
+  template <class S>
+  static void repack(const S& src, int64_t b, uint8_t* dst) { repack_block<L>(src, b, dst); }
   template <int T>
   static void run_tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
     tile<L::kFiveBit, T>(nb, pk, a, as, b0, acc);
   }
-  static bool run_direct(int64_t ntc, int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
+  template <class S>
+  static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
     switch (ntc) {
-      case 3: direct<L, 3>(nb, p, a, as, acc); break;
-      case 2: direct<L, 2>(nb, p, a, as, acc); break;
-      default: direct<L, 1>(nb, p, a, as, acc); break;
+      case 3: direct<L, 3>(nb, src, a, as, acc); break;
+      case 2: direct<L, 2>(nb, src, a, as, acc); break;
+      default: direct<L, 1>(nb, src, a, as, acc); break;
     }
     return true;
   }
@@ -275,36 +306,47 @@ inline void transpose8x8_pairs(const __m128i* x, __m256i* out) {
   }
 }
 
+// The (v, v) int16 pair of byte c (0..3) of each 32-bit lane of x.
+inline __m256i byte_pairs(__m256i x, int c) {
+  const __m256i v = _mm256_and_si256(_mm256_srli_epi32(x, 8 * c), _mm256_set1_epi32(0xFF));
+  return _mm256_or_si256(v, _mm256_slli_epi32(v, 16));
+}
+
 // Q4_K 6-bit scales / mins of 8 rows: sc[c] / mn[c] lane r = (v, v) int16 pair of row r, sub-block c.
-inline void scale_vectors_q4k(const uint8_t* const* p, size_t boff, __m256i* sc, __m256i* mn) {
-  __m128i xs[8], xm[8];
-  for (int r = 0; r < 8; ++r) {
-    uint32_t u[3];
-    std::memcpy(u, p[r] + boff + 4, 12);
-    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
-    const uint32_t s0 = u[0] & m6, s1 = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
-    const uint32_t n0 = u[1] & m6, n1 = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
-    xs[r] = _mm_cvtsi64_si128(int64_t(uint64_t(s0) | uint64_t(s1) << 32));
-    xm[r] = _mm_cvtsi64_si128(int64_t(uint64_t(n0) | uint64_t(n1) << 32));
+// Lane-wise on the rows' three scale words (kquant_scales.h's scale_min_k4, 4 sub-blocks per word).
+template <class S>
+inline void scale_vectors_q4k(const S& src, int64_t b, __m256i* sc, __m256i* mn) {
+  const __m256i u0 = src.word8(b, 4), u1 = src.word8(b, 8), u2 = src.word8(b, 12);
+  const __m256i m6 = _mm256_set1_epi32(0x3f3f3f3f), m4 = _mm256_set1_epi32(0x0f0f0f0f),
+                m2 = _mm256_set1_epi32(0x03030303);
+  const __m256i s0 = _mm256_and_si256(u0, m6);
+  const __m256i s1 = _mm256_or_si256(_mm256_and_si256(u2, m4),
+                                     _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), m2), 4));
+  const __m256i n0 = _mm256_and_si256(u1, m6);
+  const __m256i n1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), m4),
+                                     _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), m2), 4));
+  for (int c = 0; c < 4; ++c) {
+    sc[c] = byte_pairs(s0, c);
+    sc[c + 4] = byte_pairs(s1, c);
+    mn[c] = byte_pairs(n0, c);
+    mn[c + 4] = byte_pairs(n1, c);
   }
-  transpose8x8_pairs(xs, sc);
-  transpose8x8_pairs(xm, mn);
 }
 
 // Q4_K: d dmin scales[12] qs[128]; Q5_K: d dmin scales[12] qh[32] qs[128], the fifth bit of value j
 // of chunk c is bit c of qh[j]. Same scratch layout for both (quants 0..15 or 0..31).
-template <bool kFive>
-inline void repack_k45(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+template <bool kFive, class S>
+inline void repack_k45(const S& src, int64_t b, uint8_t* dst) {
   constexpr size_t qs_off = kFive ? 48 : 16, qh_off = 16;
   const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   __m256i xh[2][4];
   if constexpr (kFive)
-    for (int h = 0; h < 2; ++h) transpose_rows(p, boff + qh_off + 16 * size_t(h), xh[h]);
+    for (int h = 0; h < 2; ++h) src.q16(b, qh_off + 16 * size_t(h), xh[h]);
   __m256i* out = reinterpret_cast<__m256i*>(dst);
   for (int i = 0; i < 4; ++i) {
     for (int h = 0; h < 2; ++h) {
       __m256i x[4];
-      transpose_rows(p, boff + qs_off + 32 * size_t(i) + 16 * size_t(h), x);
+      src.q16(b, qs_off + 32 * size_t(i) + 16 * size_t(h), x);
       for (int k = 0; k < 4; ++k) {
         const int g = 4 * h + k;
         __m256i lo = _mm256_and_si256(x[k], m4), hi = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);
@@ -318,10 +360,10 @@ inline void repack_k45(const uint8_t* const* p, size_t boff, uint8_t* dst) {
       }
     }
   }
-  scale_vectors_q4k(p, boff, out + 64, out + 72);
+  scale_vectors_q4k(src, b, out + 64, out + 72);
   float* d = reinterpret_cast<float*>(dst + kKQuantBytes + 16 * 32);
-  _mm256_store_ps(d, scales8(p, boff));
-  _mm256_store_ps(d + 8, scales8(p, boff + 2));
+  _mm256_store_ps(d, src.half8(b, 0));
+  _mm256_store_ps(d + 8, src.half8(b, 2));
 }
 
 inline __m256 finish_q4k(__m256i iacc, const __m256i* mn, __m256 d, __m256 dm, const block_q8_K* ab, __m256 s) {
@@ -370,19 +412,87 @@ inline void tile_q4k(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, in
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// Few tokens from a packed group: no scratch. Each chunk's quants are unpacked into registers and
+// used at once; the integer sums are exact (any order gives the same ints, the int16 bounds are
+// those of tile_q4k) and the float sequence is finish_q4k's, so the bits equal tile_q4k's.
+template <bool kFive, int T>
+inline void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  constexpr size_t qs_off = kFive ? 48 : 16;
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  for (int64_t b = 0; b < nsb; ++b) {
+    __m256i sc[8], mn[8];
+    scale_vectors_q4k(src, b, sc, mn);
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m256i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    __m256i xh[2][4];
+    if constexpr (kFive) {
+      src.q16(b, 16, xh[0]);
+      src.q16(b, 32, xh[1]);
+    }
+    for (int i = 0; i < 4; ++i) {  // chunks 2i (low nibbles) and 2i+1 (high nibbles)
+      __m256i lo[T][2], hi[T][2];    // int16 sums of groups 4h..4h+3
+      for (int h = 0; h < 2; ++h) {
+        __m256i x[4];
+        src.q16(b, qs_off + 32 * size_t(i) + 16 * size_t(h), x);
+        for (int k = 0; k < 4; ++k) {
+          __m256i l = _mm256_and_si256(x[k], m4), u = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);
+          if constexpr (kFive) {
+            l = _mm256_or_si256(l, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(xh[h][k], 2 * i), one), 4));
+            u = _mm256_or_si256(u, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(xh[h][k], 2 * i + 1), one), 4));
+          }
+          const int g = 4 * h + k;
+          for (int t = 0; t < T; ++t) {
+            const int8_t* q = ab[t]->qs + 64 * i + 4 * g;
+            const __m256i pl = _mm256_maddubs_epi16(l, bcast4(q)), pu = _mm256_maddubs_epi16(u, bcast4(q + 32));
+            lo[t][h] = k ? _mm256_add_epi16(lo[t][h], pl) : pl;
+            hi[t][h] = k ? _mm256_add_epi16(hi[t][h], pu) : pu;
+          }
+        }
+      }
+      for (int t = 0; t < T; ++t) {
+        __m256i part;
+        if constexpr (kFive)
+          part = _mm256_add_epi32(
+              _mm256_add_epi32(_mm256_madd_epi16(lo[t][0], sc[2 * i]), _mm256_madd_epi16(lo[t][1], sc[2 * i])),
+              _mm256_add_epi32(_mm256_madd_epi16(hi[t][0], sc[2 * i + 1]), _mm256_madd_epi16(hi[t][1], sc[2 * i + 1])));
+        else
+          part = _mm256_add_epi32(_mm256_madd_epi16(_mm256_add_epi16(lo[t][0], lo[t][1]), sc[2 * i]),
+                                  _mm256_madd_epi16(_mm256_add_epi16(hi[t][0], hi[t][1]), sc[2 * i + 1]));
+        iacc[t] = _mm256_add_epi32(iacc[t], part);
+      }
+    }
+    const __m256 d = src.half8(b, 0), dm = src.half8(b, 2);
+    for (int t = 0; t < T; ++t) s[t] = finish_q4k(iacc[t], mn, d, dm, ab[t], s[t]);
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
 template <bool kFive>
 struct K45Format {
   static constexpr size_t kW = kFive ? sizeof(block_q5_K) : sizeof(block_q4_K);
   static constexpr int64_t kValues = QK_K;
   static constexpr int kPerChunk = kSuperPerChunk;
   static constexpr size_t kBytes = kKBlockBytes;
-  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_k45<kFive>(p, boff, dst); }
+  template <class S>
+  static void repack(const S& src, int64_t b, uint8_t* dst) { repack_k45<kFive>(src, b, dst); }
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
     tile_q4k<kFive, T>(nsb, pk, a, as, sb0, acc);
   }
-  // Fewer than 4 tokens never reach this kernel (kernels_avx2.cpp's row tiles take them).
-  static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
+  // Fewer than 4 tokens: kernels_avx2.cpp's row tiles for GGUF rows; packed groups: direct_k45.
+  static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
+  static bool run_direct(int64_t ntc, int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+    switch (ntc) {
+      case 3: direct_k45<kFive, 3>(nsb, src, a, as, acc); break;
+      case 2: direct_k45<kFive, 2>(nsb, src, a, as, acc); break;
+      default: direct_k45<kFive, 1>(nsb, src, a, as, acc); break;
+    }
+    return true;
+  }
 };
 
 // ---- Q2_K / Q3_K / Q6_K: super-blocks of 256 values, 16 sub-blocks of 16 with their own scale
@@ -428,6 +538,99 @@ inline void repack_sub16(const uint8_t* const* p, size_t boff, uint8_t* dst) {
     __m256i scv, mn16;
     K::prep(p[r] + boff, &d[r], &d[8 + r], &scv, &mn16);
   }
+}
+
+// The same scratch from a packed group, lane-parallel (lane r = row r): quant group g (values
+// 32c+4g..+3) of chunk c from the rows' 4-byte words, and each sub-block's scale / offset as int32.
+template <class K>
+struct Sub16Lanes;
+template <>
+struct Sub16Lanes<Q6_KW> {  // ql[128] qh[64] scales[16] d: as Q6_KW::q / kq::scales_q6_K per row
+  static __m256i q(const PackedSrc& s, int64_t b, int c, int g) {
+    const int h = c / 4, k = c % 4;
+    const __m256i l = s.word8(b, size_t(h * 64 + 32 * (k % 2) + 4 * g));
+    const __m256i hb = s.word8(b, size_t(128 + h * 32 + 4 * g));
+    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(l, 4 * (k / 2)), _mm256_set1_epi8(0xF));
+    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), _mm256_set1_epi8(3));
+    return _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
+  }
+  static void scales(const PackedSrc& s, int64_t b, __m256i* sc, __m256i* mn, __m256* d, __m256* dm) {
+    for (int w = 0; w < 4; ++w) {
+      const __m256i x = s.word8(b, size_t(192 + 4 * w));
+      for (int j = 0; j < 4; ++j) {
+        sc[4 * w + j] = _mm256_srai_epi32(_mm256_slli_epi32(x, 24 - 8 * j), 24);  // int8 scale
+        mn[4 * w + j] = _mm256_slli_epi32(sc[4 * w + j], 5);                    // value = qu - 32
+      }
+    }
+    *d = *dm = s.half8(b, 208);
+  }
+};
+template <>
+struct Sub16Lanes<Q3_KW> {  // hmask[32] qs[64] scales[12] d: as Q3_KW::q / kq::scales_q3_K per row
+  static __m256i q(const PackedSrc& s, int64_t b, int c, int g) {
+    const __m256i v = s.word8(b, size_t(32 + 32 * (c / 4) + 4 * g));
+    const __m256i hm = s.word8(b, size_t(4 * g));
+    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(v, 2 * (c % 4)), _mm256_set1_epi8(3));
+    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hm, c), _mm256_set1_epi8(1));
+    return _mm256_or_si256(low, _mm256_slli_epi16(high, 2));
+  }
+  static void scales(const PackedSrc& s, int64_t b, __m256i* sc, __m256i* mn, __m256* d, __m256* dm) {
+    const __m256i u0 = s.word8(b, 96), u1 = s.word8(b, 100), u2 = s.word8(b, 104);
+    const __m256i m4 = _mm256_set1_epi32(0x0f0f0f0f), m2 = _mm256_set1_epi32(0x03030303);
+    auto hi2 = [&](int shift) { return _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u2, shift), m2), 4); };
+    __m256i w[4];
+    w[0] = _mm256_or_si256(_mm256_and_si256(u0, m4), hi2(0));
+    w[1] = _mm256_or_si256(_mm256_and_si256(u1, m4), hi2(2));
+    w[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u0, 4), m4), hi2(4));
+    w[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u1, 4), m4), hi2(6));
+    for (int i = 0; i < 16; ++i) {
+      const __m256i v = _mm256_and_si256(_mm256_srli_epi32(w[i / 4], 8 * (i % 4)), _mm256_set1_epi32(0xFF));
+      sc[i] = _mm256_sub_epi32(v, _mm256_set1_epi32(32));
+      mn[i] = _mm256_slli_epi32(sc[i], 2);  // value = qu - 4
+    }
+    *d = *dm = s.half8(b, 108);
+  }
+};
+template <>
+struct Sub16Lanes<Q2_KW> {  // scales[16] qs[64] d dmin: as Q2_KW::q / kq::scales_q2_K per row
+  static __m256i q(const PackedSrc& s, int64_t b, int c, int g) {
+    const __m256i v = s.word8(b, size_t(16 + 32 * (c / 4) + 4 * g));
+    return _mm256_and_si256(_mm256_srli_epi16(v, 2 * (c % 4)), _mm256_set1_epi8(3));
+  }
+  static void scales(const PackedSrc& s, int64_t b, __m256i* sc, __m256i* mn, __m256* d, __m256* dm) {
+    for (int w = 0; w < 4; ++w) {
+      const __m256i x = s.word8(b, size_t(4 * w));
+      for (int j = 0; j < 4; ++j) {
+        const __m256i v = _mm256_and_si256(_mm256_srli_epi32(x, 8 * j), _mm256_set1_epi32(0xFF));
+        sc[4 * w + j] = _mm256_and_si256(v, _mm256_set1_epi32(0xF));
+        mn[4 * w + j] = _mm256_srli_epi32(v, 4);
+      }
+    }
+    *d = s.half8(b, 80);
+    *dm = s.half8(b, 82);
+  }
+};
+
+inline __m256i pair16(__m256i lo, __m256i hi) {  // int32 lanes -> (lo, hi) int16 pair per lane
+  return _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(hi, 16));
+}
+
+template <class K>
+inline void repack_sub16(const PackedSrc& src, int64_t b, uint8_t* dst) {
+  using Ln = Sub16Lanes<K>;
+  __m256i* out = reinterpret_cast<__m256i*>(dst);
+  for (int c = 0; c < 8; ++c)
+    for (int g = 0; g < 8; ++g) _mm256_store_si256(out + 8 * c + g, Ln::q(src, b, c, g));
+  __m256i sc[16], mn[16];
+  __m256 d, dm;
+  Ln::scales(src, b, sc, mn, &d, &dm);
+  __m256i* scv = reinterpret_cast<__m256i*>(dst + kSub16QuantBytes);
+  __m256i* mnv = reinterpret_cast<__m256i*>(dst + kSub16QuantBytes + kSub16ScaleBytes);
+  for (int i = 0; i < 16; ++i) _mm256_store_si256(scv + i, pair16(sc[i], sc[i]));
+  for (int c = 0; c < 8; ++c) _mm256_store_si256(mnv + c, pair16(mn[2 * c], mn[2 * c + 1]));
+  float* dp = reinterpret_cast<float*>(dst + kSub16QuantBytes + kSub16ScaleBytes + kSub16MinBytes);
+  _mm256_store_ps(dp, d);
+  _mm256_store_ps(dp + 8, dm);
 }
 
 template <class K, int T>
@@ -476,19 +679,75 @@ inline void tile_sub16(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, 
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// Few tokens from a packed group: no scratch (see direct_k45); the arithmetic is tile_sub16's.
+template <class K, int T>
+inline void direct_sub16(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  using Ln = Sub16Lanes<K>;
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nsb; ++b) {
+    __m256i sc[16], mn[16];
+    __m256 d, dm;
+    Ln::scales(src, b, sc, mn, &d, &dm);
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m256i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      __m256i w[8];
+      for (int g = 0; g < 8; ++g) w[g] = Ln::q(src, b, c, g);
+      const __m256i sc0 = pair16(sc[2 * c], sc[2 * c]), sc1 = pair16(sc[2 * c + 1], sc[2 * c + 1]);
+      for (int t = 0; t < T; ++t) {
+        const int8_t* q = ab[t]->qs + 32 * c;
+        __m256i pr[4];
+        for (int g = 0; g < 4; ++g)
+          pr[g] = _mm256_add_epi16(_mm256_maddubs_epi16(w[2 * g], bcast4(q + 8 * g)),
+                                   _mm256_maddubs_epi16(w[2 * g + 1], bcast4(q + 8 * g + 4)));
+        const __m256i lo = _mm256_add_epi32(_mm256_madd_epi16(pr[0], sc0), _mm256_madd_epi16(pr[1], sc0));
+        const __m256i hi = _mm256_add_epi32(_mm256_madd_epi16(pr[2], sc1), _mm256_madd_epi16(pr[3], sc1));
+        iacc[t] = _mm256_add_epi32(iacc[t], _mm256_add_epi32(lo, hi));
+      }
+    }
+    __m256i mnv[8];
+    for (int c = 0; c < 8; ++c) mnv[c] = pair16(mn[2 * c], mn[2 * c + 1]);
+    for (int t = 0; t < T; ++t) {
+      const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
+      __m256i ms = _mm256_madd_epi16(mnv[0], bcast4(bs));
+      for (int c = 1; c < 8; ++c) ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mnv[c], bcast4(bs + 4 * c)));
+      const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
+      if constexpr (K::kCombined) {
+        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
+      } else {
+        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, da), s[t]);
+        s[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s[t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
 template <class K>
 struct Sub16Format {
   static constexpr size_t kW = K::kBytes;
   static constexpr int64_t kValues = QK_K;
   static constexpr int kPerChunk = kSub16SuperPerChunk;
   static constexpr size_t kBytes = kSub16BlockBytes;
-  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) { repack_sub16<K>(p, boff, dst); }
+  static void repack(const RowSrc& src, int64_t b, uint8_t* dst) { repack_sub16<K>(src.p, size_t(b) * kW, dst); }
+  static void repack(const PackedSrc& src, int64_t b, uint8_t* dst) { repack_sub16<K>(src, b, dst); }
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
     tile_sub16<K, T>(nsb, pk, a, as, sb0, acc);
   }
-  // Fewer than 4 tokens never reach this kernel (kernels_avx2.cpp's row tiles take them).
-  static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
+  // Fewer than 4 tokens: kernels_avx2.cpp's row tiles for GGUF rows; packed groups: direct_sub16.
+  static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
+  static bool run_direct(int64_t ntc, int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+    switch (ntc) {
+      case 3: direct_sub16<K, 3>(nsb, src, a, as, acc); break;
+      case 2: direct_sub16<K, 2>(nsb, src, a, as, acc); break;
+      default: direct_sub16<K, 1>(nsb, src, a, as, acc); break;
+    }
+    return true;
+  }
 };
 
 // ---- Q8_0: signed int8 quants; maddubs(|w|, sign(a, w)) per group, widened per group (two products
@@ -498,10 +757,11 @@ struct Sub16Format {
 constexpr int kQ8BlocksPerChunk = 32;
 constexpr size_t kQ8BlockBytes = 16 * 32 + 32;
 
-inline void load_block_q8(const uint8_t* const* p, size_t boff, __m256i* w, __m256* dw) {
-  transpose_rows(p, boff + 2, w);
-  transpose_rows(p, boff + 18, w + 4);
-  *dw = scales8(p, boff);
+template <class S>
+inline void load_block_q8(const S& src, int64_t b, __m256i* w, __m256* dw) {
+  src.q16(b, 2, w);
+  src.q16(b, 18, w + 4);
+  *dw = src.half8(b, 0);
 }
 
 inline __m256 step_q8(const __m256i* wabs, const __m256i* w, __m256 dw, const ActBlock* ab, __m256 s, __m256i ones) {
@@ -561,15 +821,37 @@ inline void direct_q8(int64_t nb, const uint8_t* const* p, const uint8_t* a, siz
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// Few tokens from a packed group: the transposed vectors are loads; the arithmetic is tile_q8's.
+template <int T>
+inline void direct_q8(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i w[8], wabs[8];
+    __m256 dw;
+    load_block_q8(src, b, w, &dw);
+    for (int k = 0; k < 8; ++k) wabs[k] = _mm256_abs_epi8(w[k]);
+    for (int t = 0; t < T; ++t)
+      s[t] = step_q8(wabs, w, dw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t], ones);
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+template <int T>
+inline void direct_q8(int64_t nb, const RowSrc& src, const uint8_t* a, size_t as, float* acc) {
+  direct_q8<T>(nb, src.p, a, as, acc);
+}
+
 struct Q8Format {
   static constexpr size_t kW = 34;
   static constexpr int64_t kValues = 32;
   static constexpr int kPerChunk = kQ8BlocksPerChunk;
   static constexpr size_t kBytes = kQ8BlockBytes;
-  static void repack(const uint8_t* const* p, size_t boff, uint8_t* dst) {
+  template <class S>
+  static void repack(const S& src, int64_t b, uint8_t* dst) {
     __m256i wv[8];
     __m256 dw;
-    load_block_q8(p, boff, wv, &dw);
+    load_block_q8(src, b, wv, &dw);
     __m256i* out = reinterpret_cast<__m256i*>(dst);
     for (int k = 0; k < 8; ++k) {
       _mm256_store_si256(out + k, _mm256_abs_epi8(wv[k]));
@@ -581,22 +863,44 @@ struct Q8Format {
   static void run_tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
     tile_q8<T>(nb, pk, a, as, b0, acc);
   }
-  static bool run_direct(int64_t ntc, int64_t nb, const uint8_t* const* p, const uint8_t* a, size_t as, float* acc) {
+  template <class S>
+  static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
     switch (ntc) {
-      case 3: direct_q8<3>(nb, p, a, as, acc); break;
-      case 2: direct_q8<2>(nb, p, a, as, acc); break;
-      default: direct_q8<1>(nb, p, a, as, acc); break;
+      case 3: direct_q8<3>(nb, src, a, as, acc); break;
+      case 2: direct_q8<2>(nb, src, a, as, acc); break;
+      default: direct_q8<1>(nb, src, a, as, acc); break;
     }
     return true;
   }
 };
 
-// The walk shared by every format F: token chunks (partial sums kept in acc) x groups of 8 rows
-// (a tail group repeats the last row) x chunks of blocks repacked into the stack scratch, then
-// register tiles of kTile tokens; fewer than kDirectBelow tokens use F's direct path if it has one.
+// One group of 8 rows (from src) x ntc tokens into acc[8 * t + r]: F's direct path for fewer than
+// kDirectBelow tokens if it has one, else chunks of blocks repacked into the scratch pk and register
+// tiles of kTile tokens over them.
+template <class F, class S>
+inline void group_rows8(const S& src, int64_t nb, const uint8_t* at, size_t as, int64_t ntc, uint8_t* pk, float* acc) {
+  if (ntc < kDirectBelow && F::run_direct(ntc, nb, src, at, as, acc)) return;
+  std::memset(acc, 0, sizeof(float) * 8 * size_t(ntc));
+  for (int64_t b0 = 0; b0 < nb; b0 += F::kPerChunk) {
+    const int nbc = int(nb - b0 < F::kPerChunk ? nb - b0 : F::kPerChunk);
+    for (int b = 0; b < nbc; ++b) F::repack(src, b0 + b, pk + size_t(b) * F::kBytes);
+    int64_t t = 0;
+    for (; t + kTile <= ntc; t += kTile) F::template run_tile<kTile>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t);
+    switch (ntc - t) {
+      case 3: F::template run_tile<3>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+      case 2: F::template run_tile<2>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+      case 1: F::template run_tile<1>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
+      default: break;
+    }
+  }
+}
+
+// The walk shared by every format F: token chunks (partial sums kept in acc) x groups of 8 rows.
+// GGUF rows (packed = false): a tail group repeats the last row. Packed (edgellama/packed_layout.h):
+// w is the first group, nr a multiple of 8, group k at w + 8k * ws.
 template <class F>
 void gemm_rows8(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
-                float* y, size_t ys) {
+                float* y, size_t ys, bool packed) {
   const int64_t nb = n / F::kValues;
   alignas(32) uint8_t pk[F::kPerChunk * F::kBytes];
   alignas(32) float acc[kTokensPerChunk * 8];
@@ -604,24 +908,14 @@ void gemm_rows8(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_
     const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
     const uint8_t* at = a + size_t(t0) * as;
     for (int64_t r0 = 0; r0 < nr; r0 += 8) {
-      const uint8_t* p[8];
-      for (int r = 0; r < 8; ++r) p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;  // tail: repeat last row
       const int rr = int(nr - r0 < 8 ? nr - r0 : 8);
-      if (ntc >= kDirectBelow || !F::run_direct(ntc, nb, p, at, as, acc)) {
-        std::memset(acc, 0, sizeof(float) * 8 * size_t(ntc));
-        for (int64_t b0 = 0; b0 < nb; b0 += F::kPerChunk) {
-          const int nbc = int(nb - b0 < F::kPerChunk ? nb - b0 : F::kPerChunk);
-          for (int b = 0; b < nbc; ++b) F::repack(p, size_t(b0 + b) * F::kW, pk + size_t(b) * F::kBytes);
-          int64_t t = 0;
-          for (; t + kTile <= ntc; t += kTile)
-            F::template run_tile<kTile>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t);
-          switch (ntc - t) {
-            case 3: F::template run_tile<3>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
-            case 2: F::template run_tile<2>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
-            case 1: F::template run_tile<1>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
-            default: break;
-          }
-        }
+      if (packed) {
+        group_rows8<F>(PackedSrc{w + size_t(r0) * ws, F::kW}, nb, at, as, ntc, pk, acc);
+      } else {
+        RowSrc src;
+        src.bw = F::kW;
+        for (int r = 0; r < 8; ++r) src.p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;  // tail: repeat last row
+        group_rows8<F>(src, nb, at, as, ntc, pk, acc);
       }
       for (int64_t t = 0; t < ntc; ++t)
         for (int r = 0; r < rr; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[8 * t + r];
@@ -633,43 +927,83 @@ void gemm_rows8(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_
 
 void gemm_q4_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<LegacyFormat<Q4_0L>>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<LegacyFormat<Q4_0L>>(n, w, ws, nr, a, as, nt, y, ys, false);
+}
+void gemm_q4_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_rows8<LegacyFormat<Q4_0L>>(n, w, ws, nr, a, as, nt, y, ys, true);
 }
 void gemm_q8_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<Q8Format>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<Q8Format>(n, w, ws, nr, a, as, nt, y, ys, false);
+}
+void gemm_q8_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_rows8<Q8Format>(n, w, ws, nr, a, as, nt, y, ys, true);
 }
 void gemm_q4_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<K45Format<false>>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<K45Format<false>>(n, w, ws, nr, a, as, nt, y, ys, false);
+}
+void gemm_q4_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_rows8<K45Format<false>>(n, w, ws, nr, a, as, nt, y, ys, true);
 }
 void gemm_q5_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<K45Format<true>>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<K45Format<true>>(n, w, ws, nr, a, as, nt, y, ys, false);
+}
+void gemm_q5_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_rows8<K45Format<true>>(n, w, ws, nr, a, as, nt, y, ys, true);
 }
 void gemm_q6_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<Sub16Format<Q6_KW>>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<Sub16Format<Q6_KW>>(n, w, ws, nr, a, as, nt, y, ys, false);
+}
+void gemm_q6_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_rows8<Sub16Format<Q6_KW>>(n, w, ws, nr, a, as, nt, y, ys, true);
 }
 void gemm_q2_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<Sub16Format<Q2_KW>>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<Sub16Format<Q2_KW>>(n, w, ws, nr, a, as, nt, y, ys, false);
+}
+void gemm_q2_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_rows8<Sub16Format<Q2_KW>>(n, w, ws, nr, a, as, nt, y, ys, true);
 }
 void gemm_q3_k(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<Sub16Format<Q3_KW>>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<Sub16Format<Q3_KW>>(n, w, ws, nr, a, as, nt, y, ys, false);
+}
+void gemm_q3_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_rows8<Sub16Format<Q3_KW>>(n, w, ws, nr, a, as, nt, y, ys, true);
 }
 void gemm_q4_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<LegacyFormat<Q4_1L>>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<LegacyFormat<Q4_1L>>(n, w, ws, nr, a, as, nt, y, ys, false);
+}
+void gemm_q4_1_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_rows8<LegacyFormat<Q4_1L>>(n, w, ws, nr, a, as, nt, y, ys, true);
 }
 void gemm_q5_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<LegacyFormat<Q5_0L>>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<LegacyFormat<Q5_0L>>(n, w, ws, nr, a, as, nt, y, ys, false);
+}
+void gemm_q5_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_rows8<LegacyFormat<Q5_0L>>(n, w, ws, nr, a, as, nt, y, ys, true);
 }
 void gemm_q5_1(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys) {
-  gemm_rows8<LegacyFormat<Q5_1L>>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows8<LegacyFormat<Q5_1L>>(n, w, ws, nr, a, as, nt, y, ys, false);
+}
+void gemm_q5_1_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+               float* y, size_t ys) {
+  gemm_rows8<LegacyFormat<Q5_1L>>(n, w, ws, nr, a, as, nt, y, ys, true);
 }
 
 }  // namespace avx2_rows8

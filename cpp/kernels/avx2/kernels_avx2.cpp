@@ -322,6 +322,18 @@ constexpr KernelSet make_avx2() {
   k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
   k.attn_tile = avx2_attention_tile;
   k.silu_mul = avx2_silu_mul;
+  // Packed weights: the rows8 kernels read the interleaved groups directly, for any token count.
+  k.gemm_packed[int(GGMLType::Q4_0)] = avx2_rows8::gemm_q4_0_packed;
+  k.gemm_packed[int(GGMLType::Q4_1)] = avx2_rows8::gemm_q4_1_packed;
+  k.gemm_packed[int(GGMLType::Q5_0)] = avx2_rows8::gemm_q5_0_packed;
+  k.gemm_packed[int(GGMLType::Q5_1)] = avx2_rows8::gemm_q5_1_packed;
+  k.gemm_packed[int(GGMLType::Q8_0)] = avx2_rows8::gemm_q8_0_packed;
+  k.gemm_packed[int(GGMLType::Q2_K)] = avx2_rows8::gemm_q2_k_packed;
+  k.gemm_packed[int(GGMLType::Q3_K)] = avx2_rows8::gemm_q3_k_packed;
+  k.gemm_packed[int(GGMLType::Q4_K)] = avx2_rows8::gemm_q4_k_packed;
+  k.gemm_packed[int(GGMLType::Q5_K)] = avx2_rows8::gemm_q5_k_packed;
+  k.gemm_packed[int(GGMLType::Q6_K)] = avx2_rows8::gemm_q6_k_packed;
+  k.packed_max_tokens = 0;
   return k;
 }
 

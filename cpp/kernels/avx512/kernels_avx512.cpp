@@ -431,6 +431,9 @@ constexpr KernelSet make_overrides() {
   k.gemm[int(GGMLType::Q3_K)] = gemm_q23_k<true>;
   k.gemm[int(GGMLType::Q5_K)] = gemm_q45_k<true>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
+  // Packed weights: the AVX2 set's packed kernels (same per-output sequence) for 1-3 tokens; from 4
+  // tokens on, matmul unpacks a few groups at a time for the 16-row VNNI prefill kernels above.
+  k.packed_max_tokens = 3;
   return k;
 }
 
