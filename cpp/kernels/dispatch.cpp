@@ -80,8 +80,10 @@ KernelSet merge_over(const KernelSet& base, const KernelSet& over) {
     if (over.gemm[i]) k.gemm[i] = over.gemm[i];
   if (over.attn_tile) k.attn_tile = over.attn_tile;
   if (over.silu_mul) k.silu_mul = over.silu_mul;
+  // A packed kernel must give gemm[]'s bits: where `over` brings its own gemm[], only its own packed
+  // entry (possibly none: matmul then unpacks groups for gemm[]) goes with it.
   for (int i = 0; i < kMaxTypeId; ++i)
-    if (over.gemm_packed[i]) k.gemm_packed[i] = over.gemm_packed[i];
+    if (over.gemm[i] || over.gemm_packed[i]) k.gemm_packed[i] = over.gemm_packed[i];
   if (over.packed_max_tokens) k.packed_max_tokens = over.packed_max_tokens;
   return k;
 }

@@ -251,7 +251,15 @@ void matmul_shared_input(const MatmulOutput* outs, int count, const float* x, in
   // cores stay busy even on 576-wide matrices and when a neighbour steals a core for a while; one
   // job covers all the weights (Q, K and V are one job in decode, not three).
   const int nth = pool.size();
-  const int64_t tc = std::min(n_tokens, kTokenChunk);
+  // Packed weights the set has no packed kernel for at this token count are unpacked per task: one
+  // token chunk then, so that each group is unpacked once per call, not once per 64 tokens.
+  bool unpacks = false;
+  for (int i = 0; i < count; ++i) {
+    const WeightView& w = *outs[i].w;
+    unpacks = unpacks || (w.pack && !(ks.gemm_packed[int(w.traits->type)] &&
+                                      (ks.packed_max_tokens == 0 || n_tokens <= ks.packed_max_tokens)));
+  }
+  const int64_t tc = unpacks ? n_tokens : std::min(n_tokens, kTokenChunk);
   const int64_t n_tc = (n_tokens + tc - 1) / tc;
   const int64_t want_row_chunks = nth == 1 ? 1 : std::max<int64_t>(1, (8 * nth + n_tc - 1) / n_tc);
   int64_t row_chunk[kMaxSharedInput], first_task[kMaxSharedInput + 1];
@@ -281,14 +289,18 @@ void matmul_shared_input(const MatmulOutput* outs, int count, const float* x, in
       gemm_rows(ks, w, r0, nr, a, token_stride, nt, y + t0 * n_out + r0, size_t(n_out), buf);
       return;
     }
-    // Main and residual rows of a token are adjacent: one tiled pass computes both.
+    // Main and residual rows of a token are adjacent: one tiled pass computes both (at most
+    // kTokenChunk tokens at a time: the size of the task's output scratch).
     float* tmp = scratch.tile_out.data() + size_t(slot) * size_t(kMaxRowChunk * 2 * kTokenChunk);
-    gemm_rows(ks, w, r0, nr, a, act_stride, 2 * nt, tmp, size_t(nr), buf);
-    for (int64_t t = 0; t < nt; ++t) {
-      float* out = y + (t0 + t) * n_out + r0;
-      const float* m = tmp + size_t(2 * t) * size_t(nr);
-      const float* r = m + nr;
-      for (int64_t k = 0; k < nr; ++k) out[k] = m[k] + r[k];
+    for (int64_t s0 = 0; s0 < nt; s0 += kTokenChunk) {
+      const int64_t ns = std::min(kTokenChunk, nt - s0);
+      gemm_rows(ks, w, r0, nr, a + size_t(s0) * token_stride, act_stride, 2 * ns, tmp, size_t(nr), buf);
+      for (int64_t t = 0; t < ns; ++t) {
+        float* out = y + (t0 + s0 + t) * n_out + r0;
+        const float* m = tmp + size_t(2 * t) * size_t(nr);
+        const float* r = m + nr;
+        for (int64_t k = 0; k < nr; ++k) out[k] = m[k] + r[k];
+      }
     }
   });
 }

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "../kquant_scales.h"
 #include "edgellama/quant_blocks.h"
@@ -95,6 +96,11 @@ struct RowSrc {
     for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + size_t(b + 8) * bw), _MM_HINT_T0);
   }
 };
+#ifndef EDGELLAMA_PREFETCH_PACKED
+#define EDGELLAMA_PREFETCH_PACKED 1
+#endif
+constexpr bool kPrefetchPacked = EDGELLAMA_PREFETCH_PACKED;
+
 struct PackedSrc {
   const uint8_t* g;  // the group
   size_t bw;
@@ -107,7 +113,13 @@ struct PackedSrc {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(at(b, o))));
   }
   __m256i word8(int64_t b, size_t o) const { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at(b, o))); }
-  void prefetch(int64_t) const {}  // one stream: the hardware prefetcher follows it
+  // Every cache line of block b + kAhead (the K-type kernels read a block's lines out of order, which
+  // the hardware prefetcher may not follow).
+  void prefetch(int64_t b) const {
+    constexpr int64_t kAhead = 2;
+    const uint8_t* p = g + size_t(b + kAhead) * 8 * bw;
+    for (size_t o = 0; o < 8 * bw; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
+  }
 };
 
 // The 32-value block formats (one table): bytes per block, where the quant nibbles, the fifth bits
@@ -221,7 +233,7 @@ inline void direct(int64_t nb, const S& src, const uint8_t* a, size_t as, float*
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F);
   for (int64_t b = 0; b < nb; ++b) {
-    src.prefetch(b);
+    if (kPrefetchPacked || std::is_same_v<S, RowSrc>) src.prefetch(b);
     const ActBlock* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b;
     __m256i x[4];
@@ -422,6 +434,7 @@ inline void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
     __m256i sc[8], mn[8];
     scale_vectors_q4k(src, b, sc, mn);
     const block_q8_K* ab[T];
@@ -686,6 +699,7 @@ inline void direct_sub16(int64_t nsb, const PackedSrc& src, const uint8_t* a, si
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
     __m256i sc[16], mn[16];
     __m256 d, dm;
     Ln::scales(src, b, sc, mn, &d, &dm);
@@ -726,6 +740,87 @@ inline void direct_sub16(int64_t nsb, const PackedSrc& src, const uint8_t* a, si
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// Q6_K from a packed group, few tokens: per half h and group g the rows' three words (ql of chunks
+// 4h, 4h+2; ql of 4h+1, 4h+3; qh of all four) give group g of the four chunks at once; the scales
+// become int16 pairs with one shuffle and one shift each. Same integer sums and float sequence as
+// tile_sub16 (the int16 bounds are its own: two maddubs per sum).
+template <int T>
+inline void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    // sc[j]: lane r = (v, v), v = row r's int8 scale j (sign-extended by the arithmetic shift);
+    // mnp[c]: (32 * v_2c, 32 * v_2c+1), the offsets of value = qu - 32.
+    __m256i sc[16], mnp[8];
+    // Shuffles putting byte j (j + 1) of each lane into the high byte of the lane's int16 halves (0x80
+    // entries give 0, and stay >= 0x80 after adding j).
+    const char z = char(0x80);
+    const __m256i sel_sc = _mm256_setr_epi8(z, 0, z, 0, z, 4, z, 4, z, 8, z, 8, z, 12, z, 12, z, 0, z, 0, z, 4, z, 4, z,
+                                            8, z, 8, z, 12, z, 12);
+    const __m256i sel_mn = _mm256_setr_epi8(z, 0, z, 1, z, 4, z, 5, z, 8, z, 9, z, 12, z, 13, z, 0, z, 1, z, 4, z, 5, z,
+                                            8, z, 9, z, 12, z, 13);
+#pragma GCC unroll 4
+    for (int w = 0; w < 4; ++w) {
+      const __m256i x = src.word8(b, size_t(192 + 4 * w));
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j)
+        sc[4 * w + j] = _mm256_srai_epi16(_mm256_shuffle_epi8(x, _mm256_add_epi8(sel_sc, _mm256_set1_epi8(char(j)))), 8);
+#pragma GCC unroll 2
+      for (int j = 0; j < 4; j += 2)
+        mnp[(4 * w + j) / 2] = _mm256_slli_epi16(
+            _mm256_srai_epi16(_mm256_shuffle_epi8(x, _mm256_add_epi8(sel_mn, _mm256_set1_epi8(char(j)))), 8), 5);
+    }
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m256i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      for (int gp = 0; gp < 4; ++gp) {  // groups 2gp, 2gp+1: 8 values of sub-block 2c + gp/2
+        __m256i v[4][2];                 // [chunk k = 0..3 of this half][group]
+        for (int j = 0; j < 2; ++j) {
+          const int g = 2 * gp + j;
+          const __m256i l0 = src.word8(b, size_t(h * 64 + 4 * g)), l1 = src.word8(b, size_t(h * 64 + 32 + 4 * g));
+          const __m256i qh = src.word8(b, size_t(128 + h * 32 + 4 * g));
+          v[0][j] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+          v[1][j] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+          v[2][j] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
+          v[3][j] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+        }
+        for (int k = 0; k < 4; ++k) {
+          const int c = 4 * h + k;
+          const __m256i scv = sc[2 * c + gp / 2];
+          for (int t = 0; t < T; ++t) {
+            const int8_t* q = ab[t]->qs + 32 * c + 8 * gp;
+            const __m256i pr = _mm256_add_epi16(_mm256_maddubs_epi16(v[k][0], bcast4(q)),
+                                                _mm256_maddubs_epi16(v[k][1], bcast4(q + 4)));
+            iacc[t] = _mm256_add_epi32(iacc[t], _mm256_madd_epi16(pr, scv));
+          }
+        }
+      }
+    }
+    const __m256 d = src.half8(b, 208);
+    for (int t = 0; t < T; ++t) {
+      const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
+      __m256i ms = _mm256_madd_epi16(mnp[0], bcast4(bs));
+      for (int c = 1; c < 8; ++c) ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mnp[c], bcast4(bs + 4 * c)));
+      const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+template <class K, int T>
+inline void direct_sub16_any(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  if constexpr (std::is_same_v<K, Q6_KW>)
+    direct_q6k<T>(nsb, src, a, as, acc);
+  else
+    direct_sub16<K, T>(nsb, src, a, as, acc);
+}
+
 template <class K>
 struct Sub16Format {
   static constexpr size_t kW = K::kBytes;
@@ -742,9 +837,9 @@ struct Sub16Format {
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
   static bool run_direct(int64_t ntc, int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
     switch (ntc) {
-      case 3: direct_sub16<K, 3>(nsb, src, a, as, acc); break;
-      case 2: direct_sub16<K, 2>(nsb, src, a, as, acc); break;
-      default: direct_sub16<K, 1>(nsb, src, a, as, acc); break;
+      case 3: direct_sub16_any<K, 3>(nsb, src, a, as, acc); break;
+      case 2: direct_sub16_any<K, 2>(nsb, src, a, as, acc); break;
+      default: direct_sub16_any<K, 1>(nsb, src, a, as, acc); break;
     }
     return true;
   }
@@ -828,6 +923,7 @@ inline void direct_q8(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
     __m256i w[8], wabs[8];
     __m256 dw;
     load_block_q8(src, b, w, &dw);
