@@ -25,6 +25,7 @@
 #include "../kquant_scales.h"
 #include "edgellama/quant_blocks.h"
 #include "gemm_rows8.h"
+#include "packed_src.h"
 #include "kquant_avx2.h"
 #include "reduce_avx2.h"
 
@@ -96,32 +97,6 @@ struct RowSrc {
     for (int r = 0; r < 8; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + size_t(b + 8) * bw), _MM_HINT_T0);
   }
 };
-#ifndef EDGELLAMA_PREFETCH_PACKED
-#define EDGELLAMA_PREFETCH_PACKED 1
-#endif
-constexpr bool kPrefetchPacked = EDGELLAMA_PREFETCH_PACKED;
-
-struct PackedSrc {
-  const uint8_t* g;  // the group
-  size_t bw;
-  const uint8_t* at(int64_t b, size_t o) const { return g + size_t(b) * 8 * bw + 8 * o; }
-  void q16(int64_t b, size_t o, __m256i* x) const {
-    const __m256i* v = reinterpret_cast<const __m256i*>(at(b, o));
-    for (int k = 0; k < 4; ++k) x[k] = _mm256_loadu_si256(v + k);
-  }
-  __m256 half8(int64_t b, size_t o) const {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(at(b, o))));
-  }
-  __m256i word8(int64_t b, size_t o) const { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at(b, o))); }
-  // Every cache line of block b + kAhead (the K-type kernels read a block's lines out of order, which
-  // the hardware prefetcher may not follow).
-  void prefetch(int64_t b) const {
-    constexpr int64_t kAhead = 2;
-    const uint8_t* p = g + size_t(b + kAhead) * 8 * bw;
-    for (size_t o = 0; o < 8 * bw; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
-  }
-};
-
 // The 32-value block formats (one table): bytes per block, where the quant nibbles, the fifth bits
 // (qh, bit j = value j; 0 = none) and the minimum (0 = none: cw = kOffset * dw) are.
 //   Q4_0: d qs[16]           Q4_1: d m qs[16]

@@ -1,0 +1,44 @@
+// Reading a packed group of 8 weight rows (edgellama/packed_layout.h) in AVX2 registers: lane r of
+// a 256-bit vector = row r. Shared by the AVX2 rows8 kernels and the AVX-512 (VL) packed decode
+// kernels; include only from files compiled with AVX2 (or wider) flags: everything is in an
+// anonymous namespace (internal linkage), see the top of kernels_avx2.cpp.
+#pragma once
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace edgellama {
+namespace {
+
+#ifndef EDGELLAMA_PREFETCH_PACKED
+#define EDGELLAMA_PREFETCH_PACKED 1
+#endif
+constexpr bool kPrefetchPacked = EDGELLAMA_PREFETCH_PACKED;
+
+// b = block index in the group, o = byte offset inside a block (GGUF layout):
+//   q16(b, o, x): x[k] lane r = bytes o+4k..o+4k+3 of row r's block b (k < 4);
+//   half8(b, o): the 8 rows' fp16 at o as floats; word8(b, o): lane r = row r's 4 bytes at o.
+struct PackedSrc {
+  const uint8_t* g;  // the group
+  size_t bw;
+  const uint8_t* at(int64_t b, size_t o) const { return g + size_t(b) * 8 * bw + 8 * o; }
+  void q16(int64_t b, size_t o, __m256i* x) const {
+    const __m256i* v = reinterpret_cast<const __m256i*>(at(b, o));
+    for (int k = 0; k < 4; ++k) x[k] = _mm256_loadu_si256(v + k);
+  }
+  __m256 half8(int64_t b, size_t o) const {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(at(b, o))));
+  }
+  __m256i word8(int64_t b, size_t o) const { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at(b, o))); }
+  // Every cache line of block b + kAhead (the K-type kernels read a block's lines out of order, which
+  // the hardware prefetcher may not follow).
+  void prefetch(int64_t b) const {
+    constexpr int64_t kAhead = 2;
+    const uint8_t* p = g + size_t(b + kAhead) * 8 * bw;
+    for (size_t o = 0; o < 8 * bw; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
+  }
+};
+
+}  // namespace
+}  // namespace edgellama

@@ -1,0 +1,200 @@
+// Decode (1-3 tokens) of packed K-quant groups (edgellama/packed_layout.h) with 256-bit AVX-512 VNNI:
+// vpdpbusd sums four u8 x s8 products straight into int32, in place of the AVX2 kernels' maddubs +
+// int16 adds + madd; the sub-block scales are then applied with one exact int32 multiply per
+// sub-block (vpmulld) and the offsets with vpdpwssd. Lane r = row r of the group, as in
+// cpp/kernels/avx2/gemm_rows8_avx2.cpp, whose direct_k45 / direct_q6k compute the same integers
+// (any order: exact) and the same float sequence per output, so the bits equal the AVX2 and the
+// GGUF-layout kernels' (tests/test_packed_weights.py). From 4 tokens the AVX2 packed kernels run.
+// Compiled with the AVX-512 flags of this directory; only reached through the avx512 KernelSet.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "../avx2/gemm_rows8.h"
+#include "../avx2/packed_src.h"
+#include "edgellama/kernels.h"
+#include "edgellama/quant_blocks.h"
+#include "gemm_rows16.h"
+
+namespace edgellama {
+namespace avx512_packed {
+namespace {
+
+inline __m256i bcast4(const int8_t* q) {
+  int32_t v;
+  std::memcpy(&v, q, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// Byte c (0..3) of each 32-bit lane as int32, and as the (v, v) int16 pair.
+inline __m256i byte_i32(__m256i x, int c) { return _mm256_and_si256(_mm256_srli_epi32(x, 8 * c), _mm256_set1_epi32(0xFF)); }
+inline __m256i pair_of(__m256i v) { return _mm256_or_si256(v, _mm256_slli_epi32(v, 16)); }
+
+// ---- Q4_K / Q5_K: d dmin scales[12] qs[128] (Q5_K: qh[32] before qs) --------------------------------
+template <bool kFive, int T>
+void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  constexpr size_t qs_off = kFive ? 48 : 16;
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  const __m256i m6w = _mm256_set1_epi32(0x3f3f3f3f), m4w = _mm256_set1_epi32(0x0f0f0f0f),
+                m2w = _mm256_set1_epi32(0x03030303);
+  for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    // 6-bit scales and mins (kquant_scales.h's scale_min_k4), lane-wise on the rows' three words.
+    const __m256i u0 = src.word8(b, 4), u1 = src.word8(b, 8), u2 = src.word8(b, 12);
+    const __m256i s0 = _mm256_and_si256(u0, m6w);
+    const __m256i s1 = _mm256_or_si256(_mm256_and_si256(u2, m4w),
+                                       _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), m2w), 4));
+    const __m256i n0 = _mm256_and_si256(u1, m6w);
+    const __m256i n1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), m4w),
+                                       _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), m2w), 4));
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m256i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    __m256i xh[2][4];
+    if constexpr (kFive) {
+      src.q16(b, 16, xh[0]);
+      src.q16(b, 32, xh[1]);
+    }
+    for (int i = 0; i < 4; ++i) {  // chunks 2i (low nibbles) and 2i+1 (high nibbles)
+      __m256i lo[T], hi[T];
+      for (int t = 0; t < T; ++t) lo[t] = hi[t] = _mm256_setzero_si256();
+      for (int h = 0; h < 2; ++h) {
+        __m256i x[4];
+        src.q16(b, qs_off + 32 * size_t(i) + 16 * size_t(h), x);
+        for (int k = 0; k < 4; ++k) {
+          __m256i l = _mm256_and_si256(x[k], m4), u = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);
+          if constexpr (kFive) {
+            l = _mm256_or_si256(l, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(xh[h][k], 2 * i), one), 4));
+            u = _mm256_or_si256(u, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(xh[h][k], 2 * i + 1), one), 4));
+          }
+          const int g = 4 * h + k;
+          for (int t = 0; t < T; ++t) {
+            const int8_t* q = ab[t]->qs + 64 * i + 4 * g;
+            lo[t] = _mm256_dpbusd_epi32(lo[t], l, bcast4(q));
+            hi[t] = _mm256_dpbusd_epi32(hi[t], u, bcast4(q + 32));
+          }
+        }
+      }
+      const __m256i sc_lo = byte_i32(i < 2 ? s0 : s1, 2 * (i % 2));
+      const __m256i sc_hi = byte_i32(i < 2 ? s0 : s1, 2 * (i % 2) + 1);
+      for (int t = 0; t < T; ++t)
+        iacc[t] = _mm256_add_epi32(iacc[t], _mm256_add_epi32(_mm256_mullo_epi32(lo[t], sc_lo), _mm256_mullo_epi32(hi[t], sc_hi)));
+    }
+    const __m256 d = src.half8(b, 0), dm = src.half8(b, 2);
+    for (int t = 0; t < T; ++t) {
+      const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
+      __m256i ms = _mm256_setzero_si256();
+      for (int c = 0; c < 8; ++c)  // mn_c * (bsums[2c] + bsums[2c + 1])
+        ms = _mm256_dpwssd_epi32(ms, pair_of(byte_i32(c < 4 ? n0 : n1, c % 4)), bcast4(bs + 4 * c));
+      const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, da), s[t]);
+      s[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+// ---- Q6_K: ql[128] qh[64] scales[16] d; value = qu - 32 ------------------------------------------------
+template <int T>
+void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  const char z = char(0x80);
+  const __m256i sel_mn = _mm256_setr_epi8(z, 0, z, 1, z, 4, z, 5, z, 8, z, 9, z, 12, z, 13, z, 0, z, 1, z, 4, z, 5, z,
+                                          8, z, 9, z, 12, z, 13);
+  for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    __m256i scw[4];  // the rows' 16 int8 scales, four per word
+    for (int w = 0; w < 4; ++w) scw[w] = src.word8(b, size_t(192 + 4 * w));
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m256i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      for (int half = 0; half < 2; ++half) {  // sub-blocks 2c + half of the four chunks c = 4h + k
+        __m256i sum[T][4];
+        for (int t = 0; t < T; ++t)
+          for (int k = 0; k < 4; ++k) sum[t][k] = _mm256_setzero_si256();
+        for (int g = 4 * half; g < 4 * half + 4; ++g) {
+          const __m256i l0 = src.word8(b, size_t(h * 64 + 4 * g)), l1 = src.word8(b, size_t(h * 64 + 32 + 4 * g));
+          const __m256i qh = src.word8(b, size_t(128 + h * 32 + 4 * g));
+          __m256i v[4];
+          v[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+          v[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+          v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
+          v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                 _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+          for (int k = 0; k < 4; ++k)
+            for (int t = 0; t < T; ++t)
+              sum[t][k] = _mm256_dpbusd_epi32(sum[t][k], v[k], bcast4(ab[t]->qs + 32 * (4 * h + k) + 4 * g));
+        }
+        for (int k = 0; k < 4; ++k) {
+          const int sb = 2 * (4 * h + k) + half;  // int8 scale sb of each row, sign-extended
+          const __m256i sc = _mm256_srai_epi32(_mm256_slli_epi32(scw[sb / 4], 24 - 8 * (sb % 4)), 24);
+          for (int t = 0; t < T; ++t) iacc[t] = _mm256_add_epi32(iacc[t], _mm256_mullo_epi32(sum[t][k], sc));
+        }
+      }
+    }
+    const __m256 d = src.half8(b, 208);
+    for (int t = 0; t < T; ++t) {
+      const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
+      __m256i ms = _mm256_setzero_si256();
+      for (int c = 0; c < 8; ++c) {  // (32 v_2c, 32 v_2c+1) . (bsums[2c], bsums[2c + 1])
+        const __m256i mn = _mm256_slli_epi16(
+            _mm256_srai_epi16(_mm256_shuffle_epi8(scw[c / 2], _mm256_add_epi8(sel_mn, _mm256_set1_epi8(char(2 * (c % 2))))),
+                              8),
+            5);
+        ms = _mm256_dpwssd_epi32(ms, mn, bcast4(bs + 4 * c));
+      }
+      const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+// Groups of 8 rows x 1-3 tokens; from 4 tokens the AVX2 packed kernel (same bits).
+template <void (*D1)(int64_t, const PackedSrc&, const uint8_t*, size_t, float*),
+          void (*D2)(int64_t, const PackedSrc&, const uint8_t*, size_t, float*),
+          void (*D3)(int64_t, const PackedSrc&, const uint8_t*, size_t, float*), GemmFn kAvx2Packed, size_t kW>
+void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
+                 size_t ys) {
+  if (nt > 3) {
+    kAvx2Packed(n, w, ws, nr, a, as, nt, y, ys);
+    return;
+  }
+  alignas(32) float acc[3 * 8];
+  const int64_t nsb = n / QK_K;
+  for (int64_t r0 = 0; r0 < nr; r0 += 8) {
+    const PackedSrc src{w + size_t(r0) * ws, kW};
+    (nt == 3 ? D3 : nt == 2 ? D2 : D1)(nsb, src, a, as, acc);
+    for (int64_t t = 0; t < nt; ++t)
+      for (int r = 0; r < 8; ++r) y[size_t(t) * ys + size_t(r0 + r)] = acc[8 * t + r];
+  }
+}
+
+}  // namespace
+
+void gemm_q4_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys) {
+  gemm_packed<direct_k45<false, 1>, direct_k45<false, 2>, direct_k45<false, 3>, avx2_rows8::gemm_q4_k_packed,
+              sizeof(block_q4_K)>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys) {
+  gemm_packed<direct_k45<true, 1>, direct_k45<true, 2>, direct_k45<true, 3>, avx2_rows8::gemm_q5_k_packed,
+              sizeof(block_q5_K)>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q6_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys) {
+  gemm_packed<direct_q6k<1>, direct_q6k<2>, direct_q6k<3>, avx2_rows8::gemm_q6_k_packed, sizeof(block_q6_K)>(
+      n, w, ws, nr, a, as, nt, y, ys);
+}
+
+}  // namespace avx512_packed
+}  // namespace edgellama
