@@ -436,14 +436,14 @@ constexpr KernelSet make_overrides() {
   // for up to 8 tokens (decode, server batches, speculative verification); from 9 tokens on, matmul
   // unpacks two groups at a time for the 16-row VNNI prefill kernels above (at 4-8 tokens the unpack
   // cost more than the VNNI kernels gain: 5632x2048 at 4 tokens, Q4_0 0.69 ms packed AVX2 vs
-  // 1.65 ms unpacked VNNI, noisy). Not Q3_K: its row tiles above decode faster than the packed AVX2 kernel
-  // (11.7 vs 10.7 GB/s, 32000x2048 at 1 thread, Zen 4), so Q3_K matrices stay in the GGUF layout.
+  // 1.65 ms unpacked VNNI, noisy); the K types' decode (1-3 tokens) with VNNI (packed_decode_avx512.cpp).
   k.gemm_packed[int(GGMLType::Q4_0)] = avx2_rows8::gemm_q4_0_packed;
   k.gemm_packed[int(GGMLType::Q4_1)] = avx2_rows8::gemm_q4_1_packed;
   k.gemm_packed[int(GGMLType::Q5_0)] = avx2_rows8::gemm_q5_0_packed;
   k.gemm_packed[int(GGMLType::Q5_1)] = avx2_rows8::gemm_q5_1_packed;
   k.gemm_packed[int(GGMLType::Q8_0)] = avx2_rows8::gemm_q8_0_packed;
-  k.gemm_packed[int(GGMLType::Q2_K)] = avx2_rows8::gemm_q2_k_packed;
+  k.gemm_packed[int(GGMLType::Q2_K)] = avx512_packed::gemm_q2_k_packed;
+  k.gemm_packed[int(GGMLType::Q3_K)] = avx512_packed::gemm_q3_k_packed;
   k.gemm_packed[int(GGMLType::Q4_K)] = avx512_packed::gemm_q4_k_packed;
   k.gemm_packed[int(GGMLType::Q5_K)] = avx512_packed::gemm_q5_k_packed;
   k.gemm_packed[int(GGMLType::Q6_K)] = avx512_packed::gemm_q6_k_packed;

@@ -158,6 +158,98 @@ void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// ---- Q3_K / Q2_K: 2-bit quants (+ Q3_K's high bit), 16 sub-blocks of 16 with their own scale --------
+// Q3_K: hmask[32] qs[64] scales[12] d, value = qu - 4 (offset folded: isum - msum, one fma);
+// Q2_K: scales[16] qs[64] d dmin, offsets = mins (two fmas). As kquant_scales.h's scales_q3_K /
+// scales_q2_K and kquant_avx2.h's Q3_KW::q / Q2_KW::q, lane r = row r.
+template <bool kQ3, int T>
+void direct_q23k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  constexpr size_t qs_off = kQ3 ? 32 : 16;
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+  const __m256i m4w = _mm256_set1_epi32(0x0f0f0f0f), m2w = _mm256_set1_epi32(0x03030303);
+  for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    // sw[j]: lane word j holds the unsigned 6-bit (Q3_K) or packed 4+4-bit (Q2_K) scale bytes 4j..4j+3.
+    __m256i sw[4];
+    if constexpr (kQ3) {
+      const __m256i u0 = src.word8(b, 96), u1 = src.word8(b, 100), u2 = src.word8(b, 104);
+      auto hi2 = [&](int shift) { return _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u2, shift), m2w), 4); };
+      sw[0] = _mm256_or_si256(_mm256_and_si256(u0, m4w), hi2(0));
+      sw[1] = _mm256_or_si256(_mm256_and_si256(u1, m4w), hi2(2));
+      sw[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u0, 4), m4w), hi2(4));
+      sw[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u1, 4), m4w), hi2(6));
+    } else {
+      for (int j = 0; j < 4; ++j) sw[j] = src.word8(b, size_t(4 * j));
+    }
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m256i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      for (int half = 0; half < 2; ++half) {  // sub-blocks 2c + half of the chunks c = 4h + k
+        __m256i sum[T][4];
+        for (int t = 0; t < T; ++t)
+          for (int k = 0; k < 4; ++k) sum[t][k] = _mm256_setzero_si256();
+        for (int g = 4 * half; g < 4 * half + 4; ++g) {
+          const __m256i q = src.word8(b, qs_off + size_t(32 * h + 4 * g));
+          __m256i hm = _mm256_setzero_si256();
+          if constexpr (kQ3) hm = src.word8(b, size_t(4 * g));
+          for (int k = 0; k < 4; ++k) {
+            const int c = 4 * h + k;
+            __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+            if constexpr (kQ3) {  // bit c of hmask -> value bit 2
+              const __m256i hb = c >= 2 ? _mm256_srli_epi16(hm, c - 2) : _mm256_slli_epi16(hm, 2 - c);
+              v = _mm256_or_si256(v, _mm256_and_si256(hb, m4));
+            }
+            for (int t = 0; t < T; ++t)
+              sum[t][k] = _mm256_dpbusd_epi32(sum[t][k], v, bcast4(ab[t]->qs + 32 * c + 4 * g));
+          }
+        }
+        for (int k = 0; k < 4; ++k) {
+          const int sb = 2 * (4 * h + k) + half;
+          __m256i sc = byte_i32(sw[sb / 4], sb % 4);
+          if constexpr (kQ3)
+            sc = _mm256_sub_epi32(sc, _mm256_set1_epi32(32));
+          else
+            sc = _mm256_and_si256(sc, _mm256_set1_epi32(0xF));
+          for (int t = 0; t < T; ++t) iacc[t] = _mm256_add_epi32(iacc[t], _mm256_mullo_epi32(sum[t][k], sc));
+        }
+      }
+    }
+    // Offsets per sub-block pair c as int16 pairs (mn_2c, mn_2c+1): Q3_K 4 * (scale - 32), Q2_K scale >> 4.
+    __m256i mnp[8];
+    for (int c = 0; c < 8; ++c) {
+      const __m256i b0 = byte_i32(sw[c / 2], 2 * (c % 2)), b1 = byte_i32(sw[c / 2], 2 * (c % 2) + 1);
+      __m256i m0, m1;
+      if constexpr (kQ3) {
+        m0 = _mm256_slli_epi32(_mm256_sub_epi32(b0, _mm256_set1_epi32(32)), 2);
+        m1 = _mm256_slli_epi32(_mm256_sub_epi32(b1, _mm256_set1_epi32(32)), 2);
+      } else {
+        m0 = _mm256_srli_epi32(b0, 4);
+        m1 = _mm256_srli_epi32(b1, 4);
+      }
+      mnp[c] = _mm256_or_si256(_mm256_and_si256(m0, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(m1, 16));
+    }
+    const __m256 d = src.half8(b, kQ3 ? 108 : 80);
+    const __m256 dm = kQ3 ? d : src.half8(b, 82);
+    for (int t = 0; t < T; ++t) {
+      const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
+      __m256i ms = _mm256_setzero_si256();
+      for (int c = 0; c < 8; ++c) ms = _mm256_dpwssd_epi32(ms, mnp[c], bcast4(bs + 4 * c));
+      const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
+      if constexpr (kQ3) {
+        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
+      } else {
+        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, da), s[t]);
+        s[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s[t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
 // Groups of 8 rows x 1-3 tokens; from 4 tokens the AVX2 packed kernel (same bits).
 template <void (*D1)(int64_t, const PackedSrc&, const uint8_t*, size_t, float*),
           void (*D2)(int64_t, const PackedSrc&, const uint8_t*, size_t, float*),
@@ -194,6 +286,17 @@ void gemm_q6_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const 
                       float* y, size_t ys) {
   gemm_packed<direct_q6k<1>, direct_q6k<2>, direct_q6k<3>, avx2_rows8::gemm_q6_k_packed, sizeof(block_q6_K)>(
       n, w, ws, nr, a, as, nt, y, ys);
+}
+
+void gemm_q3_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys) {
+  gemm_packed<direct_q23k<true, 1>, direct_q23k<true, 2>, direct_q23k<true, 3>, avx2_rows8::gemm_q3_k_packed,
+              sizeof(block_q3_K)>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q2_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys) {
+  gemm_packed<direct_q23k<false, 1>, direct_q23k<false, 2>, direct_q23k<false, 3>, avx2_rows8::gemm_q2_k_packed,
+              sizeof(block_q2_K)>(n, w, ws, nr, a, as, nt, y, ys);
 }
 
 }  // namespace avx512_packed
