@@ -31,7 +31,7 @@ void gemm_q5_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const
                        float* y, size_t ys);
 
 }  // namespace avx512_rows16
-// Packed K-quant groups (packed_decode_avx512.cpp): VNNI decode for 1-3 tokens, the AVX2 packed
+// Packed groups (packed_decode_avx512.cpp): VNNI decode for 1-3 tokens, the AVX2 packed
 // kernels from 4; same bits as the GGUF-layout kernels.
 namespace avx512_packed {
 void gemm_q4_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
@@ -39,6 +39,16 @@ void gemm_q4_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const 
 void gemm_q5_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys);
 void gemm_q6_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys);
+void gemm_q4_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys);
+void gemm_q4_1_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys);
+void gemm_q5_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys);
+void gemm_q5_1_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys);
+void gemm_q8_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys);
 void gemm_q3_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys);

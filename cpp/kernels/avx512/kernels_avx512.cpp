@@ -436,12 +436,12 @@ constexpr KernelSet make_overrides() {
   // for up to 8 tokens (decode, server batches, speculative verification); from 9 tokens on, matmul
   // unpacks two groups at a time for the 16-row VNNI prefill kernels above (at 4-8 tokens the unpack
   // cost more than the VNNI kernels gain: 5632x2048 at 4 tokens, Q4_0 0.69 ms packed AVX2 vs
-  // 1.65 ms unpacked VNNI, noisy); the K types' decode (1-3 tokens) with VNNI (packed_decode_avx512.cpp).
-  k.gemm_packed[int(GGMLType::Q4_0)] = avx2_rows8::gemm_q4_0_packed;
-  k.gemm_packed[int(GGMLType::Q4_1)] = avx2_rows8::gemm_q4_1_packed;
-  k.gemm_packed[int(GGMLType::Q5_0)] = avx2_rows8::gemm_q5_0_packed;
-  k.gemm_packed[int(GGMLType::Q5_1)] = avx2_rows8::gemm_q5_1_packed;
-  k.gemm_packed[int(GGMLType::Q8_0)] = avx2_rows8::gemm_q8_0_packed;
+  // 1.65 ms unpacked VNNI, noisy); decode (1-3 tokens) with VNNI (packed_decode_avx512.cpp).
+  k.gemm_packed[int(GGMLType::Q4_0)] = avx512_packed::gemm_q4_0_packed;
+  k.gemm_packed[int(GGMLType::Q4_1)] = avx512_packed::gemm_q4_1_packed;
+  k.gemm_packed[int(GGMLType::Q5_0)] = avx512_packed::gemm_q5_0_packed;
+  k.gemm_packed[int(GGMLType::Q5_1)] = avx512_packed::gemm_q5_1_packed;
+  k.gemm_packed[int(GGMLType::Q8_0)] = avx512_packed::gemm_q8_0_packed;
   k.gemm_packed[int(GGMLType::Q2_K)] = avx512_packed::gemm_q2_k_packed;
   k.gemm_packed[int(GGMLType::Q3_K)] = avx512_packed::gemm_q3_k_packed;
   k.gemm_packed[int(GGMLType::Q4_K)] = avx512_packed::gemm_q4_k_packed;

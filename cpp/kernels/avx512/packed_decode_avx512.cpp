@@ -1,4 +1,4 @@
-// Decode (1-3 tokens) of packed K-quant groups (edgellama/packed_layout.h) with 256-bit AVX-512 VNNI:
+// Decode (1-3 tokens) of packed groups (32-value block formats and K-quants) (edgellama/packed_layout.h) with 256-bit AVX-512 VNNI:
 // vpdpbusd sums four u8 x s8 products straight into int32, in place of the AVX2 kernels' maddubs +
 // int16 adds + madd; the sub-block scales are then applied with one exact int32 multiply per
 // sub-block (vpmulld) and the offsets with vpdpwssd. Lane r = row r of the group, as in
@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "../avx2/gemm_rows8.h"
+#include "../avx2/legacy_blocks_avx2.h"
 #include "../avx2/packed_src.h"
 #include "edgellama/kernels.h"
 #include "edgellama/quant_blocks.h"
@@ -30,6 +31,65 @@ inline __m256i bcast4(const int8_t* q) {
 // Byte c (0..3) of each 32-bit lane as int32, and as the (v, v) int16 pair.
 inline __m256i byte_i32(__m256i x, int c) { return _mm256_and_si256(_mm256_srli_epi32(x, 8 * c), _mm256_set1_epi32(0xFF)); }
 inline __m256i pair_of(__m256i v) { return _mm256_or_si256(v, _mm256_slli_epi32(v, 16)); }
+
+// ---- Q4_0 / Q4_1 / Q5_0 / Q5_1: as gemm_rows8_avx2.cpp's direct (same isum, same two fmas) -----------
+template <class L, int T>
+void direct_legacy(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    const ActQ8x32* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
+    __m256i x[4];
+    src.q16(b, L::kQsOff, x);
+    __m256i qh = _mm256_setzero_si256();
+    if constexpr (L::kFiveBit) qh = src.word8(b, L::kQhOff);
+    __m256i isum[T];
+    for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+    for (int k = 0; k < 4; ++k) {
+      __m256i gl = _mm256_and_si256(x[k], m4), gh = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);
+      if constexpr (L::kFiveBit) {
+        gl = _mm256_or_si256(gl, fifth_bits(qh, k));
+        gh = _mm256_or_si256(gh, fifth_bits(qh, k + 4));
+      }
+      for (int t = 0; t < T; ++t) {
+        isum[t] = _mm256_dpbusd_epi32(isum[t], gl, bcast4(ab[t]->qs + 4 * k));
+        isum[t] = _mm256_dpbusd_epi32(isum[t], gh, bcast4(ab[t]->qs + 16 + 4 * k));
+      }
+    }
+    const __m256 dw = src.half8(b, 0);
+    const __m256 cw = L::kMinOff ? src.half8(b, L::kMinOff) : _mm256_mul_ps(dw, _mm256_set1_ps(L::kOffset));
+    for (int t = 0; t < T; ++t) {
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab[t]->d)), s[t]);
+      s[t] = _mm256_fmadd_ps(cw, _mm256_broadcast_ss(&ab[t]->s), s[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+// ---- Q8_0: |w| x sign(a, w) per group, as gemm_rows8_avx2.cpp's step_q8 (same isum, one fma) -------
+template <int T>
+void direct_q8(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    __m256i w[8], wabs[8];
+    src.q16(b, 2, w);
+    src.q16(b, 18, w + 4);
+    for (int k = 0; k < 8; ++k) wabs[k] = _mm256_abs_epi8(w[k]);
+    const __m256 dw = src.half8(b, 0);
+    for (int t = 0; t < T; ++t) {
+      const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
+      __m256i isum = _mm256_setzero_si256();
+      for (int k = 0; k < 8; ++k) isum = _mm256_dpbusd_epi32(isum, wabs[k], _mm256_sign_epi8(bcast4(ab->qs + 4 * k), w[k]));
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
 
 // ---- Q4_K / Q5_K: d dmin scales[12] qs[128] (Q5_K: qh[32] before qs) --------------------------------
 template <bool kFive, int T>
@@ -253,7 +313,8 @@ void direct_q23k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as,
 // Groups of 8 rows x 1-3 tokens; from 4 tokens the AVX2 packed kernel (same bits).
 template <void (*D1)(int64_t, const PackedSrc&, const uint8_t*, size_t, float*),
           void (*D2)(int64_t, const PackedSrc&, const uint8_t*, size_t, float*),
-          void (*D3)(int64_t, const PackedSrc&, const uint8_t*, size_t, float*), GemmFn kAvx2Packed, size_t kW>
+          void (*D3)(int64_t, const PackedSrc&, const uint8_t*, size_t, float*), GemmFn kAvx2Packed, size_t kW,
+          int64_t kValues = QK_K>
 void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                  size_t ys) {
   if (nt > 3) {
@@ -261,7 +322,7 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
     return;
   }
   alignas(32) float acc[3 * 8];
-  const int64_t nsb = n / QK_K;
+  const int64_t nsb = n / kValues;
   for (int64_t r0 = 0; r0 < nr; r0 += 8) {
     const PackedSrc src{w + size_t(r0) * ws, kW};
     (nt == 3 ? D3 : nt == 2 ? D2 : D1)(nsb, src, a, as, acc);
@@ -272,6 +333,31 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
 
 }  // namespace
 
+void gemm_q4_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys) {
+  gemm_packed<direct_legacy<Q4_0L, 1>, direct_legacy<Q4_0L, 2>, direct_legacy<Q4_0L, 3>, avx2_rows8::gemm_q4_0_packed,
+              Q4_0L::kW, 32>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q4_1_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys) {
+  gemm_packed<direct_legacy<Q4_1L, 1>, direct_legacy<Q4_1L, 2>, direct_legacy<Q4_1L, 3>, avx2_rows8::gemm_q4_1_packed,
+              Q4_1L::kW, 32>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys) {
+  gemm_packed<direct_legacy<Q5_0L, 1>, direct_legacy<Q5_0L, 2>, direct_legacy<Q5_0L, 3>, avx2_rows8::gemm_q5_0_packed,
+              Q5_0L::kW, 32>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_1_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys) {
+  gemm_packed<direct_legacy<Q5_1L, 1>, direct_legacy<Q5_1L, 2>, direct_legacy<Q5_1L, 3>, avx2_rows8::gemm_q5_1_packed,
+              Q5_1L::kW, 32>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q8_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                      float* y, size_t ys) {
+  gemm_packed<direct_q8<1>, direct_q8<2>, direct_q8<3>, avx2_rows8::gemm_q8_0_packed, 34, 32>(n, w, ws, nr, a, as, nt,
+                                                                                             y, ys);
+}
 void gemm_q4_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
   gemm_packed<direct_k45<false, 1>, direct_k45<false, 2>, direct_k45<false, 3>, avx2_rows8::gemm_q4_k_packed,
