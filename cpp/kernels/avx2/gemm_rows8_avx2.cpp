@@ -38,6 +38,7 @@ constexpr int kBlocksPerChunk = 64;   // blocks repacked at a time (20 KB of scr
 constexpr int kTokensPerChunk = 64;   // tokens whose partial sums are kept between block chunks
 constexpr int kTile = 4;              // tokens per register tile
 constexpr int kDirectBelow = 4;       // fewer tokens than this: no repacking
+constexpr int kDirectBelowPacked = 7;  // packed groups: the unpacking is cheap, the scratch is not
 constexpr size_t kBlockBytes = 8 * 32 + 8 * 4 * 2;  // quants + dw[8] + cw[8]
 
 struct ActBlock {  // = ActQ8x32
@@ -230,6 +231,9 @@ struct LegacyFormat {
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
     switch (ntc) {
+      case 6: direct<L, 6>(nb, src, a, as, acc); break;
+      case 5: direct<L, 5>(nb, src, a, as, acc); break;
+      case 4: direct<L, 4>(nb, src, a, as, acc); break;
       case 3: direct<L, 3>(nb, src, a, as, acc); break;
       case 2: direct<L, 2>(nb, src, a, as, acc); break;
       default: direct<L, 1>(nb, src, a, as, acc); break;
@@ -449,6 +453,9 @@ struct K45Format {
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
   static bool run_direct(int64_t ntc, int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
     switch (ntc) {
+      case 6: direct_k45<kFive, 6>(nsb, src, a, as, acc); break;
+      case 5: direct_k45<kFive, 5>(nsb, src, a, as, acc); break;
+      case 4: direct_k45<kFive, 4>(nsb, src, a, as, acc); break;
       case 3: direct_k45<kFive, 3>(nsb, src, a, as, acc); break;
       case 2: direct_k45<kFive, 2>(nsb, src, a, as, acc); break;
       default: direct_k45<kFive, 1>(nsb, src, a, as, acc); break;
@@ -786,6 +793,9 @@ struct Sub16Format {
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
   static bool run_direct(int64_t ntc, int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
     switch (ntc) {
+      case 6: direct_sub16_any<K, 6>(nsb, src, a, as, acc); break;
+      case 5: direct_sub16_any<K, 5>(nsb, src, a, as, acc); break;
+      case 4: direct_sub16_any<K, 4>(nsb, src, a, as, acc); break;
       case 3: direct_sub16_any<K, 3>(nsb, src, a, as, acc); break;
       case 2: direct_sub16_any<K, 2>(nsb, src, a, as, acc); break;
       default: direct_sub16_any<K, 1>(nsb, src, a, as, acc); break;
@@ -911,6 +921,9 @@ struct Q8Format {
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
     switch (ntc) {
+      case 6: direct_q8<6>(nb, src, a, as, acc); break;
+      case 5: direct_q8<5>(nb, src, a, as, acc); break;
+      case 4: direct_q8<4>(nb, src, a, as, acc); break;
       case 3: direct_q8<3>(nb, src, a, as, acc); break;
       case 2: direct_q8<2>(nb, src, a, as, acc); break;
       default: direct_q8<1>(nb, src, a, as, acc); break;
@@ -924,7 +937,8 @@ struct Q8Format {
 // tiles of kTile tokens over them.
 template <class F, class S>
 inline void group_rows8(const S& src, int64_t nb, const uint8_t* at, size_t as, int64_t ntc, uint8_t* pk, float* acc) {
-  if (ntc < kDirectBelow && F::run_direct(ntc, nb, src, at, as, acc)) return;
+  if (ntc < (std::is_same_v<S, PackedSrc> ? kDirectBelowPacked : kDirectBelow) && F::run_direct(ntc, nb, src, at, as, acc))
+    return;
   std::memset(acc, 0, sizeof(float) * 8 * size_t(ntc));
   for (int64_t b0 = 0; b0 < nb; b0 += F::kPerChunk) {
     const int nbc = int(nb - b0 < F::kPerChunk ? nb - b0 : F::kPerChunk);

@@ -1,10 +1,12 @@
-// Decode (1-3 tokens) of packed groups (32-value block formats and K-quants) (edgellama/packed_layout.h) with 256-bit AVX-512 VNNI:
+// Decode (1-8 tokens) of packed groups (edgellama/packed_layout.h; the 32-value block formats and the
+// K-quants) with 256-bit AVX-512 VNNI:
 // vpdpbusd sums four u8 x s8 products straight into int32, in place of the AVX2 kernels' maddubs +
 // int16 adds + madd; the sub-block scales are then applied with one exact int32 multiply per
 // sub-block (vpmulld) and the offsets with vpdpwssd. Lane r = row r of the group, as in
 // cpp/kernels/avx2/gemm_rows8_avx2.cpp, whose direct_k45 / direct_q6k compute the same integers
 // (any order: exact) and the same float sequence per output, so the bits equal the AVX2 and the
-// GGUF-layout kernels' (tests/test_packed_weights.py). From 4 tokens the AVX2 packed kernels run.
+// GGUF-layout kernels' (tests/test_packed_weights.py). Weights are unpacked in registers once per
+// block for all the tokens; 32 ymm registers hold up to 8 tokens' accumulators (Q6_K: 6).
 // Compiled with the AVX-512 flags of this directory; only reached through the avx512 KernelSet.
 #include <immintrin.h>
 
@@ -310,79 +312,110 @@ void direct_q23k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as,
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-// Groups of 8 rows x 1-3 tokens; from 4 tokens the AVX2 packed kernel (same bits).
-template <void (*D1)(int64_t, const PackedSrc&, const uint8_t*, size_t, float*),
-          void (*D2)(int64_t, const PackedSrc&, const uint8_t*, size_t, float*),
-          void (*D3)(int64_t, const PackedSrc&, const uint8_t*, size_t, float*), GemmFn kAvx2Packed, size_t kW,
-          int64_t kValues = QK_K>
+// The direct kernels as types (a template argument below).
+template <class L>
+struct LegacyD {
+  template <int T>
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { direct_legacy<L, T>(nb, s, a, as, acc); }
+};
+struct Q8D {
+  template <int T>
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { direct_q8<T>(nb, s, a, as, acc); }
+};
+template <bool kFive>
+struct K45D {
+  template <int T>
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { direct_k45<kFive, T>(nb, s, a, as, acc); }
+};
+template <bool kQ3>
+struct Q23D {
+  template <int T>
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { direct_q23k<kQ3, T>(nb, s, a, as, acc); }
+};
+struct Q6D {
+  template <int T>
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { direct_q6k<T>(nb, s, a, as, acc); }
+};
+
+// Groups of 8 rows x 1..kMaxT tokens on D (weights unpacked in registers once per block for all the
+// tokens: server batches and speculative verification are 2-8 tokens); more tokens: the AVX2 packed
+// kernel (scratch-tiled, same bits).
+template <class D, GemmFn kAvx2Packed, size_t kW, int64_t kValues, int kMaxT>
 void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                  size_t ys) {
-  if (nt > 3) {
+  if (nt > kMaxT) {
     kAvx2Packed(n, w, ws, nr, a, as, nt, y, ys);
     return;
   }
-  alignas(32) float acc[3 * 8];
-  const int64_t nsb = n / kValues;
+  alignas(32) float acc[kMaxT * 8];
+  const int64_t nb = n / kValues;
   for (int64_t r0 = 0; r0 < nr; r0 += 8) {
     const PackedSrc src{w + size_t(r0) * ws, kW};
-    (nt == 3 ? D3 : nt == 2 ? D2 : D1)(nsb, src, a, as, acc);
+    switch (nt) {
+      case 8: if constexpr (kMaxT >= 8) D::template run<8>(nb, src, a, as, acc); break;
+      case 7: if constexpr (kMaxT >= 7) D::template run<7>(nb, src, a, as, acc); break;
+      case 6: if constexpr (kMaxT >= 6) D::template run<6>(nb, src, a, as, acc); break;
+      case 5: if constexpr (kMaxT >= 5) D::template run<5>(nb, src, a, as, acc); break;
+      case 4: if constexpr (kMaxT >= 4) D::template run<4>(nb, src, a, as, acc); break;
+      case 3: D::template run<3>(nb, src, a, as, acc); break;
+      case 2: D::template run<2>(nb, src, a, as, acc); break;
+      default: D::template run<1>(nb, src, a, as, acc); break;
+    }
     for (int64_t t = 0; t < nt; ++t)
       for (int r = 0; r < 8; ++r) y[size_t(t) * ys + size_t(r0 + r)] = acc[8 * t + r];
   }
 }
 
+#ifndef EDGELLAMA_PACKED_DIRECT_MAX
+#define EDGELLAMA_PACKED_DIRECT_MAX 8
+#endif
+constexpr int kLegacyMaxT = EDGELLAMA_PACKED_DIRECT_MAX;
+#ifndef EDGELLAMA_PACKED_DIRECT_MAX_K
+#define EDGELLAMA_PACKED_DIRECT_MAX_K 8
+#endif
+constexpr int kKMaxT = EDGELLAMA_PACKED_DIRECT_MAX_K;
+
 }  // namespace
 
 void gemm_q4_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
-  gemm_packed<direct_legacy<Q4_0L, 1>, direct_legacy<Q4_0L, 2>, direct_legacy<Q4_0L, 3>, avx2_rows8::gemm_q4_0_packed,
-              Q4_0L::kW, 32>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_packed<LegacyD<Q4_0L>, avx2_rows8::gemm_q4_0_packed, Q4_0L::kW, 32, kLegacyMaxT>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q4_1_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
-  gemm_packed<direct_legacy<Q4_1L, 1>, direct_legacy<Q4_1L, 2>, direct_legacy<Q4_1L, 3>, avx2_rows8::gemm_q4_1_packed,
-              Q4_1L::kW, 32>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_packed<LegacyD<Q4_1L>, avx2_rows8::gemm_q4_1_packed, Q4_1L::kW, 32, kLegacyMaxT>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q5_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
-  gemm_packed<direct_legacy<Q5_0L, 1>, direct_legacy<Q5_0L, 2>, direct_legacy<Q5_0L, 3>, avx2_rows8::gemm_q5_0_packed,
-              Q5_0L::kW, 32>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_packed<LegacyD<Q5_0L>, avx2_rows8::gemm_q5_0_packed, Q5_0L::kW, 32, kLegacyMaxT>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q5_1_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
-  gemm_packed<direct_legacy<Q5_1L, 1>, direct_legacy<Q5_1L, 2>, direct_legacy<Q5_1L, 3>, avx2_rows8::gemm_q5_1_packed,
-              Q5_1L::kW, 32>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_packed<LegacyD<Q5_1L>, avx2_rows8::gemm_q5_1_packed, Q5_1L::kW, 32, kLegacyMaxT>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q8_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
-  gemm_packed<direct_q8<1>, direct_q8<2>, direct_q8<3>, avx2_rows8::gemm_q8_0_packed, 34, 32>(n, w, ws, nr, a, as, nt,
-                                                                                             y, ys);
+  gemm_packed<Q8D, avx2_rows8::gemm_q8_0_packed, 34, 32, kLegacyMaxT>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q4_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
-  gemm_packed<direct_k45<false, 1>, direct_k45<false, 2>, direct_k45<false, 3>, avx2_rows8::gemm_q4_k_packed,
-              sizeof(block_q4_K)>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_packed<K45D<false>, avx2_rows8::gemm_q4_k_packed, sizeof(block_q4_K), QK_K, kKMaxT>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q5_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
-  gemm_packed<direct_k45<true, 1>, direct_k45<true, 2>, direct_k45<true, 3>, avx2_rows8::gemm_q5_k_packed,
-              sizeof(block_q5_K)>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_packed<K45D<true>, avx2_rows8::gemm_q5_k_packed, sizeof(block_q5_K), QK_K, kKMaxT>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q6_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
-  gemm_packed<direct_q6k<1>, direct_q6k<2>, direct_q6k<3>, avx2_rows8::gemm_q6_k_packed, sizeof(block_q6_K)>(
-      n, w, ws, nr, a, as, nt, y, ys);
+  gemm_packed<Q6D, avx2_rows8::gemm_q6_k_packed, sizeof(block_q6_K), QK_K, (kKMaxT < 6 ? kKMaxT : 6)>(n, w, ws, nr, a, as, nt, y, ys);
 }
-
 void gemm_q3_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
-  gemm_packed<direct_q23k<true, 1>, direct_q23k<true, 2>, direct_q23k<true, 3>, avx2_rows8::gemm_q3_k_packed,
-              sizeof(block_q3_K)>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_packed<Q23D<true>, avx2_rows8::gemm_q3_k_packed, sizeof(block_q3_K), QK_K, kKMaxT>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q2_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
-  gemm_packed<direct_q23k<false, 1>, direct_q23k<false, 2>, direct_q23k<false, 3>, avx2_rows8::gemm_q2_k_packed,
-              sizeof(block_q2_K)>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_packed<Q23D<false>, avx2_rows8::gemm_q2_k_packed, sizeof(block_q2_K), QK_K, kKMaxT>(n, w, ws, nr, a, as, nt, y, ys);
 }
 
 }  // namespace avx512_packed
