@@ -53,7 +53,9 @@ def launch_command(target: str, model: str, port: int, parallel: int, ctx: int, 
         return [llama_server, "-m", model, "--host", "127.0.0.1", "--port", str(port), "--parallel", str(parallel),
                 "-cb", "-c", str(ctx * parallel), "-t", str(threads), "--log-disable"]
     if target == "llama-cpp-python":
-        return [sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", str(port),
+        # LLAMA_CPP_PYTHON: an interpreter that has llama-cpp-python's server extra (its FastAPI stack
+        # may not belong in edgellama's environment); default: this one.
+        return [os.environ.get("LLAMA_CPP_PYTHON", sys.executable), "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", str(port),
                 "--n_ctx", str(ctx), "--n_threads", str(threads)]
     raise SystemExit(f"unknown target {target}")
 
