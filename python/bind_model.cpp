@@ -101,6 +101,9 @@ void bind_model(py::module_& m) {
         d["rope_scaling_type"] = h.rope_scaling_type;
         d["rope_linear_factor"] = h.rope_linear_factor;
         d["rope_freq_factors"] = !mdl.rope_freq_factors.empty();
+        d["longrope"] = !mdl.rope_factors_long.empty();
+        d["n_ctx_orig"] = h.n_ctx_orig;
+        d["rope_attn_factor"] = h.rope_attn_factor;
         d["n_swa"] = h.n_swa;
         d["rope_base_swa"] = h.rope_base_swa;
         d["attn_scale"] = h.attn_scale;
@@ -193,6 +196,7 @@ void bind_model(py::module_& m) {
       .def("truncate", &Context::truncate, py::arg("n"))
       .def_property_readonly("n_past", &Context::n_past)
       .def_property_readonly("n_ctx", &Context::n_ctx)
+      .def_property_readonly("rope_long_factors", &Context::rope_long_factors)
       .def_property_readonly("n_threads", &Context::n_threads)
       .def_property_readonly("n_batch", [](const Context& c) { return c.params().n_batch; })
       .def("set_collect_activation_stats", &Context::set_collect_activation_stats, py::arg("on"))

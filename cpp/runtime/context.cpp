@@ -141,9 +141,17 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
   inv_freq_.resize(size_t(hp.n_rot / 2));
   const double rope_base = params_.rope_freq_base > 0 ? params_.rope_freq_base : hp.rope_base;
   rope_pos_divisor_ = params_.rope_freq_scale > 0 ? 1.0 / params_.rope_freq_scale : hp.rope_linear_factor;
+  // LongRoPE (Phi-3 128k / 3.5) picks its factor set once, by this context's size: the long set
+  // when n_ctx > the pretraining context, as llama.cpp does (transformers picks by the current
+  // sequence length instead; a cache cannot switch sets mid-sequence). docs/models.md says more.
+  const std::vector<float>* factors = nullptr;
+  if (!model_->rope_freq_factors.empty())
+    factors = &model_->rope_freq_factors;
+  else if (!model_->rope_factors_long.empty())
+    factors = rope_long_factors() ? &model_->rope_factors_long : &model_->rope_factors_short;
   for (int64_t i = 0; i < hp.n_rot / 2; ++i) {
     double f = std::pow(rope_base, -2.0 * double(i) / double(hp.n_rot));
-    if (!model_->rope_freq_factors.empty()) f /= double(model_->rope_freq_factors[size_t(i)]);
+    if (factors) f /= double((*factors)[size_t(i)]);
     inv_freq_[size_t(i)] = f;
   }
   // Sliding-window layers with their own base (gemma3): plain base^(-2i/n_rot), no scaling.
@@ -414,8 +422,8 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
     const double pos = double(row_pos_[size_t(t)]) / rope_pos_divisor_;
     for (int64_t i = 0; i < half; ++i) {
       const double angle = pos * inv_freq_[size_t(i)];
-      rope_cos_[size_t(t * half + i)] = float(std::cos(angle));
-      rope_sin_[size_t(t * half + i)] = float(std::sin(angle));
+      rope_cos_[size_t(t * half + i)] = float(std::cos(angle) * hp.rope_attn_factor);
+      rope_sin_[size_t(t * half + i)] = float(std::sin(angle) * hp.rope_attn_factor);
     }
     for (int64_t i = 0; i < int64_t(inv_freq_swa_.size()); ++i) {
       const double angle = double(row_pos_[size_t(t)]) * inv_freq_swa_[size_t(i)];

@@ -64,6 +64,11 @@ class Context {
   int n_threads() const { return pool_.size(); }
   const ContextParams& params() const { return params_; }
   const Model& model() const { return *model_; }
+  // LongRoPE files: whether this context rotates with the long factor set (n_ctx > n_ctx_orig).
+  bool rope_long_factors() const {
+    return !model_->rope_factors_long.empty() && model_->rope_freq_factors.empty() &&
+           params_.n_ctx > model_->hparams().n_ctx_orig;
+  }
   // Forget cache entries from position n on (n <= n_past()).
   void truncate(int64_t n);
 
