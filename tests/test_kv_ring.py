@@ -174,8 +174,12 @@ def test_llama_prefix_reuse_deeper_than_the_ring_re_evaluates(models):
     fresh = Llama(str(path), **kw)
     fresh.eval(b.tolist())
     np.testing.assert_array_equal(llm.scores[100:160], fresh.scores[100:160])
-    llm.close()
-    fresh.close()
+    full = Llama(str(path), swa_full=True, **kw)  # llama.cpp's option: full-size caches, deep rollback
+    assert full._ctx.kv_ring_size == 0 and llm._ctx.kv_ring_size > 0
+    full.eval(t[:260].tolist())
+    assert full._ctx.can_truncate(100)
+    for m in (llm, fresh, full):
+        m.close()
 
 
 @pytest.mark.parametrize("name", ["gemma2", "gemma3"])

@@ -248,7 +248,9 @@ class Llama(GenerationMixin, EmbeddingMixin):
         # what a context needs beyond n_ctx (batched embeddings make short-lived contexts like it)
         self._ctx_args = (n_threads or n_threads_batch or 0, chunk, type_k, type_v, precision,
                           float(rope_freq_base), float(rope_freq_scale))
-        self._ctx = _core.Context(self._model, n_ctx, *self._ctx_args)
+        # swa_full: full-size caches for sliding-window layers instead of the ring (same logits; a
+        # prefix reuse deeper than the ring then needs no re-evaluation)
+        self._ctx = _core.Context(self._model, n_ctx, *self._ctx_args, swa_full=bool(swa_full))
         self._n_ctx = n_ctx
         self.n_batch = min(n_batch, n_ctx)
         self.n_ubatch = self._ctx.n_batch
