@@ -85,5 +85,6 @@ void bind_batch(py::module_& m) {
           "decode_batch without logits: the final-norm hidden states of every row, (n, n_embd).")
       .def("n_past_seq", &Context::n_past_seq, py::arg("seq"))
       .def("truncate_seq", &Context::truncate_seq, py::arg("seq"), py::arg("n"))
+      .def("can_truncate_seq", &Context::can_truncate_seq, py::arg("seq"), py::arg("n"))
       .def_property_readonly("n_seq", &Context::n_seq);
 }

@@ -101,6 +101,9 @@ void bind_model(py::module_& m) {
         d["rope_scaling_type"] = h.rope_scaling_type;
         d["rope_linear_factor"] = h.rope_linear_factor;
         d["rope_freq_factors"] = !mdl.rope_freq_factors.empty();
+        d["longrope"] = !mdl.rope_factors_long.empty();
+        d["n_ctx_orig"] = h.n_ctx_orig;
+        d["rope_attn_factor"] = h.rope_attn_factor;
         d["n_swa"] = h.n_swa;
         d["rope_base_swa"] = h.rope_base_swa;
         d["attn_scale"] = h.attn_scale;
@@ -122,7 +125,7 @@ void bind_model(py::module_& m) {
   py::class_<Context>(m, "Context")
       .def(py::init([](std::shared_ptr<Model> model, int64_t n_ctx, int n_threads, int64_t n_batch,
                        const std::string& type_k, const std::string& type_v, const std::string& precision,
-                       double rope_freq_base, double rope_freq_scale, int64_t n_seq) {
+                       double rope_freq_base, double rope_freq_scale, int64_t n_seq, bool swa_full) {
              ContextParams p;
              p.n_ctx = n_ctx;
              p.n_seq = n_seq;
@@ -133,12 +136,13 @@ void bind_model(py::module_& m) {
              p.precision = parse_precision(precision);
              p.rope_freq_base = rope_freq_base;
              p.rope_freq_scale = rope_freq_scale;
+             p.swa_full = swa_full;
              py::gil_scoped_release release;
              return new Context(std::move(model), p);
            }),
            py::arg("model"), py::arg("n_ctx"), py::arg("n_threads"), py::arg("n_batch"), py::arg("type_k"),
            py::arg("type_v"), py::arg("precision"), py::arg("rope_freq_base") = 0.0, py::arg("rope_freq_scale") = 0.0,
-           py::arg("n_seq") = 1)
+           py::arg("n_seq") = 1, py::arg("swa_full") = false)
       .def(
           "decode",
           [](Context& ctx, TokenArray tokens, bool all_logits, bool want_logits) -> py::object {
@@ -191,8 +195,13 @@ void bind_model(py::module_& m) {
           },
           py::arg("data"))
       .def("truncate", &Context::truncate, py::arg("n"))
+      .def("can_truncate", [](const Context& c, int64_t n) { return c.can_truncate_seq(0, n); }, py::arg("n"),
+           "Whether truncate(n) keeps what decoding from n needs (a sliding-window ring may not).")
+      .def_property_readonly("kv_bytes", &Context::kv_bytes)
+      .def_property_readonly("kv_ring_size", &Context::kv_ring_size)
       .def_property_readonly("n_past", &Context::n_past)
       .def_property_readonly("n_ctx", &Context::n_ctx)
+      .def_property_readonly("rope_long_factors", &Context::rope_long_factors)
       .def_property_readonly("n_threads", &Context::n_threads)
       .def_property_readonly("n_batch", [](const Context& c) { return c.params().n_batch; })
       .def("set_collect_activation_stats", &Context::set_collect_activation_stats, py::arg("on"))

@@ -162,6 +162,15 @@ def main() -> int:
         "converters, the NumPy reference forward, `edgellama info`), tests/test_attention_variants.py (soft-capping",
         "and sliding-window attention kernels vs float64).",
         "",
+        'LongRoPE (phi3-longrope: Phi-3 128k, Phi-3.5): a context uses the long factor set when its n_ctx is larger',
+        'than the pretraining context (`rope.scaling.original_context_length`), else the short set, for every',
+        "position, and multiplies cos/sin by `rope.scaling.attn_factor` — llama.cpp's rule. transformers instead",
+        'picks the set per forward call by the sequence length, which a KV cache cannot follow (keys already',
+        'rotated with one set). The two agree when n_ctx and the sequence are on the same side of the pretraining',
+        "context; the table's row runs 40 positions in a 64-token context (long set in both), and",
+        'tests/test_architectures.py::test_longrope_factor_sets also checks the short regime (n_ctx 16, 12 tokens)',
+        "and a short prompt in a long context against the first rows of transformers' long-set forward.",
+        "",
     ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

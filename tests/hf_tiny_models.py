@@ -34,6 +34,7 @@ SPM_MODEL = HERE.parent.parent / "shared" / "models" / "llama2-tokenizer" / "tok
 
 HIDDEN, N_HEAD, N_HEAD_KV, HEAD_DIM, N_FF = 64, 4, 2, 16, 128
 WINDOW = 8
+LONGROPE_ORIG_CTX = 16  # phi3-longrope's original_max_position_embeddings
 
 
 @dataclass
@@ -134,6 +135,27 @@ VARIANTS: Dict[str, Variant] = {
             "Phi3ForCausalLM",
             "Phi3Config",
             dict(sliding_window=None, original_max_position_embeddings=256),
+            tokenizer_class="GPT2Tokenizer",
+        ),
+        # Phi-3 128k / Phi-3.5: LongRoPE. The pretraining context is 16 so that 40 positions use the long
+        # factor set (n_ctx 64 > 16 for edgellama and llama.cpp, sequence length 40 > 16 for transformers);
+        # max_position_embeddings 256 makes the attention factor sqrt(1 + ln 16 / ln 16) = sqrt(2).
+        Variant(
+            "phi3-longrope",
+            "phi3",
+            "Phi3ForCausalLM",
+            "Phi3Config",
+            dict(
+                sliding_window=None,
+                original_max_position_embeddings=LONGROPE_ORIG_CTX,
+                rope_parameters=dict(
+                    rope_type="longrope",
+                    rope_theta=10000.0,
+                    original_max_position_embeddings=LONGROPE_ORIG_CTX,
+                    short_factor=[1.0, 1.05, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0],
+                    long_factor=[1.0, 1.5, 2.5, 4.0, 6.0, 9.0, 12.0, 16.0],
+                ),
+            ),
             tokenizer_class="GPT2Tokenizer",
         ),
         Variant(

@@ -135,10 +135,20 @@ class ReferenceModel:
         self.pos_scale = 1.0
         if scaling_type == "linear":
             self.pos_scale = 1.0 / float(self.meta(f"{a}.rope.scaling.factor", 1.0))
-        elif scaling_type not in (None, "none"):
+        elif scaling_type not in (None, "none", "longrope"):
             raise ValueError(f"reference forward: unsupported rope scaling {scaling_type!r}")
         self.neox = spec["rope_style"] == "neox"
         self.rope_freqs = self.weight("rope_freqs.weight") if "rope_freqs.weight" in self.tensors else None
+        # LongRoPE (phi3 128k): the factor set is chosen per forward call by the sequence length, as transformers
+        # does (long when longer than the pretraining context), unless n_ctx is set: then by n_ctx as llama.cpp
+        # and edgellama do. cos/sin are multiplied by the attention factor either way.
+        self.longrope = None
+        if "rope_factors_long.weight" in self.tensors:
+            self.longrope = (self.weight("rope_factors_short.weight").reshape(-1), self.weight("rope_factors_long.weight").reshape(-1))
+        self.n_ctx_orig = int(self.meta(f"{a}.rope.scaling.original_context_length", 0)) or int(self.meta(f"{a}.context_length", 2048))
+        self.rope_attn_factor = float(self.meta(f"{a}.rope.scaling.attn_factor", 1.0))
+        self.n_ctx: Optional[int] = None
+        self._rope_len = 0  # the current forward call's sequence length (for the LongRoPE choice)
 
     # ---- metadata / tensors -------------------------------------------------------------------
     _MISSING = object()
@@ -191,9 +201,13 @@ class ReferenceModel:
             inv_freq = self.freq_base ** (-2.0 * i / n_rot)
             if self.rope_freqs is not None:
                 inv_freq = inv_freq / self.rope_freqs.reshape(-1)[:half]
+            elif self.longrope is not None:
+                length = self.n_ctx if self.n_ctx is not None else self._rope_len
+                inv_freq = inv_freq / self.longrope[1 if length > self.n_ctx_orig else 0][:half]
             theta = (positions.astype(np.float64) * self.pos_scale)[:, None] * inv_freq[None, :]  # (n_tok, half)
-        cos = np.cos(theta)[:, None, :]
-        sin = np.sin(theta)[:, None, :]
+        mscale = 1.0 if local else self.rope_attn_factor
+        cos = np.cos(theta)[:, None, :] * mscale
+        sin = np.sin(theta)[:, None, :] * mscale
         out = x.copy()
         if self.neox:
             a = x[..., 0:half]
@@ -237,6 +251,7 @@ class ReferenceModel:
             raise ValueError("reference forward: token id out of range")
         x = emb[tokens].copy() * self.embd_scale
         positions = np.concatenate([np.arange(n) for n in lens])
+        self._rope_len = max(lens)  # LongRoPE without n_ctx: by the (longest) sequence, as transformers
         hd, nh, nkv = self.head_dim, self.n_head, self.n_head_kv
         g = nh // nkv
         scale = self.attn_scale

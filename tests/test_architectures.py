@@ -94,7 +94,8 @@ def test_our_converter_matches_transformers(converted, ours, name):
     ref_h = _core.Model(str(f32)).hparams
     our_h = _core.Model(str(ours[name])).hparams
     for k in ("n_swa", "rope_base", "rope_base_swa", "attn_scale", "attn_softcap", "final_softcap", "embd_scale",
-              "residual_scale", "logit_scale", "layer_swa", "layer_rope", "n_rot", "head_dim", "rope_freq_factors"):
+              "residual_scale", "logit_scale", "layer_swa", "layer_rope", "n_rot", "head_dim", "rope_freq_factors",
+              "longrope", "n_ctx_orig", "rope_attn_factor"):
         assert our_h[k] == pytest.approx(ref_h[k]), (name, k)
     assert {t.name for t in gguf.GGUFReader(str(ours[name])).tensors} == {
         t.name for t in gguf.GGUFReader(str(f32)).tensors
@@ -102,7 +103,7 @@ def test_our_converter_matches_transformers(converted, ours, name):
 
 
 @pytest.mark.skipif(not LLAMA_PERPLEXITY.is_file(), reason=f"{LLAMA_PERPLEXITY} not built")
-@pytest.mark.parametrize("name", ["gemma3", "phi3"])
+@pytest.mark.parametrize("name", ["gemma3", "phi3", "phi3-longrope"])
 def test_llamacpp_runs_our_files(ours, tmp_path, name):
     """llama.cpp loads the files our converter writes and computes the same perplexity as edgellama
     (same windows, same scoring; edgellama's perplexity follows llama-perplexity's convention)."""
@@ -175,8 +176,9 @@ def test_bad_architecture_metadata_is_a_clear_error(converted, tmp_path, name, k
         _core.Model(str(bad))
 
 
-def _copy_without_key(src, dst, key, replace=None):
-    """src with metadata `key` dropped (or set to replace = (value, GGUFValueType))."""
+def _copy_without_key(src, dst, key, replace=None, tensor_edit=None):
+    """src with metadata `key` dropped (or set to replace = (value, GGUFValueType)); tensor_edit =
+    ("drop_tensor" | "zero_tensor", name) drops that tensor or zeroes its data."""
     r = gguf.GGUFReader(str(src))
     arch = r.fields["general.architecture"].contents()
     w = gguf.GGUFWriter(str(dst), arch)
@@ -194,7 +196,12 @@ def _copy_without_key(src, dst, key, replace=None):
     if replace is not None and key not in r.fields:
         w.add_key_value(key, replace[0], replace[1])
     for t in r.tensors:
-        w.add_tensor(t.name, np.asarray(t.data), raw_shape=list(reversed([int(x) for x in t.shape])), raw_dtype=t.tensor_type)
+        data = np.asarray(t.data)
+        if tensor_edit and t.name == tensor_edit[1]:
+            if tensor_edit[0] == "drop_tensor":
+                continue
+            data = np.zeros_like(data)
+        w.add_tensor(t.name, data, raw_shape=list(reversed([int(x) for x in t.shape])), raw_dtype=t.tensor_type)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -280,3 +287,65 @@ def test_gemma2_query_scale(tmp_path):
     _copy_without_key(ours_path, no_key, "gemma2.attention.scale")
     assert rel_err(edgellama_logits(no_key, tokens), want) <= EXACT_TOL
     assert rel_err(ReferenceModel(no_key).forward(tokens), want) <= 1e-5
+
+
+def test_longrope_factor_sets(converted, ours):
+    """Phi-3 LongRoPE picks its short or long factor set once per context, by n_ctx vs the pretraining context
+    (n_ctx_orig = 16 here), as llama.cpp does; transformers picks per forward call by the sequence length.
+      * short regime (n_ctx 16, 12 tokens): both use the short set -> transformers' logits;
+      * long regime with a short prompt (n_ctx 64, 12 tokens): we (and llama.cpp) use the long set, transformers
+        would not; the long set's logits for those 12 tokens are the first 12 rows of transformers' 40-token
+        forward (causal attention), so we match those, and not transformers' 12-token (short-set) forward;
+      * the attention factor sqrt(2) really matters: the same file with attn_factor 1 does not match."""
+    hf_dir, f32, _ = converted["phi3-longrope"]
+    v = H.VARIANTS["phi3-longrope"]
+    tokens = H.sample_tokens(v)
+    want_long = H.hf_logits(hf_dir, tokens)  # 40 > 16 positions: long factors
+    short = tokens[:12]
+    want_short = H.hf_logits(hf_dir, short)  # 12 <= 16: short factors
+    assert rel_err(want_short, want_long[:12]) > 0.05  # the two sets really differ
+    for path in (f32, ours["phi3-longrope"]):
+        model = _core.Model(str(path))
+        assert model.hparams["longrope"] and model.hparams["n_ctx_orig"] == H.LONGROPE_ORIG_CTX
+        assert model.hparams["rope_attn_factor"] == pytest.approx(np.sqrt(2.0), rel=1e-6)
+        for precision, kv, tol in (("exact", "f32", EXACT_TOL), ("fast", "f16", FAST_TOL)):
+            small = _core.Context(model, H.LONGROPE_ORIG_CTX, 1, 64, kv, kv, precision)
+            assert not small.rope_long_factors
+            got = small.decode(np.asarray(short, np.int32), True)
+            assert rel_err(got, want_short) <= tol, (path.name, precision, rel_err(got, want_short))
+            big = _core.Context(model, H.LONGROPE_ORIG_CTX + 1, 1, 64, kv, kv, precision)
+            assert big.rope_long_factors
+            got = big.decode(np.asarray(short, np.int32), True)
+            assert rel_err(got, want_long[:12]) <= tol, (path.name, precision, rel_err(got, want_long[:12]))
+            assert rel_err(got, want_short) > 100 * EXACT_TOL
+    # the NumPy reference follows either rule on request
+    ref = ReferenceModel(f32)
+    assert rel_err(ref.forward(short), want_short) <= 1e-5
+    ref.n_ctx = 64
+    assert rel_err(ref.forward(short), want_long[:12]) <= 1e-5
+    # without its attention factor the file does not match
+    no_attn = f32.with_name("phi3-longrope.no_attn_factor.gguf")
+    _copy_without_key(f32, no_attn, "phi3.rope.scaling.attn_factor")
+    assert rel_err(edgellama_logits(no_attn, tokens), want_long) > 100 * EXACT_TOL
+
+
+@pytest.mark.parametrize(
+    "mutation,match",
+    [
+        (("drop_tensor", "rope_factors_short.weight"), r"rope_factors_short\.weight' is missing"),
+        (("drop_tensor", "rope_factors_long.weight"), r"rope_factors_long\.weight' is missing"),
+        (("zero_tensor", "rope_factors_long.weight"), r"rope_factors_long\.weight' has a factor 0"),
+        (("key", "phi3.rope.scaling.attn_factor", -1.0), r"attn_factor must be a finite number > 0"),
+        (("key", "phi3.rope.scaling.type", "yarn"), r"rope scaling type 'yarn' is not supported"),
+    ],
+)
+def test_bad_longrope_file_is_a_clear_error(converted, tmp_path, mutation, match):
+    src = converted["phi3-longrope"][1]
+    bad = tmp_path / "bad.gguf"
+    if mutation[0] == "key":
+        kind = gguf.GGUFValueType.STRING if isinstance(mutation[2], str) else gguf.GGUFValueType.FLOAT32
+        _copy_without_key(src, bad, mutation[1], replace=(mutation[2], kind))
+    else:
+        _copy_without_key(src, bad, None, tensor_edit=mutation)
+    with pytest.raises(ValueError, match=match):
+        _core.Model(str(bad))

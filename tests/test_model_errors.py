@@ -257,9 +257,11 @@ def test_generation_never_samples_embedding_rows_without_a_token(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["rope_factors_long.weight", "rope_factors_short.weight"])
-def test_longrope_files_are_refused_not_run_wrong(tmp_path, name):
-    """Phi-3.5 / 128k files carry LongRoPE factors; running without them gives wrong logits, so the
-    load must fail with a message naming the tensor."""
+def test_longrope_needs_both_factor_sets(tmp_path, name):
+    """LongRoPE files (Phi-3.5 / 128k) carry a short and a long factor set; a file with only one of them
+    cannot be run right whichever set the context would pick, so the load names the missing tensor.
+    (Files with both are checked against transformers in tests/test_architectures.py.)"""
+    other = ({"rope_factors_long.weight", "rope_factors_short.weight"} - {name}).pop()
     path = make_model(tmp_path / "m.gguf", override={name: np.ones(8, dtype=np.float32)})
-    with pytest.raises(edgellama.UnsupportedError, match=r"rope_factors_.*LongRoPE"):
+    with pytest.raises(edgellama.GGUFError, match=rf"'{other}' is missing \(LongRoPE needs both"):
         edgellama.Llama(path, verbose=False)

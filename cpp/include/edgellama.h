@@ -148,7 +148,9 @@ EDGELLAMA_API void edgellama_context_free(edgellama_context* context);
 EDGELLAMA_API int32_t edgellama_context_n_ctx(const edgellama_context* context);
 /* Tokens in the KV cache (the position of the next decoded token); -1 for an invalid handle. */
 EDGELLAMA_API int32_t edgellama_context_n_past(const edgellama_context* context);
-/* Forget the cache from position n on (0 <= n <= n_past); 0 starts a new conversation. */
+/* Forget the cache from position n on (0 <= n <= n_past); 0 starts a new conversation. Fails (state
+ * unchanged) for a model with sliding-window layers when their KV ring no longer holds the window
+ * before n (a rollback of up to n_batch + 1 positions always works): truncate to 0 and re-evaluate. */
 EDGELLAMA_API edgellama_status edgellama_context_truncate(edgellama_context* context, int32_t n);
 
 /* Evaluate tokens[0..n) at positions n_past.. and append them to the KV cache; afterwards
@@ -176,7 +178,7 @@ EDGELLAMA_API edgellama_status edgellama_decode_batch(edgellama_context* context
                                                       float* logits, size_t capacity, size_t* n_rows);
 /* Tokens in sequence seq's cache; -1 for an invalid handle or sequence. */
 EDGELLAMA_API int32_t edgellama_context_n_past_seq(const edgellama_context* context, int32_t seq);
-/* Forget sequence seq's cache from position n on (0 <= n <= its n_past). */
+/* Forget sequence seq's cache from position n on (0 <= n <= its n_past); same ring limit as above. */
 EDGELLAMA_API edgellama_status edgellama_context_truncate_seq(edgellama_context* context, int32_t seq, int32_t n);
 
 /* ---- sampling -------------------------------------------------------------------------------- */

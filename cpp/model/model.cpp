@@ -176,10 +176,19 @@ std::shared_ptr<Model> Model::load(std::shared_ptr<GGUFFile> file, bool vocab_on
     if (!(factor > 0 && std::isfinite(factor)))
       throw FormatError(f.where() + arch + ".rope.scaling.factor must be a finite number > 0");
     hp.rope_linear_factor = factor;
-  } else if (hp.rope_scaling_type != "none") {
+  } else if (hp.rope_scaling_type != "none" && hp.rope_scaling_type != "longrope") {
     throw UnsupportedError(f.where() + "rope scaling type '" + hp.rope_scaling_type +
-                           "' is not supported (supported: none, linear)");
+                           "' is not supported (supported: none, linear, longrope)");
   }
+  // 0 (or absent) means the training context, as in llama.cpp.
+  hp.n_ctx_orig = f.get_int(arch + ".rope.scaling.original_context_length", 0);
+  if (hp.n_ctx_orig < 0 || hp.n_ctx_orig > (int64_t(1) << 26))
+    throw FormatError(f.where() + arch + ".rope.scaling.original_context_length must be between 0 and 2^26, got " +
+                      std::to_string(hp.n_ctx_orig));
+  if (hp.n_ctx_orig == 0) hp.n_ctx_orig = hp.n_ctx_train;
+  hp.rope_attn_factor = f.get_float(arch + ".rope.scaling.attn_factor", 1.0);
+  if (!(hp.rope_attn_factor > 0 && std::isfinite(hp.rope_attn_factor)))
+    throw FormatError(f.where() + arch + ".rope.scaling.attn_factor must be a finite number > 0");
 
   const ArchSpec& A = *m->arch_;
   // Attention pattern and multipliers (all optional metadata; see arch.h for who writes which).
@@ -224,12 +233,21 @@ std::shared_ptr<Model> Model::load(std::shared_ptr<GGUFFile> file, bool vocab_on
     m->tied_output = true;
   }
   if (f.find_tensor("rope_freqs.weight")) m->rope_freq_factors = L.vector("rope_freqs.weight", hp.n_rot / 2);
-  // Phi-3.5 / 128k files carry LongRoPE factors (short and long, chosen by context length, plus an
-  // attention magnitude scale): not implemented yet, and ignoring them would give wrong logits.
-  for (const char* name : {"rope_factors_long.weight", "rope_factors_short.weight"})
-    if (f.find_tensor(name))
-      throw UnsupportedError(f.where() + "tensor '" + std::string(name) +
-                             "': LongRoPE scaling (Phi-3.5 / 128k-context files) is not supported yet");
+  // LongRoPE (Phi-3 128k, Phi-3.5): short and long per-frequency divisors, always as a pair.
+  const bool has_long = f.find_tensor("rope_factors_long.weight"), has_short = f.find_tensor("rope_factors_short.weight");
+  if (has_long != has_short)
+    throw FormatError(f.where() + "tensor '" + std::string(has_long ? "rope_factors_short.weight" : "rope_factors_long.weight") +
+                      "' is missing (LongRoPE needs both rope_factors_long and rope_factors_short)");
+  if (has_long) {
+    m->rope_factors_long = L.vector("rope_factors_long.weight", hp.n_rot / 2);
+    m->rope_factors_short = L.vector("rope_factors_short.weight", hp.n_rot / 2);
+    for (const std::vector<float>* v : {&m->rope_factors_long, &m->rope_factors_short})
+      for (float x : *v)
+        if (!(x > 0 && std::isfinite(x)))
+          throw FormatError(f.where() + "tensor '" +
+                            std::string(v == &m->rope_factors_long ? "rope_factors_long" : "rope_factors_short") +
+                            ".weight' has a factor " + std::to_string(x) + " (must be a finite number > 0)");
+  }
 
   const int64_t qw = hp.q_width(), kvw = hp.kv_width(), E = hp.n_embd, F = hp.n_ff;
   m->layers.resize(size_t(hp.n_layer));

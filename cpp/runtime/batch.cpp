@@ -26,7 +26,24 @@ void Context::truncate_seq(int64_t seq, int64_t n) {
   if (n < 0 || n > have)
     throw ArgumentError("truncate_seq: position " + std::to_string(n) + " is outside sequence " +
                         std::to_string(seq) + "'s cache (0.." + std::to_string(have) + ")");
+  if (!can_truncate_seq(seq, n))
+    throw ArgumentError("truncate_seq: sequence " + std::to_string(seq) + " cannot roll back from position " +
+                        std::to_string(have) + " to " + std::to_string(n) + ": its sliding-window layers keep only " +
+                        "positions from " + std::to_string(window_floor_[size_t(seq)]) + " on (a ring of " +
+                        std::to_string(ring_) + "; decoding at " + std::to_string(n) + " needs the " +
+                        std::to_string(model_->hparams().n_swa) + "-position window before it). Truncate to 0 " +
+                        "and re-evaluate, or create the context with swa_full");
   seq_past_[size_t(seq)] = n;
+  if (n == 0) window_floor_[size_t(seq)] = 0;
+}
+
+bool Context::can_truncate_seq(int64_t seq, int64_t n) const {
+  check_seq(seq, "can_truncate_seq");
+  const int64_t have = seq_past_[size_t(seq)];
+  if (n < 0 || n > have) return false;
+  if (n == 0 || n == have) return true;
+  // Decoding position n reads keys max(0, n - window + 1)..n-1 of the windowed layers.
+  return std::max<int64_t>(0, n - model_->hparams().n_swa + 1) >= window_floor_[size_t(seq)];
 }
 
 void Context::decode_batch(const BatchView& b, float* logits) {

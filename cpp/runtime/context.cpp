@@ -93,16 +93,30 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
   const HParams& hp = model_->hparams();
   const int64_t nb = params_.n_batch;
   const int64_t n_ctx = params_.n_ctx;
-  const int64_t kv_rows = n_ctx * params_.n_seq;
   seq_past_.assign(size_t(params_.n_seq), 0);
+  window_floor_.assign(size_t(params_.n_seq), 0);
+
+  // Sliding-window layers: a ring of the last window + n_batch + one attention tile's reach
+  // (kAttnTileTokens queries whose first key block starts up to kAttnBlock - 1 before the window)
+  // positions holds everything one chunk's attention reads, plus a rollback of n_batch + 1
+  // (can_truncate_seq). Only when the doubled ring is smaller than n_ctx.
+  bool any_window = false;
+  for (int64_t il = 0; il < hp.n_layer; ++il) any_window = any_window || hp.layer_swa[size_t(il)];
+  if (any_window && hp.n_swa > 0 && !params_.swa_full) {
+    const int64_t ring = hp.n_swa + nb + kAttnTileTokens + kAttnBlock;
+    if (2 * ring < n_ctx) ring_ = ring;
+  }
 
   // KV cache: check the size before allocating so an absurd n_ctx is an error, not an abort.
-  const double kv_bytes = double(hp.n_layer) * double(kv_rows) * double(hp.kv_width()) *
+  double kv_rows_all = 0;
+  for (int64_t il = 0; il < hp.n_layer; ++il) kv_rows_all += double(seq_rows(il)) * double(params_.n_seq);
+  const double kv_bytes = kv_rows_all * double(hp.kv_width()) *
                           double(kv_elem_size(params_.type_k) + kv_elem_size(params_.type_v));
   try {
     k_cache_.resize(size_t(hp.n_layer));
     v_cache_.resize(size_t(hp.n_layer));
     for (int64_t il = 0; il < hp.n_layer; ++il) {
+      const int64_t kv_rows = seq_rows(il) * params_.n_seq;
       k_cache_[il].assign(size_t(kv_rows * hp.kv_width()) * kv_elem_size(params_.type_k), 0);
       v_cache_[il].assign(size_t(kv_rows * hp.kv_width()) * kv_elem_size(params_.type_v), 0);
     }
@@ -141,9 +155,17 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
   inv_freq_.resize(size_t(hp.n_rot / 2));
   const double rope_base = params_.rope_freq_base > 0 ? params_.rope_freq_base : hp.rope_base;
   rope_pos_divisor_ = params_.rope_freq_scale > 0 ? 1.0 / params_.rope_freq_scale : hp.rope_linear_factor;
+  // LongRoPE (Phi-3 128k / 3.5) picks its factor set once, by this context's size: the long set
+  // when n_ctx > the pretraining context, as llama.cpp does (transformers picks by the current
+  // sequence length instead; a cache cannot switch sets mid-sequence). docs/models.md says more.
+  const std::vector<float>* factors = nullptr;
+  if (!model_->rope_freq_factors.empty())
+    factors = &model_->rope_freq_factors;
+  else if (!model_->rope_factors_long.empty())
+    factors = rope_long_factors() ? &model_->rope_factors_long : &model_->rope_factors_short;
   for (int64_t i = 0; i < hp.n_rot / 2; ++i) {
     double f = std::pow(rope_base, -2.0 * double(i) / double(hp.n_rot));
-    if (!model_->rope_freq_factors.empty()) f /= double(model_->rope_freq_factors[size_t(i)]);
+    if (factors) f /= double((*factors)[size_t(i)]);
     inv_freq_[size_t(i)] = f;
   }
   // Sliding-window layers with their own base (gemma3): plain base^(-2i/n_rot), no scaling.
@@ -158,7 +180,13 @@ void Context::truncate(int64_t n) {
   if (n < 0 || n > seq_past_[0])
     throw ArgumentError("truncate: position " + std::to_string(n) + " is outside the cache (0.." +
                         std::to_string(seq_past_[0]) + ")");
-  seq_past_[0] = n;
+  truncate_seq(0, n);
+}
+
+size_t Context::kv_bytes() const {
+  size_t total = 0;
+  for (size_t il = 0; il < k_cache_.size(); ++il) total += k_cache_[il].size() + v_cache_[il].size();
+  return total;
 }
 
 void Context::decode(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
@@ -274,7 +302,15 @@ void Context::attention_fast(int64_t il, int64_t /*n: the rows are described by 
     const int64_t g = task % n_kv;
     const int64_t t0 = run.row0 + b * kAttnTileTokens;  // first row of the block in the chunk
     const int64_t p0 = run.pos0 + b * kAttnTileTokens;  // its position in the sequence
-    const size_t base = size_t(seq_base(run.seq));
+    // A ring layer's keys are contiguous from any position on for ring_ rows (seq_rows): hand the
+    // kernel the tile's first key block (a multiple of kAttnBlock, so the kernel's blocks and bits
+    // are those of a full cache) as position 0.
+    int64_t shift = 0;
+    size_t base = size_t(seq_base(il, run.seq));
+    if (ring_layer(il)) {
+      shift = std::max<int64_t>(0, p0 + 1 - var.window) / kAttnBlock * kAttnBlock;
+      base += size_t(shift % ring_);
+    }
     AttnTileArgs a;
     a.head_dim = hd;
     a.n_tok = std::min(kAttnTileTokens, run.row0 + run.n - t0);
@@ -282,7 +318,7 @@ void Context::attention_fast(int64_t il, int64_t /*n: the rows are described by 
     a.q = q_.data() + t0 * qw + g * group * hd;
     a.out = att_.data() + t0 * qw + g * group * hd;
     a.tok_stride = qw;
-    a.n_keys0 = p0 + 1;
+    a.n_keys0 = p0 + 1 - shift;
     a.k = k_cache_[size_t(il)].data() + base * k_row + size_t(g * hd) * kv_elem_size(tk);
     a.v = v_cache_[size_t(il)].data() + base * v_row + size_t(g * hd) * kv_elem_size(tv);
     a.k_stride = k_row;
@@ -321,13 +357,14 @@ void Context::attention_exact(int64_t il, int64_t n) {
       const int64_t kv_off = (h / group) * hd;
       const int64_t n_keys = row_pos_[size_t(t)] + 1;
       const int64_t p0 = var.window > 0 ? std::max<int64_t>(0, n_keys - var.window) : 0;  // sliding window
-      const size_t base = size_t(seq_base(row_seq_[size_t(t)]));
+      const size_t base = size_t(seq_base(il, row_seq_[size_t(t)]));
       const uint8_t* K = K0 + base * k_row;
       const uint8_t* V = V0 + base * v_row;
+      const int64_t ring = ring_layer(il) ? ring_ : std::numeric_limits<int64_t>::max();  // row of p: p % ring
       const float* qv = q_.data() + t * qw + h * hd;
       float mx = -std::numeric_limits<float>::infinity();
       for (int64_t p = p0; p < n_keys; ++p) {
-        const float* krow = kv_row(K + size_t(p) * k_row, kv_off, hd, tk, f16, tmp);
+        const float* krow = kv_row(K + size_t(p % ring) * k_row, kv_off, hd, tk, f16, tmp);
         scores[p] = dot_f32(qv, krow, hd) * var.scale;
         if (var.softcap > 0) scores[p] = var.softcap * std::tanh(scores[p] / var.softcap);
         mx = std::max(mx, scores[p]);
@@ -341,7 +378,7 @@ void Context::attention_exact(int64_t il, int64_t n) {
       float* out = att_.data() + t * qw + h * hd;
       std::fill(out, out + hd, 0.0f);
       for (int64_t p = p0; p < n_keys; ++p) {
-        const float* vrow = kv_row(V + size_t(p) * v_row, kv_off, hd, tv, f16, tmp);
+        const float* vrow = kv_row(V + size_t(p % ring) * v_row, kv_off, hd, tv, f16, tmp);
         const float a = scores[p] * inv;
         for (int64_t i = 0; i < hd; ++i) out[i] += a * vrow[i];
       }
@@ -414,8 +451,8 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
     const double pos = double(row_pos_[size_t(t)]) / rope_pos_divisor_;
     for (int64_t i = 0; i < half; ++i) {
       const double angle = pos * inv_freq_[size_t(i)];
-      rope_cos_[size_t(t * half + i)] = float(std::cos(angle));
-      rope_sin_[size_t(t * half + i)] = float(std::sin(angle));
+      rope_cos_[size_t(t * half + i)] = float(std::cos(angle) * hp.rope_attn_factor);
+      rope_sin_[size_t(t * half + i)] = float(std::sin(angle) * hp.rope_attn_factor);
     }
     for (int64_t i = 0; i < int64_t(inv_freq_swa_.size()); ++i) {
       const double angle = double(row_pos_[size_t(t)]) * inv_freq_swa_[size_t(i)];
@@ -454,9 +491,15 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
     const size_t k_row = size_t(kvw) * kv_elem_size(params_.type_k);
     const size_t v_row = size_t(kvw) * kv_elem_size(params_.type_v);
     for (int64_t t = 0; t < n; ++t) {
-      const size_t slot_row = size_t(seq_base(row_seq_[size_t(t)]) + row_pos_[size_t(t)]);
-      kv_store(k_cache_[size_t(il)].data() + slot_row * k_row, k_.data() + t * kvw, kvw, params_.type_k);
-      kv_store(v_cache_[size_t(il)].data() + slot_row * v_row, v_.data() + t * kvw, kvw, params_.type_v);
+      const size_t slot_row = size_t(kv_slot(il, row_seq_[size_t(t)], row_pos_[size_t(t)]));
+      uint8_t* kd = k_cache_[size_t(il)].data() + slot_row * k_row;
+      uint8_t* vd = v_cache_[size_t(il)].data() + slot_row * v_row;
+      kv_store(kd, k_.data() + t * kvw, kvw, params_.type_k);
+      kv_store(vd, v_.data() + t * kvw, kvw, params_.type_v);
+      if (ring_layer(il)) {  // the ring's second copy (seq_rows)
+        std::memcpy(kd + size_t(ring_) * k_row, kd, k_row);
+        std::memcpy(vd + size_t(ring_) * v_row, vd, v_row);
+      }
     }
     attention(il, n);
     project(L.wo, att_.data(), n, xb);
@@ -474,7 +517,11 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
     if (A.post_norms) rms_norm_rows(xb, n, E, L.ffn_post_norm, hp.rms_eps, xb);
     add_scaled(x, xb, n * E, res_scale);
   }
-  for (int64_t t = 0; t < n; ++t) seq_past_[size_t(row_seq_[size_t(t)])] = row_pos_[size_t(t)] + 1;
+  for (int64_t t = 0; t < n; ++t) {
+    const size_t s = size_t(row_seq_[size_t(t)]);
+    seq_past_[s] = row_pos_[size_t(t)] + 1;
+    if (ring_ > 0) window_floor_[s] = std::max(window_floor_[s], seq_past_[s] - ring_);  // overwritten
+  }
 
   if (hidden_out_) {  // embeddings: the final-norm hidden states, no output projection
     rms_norm_rows(x, n, E, m.output_norm, hp.rms_eps, hidden_out_);

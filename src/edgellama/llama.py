@@ -248,7 +248,9 @@ class Llama(GenerationMixin, EmbeddingMixin):
         # what a context needs beyond n_ctx (batched embeddings make short-lived contexts like it)
         self._ctx_args = (n_threads or n_threads_batch or 0, chunk, type_k, type_v, precision,
                           float(rope_freq_base), float(rope_freq_scale))
-        self._ctx = _core.Context(self._model, n_ctx, *self._ctx_args)
+        # swa_full: full-size caches for sliding-window layers instead of the ring (same logits; a
+        # prefix reuse deeper than the ring then needs no re-evaluation)
+        self._ctx = _core.Context(self._model, n_ctx, *self._ctx_args, swa_full=bool(swa_full))
         self._n_ctx = n_ctx
         self.n_batch = min(n_batch, n_ctx)
         self.n_ubatch = self._ctx.n_batch
@@ -707,7 +709,18 @@ class Llama(GenerationMixin, EmbeddingMixin):
             if n < self.n_tokens:  # the last logits are those of token n-1 now
                 self._last_logits = self._scores_buffer()[n - 1].copy() if n and self._logits_all else None
             del self.tokens_in_cache[n:]
-            ctx.truncate(n)
+            if ctx.can_truncate(n):
+                ctx.truncate(n)
+                return
+            # A sliding-window ring buffer (gemma2/3 local layers) no longer holds the window before
+            # position n: re-evaluate the kept tokens from position 0, as llama.cpp re-processes the
+            # prompt when its SWA cache cannot be reused.
+            keep = np.asarray(self.tokens_in_cache, dtype=np.int32)
+            del self.tokens_in_cache[:]
+            ctx.truncate(0)
+            for start in range(0, n, self.n_batch):
+                ctx.decode(keep[start:start + self.n_batch], False, False)
+                self.tokens_in_cache.extend(int(t) for t in keep[start:start + self.n_batch])
 
     def _sync_cache(self, ctx) -> None:
         """Make tokens_in_cache and the C++ cache agree again after an interruption (Ctrl-C raised

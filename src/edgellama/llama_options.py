@@ -23,7 +23,6 @@ IGNORED: Dict[str, Any] = {
     "offload_kqv": True,      # KV cache on the GPU
     "op_offload": None,
     "flash_attn": False,      # edgellama's attention is always a fused, tiled kernel
-    "swa_full": None,         # no sliding-window-attention architecture is supported
     "use_mmap": True,         # edgellama always maps the file
     "use_mlock": False,       # residency only
     "numa": False,            # thread placement only

@@ -31,6 +31,10 @@ struct ContextParams {
   // Positions are multiplied by freq_scale (the file's linear scaling is 1 / factor).
   double rope_freq_base = 0.0;
   double rope_freq_scale = 0.0;
+  // Sliding-window layers keep full n_ctx K/V regions (llama.cpp's swa_full) instead of a ring of
+  // the last window + n_batch (+ one attention tile) positions. Same logits either way; the ring
+  // saves memory but limits how far truncate() can roll back (can_truncate_seq).
+  bool swa_full = false;
 };
 
 // Mean squared input activation per column of one weight (for calibrated quantization).
@@ -59,11 +63,26 @@ class Context {
   int64_t n_past_seq(int64_t seq) const;
   int64_t n_seq() const { return params_.n_seq; }
   // Forget sequence seq's cache entries from position n on (n <= n_past_seq(seq)); 0 clears it.
+  // Throws ArgumentError (state unchanged) when can_truncate_seq(seq, n) is false.
   void truncate_seq(int64_t seq, int64_t n);
+  // Whether the cache still holds what decoding from position n needs: always for n = 0 or n =
+  // n_past, and for models without sliding-window layers; with a ring buffer (kv_ring_size() > 0)
+  // only while the window before n has not been overwritten (a rollback of up to n_batch + 1
+  // positions always works). Otherwise clear the sequence (truncate to 0) and re-evaluate.
+  bool can_truncate_seq(int64_t seq, int64_t n) const;
+  // Positions per sequence a sliding-window layer's ring keeps (0: no ring, every layer has n_ctx).
+  int64_t kv_ring_size() const { return ring_; }
+  // Bytes of K/V cache memory (all layers and sequences).
+  size_t kv_bytes() const;
   int64_t n_ctx() const { return params_.n_ctx; }
   int n_threads() const { return pool_.size(); }
   const ContextParams& params() const { return params_; }
   const Model& model() const { return *model_; }
+  // LongRoPE files: whether this context rotates with the long factor set (n_ctx > n_ctx_orig).
+  bool rope_long_factors() const {
+    return !model_->rope_factors_long.empty() && model_->rope_freq_factors.empty() &&
+           params_.n_ctx > model_->hparams().n_ctx_orig;
+  }
   // Forget cache entries from position n on (n <= n_past()).
   void truncate(int64_t n);
 
@@ -90,8 +109,18 @@ class Context {
   // the rows listed in out_rows (n_out of them) go to logits, n_vocab floats each.
   void forward_chunk(const int32_t* tokens, int64_t n, float* logits, const int64_t* out_rows, int64_t n_out);
   void check_seq(int64_t seq, const char* what) const;
-  // First row of sequence seq's region in each layer's K/V cache.
-  int64_t seq_base(int64_t seq) const { return seq * params_.n_ctx; }
+  // Whether layer il keeps its K/V in a ring (a sliding-window layer when ring_ > 0).
+  bool ring_layer(int64_t il) const { return ring_ > 0 && model_->hparams().layer_swa[size_t(il)]; }
+  // Rows of layer il's cache per sequence: n_ctx, or 2 * ring_ for a ring layer (position p is in
+  // rows p % ring_ and p % ring_ + ring_, so any ring_ consecutive positions are contiguous rows
+  // for the attention kernel).
+  int64_t seq_rows(int64_t il) const { return ring_layer(il) ? 2 * ring_ : params_.n_ctx; }
+  // First row of sequence seq's region in layer il's K/V cache.
+  int64_t seq_base(int64_t il, int64_t seq) const { return seq * seq_rows(il); }
+  // The row of position p of sequence seq in layer il (the first copy for a ring layer).
+  int64_t kv_slot(int64_t il, int64_t seq, int64_t p) const {
+    return seq_base(il, seq) + (ring_layer(il) ? p % ring_ : p);
+  }
   void attention(int64_t il, int64_t n);
   void attention_exact(int64_t il, int64_t n);
   void attention_fast(int64_t il, int64_t n);
@@ -115,6 +144,11 @@ class Context {
   ThreadPool pool_;
   MatmulScratch mm_scratch_;
   std::vector<int64_t> seq_past_;  // [n_seq] positions filled per sequence
+  // Sliding-window ring (see seq_rows): positions per sequence, 0 = off. window_floor_[s]: the first
+  // position whose K/V every sliding-window layer still holds for sequence s (positions before it
+  // were overwritten by the ring or not restored by load_state); 0 without windowed layers.
+  int64_t ring_ = 0;
+  std::vector<int64_t> window_floor_;
 
   // The rows of the chunk being evaluated: sequence and position of each, and the runs of
   // consecutive rows of one sequence (attention runs per run, against that sequence's cache).
@@ -125,9 +159,10 @@ class Context {
   std::vector<RowRun> runs_;
   std::vector<std::pair<int64_t, int64_t>> attn_units_;  // fast attention: (run, token block)
 
-  // KV cache: per layer [n_seq * n_ctx][kv_width] of F32 or F16 values; sequence s owns rows
-  // s*n_ctx .. (s+1)*n_ctx-1. One fixed region per slot keeps each sequence's keys contiguous, so
-  // the attention kernel reads them exactly as in the single-sequence case (same bits).
+  // KV cache: per layer [n_seq * seq_rows(il)][kv_width] of F32 or F16 values; sequence s owns
+  // rows s*seq_rows .. (s+1)*seq_rows-1. One fixed region per slot keeps each sequence's keys
+  // contiguous, so the attention kernel reads them exactly as in the single-sequence case (same
+  // bits); a ring layer's doubled ring keeps the window contiguous too.
   std::vector<std::vector<uint8_t>> k_cache_, v_cache_;
 
   // Per-chunk scratch, sized for n_batch tokens.

@@ -26,6 +26,11 @@ struct HParams {
   double rope_base = 10000.0;
   double rope_linear_factor = 1.0;  // positions are divided by this ("linear" scaling)
   std::string rope_scaling_type = "none";
+  // LongRoPE (Phi-3 128k / Phi-3.5): the pretraining context the short factors are for, and the
+  // magnitude factor cos/sin are multiplied by (sqrt(1 + ln(s) / ln(n_ctx_orig)), written by the
+  // converter; 1 for every other file).
+  int64_t n_ctx_orig = 0;            // rope.scaling.original_context_length (default n_ctx_train)
+  double rope_attn_factor = 1.0;     // rope.scaling.attn_factor
 
   // Architecture settings read from metadata (defaults: none of them applies).
   int64_t n_swa = 0;                 // sliding window (keys per query incl. itself) of windowed layers
@@ -73,6 +78,9 @@ class Model {
   bool tied_output = false;
   std::vector<float> output_norm;
   std::vector<float> rope_freq_factors;  // Llama-3.1-style per-frequency divisors (empty: none)
+  // LongRoPE per-frequency divisors (both empty, or both n_rot/2): a context chooses one set by its
+  // n_ctx (long when n_ctx > n_ctx_orig), as llama.cpp does. rope_freq_factors, when present, wins.
+  std::vector<float> rope_factors_long, rope_factors_short;
   std::vector<LayerWeights> layers;
 
  private:

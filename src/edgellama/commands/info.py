@@ -131,10 +131,12 @@ def arch_settings(path: str, arch: str) -> Dict[str, Any]:
     except Exception as e:  # a broken file: say why instead of failing the whole command
         return {"supported": True, "error": str(e), "summary": [f"cannot load: {e}"]}
     out: List[str] = [f"rope {row['rope_style']}"]
-    if hp["rope_scaling_type"] != "none":
+    if hp["rope_scaling_type"] == "linear":
         out[-1] += f" ({hp['rope_scaling_type']} x{hp['rope_linear_factor']:g})"
     if hp["rope_freq_factors"]:
         out[-1] += " (rope_freqs: Llama 3 scaling)"
+    elif hp["longrope"]:  # the long set applies when the context is larger than n_ctx_orig
+        out[-1] += f" (LongRoPE: long factors above n_ctx {hp['n_ctx_orig']}, attention factor {hp['rope_attn_factor']:.4g})"
     out.append("GeGLU (gelu tanh)" if row["activation"] == "gelu_tanh" else "SwiGLU")
     if row["qk_norm"] != "none":
         out.append(f"QK-norm ({row['qk_norm'].replace('_', ' ')})")
@@ -164,7 +166,7 @@ def arch_settings(path: str, arch: str) -> Dict[str, Any]:
     if hp["logit_scale"] != 1.0:
         out.append(f"logits /{hp['logit_scale']:g}")
     keys = ("n_swa", "rope_base_swa", "attn_scale", "attn_softcap", "final_softcap", "embd_scale", "residual_scale",
-            "logit_scale", "layer_swa", "layer_rope", "rope_freq_factors")
+            "logit_scale", "layer_swa", "layer_rope", "rope_freq_factors", "longrope", "n_ctx_orig", "rope_attn_factor")
     return {"supported": True, "summary": out, "table": row, **{k: hp[k] for k in keys}}
 
 

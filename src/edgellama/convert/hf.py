@@ -6,6 +6,7 @@ model-0000x-of-0000y.safetensors (+ index), F32/F16/BF16."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Dict, Optional
@@ -30,6 +31,36 @@ _LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 def permute_rope(w: np.ndarray, n_head: int) -> np.ndarray:
     """HF's rotate-half Q/K row order -> GGUF's interleaved pairs (convert_hf_to_gguf.py's permute)."""
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _longrope(scaling: dict, cfg: dict, n_rot: int, cfg_path: Path) -> dict:
+    """Phi-3 128k / Phi-3.5 LongRoPE as llama.cpp's converter writes it: the short and long per-frequency
+    divisors as rope_factors_short/long.weight, the pretraining context and the attention magnitude factor
+    sqrt(1 + ln(s) / ln(orig)), s = max_position_embeddings / orig (transformers' default; an explicit
+    `factor` / `attention_factor` in rope_scaling wins, as in transformers)."""
+    try:
+        orig = int(scaling.get("original_max_position_embeddings") or cfg["original_max_position_embeddings"])
+        long_f = np.asarray(scaling["long_factor"], dtype=np.float32)
+        short_f = np.asarray(scaling["short_factor"], dtype=np.float32)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConversionError(f"{cfg_path}: longrope rope_scaling needs long_factor, short_factor and "
+                              f"original_max_position_embeddings ({e})") from e
+    for what, a in (("long_factor", long_f), ("short_factor", short_f)):
+        if a.shape != (n_rot // 2,) or not np.all(np.isfinite(a)) or not np.all(a > 0):
+            raise ConversionError(f"{cfg_path}: rope_scaling {what} must be {n_rot // 2} finite numbers > 0 "
+                                  f"(one per rotated pair), got {a.tolist()}")
+    if orig <= 1:
+        raise ConversionError(f"{cfg_path}: original_max_position_embeddings must be > 1, got {orig}")
+    factor = float(scaling.get("factor") or int(cfg.get("max_position_embeddings") or orig) / orig)
+    attn = scaling.get("attention_factor")
+    if attn is None:
+        attn = math.sqrt(1 + math.log(factor) / math.log(orig)) if factor > 1 else 1.0
+    return {
+        "keys": [("rope.scaling.original_context_length", orig, GGUFValueType.UINT32),
+                 ("rope.scaling.attn_factor", float(attn), GGUFValueType.FLOAT32)],
+        "rope_factors_long.weight": long_f,
+        "rope_factors_short.weight": short_f,
+    }
 
 
 def hf_class_table() -> Dict[str, dict]:
@@ -146,6 +177,7 @@ def read_hf(d: Path, vocab_only: bool = False) -> Checkpoint:
         vt = GGUFValueType.UINT32 if kind == "u32" else GGUFValueType.FLOAT32
         ck.add(f"{arch}.{suffix}", int(value) if kind == "u32" else float(value), vt)
     rope_factors = None
+    longrope = None
     if scaling:
         rtype = scaling.get("rope_type") or scaling.get("type")
         if rtype == "linear" and "factor" in scaling:
@@ -154,6 +186,10 @@ def read_hf(d: Path, vocab_only: bool = False) -> Checkpoint:
         elif rtype == "llama3":
             # As llama.cpp writes it: the per-frequency divisors as the rope_freqs.weight tensor.
             rope_factors = llama3_rope_factors(scaling, float(rope_theta or 10000.0), n_rot)
+        elif rtype in ("longrope", "su"):
+            longrope = _longrope(scaling, cfg, n_rot, cfg_path)
+            for suffix, value, vt in longrope["keys"]:
+                ck.add(f"{arch}.{suffix}", value, vt)
         elif rtype not in (None, "default"):
             raise ConversionError(f"{cfg_path}: rope_scaling type {rtype!r} is not supported by the converter")
 
@@ -201,6 +237,10 @@ def read_hf(d: Path, vocab_only: bool = False) -> Checkpoint:
             raise ConversionError(f"{d}: tensor for {gname} is missing from the checkpoint")
     if rope_factors is not None:
         ck.tensors.append(TensorSource("rope_freqs.weight", rope_factors.shape, lambda f=rope_factors: f, "F32"))
+    if longrope is not None:
+        for name in ("rope_factors_long.weight", "rope_factors_short.weight"):
+            a = longrope[name]
+            ck.tensors.append(TensorSource(name, a.shape, lambda a=a: a, "F32"))
     for gname, shape in expected.items():
         if gname not in mapped:
             continue

@@ -157,8 +157,20 @@ class BatchEngine:
         if not 0 <= n <= len(slot.tokens):
             raise ValueError(f"cannot keep {n} tokens: the slot holds {len(slot.tokens)}")
         with self._ctx_lock:
-            self.ctx.truncate_seq(slot.seq, n)
-            del slot.tokens[n:]
+            if self.ctx.can_truncate_seq(slot.seq, n):
+                self.ctx.truncate_seq(slot.seq, n)
+                del slot.tokens[n:]
+                return
+            # The slot's sliding-window ring no longer holds the window before n: re-evaluate the
+            # kept prefix (no logits) instead of reusing it.
+            keep = np.asarray(slot.tokens[:n], dtype=np.int32)
+            self.ctx.truncate_seq(slot.seq, 0)
+            del slot.tokens[:]
+            step = self.ctx.n_batch
+            for start in range(0, n, step):
+                part = keep[start:start + step]
+                self.ctx.decode_batch(part, np.full(part.size, slot.seq, dtype=np.int32))
+                slot.tokens.extend(int(t) for t in part)
 
     @property
     def busy_slots(self) -> int:
