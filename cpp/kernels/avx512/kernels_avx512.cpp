@@ -433,7 +433,7 @@ constexpr KernelSet make_overrides() {
   k.gemm[int(GGMLType::Q5_K)] = gemm_q45_k<true>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
   // Packed weights: the AVX2 set's packed kernels (same per-output sequence, tests/test_packed_weights.py)
-  // for up to 8 tokens (decode, server batches, speculative verification); from 9 tokens on, matmul
+  // for up to 16 tokens (decode, server batches, speculative verification); from 17 tokens on, matmul
   // unpacks two groups at a time for the 16-row VNNI prefill kernels above (at 4-8 tokens the unpack
   // cost more than the VNNI kernels gain: 5632x2048 at 4 tokens, Q4_0 0.69 ms packed AVX2 vs
   // 1.65 ms unpacked VNNI, noisy); decode (1-3 tokens) with VNNI (packed_decode_avx512.cpp).
@@ -447,7 +447,7 @@ constexpr KernelSet make_overrides() {
   k.gemm_packed[int(GGMLType::Q4_K)] = avx512_packed::gemm_q4_k_packed;
   k.gemm_packed[int(GGMLType::Q5_K)] = avx512_packed::gemm_q5_k_packed;
   k.gemm_packed[int(GGMLType::Q6_K)] = avx512_packed::gemm_q6_k_packed;
-  k.packed_max_tokens = 8;
+  k.packed_max_tokens = 16;
   return k;
 }
 
