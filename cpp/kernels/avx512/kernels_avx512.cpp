@@ -433,7 +433,8 @@ constexpr KernelSet make_overrides() {
   k.gemm[int(GGMLType::Q5_K)] = gemm_q45_k<true>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
   // Packed weights: the AVX2 set's packed kernels (same per-output sequence, tests/test_packed_weights.py)
-  // for up to 16 tokens (decode, server batches, speculative verification); from 17 tokens on, matmul
+  // for up to 32 tokens (decode, server batches, speculative verification; 2048x2048, 1 thread: as fast
+  // as the 16-row kernels at 32-128 tokens, 20-30% slower on the K types at 512); from 33 tokens on, matmul
   // unpacks two groups at a time for the 16-row VNNI prefill kernels above (at 4-8 tokens the unpack
   // cost more than the VNNI kernels gain: 5632x2048 at 4 tokens, Q4_0 0.69 ms packed AVX2 vs
   // 1.65 ms unpacked VNNI, noisy); decode (1-3 tokens) with VNNI (packed_decode_avx512.cpp).
@@ -447,7 +448,10 @@ constexpr KernelSet make_overrides() {
   k.gemm_packed[int(GGMLType::Q4_K)] = avx512_packed::gemm_q4_k_packed;
   k.gemm_packed[int(GGMLType::Q5_K)] = avx512_packed::gemm_q5_k_packed;
   k.gemm_packed[int(GGMLType::Q6_K)] = avx512_packed::gemm_q6_k_packed;
-  k.packed_max_tokens = 16;
+#ifndef EDGELLAMA_PACKED_MAX_TOKENS
+#define EDGELLAMA_PACKED_MAX_TOKENS 32
+#endif
+  k.packed_max_tokens = EDGELLAMA_PACKED_MAX_TOKENS;
   return k;
 }
 
