@@ -34,6 +34,10 @@ void gemm_q5_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const
 // Packed groups (packed_decode_avx512.cpp): VNNI decode for 1-3 tokens, the AVX2 packed
 // kernels from 4; same bits as the GGUF-layout kernels.
 namespace avx512_packed {
+// Most tokens these kernels take (the avx512 set's packed_max_tokens): up to 32 tokens they run in
+// passes of 8 (as fast as unpacking for the 16-row kernels at 32-128 tokens; 2048x2048, 1 thread,
+// noisy), beyond that the set's 16-row kernels on unpacked groups (20-30% faster at 512 on K types).
+constexpr int64_t kPackedMaxTokens = 32;
 void gemm_q4_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys);
 void gemm_q5_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,

@@ -448,10 +448,7 @@ constexpr KernelSet make_overrides() {
   k.gemm_packed[int(GGMLType::Q4_K)] = avx512_packed::gemm_q4_k_packed;
   k.gemm_packed[int(GGMLType::Q5_K)] = avx512_packed::gemm_q5_k_packed;
   k.gemm_packed[int(GGMLType::Q6_K)] = avx512_packed::gemm_q6_k_packed;
-#ifndef EDGELLAMA_PACKED_MAX_TOKENS
-#define EDGELLAMA_PACKED_MAX_TOKENS 32
-#endif
-  k.packed_max_tokens = EDGELLAMA_PACKED_MAX_TOKENS;
+  k.packed_max_tokens = avx512_packed::kPackedMaxTokens;
   return k;
 }
 

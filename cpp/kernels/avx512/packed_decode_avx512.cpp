@@ -352,10 +352,7 @@ void group_direct(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as,
     }
 }
 
-#ifndef EDGELLAMA_PACKED_MAX_TOKENS
-#define EDGELLAMA_PACKED_MAX_TOKENS 32
-#endif
-constexpr int64_t kMaxTokens = EDGELLAMA_PACKED_MAX_TOKENS;  // = the avx512 set's packed_max_tokens
+constexpr int64_t kMaxTokens = kPackedMaxTokens;
 
 // Groups of 8 rows x up to kMaxTokens tokens on D, kMaxT tokens per pass (weights unpacked in registers
 // once per block and pass: server batches and speculative verification are 2-16 tokens); more tokens:
