@@ -791,6 +791,8 @@ void quantize_row_search(GGMLType type, const float* x, void* y, int64_t n, cons
     case GGMLType::Q4_K: return quantize_q4_K_search(x, y, n, imp);
     case GGMLType::Q5_K: return quantize_q5_K_search(x, y, n, imp);
     case GGMLType::Q6_K: return quantize_q6_K_search(x, y, n, imp);
+    case GGMLType::IQ4_NL: return quantize_iq4_nl_search(x, y, n, imp);
+    case GGMLType::IQ4_XS: return quantize_iq4_xs_search(x, y, n, imp);
     default: {
       const TypeTraits& t = type_traits(type);
       if (!t.from_float) throw UnsupportedError(std::string("quantize: type ") + t.name + " has no quantizer");

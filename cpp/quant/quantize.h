@@ -29,6 +29,11 @@ void quantize_row_q4_K_ref(const float* x, void* y, int64_t n);
 void quantize_row_q5_K_ref(const float* x, void* y, int64_t n);
 void quantize_row_q6_K_ref(const float* x, void* y, int64_t n);
 void quantize_row_q8_K_ref(const float* x, void* y, int64_t n);
+// IQ4_NL / IQ4_XS (quantize_iq4.cpp): the scale search with uniform weights.
+void quantize_row_iq4_nl_ref(const float* x, void* y, int64_t n);
+void quantize_row_iq4_xs_ref(const float* x, void* y, int64_t n);
+void quantize_iq4_nl_search(const float* x, void* y, int64_t n, const float* importance);
+void quantize_iq4_xs_search(const float* x, void* y, int64_t n, const float* importance);
 
 // Error-minimising search for one row of n values (n a multiple of the block size). `importance`
 // holds n non-negative weights (one per value) or is nullptr for uniform weights. Types without a
