@@ -311,3 +311,32 @@ def test_every_computable_type_has_a_kernel(isa):
         w = rng.integers(0, 256, n_in // row["block_size"] * row["type_size"], dtype=np.uint8).tobytes()
         y = _core.kernel_gemm(isa, row["name"], w, rng.standard_normal((1, n_in)).astype(np.float32))
         assert y.shape == (1, 1), row["name"]
+
+
+IQ4_LEVELS = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.int8)
+
+
+def iq4_nl_as_q8_0(w: bytes) -> bytes:
+    """IQ4_NL blocks {fp16 d, 16 nibble bytes} as the Q8_0 blocks {d, 32 int8 levels} they equal."""
+    b = np.frombuffer(w, np.uint8).reshape(-1, 18)
+    levels = np.concatenate([IQ4_LEVELS[b[:, 2:] & 0xF], IQ4_LEVELS[b[:, 2:] >> 4]], axis=1)
+    return np.concatenate([b[:, :2], levels.view(np.uint8)], axis=1).tobytes()
+
+
+@pytest.mark.parametrize("isa", [i for i in ("avx2", "avx512") if i in SIMD])
+def test_iq4_nl_bit_exact_vs_q8_0_rows8_reference(isa):
+    """IQ4_NL on x86 = Q8_0 on the transcoded rows: decode row tiles below 4 tokens, the rows8 / rows16
+    Q8_0 kernels from 4 up, all following gemm_rows8_ref's Q8_0 sequence bit for bit (row groups of
+    16 and their tails, more than one 64-block chunk of n_in, more than one 64-token chunk)."""
+    rng = np.random.default_rng(31)
+    for n_in in (32, 96, 64 * 32 + 96):
+        for n_rows in (1, 7, 8, 9, 17, 33):
+            w = random_rows("IQ4_NL", n_rows, n_in, rng)
+            w8 = iq4_nl_as_q8_0(w)
+            for n_tok in (1, 2, 3, 4, 5, 9, 70, 131):
+                x = (rng.standard_normal((n_tok, n_in)) * rng.uniform(0.1, 10)).astype(np.float32)
+                y = _core.kernel_gemm(isa, "IQ4_NL", w, x)
+                np.testing.assert_array_equal(y, _core.kernel_gemm_rows8_ref("Q8_0", w8, x),
+                                              err_msg=f"{isa} n_in={n_in} rows={n_rows} tokens={n_tok}")
+    np.testing.assert_array_equal(_core.dequantize("Q8_0", np.frombuffer(w8, np.uint8)),
+                                  _core.dequantize("IQ4_NL", np.frombuffer(w, np.uint8)))

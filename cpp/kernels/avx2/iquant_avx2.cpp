@@ -14,11 +14,13 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <vector>
 
 #include "../entry_points.h"
 #include "../tile_walk.h"
 #include "edgellama/iquant_blocks.h"
 #include "edgellama/kernels.h"
+#include "gemm_rows8.h"
 #include "reduce_avx2.h"
 
 namespace edgellama {
@@ -48,14 +50,8 @@ inline __m256i pair_sums(__m256i wabs, __m256i w, __m256i a) {
   return _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(a, w));
 }
 
-// ---- 32-value blocks against ActQ8x32 ------------------------------------------------------------
+// ---- 32-value blocks against ActQ8x32 (MXFP4; IQ4_NL further down) ------------------------------
 
-struct Iq4NlW {
-  static constexpr size_t kBytes = sizeof(iq::block_iq4_nl);
-  static __m256i table() { return table16(iq::kIq4Values); }
-  static float d(const uint8_t* p) { return h2f(p); }
-  static constexpr size_t kQsOffset = 2;
-};
 struct Mxfp4W {
   static constexpr size_t kBytes = sizeof(iq::block_mxfp4);
   static __m256i table() { return table16(iq::kMxfp4Values); }
@@ -217,11 +213,97 @@ struct Tile256 {
   };
 };
 
+// IQ4_NL is Q8_0 with its levels looked up: an IQ4_NL block {fp16 d, 16 nibble bytes} is exactly
+// the Q8_0 block {d, kIq4Values[nibble] for its 32 values}. Prefill (4 tokens and more) transcodes
+// the rows (pshufb) into a per-thread scratch, a group of rows at a time, and runs the rows8 Q8_0
+// kernel (gemm_rows8_avx2.cpp) with its repacked tiles; decode runs the row tiles below, which
+// follow the same per-output sequence (gemm_rows8_ref's Q8_0: per block the exact integer sum,
+// acc = fma(float(isum), dw * da, acc)), so a token's bits never depend on the call's token count.
+constexpr int64_t kTranscodeRows = 16;  // rows per transcoded group (a multiple of the kernel's 8)
+constexpr int64_t kDecodeMax = 4;  // fewer tokens: the row tiles (no transcoding to amortize)
+
+void transcode_iq4_nl_to_q8_0(const uint8_t* src, uint8_t* dst, int64_t nb, __m256i table) {
+  for (int64_t b = 0; b < nb; ++b, src += sizeof(iq::block_iq4_nl), dst += sizeof(block_q8_0)) {
+    std::memcpy(dst, src, 2);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 2), nibble_levels(src + 2, table));
+  }
+}
+
+// Lane r (r < R <= 4) = the sum of the 8 int32 lanes of v[r]; lanes >= R are 0.
+template <int R>
+inline __m128i row_sums_i32(const __m256i* v) {
+  const __m256i z = _mm256_setzero_si256();
+  const __m256i h01 = _mm256_hadd_epi32(v[0], R > 1 ? v[1] : z);
+  const __m256i h23 = R > 2 ? _mm256_hadd_epi32(v[2], R > 3 ? v[3] : z) : z;
+  const __m256i h = _mm256_hadd_epi32(h01, h23);
+  return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+// R <= 4 rows in the lanes of one float accumulator per token.
+template <int R, int T>
+void tile_iq4_nl_decode(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+  static_assert(R <= 4, "rows are the lanes of one __m128");
+  const __m256i table = table16(iq::kIq4Values);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m128 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i q[R], qabs[R];
+    float d[4] = {0, 0, 0, 0};
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* blk = w + size_t(r) * ws + size_t(b) * sizeof(iq::block_iq4_nl);
+      if ((b & 3) == 0) _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchRows * ws), _MM_HINT_T0);
+      q[r] = nibble_levels(blk + 2, table);
+      qabs[r] = _mm256_abs_epi8(q[r]);
+      d[r] = h2f(blk);
+    }
+    const __m128 dv = _mm_setr_ps(d[0], d[1], d[2], d[3]);
+    for (int t = 0; t < T; ++t) {
+      const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
+      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab->qs));
+      __m256i s[R];
+      for (int r = 0; r < R; ++r) s[r] = _mm256_madd_epi16(pair_sums(qabs[r], q[r], av), ones);
+      acc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(row_sums_i32<R>(s)), _mm_mul_ps(dv, _mm_set1_ps(ab->d)), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    alignas(16) float s4[4];
+    _mm_store_ps(s4, acc[t]);
+    for (int r = 0; r < R; ++r) y[size_t(t) * ys + size_t(r)] = s4[r];
+  }
+}
+
+template <int R, int T>
+struct Iq4NlDecodeTile {
+  static void run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
+    tile_iq4_nl_decode<R, T>(nb, w, ws, a, as, y, ys);
+  }
+};
+
 }  // namespace
 
 void avx2_gemm_iq4_nl(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
-  walk_tiles<Tile32<Iq4NlW>::Of, kRows, kTokens>(n / 32, w, ws, nr, a, as, nt, y, ys);
+  avx2_gemm_iq4_nl_via(avx2_rows8::gemm_q8_0, n, w, ws, nr, a, as, nt, y, ys);
+}
+
+void avx2_gemm_iq4_nl_via(GemmFn q8_0_prefill, int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a,
+                          size_t as, int64_t nt, float* y, size_t ys) {
+  const int64_t nb = n / 32;
+  if (nt < kDecodeMax) {
+    walk_tiles<Iq4NlDecodeTile, 4, 3>(nb, w, ws, nr, a, as, nt, y, ys);
+    return;
+  }
+  const size_t q8_row = size_t(nb) * sizeof(block_q8_0);
+  thread_local std::vector<uint8_t> scratch;
+  if (scratch.size() < size_t(kTranscodeRows) * q8_row) scratch.resize(size_t(kTranscodeRows) * q8_row);
+  const __m256i table = table16(iq::kIq4Values);
+  for (int64_t r0 = 0; r0 < nr; r0 += kTranscodeRows) {
+    const int64_t rr = nr - r0 < kTranscodeRows ? nr - r0 : kTranscodeRows;
+    for (int64_t r = 0; r < rr; ++r)
+      transcode_iq4_nl_to_q8_0(w + size_t(r0 + r) * ws, scratch.data() + size_t(r) * q8_row, nb, table);
+    q8_0_prefill(n, scratch.data(), q8_row, rr, a, as, nt, y + r0, ys);
+  }
 }
 void avx2_gemm_mxfp4(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                      float* y, size_t ys) {

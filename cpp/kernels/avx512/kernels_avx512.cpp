@@ -18,6 +18,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "../entry_points.h"
 #include "../kquant_scales.h"
 #include "../tile_walk.h"
 #include "edgellama/kernels.h"
@@ -431,6 +432,7 @@ constexpr KernelSet make_overrides() {
   k.gemm[int(GGMLType::Q3_K)] = gemm_q23_k<true>;
   k.gemm[int(GGMLType::Q5_K)] = gemm_q45_k<true>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
+  k.gemm[int(GGMLType::IQ4_NL)] = avx512_gemm_iq4_nl;  // iquant_avx512.cpp
   return k;
 }
 
