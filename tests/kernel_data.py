@@ -16,10 +16,20 @@ LAYOUT = {
     "Q4_K": (256, 144, [(0, "d"), (2, "d")]),
     "Q5_K": (256, 176, [(0, "d"), (2, "d")]),
     "Q6_K": (256, 210, [(208, "d")]),
+    "IQ4_NL": (32, 18, [(0, "d")]),
+    "IQ4_XS": (256, 136, [(0, "d")]),
+    "TQ1_0": (256, 54, [(52, "d")]),
+    "TQ2_0": (256, 66, [(64, "d")]),
+    "MXFP4": (32, 17, [(0, "e8m0")]),  # one byte: x = 2^(e - 128) * level
 }
 QUANT_TYPES = list(LAYOUT)
 FLOAT_TYPES = ["F32", "F16", "BF16"]
 ALL_TYPES = QUANT_TYPES + FLOAT_TYPES
+
+
+def act_type(t: str) -> str:
+    """The activation format the int8 kernels of weight type t use: q8_K for 256-value super-blocks."""
+    return "q8_K" if block_size(t) == 256 else "q8_0"
 
 
 def block_size(t: str) -> int:
@@ -45,6 +55,9 @@ def random_rows(t: str, n_rows: int, n_in: int, rng: np.random.Generator, extrem
     else:
         raw = rng.integers(0, 256, size=(nb, size), dtype=np.uint8)
     for off, kind in fields:
+        if kind == "e8m0":  # 2^-10..2^-4 (levels up to 12), or 2^15 for max_scale (fp16's range)
+            raw[:, off] = 143 if extreme == "max_scale" else rng.integers(118, 125, nb)
+            continue
         if extreme == "max_scale":
             vals = np.full(nb, 65504.0 if kind == "d" else -65504.0)
         else:

@@ -21,8 +21,14 @@ from gguf import GGML_QUANT_SIZES
 
 LEGACY_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
 K_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+# Non-linear / ternary formats, made as random blocks like the K-quants (gguf-py cannot quantize
+# IQ4_NL / IQ4_XS; its ternary quantizer makes mostly-zero blocks of Gaussian data). MXFP4 comes
+# from gguf.quants.quantize like the legacy types.
+IQ_TYPES = ("IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4")
+RANDOM_BLOCK_TYPES = K_TYPES + ("IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0")
+SUPER_BLOCK_TYPES = K_TYPES + ("IQ4_XS", "TQ1_0", "TQ2_0")  # 256 values per block
 FLOAT_TYPES = ("F32", "F16", "BF16")
-ALL_WEIGHT_TYPES = FLOAT_TYPES + LEGACY_TYPES + K_TYPES
+ALL_WEIGHT_TYPES = FLOAT_TYPES + LEGACY_TYPES + K_TYPES + IQ_TYPES
 
 # Byte offsets of the fp16 scale fields in each K-quant block (ggml layouts):
 #   Q2_K: scales[16] qs[64] d dmin        (84 bytes)
@@ -36,6 +42,10 @@ K_SCALE_FIELDS = {
     "Q4_K": (0, 2),
     "Q5_K": (0, 2),
     "Q6_K": (208,),
+    "IQ4_NL": (0,),    # d qs[16]                                  (18 bytes)
+    "IQ4_XS": (0,),    # d scales_h(u16) scales_l[4] qs[128]       (136 bytes)
+    "TQ1_0": (52,),    # qs[48] qh[4] d                            (54 bytes)
+    "TQ2_0": (64,),    # qs[64] d                                  (66 bytes)
 }
 
 
@@ -89,7 +99,7 @@ def encode_weight(w: np.ndarray, type_name: str) -> np.ndarray:
 def make_weight(shape_np, type_name: str, rng: np.random.Generator, std: float = 0.05):
     """Random weight of numpy shape (rows, n_in) in the given type; returns the add_tensor array."""
     rows, n_in = shape_np
-    if type_name in K_TYPES:
+    if type_name in RANDOM_BLOCK_TYPES:
         bs, ts = block_info(type_name)
         assert n_in % bs == 0, f"{type_name} needs rows of a multiple of {bs}, got {n_in}"
         blocks = random_kquant_blocks(type_name, rows * n_in // bs, rng, target_std=std)
@@ -135,7 +145,7 @@ def make_model(
     add_tensor array (``override_raw_dtype`` gives its type); ``extra_kv(writer)`` adds metadata."""
     rng = np.random.default_rng(seed)
     rng_extra = np.random.default_rng(seed + 7919)  # optional tensors: keep the main weights unchanged
-    ktype = wtype in K_TYPES
+    ktype = wtype in SUPER_BLOCK_TYPES
     if n_embd is None:
         n_embd = 256 if ktype else 64
     if n_ff is None:

@@ -16,11 +16,12 @@ from gguf import GGML_QUANT_SIZES
 
 from edgellama import _core
 
-from model_factory import K_SCALE_FIELDS, K_TYPES, LEGACY_TYPES, random_float_blocks, random_kquant_blocks
+from model_factory import (IQ_TYPES, K_SCALE_FIELDS, K_TYPES, LEGACY_TYPES, RANDOM_BLOCK_TYPES, random_float_blocks,
+                           random_kquant_blocks)
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NaN/Inf scales in gguf-py
 
-TYPES = ("F16", "BF16") + LEGACY_TYPES + K_TYPES
+TYPES = ("F16", "BF16") + LEGACY_TYPES + K_TYPES + IQ_TYPES
 
 # fp16 scale-field offsets of the legacy blocks (d first; Q4_1/Q5_1 have m right after d).
 LEGACY_SCALE_FIELDS = {"Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2), "Q8_0": (0,)}
@@ -73,7 +74,7 @@ def test_well_formed_blocks(type_name):
     rng = np.random.default_rng(99 + QT[type_name].value)
     bs, ts = GGML_QUANT_SIZES[QT[type_name]]
     n_blocks = max(1, 8192 // bs)
-    if type_name in K_TYPES:
+    if type_name in RANDOM_BLOCK_TYPES:
         data = random_kquant_blocks(type_name, n_blocks, rng, target_std=None)
     else:
         data = random_float_blocks(type_name, n_blocks, rng)
@@ -96,6 +97,15 @@ def test_edge_case_scales(type_name):
         vals = np.repeat(EDGE_F16, n) if j == 0 else np.tile(EDGE_F16, n)
         blocks[:, o : o + 2] = vals.astype("<u2").view(np.uint8).reshape(-1, 2)
     assert_bit_identical(type_name, blocks)
+
+
+def test_mxfp4_every_exponent():
+    """MXFP4's e8m0 block exponent, all 256 values (0 and 1 give the subnormal scales 2^-128 and
+    2^-127, 254 and 255 overflow to +-inf with the largest levels), against every nibble."""
+    blocks = np.zeros((256, 17), np.uint8)
+    blocks[:, 0] = np.arange(256)
+    blocks[:, 1:] = np.arange(16, dtype=np.uint8) * 17  # both nibbles of byte j = j: levels 0..15 twice
+    assert_bit_identical("MXFP4", blocks)
 
 
 @pytest.mark.parametrize("type_name", ("F16", "BF16"))

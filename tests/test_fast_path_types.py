@@ -23,6 +23,8 @@ MEASURED_KL = {
     "F32": 1.05e-14, "F16": 1.10e-14, "BF16": 1.03e-14,
     "Q4_0": 1.87e-06, "Q4_1": 2.07e-06, "Q5_0": 1.97e-06, "Q5_1": 1.97e-06, "Q8_0": 2.15e-06,
     "Q2_K": 7.42e-05, "Q3_K": 1.37e-03, "Q4_K": 8.29e-07, "Q5_K": 8.24e-06, "Q6_K": 6.50e-04,
+    # random blocks without row offsets too (IQ4_XS like Q3_K/Q6_K); MXFP4 from gguf.quants.quantize
+    "IQ4_NL": 1.34e-06, "IQ4_XS": 1.17e-03, "TQ1_0": 4.52e-04, "TQ2_0": 1.43e-04, "MXFP4": 2.00e-06,
 }
 FLOAT_TYPES = ("F32", "F16", "BF16")
 TOKENS = [int(t) for t in np.random.default_rng(5).integers(0, 96, 40)]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgellama import _core
-from kernel_data import ALL_TYPES, FLOAT_TYPES, QUANT_TYPES, block_size, random_rows
+from kernel_data import ALL_TYPES, FLOAT_TYPES, QUANT_TYPES, act_type, block_size, random_rows
 
 SIMD = [i for i in _core.available_isas() if i != "scalar"]
 
@@ -20,10 +20,6 @@ def dequant(t: str, w: bytes, n_rows: int, n_in: int) -> np.ndarray:
     if t == "F32":
         return np.frombuffer(w, dtype=np.float32).reshape(n_rows, n_in).astype(np.float64)
     return _core.dequantize(t, np.frombuffer(w, dtype=np.uint8)).astype(np.float64).reshape(n_rows, n_in)
-
-
-def act_type(t: str) -> str:
-    return "q8_K" if t.endswith("_K") else "q8_0"
 
 
 def test_isa_reporting():
@@ -94,6 +90,7 @@ SCALAR_GEMM_REL_ERROR = {
     "Q4_0": 1.3e-07, "Q4_1": 5.0e-08, "Q5_0": 7.1e-08, "Q5_1": 2.9e-08, "Q8_0": 3.0e-08,
     "Q2_K": 1.9e-08, "Q3_K": 2.2e-08, "Q4_K": 1.8e-08, "Q5_K": 1.6e-08, "Q6_K": 3.0e-08,
     "F32": 4.0e-08, "F16": 4.7e-08, "BF16": 5.6e-08,
+    "IQ4_NL": 4.2e-08, "IQ4_XS": 2.2e-08, "TQ1_0": 1.5e-08, "TQ2_0": 1.3e-08, "MXFP4": 2.9e-08,
 }
 
 
@@ -177,7 +174,7 @@ def test_vec_dot_matches_gemm(t):
             float(_core.kernel_gemm(isa, t, w, x[None, :])[0, 0]), rel=1e-6)
 
 
-@pytest.mark.parametrize("t", ["Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K", "F16"])
+@pytest.mark.parametrize("t", ["Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K", "F16", "IQ4_NL", "IQ4_XS"])
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 def test_matmul_threads_and_precision(t, n_threads):
     rng = np.random.default_rng(6)
@@ -281,7 +278,7 @@ def test_rows8_kernels_extremes(t, extreme):
 
 
 @pytest.mark.parametrize("isa", SIMD)
-@pytest.mark.parametrize("t", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"])
+@pytest.mark.parametrize("t", QUANT_TYPES)
 def test_gemm_result_independent_of_token_and_row_split(isa, t):
     """A (row, token) result is the same whether computed alone or inside a bigger call: results cannot
     depend on n_batch or on how matmul splits rows and tokens across threads."""
@@ -295,3 +292,51 @@ def test_gemm_result_independent_of_token_and_row_split(isa, t):
         np.testing.assert_array_equal(_core.kernel_gemm(isa, t, w, x[t0:t1]), whole[t0:t1])
     for r0, r1 in ((0, 1), (5, 13), (8, 19)):
         np.testing.assert_array_equal(_core.kernel_gemm(isa, t, w[r0 * row_bytes:r1 * row_bytes], x[:9]), whole[:9, r0:r1])
+
+
+# Types the table can dequantize but that have no int8 kernel, and why: Q8_1 and Q8_K are activation
+# formats (ggml never stores model weights in them); a model using them takes the exact path.
+NO_KERNEL_TYPES = {"Q8_1", "Q8_K"}
+
+
+@pytest.mark.parametrize("isa", _core.available_isas())
+def test_every_computable_type_has_a_kernel(isa):
+    """A type the runtime can compute with (to_float in the type table) has a kernel in every ISA set,
+    so a missing kernel is never a silent fall back to the exact path."""
+    rng = np.random.default_rng(30)
+    computable = [row for row in _core.type_table() if row["can_dequantize"] and row["name"] not in NO_KERNEL_TYPES]
+    assert {"IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4", "Q4_K", "F16"} <= {row["name"] for row in computable}
+    for row in computable:
+        n_in = max(row["block_size"], 32)
+        w = rng.integers(0, 256, n_in // row["block_size"] * row["type_size"], dtype=np.uint8).tobytes()
+        y = _core.kernel_gemm(isa, row["name"], w, rng.standard_normal((1, n_in)).astype(np.float32))
+        assert y.shape == (1, 1), row["name"]
+
+
+IQ4_LEVELS = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.int8)
+
+
+def iq4_nl_as_q8_0(w: bytes) -> bytes:
+    """IQ4_NL blocks {fp16 d, 16 nibble bytes} as the Q8_0 blocks {d, 32 int8 levels} they equal."""
+    b = np.frombuffer(w, np.uint8).reshape(-1, 18)
+    levels = np.concatenate([IQ4_LEVELS[b[:, 2:] & 0xF], IQ4_LEVELS[b[:, 2:] >> 4]], axis=1)
+    return np.concatenate([b[:, :2], levels.view(np.uint8)], axis=1).tobytes()
+
+
+@pytest.mark.parametrize("isa", [i for i in ("avx2", "avx512") if i in SIMD])
+def test_iq4_nl_bit_exact_vs_q8_0_rows8_reference(isa):
+    """IQ4_NL on x86 = Q8_0 on the transcoded rows: decode row tiles below 4 tokens, the rows8 / rows16
+    Q8_0 kernels from 4 up, all following gemm_rows8_ref's Q8_0 sequence bit for bit (row groups of
+    16 and their tails, more than one 64-block chunk of n_in, more than one 64-token chunk)."""
+    rng = np.random.default_rng(31)
+    for n_in in (32, 96, 64 * 32 + 96):
+        for n_rows in (1, 7, 8, 9, 17, 33):
+            w = random_rows("IQ4_NL", n_rows, n_in, rng)
+            w8 = iq4_nl_as_q8_0(w)
+            for n_tok in (1, 2, 3, 4, 5, 9, 70, 131):
+                x = (rng.standard_normal((n_tok, n_in)) * rng.uniform(0.1, 10)).astype(np.float32)
+                y = _core.kernel_gemm(isa, "IQ4_NL", w, x)
+                np.testing.assert_array_equal(y, _core.kernel_gemm_rows8_ref("Q8_0", w8, x),
+                                              err_msg=f"{isa} n_in={n_in} rows={n_rows} tokens={n_tok}")
+    np.testing.assert_array_equal(_core.dequantize("Q8_0", np.frombuffer(w8, np.uint8)),
+                                  _core.dequantize("IQ4_NL", np.frombuffer(w, np.uint8)))

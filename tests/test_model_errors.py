@@ -73,7 +73,7 @@ def test_unsupported_architecture(tmp_path, arch):
     assert f"{arch}.gguf" in str(ei.value)
 
 
-@pytest.mark.parametrize("type_name", ["IQ4_NL", "IQ2_XXS", "TQ2_0"])
+@pytest.mark.parametrize("type_name", ["IQ3_S", "IQ2_XXS", "IQ1_M"])
 def test_unsupported_tensor_type(tmp_path, type_name):
     qt = QT[type_name]
     bs, ts = gguf.GGML_QUANT_SIZES[qt]

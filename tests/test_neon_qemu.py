@@ -59,8 +59,8 @@ def test_neon_kernels_under_qemu(qemu_build):
     # the five checks of the script, each reported ok
     assert len(re.findall(r"^ok: ", r.stdout, re.M)) == 5, out[-6000:]
     # -cpu max: NEON really was compared with scalar, on every weight type
-    m = re.search(r"^neon: (\d+) gemm cases \(13 weight types.*all match scalar", r.stdout, re.M)
-    assert m and int(m.group(1)) > 1000, out[-6000:]
+    m = re.search(r"^neon: (\d+) gemm cases \((\d+) weight types.*all match scalar", r.stdout, re.M)
+    assert m and int(m.group(1)) > 1000 and int(m.group(2)) == 18, out[-6000:]
     assert "best: neon; dispatched: neon" in r.stdout
     # -cpu cortex-a53: scalar only, and the direct NEON call died with SIGILL
     assert "available ISAs: scalar; best: scalar; dispatched: scalar" in r.stdout

@@ -61,6 +61,25 @@ def test_reference_bit_exact_with_gguf(t, cols):
     assert np.array_equal(_core.quantize(t, x), ours)
 
 
+@pytest.mark.parametrize("t", ["TQ1_0", "TQ2_0"])
+@pytest.mark.parametrize("cols", [256, 4096])
+def test_ternary_bit_exact_with_gguf(t, cols):
+    """TQ1_0 / TQ2_0 have one rounding (the reference), bit for bit gguf.quants.quantize's, NaN and
+    +-inf rows included; the blocks dequantize to d * {-1, 0, 1}."""
+    x = tricky_matrix(cols, seed=cols)
+    x[15, 3], x[16, 7], x[17, 1] = np.nan, np.inf, -np.inf
+    ours = _core.quantize(t, x, method="reference")
+    ref = gguf_quantize(x, t)
+    assert ours.shape == ref.shape
+    bad = np.nonzero((ours != ref).any(axis=1))[0]
+    assert bad.size == 0, f"{t}: rows {bad.tolist()} differ from gguf.quants.quantize"
+    assert np.array_equal(_core.quantize(t, x), ours)
+    d = gguf_dequantize(ours[18:], t, x[18:].shape)
+    scale = np.abs(x[18:]).reshape(6, -1, 256).max(-1, keepdims=True)
+    t_levels = np.round(d.reshape(6, -1, 256) / np.where(scale == 0, 1, scale.astype(np.float16).astype(np.float32)))
+    assert set(np.unique(t_levels)) <= {-1.0, 0.0, 1.0}
+
+
 @pytest.mark.parametrize("t", LEGACY)
 def test_threads_do_not_change_bytes(t):
     x = tricky_matrix(1024, seed=7)

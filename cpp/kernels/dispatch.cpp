@@ -142,12 +142,17 @@ ActFormat act_format(GGMLType t) {
     case GGMLType::Q5_0:
     case GGMLType::Q5_1:
     case GGMLType::Q8_0:
+    case GGMLType::IQ4_NL:
+    case GGMLType::MXFP4:
       return ActFormat::Q8x32;
     case GGMLType::Q2_K:
     case GGMLType::Q3_K:
     case GGMLType::Q4_K:
     case GGMLType::Q5_K:
     case GGMLType::Q6_K:
+    case GGMLType::IQ4_XS:
+    case GGMLType::TQ1_0:
+    case GGMLType::TQ2_0:
       return ActFormat::Q8K;
     default:
       return ActFormat::None;

@@ -21,5 +21,11 @@ void dequantize_q4_K(const void* src, float* dst, int64_t n);
 void dequantize_q5_K(const void* src, float* dst, int64_t n);
 void dequantize_q6_K(const void* src, float* dst, int64_t n);
 void dequantize_q8_K(const void* src, float* dst, int64_t n);
+// dequantize_iquant.cpp
+void dequantize_iq4_nl(const void* src, float* dst, int64_t n);
+void dequantize_iq4_xs(const void* src, float* dst, int64_t n);
+void dequantize_tq1_0(const void* src, float* dst, int64_t n);
+void dequantize_tq2_0(const void* src, float* dst, int64_t n);
+void dequantize_mxfp4(const void* src, float* dst, int64_t n);
 
 }  // namespace edgellama

@@ -17,6 +17,7 @@
 
 #include "edgellama/errors.h"
 #include "edgellama/fp16.h"
+#include "edgellama/iquant_blocks.h"
 #include "edgellama/quant_blocks.h"
 #include "edgellama/thread_pool.h"
 
@@ -174,6 +175,65 @@ void quantize_row_q8_1_ref(const float* x, void* y, int64_t n) {
     }
     b[i].d = float_to_fp16(d);
     b[i].s = float_to_fp16(float(sum) * d);
+  }
+}
+
+// Ternary formats (gguf.quants TQ1_0 / TQ2_0): d = max |x| (NaN if any value is NaN, as NumPy's
+// max), t = round(x / d) in -1..1 stored as t + 1; TQ2_0 packs 2 bits per value, TQ1_0 5 base-3
+// digits per byte (most significant first) as ceil(n * 256 / 243). Layouts: iquant_blocks.h.
+static float numpy_absmax(const float* x, int n) {
+  float m = 0.0f;
+  for (int j = 0; j < n; ++j) {
+    if (x[j] != x[j]) return x[j];
+    m = std::max(m, std::fabs(x[j]));
+  }
+  return m;
+}
+
+static void ternary_digits(const float* x, uint8_t* q, uint16_t* d_out) {
+  const float d = numpy_absmax(x, QK_K);
+  const float id = d == 0.0f ? 0.0f : 1.0f / d;
+  for (int j = 0; j < QK_K; ++j) q[j] = uint8_t(np_to_i8(np_roundf(x[j] * id)) + 1);
+  *d_out = float_to_fp16(d);
+}
+
+void quantize_row_tq2_0_ref(const float* x, void* y, int64_t n) {
+  iq::block_tq2_0* b = static_cast<iq::block_tq2_0*>(y);
+  uint8_t q[QK_K];
+  for (int64_t i = 0; i < n / QK_K; ++i, x += QK_K) {
+    ternary_digits(x, q, &b[i].d);
+    for (int j = 0; j < 2; ++j)
+      for (int m = 0; m < 32; ++m) {
+        uint8_t v = 0;
+        for (int l = 0; l < 4; ++l) v |= uint8_t(q[128 * j + 32 * l + m] << (2 * l));
+        b[i].qs[32 * j + m] = v;
+      }
+  }
+}
+
+void quantize_row_tq1_0_ref(const float* x, void* y, int64_t n) {
+  iq::block_tq1_0* b = static_cast<iq::block_tq1_0*>(y);
+  static constexpr uint8_t kPow3[5] = {81, 27, 9, 3, 1};
+  uint8_t q[QK_K];
+  // n = sum_k digit_k * 3^(4 - k) as a byte: ceil(n * 256 / 243)
+  auto pack = [](unsigned sum) { return uint8_t((sum * 256 + 242) / 243); };
+  for (int64_t i = 0; i < n / QK_K; ++i, x += QK_K) {
+    ternary_digits(x, q, &b[i].d);
+    for (int m = 0; m < 32; ++m) {
+      unsigned sum = 0;
+      for (int k = 0; k < 5; ++k) sum += uint8_t(q[32 * k + m] * kPow3[k]);
+      b[i].qs[m] = pack(sum);
+    }
+    for (int m = 0; m < 16; ++m) {
+      unsigned sum = 0;
+      for (int k = 0; k < 5; ++k) sum += uint8_t(q[160 + 16 * k + m] * kPow3[k]);
+      b[i].qs[32 + m] = pack(sum);
+    }
+    for (int m = 0; m < 4; ++m) {
+      unsigned sum = 0;
+      for (int k = 0; k < 4; ++k) sum += uint8_t(q[240 + 4 * k + m] * kPow3[k]);
+      b[i].qh[m] = pack(sum);
+    }
   }
 }
 
@@ -791,6 +851,8 @@ void quantize_row_search(GGMLType type, const float* x, void* y, int64_t n, cons
     case GGMLType::Q4_K: return quantize_q4_K_search(x, y, n, imp);
     case GGMLType::Q5_K: return quantize_q5_K_search(x, y, n, imp);
     case GGMLType::Q6_K: return quantize_q6_K_search(x, y, n, imp);
+    case GGMLType::IQ4_NL: return quantize_iq4_nl_search(x, y, n, imp);
+    case GGMLType::IQ4_XS: return quantize_iq4_xs_search(x, y, n, imp);
     default: {
       const TypeTraits& t = type_traits(type);
       if (!t.from_float) throw UnsupportedError(std::string("quantize: type ") + t.name + " has no quantizer");

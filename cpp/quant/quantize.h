@@ -29,11 +29,19 @@ void quantize_row_q4_K_ref(const float* x, void* y, int64_t n);
 void quantize_row_q5_K_ref(const float* x, void* y, int64_t n);
 void quantize_row_q6_K_ref(const float* x, void* y, int64_t n);
 void quantize_row_q8_K_ref(const float* x, void* y, int64_t n);
+// TQ1_0 / TQ2_0: bit-for-bit gguf.quants.quantize (quantize.cpp).
+void quantize_row_tq1_0_ref(const float* x, void* y, int64_t n);
+void quantize_row_tq2_0_ref(const float* x, void* y, int64_t n);
+// IQ4_NL / IQ4_XS (quantize_iq4.cpp): the scale search with uniform weights.
+void quantize_row_iq4_nl_ref(const float* x, void* y, int64_t n);
+void quantize_row_iq4_xs_ref(const float* x, void* y, int64_t n);
+void quantize_iq4_nl_search(const float* x, void* y, int64_t n, const float* importance);
+void quantize_iq4_xs_search(const float* x, void* y, int64_t n, const float* importance);
 
 // Error-minimising search for one row of n values (n a multiple of the block size). `importance`
 // holds n non-negative weights (one per value) or is nullptr for uniform weights. Types without a
-// search (F32/F16/BF16, Q8_1, Q8_K) use their reference rounding. Throws UnsupportedError for a type
-// that cannot be quantized.
+// search (F32/F16/BF16, Q8_1, Q8_K, TQ1_0, TQ2_0) use their reference rounding. Throws
+// UnsupportedError for a type that cannot be quantized.
 void quantize_row_search(GGMLType type, const float* x, void* y, int64_t n, const float* importance);
 
 enum class QuantMethod {

@@ -29,24 +29,25 @@ const TypeTraits kTable[] = {
     {T::Q5_K,   "Q5_K",   256,   176,                 dequantize_q5_K,    quantize_row_q5_K_ref, T::Q8_K},
     {T::Q6_K,   "Q6_K",   256,   210,                 dequantize_q6_K,    quantize_row_q6_K_ref, T::Q8_K},
     {T::Q8_K,   "Q8_K",   256,   292,                 dequantize_q8_K,    quantize_row_q8_K_ref, T::Q8_K},
+    // Non-linear / ternary / fp4 formats (edgellama/iquant_blocks.h).
+    {T::IQ4_NL, "IQ4_NL", 32,    18,                  dequantize_iq4_nl,  quantize_row_iq4_nl_ref, T::Q8_0},
+    {T::IQ4_XS, "IQ4_XS", 256,   136,                 dequantize_iq4_xs,  quantize_row_iq4_xs_ref, T::Q8_K},
+    {T::TQ1_0,  "TQ1_0",  256,   54,                  dequantize_tq1_0,   quantize_row_tq1_0_ref, T::Q8_K},
+    {T::TQ2_0,  "TQ2_0",  256,   66,                  dequantize_tq2_0,   quantize_row_tq2_0_ref, T::Q8_K},
+    {T::MXFP4,  "MXFP4",  32,    17,                  dequantize_mxfp4,   nullptr,               T::Q8_0},
     // Known to the reader only.
     {T::IQ2_XXS, "IQ2_XXS", 256, 66,                  nullptr,            nullptr,    T::Q8_K},
     {T::IQ2_XS,  "IQ2_XS",  256, 74,                  nullptr,            nullptr,    T::Q8_K},
     {T::IQ3_XXS, "IQ3_XXS", 256, 98,                  nullptr,            nullptr,    T::Q8_K},
     {T::IQ1_S,   "IQ1_S",   256, 50,                  nullptr,            nullptr,    T::Q8_K},
-    {T::IQ4_NL,  "IQ4_NL",  32,  18,                  nullptr,            nullptr,    T::Q8_0},
     {T::IQ3_S,   "IQ3_S",   256, 110,                 nullptr,            nullptr,    T::Q8_K},
     {T::IQ2_S,   "IQ2_S",   256, 82,                  nullptr,            nullptr,    T::Q8_K},
-    {T::IQ4_XS,  "IQ4_XS",  256, 136,                 nullptr,            nullptr,    T::Q8_K},
     {T::I8,      "I8",      1,   1,                   nullptr,            nullptr,    T::I8},
     {T::I16,     "I16",     1,   2,                   nullptr,            nullptr,    T::I16},
     {T::I32,     "I32",     1,   4,                   nullptr,            nullptr,    T::I32},
     {T::I64,     "I64",     1,   8,                   nullptr,            nullptr,    T::I64},
     {T::F64,     "F64",     1,   8,                   nullptr,            nullptr,    T::F64},
     {T::IQ1_M,   "IQ1_M",   256, 56,                  nullptr,            nullptr,    T::Q8_K},
-    {T::TQ1_0,   "TQ1_0",   256, 54,                  nullptr,            nullptr,    T::Q8_K},
-    {T::TQ2_0,   "TQ2_0",   256, 66,                  nullptr,            nullptr,    T::Q8_K},
-    {T::MXFP4,   "MXFP4",   32,  17,                  nullptr,            nullptr,    T::Q8_0},
 };
 
 }  // namespace

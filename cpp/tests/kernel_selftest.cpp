@@ -27,6 +27,7 @@
 
 #include "../kernels/kquant_scales.h"
 #include "edgellama/errors.h"
+#include "edgellama/iquant_blocks.h"
 #include "edgellama/kernels.h"
 
 using namespace edgellama;
@@ -54,6 +55,11 @@ const TypeInfo kTypes[] = {
     {"Q4_K", GGMLType::Q4_K, 256, sizeof(block_q4_K), {int(offsetof(block_q4_K, d)), int(offsetof(block_q4_K, dmin))}},
     {"Q5_K", GGMLType::Q5_K, 256, sizeof(block_q5_K), {int(offsetof(block_q5_K, d)), int(offsetof(block_q5_K, dmin))}},
     {"Q6_K", GGMLType::Q6_K, 256, sizeof(block_q6_K), {int(offsetof(block_q6_K, d)), -1}},
+    {"IQ4_NL", GGMLType::IQ4_NL, 32, sizeof(iq::block_iq4_nl), {0, -1}},
+    {"MXFP4", GGMLType::MXFP4, 32, sizeof(iq::block_mxfp4), {-1, -1}},  // e8m0 scale: see fill_weights
+    {"IQ4_XS", GGMLType::IQ4_XS, 256, sizeof(iq::block_iq4_xs), {0, -1}},
+    {"TQ1_0", GGMLType::TQ1_0, 256, sizeof(iq::block_tq1_0), {int(offsetof(iq::block_tq1_0, d)), -1}},
+    {"TQ2_0", GGMLType::TQ2_0, 256, sizeof(iq::block_tq2_0), {int(offsetof(iq::block_tq2_0, d)), -1}},
     {"F32", GGMLType::F32, 1, 4, {-1, -1}},
     {"F16", GGMLType::F16, 1, 2, {-1, -1}},
     {"BF16", GGMLType::BF16, 1, 2, {-1, -1}},
@@ -143,6 +149,12 @@ void fill_weights(const TypeInfo& ti, WMode m, uint8_t* p, int64_t n) {
         default: blk[i] = uint8_t(g_rng());
       }
     }
+    if (ti.type == GGMLType::MXFP4) {  // e8m0 exponent byte: 2^-18..2^7, or the scale patterns
+      blk[0] = uint8_t(110 + g_rng() % 26);
+      if (m == WMode::BigScale) blk[0] = 143;   // 2^15, like fp16's largest
+      if (m == WMode::TinyScale) blk[0] = 1;    // 2^-127: subnormal
+      if (m == WMode::ZeroScale) blk[0] = 0;    // 2^-128 (e8m0 has no zero)
+    }
     for (int k = 0; k < 2; ++k) {
       if (ti.half_off[k] < 0) continue;
       uint16_t h = random_half(5, 16);  // ~1e-3 .. 2, both signs
@@ -222,8 +234,45 @@ int qmax_of(GGMLType t) {
     case GGMLType::Q2_K: return 3;
     case GGMLType::Q3_K: return 7;
     case GGMLType::Q6_K: return 63;
+    case GGMLType::IQ4_NL: case GGMLType::IQ4_XS: return 127;
+    case GGMLType::MXFP4: return 12;
+    case GGMLType::TQ1_0: return 1;
+    case GGMLType::TQ2_0: return 2;
     default: return 0;
   }
+}
+
+bool is_iquant(GGMLType t) {
+  return t == GGMLType::IQ4_NL || t == GGMLType::IQ4_XS || t == GGMLType::TQ1_0 || t == GGMLType::TQ2_0 ||
+         t == GGMLType::MXFP4;
+}
+
+// M for the formats of iquant_blocks.h: no offset term; per 32 values one scale (the block's, or
+// IQ4_XS's d times its sub-block scale |ls - 32|) times qmax times sum |a|.
+double magnitude_iquant(const TypeInfo& ti, const uint8_t* w, const uint8_t* a, int64_t nb, double qmax) {
+  double m = 0.0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = w + size_t(b) * ti.bytes;
+    const double d = ti.type == GGMLType::MXFP4 ? double(iq::e8m0_to_float_half(blk[0]))
+                                                : std::fabs(half_at(blk + ti.half_off[0]));
+    if (ti.block == 32) {
+      const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a) + b;
+      double sa = 0.0;
+      for (int i = 0; i < 32; ++i) sa += std::abs(int(ab->qs[i]));
+      m += d * double(ab->d) * qmax * sa;
+      continue;
+    }
+    const block_q8_K* ab = reinterpret_cast<const block_q8_K*>(a) + b;
+    for (int j = 0; j < 8; ++j) {
+      const double sc = ti.type == GGMLType::IQ4_XS
+                            ? std::abs(iq::iq4_xs_scale(reinterpret_cast<const iq::block_iq4_xs*>(blk), j))
+                            : 1.0;
+      double sa = 0.0;
+      for (int i = 0; i < 32; ++i) sa += std::abs(int(ab->qs[32 * j + i]));
+      m += d * double(ab->d) * sc * qmax * sa;
+    }
+  }
+  return m;
 }
 
 // M (see tolerance()) for weight row w and activation row a (already in the kernel's format).
@@ -253,6 +302,7 @@ double magnitude(const TypeInfo& ti, const uint8_t* w, const uint8_t* a, int64_t
   }
   const double qmax = qmax_of(ti.type);
   const int64_t nb = n / ti.block;
+  if (is_iquant(ti.type)) return magnitude_iquant(ti, w, a, nb, qmax);
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = w + size_t(b) * ti.bytes;
     const double d = std::fabs(half_at(blk + ti.half_off[0]));
@@ -399,9 +449,9 @@ void run_isa(const KernelSet& isa, bool quick) {
           if (quick) break;
         }
   }
-  std::printf("%s: %ld gemm cases (13 weight types, activation quantizers checked in each), %s; worst "
+  std::printf("%s: %ld gemm cases (%zu weight types, activation quantizers checked in each), %s; worst "
               "|diff|/tolerance %.3g\n",
-              isa.name, g_cases - cases0, g_failures == fails0 ? "all match scalar" : "MISMATCHES", g_worst);
+              isa.name, g_cases - cases0, sizeof(kTypes) / sizeof(kTypes[0]), g_failures == fails0 ? "all match scalar" : "MISMATCHES", g_worst);
 }
 
 }  // namespace

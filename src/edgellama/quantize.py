@@ -76,7 +76,7 @@ def quantize(
     on_note: Optional[Callable[[str], None]] = None,
 ) -> Path:
     """Convert/quantize INPUT to OUTPUT (a .gguf file) with file type `type` (F32, F16, BF16, Q8_0,
-    Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K).
+    Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K, IQ4_NL, IQ4_XS).
 
     calibrate: a text file; the model is run over it and each matmul weight's quantization search
     is weighted by the mean squared input activation of its columns.

@@ -320,6 +320,11 @@ constexpr KernelSet make_avx2() {
   k.gemm[int(GGMLType::Q4_K)] = gemm_q4_k;
   k.gemm[int(GGMLType::Q5_K)] = gemm_q5_k;
   k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
+  k.gemm[int(GGMLType::IQ4_NL)] = avx2_gemm_iq4_nl;  // iquant_avx2.cpp
+  k.gemm[int(GGMLType::IQ4_XS)] = avx2_gemm_iq4_xs;
+  k.gemm[int(GGMLType::TQ1_0)] = avx2_gemm_tq1_0;
+  k.gemm[int(GGMLType::TQ2_0)] = avx2_gemm_tq2_0;
+  k.gemm[int(GGMLType::MXFP4)] = avx2_gemm_mxfp4;
   k.attn_tile = avx2_attention_tile;
   k.silu_mul = avx2_silu_mul;
   // Packed weights: the rows8 kernels read the interleaved groups directly, for any token count.

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "../entry_points.h"
 #include "../kquant_scales.h"
 #include "../tile_walk.h"
 #include "edgellama/kernels.h"
@@ -432,12 +433,11 @@ constexpr KernelSet make_overrides() {
   k.gemm[int(GGMLType::Q3_K)] = gemm_q23_k<true>;
   k.gemm[int(GGMLType::Q5_K)] = gemm_q45_k<true>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
-  // Packed weights: the AVX2 set's packed kernels (same per-output sequence, tests/test_packed_weights.py)
-  // for up to 32 tokens (decode, server batches, speculative verification; 2048x2048, 1 thread: as fast
-  // as the 16-row kernels at 32-128 tokens, 20-30% slower on the K types at 512); from 33 tokens on, matmul
-  // unpacks two groups at a time for the 16-row VNNI prefill kernels above (at 4-8 tokens the unpack
-  // cost more than the VNNI kernels gain: 5632x2048 at 4 tokens, Q4_0 0.69 ms packed AVX2 vs
-  // 1.65 ms unpacked VNNI, noisy); decode (1-3 tokens) with VNNI (packed_decode_avx512.cpp).
+  k.gemm[int(GGMLType::IQ4_NL)] = avx512_gemm_iq4_nl;  // iquant_avx512.cpp
+  // Packed weights (tests/test_packed_weights.py: same bits as the kernels above): VNNI passes of up
+  // to 8 tokens over the packed groups (packed_decode_avx512.cpp) for up to kPackedMaxTokens tokens
+  // (decode, server batches, speculative verification); beyond, matmul unpacks two groups at a time
+  // for the 16-row VNNI kernels above.
   k.gemm_packed[int(GGMLType::Q4_0)] = avx512_packed::gemm_q4_0_packed;
   k.gemm_packed[int(GGMLType::Q4_1)] = avx512_packed::gemm_q4_1_packed;
   k.gemm_packed[int(GGMLType::Q5_0)] = avx512_packed::gemm_q5_0_packed;

@@ -16,6 +16,7 @@
 
 #include <cstring>
 
+#include "../entry_points.h"
 #include "../kquant_scales.h"
 #include "../tile_walk.h"
 #include "edgellama/kernels.h"
@@ -532,6 +533,11 @@ constexpr KernelSet make_neon() {
   k.gemm[int(GGMLType::Q4_K)] = gemm_k<Q4_KW>;
   k.gemm[int(GGMLType::Q5_K)] = gemm_k<Q5_KW>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_k<Q6_KW>;
+  k.gemm[int(GGMLType::IQ4_NL)] = neon_gemm_iq4_nl;  // iquant_neon.cpp
+  k.gemm[int(GGMLType::IQ4_XS)] = neon_gemm_iq4_xs;
+  k.gemm[int(GGMLType::TQ1_0)] = neon_gemm_tq1_0;
+  k.gemm[int(GGMLType::TQ2_0)] = neon_gemm_tq2_0;
+  k.gemm[int(GGMLType::MXFP4)] = neon_gemm_mxfp4;
   return k;
 }
 

@@ -263,6 +263,11 @@ constexpr KernelSet make_scalar() {
   k.gemm[int(GGMLType::Q4_K)] = gemm_k<unpack_q4_K, sizeof(block_q4_K)>;
   k.gemm[int(GGMLType::Q5_K)] = gemm_k<unpack_q5_K, sizeof(block_q5_K)>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_k<unpack_q6_K, sizeof(block_q6_K)>;
+  k.gemm[int(GGMLType::IQ4_NL)] = scalar_gemm_iq4_nl;  // iquant_scalar.cpp
+  k.gemm[int(GGMLType::IQ4_XS)] = scalar_gemm_iq4_xs;
+  k.gemm[int(GGMLType::TQ1_0)] = scalar_gemm_tq1_0;
+  k.gemm[int(GGMLType::TQ2_0)] = scalar_gemm_tq2_0;
+  k.gemm[int(GGMLType::MXFP4)] = scalar_gemm_mxfp4;
   k.attn_tile = scalar_attention_tile;
   k.silu_mul = scalar_silu_mul;
   return k;

@@ -39,6 +39,8 @@ FILE_TYPES: Dict[str, FileType] = {
         FileType("Q5_K_S", LlamaFileType.MOSTLY_Q5_K_S, T.Q5_K),
         FileType("Q5_K_M", LlamaFileType.MOSTLY_Q5_K_M, T.Q5_K),
         FileType("Q6_K", LlamaFileType.MOSTLY_Q6_K, T.Q6_K),
+        FileType("IQ4_NL", LlamaFileType.MOSTLY_IQ4_NL, T.IQ4_NL),
+        FileType("IQ4_XS", LlamaFileType.MOSTLY_IQ4_XS, T.IQ4_XS),
     ]
 }
 # llama-quantize's aliases
@@ -63,9 +65,9 @@ def use_more_bits(i_layer: int, n_layers: int) -> bool:
 
 _BLK = re.compile(r"^blk\.(\d+)\.")
 
-# Block-size fallbacks for a row length the chosen type cannot hold (llama.cpp maps Q2_K/Q3_K to
-# IQ4_NL, which we cannot write; Q4_0 has the same 32-value blocks and about the same size).
-_FALLBACK = {T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0}
+# Block-size fallbacks for a row length the chosen type cannot hold, as llama.cpp's llama-quant.cpp
+# (this version) picks them: a 32-value type of about the same size.
+_FALLBACK = {T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0, T.IQ4_XS: T.IQ4_NL}
 
 
 def plan_types(
@@ -110,6 +112,8 @@ def plan_types(
                 new = T.Q6_K
             elif f == "Q4_K_S" and i_layer < 4:
                 new = T.Q5_K
+            elif f in ("IQ4_NL", "IQ4_XS") and n_gqa >= 4:
+                new = T.Q5_K
         elif name.endswith("ffn_down.weight"):
             if f == "Q2_K":
                 new = T.Q3_K
@@ -125,6 +129,8 @@ def plan_types(
                 new = T.Q5_K
             elif f in ("Q4_0", "Q5_0") and has_imatrix and i_layer < n_layer // 8:
                 new = T.Q4_1 if f == "Q4_0" else T.Q5_1
+            elif f in ("IQ4_NL", "IQ4_XS") and not has_imatrix and i_layer < n_layer // 8:
+                new = T.Q5_K
         elif name.endswith("attn_qkv.weight"):
             # fused Q/K/V (phi3): as llama.cpp's llama-quant.cpp bumps its ATTENTION_QKV category
             if f in ("Q3_K_M", "Q3_K_L"):

@@ -1,0 +1,171 @@
+// IQ4_NL and IQ4_XS quantizers. Both store, per 32 values, 4-bit indices into the 16 non-uniform
+// levels iq::kIq4Values (-127 .. 113) times a scale; IQ4_NL has one fp16 scale per 32 values, IQ4_XS
+// one fp16 scale per 256 values times a 6-bit signed integer (-32..31) per 32.
+//
+// Per 32 values the scale is chosen by a search that minimises the weighted squared error
+// sum_i w_i (x_i - d * level(L_i))^2 (w = importance with a small floor, or 1: the same objective as
+// the other searches in quantize.cpp, see detail::block_weights):
+//   candidates: d such that the value of largest magnitude lands on (or near) either end level:
+//     1/d = (end + k) / xmax, end in {-127, 113}, k in -7..7 (the levels are asymmetric, so both
+//     signs of d are tried); for each candidate every value takes its nearest level and d is refit
+//     by least squares for those levels, d = sum w x q / sum w q^2; the candidate with the largest
+//     (sum w x q)^2 / sum w q^2 (= the smallest error for its levels) wins.
+//   the winner is rounded to what the block stores and the levels re-chosen for the stored scale.
+// IQ4_XS then puts the 8 sub-block scales on one fp16 super-block scale D = -max/32 (the scale of
+// largest magnitude maps to -32, the end with the larger range) and tries each sub-block's integer
+// scale and its neighbours (+-1), keeping the one with the smallest error.
+// (llama.cpp's quantize_row_iq4_nl_impl searches the same kind of candidates; this is our own
+// implementation of the idea, with a lookup table for the nearest level.)
+#include <cmath>
+#include <cstring>
+#include <initializer_list>
+
+#include "edgellama/fp16.h"
+#include "edgellama/iquant_blocks.h"
+#include "quantize.h"
+
+namespace edgellama {
+
+using namespace detail;
+
+namespace {
+
+using iq::kIq4Values;
+
+// Nearest level index for v, by the half-unit interval of v: the levels are integers, so every
+// midpoint between two neighbours is a multiple of 1/2 and one entry per [k/2, (k+1)/2) is exact
+// (a value exactly on a midpoint takes the upper level).
+struct NearestLevel {
+  uint8_t idx[512];  // interval k/2 .. (k+1)/2 for k = -256 .. 255
+  NearestLevel() : idx{} {
+    for (int k = -256; k < 256; ++k) {
+      const float v = 0.5f * float(k) + 0.25f;  // inside the interval, never on a midpoint
+      int best = 0;
+      for (int i = 1; i < 16; ++i)
+        if (std::fabs(v - float(kIq4Values[i])) < std::fabs(v - float(kIq4Values[best]))) best = i;
+      idx[k + 256] = uint8_t(best);
+    }
+  }
+  int operator()(float v) const {
+    const float t = 2.0f * v;
+    if (!(t >= -256.0f)) return 0;  // also NaN
+    if (t >= 255.0f) return 15;
+    return idx[int(std::floor(t)) + 256];
+  }
+};
+
+const NearestLevel& nearest_level() {
+  static const NearestLevel table;
+  return table;
+}
+
+constexpr int kTries = 7;
+constexpr float kTinyBlock = 1e-15f;  // below this max |x| a sub-block is stored as zeros
+
+// Weighted error of x ~= d * level(L) with each L the nearest level to x / d.
+double levels_for(const float* x, const float* w, float d, uint8_t* L) {
+  const NearestLevel& near = nearest_level();
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  double err = 0.0;
+  for (int i = 0; i < 32; ++i) {
+    L[i] = uint8_t(near(id * x[i]));
+    const double e = double(x[i]) - double(d) * kIq4Values[L[i]];
+    err += w[i] * e * e;
+  }
+  return err;
+}
+
+// Best float scale for 32 values (the search described at the top); 0 for an all-tiny block.
+float best_scale(const float* x, const float* w) {
+  const NearestLevel& near = nearest_level();
+  float amax = 0.0f, xmax = 0.0f;
+  for (int i = 0; i < 32; ++i)
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      xmax = x[i];
+    }
+  if (!(amax >= kTinyBlock) || !std::isfinite(amax)) return 0.0f;
+  float best_d = 0.0f, best_score = -1.0f;
+  for (const int end : {int(kIq4Values[0]), int(kIq4Values[15])}) {
+    for (int k = -kTries; k <= kTries; ++k) {
+      const float id = float(end + k) / xmax;
+      float sxq = 0.0f, sqq = 0.0f;
+      for (int i = 0; i < 32; ++i) {
+        const float q = kIq4Values[near(id * x[i])];
+        sxq += w[i] * x[i] * q;
+        sqq += w[i] * q * q;
+      }
+      if (sqq > 0.0f && sxq * sxq > best_score * sqq) {
+        best_score = sxq * sxq / sqq;
+        best_d = sxq / sqq;
+      }
+    }
+  }
+  return best_d;
+}
+
+uint16_t to_fp16_clamped(float d) {
+  const float kMax = 65504.0f;
+  return float_to_fp16(d > kMax ? kMax : (d < -kMax ? -kMax : d));
+}
+
+void pack_nibbles(const uint8_t* L, uint8_t* qs) {
+  for (int j = 0; j < 16; ++j) qs[j] = uint8_t(L[j] | (L[j + 16] << 4));
+}
+
+}  // namespace
+
+void quantize_iq4_nl_search(const float* x, void* y, int64_t n, const float* imp) {
+  iq::block_iq4_nl* b = static_cast<iq::block_iq4_nl*>(y);
+  float w[32];
+  uint8_t L[32];
+  for (int64_t i = 0; i < n / 32; ++i, x += 32) {
+    block_weights(32, imp ? imp + 32 * i : nullptr, w);
+    b[i].d = to_fp16_clamped(best_scale(x, w));
+    levels_for(x, w, fp16_to_float(b[i].d), L);
+    pack_nibbles(L, b[i].qs);
+  }
+}
+
+void quantize_iq4_xs_search(const float* x, void* y, int64_t n, const float* imp) {
+  iq::block_iq4_xs* b = static_cast<iq::block_iq4_xs*>(y);
+  float w[QK_K], s[8];
+  uint8_t L[32];
+  for (int64_t i = 0; i < n / QK_K; ++i, x += QK_K) {
+    block_weights(QK_K, imp ? imp + QK_K * i : nullptr, w);
+    float smax = 0.0f;
+    for (int j = 0; j < 8; ++j) {
+      s[j] = best_scale(x + 32 * j, w + 32 * j);
+      if (std::fabs(s[j]) > std::fabs(smax)) smax = s[j];
+    }
+    b[i].d = to_fp16_clamped(-smax / 32.0f);
+    const float d = fp16_to_float(b[i].d);
+    b[i].scales_h = 0;
+    std::memset(b[i].scales_l, 0, sizeof b[i].scales_l);
+    for (int j = 0; j < 8; ++j) {
+      const float* xs = x + 32 * j;
+      const float* ws = w + 32 * j;
+      const int l0 = d != 0.0f ? clampi(nearest_int(s[j] / d), -32, 31) : 0;
+      int best_l = l0;
+      double best_err = INFINITY;
+      for (int l = l0 - 1; l <= l0 + 1; ++l) {
+        if (l < -32 || l > 31) continue;
+        const double err = levels_for(xs, ws, d * float(l), L);
+        if (err < best_err) {
+          best_err = err;
+          best_l = l;
+        }
+      }
+      levels_for(xs, ws, d * float(best_l), L);
+      pack_nibbles(L, b[i].qs + 16 * j);
+      const int u = best_l + 32;  // 0..63: low 4 bits in scales_l, high 2 in scales_h
+      b[i].scales_l[j / 2] |= uint8_t((u & 0xF) << (4 * (j % 2)));
+      b[i].scales_h |= uint16_t((u >> 4) << (2 * j));
+    }
+  }
+}
+
+void quantize_row_iq4_nl_ref(const float* x, void* y, int64_t n) { quantize_iq4_nl_search(x, y, n, nullptr); }
+void quantize_row_iq4_xs_ref(const float* x, void* y, int64_t n) { quantize_iq4_xs_search(x, y, n, nullptr); }
+
+}  // namespace edgellama
