@@ -230,14 +230,7 @@ struct LegacyFormat {
   }
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
-    switch (ntc) {
-      case 6: direct<L, 6>(nb, src, a, as, acc); break;
-      case 5: direct<L, 5>(nb, src, a, as, acc); break;
-      case 4: direct<L, 4>(nb, src, a, as, acc); break;
-      case 3: direct<L, 3>(nb, src, a, as, acc); break;
-      case 2: direct<L, 2>(nb, src, a, as, acc); break;
-      default: direct<L, 1>(nb, src, a, as, acc); break;
-    }
+    with_token_count<kDirectBelowPacked - 1>(ntc, [&](auto T) { direct<L, decltype(T)::value>(nb, src, a, as, acc); });
     return true;
   }
 };
@@ -452,14 +445,7 @@ struct K45Format {
   // Fewer than 4 tokens: kernels_avx2.cpp's row tiles for GGUF rows; packed groups: direct_k45.
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
   static bool run_direct(int64_t ntc, int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
-    switch (ntc) {
-      case 6: direct_k45<kFive, 6>(nsb, src, a, as, acc); break;
-      case 5: direct_k45<kFive, 5>(nsb, src, a, as, acc); break;
-      case 4: direct_k45<kFive, 4>(nsb, src, a, as, acc); break;
-      case 3: direct_k45<kFive, 3>(nsb, src, a, as, acc); break;
-      case 2: direct_k45<kFive, 2>(nsb, src, a, as, acc); break;
-      default: direct_k45<kFive, 1>(nsb, src, a, as, acc); break;
-    }
+    with_token_count<kDirectBelowPacked - 1>(ntc, [&](auto T) { direct_k45<kFive, decltype(T)::value>(nsb, src, a, as, acc); });
     return true;
   }
 };
@@ -792,14 +778,7 @@ struct Sub16Format {
   // Fewer than 4 tokens: kernels_avx2.cpp's row tiles for GGUF rows; packed groups: direct_sub16.
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
   static bool run_direct(int64_t ntc, int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
-    switch (ntc) {
-      case 6: direct_sub16_any<K, 6>(nsb, src, a, as, acc); break;
-      case 5: direct_sub16_any<K, 5>(nsb, src, a, as, acc); break;
-      case 4: direct_sub16_any<K, 4>(nsb, src, a, as, acc); break;
-      case 3: direct_sub16_any<K, 3>(nsb, src, a, as, acc); break;
-      case 2: direct_sub16_any<K, 2>(nsb, src, a, as, acc); break;
-      default: direct_sub16_any<K, 1>(nsb, src, a, as, acc); break;
-    }
+    with_token_count<kDirectBelowPacked - 1>(ntc, [&](auto T) { direct_sub16_any<K, decltype(T)::value>(nsb, src, a, as, acc); });
     return true;
   }
 };
@@ -920,14 +899,7 @@ struct Q8Format {
   }
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
-    switch (ntc) {
-      case 6: direct_q8<6>(nb, src, a, as, acc); break;
-      case 5: direct_q8<5>(nb, src, a, as, acc); break;
-      case 4: direct_q8<4>(nb, src, a, as, acc); break;
-      case 3: direct_q8<3>(nb, src, a, as, acc); break;
-      case 2: direct_q8<2>(nb, src, a, as, acc); break;
-      default: direct_q8<1>(nb, src, a, as, acc); break;
-    }
+    with_token_count<kDirectBelowPacked - 1>(ntc, [&](auto T) { direct_q8<decltype(T)::value>(nb, src, a, as, acc); });
     return true;
   }
 };

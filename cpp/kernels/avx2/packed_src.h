@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace edgellama {
 namespace {
@@ -39,6 +40,23 @@ struct PackedSrc {
     for (size_t o = 0; o < 8 * bw; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
   }
 };
+
+// f(std::integral_constant<int, T>{}) for T = nt, 1 <= nt <= kMax (the token count of a direct kernel
+// as a compile-time constant; below 1 calls T = 1).
+template <int kMax, class F>
+inline void with_token_count(int64_t nt, F&& f) {
+  static_assert(kMax >= 1 && kMax <= 8, "direct kernels take 1-8 tokens");
+  switch (nt) {
+    case 8: if constexpr (kMax >= 8) f(std::integral_constant<int, 8>{}); break;
+    case 7: if constexpr (kMax >= 7) f(std::integral_constant<int, 7>{}); break;
+    case 6: if constexpr (kMax >= 6) f(std::integral_constant<int, 6>{}); break;
+    case 5: if constexpr (kMax >= 5) f(std::integral_constant<int, 5>{}); break;
+    case 4: if constexpr (kMax >= 4) f(std::integral_constant<int, 4>{}); break;
+    case 3: if constexpr (kMax >= 3) f(std::integral_constant<int, 3>{}); break;
+    case 2: if constexpr (kMax >= 2) f(std::integral_constant<int, 2>{}); break;
+    default: f(std::integral_constant<int, 1>{}); break;
+  }
+}
 
 }  // namespace
 }  // namespace edgellama

@@ -340,16 +340,7 @@ struct Q6D {
 
 template <class D, int kMaxT>
 void group_direct(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, int64_t nt, float* acc) {
-    switch (nt) {
-      case 8: if constexpr (kMaxT >= 8) D::template run<8>(nb, src, a, as, acc); break;
-      case 7: if constexpr (kMaxT >= 7) D::template run<7>(nb, src, a, as, acc); break;
-      case 6: if constexpr (kMaxT >= 6) D::template run<6>(nb, src, a, as, acc); break;
-      case 5: if constexpr (kMaxT >= 5) D::template run<5>(nb, src, a, as, acc); break;
-      case 4: if constexpr (kMaxT >= 4) D::template run<4>(nb, src, a, as, acc); break;
-      case 3: D::template run<3>(nb, src, a, as, acc); break;
-      case 2: D::template run<2>(nb, src, a, as, acc); break;
-      default: D::template run<1>(nb, src, a, as, acc); break;
-    }
+  with_token_count<kMaxT>(nt, [&](auto T) { D::template run<decltype(T)::value>(nb, src, a, as, acc); });
 }
 
 constexpr int64_t kMaxTokens = kPackedMaxTokens;
