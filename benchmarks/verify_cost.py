@@ -30,10 +30,13 @@ def main() -> None:
     ap.add_argument("-r", "--repeats", type=int, default=9)
     ap.add_argument("--ks", default="1,2,3,4,6,8,12,16")
     args = ap.parse_args()
+    t0 = time.perf_counter()
     llm = edgellama.Llama(args.model, n_ctx=args.depth + 64, n_threads=args.threads, verbose=False)
+    load_s = time.perf_counter() - t0
     prompt = [(7 * i + 11) % max(2, llm.n_vocab() - 1) + 1 for i in range(args.depth)]
     llm.eval(prompt)
     print(f"# {os.path.basename(args.model)} threads={args.threads} depth={args.depth} isa={llm.isa} "
+          f"model load {load_s:.2f} s (weights packed: EDGELLAMA_REPACK={os.environ.get('EDGELLAMA_REPACK', '1')}) "
           f"load={os.getloadavg()[0]:.2f}")
     print(f"{'k':>3} {'ms':>8} {'cost/k=1':>9}")
     base = None
