@@ -71,7 +71,11 @@ class FakeLlama(GenerationMixin):
                     i += 1
         return out
 
-    def detokenize(self, tokens, special=False):
+    def detokenize(self, tokens, prev_tokens=None, special=False):
+        if prev_tokens:  # the model contract: the bytes tokens add after prev_tokens
+            before = self.detokenize(prev_tokens, special=special)
+            both = self.detokenize(list(prev_tokens) + list(tokens), special=special)
+            return both[len(before):] if both.startswith(before) else self.detokenize(tokens, special=special)
         out = b""
         for t in tokens:
             if t < 256:

@@ -5,7 +5,7 @@ model object (the "model contract", written down as a Protocol in model_contract
 
     eval(tokens) -> float32 (len(tokens), n_vocab)     _eval_last(tokens) -> float32 (n_vocab,)
     tokens_in_cache -> list[int]                         _truncate_cache(n)
-    tokenize(text, add_bos=True, special=False)          detokenize(tokens, special=False) -> bytes
+    tokenize(text, add_bos=True, special=False)   detokenize(tokens, prev_tokens=None, special=False) -> bytes
     token_bos(), token_eos(), _is_eog(token), n_ctx(), n_vocab()
     chat_template (str | None), chat_format (str | None), model_path, seed (constructor seed)
 
@@ -341,15 +341,8 @@ class GenerationMixin:
 
     def _token_text_bytes(self, prev: Optional[int], tok: int) -> bytes:
         """The bytes ``tok`` adds after ``prev``: detokenizing in context keeps a leading space that
-        a tokenizer strips from a sequence's first token."""
-        if prev is None:
-            return self.detokenize([tok])
-        alone = self.__dict__.setdefault("_piece_cache", {})  # token -> its bytes on its own
-        a = alone.get(prev)
-        if a is None:
-            a = alone[prev] = self.detokenize([prev])
-        b = self.detokenize([prev, tok])
-        return b[len(a):] if b.startswith(a) else self.detokenize([tok])
+        a tokenizer strips from a sequence's first token (one C++ call for the GGUF tokenizer)."""
+        return self.detokenize([tok], prev_tokens=None if prev is None else [prev])
 
     def _special_text(self, tok: Optional[int]) -> str:
         if tok is None or tok < 0:

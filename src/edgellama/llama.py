@@ -550,10 +550,8 @@ class Llama(GenerationMixin, EmbeddingMixin):
         ids = _as_token_array(tokens, n).tolist()
         if prev_tokens is None or len(prev_tokens) == 0:
             return vocab.detokenize(ids, bool(special))
-        prev = _as_token_array(prev_tokens, n).tolist()
-        before = vocab.detokenize(prev, bool(special))
-        both = vocab.detokenize(prev + ids, bool(special))
-        return both[len(before):] if both.startswith(before) else vocab.detokenize(ids, bool(special))
+        # the bytes ids add after prev_tokens (Vocab::detokenize_after): once per generated token
+        return vocab.detokenize(ids, bool(special), _as_token_array(prev_tokens, n).tolist())
 
     def _custom_tokenizer(self) -> Optional[BaseLlamaTokenizer]:
         """The tokenizer given as Llama(tokenizer=...), None when the GGUF's own is used."""

@@ -35,7 +35,10 @@ class GenerationModel(Protocol):
 
     def tokenize(self, text: Union[str, bytes], add_bos: bool = True, special: bool = False) -> List[int]: ...
 
-    def detokenize(self, tokens: Sequence[int], special: bool = False) -> bytes: ...
+    def detokenize(self, tokens: Sequence[int], prev_tokens: Optional[Sequence[int]] = None,
+                   special: bool = False) -> bytes:
+        """Token ids -> bytes; with prev_tokens, the bytes tokens add after them (a leading space
+        the tokenizer strips from a text's first token is kept). Called once per generated token."""
 
     def token_bos(self) -> int: ...
 

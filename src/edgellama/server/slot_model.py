@@ -60,8 +60,8 @@ class SlotModel(GenerationMixin):
     def tokenize(self, text, add_bos: bool = True, special: bool = False) -> List[int]:
         return self._vocab_llama.tokenize(text, add_bos, special)
 
-    def detokenize(self, tokens, special: bool = False) -> bytes:
-        return self._vocab_llama.detokenize(tokens, special=special)
+    def detokenize(self, tokens, prev_tokens=None, special: bool = False) -> bytes:
+        return self._vocab_llama.detokenize(tokens, prev_tokens=prev_tokens, special=special)
 
     def token_bos(self) -> int:
         return self._vocab_llama.token_bos()
