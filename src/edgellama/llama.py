@@ -553,6 +553,13 @@ class Llama(GenerationMixin, EmbeddingMixin):
         # the bytes ids add after prev_tokens (Vocab::detokenize_after): once per generated token
         return vocab.detokenize(ids, bool(special), _as_token_array(prev_tokens, n).tolist())
 
+    def _token_text_bytes(self, prev: Optional[int], tok: int) -> bytes:
+        """Generation's per-token piece (GenerationMixin._token_text_bytes) in one C++ call:
+        the ids come from the sampler, so detokenize()'s argument checks are skipped."""
+        if self._custom_tokenizer() is not None:
+            return super()._token_text_bytes(prev, tok)
+        return self._vocab.detokenize([tok], False, None if prev is None else [prev])
+
     def _custom_tokenizer(self) -> Optional[BaseLlamaTokenizer]:
         """The tokenizer given as Llama(tokenizer=...), None when the GGUF's own is used."""
         t = self.__dict__.get("tokenizer_")
