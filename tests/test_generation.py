@@ -402,6 +402,21 @@ def test_seed_reproducible_and_varies():
     assert len(others | {a}) > 1
 
 
+def test_call_seed_becomes_the_seed_of_later_calls():
+    """As llama-cpp-python 0.3.36 (create_completion(seed=s) calls set_seed(s)): a call with a seed
+    followed by calls without one samples those as set_seed(s) would."""
+    kw = dict(max_tokens=12, temperature=1.5, top_k=0)
+    a = FakeLlama("abcdefghijklmnop", peak=1.0, seed=1)
+    a("x", **kw)  # move a's RNG on
+    seeded = text_of(a("x", seed=99, **kw))
+    after = [text_of(a("x", **kw)) for _ in range(3)]
+    b = FakeLlama("abcdefghijklmnop", peak=1.0, seed=1)
+    b.set_seed(99)
+    assert [text_of(b("x", **kw)) for _ in range(3)] == after
+    assert text_of(FakeLlama("abcdefghijklmnop", peak=1.0)("x", seed=99, **kw)) == seeded
+    assert len(set(after)) > 1  # the later calls still draw different seeds
+
+
 def test_constructor_seed_reproducible_across_objects():
     a = FakeLlama("abcdefghijklmnop", peak=1.0, seed=42)
     b = FakeLlama("abcdefghijklmnop", peak=1.0, seed=42)

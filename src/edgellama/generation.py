@@ -132,20 +132,27 @@ class GenerationMixin:
         """A sampler with ``sample(logits) -> int``, ``accept(token)``, ``reset()``."""
         return _core.Sampler(**params)
 
+    def set_seed(self, seed: int) -> None:
+        """The seed the following calls draw their sampling seeds from (as ``Llama(seed=...)``)."""
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.seed = int(seed)
+        self.__dict__.pop("_generation_rng", None)
+
     def _next_seed(self, seed: Optional[int]) -> int:
         """The sampler seed for one call: ``seed`` if given, else the next draw of a per-object RNG
         seeded from the constructor's ``seed`` (random when it is 0xFFFFFFFF), so that a fresh
-        ``Llama(seed=s)`` repeats its outputs while successive calls on one object differ."""
+        ``Llama(seed=s)`` repeats its outputs while successive calls on one object differ.
+        A given ``seed`` also becomes the object's seed for the calls after it, as llama-cpp-python
+        0.3.36's create_completion does (it calls ``set_seed(seed)``): ``llm(p, seed=s); llm(q)``
+        samples ``q`` as ``llm.set_seed(s); llm(q)`` does."""
         if seed is not None:
-            if not isinstance(seed, (int, np.integer)):
-                raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+            self.set_seed(seed)
             return int(seed) & 0xFFFFFFFF
         rng = self.__dict__.get("_generation_rng")
         if rng is None:
-            s = getattr(self, "seed", None)
-            if s is None:
-                s = getattr(self, "_seed", None)
-            rng = random.Random(None if s is None or int(s) in (_RANDOM_SEED, -1) else int(s))
+            s = int(self.seed)
+            rng = random.Random(None if s in (_RANDOM_SEED, -1) else s)
             self.__dict__["_generation_rng"] = rng
         return rng.getrandbits(32) % _RANDOM_SEED  # never the "random" sentinel itself
 

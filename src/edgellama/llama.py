@@ -298,13 +298,6 @@ class Llama(GenerationMixin, EmbeddingMixin):
             self._scores_all = np.zeros((self._n_ctx, self.n_vocab()), dtype=np.single)
         return self._scores_all
 
-    def set_seed(self, seed: int) -> None:
-        """The seed the following calls draw their sampling seeds from (as ``Llama(seed=...)``)."""
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        self.seed = int(seed)
-        self.__dict__.pop("_generation_rng", None)
-
     def set_cache(self, cache: Optional[BaseLlamaCache]) -> None:
         """Use ``cache`` (LlamaRAMCache, LlamaDiskCache) for prompt-prefix reuse across completions."""
         self.cache = cache
