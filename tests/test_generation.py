@@ -13,7 +13,6 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pytest
 
-from edgellama import _core
 from edgellama.generation import GenerationMixin
 
 BOS, EOS, IM_START, IM_END = 256, 257, 258, 259
@@ -141,9 +140,6 @@ class FakeLlama(GenerationMixin):
 
     def _eval_last(self, tokens):
         return self.eval(tokens)[-1]
-
-    def _make_sampler(self, **params):
-        return _core.Sampler(**params)
 
 
 def text_of(r):

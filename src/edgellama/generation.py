@@ -126,11 +126,7 @@ def _logit_bias(bias: Optional[Dict[Any, float]], n_vocab: int) -> Optional[Dict
 class GenerationMixin:
     """Sampling loop, completions and chat for a model object that follows the model contract."""
 
-    # ------------------------------------------------------------------ hooks
-
-    def _make_sampler(self, **params: Any) -> Any:
-        """A sampler with ``sample(logits) -> int``, ``accept(token)``, ``reset()``."""
-        return _core.Sampler(**params)
+    # ------------------------------------------------------------------ seeds
 
     def set_seed(self, seed: int) -> None:
         """The seed the following calls draw their sampling seeds from (as ``Llama(seed=...)``)."""
@@ -214,7 +210,7 @@ class GenerationMixin:
         check_sampling_params(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
                               repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
                               presence_penalty=presence_penalty)
-        return self._make_sampler(
+        return _core.Sampler(
             temperature=float(temp), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
             typical_p=float(typical_p), repeat_penalty=float(repeat_penalty), repeat_last_n=int(repeat_last_n),
             frequency_penalty=float(frequency_penalty), presence_penalty=float(presence_penalty),
@@ -354,11 +350,7 @@ class GenerationMixin:
     def _special_text(self, tok: Optional[int]) -> str:
         if tok is None or tok < 0:
             return ""
-        try:
-            return self.detokenize([tok], special=True).decode("utf-8", errors="replace")
-        except Exception:
-            toks = (getattr(self, "metadata", None) or {}).get("tokenizer.ggml.tokens")
-            return str(toks[tok]) if toks and tok < len(toks) else ""
+        return self.detokenize([tok], special=True).decode("utf-8", errors="replace")
 
     def _prompt_tokens(self, prompt: Union[str, bytes, Sequence[int]], add_bos: bool = True) -> List[int]:
         if isinstance(prompt, (str, bytes)):
@@ -618,7 +610,7 @@ class GenerationMixin:
     # ------------------------------------------------------------------ chat
 
     def _chat_formatter(self) -> ChatFormatter:
-        key = (getattr(self, "chat_format", None), getattr(self, "chat_template", None))
+        key = (self.chat_format, self.chat_template)
         cached = self.__dict__.get("_chat_formatter_cache")
         if cached is not None and cached[0] == key:
             return cached[1]
