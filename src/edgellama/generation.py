@@ -214,13 +214,28 @@ class GenerationMixin:
             temperature=float(temp), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
             typical_p=float(typical_p), repeat_penalty=float(repeat_penalty), repeat_last_n=int(repeat_last_n),
             frequency_penalty=float(frequency_penalty), presence_penalty=float(presence_penalty),
-            seed=self._next_seed(seed), logit_bias=_logit_bias(logit_bias, self.n_vocab()), **mirostat)
+            seed=self._next_seed(seed), logit_bias=_logit_bias(logit_bias, self.n_vocab()),
+            n_sampleable=self._n_sampleable(), **mirostat)
+
+    def _n_sampleable(self) -> int:
+        """Ids the sampler may draw: files often pad token_embd with rows the tokenizer has no text
+        for (Qwen2.5: 151936 rows, 151665 tokens); the C++ sampler never draws those."""
+        return int(self._n_text_tokens()) if hasattr(self, "_n_text_tokens") else -1
+
+    def _text_logits(self, logits: np.ndarray) -> np.ndarray:
+        """``logits`` with the padding rows (see _n_sampleable) at -inf, for the places that show
+        logits to the user (logits processors, logprobs); a copy only when the file has such rows."""
+        n = self._n_sampleable()
+        if 0 < n < logits.shape[-1]:
+            logits = logits.copy()
+            logits[..., n:] = -np.inf
+        return logits
 
     def _generate(self, tokens: Sequence[int], sampler: Any, *, reset: bool = True,
                   repeat_last_n: int = 64, max_new: Optional[int] = None,
                   constraint: Any = None, hooks: Optional[CallHooks] = None,
                   ) -> Generator[Tuple[int, np.ndarray], Optional[Sequence[int]], None]:
-        """Core loop: yields (token, logits it was sampled from).
+        """Core loop: yields (token, logits it was sampled from, padding rows unmasked: _text_logits).
 
         With ``self.draft_model`` set, each step may also evaluate a draft after the pending token
         (edgellama.speculative): the accepted draft tokens are yielded one by one, each with its own
@@ -289,17 +304,13 @@ class GenerationMixin:
                     spec.observe_time(len(tokens) + len(draft), time.perf_counter() - t_eval)
             context.extend(tokens)
             context.extend(draft)  # the cache now holds the draft too; cut back below
-            # Files often pad token_embd with rows the tokenizer has no text for (Qwen2.5: 151936
-            # rows, 151665 tokens): never sample those.
-            n_text = self._n_text_tokens() if hasattr(self, "_n_text_tokens") else rows.shape[-1]
             n_draft = len(draft)
             for j in range(n_draft + 1):
+                # the raw row: the sampler itself never draws padding rows (_n_sampleable); the
+                # logits yielded with a token are masked where they are shown (_text_logits)
                 logits = rows[j]
-                if n_text < logits.shape[-1]:
-                    logits = logits.copy()
-                    logits[n_text:] = -np.inf
                 if hooks is not None:  # logits_processor / stopping_criteria (llama_hooks.py)
-                    logits = hooks.process(context[:len(context) - n_draft + j], logits)
+                    logits = hooks.process(context[:len(context) - n_draft + j], self._text_logits(logits))
                     if hooks.should_stop(context[:len(context) - n_draft + j], logits):
                         return
                 accepted = False
@@ -374,6 +385,7 @@ class GenerationMixin:
         return toks
 
     def _logprob_entry(self, tok: int, piece: bytes, offset: int, logits: np.ndarray, k: int) -> _TokenLogprob:
+        logits = self._text_logits(logits)
         lp = _log_softmax(logits)
         top = None
         if k > 0:

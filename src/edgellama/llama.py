@@ -398,9 +398,6 @@ class Llama(GenerationMixin, EmbeddingMixin):
         logits = np.array(logits, dtype=np.single)
         if logits_processor is not None:
             logits = np.asarray(logits_processor(np.asarray(history, dtype=np.intc), logits), dtype=np.single)
-        n_text = self._n_text_tokens()
-        if n_text < logits.shape[0]:
-            logits[n_text:] = -np.inf  # embedding rows without a token
         hooks = CallHooks.make(None, None, mirostat_mode, mirostat_tau, mirostat_eta)
         sampler = self._sampler(temp, top_k, top_p, min_p, typical_p, repeat_penalty, self.last_n_tokens_size,
                                 frequency_penalty, presence_penalty, None, None,
