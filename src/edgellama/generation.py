@@ -1,13 +1,8 @@
 """Text generation on top of a model that can evaluate tokens: ``generate``, completions, chat.
 
-:class:`GenerationMixin` is mixed into :class:`edgellama.Llama`. It relies only on this part of the
-model object (the "model contract", written down as a Protocol in model_contract.py)::
-
-    eval(tokens) -> float32 (len(tokens), n_vocab)     _eval_last(tokens) -> float32 (n_vocab,)
-    tokens_in_cache -> list[int]                         _truncate_cache(n)
-    tokenize(text, add_bos=True, special=False)   detokenize(tokens, prev_tokens=None, special=False) -> bytes
-    token_bos(), token_eos(), _is_eog(token), n_ctx(), n_vocab()
-    chat_template (str | None), chat_format (str | None), model_path, seed (constructor seed)
+:class:`GenerationMixin` is mixed into :class:`edgellama.Llama` (and the server's SlotModel). What it
+needs from the model object is the model contract, written down in one place: the
+``GenerationModel`` Protocol in model_contract.py.
 
 Return values have the shapes of llama-cpp-python (and so of the OpenAI API), so code written for
 ``llama_cpp.Llama`` keeps working::
