@@ -97,7 +97,7 @@ void bind_sampler(py::module_& m) {
       .def(py::init([](float temperature, int32_t top_k, float top_p, float min_p, float typical_p,
                        float repeat_penalty, int32_t repeat_last_n, float frequency_penalty, float presence_penalty,
                        uint64_t seed, py::object logit_bias, int32_t mirostat, float mirostat_tau,
-                       float mirostat_eta, int32_t mirostat_m) {
+                       float mirostat_eta, int32_t mirostat_m, int32_t n_sampleable) {
              edgellama::SamplerParams p;
              p.temperature = temperature;
              p.top_k = top_k;
@@ -113,6 +113,7 @@ void bind_sampler(py::module_& m) {
              p.mirostat_tau = mirostat_tau;
              p.mirostat_eta = mirostat_eta;
              p.mirostat_m = mirostat_m;
+             p.n_sampleable = n_sampleable;
              if (!logit_bias.is_none()) {
                if (!py::isinstance<py::dict>(logit_bias))
                  throw py::type_error("Sampler: logit_bias must be a dict {token_id: bias} or None, got " +
@@ -139,7 +140,8 @@ void bind_sampler(py::module_& m) {
            py::arg("min_p") = 0.05f, py::arg("typical_p") = 1.0f, py::arg("repeat_penalty") = 1.0f,
            py::arg("repeat_last_n") = 64, py::arg("frequency_penalty") = 0.0f, py::arg("presence_penalty") = 0.0f,
            py::arg("seed") = uint64_t(0xFFFFFFFFu), py::arg("logit_bias") = py::none(), py::arg("mirostat") = 0,
-           py::arg("mirostat_tau") = 5.0f, py::arg("mirostat_eta") = 0.1f, py::arg("mirostat_m") = 100)
+           py::arg("mirostat_tau") = 5.0f, py::arg("mirostat_eta") = 0.1f, py::arg("mirostat_m") = 100,
+           py::arg("n_sampleable") = -1)
       .def(
           "sample",
           [](PySampler& self, const py::object& logits, const py::object& allowed) {

@@ -1,4 +1,6 @@
 // edgellama._core.Vocab: the tokenizer built from a GGUF file's vocabulary.
+#include <optional>
+
 #include <pybind11/stl.h>
 
 #include "bindings.h"
@@ -78,15 +80,18 @@ void bind_tokenizer(py::module_& m) {
           py::arg("id"), py::arg("special") = false)
       .def(
           "detokenize",
-          [](const Vocab& v, const std::vector<int32_t>& ids, bool special) {
+          [](const Vocab& v, const std::vector<int32_t>& ids, bool special,
+             const std::optional<std::vector<int32_t>>& prev_ids) {
             std::string s;
             {
               py::gil_scoped_release release;
-              s = v.detokenize(ids, special);
+              s = prev_ids ? v.detokenize_after(prev_ids->data(), prev_ids->size(), ids.data(), ids.size(), special)
+                           : v.detokenize(ids, special);
             }
             return to_bytes(s);
           },
-          py::arg("ids"), py::arg("special") = false)
+          py::arg("ids"), py::arg("special") = false, py::arg("prev_ids") = py::none(),
+          "Token ids -> bytes; with prev_ids, the bytes ids add after them (see Vocab::detokenize_after).")
       .def("n_tokens", &Vocab::n_tokens)
       .def("__len__", &Vocab::n_tokens)
       .def("bos", &Vocab::bos)

@@ -12,6 +12,7 @@ void bind_model(py::module_& m);
 void bind_batch(py::module_& m);  // after bind_model: adds methods to Context
 void bind_tokenizer(py::module_& m);
 void bind_sampler(py::module_& m);
+void bind_text_stream(py::module_& m);
 void bind_quantize(py::module_& m);
 void bind_kernels(py::module_& m);
 void bind_threads(py::module_& m);

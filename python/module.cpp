@@ -9,6 +9,7 @@ PYBIND11_MODULE(_core, m) {
   bind_batch(m);
   bind_tokenizer(m);
   bind_sampler(m);
+  bind_text_stream(m);
   bind_quantize(m);
   bind_kernels(m);
   bind_threads(m);

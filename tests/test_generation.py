@@ -13,7 +13,6 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pytest
 
-from edgellama import _core
 from edgellama.generation import GenerationMixin
 
 BOS, EOS, IM_START, IM_END = 256, 257, 258, 259
@@ -71,7 +70,11 @@ class FakeLlama(GenerationMixin):
                     i += 1
         return out
 
-    def detokenize(self, tokens, special=False):
+    def detokenize(self, tokens, prev_tokens=None, special=False):
+        if prev_tokens:  # the model contract: the bytes tokens add after prev_tokens
+            before = self.detokenize(prev_tokens, special=special)
+            both = self.detokenize(list(prev_tokens) + list(tokens), special=special)
+            return both[len(before):] if both.startswith(before) else self.detokenize(tokens, special=special)
         out = b""
         for t in tokens:
             if t < 256:
@@ -137,9 +140,6 @@ class FakeLlama(GenerationMixin):
 
     def _eval_last(self, tokens):
         return self.eval(tokens)[-1]
-
-    def _make_sampler(self, **params):
-        return _core.Sampler(**params)
 
 
 def text_of(r):
@@ -396,6 +396,21 @@ def test_seed_reproducible_and_varies():
     assert a == b
     others = {text_of(llm("x", max_tokens=12, temperature=1.5, top_k=0, seed=s)) for s in range(8, 14)}
     assert len(others | {a}) > 1
+
+
+def test_call_seed_becomes_the_seed_of_later_calls():
+    """As llama-cpp-python 0.3.36 (create_completion(seed=s) calls set_seed(s)): a call with a seed
+    followed by calls without one samples those as set_seed(s) would."""
+    kw = dict(max_tokens=12, temperature=1.5, top_k=0)
+    a = FakeLlama("abcdefghijklmnop", peak=1.0, seed=1)
+    a("x", **kw)  # move a's RNG on
+    seeded = text_of(a("x", seed=99, **kw))
+    after = [text_of(a("x", **kw)) for _ in range(3)]
+    b = FakeLlama("abcdefghijklmnop", peak=1.0, seed=1)
+    b.set_seed(99)
+    assert [text_of(b("x", **kw)) for _ in range(3)] == after
+    assert text_of(FakeLlama("abcdefghijklmnop", peak=1.0)("x", seed=99, **kw)) == seeded
+    assert len(set(after)) > 1  # the later calls still draw different seeds
 
 
 def test_constructor_seed_reproducible_across_objects():

@@ -256,6 +256,27 @@ def test_generation_never_samples_embedding_rows_without_a_token(tmp_path):
         assert out["usage"]["completion_tokens"] >= 1
 
 
+def test_padding_rows_stay_out_of_logprobs(tmp_path):
+    """The sampler skips padding rows in C++ (Sampler n_sampleable); the logprobs shown are still
+    those of the distribution over real tokens: a float64 replay with the padding rows at -inf."""
+    from model_factory import _add_tokenizer, make_model
+
+    path = make_model(tmp_path / "padded.gguf", n_vocab=96, tokenizer=False, extra_kv=lambda w: _add_tokenizer(w, 64))
+    with load(path, n_ctx=32) as llm:
+        out = llm.create_completion([1, 5, 9], max_tokens=4, temperature=0, logprobs=3, logit_bias={90: 1000.0})
+        got = out["choices"][0]["logprobs"]
+    with load(path, n_ctx=32) as ref:
+        ids = [1, 5, 9]
+        for lp, top in zip(got["token_logprobs"], got["top_logprobs"]):
+            row = ref.eval(ids if len(ids) == 3 else ids[-1:])[-1].astype(np.float64)
+            row[64:] = -np.inf
+            logp = row - row.max() - np.log(np.exp(row - row.max()).sum())
+            nxt = int(np.argmax(row))
+            assert lp == pytest.approx(logp[nxt], abs=1e-5)
+            assert sorted(top.values(), reverse=True)[:3] == pytest.approx(sorted(logp, reverse=True)[:3], abs=1e-5)
+            ids.append(nxt)
+
+
 @pytest.mark.parametrize("name", ["rope_factors_long.weight", "rope_factors_short.weight"])
 def test_longrope_needs_both_factor_sets(tmp_path, name):
     """LongRoPE files (Phi-3.5 / 128k) carry a short and a long factor set; a file with only one of them

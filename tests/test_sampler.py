@@ -673,3 +673,44 @@ def test_properties_and_repr():
     assert s.temperature == pytest.approx(0.5) and s.top_p == pytest.approx(0.9)
     assert s.logit_bias == {5: -2.0}
     assert "temperature=0.5" in repr(s) and "seed=9" in repr(s)
+
+
+# ------------------------------------------------------------------------------------------------
+# n_sampleable: embedding rows without a token (the padding a GGUF's token_embd may have)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("params", [
+    dict(temperature=0.0),
+    dict(temperature=1.3, **NO_TRUNC),
+    dict(temperature=0.8, top_k=5, top_p=0.9, min_p=0.05),
+    dict(temperature=1.0, typical_p=0.7, repeat_penalty=1.3, logit_bias={3: 2.0, 70: 50.0}),
+    dict(temperature=1.0, mirostat=2, mirostat_tau=3.0),
+    dict(temperature=1.0, mirostat=1),
+])
+def test_n_sampleable_equals_masking_the_padding_rows(params):
+    """Sampler(n_sampleable=n) on the raw logits draws exactly what a sampler draws from the logits
+    with ids >= n set to -inf (what generation did in NumPy before), for the same seed, however the
+    padding rows compare with the real ones (here: the best logits and a biased id are padding)."""
+    rng = np.random.default_rng(7)
+    n_vocab, n = 77, 61
+    a = _core.Sampler(seed=11, n_sampleable=n, **params)
+    b = _core.Sampler(seed=11, **params)
+    for step in range(200):
+        logits = rng.normal(0, 3, n_vocab).astype(np.float32)
+        logits[n + step % (n_vocab - n)] = 40.0  # a padding row on top
+        masked = logits.copy()
+        masked[n:] = -INF
+        ta, tb = a.sample(logits), b.sample(masked)
+        assert ta == tb < n
+        np.testing.assert_array_equal(a.probabilities(logits), b.probabilities(masked))
+        a.accept(ta)
+        b.accept(tb)
+
+
+def test_n_sampleable_checks():
+    assert _core.Sampler(temperature=0, n_sampleable=200).sample(np.array([0, 5, 1], np.float32)) == 1
+    with pytest.raises(ValueError, match="n_sampleable"):
+        _core.Sampler(n_sampleable=0)
+    with pytest.raises(ValueError, match="all logits"):  # nothing left to draw
+        _core.Sampler(n_sampleable=2).sample(np.array([-INF, -INF, 3.0], np.float32))

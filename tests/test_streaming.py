@@ -113,3 +113,54 @@ def test_text_stream_bytes_with_stop_across_characters():
     out = "".join(s.feed(data[i:i + 1]) for i in range(len(data)))
     out += s.finish()
     assert out == "继续生成" and s.stopped and s.emitted == 4
+
+
+# --- the C++ core against the pure-Python implementation it replaced (tests/streaming_reference.py)
+
+# bytes that exercise every UTF-8 decision: ASCII, continuation bytes at both ends of their range,
+# leads whose second-byte range is narrowed (E0, ED, F0, F4), leads that never start a character
+# (C0, C1, F5, FF), and the bytes of the stop strings below
+_BYTE_ALPHABET = (list(b"abEND#\n ") + [0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xC3, 0xA9, 0xDF,
+                                        0xE0, 0xE4, 0xB8, 0xAD, 0xED, 0xEF, 0xF0, 0x9F, 0x98, 0xF4, 0xF5, 0xFF]
+                  + list("停😀é".encode()))
+_STOP_SETS = [[], ["END"], ["\n\n", "###"], ["aa", "ab"], ["é😀"], ["停"], ["a", "abEND"], ["\ufffd"]]
+
+
+def test_text_stream_matches_python_reference_on_random_bytes():
+    import streaming_reference as ref
+
+    rng = random.Random(3)
+    for trial in range(3000):
+        stops = _STOP_SETS[trial % len(_STOP_SETS)]
+        data = bytes(rng.choice(_BYTE_ALPHABET) for _ in range(rng.randint(0, 40)))
+        if trial % 3 == 0:  # whole characters mostly, as real token streams are
+            data = "".join(rng.choice(["a", "b", "END", "#", "\n", "é", "😀", "停", "日本"]) for _ in range(12)).encode()
+        ours, theirs = TextStream(stops), ref.TextStream(stops)
+        for piece in splits(data, rng):
+            assert ours.feed(piece) == theirs.feed(piece), (data, stops)
+            assert (ours.decoded, ours.emitted, ours.stopped) == (theirs.decoded, theirs.emitted, theirs.stopped)
+        assert ours.finish() == theirs.finish(), (data, stops)
+        assert (ours.decoded, ours.emitted, ours.stopped) == (theirs.decoded, theirs.emitted, theirs.stopped)
+        assert ours.matched == theirs.matcher.matched
+
+
+def test_utf8_decoder_every_byte_pair_matches_stdlib():
+    """Every 1- and 2-byte input, and every lead byte followed by every byte and then cut off:
+    the core's replacement rule is the stdlib's (maximal subparts)."""
+    import codecs
+
+    for a in range(256):
+        for b in range(256):
+            data = bytes([a, b])
+            d, ref = Utf8Decoder(), codecs.getincrementaldecoder("utf-8")(errors="replace")
+            assert d.feed(data[:1]) == ref.decode(data[:1]), data
+            assert d.feed(data[1:]) == ref.decode(data[1:]), data
+            assert d.pending == ref.getstate()[0], data
+            assert d.finish() == ref.decode(b"", final=True), data
+
+
+def test_stop_matcher_rejects_non_str():
+    with pytest.raises(TypeError, match="text must be str"):
+        StopMatcher(["x"]).feed(b"x")
+    with pytest.raises(TypeError, match="data must be bytes"):
+        TextStream().feed("x")

@@ -58,6 +58,8 @@ Sampler::Sampler(const SamplerParams& p) : params_(p), rng_(p.seed), mu_(2.0 * d
   require_finite("mirostat_eta", p.mirostat_eta);
   require_not_nan_nonneg("mirostat_eta", p.mirostat_eta);
   if (p.mirostat_m < 1) bad("mirostat_m", "must be >= 1, got " + std::to_string(p.mirostat_m));
+  if (p.n_sampleable == 0 || p.n_sampleable < -1)
+    bad("n_sampleable", "must be >= 1 (or -1 for every id), got " + std::to_string(p.n_sampleable));
   for (const auto& [id, bias] : p.logit_bias) {
     if (id < 0) bad("logit_bias", "token id " + std::to_string(id) + " is negative");
     if (std::isnan(bias)) bad("logit_bias", "value for token id " + std::to_string(id) + " is nan");
@@ -120,12 +122,15 @@ void Sampler::prepare_logits(const float* logits, int32_t n_vocab, const uint32_
   }
   float* w = work_.data();
   bool any = false;
-  for (int32_t i = 0; i < n_vocab; ++i) {
+  // padding rows (ids >= n_sampleable) are -inf here, in the scratch copy every call makes anyway
+  const int32_t n_real = params_.n_sampleable < 0 ? n_vocab : std::min(n_vocab, params_.n_sampleable);
+  for (int32_t i = 0; i < n_real; ++i) {
     const float x = logits[i];
     const bool ok = !std::isnan(x) && x != kNegInf;
     w[i] = ok ? x : kNegInf;
     any |= ok;
   }
+  for (int32_t i = n_real; i < n_vocab; ++i) w[i] = kNegInf;
   if (!any) throw ArgumentError("all logits are -inf/NaN");
   // The grammar mask goes first: a banned token stays -inf whatever bias or penalty follows.
   if (allowed != nullptr && apply_token_mask(w, n_vocab, allowed) == 0)

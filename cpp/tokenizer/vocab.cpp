@@ -491,4 +491,15 @@ std::string Vocab::detokenize(const int32_t* ids, size_t n, bool special) const 
   return out;
 }
 
+std::string Vocab::detokenize_after(const int32_t* prev, size_t n_prev, const int32_t* ids, size_t n,
+                                    bool special) const {
+  if (n_prev == 0) return detokenize(ids, n, special);
+  std::vector<int32_t> both(prev, prev + n_prev);
+  both.insert(both.end(), ids, ids + n);
+  const std::string before = detokenize(prev, n_prev, special);
+  std::string all = detokenize(both, special);
+  if (all.compare(0, before.size(), before) == 0) return all.substr(before.size());
+  return detokenize(ids, n, special);
+}
+
 }  // namespace edgellama

@@ -1,13 +1,8 @@
 """Text generation on top of a model that can evaluate tokens: ``generate``, completions, chat.
 
-:class:`GenerationMixin` is mixed into :class:`edgellama.Llama`. It relies only on this part of the
-model object (the "model contract", written down as a Protocol in model_contract.py)::
-
-    eval(tokens) -> float32 (len(tokens), n_vocab)     _eval_last(tokens) -> float32 (n_vocab,)
-    tokens_in_cache -> list[int]                         _truncate_cache(n)
-    tokenize(text, add_bos=True, special=False)          detokenize(tokens, special=False) -> bytes
-    token_bos(), token_eos(), _is_eog(token), n_ctx(), n_vocab()
-    chat_template (str | None), chat_format (str | None), model_path, seed (constructor seed)
+:class:`GenerationMixin` is mixed into :class:`edgellama.Llama` (and the server's SlotModel). What it
+needs from the model object is the model contract, written down in one place: the
+``GenerationModel`` Protocol in model_contract.py.
 
 Return values have the shapes of llama-cpp-python (and so of the OpenAI API), so code written for
 ``llama_cpp.Llama`` keeps working::
@@ -126,26 +121,29 @@ def _logit_bias(bias: Optional[Dict[Any, float]], n_vocab: int) -> Optional[Dict
 class GenerationMixin:
     """Sampling loop, completions and chat for a model object that follows the model contract."""
 
-    # ------------------------------------------------------------------ hooks
+    # ------------------------------------------------------------------ seeds
 
-    def _make_sampler(self, **params: Any) -> Any:
-        """A sampler with ``sample(logits) -> int``, ``accept(token)``, ``reset()``."""
-        return _core.Sampler(**params)
+    def set_seed(self, seed: int) -> None:
+        """The seed the following calls draw their sampling seeds from (as ``Llama(seed=...)``)."""
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        self.seed = int(seed)
+        self.__dict__.pop("_generation_rng", None)
 
     def _next_seed(self, seed: Optional[int]) -> int:
         """The sampler seed for one call: ``seed`` if given, else the next draw of a per-object RNG
         seeded from the constructor's ``seed`` (random when it is 0xFFFFFFFF), so that a fresh
-        ``Llama(seed=s)`` repeats its outputs while successive calls on one object differ."""
+        ``Llama(seed=s)`` repeats its outputs while successive calls on one object differ.
+        A given ``seed`` also becomes the object's seed for the calls after it, as llama-cpp-python
+        0.3.36's create_completion does (it calls ``set_seed(seed)``): ``llm(p, seed=s); llm(q)``
+        samples ``q`` as ``llm.set_seed(s); llm(q)`` does."""
         if seed is not None:
-            if not isinstance(seed, (int, np.integer)):
-                raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+            self.set_seed(seed)
             return int(seed) & 0xFFFFFFFF
         rng = self.__dict__.get("_generation_rng")
         if rng is None:
-            s = getattr(self, "seed", None)
-            if s is None:
-                s = getattr(self, "_seed", None)
-            rng = random.Random(None if s is None or int(s) in (_RANDOM_SEED, -1) else int(s))
+            s = int(self.seed)
+            rng = random.Random(None if s in (_RANDOM_SEED, -1) else s)
             self.__dict__["_generation_rng"] = rng
         return rng.getrandbits(32) % _RANDOM_SEED  # never the "random" sentinel itself
 
@@ -207,17 +205,32 @@ class GenerationMixin:
         check_sampling_params(temperature=temp, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
                               repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
                               presence_penalty=presence_penalty)
-        return self._make_sampler(
+        return _core.Sampler(
             temperature=float(temp), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
             typical_p=float(typical_p), repeat_penalty=float(repeat_penalty), repeat_last_n=int(repeat_last_n),
             frequency_penalty=float(frequency_penalty), presence_penalty=float(presence_penalty),
-            seed=self._next_seed(seed), logit_bias=_logit_bias(logit_bias, self.n_vocab()), **mirostat)
+            seed=self._next_seed(seed), logit_bias=_logit_bias(logit_bias, self.n_vocab()),
+            n_sampleable=self._n_sampleable(), **mirostat)
+
+    def _n_sampleable(self) -> int:
+        """Ids the sampler may draw: files often pad token_embd with rows the tokenizer has no text
+        for (Qwen2.5: 151936 rows, 151665 tokens); the C++ sampler never draws those."""
+        return int(self._n_text_tokens()) if hasattr(self, "_n_text_tokens") else -1
+
+    def _text_logits(self, logits: np.ndarray) -> np.ndarray:
+        """``logits`` with the padding rows (see _n_sampleable) at -inf, for the places that show
+        logits to the user (logits processors, logprobs); a copy only when the file has such rows."""
+        n = self._n_sampleable()
+        if 0 < n < logits.shape[-1]:
+            logits = logits.copy()
+            logits[..., n:] = -np.inf
+        return logits
 
     def _generate(self, tokens: Sequence[int], sampler: Any, *, reset: bool = True,
                   repeat_last_n: int = 64, max_new: Optional[int] = None,
                   constraint: Any = None, hooks: Optional[CallHooks] = None,
                   ) -> Generator[Tuple[int, np.ndarray], Optional[Sequence[int]], None]:
-        """Core loop: yields (token, logits it was sampled from).
+        """Core loop: yields (token, logits it was sampled from, padding rows unmasked: _text_logits).
 
         With ``self.draft_model`` set, each step may also evaluate a draft after the pending token
         (edgellama.speculative): the accepted draft tokens are yielded one by one, each with its own
@@ -286,17 +299,13 @@ class GenerationMixin:
                     spec.observe_time(len(tokens) + len(draft), time.perf_counter() - t_eval)
             context.extend(tokens)
             context.extend(draft)  # the cache now holds the draft too; cut back below
-            # Files often pad token_embd with rows the tokenizer has no text for (Qwen2.5: 151936
-            # rows, 151665 tokens): never sample those.
-            n_text = self._n_text_tokens() if hasattr(self, "_n_text_tokens") else rows.shape[-1]
             n_draft = len(draft)
             for j in range(n_draft + 1):
+                # the raw row: the sampler itself never draws padding rows (_n_sampleable); the
+                # logits yielded with a token are masked where they are shown (_text_logits)
                 logits = rows[j]
-                if n_text < logits.shape[-1]:
-                    logits = logits.copy()
-                    logits[n_text:] = -np.inf
                 if hooks is not None:  # logits_processor / stopping_criteria (llama_hooks.py)
-                    logits = hooks.process(context[:len(context) - n_draft + j], logits)
+                    logits = hooks.process(context[:len(context) - n_draft + j], self._text_logits(logits))
                     if hooks.should_stop(context[:len(context) - n_draft + j], logits):
                         return
                 accepted = False
@@ -341,24 +350,13 @@ class GenerationMixin:
 
     def _token_text_bytes(self, prev: Optional[int], tok: int) -> bytes:
         """The bytes ``tok`` adds after ``prev``: detokenizing in context keeps a leading space that
-        a tokenizer strips from a sequence's first token."""
-        if prev is None:
-            return self.detokenize([tok])
-        alone = self.__dict__.setdefault("_piece_cache", {})  # token -> its bytes on its own
-        a = alone.get(prev)
-        if a is None:
-            a = alone[prev] = self.detokenize([prev])
-        b = self.detokenize([prev, tok])
-        return b[len(a):] if b.startswith(a) else self.detokenize([tok])
+        a tokenizer strips from a sequence's first token (one C++ call for the GGUF tokenizer)."""
+        return self.detokenize([tok], prev_tokens=None if prev is None else [prev])
 
     def _special_text(self, tok: Optional[int]) -> str:
         if tok is None or tok < 0:
             return ""
-        try:
-            return self.detokenize([tok], special=True).decode("utf-8", errors="replace")
-        except Exception:
-            toks = (getattr(self, "metadata", None) or {}).get("tokenizer.ggml.tokens")
-            return str(toks[tok]) if toks and tok < len(toks) else ""
+        return self.detokenize([tok], special=True).decode("utf-8", errors="replace")
 
     def _prompt_tokens(self, prompt: Union[str, bytes, Sequence[int]], add_bos: bool = True) -> List[int]:
         if isinstance(prompt, (str, bytes)):
@@ -382,6 +380,7 @@ class GenerationMixin:
         return toks
 
     def _logprob_entry(self, tok: int, piece: bytes, offset: int, logits: np.ndarray, k: int) -> _TokenLogprob:
+        logits = self._text_logits(logits)
         lp = _log_softmax(logits)
         top = None
         if k > 0:
@@ -618,7 +617,7 @@ class GenerationMixin:
     # ------------------------------------------------------------------ chat
 
     def _chat_formatter(self) -> ChatFormatter:
-        key = (getattr(self, "chat_format", None), getattr(self, "chat_template", None))
+        key = (self.chat_format, self.chat_template)
         cached = self.__dict__.get("_chat_formatter_cache")
         if cached is not None and cached[0] == key:
             return cached[1]

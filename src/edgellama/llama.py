@@ -300,13 +300,6 @@ class Llama(GenerationMixin, EmbeddingMixin):
             self._scores_all = np.zeros((self._n_ctx, self.n_vocab()), dtype=np.single)
         return self._scores_all
 
-    def set_seed(self, seed: int) -> None:
-        """The seed the following calls draw their sampling seeds from (as ``Llama(seed=...)``)."""
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        self.seed = int(seed)
-        self.__dict__.pop("_generation_rng", None)
-
     def set_cache(self, cache: Optional[BaseLlamaCache]) -> None:
         """Use ``cache`` (LlamaRAMCache, LlamaDiskCache) for prompt-prefix reuse across completions."""
         self.cache = cache
@@ -407,9 +400,6 @@ class Llama(GenerationMixin, EmbeddingMixin):
         logits = np.array(logits, dtype=np.single)
         if logits_processor is not None:
             logits = np.asarray(logits_processor(np.asarray(history, dtype=np.intc), logits), dtype=np.single)
-        n_text = self._n_text_tokens()
-        if n_text < logits.shape[0]:
-            logits[n_text:] = -np.inf  # embedding rows without a token
         hooks = CallHooks.make(None, None, mirostat_mode, mirostat_tau, mirostat_eta)
         sampler = self._sampler(temp, top_k, top_p, min_p, typical_p, repeat_penalty, self.last_n_tokens_size,
                                 frequency_penalty, presence_penalty, None, None,
@@ -552,10 +542,15 @@ class Llama(GenerationMixin, EmbeddingMixin):
         ids = _as_token_array(tokens, n).tolist()
         if prev_tokens is None or len(prev_tokens) == 0:
             return vocab.detokenize(ids, bool(special))
-        prev = _as_token_array(prev_tokens, n).tolist()
-        before = vocab.detokenize(prev, bool(special))
-        both = vocab.detokenize(prev + ids, bool(special))
-        return both[len(before):] if both.startswith(before) else vocab.detokenize(ids, bool(special))
+        # the bytes ids add after prev_tokens (Vocab::detokenize_after): once per generated token
+        return vocab.detokenize(ids, bool(special), _as_token_array(prev_tokens, n).tolist())
+
+    def _token_text_bytes(self, prev: Optional[int], tok: int) -> bytes:
+        """Generation's per-token piece (GenerationMixin._token_text_bytes) in one C++ call:
+        the ids come from the sampler, so detokenize()'s argument checks are skipped."""
+        if self._custom_tokenizer() is not None:
+            return super()._token_text_bytes(prev, tok)
+        return self._vocab.detokenize([tok], False, None if prev is None else [prev])
 
     def _custom_tokenizer(self) -> Optional[BaseLlamaTokenizer]:
         """The tokenizer given as Llama(tokenizer=...), None when the GGUF's own is used."""

@@ -35,6 +35,9 @@ struct SamplerParams {
   float presence_penalty = 0.0f;   // logit -= (count > 0) * presence_penalty
   uint64_t seed = 0xFFFFFFFFu;     // used as given (no "random seed" magic value here)
   std::vector<std::pair<int32_t, float>> logit_bias;  // added to logits[id]; -inf bans a token
+  // Ids >= n_sampleable are never drawn, as if their logits were -inf: a GGUF's token_embd may have
+  // more rows than its tokenizer has tokens (padding), and those rows have no text. -1 = all ids.
+  int32_t n_sampleable = -1;
   // Mirostat (Basu et al. 2021) as llama.cpp implements it: 1 or 2 replaces top-k/typical/top-p/
   // min-p with a truncation that steers the surprise (-log2 p) of the drawn tokens towards tau,
   // learning rate eta; v1 estimates the Zipf exponent from the mirostat_m most likely tokens.

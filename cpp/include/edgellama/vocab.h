@@ -131,6 +131,11 @@ class Vocab {
   std::string detokenize(const std::vector<int32_t>& ids, bool special = false) const {
     return detokenize(ids.data(), ids.size(), special);
   }
+  // The bytes `ids` add after `prev` (one generated token's text in context: a leading space
+  // that detokenize strips from a text's first piece is kept): detokenize(prev + ids) minus
+  // detokenize(prev) when the latter is a prefix of it, else detokenize(ids).
+  std::string detokenize_after(const int32_t* prev, size_t n_prev, const int32_t* ids, size_t n,
+                               bool special = false) const;
 
   int32_t n_tokens() const { return int32_t(type_.size()); }
   int32_t bos() const { return bos_; }  // -1 when the vocabulary has none

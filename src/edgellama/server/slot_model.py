@@ -46,8 +46,8 @@ class SlotModel(GenerationMixin):
         self.draft_model: Any = None  # set per request in _generate (edgellama.speculative)
         # caches built once per server and shared by every request (the grammar engine's tokenizer)
         self._shared_caches = engine.__dict__.setdefault("_shared_caches", {})
-        # share the vocab-only model's caches (chat formatter, token pieces): built once per server
-        for key in ("_chat_formatter_cache", "_piece_cache"):
+        # share the vocab-only model's chat formatter cache: built once per server
+        for key in ("_chat_formatter_cache",):
             if key in vocab_llama.__dict__:
                 self.__dict__[key] = vocab_llama.__dict__[key]
 
@@ -60,8 +60,8 @@ class SlotModel(GenerationMixin):
     def tokenize(self, text, add_bos: bool = True, special: bool = False) -> List[int]:
         return self._vocab_llama.tokenize(text, add_bos, special)
 
-    def detokenize(self, tokens, special: bool = False) -> bytes:
-        return self._vocab_llama.detokenize(tokens, special=special)
+    def detokenize(self, tokens, prev_tokens=None, special: bool = False) -> bytes:
+        return self._vocab_llama.detokenize(tokens, prev_tokens=prev_tokens, special=special)
 
     def token_bos(self) -> int:
         return self._vocab_llama.token_bos()
