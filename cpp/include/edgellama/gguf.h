@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "edgellama/mapped_file.h"
 #include "edgellama/quant_types.h"
 
 namespace edgellama {
@@ -103,6 +104,11 @@ class GGUFFile {
   const std::vector<GGUFTensorInfo>& tensors() const { return tensors_; }
   const GGUFTensorInfo* find_tensor(const std::string& name) const;
 
+  // Makes file bytes [offset, offset + length) writable in place, copy-on-write: writes stay in
+  // this process and never reach the file (for repacking weights where they lie). Throws
+  // ArgumentError for a range outside the file, FileError when the OS refuses.
+  uint8_t* make_writable(uint64_t offset, size_t length);
+
   // "<path>: " prefix for error messages.
   std::string where() const { return path_ + ": "; }
 
@@ -114,7 +120,7 @@ class GGUFFile {
   std::string path_;
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
-  void* map_ = nullptr;              // mmap'd region (nullptr when owned_ holds the bytes)
+  std::unique_ptr<MappedFile> mapping_;  // open(): the file, mapped (nullptr when owned_ holds the bytes)
   std::vector<uint8_t> owned_;       // from_bytes copy
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
