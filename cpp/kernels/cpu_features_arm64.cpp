@@ -24,11 +24,13 @@ namespace edgellama {
 namespace {
 
 #if defined(__APPLE__)
-bool sysctl_flag(const char* name) {
+// The FEAT_* names exist from macOS 12 on; `if_unknown` answers for older versions (macOS 11 on
+// an M1), where the name is missing.
+bool sysctl_flag(const char* name, bool if_unknown) {
   int value = 0;
   size_t size = sizeof value;
-  // A name unknown to this macOS version fails: the feature is then treated as absent.
-  return sysctlbyname(name, &value, &size, nullptr, 0) == 0 && value != 0;
+  if (sysctlbyname(name, &value, &size, nullptr, 0) != 0) return if_unknown;
+  return value != 0;
 }
 #endif
 
@@ -46,8 +48,10 @@ CpuFeatures detect_cpu_features() {
   f.neon_dot = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
   f.neon_i8mm = (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0;
 #elif defined(__APPLE__)
-  f.neon_dot = sysctl_flag("hw.optional.arm.FEAT_DotProd");
-  f.neon_i8mm = sysctl_flag("hw.optional.arm.FEAT_I8MM");
+  // Every Apple-silicon Mac (M1 and later) has DotProd, so a macOS too old to say is an M1-era
+  // system that has it; I8MM (M2 and later) is assumed absent unless reported.
+  f.neon_dot = sysctl_flag("hw.optional.arm.FEAT_DotProd", /*if_unknown=*/true);
+  f.neon_i8mm = sysctl_flag("hw.optional.arm.FEAT_I8MM", /*if_unknown=*/false);
 #elif defined(_WIN32)
 #ifndef PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE
 #define PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE 43
