@@ -175,7 +175,7 @@ compile_target() {  # target -> sets OBJ_CORE OBJ_KERNEL (arrays of object files
   local warnings
   warnings=$(cat "$out"/*.o.log | grep -c "warning:" || true)
   pass "$target: compiled $n sources (core, C API, kernels ${isa_dirs[*]}, self-tests) in $(( $(date +%s) - t0 )) s, $warnings warning(s)"
-  [[ $warnings == 0 ]] || grep -h -A3 "warning:" "$out"/*.o.log | head -40
+  [[ $warnings == 0 ]] || grep -h "warning:" "$out"/*.o.log | sed "s|^$ROOT/||" | head -12
 }
 
 objs_of() {  # target filter-regex -> object files whose source path matches
