@@ -13,7 +13,7 @@ add_library(edgellama SHARED ${CMAKE_CURRENT_SOURCE_DIR}/cpp/capi/edgellama_c.cp
 # symbols, which were compiled with default visibility for the Python module).
 target_link_libraries(edgellama PRIVATE edgellama_core)
 target_compile_definitions(edgellama PRIVATE EDGELLAMA_BUILDING_LIBRARY=1)
-target_compile_options(edgellama PRIVATE -Wall -Wextra)
+target_compile_options(edgellama PRIVATE "$<IF:$<CXX_COMPILER_ID:MSVC>,/W3,-Wall;-Wextra>")
 set_target_properties(edgellama PROPERTIES
   CXX_VISIBILITY_PRESET hidden
   VISIBILITY_INLINES_HIDDEN ON
@@ -32,7 +32,7 @@ target_include_directories(edgellama PUBLIC
 
 add_executable(edgellama_chat ${CMAKE_CURRENT_SOURCE_DIR}/examples/c/chat.c)
 set_target_properties(edgellama_chat PROPERTIES C_STANDARD 99 C_STANDARD_REQUIRED ON OUTPUT_NAME chat)
-target_compile_options(edgellama_chat PRIVATE -Wall -Wextra -pedantic)
+target_compile_options(edgellama_chat PRIVATE "$<IF:$<C_COMPILER_ID:MSVC>,/W3,-Wall;-Wextra;-pedantic>")
 target_link_libraries(edgellama_chat PRIVATE edgellama)
 
 install(TARGETS edgellama EXPORT edgellamaTargets

@@ -26,7 +26,7 @@
 #
 # Sources are derived, not listed: every .cpp under cpp/kernels/ outside an ISA directory (dispatch,
 # scalar reference, ...), the ISA directories of the target, and the self-test. Per-ISA compile
-# flags are read from CMakeLists.txt (the COMPILE_OPTIONS of each cpp/kernels/<isa>/ directory), and
+# flags are read from CMakeLists.txt (EDGELLAMA_FLAGS_<isa>, by scripts/isa_flags.py), and
 # the common flags mirror those of edgellama_core there (-ffp-contract=off matters).
 set -euo pipefail
 
@@ -86,16 +86,10 @@ case $TARGET in
   *) ISA_DIRS=() ;;
 esac
 
-# COMPILE_OPTIONS that CMakeLists.txt gives cpp/kernels/<isa>/ (";"-separated there).
+# GCC/Clang flags that CMakeLists.txt gives cpp/kernels/<isa>/ (its EDGELLAMA_FLAGS_<isa> row that
+# is not the MSVC one; ";"-separated there).
 isa_flags() {
-  "${PYTHON:-python3}" - "$ROOT/CMakeLists.txt" "$1" <<'EOF'
-import re, sys
-text = open(sys.argv[1]).read()
-m = re.search(r'MATCHES\s+"/kernels/%s/"\)(.*?)COMPILE_OPTIONS\s*"([^"]*)"' % re.escape(sys.argv[2]), text, re.S)
-if not m:
-    sys.exit("no COMPILE_OPTIONS for cpp/kernels/%s/ in CMakeLists.txt" % sys.argv[2])
-print(" ".join(f for f in m.group(2).replace("\n", " ").split(";") if f.strip()))
-EOF
+  "${PYTHON:-python3}" "$ROOT/scripts/isa_flags.py" "$1"
 }
 
 COMMON=(-std=c++17 ${OPT:--O2} -ffp-contract=off -Wall -Wextra -Wno-unused-parameter -I"$ROOT/cpp/include" ${DEFS[@]+"${DEFS[@]}"})

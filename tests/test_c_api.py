@@ -700,3 +700,180 @@ def test_decode_batch_of_two_sequences_equals_each_alone(lib, smol, llm):
         assert lib.edgellama_decode_batch(ctx, None, None, 0, None) == INVALID and "batch is NULL" in last_error(lib)
     finally:
         lib.edgellama_context_free(ctx)
+
+
+# ------------------------------------------------------------------------ embeddings and state
+
+SIGNATURES.update({
+    "edgellama_decode_embeddings": (C.c_int, [P, TOKENS, C.c_size_t, C.POINTER(C.c_float), C.c_size_t,
+                                              C.POINTER(C.c_size_t)]),
+    "edgellama_state_size": (C.c_int, [P, C.POINTER(C.c_size_t)]),
+    "edgellama_state_save": (C.c_int, [P, C.c_void_p, C.c_size_t, C.POINTER(C.c_size_t)]),
+    "edgellama_state_load": (C.c_int, [P, C.c_void_p, C.c_size_t]),
+})
+
+
+def embeddings(lib, ctx, ids, n_embd):
+    out = (C.c_float * (len(ids) * n_embd))()
+    n = C.c_size_t()
+    st = lib.edgellama_decode_embeddings(ctx, tokens_array(ids), len(ids), out, len(out), C.byref(n))
+    assert st == OK, last_error(lib)
+    assert n.value == len(ids) * n_embd
+    return np.ctypeslib.as_array(out).reshape(len(ids), n_embd).copy()
+
+
+def make_context_kv(lib, model, n_ctx, kv_f32):
+    p = lib.edgellama_context_default_params()
+    p.n_ctx, p.n_threads, p.kv_f32 = n_ctx, 1, kv_f32
+    out = P()
+    assert lib.edgellama_context_create(model, C.byref(p), C.byref(out)) == OK, last_error(lib)
+    return out.value
+
+
+def test_embeddings_match_the_float64_reference(lib, tmp_path):
+    from model_factory import make_model
+    from reference_forward import ReferenceModel
+
+    path = tmp_path / "tiny.gguf"
+    make_model(path, wtype="F32", n_layer=2)
+    model = load(lib, path)
+    ctx = make_context_kv(lib, model, 64, kv_f32=True)
+    try:
+        n_embd = lib.edgellama_model_n_embd(model)
+        first, second = [1, 5, 9, 2, 77, 3, 40], [8, 8, 15]
+        got = embeddings(lib, ctx, first, n_embd)
+        assert lib.edgellama_context_n_past(ctx) == len(first)  # appended to the cache like decode
+        assert not lib.edgellama_get_logits(ctx)                 # no logits for the embedded tokens
+        # a continuation attends to the embedded tokens: rows of the whole sequence's reference
+        got2 = embeddings(lib, ctx, second, n_embd)
+        want = ReferenceModel(path).forward_many([first + second], hidden=True)[0]
+        scale = np.abs(want).max()
+        # measured: 1.1e-7 of the largest |value| (float32 forward vs float64); a wrong row or a
+        # missing norm is O(1) of it
+        np.testing.assert_allclose(np.vstack([got, got2]), want, rtol=0, atol=2e-6 * scale)
+        # the tokens' logits after embedding them are the ones a plain decode gives
+        lib.edgellama_context_truncate(ctx, 0)
+        embeddings(lib, ctx, first, n_embd)
+        assert lib.edgellama_decode(ctx, tokens_array(second), len(second)) == OK
+        after_embed = np.ctypeslib.as_array(lib.edgellama_get_logits(ctx), shape=(96,)).copy()
+        lib.edgellama_context_truncate(ctx, 0)
+        ids = first + second
+        assert lib.edgellama_decode(ctx, tokens_array(ids), len(ids)) == OK
+        plain = np.ctypeslib.as_array(lib.edgellama_get_logits(ctx), shape=(96,)).copy()
+        np.testing.assert_allclose(after_embed, plain, rtol=0, atol=1e-5 * np.abs(plain).max())
+    finally:
+        lib.edgellama_context_free(ctx)
+        lib.edgellama_model_free(model)
+
+
+def test_embeddings_errors_leave_the_context_unchanged(lib, smol):
+    ctx = make_context(lib, smol, n_ctx=16)
+    try:
+        n_embd = lib.edgellama_model_n_embd(smol)
+        ids = [1, 2, 3]
+        n = C.c_size_t()
+        small = (C.c_float * (3 * n_embd - 1))()
+        assert lib.edgellama_decode_embeddings(ctx, tokens_array(ids), 3, small, len(small), C.byref(n)) == TOO_SMALL
+        assert n.value == 3 * n_embd and "capacity" in last_error(lib)
+        assert lib.edgellama_context_n_past(ctx) == 0  # nothing evaluated
+        out = (C.c_float * (3 * n_embd))()
+        assert lib.edgellama_decode_embeddings(ctx, tokens_array([1, 10**7, 3]), 3, out, len(out), None) == INVALID
+        assert lib.edgellama_context_n_past(ctx) == 0
+        assert lib.edgellama_decode_embeddings(ctx, tokens_array(ids), 3, None, 0, None) == INVALID
+        assert "embeddings is NULL" in last_error(lib)
+        big = (C.c_float * (17 * n_embd))()
+        assert lib.edgellama_decode_embeddings(ctx, tokens_array(list(range(17))), 17, big, len(big), None) == INVALID
+        assert "n_ctx" in last_error(lib)
+        assert lib.edgellama_decode_embeddings(None, tokens_array(ids), 3, out, len(out), None) == INVALID
+        assert "context is NULL" in last_error(lib)
+    finally:
+        lib.edgellama_context_free(ctx)
+
+
+def save_state(lib, ctx) -> bytes:
+    size = C.c_size_t()
+    assert lib.edgellama_state_size(ctx, C.byref(size)) == OK, last_error(lib)
+    buf = C.create_string_buffer(size.value)
+    n = C.c_size_t()
+    assert lib.edgellama_state_save(ctx, buf, size.value, C.byref(n)) == OK, last_error(lib)
+    assert n.value == size.value
+    return buf.raw
+
+
+def test_state_save_load_resumes_the_conversation_exactly(lib, smol, llm):
+    prompt = llm.tokenize(b"The capital of France is", add_bos=True)
+    src = make_context(lib, smol, n_ctx=64)
+    dst = make_context(lib, smol, n_ctx=32)  # a smaller context is fine while the state fits
+    sampler_a, sampler_b = make_sampler(lib, temperature=0.0), make_sampler(lib, temperature=0.0)
+    try:
+        assert lib.edgellama_decode(src, tokens_array(prompt[:-1]), len(prompt) - 1) == OK
+        state = save_state(lib, src)
+        assert lib.edgellama_state_load(dst, state, len(state)) == OK, last_error(lib)
+        assert lib.edgellama_context_n_past(dst) == len(prompt) - 1
+        assert not lib.edgellama_get_logits(dst)  # logits are not part of the state
+        # both continue with the prompt's last token and generate the same greedy answer
+        a = generate(lib, src, sampler_a, prompt[-1:], 12)
+        b = generate(lib, dst, sampler_b, prompt[-1:], 12)
+        assert len(a) == 12 and a == b
+        # and that answer is the one generating from the whole prompt in one go gives
+        fresh = make_context(lib, smol, n_ctx=64)
+        try:
+            c = generate(lib, fresh, make_sampler(lib, temperature=0.0), prompt, 12)
+        finally:
+            lib.edgellama_context_free(fresh)
+        assert a == c
+    finally:
+        for ctx in (src, dst):
+            lib.edgellama_context_free(ctx)
+        lib.edgellama_sampler_free(sampler_a)
+        lib.edgellama_sampler_free(sampler_b)
+
+
+def test_state_errors_leave_the_context_unchanged(lib, smol):
+    src = make_context(lib, smol, n_ctx=64)
+    dst = make_context(lib, smol, n_ctx=64)
+    tiny = make_context(lib, smol, n_ctx=4)
+    f32 = make_context_kv(lib, smol, 64, kv_f32=True)
+    try:
+        ids = [1, 2, 3, 4, 5, 6]
+        assert lib.edgellama_decode(src, tokens_array(ids), len(ids)) == OK
+        state = save_state(lib, src)
+        assert lib.edgellama_decode(dst, tokens_array([7, 8]), 2) == OK
+        before = np.ctypeslib.as_array(lib.edgellama_get_logits(dst), shape=(lib.edgellama_model_n_vocab(smol),)).copy()
+
+        n = C.c_size_t()
+        small = C.create_string_buffer(len(state) - 1)
+        assert lib.edgellama_state_save(src, small, len(small), C.byref(n)) == TOO_SMALL
+        assert n.value == len(state) and small.raw == b"\0" * len(small)  # nothing written
+        assert lib.edgellama_state_save(src, None, 0, C.byref(n)) == INVALID and n.value == len(state)
+        assert lib.edgellama_state_size(src, None) == INVALID
+
+        # the state holds the tokens, not n_ctx: it grows by the same amount per token from a
+        # header-only state (an empty context)
+        empty = save_state(lib, tiny)
+        assert len(empty) < 64
+        per_token = (len(state) - len(empty)) // len(ids)
+        assert per_token > 0 and len(empty) + len(ids) * per_token == len(state)
+        assert len(save_state(lib, dst)) == len(empty) + 2 * per_token
+
+        cases = [
+            (state[:-1], "bytes"),                                  # truncated
+            (state[:10], "too short"),
+            (b"NOTASTAT" + state[8:], "bad magic"),                 # corrupted header
+            (state + b"\0", "bytes"),                               # trailing garbage
+        ]
+        for data, msg in cases:
+            assert lib.edgellama_state_load(dst, data, len(data)) == INVALID
+            assert msg in last_error(lib), last_error(lib)
+            assert lib.edgellama_context_n_past(dst) == 2
+        assert lib.edgellama_state_load(tiny, state, len(state)) == INVALID and "n_ctx" in last_error(lib)
+        assert lib.edgellama_state_load(f32, state, len(state)) == INVALID and "type" in last_error(lib)
+        assert lib.edgellama_state_load(dst, None, 0) == INVALID and "data is NULL" in last_error(lib)
+        assert lib.edgellama_state_load(None, state, len(state)) == INVALID
+        # the failed loads left dst as it was: same n_past, same logits, and it continues as before
+        assert lib.edgellama_context_n_past(dst) == 2 and lib.edgellama_context_n_past(tiny) == 0
+        after = np.ctypeslib.as_array(lib.edgellama_get_logits(dst), shape=before.shape)
+        np.testing.assert_array_equal(after, before)
+    finally:
+        for ctx in (src, dst, tiny, f32):
+            lib.edgellama_context_free(ctx)

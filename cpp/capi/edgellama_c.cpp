@@ -394,6 +394,67 @@ edgellama_status edgellama_decode(edgellama_context* context, const edgellama_to
   });
 }
 
+edgellama_status edgellama_decode_embeddings(edgellama_context* context, const edgellama_token* tokens, size_t n,
+                                            float* embeddings, size_t capacity, size_t* n_floats) {
+  if (n_floats) *n_floats = 0;
+  return guarded("edgellama_decode_embeddings", [&] {
+    edgellama_context* c = checked(context);
+    require(tokens != nullptr || n == 0, "tokens is NULL");
+    const size_t n_embd = size_t(c->model->hparams().n_embd);
+    // n * n_embd cannot overflow for an n that fits the context; check n first.
+    require(n <= size_t(c->context->n_ctx()), std::to_string(n) + " tokens do not fit in n_ctx " +
+                                                  std::to_string(c->context->n_ctx()));
+    const size_t needed = n * n_embd;
+    if (n_floats) *n_floats = needed;
+    require(embeddings != nullptr || needed == 0, "embeddings is NULL");
+    if (needed > capacity)
+      return fail(EDGELLAMA_ERR_BUFFER_TOO_SMALL, "edgellama_decode_embeddings: " + std::to_string(n) +
+                                                      " tokens need " + std::to_string(needed) +
+                                                      " floats but capacity is " + std::to_string(capacity));
+    if (n > 0) {
+      c->context->decode_hidden(tokens, int64_t(n), embeddings);
+      c->has_logits = false;  // the cache moved on; the old logits no longer belong to its end
+    }
+    return EDGELLAMA_OK;
+  });
+}
+
+edgellama_status edgellama_state_size(const edgellama_context* context, size_t* out_size) {
+  if (out_size) *out_size = 0;
+  return guarded("edgellama_state_size", [&] {
+    const edgellama_context* c = checked(context);
+    require(out_size != nullptr, "out_size is NULL");
+    *out_size = c->context->state_size();
+    return EDGELLAMA_OK;
+  });
+}
+
+edgellama_status edgellama_state_save(const edgellama_context* context, void* buffer, size_t capacity,
+                                      size_t* n_bytes) {
+  if (n_bytes) *n_bytes = 0;
+  return guarded("edgellama_state_save", [&] {
+    const edgellama_context* c = checked(context);
+    const size_t needed = c->context->state_size();
+    if (n_bytes) *n_bytes = needed;
+    require(buffer != nullptr, "buffer is NULL");
+    if (needed > capacity)
+      return fail(EDGELLAMA_ERR_BUFFER_TOO_SMALL, "edgellama_state_save: the state needs " + std::to_string(needed) +
+                                                      " bytes but capacity is " + std::to_string(capacity));
+    c->context->save_state(static_cast<uint8_t*>(buffer), capacity);
+    return EDGELLAMA_OK;
+  });
+}
+
+edgellama_status edgellama_state_load(edgellama_context* context, const void* data, size_t size) {
+  return guarded("edgellama_state_load", [&] {
+    edgellama_context* c = checked(context);
+    require(data != nullptr, "data is NULL");
+    c->context->load_state(static_cast<const uint8_t*>(data), size);  // validates before it copies
+    c->has_logits = false;
+    return EDGELLAMA_OK;
+  });
+}
+
 edgellama_status edgellama_decode_batch(edgellama_context* context, const edgellama_batch* batch, float* logits,
                                         size_t capacity, size_t* n_rows) {
   if (n_rows) *n_rows = 0;

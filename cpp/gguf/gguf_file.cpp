@@ -3,11 +3,6 @@
 // a crafted count can never make us read past the map. Reservations are capped too: a count that
 // fits in the file is still up to ~10x that many bytes in memory (a 64 GiB sparse file claiming
 // 5e9 entries made reserve() throw std::bad_alloc), so vectors grow from a bounded start.
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -430,43 +425,17 @@ class GGUFParser {
 std::shared_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
   std::shared_ptr<GGUFFile> f(new GGUFFile());
   f->path_ = path;
-  // O_NONBLOCK: opening a FIFO (or a tty) would otherwise block until a writer appears, before the
-  // regular-file check below could reject it. It changes nothing for regular files and mmap.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    const int e = errno;
-    throw FileError(path + ": cannot open: " + std::strerror(e));
-  }
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    throw FileError(path + ": cannot stat: " + std::strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw FileError(path + ": not a regular file");
-  }
-  f->size_ = size_t(st.st_size);
-  if (f->size_ == 0) {
-    ::close(fd);
-    throw FormatError(path + ": file is empty, not a GGUF file");
-  }
-  void* m = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int e = errno;
-  ::close(fd);  // the mapping keeps the file alive; no descriptor is held
-  if (m == MAP_FAILED) throw FileError(path + ": cannot mmap: " + std::strerror(e));
-  f->map_ = m;
-  f->base_ = static_cast<const uint8_t*>(m);
+  f->mapping_ = MappedFile::open_read_only_private(path);  // the OS code: cpp/gguf/mapped_file_*.cpp
+  f->size_ = f->mapping_->size();
+  if (f->size_ == 0) throw FormatError(path + ": file is empty, not a GGUF file");
+  f->base_ = f->mapping_->data();
   f->parse();
   return f;
 }
 
 void GGUFFile::release_pages(const uint8_t* p, size_t n) const {
-  if (!map_ || p < base_ || n > size_t(base_ + size_ - p)) return;
-  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const uintptr_t b = (uintptr_t(p) + page - 1) / page * page, e = (uintptr_t(p) + n) / page * page;
-  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);  // advice: failure changes nothing
+  if (!mapping_ || p < base_ || n > size_t(base_ + size_ - p)) return;
+  mapping_->release_pages(size_t(p - base_), n);
 }
 
 std::shared_ptr<GGUFFile> GGUFFile::from_bytes(const uint8_t* data, size_t size, const std::string& name) {
@@ -479,8 +448,13 @@ std::shared_ptr<GGUFFile> GGUFFile::from_bytes(const uint8_t* data, size_t size,
   return f;
 }
 
-GGUFFile::~GGUFFile() {
-  if (map_) munmap(map_, size_);
+GGUFFile::~GGUFFile() = default;
+
+uint8_t* GGUFFile::make_writable(uint64_t offset, size_t length) {
+  if (mapping_) return mapping_->make_writable(size_t(offset), length);
+  if (offset > size_ || length > size_ - offset)
+    throw ArgumentError(where() + "make_writable range is outside the file");
+  return owned_.data() + offset;  // from_bytes: our own copy, already writable
 }
 
 void GGUFFile::parse() {

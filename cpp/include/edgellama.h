@@ -24,7 +24,7 @@
  *
  * Not (yet) in this API: chat-template rendering (edgellama renders the GGUF's Jinja templates in
  * Python with jinja2; edgellama_model_chat_template() returns the template text so a host can
- * render it), embeddings, and context state save/load (the C++ core has no state serialisation).
+ * render it).
  */
 #ifndef EDGELLAMA_H
 #define EDGELLAMA_H
@@ -181,6 +181,33 @@ EDGELLAMA_API int32_t edgellama_context_n_past_seq(const edgellama_context* cont
 /* Forget sequence seq's cache from position n on (0 <= n <= its n_past); same ring limit as above. */
 EDGELLAMA_API edgellama_status edgellama_context_truncate_seq(edgellama_context* context, int32_t seq, int32_t n);
 
+/* ---- embeddings ------------------------------------------------------------------------------ */
+/* Evaluate tokens[0..n) like edgellama_decode (they are appended to the KV cache, so truncate to 0
+ * first for an independent text), but return the final-norm hidden states instead of logits: n rows
+ * of edgellama_model_n_embd floats, in token order, into embeddings (capacity in floats). Pooling
+ * is the caller's choice (mean of the rows, or the last row). *n_floats (may be NULL) receives
+ * n * n_embd, also when the capacity is too small (then nothing is evaluated). Afterwards
+ * edgellama_get_logits returns NULL until the next edgellama_decode. On failure the cache is
+ * unchanged. */
+EDGELLAMA_API edgellama_status edgellama_decode_embeddings(edgellama_context* context, const edgellama_token* tokens,
+                                                           size_t n, float* embeddings, size_t capacity,
+                                                           size_t* n_floats);
+/* ---- context state --------------------------------------------------------------------------- */
+/* The KV cache of sequence 0 (the conversation so far, n_past tokens) as bytes, to resume it later
+ * in this or another context of the same model with the same kv_f32 and n_ctx >= its n_past (a
+ * prompt cache). The size grows with n_past, not n_ctx. Bytes are in this machine's byte order and
+ * float formats: not a portable file format. */
+EDGELLAMA_API edgellama_status edgellama_state_size(const edgellama_context* context, size_t* out_size);
+/* Writes the state into buffer[0..capacity); *n_bytes (may be NULL) receives its size (also when
+ * the capacity is too small: then nothing is written). */
+EDGELLAMA_API edgellama_status edgellama_state_save(const edgellama_context* context, void* buffer, size_t capacity,
+                                                    size_t* n_bytes);
+/* Replaces sequence 0's cache with a saved state: afterwards n_past is the state's, and decoding
+ * continues exactly as in the context that saved it. edgellama_get_logits returns NULL until the
+ * next decode (logits are not part of the state: decode the last token again, or the next one).
+ * A state of another model shape or KV type, a truncated or corrupted one, or one longer than
+ * n_ctx is EDGELLAMA_ERR_INVALID_ARGUMENT and leaves the context unchanged. */
+EDGELLAMA_API edgellama_status edgellama_state_load(edgellama_context* context, const void* data, size_t size);
 /* ---- sampling -------------------------------------------------------------------------------- */
 
 /* The chain, applied in llama.cpp's order: penalties (over the last repeat_last_n accepted tokens)

@@ -1,5 +1,5 @@
-// Picks the KernelSet once: the best level the CPU *and the OS* support (x86: cpuid feature bits +
-// xgetbv for the saved register state; aarch64: getauxval hwcaps), or the level EDGELLAMA_ISA names.
+// Picks the KernelSet once: the best level the CPU *and the OS* support (cpu_features.h: x86 cpuid +
+// xgetbv; aarch64 hwcaps / sysctl / IsProcessorFeaturePresent), or the level EDGELLAMA_ISA names.
 // Compiled for the baseline ISA like the rest of the core.
 #include <cstdlib>
 #include <string>
@@ -7,62 +7,14 @@
 #include "edgellama/errors.h"
 #include "edgellama/kernels.h"
 
-#if defined(EDGELLAMA_X86) && (defined(__x86_64__) || defined(__i386__))
-#include <cpuid.h>
-#define EDGELLAMA_HAVE_CPUID 1
-#endif
-#if defined(__aarch64__) && defined(__linux__)
-#include <sys/auxv.h>
-#endif
+#include "cpu_features.h"
 
 namespace edgellama {
 
 namespace {
 
-struct CpuFeatures {
-  bool avx2 = false;    // AVX2 + FMA + F16C with YMM state enabled by the OS
-  bool avx512 = false;  // F + BW + VL + DQ + VNNI with ZMM state enabled by the OS
-  bool neon_dot = false;
-};
-
-#ifdef EDGELLAMA_HAVE_CPUID
-uint64_t xgetbv0() {
-  uint32_t eax, edx;
-  // xgetbv with ecx = 0 (raw bytes: the baseline compile flags do not allow the mnemonic intrinsic).
-  __asm__ volatile(".byte 0x0f, 0x01, 0xd0" : "=a"(eax), "=d"(edx) : "c"(0));
-  return (uint64_t(edx) << 32) | eax;
-}
-#endif
-
-CpuFeatures detect() {
-  CpuFeatures f;
-#ifdef EDGELLAMA_HAVE_CPUID
-  unsigned a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
-  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
-  if (!osxsave || !avx) return f;
-  const uint64_t xcr0 = xgetbv0();
-  const bool ymm_ok = (xcr0 & 0x6) == 0x6;     // SSE + AVX state
-  const bool zmm_ok = (xcr0 & 0xE6) == 0xE6;   // + opmask, ZMM_Hi256, Hi16_ZMM
-  unsigned a7 = 0, b7 = 0, c7 = 0, d7 = 0;
-  if (!__get_cpuid_count(7, 0, &a7, &b7, &c7, &d7)) return f;
-  const bool avx2 = b7 & (1u << 5);
-  f.avx2 = ymm_ok && avx2 && fma && f16c;
-  const bool avx512f = b7 & (1u << 16), avx512dq = b7 & (1u << 17), avx512bw = b7 & (1u << 30),
-             avx512vl = b7 & (1u << 31), vnni = c7 & (1u << 11);
-  f.avx512 = f.avx2 && zmm_ok && avx512f && avx512dq && avx512bw && avx512vl && vnni;
-#endif
-#if defined(__aarch64__) && defined(__linux__)
-#ifndef HWCAP_ASIMDDP
-#define HWCAP_ASIMDDP (1 << 20)
-#endif
-  f.neon_dot = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
-#endif
-  return f;
-}
-
 const CpuFeatures& features() {
-  static const CpuFeatures f = detect();
+  static const CpuFeatures f = detect_cpu_features();  // cpu_features_<family>.cpp
   return f;
 }
 

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "edgellama/mapped_file.h"
 #include "edgellama/quant_types.h"
 
 namespace edgellama {
@@ -107,6 +108,10 @@ class GGUFFile {
   // read maps the file's bytes again). For data the model has copied elsewhere (packed weights), so
   // that resident memory stays about the file's size. No-op for from_bytes files.
   void release_pages(const uint8_t* p, size_t n) const;
+  // Makes file bytes [offset, offset + length) writable in place, copy-on-write: writes stay in
+  // this process and never reach the file (for repacking weights where they lie). Throws
+  // ArgumentError for a range outside the file, FileError when the OS refuses.
+  uint8_t* make_writable(uint64_t offset, size_t length);
 
   // "<path>: " prefix for error messages.
   std::string where() const { return path_ + ": "; }
@@ -119,7 +124,7 @@ class GGUFFile {
   std::string path_;
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
-  void* map_ = nullptr;              // mmap'd region (nullptr when owned_ holds the bytes)
+  std::unique_ptr<MappedFile> mapping_;  // open(): the file, mapped (nullptr when owned_ holds the bytes)
   std::vector<uint8_t> owned_;       // from_bytes copy
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;

@@ -11,6 +11,8 @@
 // Helpers are in an anonymous namespace (see kernels_avx2.cpp); avx2_attention_tile is the entry.
 #include <immintrin.h>
 
+#include <limits>
+
 #include "../entry_points.h"
 #include "exp_avx2.h"
 #include "reduce_avx2.h"
@@ -126,7 +128,7 @@ void avx2_attention_tile(const AttnTileArgs& a) {
   const bool capped = a.softcap > 0;
   const __m256 vcap = _mm256_set1_ps(a.softcap), vinv_cap2 = _mm256_set1_ps(capped ? 2.0f / a.softcap : 0.0f);
   const __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f);
-  const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+  const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   // First key of a row that sees `keys` keys (sliding window); blocks before the tile's first key
   // are skipped.
