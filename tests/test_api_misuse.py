@@ -345,7 +345,10 @@ for delay in (0.02, 0.05, 0.1, 0.2):
     th.start()
     stopped = None
     try:
-        for chunk in m.create_completion("ef gh " * 20, max_tokens=1800, temperature=0.7, stream=True, seed=1):
+        # end-of-sequence suppressed: the generation must outlast the longest delay (the packed kernels
+        # made this model fast enough to reach EOS before a 20 ms signal)
+        for chunk in m.create_completion("ef gh " * 20, max_tokens=1800, temperature=0.7, stream=True, seed=1,
+                                         logit_bias={m.token_eos(): -1e9}):
             n[0] += 1
     except KeyboardInterrupt:
         stopped = time.perf_counter()
@@ -370,7 +373,7 @@ print(json.dumps(results))
 
 def test_keyboard_interrupt_during_generation(tmp_path):
     # a slower model so an interrupt lands in the middle of a long generation
-    path = make_model(tmp_path / "slow.gguf", n_layer=4, n_embd=128, n_head=4, n_head_kv=2, n_ff=256, n_vocab=300)
+    path = make_model(tmp_path / "slow.gguf", n_layer=6, n_embd=256, n_head=4, n_head_kv=2, n_ff=512, n_vocab=300)
     p = subprocess.run([sys.executable, "-c", INTERRUPT_CHILD, path], capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     assert p.returncode == 0, p.stderr[-3000:]
