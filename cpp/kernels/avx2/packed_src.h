@@ -35,7 +35,10 @@ struct PackedSrc {
   // Every cache line of block b + kAhead (the K-type kernels read a block's lines out of order, which
   // the hardware prefetcher may not follow).
   void prefetch(int64_t b) const {
-    constexpr int64_t kAhead = 2;
+#ifndef EDGELLAMA_PACKED_PREFETCH_AHEAD
+#define EDGELLAMA_PACKED_PREFETCH_AHEAD 2
+#endif
+    constexpr int64_t kAhead = EDGELLAMA_PACKED_PREFETCH_AHEAD;
     const uint8_t* p = g + size_t(b + kAhead) * 8 * bw;
     for (size_t o = 0; o < 8 * bw; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
   }
