@@ -329,6 +329,9 @@ def test_shared_llama_smollm2_two_threads(smollm2_path):
 INTERRUPT_CHILD = r"""
 import json, signal, sys, threading, time
 import edgellama
+# Ctrl-C raises KeyboardInterrupt even when this process inherited SIGINT as ignored (a test run
+# started in the background by a non-interactive shell ignores it, and so do its children).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 path = sys.argv[1]
 m = edgellama.Llama(path, n_ctx=2048, n_threads=1)
 fresh = edgellama.Llama(path, n_ctx=2048, n_threads=1)
