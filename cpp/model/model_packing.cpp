@@ -42,7 +42,9 @@ void Model::pack_weights() {
   for (WeightView* w : views)
     if (w->present()) by_data[w->data].push_back(w);
 
-  for (auto& [data, vs] : by_data) {
+  for (auto& entry : by_data) {
+    const uint8_t* const data = entry.first;  // (not a structured binding: lambdas may not capture one in C++17)
+    std::vector<WeightView*>& vs = entry.second;
     const WeightView& w = *vs[0];
     const GGMLType type = w.traits->type;
     bool same = true;
