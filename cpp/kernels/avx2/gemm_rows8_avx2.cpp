@@ -588,6 +588,22 @@ inline void repack_sub16(const PackedSrc& src, int64_t b, uint8_t* dst) {
   _mm256_store_ps(dp + 8, dm);
 }
 
+// The end of a super-block for one token (tile_sub16 and the direct kernels alike): the offsets
+// msum = sum_c (mn_2c, mn_2c+1) . (bsums[2c], bsums[2c+1]) in exact ints, then
+//   kCombined (Q3_K, Q6_K): acc = fma(float(isum - msum), d * da, acc)
+//   otherwise (Q2_K):       acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dm * da, acc)
+template <bool kCombined>
+inline __m256 finish_sub16(__m256i isum, const __m256i* mnv, __m256 d, __m256 dm, const block_q8_K* ab, __m256 s) {
+  const int8_t* bs = reinterpret_cast<const int8_t*>(ab->bsums);
+  __m256i ms = _mm256_madd_epi16(_mm256_load_si256(mnv), bcast4(bs));
+  for (int c = 1; c < 8; ++c) ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_load_si256(mnv + c), bcast4(bs + 4 * c)));
+  const __m256 da = _mm256_broadcast_ss(&ab->d);
+  if constexpr (kCombined)
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(isum, ms)), _mm256_mul_ps(d, da), s);
+  s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d, da), s);
+  return _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s);
+}
+
 template <class K, int T>
 inline void tile_sub16(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
   __m256 s[T];
@@ -618,18 +634,7 @@ inline void tile_sub16(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, 
     }
     const float* dp = reinterpret_cast<const float*>(blk + kSub16QuantBytes + kSub16ScaleBytes + kSub16MinBytes);
     const __m256 d = _mm256_load_ps(dp), dm = _mm256_load_ps(dp + 8);
-    for (int t = 0; t < T; ++t) {
-      const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
-      __m256i ms = _mm256_madd_epi16(_mm256_load_si256(mnv), bcast4(bs));
-      for (int c = 1; c < 8; ++c) ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_load_si256(mnv + c), bcast4(bs + 4 * c)));
-      const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
-      if constexpr (K::kCombined) {
-        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
-      } else {
-        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, da), s[t]);
-        s[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s[t]);
-      }
-    }
+    for (int t = 0; t < T; ++t) s[t] = finish_sub16<K::kCombined>(iacc[t], mnv, d, dm, ab[t], s[t]);
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
@@ -666,18 +671,7 @@ inline void direct_sub16(int64_t nsb, const PackedSrc& src, const uint8_t* a, si
     }
     __m256i mnv[8];
     for (int c = 0; c < 8; ++c) mnv[c] = pair16(mn[2 * c], mn[2 * c + 1]);
-    for (int t = 0; t < T; ++t) {
-      const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
-      __m256i ms = _mm256_madd_epi16(mnv[0], bcast4(bs));
-      for (int c = 1; c < 8; ++c) ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mnv[c], bcast4(bs + 4 * c)));
-      const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
-      if constexpr (K::kCombined) {
-        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
-      } else {
-        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, da), s[t]);
-        s[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s[t]);
-      }
-    }
+    for (int t = 0; t < T; ++t) s[t] = finish_sub16<K::kCombined>(iacc[t], mnv, d, dm, ab[t], s[t]);
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
@@ -744,13 +738,7 @@ inline void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size
       }
     }
     const __m256 d = src.half8(b, 208);
-    for (int t = 0; t < T; ++t) {
-      const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
-      __m256i ms = _mm256_madd_epi16(mnp[0], bcast4(bs));
-      for (int c = 1; c < 8; ++c) ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mnp[c], bcast4(bs + 4 * c)));
-      const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
-      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
-    }
+    for (int t = 0; t < T; ++t) s[t] = finish_sub16<true>(iacc[t], mnp, d, d, ab[t], s[t]);
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
