@@ -26,19 +26,35 @@ LAYOUT = {
 BLOCK_VALUES = {t: (256 if t.endswith("_K") else 32) for t in LAYOUT}
 
 
-def numpy_pack(rows: np.ndarray, block_bytes: int, halves: list[int]) -> np.ndarray:
+def q6k_unit_order() -> list[int]:
+    """Q6_K's units (GGUF byte offsets) in the order the packed layout stores them: scales and d, then
+    per half h and group g the words ql[64h+4g], ql[64h+32+4g], qh[128+32h+4g] (the decode order)."""
+    order = [192, 196, 200, 204, 208]
+    for h in range(2):
+        for g in range(8):
+            order += [64 * h + 4 * g, 64 * h + 32 + 4 * g, 128 + 32 * h + 4 * g]
+    return order
+
+
+def numpy_pack(rows: np.ndarray, block_bytes: int, halves: list[int], order: list[int] | None = None) -> np.ndarray:
     """rows [G, row_bytes] -> the packed group, built from the layout's definition: block b at
-    b*G*B, the unit at offset o of row r at G*o + r*unit."""
+    b*G*B, the unit at offset o of row r at G*p(o) + r*unit, p(o) = o, or for a type with its own unit
+    order the sum of the sizes of the units stored before it."""
     nb = rows.shape[1] // block_bytes
     out = np.zeros(G * rows.shape[1], np.uint8)
     for b in range(nb):
         base = b * G * block_bytes
-        o = 0
+        units, o = [], 0
         while o < block_bytes:
+            units.append(o)
+            o += 2 if o in halves else 4
+        p = 0
+        for o in order or units:
             unit = 2 if o in halves else 4
             for r in range(G):
-                out[base + G * o + r * unit: base + G * o + (r + 1) * unit] = rows[r, b * block_bytes + o: b * block_bytes + o + unit]
-            o += unit
+                out[base + G * p + r * unit: base + G * p + (r + 1) * unit] = rows[r, b * block_bytes + o: b * block_bytes + o + unit]
+            p += unit
+        assert p == block_bytes
     return out
 
 
@@ -51,8 +67,10 @@ def test_packed_layout_matches_its_definition(wtype):
     row_bytes = 2 * block_bytes
     w = rng.integers(0, 256, (n_rows, row_bytes), dtype=np.uint8)
     packed = np.frombuffer(_core.kernel_pack_rows(wtype, w.tobytes(), n_in), np.uint8)
-    expected = np.concatenate([numpy_pack(w[0:G], block_bytes, halves), numpy_pack(w[G:2 * G], block_bytes, halves),
-                               w[2 * G:].reshape(-1)])
+    order = q6k_unit_order() if wtype == "Q6_K" else None
+    assert order is None or sorted(order) == sorted(set(order)) and len(order) == 53  # every unit once
+    expected = np.concatenate([numpy_pack(w[0:G], block_bytes, halves, order),
+                               numpy_pack(w[G:2 * G], block_bytes, halves, order), w[2 * G:].reshape(-1)])
     np.testing.assert_array_equal(packed, expected)
 
 

@@ -37,9 +37,10 @@ const PackedType* find(GGMLType t) {
   return nullptr;
 }
 
-// A block's bytes as runs of units: {offset, unit (2 or 4), count}.
+// A block's bytes as runs of units: {GGUF offset, packed offset p(offset), unit (2 or 4), count}; a
+// run's units are consecutive in both layouts.
 struct Run {
-  size_t offset, unit, count;
+  size_t offset, packed, unit, count;
 };
 std::vector<Run> runs_of(const PackedType& p) {
   std::vector<Run> runs;
@@ -47,10 +48,11 @@ std::vector<Run> runs_of(const PackedType& p) {
   while (o < p.block_bytes) {
     const bool half = (p.n_half > 0 && p.half_at[0] == o) || (p.n_half > 1 && p.half_at[1] == o);
     const size_t unit = half ? 2 : 4;
-    if (!runs.empty() && runs.back().unit == 4 && unit == 4)
+    const size_t packed = packed_unit_offset(p.type, o);
+    if (!runs.empty() && runs.back().unit == 4 && unit == 4 && runs.back().packed + 4 * runs.back().count == packed)
       ++runs.back().count;
     else
-      runs.push_back({o, unit, 1});
+      runs.push_back({o, packed, unit, 1});
     o += unit;
   }
   return runs;
@@ -96,13 +98,13 @@ void transfer(GGMLType t, uint8_t* rows, size_t row_bytes, uint8_t* group, int r
       size_t k = 0;
       if (whole && run.unit == 4) {
         for (; k + 4 <= run.count; k += 4) {
-          const size_t o = run.offset + 4 * k;
+          const size_t o = run.offset + 4 * k, po = run.packed + 4 * k;
           for (int h = 0; h < kPackRows; h += 4) {
             uint8_t* rp[4];
             uint8_t* gp[4];
             for (int i = 0; i < 4; ++i) {
               rp[i] = rb + size_t(h + i) * row_bytes + o;  // row h+i, units k..k+3
-              gp[i] = gb + G * (o + 4 * size_t(i)) + 4 * size_t(h);  // unit k+i, rows h..h+3
+              gp[i] = gb + G * (po + 4 * size_t(i)) + 4 * size_t(h);  // unit k+i, rows h..h+3
             }
             if (to_group)
               transpose4x4(rp, gp);
@@ -112,10 +114,10 @@ void transfer(GGMLType t, uint8_t* rows, size_t row_bytes, uint8_t* group, int r
         }
       }
       for (; k < run.count; ++k) {
-        const size_t o = run.offset + run.unit * k;
+        const size_t o = run.offset + run.unit * k, po = run.packed + run.unit * k;
         for (int r = r0; r < r1; ++r) {
           uint8_t* row = rb + size_t(r - r0) * row_bytes + o;
-          uint8_t* packed = gb + G * o + size_t(r) * run.unit;
+          uint8_t* packed = gb + G * po + size_t(r) * run.unit;
           if (to_group)
             std::memcpy(packed, row, run.unit);
           else

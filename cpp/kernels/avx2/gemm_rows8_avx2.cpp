@@ -503,21 +503,21 @@ template <>
 struct Sub16Lanes<Q6_KW> {  // ql[128] qh[64] scales[16] d: as Q6_KW::q / kq::scales_q6_K per row
   static __m256i q(const PackedSrc& s, int64_t b, int c, int g) {
     const int h = c / 4, k = c % 4;
-    const __m256i l = s.word8(b, size_t(h * 64 + 32 * (k % 2) + 4 * g));
-    const __m256i hb = s.word8(b, size_t(128 + h * 32 + 4 * g));
+    const __m256i l = s.word8(b, q6k_packed_offset(size_t(h * 64 + 32 * (k % 2) + 4 * g)));
+    const __m256i hb = s.word8(b, q6k_packed_offset(size_t(128 + h * 32 + 4 * g)));
     const __m256i low = _mm256_and_si256(_mm256_srli_epi16(l, 4 * (k / 2)), _mm256_set1_epi8(0xF));
     const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), _mm256_set1_epi8(3));
     return _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
   }
   static void scales(const PackedSrc& s, int64_t b, __m256i* sc, __m256i* mn, __m256* d, __m256* dm) {
     for (int w = 0; w < 4; ++w) {
-      const __m256i x = s.word8(b, size_t(192 + 4 * w));
+      const __m256i x = s.word8(b, q6k_packed_offset(size_t(192 + 4 * w)));
       for (int j = 0; j < 4; ++j) {
         sc[4 * w + j] = _mm256_srai_epi32(_mm256_slli_epi32(x, 24 - 8 * j), 24);  // int8 scale
         mn[4 * w + j] = _mm256_slli_epi32(sc[4 * w + j], 5);                    // value = qu - 32
       }
     }
-    *d = *dm = s.half8(b, 208);
+    *d = *dm = s.half8(b, q6k_packed_offset(208));
   }
 };
 template <>
@@ -699,7 +699,7 @@ inline void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size
                                             8, z, 9, z, 12, z, 13);
 #pragma GCC unroll 4
     for (int w = 0; w < 4; ++w) {
-      const __m256i x = src.word8(b, size_t(192 + 4 * w));
+      const __m256i x = src.word8(b, q6k_packed_offset(size_t(192 + 4 * w)));
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j)
         sc[4 * w + j] = _mm256_srai_epi16(_mm256_shuffle_epi8(x, _mm256_add_epi8(sel_sc, _mm256_set1_epi8(char(j)))), 8);
@@ -717,8 +717,9 @@ inline void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size
         __m256i v[4][2];                 // [chunk k = 0..3 of this half][group]
         for (int j = 0; j < 2; ++j) {
           const int g = 2 * gp + j;
-          const __m256i l0 = src.word8(b, size_t(h * 64 + 4 * g)), l1 = src.word8(b, size_t(h * 64 + 32 + 4 * g));
-          const __m256i qh = src.word8(b, size_t(128 + h * 32 + 4 * g));
+          const __m256i l0 = src.word8(b, q6k_packed_offset(size_t(h * 64 + 4 * g)));
+          const __m256i l1 = src.word8(b, q6k_packed_offset(size_t(h * 64 + 32 + 4 * g)));
+          const __m256i qh = src.word8(b, q6k_packed_offset(size_t(128 + h * 32 + 4 * g)));
           v[0][j] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
           v[1][j] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
           v[2][j] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
@@ -737,7 +738,7 @@ inline void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size
         }
       }
     }
-    const __m256 d = src.half8(b, 208);
+    const __m256 d = src.half8(b, q6k_packed_offset(208));
     for (int t = 0; t < T; ++t) s[t] = finish_sub16<true>(iacc[t], mnp, d, d, ab[t], s[t]);
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "edgellama/packed_layout.h"
+
 namespace edgellama {
 namespace {
 

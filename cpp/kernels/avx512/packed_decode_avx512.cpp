@@ -173,7 +173,7 @@ void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
   for (int64_t b = 0; b < nsb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
     __m256i scw[4];  // the rows' 16 int8 scales, four per word
-    for (int w = 0; w < 4; ++w) scw[w] = src.word8(b, size_t(192 + 4 * w));
+    for (int w = 0; w < 4; ++w) scw[w] = src.word8(b, q6k_packed_offset(size_t(192 + 4 * w)));
     const block_q8_K* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
     __m256i iacc[T];
@@ -184,8 +184,9 @@ void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
         for (int t = 0; t < T; ++t)
           for (int k = 0; k < 4; ++k) sum[t][k] = _mm256_setzero_si256();
         for (int g = 4 * half; g < 4 * half + 4; ++g) {
-          const __m256i l0 = src.word8(b, size_t(h * 64 + 4 * g)), l1 = src.word8(b, size_t(h * 64 + 32 + 4 * g));
-          const __m256i qh = src.word8(b, size_t(128 + h * 32 + 4 * g));
+          const __m256i l0 = src.word8(b, q6k_packed_offset(size_t(h * 64 + 4 * g)));
+          const __m256i l1 = src.word8(b, q6k_packed_offset(size_t(h * 64 + 32 + 4 * g)));
+          const __m256i qh = src.word8(b, q6k_packed_offset(size_t(128 + h * 32 + 4 * g)));
           __m256i v[4];
           v[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
           v[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
@@ -203,7 +204,7 @@ void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
         }
       }
     }
-    const __m256 d = src.half8(b, 208);
+    const __m256 d = src.half8(b, q6k_packed_offset(208));
     for (int t = 0; t < T; ++t) {
       const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
       __m256i ms = _mm256_setzero_si256();
