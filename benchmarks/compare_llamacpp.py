@@ -3,7 +3,11 @@ machine state: for each model and thread count, repetitions alternate (llama-ben
 edgellama, ...), and the table reports mean +- stddev of each and the ratio edgellama / llama.cpp.
 
     python benchmarks/compare_llamacpp.py MODEL.gguf [...] --llama-bench /path/to/llama-bench \
-        [-p 512] [-n 128] [-t 1,2] [-r 5] [--json out.json]
+        [-p 512] [-n 128] [-t 1,2] [-r 5] [--json out.json] [--quiet-below 0.5 --max-wait 180]
+
+With --quiet-below L every row (one file, thread count and test) starts only once the 1-minute load
+average is below L (waiting up to --max-wait seconds; a row that started above it is marked "LOUD"):
+the benchmark's own previous row raises the load, so without the wait later rows start loaded.
 """
 
 from __future__ import annotations
@@ -52,6 +56,18 @@ def loadavg() -> float:
         return float("nan")
 
 
+def wait_for_quiet(below: float, max_wait: float) -> bool:
+    """Sleep until the 1-minute load average is below ``below``; False if it still is not after max_wait s."""
+    import time
+
+    deadline = time.monotonic() + max_wait
+    while loadavg() >= below:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(2.0)
+    return True
+
+
 def summary(xs):
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
@@ -66,6 +82,9 @@ def main(argv=None) -> int:
     ap.add_argument("-r", "--repetitions", type=int, default=5)
     ap.add_argument("--json", help="also write the rows to this file")
     ap.add_argument("--roofline", help="membw.py --json output: adds tg as %% of the bandwidth roofline")
+    ap.add_argument("--quiet-below", type=float, default=0.0,
+                    help="start each row only below this 1-minute load average (0: do not wait)")
+    ap.add_argument("--max-wait", type=float, default=180.0, help="longest wait for --quiet-below, seconds")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -89,6 +108,7 @@ def main(argv=None) -> int:
             for test, n in tests:
                 edgellama_once(llm, test, min(n, 32), rng)  # warm-up (page in the weights)
                 ours, theirs = [], []
+                quiet = wait_for_quiet(args.quiet_below, args.max_wait) if args.quiet_below > 0 else True
                 load_before = loadavg()
                 for _ in range(args.repetitions):
                     theirs.append(llama_bench_once(args.llama_bench, model, test, n, threads))
@@ -97,14 +117,14 @@ def main(argv=None) -> int:
                 row = dict(model=os.path.basename(model), test=f"{test}{n}", n_threads=threads,
                            edgellama_tps=om, edgellama_stddev=osd, llamacpp_tps=tm, llamacpp_stddev=tsd,
                            ratio=om / tm, edgellama_samples=ours, llamacpp_samples=theirs, isa=_core.isa(),
-                           load_before=load_before, load_after=loadavg())
+                           load_before=load_before, load_after=loadavg(), started_quiet=quiet)
                 rf = roof.get(row["model"], {}).get(threads)
                 row["roofline_tps"] = rf if test == "tg" else None
                 rows.append(row)
                 extra = f"   {100 * om / rf:4.0f}% / {100 * tm / rf:4.0f}% of roofline" if row["roofline_tps"] else ""
                 print(f"{row['model']:<34} {row['test']:>6} t={threads}  edgellama {om:8.2f} ± {osd:5.2f}   "
                       f"llama.cpp {tm:8.2f} ± {tsd:5.2f}   ratio {om / tm:5.2f}x{extra}   "
-                      f"load {load_before:.2f}->{row['load_after']:.2f}", flush=True)
+                      f"load {load_before:.2f}->{row['load_after']:.2f}{'' if quiet else ' LOUD'}", flush=True)
             llm.close()
     print()
     print("| model | test | threads | edgellama t/s | llama.cpp t/s | edgellama ÷ llama.cpp | % roofline (ours / llama.cpp) | load before→after |")
@@ -114,7 +134,7 @@ def main(argv=None) -> int:
         pct = f"{100 * r['edgellama_tps'] / rf:.0f}% / {100 * r['llamacpp_tps'] / rf:.0f}%" if rf else ""
         print(f"| {r['model']} | {r['test']} | {r['n_threads']} | {r['edgellama_tps']:.2f} ± {r['edgellama_stddev']:.2f} "
               f"| {r['llamacpp_tps']:.2f} ± {r['llamacpp_stddev']:.2f} | {r['ratio']:.2f} | {pct} "
-              f"| {r['load_before']:.2f}→{r['load_after']:.2f} |")
+              f"| {r['load_before']:.2f}→{r['load_after']:.2f}{'' if r['started_quiet'] else ' LOUD'} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

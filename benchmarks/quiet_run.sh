@@ -6,7 +6,7 @@
 #   LLAMA_BIN=/path/to/llama.cpp/build/bin benchmarks/quiet_run.sh MODEL.gguf [...] > run.txt
 #
 # Env: REPS (default 2), THREADS (default 1,2), PP (512), TG (128), MAX_WAIT (seconds to wait for a
-# load average below 0.5; default 300).
+# load average below 0.5; default 300), ROW_WAIT (the same wait before every row; default 180).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 : "${LLAMA_BIN:?set LLAMA_BIN to the llama.cpp build/bin folder holding llama-bench}"
@@ -24,5 +24,6 @@ roof=$(mktemp)
 python3 "$here/membw.py" "$@" -t "$THREADS" --json > "$roof"
 python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('# read bandwidth GB/s:', d['read_bandwidth_GBps'])" "$roof"
 python3 "$here/compare_llamacpp.py" "$@" --llama-bench "$LLAMA_BIN/llama-bench" -p "$PP" -n "$TG" \
-  -t "$THREADS" -r "$REPS" --roofline "$roof" --json "${JSON_OUT:-/dev/null}"
+  -t "$THREADS" -r "$REPS" --roofline "$roof" --json "${JSON_OUT:-/dev/null}" \
+  --quiet-below 0.5 --max-wait "${ROW_WAIT:-180}"
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
