@@ -26,35 +26,45 @@ LAYOUT = {
 BLOCK_VALUES = {t: (256 if t.endswith("_K") else 32) for t in LAYOUT}
 
 
-def q6k_unit_order() -> list[int]:
-    """Q6_K's units (GGUF byte offsets) in the order the packed layout stores them: scales and d, then
-    per half h and group g the words ql[64h+4g], ql[64h+32+4g], qh[128+32h+4g] (the decode order)."""
-    order = [192, 196, 200, 204, 208]
-    for h in range(2):
-        for g in range(8):
-            order += [64 * h + 4 * g, 64 * h + 32 + 4 * g, 128 + 32 * h + 4 * g]
-    return order
-
-
-def numpy_pack(rows: np.ndarray, block_bytes: int, halves: list[int], order: list[int] | None = None) -> np.ndarray:
+def numpy_pack(rows: np.ndarray, block_bytes: int, halves: list[int]) -> np.ndarray:
     """rows [G, row_bytes] -> the packed group, built from the layout's definition: block b at
-    b*G*B, the unit at offset o of row r at G*p(o) + r*unit, p(o) = o, or for a type with its own unit
-    order the sum of the sizes of the units stored before it."""
+    b*G*B, the unit at offset o of row r at G*o + r*unit."""
     nb = rows.shape[1] // block_bytes
     out = np.zeros(G * rows.shape[1], np.uint8)
     for b in range(nb):
         base = b * G * block_bytes
-        units, o = [], 0
+        o = 0
         while o < block_bytes:
-            units.append(o)
-            o += 2 if o in halves else 4
-        p = 0
-        for o in order or units:
             unit = 2 if o in halves else 4
             for r in range(G):
-                out[base + G * p + r * unit: base + G * p + (r + 1) * unit] = rows[r, b * block_bytes + o: b * block_bytes + o + unit]
-            p += unit
-        assert p == block_bytes
+                out[base + G * o + r * unit: base + G * o + (r + 1) * unit] = rows[r, b * block_bytes + o: b * block_bytes + o + unit]
+            o += unit
+    return out
+
+
+def numpy_pack_q6k(rows: np.ndarray) -> np.ndarray:
+    """Q6_K's packed group from its definition (packed_layout.h): per block the 4 scale words, d, then
+    for each half h and group g the words A, B, C, each interleaved over the G rows like the other
+    types' units; byte l = 4g + i of the triple holds the 6-bit quants q1..q4 of values
+    128h + l + (0, 32, 64, 96) as A = q1 | (q3 >> 4) << 6, B = q2 | (q4 >> 4) << 6,
+    C = (q3 & 15) | (q4 & 15) << 4. The quants are decoded here as gguf-py does."""
+    nb = rows.shape[1] // 210
+    out = np.zeros(G * rows.shape[1], np.uint8)
+    for b in range(nb):
+        blk = rows[:, b * 210:(b + 1) * 210].astype(np.int64)  # [G, 210]
+        ql, qh = blk[:, :128], blk[:, 128:192]
+        units = [blk[:, 192 + 4 * w: 196 + 4 * w] for w in range(4)] + [blk[:, 208:210]]
+        for h in range(2):
+            lo0, lo1, hb = ql[:, 64 * h: 64 * h + 32], ql[:, 64 * h + 32: 64 * h + 64], qh[:, 32 * h: 32 * h + 32]
+            q1 = (lo0 & 15) | ((hb & 3) << 4)
+            q2 = (lo1 & 15) | (((hb >> 2) & 3) << 4)
+            q3 = (lo0 >> 4) | (((hb >> 4) & 3) << 4)
+            q4 = (lo1 >> 4) | (((hb >> 6) & 3) << 4)
+            A, B, C = q1 | ((q3 >> 4) << 6), q2 | ((q4 >> 4) << 6), (q3 & 15) | ((q4 & 15) << 4)
+            for g in range(8):
+                units += [A[:, 4 * g: 4 * g + 4], B[:, 4 * g: 4 * g + 4], C[:, 4 * g: 4 * g + 4]]
+        packed = np.concatenate([u.reshape(-1) for u in units])  # unit o of row r at G*p + r*unit
+        out[b * G * 210:(b + 1) * G * 210] = packed.astype(np.uint8)
     return out
 
 
@@ -67,10 +77,8 @@ def test_packed_layout_matches_its_definition(wtype):
     row_bytes = 2 * block_bytes
     w = rng.integers(0, 256, (n_rows, row_bytes), dtype=np.uint8)
     packed = np.frombuffer(_core.kernel_pack_rows(wtype, w.tobytes(), n_in), np.uint8)
-    order = q6k_unit_order() if wtype == "Q6_K" else None
-    assert order is None or sorted(order) == sorted(set(order)) and len(order) == 53  # every unit once
-    expected = np.concatenate([numpy_pack(w[0:G], block_bytes, halves, order),
-                               numpy_pack(w[G:2 * G], block_bytes, halves, order), w[2 * G:].reshape(-1)])
+    pack = (lambda r: numpy_pack_q6k(r)) if wtype == "Q6_K" else (lambda r: numpy_pack(r, block_bytes, halves))
+    expected = np.concatenate([pack(w[0:G]), pack(w[G:2 * G]), w[2 * G:].reshape(-1)])
     np.testing.assert_array_equal(packed, expected)
 
 

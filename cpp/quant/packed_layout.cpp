@@ -37,10 +37,9 @@ const PackedType* find(GGMLType t) {
   return nullptr;
 }
 
-// A block's bytes as runs of units: {GGUF offset, packed offset p(offset), unit (2 or 4), count}; a
-// run's units are consecutive in both layouts.
+// A block's bytes as runs of units: {offset, unit (2 or 4), count}.
 struct Run {
-  size_t offset, packed, unit, count;
+  size_t offset, unit, count;
 };
 std::vector<Run> runs_of(const PackedType& p) {
   std::vector<Run> runs;
@@ -48,11 +47,10 @@ std::vector<Run> runs_of(const PackedType& p) {
   while (o < p.block_bytes) {
     const bool half = (p.n_half > 0 && p.half_at[0] == o) || (p.n_half > 1 && p.half_at[1] == o);
     const size_t unit = half ? 2 : 4;
-    const size_t packed = packed_unit_offset(p.type, o);
-    if (!runs.empty() && runs.back().unit == 4 && unit == 4 && runs.back().packed + 4 * runs.back().count == packed)
+    if (!runs.empty() && runs.back().unit == 4 && unit == 4)
       ++runs.back().count;
     else
-      runs.push_back({o, packed, unit, 1});
+      runs.push_back({o, unit, 1});
     o += unit;
   }
   return runs;
@@ -80,8 +78,62 @@ inline void transpose4x4(const uint8_t* const* in, uint8_t* const* out) {
 #endif
 }
 
+// Q6_K (packed_layout.h): per 4-byte word, bytewise, (ql[64h+4g], ql[64h+32+4g], qh[32h+4g]) <-> (A, B, C).
+inline void q6k_encode(uint32_t ql0, uint32_t ql1, uint32_t qh, uint32_t* a, uint32_t* b, uint32_t* c) {
+  *a = (ql0 & 0x0F0F0F0Fu) | ((qh & 0x03030303u) << 4) | ((qh & 0x30303030u) << 2);  // q1 | hi(q3) << 6
+  *b = (ql1 & 0x0F0F0F0Fu) | ((qh & 0x0C0C0C0Cu) << 2) | (qh & 0xC0C0C0C0u);         // q2 | hi(q4) << 6
+  *c = ((ql0 >> 4) & 0x0F0F0F0Fu) | (ql1 & 0xF0F0F0F0u);                                // lo(q3) | lo(q4) << 4
+}
+inline void q6k_decode(uint32_t a, uint32_t b, uint32_t c, uint32_t* ql0, uint32_t* ql1, uint32_t* qh) {
+  *ql0 = (a & 0x0F0F0F0Fu) | ((c & 0x0F0F0F0Fu) << 4);
+  *ql1 = (b & 0x0F0F0F0Fu) | (c & 0xF0F0F0F0u);
+  *qh = ((a >> 4) & 0x03030303u) | ((b >> 2) & 0x0C0C0C0Cu) | ((a >> 2) & 0x30303030u) | (b & 0xC0C0C0C0u);
+}
+
+inline uint32_t load32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+inline void store32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
+
+// Q6_K's transfer (its own order and encoding), rows [r0, r1) of the group.
+void transfer_q6k(uint8_t* rows, size_t row_bytes, uint8_t* group, int r0, int r1, bool to_group) {
+  constexpr size_t B = 210, G = kPackRows;
+  const size_t nb = row_bytes / B;
+  for (size_t b = 0; b < nb; ++b) {
+    uint8_t* gb = group + b * G * B;
+    for (int r = r0; r < r1; ++r) {
+      uint8_t* row = rows + size_t(r - r0) * row_bytes + b * B;
+      for (size_t w = 0; w < 4; ++w) {  // scales
+        uint8_t* packed = gb + G * (kQ6PackedScales + 4 * w) + 4 * size_t(r);
+        to_group ? std::memcpy(packed, row + 192 + 4 * w, 4) : std::memcpy(row + 192 + 4 * w, packed, 4);
+      }
+      uint8_t* pd = gb + G * kQ6PackedD + 2 * size_t(r);
+      to_group ? std::memcpy(pd, row + 208, 2) : std::memcpy(row + 208, pd, 2);
+      for (int h = 0; h < 2; ++h) {
+        for (int g = 0; g < 8; ++g) {
+          uint8_t* t = gb + G * q6k_packed_triple(h, g) + 4 * size_t(r);  // A; B at +32, C at +64
+          uint8_t* ql0 = row + 64 * h + 4 * g;
+          uint8_t* ql1 = ql0 + 32;
+          uint8_t* qh = row + 128 + 32 * h + 4 * g;
+          uint32_t x, y, z;
+          if (to_group) {
+            q6k_encode(load32(ql0), load32(ql1), load32(qh), &x, &y, &z);
+            store32(t, x), store32(t + 4 * G, y), store32(t + 8 * G, z);
+          } else {
+            q6k_decode(load32(t), load32(t + 4 * G), load32(t + 8 * G), &x, &y, &z);
+            store32(ql0, x), store32(ql1, y), store32(qh, z);
+          }
+        }
+      }
+    }
+  }
+}
+
 // to_group: rows -> group, else group -> rows (only rows [r0, r1) of the group; rows[0] = row r0).
 void transfer(GGMLType t, uint8_t* rows, size_t row_bytes, uint8_t* group, int r0, int r1, bool to_group) {
+  if (t == GGMLType::Q6_K) return transfer_q6k(rows, row_bytes, group, r0, r1, to_group);
   const PackedType& p = *find(t);
   static thread_local GGMLType cached_type = GGMLType::F32;
   static thread_local std::vector<Run> runs;
@@ -98,13 +150,13 @@ void transfer(GGMLType t, uint8_t* rows, size_t row_bytes, uint8_t* group, int r
       size_t k = 0;
       if (whole && run.unit == 4) {
         for (; k + 4 <= run.count; k += 4) {
-          const size_t o = run.offset + 4 * k, po = run.packed + 4 * k;
+          const size_t o = run.offset + 4 * k;
           for (int h = 0; h < kPackRows; h += 4) {
             uint8_t* rp[4];
             uint8_t* gp[4];
             for (int i = 0; i < 4; ++i) {
               rp[i] = rb + size_t(h + i) * row_bytes + o;  // row h+i, units k..k+3
-              gp[i] = gb + G * (po + 4 * size_t(i)) + 4 * size_t(h);  // unit k+i, rows h..h+3
+              gp[i] = gb + G * (o + 4 * size_t(i)) + 4 * size_t(h);  // unit k+i, rows h..h+3
             }
             if (to_group)
               transpose4x4(rp, gp);
@@ -114,10 +166,10 @@ void transfer(GGMLType t, uint8_t* rows, size_t row_bytes, uint8_t* group, int r
         }
       }
       for (; k < run.count; ++k) {
-        const size_t o = run.offset + run.unit * k, po = run.packed + run.unit * k;
+        const size_t o = run.offset + run.unit * k;
         for (int r = r0; r < r1; ++r) {
           uint8_t* row = rb + size_t(r - r0) * row_bytes + o;
-          uint8_t* packed = gb + G * po + size_t(r) * run.unit;
+          uint8_t* packed = gb + G * o + size_t(r) * run.unit;
           if (to_group)
             std::memcpy(packed, row, run.unit);
           else

@@ -10,9 +10,8 @@
 //   place the G rows occupy in the GGUF layout, so a packed tensor has exactly the file's size);
 //   block b of the group occupies [b*G*B, (b+1)*G*B). Inside it, the block's bytes are cut into
 //   units: 2 bytes for each fp16 scale field, 4 bytes everywhere else (every supported block type
-//   splits exactly). The unit at byte offset o of row r is stored at G*p(o) + r*unit(o), where p(o)
-//   is o itself for every type except Q6_K (packed_unit_offset below: its units are stored in the
-//   order its decode kernels read them).
+//   splits exactly). The unit at byte offset o of row r is stored at G*o + r*unit(o) (Q6_K: at
+//   G*p + r*unit for the p given below, and re-encoded).
 // So G consecutive rows' fp16 scale at offset o are one 16-byte load (-> 8 floats), and G rows'
 // 4-byte words at offset o are one 32-byte load with lane r = row r. Rows past the last whole group
 // (n_rows % G) stay in the GGUF layout, where they are anyway.
@@ -28,24 +27,20 @@ namespace edgellama {
 
 constexpr int kPackRows = 8;
 
-// Q6_K (ql[128] qh[64] scales[16] d) stores its units in the order the decode kernels read them:
-// the scales and d first, then for each group g (0..7) of 4 values in each half h of the block the
-// three words that make those values: ql at 64h + 4g, ql at 64h + 32 + 4g, qh at 128 + 32h + 4g.
-// In GGUF order the kernels read three streams at once plus the scales from the block's end, and the
-// hardware prefetcher does not follow that: measured 3-6 GB/s without software prefetch vs 13-22 GB/s
-// in this order, on the same (loaded) Zen 4. Returns p(o) for a unit's GGUF byte offset o.
-constexpr size_t q6k_packed_offset(size_t o) {
-  if (o >= 192) return o - 192;  // scales[16] -> 0..15, d -> 16..17
-  if (o >= 128) {                 // qh: half h, group g -> third word of triple 8h + g
-    const size_t h = (o - 128) / 32, g = ((o - 128) % 32) / 4;
-    return 18 + 12 * (8 * h + g) + 8 + o % 4;
-  }
-  const size_t h = o / 64, j = (o % 64) / 32, g = (o % 32) / 4;  // ql: j = 0 for chunks 4h, 4h+2
-  return 18 + 12 * (8 * h + g) + 4 * j + o % 4;
-}
-
-// p(o) of the layout comment for a packable type (the identity except Q6_K).
-inline size_t packed_unit_offset(GGMLType t, size_t o) { return t == GGMLType::Q6_K ? q6k_packed_offset(o) : o; }
+// Q6_K is the exception: its packed block is laid out in the order the decode kernels read it, and
+// its quants are re-encoded so that they unpack with fewer operations.
+// - Order: the 4 scale words (GGUF bytes 192..207) at p = 0..15, d at 16, then for each half h (0, 1)
+//   and 4-value group g (0..7) the triple of words A, B, C at p = 18 + 12 (8h + g) + {0, 4, 8}.
+//   (In GGUF order the kernels read three streams at once plus the scales from the block's end, and
+//   the hardware prefetcher does not follow: 3-6 GB/s without software prefetch vs 13-22 GB/s front
+//   to back, measured on a loaded Zen 4.)
+// - Encoding: byte l (= 4g + i) of a triple holds the four 6-bit quants q1..q4 of values
+//   128h + l + {0, 32, 64, 96} (ggml: q1 = ql[64h+l] & 15 | (qh[32h+l] & 3) << 4, q2 from ql[64h+32+l]
+//   and qh bits 2-3, q3 = ql[64h+l] >> 4 | qh bits 4-5, q4 = ql[64h+32+l] >> 4 | qh bits 6-7) as
+//     A = q1 | (q3 >> 4) << 6,   B = q2 | (q4 >> 4) << 6,   C = (q3 & 15) | (q4 & 15) << 4,
+//   so q1 = A & 63 and q2 = B & 63 take one operation each (the GGUF form needs four per quant).
+constexpr size_t kQ6PackedScales = 0, kQ6PackedD = 16;
+constexpr size_t q6k_packed_triple(int h, int g) { return 18 + 12 * size_t(8 * h + g); }  // + 0 A, 4 B, 8 C
 
 // Whether weights of this type can be packed (a block type whose fields split into units).
 bool packable(GGMLType t);

@@ -497,27 +497,33 @@ inline void repack_sub16(const uint8_t* const* p, size_t boff, uint8_t* dst) {
 
 // The same scratch from a packed group, lane-parallel (lane r = row r): quant group g (values
 // 32c+4g..+3) of chunk c from the rows' 4-byte words, and each sub-block's scale / offset as int32.
+// Q6_K's quants of chunk k (0..3) of half h, group g from the packed triple at p (packed_layout.h):
+// q1 = A & 63, q2 = B & 63, q3 = (C & 15) | (A >> 2 & 48), q4 = (C >> 4 & 15) | (B >> 2 & 48).
+inline __m256i q6k_quants(const PackedSrc& s, int64_t b, size_t p, int k) {
+  const __m256i m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  if (k < 2) return _mm256_and_si256(s.word8(b, p + 4 * size_t(k)), _mm256_set1_epi8(0x3F));
+  const __m256i c = s.word8(b, p + 8);
+  const __m256i lo = _mm256_and_si256(k == 2 ? c : _mm256_srli_epi16(c, 4), m0f);
+  return _mm256_or_si256(lo, _mm256_and_si256(_mm256_srli_epi16(s.word8(b, p + 4 * size_t(k - 2)), 2), m30));
+}
+
 template <class K>
 struct Sub16Lanes;
 template <>
-struct Sub16Lanes<Q6_KW> {  // ql[128] qh[64] scales[16] d: as Q6_KW::q / kq::scales_q6_K per row
+struct Sub16Lanes<Q6_KW> {  // Q6_K's packed form (packed_layout.h): scales, d, triples A B C
   static __m256i q(const PackedSrc& s, int64_t b, int c, int g) {
     const int h = c / 4, k = c % 4;
-    const __m256i l = s.word8(b, q6k_packed_offset(size_t(h * 64 + 32 * (k % 2) + 4 * g)));
-    const __m256i hb = s.word8(b, q6k_packed_offset(size_t(128 + h * 32 + 4 * g)));
-    const __m256i low = _mm256_and_si256(_mm256_srli_epi16(l, 4 * (k / 2)), _mm256_set1_epi8(0xF));
-    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), _mm256_set1_epi8(3));
-    return _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
+    return q6k_quants(s, b, q6k_packed_triple(h, g), k);
   }
   static void scales(const PackedSrc& s, int64_t b, __m256i* sc, __m256i* mn, __m256* d, __m256* dm) {
     for (int w = 0; w < 4; ++w) {
-      const __m256i x = s.word8(b, q6k_packed_offset(size_t(192 + 4 * w)));
+      const __m256i x = s.word8(b, kQ6PackedScales + size_t(4 * w));
       for (int j = 0; j < 4; ++j) {
         sc[4 * w + j] = _mm256_srai_epi32(_mm256_slli_epi32(x, 24 - 8 * j), 24);  // int8 scale
         mn[4 * w + j] = _mm256_slli_epi32(sc[4 * w + j], 5);                    // value = qu - 32
       }
     }
-    *d = *dm = s.half8(b, q6k_packed_offset(208));
+    *d = *dm = s.half8(b, kQ6PackedD);
   }
 };
 template <>
@@ -676,15 +682,14 @@ inline void direct_sub16(int64_t nsb, const PackedSrc& src, const uint8_t* a, si
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-// Q6_K from a packed group, few tokens: per half h and group g the rows' three words (ql of chunks
-// 4h, 4h+2; ql of 4h+1, 4h+3; qh of all four) give group g of the four chunks at once; the scales
+// Q6_K from a packed group, few tokens: per half h and group g the rows' packed triple (A, B, C:
+// packed_layout.h) gives group g of the four chunks at once; the scales
 // become int16 pairs with one shuffle and one shift each. Same integer sums and float sequence as
 // tile_sub16 (the int16 bounds are its own: two maddubs per sum).
 template <int T>
 inline void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
   for (int64_t b = 0; b < nsb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
     // sc[j]: lane r = (v, v), v = row r's int8 scale j (sign-extended by the arithmetic shift);
@@ -699,7 +704,7 @@ inline void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size
                                             8, z, 9, z, 12, z, 13);
 #pragma GCC unroll 4
     for (int w = 0; w < 4; ++w) {
-      const __m256i x = src.word8(b, q6k_packed_offset(size_t(192 + 4 * w)));
+      const __m256i x = src.word8(b, kQ6PackedScales + size_t(4 * w));
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j)
         sc[4 * w + j] = _mm256_srai_epi16(_mm256_shuffle_epi8(x, _mm256_add_epi8(sel_sc, _mm256_set1_epi8(char(j)))), 8);
@@ -717,14 +722,7 @@ inline void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size
         __m256i v[4][2];                 // [chunk k = 0..3 of this half][group]
         for (int j = 0; j < 2; ++j) {
           const int g = 2 * gp + j;
-          const __m256i l0 = src.word8(b, q6k_packed_offset(size_t(h * 64 + 4 * g)));
-          const __m256i l1 = src.word8(b, q6k_packed_offset(size_t(h * 64 + 32 + 4 * g)));
-          const __m256i qh = src.word8(b, q6k_packed_offset(size_t(128 + h * 32 + 4 * g)));
-          v[0][j] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-          v[1][j] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-          v[2][j] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
-          v[3][j] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+          for (int k = 0; k < 4; ++k) v[k][j] = q6k_quants(src, b, q6k_packed_triple(h, g), k);
         }
         for (int k = 0; k < 4; ++k) {
           const int c = 4 * h + k;
@@ -738,7 +736,7 @@ inline void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size
         }
       }
     }
-    const __m256 d = src.half8(b, q6k_packed_offset(208));
+    const __m256 d = src.half8(b, kQ6PackedD);
     for (int t = 0; t < T; ++t) s[t] = finish_sub16<true>(iacc[t], mnp, d, d, ab[t], s[t]);
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);

@@ -161,19 +161,19 @@ void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-// ---- Q6_K: ql[128] qh[64] scales[16] d; value = qu - 32 ------------------------------------------------
+// ---- Q6_K: packed form (packed_layout.h: scales, d, then triples A B C); value = qu - 32 ----------------
 template <int T>
 void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  const __m256i m3f = _mm256_set1_epi8(0x3F), m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
   const char z = char(0x80);
   const __m256i sel_mn = _mm256_setr_epi8(z, 0, z, 1, z, 4, z, 5, z, 8, z, 9, z, 12, z, 13, z, 0, z, 1, z, 4, z, 5, z,
                                           8, z, 9, z, 12, z, 13);
   for (int64_t b = 0; b < nsb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
     __m256i scw[4];  // the rows' 16 int8 scales, four per word
-    for (int w = 0; w < 4; ++w) scw[w] = src.word8(b, q6k_packed_offset(size_t(192 + 4 * w)));
+    for (int w = 0; w < 4; ++w) scw[w] = src.word8(b, kQ6PackedScales + size_t(4 * w));
     const block_q8_K* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
     __m256i iacc[T];
@@ -184,15 +184,15 @@ void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
         for (int t = 0; t < T; ++t)
           for (int k = 0; k < 4; ++k) sum[t][k] = _mm256_setzero_si256();
         for (int g = 4 * half; g < 4 * half + 4; ++g) {
-          const __m256i l0 = src.word8(b, q6k_packed_offset(size_t(h * 64 + 4 * g)));
-          const __m256i l1 = src.word8(b, q6k_packed_offset(size_t(h * 64 + 32 + 4 * g)));
-          const __m256i qh = src.word8(b, q6k_packed_offset(size_t(128 + h * 32 + 4 * g)));
+          const size_t p = q6k_packed_triple(h, g);
+          const __m256i A = src.word8(b, p), B = src.word8(b, p + 4), C = src.word8(b, p + 8);
+          // q1 = A & 63, q2 = B & 63, q3 = (C & 15) | (A >> 2 & 48), q4 = (C >> 4 & 15) | (B >> 2 & 48);
+          // ternary-logic 0xEA = (x & y) | z
           __m256i v[4];
-          v[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-          v[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-          v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m30));
-          v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                 _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+          v[0] = _mm256_and_si256(A, m3f);
+          v[1] = _mm256_and_si256(B, m3f);
+          v[2] = _mm256_ternarylogic_epi32(C, m0f, _mm256_and_si256(_mm256_srli_epi16(A, 2), m30), 0xEA);
+          v[3] = _mm256_ternarylogic_epi32(_mm256_srli_epi16(C, 4), m0f, _mm256_and_si256(_mm256_srli_epi16(B, 2), m30), 0xEA);
           for (int k = 0; k < 4; ++k)
             for (int t = 0; t < T; ++t)
               sum[t][k] = _mm256_dpbusd_epi32(sum[t][k], v[k], bcast4(ab[t]->qs + 32 * (4 * h + k) + 4 * g));
@@ -204,7 +204,7 @@ void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
         }
       }
     }
-    const __m256 d = src.half8(b, q6k_packed_offset(208));
+    const __m256 d = src.half8(b, kQ6PackedD);
     for (int t = 0; t < T; ++t) {
       const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
       __m256i ms = _mm256_setzero_si256();
