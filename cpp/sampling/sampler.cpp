@@ -339,6 +339,8 @@ int32_t Sampler::sample(const float* logits, int32_t n_vocab, const uint32_t* al
   prepare_logits(logits, n_vocab, allowed);
   if (params_.temperature <= 0) return greedy(n_vocab);
   const double sum = build_distribution(n_vocab);
+  // llama.cpp's llama_sampler_dist_apply: the first candidate whose running sum reaches u * total.
+  // Zero-weight candidates are skipped, so u = 0 cannot pick a token that has no probability.
   const double target = rng_.next_double() * sum;
   double cum = 0;
   const size_t n = cand_.size();
@@ -348,9 +350,9 @@ int32_t Sampler::sample(const float* logits, int32_t n_vocab, const uint32_t* al
     if (prob_[i] <= 0) continue;
     cum += prob_[i];
     last_positive = i;
-    if (target < cum) chosen = i;
+    if (cum >= target) chosen = i;
   }
-  if (chosen == n) chosen = last_positive;  // target rounded up to the total
+  if (chosen == n) chosen = last_positive;  // cannot happen (u < 1), but never run off the end
   if (params_.mirostat) mirostat_update(chosen, sum);
   return cand_[chosen].id;
 }
