@@ -39,6 +39,8 @@ CALLS = (
     [dict(temperature=t, seed=s, **TRUNC) for t in (0.7, 1.0, 1.3) for s in range(8)]
     + [dict(temperature=1.0, seed=s, top_k=0, top_p=1.0, min_p=0.0) for s in (11, 12, 13)]  # no truncation: id order
     + [dict(temperature=0.9, seed=s, top_k=0, top_p=0.8, min_p=0.0) for s in (21, 22)]  # top-p alone sorts
+    + [dict(temperature=1.0, seed=s, top_k=40, top_p=1.0, min_p=0.05, typical_p=0.9) for s in (31, 32)]  # typical order
+    + [dict(temperature=1.0, seed=s, top_k=40, top_p=0.95, min_p=0.05, typical_p=0.9) for s in (33, 34)]
     + [dict(temperature=0.8, seed=2**32 + 5, **TRUNC)]  # ctypes c_uint32 truncation: seed 5
     + [dict(temperature=1.0, seed=None, **TRUNC) for _ in range(4)]  # the seed chain from object_seed / the last seed
 )
@@ -71,7 +73,7 @@ def test_replaying_llama_cpp_logits_gives_its_tokens(llama_cpp_runs):
     for call, run in zip(CALLS, llama_cpp_runs):
         assert len(run["tokens"]) >= MAX_TOKENS - 1  # the last sampled token is not evaluated
         s = _core.Sampler(temperature=call["temperature"], top_k=call["top_k"], top_p=call["top_p"],
-                          min_p=call["min_p"], seed=run["seed"] & 0xFFFFFFFF)
+                          min_p=call["min_p"], typical_p=call.get("typical_p", 1.0), seed=run["seed"] & 0xFFFFFFFF)
         got = [int(s.sample(row)) for row in run["logits"]]
         assert got == run["tokens"].tolist(), (call, run["seed"])
         n_compared += len(got)

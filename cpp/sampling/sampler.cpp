@@ -264,11 +264,12 @@ void Sampler::apply_typical() {
       break;
     }
   }
+  // The survivors stay in typical order (as llama.cpp leaves them): top-p re-sorts them by logit
+  // when it truncates; otherwise the draw walks them in this order, as llama.cpp's does.
   cand_tmp_.clear();
   for (size_t j = 0; j < keep; ++j) cand_tmp_.push_back(cand_[size_t(index_[j])]);
   cand_.swap(cand_tmp_);
   sorted_ = false;
-  sort_candidates();
 }
 
 void Sampler::apply_top_p() {
@@ -284,7 +285,7 @@ void Sampler::apply_top_p() {
     if (m == kPosInf) return x == kPosInf ? 1.0 : 0.0;
     return std::exp(double(x) - double(m));
   };
-  // cand_ is either sorted or in id order here, so the summation order is deterministic.
+  // cand_ is sorted, in id order or in typical order here: the summation order is deterministic.
   double sum = 0;
   for (const auto& c : cand_) sum += weight(c.logit);
   const double target = p * sum;

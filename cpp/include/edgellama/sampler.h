@@ -11,9 +11,9 @@
 // Draws follow llama.cpp's dist sampler, so a seed picks the same tokens as llama.cpp and
 // llama-cpp-python wherever the logits agree: one uniform double u per sampled token (also when
 // only one candidate is left; none when greedy) from std::mt19937 seeded with the seed mod 2^32
-// (edgellama/rng.h), and the token is the first candidate, in the order the truncation stages leave
-// them (logit desc after top-k / top-p; id order when neither sorts), whose running weight sum
-// reaches u * total.
+// (edgellama/rng.h), and the token is the first candidate whose running weight sum reaches
+// u * total, in the order the truncation stages leave them: logit desc after top-k / top-p; after
+// typical, by typicality unless top-p re-sorts; id order when nothing sorts.
 //
 // Determinism: the RNG and its uniform double are our own code (edgellama/rng.h), and every
 // ordering uses a strict total order (logit desc, then id asc), so the same seed gives the same
