@@ -12,6 +12,16 @@ or an already running server with --url.
     python benchmarks/server_load.py MODEL.gguf --target edgellama --target llama-server \\
         --llama-server /work/llamacpp/build-native/bin/llama-server -t 2 [--json out.json]
 
+llama-cpp-python's server from its sdist over a native libllama, with its FastAPI stack in another
+environment:
+
+    LLAMA_CPP_PYTHON=/work/lcpp_venv/bin/python PYTHONPATH=/work/llamacpp/llama_cpp_python-0.3.36 \
+    LLAMA_CPP_LIB_PATH=/work/llamacpp/build-native/bin \
+        python benchmarks/server_load.py MODEL.gguf --target llama-cpp-python -t 2
+
+It runs with --interrupt_requests false (its default lets each new request cut the running stream
+short) and --verbose false.
+
 Every request, stream and round has a timeout; nothing but 127.0.0.1 is contacted.
 """
 
@@ -25,6 +35,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -55,8 +66,12 @@ def launch_command(target: str, model: str, port: int, parallel: int, ctx: int, 
     if target == "llama-cpp-python":
         # LLAMA_CPP_PYTHON: an interpreter that has llama-cpp-python's server extra (its FastAPI stack
         # may not belong in edgellama's environment); default: this one.
-        return [os.environ.get("LLAMA_CPP_PYTHON", sys.executable), "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", str(port),
-                "--n_ctx", str(ctx), "--n_threads", str(threads)]
+        return [os.environ.get("LLAMA_CPP_PYTHON", sys.executable), "-m", "llama_cpp.server", "--model", model,
+                "--host", "127.0.0.1", "--port", str(port),
+                "--n_ctx", str(ctx), "--n_threads", str(threads),
+                # queue concurrent requests: by default a new request interrupts the running stream
+                "--interrupt_requests", "false",
+                "--verbose", "false"]  # no llama.cpp logs, as --log-disable for llama-server
     raise SystemExit(f"unknown target {target}")
 
 
@@ -64,11 +79,15 @@ class Launched:
     def __init__(self, cmd: List[str], base_url: str, timeout: float = 120.0):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.join(HERE, "..", "src"), env.get("PYTHONPATH")) if p)
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # stderr goes to a file, not a pipe: nobody reads a pipe while the server runs, and a server
+        # that logs more than the pipe holds (llama-cpp-python's server prints llama.cpp's ~200 kB
+        # load log by default) blocks on its next write and never answers.
+        self.log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=self.log, text=True)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise SystemExit(f"{cmd[0]} exited with {self.proc.returncode}: {self.proc.stderr.read()[-2000:]}")
+                raise SystemExit(f"{cmd[0]} exited with {self.proc.returncode}: {self.log_tail()}")
             try:
                 # llama-server answers 503 while loading, 200 when ready
                 if httpx.get(base_url + "/v1/models", timeout=2).status_code == 200:
@@ -76,9 +95,15 @@ class Launched:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
+                tail = self.log_tail()
                 self.stop()
-                raise SystemExit(f"{cmd[0]} did not start in {timeout:.0f} s")
+                raise SystemExit(f"{cmd[0]} did not start in {timeout:.0f} s; its stderr ends with: {tail}")
             time.sleep(0.3)
+
+    def log_tail(self, n: int = 2000) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()[-n:]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -88,6 +113,7 @@ class Launched:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        self.log.close()
 
 
 @dataclass

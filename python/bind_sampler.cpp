@@ -1,4 +1,4 @@
-// Sampler and log-probability helpers: edgellama._core.Sampler, log_softmax, top_logprobs.
+// Sampler and log-probability helpers: edgellama._core.Sampler, Rng, log_softmax, top_logprobs.
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
@@ -90,6 +90,19 @@ std::string short_float(float v) {
 }  // namespace
 
 void bind_sampler(py::module_& m) {
+  // The sampler's generator on its own, so tests can pin its stream down against independent
+  // implementations of MT19937 and of the uniform double (tests/test_sampler_rng.py).
+  py::class_<edgellama::Rng>(m, "Rng",
+                             "The sampler's random numbers: std::mt19937 (seed mod 2^32) and llama.cpp's uniform "
+                             "double (libstdc++'s generate_canonical arithmetic), written out so every platform "
+                             "gives the same stream.")
+      .def(py::init<uint64_t>(), py::arg("seed"))
+      .def("next_u32", &edgellama::Rng::next_u32, "The next 32-bit output of std::mt19937.")
+      .def("next_double", &edgellama::Rng::next_double,
+           "The next uniform double in [0, 1) (two 32-bit outputs), as llama.cpp's dist sampler draws it.")
+      .def_static("canonical", &edgellama::Rng::canonical, py::arg("low"), py::arg("high"),
+                  "The uniform double next_double() makes of two 32-bit outputs (low word first).");
+
   py::class_<PySampler>(m, "Sampler",
                         "Seeded token sampler ([allowed-token mask] -> logit bias -> repeat/frequency/presence "
                         "penalties -> top-k -> typical -> top-p -> min-p -> temperature -> draw). temperature <= 0 "

@@ -8,6 +8,7 @@ Other test modules import FakeLlama from here."""
 from __future__ import annotations
 
 import json
+import random
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -411,6 +412,41 @@ def test_call_seed_becomes_the_seed_of_later_calls():
     assert [text_of(b("x", **kw)) for _ in range(3)] == after
     assert text_of(FakeLlama("abcdefghijklmnop", peak=1.0)("x", seed=99, **kw)) == seeded
     assert len(set(after)) > 1  # the later calls still draw different seeds
+
+
+def test_seed_chain_is_llama_cpp_pythons():
+    """llama-cpp-python 0.3.36's create_completion without seed= sets its seed to
+    random.Random(seed).randint(0, 2**32) and samples with that, mod 2^32 (ctypes.c_uint32)."""
+    kw = dict(max_tokens=8, temperature=1.5, top_k=0)
+    llm = FakeLlama("abcdefghijklmnop", peak=1.0, seed=1337)
+    want = 1337
+    for _ in range(3):
+        got = text_of(llm("x", **kw))
+        want = random.Random(want).randint(0, 2**32)
+        assert llm.seed == want
+        assert got == text_of(FakeLlama("abcdefghijklmnop", peak=1.0)("x", seed=want & 0xFFFFFFFF, **kw))
+    assert text_of(llm("x", seed=2**32 + 9, **kw)) == text_of(llm("x", seed=9, **kw))
+    # the default seed starts the chain from a random seed (llama-cpp-python: from 0xFFFFFFFF)
+    chains = {text_of(FakeLlama("abcdefghijklmnop", peak=1.0)("x", **kw)) for _ in range(4)}
+    assert len(chains) > 1
+
+
+def test_generate_samples_with_the_objects_seed():
+    """generate() (and sample()) seed their sampler with the object's seed as it is, as
+    llama-cpp-python's do; only create_completion moves the seed on."""
+    llm = FakeLlama("abcdefghijklmnop", peak=1.0, seed=77)
+    toks = llm.tokenize("x")
+
+    def draw():
+        g = llm.generate(toks, temp=1.5, top_k=0)
+        out = [next(g) for _ in range(8)]
+        g.close()
+        return out
+
+    first = draw()
+    assert draw() == first and llm.seed == 77
+    llm.set_seed(78)
+    assert draw() != first
 
 
 def test_constructor_seed_reproducible_across_objects():

@@ -287,14 +287,7 @@ def test_is_loopback():
 
 def test_load_benchmark_tiny_run(server, tmp_path):
     """benchmarks/server_load.py against the running server: 1 and 2 clients x 4 tokens."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "server_load.py"
-    spec = importlib.util.spec_from_file_location("server_load", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["server_load"] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
+    mod = _load_benchmark_module()
     out = tmp_path / "load.json"
     assert mod.main(["--url", server.base_url, "--clients", "1,2", "-n", "4", "--timeout", "60",
                      "--json", str(out)]) == 0
@@ -303,6 +296,47 @@ def test_load_benchmark_tiny_run(server, tmp_path):
     for r in rows:
         assert r["failed"] == 0 and r["tokens"] == 4 * r["clients"] and r["aggregate_tok_s"] > 0
         assert r["ttft_p50_ms"] > 0 and r["itl_p50_ms"] > 0
+
+
+def _load_benchmark_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "server_load.py"
+    spec = importlib.util.spec_from_file_location("server_load", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["server_load"] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# A stand-in server that logs 300 kB to stderr before it answers (llama-cpp-python's server logs
+# ~200 kB while loading): more than a pipe holds, so a launcher that pipes stderr and does not read
+# it leaves the server blocked on a write, never answering.
+_CHATTY_SERVER = """
+import http.server, sys
+sys.stderr.write("llama_model_loader: x\\n" * 15000)
+sys.stderr.flush()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b'{"data": []}')
+    def log_message(self, *a):
+        sys.stderr.write("request\\n")
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_load_benchmark_launches_a_server_that_logs_a_lot():
+    mod = _load_benchmark_module()
+    port = mod.free_port()
+    launched = mod.Launched([sys.executable, "-c", _CHATTY_SERVER, str(port)], f"http://127.0.0.1:{port}",
+                            timeout=30)
+    try:
+        assert launched.proc.poll() is None
+        assert "llama_model_loader" in launched.log_tail()
+    finally:
+        launched.stop()
+    assert launched.proc.poll() is not None
 
 
 def test_structured_output_through_the_server(server, client):

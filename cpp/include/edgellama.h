@@ -213,7 +213,8 @@ EDGELLAMA_API edgellama_status edgellama_state_load(edgellama_context* context, 
 /* The chain, applied in llama.cpp's order: penalties (over the last repeat_last_n accepted tokens)
  * -> top-k -> typical -> top-p -> min-p -> temperature -> draw. temperature <= 0 is greedy
  * (argmax, ties to the lowest id). top_k <= 0, top_p >= 1, min_p <= 0, typical_p >= 1 disable
- * their stage. The same seed gives the same tokens on every platform. */
+ * their stage. The same seed gives the same tokens on every platform, and the same tokens as
+ * llama.cpp's dist sampler from the same logits (std::mt19937, one uniform double per token). */
 typedef struct edgellama_sampler_params {
   size_t struct_size; /* = sizeof(edgellama_sampler_params) */
   float temperature;  /* 0.8 */
@@ -225,7 +226,7 @@ typedef struct edgellama_sampler_params {
   int32_t repeat_last_n;   /* 64; 0 = no penalties */
   float frequency_penalty; /* 0 */
   float presence_penalty;  /* 0 */
-  uint64_t seed;           /* 0xFFFFFFFF; used as given */
+  uint64_t seed;           /* 0xFFFFFFFF; used as given, mod 2^32 (std::mt19937's seed) */
 } edgellama_sampler_params;
 
 EDGELLAMA_API edgellama_sampler_params edgellama_sampler_default_params(void);

@@ -1,38 +1,52 @@
-// xoshiro256** with a splitmix64-filled state, written from the published algorithm descriptions
-// (Blackman & Vigna, "Scrambled linear pseudorandom number generators", 2018).
-#include "edgellama/sampler.h"
+// MT19937 (Matsumoto & Nishimura 1998) written from the C++ standard's definition of std::mt19937
+// ([rand.eng.mers] with the [rand.predef] parameters), and libstdc++'s generate_canonical<double, 53>
+// arithmetic for the uniform double. See edgellama/rng.h for why neither comes from <random>.
+#include "edgellama/rng.h"
 
 namespace edgellama {
 
 namespace {
-
-inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-inline uint64_t splitmix64(uint64_t& x) {
-  uint64_t z = (x += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
+// std::mt19937's parameters: w = 32, n = 624, m = 397, r = 31.
+constexpr int kM = 397;
+constexpr uint32_t kMatrixA = 0x9908B0DFu;  // a
+constexpr uint32_t kUpperMask = 0x80000000u;  // the top w - r bits
+constexpr uint32_t kLowerMask = 0x7FFFFFFFu;  // the low r bits
+constexpr uint32_t kInitMultiplier = 1812433253u;  // f
 }  // namespace
 
 void Rng::seed_with(uint64_t seed) {
-  uint64_t x = seed;
-  for (auto& s : s_) s = splitmix64(x);
-  // splitmix64 is a bijection of its counter, so four consecutive outputs are never all zero.
+  mt_[0] = uint32_t(seed);  // seed mod 2^32
+  for (int i = 1; i < kN; ++i)
+    mt_[i] = kInitMultiplier * (mt_[i - 1] ^ (mt_[i - 1] >> 30)) + uint32_t(i);  // arithmetic mod 2^32
+  next_ = kN;
 }
 
-uint64_t Rng::next_u64() {
-  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = rotl(s_[3], 45);
-  return result;
+void Rng::twist() {
+  for (int i = 0; i < kN; ++i) {
+    const uint32_t y = (mt_[i] & kUpperMask) | (mt_[(i + 1) % kN] & kLowerMask);
+    mt_[i] = mt_[(i + kM) % kN] ^ (y >> 1) ^ ((y & 1u) ? kMatrixA : 0u);
+  }
+  next_ = 0;
+}
+
+uint32_t Rng::next_u32() {
+  if (next_ >= kN) twist();
+  uint32_t y = mt_[next_++];
+  // tempering: u = 11, (s, b) = (7, 0x9D2C5680), (t, c) = (15, 0xEFC60000), l = 18
+  y ^= y >> 11;
+  y ^= (y << 7) & 0x9D2C5680u;
+  y ^= (y << 15) & 0xEFC60000u;
+  y ^= y >> 18;
+  return y;
+}
+
+double Rng::canonical(uint32_t low, uint32_t high) {
+  // generate_canonical<double, 53> with a 32-bit generator takes k = ceil(53 / 32) = 2 outputs,
+  // the first as the low word. Their sum is rounded once to double (round to nearest even), so it
+  // can reach 2^64: then the result would be 1, which the distribution must not return.
+  const double sum = double(low) + double(high) * 4294967296.0;  // exact product, one rounding (also if fused)
+  const double u = sum * (1.0 / 18446744073709551616.0);         // exact: a power of two
+  return u < 1.0 ? u : 1.0 - 1.0 / 9007199254740992.0;           // nextafter(1.0, 0.0), exact
 }
 
 }  // namespace edgellama

@@ -264,11 +264,12 @@ void Sampler::apply_typical() {
       break;
     }
   }
+  // The survivors stay in typical order (as llama.cpp leaves them): top-p re-sorts them by logit
+  // when it truncates; otherwise the draw walks them in this order, as llama.cpp's does.
   cand_tmp_.clear();
   for (size_t j = 0; j < keep; ++j) cand_tmp_.push_back(cand_[size_t(index_[j])]);
   cand_.swap(cand_tmp_);
   sorted_ = false;
-  sort_candidates();
 }
 
 void Sampler::apply_top_p() {
@@ -284,7 +285,7 @@ void Sampler::apply_top_p() {
     if (m == kPosInf) return x == kPosInf ? 1.0 : 0.0;
     return std::exp(double(x) - double(m));
   };
-  // cand_ is either sorted or in id order here, so the summation order is deterministic.
+  // cand_ is sorted, in id order or in typical order here: the summation order is deterministic.
   double sum = 0;
   for (const auto& c : cand_) sum += weight(c.logit);
   const double target = p * sum;
@@ -339,6 +340,8 @@ int32_t Sampler::sample(const float* logits, int32_t n_vocab, const uint32_t* al
   prepare_logits(logits, n_vocab, allowed);
   if (params_.temperature <= 0) return greedy(n_vocab);
   const double sum = build_distribution(n_vocab);
+  // llama.cpp's llama_sampler_dist_apply: the first candidate whose running sum reaches u * total.
+  // Zero-weight candidates are skipped, so u = 0 cannot pick a token that has no probability.
   const double target = rng_.next_double() * sum;
   double cum = 0;
   const size_t n = cand_.size();
@@ -348,9 +351,9 @@ int32_t Sampler::sample(const float* logits, int32_t n_vocab, const uint32_t* al
     if (prob_[i] <= 0) continue;
     cum += prob_[i];
     last_positive = i;
-    if (target < cum) chosen = i;
+    if (cum >= target) chosen = i;
   }
-  if (chosen == n) chosen = last_positive;  // target rounded up to the total
+  if (chosen == n) chosen = last_positive;  // cannot happen (u < 1), but never run off the end
   if (params_.mirostat) mirostat_update(chosen, sum);
   return cand_[chosen].id;
 }

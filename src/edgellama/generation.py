@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 
 import random
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -124,28 +125,38 @@ class GenerationMixin:
     # ------------------------------------------------------------------ seeds
 
     def set_seed(self, seed: int) -> None:
-        """The seed the following calls draw their sampling seeds from (as ``Llama(seed=...)``)."""
+        """The object's seed: what generate()/sample() seed their sampler with, and where the
+        seed chain of calls without ``seed=`` continues from (see ``_call_seed``)."""
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         self.seed = int(seed)
-        self.__dict__.pop("_generation_rng", None)
 
-    def _next_seed(self, seed: Optional[int]) -> int:
-        """The sampler seed for one call: ``seed`` if given, else the next draw of a per-object RNG
-        seeded from the constructor's ``seed`` (random when it is 0xFFFFFFFF), so that a fresh
-        ``Llama(seed=s)`` repeats its outputs while successive calls on one object differ.
-        A given ``seed`` also becomes the object's seed for the calls after it, as llama-cpp-python
-        0.3.36's create_completion does (it calls ``set_seed(seed)``): ``llm(p, seed=s); llm(q)``
-        samples ``q`` as ``llm.set_seed(s); llm(q)`` does."""
-        if seed is not None:
-            self.set_seed(seed)
-            return int(seed) & 0xFFFFFFFF
-        rng = self.__dict__.get("_generation_rng")
-        if rng is None:
-            s = int(self.seed)
-            rng = random.Random(None if s in (_RANDOM_SEED, -1) else s)
-            self.__dict__["_generation_rng"] = rng
-        return rng.getrandbits(32) % _RANDOM_SEED  # never the "random" sentinel itself
+    def _call_seed(self, seed: Optional[int]) -> int:
+        """The object's seed for one create_completion call, as llama-cpp-python 0.3.36 sets it:
+        ``seed`` when given, else ``random.Random(self.seed).randint(0, 2**32)``. Either way it
+        becomes the object's seed, so a fresh ``Llama(seed=s)`` (or one after ``set_seed(s)``)
+        repeats its outputs, successive calls differ, ``llm(p, seed=s); llm(q)`` samples ``q`` as
+        ``llm.set_seed(s); llm(q)`` does, and load_state (which restores the seed) repeats the
+        calls after save_state. Same seeds as llama-cpp-python, same RNG as llama.cpp
+        (cpp/sampling/rng.cpp): the same tokens where the logits agree. One difference: an object
+        seed of 0xFFFFFFFF or -1 (the default, "random" in llama-cpp-python's docstring) starts the
+        chain from a random seed; llama-cpp-python starts it from 0xFFFFFFFF itself, so its
+        default repeats from run to run (docs/compat.md)."""
+        if seed is None:
+            start = int(self.seed)
+            if start in (_RANDOM_SEED, -1):
+                start = secrets.randbits(32)
+            seed = random.Random(start).randint(0, 2**32)
+        self.set_seed(seed)
+        return self.seed
+
+    @staticmethod
+    def _sampler_seed(seed: int) -> int:
+        """The seed a sampler gets for an object/call seed: mod 2^32, as llama-cpp-python passes it
+        to llama.cpp through ctypes.c_uint32 (so 2**32 from randint is 0); 0xFFFFFFFF (-1) is
+        llama.cpp's LLAMA_DEFAULT_SEED, "a random seed"."""
+        s = int(seed) & 0xFFFFFFFF
+        return secrets.randbits(32) if s == _RANDOM_SEED else s
 
     # ------------------------------------------------------------------ generate
 
@@ -184,6 +195,8 @@ class GenerationMixin:
         one. A sampled token is evaluated only when the next one is asked for.
         ``logits_processor``/``stopping_criteria`` as in create_completion (a stop ends the
         generator); ``tfs_z`` and ``penalize_nl`` have no effect, as in llama-cpp-python 0.3.36.
+        The sampler is seeded with ``seed`` (an edgellama extension) or else the object's seed, as
+        is (llama-cpp-python's generate() does not move its seed on; create_completion does).
         """
         hooks = CallHooks.make(logits_processor, stopping_criteria, mirostat_mode, mirostat_tau, mirostat_eta)
         sampler = self._sampler(temp, top_k, top_p, min_p, typical_p, repeat_penalty, repeat_last_n,
@@ -209,7 +222,8 @@ class GenerationMixin:
             temperature=float(temp), top_k=int(top_k), top_p=float(top_p), min_p=float(min_p),
             typical_p=float(typical_p), repeat_penalty=float(repeat_penalty), repeat_last_n=int(repeat_last_n),
             frequency_penalty=float(frequency_penalty), presence_penalty=float(presence_penalty),
-            seed=self._next_seed(seed), logit_bias=_logit_bias(logit_bias, self.n_vocab()),
+            seed=self._sampler_seed(self.seed if seed is None else seed),
+            logit_bias=_logit_bias(logit_bias, self.n_vocab()),
             n_sampleable=self._n_sampleable(), **mirostat)
 
     def _n_sampleable(self) -> int:
@@ -416,7 +430,7 @@ class GenerationMixin:
         limit = room if max_tokens is None else min(int(max_tokens), room)
         sampler = self._sampler(temperature, top_k, top_p, min_p, typical_p, repeat_penalty,
                                 getattr(self, "last_n_tokens_size", 64),
-                                frequency_penalty, presence_penalty, seed, logit_bias,
+                                frequency_penalty, presence_penalty, self._call_seed(seed), logit_bias,
                                 **(hooks.sampler_params() if hooks else {}))
         usage = _Usage(prompt_tokens=len(prompt_tokens))
         constraint = constraint_for(self, as_grammar(grammar))  # built now: bad grammars fail here

@@ -4,7 +4,6 @@ can switch by changing the import; extras (numpy logits from `eval`, `generate` 
 from __future__ import annotations
 
 import os
-import random
 import threading
 import warnings
 from collections import deque
@@ -317,10 +316,8 @@ class Llama(GenerationMixin, EmbeddingMixin):
             scores = self._scores.copy()
             if not self._logits_all and self._last_logits is None:
                 scores = np.zeros((0, self.n_vocab()), dtype=np.single)
-            rng = self.__dict__.get("_generation_rng")
             return LlamaState(input_ids=self.input_ids.copy(), scores=scores, n_tokens=n,
-                              llama_state=data, llama_state_size=len(data), seed=self.seed,
-                              rng_state=None if rng is None else rng.getstate())
+                              llama_state=data, llama_state_size=len(data), seed=self.seed)
 
     def load_state(self, state: LlamaState) -> None:
         with self._lock:
@@ -342,12 +339,7 @@ class Llama(GenerationMixin, EmbeddingMixin):
                 buf[:rows] = scores[:rows]
                 buf[rows:] = 0.0
             self._last_logits = scores[-1].copy() if len(scores) else None
-            self.set_seed(state.seed)
-            rng_state = getattr(state, "rng_state", None)
-            if rng_state is not None:
-                rng = random.Random()
-                rng.setstate(rng_state)
-                self.__dict__["_generation_rng"] = rng
+            self.set_seed(state.seed)  # the seed chain of later calls continues from here
 
     def _prompt_cache_load(self, prompt_tokens: List[int]) -> None:
         """Before a completion: restore the cached state sharing the longest prefix with the prompt,

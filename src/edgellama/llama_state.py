@@ -14,16 +14,13 @@ class LlamaState:
     (cpp/runtime/context_state.cpp): it loads only into a model of the same shape and KV types."""
 
     def __init__(self, input_ids: npt.NDArray[np.intc], scores: npt.NDArray[np.single], n_tokens: int,
-                 llama_state: bytes, llama_state_size: int, seed: int, rng_state: object = None):
+                 llama_state: bytes, llama_state_size: int, seed: int):
         self.input_ids = input_ids
         self.scores = scores
         self.n_tokens = n_tokens
         self.llama_state = llama_state
         self.llama_state_size = llama_state_size
-        self.seed = seed
-        # where the per-object RNG that draws each call's sampling seed stood (None: not started),
-        # so that the calls after load_state repeat the ones after save_state
-        self.rng_state = rng_state
+        self.seed = seed  # the object's seed: calls after load_state repeat those after save_state
 
     def __repr__(self) -> str:
         return f"LlamaState(n_tokens={self.n_tokens}, llama_state_size={self.llama_state_size})"

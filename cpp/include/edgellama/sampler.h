@@ -8,8 +8,15 @@
 // top_k <= 0, typical_p >= 1, top_p >= 1, min_p <= 0 disable those stages. Truncation stages work on
 // temperature-1 probabilities of the surviving candidates and always keep at least one token.
 //
-// Determinism: the RNG (xoshiro256** seeded by splitmix64) and its uniform double are our own, and
-// every ordering uses a strict total order (logit desc, then id asc), so the same seed gives the same
+// Draws follow llama.cpp's dist sampler, so a seed picks the same tokens as llama.cpp and
+// llama-cpp-python wherever the logits agree: one uniform double u per sampled token (also when
+// only one candidate is left; none when greedy) from std::mt19937 seeded with the seed mod 2^32
+// (edgellama/rng.h), and the token is the first candidate whose running weight sum reaches
+// u * total, in the order the truncation stages leave them: logit desc after top-k / top-p; after
+// typical, by typicality unless top-p re-sorts; id order when nothing sorts.
+//
+// Determinism: the RNG and its uniform double are our own code (edgellama/rng.h), and every
+// ordering uses a strict total order (logit desc, then id asc), so the same seed gives the same
 // tokens on every standard library. (Probabilities use std::exp/std::log in double; a libm that
 // rounds differently can in principle move a draw that lands within ~1e-16 of a bucket boundary.)
 //
@@ -20,6 +27,8 @@
 #include <cstdint>
 #include <utility>
 #include <vector>
+
+#include "edgellama/rng.h"
 
 namespace edgellama {
 
@@ -33,7 +42,7 @@ struct SamplerParams {
   int32_t repeat_last_n = 64;   // window of accepted tokens the penalties look at; 0 = no penalties
   float frequency_penalty = 0.0f;  // logit -= count * frequency_penalty
   float presence_penalty = 0.0f;   // logit -= (count > 0) * presence_penalty
-  uint64_t seed = 0xFFFFFFFFu;     // used as given (no "random seed" magic value here)
+  uint64_t seed = 0xFFFFFFFFu;     // mod 2^32 (std::mt19937), used as given (no "random seed" magic value here)
   std::vector<std::pair<int32_t, float>> logit_bias;  // added to logits[id]; -inf bans a token
   // Ids >= n_sampleable are never drawn, as if their logits were -inf: a GGUF's token_embd may have
   // more rows than its tokenizer has tokens (padding), and those rows have no text. -1 = all ids.
@@ -46,19 +55,6 @@ struct SamplerParams {
   float mirostat_tau = 5.0f;
   float mirostat_eta = 0.1f;
   int32_t mirostat_m = 100;
-};
-
-// Our own seeded generator: xoshiro256** (Blackman & Vigna), state filled by splitmix64(seed).
-class Rng {
- public:
-  explicit Rng(uint64_t seed = 0) { seed_with(seed); }
-  void seed_with(uint64_t seed);
-  uint64_t next_u64();
-  // Uniform in [0, 1): the top 53 bits of next_u64() times 2^-53 (exact, platform independent).
-  double next_double() { return double(next_u64() >> 11) * (1.0 / 9007199254740992.0); }
-
- private:
-  uint64_t s_[4];
 };
 
 class Sampler {
