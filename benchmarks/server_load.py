@@ -217,16 +217,42 @@ async def run_level(url: str, clients: int, n_tokens: int, timeout: float) -> Di
     }
 
 
+def engine_counters(url: str) -> Optional[Dict[str, float]]:
+    """edgellama's batch-engine counters from /metrics (steps, rows, seconds in forward passes); None
+    for a server without them."""
+    try:
+        text = httpx.get(url + "/metrics", timeout=10).text
+    except Exception:  # noqa: BLE001 - other servers may have no /metrics
+        return None
+    got = {}
+    for key in ("steps", "rows", "seconds"):
+        for line in text.splitlines():
+            if line.startswith(f"edgellama_batch_{key}_total"):
+                got[key] = float(line.split()[-1])
+    return got if len(got) == 3 else None
+
+
 def bench_target(name: str, url: str, levels: List[int], n_tokens: int, timeout: float) -> List[Dict[str, float]]:
     asyncio.run(run_level(url, 1, 8, timeout))  # warm-up: page the weights in
     rows = []
     for c in levels:
+        before = engine_counters(url)
         row = asyncio.run(run_level(url, c, n_tokens, timeout))
+        after = engine_counters(url)
         row["target"] = name
         rows.append(row)
+        if before and after:  # where the wall time went: forward passes vs everything else
+            d = {k: after[k] - before[k] for k in after}
+            row.update(engine_steps=d["steps"], engine_rows_per_step=d["rows"] / max(1.0, d["steps"]),
+                       engine_ms_per_step=1e3 * d["seconds"] / max(1.0, d["steps"]),
+                       engine_busy=d["seconds"] / row["wall_s"])
         print(f"{name:17s} {c:3d} clients  {row['aggregate_tok_s']:8.1f} tok/s  TTFT p50 {row['ttft_p50_ms']:7.1f} "
               f"p99 {row['ttft_p99_ms']:7.1f} ms  ITL p50 {row['itl_p50_ms']:6.1f} p99 {row['itl_p99_ms']:6.1f} ms  "
               f"failed {row['failed']} short {row['short_streams']}", flush=True)
+        if "engine_steps" in row:
+            print(f"{'':17s}     engine: {row['engine_steps']:.0f} forward passes, {row['engine_rows_per_step']:.2f} rows "
+                  f"and {row['engine_ms_per_step']:.1f} ms each, {100 * row['engine_busy']:.0f}% of the wall time",
+                  flush=True)
     return rows
 
 
