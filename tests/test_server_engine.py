@@ -107,6 +107,27 @@ def test_prefix_reuse_picks_the_matching_slot(setup):
     assert engine.rows_evaluated - rows <= 3  # only the last prompt token and the new one(s)
 
 
+def test_prompt_lookup_drafts_only_for_a_lone_stream(setup):
+    """With another slot busy, a request's step carries no draft rows (they would add compute to
+    every stream's shared step); alone, the same request drafts from its repetitive prompt."""
+    engine, vocab = setup
+    prompt = "one, two, three, four, five, six, seven, eight, nine, ten, " * 3
+    drafted = {}
+    for other_busy in (False, True):
+        held = engine.acquire() if other_busy else None
+        sm = SlotModel(engine, vocab, "m", draft="lookup")
+        try:
+            text = sm.create_completion(prompt, temperature=0, max_tokens=24)["choices"][0]["text"]
+            drafted[other_busy] = sm.draft_model.stats.drafted
+        finally:
+            sm.close()
+            if held is not None:
+                engine.release(held)
+        assert text
+    assert drafted[False] > 0, drafted  # the prompt gives the lookup candidates
+    assert drafted[True] == 0, drafted
+
+
 def test_engine_rejects_bad_arguments(smollm2_path, setup):
     engine, _ = setup
     with pytest.raises(ValueError, match="n_slots"):

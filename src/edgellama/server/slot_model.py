@@ -29,6 +29,23 @@ __all__ = ["SlotModel"]
 _RANDOM_SEED = 0xFFFFFFFF
 
 
+class _LoneStreamLookup(LlamaPromptLookupDecoding):
+    """Prompt lookup that drafts only while its request is the engine's only busy slot. Speculation
+    pays by sharing one read of the weights among several positions of one stream; with several
+    streams each step already shares that read among them, and draft rows only add compute to every
+    stream's step. Measured on a TinyLlama-shape Q4_0 at 2 threads with 4 streams: 11.3 rows per
+    forward pass instead of about 4, the extra ones mostly rejected drafts."""
+
+    def __init__(self, engine: BatchEngine, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._engine = engine
+
+    def draft(self, history: List[int], max_tokens: int) -> List[int]:
+        if self._engine.busy_slots > 1:
+            return []
+        return super().draft(history, max_tokens)
+
+
 class SlotModel(GenerationMixin):
     def __init__(self, engine: BatchEngine, vocab_llama: Any, model_name: str, seed: int = _RANDOM_SEED,
                  draft: str = "none", draft_max: int = 10):
@@ -130,7 +147,7 @@ class SlotModel(GenerationMixin):
         if self._slot is None:
             self._prompt_hint = [int(t) for t in tokens]
         if self._draft_policy == "lookup" or (self._draft_policy == "auto" and len(tokens) >= MIN_LOOKUP_PROMPT_TOKENS):
-            self.draft_model = LlamaPromptLookupDecoding(max_ngram_size=3, num_pred_tokens=self._draft_max)
+            self.draft_model = _LoneStreamLookup(self._engine, max_ngram_size=3, num_pred_tokens=self._draft_max)
         return super()._generate(tokens, sampler, **kw)
 
     def _completion_events(self, *args: Any, **kwargs: Any):
