@@ -1,6 +1,7 @@
 // ISA dispatch and direct access to each ISA's kernels, for tests and micro-benchmarks.
 //   isa() -> str                         the level matmul uses (EDGELLAMA_ISA or the best one)
 //   available_isas() -> list[str]        levels this CPU can run
+//   kernel_coverage(isa) -> {type: (gemm, packed)}  which computable weight types a set has kernels for
 //   kernel_quantize_activation(isa, act_type, x) -> bytes     act_type: "q8_0"/"q8_1" (ActQ8x32) or "q8_K"
 //   kernel_vec_dot(isa, weight_type, weight_bytes, x) -> float one row . x (x quantized by that isa)
 //   kernel_gemm(isa, weight_type, weight_bytes, x[n_tokens, n_in]) -> y[n_tokens, n_rows]
@@ -212,6 +213,22 @@ void bind_kernels(py::module_& m) {
   active_kernels();
   m.def("isa", [] { return std::string(active_kernels().name); });
   m.def("available_isas", [] { return available_isas(); });
+  // Which weight types a kernel set computes: {type name: (has gemm, has packed gemm)} for every type
+  // the trait table can compute with (to_float != nullptr); tests check that no such type falls back
+  // silently to the exact path on any set.
+  m.def("kernel_coverage", [](const std::string& isa) {
+    const KernelSet& ks = kernels_named(isa);
+    size_t n = 0;
+    const TypeTraits* all = all_type_traits(&n);
+    py::dict out;
+    for (size_t i = 0; i < n; ++i) {
+      if (all[i].to_float == nullptr) continue;
+      const int id = int(all[i].type);
+      const bool in_range = id >= 0 && id < kMaxTypeId;
+      out[py::str(all[i].name)] = py::make_tuple(in_range && ks.gemm[id] != nullptr, in_range && ks.gemm_packed[id] != nullptr);
+    }
+    return out;
+  }, py::arg("isa"));
 
   m.def(
       "kernel_quantize_activation",
