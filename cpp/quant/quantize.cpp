@@ -237,6 +237,38 @@ void quantize_row_tq1_0_ref(const float* x, void* y, int64_t n) {
   }
 }
 
+// MXFP4 (ggml's quantize_row_mxfp4_ref, gguf.quants.MXFP4): the block exponent is
+// floor(log2(max |x|)) - 2 + 127 in e8m0, so the largest level, 12 * 2^(e - 128), is 1.5 times the
+// block's power of two; every value takes the nearest of the 16 levels (the first on a tie, and
+// level 0 = +0 before level 8 = -0). Bit for bit ggml's and gguf.quants' output for finite blocks.
+// Where they leave it undefined (a float -> uint8 cast out of range) we choose: a block whose
+// max |x| is below 2^-125 gets e = 0 (the finest scale), NaN and +-inf do not count towards the
+// maximum, NaN takes level 0 (as their first-minimum search does) and +-inf the level +-12.
+void quantize_row_mxfp4_ref(const float* x, void* y, int64_t n) {
+  iq::block_mxfp4* b = static_cast<iq::block_mxfp4*>(y);
+  for (int64_t i = 0; i < n / 32; ++i, x += 32) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j)
+      if (std::isfinite(x[j])) amax = std::max(amax, std::fabs(x[j]));
+    // log2f, as ggml calls it, so a max |x| a few ulp below a power of two rounds like theirs
+    const float e_f = amax > 0.0f ? std::floor(std::log2(amax)) - 2.0f + 127.0f : 0.0f;
+    const uint8_t e = uint8_t(std::clamp(e_f, 0.0f, 254.0f));
+    const float d = iq::e8m0_to_float_half(e);
+    b[i].e = e;
+    auto nearest = [d](float v) -> uint8_t {
+      if (std::isinf(v)) return v > 0 ? 7 : 15;
+      int best = 0;
+      float best_err = std::fabs(float(iq::kMxfp4Values[0]) * d - v);
+      for (int k = 1; k < 16; ++k) {
+        const float err = std::fabs(float(iq::kMxfp4Values[k]) * d - v);
+        if (err < best_err) best = k, best_err = err;
+      }
+      return uint8_t(best);
+    };
+    for (int j = 0; j < 16; ++j) b[i].qs[j] = uint8_t(nearest(x[j]) | (nearest(x[j + 16]) << 4));
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Generic searches
 // ---------------------------------------------------------------------------------------------

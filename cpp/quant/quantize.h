@@ -32,6 +32,8 @@ void quantize_row_q8_K_ref(const float* x, void* y, int64_t n);
 // TQ1_0 / TQ2_0: bit-for-bit gguf.quants.quantize (quantize.cpp).
 void quantize_row_tq1_0_ref(const float* x, void* y, int64_t n);
 void quantize_row_tq2_0_ref(const float* x, void* y, int64_t n);
+// MXFP4: ggml's quantize_row_mxfp4_ref (quantize.cpp; bit-for-bit gguf.quants for finite blocks).
+void quantize_row_mxfp4_ref(const float* x, void* y, int64_t n);
 // IQ4_NL / IQ4_XS (quantize_iq4.cpp): the scale search with uniform weights.
 void quantize_row_iq4_nl_ref(const float* x, void* y, int64_t n);
 void quantize_row_iq4_xs_ref(const float* x, void* y, int64_t n);
