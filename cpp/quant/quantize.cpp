@@ -900,6 +900,31 @@ static bool is_legacy(GGMLType t) {
 
 void quantize_matrix(GGMLType type, const float* x, void* y, int64_t nrows, int64_t ncols, const float* importance,
                      QuantMethod method, int n_threads) {
+  quantize_matrix_from(type, SourceFormat::kF32, x, y, nrows, ncols, importance, method, n_threads);
+}
+
+// One row of the source as float32: the row itself for F32, else widened into `buf` (ncols floats).
+static const float* source_row(SourceFormat format, const void* x, int64_t r, int64_t ncols, float* buf) {
+  switch (format) {
+    case SourceFormat::kF32:
+      return static_cast<const float*>(x) + r * ncols;
+    case SourceFormat::kF16: {
+      const uint16_t* h = static_cast<const uint16_t*>(x) + r * ncols;
+      const float* table = fp16_table();
+      for (int64_t i = 0; i < ncols; ++i) buf[i] = table[h[i]];
+      return buf;
+    }
+    case SourceFormat::kBF16: {
+      const uint16_t* h = static_cast<const uint16_t*>(x) + r * ncols;
+      for (int64_t i = 0; i < ncols; ++i) buf[i] = bits_to_float(uint32_t(h[i]) << 16);
+      return buf;
+    }
+  }
+  return nullptr;
+}
+
+void quantize_matrix_from(GGMLType type, SourceFormat format, const void* x, void* y, int64_t nrows, int64_t ncols,
+                          const float* importance, QuantMethod method, int n_threads) {
   const TypeTraits& t = type_traits(type);
   if (!t.from_float) throw UnsupportedError(std::string("quantize: type ") + t.name + " has no quantizer");
   size_t row_bytes = 0;
@@ -914,8 +939,9 @@ void quantize_matrix(GGMLType type, const float* x, void* y, int64_t nrows, int6
 
   // A row of importance weights repeated for each row: the search reads one weight per value.
   auto do_rows = [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(format == SourceFormat::kF32 ? 0 : size_t(ncols));
     for (int64_t r = r0; r < r1; ++r) {
-      const float* src = x + r * ncols;
+      const float* src = source_row(format, x, r, ncols, row.data());
       void* dst = static_cast<uint8_t*>(y) + size_t(r) * row_bytes;
       if (search) {
         quantize_row_search(type, src, dst, ncols, importance);

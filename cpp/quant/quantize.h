@@ -58,6 +58,16 @@ enum class QuantMethod {
 void quantize_matrix(GGMLType type, const float* x, void* y, int64_t nrows, int64_t ncols,
                      const float* importance, QuantMethod method, int n_threads);
 
+// The stored format of the matrix handed to quantize_matrix_from.
+enum class SourceFormat { kF32, kF16, kBF16 };
+
+// quantize_matrix for a matrix stored as F16 or BF16 (F32: the same as quantize_matrix): each thread
+// widens one row at a time into its own buffer (exact: half and bfloat16 widen losslessly), so the
+// output is identical to quantizing the matrix converted to float32 first, without a float32 copy of
+// the whole matrix (memory, page zeroing) and with the conversion spread over the threads.
+void quantize_matrix_from(GGMLType type, SourceFormat format, const void* x, void* y, int64_t nrows, int64_t ncols,
+                          const float* importance, QuantMethod method, int n_threads);
+
 namespace detail {
 // Building blocks, exposed for the K-quant file and for tests.
 // x ~= s * L, L in [lo, hi]; returns s (may be negative). L receives the levels.

@@ -74,7 +74,11 @@ def read_gguf(path: Path) -> Checkpoint:
             raw = np.ascontiguousarray(np.asarray(t.data).view(np.uint8)).reshape(-1)
             return np.asarray(_core.dequantize(ttype.name, raw), dtype=np.float32).reshape(shape)
 
-        ck.tensors.append(TensorSource(t.name, shape, load, ttype.name))
+        def load_stored(t=t, shape=shape):
+            return np.asarray(t.data).view(np.float16 if t.tensor_type == GGMLQuantizationType.F16 else np.uint16).reshape(shape)
+
+        stored = load_stored if ttype in (GGMLQuantizationType.F16, GGMLQuantizationType.BF16) else None
+        ck.tensors.append(TensorSource(t.name, shape, load, ttype.name, stored))
     if quantized:
         ck.warnings.append(
             f"{path}: input is already quantized ({', '.join(sorted(quantized))}); requantizing loses accuracy — "

@@ -1,0 +1,80 @@
+"""The quantizer takes F16 and BF16 matrices as stored (cpp/quant/quantize.cpp quantize_matrix_from:
+rows widened in the worker threads, no float32 copy): bytes identical to quantizing the float32
+conversion, for every quantizable type and method, with importance, odd shapes and special values;
+and `quantize` from an F16 / BF16 GGUF writes the same file as the float32 route."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gguf import GGUFReader
+
+from edgellama import _core
+
+TYPES = [r["name"] for r in _core.type_table() if r["can_quantize"]]
+
+
+def special_f16(rows, cols, seed):
+    rng = np.random.default_rng(seed)
+    h = (rng.standard_normal((rows, cols)) * 0.05).astype(np.float16)
+    h[1] = np.float16(6e-8)  # subnormal halves
+    h[2, ::3] = np.float16(-0.0)
+    h[3] = rng.uniform(-65504, 65504, cols).astype(np.float16)
+    h[4, 7] = np.float16(np.inf)
+    return h
+
+
+@pytest.mark.parametrize("t", TYPES)
+def test_f16_and_bf16_sources_match_float32(t):
+    cols = 512
+    h = special_f16(13, cols, seed=len(t))
+    rng = np.random.default_rng(1)
+    bf = (rng.standard_normal((13, cols)).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    bf[5] = 0x8000  # -0.0
+    bf[6, 3] = 0x7F80  # inf
+    bf_f32 = (bf.astype(np.uint32) << 16).view(np.float32)
+    imp = rng.gamma(1.0, 1.0, cols).astype(np.float32)
+    methods = ["auto", "search"] + (["reference"] if t in ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0") else [])
+    for m in methods:
+        for w in (None, imp) if m != "reference" else (None,):
+            want = _core.quantize(t, h.astype(np.float32), importance=w, method=m, n_threads=1)
+            assert np.array_equal(_core.quantize(t, h, importance=w, method=m, n_threads=3), want), (t, m)
+            want = _core.quantize(t, bf_f32, importance=w, method=m, n_threads=1)
+            assert np.array_equal(_core.quantize(t, bf, importance=w, method=m, source="bf16", n_threads=3), want), (t, m)
+
+
+def test_strided_and_one_row_f16():
+    h = special_f16(8, 1024, seed=3)
+    for x in (h[:, ::2], h[::2], h[0]):
+        assert np.array_equal(_core.quantize("Q4_0", x), _core.quantize("Q4_0", x.astype(np.float32)))
+
+
+def test_source_argument_errors():
+    with pytest.raises(ValueError, match="source='bf16' takes the bfloat16 bits as a uint16 array"):
+        _core.quantize("Q8_0", np.zeros((1, 32), np.float32), source="bf16")
+    with pytest.raises(ValueError, match="source must be 'auto' or 'bf16'"):
+        _core.quantize("Q8_0", np.zeros((1, 32), np.float16), source="f16")
+    with pytest.raises(ValueError, match="row length 33"):
+        _core.quantize("Q8_0", np.zeros((1, 33), np.float16))
+    # lists and other dtypes still convert to float32
+    assert np.array_equal(_core.quantize("Q8_0", [[0.5] * 32]), _core.quantize("Q8_0", np.full((1, 32), 0.5, np.float32)))
+    assert np.array_equal(_core.quantize("Q8_0", np.full((1, 32), 0.5)), _core.quantize("Q8_0", np.full((1, 32), 0.5, np.float32)))
+
+
+@pytest.mark.parametrize("wtype", ["F16", "BF16"])
+def test_quantize_from_f16_gguf_writes_the_float32_route_file(tmp_path, wtype):
+    from model_factory import make_model
+
+    from edgellama.convert import load_checkpoint, write_gguf
+
+    src = tmp_path / f"m-{wtype}.gguf"
+    make_model(src, wtype=wtype, n_embd=256, n_ff=512, n_vocab=96, n_layer=1)
+    for t in ("Q4_0", "Q4_K_M", "F16"):
+        ck = load_checkpoint(src)
+        assert any(x.load_stored is not None for x in ck.tensors)
+        a = write_gguf(ck, tmp_path / f"a-{t}.gguf", t, progress=False)
+        for x in ck.tensors:
+            x.load_stored = None  # the float32 route: t.load(), NumPy conversion
+        b = write_gguf(ck, tmp_path / f"b-{t}.gguf", t, progress=False)
+        assert a.read_bytes() == b.read_bytes(), t
+    assert wtype in {x.tensor_type.name for x in GGUFReader(src).tensors}
