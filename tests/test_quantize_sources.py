@@ -78,3 +78,40 @@ def test_quantize_from_f16_gguf_writes_the_float32_route_file(tmp_path, wtype):
         b = write_gguf(ck, tmp_path / f"b-{t}.gguf", t, progress=False)
         assert a.read_bytes() == b.read_bytes(), t
     assert wtype in {x.tensor_type.name for x in GGUFReader(src).tensors}
+
+
+def test_avx_search_is_bit_identical_to_sse2(tmp_path):
+    """The scale searches' AVX passes (cpp/quant/quantize.cpp, picked at start-up) produce the same
+    bytes as the SSE2 passes (forced with EDGELLAMA_QUANT_NO_AVX=1 in a child process): every
+    searched type, with and without importance, on odd values."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    if "avx2" not in _core.available_isas():
+        pytest.skip("this CPU has no AVX2: only the SSE2 search runs here")
+    script = tmp_path / "q.py"
+    script.write_text(
+        "import sys, numpy as np\n"
+        "from edgellama import _core\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = (rng.standard_normal((24, 512)) * 0.02).astype(np.float32)\n"
+        "x[1] *= 1e30; x[2] *= 1e-30; x[3] = np.round(x[3] * 400) / 4; x[4, ::5] = 0; x[5] = np.abs(x[5])\n"
+        "x[6, 3] = np.nan; x[7, 9] = np.inf\n"
+        "imp = rng.gamma(1.0, 1.0, 512).astype(np.float32)\n"
+        "types = ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K', 'IQ4_NL', 'IQ4_XS']\n"
+        "out = {f'{t}{k}': _core.quantize(t, x, importance=w, method='search', n_threads=1)\n"
+        "       for t in types for k, w in (('', None), ('_imp', imp))}\n"
+        "np.savez(sys.argv[1], **out)\n"
+    )
+    runs = {}
+    for name, extra in (("avx", {}), ("sse", {"EDGELLAMA_QUANT_NO_AVX": "1"})):
+        runs[name] = tmp_path / f"{name}.npz"
+        r = subprocess.run([sys.executable, str(script), str(runs[name])], env=subprocess_env(**extra),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    a, b = np.load(runs["avx"]), np.load(runs["sse"])
+    assert sorted(a.files) == sorted(b.files) and len(a.files) == 24
+    differ = [k for k in a.files if not np.array_equal(a[k], b[k])]
+    assert not differ, differ
