@@ -83,9 +83,10 @@ def test_quantize_from_f16_gguf_writes_the_float32_route_file(tmp_path, wtype):
 
 
 def test_avx_search_is_bit_identical_to_sse2(tmp_path):
-    """The scale searches' AVX passes (cpp/quant/quantize.cpp, picked at start-up) produce the same
-    bytes as the SSE2 passes (forced with EDGELLAMA_QUANT_NO_AVX=1 in a child process): every
-    searched type, with and without importance, on odd values."""
+    """The AVX code of the quantizer (cpp/quant/quantize.cpp, picked at start-up: the searches'
+    passes, Q4_0 / Q8_0 reference rounding) produces the same bytes as the baseline code (forced
+    with EDGELLAMA_QUANT_NO_AVX=1 in a child process): every searched type, with and without
+    importance, and the two references, on odd values (NaN, inf, huge, subnormal, ties)."""
     import subprocess
     import sys
 
@@ -105,6 +106,8 @@ def test_avx_search_is_bit_identical_to_sse2(tmp_path):
         "types = ['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K', 'IQ4_NL', 'IQ4_XS']\n"
         "out = {f'{t}{k}': _core.quantize(t, x, importance=w, method='search', n_threads=1)\n"
         "       for t in types for k, w in (('', None), ('_imp', imp))}\n"
+        "x[8] *= 1e-39; x[9] = 65519.0; x[10] = np.round(x[10] * 400) / 8\n"
+        "out.update({f'{t}_ref': _core.quantize(t, x, method='reference', n_threads=1) for t in ('Q4_0', 'Q8_0')})\n"
         "np.savez(sys.argv[1], **out)\n"
     )
     runs = {}
@@ -114,7 +117,7 @@ def test_avx_search_is_bit_identical_to_sse2(tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
     a, b = np.load(runs["avx"]), np.load(runs["sse"])
-    assert sorted(a.files) == sorted(b.files) and len(a.files) == 24
+    assert sorted(a.files) == sorted(b.files) and len(a.files) == 26
     differ = [k for k in a.files if not np.array_equal(a[k], b[k])]
     assert not differ, differ
 

@@ -26,6 +26,18 @@
 
 namespace edgellama {
 
+// AVX versions of the hot loops (reference rounding of Q4_0 / Q8_0, the searches' passes): GCC and
+// Clang compile those functions for AVX by attribute, and they run when the CPU has it. Each does
+// the scalar/SSE2 code's operations lane by lane, unfused and in the same order, so the bytes do not
+// depend on which one ran. EDGELLAMA_QUANT_NO_AVX=1 keeps the baseline code (tests compare the two).
+#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+#define EDGELLAMA_QUANT_AVX 1
+#define QUANT_AVX_FN __attribute__((target("avx")))
+namespace {
+const bool kUseAvx = detect_cpu_features().avx2 && !std::getenv("EDGELLAMA_QUANT_NO_AVX");
+}
+#endif
+
 // ---------------------------------------------------------------------------------------------
 // NumPy cast emulation. gguf-py converts float32 -> uint8/int8 with astype(), which on the
 // platforms we support goes through a 32-bit integer conversion and keeps the low byte; NaN, inf
@@ -80,6 +92,48 @@ static float signed_absmax(const float* x, int n) {
   return v;
 }
 
+#ifdef EDGELLAMA_QUANT_AVX
+// 32 values whose x * id lies in [-2^22, 2^22] (finite x, finite id): the integer conversion of the
+// scalar code (np_to_u8 of trunc) is then a plain truncating conversion.
+QUANT_AVX_FN static bool q4_0_levels_avx(const float* x, float id, uint8_t* q) {
+  const __m256 vid = _mm256_set1_ps(id), half = _mm256_set1_ps(8.5f), lim = _mm256_set1_ps(4194304.0f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  __m256 v[4];
+  for (int k = 0; k < 4; ++k) {
+    const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid);
+    ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_andnot_ps(sign, p), lim, _CMP_LE_OQ));  // false for NaN
+    v[k] = _mm256_add_ps(p, half);
+  }
+  if (_mm256_movemask_ps(ok) != 0xFF) return false;
+  alignas(32) int32_t t[32];
+  for (int k = 0; k < 4; ++k) _mm256_store_si256(reinterpret_cast<__m256i*>(t + 8 * k), _mm256_cvttps_epi32(v[k]));
+  for (int j = 0; j < 32; ++j) q[j] = uint8_t(std::min<int32_t>(15, t[j] & 0xFF));
+  return true;
+}
+
+QUANT_AVX_FN static bool q8_0_levels_avx(const float* x, float id, int8_t* q) {
+  // np_roundf: floor(a) + floor(2 (a - floor(a))) with a = |x id|, the sign put back
+  const __m256 vid = _mm256_set1_ps(id), two = _mm256_set1_ps(2.0f), lim = _mm256_set1_ps(4194304.0f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  __m256 r[4];
+  for (int k = 0; k < 4; ++k) {
+    const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid);
+    const __m256 a = _mm256_andnot_ps(sign, p);
+    ok = _mm256_and_ps(ok, _mm256_cmp_ps(a, lim, _CMP_LE_OQ));
+    const __m256 fl = _mm256_floor_ps(a);
+    const __m256 b = _mm256_add_ps(fl, _mm256_floor_ps(_mm256_mul_ps(two, _mm256_sub_ps(a, fl))));
+    r[k] = _mm256_or_ps(b, _mm256_and_ps(p, sign));
+  }
+  if (_mm256_movemask_ps(ok) != 0xFF) return false;
+  alignas(32) int32_t t[32];
+  for (int k = 0; k < 4; ++k) _mm256_store_si256(reinterpret_cast<__m256i*>(t + 8 * k), _mm256_cvttps_epi32(r[k]));
+  for (int j = 0; j < 32; ++j) q[j] = int8_t(uint8_t(t[j] & 0xFF));
+  return true;
+}
+#endif
+
 void quantize_row_q4_0_ref(const float* x, void* y, int64_t n) {
   block_q4_0* b = static_cast<block_q4_0*>(y);
   for (int64_t i = 0; i < n / QK4_0; ++i, x += QK4_0) {
@@ -88,7 +142,10 @@ void quantize_row_q4_0_ref(const float* x, void* y, int64_t n) {
     const float id = safe_inv(d);
     b[i].d = float_to_fp16(d);
     uint8_t q[QK4_0];
-    for (int j = 0; j < QK4_0; ++j) q[j] = std::min<uint8_t>(15, np_to_u8(std::trunc(x[j] * id + 8.5f)));
+#ifdef EDGELLAMA_QUANT_AVX
+    if (!(kUseAvx && q4_0_levels_avx(x, id, q)))
+#endif
+      for (int j = 0; j < QK4_0; ++j) q[j] = std::min<uint8_t>(15, np_to_u8(std::trunc(x[j] * id + 8.5f)));
     for (int j = 0; j < QK4_0 / 2; ++j) b[i].qs[j] = uint8_t(q[j] | (q[j + 16] << 4));
   }
 }
@@ -160,6 +217,9 @@ void quantize_row_q8_0_ref(const float* x, void* y, int64_t n) {
     const float d = amax / 127.0f;
     const float id = safe_inv(d);
     b[i].d = float_to_fp16(d);
+#ifdef EDGELLAMA_QUANT_AVX
+    if (kUseAvx && q8_0_levels_avx(x, id, b[i].qs)) continue;
+#endif
     for (int j = 0; j < QK8_0; ++j) b[i].qs[j] = np_to_i8(np_roundf(x[j] * id));
   }
 }
@@ -575,10 +635,7 @@ double error_scaled_sse(int n, const float* x, const float* w, float dl, float l
 // i + k in the same order with the same (unfused) operations, so the sums, and so every chosen
 // scale, are bit for bit those of the SSE2 code above, in half the instructions. GCC/Clang compile
 // these functions for AVX by attribute; the choice is made once at start-up (kUseAvx).
-#if defined(__GNUC__) || defined(__clang__)
-#define EDGELLAMA_QUANT_AVX 1
-#define QUANT_AVX_FN __attribute__((target("avx")))
-
+#ifdef EDGELLAMA_QUANT_AVX
 QUANT_AVX_FN inline double hsum8(__m256 a) {
   alignas(32) float t[8];
   _mm256_store_ps(t, a);
@@ -632,9 +689,7 @@ QUANT_AVX_FN double error_scaled_avx(int n, const float* x, const float* w, floa
   return hsum8(a);
 }
 
-// EDGELLAMA_QUANT_NO_AVX=1 keeps the SSE2 code (tests compare the two).
-const bool kUseAvx = detect_cpu_features().avx2 && !std::getenv("EDGELLAMA_QUANT_NO_AVX");
-#endif
+#endif  // EDGELLAMA_QUANT_AVX
 
 LevelSums level_sums(int n, const float* x, const float* w, float iscale, float off, float lo, float hi) {
 #ifdef EDGELLAMA_QUANT_AVX
