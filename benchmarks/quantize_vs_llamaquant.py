@@ -3,7 +3,7 @@ process, on every type both write, in one command:
 
     PYTHONPATH=src python3 benchmarks/quantize_vs_llamaquant.py /work/benchmodels/tinyllama-random-F16.gguf \
         --llamacpp-bin /path/to/llama.cpp/build/bin [--threads 2] [--reps 3] [--imatrix FILE|auto] \
-        [--types Q4_0 Q4_K_M ...] [--text T.txt] [--out DIR] [--json results.json]
+        [--rounding search|reference] [--types Q4_0 Q4_K_M ...] [--text T.txt] [--out DIR] [--json results.json]
 
 For each type the two commands run in turn (ours, theirs, ours, theirs, ...; pairing keeps the ratio
 meaningful when the machine's speed drifts), each a fresh process timed from outside with os.wait4:
@@ -12,6 +12,8 @@ the median of the per-pair ratios ours/theirs (wall and CPU; > 1 means we are sl
 RSS of both. Then the KL divergence of each output against the source model on a short text (the
 same engine, edgellama, evaluates both files, so this compares the quantizers, not the engines).
 
+--rounding reference makes our Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 files byte-identical to llama-quantize's
+(without an imatrix): the equal-KL speed comparison; the default, search, is our better-KL rounding.
 --imatrix FILE passes the same llama.cpp importance matrix to both quantizers; --imatrix auto first
 computes one with `edgellama imatrix` over the first half of --text (KL is measured on the second
 half). Run it on a quiet machine; the first line records the load average before and after.
@@ -88,6 +90,8 @@ def main() -> int:
     ap.add_argument("--types", nargs="+", default=TYPES)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both (default: all)")
     ap.add_argument("--reps", type=int, default=3, help="timed pairs per type (default 3)")
+    ap.add_argument("--rounding", choices=("search", "reference"), default="search",
+                    help="our rounding of the legacy types (edgellama quantize --rounding; default search)")
     ap.add_argument("--imatrix", help="llama.cpp imatrix file for both quantizers, or 'auto' to compute one")
     ap.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="text for KL (2nd half) and --imatrix auto (1st)")
     ap.add_argument("--ctx", type=int, default=256, help="KL window length (default 256)")
@@ -97,6 +101,8 @@ def main() -> int:
     a = ap.parse_args()
     if not a.source.is_file():
         ap.error(f"{a.source}: not found")
+    if a.rounding == "reference" and a.imatrix:
+        ap.error("--rounding reference takes no importance matrix (it is llama.cpp's plain rounding)")
     lq = a.llamacpp_bin / "llama-quantize"
     if not lq.is_file():
         ap.error(f"{lq}: not found")
@@ -117,17 +123,17 @@ def main() -> int:
         run_timed([sys.executable, "-m", "edgellama", "imatrix", str(a.source), "-f", str(calib), "-o", imatrix,
                    "-c", str(a.ctx), "-t", str(a.threads)], env=env, log=log)
     im_args = ["--imatrix", imatrix] if imatrix else []
-    tag = ".imat" if imatrix else ""
+    tag = (".imat" if imatrix else "") + (".ref" if a.rounding == "reference" else "")
 
     print(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} load {open('/proc/loadavg').read().split()[:3]}"
-          f" source={a.source.name} threads={a.threads} reps={a.reps} imatrix={imatrix or '-'}", flush=True)
+          f" source={a.source.name} threads={a.threads} reps={a.reps} imatrix={imatrix or '-'} rounding={a.rounding}", flush=True)
     print(f"{'type':8} {'wall ours':>9} {'wall lq':>8} {'ratio':>6} {'cpu ours':>9} {'cpu lq':>8} {'ratio':>6} "
           f"{'RSS ours':>9} {'RSS lq':>8}  (s, s, ours/lq; MiB peak)", flush=True)
     rows = []
     for t in a.types:
         ours_f, theirs_f = out_dir / f"{stem}.{t}{tag}.edgellama.gguf", out_dir / f"{stem}.{t}{tag}.llamaquant.gguf"
         ours_cmd = [sys.executable, "-m", "edgellama", "quantize", str(a.source), str(ours_f), "--type", t,
-                    "-t", str(a.threads), "-q", *im_args]
+                    "-t", str(a.threads), "-q", "--rounding", a.rounding, *im_args]
         theirs_cmd = [str(lq), *im_args, str(a.source), str(theirs_f), t, str(a.threads)]
         ours, theirs = [], []
         for _ in range(a.reps):
