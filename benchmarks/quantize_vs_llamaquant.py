@@ -93,6 +93,7 @@ def main() -> int:
     ap.add_argument("--rounding", choices=("search", "reference"), default="search",
                     help="our rounding of the legacy types (edgellama quantize --rounding; default search)")
     ap.add_argument("--imatrix", help="llama.cpp imatrix file for both quantizers, or 'auto' to compute one")
+    ap.add_argument("--calib-chunks", type=int, default=8, help="--imatrix auto: chunks of --ctx tokens (default 8)")
     ap.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="text for KL (2nd half) and --imatrix auto (1st)")
     ap.add_argument("--ctx", type=int, default=256, help="KL window length (default 256)")
     ap.add_argument("--windows", type=int, default=4, help="KL windows (default 4); 0 skips the KL column")
@@ -121,7 +122,7 @@ def main() -> int:
         calib = out_dir / f"{stem}.calib.txt"
         calib.write_text(calib_text)
         run_timed([sys.executable, "-m", "edgellama", "imatrix", str(a.source), "-f", str(calib), "-o", imatrix,
-                   "-c", str(a.ctx), "-t", str(a.threads)], env=env, log=log)
+                   "-c", str(a.ctx), "--chunks", str(a.calib_chunks), "-t", str(a.threads)], env=env, log=log)
     im_args = ["--imatrix", imatrix] if imatrix else []
     tag = (".imat" if imatrix else "") + (".ref" if a.rounding == "reference" else "")
 
