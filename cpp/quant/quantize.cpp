@@ -777,7 +777,10 @@ bool fast_ok(int n, const float* x) { return n > 0 && n % kLanes == 0 && n <= 25
 }  // namespace
 
 float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* L) {
-  if (!fast_ok(n, x)) return search_sym_generic(n, x, w, lo, hi, L);
+  if (!fast_ok(n, x)) {
+    std::vector<int8_t> own(L ? 0 : size_t(n));
+    return search_sym_generic(n, x, w, lo, hi, L ? L : own.data());
+  }
   float amax = 0.0f, vmax = 0.0f;
   for (int i = 0; i < n; ++i) {
     if (std::fabs(x[i]) > amax) {
@@ -786,7 +789,8 @@ float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* 
     }
   }
   if (!(amax > 1e-30f)) {
-    for (int i = 0; i < n; ++i) L[i] = 0;
+    if (L)
+      for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.0f;
   }
   const float flo = float(lo), fhi = float(hi);
@@ -814,12 +818,16 @@ float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* 
   // Alternate: levels for the best scale, then the best scale for those levels.
   for (int it = 0; it < 4 && best_s != 0.0f; ++it)
     if (!try_iscale(1.0f / best_s)) break;
-  for (int i = 0; i < n; ++i) L[i] = int8_t(round_small(clampf(best_is * x[i], flo, fhi)));
+  if (L)
+    for (int i = 0; i < n; ++i) L[i] = int8_t(round_small(clampf(best_is * x[i], flo, fhi)));
   return best_s;
 }
 
 float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_zero, uint8_t* L, float* m_out) {
-  if (!fast_ok(n, x)) return search_asym_generic(n, x, w, nmax, min_le_zero, L, m_out);
+  if (!fast_ok(n, x)) {
+    std::vector<uint8_t> own(L ? 0 : size_t(n));
+    return search_asym_generic(n, x, w, nmax, min_le_zero, L ? L : own.data(), m_out);
+  }
   float mn = x[0], mx = x[0];
   for (int i = 1; i < n; ++i) {
     mn = std::min(mn, x[i]);
@@ -827,7 +835,8 @@ float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_z
   }
   if (min_le_zero && mn > 0) mn = 0;
   if (!(mx > mn) || !std::isfinite(mx - mn)) {
-    for (int i = 0; i < n; ++i) L[i] = 0;
+    if (L)
+      for (int i = 0; i < n; ++i) L[i] = 0;
     *m_out = mn;
     return 0.0f;
   }
@@ -881,7 +890,8 @@ float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_z
     const float is = 1.0f / best_s;
     if (!fit(level_sums(n, x, w, is, best_m, 0.0f, fmax), is, best_m)) break;
   }
-  for (int i = 0; i < n; ++i) L[i] = uint8_t(round_small(clampf(best_is * (x[i] - best_off), 0.0f, fmax)));
+  if (L)
+    for (int i = 0; i < n; ++i) L[i] = uint8_t(round_small(clampf(best_is * (x[i] - best_off), 0.0f, fmax)));
   *m_out = best_m;
   return best_s;
 }
@@ -920,6 +930,25 @@ double finish_asym(int n, const float* x, const float* w, float dl, float ml, in
   return error_affine(n, x, w, dl, ml, fmax);
 }
 
+// finish_sym / finish_asym's levels without their error pass (callers that only need L).
+void levels_sym(int n, const float* x, const float* w, float dl, int lo, int hi, int8_t* L) {
+  if (n % kLanes != 0) {
+    finish_sym_generic(n, x, w, dl, lo, hi, L);
+    return;
+  }
+  const float id = dl != 0.0f ? 1.0f / dl : 0.0f, flo = float(lo), fhi = float(hi);
+  for (int i = 0; i < n; ++i) L[i] = int8_t(round_small(clampf(x[i] * id, flo, fhi)));
+}
+
+void levels_asym(int n, const float* x, const float* w, float dl, float ml, int nmax, uint8_t* L) {
+  if (n % kLanes != 0) {
+    finish_asym_generic(n, x, w, dl, ml, nmax, L);
+    return;
+  }
+  const float id = dl != 0.0f ? 1.0f / dl : 0.0f, fmax = float(nmax);
+  for (int i = 0; i < n; ++i) L[i] = uint8_t(round_small(clampf((x[i] + ml) * id, 0.0f, fmax)));
+}
+
 }  // namespace detail
 
 // ---------------------------------------------------------------------------------------------
@@ -936,9 +965,9 @@ void search_q4_0(const float* x, void* y, int64_t n, const float* imp) {
   int8_t L[32];
   for (int64_t i = 0; i < n / 32; ++i, x += 32) {
     block_weights(32, imp ? imp + i * 32 : nullptr, w);
-    const float s = search_sym(32, x, w, -8, 7, L);
+    const float s = search_sym(32, x, w, -8, 7, nullptr);
     b[i].d = float_to_fp16(s);
-    finish_sym(32, x, w, fp16_to_float(b[i].d), -8, 7, L);
+    levels_sym(32, x, w, fp16_to_float(b[i].d), -8, 7, L);
     for (int j = 0; j < 16; ++j) b[i].qs[j] = uint8_t((L[j] + 8) | ((L[j + 16] + 8) << 4));
   }
 }
@@ -950,9 +979,9 @@ void search_q5_0(const float* x, void* y, int64_t n, const float* imp) {
   uint8_t q[32];
   for (int64_t i = 0; i < n / 32; ++i, x += 32) {
     block_weights(32, imp ? imp + i * 32 : nullptr, w);
-    const float s = search_sym(32, x, w, -16, 15, L);
+    const float s = search_sym(32, x, w, -16, 15, nullptr);
     b[i].d = float_to_fp16(s);
-    finish_sym(32, x, w, fp16_to_float(b[i].d), -16, 15, L);
+    levels_sym(32, x, w, fp16_to_float(b[i].d), -16, 15, L);
     for (int j = 0; j < 32; ++j) q[j] = uint8_t(L[j] + 16);
     pack_q5(q, b[i].qh, b[i].qs);
   }
@@ -964,9 +993,9 @@ void search_q8_0(const float* x, void* y, int64_t n, const float* imp) {
   int8_t L[32];
   for (int64_t i = 0; i < n / 32; ++i, x += 32) {
     block_weights(32, imp ? imp + i * 32 : nullptr, w);
-    const float s = search_sym(32, x, w, -128, 127, L);
+    const float s = search_sym(32, x, w, -128, 127, nullptr);
     b[i].d = float_to_fp16(s);
-    finish_sym(32, x, w, fp16_to_float(b[i].d), -128, 127, L);
+    levels_sym(32, x, w, fp16_to_float(b[i].d), -128, 127, L);
     std::memcpy(b[i].qs, L, 32);
   }
 }
@@ -975,11 +1004,11 @@ void search_q8_0(const float* x, void* y, int64_t n, const float* imp) {
 template <int NMAX>
 void search_q_1(const float* x, uint16_t* d_out, uint16_t* m_out, uint8_t* q, const float* w) {
   float m = 0.0f;
-  const float s = search_asym(32, x, w, NMAX, false, q, &m);
+  const float s = search_asym(32, x, w, NMAX, false, nullptr, &m);
   *d_out = float_to_fp16(s);
   *m_out = float_to_fp16(m);
   // dequantization computes d * q + m; finish_asym takes the offset with the opposite sign
-  finish_asym(32, x, w, fp16_to_float(*d_out), -fp16_to_float(*m_out), NMAX, q);
+  levels_asym(32, x, w, fp16_to_float(*d_out), -fp16_to_float(*m_out), NMAX, q);
 }
 
 void search_q4_1(const float* x, void* y, int64_t n, const float* imp) {

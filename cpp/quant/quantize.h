@@ -70,14 +70,19 @@ void quantize_matrix_from(GGMLType type, SourceFormat format, const void* x, voi
 
 namespace detail {
 // Building blocks, exposed for the K-quant file and for tests.
-// x ~= s * L, L in [lo, hi]; returns s (may be negative). L receives the levels.
+// x ~= s * L, L in [lo, hi]; returns s (may be negative). L receives the levels (nullptr: a
+// caller that re-chooses them for the stored scale, with levels_sym, skips that pass).
 float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* L);
-// x ~= s * L + m, L in [0, nmax], s >= 0; if min_le_zero, m <= 0. Returns s, *m receives m.
+// x ~= s * L + m, L in [0, nmax], s >= 0; if min_le_zero, m <= 0. Returns s, *m receives m;
+// L receives the levels (or nullptr, as for search_sym).
 float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_zero, uint8_t* L, float* m);
 // Levels for fixed scale dl (x ~= dl * L), returns weighted error.
 double finish_sym(int n, const float* x, const float* w, float dl, int lo, int hi, int8_t* L);
 // Levels for fixed dl, ml (x ~= dl * L - ml), returns weighted error.
 double finish_asym(int n, const float* x, const float* w, float dl, float ml, int nmax, uint8_t* L);
+// The levels of finish_sym / finish_asym without their error pass.
+void levels_sym(int n, const float* x, const float* w, float dl, int lo, int hi, int8_t* L);
+void levels_asym(int n, const float* x, const float* w, float dl, float ml, int nmax, uint8_t* L);
 // Weighted error of finish_sym / finish_asym without writing the levels.
 double error_sym(int n, const float* x, const float* w, float dl, int lo, int hi);
 double error_asym(int n, const float* x, const float* w, float dl, float ml, int nmax);
