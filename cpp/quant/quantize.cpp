@@ -112,6 +112,30 @@ QUANT_AVX_FN static bool q4_0_levels_avx(const float* x, float id, uint8_t* q) {
   return true;
 }
 
+// signed_absmax of 32 finite values (false when one is not finite: the caller keeps the scalar
+// code): the first value of the largest magnitude, found as the first lane equal to the maximum.
+QUANT_AVX_FN static bool signed_absmax32_avx(const float* x, float* v) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
+  __m256 a[4], m = _mm256_setzero_ps(), fin = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int k = 0; k < 4; ++k) {
+    a[k] = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k));
+    fin = _mm256_and_ps(fin, _mm256_cmp_ps(a[k], inf, _CMP_LT_OQ));  // false for NaN and inf
+    m = _mm256_max_ps(m, a[k]);
+  }
+  if (_mm256_movemask_ps(fin) != 0xFF) return false;
+  m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
+  m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4E));
+  m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xB1));
+  for (int k = 0; k < 4; ++k) {
+    const int hit = _mm256_movemask_ps(_mm256_cmp_ps(a[k], m, _CMP_EQ_OQ));
+    if (hit) {
+      *v = x[8 * k + __builtin_ctz(unsigned(hit))];
+      return true;
+    }
+  }
+  return false;  // unreachable for finite values
+}
+
 QUANT_AVX_FN static bool q8_0_levels_avx(const float* x, float id, int8_t* q) {
   // np_roundf: floor(a) + floor(2 (a - floor(a))) with a = |x id|, the sign put back
   const __m256 vid = _mm256_set1_ps(id), two = _mm256_set1_ps(2.0f), lim = _mm256_set1_ps(4194304.0f);
@@ -137,7 +161,11 @@ QUANT_AVX_FN static bool q8_0_levels_avx(const float* x, float id, int8_t* q) {
 void quantize_row_q4_0_ref(const float* x, void* y, int64_t n) {
   block_q4_0* b = static_cast<block_q4_0*>(y);
   for (int64_t i = 0; i < n / QK4_0; ++i, x += QK4_0) {
-    const float max = signed_absmax(x, QK4_0);
+    float max;
+#ifdef EDGELLAMA_QUANT_AVX
+    if (!(kUseAvx && signed_absmax32_avx(x, &max)))
+#endif
+      max = signed_absmax(x, QK4_0);
     const float d = max / -8.0f;
     const float id = safe_inv(d);
     b[i].d = float_to_fp16(d);
