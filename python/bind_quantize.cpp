@@ -38,9 +38,28 @@ edgellama::QuantMethod parse_method(const std::string& m) {
 void bind_quantize(py::module_& m) {
   m.def(
       "quantize",
-      [](const std::string& type_name, py::array_t<float, py::array::c_style | py::array::forcecast> data,
-         py::object importance, int n_threads, const std::string& method) {
+      [](const std::string& type_name, py::object data_obj, py::object importance, int n_threads,
+         const std::string& method, const std::string& source) {
         const TypeTraits& t = quant_traits_by_name(type_name);
+        // float16 arrays (and bfloat16 bits, as uint16, with source="bf16") are quantized as stored:
+        // quantize_matrix_from widens a row at a time, so no float32 copy of the matrix is made.
+        py::array data = py::array::ensure(data_obj);
+        if (!data) throw edgellama::ArgumentError("quantize: data must be an array of numbers");
+        edgellama::SourceFormat format = edgellama::SourceFormat::kF32;
+        if (source == "bf16") {
+          if (!data.dtype().is(py::dtype::of<uint16_t>()) && !data.dtype().is(py::dtype::of<int16_t>()))
+            throw edgellama::ArgumentError("quantize: source='bf16' takes the bfloat16 bits as a uint16 array");
+          format = edgellama::SourceFormat::kBF16;
+        } else if (source != "auto") {
+          throw edgellama::ArgumentError("quantize: source must be 'auto' or 'bf16', got '" + source + "'");
+        } else if (data.dtype().kind() == 'f' && data.dtype().itemsize() == 2) {
+          format = edgellama::SourceFormat::kF16;
+        }
+        if (format == edgellama::SourceFormat::kF32)
+          data = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(data);
+        else if (!(data.flags() & py::array::c_style))
+          data = py::module_::import("numpy").attr("ascontiguousarray")(data);
+        if (!data) throw edgellama::ArgumentError("quantize: data cannot be converted to float32");
         if (!t.from_float) throw edgellama::UnsupportedError("quantize: type " + std::string(t.name) + " has no quantizer");
         const edgellama::QuantMethod qm = parse_method(method);
         if (data.ndim() != 1 && data.ndim() != 2)
@@ -72,19 +91,20 @@ void bind_quantize(py::module_& m) {
         }
 
         py::array_t<uint8_t> out({py::ssize_t(nrows), py::ssize_t(row_bytes)});
-        const float* src = data.data();
+        const void* src = data.data();
         uint8_t* dst = out.mutable_data();
         {
           py::gil_scoped_release release;
-          edgellama::quantize_matrix(t.type, src, dst, nrows, ncols, imp_ptr, qm, n_threads);
+          edgellama::quantize_matrix_from(t.type, format, src, dst, nrows, ncols, imp_ptr, qm, n_threads);
         }
         return out;
       },
       py::arg("type"), py::arg("data"), py::arg("importance") = py::none(), py::arg("n_threads") = 0,
-      py::arg("method") = "auto",
+      py::arg("method") = "auto", py::arg("source") = "auto",
       "Quantize a float32 matrix (rows x cols; a 1-D array is one row) to packed blocks of the named type.\n"
       "Returns a uint8 array (rows, bytes per row). importance: optional per-column weights (imatrix-style);\n"
       "the search then minimises sum w (x - deq)^2. method: 'auto' (legacy types: gguf-py-exact reference\n"
       "rounding without importance, search with; K-quants: search), 'reference' or 'search'.\n"
-      "n_threads: 0 = all physical cores.");
+      "n_threads: 0 = all physical cores. A float16 matrix is quantized as stored (no float32 copy); with\n"
+      "source='bf16' a uint16 matrix holds bfloat16 bits. Other dtypes are converted to float32.");
 }

@@ -12,8 +12,11 @@
 #include <vector>
 
 #if defined(__SSE2__)
-#include <emmintrin.h>
+#include <immintrin.h>
 #endif
+#include <cstdlib>
+
+#include "../kernels/cpu_features.h"
 
 #include "edgellama/errors.h"
 #include "edgellama/fp16.h"
@@ -22,6 +25,18 @@
 #include "edgellama/thread_pool.h"
 
 namespace edgellama {
+
+// AVX versions of the hot loops (reference rounding of Q4_0 / Q8_0, the searches' passes): GCC and
+// Clang compile those functions for AVX by attribute, and they run when the CPU has it. Each does
+// the scalar/SSE2 code's operations lane by lane, unfused and in the same order, so the bytes do not
+// depend on which one ran. EDGELLAMA_QUANT_NO_AVX=1 keeps the baseline code (tests compare the two).
+#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+#define EDGELLAMA_QUANT_AVX 1
+#define QUANT_AVX_FN __attribute__((target("avx")))
+namespace {
+const bool kUseAvx = detect_cpu_features().avx2 && !std::getenv("EDGELLAMA_QUANT_NO_AVX");
+}
+#endif
 
 // ---------------------------------------------------------------------------------------------
 // NumPy cast emulation. gguf-py converts float32 -> uint8/int8 with astype(), which on the
@@ -77,15 +92,88 @@ static float signed_absmax(const float* x, int n) {
   return v;
 }
 
+#ifdef EDGELLAMA_QUANT_AVX
+// 32 values whose x * id lies in [-2^22, 2^22] (finite x, finite id): the integer conversion of the
+// scalar code (np_to_u8 of trunc) is then a plain truncating conversion.
+QUANT_AVX_FN static bool q4_0_levels_avx(const float* x, float id, uint8_t* q) {
+  const __m256 vid = _mm256_set1_ps(id), half = _mm256_set1_ps(8.5f), lim = _mm256_set1_ps(4194304.0f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  __m256 v[4];
+  for (int k = 0; k < 4; ++k) {
+    const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid);
+    ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_andnot_ps(sign, p), lim, _CMP_LE_OQ));  // false for NaN
+    v[k] = _mm256_add_ps(p, half);
+  }
+  if (_mm256_movemask_ps(ok) != 0xFF) return false;
+  alignas(32) int32_t t[32];
+  for (int k = 0; k < 4; ++k) _mm256_store_si256(reinterpret_cast<__m256i*>(t + 8 * k), _mm256_cvttps_epi32(v[k]));
+  for (int j = 0; j < 32; ++j) q[j] = uint8_t(std::min<int32_t>(15, t[j] & 0xFF));
+  return true;
+}
+
+// signed_absmax of 32 finite values (false when one is not finite: the caller keeps the scalar
+// code): the first value of the largest magnitude, found as the first lane equal to the maximum.
+QUANT_AVX_FN static bool signed_absmax32_avx(const float* x, float* v) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
+  __m256 a[4], m = _mm256_setzero_ps(), fin = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int k = 0; k < 4; ++k) {
+    a[k] = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k));
+    fin = _mm256_and_ps(fin, _mm256_cmp_ps(a[k], inf, _CMP_LT_OQ));  // false for NaN and inf
+    m = _mm256_max_ps(m, a[k]);
+  }
+  if (_mm256_movemask_ps(fin) != 0xFF) return false;
+  m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
+  m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4E));
+  m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xB1));
+  for (int k = 0; k < 4; ++k) {
+    const int hit = _mm256_movemask_ps(_mm256_cmp_ps(a[k], m, _CMP_EQ_OQ));
+    if (hit) {
+      *v = x[8 * k + __builtin_ctz(unsigned(hit))];
+      return true;
+    }
+  }
+  return false;  // unreachable for finite values
+}
+
+QUANT_AVX_FN static bool q8_0_levels_avx(const float* x, float id, int8_t* q) {
+  // np_roundf: floor(a) + floor(2 (a - floor(a))) with a = |x id|, the sign put back
+  const __m256 vid = _mm256_set1_ps(id), two = _mm256_set1_ps(2.0f), lim = _mm256_set1_ps(4194304.0f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  __m256 r[4];
+  for (int k = 0; k < 4; ++k) {
+    const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid);
+    const __m256 a = _mm256_andnot_ps(sign, p);
+    ok = _mm256_and_ps(ok, _mm256_cmp_ps(a, lim, _CMP_LE_OQ));
+    const __m256 fl = _mm256_floor_ps(a);
+    const __m256 b = _mm256_add_ps(fl, _mm256_floor_ps(_mm256_mul_ps(two, _mm256_sub_ps(a, fl))));
+    r[k] = _mm256_or_ps(b, _mm256_and_ps(p, sign));
+  }
+  if (_mm256_movemask_ps(ok) != 0xFF) return false;
+  alignas(32) int32_t t[32];
+  for (int k = 0; k < 4; ++k) _mm256_store_si256(reinterpret_cast<__m256i*>(t + 8 * k), _mm256_cvttps_epi32(r[k]));
+  for (int j = 0; j < 32; ++j) q[j] = int8_t(uint8_t(t[j] & 0xFF));
+  return true;
+}
+#endif
+
 void quantize_row_q4_0_ref(const float* x, void* y, int64_t n) {
   block_q4_0* b = static_cast<block_q4_0*>(y);
   for (int64_t i = 0; i < n / QK4_0; ++i, x += QK4_0) {
-    const float max = signed_absmax(x, QK4_0);
+    float max;
+#ifdef EDGELLAMA_QUANT_AVX
+    if (!(kUseAvx && signed_absmax32_avx(x, &max)))
+#endif
+      max = signed_absmax(x, QK4_0);
     const float d = max / -8.0f;
     const float id = safe_inv(d);
     b[i].d = float_to_fp16(d);
     uint8_t q[QK4_0];
-    for (int j = 0; j < QK4_0; ++j) q[j] = std::min<uint8_t>(15, np_to_u8(std::trunc(x[j] * id + 8.5f)));
+#ifdef EDGELLAMA_QUANT_AVX
+    if (!(kUseAvx && q4_0_levels_avx(x, id, q)))
+#endif
+      for (int j = 0; j < QK4_0; ++j) q[j] = std::min<uint8_t>(15, np_to_u8(std::trunc(x[j] * id + 8.5f)));
     for (int j = 0; j < QK4_0 / 2; ++j) b[i].qs[j] = uint8_t(q[j] | (q[j + 16] << 4));
   }
 }
@@ -157,6 +245,9 @@ void quantize_row_q8_0_ref(const float* x, void* y, int64_t n) {
     const float d = amax / 127.0f;
     const float id = safe_inv(d);
     b[i].d = float_to_fp16(d);
+#ifdef EDGELLAMA_QUANT_AVX
+    if (kUseAvx && q8_0_levels_avx(x, id, b[i].qs)) continue;
+#endif
     for (int j = 0; j < QK8_0; ++j) b[i].qs[j] = np_to_i8(np_roundf(x[j] * id));
   }
 }
@@ -234,6 +325,38 @@ void quantize_row_tq1_0_ref(const float* x, void* y, int64_t n) {
       for (int k = 0; k < 4; ++k) sum += uint8_t(q[240 + 4 * k + m] * kPow3[k]);
       b[i].qh[m] = pack(sum);
     }
+  }
+}
+
+// MXFP4 (ggml's quantize_row_mxfp4_ref, gguf.quants.MXFP4): the block exponent is
+// floor(log2(max |x|)) - 2 + 127 in e8m0, so the largest level, 12 * 2^(e - 128), is 1.5 times the
+// block's power of two; every value takes the nearest of the 16 levels (the first on a tie, and
+// level 0 = +0 before level 8 = -0). Bit for bit ggml's and gguf.quants' output for finite blocks.
+// Where they leave it undefined (a float -> uint8 cast out of range) we choose: a block whose
+// max |x| is below 2^-125 gets e = 0 (the finest scale), NaN and +-inf do not count towards the
+// maximum, NaN takes level 0 (as their first-minimum search does) and +-inf the level +-12.
+void quantize_row_mxfp4_ref(const float* x, void* y, int64_t n) {
+  iq::block_mxfp4* b = static_cast<iq::block_mxfp4*>(y);
+  for (int64_t i = 0; i < n / 32; ++i, x += 32) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j)
+      if (std::isfinite(x[j])) amax = std::max(amax, std::fabs(x[j]));
+    // log2f, as ggml calls it, so a max |x| a few ulp below a power of two rounds like theirs
+    const float e_f = amax > 0.0f ? std::floor(std::log2(amax)) - 2.0f + 127.0f : 0.0f;
+    const uint8_t e = uint8_t(std::clamp(e_f, 0.0f, 254.0f));
+    const float d = iq::e8m0_to_float_half(e);
+    b[i].e = e;
+    auto nearest = [d](float v) -> uint8_t {
+      if (std::isinf(v)) return v > 0 ? 7 : 15;
+      int best = 0;
+      float best_err = std::fabs(float(iq::kMxfp4Values[0]) * d - v);
+      for (int k = 1; k < 16; ++k) {
+        const float err = std::fabs(float(iq::kMxfp4Values[k]) * d - v);
+        if (err < best_err) best = k, best_err = err;
+      }
+      return uint8_t(best);
+    };
+    for (int j = 0; j < 16; ++j) b[i].qs[j] = uint8_t(nearest(x[j]) | (nearest(x[j + 16]) << 4));
   }
 }
 
@@ -476,7 +599,7 @@ struct LevelSums {
   double sl, sll, slx;
 };
 
-LevelSums level_sums(int n, const float* x, const float* w, float iscale, float off, float lo, float hi) {
+LevelSums level_sums_sse(int n, const float* x, const float* w, float iscale, float off, float lo, float hi) {
   const __m128 vis = _mm_set1_ps(iscale), voff = _mm_set1_ps(off), vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
   const __m128 vm = _mm_set1_ps(kRoundMagic);
   __m128 a0 = _mm_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0;
@@ -498,7 +621,7 @@ LevelSums level_sums(int n, const float* x, const float* w, float iscale, float 
   return {hsum2(a0, a1), hsum2(b0, b1), hsum2(c0, c1)};
 }
 
-double error_affine(int n, const float* x, const float* w, float dl, float ml, float nmax) {
+double error_affine_sse(int n, const float* x, const float* w, float dl, float ml, float nmax) {
   const float id = dl != 0.0f ? 1.0f / dl : 0.0f;
   const __m128 vid = _mm_set1_ps(id), vdl = _mm_set1_ps(dl), vml = _mm_set1_ps(ml), vhi = _mm_set1_ps(nmax);
   const __m128 vlo = _mm_setzero_ps(), vm = _mm_set1_ps(kRoundMagic);
@@ -517,7 +640,7 @@ double error_affine(int n, const float* x, const float* w, float dl, float ml, f
   return hsum2(a0, a1);
 }
 
-double error_scaled(int n, const float* x, const float* w, float dl, float lo, float hi) {
+double error_scaled_sse(int n, const float* x, const float* w, float dl, float lo, float hi) {
   const float id = dl != 0.0f ? 1.0f / dl : 0.0f;
   const __m128 vid = _mm_set1_ps(id), vdl = _mm_set1_ps(dl), vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
   const __m128 vm = _mm_set1_ps(kRoundMagic);
@@ -534,6 +657,85 @@ double error_scaled(int n, const float* x, const float* w, float dl, float lo, f
     a1 = _mm_add_ps(a1, _mm_mul_ps(_mm_mul_ps(_mm_loadu_ps(w + i + 4), d1), d1));
   }
   return hsum2(a0, a1);
+}
+
+// The same 8 lanes in one 256-bit register where the CPU has AVX: lane k still accumulates values
+// i + k in the same order with the same (unfused) operations, so the sums, and so every chosen
+// scale, are bit for bit those of the SSE2 code above, in half the instructions. GCC/Clang compile
+// these functions for AVX by attribute; the choice is made once at start-up (kUseAvx).
+#ifdef EDGELLAMA_QUANT_AVX
+QUANT_AVX_FN inline double hsum8(__m256 a) {
+  alignas(32) float t[8];
+  _mm256_store_ps(t, a);
+  return lane_sum(t);
+}
+
+QUANT_AVX_FN LevelSums level_sums_avx(int n, const float* x, const float* w, float iscale, float off, float lo,
+                                      float hi) {
+  const __m256 vis = _mm256_set1_ps(iscale), voff = _mm256_set1_ps(off), vlo = _mm256_set1_ps(lo);
+  const __m256 vhi = _mm256_set1_ps(hi), vm = _mm256_set1_ps(kRoundMagic);
+  __m256 a = _mm256_setzero_ps(), b = a, c = a;
+  for (int i = 0; i < n; i += 8) {
+    const __m256 x0 = _mm256_loadu_ps(x + i), w0 = _mm256_loadu_ps(w + i);
+    __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(vis, _mm256_sub_ps(x0, voff)), vlo), vhi);
+    q = _mm256_sub_ps(_mm256_add_ps(q, vm), vm);
+    const __m256 wq = _mm256_mul_ps(w0, q);
+    a = _mm256_add_ps(a, wq);
+    b = _mm256_add_ps(b, _mm256_mul_ps(wq, q));
+    c = _mm256_add_ps(c, _mm256_mul_ps(wq, x0));
+  }
+  return {hsum8(a), hsum8(b), hsum8(c)};
+}
+
+QUANT_AVX_FN double error_affine_avx(int n, const float* x, const float* w, float dl, float ml, float nmax) {
+  const float id = dl != 0.0f ? 1.0f / dl : 0.0f;
+  const __m256 vid = _mm256_set1_ps(id), vdl = _mm256_set1_ps(dl), vml = _mm256_set1_ps(ml);
+  const __m256 vhi = _mm256_set1_ps(nmax), vlo = _mm256_setzero_ps(), vm = _mm256_set1_ps(kRoundMagic);
+  __m256 a = _mm256_setzero_ps();
+  for (int i = 0; i < n; i += 8) {
+    const __m256 x0 = _mm256_loadu_ps(x + i);
+    __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_add_ps(x0, vml), vid), vlo), vhi);
+    q = _mm256_sub_ps(_mm256_add_ps(q, vm), vm);
+    const __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(vdl, q), vml), x0);
+    a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(w + i), d), d));
+  }
+  return hsum8(a);
+}
+
+QUANT_AVX_FN double error_scaled_avx(int n, const float* x, const float* w, float dl, float lo, float hi) {
+  const float id = dl != 0.0f ? 1.0f / dl : 0.0f;
+  const __m256 vid = _mm256_set1_ps(id), vdl = _mm256_set1_ps(dl), vlo = _mm256_set1_ps(lo);
+  const __m256 vhi = _mm256_set1_ps(hi), vm = _mm256_set1_ps(kRoundMagic);
+  __m256 a = _mm256_setzero_ps();
+  for (int i = 0; i < n; i += 8) {
+    const __m256 x0 = _mm256_loadu_ps(x + i);
+    __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(x0, vid), vlo), vhi);
+    q = _mm256_sub_ps(_mm256_add_ps(q, vm), vm);
+    const __m256 d = _mm256_sub_ps(_mm256_mul_ps(vdl, q), x0);
+    a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(w + i), d), d));
+  }
+  return hsum8(a);
+}
+
+#endif  // EDGELLAMA_QUANT_AVX
+
+LevelSums level_sums(int n, const float* x, const float* w, float iscale, float off, float lo, float hi) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return level_sums_avx(n, x, w, iscale, off, lo, hi);
+#endif
+  return level_sums_sse(n, x, w, iscale, off, lo, hi);
+}
+double error_affine(int n, const float* x, const float* w, float dl, float ml, float nmax) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return error_affine_avx(n, x, w, dl, ml, nmax);
+#endif
+  return error_affine_sse(n, x, w, dl, ml, nmax);
+}
+double error_scaled(int n, const float* x, const float* w, float dl, float lo, float hi) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return error_scaled_avx(n, x, w, dl, lo, hi);
+#endif
+  return error_scaled_sse(n, x, w, dl, lo, hi);
 }
 #else
 struct Moments {
@@ -603,7 +805,10 @@ bool fast_ok(int n, const float* x) { return n > 0 && n % kLanes == 0 && n <= 25
 }  // namespace
 
 float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* L) {
-  if (!fast_ok(n, x)) return search_sym_generic(n, x, w, lo, hi, L);
+  if (!fast_ok(n, x)) {
+    std::vector<int8_t> own(L ? 0 : size_t(n));
+    return search_sym_generic(n, x, w, lo, hi, L ? L : own.data());
+  }
   float amax = 0.0f, vmax = 0.0f;
   for (int i = 0; i < n; ++i) {
     if (std::fabs(x[i]) > amax) {
@@ -612,7 +817,8 @@ float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* 
     }
   }
   if (!(amax > 1e-30f)) {
-    for (int i = 0; i < n; ++i) L[i] = 0;
+    if (L)
+      for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.0f;
   }
   const float flo = float(lo), fhi = float(hi);
@@ -640,12 +846,16 @@ float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* 
   // Alternate: levels for the best scale, then the best scale for those levels.
   for (int it = 0; it < 4 && best_s != 0.0f; ++it)
     if (!try_iscale(1.0f / best_s)) break;
-  for (int i = 0; i < n; ++i) L[i] = int8_t(round_small(clampf(best_is * x[i], flo, fhi)));
+  if (L)
+    for (int i = 0; i < n; ++i) L[i] = int8_t(round_small(clampf(best_is * x[i], flo, fhi)));
   return best_s;
 }
 
 float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_zero, uint8_t* L, float* m_out) {
-  if (!fast_ok(n, x)) return search_asym_generic(n, x, w, nmax, min_le_zero, L, m_out);
+  if (!fast_ok(n, x)) {
+    std::vector<uint8_t> own(L ? 0 : size_t(n));
+    return search_asym_generic(n, x, w, nmax, min_le_zero, L ? L : own.data(), m_out);
+  }
   float mn = x[0], mx = x[0];
   for (int i = 1; i < n; ++i) {
     mn = std::min(mn, x[i]);
@@ -653,7 +863,8 @@ float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_z
   }
   if (min_le_zero && mn > 0) mn = 0;
   if (!(mx > mn) || !std::isfinite(mx - mn)) {
-    for (int i = 0; i < n; ++i) L[i] = 0;
+    if (L)
+      for (int i = 0; i < n; ++i) L[i] = 0;
     *m_out = mn;
     return 0.0f;
   }
@@ -707,7 +918,8 @@ float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_z
     const float is = 1.0f / best_s;
     if (!fit(level_sums(n, x, w, is, best_m, 0.0f, fmax), is, best_m)) break;
   }
-  for (int i = 0; i < n; ++i) L[i] = uint8_t(round_small(clampf(best_is * (x[i] - best_off), 0.0f, fmax)));
+  if (L)
+    for (int i = 0; i < n; ++i) L[i] = uint8_t(round_small(clampf(best_is * (x[i] - best_off), 0.0f, fmax)));
   *m_out = best_m;
   return best_s;
 }
@@ -746,6 +958,25 @@ double finish_asym(int n, const float* x, const float* w, float dl, float ml, in
   return error_affine(n, x, w, dl, ml, fmax);
 }
 
+// finish_sym / finish_asym's levels without their error pass (callers that only need L).
+void levels_sym(int n, const float* x, const float* w, float dl, int lo, int hi, int8_t* L) {
+  if (n % kLanes != 0) {
+    finish_sym_generic(n, x, w, dl, lo, hi, L);
+    return;
+  }
+  const float id = dl != 0.0f ? 1.0f / dl : 0.0f, flo = float(lo), fhi = float(hi);
+  for (int i = 0; i < n; ++i) L[i] = int8_t(round_small(clampf(x[i] * id, flo, fhi)));
+}
+
+void levels_asym(int n, const float* x, const float* w, float dl, float ml, int nmax, uint8_t* L) {
+  if (n % kLanes != 0) {
+    finish_asym_generic(n, x, w, dl, ml, nmax, L);
+    return;
+  }
+  const float id = dl != 0.0f ? 1.0f / dl : 0.0f, fmax = float(nmax);
+  for (int i = 0; i < n; ++i) L[i] = uint8_t(round_small(clampf((x[i] + ml) * id, 0.0f, fmax)));
+}
+
 }  // namespace detail
 
 // ---------------------------------------------------------------------------------------------
@@ -762,9 +993,9 @@ void search_q4_0(const float* x, void* y, int64_t n, const float* imp) {
   int8_t L[32];
   for (int64_t i = 0; i < n / 32; ++i, x += 32) {
     block_weights(32, imp ? imp + i * 32 : nullptr, w);
-    const float s = search_sym(32, x, w, -8, 7, L);
+    const float s = search_sym(32, x, w, -8, 7, nullptr);
     b[i].d = float_to_fp16(s);
-    finish_sym(32, x, w, fp16_to_float(b[i].d), -8, 7, L);
+    levels_sym(32, x, w, fp16_to_float(b[i].d), -8, 7, L);
     for (int j = 0; j < 16; ++j) b[i].qs[j] = uint8_t((L[j] + 8) | ((L[j + 16] + 8) << 4));
   }
 }
@@ -776,9 +1007,9 @@ void search_q5_0(const float* x, void* y, int64_t n, const float* imp) {
   uint8_t q[32];
   for (int64_t i = 0; i < n / 32; ++i, x += 32) {
     block_weights(32, imp ? imp + i * 32 : nullptr, w);
-    const float s = search_sym(32, x, w, -16, 15, L);
+    const float s = search_sym(32, x, w, -16, 15, nullptr);
     b[i].d = float_to_fp16(s);
-    finish_sym(32, x, w, fp16_to_float(b[i].d), -16, 15, L);
+    levels_sym(32, x, w, fp16_to_float(b[i].d), -16, 15, L);
     for (int j = 0; j < 32; ++j) q[j] = uint8_t(L[j] + 16);
     pack_q5(q, b[i].qh, b[i].qs);
   }
@@ -790,9 +1021,9 @@ void search_q8_0(const float* x, void* y, int64_t n, const float* imp) {
   int8_t L[32];
   for (int64_t i = 0; i < n / 32; ++i, x += 32) {
     block_weights(32, imp ? imp + i * 32 : nullptr, w);
-    const float s = search_sym(32, x, w, -128, 127, L);
+    const float s = search_sym(32, x, w, -128, 127, nullptr);
     b[i].d = float_to_fp16(s);
-    finish_sym(32, x, w, fp16_to_float(b[i].d), -128, 127, L);
+    levels_sym(32, x, w, fp16_to_float(b[i].d), -128, 127, L);
     std::memcpy(b[i].qs, L, 32);
   }
 }
@@ -801,11 +1032,11 @@ void search_q8_0(const float* x, void* y, int64_t n, const float* imp) {
 template <int NMAX>
 void search_q_1(const float* x, uint16_t* d_out, uint16_t* m_out, uint8_t* q, const float* w) {
   float m = 0.0f;
-  const float s = search_asym(32, x, w, NMAX, false, q, &m);
+  const float s = search_asym(32, x, w, NMAX, false, nullptr, &m);
   *d_out = float_to_fp16(s);
   *m_out = float_to_fp16(m);
   // dequantization computes d * q + m; finish_asym takes the offset with the opposite sign
-  finish_asym(32, x, w, fp16_to_float(*d_out), -fp16_to_float(*m_out), NMAX, q);
+  levels_asym(32, x, w, fp16_to_float(*d_out), -fp16_to_float(*m_out), NMAX, q);
 }
 
 void search_q4_1(const float* x, void* y, int64_t n, const float* imp) {
@@ -868,6 +1099,31 @@ static bool is_legacy(GGMLType t) {
 
 void quantize_matrix(GGMLType type, const float* x, void* y, int64_t nrows, int64_t ncols, const float* importance,
                      QuantMethod method, int n_threads) {
+  quantize_matrix_from(type, SourceFormat::kF32, x, y, nrows, ncols, importance, method, n_threads);
+}
+
+// One row of the source as float32: the row itself for F32, else widened into `buf` (ncols floats).
+static const float* source_row(SourceFormat format, const void* x, int64_t r, int64_t ncols, float* buf) {
+  switch (format) {
+    case SourceFormat::kF32:
+      return static_cast<const float*>(x) + r * ncols;
+    case SourceFormat::kF16: {
+      const uint16_t* h = static_cast<const uint16_t*>(x) + r * ncols;
+      const float* table = fp16_table();
+      for (int64_t i = 0; i < ncols; ++i) buf[i] = table[h[i]];
+      return buf;
+    }
+    case SourceFormat::kBF16: {
+      const uint16_t* h = static_cast<const uint16_t*>(x) + r * ncols;
+      for (int64_t i = 0; i < ncols; ++i) buf[i] = bits_to_float(uint32_t(h[i]) << 16);
+      return buf;
+    }
+  }
+  return nullptr;
+}
+
+void quantize_matrix_from(GGMLType type, SourceFormat format, const void* x, void* y, int64_t nrows, int64_t ncols,
+                          const float* importance, QuantMethod method, int n_threads) {
   const TypeTraits& t = type_traits(type);
   if (!t.from_float) throw UnsupportedError(std::string("quantize: type ") + t.name + " has no quantizer");
   size_t row_bytes = 0;
@@ -882,8 +1138,9 @@ void quantize_matrix(GGMLType type, const float* x, void* y, int64_t nrows, int6
 
   // A row of importance weights repeated for each row: the search reads one weight per value.
   auto do_rows = [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(format == SourceFormat::kF32 ? 0 : size_t(ncols));
     for (int64_t r = r0; r < r1; ++r) {
-      const float* src = x + r * ncols;
+      const float* src = source_row(format, x, r, ncols, row.data());
       void* dst = static_cast<uint8_t*>(y) + size_t(r) * row_bytes;
       if (search) {
         quantize_row_search(type, src, dst, ncols, importance);

@@ -32,6 +32,8 @@ void quantize_row_q8_K_ref(const float* x, void* y, int64_t n);
 // TQ1_0 / TQ2_0: bit-for-bit gguf.quants.quantize (quantize.cpp).
 void quantize_row_tq1_0_ref(const float* x, void* y, int64_t n);
 void quantize_row_tq2_0_ref(const float* x, void* y, int64_t n);
+// MXFP4: ggml's quantize_row_mxfp4_ref (quantize.cpp; bit-for-bit gguf.quants for finite blocks).
+void quantize_row_mxfp4_ref(const float* x, void* y, int64_t n);
 // IQ4_NL / IQ4_XS (quantize_iq4.cpp): the scale search with uniform weights.
 void quantize_row_iq4_nl_ref(const float* x, void* y, int64_t n);
 void quantize_row_iq4_xs_ref(const float* x, void* y, int64_t n);
@@ -56,16 +58,31 @@ enum class QuantMethod {
 void quantize_matrix(GGMLType type, const float* x, void* y, int64_t nrows, int64_t ncols,
                      const float* importance, QuantMethod method, int n_threads);
 
+// The stored format of the matrix handed to quantize_matrix_from.
+enum class SourceFormat { kF32, kF16, kBF16 };
+
+// quantize_matrix for a matrix stored as F16 or BF16 (F32: the same as quantize_matrix): each thread
+// widens one row at a time into its own buffer (exact: half and bfloat16 widen losslessly), so the
+// output is identical to quantizing the matrix converted to float32 first, without a float32 copy of
+// the whole matrix (memory, page zeroing) and with the conversion spread over the threads.
+void quantize_matrix_from(GGMLType type, SourceFormat format, const void* x, void* y, int64_t nrows, int64_t ncols,
+                          const float* importance, QuantMethod method, int n_threads);
+
 namespace detail {
 // Building blocks, exposed for the K-quant file and for tests.
-// x ~= s * L, L in [lo, hi]; returns s (may be negative). L receives the levels.
+// x ~= s * L, L in [lo, hi]; returns s (may be negative). L receives the levels (nullptr: a
+// caller that re-chooses them for the stored scale, with levels_sym, skips that pass).
 float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* L);
-// x ~= s * L + m, L in [0, nmax], s >= 0; if min_le_zero, m <= 0. Returns s, *m receives m.
+// x ~= s * L + m, L in [0, nmax], s >= 0; if min_le_zero, m <= 0. Returns s, *m receives m;
+// L receives the levels (or nullptr, as for search_sym).
 float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_zero, uint8_t* L, float* m);
 // Levels for fixed scale dl (x ~= dl * L), returns weighted error.
 double finish_sym(int n, const float* x, const float* w, float dl, int lo, int hi, int8_t* L);
 // Levels for fixed dl, ml (x ~= dl * L - ml), returns weighted error.
 double finish_asym(int n, const float* x, const float* w, float dl, float ml, int nmax, uint8_t* L);
+// The levels of finish_sym / finish_asym without their error pass.
+void levels_sym(int n, const float* x, const float* w, float dl, int lo, int hi, int8_t* L);
+void levels_asym(int n, const float* x, const float* w, float dl, float ml, int nmax, uint8_t* L);
 // Weighted error of finish_sym / finish_asym without writing the levels.
 double error_sym(int n, const float* x, const float* w, float dl, int lo, int hi);
 double error_asym(int n, const float* x, const float* w, float dl, float ml, int nmax);

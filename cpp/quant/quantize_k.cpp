@@ -41,7 +41,7 @@ void kquant_asym(const float* x, const float* imp, uint8_t* L, uint8_t* sc, uint
   for (int j = 0; j < NSUB; ++j) block_weights(SUB, imp ? imp + j * SUB : nullptr, w + j * SUB);
   float max_s = 0.0f, max_m = 0.0f;
   for (int j = 0; j < NSUB; ++j) {
-    s[j] = search_asym(SUB, x + j * SUB, w + j * SUB, NMAX, true, L + j * SUB, &m[j]);
+    s[j] = search_asym(SUB, x + j * SUB, w + j * SUB, NMAX, true, nullptr, &m[j]);  // levels: below
     m[j] = -m[j];  // stored as a non-negative amount subtracted
     max_s = std::max(max_s, s[j]);
     max_m = std::max(max_m, m[j]);
@@ -71,7 +71,7 @@ void kquant_asym(const float* x, const float* imp, uint8_t* L, uint8_t* sc, uint
         }
       }
     }
-    finish_asym(SUB, xs, ws, d * float(sc[j]), dmin * float(mc[j]), NMAX, L + j * SUB);
+    levels_asym(SUB, xs, ws, d * float(sc[j]), dmin * float(mc[j]), NMAX, L + j * SUB);
   }
 }
 
@@ -81,7 +81,7 @@ void kquant_sym(const float* x, const float* imp, int8_t* L, int* sc, uint16_t* 
   float w[QK_K];
   float s[NSUB];
   for (int j = 0; j < NSUB; ++j) block_weights(SUB, imp ? imp + j * SUB : nullptr, w + j * SUB);
-  for (int j = 0; j < NSUB; ++j) s[j] = search_sym(SUB, x + j * SUB, w + j * SUB, LO, HI, L + j * SUB);
+  for (int j = 0; j < NSUB; ++j) s[j] = search_sym(SUB, x + j * SUB, w + j * SUB, LO, HI, nullptr);  // levels: below
   const float vmax = signed_max(s, NSUB);
   // The largest scale maps to the negative end of the integer range (it has one more value).
   *d_h = float_to_fp16(vmax / float(SLO));
@@ -101,7 +101,7 @@ void kquant_sym(const float* x, const float* imp, int8_t* L, int* sc, uint16_t* 
         sc[j] = a;
       }
     }
-    finish_sym(SUB, xs, ws, d * float(sc[j]), LO, HI, L + j * SUB);
+    levels_sym(SUB, xs, ws, d * float(sc[j]), LO, HI, L + j * SUB);
   }
 }
 

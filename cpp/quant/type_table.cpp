@@ -34,7 +34,7 @@ const TypeTraits kTable[] = {
     {T::IQ4_XS, "IQ4_XS", 256,   136,                 dequantize_iq4_xs,  quantize_row_iq4_xs_ref, T::Q8_K},
     {T::TQ1_0,  "TQ1_0",  256,   54,                  dequantize_tq1_0,   quantize_row_tq1_0_ref, T::Q8_K},
     {T::TQ2_0,  "TQ2_0",  256,   66,                  dequantize_tq2_0,   quantize_row_tq2_0_ref, T::Q8_K},
-    {T::MXFP4,  "MXFP4",  32,    17,                  dequantize_mxfp4,   nullptr,               T::Q8_0},
+    {T::MXFP4,  "MXFP4",  32,    17,                  dequantize_mxfp4,   quantize_row_mxfp4_ref, T::Q8_0},
     // Known to the reader only.
     {T::IQ2_XXS, "IQ2_XXS", 256, 66,                  nullptr,            nullptr,    T::Q8_K},
     {T::IQ2_XS,  "IQ2_XS",  256, 74,                  nullptr,            nullptr,    T::Q8_K},

@@ -1,4 +1,4 @@
-"""`edgellama quantize INPUT OUTPUT --type TYPE [--calibrate TEXT] [--rounding search|reference] [-t/--threads N]
+"""`edgellama quantize INPUT OUTPUT --type TYPE [--calibrate TEXT | --imatrix FILE] [--rounding search|reference] [-t/--threads N]
 [--tokenizer PATH]`"""
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # -t is threads in every command (llama.cpp's convention); the type has only the long flag
     p.add_argument("--type", default="Q4_K_M", help=f"file type: {_TYPES} (default Q4_K_M)")
     p.add_argument("--calibrate", metavar="TEXT_FILE", help="weight the quantization by activations over this text")
+    p.add_argument("--imatrix", metavar="FILE",
+                   help="weight the quantization by a llama.cpp importance matrix (GGUF or .dat, from "
+                   "llama-imatrix or `edgellama imatrix`)")
     p.add_argument("--calibrate-ctx", type=int, default=512, help="window length for --calibrate (default 512)")
     p.add_argument("--calibrate-chunks", type=int, default=None, help="at most this many windows of --calibrate")
     p.add_argument(
@@ -31,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="search",
         help="search (default): per-block error-minimising scale search for every quantized type; "
         "reference: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 tensors rounded exactly like llama.cpp / gguf-py "
-        "(byte-identical files; not combinable with --calibrate). K-quants always search",
+        "(byte-identical files; not combinable with --calibrate/--imatrix). K-quants always search",
     )
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: all physical cores)")
     p.add_argument("--tokenizer", metavar="PATH", help="llama2.c: tokenizer.bin or tokenizer.model (default: beside INPUT)")
@@ -77,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             calibrate_ctx=args.calibrate_ctx,
             calibrate_chunks=args.calibrate_chunks,
             rounding=args.rounding,
+            imatrix=args.imatrix,
             on_note=note,
         )
     except KeyboardInterrupt:

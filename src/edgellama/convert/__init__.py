@@ -148,11 +148,14 @@ def write_gguf(
             qt = types[t.name]
             if bar is not None:
                 bar.set_description(f"{t.name} -> {qt.name}")
-            data = t.load()
+            # F16/BF16 inputs go to the quantizer as stored (it widens rows in its threads): no
+            # float32 copy of the tensor, no single-threaded NumPy conversion
+            stored = t.load_stored is not None and t.src_type in ("F16", "BF16")
+            data = t.load_stored() if stored else t.load()
             if tuple(data.shape) != tuple(t.shape):
                 raise ConversionError(f"tensor {t.name}: loaded shape {list(data.shape)} != declared {list(t.shape)}")
             cols = t.shape[-1]
-            mat = np.ascontiguousarray(data, dtype=np.float32).reshape(-1, cols)
+            mat = data.reshape(-1, cols) if stored else np.ascontiguousarray(data, dtype=np.float32).reshape(-1, cols)
             imp = None
             if importance is not None and qt not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16):
                 imp = importance.get(t.name)
@@ -163,7 +166,8 @@ def write_gguf(
             # weighted when calibrated). "reference": legacy types round exactly like
             # llama.cpp/gguf-py (byte-identical tensors); K-quants always search.
             method = "search" if (rounding == "search" and qt.name.startswith("Q")) else "auto"
-            q = _core.quantize(qt.name, mat, importance=imp, n_threads=threads or 0, method=method)
+            source = "bf16" if stored and t.src_type == "BF16" else "auto"
+            q = _core.quantize(qt.name, mat, importance=imp, n_threads=threads or 0, method=method, source=source)
             del data, mat
             writer.write_tensor_data(q.reshape(-1))
             del q

@@ -16,6 +16,10 @@ class TensorSource:
     shape: Tuple[int, ...]  # NumPy order: (rows, cols) for a matrix, rows = output features
     load: Callable[[], np.ndarray]  # returns float32 of `shape`
     src_type: str = "F32"  # stored type in the input ("F32", "F16", "BF16", "Q4_0", ...)
+    # The data as stored, without a float32 copy, for the quantizer to widen row by row in its
+    # threads: float16 of `shape` (src_type F16) or the bfloat16 bits as uint16 (BF16); None when
+    # the source has no such form.
+    load_stored: Optional[Callable[[], np.ndarray]] = None
 
 
 @dataclass
