@@ -34,6 +34,19 @@ inline __m256i bcast4(const int8_t* q) {
 // Byte c (0..3) of each 32-bit lane as int32, and as the (v, v) int16 pair.
 inline __m256i byte_i32(__m256i x, int c) { return _mm256_and_si256(_mm256_srli_epi32(x, 8 * c), _mm256_set1_epi32(0xFF)); }
 inline __m256i pair_of(__m256i v) { return _mm256_or_si256(v, _mm256_slli_epi32(v, 16)); }
+// Shuffle controls, per 32-bit lane (= row): byte j of the lane zero-extended to int32; and bytes 2i,
+// 2i + 1 of the lane zero-extended to the lane's two int16 halves.
+inline __m256i byte_sel(int j) {
+  const char z = char(0x80);
+  return _mm256_setr_epi8(char(j), z, z, z, char(4 + j), z, z, z, char(8 + j), z, z, z, char(12 + j), z, z, z,
+                          char(j), z, z, z, char(4 + j), z, z, z, char(8 + j), z, z, z, char(12 + j), z, z, z);
+}
+inline __m256i pair_sel(int i) {
+  const char z = char(0x80), a = char(2 * i), b = char(2 * i + 1);
+  return _mm256_setr_epi8(a, z, b, z, char(4 + a), z, char(4 + b), z, char(8 + a), z, char(8 + b), z, char(12 + a), z,
+                          char(12 + b), z, a, z, b, z, char(4 + a), z, char(4 + b), z, char(8 + a), z, char(8 + b), z,
+                          char(12 + a), z, char(12 + b), z);
+}
 
 // ---- Q4_0 / Q4_1 / Q5_0 / Q5_1: as gemm_rows8_avx2.cpp's direct (same isum, same two fmas) -----------
 template <class L, int T>
@@ -230,6 +243,7 @@ template <bool kQ3, int T>
 void direct_q23k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
   constexpr size_t qs_off = kQ3 ? 32 : 16;
   __m256 s[T];
+  #pragma GCC unroll 16
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
   const __m256i m4w = _mm256_set1_epi32(0x0f0f0f0f), m2w = _mm256_set1_epi32(0x03030303);
@@ -245,21 +259,37 @@ void direct_q23k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as,
       sw[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u0, 4), m4w), hi2(4));
       sw[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u1, 4), m4w), hi2(6));
     } else {
+      #pragma GCC unroll 16
       for (int j = 0; j < 4; ++j) sw[j] = src.word8(b, size_t(4 * j));
     }
+    // Q2_K's scale (low) and min (high) nibbles apart; Q3_K's 6-bit scales are whole bytes.
+    __m256i swl[4], swh[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      swl[j] = kQ3 ? sw[j] : _mm256_and_si256(sw[j], m4w);
+      swh[j] = kQ3 ? sw[j] : _mm256_and_si256(_mm256_srli_epi32(sw[j], 4), m4w);
+    }
     const block_q8_K* ab[T];
+    #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
     __m256i iacc[T];
+    #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    #pragma GCC unroll 16
     for (int h = 0; h < 2; ++h) {
+      #pragma GCC unroll 16
       for (int half = 0; half < 2; ++half) {  // sub-blocks 2c + half of the chunks c = 4h + k
         __m256i sum[T][4];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; ++t)
+          #pragma GCC unroll 16
           for (int k = 0; k < 4; ++k) sum[t][k] = _mm256_setzero_si256();
+        #pragma GCC unroll 16
         for (int g = 4 * half; g < 4 * half + 4; ++g) {
           const __m256i q = src.word8(b, qs_off + size_t(32 * h + 4 * g));
           __m256i hm = _mm256_setzero_si256();
           if constexpr (kQ3) hm = src.word8(b, size_t(4 * g));
+          #pragma GCC unroll 16
           for (int k = 0; k < 4; ++k) {
             const int c = 4 * h + k;
             __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
@@ -267,40 +297,38 @@ void direct_q23k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as,
               const __m256i hb = c >= 2 ? _mm256_srli_epi16(hm, c - 2) : _mm256_slli_epi16(hm, 2 - c);
               v = _mm256_or_si256(v, _mm256_and_si256(hb, m4));
             }
+            #pragma GCC unroll 16
             for (int t = 0; t < T; ++t)
               sum[t][k] = _mm256_dpbusd_epi32(sum[t][k], v, bcast4(ab[t]->qs + 32 * c + 4 * g));
           }
         }
+        #pragma GCC unroll 16
         for (int k = 0; k < 4; ++k) {
           const int sb = 2 * (4 * h + k) + half;
-          __m256i sc = byte_i32(sw[sb / 4], sb % 4);
-          if constexpr (kQ3)
-            sc = _mm256_sub_epi32(sc, _mm256_set1_epi32(32));
-          else
-            sc = _mm256_and_si256(sc, _mm256_set1_epi32(0xF));
+          __m256i sc = _mm256_shuffle_epi8(swl[sb / 4], byte_sel(sb % 4));  // byte sb % 4 as int32
+          if constexpr (kQ3) sc = _mm256_sub_epi32(sc, _mm256_set1_epi32(32));
+          #pragma GCC unroll 16
           for (int t = 0; t < T; ++t) iacc[t] = _mm256_add_epi32(iacc[t], _mm256_mullo_epi32(sum[t][k], sc));
         }
       }
     }
-    // Offsets per sub-block pair c as int16 pairs (mn_2c, mn_2c+1): Q3_K 4 * (scale - 32), Q2_K scale >> 4.
+    // Offsets per sub-block pair c as int16 pairs (mn_2c, mn_2c+1): Q3_K 4 * (scale - 32), Q2_K scale >> 4;
+    // bytes 2(c % 2), 2(c % 2) + 1 of word c / 2 widened by one shuffle.
     __m256i mnp[8];
+#pragma GCC unroll 8
     for (int c = 0; c < 8; ++c) {
-      const __m256i b0 = byte_i32(sw[c / 2], 2 * (c % 2)), b1 = byte_i32(sw[c / 2], 2 * (c % 2) + 1);
-      __m256i m0, m1;
-      if constexpr (kQ3) {
-        m0 = _mm256_slli_epi32(_mm256_sub_epi32(b0, _mm256_set1_epi32(32)), 2);
-        m1 = _mm256_slli_epi32(_mm256_sub_epi32(b1, _mm256_set1_epi32(32)), 2);
-      } else {
-        m0 = _mm256_srli_epi32(b0, 4);
-        m1 = _mm256_srli_epi32(b1, 4);
-      }
-      mnp[c] = _mm256_or_si256(_mm256_and_si256(m0, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(m1, 16));
+      const __m256i src16 = kQ3 ? sw[c / 2] : swh[c / 2];
+      __m256i m = _mm256_shuffle_epi8(src16, pair_sel(c % 2));
+      if constexpr (kQ3) m = _mm256_sub_epi16(_mm256_slli_epi16(m, 2), _mm256_set1_epi16(128));
+      mnp[c] = m;
     }
     const __m256 d = src.half8(b, kQ3 ? 108 : 80);
     const __m256 dm = kQ3 ? d : src.half8(b, 82);
+    #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
       const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
       __m256i ms = _mm256_setzero_si256();
+      #pragma GCC unroll 16
       for (int c = 0; c < 8; ++c) ms = _mm256_dpwssd_epi32(ms, mnp[c], bcast4(bs + 4 * c));
       const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
       if constexpr (kQ3) {
@@ -311,6 +339,7 @@ void direct_q23k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as,
       }
     }
   }
+  #pragma GCC unroll 16
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
