@@ -51,17 +51,19 @@ void gemm_grid(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
 }  // namespace
 }  // namespace edgellama
 
-// Defines name_prefix##_gemm_<type> for the seven types with the given Dot (one line per type).
-#define EL_GRID_GEMMS(prefix, dot)                                                                        \
-  EL_GRID_GEMM(prefix##_gemm_iq2_xxs, unpack_iq2_xxs, block_iq2_xxs, IQ2_XXS, dot)                        \
-  EL_GRID_GEMM(prefix##_gemm_iq2_xs, unpack_iq2_xs, block_iq2_xs, IQ2_XS, dot)                            \
-  EL_GRID_GEMM(prefix##_gemm_iq2_s, unpack_iq2_s, block_iq2_s, IQ2_S, dot)                                \
-  EL_GRID_GEMM(prefix##_gemm_iq3_xxs, unpack_iq3_xxs, block_iq3_xxs, IQ3_XXS, dot)                        \
-  EL_GRID_GEMM(prefix##_gemm_iq3_s, unpack_iq3_s, block_iq3_s, IQ3_S, dot)                                \
-  EL_GRID_GEMM(prefix##_gemm_iq1_s, unpack_iq1_s, block_iq1_s, IQ1_S, dot)                                \
-  EL_GRID_GEMM(prefix##_gemm_iq1_m, unpack_iq1_m, block_iq1_m, IQ1_M, dot)
+// Defines prefix##_gemm_<type> for the seven types with the given Dot and the unpack_<type> functions of
+// namespace unpack_ns (iq:: for the shared scalar unpacking; an ISA may bring vector versions that
+// produce the same GridBlock), one line per type.
+#define EL_GRID_GEMMS(prefix, unpack_ns, dot)                                                             \
+  EL_GRID_GEMM(prefix##_gemm_iq2_xxs, unpack_ns::unpack_iq2_xxs, block_iq2_xxs, IQ2_XXS, dot)             \
+  EL_GRID_GEMM(prefix##_gemm_iq2_xs, unpack_ns::unpack_iq2_xs, block_iq2_xs, IQ2_XS, dot)                 \
+  EL_GRID_GEMM(prefix##_gemm_iq2_s, unpack_ns::unpack_iq2_s, block_iq2_s, IQ2_S, dot)                     \
+  EL_GRID_GEMM(prefix##_gemm_iq3_xxs, unpack_ns::unpack_iq3_xxs, block_iq3_xxs, IQ3_XXS, dot)             \
+  EL_GRID_GEMM(prefix##_gemm_iq3_s, unpack_ns::unpack_iq3_s, block_iq3_s, IQ3_S, dot)                     \
+  EL_GRID_GEMM(prefix##_gemm_iq1_s, unpack_ns::unpack_iq1_s, block_iq1_s, IQ1_S, dot)                     \
+  EL_GRID_GEMM(prefix##_gemm_iq1_m, unpack_ns::unpack_iq1_m, block_iq1_m, IQ1_M, dot)
 #define EL_GRID_GEMM(name, unpack, block, type, dot)                                                        \
   void name(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, \
             float* y, size_t ys) {                                                                         \
-    gemm_grid<iq::unpack, sizeof(iq::block), GGMLType::type, dot>(n, w, ws, nr, a, as, nt, y, ys);          \
+    gemm_grid<unpack, sizeof(iq::block), GGMLType::type, dot>(n, w, ws, nr, a, as, nt, y, ys);              \
   }

@@ -89,82 +89,101 @@ static inline uint32_t load_u32(const void* p) {
 
 // IQ2_XXS: per 32 values two uint32: the first holds 4 grid indices (one byte each, 8 values each), the
 // second 4 x 7 sign bits (kIqSigns) and the scale in its top 4 bits.
-static inline void unpack_iq2_xxs(const void* p, GridBlock* u) {
+static inline void scales_iq2_xxs(const void* p, GridBlock* u) {
   const block_iq2_xxs* b = static_cast<const block_iq2_xxs*>(p);
   u->d = b->d;
+  for (int j = 0; j < 8; ++j) u->ls[2 * j] = u->ls[2 * j + 1] = uint8_t(load_u32(b->qs + 4 * j + 2) >> 28);
+}
+static inline void unpack_iq2_xxs(const void* p, GridBlock* u) {
+  const block_iq2_xxs* b = static_cast<const block_iq2_xxs*>(p);
+  scales_iq2_xxs(p, u);
   for (int j = 0; j < 8; ++j) {
     const uint32_t idx = load_u32(b->qs + 4 * j), aux = load_u32(b->qs + 4 * j + 2);
     for (int l = 0; l < 4; ++l)
       put8_signed(u->q + 32 * j + 8 * l, kIq2xxsGrid[(idx >> (8 * l)) & 255], kIqSigns[(aux >> (7 * l)) & 127]);
-    u->ls[2 * j] = u->ls[2 * j + 1] = uint8_t(aux >> 28);
   }
 }
 
 // IQ2_XS: per 8 values a uint16: 9-bit grid index, 7 sign bits (kIqSigns); a 4-bit scale per 16 values.
-static inline void unpack_iq2_xs(const void* p, GridBlock* u) {
+static inline void scales_iq2_xs(const void* p, GridBlock* u) {
   const block_iq2_xs* b = static_cast<const block_iq2_xs*>(p);
   u->d = b->d;
-  for (int k = 0; k < 32; ++k) put8_signed(u->q + 8 * k, kIq2xsGrid[b->qs[k] & 511], kIqSigns[b->qs[k] >> 9]);
   for (int j = 0; j < 8; ++j) {
     u->ls[2 * j] = b->scales[j] & 15;
     u->ls[2 * j + 1] = b->scales[j] >> 4;
   }
+}
+static inline void unpack_iq2_xs(const void* p, GridBlock* u) {
+  const block_iq2_xs* b = static_cast<const block_iq2_xs*>(p);
+  scales_iq2_xs(p, u);
+  for (int k = 0; k < 32; ++k) put8_signed(u->q + 8 * k, kIq2xsGrid[b->qs[k] & 511], kIqSigns[b->qs[k] >> 9]);
 }
 
 // IQ2_S: per 8 values a grid index (8 low bits in qs[k], 2 high bits in qh[k / 4]) and a plain sign
 // byte (qs[32 + k]); a 4-bit scale per 16 values.
-static inline void unpack_iq2_s(const void* p, GridBlock* u) {
+static inline int iq2_s_index(const block_iq2_s* b, int k) { return b->qs[k] | (((b->qh[k / 4] >> (2 * (k % 4))) & 3) << 8); }
+static inline void scales_iq2_s(const void* p, GridBlock* u) {
   const block_iq2_s* b = static_cast<const block_iq2_s*>(p);
   u->d = b->d;
-  for (int k = 0; k < 32; ++k) {
-    const int idx = b->qs[k] | (((b->qh[k / 4] >> (2 * (k % 4))) & 3) << 8);
-    put8_signed(u->q + 8 * k, kIq2sGrid[idx], b->qs[32 + k]);
-  }
   for (int j = 0; j < 8; ++j) {
     u->ls[2 * j] = b->scales[j] & 15;
     u->ls[2 * j + 1] = b->scales[j] >> 4;
   }
 }
+static inline void unpack_iq2_s(const void* p, GridBlock* u) {
+  const block_iq2_s* b = static_cast<const block_iq2_s*>(p);
+  scales_iq2_s(p, u);
+  for (int k = 0; k < 32; ++k) put8_signed(u->q + 8 * k, kIq2sGrid[iq2_s_index(b, k)], b->qs[32 + k]);
+}
 
 // IQ3_XXS: 64 grid-index bytes (4 values each), then per 32 values a uint32 of 4 x 7 sign bits and the
 // scale in the top 4 bits.
-static inline void unpack_iq3_xxs(const void* p, GridBlock* u) {
+static inline void scales_iq3_xxs(const void* p, GridBlock* u) {
   const block_iq3_xxs* b = static_cast<const block_iq3_xxs*>(p);
   u->d = b->d;
+  for (int j = 0; j < 8; ++j) u->ls[2 * j] = u->ls[2 * j + 1] = uint8_t(load_u32(b->qs + QK_K / 4 + 4 * j) >> 28);
+}
+static inline void unpack_iq3_xxs(const void* p, GridBlock* u) {
+  const block_iq3_xxs* b = static_cast<const block_iq3_xxs*>(p);
+  scales_iq3_xxs(p, u);
   for (int j = 0; j < 8; ++j) {
     const uint32_t aux = load_u32(b->qs + QK_K / 4 + 4 * j);
     for (int l = 0; l < 4; ++l) {
       const uint8_t* g = b->qs + 8 * j + 2 * l;
       put8_signed_2x4(u->q + 32 * j + 8 * l, kIq3xxsGrid[g[0]], kIq3xxsGrid[g[1]], kIqSigns[(aux >> (7 * l)) & 127]);
     }
-    u->ls[2 * j] = u->ls[2 * j + 1] = uint8_t(aux >> 28);
   }
 }
 
 // IQ3_S: per 4 values a grid index (8 low bits in qs[k], the 9th is bit k % 8 of qh[k / 8]); a plain
 // sign byte per 8 values; a 4-bit scale per 32 values.
-static inline void unpack_iq3_s(const void* p, GridBlock* u) {
+static inline int iq3_s_index(const block_iq3_s* b, int i) { return b->qs[i] | (((b->qh[i / 8] >> (i % 8)) & 1) << 8); }
+static inline void scales_iq3_s(const void* p, GridBlock* u) {
   const block_iq3_s* b = static_cast<const block_iq3_s*>(p);
   u->d = b->d;
-  for (int k = 0; k < 32; ++k) {
-    const int i0 = 2 * k, i1 = 2 * k + 1;
-    const int g0 = b->qs[i0] | (((b->qh[i0 / 8] >> (i0 % 8)) & 1) << 8);
-    const int g1 = b->qs[i1] | (((b->qh[i1 / 8] >> (i1 % 8)) & 1) << 8);
-    put8_signed_2x4(u->q + 8 * k, kIq3sGrid[g0], kIq3sGrid[g1], b->signs[k]);
-  }
   for (int j = 0; j < 8; ++j) u->ls[2 * j] = u->ls[2 * j + 1] = (b->scales[j / 2] >> (4 * (j % 2))) & 15;
+}
+static inline void unpack_iq3_s(const void* p, GridBlock* u) {
+  const block_iq3_s* b = static_cast<const block_iq3_s*>(p);
+  scales_iq3_s(p, u);
+  for (int k = 0; k < 32; ++k)
+    put8_signed_2x4(u->q + 8 * k, kIq3sGrid[iq3_s_index(b, 2 * k)], kIq3sGrid[iq3_s_index(b, 2 * k + 1)], b->signs[k]);
 }
 
 // IQ1_S: per 8 values an 11-bit grid index (8 bits in qs[k], 3 in qh[k / 4]); per 32 values a uint16
 // qh with those index bits (bits 0..11), a 3-bit scale (12..14) and the delta sign (15).
-static inline void unpack_iq1_s(const void* p, GridBlock* u) {
+static inline void scales_iq1_s(const void* p, GridBlock* u) {
   const block_iq1_s* b = static_cast<const block_iq1_s*>(p);
   u->d = b->d;
+  for (int j = 0; j < 8; ++j) u->ls[2 * j] = u->ls[2 * j + 1] = uint8_t((b->qh[j] >> 12) & 7);
+}
+static inline void unpack_iq1_s(const void* p, GridBlock* u) {
+  const block_iq1_s* b = static_cast<const block_iq1_s*>(p);
+  scales_iq1_s(p, u);
   for (int j = 0; j < 8; ++j) {
     const unsigned qh = b->qh[j];
     for (int l = 0; l < 4; ++l)
       put8_iq1(u->q + 32 * j + 8 * l, kIq1sGrid[b->qs[4 * j + l] | (((qh >> (3 * l)) & 7) << 8)], (qh & 0x8000) != 0);
-    u->ls[2 * j] = u->ls[2 * j + 1] = uint8_t((qh >> 12) & 7);
   }
 }
 
@@ -176,16 +195,22 @@ static inline uint16_t iq1_m_d(const block_iq1_m* b) {
   std::memcpy(sc, b->scales, 8);
   return uint16_t((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) | ((sc[2] >> 4) & 0x0F00) | (sc[3] & 0xF000));
 }
-static inline void unpack_iq1_m(const void* p, GridBlock* u) {
+static inline void scales_iq1_m(const void* p, GridBlock* u) {
   const block_iq1_m* b = static_cast<const block_iq1_m*>(p);
   u->d = iq1_m_d(b);
-  for (int k = 0; k < 32; ++k) {
-    const unsigned nib = (b->qh[k / 2] >> (4 * (k % 2))) & 15;
-    put8_iq1(u->q + 8 * k, kIq1sGrid[b->qs[k] | ((nib & 7) << 8)], (nib & 8) != 0);
-  }
   uint16_t sc[4];
   std::memcpy(sc, b->scales, 8);
   for (int m = 0; m < 16; ++m) u->ls[m] = uint8_t((sc[m / 4] >> (3 * (m % 4))) & 7);
+}
+// IQ1_M: nibble k of qh (k = 0..31): 3 high grid-index bits and the delta sign (bit 3).
+static inline unsigned iq1_m_nibble(const block_iq1_m* b, int k) { return (b->qh[k / 2] >> (4 * (k % 2))) & 15; }
+static inline void unpack_iq1_m(const void* p, GridBlock* u) {
+  const block_iq1_m* b = static_cast<const block_iq1_m*>(p);
+  scales_iq1_m(p, u);
+  for (int k = 0; k < 32; ++k) {
+    const unsigned nib = iq1_m_nibble(b, k);
+    put8_iq1(u->q + 8 * k, kIq1sGrid[b->qs[k] | ((nib & 7) << 8)], (nib & 8) != 0);
+  }
 }
 
 }  // namespace iq

@@ -1,6 +1,11 @@
 // AVX2 kernels of the grid i-quants (IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M): the shared
-// loop (../iquant_grid_gemm.h: unpack a super-block once through edgellama/iquant_grid_blocks.h, use it
-// for up to 16 tokens) with a 256-value dot product in AVX2. The products go through maddubs
+// loop (../iquant_grid_gemm.h: unpack a super-block once, use it for up to 16 tokens) with a vector
+// unpacking and a 256-value dot product in AVX2.
+//   Unpacking: the scale numbers and d come from the shared header (scales_<type>); the levels are
+// built 32 at a time: four 8-value grid points (or eight 4-value IQ3 points) loaded from
+// edgellama/iq_grids.h into one vector, times the +-1 sign bytes (kIqSignBytes, via sign_epi8); IQ1:
+// sign_epi8(8, grid) + the +-1 delta bytes. The GridBlock is the scalar unpacking's byte for byte
+// (test_kernels.py compares every ISA's results with the scalar kernel's). The products go through maddubs
 // (unsigned x signed) as |q| x (a * sign(q)); no pair sum saturates (|q| <= 62, |a| <= 127:
 // 2 * 62 * 127 < 32767), the 16-value group scales 2 ls + 1 (<= 31) are applied by madd, and the
 // int32 total is the scalar reference's exactly, so the results are the scalar kernel's bits.
@@ -11,7 +16,114 @@
 #include "../iquant_grid_gemm.h"
 
 namespace edgellama {
-namespace {
+namespace {  // internal linkage (see entry_points.h)
+namespace grid_avx2 {
+
+using namespace iq;
+
+inline __m256i set4(uint64_t v0, uint64_t v1, uint64_t v2, uint64_t v3) {
+  return _mm256_set_epi64x(int64_t(v3), int64_t(v2), int64_t(v1), int64_t(v0));
+}
+inline void store32(int8_t* q, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), v); }
+// 32 levels: 4 grid points (8 values each) times 4 sign bytes.
+inline void put32(int8_t* q, __m256i grid, uint8_t s0, uint8_t s1, uint8_t s2, uint8_t s3) {
+  store32(q, _mm256_sign_epi8(grid, set4(kIqSignBytes[s0], kIqSignBytes[s1], kIqSignBytes[s2], kIqSignBytes[s3])));
+}
+// IQ1: 8 * grid (grid in -1, 0, 1) + delta bytes (+-1).
+inline void put32_iq1(int8_t* q, __m256i grid, __m256i delta) {
+  store32(q, _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), grid), delta));
+}
+constexpr uint64_t kPlusOnes = 0x0101010101010101ull, kMinusOnes = ~0ull;
+
+void unpack_iq2_xxs(const void* p, GridBlock* u) {
+  const block_iq2_xxs* b = static_cast<const block_iq2_xxs*>(p);
+  scales_iq2_xxs(p, u);
+  for (int j = 0; j < 8; ++j) {
+    const uint32_t idx = load_u32(b->qs + 4 * j), aux = load_u32(b->qs + 4 * j + 2);
+    const __m256i g = set4(kIq2xxsGrid[idx & 255], kIq2xxsGrid[(idx >> 8) & 255], kIq2xxsGrid[(idx >> 16) & 255],
+                           kIq2xxsGrid[idx >> 24]);
+    put32(u->q + 32 * j, g, kIqSigns[aux & 127], kIqSigns[(aux >> 7) & 127], kIqSigns[(aux >> 14) & 127],
+          kIqSigns[(aux >> 21) & 127]);
+  }
+}
+
+void unpack_iq2_xs(const void* p, GridBlock* u) {
+  const block_iq2_xs* b = static_cast<const block_iq2_xs*>(p);
+  scales_iq2_xs(p, u);
+  for (int k = 0; k < 32; k += 4) {
+    const uint16_t* qs = b->qs + k;
+    const __m256i g = set4(kIq2xsGrid[qs[0] & 511], kIq2xsGrid[qs[1] & 511], kIq2xsGrid[qs[2] & 511],
+                           kIq2xsGrid[qs[3] & 511]);
+    put32(u->q + 8 * k, g, kIqSigns[qs[0] >> 9], kIqSigns[qs[1] >> 9], kIqSigns[qs[2] >> 9], kIqSigns[qs[3] >> 9]);
+  }
+}
+
+void unpack_iq2_s(const void* p, GridBlock* u) {
+  const block_iq2_s* b = static_cast<const block_iq2_s*>(p);
+  scales_iq2_s(p, u);
+  for (int k = 0; k < 32; k += 4) {
+    const __m256i g = set4(kIq2sGrid[iq2_s_index(b, k)], kIq2sGrid[iq2_s_index(b, k + 1)],
+                           kIq2sGrid[iq2_s_index(b, k + 2)], kIq2sGrid[iq2_s_index(b, k + 3)]);
+    const uint8_t* s = b->qs + 32 + k;
+    put32(u->q + 8 * k, g, s[0], s[1], s[2], s[3]);
+  }
+}
+
+void unpack_iq3_xxs(const void* p, GridBlock* u) {
+  const block_iq3_xxs* b = static_cast<const block_iq3_xxs*>(p);
+  scales_iq3_xxs(p, u);
+  for (int j = 0; j < 8; ++j) {
+    const uint8_t* i = b->qs + 8 * j;
+    const __m256i g = _mm256_set_epi32(int(kIq3xxsGrid[i[7]]), int(kIq3xxsGrid[i[6]]), int(kIq3xxsGrid[i[5]]),
+                                       int(kIq3xxsGrid[i[4]]), int(kIq3xxsGrid[i[3]]), int(kIq3xxsGrid[i[2]]),
+                                       int(kIq3xxsGrid[i[1]]), int(kIq3xxsGrid[i[0]]));
+    const uint32_t aux = load_u32(b->qs + QK_K / 4 + 4 * j);
+    put32(u->q + 32 * j, g, kIqSigns[aux & 127], kIqSigns[(aux >> 7) & 127], kIqSigns[(aux >> 14) & 127],
+          kIqSigns[(aux >> 21) & 127]);
+  }
+}
+
+void unpack_iq3_s(const void* p, GridBlock* u) {
+  const block_iq3_s* b = static_cast<const block_iq3_s*>(p);
+  scales_iq3_s(p, u);
+  for (int k = 0; k < 64; k += 8) {
+    const __m256i g = _mm256_set_epi32(
+        int(kIq3sGrid[iq3_s_index(b, k + 7)]), int(kIq3sGrid[iq3_s_index(b, k + 6)]),
+        int(kIq3sGrid[iq3_s_index(b, k + 5)]), int(kIq3sGrid[iq3_s_index(b, k + 4)]),
+        int(kIq3sGrid[iq3_s_index(b, k + 3)]), int(kIq3sGrid[iq3_s_index(b, k + 2)]),
+        int(kIq3sGrid[iq3_s_index(b, k + 1)]), int(kIq3sGrid[iq3_s_index(b, k)]));
+    const uint8_t* s = b->signs + k / 2;
+    put32(u->q + 4 * k, g, s[0], s[1], s[2], s[3]);
+  }
+}
+
+void unpack_iq1_s(const void* p, GridBlock* u) {
+  const block_iq1_s* b = static_cast<const block_iq1_s*>(p);
+  scales_iq1_s(p, u);
+  for (int j = 0; j < 8; ++j) {
+    const unsigned qh = b->qh[j];
+    const uint8_t* qs = b->qs + 4 * j;
+    const __m256i g = set4(kIq1sGrid[qs[0] | ((qh << 8) & 0x700)], kIq1sGrid[qs[1] | ((qh << 5) & 0x700)],
+                           kIq1sGrid[qs[2] | ((qh << 2) & 0x700)], kIq1sGrid[qs[3] | ((qh >> 1) & 0x700)]);
+    put32_iq1(u->q + 32 * j, g, _mm256_set1_epi8((qh & 0x8000) ? -1 : 1));
+  }
+}
+
+void unpack_iq1_m(const void* p, GridBlock* u) {
+  const block_iq1_m* b = static_cast<const block_iq1_m*>(p);
+  scales_iq1_m(p, u);
+  for (int k = 0; k < 32; k += 4) {
+    unsigned nib[4];
+    for (int l = 0; l < 4; ++l) nib[l] = iq1_m_nibble(b, k + l);
+    const __m256i g = set4(kIq1sGrid[b->qs[k] | ((nib[0] & 7) << 8)], kIq1sGrid[b->qs[k + 1] | ((nib[1] & 7) << 8)],
+                           kIq1sGrid[b->qs[k + 2] | ((nib[2] & 7) << 8)], kIq1sGrid[b->qs[k + 3] | ((nib[3] & 7) << 8)]);
+    const __m256i delta = set4((nib[0] & 8) ? kMinusOnes : kPlusOnes, (nib[1] & 8) ? kMinusOnes : kPlusOnes,
+                               (nib[2] & 8) ? kMinusOnes : kPlusOnes, (nib[3] & 8) ? kMinusOnes : kPlusOnes);
+    put32_iq1(u->q + 8 * k, g, delta);
+  }
+}
+
+}  // namespace grid_avx2
 
 int32_t dot_grid_avx2(const iq::GridBlock& u, const int8_t* a) {
   __m256i acc = _mm256_setzero_si256();
@@ -31,6 +143,6 @@ int32_t dot_grid_avx2(const iq::GridBlock& u, const int8_t* a) {
 
 }  // namespace
 
-EL_GRID_GEMMS(avx2, dot_grid_avx2)
+EL_GRID_GEMMS(avx2, grid_avx2, dot_grid_avx2)
 
 }  // namespace edgellama

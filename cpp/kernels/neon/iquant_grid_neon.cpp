@@ -21,6 +21,6 @@ int32_t dot_grid_neon(const iq::GridBlock& u, const int8_t* a) {
 
 }  // namespace
 
-EL_GRID_GEMMS(neon, dot_grid_neon)
+EL_GRID_GEMMS(neon, iq, dot_grid_neon)
 
 }  // namespace edgellama

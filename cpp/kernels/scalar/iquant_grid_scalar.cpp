@@ -19,6 +19,6 @@ int32_t dot_grid_scalar(const iq::GridBlock& u, const int8_t* a) {
 
 }  // namespace
 
-EL_GRID_GEMMS(scalar, dot_grid_scalar)
+EL_GRID_GEMMS(scalar, iq, dot_grid_scalar)
 
 }  // namespace edgellama
