@@ -33,7 +33,12 @@ inline void put32(int8_t* q, __m256i grid, uint8_t s0, uint8_t s1, uint8_t s2, u
 inline void put32_iq1(int8_t* q, __m256i grid, __m256i delta) {
   store32(q, _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), grid), delta));
 }
-constexpr uint64_t kPlusOnes = 0x0101010101010101ull, kMinusOnes = ~0ull;
+// 8 delta bytes, +1 or (sign bit set) -1, without a branch (the delta bits of real blocks are random:
+// a branch here mispredicts every other group).
+inline uint64_t delta8(unsigned bit) {
+  const uint64_t neg = 0ull - uint64_t(bit != 0);
+  return (neg & ~0ull) | (~neg & 0x0101010101010101ull);
+}
 
 void unpack_iq2_xxs(const void* p, GridBlock* u) {
   const block_iq2_xxs* b = static_cast<const block_iq2_xxs*>(p);
@@ -62,8 +67,10 @@ void unpack_iq2_s(const void* p, GridBlock* u) {
   const block_iq2_s* b = static_cast<const block_iq2_s*>(p);
   scales_iq2_s(p, u);
   for (int k = 0; k < 32; k += 4) {
-    const __m256i g = set4(kIq2sGrid[iq2_s_index(b, k)], kIq2sGrid[iq2_s_index(b, k + 1)],
-                           kIq2sGrid[iq2_s_index(b, k + 2)], kIq2sGrid[iq2_s_index(b, k + 3)]);
+    const uint8_t* qs = b->qs + k;
+    const unsigned qh = b->qh[k / 4];  // 2 high index bits for each of the 4 grid points
+    const __m256i g = set4(kIq2sGrid[qs[0] | ((qh << 8) & 0x300)], kIq2sGrid[qs[1] | ((qh << 6) & 0x300)],
+                           kIq2sGrid[qs[2] | ((qh << 4) & 0x300)], kIq2sGrid[qs[3] | ((qh << 2) & 0x300)]);
     const uint8_t* s = b->qs + 32 + k;
     put32(u->q + 8 * k, g, s[0], s[1], s[2], s[3]);
   }
@@ -86,12 +93,13 @@ void unpack_iq3_xxs(const void* p, GridBlock* u) {
 void unpack_iq3_s(const void* p, GridBlock* u) {
   const block_iq3_s* b = static_cast<const block_iq3_s*>(p);
   scales_iq3_s(p, u);
+  const __m256i bit_of_lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int k = 0; k < 64; k += 8) {
-    const __m256i g = _mm256_set_epi32(
-        int(kIq3sGrid[iq3_s_index(b, k + 7)]), int(kIq3sGrid[iq3_s_index(b, k + 6)]),
-        int(kIq3sGrid[iq3_s_index(b, k + 5)]), int(kIq3sGrid[iq3_s_index(b, k + 4)]),
-        int(kIq3sGrid[iq3_s_index(b, k + 3)]), int(kIq3sGrid[iq3_s_index(b, k + 2)]),
-        int(kIq3sGrid[iq3_s_index(b, k + 1)]), int(kIq3sGrid[iq3_s_index(b, k)]));
+    // 8 grid indices: qs[k + l] | bit l of qh[k / 8] << 8, then one gather from the 512-entry grid
+    const __m128i lo = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b->qs + k));
+    const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(b->qh[k / 8]), bit_of_lane), _mm256_set1_epi32(1));
+    const __m256i idx = _mm256_or_si256(_mm256_cvtepu8_epi32(lo), _mm256_slli_epi32(hi, 8));
+    const __m256i g = _mm256_i32gather_epi32(reinterpret_cast<const int*>(kIq3sGrid), idx, 4);
     const uint8_t* s = b->signs + k / 2;
     put32(u->q + 4 * k, g, s[0], s[1], s[2], s[3]);
   }
@@ -105,7 +113,7 @@ void unpack_iq1_s(const void* p, GridBlock* u) {
     const uint8_t* qs = b->qs + 4 * j;
     const __m256i g = set4(kIq1sGrid[qs[0] | ((qh << 8) & 0x700)], kIq1sGrid[qs[1] | ((qh << 5) & 0x700)],
                            kIq1sGrid[qs[2] | ((qh << 2) & 0x700)], kIq1sGrid[qs[3] | ((qh >> 1) & 0x700)]);
-    put32_iq1(u->q + 32 * j, g, _mm256_set1_epi8((qh & 0x8000) ? -1 : 1));
+    put32_iq1(u->q + 32 * j, g, _mm256_set1_epi8(char(1 - 2 * int(qh >> 15))));
   }
 }
 
@@ -113,12 +121,11 @@ void unpack_iq1_m(const void* p, GridBlock* u) {
   const block_iq1_m* b = static_cast<const block_iq1_m*>(p);
   scales_iq1_m(p, u);
   for (int k = 0; k < 32; k += 4) {
-    unsigned nib[4];
-    for (int l = 0; l < 4; ++l) nib[l] = iq1_m_nibble(b, k + l);
-    const __m256i g = set4(kIq1sGrid[b->qs[k] | ((nib[0] & 7) << 8)], kIq1sGrid[b->qs[k + 1] | ((nib[1] & 7) << 8)],
-                           kIq1sGrid[b->qs[k + 2] | ((nib[2] & 7) << 8)], kIq1sGrid[b->qs[k + 3] | ((nib[3] & 7) << 8)]);
-    const __m256i delta = set4((nib[0] & 8) ? kMinusOnes : kPlusOnes, (nib[1] & 8) ? kMinusOnes : kPlusOnes,
-                               (nib[2] & 8) ? kMinusOnes : kPlusOnes, (nib[3] & 8) ? kMinusOnes : kPlusOnes);
+    const uint8_t* qs = b->qs + k;
+    const unsigned h0 = b->qh[k / 2], h1 = b->qh[k / 2 + 1];  // nibbles k .. k + 3
+    const __m256i g = set4(kIq1sGrid[qs[0] | ((h0 << 8) & 0x700)], kIq1sGrid[qs[1] | ((h0 << 4) & 0x700)],
+                           kIq1sGrid[qs[2] | ((h1 << 8) & 0x700)], kIq1sGrid[qs[3] | ((h1 << 4) & 0x700)]);
+    const __m256i delta = set4(delta8(h0 & 0x08), delta8(h0 & 0x80), delta8(h1 & 0x08), delta8(h1 & 0x80));
     put32_iq1(u->q + 8 * k, g, delta);
   }
 }

@@ -27,8 +27,11 @@ inline void put16(int8_t* q, int8x16_t grid, uint8_t s0, uint8_t s1) {
 }
 // IQ1: 8 * grid (grid in -1, 0, 1) + delta bytes (+-1).
 inline void put16_iq1(int8_t* q, int8x16_t grid, int8x16_t delta) { vst1q_s8(q, vaddq_s8(vshlq_n_s8(grid, 3), delta)); }
-constexpr uint64_t kPlusOnes = 0x0101010101010101ull, kMinusOnes = ~0ull;
-inline uint64_t delta8(bool negative) { return negative ? kMinusOnes : kPlusOnes; }
+// 8 delta bytes, +1 or (sign bit set) -1, without a branch (the delta bits of real blocks are random).
+inline uint64_t delta8(unsigned bit) {
+  const uint64_t neg = 0ull - uint64_t(bit != 0);
+  return (neg & ~0ull) | (~neg & 0x0101010101010101ull);
+}
 
 void unpack_iq2_xxs(const void* p, GridBlock* u) {
   const block_iq2_xxs* b = static_cast<const block_iq2_xxs*>(p);
@@ -89,7 +92,7 @@ void unpack_iq1_s(const void* p, GridBlock* u) {
   for (int j = 0; j < 8; ++j) {
     const unsigned qh = b->qh[j];
     const uint8_t* qs = b->qs + 4 * j;
-    const int8x16_t delta = vdupq_n_s8((qh & 0x8000) ? -1 : 1);
+    const int8x16_t delta = vdupq_n_s8(int8_t(1 - 2 * int(qh >> 15)));
     put16_iq1(u->q + 32 * j, pair(kIq1sGrid[qs[0] | ((qh << 8) & 0x700)], kIq1sGrid[qs[1] | ((qh << 5) & 0x700)]), delta);
     put16_iq1(u->q + 32 * j + 16, pair(kIq1sGrid[qs[2] | ((qh << 2) & 0x700)], kIq1sGrid[qs[3] | ((qh >> 1) & 0x700)]),
               delta);
