@@ -12,6 +12,7 @@ Layout of the emitted tables (what the kernels want, one load per group of 8 or 
                    little-endian uint64 / uint32, byte k = value k (int8: IQ1's -1 is 0xff)
   kIqSigns[128]    ksigns: 7 stored sign bits -> 8 sign bits (the 8th makes the parity even)
   kIqSignBytes[256] sign byte s -> 8 bytes, byte k = -1 (0xff) if bit k of s is set, else +1
+  kIqKsignBytes[128] kIqSignBytes[kIqSigns[i]]: 7 stored sign bits straight to 8 sign bytes (one load)
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def render() -> str:
         "// k<Type>Grid[i]: grid point i, value k in byte k of the little-endian word (int8).",
         "// kIqSigns[i]: 7 stored sign bits -> 8 (bit 7 makes the number of set bits even).",
         "// kIqSignBytes[s]: sign byte s as 8 int8 factors (+1, or -1 where bit k of s is set).",
+        "// kIqKsignBytes[i]: kIqSignBytes[kIqSigns[i]].",
         "#pragma once",
         "#include <cstdint>",
         "",
@@ -84,6 +86,8 @@ def render() -> str:
         factors = np.array([-1 if (s >> k) & 1 else 1 for k in range(8)], dtype=np.int8)
         sign_bytes.append(int.from_bytes(factors.tobytes(), "little"))
     out.append(c_array("kIqSignBytes", "uint64_t", sign_bytes, 16, 4))
+    out.append("")
+    out.append(c_array("kIqKsignBytes", "uint64_t", [sign_bytes[int(s)] for s in ksigns], 16, 4))
     out += ["", "}  // namespace iq", "}  // namespace edgellama", ""]
     return "\n".join(out)
 

@@ -21,10 +21,9 @@ inline int8x16_t pair(uint64_t lo, uint64_t hi) { return vreinterpretq_s8_u64(vc
 inline int8x16_t quad(uint32_t v0, uint32_t v1, uint32_t v2, uint32_t v3) {
   return pair(uint64_t(v0) | (uint64_t(v1) << 32), uint64_t(v2) | (uint64_t(v3) << 32));
 }
-// 16 levels: grid values times the sign bytes of two sign bit patterns.
-inline void put16(int8_t* q, int8x16_t grid, uint8_t s0, uint8_t s1) {
-  vst1q_s8(q, vmulq_s8(grid, pair(kIqSignBytes[s0], kIqSignBytes[s1])));
-}
+// 16 levels: grid values times two words of sign bytes (kIqSignBytes of a plain sign byte, or
+// kIqKsignBytes of 7 stored sign bits).
+inline void put16(int8_t* q, int8x16_t grid, uint64_t s0, uint64_t s1) { vst1q_s8(q, vmulq_s8(grid, pair(s0, s1))); }
 // IQ1: 8 * grid (grid in -1, 0, 1) + delta bytes (+-1).
 inline void put16_iq1(int8_t* q, int8x16_t grid, int8x16_t delta) { vst1q_s8(q, vaddq_s8(vshlq_n_s8(grid, 3), delta)); }
 // 8 delta bytes, +1 or (sign bit set) -1, without a branch (the delta bits of real blocks are random).
@@ -38,10 +37,10 @@ void unpack_iq2_xxs(const void* p, GridBlock* u) {
   scales_iq2_xxs(p, u);
   for (int j = 0; j < 8; ++j) {
     const uint32_t idx = load_u32(b->qs + 4 * j), aux = load_u32(b->qs + 4 * j + 2);
-    put16(u->q + 32 * j, pair(kIq2xxsGrid[idx & 255], kIq2xxsGrid[(idx >> 8) & 255]), kIqSigns[aux & 127],
-          kIqSigns[(aux >> 7) & 127]);
+    put16(u->q + 32 * j, pair(kIq2xxsGrid[idx & 255], kIq2xxsGrid[(idx >> 8) & 255]), kIqKsignBytes[aux & 127],
+          kIqKsignBytes[(aux >> 7) & 127]);
     put16(u->q + 32 * j + 16, pair(kIq2xxsGrid[(idx >> 16) & 255], kIq2xxsGrid[idx >> 24]),
-          kIqSigns[(aux >> 14) & 127], kIqSigns[(aux >> 21) & 127]);
+          kIqKsignBytes[(aux >> 14) & 127], kIqKsignBytes[(aux >> 21) & 127]);
   }
 }
 
@@ -50,8 +49,8 @@ void unpack_iq2_xs(const void* p, GridBlock* u) {
   scales_iq2_xs(p, u);
   for (int k = 0; k < 32; k += 2) {
     const uint16_t* qs = b->qs + k;
-    put16(u->q + 8 * k, pair(kIq2xsGrid[qs[0] & 511], kIq2xsGrid[qs[1] & 511]), kIqSigns[qs[0] >> 9],
-          kIqSigns[qs[1] >> 9]);
+    put16(u->q + 8 * k, pair(kIq2xsGrid[qs[0] & 511], kIq2xsGrid[qs[1] & 511]), kIqKsignBytes[qs[0] >> 9],
+          kIqKsignBytes[qs[1] >> 9]);
   }
 }
 
@@ -59,8 +58,8 @@ void unpack_iq2_s(const void* p, GridBlock* u) {
   const block_iq2_s* b = static_cast<const block_iq2_s*>(p);
   scales_iq2_s(p, u);
   for (int k = 0; k < 32; k += 2)
-    put16(u->q + 8 * k, pair(kIq2sGrid[iq2_s_index(b, k)], kIq2sGrid[iq2_s_index(b, k + 1)]), b->qs[32 + k],
-          b->qs[33 + k]);
+    put16(u->q + 8 * k, pair(kIq2sGrid[iq2_s_index(b, k)], kIq2sGrid[iq2_s_index(b, k + 1)]), kIqSignBytes[b->qs[32 + k]],
+          kIqSignBytes[b->qs[33 + k]]);
 }
 
 void unpack_iq3_xxs(const void* p, GridBlock* u) {
@@ -70,9 +69,9 @@ void unpack_iq3_xxs(const void* p, GridBlock* u) {
     const uint8_t* i = b->qs + 8 * j;
     const uint32_t aux = load_u32(b->qs + QK_K / 4 + 4 * j);
     put16(u->q + 32 * j, quad(kIq3xxsGrid[i[0]], kIq3xxsGrid[i[1]], kIq3xxsGrid[i[2]], kIq3xxsGrid[i[3]]),
-          kIqSigns[aux & 127], kIqSigns[(aux >> 7) & 127]);
+          kIqKsignBytes[aux & 127], kIqKsignBytes[(aux >> 7) & 127]);
     put16(u->q + 32 * j + 16, quad(kIq3xxsGrid[i[4]], kIq3xxsGrid[i[5]], kIq3xxsGrid[i[6]], kIq3xxsGrid[i[7]]),
-          kIqSigns[(aux >> 14) & 127], kIqSigns[(aux >> 21) & 127]);
+          kIqKsignBytes[(aux >> 14) & 127], kIqKsignBytes[(aux >> 21) & 127]);
   }
 }
 
@@ -83,7 +82,7 @@ void unpack_iq3_s(const void* p, GridBlock* u) {
     put16(u->q + 4 * k,
           quad(kIq3sGrid[iq3_s_index(b, k)], kIq3sGrid[iq3_s_index(b, k + 1)], kIq3sGrid[iq3_s_index(b, k + 2)],
                kIq3sGrid[iq3_s_index(b, k + 3)]),
-          b->signs[k / 2], b->signs[k / 2 + 1]);
+          kIqSignBytes[b->signs[k / 2]], kIqSignBytes[b->signs[k / 2 + 1]]);
 }
 
 void unpack_iq1_s(const void* p, GridBlock* u) {
