@@ -48,12 +48,6 @@ inline void put32_ksigns(int8_t* q, __m256i grid, uint32_t aux) {
 inline void put32_iq1(int8_t* q, __m256i grid, __m256i delta) {
   store32(q, _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), grid), delta));
 }
-// 8 delta bytes, +1 or (sign bit set) -1, without a branch (the delta bits of real blocks are random:
-// a branch here mispredicts every other group).
-inline uint64_t delta8(unsigned bit) {
-  const uint64_t neg = 0ull - uint64_t(bit != 0);
-  return (neg & ~0ull) | (~neg & 0x0101010101010101ull);
-}
 
 void unpack_iq2_xxs(const void* p, GridBlock* u) {
   const block_iq2_xxs* b = static_cast<const block_iq2_xxs*>(p);
@@ -139,7 +133,10 @@ void unpack_iq1_m(const void* p, GridBlock* u) {
     const unsigned h0 = b->qh[k / 2], h1 = b->qh[k / 2 + 1];  // nibbles k .. k + 3
     const __m256i g = set4(kIq1sGrid[qs[0] | ((h0 << 8) & 0x700)], kIq1sGrid[qs[1] | ((h0 << 4) & 0x700)],
                            kIq1sGrid[qs[2] | ((h1 << 8) & 0x700)], kIq1sGrid[qs[3] | ((h1 << 4) & 0x700)]);
-    const __m256i delta = set4(delta8(h0 & 0x08), delta8(h0 & 0x80), delta8(h1 & 0x08), delta8(h1 & 0x80));
+    // delta signs: bits 3, 7 of h0 and h1 = bits 3, 7, 11, 15 of the 16 bits h0 | h1 << 8, one per 64-bit lane
+    const __m256i sign_bit = _mm256_setr_epi64x(0x08, 0x80, 0x800, 0x8000);
+    const __m256i set = _mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x(int64_t(h0 | (h1 << 8))), sign_bit), sign_bit);
+    const __m256i delta = _mm256_or_si256(set, _mm256_set1_epi8(1));
     put32_iq1(u->q + 8 * k, g, delta);
   }
 }
