@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgellama import _core
+from kernel_data import random_rows
 from model_factory import GRID_TYPES, set_iq1_m_d
 from test_dequantize import EDGE_F16, assert_bit_identical
 
@@ -112,3 +114,25 @@ def test_iq1_m_split_scale_edge_values():
     blocks = rng.integers(0, 256, size=(len(EDGE_F16) * 4, 56), dtype=np.uint8)
     set_iq1_m_d(blocks, np.tile(EDGE_F16, 4))
     assert_bit_identical("IQ1_M", blocks)
+
+
+SIMD = [i for i in _core.available_isas() if i != "scalar"]
+
+
+@pytest.mark.parametrize("isa", SIMD)
+@pytest.mark.parametrize("t", GRID_TYPES)
+def test_simd_bits_equal_scalar(isa, t):
+    """The grid kernels form the same exact integer per super-block and the same float sequence on every
+    ISA (iquant_grid_gemm.h), so they must give the scalar kernel's bits: single tokens (AVX2's fused
+    decode path), 2 and 17 tokens (unpacked blocks reused across a 16-token chunk and a tail), random and
+    extreme blocks (every byte 0xFF: the largest levels and scales; fp16 d = 65504) against activations
+    of both signs hitting +-127."""
+    rng = np.random.default_rng(29)
+    n_in = 3 * 256
+    for extreme in (None, "all_max", "max_scale"):
+        w = random_rows(t, 5, n_in, rng, extreme=extreme)
+        for n_tok in (1, 2, 17):
+            x = (rng.standard_normal((n_tok, n_in)) * rng.uniform(0.1, 10)).astype(np.float32)
+            x[:, ::7] = 1000.0 * np.sign(x[:, ::7])  # +-127 after quantization
+            np.testing.assert_array_equal(_core.kernel_gemm(isa, t, w, x), _core.kernel_gemm("scalar", t, w, x),
+                                          err_msg=f"{isa} {t} {extreme} n_tok={n_tok}")

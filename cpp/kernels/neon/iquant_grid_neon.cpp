@@ -121,6 +121,7 @@ int32_t dot_grid_neon(const iq::GridBlock& u, const int8_t* a) {
 
 }  // namespace
 
+#define EL_GRID_FUSED(ns, type) nullptr  // no fused decode path
 EL_GRID_GEMMS(neon, grid_neon, dot_grid_neon)
 
 }  // namespace edgellama

@@ -19,6 +19,7 @@ int32_t dot_grid_scalar(const iq::GridBlock& u, const int8_t* a) {
 
 }  // namespace
 
+#define EL_GRID_FUSED(ns, type) nullptr  // no fused decode path
 EL_GRID_GEMMS(scalar, iq, dot_grid_scalar)
 
 }  // namespace edgellama
