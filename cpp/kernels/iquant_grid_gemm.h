@@ -24,10 +24,10 @@ constexpr int kGridTokenChunk = 16;
 
 // Dot: int32_t (const iq::GridBlock& u, const int8_t* a) -- the integer sum above for one super-block
 // against 256 activation values.
-// Fused (optional): int32_t (const void* block, const int8_t* a, uint16_t* d) -- the same integer sum
-// straight from the packed block without a GridBlock, and the block's fp16 d; used for single tokens
-// (decode), where a super-block is used once and unpacking it to memory is most of the work.
-using FusedDotFn = int32_t (*)(const void*, const int8_t*, uint16_t*);
+// Fused (optional): int32_t (const void* block, const block_q8_K* a, uint16_t* d) -- the same integer
+// sum straight from the packed block without a GridBlock, and the block's fp16 d; used for single
+// tokens (decode), where a super-block is used once and unpacking it to memory is most of the work.
+using FusedDotFn = int32_t (*)(const void*, const block_q8_K*, uint16_t*);
 template <void (*Unpack)(const void*, iq::GridBlock*), size_t kBytes, GGMLType kType,
           int32_t (*Dot)(const iq::GridBlock&, const int8_t*), FusedDotFn Fused = nullptr>
 void gemm_grid(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
@@ -41,7 +41,7 @@ void gemm_grid(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t
       float acc = 0.0f;
       for (int64_t b = 0; b < nb; ++b) {
         uint16_t dbits;
-        const int32_t sum = Fused(wr + size_t(b) * kBytes, ab[b].qs, &dbits);
+        const int32_t sum = Fused(wr + size_t(b) * kBytes, &ab[b], &dbits);
         const float d = kq::half_to_float_portable(dbits) * scale;
         acc += d * ab[b].d * float(sum);
       }
