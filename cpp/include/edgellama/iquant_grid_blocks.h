@@ -1,8 +1,10 @@
 // Block layouts and unpacking of the grid i-quants: IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S,
 // IQ1_M. Byte-identical to ggml's layouts (little-endian). Like iquant_blocks.h for the other
 // non-linear formats, this is the one place that says how their bits map to values: the
-// dequantization (cpp/quant/dequantize_iquant_grid.cpp) and the scalar, AVX2 and NEON kernels
-// (cpp/kernels/*/iquant_grid_*.cpp) all unpack through grid_unpack() below.
+// dequantization (cpp/quant/dequantize_iquant_grid.cpp) and the scalar kernels unpack through the
+// unpack_<type> functions below; the AVX2 and NEON kernels (cpp/kernels/*/iquant_grid_*.cpp) read the
+// scales through scales_<type> and build the same levels with vector instructions (tested against the
+// scalar kernels).
 //
 // Every one of these formats is, per 256-value super-block, a fp16 scale d, sixteen small stored
 // scale numbers ls (one per 16 values; formats with one per 32 repeat it) and 256 levels q taken
