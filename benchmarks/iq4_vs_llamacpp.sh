@@ -7,8 +7,11 @@
 #
 #   LLAMA_BIN=/work/llamacpp/build-native/bin benchmarks/iq4_vs_llamacpp.sh /work/benchmodels/tinyllama-random-F16.gguf
 #
-# Env: OUT_DIR (default: next to SRC), TYPES (default "IQ4_NL IQ4_XS"), and quiet_run.sh's REPS,
-# THREADS, PP, TG, MAX_WAIT, JSON_OUT.
+# Env: OUT_DIR (default: next to SRC), TYPES (default "IQ4_NL IQ4_XS"), IMATRIX (an importance file
+# for llama-quantize: the grid i-quants need one, benchmarks/write_legacy_imatrix.py writes a uniform
+# one), and quiet_run.sh's REPS, THREADS, PP, TG, MAX_WAIT, JSON_OUT. Grid i-quants (issue 17):
+#   python benchmarks/write_legacy_imatrix.py SRC-F16.gguf /tmp/ones.imatrix.dat
+#   IMATRIX=/tmp/ones.imatrix.dat TYPES="IQ3_XXS IQ3_S IQ2_XXS IQ2_XS IQ2_M IQ1_S IQ1_M" LLAMA_BIN=... $0 SRC-F16.gguf
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 : "${LLAMA_BIN:?set LLAMA_BIN to the llama.cpp build/bin folder holding llama-quantize and llama-bench}"
@@ -21,7 +24,8 @@ for t in ${TYPES:-IQ4_NL IQ4_XS}; do
   f="$out_dir/$base-$t.gguf"
   if [ ! -f "$f" ]; then
     echo "# llama-quantize $src -> $f ($t)" >&2
-    "$LLAMA_BIN/llama-quantize" "$src" "$f.partial" "$t" "$(nproc)" > "$f.log" 2>&1 || { tail -5 "$f.log" >&2; exit 1; }
+    "$LLAMA_BIN/llama-quantize" ${IMATRIX:+--imatrix "$IMATRIX"} "$src" "$f.partial" "$t" "$(nproc)" > "$f.log" 2>&1 ||
+      { tail -5 "$f.log" >&2; exit 1; }
     mv "$f.partial" "$f"
   fi
   files+=("$f")

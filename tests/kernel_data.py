@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from model_factory import set_iq1_m_d
+
 # type -> (values per block, bytes per block, [(offset of an fp16 scale field, kind)])
 LAYOUT = {
     "Q4_0": (32, 18, [(0, "d")]),
@@ -21,6 +23,14 @@ LAYOUT = {
     "TQ1_0": (256, 54, [(52, "d")]),
     "TQ2_0": (256, 66, [(64, "d")]),
     "MXFP4": (32, 17, [(0, "e8m0")]),  # one byte: x = 2^(e - 128) * level
+    # grid i-quants: every byte pattern is a valid block (grid and sign indices cover their tables)
+    "IQ3_XXS": (256, 98, [(0, "d")]),
+    "IQ3_S": (256, 110, [(0, "d")]),
+    "IQ2_XXS": (256, 66, [(0, "d")]),
+    "IQ2_XS": (256, 74, [(0, "d")]),
+    "IQ2_S": (256, 82, [(0, "d")]),
+    "IQ1_S": (256, 50, [(0, "d")]),
+    "IQ1_M": (256, 56, [(48, "iq1m_d")]),  # fp16 d in the top nibbles of 4 scale words (model_factory)
 }
 QUANT_TYPES = list(LAYOUT)
 FLOAT_TYPES = ["F32", "F16", "BF16"]
@@ -62,6 +72,9 @@ def random_rows(t: str, n_rows: int, n_in: int, rng: np.random.Generator, extrem
             vals = np.full(nb, 65504.0 if kind == "d" else -65504.0)
         else:
             vals = rng.uniform(0.001, 0.05, nb) * (rng.choice([-1.0, 1.0], nb) if kind == "m" else 1.0)
+        if kind == "iq1m_d":
+            set_iq1_m_d(raw, vals.astype(np.float16).view(np.uint16))
+            continue
         raw[:, off:off + 2] = vals.astype(np.float16).view(np.uint8).reshape(nb, 2)
     if t == "Q6_K" and extreme != "all_max":
         raw[:, 192:208] = rng.integers(-40, 40, size=(nb, 16), dtype=np.int8).view(np.uint8)

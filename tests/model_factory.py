@@ -24,9 +24,12 @@ K_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
 # Non-linear / ternary formats, made as random blocks like the K-quants (gguf-py cannot quantize
 # IQ4_NL / IQ4_XS; its ternary quantizer makes mostly-zero blocks of Gaussian data). MXFP4 comes
 # from gguf.quants.quantize like the legacy types.
-IQ_TYPES = ("IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4")
-RANDOM_BLOCK_TYPES = K_TYPES + ("IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0")
-SUPER_BLOCK_TYPES = K_TYPES + ("IQ4_XS", "TQ1_0", "TQ2_0")  # 256 values per block
+# The grid i-quants are random blocks too (gguf-py cannot quantize them; every byte pattern is a valid
+# block: grid indices cover their tables exactly).
+GRID_TYPES = ("IQ3_XXS", "IQ3_S", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M")
+IQ_TYPES = ("IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4") + GRID_TYPES
+RANDOM_BLOCK_TYPES = K_TYPES + ("IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0") + GRID_TYPES
+SUPER_BLOCK_TYPES = K_TYPES + ("IQ4_XS", "TQ1_0", "TQ2_0") + GRID_TYPES  # 256 values per block
 FLOAT_TYPES = ("F32", "F16", "BF16")
 ALL_WEIGHT_TYPES = FLOAT_TYPES + LEGACY_TYPES + K_TYPES + IQ_TYPES
 
@@ -46,7 +49,25 @@ K_SCALE_FIELDS = {
     "IQ4_XS": (0,),    # d scales_h(u16) scales_l[4] qs[128]       (136 bytes)
     "TQ1_0": (52,),    # qs[48] qh[4] d                            (54 bytes)
     "TQ2_0": (64,),    # qs[64] d                                  (66 bytes)
+    "IQ3_XXS": (0,),   # d qs[64] scales_and_signs[32]            (98 bytes)
+    "IQ3_S": (0,),     # d qs[64] qh[8] signs[32] scales[4]        (110 bytes)
+    "IQ2_XXS": (0,),   # d qs[32 x u16]                            (66 bytes)
+    "IQ2_XS": (0,),    # d qs[32 x u16] scales[8]                  (74 bytes)
+    "IQ2_S": (0,),     # d qs[32] signs[32] qh[8] scales[8]        (82 bytes)
+    "IQ1_S": (0,),     # d qs[32] qh[8 x u16]                      (50 bytes)
 }
+# IQ1_M (qs[32] qh[16] scales[4 x u16], 56 bytes) has no fp16 field: its d is the top 4 bits of each
+# of the four scale words (word w: bits 4w..4w+3 of d). set_iq1_m_d writes it.
+IQ1_M_SCALE_OFFSET = 48
+
+
+def set_iq1_m_d(blocks: np.ndarray, d_bits: np.ndarray) -> None:
+    """Write fp16 bit patterns d_bits (one per block) into IQ1_M blocks (uint8, (n, 56)) in place."""
+    words = blocks[:, IQ1_M_SCALE_OFFSET:].copy().view("<u2")
+    d_bits = np.asarray(d_bits, np.uint16).reshape(-1, 1)
+    nibbles = (d_bits >> np.array([0, 4, 8, 12], np.uint16)) & np.uint16(0xF)
+    words = (words & np.uint16(0x0FFF)) | (nibbles << np.uint16(12)).astype(np.uint16)
+    blocks[:, IQ1_M_SCALE_OFFSET:] = words.astype("<u2").view(np.uint8)
 
 
 def block_info(type_name: str):
@@ -61,14 +82,21 @@ def random_kquant_blocks(type_name: str, n_blocks: int, rng: np.random.Generator
     qt = QT[type_name]
     _, type_size = GGML_QUANT_SIZES[qt]
     blocks = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
-    offs = K_SCALE_FIELDS[type_name]
+    offs = K_SCALE_FIELDS.get(type_name, (None,))
+
+    def set_scales(v: np.ndarray) -> None:
+        if type_name == "IQ1_M":
+            set_iq1_m_d(blocks, v[:, 0].astype(np.float16).view(np.uint16))
+        else:
+            _set_f16_fields(blocks, offs, v)
+
     vals = rng.uniform(0.5, 1.0, size=(n_blocks, len(offs))) * rng.choice([-1.0, 1.0], size=(n_blocks, len(offs)))
-    _set_f16_fields(blocks, offs, vals)
+    set_scales(vals)
     if target_std is not None:
         deq = gguf.quants.dequantize(blocks, qt).astype(np.float64)
         std = float(np.sqrt(np.mean(deq * deq)))
         if std > 0:
-            _set_f16_fields(blocks, offs, vals * (target_std / std))
+            set_scales(vals * (target_std / std))
     return blocks
 
 

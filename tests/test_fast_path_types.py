@@ -25,6 +25,9 @@ MEASURED_KL = {
     "Q2_K": 7.42e-05, "Q3_K": 1.37e-03, "Q4_K": 8.29e-07, "Q5_K": 8.24e-06, "Q6_K": 6.50e-04,
     # random blocks without row offsets too (IQ4_XS like Q3_K/Q6_K); MXFP4 from gguf.quants.quantize
     "IQ4_NL": 1.34e-06, "IQ4_XS": 1.17e-03, "TQ1_0": 4.52e-04, "TQ2_0": 1.43e-04, "MXFP4": 2.00e-06,
+    # grid i-quants: random blocks (no offsets) like IQ4_XS
+    "IQ3_XXS": 8.91e-04, "IQ3_S": 1.75e-03, "IQ2_XXS": 6.42e-04, "IQ2_XS": 9.12e-04, "IQ2_S": 9.24e-04,
+    "IQ1_S": 7.35e-04, "IQ1_M": 1.46e-03,
 }
 FLOAT_TYPES = ("F32", "F16", "BF16")
 TOKENS = [int(t) for t in np.random.default_rng(5).integers(0, 96, 40)]

@@ -91,6 +91,8 @@ SCALAR_GEMM_REL_ERROR = {
     "Q2_K": 1.9e-08, "Q3_K": 2.2e-08, "Q4_K": 1.8e-08, "Q5_K": 1.6e-08, "Q6_K": 3.0e-08,
     "F32": 4.0e-08, "F16": 4.7e-08, "BF16": 5.6e-08,
     "IQ4_NL": 4.2e-08, "IQ4_XS": 2.2e-08, "TQ1_0": 1.5e-08, "TQ2_0": 1.3e-08, "MXFP4": 2.9e-08,
+    "IQ3_XXS": 1.6e-08, "IQ3_S": 1.9e-08, "IQ2_XXS": 1.8e-08, "IQ2_XS": 1.7e-08, "IQ2_S": 2.0e-08,
+    "IQ1_S": 1.4e-08, "IQ1_M": 1.6e-08,
 }
 
 
@@ -174,7 +176,7 @@ def test_vec_dot_matches_gemm(t):
             float(_core.kernel_gemm(isa, t, w, x[None, :])[0, 0]), rel=1e-6)
 
 
-@pytest.mark.parametrize("t", ["Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K", "F16", "IQ4_NL", "IQ4_XS"])
+@pytest.mark.parametrize("t", ["Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K", "F16", "IQ4_NL", "IQ4_XS", "IQ3_S", "IQ1_M"])
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 def test_matmul_threads_and_precision(t, n_threads):
     rng = np.random.default_rng(6)
@@ -305,7 +307,8 @@ def test_every_computable_type_has_a_kernel(isa):
     so a missing kernel is never a silent fall back to the exact path."""
     rng = np.random.default_rng(30)
     computable = [row for row in _core.type_table() if row["can_dequantize"] and row["name"] not in NO_KERNEL_TYPES]
-    assert {"IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4", "Q4_K", "F16"} <= {row["name"] for row in computable}
+    assert {"IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4", "Q4_K", "F16", "IQ3_XXS", "IQ3_S", "IQ2_XXS", "IQ2_XS",
+            "IQ2_S", "IQ1_S", "IQ1_M"} <= {row["name"] for row in computable}
     for row in computable:
         n_in = max(row["block_size"], 32)
         w = rng.integers(0, 256, n_in // row["block_size"] * row["type_size"], dtype=np.uint8).tobytes()

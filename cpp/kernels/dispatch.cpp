@@ -105,6 +105,13 @@ ActFormat act_format(GGMLType t) {
     case GGMLType::IQ4_XS:
     case GGMLType::TQ1_0:
     case GGMLType::TQ2_0:
+    case GGMLType::IQ2_XXS:
+    case GGMLType::IQ2_XS:
+    case GGMLType::IQ2_S:
+    case GGMLType::IQ3_XXS:
+    case GGMLType::IQ3_S:
+    case GGMLType::IQ1_S:
+    case GGMLType::IQ1_M:
       return ActFormat::Q8K;
     default:
       return ActFormat::None;

@@ -27,5 +27,13 @@ void dequantize_iq4_xs(const void* src, float* dst, int64_t n);
 void dequantize_tq1_0(const void* src, float* dst, int64_t n);
 void dequantize_tq2_0(const void* src, float* dst, int64_t n);
 void dequantize_mxfp4(const void* src, float* dst, int64_t n);
+// dequantize_iquant_grid.cpp
+void dequantize_iq2_xxs(const void* src, float* dst, int64_t n);
+void dequantize_iq2_xs(const void* src, float* dst, int64_t n);
+void dequantize_iq2_s(const void* src, float* dst, int64_t n);
+void dequantize_iq3_xxs(const void* src, float* dst, int64_t n);
+void dequantize_iq3_s(const void* src, float* dst, int64_t n);
+void dequantize_iq1_s(const void* src, float* dst, int64_t n);
+void dequantize_iq1_m(const void* src, float* dst, int64_t n);
 
 }  // namespace edgellama

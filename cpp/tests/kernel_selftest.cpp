@@ -28,6 +28,7 @@
 #include "../kernels/kquant_scales.h"
 #include "edgellama/errors.h"
 #include "edgellama/iquant_blocks.h"
+#include "edgellama/iquant_grid_blocks.h"
 #include "edgellama/kernels.h"
 
 using namespace edgellama;
@@ -60,6 +61,13 @@ const TypeInfo kTypes[] = {
     {"IQ4_XS", GGMLType::IQ4_XS, 256, sizeof(iq::block_iq4_xs), {0, -1}},
     {"TQ1_0", GGMLType::TQ1_0, 256, sizeof(iq::block_tq1_0), {int(offsetof(iq::block_tq1_0, d)), -1}},
     {"TQ2_0", GGMLType::TQ2_0, 256, sizeof(iq::block_tq2_0), {int(offsetof(iq::block_tq2_0, d)), -1}},
+    {"IQ3_XXS", GGMLType::IQ3_XXS, 256, sizeof(iq::block_iq3_xxs), {0, -1}},
+    {"IQ3_S", GGMLType::IQ3_S, 256, sizeof(iq::block_iq3_s), {0, -1}},
+    {"IQ2_XXS", GGMLType::IQ2_XXS, 256, sizeof(iq::block_iq2_xxs), {0, -1}},
+    {"IQ2_XS", GGMLType::IQ2_XS, 256, sizeof(iq::block_iq2_xs), {0, -1}},
+    {"IQ2_S", GGMLType::IQ2_S, 256, sizeof(iq::block_iq2_s), {0, -1}},
+    {"IQ1_S", GGMLType::IQ1_S, 256, sizeof(iq::block_iq1_s), {0, -1}},
+    {"IQ1_M", GGMLType::IQ1_M, 256, sizeof(iq::block_iq1_m), {-1, -1}},  // split fp16 d: see fill_weights
     {"F32", GGMLType::F32, 1, 4, {-1, -1}},
     {"F16", GGMLType::F16, 1, 2, {-1, -1}},
     {"BF16", GGMLType::BF16, 1, 2, {-1, -1}},
@@ -155,6 +163,14 @@ void fill_weights(const TypeInfo& ti, WMode m, uint8_t* p, int64_t n) {
       if (m == WMode::TinyScale) blk[0] = 1;    // 2^-127: subnormal
       if (m == WMode::ZeroScale) blk[0] = 0;    // 2^-128 (e8m0 has no zero)
     }
+    if (ti.type == GGMLType::IQ1_M) {  // d: the top nibble of each of the four scale words
+      uint16_t h = random_half(5, 16);
+      if (m == WMode::BigScale) h = 0x7BFF;
+      if (m == WMode::TinyScale) h = 0x0001;
+      if (m == WMode::ZeroScale) h = 0;
+      uint8_t* sc = blk + offsetof(iq::block_iq1_m, scales);
+      for (int w = 0; w < 4; ++w) sc[2 * w + 1] = uint8_t((sc[2 * w + 1] & 0x0F) | (((h >> (4 * w)) & 0xF) << 4));
+    }
     for (int k = 0; k < 2; ++k) {
       if (ti.half_off[k] < 0) continue;
       uint16_t h = random_half(5, 16);  // ~1e-3 .. 2, both signs
@@ -238,6 +254,10 @@ int qmax_of(GGMLType t) {
     case GGMLType::MXFP4: return 12;
     case GGMLType::TQ1_0: return 1;
     case GGMLType::TQ2_0: return 2;
+    case GGMLType::IQ2_XXS: case GGMLType::IQ2_XS: case GGMLType::IQ2_S: return 0x2b;  // grid levels 8, 25, 43
+    case GGMLType::IQ3_XXS: return 0x3e;                                                 // ... up to 62
+    case GGMLType::IQ3_S: return 15;
+    case GGMLType::IQ1_S: case GGMLType::IQ1_M: return 9;  // 8 * grid +- 1
     default: return 0;
   }
 }
@@ -275,6 +295,41 @@ double magnitude_iquant(const TypeInfo& ti, const uint8_t* w, const uint8_t* a, 
   return m;
 }
 
+bool is_grid(GGMLType t) {
+  switch (t) {
+    case GGMLType::IQ3_XXS: case GGMLType::IQ3_S: case GGMLType::IQ2_XXS: case GGMLType::IQ2_XS:
+    case GGMLType::IQ2_S: case GGMLType::IQ1_S: case GGMLType::IQ1_M: return true;
+    default: return false;
+  }
+}
+
+// M for the grid i-quants: per 16 values |d| grid_scale (2 ls + 1) qmax sum |a| (d and ls read through
+// the shared unpacking; qmax is the format's largest level, not the block's).
+double magnitude_grid(const TypeInfo& ti, const uint8_t* w, const uint8_t* a, int64_t nb, double qmax) {
+  double m = 0.0;
+  iq::GridBlock u;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = w + size_t(b) * ti.bytes;
+    switch (ti.type) {
+      case GGMLType::IQ3_XXS: iq::unpack_iq3_xxs(blk, &u); break;
+      case GGMLType::IQ3_S: iq::unpack_iq3_s(blk, &u); break;
+      case GGMLType::IQ2_XXS: iq::unpack_iq2_xxs(blk, &u); break;
+      case GGMLType::IQ2_XS: iq::unpack_iq2_xs(blk, &u); break;
+      case GGMLType::IQ2_S: iq::unpack_iq2_s(blk, &u); break;
+      case GGMLType::IQ1_S: iq::unpack_iq1_s(blk, &u); break;
+      default: iq::unpack_iq1_m(blk, &u); break;
+    }
+    const double d = std::fabs(double(kq::half_to_float_portable(u.d))) * iq::grid_scale(ti.type);
+    const block_q8_K* ab = reinterpret_cast<const block_q8_K*>(a) + b;
+    for (int j = 0; j < 16; ++j) {
+      double sa = 0.0;
+      for (int i = 0; i < 16; ++i) sa += std::abs(int(ab->qs[16 * j + i]));
+      m += d * double(ab->d) * (2 * u.ls[j] + 1) * qmax * sa;
+    }
+  }
+  return m;
+}
+
 // M (see tolerance()) for weight row w and activation row a (already in the kernel's format).
 double magnitude(const TypeInfo& ti, const uint8_t* w, const uint8_t* a, int64_t n) {
   double m = 0.0;
@@ -303,6 +358,7 @@ double magnitude(const TypeInfo& ti, const uint8_t* w, const uint8_t* a, int64_t
   const double qmax = qmax_of(ti.type);
   const int64_t nb = n / ti.block;
   if (is_iquant(ti.type)) return magnitude_iquant(ti, w, a, nb, qmax);
+  if (is_grid(ti.type)) return magnitude_grid(ti, w, a, nb, qmax);
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = w + size_t(b) * ti.bytes;
     const double d = std::fabs(half_at(blk + ti.half_off[0]));

@@ -323,6 +323,13 @@ constexpr KernelSet make_avx2() {
   k.gemm[int(GGMLType::IQ4_NL)] = avx2_gemm_iq4_nl;  // iquant_avx2.cpp
   k.gemm[int(GGMLType::IQ4_XS)] = avx2_gemm_iq4_xs;
   k.gemm[int(GGMLType::TQ1_0)] = avx2_gemm_tq1_0;
+  k.gemm[int(GGMLType::IQ2_XXS)] = avx2_gemm_iq2_xxs;
+  k.gemm[int(GGMLType::IQ2_XS)] = avx2_gemm_iq2_xs;
+  k.gemm[int(GGMLType::IQ2_S)] = avx2_gemm_iq2_s;
+  k.gemm[int(GGMLType::IQ3_XXS)] = avx2_gemm_iq3_xxs;
+  k.gemm[int(GGMLType::IQ3_S)] = avx2_gemm_iq3_s;
+  k.gemm[int(GGMLType::IQ1_S)] = avx2_gemm_iq1_s;
+  k.gemm[int(GGMLType::IQ1_M)] = avx2_gemm_iq1_m;
   k.gemm[int(GGMLType::TQ2_0)] = avx2_gemm_tq2_0;
   k.gemm[int(GGMLType::MXFP4)] = avx2_gemm_mxfp4;
   k.attn_tile = avx2_attention_tile;

@@ -536,6 +536,13 @@ constexpr KernelSet make_neon() {
   k.gemm[int(GGMLType::IQ4_NL)] = neon_gemm_iq4_nl;  // iquant_neon.cpp
   k.gemm[int(GGMLType::IQ4_XS)] = neon_gemm_iq4_xs;
   k.gemm[int(GGMLType::TQ1_0)] = neon_gemm_tq1_0;
+  k.gemm[int(GGMLType::IQ2_XXS)] = neon_gemm_iq2_xxs;
+  k.gemm[int(GGMLType::IQ2_XS)] = neon_gemm_iq2_xs;
+  k.gemm[int(GGMLType::IQ2_S)] = neon_gemm_iq2_s;
+  k.gemm[int(GGMLType::IQ3_XXS)] = neon_gemm_iq3_xxs;
+  k.gemm[int(GGMLType::IQ3_S)] = neon_gemm_iq3_s;
+  k.gemm[int(GGMLType::IQ1_S)] = neon_gemm_iq1_s;
+  k.gemm[int(GGMLType::IQ1_M)] = neon_gemm_iq1_m;
   k.gemm[int(GGMLType::TQ2_0)] = neon_gemm_tq2_0;
   k.gemm[int(GGMLType::MXFP4)] = neon_gemm_mxfp4;
   return k;

@@ -266,6 +266,13 @@ constexpr KernelSet make_scalar() {
   k.gemm[int(GGMLType::IQ4_NL)] = scalar_gemm_iq4_nl;  // iquant_scalar.cpp
   k.gemm[int(GGMLType::IQ4_XS)] = scalar_gemm_iq4_xs;
   k.gemm[int(GGMLType::TQ1_0)] = scalar_gemm_tq1_0;
+  k.gemm[int(GGMLType::IQ2_XXS)] = scalar_gemm_iq2_xxs;
+  k.gemm[int(GGMLType::IQ2_XS)] = scalar_gemm_iq2_xs;
+  k.gemm[int(GGMLType::IQ2_S)] = scalar_gemm_iq2_s;
+  k.gemm[int(GGMLType::IQ3_XXS)] = scalar_gemm_iq3_xxs;
+  k.gemm[int(GGMLType::IQ3_S)] = scalar_gemm_iq3_s;
+  k.gemm[int(GGMLType::IQ1_S)] = scalar_gemm_iq1_s;
+  k.gemm[int(GGMLType::IQ1_M)] = scalar_gemm_iq1_m;
   k.gemm[int(GGMLType::TQ2_0)] = scalar_gemm_tq2_0;
   k.gemm[int(GGMLType::MXFP4)] = scalar_gemm_mxfp4;
   k.attn_tile = scalar_attention_tile;
