@@ -23,7 +23,7 @@ const CpuFeatures& features() {
 // files are initialized, and no code of either ISA runs to build it; it is plain data copying,
 // compiled for the baseline ISA here). Types without a kernel of the higher tier keep the lower one.
 // avx512 = avx2 + kAvx512Overrides; neon_i8mm = neon + kNeonI8mmOverrides.
-KernelSet merge_over(const KernelSet& base, const KernelSet& over) {
+[[maybe_unused]] KernelSet merge_over(const KernelSet& base, const KernelSet& over) {  // unused on other families
   KernelSet k = base;
   k.name = over.name;
   if (over.quantize_q8x32) k.quantize_q8x32 = over.quantize_q8x32;
