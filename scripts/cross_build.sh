@@ -151,7 +151,10 @@ compile_target() {  # target -> sets OBJ_CORE OBJ_KERNEL (arrays of object files
       cpp/kernels/avx2/*|cpp/kernels/avx512/*|cpp/kernels/neon/*)
         local isa=${src#cpp/kernels/}; isa=${isa%%/*}
         [[ " ${isa_dirs[*]} " == *" $isa "* ]] || continue
-        printf '%s\t%s\n' "$src" "$(zig_flags "$("$PY" "$ROOT/scripts/isa_flags.py" "$isa")")" >>"$list" ;;
+        # the flags row, as CMakeLists.txt picks it: the directory's; neon/*_i8mm.cpp has its own
+        local row=$isa
+        [[ $src == cpp/kernels/neon/*_i8mm.cpp ]] && row=neon_i8mm
+        printf '%s\t%s\n' "$src" "$(zig_flags "$("$PY" "$ROOT/scripts/isa_flags.py" "$row")")" >>"$list" ;;
       cpp/capi/*) printf '%s\t%s\n' "$src" "-DEDGELLAMA_BUILDING_LIBRARY=1" >>"$list" ;;
       *) printf '%s\t\n' "$src" >>"$list" ;;
     esac
@@ -264,12 +267,14 @@ run_aarch64_linux() {
   [[ ${#sysroot[@]} -gt 0 ]] || missing "an aarch64 glibc sysroot for qemu" "apt-get install -y libc6-arm64-cross"
   local out="$BUILD/$target"
   mkdir -p "$out/scratch"
-  expect 0 "qemu -cpu max: kernel self-test, NEON vs scalar, dispatch picks neon (HWCAP)" \
-    env -u EDGELLAMA_ISA "$qemu" "${sysroot[@]}" -cpu max "$out/kernel_selftest" --expect-best neon --quick
+  expect 0 "qemu -cpu max: kernel self-test, NEON and NEON i8mm vs scalar, dispatch picks neon_i8mm (HWCAP2)" \
+    env -u EDGELLAMA_ISA "$qemu" "${sysroot[@]}" -cpu max "$out/kernel_selftest" --expect-best neon_i8mm --quick
+  expect 0 "qemu -cpu neoverse-n1 (dotprod, no i8mm): dispatch picks neon (HWCAP)" \
+    env -u EDGELLAMA_ISA "$qemu" "${sysroot[@]}" -cpu neoverse-n1 "$out/kernel_selftest" --expect-best neon --quick
   expect 0 "qemu -cpu cortex-a53 (no dotprod): dispatch falls back to scalar" \
     env -u EDGELLAMA_ISA "$qemu" "${sysroot[@]}" -cpu cortex-a53 "$out/kernel_selftest" --expect-best scalar --quick
   expect 0 "qemu: MappedFile (POSIX) on aarch64" "$qemu" "${sysroot[@]}" -cpu max "$out/mapped_file_selftest" "$out/scratch"
-  model_checks "$target" neon "$qemu" "${sysroot[@]}" -cpu max
+  model_checks "$target" neon_i8mm "$qemu" "${sysroot[@]}" -cpu max
 }
 
 if [[ $DO_TARGETS == 1 ]]; then

@@ -10,14 +10,19 @@
 #                                        #   runs a tiny random model of every weight type
 #                                        #   (tests/model_factory.py; needs numpy + gguf) and, when
 #                                        #   present, SmolLM2-135M Q4_1 from $EDGELLAMA_SHARED/models,
-#                                        #   with EDGELLAMA_ISA=scalar and =neon, and compares logits.
+#                                        #   with EDGELLAMA_ISA=scalar, =neon and =neon_i8mm, and
+#                                        #   compares logits (neon_i8mm with neon: byte for byte).
 #   options: --quick (fewer cases), --keep (keep the build directory), BUILD_DIR=... to choose it,
 #            CXX_AARCH64 / QEMU_AARCH64 / CXX / PYTHON to override the tools; EDGELLAMA_NO_CCACHE=1;
 #            OPT=-O3 to test the optimisation level of the Release module build (default -O2).
 #
 # The qemu mode runs the static aarch64 binary under:
-#   -cpu max         (has dotprod): dispatch must pick "neon", and NEON must match scalar;
-#                    EDGELLAMA_ISA=neon must dispatch neon.
+#   -cpu max         (has dotprod and i8mm): dispatch must pick "neon_i8mm"; the neon and neon_i8mm
+#                    sets must match scalar, and neon_i8mm must give neon's bits exactly;
+#                    EDGELLAMA_ISA=neon / =neon_i8mm must dispatch that set.
+#   -cpu neoverse-n1 (dotprod, no i8mm): dispatch must pick "neon" without SIGILL, EDGELLAMA_ISA=
+#                    neon_i8mm must be refused with a clear error, and a direct call of the SMMLA gemm
+#                    must die with SIGILL (so the CPU model really lacks i8mm), while it runs on max.
 #   -cpu cortex-a53  (Armv8.0, no dotprod): dispatch must pick "scalar" without SIGILL, and
 #                    EDGELLAMA_ISA=neon must be refused with a clear error; a direct call of the NEON
 #                    gemm (bypassing dispatch) must die with SIGILL, which shows this CPU model really
@@ -41,7 +46,7 @@ for arg in "$@"; do
     --models) MODELS=1 ;;
     --quick) QUICK=(--quick) ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg" >&2; exit 2 ;;
   esac
 done
@@ -91,6 +96,14 @@ esac
 isa_flags() {
   "${PYTHON:-python3}" "$ROOT/scripts/isa_flags.py" "$1"
 }
+# The flags row of a kernel source, as CMakeLists.txt picks it: the directory's, except that
+# cpp/kernels/neon/*_i8mm.cpp (the SMMLA tier) has its own row, neon_i8mm.
+flags_row() {
+  case $1 in
+    cpp/kernels/neon/*_i8mm.cpp) echo neon_i8mm ;;
+    *) basename "$(dirname "$1")" ;;
+  esac
+}
 
 COMMON=(-std=c++17 ${OPT:--O2} -ffp-contract=off -Wall -Wextra -Wno-unused-parameter -I"$ROOT/cpp/include" ${DEFS[@]+"${DEFS[@]}"})
 
@@ -114,8 +127,10 @@ t0=$(date +%s)
 for src in "${BASE_SRCS[@]}"; do compile "$src"; done
 for isa in ${ISA_DIRS[@]+"${ISA_DIRS[@]}"}; do
   [[ -d $ROOT/cpp/kernels/$isa ]] || continue
-  read -r -a flags <<<"$(isa_flags "$isa")"
-  while IFS= read -r src; do compile "$src" "${flags[@]}"; done < <(cd "$ROOT" && find "cpp/kernels/$isa" -name '*.cpp' | sort)
+  while IFS= read -r src; do
+    read -r -a flags <<<"$(isa_flags "$(flags_row "$src")")"
+    compile "$src" "${flags[@]}"
+  done < <(cd "$ROOT" && find "cpp/kernels/$isa" -name '*.cpp' | sort)
 done
 BIN="$BUILD/kernel_selftest"
 "$CXX_T" "${objs[@]}" "${LINK[@]}" -o "$BIN"
@@ -138,10 +153,16 @@ run() {  # expected_rc description command...
 if [[ $MODE == native ]]; then
   run 0 "native kernel self-test" "$BIN" ${QUICK[@]+"${QUICK[@]}"}
 else
-  run 0 "qemu -cpu max (dotprod): best ISA neon, NEON vs scalar" \
-    env -u EDGELLAMA_ISA "$QEMU" -cpu max "$BIN" --expect-best neon ${QUICK[@]+"${QUICK[@]}"}
+  run 0 "qemu -cpu max (dotprod + i8mm): best ISA neon_i8mm, neon and neon_i8mm vs scalar, neon_i8mm bit for bit vs neon" \
+    env -u EDGELLAMA_ISA "$QEMU" -cpu max "$BIN" --expect-best neon_i8mm ${QUICK[@]+"${QUICK[@]}"}
   run 0 "qemu -cpu max, EDGELLAMA_ISA=neon dispatches neon" \
-    env EDGELLAMA_ISA=neon "$QEMU" -cpu max "$BIN" --expect-best neon --expect-dispatched neon --quick
+    env EDGELLAMA_ISA=neon "$QEMU" -cpu max "$BIN" --expect-best neon_i8mm --expect-dispatched neon --quick
+  run 0 "qemu -cpu max, EDGELLAMA_ISA=neon_i8mm dispatches neon_i8mm" \
+    env EDGELLAMA_ISA=neon_i8mm "$QEMU" -cpu max "$BIN" --expect-best neon_i8mm --expect-dispatched neon_i8mm --quick
+  run 0 "qemu -cpu neoverse-n1 (dotprod, no i8mm): falls back to neon" \
+    env -u EDGELLAMA_ISA "$QEMU" -cpu neoverse-n1 "$BIN" --expect-best neon --quick
+  run 0 "qemu -cpu neoverse-n1, EDGELLAMA_ISA=neon_i8mm is refused with an error (no SIGILL)" \
+    env EDGELLAMA_ISA=neon_i8mm "$QEMU" -cpu neoverse-n1 "$BIN" --expect-best neon --expect-dispatch-error --quick
   run 0 "qemu -cpu cortex-a53 (no dotprod): falls back to scalar" \
     env -u EDGELLAMA_ISA "$QEMU" -cpu cortex-a53 "$BIN" --expect-best scalar
   run 0 "qemu -cpu cortex-a53, EDGELLAMA_ISA=neon is refused with an error (no SIGILL)" \
@@ -150,6 +171,10 @@ else
   ulimit -c 0 2>/dev/null || true
   run 132 "qemu -cpu cortex-a53: calling the NEON gemm directly dies with SIGILL (CPU model lacks dotprod)" \
     "$QEMU" -cpu cortex-a53 "$BIN" --probe-neon
+  run 132 "qemu -cpu neoverse-n1: calling the SMMLA gemm directly dies with SIGILL (CPU model lacks i8mm)" \
+    "$QEMU" -cpu neoverse-n1 "$BIN" --probe-i8mm
+  run 0 "qemu -cpu max: the same SMMLA call runs (the probe itself works)" \
+    "$QEMU" -cpu max "$BIN" --probe-i8mm
 fi
 
 if [[ $MODELS == 1 && $MODE == qemu ]]; then
@@ -164,7 +189,7 @@ if [[ $MODELS == 1 && $MODE == qemu ]]; then
   objs=()
   while IFS= read -r src; do
     case $src in
-      cpp/kernels/neon/*) read -r -a flags <<<"$(isa_flags neon)"; compile "$src" "${flags[@]}" ;;
+      cpp/kernels/neon/*) read -r -a flags <<<"$(isa_flags "$(flags_row "$src")")"; compile "$src" "${flags[@]}" ;;
       *) compile "$src" ;;
     esac
   done < <(cd "$ROOT" && find cpp -name '*.cpp' | grep -Ev '^cpp/(fuzz|tests)/|^cpp/kernels/(avx2|avx512)/' | sort)
@@ -182,15 +207,22 @@ for t in mf.ALL_WEIGHT_TYPES:
   model_check() {  # name path n_tokens n_vocab [--kl MAX]
     local name=$1 path=$2 ntok=$3 nvocab=$4; shift 4
     local ok=1
-    for isa in scalar neon; do
+    for isa in scalar neon neon_i8mm; do
       EDGELLAMA_ISA=$isa "$QEMU" -cpu max "$MBIN" run "$path" "$BUILD/models/$name.$isa.f32" "$ntok" >/dev/null || ok=0
     done
     if [[ $ok == 1 ]]; then
       "$QEMU" -cpu max "$MBIN" compare "$BUILD/models/$name.scalar.f32" "$BUILD/models/$name.neon.f32" "$nvocab" "$@" || ok=0
     fi
     if [[ $ok == 1 ]]; then echo "ok: model $name neon vs scalar"; else echo "FAIL: model $name neon vs scalar" >&2; status=1; fi
+    # The i8mm tier gives the SDOT tier's bits in every kernel, so the whole forward pass (a
+    # multi-token prefill: SMMLA kernels) must give the same logits, byte for byte.
+    if [[ $ok == 1 ]] && cmp -s "$BUILD/models/$name.neon.f32" "$BUILD/models/$name.neon_i8mm.f32"; then
+      echo "ok: model $name neon_i8mm logits identical to neon"
+    else
+      echo "FAIL: model $name neon_i8mm logits differ from neon's (or a run failed)" >&2; status=1
+    fi
   }
-  echo "== model-level: EDGELLAMA_ISA=scalar vs neon under qemu -cpu max"
+  echo "== model-level: EDGELLAMA_ISA=scalar vs neon (vs neon_i8mm) under qemu -cpu max"
   # 96: make_model's default n_vocab
   for f in "$BUILD"/models/*.gguf; do model_check "$(basename "$f" .gguf)" "$f" 12 96; done
   SMOL="${EDGELLAMA_SHARED:-$ROOT/../shared}/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -108,10 +108,11 @@ def test_wheel_test_list_exists_and_runner_refuses_a_source_tree():
 
 def test_isa_flags_are_cmakelists_rows_and_zig_spells_them():
     out = {isa: subprocess.run([sys.executable, str(ROOT / "scripts" / "isa_flags.py"), isa], capture_output=True,
-                               text=True, check=True).stdout.split() for isa in ("avx2", "avx512", "neon")}
+                               text=True, check=True).stdout.split() for isa in ("avx2", "avx512", "neon", "neon_i8mm")}
     assert out["avx2"] == ["-mavx2", "-mfma", "-mf16c"]
     assert "-mavx512vnni" in out["avx512"] and "-mavx2" in out["avx512"]
     assert out["neon"] == ["-march=armv8.2-a+dotprod+fp16"]
+    assert out["neon_i8mm"] == ["-march=armv8.2-a+dotprod+i8mm+fp16"]
     text = (ROOT / "CMakeLists.txt").read_text()
     assert 'set(EDGELLAMA_FLAGS_avx2 "/arch:AVX2")' in text and 'set(EDGELLAMA_FLAGS_avx512 "/arch:AVX512")' in text
     if shutil.which("bash") is None:
@@ -120,6 +121,9 @@ def test_isa_flags_are_cmakelists_rows_and_zig_spells_them():
     r = subprocess.run(["bash", "-c", fn + '\nzig_flags "$1"', "_", " ".join(out["neon"] + ["-O2"])],
                        capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["-mcpu=generic+v8_2a+dotprod+fullfp16", "-O2"]
+    r = subprocess.run(["bash", "-c", fn + '\nzig_flags "$1"', "_", " ".join(out["neon_i8mm"])],
+                       capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ["-mcpu=generic+v8_2a+dotprod+i8mm+fullfp16"]
 
 
 @pytest.mark.skipif(os.environ.get("EDGELLAMA_CROSS_BUILD") != "1",

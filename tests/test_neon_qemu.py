@@ -1,13 +1,16 @@
-"""The aarch64 NEON (dotprod) kernels, tested on any Linux host through qemu user-mode emulation:
-scripts/test_neon_qemu.sh cross-compiles the kernel sources plus cpp/tests/kernel_selftest.cpp as a
-static aarch64 binary and runs it under `-cpu max` (dotprod: dispatch must pick "neon", and NEON must
-match the scalar reference on every weight type) and `-cpu cortex-a53` (no dotprod: dispatch must
-fall back to scalar, forcing EDGELLAMA_ISA=neon must be a clear error, and calling the NEON kernel
-directly must SIGILL, which shows that CPU model really lacks dotprod).
+"""The aarch64 NEON kernels (dotprod tier "neon", i8mm tier "neon_i8mm"), tested on any Linux host
+through qemu user-mode emulation: scripts/test_neon_qemu.sh cross-compiles the kernel sources plus
+cpp/tests/kernel_selftest.cpp as a static aarch64 binary and runs it under `-cpu max` (dotprod + i8mm:
+dispatch must pick "neon_i8mm"; both sets must match the scalar reference on every weight type, and
+neon_i8mm must give neon's outputs bit for bit), `-cpu neoverse-n1` (dotprod, no i8mm: dispatch must
+pick "neon", forcing EDGELLAMA_ISA=neon_i8mm must be a clear error, and calling the SMMLA kernel
+directly must SIGILL) and `-cpu cortex-a53` (no dotprod: dispatch must fall back to scalar, forcing
+EDGELLAMA_ISA=neon must be a clear error, and calling the NEON kernel directly must SIGILL, which
+shows that CPU model really lacks dotprod).
 
 Needs aarch64-linux-gnu-g++ and qemu-aarch64-static (Debian/Ubuntu:
 `apt-get install -y g++-aarch64-linux-gnu qemu-user-static`); skipped with that reason otherwise.
-Cost: ~20 s cold on 2 cores (almost all of it compiling the two kernel files at -O2), a few seconds
+Cost: ~40 s cold on 2 cores (almost all of it compiling the two kernel files at -O2), a few seconds
 with a warm ccache.
 
 A native build of the same self-test (`scripts/test_neon_qemu.sh --native`: avx2 vs scalar on x86)
@@ -56,12 +59,22 @@ def test_neon_kernels_under_qemu(qemu_build):
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-6000:]
     assert "ALL PASSED (qemu)" in r.stdout
-    # the five checks of the script, each reported ok
-    assert len(re.findall(r"^ok: ", r.stdout, re.M)) == 5, out[-6000:]
-    # -cpu max: NEON really was compared with scalar, on every weight type (25: the grid i-quants included)
-    m = re.search(r"^neon: (\d+) gemm cases \((\d+) weight types.*all match scalar", r.stdout, re.M)
-    assert m and int(m.group(1)) > 1000 and int(m.group(2)) == 25, out[-6000:]
-    assert "best: neon; dispatched: neon" in r.stdout
+    # the ten checks of the script, each reported ok
+    assert len(re.findall(r"^ok: ", r.stdout, re.M)) == 10, out[-6000:]
+    # -cpu max: NEON and NEON i8mm really were compared with scalar, on every weight type (25: the grid
+    # i-quants included), and i8mm with neon bit for bit
+    for isa in ("neon", "neon_i8mm"):
+        m = re.search(r"^%s: (\d+) gemm cases \((\d+) weight types.*all match scalar" % isa, r.stdout, re.M)
+        assert m and int(m.group(1)) > 5000 and int(m.group(2)) == 25, out[-6000:]
+    m = re.search(r"^neon_i8mm: (\d+) of these cases compared bit for bit with neon: all identical", r.stdout, re.M)
+    assert m and int(m.group(1)) > 5000, out[-6000:]
+    assert "available ISAs: scalar, neon, neon_i8mm; best: neon_i8mm; dispatched: neon_i8mm" in r.stdout
+    assert "best: neon_i8mm; dispatched: neon (EDGELLAMA_ISA=neon)" in r.stdout
+    # -cpu neoverse-n1: dotprod without i8mm picks neon; forcing i8mm is refused; the direct SMMLA
+    # call died with SIGILL there (counted in the ten) and ran under -cpu max
+    assert "available ISAs: scalar, neon; best: neon; dispatched: neon (EDGELLAMA_ISA=)" in r.stdout
+    assert "EDGELLAMA_ISA='neon_i8mm' is not available" in r.stdout
+    assert "probe: returned 0: this CPU executes SMMLA" in r.stdout
     # -cpu cortex-a53: scalar only, and the direct NEON call died with SIGILL
     assert "available ISAs: scalar; best: scalar; dispatched: scalar" in r.stdout
     assert "EDGELLAMA_ISA='neon' is not available" in r.stdout
@@ -78,6 +91,11 @@ def test_selftest_fails_on_wrong_expectation(qemu_build):
                         capture_output=True, text=True, timeout=120)
     assert r2.returncode == 1, r2.stdout + r2.stderr
     assert "best_isa() is scalar, expected neon" in r2.stderr
+    # and on a CPU with dotprod but no i8mm, expecting neon_i8mm is an error
+    r3 = subprocess.run([QEMU, "-cpu", "neoverse-n1", str(binary), "--expect-best", "neon_i8mm", "--quick"], env=env,
+                        capture_output=True, text=True, timeout=300)
+    assert r3.returncode == 1, r3.stdout + r3.stderr
+    assert "best_isa() is neon, expected neon_i8mm" in r3.stderr
 
 
 @pytest.mark.skipif(os.environ.get("EDGELLAMA_QEMU_MODELS") != "1",
@@ -85,7 +103,8 @@ def test_selftest_fails_on_wrong_expectation(qemu_build):
                            "set EDGELLAMA_QEMU_MODELS=1 to run")
 def test_neon_model_level_under_qemu(tmp_path):
     """Forward passes with EDGELLAMA_ISA=scalar vs neon under qemu: a tiny random model of every weight
-    type (logits within 1e-2 * max|logit|), and SmolLM2 when present (mean KL <= 3e-3)."""
+    type (logits within 1e-2 * max|logit|), and SmolLM2 when present (mean KL <= 3e-3); neon_i8mm's
+    logits byte for byte equal to neon's."""
     env = dict(os.environ, BUILD_DIR=str(tmp_path), PYTHON=sys.executable)
     env.pop("EDGELLAMA_ISA", None)
     if QEMU:
@@ -97,3 +116,4 @@ def test_neon_model_level_under_qemu(tmp_path):
         pytest.skip(out.strip().splitlines()[-1])
     assert r.returncode == 0, out[-6000:]
     assert len(re.findall(r"^ok: model \S+ neon vs scalar", r.stdout, re.M)) >= 13, out[-6000:]
+    assert len(re.findall(r"^ok: model \S+ neon_i8mm logits identical to neon", r.stdout, re.M)) >= 13, out[-6000:]

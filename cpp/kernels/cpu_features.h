@@ -12,7 +12,7 @@ struct CpuFeatures {
   bool avx2 = false;      // AVX2 + FMA + F16C with YMM state enabled by the OS
   bool avx512 = false;    // F + BW + VL + DQ + VNNI with ZMM state enabled by the OS
   bool neon_dot = false;  // Armv8.2 dot product (SDOT/UDOT)
-  bool neon_i8mm = false; // Armv8.6 int8 matrix multiply (SMMLA); detected, no kernel uses it yet
+  bool neon_i8mm = false; // Armv8.6 int8 matrix multiply (SMMLA): the "neon_i8mm" kernel set
 };
 
 // Runs the detection (not cached: dispatch.cpp keeps the one result).

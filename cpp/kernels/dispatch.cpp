@@ -18,12 +18,12 @@ const CpuFeatures& features() {
   return f;
 }
 
-#if defined(EDGELLAMA_X86)
-// The avx512 set: a copy of the AVX2 set with the AVX-512 kernels put over it, built on first use
-// (a function-local static: no dependence on the order in which globals of other files are
-// initialized, and no AVX-512 code runs to build it; it is plain data copying, compiled for the
-// baseline ISA here). Types without an AVX-512 kernel keep their AVX2 one.
-KernelSet merge_over(const KernelSet& base, const KernelSet& over) {
+// A higher tier's set: a copy of the lower tier's set with the higher tier's kernels put over it,
+// built on first use (a function-local static: no dependence on the order in which globals of other
+// files are initialized, and no code of either ISA runs to build it; it is plain data copying,
+// compiled for the baseline ISA here). Types without a kernel of the higher tier keep the lower one.
+// avx512 = avx2 + kAvx512Overrides; neon_i8mm = neon + kNeonI8mmOverrides.
+[[maybe_unused]] KernelSet merge_over(const KernelSet& base, const KernelSet& over) {  // unused on other families
   KernelSet k = base;
   k.name = over.name;
   if (over.quantize_q8x32) k.quantize_q8x32 = over.quantize_q8x32;
@@ -40,8 +40,15 @@ KernelSet merge_over(const KernelSet& base, const KernelSet& over) {
   return k;
 }
 
+#if defined(EDGELLAMA_X86)
 const KernelSet& avx512_set() {
   static const KernelSet k = merge_over(kAvx2Kernels, kAvx512Overrides);
+  return k;
+}
+#endif
+#if defined(EDGELLAMA_ARM64)
+const KernelSet& neon_i8mm_set() {
+  static const KernelSet k = merge_over(kNeonKernels, kNeonI8mmOverrides);
   return k;
 }
 #endif
@@ -56,6 +63,8 @@ const KernelSet* set_for(const std::string& isa) {
 #endif
 #if defined(EDGELLAMA_ARM64)
   if (isa == "neon") return features().neon_dot ? &kNeonKernels : nullptr;
+  // The i8mm set keeps the SDOT kernels for single tokens and the types without an SMMLA kernel.
+  if (isa == "neon_i8mm") return features().neon_dot && features().neon_i8mm ? &neon_i8mm_set() : nullptr;
 #endif
   return nullptr;
 }
@@ -70,8 +79,8 @@ const KernelSet& pick() {
   const char* env = std::getenv("EDGELLAMA_ISA");
   if (env && *env) {
     const std::string want(env);
-    if (want != "scalar" && want != "avx2" && want != "avx512" && want != "neon")
-      throw ArgumentError("EDGELLAMA_ISA='" + want + "' is not a known level (scalar, avx2, avx512, neon)");
+    if (want != "scalar" && want != "avx2" && want != "avx512" && want != "neon" && want != "neon_i8mm")
+      throw ArgumentError("EDGELLAMA_ISA='" + want + "' is not a known level (scalar, avx2, avx512, neon, neon_i8mm)");
     const KernelSet* k = set_for(want);
     if (!k)
       throw ArgumentError("EDGELLAMA_ISA='" + want + "' is not available on this CPU/build (available: " +
@@ -135,6 +144,7 @@ std::vector<std::string> available_isas() {
 #endif
 #if defined(EDGELLAMA_ARM64)
   if (features().neon_dot) v.push_back("neon");
+  if (features().neon_dot && features().neon_i8mm) v.push_back("neon_i8mm");
 #endif
   return v;
 }

@@ -1,15 +1,17 @@
 // Stand-alone kernel self-test: every SIMD KernelSet this CPU can run (avx2, avx512 on x86, neon on aarch64
-// with dotprod) against the scalar reference, on random and extreme data, without Python. Built
+// with dotprod, neon_i8mm with i8mm too: also bit for bit against neon) against the scalar reference, on random and extreme data, without Python. Built
 // and run by scripts/test_neon_qemu.sh (natively, and cross-compiled for aarch64 under qemu).
 //
 //   kernel_selftest [--expect-best ISA] [--expect-dispatched ISA] [--expect-dispatch-error]
-//                   [--probe-neon] [--seed N] [--quick]
+//                   [--probe-neon] [--probe-i8mm] [--seed N] [--quick]
 //
 // --expect-best ISA        also fail unless best_isa() is ISA (and, with EDGELLAMA_ISA unset, the
 //                          dispatched set too).
 // --expect-dispatched ISA  fail unless active_kernels() (which honours EDGELLAMA_ISA) is ISA.
 // --expect-dispatch-error  fail unless active_kernels() throws ArgumentError "... not available ..."
 //                          (EDGELLAMA_ISA forcing a level this CPU cannot run: an error, never SIGILL).
+// --probe-i8mm       the same for the NEON i8mm (SMMLA) Q8_0 gemm with two tokens: SIGILL on a CPU
+//                    without i8mm (e.g. qemu -cpu neoverse-n1, which has dotprod).
 // --probe-neon       call the NEON Q8_0 gemm directly, bypassing dispatch (aarch64 builds only). On a
 //                    CPU without dotprod this must die with SIGILL: it shows that a run which did not
 //                    pick "neon" really was on a CPU that cannot run it.
@@ -399,6 +401,13 @@ struct Shape {
   int rows, toks;
 };
 
+long g_identical_checked = 0;  // cases compared bit for bit with a lower tier
+
+// The set whose outputs `isa` must reproduce bit for bit (nullptr: only the scalar tolerance).
+const char* bit_identical_to(const KernelSet& isa) {
+  return std::string(isa.name) == "neon_i8mm" ? "neon" : nullptr;
+}
+
 void check_gemm(const KernelSet& isa, const TypeInfo& ti, int64_t n, const Shape& sh, WMode wm, XMode xm) {
   const KernelSet& ref = kScalarKernels;
   const int id = int(ti.type);
@@ -441,6 +450,28 @@ void check_gemm(const KernelSet& isa, const TypeInfo& ti, int64_t n, const Shape
   ref.gemm[id](n, w.data(), ws, sh.rows, a.data(), as, sh.toks, y_ref.data(), ys);
   isa.gemm[id](n, w.data(), ws, sh.rows, a.data(), as, sh.toks, y_isa.data(), ys);
   ++g_cases;
+  // A tier that only reorganizes the integer work of the tier below it must give its bits: the
+  // SMMLA kernels (neon_i8mm) form the same int32 sums as the SDOT kernels (neon) and apply the same
+  // float operations per output, so the outputs must be identical, not just within tolerance.
+  if (const char* same_as = bit_identical_to(isa)) {
+    const KernelSet* base = kernels_for(same_as);
+    if (!base) {
+      fail(std::string(isa.name) + " is available but " + same_as + " is not");
+    } else {
+      std::vector<float> y_base(ys * size_t(sh.toks), kSentinel);
+      base->gemm[id](n, w.data(), ws, sh.rows, a.data(), as, sh.toks, y_base.data(), ys);
+      ++g_identical_checked;
+      for (size_t i = 0; i < y_base.size(); ++i)
+        if (std::memcmp(&y_base[i], &y_isa[i], sizeof(float)) != 0) {
+          char buf[240];
+          std::snprintf(buf, sizeof buf, "%s %s n=%lld rows=%d toks=%d w=%s x=%s out[%zu]: %.9g, %s gives %.9g (must be bit-identical)",
+                        isa.name, ti.name, (long long)n, sh.rows, sh.toks, wmode_name(wm), xmode_name(xm), i,
+                        double(y_isa[i]), same_as, double(y_base[i]));
+          fail(buf);
+          break;
+        }
+    }
+  }
 
   // Magnitude M per output and the number of float terms N (see tolerance()).
   const int64_t n_terms = ti.block == 1 ? n : 16 * (n / ti.block);
@@ -494,13 +525,16 @@ void run_isa(const KernelSet& isa, bool quick) {
     for (int64_t n : ns) {
       for (int rows = 1; rows <= 7; ++rows)
         for (int toks = 1; toks <= 5; ++toks) check_gemm(isa, ti, n, {rows, toks}, WMode::Random, XMode::Gauss);
+      // Longer token runs: several full token tiles plus a tail (8 = two 4-token tiles; 17 = odd).
+      for (int toks : {8, 17})
+        for (int rows : {1, 5}) check_gemm(isa, ti, n, {rows, toks}, WMode::Random, XMode::Gauss);
       if (quick) break;
     }
     const int64_t n2 = ti.block == 1 ? 64 : 2 * ti.block;
     for (WMode wm : {WMode::Random, WMode::AllFF, WMode::AllZero, WMode::Alt7F80, WMode::BigScale, WMode::TinyScale,
                      WMode::ZeroScale})
       for (XMode xm : {XMode::Gauss, XMode::Big, XMode::Small, XMode::AllEqual, XMode::Zero, XMode::Ties, XMode::Spike})
-        for (Shape sh : {Shape{7, 5}, Shape{2, 3}, Shape{4, 4}}) {
+        for (Shape sh : {Shape{7, 5}, Shape{2, 3}, Shape{4, 4}, Shape{3, 2}}) {
           check_gemm(isa, ti, n2, sh, wm, xm);
           if (quick) break;
         }
@@ -508,13 +542,16 @@ void run_isa(const KernelSet& isa, bool quick) {
   std::printf("%s: %ld gemm cases (%zu weight types, activation quantizers checked in each), %s; worst "
               "|diff|/tolerance %.3g\n",
               isa.name, g_cases - cases0, sizeof(kTypes) / sizeof(kTypes[0]), g_failures == fails0 ? "all match scalar" : "MISMATCHES", g_worst);
+  if (const char* same_as = bit_identical_to(isa))
+    std::printf("%s: %ld of these cases compared bit for bit with %s: %s\n", isa.name, g_identical_checked, same_as,
+                g_failures == fails0 ? "all identical" : "MISMATCHES");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string expect_best, expect_dispatched;
-  bool probe_neon = false, quick = false, expect_dispatch_error = false;
+  bool probe_neon = false, probe_i8mm = false, quick = false, expect_dispatch_error = false;
   unsigned long long seed = 20261123;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -522,12 +559,13 @@ int main(int argc, char** argv) {
     else if (arg == "--expect-dispatched" && i + 1 < argc) expect_dispatched = argv[++i];
     else if (arg == "--expect-dispatch-error") expect_dispatch_error = true;
     else if (arg == "--probe-neon") probe_neon = true;
+    else if (arg == "--probe-i8mm") probe_i8mm = true;
     else if (arg == "--quick") quick = true;
     else if (arg == "--seed" && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
     else {
       std::fprintf(stderr,
                    "usage: %s [--expect-best ISA] [--expect-dispatched ISA] [--expect-dispatch-error] "
-                   "[--probe-neon] [--seed N] [--quick]\n",
+                   "[--probe-neon] [--probe-i8mm] [--seed N] [--quick]\n",
                    argv[0]);
       return 2;
     }
@@ -546,6 +584,22 @@ int main(int argc, char** argv) {
     return 0;
 #else
     std::fprintf(stderr, "--probe-neon: not an aarch64 build\n");
+    return 2;
+#endif
+  }
+
+  if (probe_i8mm) {
+#if defined(EDGELLAMA_ARM64)
+    // Bypasses dispatch on purpose. Two tokens x one Q8_0 block of zeros: executes SMMLA.
+    std::vector<uint8_t> w(sizeof(block_q8_0), 0), a(2 * sizeof(ActQ8x32), 0);
+    float y[2] = {1.0f, 1.0f};
+    std::printf("probe: calling the NEON i8mm (SMMLA) Q8_0 gemm directly...\n");
+    std::fflush(stdout);
+    kNeonI8mmOverrides.gemm[int(GGMLType::Q8_0)](32, w.data(), w.size(), 1, a.data(), sizeof(ActQ8x32), 2, y, 1);
+    std::printf("probe: returned %g: this CPU executes SMMLA\n", double(y[0]));
+    return 0;
+#else
+    std::fprintf(stderr, "--probe-i8mm: not an aarch64 build\n");
     return 2;
 #endif
   }
@@ -573,7 +627,7 @@ int main(int argc, char** argv) {
 
   if (isas.empty() || isas.front() != "scalar") fail("available_isas() must start with scalar");
   if (isas.back() != best_isa()) fail("best_isa() is not the last available ISA");
-  for (const char* name : {"scalar", "avx2", "avx512", "neon"}) {
+  for (const char* name : {"scalar", "avx2", "avx512", "neon", "neon_i8mm"}) {
     bool listed = false;
     for (const std::string& s : isas) listed |= (s == name);
     const KernelSet* k = kernels_for(name);

@@ -124,6 +124,10 @@ extern const KernelSet kAvx512Overrides;
 #endif
 #if defined(EDGELLAMA_ARM64)
 extern const KernelSet kNeonKernels;  // NEON + dot product (Armv8.2 SDOT); needs HWCAP_ASIMDDP
+// NEON int8 matrix multiply (Armv8.6 SMMLA; cpp/kernels/neon/kernels_neon_i8mm.cpp) for the types that
+// have one; the rest is taken from kNeonKernels when dispatch builds the "neon_i8mm" set. Needs
+// HWCAP2_I8MM and dotprod. Not a complete set on its own: use kernels_for("neon_i8mm").
+extern const KernelSet kNeonI8mmOverrides;
 #endif
 
 }  // namespace edgellama

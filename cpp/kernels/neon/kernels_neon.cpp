@@ -19,6 +19,7 @@
 #include "../entry_points.h"
 #include "../kquant_scales.h"
 #include "../tile_walk.h"
+#include "block_unpack_neon.h"  // the weight formats Q4_0W ... Q6_KW, shared with kernels_neon_i8mm.cpp
 #include "edgellama/kernels.h"
 
 // Full unrolling of the small constant-trip loops over tile rows / tokens, so that the tile's
@@ -134,66 +135,8 @@ inline void store_rows(float* y, float32x4_t v) {
   }
 }
 
-// ---- 32-value block formats ----------------------------------------------------------------------
-// Each format: kBytes, kOffset (0: no activation-sum term; >0: c = -kOffset * d; <0: c = the half at
-// byte 2), q() = 32 quants as two int8x16 (values 0..15 and 16..31), all non-negative except Q8_0.
+// ---- 32-value blocks (formats Q4_0W ... Q8_0W: block_unpack_neon.h) -------------------------------
 // dot = d * da * sum(q * a) + c * s.
-
-inline void nibbles32(const uint8_t* qs, int8x16_t* q) {  // value j: low nibble of byte j, j+16: high
-  const uint8x16_t v = vld1q_u8(qs);
-  q[0] = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F)));
-  q[1] = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
-}
-
-inline void add_high_bits32(const uint8_t* qh4, int8x16_t* q) {  // bit j of the 32-bit word -> +16
-  uint32_t x;
-  std::memcpy(&x, qh4, 4);
-  const uint8x16_t w = vreinterpretq_u8_u32(vdupq_n_u32(x));
-  static const uint8_t kIdx[32] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                   2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
-  static const uint8_t kBit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
-  const uint8x16_t bits = vld1q_u8(kBit);
-  const uint8x16_t lo = vqtbl1q_u8(w, vld1q_u8(kIdx));
-  const uint8x16_t hi = vqtbl1q_u8(w, vld1q_u8(kIdx + 16));
-  const uint8x16_t sixteen = vdupq_n_u8(0x10);
-  q[0] = vorrq_s8(q[0], vreinterpretq_s8_u8(vandq_u8(vtstq_u8(lo, bits), sixteen)));
-  q[1] = vorrq_s8(q[1], vreinterpretq_s8_u8(vandq_u8(vtstq_u8(hi, bits), sixteen)));
-}
-
-struct Q4_0W {
-  static constexpr size_t kBytes = 18;
-  static constexpr int kOffset = 8;
-  static void q(const uint8_t* b, int8x16_t* v) { nibbles32(b + 2, v); }
-};
-struct Q4_1W {
-  static constexpr size_t kBytes = 20;
-  static constexpr int kOffset = -1;
-  static void q(const uint8_t* b, int8x16_t* v) { nibbles32(b + 4, v); }
-};
-struct Q5_0W {
-  static constexpr size_t kBytes = 22;
-  static constexpr int kOffset = 16;
-  static void q(const uint8_t* b, int8x16_t* v) {
-    nibbles32(b + 6, v);
-    add_high_bits32(b + 2, v);
-  }
-};
-struct Q5_1W {
-  static constexpr size_t kBytes = 24;
-  static constexpr int kOffset = -1;
-  static void q(const uint8_t* b, int8x16_t* v) {
-    nibbles32(b + 8, v);
-    add_high_bits32(b + 4, v);
-  }
-};
-struct Q8_0W {
-  static constexpr size_t kBytes = 34;
-  static constexpr int kOffset = 0;
-  static void q(const uint8_t* b, int8x16_t* v) {
-    v[0] = vld1q_s8(reinterpret_cast<const int8_t*>(b + 2));
-    v[1] = vld1q_s8(reinterpret_cast<const int8_t*>(b + 18));
-  }
-};
 
 template <class W, int R, int T>
 void tile_legacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
@@ -255,102 +198,6 @@ void gemm_legacy(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
 // 2c+1). Per (row, token) the SDOT of each 16-value sub-block k is multiplied by its scale sc[k] into
 // an int32 accumulator (exact: |sum| < 2^31 for every format), folded to the row lanes once per
 // super-block and converted to float there, like the scalar reference's float(sum).
-
-inline uint8x16_t shr_u8(uint8x16_t v, int s) { return vshlq_u8(v, vdupq_n_s8(int8_t(-s))); }
-inline int8x16_t as_s8(uint8x16_t v) { return vreinterpretq_s8_u8(v); }
-
-struct Q2_KW {
-  static constexpr size_t kBytes = sizeof(block_q2_K);
-  static void prep(const uint8_t* p, kq::Scales* s, uint16_t* d, uint16_t* dm) {
-    const block_q2_K* b = reinterpret_cast<const block_q2_K*>(p);
-    kq::scales_q2_K(b, s);
-    *d = b->d;
-    *dm = b->dmin;
-  }
-  static void q(const uint8_t* p, int c, int8x16_t* v) {
-    const block_q2_K* b = reinterpret_cast<const block_q2_K*>(p);
-    const uint8x16_t m3 = vdupq_n_u8(3);
-    const uint8_t* src = b->qs + 32 * (c / 4);
-    v[0] = as_s8(vandq_u8(shr_u8(vld1q_u8(src), 2 * (c % 4)), m3));
-    v[1] = as_s8(vandq_u8(shr_u8(vld1q_u8(src + 16), 2 * (c % 4)), m3));
-  }
-};
-struct Q3_KW {
-  static constexpr size_t kBytes = sizeof(block_q3_K);
-  static void prep(const uint8_t* p, kq::Scales* s, uint16_t* d, uint16_t* dm) {
-    const block_q3_K* b = reinterpret_cast<const block_q3_K*>(p);
-    kq::scales_q3_K(b, s);
-    *d = *dm = b->d;
-  }
-  static void q(const uint8_t* p, int c, int8x16_t* v) {
-    const block_q3_K* b = reinterpret_cast<const block_q3_K*>(p);
-    const uint8x16_t m3 = vdupq_n_u8(3), m1 = vdupq_n_u8(1);
-    const uint8_t* src = b->qs + 32 * (c / 4);
-    EL_UNROLL
-    for (int h = 0; h < 2; ++h) {
-      const uint8x16_t low = vandq_u8(shr_u8(vld1q_u8(src + 16 * h), 2 * (c % 4)), m3);
-      const uint8x16_t high = vandq_u8(shr_u8(vld1q_u8(b->hmask + 16 * h), c), m1);
-      v[h] = as_s8(vorrq_u8(low, vshlq_n_u8(high, 2)));
-    }
-  }
-};
-struct Q4_KW {
-  static constexpr size_t kBytes = sizeof(block_q4_K);
-  static void prep(const uint8_t* p, kq::Scales* s, uint16_t* d, uint16_t* dm) {
-    const block_q4_K* b = reinterpret_cast<const block_q4_K*>(p);
-    kq::scales_q45_K(b->scales, s);
-    *d = b->d;
-    *dm = b->dmin;
-  }
-  static void q(const uint8_t* p, int c, int8x16_t* v) {
-    const block_q4_K* b = reinterpret_cast<const block_q4_K*>(p);
-    const uint8x16_t m4 = vdupq_n_u8(0xF);
-    const uint8_t* src = b->qs + 32 * (c / 2);
-    v[0] = as_s8(vandq_u8(shr_u8(vld1q_u8(src), 4 * (c % 2)), m4));
-    v[1] = as_s8(vandq_u8(shr_u8(vld1q_u8(src + 16), 4 * (c % 2)), m4));
-  }
-};
-struct Q5_KW {
-  static constexpr size_t kBytes = sizeof(block_q5_K);
-  static void prep(const uint8_t* p, kq::Scales* s, uint16_t* d, uint16_t* dm) {
-    const block_q5_K* b = reinterpret_cast<const block_q5_K*>(p);
-    kq::scales_q45_K(b->scales, s);
-    *d = b->d;
-    *dm = b->dmin;
-  }
-  static void q(const uint8_t* p, int c, int8x16_t* v) {
-    const block_q5_K* b = reinterpret_cast<const block_q5_K*>(p);
-    const uint8x16_t m4 = vdupq_n_u8(0xF), m1 = vdupq_n_u8(1);
-    const uint8_t* src = b->qs + 32 * (c / 2);
-    EL_UNROLL
-    for (int h = 0; h < 2; ++h) {
-      const uint8x16_t low = vandq_u8(shr_u8(vld1q_u8(src + 16 * h), 4 * (c % 2)), m4);
-      const uint8x16_t high = vandq_u8(shr_u8(vld1q_u8(b->qh + 16 * h), c), m1);
-      v[h] = as_s8(vorrq_u8(low, vshlq_n_u8(high, 4)));
-    }
-  }
-};
-struct Q6_KW {
-  static constexpr size_t kBytes = sizeof(block_q6_K);
-  static void prep(const uint8_t* p, kq::Scales* s, uint16_t* d, uint16_t* dm) {
-    const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p);
-    kq::scales_q6_K(b, s);
-    *d = *dm = b->d;
-  }
-  static void q(const uint8_t* p, int c, int8x16_t* v) {
-    const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p);
-    const int h = c / 4, k = c % 4;
-    const uint8x16_t m4 = vdupq_n_u8(0xF), m3 = vdupq_n_u8(3);
-    const uint8_t* lsrc = b->ql + h * 64 + 32 * (k % 2);
-    const uint8_t* hsrc = b->qh + h * 32;
-    EL_UNROLL
-    for (int i = 0; i < 2; ++i) {
-      const uint8x16_t low = vandq_u8(shr_u8(vld1q_u8(lsrc + 16 * i), 4 * (k / 2)), m4);
-      const uint8x16_t high = vandq_u8(shr_u8(vld1q_u8(hsrc + 16 * i), 2 * k), m3);
-      v[i] = as_s8(vorrq_u8(low, vshlq_n_u8(high, 4)));
-    }
-  }
-};
 
 template <class K, int R, int T>
 void tile_k(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* y, size_t ys) {
