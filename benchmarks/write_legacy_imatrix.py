@@ -2,36 +2,36 @@
 """Writes a llama.cpp legacy (.dat) importance matrix of all ones for a GGUF model, so llama-quantize
 can make the i-quant files that it refuses to make without one (IQ3_XXS, IQ2_*, IQ1_*) for speed
 benchmarks (benchmarks/iq4_vs_llamacpp.sh with IMATRIX=...). Uniform importance: the files are fine
-for timing, not for quality comparisons.
+for timing, not for quality comparisons. The file is written by edgellama.imatrix_file (the same
+writer `edgellama imatrix` uses).
 
     python benchmarks/write_legacy_imatrix.py MODEL-F16.gguf OUT.imatrix.dat
-
-Format (llama.cpp common/imatrix-loader.cpp, legacy branch): int32 entry count; per entry int32 name
-length, name, int32 call count, int32 value count, float32 values; then int32 chunk count and an
-int32-length-prefixed dataset name.
 """
 
 from __future__ import annotations
 
-import struct
+import os
 import sys
 
 import gguf
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+from edgellama.imatrix_file import Imatrix, ImatrixEntry, write_imatrix  # noqa: E402
+
+
+def matmul_weights(src: str):
+    """(name, input width) of every 2-D weight a matmul reads (llama.cpp looks entries up by name)."""
+    reader = gguf.GGUFReader(src)
+    return [(t.name, int(t.shape[0])) for t in reader.tensors
+            if t.name.endswith(".weight") and len(t.shape) == 2 and t.name != "token_embd.weight"]
 
 
 def main(src: str, out: str) -> None:
-    reader = gguf.GGUFReader(src)
-    # every 2-D weight a matmul reads (llama.cpp looks entries up by tensor name; n = the input width)
-    entries = [(t.name, int(t.shape[0])) for t in reader.tensors
-               if t.name.endswith(".weight") and len(t.shape) == 2 and t.name != "token_embd.weight"]
-    with open(out, "wb") as f:
-        f.write(struct.pack("<i", len(entries)))
-        for name, n in entries:
-            raw = name.encode()
-            f.write(struct.pack("<i", len(raw)) + raw + struct.pack("<ii", 1, n))
-            f.write(struct.pack(f"<{n}f", *([1.0] * n)))
-        f.write(struct.pack("<i", 1) + struct.pack("<i", 4) + b"ones")
-    print(f"{out}: {len(entries)} entries", file=sys.stderr)
+    entries = {name: ImatrixEntry(np.ones((1, n)), np.ones(1)) for name, n in matmul_weights(src)}
+    write_imatrix(out, Imatrix(entries, datasets=["ones"], chunk_count=1), legacy=True)
+    print(f"{out}: {len(entries)} entries of ones")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import struct
 import subprocess
 from pathlib import Path
 
@@ -96,18 +95,16 @@ def test_ggml_quantizer_blocks(ggml, t):
 
 
 def write_legacy_imatrix(path: Path, gguf_path: str, rng: np.random.Generator) -> None:
-    """llama.cpp's legacy .dat importance matrix: int32 entry count; per entry int32 name length, name,
-    int32 call count, int32 value count, float32 values; then int32 chunk count and a dataset name."""
+    """llama.cpp's legacy .dat importance matrix (random positive importances) for every 2-D weight a
+    matmul reads, written by edgellama.imatrix_file (tests/test_imatrix.py checks that writer against
+    llama-imatrix's own files)."""
+    from edgellama.imatrix_file import Imatrix, ImatrixEntry, write_imatrix
+
     reader = gguf.GGUFReader(gguf_path)
-    entries = [(t.name, int(t.shape[0])) for t in reader.tensors
-               if t.name.endswith(".weight") and len(t.shape) == 2 and t.name != "token_embd.weight"]
-    with open(path, "wb") as f:
-        f.write(struct.pack("<i", len(entries)))
-        for name, n in entries:
-            raw = name.encode()
-            f.write(struct.pack("<i", len(raw)) + raw + struct.pack("<ii", 1, n))
-            f.write(np.exp(rng.standard_normal(n)).astype("<f4").tobytes())
-        f.write(struct.pack("<i", 1) + struct.pack("<i", 4) + b"test")
+    entries = {t.name: ImatrixEntry(np.exp(rng.standard_normal((1, int(t.shape[0])))), np.ones(1))
+               for t in reader.tensors
+               if t.name.endswith(".weight") and len(t.shape) == 2 and t.name != "token_embd.weight"}
+    write_imatrix(path, Imatrix(entries, datasets=["test"], chunk_count=1), legacy=True)
 
 
 @pytest.fixture(scope="module")
