@@ -47,11 +47,12 @@ inline __m256i sign_factors(const uint8_t* sign_bits) {
 inline void put32(int8_t* q, __m256i grid, const uint8_t* sign_bits) {
   store32(q, _mm256_sign_epi8(grid, sign_factors(sign_bits)));
 }
-// 4 x 7 stored sign bits (IQ2_XXS, IQ3_XXS: bits 0..27 of aux).
-inline void put32_ksigns(int8_t* q, __m256i grid, uint32_t aux) {
-  put32(q, grid, kIqKsignBytes[aux & 127], kIqKsignBytes[(aux >> 7) & 127], kIqKsignBytes[(aux >> 14) & 127],
-        kIqKsignBytes[(aux >> 21) & 127]);
+// The sign bytes of 32 values from 4 x 7 stored sign bits (IQ2_XXS, IQ3_XXS: bits 0..27 of aux).
+inline __m256i ksigns32(uint32_t aux) {
+  return set4(kIqKsignBytes[aux & 127], kIqKsignBytes[(aux >> 7) & 127], kIqKsignBytes[(aux >> 14) & 127],
+              kIqKsignBytes[(aux >> 21) & 127]);
 }
+inline void put32_ksigns(int8_t* q, __m256i grid, uint32_t aux) { store32(q, _mm256_sign_epi8(grid, ksigns32(aux))); }
 // IQ1: 8 * grid (grid in -1, 0, 1) + delta bytes (+-1).
 inline void put32_iq1(int8_t* q, __m256i grid, __m256i delta) {
   store32(q, _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), grid), delta));
@@ -172,8 +173,7 @@ int32_t fused_iq3_xxs(const void* p, const block_q8_K* ab, uint16_t* d) {
                                        int(kIq3xxsGrid[i[4]]), int(kIq3xxsGrid[i[3]]), int(kIq3xxsGrid[i[2]]),
                                        int(kIq3xxsGrid[i[1]]), int(kIq3xxsGrid[i[0]]));
     const uint32_t aux = load_u32(b->qs + QK_K / 4 + 4 * j);
-    const __m256i s = set4(kIqKsignBytes[aux & 127], kIqKsignBytes[(aux >> 7) & 127], kIqKsignBytes[(aux >> 14) & 127],
-                           kIqKsignBytes[(aux >> 21) & 127]);
+    const __m256i s = ksigns32(aux);
     acc = _mm256_add_epi32(acc, dot32_grid(g, s, a + 32 * j, _mm256_set1_epi16(int16_t(2 * (aux >> 28) + 1))));
   }
   return hsum_epi32(acc);
@@ -188,8 +188,7 @@ int32_t fused_iq2_xxs(const void* p, const block_q8_K* ab, uint16_t* d) {
     const uint32_t idx = load_u32(b->qs + 4 * j), aux = load_u32(b->qs + 4 * j + 2);
     const __m256i g = set4(kIq2xxsGrid[idx & 255], kIq2xxsGrid[(idx >> 8) & 255], kIq2xxsGrid[(idx >> 16) & 255],
                            kIq2xxsGrid[idx >> 24]);
-    const __m256i s = set4(kIqKsignBytes[aux & 127], kIqKsignBytes[(aux >> 7) & 127], kIqKsignBytes[(aux >> 14) & 127],
-                           kIqKsignBytes[(aux >> 21) & 127]);
+    const __m256i s = ksigns32(aux);
     acc = _mm256_add_epi32(acc, dot32_grid(g, s, a + 32 * j, _mm256_set1_epi16(int16_t(2 * (aux >> 28) + 1))));
   }
   return hsum_epi32(acc);
