@@ -29,6 +29,7 @@ constexpr PackedType kPacked[] = {
     {GGMLType::Q4_K, 144, 2, {0, 2}},   // d dmin scales[12] qs[128]
     {GGMLType::Q5_K, 176, 2, {0, 2}},   // d dmin scales[12] qh[32] qs[128]
     {GGMLType::Q6_K, 210, 1, {208, 0}}, // ql[128] qh[64] scales[16] d
+    {GGMLType::IQ4_NL, 18, 1, {0, 0}},  // d qs[16] (Q4_0's layout; packed kernel: avx512 only)
 };
 
 const PackedType* find(GGMLType t) {

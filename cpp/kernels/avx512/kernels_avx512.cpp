@@ -448,6 +448,7 @@ constexpr KernelSet make_overrides() {
   k.gemm_packed[int(GGMLType::Q4_K)] = avx512_packed::gemm_q4_k_packed;
   k.gemm_packed[int(GGMLType::Q5_K)] = avx512_packed::gemm_q5_k_packed;
   k.gemm_packed[int(GGMLType::Q6_K)] = avx512_packed::gemm_q6_k_packed;
+  k.gemm_packed[int(GGMLType::IQ4_NL)] = avx512_packed::gemm_iq4_nl_packed;  // avx512 only: see packed_layout.cpp
   k.packed_max_tokens = avx512_packed::kPackedMaxTokens;
   return k;
 }

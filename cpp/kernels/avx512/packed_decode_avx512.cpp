@@ -17,11 +17,15 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "../avx2/gemm_rows8.h"
+#include "../entry_points.h"
 #include "../avx2/legacy_blocks_avx2.h"
 #include "../avx2/packed_src.h"
+#include "edgellama/iquant_blocks.h"
 #include "edgellama/kernels.h"
+#include "edgellama/packed_layout.h"
 #include "edgellama/quant_blocks.h"
 #include "gemm_rows16.h"
 
@@ -139,6 +143,41 @@ void direct_q8(int64_t nb, const PackedPair& src, const uint8_t* a, size_t as, f
     __mmask64 neg[8];  // sign(a, w) as a negated where w < 0 (AVX-512 has no vpsignb; w = 0 has |w| = 0)
     src.q16(b, 2, w);
     src.q16(b, 18, w + 4);
+    for (int k = 0; k < 8; ++k) {
+      wabs[k] = _mm512_abs_epi8(w[k]);
+      neg[k] = _mm512_movepi8_mask(w[k]);
+    }
+    const __m512 dw = src.half16(b, 0);
+    for (int t = 0; t < T; ++t) {
+      const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
+      __m512i isum = _mm512_setzero_si512();
+      for (int k = 0; k < 8; ++k) {
+        const __m512i av = bcast4(ab->qs + 4 * k);
+        isum = _mm512_dpbusd_epi32(isum, wabs[k], _mm512_mask_sub_epi8(av, neg[k], _mm512_setzero_si512(), av));
+      }
+      s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(ab->d)), s[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
+}
+
+// ---- IQ4_NL: d qs[16] (Q4_0's layout), value = kIq4Values[nibble]: Q8_0's arithmetic on the looked-up
+// levels (iquant_avx2.cpp's decode tiles and the Q8_0 prefill it transcodes to: same isum, one fma) --
+template <int T>
+void direct_iq4nl(int64_t nb, const PackedPair& src, const uint8_t* a, size_t as, float* acc) {
+  __m512 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i levels = lanes4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
+  for (int64_t b = 0; b < nb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    __m512i x[4], w[8], wabs[8];
+    __mmask64 neg[8];  // as direct_q8: sign(a, w) = a negated where w < 0
+    src.q16(b, 2, x);  // word k: values 4k..4k+3 (low nibbles) and 16+4k.. (high nibbles)
+    for (int k = 0; k < 4; ++k) {
+      w[k] = _mm512_shuffle_epi8(levels, _mm512_and_si512(x[k], m4));
+      w[k + 4] = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4));
+    }
     for (int k = 0; k < 8; ++k) {
       wabs[k] = _mm512_abs_epi8(w[k]);
       neg[k] = _mm512_movepi8_mask(w[k]);
@@ -398,6 +437,10 @@ struct LegacyD {
   template <int T>
   static void run(int64_t nb, const PackedPair& s, const uint8_t* a, size_t as, float* acc) { direct_legacy<L, T>(nb, s, a, as, acc); }
 };
+struct Iq4NlD {
+  template <int T>
+  static void run(int64_t nb, const PackedPair& s, const uint8_t* a, size_t as, float* acc) { direct_iq4nl<T>(nb, s, a, as, acc); }
+};
 struct Q8D {
   template <int T>
   static void run(int64_t nb, const PackedPair& s, const uint8_t* a, size_t as, float* acc) { direct_q8<T>(nb, s, a, as, acc); }
@@ -449,6 +492,18 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
 }
 
 
+// IQ4_NL has no AVX2 packed kernel: more tokens than a direct pass takes run on its GGUF-layout kernel
+// (same bits) over the groups unpacked into a per-thread scratch.
+void gemm_iq4_nl_unpacked(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                          float* y, size_t ys) {
+  thread_local std::vector<uint8_t> rows;
+  rows.resize(size_t(kPackRows) * ws);
+  for (int64_t r0 = 0; r0 < nr; r0 += kPackRows) {
+    unpack_group(GGMLType::IQ4_NL, w + size_t(r0) * ws, ws, rows.data());
+    avx512_gemm_iq4_nl(n, rows.data(), ws, kPackRows, a, as, nt, y + r0, ys);
+  }
+}
+
 #ifndef EDGELLAMA_PACKED_DIRECT_MAX
 #define EDGELLAMA_PACKED_DIRECT_MAX 8
 #endif
@@ -475,6 +530,10 @@ void gemm_q5_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const 
 void gemm_q5_1_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
   gemm_packed<LegacyD<Q5_1L>, avx2_rows8::gemm_q5_1_packed, Q5_1L::kW, 32, kLegacyMaxT>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_iq4_nl_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                        float* y, size_t ys) {
+  gemm_packed<Iq4NlD, gemm_iq4_nl_unpacked, sizeof(iq::block_iq4_nl), 32, kLegacyMaxT>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q8_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
