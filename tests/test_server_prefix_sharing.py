@@ -213,3 +213,62 @@ def test_metrics_render_the_sharing_counters(model):
     lines = set(text.splitlines())
     assert {"edgellama_prompt_tokens_shared_total 17", "edgellama_prompt_tokens_cached_total 5",
             "edgellama_prefix_copies_total 2", "# TYPE edgellama_prompt_tokens_shared_total counter"} <= lines
+
+
+def test_burst_of_new_prompts_evaluates_the_shared_prefix_once(model, vocab):
+    """Three requests arrive together with a system prompt no slot holds yet (an agent's parallel
+    calls, the first burst after a start). Prefill is chunked (8 rows a step); a chunk another
+    request computes in the same step waits a step and is copied, a chunk another slot already
+    holds is copied: each shared position is evaluated once, whatever the arrival timing. Each
+    request gives the bits it gives alone."""
+    engine = BatchEngine(model, n_slots=3, n_ctx=N_CTX, n_threads=2, step_tokens=8)
+    try:
+        prompts = [SYSTEM + q for q in QUESTIONS]
+        ids = [_n_tokens(vocab, p) for p in prompts]
+        common = min(_common_prefix(ids[0], i) for i in ids[1:])
+        assert common > 16 and all(_common_prefix(ids[1], i) == common for i in (ids[0], ids[2]))
+        start = threading.Barrier(3)
+        out = {}
+
+        def run(i):
+            start.wait(10)
+            out[i] = _complete(engine, vocab, prompts[i])
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not any(t.is_alive() for t in threads)
+        for i, p in enumerate(prompts):
+            assert out[i] == _alone(model, vocab, p, "f16"), p
+        assert engine.prompt_tokens_shared == 2 * common
+        assert engine.rows_evaluated == sum(_alone(model, vocab, p, "f16", rows=True)[1] for p in prompts) - 2 * common
+    finally:
+        engine.stop()
+
+
+def test_plan_defers_a_chunk_another_request_computes_in_the_same_step(model):
+    """_plan on requests queued together: of two with the same prompt, one is planned and the other
+    waits (the copy follows in the next step); a different prompt and a decode row are planned."""
+    from edgellama.server.engine import _EvalRequest
+    import numpy as np
+
+    engine = BatchEngine(model, n_slots=4, n_ctx=N_CTX, n_threads=2, step_tokens=64)
+    slots = [engine.acquire() for _ in range(4)]
+    try:
+        prompt = np.arange(100, 130, dtype=np.int32)
+        reqs = [_EvalRequest(slots[0], prompt, False), _EvalRequest(slots[1], prompt.copy(), False),
+                _EvalRequest(slots[2], prompt[::-1].copy(), False), _EvalRequest(slots[3], prompt[:1].copy(), False)]
+        with engine._cond:
+            plan = engine._plan(list(reqs))
+        assert [(r.slot.seq, start, k) for r, start, k in plan] == [(3, 0, 1), (0, 0, 30), (2, 0, 30)]
+        # all-logits requests (speculative verification) never wait or copy
+        reqs[1].all_logits = True
+        with engine._cond:
+            plan = engine._plan(list(reqs))
+        assert sorted((r.slot.seq, k) for r, _, k in plan) == [(0, 30), (1, 30), (2, 3), (3, 1)]  # budget 64
+    finally:
+        for s in slots:
+            engine.release(s)
+        engine.stop()

@@ -24,6 +24,8 @@ or one still streaming, where only the matching tokens count -- is copied into i
 (Context.copy_seq_prefix: a memcpy per layer, the same bits as evaluating it there) when that is
 longer than what its own slot holds. Agent frameworks and chat UIs send the same system prompt with
 every request: it is prefilled once, not once per slot (vLLM calls this automatic prefix caching).
+Requests that arrive together with the same new prompt share too (:meth:`BatchEngine._plan`): a
+prompt chunk that another request computes in the same step waits one step and is copied then.
 Which free slot a request takes (:func:`_slot_preference`): one that already holds that longest
 prefix (nothing to copy), else an empty one (no other cache is overwritten), else the one with the
 longest own prefix, then the least recently used. Cancelling a request (client gone) makes its
@@ -35,7 +37,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -174,11 +176,20 @@ class BatchEngine:
         return best
 
     def _copy_shared_prefix(self, slot: Slot, wanted: List[int]) -> None:
-        """Cross-slot prefix sharing: make ``slot`` (just taken, nothing pending) hold the longest
-        prefix of ``wanted`` that any slot's cache holds, copying the K/V rows from that slot when
-        it is longer than what ``slot`` holds itself. Counts the reused tokens for /metrics."""
+        """At acquire: make ``slot`` (just taken, nothing pending) hold the longest prefix of
+        ``wanted`` that any slot's cache holds. Counts the reused tokens for /metrics."""
         if not wanted:
             return
+        own, n = self._take_longest_prefix(slot, wanted)
+        with self._cond:  # the engine thread counts too (_plan)
+            self.prompt_tokens_own_cache += own
+            self.prompt_tokens_shared += n - own
+            self.shared_prefix_copies += n > own
+
+    def _take_longest_prefix(self, slot: Slot, wanted: Sequence[int]) -> Tuple[int, int]:
+        """Cross-slot prefix sharing: when another slot's cache holds a longer prefix of ``wanted``
+        than ``slot`` does, copy its K/V rows into ``slot`` (Context.copy_seq_prefix). ``slot`` has
+        no evaluation in flight. Returns (what ``slot`` held of ``wanted``, what it holds now)."""
         # Under the context lock: no forward pass writes, and no slot's own thread truncates (it
         # holds this lock too), while we read the token lists and copy. The engine thread appends
         # to a slot's list only after that slot's rows are in its cache, so every token a snapshot
@@ -197,9 +208,7 @@ class BatchEngine:
             if source is not None:
                 self.ctx.copy_seq_prefix(source.seq, slot.seq, n)
                 slot.tokens[:] = wanted[:n]
-        self.prompt_tokens_own_cache += own
-        self.prompt_tokens_shared += n - own
-        self.shared_prefix_copies += source is not None
+        return own, n
 
     def release(self, slot: Slot) -> None:
         with self._cond:
@@ -310,22 +319,49 @@ class BatchEngine:
         self._pending = live
         return live
 
+    def _plan(self, live: List[_EvalRequest]) -> List[Tuple[_EvalRequest, int, int]]:
+        """The rows of the next step, (request, first row, count) each; called locked. Shortest
+        first: decode steps of running streams, then prompt chunks, up to step_tokens rows.
+
+        Prompt chunks share with other slots here too (requests that arrive together with the
+        same new prompt: an agent's parallel calls, the first burst after a start): a chunk whose
+        tokens another slot's cache now holds is copied from there (that slot computed them in an
+        earlier step), and a chunk whose tokens another request computes in this very step waits
+        one step to copy them then. So a prefix is evaluated once however many requests want it.
+        Only for requests that want the last row's logits (prompts): a request that wants every
+        row's (a speculative verification) evaluates all of its rows."""
+        live.sort(key=lambda r: r.remaining)
+        budget = self.step_tokens
+        plan = []
+        will_hold: List[List[int]] = []  # what the slots of the planned prompt chunks hold after the step
+        for r in live:
+            if budget == 0:
+                break
+            shares = r.remaining > 1 and not r.all_logits
+            if shares:
+                wanted = r.slot.tokens + r.tokens[r.done_rows:-1].tolist()  # the last row is computed
+                held = len(r.slot.tokens)
+                own, n = self._take_longest_prefix(r.slot, wanted)
+                if n > own:  # own == held: the slot's tokens are a prefix of wanted
+                    r.done_rows += n - held
+                    self.prompt_tokens_shared += n - held
+                    self.shared_prefix_copies += 1
+                if any(_common_prefix(after, wanted) > n for after in will_hold):
+                    continue  # computed by another request in this step: copy it in the next one
+            k = min(r.remaining, budget)
+            plan.append((r, r.done_rows, k))
+            budget -= k
+            if shares:
+                will_hold.append(r.slot.tokens + r.tokens[r.done_rows:r.done_rows + k].tolist())
+        return plan
+
     def _run(self) -> None:
         while True:
             with self._cond:
                 live = self._gather()
                 if self._stopping:
                     return
-                # shortest first: decode steps of running streams, then prompt chunks
-                live.sort(key=lambda r: r.remaining)
-                budget = self.step_tokens
-                plan = []  # (request, start, count)
-                for r in live:
-                    if budget == 0:
-                        break
-                    k = min(r.remaining, budget)
-                    plan.append((r, r.done_rows, k))
-                    budget -= k
+                plan = self._plan(live)
             if not plan:
                 continue
             if self.step_log is not None:
