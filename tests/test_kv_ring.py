@@ -234,3 +234,31 @@ def test_copy_seq_prefix_through_the_ring(models, name):
                                              r"window before position 100"):
             c.copy_seq_prefix(0, 2, 100)
         assert c.n_past_seq(2) == 77
+
+
+def test_server_engine_shares_a_prefix_only_while_the_ring_holds_it(models):
+    """The batch server's cross-slot prefix sharing (edgellama.server.engine) on a ring model: a
+    prefix whose window the source slot's ring overwrote is evaluated instead of copied; one the
+    ring still holds is copied, and the continuation has the full cache's bits."""
+    from edgellama.server.engine import BatchEngine
+
+    path = models["gemma3"][1]
+    t = toks(SEQ)
+    engine = BatchEngine(_core.Model(str(path)), n_slots=2, n_ctx=N_CTX, n_threads=1, step_tokens=N_BATCH,
+                         type_k="f32", type_v="f32", precision="exact")
+    try:
+        assert engine.ctx.kv_ring_size == 8 + N_BATCH + 96
+        source = engine.acquire()
+        engine.evaluate(source, t[:270], all_logits=False)  # the ring keeps positions 150.. only
+        early = engine.acquire(t[:40].tolist())  # wants 39 tokens: their window is gone
+        assert early.tokens == [] and engine.prompt_tokens_shared == 0
+        engine.release(early)
+        late = engine.acquire(t[:265].tolist())  # wants 264: within what the ring holds
+        assert late.tokens == t[:264].tolist() and engine.prompt_tokens_shared == 264
+        got = engine.evaluate(late, t[264:280], all_logits=True)
+        want = ctx(path, "exact", "f32", swa_full=True).decode(t[:280], True)[264:]
+        np.testing.assert_array_equal(got, want)
+        engine.release(late)
+        engine.release(source)
+    finally:
+        engine.stop()
