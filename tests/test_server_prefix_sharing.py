@@ -272,3 +272,21 @@ def test_plan_defers_a_chunk_another_request_computes_in_the_same_step(model):
         for s in slots:
             engine.release(s)
         engine.stop()
+
+
+def test_a_failing_copy_fails_its_request_not_the_engine(model, vocab, monkeypatch):
+    """Should a step-time copy ever raise, that request gets the error and the engine thread keeps
+    serving the others."""
+    engine = _engine(model, n_slots=1)
+    try:
+        slot = engine.acquire()
+        real = engine._take_longest_prefix
+        monkeypatch.setattr(engine, "_take_longest_prefix", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+        with pytest.raises(RuntimeError, match="boom"):
+            engine.evaluate(slot, [100, 101, 102], all_logits=False)
+        monkeypatch.setattr(engine, "_take_longest_prefix", real)
+        engine.release(slot)
+        prompt = QUESTIONS[0]
+        assert _complete(engine, vocab, prompt) == _alone(model, vocab, prompt, "f16")
+    finally:
+        engine.stop()

@@ -134,7 +134,7 @@ class BatchEngine:
         self.step_seconds = 0.0
         self.prompt_tokens_own_cache = 0  # prompt tokens a request found in its own slot's cache
         self.prompt_tokens_shared = 0  # ... and those copied from another slot's cache (beyond its own)
-        self.shared_prefix_copies = 0  # requests that got a prefix copied from another slot
+        self.shared_prefix_copies = 0  # copies from another slot (at acquire, or per chunk in _plan)
         # when a list: each step appends [(seq, rows), ...] (tests check the scheduling with it)
         self.step_log: Optional[List[List[tuple]]] = None
         self._thread = threading.Thread(target=self._run, name="edgellama-batch-engine", daemon=True)
@@ -341,7 +341,13 @@ class BatchEngine:
             if shares:
                 wanted = r.slot.tokens + r.tokens[r.done_rows:-1].tolist()  # the last row is computed
                 held = len(r.slot.tokens)
-                own, n = self._take_longest_prefix(r.slot, wanted)
+                try:
+                    own, n = self._take_longest_prefix(r.slot, wanted)
+                except Exception as e:  # noqa: BLE001 - to the request: the engine thread lives on
+                    r.error = e
+                    self._pending.remove(r)
+                    r.finished.set()
+                    continue
                 if n > own:  # own == held: the slot's tokens are a prefix of wanted
                     r.done_rows += n - held
                     self.prompt_tokens_shared += n - held

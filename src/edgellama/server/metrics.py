@@ -85,6 +85,8 @@ class Metrics:
         metric("prompt_tokens_shared_total", "counter",
                "Prompt tokens whose KV rows were copied from another slot's cache instead of evaluated.",
                [((), g["prompt_tokens_shared"])])
-        metric("prefix_copies_total", "counter", "Requests that got a prompt prefix copied from another slot.",
+        metric("prefix_copies_total", "counter",
+               "Copies of prompt K/V rows from another slot (when a request starts; per prompt chunk "
+               "for requests that arrive together).",
                [((), g["shared_prefix_copies"])])
         return "\n".join(lines) + "\n"
