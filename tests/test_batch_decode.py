@@ -154,7 +154,8 @@ def test_copy_seq_prefix_equals_evaluating_it(tiny, precision, kv):
         c.decode_batch(np.array(tail[::-1] * 3, np.int32), np.ones(27, np.int32))  # dst holds something else
         c.copy_seq_prefix(0, 1, n)
         assert c.n_past_seq(1) == n and c.n_past_seq(0) == 45
-        got = c.decode_batch(np.array(tail, np.int32), np.ones(len(tail), np.int32), want_logits=np.ones(len(tail), bool))
+        n_tail = len(tail)
+        got = c.decode_batch(np.array(tail, np.int32), np.ones(n_tail, np.int32), want_logits=np.ones(n_tail, bool))
         want = _alone(tiny, src_tokens[:n] + tail, precision, kv)[n:]
         np.testing.assert_array_equal(got, want, err_msg=f"n={n}")
         # the source continues as if nothing happened

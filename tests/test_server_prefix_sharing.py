@@ -82,7 +82,8 @@ def _n_tokens(vocab, text):
 
 
 def _counters(engine):
-    return engine.prompt_tokens_shared, engine.prompt_tokens_own_cache, engine.shared_prefix_copies, engine.rows_evaluated
+    e = engine
+    return e.prompt_tokens_shared, e.prompt_tokens_own_cache, e.shared_prefix_copies, e.rows_evaluated
 
 
 @pytest.mark.parametrize("kv", ["f16", "f32"])
