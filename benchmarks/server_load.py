@@ -3,6 +3,14 @@ C streaming clients each request one completion of N tokens (default 128) at the
 per C: aggregate generated tokens/s (all clients' tokens / wall time of the round), p50/p99
 time-to-first-token and p50/p99 inter-token latency, failed requests and short streams.
 
+Prompts: by default every client sends the same prompt (as agent frameworks and chat UIs send the
+same system prompt), which a server with prompt-prefix caching prefills once. --distinct-prompts
+gives every request of the run (warm-up included) its own prompt of the same length: a label whose
+first token differs ("A0. ", "B0. ", ... 26 labels, then "A1. ") before the same text, so no request
+shares a prompt token with another or with what an earlier round left in the caches. Report both.
+For edgellama the engine's counters from /metrics are printed per round: forward passes, and the
+prompt tokens reused from a slot's own cache or copied from another slot's.
+
 Targets, launched by this script on a free loopback port with the same file, threads and slots:
     edgellama          python -m edgellama serve MODEL --parallel P -c CTX -t T
     llama-server       llama.cpp's server: --parallel P -cb -c P*CTX -t T
@@ -45,6 +53,22 @@ import httpx
 HERE = os.path.dirname(os.path.abspath(__file__))
 # the same long, open-ended prompt for every client, so that no stream ends early on EOS
 PROMPT = "Count from one to one thousand, in words, separated by commas: one, two, three, four, five,"
+
+
+class Prompts:
+    """The prompt of each request: PROMPT for all, or (distinct) a new label before it each time."""
+
+    def __init__(self, distinct: bool):
+        self.distinct = distinct
+        self.count = 0
+
+    def next(self) -> str:
+        if not self.distinct:
+            return PROMPT
+        k, self.count = self.count, self.count + 1
+        # a letter then a digit: one token each in the BPE and SentencePiece vocabularies tried
+        # (SmolLM2, Llama 2), so every label has the same length and a different first token
+        return f"{chr(ord('A') + k % 26)}{k // 26 % 10}. {PROMPT}"
 
 
 def free_port() -> int:
@@ -141,9 +165,9 @@ def end_token_bias(model: Optional[str]) -> Dict[str, float]:
 LOGIT_BIAS: Dict[str, float] = {}
 
 
-async def one_stream(client: httpx.AsyncClient, url: str, n_tokens: int, timeout: float) -> StreamResult:
+async def one_stream(client: httpx.AsyncClient, url: str, prompt: str, n_tokens: int, timeout: float) -> StreamResult:
     # ignore_eos: llama-server's switch for the same thing (the others ignore the field)
-    body = {"prompt": PROMPT, "max_tokens": n_tokens, "temperature": 0, "stream": True,
+    body = {"prompt": prompt, "max_tokens": n_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}, "ignore_eos": True}
     if LOGIT_BIAS:
         body["logit_bias"] = LOGIT_BIAS
@@ -198,11 +222,12 @@ def pct(xs: List[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
-async def run_level(url: str, clients: int, n_tokens: int, timeout: float) -> Dict[str, float]:
+async def run_level(url: str, clients: int, n_tokens: int, timeout: float, prompts: Prompts) -> Dict[str, float]:
     limits = httpx.Limits(max_connections=clients + 2)
+    texts = [prompts.next() for _ in range(clients)]
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(one_stream(client, url, n_tokens, timeout) for _ in range(clients)))
+        results = await asyncio.gather(*(one_stream(client, url, p, n_tokens, timeout) for p in texts))
         wall = time.perf_counter() - t0
     ok = [r for r in results if r.ok]
     tokens = sum(r.tokens for r in ok)
@@ -217,35 +242,46 @@ async def run_level(url: str, clients: int, n_tokens: int, timeout: float) -> Di
     }
 
 
+# edgellama's /metrics counters read per round: name in the row -> metric
+ENGINE_METRICS = {"steps": "batch_steps_total", "rows": "batch_rows_total", "seconds": "batch_seconds_total",
+                  # prompt tokens reused from the slot's own KV cache, and copied from another slot's
+                  "prompt_cached": "prompt_tokens_cached_total", "prompt_shared": "prompt_tokens_shared_total"}
+
+
 def engine_counters(url: str) -> Optional[Dict[str, float]]:
-    """edgellama's batch-engine counters from /metrics (steps, rows, seconds in forward passes); None
-    for a server without them."""
+    """edgellama's batch-engine counters from /metrics (forward passes, rows, seconds in them, prompt
+    tokens reused); None for a server without them (the prompt ones may be missing: older servers)."""
     try:
         text = httpx.get(url + "/metrics", timeout=10).text
     except Exception:  # noqa: BLE001 - other servers may have no /metrics
         return None
     got = {}
-    for key in ("steps", "rows", "seconds"):
+    for key, metric in ENGINE_METRICS.items():
         for line in text.splitlines():
-            if line.startswith(f"edgellama_batch_{key}_total"):
+            if line.startswith(f"edgellama_{metric} "):
                 got[key] = float(line.split()[-1])
-    return got if len(got) == 3 else None
+    return got if {"steps", "rows", "seconds"} <= got.keys() else None
 
 
-def bench_target(name: str, url: str, levels: List[int], n_tokens: int, timeout: float) -> List[Dict[str, float]]:
-    asyncio.run(run_level(url, 1, 8, timeout))  # warm-up: page the weights in
+def bench_target(name: str, url: str, levels: List[int], n_tokens: int, timeout: float,
+                 distinct_prompts: bool = False) -> List[Dict[str, float]]:
+    prompts = Prompts(distinct_prompts)
+    asyncio.run(run_level(url, 1, 8, timeout, prompts))  # warm-up: page the weights in
     rows = []
     for c in levels:
         before = engine_counters(url)
-        row = asyncio.run(run_level(url, c, n_tokens, timeout))
+        row = asyncio.run(run_level(url, c, n_tokens, timeout, prompts))
         after = engine_counters(url)
         row["target"] = name
+        row["prompts"] = "distinct" if distinct_prompts else "identical"
         rows.append(row)
         if before and after:  # where the wall time went: forward passes vs everything else
-            d = {k: after[k] - before[k] for k in after}
+            d = {k: after[k] - before[k] for k in after if k in before}
             row.update(engine_steps=d["steps"], engine_rows_per_step=d["rows"] / max(1.0, d["steps"]),
                        engine_ms_per_step=1e3 * d["seconds"] / max(1.0, d["steps"]),
                        engine_busy=d["seconds"] / row["wall_s"])
+            if "prompt_shared" in d:
+                row.update(engine_prompt_cached=d["prompt_cached"], engine_prompt_shared=d["prompt_shared"])
         print(f"{name:17s} {c:3d} clients  {row['aggregate_tok_s']:8.1f} tok/s  TTFT p50 {row['ttft_p50_ms']:7.1f} "
               f"p99 {row['ttft_p99_ms']:7.1f} ms  ITL p50 {row['itl_p50_ms']:6.1f} p99 {row['itl_p99_ms']:6.1f} ms  "
               f"failed {row['failed']} short {row['short_streams']}", flush=True)
@@ -253,6 +289,9 @@ def bench_target(name: str, url: str, levels: List[int], n_tokens: int, timeout:
             print(f"{'':17s}     engine: {row['engine_steps']:.0f} forward passes, {row['engine_rows_per_step']:.2f} rows "
                   f"and {row['engine_ms_per_step']:.1f} ms each, {100 * row['engine_busy']:.0f}% of the wall time",
                   flush=True)
+        if "engine_prompt_shared" in row:
+            print(f"{'':17s}     prompt tokens reused: {row['engine_prompt_cached']:.0f} from the slot's own cache, "
+                  f"{row['engine_prompt_shared']:.0f} copied from another slot's", flush=True)
     return rows
 
 
@@ -268,6 +307,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("-c", "--ctx", type=int, default=512, help="context per slot (default: %(default)s)")
     ap.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in seconds")
+    ap.add_argument("--distinct-prompts", action="store_true",
+                    help="a different prompt of the same length for every request (no shared prefix); "
+                         "default: the same prompt for all")
     ap.add_argument("--json", help="write the rows to this file")
     args = ap.parse_args(argv)
     levels = [int(x) for x in args.clients.split(",") if x.strip()]
@@ -276,7 +318,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows: List[Dict[str, float]] = []
     LOGIT_BIAS.update(end_token_bias(args.model))
     if args.url:
-        rows += bench_target("url", args.url.rstrip("/"), levels, args.tokens, args.timeout)
+        rows += bench_target("url", args.url.rstrip("/"), levels, args.tokens, args.timeout, args.distinct_prompts)
     else:
         if not args.model:
             ap.error("MODEL is required unless --url is given")
@@ -286,7 +328,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             cmd = launch_command(target, args.model, port, max(levels), args.ctx, args.threads, args.llama_server)
             server = Launched(cmd, url)
             try:
-                rows += bench_target(target, url, levels, args.tokens, args.timeout)
+                rows += bench_target(target, url, levels, args.tokens, args.timeout, args.distinct_prompts)
             finally:
                 server.stop()
     for target in sorted({r["target"] for r in rows}):
@@ -296,7 +338,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"{target}: aggregate throughput vs 1 client: {scale}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": args.model, "threads": args.threads, "tokens": args.tokens, "rows": rows}, f, indent=1)
+            json.dump({"model": args.model, "threads": args.threads, "tokens": args.tokens,
+                       "prompts": "distinct" if args.distinct_prompts else "identical", "rows": rows}, f, indent=1)
     return 1 if any(r["failed"] or r["short_streams"] for r in rows) else 0
 
 

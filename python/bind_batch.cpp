@@ -1,5 +1,5 @@
 // Context's multi-sequence methods (cpp/include/edgellama/batch.h): decode_batch, n_past_seq,
-// truncate_seq, n_seq. Added to the Context class that bind_model registers.
+// truncate_seq, copy_seq_prefix, n_seq. Added to the Context class that bind_model registers.
 #include <pybind11/numpy.h>
 
 #include "bindings.h"
@@ -86,5 +86,9 @@ void bind_batch(py::module_& m) {
       .def("n_past_seq", &Context::n_past_seq, py::arg("seq"))
       .def("truncate_seq", &Context::truncate_seq, py::arg("seq"), py::arg("n"))
       .def("can_truncate_seq", &Context::can_truncate_seq, py::arg("seq"), py::arg("n"))
+      .def("copy_seq_prefix", &Context::copy_seq_prefix, py::arg("src"), py::arg("dst"), py::arg("n"),
+           py::call_guard<py::gil_scoped_release>(),
+           "Make sequence dst hold sequence src's first n positions (all layers' K and V, copied: the "
+           "same bits as evaluating them in dst); dst's previous entries are dropped.")
       .def_property_readonly("n_seq", &Context::n_seq);
 }

@@ -137,3 +137,43 @@ def test_bad_batches_raise_and_leave_state(tiny):
         c.truncate_seq(0, 2)
     with pytest.raises(ValueError, match="n_seq"):
         _ctx(tiny, 0)
+
+
+@pytest.mark.parametrize("precision,kv", [("fast", "f16"), ("exact", "f32"), ("fast", "f32")])
+def test_copy_seq_prefix_equals_evaluating_it(tiny, precision, kv):
+    """Context.copy_seq_prefix (the server's cross-slot prompt-prefix sharing): a sequence that got
+    the first n positions copied from another and then evaluates its own continuation gives the
+    same logits, bit for bit, as evaluating everything itself. The source ran past n (a stream in
+    mid-generation) and is left unchanged; the destination's previous entries are dropped."""
+    rng = np.random.default_rng(7)
+    src_tokens = rng.integers(0, 96, size=45).tolist()
+    for n in (0, 1, 17, 33, 45):
+        tail = rng.integers(0, 96, size=9).tolist()  # diverges from the source right after n
+        c = _ctx(tiny, 3, precision=precision, kv=kv, n_batch=8)
+        c.decode_batch(np.array(src_tokens, np.int32), np.zeros(45, np.int32))
+        c.decode_batch(np.array(tail[::-1] * 3, np.int32), np.ones(27, np.int32))  # dst holds something else
+        c.copy_seq_prefix(0, 1, n)
+        assert c.n_past_seq(1) == n and c.n_past_seq(0) == 45
+        n_tail = len(tail)
+        got = c.decode_batch(np.array(tail, np.int32), np.ones(n_tail, np.int32), want_logits=np.ones(n_tail, bool))
+        want = _alone(tiny, src_tokens[:n] + tail, precision, kv)[n:]
+        np.testing.assert_array_equal(got, want, err_msg=f"n={n}")
+        # the source continues as if nothing happened
+        more = c.decode_batch(np.array(tail[:3], np.int32), np.zeros(3, np.int32), want_logits=np.ones(3, bool))
+        np.testing.assert_array_equal(more, _alone(tiny, src_tokens + tail[:3], precision, kv)[45:], err_msg=f"n={n}")
+
+
+def test_copy_seq_prefix_rejects_bad_arguments(tiny):
+    c = _ctx(tiny, 2)
+    c.decode_batch(np.arange(10, dtype=np.int32), np.zeros(10, np.int32))
+    c.decode_batch(np.arange(4, dtype=np.int32), np.ones(4, np.int32))
+    with pytest.raises(ValueError, match=r"copy_seq_prefix \(src\): sequence id 2 is outside 0..1"):
+        c.copy_seq_prefix(2, 1, 1)
+    with pytest.raises(ValueError, match=r"copy_seq_prefix \(dst\): sequence id -1 is outside 0..1"):
+        c.copy_seq_prefix(0, -1, 1)
+    for n in (11, -1):
+        with pytest.raises(ValueError, match=rf"cannot copy {n} positions of sequence 0, which holds 10"):
+            c.copy_seq_prefix(0, 1, n)
+    assert c.n_past_seq(1) == 4  # unchanged
+    c.copy_seq_prefix(1, 1, 2)  # onto itself: a rollback
+    assert c.n_past_seq(1) == 2

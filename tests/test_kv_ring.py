@@ -205,3 +205,60 @@ def test_kv_memory_saved_at_8k(models):
     assert full.kv_bytes == 6 * 8192 * row
     assert ring.kv_bytes == (1 * 8192 + 5 * 2 * (8 + 512 + 96)) * row
     print(f"gemma3 tiny n_ctx 8192 KV: {full.kv_bytes} -> {ring.kv_bytes} bytes")
+
+
+@pytest.mark.parametrize("name", ["gemma2", "gemma3"])
+def test_copy_seq_prefix_through_the_ring(models, name):
+    """Context.copy_seq_prefix (the server's cross-slot prefix sharing) with ring layers: the
+    positions the source's ring still holds up to n are copied to both ring copies, and the copy
+    continues with the full cache's bits; a prefix whose window the ring overwrote is refused."""
+    path = models[name][1]
+    t, alt = toks(SEQ), toks(40, seed=9)
+    for precision, kv in MODES:
+        c = ctx(path, precision, kv, n_seq=3)
+        c.decode_batch(t[:250], np.zeros(250, np.int32))  # the ring wrapped twice
+        c.decode_batch(alt[::-1].copy(), np.full(40, 2, np.int32))  # the destination holds something else
+        for n in (250, 250 - (N_BATCH + 1)):  # all of it, and the deepest the ring allows
+            c.copy_seq_prefix(0, 2, n)
+            assert c.n_past_seq(2) == n
+            want = ctx(path, precision, kv, swa_full=True).decode(np.concatenate([t[:n], alt]), True)[n:]
+            got = c.decode_batch(alt, np.full(40, 2, np.int32), np.ones(40, bool))
+            np.testing.assert_array_equal(got, want, err_msg=f"{precision}/{kv} n={n}")
+        # short prefixes the ring still holds from position 0 (seq 1: 60 tokens, no wrap)
+        c.decode_batch(t[:60], np.ones(60, np.int32))
+        c.copy_seq_prefix(1, 2, 37)
+        want = ctx(path, precision, kv, swa_full=True).decode(np.concatenate([t[:37], alt]), True)[37:]
+        np.testing.assert_array_equal(c.decode_batch(alt, np.full(40, 2, np.int32), np.ones(40, bool)), want)
+        # deeper than the source's ring holds: refused, the destination unchanged
+        with pytest.raises(ValueError, match=r"copy_seq_prefix: sequence 0's sliding-window layers keep only .*"
+                                             r"window before position 100"):
+            c.copy_seq_prefix(0, 2, 100)
+        assert c.n_past_seq(2) == 77
+
+
+def test_server_engine_shares_a_prefix_only_while_the_ring_holds_it(models):
+    """The batch server's cross-slot prefix sharing (edgellama.server.engine) on a ring model: a
+    prefix whose window the source slot's ring overwrote is evaluated instead of copied; one the
+    ring still holds is copied, and the continuation has the full cache's bits."""
+    from edgellama.server.engine import BatchEngine
+
+    path = models["gemma3"][1]
+    t = toks(SEQ)
+    engine = BatchEngine(_core.Model(str(path)), n_slots=2, n_ctx=N_CTX, n_threads=1, step_tokens=N_BATCH,
+                         type_k="f32", type_v="f32", precision="exact")
+    try:
+        assert engine.ctx.kv_ring_size == 8 + N_BATCH + 96
+        source = engine.acquire()
+        engine.evaluate(source, t[:270], all_logits=False)  # the ring keeps positions 150.. only
+        early = engine.acquire(t[:40].tolist())  # wants 39 tokens: their window is gone
+        assert early.tokens == [] and engine.prompt_tokens_shared == 0
+        engine.release(early)
+        late = engine.acquire(t[:265].tolist())  # wants 264: within what the ring holds
+        assert late.tokens == t[:264].tolist() and engine.prompt_tokens_shared == 264
+        got = engine.evaluate(late, t[264:280], all_logits=True)
+        want = ctx(path, "exact", "f32", swa_full=True).decode(t[:280], True)[264:]
+        np.testing.assert_array_equal(got, want)
+        engine.release(late)
+        engine.release(source)
+    finally:
+        engine.stop()

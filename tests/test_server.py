@@ -285,17 +285,45 @@ def test_is_loopback():
     assert not any(map(is_loopback, ["0.0.0.0", "192.168.1.5", "::", "example.com"]))
 
 
-def test_load_benchmark_tiny_run(server, tmp_path):
-    """benchmarks/server_load.py against the running server: 1 and 2 clients x 4 tokens."""
+@pytest.mark.parametrize("distinct", [False, True])
+def test_load_benchmark_tiny_run(server, tmp_path, distinct):
+    """benchmarks/server_load.py against the running server: 1 and 2 clients x 4 tokens, the same
+    prompt for all (the second client of the 2-client round gets it copied from the slot the
+    earlier rounds left it in) or a distinct one each (nothing shared)."""
     mod = _load_benchmark_module()
     out = tmp_path / "load.json"
     assert mod.main(["--url", server.base_url, "--clients", "1,2", "-n", "4", "--timeout", "60",
-                     "--json", str(out)]) == 0
+                     "--json", str(out)] + ["--distinct-prompts"] * distinct) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [r["clients"] for r in rows] == [1, 2]
     for r in rows:
         assert r["failed"] == 0 and r["tokens"] == 4 * r["clients"] and r["aggregate_tok_s"] > 0
         assert r["ttft_p50_ms"] > 0 and r["itl_p50_ms"] > 0
+        assert r["prompts"] == ("distinct" if distinct else "identical")
+    if distinct:
+        assert [(r["engine_prompt_cached"], r["engine_prompt_shared"]) for r in rows] == [(0, 0), (0, 0)]
+    else:
+        n = len(mod.Prompts(False).next())  # characters: more than its tokens
+        # round 1 reuses the warm-up's slot; in round 2 one client does, the other gets a copy
+        assert rows[0]["engine_prompt_shared"] == 0 and 10 < rows[0]["engine_prompt_cached"] < n
+        assert rows[1]["engine_prompt_shared"] + rows[1]["engine_prompt_cached"] == 2 * rows[0]["engine_prompt_cached"]
+        assert rows[1]["engine_prompt_shared"] > 10
+
+
+def test_benchmark_distinct_prompts_share_no_token(smollm2_path, llama2_tokenizer_model):
+    """--distinct-prompts: same length, and no two of 26 requests share their first token (SmolLM2's
+    BPE and Llama 2's SentencePiece vocabularies)."""
+    import sentencepiece as spm
+
+    mod = _load_benchmark_module()
+    prompts = mod.Prompts(True)
+    texts = [prompts.next() for _ in range(26)]
+    vocab = Llama(str(smollm2_path), vocab_only=True)
+    sp = spm.SentencePieceProcessor(model_file=str(llama2_tokenizer_model))
+    for ids in ([vocab.tokenize(t.encode()) for t in texts], [sp.encode(t) for t in texts]):
+        assert len({len(i) for i in ids}) == 1
+        assert len({i[0] for i in ids}) == 26
+    assert prompts.next().startswith("A1. ") and mod.Prompts(False).next() == mod.PROMPT
 
 
 def _load_benchmark_module():

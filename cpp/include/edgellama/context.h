@@ -70,6 +70,15 @@ class Context {
   // only while the window before n has not been overwritten (a rollback of up to n_batch + 1
   // positions always works). Otherwise clear the sequence (truncate to 0) and re-evaluate.
   bool can_truncate_seq(int64_t seq, int64_t n) const;
+  // Make sequence dst hold sequence src's first n positions (all layers, K and V), as if dst had
+  // evaluated the same n tokens itself: the rows are the same bits (a row's K/V depend only on its
+  // token, its position and the positions before it; positions are unchanged, so RoPE'd keys are
+  // valid as they are). dst's previous entries are dropped; src is unchanged. The server's
+  // cross-slot prompt-prefix sharing. Defined in context_seq_copy.cpp.
+  // Throws ArgumentError (state unchanged) for a bad sequence id, n outside 0..n_past_seq(src), or
+  // when can_truncate_seq(src, n) is false (src's sliding-window ring no longer holds the window
+  // before n). src == dst is truncate_seq(dst, n).
+  void copy_seq_prefix(int64_t src, int64_t dst, int64_t n);
   // Positions per sequence a sliding-window layer's ring keeps (0: no ring, every layer has n_ctx).
   int64_t kv_ring_size() const { return ring_; }
   // Bytes of K/V cache memory (all layers and sequences).

@@ -16,9 +16,19 @@ still sampling their next token, so the streams stay in phase and share each ste
 are read once per step for all of them). A row's logits do not depend on the rest of the batch
 (batch.h), so a request's output is the same whether it ran alone or beside others.
 
-Slots: ``n_slots`` sequences of the context, each with its own KV region and token history. A
-request takes the free slot whose cached tokens share the longest prefix with its prompt
-(prompt-prefix reuse: only the rest is evaluated). Cancelling a request (client gone) makes its
+Slots: ``n_slots`` sequences of the context, each with its own KV region and token history.
+Prompt-prefix reuse: a request evaluates only the part of its prompt that no slot's cache holds.
+When it takes a slot (:meth:`BatchEngine.acquire`), the longest prefix of its prompt (all but the
+last token, which is always evaluated for its logits) that ANY slot holds -- its own, an idle one's
+or one still streaming, where only the matching tokens count -- is copied into its slot's KV region
+(Context.copy_seq_prefix: a memcpy per layer, the same bits as evaluating it there) when that is
+longer than what its own slot holds. Agent frameworks and chat UIs send the same system prompt with
+every request: it is prefilled once, not once per slot (vLLM calls this automatic prefix caching).
+Requests that arrive together with the same new prompt share too (:meth:`BatchEngine._plan`): a
+prompt chunk that another request computes in the same step waits one step and is copied then.
+Which free slot a request takes (:func:`_slot_preference`): one that already holds that longest
+prefix (nothing to copy), else an empty one (no other cache is overwritten), else the one with the
+longest own prefix, then the least recently used. Cancelling a request (client gone) makes its
 next or pending evaluation raise :class:`RequestCancelled` within one step; its slot is then free.
 """
 
@@ -27,7 +37,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -76,6 +86,27 @@ class Slot:
         self.between_steps = False  # got logits, its next tokens are expected soon
 
 
+def _slot_preference(slots: Sequence[Slot], wanted: Sequence[int]):
+    """The sort key that picks the free slot for a request whose prompt (less its last token) is
+    ``wanted`` (read under the engine's condition lock; the token lists are snapshots). Any slot's
+    prefix is copied in afterwards, so the choice decides only whether a copy is needed and which
+    cache gets overwritten:
+
+    1. a slot that already holds the longest prefix any slot holds: nothing to copy -- unless that
+       is a single token (the BOS every prompt starts with), not worth overwriting a cache for;
+    2. an empty slot: no cache is lost, and the prefix is copied in (a memcpy per layer);
+    3. the longest own prefix (the most of its cache survives), then the least recently used.
+    """
+    prefix = {s.seq: _common_prefix(list(s.tokens), wanted) for s in slots}
+    longest = max(prefix.values(), default=0)
+
+    def key(s: Slot):
+        own = prefix[s.seq]
+        return (own == longest and own > 1, not s.tokens, own, -s.last_used)
+
+    return key
+
+
 class BatchEngine:
     """N slots over one model; see the module docstring."""
 
@@ -101,6 +132,9 @@ class BatchEngine:
         self.steps = 0
         self.rows_evaluated = 0
         self.step_seconds = 0.0
+        self.prompt_tokens_own_cache = 0  # prompt tokens a request found in its own slot's cache
+        self.prompt_tokens_shared = 0  # ... and those copied from another slot's cache (beyond its own)
+        self.shared_prefix_copies = 0  # copies from another slot (at acquire, or per chunk in _plan)
         # when a list: each step appends [(seq, rows), ...] (tests check the scheduling with it)
         self.step_log: Optional[List[List[tuple]]] = None
         self._thread = threading.Thread(target=self._run, name="edgellama-batch-engine", daemon=True)
@@ -110,10 +144,13 @@ class BatchEngine:
 
     def acquire(self, prompt_hint: Optional[Sequence[int]] = None, timeout: Optional[float] = None,
                 cancelled: Optional[threading.Event] = None) -> Slot:
-        """A free slot, preferring the longest cached prefix of ``prompt_hint``, then the least
-        recently used. Blocks while all slots are busy (the HTTP layer bounds the queue); raises
-        RequestCancelled once ``cancelled`` is set (see :meth:`wake`)."""
+        """A free slot (see :func:`_slot_preference`) holding the longest prefix of ``prompt_hint``
+        (the request's prompt) that any slot's cache holds, but at least one token short of it (see
+        :meth:`_copy_shared_prefix`). Blocks while all slots are busy (the HTTP layer bounds the
+        queue); raises RequestCancelled once ``cancelled`` is set (see :meth:`wake`)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        # the last prompt token is always evaluated: its logits choose the first generated token
+        wanted = [int(t) for t in (prompt_hint or [])][:-1]
         with self._cond:
             while True:
                 if self._stopping:
@@ -122,16 +159,56 @@ class BatchEngine:
                     raise RequestCancelled("request cancelled while waiting for a slot")
                 free = [s for s in self.slots if not s.busy]
                 if free:
-                    hint = list(prompt_hint or [])
-                    best = max(free, key=lambda s: (_common_prefix(s.tokens, hint), -s.last_used))
+                    best = max(free, key=_slot_preference(self.slots, wanted))
                     best.busy = True
                     best.cancelled.clear()
                     best.between_steps = False
-                    return best
+                    break
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError("no free slot")
                 self._cond.wait(left)
+        try:
+            self._copy_shared_prefix(best, wanted)
+        except BaseException:
+            self.release(best)
+            raise
+        return best
+
+    def _copy_shared_prefix(self, slot: Slot, wanted: List[int]) -> None:
+        """At acquire: make ``slot`` (just taken, nothing pending) hold the longest prefix of
+        ``wanted`` that any slot's cache holds. Counts the reused tokens for /metrics."""
+        if not wanted:
+            return
+        own, n = self._take_longest_prefix(slot, wanted)
+        with self._cond:  # the engine thread counts too (_plan)
+            self.prompt_tokens_own_cache += own
+            self.prompt_tokens_shared += n - own
+            self.shared_prefix_copies += n > own
+
+    def _take_longest_prefix(self, slot: Slot, wanted: Sequence[int]) -> Tuple[int, int]:
+        """Cross-slot prefix sharing: when another slot's cache holds a longer prefix of ``wanted``
+        than ``slot`` does, copy its K/V rows into ``slot`` (Context.copy_seq_prefix). ``slot`` has
+        no evaluation in flight. Returns (what ``slot`` held of ``wanted``, what it holds now)."""
+        # Under the context lock: no forward pass writes, and no slot's own thread truncates (it
+        # holds this lock too), while we read the token lists and copy. The engine thread appends
+        # to a slot's list only after that slot's rows are in its cache, so every token a snapshot
+        # shows has its K/V there.
+        with self._ctx_lock:
+            own = _common_prefix(slot.tokens, wanted)
+            source, n = None, own
+            for other in self.slots:
+                if other is slot:
+                    continue
+                held = list(other.tokens)  # a snapshot: the engine thread may append meanwhile
+                k = _common_prefix(held, wanted)
+                # a sliding-window ring that no longer holds the window before k cannot give it
+                if k > n and self.ctx.can_truncate_seq(other.seq, k):
+                    source, n = other, k
+            if source is not None:
+                self.ctx.copy_seq_prefix(source.seq, slot.seq, n)
+                slot.tokens[:] = wanted[:n]
+        return own, n
 
     def release(self, slot: Slot) -> None:
         with self._cond:
@@ -242,22 +319,55 @@ class BatchEngine:
         self._pending = live
         return live
 
+    def _plan(self, live: List[_EvalRequest]) -> List[Tuple[_EvalRequest, int, int]]:
+        """The rows of the next step, (request, first row, count) each; called locked. Shortest
+        first: decode steps of running streams, then prompt chunks, up to step_tokens rows.
+
+        Prompt chunks share with other slots here too (requests that arrive together with the
+        same new prompt: an agent's parallel calls, the first burst after a start): a chunk whose
+        tokens another slot's cache now holds is copied from there (that slot computed them in an
+        earlier step), and a chunk whose tokens another request computes in this very step waits
+        one step to copy them then. So a prefix is evaluated once however many requests want it.
+        Only for requests that want the last row's logits (prompts): a request that wants every
+        row's (a speculative verification) evaluates all of its rows."""
+        live.sort(key=lambda r: r.remaining)
+        budget = self.step_tokens
+        plan = []
+        will_hold: List[List[int]] = []  # what the slots of the planned prompt chunks hold after the step
+        for r in live:
+            if budget == 0:
+                break
+            shares = r.remaining > 1 and not r.all_logits
+            if shares:
+                wanted = r.slot.tokens + r.tokens[r.done_rows:-1].tolist()  # the last row is computed
+                held = len(r.slot.tokens)
+                try:
+                    own, n = self._take_longest_prefix(r.slot, wanted)
+                except Exception as e:  # noqa: BLE001 - to the request: the engine thread lives on
+                    r.error = e
+                    self._pending.remove(r)
+                    r.finished.set()
+                    continue
+                if n > own:  # own == held: the slot's tokens are a prefix of wanted
+                    r.done_rows += n - held
+                    self.prompt_tokens_shared += n - held
+                    self.shared_prefix_copies += 1
+                if any(_common_prefix(after, wanted) > n for after in will_hold):
+                    continue  # computed by another request in this step: copy it in the next one
+            k = min(r.remaining, budget)
+            plan.append((r, r.done_rows, k))
+            budget -= k
+            if shares:
+                will_hold.append(r.slot.tokens + r.tokens[r.done_rows:r.done_rows + k].tolist())
+        return plan
+
     def _run(self) -> None:
         while True:
             with self._cond:
                 live = self._gather()
                 if self._stopping:
                     return
-                # shortest first: decode steps of running streams, then prompt chunks
-                live.sort(key=lambda r: r.remaining)
-                budget = self.step_tokens
-                plan = []  # (request, start, count)
-                for r in live:
-                    if budget == 0:
-                        break
-                    k = min(r.remaining, budget)
-                    plan.append((r, r.done_rows, k))
-                    budget -= k
+                plan = self._plan(live)
             if not plan:
                 continue
             if self.step_log is not None:
@@ -301,4 +411,6 @@ class BatchEngine:
 
     def stats(self) -> Dict[str, float]:
         return {"steps": self.steps, "rows": self.rows_evaluated, "step_seconds": self.step_seconds,
-                "busy_slots": self.busy_slots, "n_slots": len(self.slots)}
+                "busy_slots": self.busy_slots, "n_slots": len(self.slots),
+                "prompt_tokens_own_cache": self.prompt_tokens_own_cache,
+                "prompt_tokens_shared": self.prompt_tokens_shared, "shared_prefix_copies": self.shared_prefix_copies}

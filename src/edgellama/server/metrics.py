@@ -78,4 +78,15 @@ class Metrics:
         metric("batch_steps_total", "counter", "Forward passes of the batch engine.", [((), g["steps"])])
         metric("batch_rows_total", "counter", "Token rows evaluated by the batch engine.", [((), g["rows"])])
         metric("batch_seconds_total", "counter", "Time spent in forward passes.", [((), round(g["step_seconds"], 6))])
+        # prompt-prefix reuse (engine.py): tokens not evaluated because a cache already held them
+        metric("prompt_tokens_cached_total", "counter",
+               "Prompt tokens a request found in its own slot's KV cache (not evaluated).",
+               [((), g["prompt_tokens_own_cache"])])
+        metric("prompt_tokens_shared_total", "counter",
+               "Prompt tokens whose KV rows were copied from another slot's cache instead of evaluated.",
+               [((), g["prompt_tokens_shared"])])
+        metric("prefix_copies_total", "counter",
+               "Copies of prompt K/V rows from another slot (when a request starts; per prompt chunk "
+               "for requests that arrive together).",
+               [((), g["shared_prefix_copies"])])
         return "\n".join(lines) + "\n"
