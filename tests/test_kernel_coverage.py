@@ -13,9 +13,10 @@ from edgellama import _core
 # kernels dot against. A file that used one as a weight would run through the exact path.
 ACTIVATION_ONLY = {"Q8_1": "ggml's activation format for Q4_1/Q5_1", "Q8_K": "ggml's activation format for the K-quants"}
 PACKED_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"}
-# Packed only where the set has a packed kernel (model_packing.cpp packs a type only then): IQ4_NL's is
-# AVX-512 (a machine with AVX2 alone keeps IQ4_NL in the file's layout, where its AVX2 kernel reads it).
-PACKED_EXTRA = {"avx2": set(), "avx512": {"IQ4_NL"}}
+# Packed only where the set has a packed kernel (model_packing.cpp packs a type only then): IQ4_NL's and
+# IQ4_XS's are
+# AVX-512 (a machine with AVX2 alone keeps them in the file's layout, where its AVX2 kernels read them).
+PACKED_EXTRA = {"avx2": set(), "avx512": {"IQ4_NL", "IQ4_XS"}}
 
 
 @pytest.mark.parametrize("isa", _core.available_isas())

@@ -21,9 +21,9 @@ G = 8  # rows per packed group
 LAYOUT = {
     "Q4_0": (18, [0]), "Q4_1": (20, [0, 2]), "Q5_0": (22, [0]), "Q5_1": (24, [0, 2]), "Q8_0": (34, [0]),
     "Q2_K": (84, [80, 82]), "Q3_K": (110, [108]), "Q4_K": (144, [0, 2]), "Q5_K": (176, [0, 2]),
-    "Q6_K": (210, [208]), "IQ4_NL": (18, [0]),
+    "Q6_K": (210, [208]), "IQ4_NL": (18, [0]), "IQ4_XS": (136, [0, 2]),
 }
-BLOCK_VALUES = {t: (256 if t.endswith("_K") else 32) for t in LAYOUT}
+BLOCK_VALUES = {t: (256 if t.endswith("_K") or t == "IQ4_XS" else 32) for t in LAYOUT}
 
 
 def numpy_pack(rows: np.ndarray, block_bytes: int, halves: list[int]) -> np.ndarray:

@@ -35,6 +35,7 @@ EL_DECLARE_GEMM(avx2_gemm_tq1_0);
 EL_DECLARE_GEMM(avx2_gemm_tq2_0);
 EL_DECLARE_GEMM(avx2_gemm_mxfp4);
 EL_DECLARE_GEMM(avx512_gemm_iq4_nl);
+EL_DECLARE_GEMM(avx512_gemm_iq4_xs);
 EL_DECLARE_GRID_GEMMS(avx2)
 // IQ4_NL with a given Q8_0 prefill kernel (one that follows gemm_rows8_ref's Q8_0 sequence)
 void avx2_gemm_iq4_nl_via(GemmFn q8_0_prefill, int64_t n, const uint8_t* w, size_t ws, int64_t nr,

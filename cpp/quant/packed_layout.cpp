@@ -30,6 +30,7 @@ constexpr PackedType kPacked[] = {
     {GGMLType::Q5_K, 176, 2, {0, 2}},   // d dmin scales[12] qh[32] qs[128]
     {GGMLType::Q6_K, 210, 1, {208, 0}}, // ql[128] qh[64] scales[16] d
     {GGMLType::IQ4_NL, 18, 1, {0, 0}},  // d qs[16] (Q4_0's layout; packed kernel: avx512 only)
+    {GGMLType::IQ4_XS, 136, 2, {0, 2}}, // d scales_h scales_l[4] qs[128] (packed kernel: avx512 only)
 };
 
 const PackedType* find(GGMLType t) {

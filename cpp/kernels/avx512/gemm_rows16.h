@@ -56,6 +56,9 @@ void gemm_q8_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const 
                       float* y, size_t ys);
 void gemm_iq4_nl_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                         float* y, size_t ys);
+// Any token count (the avx512 set's IQ4_XS kernel in the file layout packs groups on the fly for it).
+void gemm_iq4_xs_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                        float* y, size_t ys);
 void gemm_q3_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys);
 void gemm_q2_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,

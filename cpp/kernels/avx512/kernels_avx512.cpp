@@ -434,6 +434,7 @@ constexpr KernelSet make_overrides() {
   k.gemm[int(GGMLType::Q5_K)] = gemm_q45_k<true>;
   k.gemm[int(GGMLType::Q6_K)] = gemm_q6_k;
   k.gemm[int(GGMLType::IQ4_NL)] = avx512_gemm_iq4_nl;  // iquant_avx512.cpp
+  k.gemm[int(GGMLType::IQ4_XS)] = avx512_gemm_iq4_xs;  // iquant_avx512.cpp
   // Packed weights (tests/test_packed_weights.py: same bits as the kernels above): VNNI passes of up
   // to 8 tokens over the packed groups (packed_decode_avx512.cpp) for up to kPackedMaxTokens tokens
   // (decode, server batches, speculative verification); beyond, matmul unpacks two groups at a time
@@ -449,6 +450,7 @@ constexpr KernelSet make_overrides() {
   k.gemm_packed[int(GGMLType::Q5_K)] = avx512_packed::gemm_q5_k_packed;
   k.gemm_packed[int(GGMLType::Q6_K)] = avx512_packed::gemm_q6_k_packed;
   k.gemm_packed[int(GGMLType::IQ4_NL)] = avx512_packed::gemm_iq4_nl_packed;  // avx512 only: see packed_layout.cpp
+  k.gemm_packed[int(GGMLType::IQ4_XS)] = avx512_packed::gemm_iq4_xs_packed;
   k.packed_max_tokens = avx512_packed::kPackedMaxTokens;
   return k;
 }

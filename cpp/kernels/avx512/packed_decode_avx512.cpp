@@ -196,6 +196,62 @@ void direct_iq4nl(int64_t nb, const PackedPair& src, const uint8_t* a, size_t as
   for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
 }
 
+// ---- IQ4_XS: d scales_h scales_l[4] qs[128]; value = (ls_j - 32) * kIq4Values[nibble] in sub-block j ------
+// Per block: isum = sum_j (ls_j - 32) * (sum over sub-block j of w a) (exact int32, vpmulld), then
+// acc = fma(float(isum), d * da, acc): the sequence of the avx512 set's IQ4_XS kernel in the file layout
+// too (iquant_avx512.cpp packs groups on the fly for this kernel), so packed and not give the same bits.
+template <int T>
+void direct_iq4xs(int64_t nsb, const PackedPair& src, const uint8_t* a, size_t as, float* acc) {
+  __m512 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i levels = lanes4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
+  for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    // lane r: row r's scales_l word and its scales_h (a 2-byte unit, widened to the lane)
+    const __m512i sl = src.word16(b, 4);
+    const __m256i sh16 = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src.lo.at(b, 2)))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(src.hi.at(b, 2))), 1);
+    const __m512i sh = _mm512_cvtepu16_epi32(sh16);
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m512i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+    for (int j = 0; j < 8; ++j) {
+      const __m512i sc = _mm512_sub_epi32(
+          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(sl, 4 * j), _mm512_set1_epi32(0xF)),
+                          _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(sh, 2 * j), _mm512_set1_epi32(3)), 4)),
+          _mm512_set1_epi32(32));
+      __m512i x[4], w[8], wabs[8];
+      __mmask64 neg[8];
+      src.q16(b, 8 + 16 * size_t(j), x);  // word k: values 32j+4k.. (low nibbles), 32j+16+4k.. (high)
+      for (int k = 0; k < 4; ++k) {
+        w[k] = _mm512_shuffle_epi8(levels, _mm512_and_si512(x[k], m4));
+        w[k + 4] = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4));
+      }
+      for (int k = 0; k < 8; ++k) {
+        wabs[k] = _mm512_abs_epi8(w[k]);
+        neg[k] = _mm512_movepi8_mask(w[k]);
+      }
+      for (int t = 0; t < T; ++t) {
+        const int8_t* q = ab[t]->qs + 32 * j;
+        __m512i p0 = _mm512_setzero_si512(), p1 = _mm512_setzero_si512();
+        for (int k = 0; k < 8; k += 2) {
+          const __m512i a0 = bcast4(q + 4 * k), a1 = bcast4(q + 4 * k + 4);
+          p0 = _mm512_dpbusd_epi32(p0, wabs[k], _mm512_mask_sub_epi8(a0, neg[k], _mm512_setzero_si512(), a0));
+          p1 = _mm512_dpbusd_epi32(p1, wabs[k + 1], _mm512_mask_sub_epi8(a1, neg[k + 1], _mm512_setzero_si512(), a1));
+        }
+        iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(_mm512_add_epi32(p0, p1), sc));
+      }
+    }
+    const __m512 d = src.half16(b, 0);
+    for (int t = 0; t < T; ++t)
+      s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, _mm512_set1_ps(ab[t]->d)), s[t]);
+  }
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
+}
+
 // ---- Q4_K / Q5_K: d dmin scales[12] qs[128] (Q5_K: qh[32] before qs) --------------------------------
 template <bool kFive, int T>
 void direct_k45(int64_t nsb, const PackedPair& src, const uint8_t* a, size_t as, float* acc) {
@@ -441,6 +497,10 @@ struct Iq4NlD {
   template <int T>
   static void run(int64_t nb, const PackedPair& s, const uint8_t* a, size_t as, float* acc) { direct_iq4nl<T>(nb, s, a, as, acc); }
 };
+struct Iq4XsD {
+  template <int T>
+  static void run(int64_t nb, const PackedPair& s, const uint8_t* a, size_t as, float* acc) { direct_iq4xs<T>(nb, s, a, as, acc); }
+};
 struct Q8D {
   template <int T>
   static void run(int64_t nb, const PackedPair& s, const uint8_t* a, size_t as, float* acc) { direct_q8<T>(nb, s, a, as, acc); }
@@ -473,9 +533,11 @@ constexpr int64_t kMaxTokens = kPackedMaxTokens;
 template <class D, GemmFn kAvx2Packed, size_t kW, int64_t kValues, int kMaxT, int64_t kMaxTok = kMaxTokens>
 void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                  size_t ys) {
-  if (nt > kMaxTok) {
-    kAvx2Packed(n, w, ws, nr, a, as, nt, y, ys);
-    return;
+  if constexpr (kAvx2Packed != nullptr) {
+    if (nt > kMaxTok) {
+      kAvx2Packed(n, w, ws, nr, a, as, nt, y, ys);
+      return;
+    }
   }
   alignas(64) float acc[kMaxT * 16];
   const int64_t nb = n / kValues;
@@ -534,6 +596,11 @@ void gemm_q5_1_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const 
 void gemm_iq4_nl_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                         float* y, size_t ys) {
   gemm_packed<Iq4NlD, gemm_iq4_nl_unpacked, sizeof(iq::block_iq4_nl), 32, kLegacyMaxT>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_iq4_xs_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                        float* y, size_t ys) {
+  // every token count in passes of kKMaxT (no other IQ4_XS kernel has this sequence)
+  gemm_packed<Iq4XsD, nullptr, sizeof(iq::block_iq4_xs), QK_K, kKMaxT>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q8_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
