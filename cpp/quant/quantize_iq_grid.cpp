@@ -18,19 +18,23 @@
 //      IQ3_XXS) give the wrong sign to the value of an 8-group with an odd number of negatives that
 //      costs least (smallest w x^2); that value's target becomes -|x|. IQ1 has no sign bits: its
 //      grid holds -1, 0, 1 and a per-block (IQ1_S) or per-group (IQ1_M) shift of +-1/8.
-//   2. block scale: candidates s = max|a| / t with t from 0.75 to 1.25 times the largest level; for
-//      each, every group takes its best grid point for s (below), then s is refit by least squares
-//      (s = sum w a q / sum w q^2) and the candidate with the largest (sum w a q)^2 / sum w q^2 (the
-//      smallest error for its points) wins; then up to three rounds of re-choosing the points for the
-//      refit scale.
-//   3. stored scales: d = (largest block scale) / (grid_scale (2 max_ls + 1)), rounded to fp16; each
-//      block tries ls = nearest and its two neighbours with the points re-chosen for that exact
-//      stored scale, and keeps the smallest error.
+//   2. block scale: candidates s = max|a| / t with t from 0.75 to 1.25 times the largest level (the
+//      table's `steps` on each side); for each, every group takes its best grid point for s (below),
+//      then s is refit by least squares (s = sum w a q / sum w q^2) and the candidate with the largest
+//      (sum w a q)^2 / sum w q^2 (the smallest error for its points) wins; then up to three rounds of
+//      re-choosing the points for the refit scale.
+//   3. stored scales: d (fp16) is the candidate between (largest block scale) / (grid_scale
+//      (2 max_ls + 1)) and one ls step above it (denominator 2 max_ls + 1 down to 2 max_ls - 1, 21
+//      candidates) whose grid of stored scales d grid_scale (2 ls + 1) lies closest to the
+//      block scales (each block's error grows as sum w q^2 times the square of its scale's shift);
+//      then each block tries ls = nearest and its two neighbours with the points re-chosen for that
+//      exact stored scale, and keeps the smallest error (IQ1_S keeps the shift sign step 2 chose).
 // Best grid point of a group for a scale s: round every coordinate to its nearest level (the best
 // lattice point, since the error is a sum over coordinates); if that point is on the grid it is the
-// best grid point, else the best of its precomputed neighbour list (the grid points at the three
-// smallest distances from that lattice point) by weighted error.
+// best grid point, else the best of its precomputed neighbour list (the grid points at the table's
+// `shells` smallest distances from that lattice point) by weighted error.
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -61,17 +65,21 @@ struct GridFormat {
   Signs signs;
   Delta delta;
   int grid_unit;    // q = grid value * grid_unit (IQ1: 8, so that q = 8 grid +- 1 is an integer)
+  int shells;       // distinct distances kept in a neighbour list (speed vs search quality)
+  int scale_steps;  // block-scale candidates on each side of max|a| / largest level
 };
 
 const GridFormat kFormats[] = {
-    // type             group points block max_ls signs          delta             unit
-    {GGMLType::IQ2_XXS, 8,    256,   32,   15,    Signs::kParity, Delta::kNone,     1},
-    {GGMLType::IQ2_XS,  8,    512,   16,   15,    Signs::kParity, Delta::kNone,     1},
-    {GGMLType::IQ2_S,   8,    1024,  16,   15,    Signs::kFree,   Delta::kNone,     1},
-    {GGMLType::IQ3_XXS, 4,    256,   32,   15,    Signs::kParity, Delta::kNone,     1},
-    {GGMLType::IQ3_S,   4,    512,   32,   15,    Signs::kFree,   Delta::kNone,     1},
-    {GGMLType::IQ1_S,   8,    2048,  32,   7,     Signs::kNone,   Delta::kPerBlock, 8},
-    {GGMLType::IQ1_M,   8,    2048,  16,   7,     Signs::kNone,   Delta::kPerGroup, 8},
+    // shells / steps: chosen on Gaussian and t(3) rows against llama.cpp's quantizer: more of either
+    // (3 shells, 10 steps) lowers the error by < 1.5% at 2-4x the time (IQ3_XXS: 4 shells, -1%).
+    // type             group points block max_ls signs          delta             unit shells steps
+    {GGMLType::IQ2_XXS, 8,    256,   32,   15,    Signs::kParity, Delta::kNone,     1,   2, 4},
+    {GGMLType::IQ2_XS,  8,    512,   16,   15,    Signs::kParity, Delta::kNone,     1,   2, 4},
+    {GGMLType::IQ2_S,   8,    1024,  16,   15,    Signs::kFree,   Delta::kNone,     1,   1, 4},
+    {GGMLType::IQ3_XXS, 4,    256,   32,   15,    Signs::kParity, Delta::kNone,     1,   4, 4},
+    {GGMLType::IQ3_S,   4,    512,   32,   15,    Signs::kFree,   Delta::kNone,     1,   2, 4},
+    {GGMLType::IQ1_S,   8,    2048,  32,   7,     Signs::kNone,   Delta::kPerBlock, 8,   1, 3},
+    {GGMLType::IQ1_M,   8,    2048,  16,   7,     Signs::kNone,   Delta::kPerGroup, 8,   1, 3},
 };
 
 // Grid point p's value k (in grid units, before grid_unit).
@@ -88,7 +96,7 @@ int grid_value(GGMLType t, int p, int k) {
 
 constexpr int kMaxGroup = 8;
 constexpr int kMaxLevels = 8;
-constexpr int kNeighbourShells = 3;  // distinct distances kept in a neighbour list
+constexpr int kMaxShells = 4;
 
 // The grid of one type as a searchable structure (built once per process, on first use).
 class GridIndex {
@@ -119,29 +127,36 @@ class GridIndex {
     }
     // Neighbour lists of the lattice points that are not on the grid.
     first_.assign(size_t(lattice) + 1, 0);
-    std::vector<std::pair<int, int>> by_distance(size_t(f.npoints));
+    std::vector<int> dist(size_t(f.npoints));
     int lv[kMaxGroup];
     for (int idx = 0; idx < lattice; ++idx) {
       first_[size_t(idx)] = int(neighbours_.size());
       if (on_grid_[size_t(idx)] >= 0) continue;
       for (int k = 0, r = idx; k < f.group; ++k, r /= nlev_) lv[k] = levels[size_t(r % nlev_)];
+      // the f.shells smallest distinct squared distances (ascending; INT_MAX: fewer exist)
+      int shell[kMaxShells];
+      for (int i = 0; i < f.shells; ++i) shell[i] = INT_MAX;
       for (int p = 0; p < f.npoints; ++p) {
         int d2 = 0;
         for (int k = 0; k < f.group; ++k) {
           const int e = q_[size_t(p) * f.group + k] - lv[k];
           d2 += e * e;
         }
-        by_distance[size_t(p)] = {d2, p};
-      }
-      std::sort(by_distance.begin(), by_distance.end());
-      int shells = 0, last = -1;
-      for (const auto& dp : by_distance) {
-        if (dp.first != last) {
-          if (++shells > kNeighbourShells) break;
-          last = dp.first;
+        dist[size_t(p)] = d2;
+        for (int i = 0; i < f.shells; ++i) {
+          if (d2 == shell[i]) break;
+          if (d2 < shell[i]) {
+            for (int j = f.shells - 1; j > i; --j) shell[j] = shell[j - 1];
+            shell[i] = d2;
+            break;
+          }
         }
-        neighbours_.push_back(uint16_t(dp.second));
       }
+      int limit = shell[0];
+      for (int i = 0; i < f.shells; ++i)
+        if (shell[i] != INT_MAX) limit = shell[i];
+      for (int p = 0; p < f.npoints; ++p)
+        if (dist[size_t(p)] <= limit) neighbours_.push_back(uint16_t(p));
     }
     first_[size_t(lattice)] = int(neighbours_.size());
   }
@@ -265,9 +280,13 @@ BlockFit fit_block(const GridIndex& grid, const float* a, const float* w, int n,
   return r;
 }
 
-// Step 2 of the search (see the top) for one block of f.block values: the best float scale.
-float block_scale(const GridIndex& grid, const float* a, const float* w) {
+// Step 2 of the search (see the top) for one block of f.block values: the best float scale (and, for
+// IQ1_S, the block's shift sign through *delta_out). *curvature receives sum w q^2 of its points: the
+// block's error grows by about curvature * (s' - s)^2 when the scale is stored as s'.
+float block_scale(const GridIndex& grid, const float* a, const float* w, int* delta_out, double* curvature) {
   const GridFormat& f = grid.format();
+  *delta_out = f.delta == Delta::kNone ? 0 : 1;
+  *curvature = 0.0;
   float amax = 0.0f;
   for (int i = 0; i < f.block; ++i) amax = std::max(amax, std::fabs(a[i]));
   if (!(amax > kTiny)) return 0.0f;
@@ -281,8 +300,8 @@ float block_scale(const GridIndex& grid, const float* a, const float* w) {
     const int delta = f.delta == Delta::kPerBlock ? (dsel == 0 ? 1 : -1) : (f.delta == Delta::kNone ? 0 : 1);
     float cand_best_s = 0.0f;
     double cand_best_score = 0.0;
-    for (int k = -10; k <= 10; ++k) {
-      const float s = amax / (top * (1.0f + 0.025f * float(k)));
+    for (int k = -f.scale_steps; k <= f.scale_steps; ++k) {
+      const float s = amax / (top * (1.0f + 0.25f / float(f.scale_steps) * float(k)));
       const BlockFit r = fit_block(grid, a, w, f.block, s, point, neg, delta);
       if (r.sumq2 > 0 && r.sumqx > 0 && r.sumqx * r.sumqx > cand_best_score * r.sumq2) {
         cand_best_score = r.sumqx * r.sumqx / r.sumq2;
@@ -300,9 +319,38 @@ float block_scale(const GridIndex& grid, const float* a, const float* w) {
     if (cand_best_score > best_score) {
       best_score = cand_best_score;
       best_s = cand_best_s;
+      *delta_out = delta;
     }
   }
+  if (best_s > 0.0f) *curvature = best_score / (double(best_s) * best_s);
   return best_s;
+}
+
+// The super-block scale: d such that the scales d * gs * (2 l + 1), l = 0..max_ls, lie closest to the
+// blocks' best scales, weighted by each block's curvature (the estimate of step 3's error without
+// its point searches). Candidates from the largest scale on the top step down to two steps below.
+float super_block_scale(const GridFormat& f, const float* scale, const double* curvature, int nblocks) {
+  const float gs = iq::grid_scale(f.type);
+  float smax = 0.0f;
+  for (int b = 0; b < nblocks; ++b) smax = std::max(smax, scale[b]);
+  if (!(smax > 0.0f)) return 0.0f;
+  float best_d = 0.0f;
+  double best_err = INFINITY;
+  for (int k = 0; k <= 20; ++k) {
+    const float d = fp16_to_float(float_to_fp16(std::min(smax / (gs * (float(2 * f.max_ls + 1) - 0.1f * float(k))), 65504.0f)));
+    if (!(d > 0.0f)) continue;
+    double err = 0.0;
+    for (int b = 0; b < nblocks; ++b) {
+      const int l = clampi(nearest_int((scale[b] / (d * gs) - 1.0f) * 0.5f), 0, f.max_ls);
+      const double e = double(d) * gs * (2 * l + 1) - scale[b];
+      err += curvature[b] * e * e;
+    }
+    if (err < best_err) {
+      best_err = err;
+      best_d = d;
+    }
+  }
+  return best_d;
 }
 
 uint16_t fp16_clamped(float d) {
@@ -343,16 +391,15 @@ void search_super_block(const GridIndex& grid, const float* x, const float* imp,
   // 2. block scales
   const int nblocks = QK_K / f.block;
   float scale[16];
-  float smax = 0.0f;
-  for (int b = 0; b < nblocks; ++b) {
-    scale[b] = block_scale(grid, a + b * f.block, w + b * f.block);
-    smax = std::max(smax, scale[b]);
-  }
+  int block_delta[16];
+  double curvature[16];
+  for (int b = 0; b < nblocks; ++b)
+    scale[b] = block_scale(grid, a + b * f.block, w + b * f.block, &block_delta[b], &curvature[b]);
 
   // 3. stored scales
   // value = d * grid_scale * (2 ls + 1) * q with q in the units of the grid index (IQ1: 8 grid +- 1)
   const float gs = iq::grid_scale(f.type);
-  sb->d = smax / (gs * float(2 * f.max_ls + 1));
+  sb->d = super_block_scale(f, scale, curvature, nblocks);
   sb->d_bits = fp16_clamped(sb->d);
   const float d = fp16_to_float(sb->d_bits);
   const int groups_per_block = f.block / f.group;
@@ -371,15 +418,13 @@ void search_super_block(const GridIndex& grid, const float* x, const float* imp,
     double best_err = INFINITY;
     for (int l = std::max(0, l0 - 1); l <= std::min(f.max_ls, l0 + 1); ++l) {
       const float s = d * gs * float(2 * l + 1);
-      for (int dsel = 0; dsel < (f.delta == Delta::kPerBlock ? 2 : 1); ++dsel) {
-        const int delta = f.delta == Delta::kNone ? 0 : (dsel == 0 ? 1 : -1);
-        const BlockFit r = fit_block(grid, ab, wb, f.block, s, point, neg, delta);
-        if (r.err < best_err) {
-          best_err = r.err;
-          sb->ls[b] = l;
-          std::memcpy(out_point, point, sizeof(int) * size_t(groups_per_block));
-          for (int g = 0; g < groups_per_block; ++g) out_neg[g] = f.delta == Delta::kPerGroup ? neg[g] : delta < 0;
-        }
+      const int delta = block_delta[b];  // IQ1_M: 1 (fit_block chooses per group)
+      const BlockFit r = fit_block(grid, ab, wb, f.block, s, point, neg, delta);
+      if (r.err < best_err) {
+        best_err = r.err;
+        sb->ls[b] = l;
+        std::memcpy(out_point, point, sizeof(int) * size_t(groups_per_block));
+        for (int g = 0; g < groups_per_block; ++g) out_neg[g] = f.delta == Delta::kPerGroup ? neg[g] : delta < 0;
       }
     }
   }
