@@ -186,6 +186,20 @@ def test_special_rows(t):
     assert np.all(dn[1, :256] == 0) and np.all(np.isfinite(dn))  # a non-finite super-block: zeros
 
 
+@pytest.mark.parametrize("t", TYPES)
+def test_scale_equivariance(t):
+    """Scaling the rows by a power of two scales the dequantized values by it exactly (while d stays a
+    normal half), with and without importance: no threshold or constant in the search depends on the
+    values' magnitude."""
+    x = rows("heavy", n=3, cols=512, seed=8) * np.float32(50.0)
+    imp = np.random.default_rng(9).lognormal(0.0, 1.0, 512).astype(np.float32)
+    for w in (None, imp):
+        ref = deq(t, _core.quantize(t, x, importance=w), x.shape)
+        for k in (-4, 4):
+            f = np.float32(2.0**k)
+            assert np.array_equal(deq(t, _core.quantize(t, x * f, importance=w), x.shape), ref * f), (t, k)
+
+
 def test_row_length_must_fit_the_block():
     with pytest.raises(ValueError, match="not a multiple of the IQ2_XXS block size 256"):
         _core.quantize("IQ2_XXS", np.zeros((2, 96), np.float32))

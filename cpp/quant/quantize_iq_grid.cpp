@@ -232,8 +232,7 @@ const GridIndex& grid_index(GGMLType t) {
 // The search result for one super-block, in format-independent form; the pack functions below
 // write it in each type's bits.
 struct SuperBlock {
-  float d = 0.0f;           // the super-block scale (before rounding to fp16; IQ1_M: all the same)
-  uint16_t d_bits = 0;      // d as stored (fp16)
+  uint16_t d_bits = 0;      // the fp16 super-block scale
   int ls[16] = {};          // stored scale number per block
   int point[64] = {};       // grid point per group
   bool neg_delta[64] = {};  // IQ1: the group's shift is -1/8
@@ -326,18 +325,22 @@ float block_scale(const GridIndex& grid, const float* a, const float* w, int* de
   return best_s;
 }
 
-// The super-block scale: d such that the scales d * gs * (2 l + 1), l = 0..max_ls, lie closest to the
-// blocks' best scales, weighted by each block's curvature (the estimate of step 3's error without
-// its point searches). Candidates from the largest scale on the top step down to two steps below.
-float super_block_scale(const GridFormat& f, const float* scale, const double* curvature, int nblocks) {
+// The super-block scale, stored as fp16 bits: d such that the scales d * gs * (2 l + 1), l = 0..max_ls,
+// lie closest to the blocks' best scales, weighted by each block's curvature (the estimate of step
+// 3's error without its point searches). Candidates from the largest scale on the top step to one ls
+// step below. The scales are in units of `unit` (the search runs on x / max|x|); the stored d is in
+// the values' units, clamped to the largest half.
+uint16_t super_block_scale(const GridFormat& f, const float* scale, const double* curvature, int nblocks, float unit) {
   const float gs = iq::grid_scale(f.type);
   float smax = 0.0f;
   for (int b = 0; b < nblocks; ++b) smax = std::max(smax, scale[b]);
-  if (!(smax > 0.0f)) return 0.0f;
-  float best_d = 0.0f;
+  if (!(smax > 0.0f)) return 0;
+  uint16_t best = 0;
   double best_err = INFINITY;
   for (int k = 0; k <= 20; ++k) {
-    const float d = fp16_to_float(float_to_fp16(std::min(smax / (gs * (float(2 * f.max_ls + 1) - 0.1f * float(k))), 65504.0f)));
+    const float want = smax / (gs * (float(2 * f.max_ls + 1) - 0.1f * float(k))) * unit;
+    const uint16_t bits = float_to_fp16(std::min(want, 65504.0f));
+    const float d = fp16_to_float(bits) / unit;
     if (!(d > 0.0f)) continue;
     double err = 0.0;
     for (int b = 0; b < nblocks; ++b) {
@@ -347,27 +350,40 @@ float super_block_scale(const GridFormat& f, const float* scale, const double* c
     }
     if (err < best_err) {
       best_err = err;
-      best_d = d;
+      best = bits;
     }
   }
-  return best_d;
-}
-
-uint16_t fp16_clamped(float d) {
-  const float kMax = 65504.0f;
-  return float_to_fp16(std::min(d, kMax));
+  return best;
 }
 
 // The whole search for one super-block of 256 values.
 void search_super_block(const GridIndex& grid, const float* x, const float* imp, SuperBlock* sb) {
   const GridFormat& f = grid.format();
-  float w[QK_K], a[QK_K];
-  block_weights(QK_K, imp, w);
-  double sumx2 = 0;
-  for (int i = 0; i < QK_K; ++i) sumx2 += double(x[i]) * x[i];
+  float w[QK_K], a[QK_K], xn[QK_K];
   *sb = SuperBlock();
-  if (!std::isfinite(sumx2) || !(sumx2 > 0)) return;  // all zero (or non-finite): stored as zeros
-  const float sigma2 = float(2 * sumx2 / QK_K);
+  float amax = 0.0f;
+  for (int i = 0; i < QK_K; ++i) amax = std::max(amax, std::fabs(x[i]));  // NaN: ignored here...
+  double sumx2 = 0;
+  for (int i = 0; i < QK_K; ++i) sumx2 += double(x[i]) * x[i];  // ...but not here
+  if (!std::isfinite(sumx2) || !(amax > 0.0f)) return;  // all zero or non-finite: stored as zeros
+  // The search runs on x / max|x| (so that no square overflows or underflows, for 1e30 rows as for
+  // subnormal ones); only the stored d is in the values' units.
+  const float inv_amax = 1.0f / amax;
+  double sumn2 = 0;
+  for (int i = 0; i < QK_K; ++i) {
+    xn[i] = x[i] * inv_amax;
+    sumn2 += double(xn[i]) * xn[i];
+  }
+  if (!std::isfinite(inv_amax)) {  // a subnormal max: divide instead (1 / amax overflows)
+    sumn2 = 0;
+    for (int i = 0; i < QK_K; ++i) {
+      xn[i] = x[i] / amax;
+      sumn2 += double(xn[i]) * xn[i];
+    }
+  }
+  x = xn;
+  block_weights(QK_K, imp, w);
+  const float sigma2 = float(2 * sumn2 / QK_K);
   for (int i = 0; i < QK_K; ++i) w[i] *= std::sqrt(sigma2 + x[i] * x[i]);
 
   // 1. signs
@@ -399,9 +415,8 @@ void search_super_block(const GridIndex& grid, const float* x, const float* imp,
   // 3. stored scales
   // value = d * grid_scale * (2 ls + 1) * q with q in the units of the grid index (IQ1: 8 grid +- 1)
   const float gs = iq::grid_scale(f.type);
-  sb->d = super_block_scale(f, scale, curvature, nblocks);
-  sb->d_bits = fp16_clamped(sb->d);
-  const float d = fp16_to_float(sb->d_bits);
+  sb->d_bits = super_block_scale(f, scale, curvature, nblocks, amax);
+  const float d = fp16_to_float(sb->d_bits) / amax;  // in the search's units
   const int groups_per_block = f.block / f.group;
   int point[32];
   bool neg[32];
