@@ -272,6 +272,13 @@ def test_low_bit_types_need_an_imatrix(f32_model, tmp_path):
     assert not (tmp_path / "o.gguf").exists()
 
 
+def test_cli_names_the_missing_imatrix(f32_model, tmp_path, capsys):
+    assert cli.main(["quantize", f32_model, str(tmp_path / "o.gguf"), "--type", "iq1_m", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "type IQ1_M needs an importance matrix" in err and "--imatrix" in err, err
+    assert not list(tmp_path.iterdir())  # no output, no .partial
+
+
 def _kl_fast_vs_exact(path, n_vocab=300):
     tokens = [int(t) for t in np.random.default_rng(5).integers(0, n_vocab, 24)]
     logits = {}
