@@ -16,7 +16,8 @@ same engine, edgellama, evaluates both files, so this compares the quantizers, n
 (without an imatrix): the equal-KL speed comparison; the default, search, is our better-KL rounding.
 --imatrix FILE passes the same llama.cpp importance matrix to both quantizers; --imatrix auto first
 computes one with `edgellama imatrix` over the first half of --text (KL is measured on the second
-half). Run it on a quiet machine; the first line records the load average before and after.
+half). Types that need an importance matrix (IQ3_XS, IQ3_XXS, IQ2_*, IQ1_*) get that 'auto' one when
+no --imatrix is given (marked * in the table). Run it on a quiet machine; the first line records the load average before and after.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"]
+TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS",
+         "IQ3_S", "IQ3_M", "IQ3_XS", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S"]
+# File types both quantizers refuse without an importance matrix: without --imatrix they get an
+# 'auto' one (computed once, used for these types only; their rows are tagged imat=auto).
+NEEDS_IMATRIX = {"IQ3_XS", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S"}
 DEFAULT_TEXT = Path("/usr/share/common-licenses/GPL-3")
 
 
@@ -116,22 +121,30 @@ def main() -> int:
     log = out_dir / f"{stem}.quantize-bench.log"
     log.unlink(missing_ok=True)
 
+    if a.rounding == "reference" and NEEDS_IMATRIX.intersection(a.types):
+        if a.types is not TYPES:
+            ap.error(f"--rounding reference takes no importance matrix, which {sorted(NEEDS_IMATRIX.intersection(a.types))} need")
+        a.types = [t for t in TYPES if t not in NEEDS_IMATRIX]
     imatrix = a.imatrix
-    if imatrix == "auto":
-        imatrix = str(out_dir / f"{stem}.imatrix.gguf")
+    auto_imatrix = None
+    if imatrix == "auto" or (not imatrix and a.rounding == "search" and NEEDS_IMATRIX.intersection(a.types)):
+        auto_imatrix = str(out_dir / f"{stem}.imatrix.gguf")
         calib = out_dir / f"{stem}.calib.txt"
         calib.write_text(calib_text)
-        run_timed([sys.executable, "-m", "edgellama", "imatrix", str(a.source), "-f", str(calib), "-o", imatrix,
+        run_timed([sys.executable, "-m", "edgellama", "imatrix", str(a.source), "-f", str(calib), "-o", auto_imatrix,
                    "-c", str(a.ctx), "--chunks", str(a.calib_chunks), "-t", str(a.threads)], env=env, log=log)
-    im_args = ["--imatrix", imatrix] if imatrix else []
-    tag = (".imat" if imatrix else "") + (".ref" if a.rounding == "reference" else "")
+        if imatrix == "auto":
+            imatrix = auto_imatrix
 
     print(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} load {open('/proc/loadavg').read().split()[:3]}"
           f" source={a.source.name} threads={a.threads} reps={a.reps} imatrix={imatrix or '-'} rounding={a.rounding}", flush=True)
     print(f"{'type':8} {'wall ours':>9} {'wall lq':>8} {'ratio':>6} {'cpu ours':>9} {'cpu lq':>8} {'ratio':>6} "
-          f"{'RSS ours':>9} {'RSS lq':>8}  (s, s, ours/lq; MiB peak)", flush=True)
+          f"{'RSS ours':>9} {'RSS lq':>8}  (s, s, ours/lq; MiB peak; * = with the auto imatrix)", flush=True)
     rows = []
     for t in a.types:
+        t_imatrix = imatrix or (auto_imatrix if t in NEEDS_IMATRIX else None)
+        im_args = ["--imatrix", t_imatrix] if t_imatrix else []
+        tag = (".imat" if t_imatrix else "") + (".ref" if a.rounding == "reference" else "")
         ours_f, theirs_f = out_dir / f"{stem}.{t}{tag}.edgellama.gguf", out_dir / f"{stem}.{t}{tag}.llamaquant.gguf"
         ours_cmd = [sys.executable, "-m", "edgellama", "quantize", str(a.source), str(ours_f), "--type", t,
                     "-t", str(a.threads), "-q", "--rounding", a.rounding, *im_args]
@@ -145,9 +158,10 @@ def main() -> int:
         r_cpu = statistics.median(o[1] / l[1] for o, l in zip(ours, theirs))
         row = dict(type=t, wall_ours=med(ours, 0), wall_lq=med(theirs, 0), wall_ratio=r_wall, cpu_ours=med(ours, 1),
                    cpu_lq=med(theirs, 1), cpu_ratio=r_cpu, rss_ours_mib=max(o[2] for o in ours),
-                   rss_lq_mib=max(x[2] for x in theirs), ours=str(ours_f), theirs=str(theirs_f))
+                   rss_lq_mib=max(x[2] for x in theirs), ours=str(ours_f), theirs=str(theirs_f),
+                   imatrix=t_imatrix)
         rows.append(row)
-        print(f"{t:8} {row['wall_ours']:9.2f} {row['wall_lq']:8.2f} {r_wall:6.2f} {row['cpu_ours']:9.2f} "
+        print(f"{t:8}{'*' if t_imatrix and not imatrix else ' '}{row['wall_ours']:9.2f} {row['wall_lq']:8.2f} {r_wall:6.2f} {row['cpu_ours']:9.2f} "
               f"{row['cpu_lq']:8.2f} {r_cpu:6.2f} {row['rss_ours_mib']:9.0f} {row['rss_lq_mib']:8.0f}", flush=True)
 
     if a.windows > 0:

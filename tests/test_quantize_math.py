@@ -206,7 +206,7 @@ def test_f32_and_1d():
     [
         (dict(type="Q4_K", data=np.zeros((2, 100), np.float32)), ValueError, "not a multiple of the Q4_K block size 256"),
         (dict(type="Q9_9", data=np.zeros((2, 32), np.float32)), ValueError, "unknown tensor type 'Q9_9'"),
-        (dict(type="IQ2_XXS", data=np.zeros((2, 256), np.float32)), ValueError, "IQ2_XXS has no quantizer"),
+        (dict(type="I32", data=np.zeros((2, 256), np.float32)), ValueError, "I32 has no quantizer"),
         (dict(type="Q4_0", data=np.zeros((2, 2, 32), np.float32)), ValueError, "1-D or 2-D"),
         (dict(type="Q4_0", data=np.zeros((2, 64), np.float32), importance=np.ones(32)), ValueError, "one weight per column (64)"),
         (dict(type="Q4_0", data=np.zeros((2, 32), np.float32), importance=-np.ones(32)), ValueError, "finite and >= 0"),

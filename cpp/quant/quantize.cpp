@@ -1084,6 +1084,13 @@ void quantize_row_search(GGMLType type, const float* x, void* y, int64_t n, cons
     case GGMLType::Q6_K: return quantize_q6_K_search(x, y, n, imp);
     case GGMLType::IQ4_NL: return quantize_iq4_nl_search(x, y, n, imp);
     case GGMLType::IQ4_XS: return quantize_iq4_xs_search(x, y, n, imp);
+    case GGMLType::IQ2_XXS: return quantize_iq2_xxs_search(x, y, n, imp);
+    case GGMLType::IQ2_XS: return quantize_iq2_xs_search(x, y, n, imp);
+    case GGMLType::IQ2_S: return quantize_iq2_s_search(x, y, n, imp);
+    case GGMLType::IQ3_XXS: return quantize_iq3_xxs_search(x, y, n, imp);
+    case GGMLType::IQ3_S: return quantize_iq3_s_search(x, y, n, imp);
+    case GGMLType::IQ1_S: return quantize_iq1_s_search(x, y, n, imp);
+    case GGMLType::IQ1_M: return quantize_iq1_m_search(x, y, n, imp);
     default: {
       const TypeTraits& t = type_traits(type);
       if (!t.from_float) throw UnsupportedError(std::string("quantize: type ") + t.name + " has no quantizer");

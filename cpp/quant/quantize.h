@@ -39,6 +39,21 @@ void quantize_row_iq4_nl_ref(const float* x, void* y, int64_t n);
 void quantize_row_iq4_xs_ref(const float* x, void* y, int64_t n);
 void quantize_iq4_nl_search(const float* x, void* y, int64_t n, const float* importance);
 void quantize_iq4_xs_search(const float* x, void* y, int64_t n, const float* importance);
+// Grid i-quants (quantize_iq_grid.cpp): the grid search; _ref = the search with importance 1.
+void quantize_row_iq2_xxs_ref(const float* x, void* y, int64_t n);
+void quantize_row_iq2_xs_ref(const float* x, void* y, int64_t n);
+void quantize_row_iq2_s_ref(const float* x, void* y, int64_t n);
+void quantize_row_iq3_xxs_ref(const float* x, void* y, int64_t n);
+void quantize_row_iq3_s_ref(const float* x, void* y, int64_t n);
+void quantize_row_iq1_s_ref(const float* x, void* y, int64_t n);
+void quantize_row_iq1_m_ref(const float* x, void* y, int64_t n);
+void quantize_iq2_xxs_search(const float* x, void* y, int64_t n, const float* importance);
+void quantize_iq2_xs_search(const float* x, void* y, int64_t n, const float* importance);
+void quantize_iq2_s_search(const float* x, void* y, int64_t n, const float* importance);
+void quantize_iq3_xxs_search(const float* x, void* y, int64_t n, const float* importance);
+void quantize_iq3_s_search(const float* x, void* y, int64_t n, const float* importance);
+void quantize_iq1_s_search(const float* x, void* y, int64_t n, const float* importance);
+void quantize_iq1_m_search(const float* x, void* y, int64_t n, const float* importance);
 
 // Error-minimising search for one row of n values (n a multiple of the block size). `importance`
 // holds n non-negative weights (one per value) or is nullptr for uniform weights. Types without a

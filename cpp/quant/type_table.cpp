@@ -35,14 +35,14 @@ const TypeTraits kTable[] = {
     {T::TQ1_0,  "TQ1_0",  256,   54,                  dequantize_tq1_0,   quantize_row_tq1_0_ref, T::Q8_K},
     {T::TQ2_0,  "TQ2_0",  256,   66,                  dequantize_tq2_0,   quantize_row_tq2_0_ref, T::Q8_K},
     {T::MXFP4,  "MXFP4",  32,    17,                  dequantize_mxfp4,   quantize_row_mxfp4_ref, T::Q8_0},
-    // Grid i-quants (edgellama/iquant_grid_blocks.h); no quantizer yet (llama.cpp needs an imatrix).
-    {T::IQ2_XXS, "IQ2_XXS", 256, 66,                  dequantize_iq2_xxs, nullptr,    T::Q8_K},
-    {T::IQ2_XS,  "IQ2_XS",  256, 74,                  dequantize_iq2_xs,  nullptr,    T::Q8_K},
-    {T::IQ3_XXS, "IQ3_XXS", 256, 98,                  dequantize_iq3_xxs, nullptr,    T::Q8_K},
-    {T::IQ1_S,   "IQ1_S",   256, 50,                  dequantize_iq1_s,   nullptr,    T::Q8_K},
-    {T::IQ3_S,   "IQ3_S",   256, 110,                 dequantize_iq3_s,   nullptr,    T::Q8_K},
-    {T::IQ2_S,   "IQ2_S",   256, 82,                  dequantize_iq2_s,   nullptr,    T::Q8_K},
-    {T::IQ1_M,   "IQ1_M",   256, 56,                  dequantize_iq1_m,   nullptr,    T::Q8_K},
+    // Grid i-quants (edgellama/iquant_grid_blocks.h); quantizers in quantize_iq_grid.cpp.
+    {T::IQ2_XXS, "IQ2_XXS", 256, 66,                  dequantize_iq2_xxs, quantize_row_iq2_xxs_ref, T::Q8_K},
+    {T::IQ2_XS,  "IQ2_XS",  256, 74,                  dequantize_iq2_xs,  quantize_row_iq2_xs_ref, T::Q8_K},
+    {T::IQ3_XXS, "IQ3_XXS", 256, 98,                  dequantize_iq3_xxs, quantize_row_iq3_xxs_ref, T::Q8_K},
+    {T::IQ1_S,   "IQ1_S",   256, 50,                  dequantize_iq1_s,   quantize_row_iq1_s_ref, T::Q8_K},
+    {T::IQ3_S,   "IQ3_S",   256, 110,                 dequantize_iq3_s,   quantize_row_iq3_s_ref, T::Q8_K},
+    {T::IQ2_S,   "IQ2_S",   256, 82,                  dequantize_iq2_s,   quantize_row_iq2_s_ref, T::Q8_K},
+    {T::IQ1_M,   "IQ1_M",   256, 56,                  dequantize_iq1_m,   quantize_row_iq1_m_ref, T::Q8_K},
     // Known to the reader only.
     {T::I8,      "I8",      1,   1,                   nullptr,            nullptr,    T::I8},
     {T::I16,     "I16",     1,   2,                   nullptr,            nullptr,    T::I16},

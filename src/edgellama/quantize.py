@@ -130,7 +130,9 @@ def quantize(
     on_note: Optional[Callable[[str], None]] = None,
 ) -> Path:
     """Convert/quantize INPUT to OUTPUT (a .gguf file) with file type `type` (F32, F16, BF16, Q8_0,
-    Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K, IQ4_NL, IQ4_XS).
+    Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_M,
+    and, with `imatrix` or `calibrate` as llama-quantize requires, IQ3_XS, IQ3_XXS, IQ2_M, IQ2_S, IQ2_XS,
+    IQ2_XXS, IQ1_M, IQ1_S; per-tensor mixes as llama.cpp's llama_tensor_get_type).
 
     calibrate: a text file; the model is run over it and each matmul weight's quantization search
     is weighted by the mean squared input activation of its columns.

@@ -13,7 +13,7 @@ import time
 NAME = "quantize"
 HELP = "convert a checkpoint (HF directory, llama2.c .bin, GGUF) to a quantized GGUF file"
 
-_TYPES = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS"
+_TYPES = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_M, IQ3_XS, IQ3_XXS, IQ2_M, IQ2_S, IQ2_XS, IQ2_XXS, IQ1_M, IQ1_S (IQ3_XS, IQ3_XXS, IQ2_*, IQ1_* need --imatrix or --calibrate)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -24,7 +24,7 @@ from .errors import ConversionError
 from .gguf_in import is_gguf, read_gguf
 from .hf import read_hf
 from .llama2c import looks_like_llama2c, read_llama2c
-from .mixes import FILE_TYPES, FileType, parse_file_type, plan_types
+from .mixes import FILE_TYPES, FileType, check_imatrix, parse_file_type, plan_types
 from .model import Checkpoint, TensorSource
 
 __all__ = [
@@ -118,6 +118,7 @@ def write_gguf(
     types, notes = plan_types(ft, shapes, ck.n_layer, ck.n_head, ck.n_head_kv, has_imatrix=bool(importance))
     for n in notes:
         note(n)
+    check_imatrix(types, lambda name: importance is not None and name in importance)  # IQ2_*/IQ1_*/IQ3_XXS
 
     from .. import _core
 

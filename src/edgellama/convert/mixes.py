@@ -41,6 +41,17 @@ FILE_TYPES: Dict[str, FileType] = {
         FileType("Q6_K", LlamaFileType.MOSTLY_Q6_K, T.Q6_K),
         FileType("IQ4_NL", LlamaFileType.MOSTLY_IQ4_NL, T.IQ4_NL),
         FileType("IQ4_XS", LlamaFileType.MOSTLY_IQ4_XS, T.IQ4_XS),
+        # grid i-quants (llama_ftype_get_default_type: IQ2_S files are mostly IQ2_XS, IQ2_M mostly IQ2_S)
+        FileType("IQ3_XXS", LlamaFileType.MOSTLY_IQ3_XXS, T.IQ3_XXS),
+        FileType("IQ3_XS", LlamaFileType.MOSTLY_IQ3_XS, T.IQ3_S),
+        FileType("IQ3_S", LlamaFileType.MOSTLY_IQ3_S, T.IQ3_S),
+        FileType("IQ3_M", LlamaFileType.MOSTLY_IQ3_M, T.IQ3_S),
+        FileType("IQ2_XXS", LlamaFileType.MOSTLY_IQ2_XXS, T.IQ2_XXS),
+        FileType("IQ2_XS", LlamaFileType.MOSTLY_IQ2_XS, T.IQ2_XS),
+        FileType("IQ2_S", LlamaFileType.MOSTLY_IQ2_S, T.IQ2_XS),
+        FileType("IQ2_M", LlamaFileType.MOSTLY_IQ2_M, T.IQ2_S),
+        FileType("IQ1_S", LlamaFileType.MOSTLY_IQ1_S, T.IQ1_S),
+        FileType("IQ1_M", LlamaFileType.MOSTLY_IQ1_M, T.IQ1_M),
     ]
 }
 # llama-quantize's aliases
@@ -67,7 +78,28 @@ _BLK = re.compile(r"^blk\.(\d+)\.")
 
 # Block-size fallbacks for a row length the chosen type cannot hold, as llama.cpp's llama-quant.cpp
 # (this version) picks them: a 32-value type of about the same size.
-_FALLBACK = {T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0, T.IQ4_XS: T.IQ4_NL}
+_FALLBACK = {T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0, T.IQ4_XS: T.IQ4_NL,
+             T.IQ3_XXS: T.IQ4_NL, T.IQ3_S: T.IQ4_NL, T.IQ2_XXS: T.IQ4_NL, T.IQ2_XS: T.IQ4_NL, T.IQ2_S: T.IQ4_NL,
+             T.IQ1_S: T.IQ4_NL, T.IQ1_M: T.IQ4_NL}
+
+# File types whose attn_v / ffn_down / attn_output rules are llama.cpp's "very low bit" branch (and
+# whose output tensor is Q5_K, not Q6_K, like IQ3_XXS's).
+_LOW_BIT = ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M")
+
+# Tensor types llama.cpp will not write without an importance matrix (llama-quant.cpp
+# tensor_requires_imatrix; token_embd and output are exempt): the result would be garbage.
+NEEDS_IMATRIX = (T.IQ3_XXS, T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ1_S, T.IQ1_M)
+
+
+def check_imatrix(types: Dict[str, GGMLQuantizationType], has_importance) -> None:
+    """Raise ValueError naming the first tensor whose planned type needs an importance matrix that
+    it does not have (has_importance(name) -> bool)."""
+    for name, t in types.items():
+        if t in NEEDS_IMATRIX and name not in ("token_embd.weight", "output.weight") and not has_importance(name):
+            raise ValueError(
+                f"tensor {name}: type {t.name} needs an importance matrix (as llama-quantize requires); "
+                "pass --imatrix FILE (from llama-imatrix or `edgellama imatrix`) or --calibrate TEXT"
+            )
 
 
 def plan_types(
@@ -99,8 +131,26 @@ def plan_types(
         if name == "output.weight" or (not has_output and name == "token_embd.weight"):
             if nx % 256 != 0:
                 new = T.Q8_0
+            elif f in _LOW_BIT or f == "IQ3_XXS":
+                new = T.Q5_K
             elif new != T.Q8_0:
                 new = T.Q6_K
+        elif name == "token_embd.weight":
+            if f in ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ1_M"):
+                new = T.Q2_K
+            elif f in ("IQ2_S", "IQ2_M", "IQ3_XXS"):
+                new = T.IQ3_S
+        elif f in _LOW_BIT:
+            iq2 = f in ("IQ2_S", "IQ2_M")
+            if name.endswith("attn_v.weight"):
+                new = T.Q4_K if n_gqa >= 4 else (T.IQ3_S if iq2 else T.Q2_K)
+            elif name.endswith("ffn_down.weight") and i_layer < n_layer // 8:
+                new = T.IQ3_S if iq2 else T.Q2_K
+            elif name.endswith("attn_output.weight"):
+                if f in ("IQ1_S", "IQ1_M"):
+                    new = T.IQ2_XXS
+                elif iq2:
+                    new = T.IQ3_S
         elif name.endswith("attn_v.weight"):
             if f == "Q2_K":
                 new = T.Q4_K if n_gqa >= 4 else T.Q3_K
@@ -114,6 +164,20 @@ def plan_types(
                 new = T.Q5_K
             elif f in ("IQ4_NL", "IQ4_XS") and n_gqa >= 4:
                 new = T.Q5_K
+            elif f == "IQ3_XXS":
+                new = T.Q4_K if n_gqa >= 4 else (T.IQ3_XXS if has_imatrix else T.IQ3_S)
+            elif f in ("IQ3_XS", "IQ3_S") and n_gqa >= 4:
+                new = T.Q4_K
+            elif f == "IQ3_M":
+                new = T.Q4_K
+        elif name.endswith(("attn_k.weight", "attn_q.weight")):
+            if f == "IQ3_XS":
+                new = T.IQ3_XXS
+            elif f == "IQ3_XXS":
+                new = T.IQ2_S
+        elif name.endswith(("ffn_gate.weight", "ffn_up.weight")):
+            if f == "IQ3_XS" and n_layer // 8 <= i_layer < 7 * n_layer // 8:
+                new = T.IQ3_XXS
         elif name.endswith("ffn_down.weight"):
             if f == "Q2_K":
                 new = T.Q3_K
@@ -131,9 +195,13 @@ def plan_types(
                 new = T.Q4_1 if f == "Q4_0" else T.Q5_1
             elif f in ("IQ4_NL", "IQ4_XS") and not has_imatrix and i_layer < n_layer // 8:
                 new = T.Q5_K
+            elif f == "IQ3_XXS" and not has_imatrix:
+                new = T.Q4_K if i_layer < n_layer // 8 else T.Q3_K
+            elif f == "IQ3_M" and i_layer < n_layer // 8:
+                new = T.Q4_K
         elif name.endswith("attn_qkv.weight"):
             # fused Q/K/V (phi3): as llama.cpp's llama-quant.cpp bumps its ATTENTION_QKV category
-            if f in ("Q3_K_M", "Q3_K_L"):
+            if f in ("Q3_K_M", "Q3_K_L", "IQ3_M"):
                 new = T.Q4_K
             elif f == "Q4_K_M":
                 new = T.Q5_K
@@ -146,6 +214,10 @@ def plan_types(
                 new = T.Q4_K
             elif f == "Q3_K_L":
                 new = T.Q5_K
+            elif f == "IQ3_XXS":
+                new = T.IQ3_S
+            elif f == "IQ3_M":
+                new = T.Q4_K
         block = GGML_QUANT_SIZES[new][0]
         if nx % block != 0:
             chosen = _FALLBACK.get(new, T.F16)
