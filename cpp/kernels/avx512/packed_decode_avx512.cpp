@@ -132,6 +132,29 @@ void direct_legacy(int64_t nb, const PackedPair& src, const uint8_t* a, size_t a
   for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
 }
 
+// The 32 int8 weights w[8] (4 per lane-word) of one block against each token's ActQ8x32 block:
+// isum = sum w a as |w| x sign(a, w) (vpdpbusd takes u8 x s8; AVX-512 has no vpsignb, so sign(a, w) is a
+// negated where w < 0, and w = 0 has |w| = 0), then s[t] = fma(float(isum), dw * da, s[t]) (Q8_0's
+// sequence, gemm_rows8_avx2.cpp's step_q8).
+template <int T>
+inline void signed_block_dots(const __m512i* w, __m512 dw, const uint8_t* a, size_t as, int64_t b, __m512* s) {
+  __m512i wabs[8];
+  __mmask64 neg[8];
+  for (int k = 0; k < 8; ++k) {
+    wabs[k] = _mm512_abs_epi8(w[k]);
+    neg[k] = _mm512_movepi8_mask(w[k]);
+  }
+  for (int t = 0; t < T; ++t) {
+    const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
+    __m512i isum = _mm512_setzero_si512();
+    for (int k = 0; k < 8; ++k) {
+      const __m512i av = bcast4(ab->qs + 4 * k);
+      isum = _mm512_dpbusd_epi32(isum, wabs[k], _mm512_mask_sub_epi8(av, neg[k], _mm512_setzero_si512(), av));
+    }
+    s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(ab->d)), s[t]);
+  }
+}
+
 // ---- Q8_0: |w| x sign(a, w) per group, as gemm_rows8_avx2.cpp's step_q8 (same isum, one fma) -------
 template <int T>
 void direct_q8(int64_t nb, const PackedPair& src, const uint8_t* a, size_t as, float* acc) {
@@ -139,24 +162,10 @@ void direct_q8(int64_t nb, const PackedPair& src, const uint8_t* a, size_t as, f
   for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
-    __m512i w[8], wabs[8];
-    __mmask64 neg[8];  // sign(a, w) as a negated where w < 0 (AVX-512 has no vpsignb; w = 0 has |w| = 0)
+    __m512i w[8];
     src.q16(b, 2, w);
     src.q16(b, 18, w + 4);
-    for (int k = 0; k < 8; ++k) {
-      wabs[k] = _mm512_abs_epi8(w[k]);
-      neg[k] = _mm512_movepi8_mask(w[k]);
-    }
-    const __m512 dw = src.half16(b, 0);
-    for (int t = 0; t < T; ++t) {
-      const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
-      __m512i isum = _mm512_setzero_si512();
-      for (int k = 0; k < 8; ++k) {
-        const __m512i av = bcast4(ab->qs + 4 * k);
-        isum = _mm512_dpbusd_epi32(isum, wabs[k], _mm512_mask_sub_epi8(av, neg[k], _mm512_setzero_si512(), av));
-      }
-      s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(ab->d)), s[t]);
-    }
+    signed_block_dots<T>(w, src.half16(b, 0), a, as, b, s);
   }
   for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
 }
@@ -171,27 +180,13 @@ void direct_iq4nl(int64_t nb, const PackedPair& src, const uint8_t* a, size_t as
   const __m512i levels = lanes4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
   for (int64_t b = 0; b < nb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
-    __m512i x[4], w[8], wabs[8];
-    __mmask64 neg[8];  // as direct_q8: sign(a, w) = a negated where w < 0
+    __m512i x[4], w[8];
     src.q16(b, 2, x);  // word k: values 4k..4k+3 (low nibbles) and 16+4k.. (high nibbles)
     for (int k = 0; k < 4; ++k) {
       w[k] = _mm512_shuffle_epi8(levels, _mm512_and_si512(x[k], m4));
       w[k + 4] = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4));
     }
-    for (int k = 0; k < 8; ++k) {
-      wabs[k] = _mm512_abs_epi8(w[k]);
-      neg[k] = _mm512_movepi8_mask(w[k]);
-    }
-    const __m512 dw = src.half16(b, 0);
-    for (int t = 0; t < T; ++t) {
-      const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
-      __m512i isum = _mm512_setzero_si512();
-      for (int k = 0; k < 8; ++k) {
-        const __m512i av = bcast4(ab->qs + 4 * k);
-        isum = _mm512_dpbusd_epi32(isum, wabs[k], _mm512_mask_sub_epi8(av, neg[k], _mm512_setzero_si512(), av));
-      }
-      s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(ab->d)), s[t]);
-    }
+    signed_block_dots<T>(w, src.half16(b, 0), a, as, b, s);
   }
   for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
 }
