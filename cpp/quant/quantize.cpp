@@ -717,6 +717,117 @@ QUANT_AVX_FN double error_scaled_avx(int n, const float* x, const float* w, floa
   return hsum8(a);
 }
 
+// Several candidate scales of one block at once (a search tries 10-14 scales per block, the K-quant
+// scale refinement 3-9): groups of four candidates share the loads of x and w, and the four 8-lane
+// float sums are turned into doubles and added lane 0, 1, ..., 7 in one 4-wide double register,
+// in lane_sum's order, instead of eight dependent scalar adds per sum. Every candidate's float lane
+// arithmetic is the single-candidate code's, operation for operation, so the results are bit for
+// bit level_sums / error_scaled / error_affine of each candidate. Blocks of 16 values (Q2_K,
+// Q3_K, Q6_K) spend most of a single-candidate pass in that reduction and the call around it.
+QUANT_AVX_FN inline __m256d lane_sums4(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
+  // transpose: u_k holds lane k of v0..v3 in its low half and lane k + 4 in its high half
+  const __m256 t0 = _mm256_unpacklo_ps(v0, v1), t1 = _mm256_unpackhi_ps(v0, v1);
+  const __m256 t2 = _mm256_unpacklo_ps(v2, v3), t3 = _mm256_unpackhi_ps(v2, v3);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256d s = _mm256_setzero_pd();
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u0)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u1)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u2)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u3)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u0, 1)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u1, 1)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u2, 1)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u3, 1)));
+  return s;
+}
+
+// Candidates c0 .. c0 + 3 of a group; a short last group repeats its last candidate.
+inline int group_member(int c0, int j, int nc) { return std::min(c0 + j, nc - 1); }
+
+QUANT_AVX_FN void level_sums_many_avx(int n, const float* x, const float* w, const float* iscale, int nc,
+                                      float off, float lo, float hi, LevelSums* out) {
+  const __m256 voff = _mm256_set1_ps(off), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  const __m256 vm = _mm256_set1_ps(kRoundMagic);
+  for (int c0 = 0; c0 < nc; c0 += 4) {
+    __m256 vis[4], a[4], b[4], c[4];
+    for (int j = 0; j < 4; ++j) {
+      vis[j] = _mm256_set1_ps(iscale[group_member(c0, j, nc)]);
+      a[j] = b[j] = c[j] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < n; i += 8) {
+      const __m256 x0 = _mm256_loadu_ps(x + i), w0 = _mm256_loadu_ps(w + i);
+      const __m256 xo = _mm256_sub_ps(x0, voff);
+      for (int j = 0; j < 4; ++j) {
+        __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(vis[j], xo), vlo), vhi);
+        q = _mm256_sub_ps(_mm256_add_ps(q, vm), vm);
+        const __m256 wq = _mm256_mul_ps(w0, q);
+        a[j] = _mm256_add_ps(a[j], wq);
+        b[j] = _mm256_add_ps(b[j], _mm256_mul_ps(wq, q));
+        c[j] = _mm256_add_ps(c[j], _mm256_mul_ps(wq, x0));
+      }
+    }
+    alignas(32) double sa[4], sb[4], sc[4];
+    _mm256_store_pd(sa, lane_sums4(a[0], a[1], a[2], a[3]));
+    _mm256_store_pd(sb, lane_sums4(b[0], b[1], b[2], b[3]));
+    _mm256_store_pd(sc, lane_sums4(c[0], c[1], c[2], c[3]));
+    for (int j = 0; j < 4 && c0 + j < nc; ++j) out[c0 + j] = {sa[j], sb[j], sc[j]};
+  }
+}
+
+QUANT_AVX_FN void error_scaled_many_avx(int n, const float* x, const float* w, const float* dl, int nc, float lo,
+                                        float hi, double* out) {
+  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi), vm = _mm256_set1_ps(kRoundMagic);
+  for (int c0 = 0; c0 < nc; c0 += 4) {
+    __m256 vid[4], vdl[4], a[4];
+    for (int j = 0; j < 4; ++j) {
+      const float d = dl[group_member(c0, j, nc)];
+      vid[j] = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+      vdl[j] = _mm256_set1_ps(d);
+      a[j] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < n; i += 8) {
+      const __m256 x0 = _mm256_loadu_ps(x + i), w0 = _mm256_loadu_ps(w + i);
+      for (int j = 0; j < 4; ++j) {
+        __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(x0, vid[j]), vlo), vhi);
+        q = _mm256_sub_ps(_mm256_add_ps(q, vm), vm);
+        const __m256 d = _mm256_sub_ps(_mm256_mul_ps(vdl[j], q), x0);
+        a[j] = _mm256_add_ps(a[j], _mm256_mul_ps(_mm256_mul_ps(w0, d), d));
+      }
+    }
+    alignas(32) double s[4];
+    _mm256_store_pd(s, lane_sums4(a[0], a[1], a[2], a[3]));
+    for (int j = 0; j < 4 && c0 + j < nc; ++j) out[c0 + j] = s[j];
+  }
+}
+
+QUANT_AVX_FN void error_affine_many_avx(int n, const float* x, const float* w, const float* dl, const float* ml,
+                                        int nc, float nmax, double* out) {
+  const __m256 vhi = _mm256_set1_ps(nmax), vlo = _mm256_setzero_ps(), vm = _mm256_set1_ps(kRoundMagic);
+  for (int c0 = 0; c0 < nc; c0 += 4) {
+    __m256 vid[4], vdl[4], vml[4], a[4];
+    for (int j = 0; j < 4; ++j) {
+      const int m = group_member(c0, j, nc);
+      vid[j] = _mm256_set1_ps(dl[m] != 0.0f ? 1.0f / dl[m] : 0.0f);
+      vdl[j] = _mm256_set1_ps(dl[m]);
+      vml[j] = _mm256_set1_ps(ml[m]);
+      a[j] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < n; i += 8) {
+      const __m256 x0 = _mm256_loadu_ps(x + i), w0 = _mm256_loadu_ps(w + i);
+      for (int j = 0; j < 4; ++j) {
+        __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_add_ps(x0, vml[j]), vid[j]), vlo), vhi);
+        q = _mm256_sub_ps(_mm256_add_ps(q, vm), vm);
+        const __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(vdl[j], q), vml[j]), x0);
+        a[j] = _mm256_add_ps(a[j], _mm256_mul_ps(_mm256_mul_ps(w0, d), d));
+      }
+    }
+    alignas(32) double s[4];
+    _mm256_store_pd(s, lane_sums4(a[0], a[1], a[2], a[3]));
+    for (int j = 0; j < 4 && c0 + j < nc; ++j) out[c0 + j] = s[j];
+  }
+}
+
 #endif  // EDGELLAMA_QUANT_AVX
 
 LevelSums level_sums(int n, const float* x, const float* w, float iscale, float off, float lo, float hi) {
@@ -800,6 +911,30 @@ double error_scaled(int n, const float* x, const float* w, float dl, float lo, f
 
 #endif  // __SSE2__
 
+// level_sums / error_scaled / error_affine of nc candidates (out[c] is what the single call for
+// candidate c returns; the AVX code computes them in groups of four, see level_sums_many_avx).
+void level_sums_many(int n, const float* x, const float* w, const float* iscale, int nc, float off, float lo,
+                     float hi, LevelSums* out) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return level_sums_many_avx(n, x, w, iscale, nc, off, lo, hi, out);
+#endif
+  for (int c = 0; c < nc; ++c) out[c] = level_sums(n, x, w, iscale[c], off, lo, hi);
+}
+void error_scaled_many(int n, const float* x, const float* w, const float* dl, int nc, float lo, float hi,
+                       double* out) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return error_scaled_many_avx(n, x, w, dl, nc, lo, hi, out);
+#endif
+  for (int c = 0; c < nc; ++c) out[c] = error_scaled(n, x, w, dl[c], lo, hi);
+}
+void error_affine_many(int n, const float* x, const float* w, const float* dl, const float* ml, int nc, float nmax,
+                       double* out) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return error_affine_many_avx(n, x, w, dl, ml, nc, nmax, out);
+#endif
+  for (int c = 0; c < nc; ++c) out[c] = error_affine(n, x, w, dl[c], ml[c], nmax);
+}
+
 bool fast_ok(int n, const float* x) { return n > 0 && n % kLanes == 0 && n <= 256 && all_finite(n, x); }
 
 }  // namespace
@@ -824,8 +959,7 @@ float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* 
   const float flo = float(lo), fhi = float(hi);
   double best_score = -1.0;
   float best_s = 0.0f, best_is = 0.0f;
-  auto try_iscale = [&](float iscale) -> bool {
-    const LevelSums r = level_sums(n, x, w, iscale, 0.0f, flo, fhi);
+  auto consider = [&](const LevelSums& r, float iscale) -> bool {
     if (!(r.sll > 0)) return false;
     const double score = r.slx * r.slx / r.sll;
     if (score > best_score) {
@@ -836,13 +970,19 @@ float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* 
     }
     return false;
   };
+  auto try_iscale = [&](float iscale) { return consider(level_sums(n, x, w, iscale, 0.0f, flo, fhi), iscale); };
   // Map the largest value to either end of the level range, with small perturbations.
   // (7 steps of 0.3 level per end: as good as 21 steps of 0.1 on Gaussian and t-distributed
-  // weights, within 0.1 % RMSE, at a third of the cost.)
+  // weights, within 0.1 % RMSE, at a third of the cost.) The 14 passes are independent: they run
+  // as one batch, then are compared in the order listed.
+  float iscales[14];
+  LevelSums sums[14];
   for (int k = -3; k <= 3; ++k) {
-    try_iscale((flo + 0.3f * float(k)) / vmax);
-    try_iscale((fhi + 0.3f * float(k)) / vmax);
+    iscales[2 * (k + 3)] = (flo + 0.3f * float(k)) / vmax;
+    iscales[2 * (k + 3) + 1] = (fhi + 0.3f * float(k)) / vmax;
   }
+  level_sums_many(n, x, w, iscales, 14, 0.0f, flo, fhi, sums);
+  for (int c = 0; c < 14; ++c) consider(sums[c], iscales[c]);
   // Alternate: levels for the best scale, then the best scale for those levels.
   for (int it = 0; it < 4 && best_s != 0.0f; ++it)
     if (!try_iscale(1.0f / best_s)) break;
@@ -901,19 +1041,22 @@ float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_z
     return consider(r, float(s), float(m), iscale, off);
   };
   // The plain min/max rounding, as is, and refitted.
-  const float iscale0 = fmax / (mx - mn);
-  const LevelSums r0 = level_sums(n, x, w, iscale0, mn, 0.0f, fmax);
-  consider(r0, (mx - mn) / fmax, mn, iscale0, mn);
-  fit(r0, iscale0, mn);
-  // Stretch the min/max grid by -1..+1 levels in steps of 0.2 (as good as steps of 0.1 within
-  // 0.05 % RMSE, at half the cost).
+  // Then stretch the min/max grid by -1..+1 levels in steps of 0.2 (as good as steps of 0.1 within
+  // 0.05 % RMSE, at half the cost). The passes are independent: one batch, then considered and
+  // fitted in the order listed.
+  float iscales[11];
+  LevelSums sums[11];
+  int nc = 0;
+  iscales[nc++] = fmax / (mx - mn);
   for (int k = -5; k <= 5; ++k) {
-    if (k == 0) continue;  // the plain rounding above
+    if (k == 0) continue;  // the plain rounding, first
     const float target = fmax + 0.2f * float(k);
     if (target <= 0.5f) continue;
-    const float is = target / (mx - mn);
-    fit(level_sums(n, x, w, is, mn, 0.0f, fmax), is, mn);
+    iscales[nc++] = target / (mx - mn);
   }
+  level_sums_many(n, x, w, iscales, nc, mn, 0.0f, fmax, sums);
+  consider(sums[0], (mx - mn) / fmax, mn, iscales[0], mn);
+  for (int c = 0; c < nc; ++c) fit(sums[c], iscales[c], mn);
   for (int it = 0; it < 4 && best_s > 0; ++it) {
     const float is = 1.0f / best_s;
     if (!fit(level_sums(n, x, w, is, best_m, 0.0f, fmax), is, best_m)) break;
@@ -940,6 +1083,23 @@ double error_asym(int n, const float* x, const float* w, float dl, float ml, int
     return n <= 256 ? finish_asym_generic(n, x, w, dl, ml, nmax, tmp) : INFINITY;
   }
   return error_affine(n, x, w, dl, ml, float(nmax));
+}
+
+void error_sym_many(int n, const float* x, const float* w, const float* dl, int nc, int lo, int hi, double* out) {
+  if (n % kLanes != 0) {
+    for (int c = 0; c < nc; ++c) out[c] = error_sym(n, x, w, dl[c], lo, hi);
+    return;
+  }
+  error_scaled_many(n, x, w, dl, nc, float(lo), float(hi), out);
+}
+
+void error_asym_many(int n, const float* x, const float* w, const float* dl, const float* ml, int nc, int nmax,
+                     double* out) {
+  if (n % kLanes != 0) {
+    for (int c = 0; c < nc; ++c) out[c] = error_asym(n, x, w, dl[c], ml[c], nmax);
+    return;
+  }
+  error_affine_many(n, x, w, dl, ml, nc, float(nmax), out);
 }
 
 // Levels and error for a fixed scale: the same rounding as the error passes (clamped, then

@@ -54,21 +54,32 @@ void kquant_asym(const float* x, const float* imp, uint8_t* L, uint8_t* sc, uint
     const float* ws = w + j * SUB;
     const int sc0 = d > 0 ? clampi(nearest_int(s[j] / d), 0, SMAX) : 0;
     const int mc0 = dmin > 0 ? clampi(nearest_int(m[j] / dmin), 0, SMAX) : 0;
-    double best = INFINITY;
-    sc[j] = uint8_t(sc0);
-    mc[j] = uint8_t(mc0);
+    // the (up to 9) neighbours' errors in one batch, compared in the order listed
+    int ca[9], cb[9], nc = 0;
+    float dls[9], mls[9];
     for (int ds = -1; ds <= 1; ++ds) {
       const int a = sc0 + ds;
       if (a < 0 || a > SMAX) continue;
       for (int dm = -1; dm <= 1; ++dm) {
         const int b = mc0 + dm;
         if (b < 0 || b > SMAX) continue;
-        const double e = error_asym(SUB, xs, ws, d * float(a), dmin * float(b), NMAX);
-        if (e < best) {
-          best = e;
-          sc[j] = uint8_t(a);
-          mc[j] = uint8_t(b);
-        }
+        ca[nc] = a;
+        cb[nc] = b;
+        dls[nc] = d * float(a);
+        mls[nc] = dmin * float(b);
+        ++nc;
+      }
+    }
+    double errs[9];
+    error_asym_many(SUB, xs, ws, dls, mls, nc, NMAX, errs);
+    double best = INFINITY;
+    sc[j] = uint8_t(sc0);
+    mc[j] = uint8_t(mc0);
+    for (int c = 0; c < nc; ++c) {
+      if (errs[c] < best) {
+        best = errs[c];
+        sc[j] = uint8_t(ca[c]);
+        mc[j] = uint8_t(cb[c]);
       }
     }
     levels_asym(SUB, xs, ws, d * float(sc[j]), dmin * float(mc[j]), NMAX, L + j * SUB);
@@ -90,15 +101,24 @@ void kquant_sym(const float* x, const float* imp, int8_t* L, int* sc, uint16_t* 
     const float* xs = x + j * SUB;
     const float* ws = w + j * SUB;
     const int sc0 = d != 0.0f ? clampi(nearest_int(s[j] / d), SLO, SHI) : 0;
-    double best = INFINITY;
-    sc[j] = sc0;
+    // the (up to 3) neighbours' errors in one batch, compared in the order listed
+    int ca[3], nc = 0;
+    float dls[3];
     for (int ds = -1; ds <= 1; ++ds) {
       const int a = sc0 + ds;
       if (a < SLO || a > SHI) continue;
-      const double e = error_sym(SUB, xs, ws, d * float(a), LO, HI);
-      if (e < best) {
-        best = e;
-        sc[j] = a;
+      ca[nc] = a;
+      dls[nc] = d * float(a);
+      ++nc;
+    }
+    double errs[3];
+    error_sym_many(SUB, xs, ws, dls, nc, LO, HI, errs);
+    double best = INFINITY;
+    sc[j] = sc0;
+    for (int c = 0; c < nc; ++c) {
+      if (errs[c] < best) {
+        best = errs[c];
+        sc[j] = ca[c];
       }
     }
     levels_sym(SUB, xs, ws, d * float(sc[j]), LO, HI, L + j * SUB);
