@@ -542,6 +542,21 @@ namespace {
 constexpr int kLanes = 8;
 constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23: (v + M) - M rounds |v| < 2^22 to an integer
 
+// One candidate scale of search_sym: its levels' score slx^2 / sll (larger is better) and
+// least-squares scale slx / sll; ok is false when the levels are all zero (sll = 0).
+struct SymScore {
+  double score;
+  float s;
+  bool ok;
+};
+// One candidate of search_asym: the least-squares (scale s, offset m) of its levels, rounded to
+// float, and the error of that pair; ok is false when the fit has no solution or s < 0.
+struct AsymFit {
+  double err;
+  float s, m;
+  bool ok;
+};
+
 inline float clampf(float v, float lo, float hi) {
   v = v > lo ? v : lo;  // NaN -> lo
   return v < hi ? v : hi;
@@ -745,33 +760,95 @@ QUANT_AVX_FN inline __m256d lane_sums4(__m256 v0, __m256 v1, __m256 v2, __m256 v
 // Candidates c0 .. c0 + 3 of a group; a short last group repeats its last candidate.
 inline int group_member(int c0, int j, int nc) { return std::min(c0 + j, nc - 1); }
 
-QUANT_AVX_FN void level_sums_many_avx(int n, const float* x, const float* w, const float* iscale, int nc,
-                                      float off, float lo, float hi, LevelSums* out) {
+// The level sums of candidates c0 .. c0 + 3 as three 4-wide double vectors (sl, sll, slx).
+QUANT_AVX_FN inline void level_sums4_avx(int n, const float* x, const float* w, const float* iscale, int c0, int nc,
+                                         float off, float lo, float hi, __m256d* sl, __m256d* sll, __m256d* slx) {
   const __m256 voff = _mm256_set1_ps(off), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
   const __m256 vm = _mm256_set1_ps(kRoundMagic);
-  for (int c0 = 0; c0 < nc; c0 += 4) {
-    __m256 vis[4], a[4], b[4], c[4];
+  __m256 vis[4], a[4], b[4], c[4];
+  for (int j = 0; j < 4; ++j) {
+    vis[j] = _mm256_set1_ps(iscale[group_member(c0, j, nc)]);
+    a[j] = b[j] = c[j] = _mm256_setzero_ps();
+  }
+  for (int i = 0; i < n; i += 8) {
+    const __m256 x0 = _mm256_loadu_ps(x + i), w0 = _mm256_loadu_ps(w + i);
+    const __m256 xo = _mm256_sub_ps(x0, voff);
     for (int j = 0; j < 4; ++j) {
-      vis[j] = _mm256_set1_ps(iscale[group_member(c0, j, nc)]);
-      a[j] = b[j] = c[j] = _mm256_setzero_ps();
+      __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(vis[j], xo), vlo), vhi);
+      q = _mm256_sub_ps(_mm256_add_ps(q, vm), vm);
+      const __m256 wq = _mm256_mul_ps(w0, q);
+      a[j] = _mm256_add_ps(a[j], wq);
+      b[j] = _mm256_add_ps(b[j], _mm256_mul_ps(wq, q));
+      c[j] = _mm256_add_ps(c[j], _mm256_mul_ps(wq, x0));
     }
-    for (int i = 0; i < n; i += 8) {
-      const __m256 x0 = _mm256_loadu_ps(x + i), w0 = _mm256_loadu_ps(w + i);
-      const __m256 xo = _mm256_sub_ps(x0, voff);
-      for (int j = 0; j < 4; ++j) {
-        __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(vis[j], xo), vlo), vhi);
-        q = _mm256_sub_ps(_mm256_add_ps(q, vm), vm);
-        const __m256 wq = _mm256_mul_ps(w0, q);
-        a[j] = _mm256_add_ps(a[j], wq);
-        b[j] = _mm256_add_ps(b[j], _mm256_mul_ps(wq, q));
-        c[j] = _mm256_add_ps(c[j], _mm256_mul_ps(wq, x0));
-      }
+  }
+  *sl = lane_sums4(a[0], a[1], a[2], a[3]);
+  *sll = lane_sums4(b[0], b[1], b[2], b[3]);
+  *slx = lane_sums4(c[0], c[1], c[2], c[3]);
+}
+
+QUANT_AVX_FN inline void store_sums4(__m256d sl, __m256d sll, __m256d slx, int c0, int nc, LevelSums* out) {
+  alignas(32) double sa[4], sb[4], sc[4];
+  _mm256_store_pd(sa, sl);
+  _mm256_store_pd(sb, sll);
+  _mm256_store_pd(sc, slx);
+  for (int j = 0; j < 4 && c0 + j < nc; ++j) out[c0 + j] = {sa[j], sb[j], sc[j]};
+}
+
+// score_sym of each candidate (see there), four at a time in double vectors: the same IEEE
+// operations as the scalar code, so the same bits.
+QUANT_AVX_FN void score_sym_many_avx(int n, const float* x, const float* w, const float* iscale, int nc, float lo,
+                                     float hi, SymScore* out) {
+  for (int c0 = 0; c0 < nc; c0 += 4) {
+    __m256d sl, sll, slx;
+    level_sums4_avx(n, x, w, iscale, c0, nc, 0.0f, lo, hi, &sl, &sll, &slx);
+    const __m256d ok = _mm256_cmp_pd(sll, _mm256_setzero_pd(), _CMP_GT_OQ);
+    alignas(32) double score[4];
+    alignas(16) float sc[4];
+    _mm256_store_pd(score, _mm256_div_pd(_mm256_mul_pd(slx, slx), sll));
+    _mm_store_ps(sc, _mm256_cvtpd_ps(_mm256_div_pd(slx, sll)));
+    const int okm = _mm256_movemask_pd(ok);
+    for (int j = 0; j < 4 && c0 + j < nc; ++j)
+      out[c0 + j] = (okm >> j) & 1 ? SymScore{score[j], sc[j], true} : SymScore{0.0, 0.0f, false};
+  }
+}
+
+// fit_asym of each candidate (see there), four at a time; sums[c] receives candidate c's sums.
+QUANT_AVX_FN void fit_asym_many_avx(int n, const float* x, const float* w, const float* iscale, int nc, float off,
+                                    float fmax, const Moments& mo, bool min_le_zero, LevelSums* sums, AsymFit* out) {
+  const __m256d zero = _mm256_setzero_pd(), two = _mm256_set1_pd(2.0);
+  const __m256d sw = _mm256_set1_pd(mo.sw), sx = _mm256_set1_pd(mo.sx), sxx = _mm256_set1_pd(mo.sxx);
+  for (int c0 = 0; c0 < nc; c0 += 4) {
+    __m256d sl, sll, slx;
+    level_sums4_avx(n, x, w, iscale, c0, nc, off, 0.0f, fmax, &sl, &sll, &slx);
+    store_sums4(sl, sll, slx, c0, nc, sums);
+    const __m256d det = _mm256_sub_pd(_mm256_mul_pd(sw, sll), _mm256_mul_pd(sl, sl));
+    const __m256d ok_det = _mm256_cmp_pd(det, zero, _CMP_GT_OQ);
+    __m256d s = _mm256_div_pd(_mm256_sub_pd(_mm256_mul_pd(sw, slx), _mm256_mul_pd(sl, sx)), det);
+    __m256d m = _mm256_div_pd(_mm256_sub_pd(_mm256_mul_pd(sll, sx), _mm256_mul_pd(sl, slx)), det);
+    if (min_le_zero) {
+      const __m256d m_pos = _mm256_cmp_pd(m, zero, _CMP_GT_OQ);
+      const __m256d s_alt = _mm256_and_pd(_mm256_div_pd(slx, sll), _mm256_cmp_pd(sll, zero, _CMP_GT_OQ));
+      s = _mm256_blendv_pd(s, s_alt, m_pos);
+      m = _mm256_andnot_pd(m_pos, m);
     }
-    alignas(32) double sa[4], sb[4], sc[4];
-    _mm256_store_pd(sa, lane_sums4(a[0], a[1], a[2], a[3]));
-    _mm256_store_pd(sb, lane_sums4(b[0], b[1], b[2], b[3]));
-    _mm256_store_pd(sc, lane_sums4(c[0], c[1], c[2], c[3]));
-    for (int j = 0; j < 4 && c0 + j < nc; ++j) out[c0 + j] = {sa[j], sb[j], sc[j]};
+    const __m128 sf = _mm256_cvtpd_ps(s), mf = _mm256_cvtpd_ps(m);
+    const __m256d sd = _mm256_cvtps_pd(sf), md = _mm256_cvtps_pd(mf);
+    const __m256d two_s = _mm256_mul_pd(two, sd);
+    __m256d e = _mm256_sub_pd(sxx, _mm256_mul_pd(two_s, slx));
+    e = _mm256_sub_pd(e, _mm256_mul_pd(_mm256_mul_pd(two, md), sx));
+    e = _mm256_add_pd(e, _mm256_mul_pd(_mm256_mul_pd(sd, sd), sll));
+    e = _mm256_add_pd(e, _mm256_mul_pd(_mm256_mul_pd(two_s, md), sl));
+    e = _mm256_add_pd(e, _mm256_mul_pd(_mm256_mul_pd(md, md), sw));
+    const __m128 ok_s = _mm_cmp_ps(sf, _mm_setzero_ps(), _CMP_GE_OQ);
+    alignas(32) double ev[4];
+    alignas(16) float sv[4], mv[4];
+    _mm256_store_pd(ev, e);
+    _mm_store_ps(sv, sf);
+    _mm_store_ps(mv, mf);
+    const int ok = _mm256_movemask_pd(ok_det) & _mm_movemask_ps(ok_s);
+    for (int j = 0; j < 4 && c0 + j < nc; ++j)
+      out[c0 + j] = (ok >> j) & 1 ? AsymFit{ev[j], sv[j], mv[j], true} : AsymFit{0.0, sv[j], mv[j], false};
   }
 }
 
@@ -911,15 +988,8 @@ double error_scaled(int n, const float* x, const float* w, float dl, float lo, f
 
 #endif  // __SSE2__
 
-// level_sums / error_scaled / error_affine of nc candidates (out[c] is what the single call for
-// candidate c returns; the AVX code computes them in groups of four, see level_sums_many_avx).
-void level_sums_many(int n, const float* x, const float* w, const float* iscale, int nc, float off, float lo,
-                     float hi, LevelSums* out) {
-#ifdef EDGELLAMA_QUANT_AVX
-  if (kUseAvx) return level_sums_many_avx(n, x, w, iscale, nc, off, lo, hi, out);
-#endif
-  for (int c = 0; c < nc; ++c) out[c] = level_sums(n, x, w, iscale[c], off, lo, hi);
-}
+// error_scaled / error_affine of nc candidates (out[c] is what the single call for candidate c
+// returns; the AVX code computes them in groups of four, see lane_sums4).
 void error_scaled_many(int n, const float* x, const float* w, const float* dl, int nc, float lo, float hi,
                        double* out) {
 #ifdef EDGELLAMA_QUANT_AVX
@@ -933,6 +1003,51 @@ void error_affine_many(int n, const float* x, const float* w, const float* dl, c
   if (kUseAvx) return error_affine_many_avx(n, x, w, dl, ml, nc, nmax, out);
 #endif
   for (int c = 0; c < nc; ++c) out[c] = error_affine(n, x, w, dl[c], ml[c], nmax);
+}
+
+SymScore score_sym(const LevelSums& r) {
+  if (!(r.sll > 0)) return {0.0, 0.0f, false};
+  return {r.slx * r.slx / r.sll, float(r.slx / r.sll), true};
+}
+
+// Weighted squared error of x ~= s q + m for levels with sums r, in closed form.
+double asym_error(const Moments& mo, const LevelSums& r, double s, double m) {
+  return mo.sxx - 2 * s * r.slx - 2 * m * mo.sx + s * s * r.sll + 2 * s * m * r.sl + m * m * mo.sw;
+}
+
+// Least-squares scale and offset of the levels with sums r (offset clamped to <= 0 if
+// min_le_zero, the scale then refitted alone), rounded to float, and their error.
+AsymFit fit_asym(const Moments& mo, const LevelSums& r, bool min_le_zero) {
+  const double det = mo.sw * r.sll - r.sl * r.sl;
+  if (!(det > 0)) return {0.0, 0.0f, 0.0f, false};
+  double s = (mo.sw * r.slx - r.sl * mo.sx) / det;
+  double m = (r.sll * mo.sx - r.sl * r.slx) / det;
+  if (min_le_zero && m > 0) {
+    m = 0;
+    s = r.sll > 0 ? r.slx / r.sll : 0;
+  }
+  const float sf = float(s), mf = float(m);
+  if (!(sf >= 0)) return {0.0, sf, mf, false};
+  return {asym_error(mo, r, sf, mf), sf, mf, true};
+}
+
+// score_sym / fit_asym of nc candidate scales (offset 0 / off), each from its level sums.
+void score_sym_many(int n, const float* x, const float* w, const float* iscale, int nc, float lo, float hi,
+                    SymScore* out) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return score_sym_many_avx(n, x, w, iscale, nc, lo, hi, out);
+#endif
+  for (int c = 0; c < nc; ++c) out[c] = score_sym(level_sums(n, x, w, iscale[c], 0.0f, lo, hi));
+}
+void fit_asym_many(int n, const float* x, const float* w, const float* iscale, int nc, float off, float fmax,
+                   const Moments& mo, bool min_le_zero, LevelSums* sums, AsymFit* out) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return fit_asym_many_avx(n, x, w, iscale, nc, off, fmax, mo, min_le_zero, sums, out);
+#endif
+  for (int c = 0; c < nc; ++c) {
+    sums[c] = level_sums(n, x, w, iscale[c], off, 0.0f, fmax);
+    out[c] = fit_asym(mo, sums[c], min_le_zero);
+  }
 }
 
 bool fast_ok(int n, const float* x) { return n > 0 && n % kLanes == 0 && n <= 256 && all_finite(n, x); }
@@ -959,30 +1074,31 @@ float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* 
   const float flo = float(lo), fhi = float(hi);
   double best_score = -1.0;
   float best_s = 0.0f, best_is = 0.0f;
-  auto consider = [&](const LevelSums& r, float iscale) -> bool {
-    if (!(r.sll > 0)) return false;
-    const double score = r.slx * r.slx / r.sll;
-    if (score > best_score) {
-      best_score = score;
-      best_s = float(r.slx / r.sll);
+  auto consider = [&](const SymScore& r, float iscale) -> bool {
+    if (!r.ok) return false;
+    if (r.score > best_score) {
+      best_score = r.score;
+      best_s = r.s;
       best_is = iscale;
       return true;
     }
     return false;
   };
-  auto try_iscale = [&](float iscale) { return consider(level_sums(n, x, w, iscale, 0.0f, flo, fhi), iscale); };
+  auto try_iscale = [&](float iscale) {
+    return consider(score_sym(level_sums(n, x, w, iscale, 0.0f, flo, fhi)), iscale);
+  };
   // Map the largest value to either end of the level range, with small perturbations.
   // (7 steps of 0.3 level per end: as good as 21 steps of 0.1 on Gaussian and t-distributed
   // weights, within 0.1 % RMSE, at a third of the cost.) The 14 passes are independent: they run
   // as one batch, then are compared in the order listed.
   float iscales[14];
-  LevelSums sums[14];
+  SymScore scores[14];
   for (int k = -3; k <= 3; ++k) {
     iscales[2 * (k + 3)] = (flo + 0.3f * float(k)) / vmax;
     iscales[2 * (k + 3) + 1] = (fhi + 0.3f * float(k)) / vmax;
   }
-  level_sums_many(n, x, w, iscales, 14, 0.0f, flo, fhi, sums);
-  for (int c = 0; c < 14; ++c) consider(sums[c], iscales[c]);
+  score_sym_many(n, x, w, iscales, 14, flo, fhi, scores);
+  for (int c = 0; c < 14; ++c) consider(scores[c], iscales[c]);
   // Alternate: levels for the best scale, then the best scale for those levels.
   for (int it = 0; it < 4 && best_s != 0.0f; ++it)
     if (!try_iscale(1.0f / best_s)) break;
@@ -1012,13 +1128,7 @@ float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_z
   const float fmax = float(nmax);
   double best_err = INFINITY;
   float best_s = 0.0f, best_m = mn, best_is = 0.0f, best_off = mn;
-  // error of x ~= s q + m for levels with sums r, in closed form
-  auto err = [&](const LevelSums& r, double s, double m) {
-    return mo.sxx - 2 * s * r.slx - 2 * m * mo.sx + s * s * r.sll + 2 * s * m * r.sl + m * m * mo.sw;
-  };
-  auto consider = [&](const LevelSums& r, float s, float m, float iscale, float off) {
-    if (!(s >= 0)) return false;
-    const double e = err(r, s, m);
+  auto consider = [&](double e, float s, float m, float iscale, float off) {
     if (e < best_err) {
       best_err = e;
       best_s = s;
@@ -1029,23 +1139,15 @@ float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_z
     }
     return false;
   };
-  auto fit = [&](const LevelSums& r, float iscale, float off) {
-    const double det = mo.sw * r.sll - r.sl * r.sl;
-    if (!(det > 0)) return false;
-    double s = (mo.sw * r.slx - r.sl * mo.sx) / det;
-    double m = (r.sll * mo.sx - r.sl * r.slx) / det;
-    if (min_le_zero && m > 0) {
-      m = 0;
-      s = r.sll > 0 ? r.slx / r.sll : 0;
-    }
-    return consider(r, float(s), float(m), iscale, off);
+  auto consider_fit = [&](const AsymFit& f, float iscale, float off) {
+    return f.ok && consider(f.err, f.s, f.m, iscale, off);
   };
-  // The plain min/max rounding, as is, and refitted.
-  // Then stretch the min/max grid by -1..+1 levels in steps of 0.2 (as good as steps of 0.1 within
-  // 0.05 % RMSE, at half the cost). The passes are independent: one batch, then considered and
-  // fitted in the order listed.
+  // The plain min/max rounding, as is and refitted; then the min/max grid stretched by -1..+1
+  // levels in steps of 0.2 (as good as steps of 0.1 within 0.05 % RMSE, at half the cost), refitted.
+  // The passes are independent: one batch, then considered in the order listed.
   float iscales[11];
   LevelSums sums[11];
+  AsymFit fits[11];
   int nc = 0;
   iscales[nc++] = fmax / (mx - mn);
   for (int k = -5; k <= 5; ++k) {
@@ -1054,12 +1156,13 @@ float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_z
     if (target <= 0.5f) continue;
     iscales[nc++] = target / (mx - mn);
   }
-  level_sums_many(n, x, w, iscales, nc, mn, 0.0f, fmax, sums);
-  consider(sums[0], (mx - mn) / fmax, mn, iscales[0], mn);
-  for (int c = 0; c < nc; ++c) fit(sums[c], iscales[c], mn);
+  fit_asym_many(n, x, w, iscales, nc, mn, fmax, mo, min_le_zero, sums, fits);
+  const float s_plain = (mx - mn) / fmax;
+  if (s_plain >= 0) consider(asym_error(mo, sums[0], s_plain, mn), s_plain, mn, iscales[0], mn);
+  for (int c = 0; c < nc; ++c) consider_fit(fits[c], iscales[c], mn);
   for (int it = 0; it < 4 && best_s > 0; ++it) {
     const float is = 1.0f / best_s;
-    if (!fit(level_sums(n, x, w, is, best_m, 0.0f, fmax), is, best_m)) break;
+    if (!consider_fit(fit_asym(mo, level_sums(n, x, w, is, best_m, 0.0f, fmax), min_le_zero), is, best_m)) break;
   }
   if (L)
     for (int i = 0; i < n; ++i) L[i] = uint8_t(round_small(clampf(best_is * (x[i] - best_off), 0.0f, fmax)));

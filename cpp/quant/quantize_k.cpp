@@ -149,11 +149,12 @@ void quantize_q2_K_search(const float* x, void* y, int64_t n, const float* imp) 
     const float* im = imp ? imp + i * QK_K : nullptr;
     kquant_asym<16, 16, 3, 15>(x, im, L, sc, mc, &b[i].d, &b[i].dmin);
     for (int j = 0; j < 16; ++j) b[i].scales[j] = uint8_t(sc[j] | (mc[j] << 4));
-    std::memset(b[i].qs, 0, sizeof b[i].qs);
-    for (int e = 0; e < QK_K; ++e) {
-      const int h = e / 128, s = (e % 128) / 32, l = e % 32;
-      b[i].qs[h * 32 + l] = uint8_t(b[i].qs[h * 32 + l] | (L[e] << (2 * s)));
-    }
+    // value h * 128 + 32 s + l goes to bits 2s of byte h * 32 + l
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t* q = L + h * 128 + l;
+        b[i].qs[h * 32 + l] = uint8_t(q[0] | (q[32] << 2) | (q[64] << 4) | (q[96] << 6));
+      }
   }
 }
 
@@ -174,13 +175,19 @@ void quantize_q3_K_search(const float* x, void* y, int64_t n, const float* imp) 
       }
       b[i].scales[8 + (j % 4)] = uint8_t(b[i].scales[8 + (j % 4)] | ((v >> 4) << (2 * (j / 4))));
     }
-    std::memset(b[i].qs, 0, sizeof b[i].qs);
-    std::memset(b[i].hmask, 0, sizeof b[i].hmask);
-    for (int e = 0; e < QK_K; ++e) {
-      const int h = e / 128, s = (e % 128) / 32, l = e % 32;
-      const int q = L[e] + 4;  // 0..7
-      b[i].qs[h * 32 + l] = uint8_t(b[i].qs[h * 32 + l] | ((q & 3) << (2 * s)));
-      if (q & 4) b[i].hmask[l] = uint8_t(b[i].hmask[l] | (1 << (h * 4 + s)));
+    // level q = L + 4 (0..7) of value h * 128 + 32 s + l: its low 2 bits go to bits 2s of byte
+    // h * 32 + l of qs, its bit 2 to bit 4h + s of hmask[l]
+    uint8_t q[QK_K];
+    for (int e = 0; e < QK_K; ++e) q[e] = uint8_t(L[e] + 4);
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t* v = q + h * 128 + l;
+        b[i].qs[h * 32 + l] = uint8_t((v[0] & 3) | ((v[32] & 3) << 2) | ((v[64] & 3) << 4) | ((v[96] & 3) << 6));
+      }
+    for (int l = 0; l < 32; ++l) {
+      unsigned m = 0;
+      for (int hs = 0; hs < 8; ++hs) m |= unsigned(q[32 * hs + l] >> 2) << hs;  // hs = 4h + s
+      b[i].hmask[l] = uint8_t(m);
     }
   }
 }
@@ -222,14 +229,16 @@ void quantize_q6_K_search(const float* x, void* y, int64_t n, const float* imp) 
     const float* im = imp ? imp + i * QK_K : nullptr;
     kquant_sym<16, 16, -32, 31, -128, 127>(x, im, L, sc, &b[i].d);
     for (int j = 0; j < 16; ++j) b[i].scales[j] = int8_t(sc[j]);
-    std::memset(b[i].ql, 0, sizeof b[i].ql);
-    std::memset(b[i].qh, 0, sizeof b[i].qh);
-    for (int e = 0; e < QK_K; ++e) {
-      const int h = e / 128, r = e % 128;
-      const int q = L[e] + 32;  // 0..63
-      b[i].ql[h * 64 + r % 64] = uint8_t(b[i].ql[h * 64 + r % 64] | ((q & 0xF) << (4 * (r / 64))));
-      b[i].qh[h * 32 + r % 32] = uint8_t(b[i].qh[h * 32 + r % 32] | ((q >> 4) << (2 * (r / 32))));
-    }
+    // level q = L + 32 (0..63) of value h * 128 + 32 s + l: its low nibble goes to nibble s / 2 of
+    // ql[h * 64 + 32 (s % 2) + l], its top 2 bits to bits 2s of qh[h * 32 + l]
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l) {
+        const int8_t* v = L + h * 128 + l;
+        const int q0 = v[0] + 32, q1 = v[32] + 32, q2 = v[64] + 32, q3 = v[96] + 32;
+        b[i].ql[h * 64 + l] = uint8_t((q0 & 0xF) | ((q2 & 0xF) << 4));
+        b[i].ql[h * 64 + 32 + l] = uint8_t((q1 & 0xF) | ((q3 & 0xF) << 4));
+        b[i].qh[h * 32 + l] = uint8_t((q0 >> 4) | ((q1 >> 4) << 2) | ((q2 >> 4) << 4) | ((q3 >> 4) << 6));
+      }
   }
 }
 
