@@ -1050,21 +1050,60 @@ void fit_asym_many(int n, const float* x, const float* w, const float* iscale, i
   }
 }
 
+#ifdef EDGELLAMA_QUANT_AVX
+QUANT_AVX_FN bool finite_absmax_avx(int n, const float* x, float* amax, float* vmax) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
+  __m256 m = _mm256_setzero_ps(), fin = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int i = 0; i < n; i += 8) {
+    const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
+    fin = _mm256_and_ps(fin, _mm256_cmp_ps(a, inf, _CMP_LT_OQ));  // false for NaN and inf
+    m = _mm256_max_ps(m, a);
+  }
+  if (_mm256_movemask_ps(fin) != 0xFF) return false;
+  m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
+  m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4E));
+  m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xB1));
+  *amax = _mm256_cvtss_f32(m);
+  *vmax = 0.0f;
+  if (*amax == 0.0f) return true;
+  for (int i = 0; i < n; i += 8) {
+    const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), m, _CMP_EQ_OQ));
+    if (hit) {
+      *vmax = x[i + __builtin_ctz(unsigned(hit))];
+      break;
+    }
+  }
+  return true;
+}
+#endif
+
+// All n values finite (else false), the largest magnitude and the first value that has it (0, 0
+// for an all-zero block). Needs n % kLanes == 0.
+bool finite_absmax(int n, const float* x, float* amax, float* vmax) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return finite_absmax_avx(n, x, amax, vmax);
+#endif
+  if (!all_finite(n, x)) return false;
+  *amax = 0.0f;
+  *vmax = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    if (std::fabs(x[i]) > *amax) {
+      *amax = std::fabs(x[i]);
+      *vmax = x[i];
+    }
+  }
+  return true;
+}
+
 bool fast_ok(int n, const float* x) { return n > 0 && n % kLanes == 0 && n <= 256 && all_finite(n, x); }
 
 }  // namespace
 
 float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* L) {
-  if (!fast_ok(n, x)) {
-    std::vector<int8_t> own(L ? 0 : size_t(n));
-    return search_sym_generic(n, x, w, lo, hi, L ? L : own.data());
-  }
   float amax = 0.0f, vmax = 0.0f;
-  for (int i = 0; i < n; ++i) {
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
-      vmax = x[i];
-    }
+  if (!(n > 0 && n % kLanes == 0 && n <= 256 && finite_absmax(n, x, &amax, &vmax))) {
+    std::vector<int8_t> own(L || n <= 0 ? 0 : size_t(n));
+    return search_sym_generic(n, x, w, lo, hi, L ? L : own.data());
   }
   if (!(amax > 1e-30f)) {
     if (L)

@@ -211,13 +211,15 @@ void quantize_q5_K_search(const float* x, void* y, int64_t n, const float* imp) 
     const float* im = imp ? imp + i * QK_K : nullptr;
     kquant_asym<8, 32, 31, 63>(x, im, L, sc, mc, &b[i].d, &b[i].dmin);
     pack_scale_min_k4(sc, mc, b[i].scales);
-    std::memset(b[i].qh, 0, sizeof b[i].qh);
     for (int k = 0; k < 4; ++k)
       for (int l = 0; l < 32; ++l)
         b[i].qs[32 * k + l] = uint8_t((L[64 * k + l] & 0xF) | ((L[64 * k + 32 + l] & 0xF) << 4));
-    for (int sb = 0; sb < 8; ++sb)
-      for (int l = 0; l < 32; ++l)
-        if (L[32 * sb + l] & 16) b[i].qh[l] = uint8_t(b[i].qh[l] | (1 << sb));
+    // bit 4 of the level of value 32 sb + l goes to bit sb of qh[l]
+    for (int l = 0; l < 32; ++l) {
+      unsigned h = 0;
+      for (int sb = 0; sb < 8; ++sb) h |= unsigned((L[32 * sb + l] >> 4) & 1) << sb;
+      b[i].qh[l] = uint8_t(h);
+    }
   }
 }
 
