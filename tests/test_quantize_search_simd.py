@@ -79,3 +79,19 @@ def test_batched_avx_search_equals_sse2_bit_for_bit(tmp_path, types):
         if rows.size:
             differ.append((k, rows.tolist()))
     assert not differ, differ
+
+
+def test_f16_source_widening_is_exact_for_every_half():
+    """F16 sources are widened to float32 with F16C on AVX2 CPUs (quantize.cpp widen_f16_f16c),
+    which quiets signalling NaNs; groups holding a NaN go through the table instead. All 65536 half
+    bit patterns, written as F32 (a copy of the widened rows), give sign | exponent | mantissa << 13
+    exactly (signalling NaN payloads kept) and NumPy's values for zeros and subnormals."""
+    h = np.arange(65536, dtype=np.uint32).astype(np.uint16).reshape(256, 256)
+    got = _core.quantize("F32", h.view(np.float16), n_threads=1).view(np.uint32).reshape(256, 256)
+    u = h.astype(np.uint32)
+    e, m = (u >> 10) & 0x1F, u & 0x3FF
+    want = ((u & 0x8000) << 16) | (np.where(e == 0x1F, 0xFF, e + 112) << 23) | (m << 13)
+    normal = e != 0
+    assert np.array_equal(got[normal], want[normal])
+    assert np.array_equal(got[~normal].view(np.float32), h[~normal].view(np.float16).astype(np.float32))
+    assert np.isnan(got.view(np.float32)).sum() == 2 * 1023  # every NaN pattern, none made or lost

@@ -1404,6 +1404,25 @@ void quantize_matrix(GGMLType type, const float* x, void* y, int64_t nrows, int6
   quantize_matrix_from(type, SourceFormat::kF32, x, y, nrows, ncols, importance, method, n_threads);
 }
 
+#ifdef EDGELLAMA_QUANT_AVX
+// Halves to floats with F16C (every AVX2 CPU has it), 8 at a time: exact like the table, except that
+// F16C quiets a signalling NaN; a group of 8 holding a NaN is converted by the table instead, so
+// the floats are the table's bit for bit.
+__attribute__((target("avx,f16c"))) static void widen_f16_f16c(const uint16_t* h, int64_t n, float* out) {
+  const float* table = fp16_table();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i)));
+    if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) {
+      for (int k = 0; k < 8; ++k) out[i + k] = table[h[i + k]];
+    } else {
+      _mm256_storeu_ps(out + i, v);
+    }
+  }
+  for (; i < n; ++i) out[i] = table[h[i]];
+}
+#endif
+
 // One row of the source as float32: the row itself for F32, else widened into `buf` (ncols floats).
 static const float* source_row(SourceFormat format, const void* x, int64_t r, int64_t ncols, float* buf) {
   switch (format) {
@@ -1411,6 +1430,12 @@ static const float* source_row(SourceFormat format, const void* x, int64_t r, in
       return static_cast<const float*>(x) + r * ncols;
     case SourceFormat::kF16: {
       const uint16_t* h = static_cast<const uint16_t*>(x) + r * ncols;
+#ifdef EDGELLAMA_QUANT_AVX
+      if (kUseAvx) {
+        widen_f16_f16c(h, ncols, buf);
+        return buf;
+      }
+#endif
       const float* table = fp16_table();
       for (int64_t i = 0; i < ncols; ++i) buf[i] = table[h[i]];
       return buf;
