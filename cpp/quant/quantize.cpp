@@ -685,6 +685,26 @@ QUANT_AVX_FN inline double hsum8(__m256 a) {
   return lane_sum(t);
 }
 
+// Four 8-lane float sums as doubles, each added lane 0, 1, ..., 7 like lane_sum, in one 4-wide
+// double register (lane j of the result: v_j's sum).
+QUANT_AVX_FN inline __m256d lane_sums4(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
+  // transpose: u_k holds lane k of v0..v3 in its low half and lane k + 4 in its high half
+  const __m256 t0 = _mm256_unpacklo_ps(v0, v1), t1 = _mm256_unpackhi_ps(v0, v1);
+  const __m256 t2 = _mm256_unpacklo_ps(v2, v3), t3 = _mm256_unpackhi_ps(v2, v3);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256d s = _mm256_setzero_pd();
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u0)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u1)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u2)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u3)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u0, 1)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u1, 1)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u2, 1)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u3, 1)));
+  return s;
+}
+
 QUANT_AVX_FN LevelSums level_sums_avx(int n, const float* x, const float* w, float iscale, float off, float lo,
                                       float hi) {
   const __m256 vis = _mm256_set1_ps(iscale), voff = _mm256_set1_ps(off), vlo = _mm256_set1_ps(lo);
@@ -699,7 +719,9 @@ QUANT_AVX_FN LevelSums level_sums_avx(int n, const float* x, const float* w, flo
     b = _mm256_add_ps(b, _mm256_mul_ps(wq, q));
     c = _mm256_add_ps(c, _mm256_mul_ps(wq, x0));
   }
-  return {hsum8(a), hsum8(b), hsum8(c)};
+  alignas(32) double s[4];
+  _mm256_store_pd(s, lane_sums4(a, b, c, c));  // the three reductions side by side
+  return {s[0], s[1], s[2]};
 }
 
 QUANT_AVX_FN double error_affine_avx(int n, const float* x, const float* w, float dl, float ml, float nmax) {
@@ -739,23 +761,6 @@ QUANT_AVX_FN double error_scaled_avx(int n, const float* x, const float* w, floa
 // arithmetic is the single-candidate code's, operation for operation, so the results are bit for
 // bit level_sums / error_scaled / error_affine of each candidate. Blocks of 16 values (Q2_K,
 // Q3_K, Q6_K) spend most of a single-candidate pass in that reduction and the call around it.
-QUANT_AVX_FN inline __m256d lane_sums4(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
-  // transpose: u_k holds lane k of v0..v3 in its low half and lane k + 4 in its high half
-  const __m256 t0 = _mm256_unpacklo_ps(v0, v1), t1 = _mm256_unpackhi_ps(v0, v1);
-  const __m256 t2 = _mm256_unpacklo_ps(v2, v3), t3 = _mm256_unpackhi_ps(v2, v3);
-  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  __m256d s = _mm256_setzero_pd();
-  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u0)));
-  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u1)));
-  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u2)));
-  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u3)));
-  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u0, 1)));
-  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u1, 1)));
-  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u2, 1)));
-  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u3, 1)));
-  return s;
-}
 
 // Candidates c0 .. c0 + 3 of a group; a short last group repeats its last candidate.
 inline int group_member(int c0, int j, int nc) { return std::min(c0 + j, nc - 1); }
