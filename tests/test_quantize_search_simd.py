@@ -2,7 +2,7 @@
 block, their sums reduced and their score / least-squares fit computed in 4-wide double vectors, the
 K-quant scale refinement's errors in groups) gives the same bytes as the one-candidate-at-a-time
 SSE2 code (EDGELLAMA_QUANT_NO_AVX=1, in a child process), row for row, on random rows and on the
-rows that reach the edge cases: all zeros, constant, one non-zero value per block, huge, tiny and
+rows that reach the edge cases: all zeros (of both signs), constant, one non-zero value per block, huge, tiny and
 subnormal values, exact level ties, a single outlier, NaN and +-inf, and importance weights with
 zeros and a large spread."""
 
@@ -41,6 +41,9 @@ r = rng.standard_normal(cols); r[:16] = 0; r[32:48] = 2.0; add(r)      # mixed s
 for bad in (np.nan, np.inf, -np.inf):
     r = rng.standard_normal(cols); r[rng.integers(0, cols, 3)] = bad; add(r)
 r = rng.standard_normal(cols); r[3] = 3e38; r[4] = -3e38; add(r)       # near float max
+r = np.abs(rng.standard_normal(cols)); r[::7] = 0.0; r[3::7] = -0.0; add(r)  # min is 0, both signs
+r = np.zeros(cols); r[1::2] = -0.0; add(r); add(-r)                    # all zeros, mixed signs
+r = -np.abs(rng.standard_normal(cols)); r[::5] = -0.0; r[2::5] = 0.0; add(r)  # max is 0, both signs
 x = np.stack(rows)
 imps = {
     "": None,

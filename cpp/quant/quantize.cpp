@@ -594,7 +594,7 @@ struct Moments {
   double sw = 0, sx = 0, sxx = 0;
 };
 
-Moments moments(int n, const float* x, const float* w) {
+Moments moments_sse(int n, const float* x, const float* w) {
   __m128 a0 = _mm_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0;
   for (int i = 0; i < n; i += 8) {
     const __m128 x0 = _mm_loadu_ps(x + i), x1 = _mm_loadu_ps(x + i + 4);
@@ -613,6 +613,17 @@ Moments moments(int n, const float* x, const float* w) {
 struct LevelSums {
   double sl, sll, slx;
 };
+
+#ifdef EDGELLAMA_QUANT_AVX
+QUANT_AVX_FN Moments moments_avx(int n, const float* x, const float* w);
+#endif
+Moments moments_sse(int n, const float* x, const float* w);
+Moments moments(int n, const float* x, const float* w) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return moments_avx(n, x, w);
+#endif
+  return moments_sse(n, x, w);
+}
 
 LevelSums level_sums_sse(int n, const float* x, const float* w, float iscale, float off, float lo, float hi) {
   const __m128 vis = _mm_set1_ps(iscale), voff = _mm_set1_ps(off), vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
@@ -703,6 +714,21 @@ QUANT_AVX_FN inline __m256d lane_sums4(__m256 v0, __m256 v1, __m256 v2, __m256 v
   s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u2, 1)));
   s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u3, 1)));
   return s;
+}
+
+// moments_sse's 8 lanes in one register, reduced like lane_sum.
+QUANT_AVX_FN Moments moments_avx(int n, const float* x, const float* w) {
+  __m256 a = _mm256_setzero_ps(), b = a, c = a;
+  for (int i = 0; i < n; i += 8) {
+    const __m256 x0 = _mm256_loadu_ps(x + i), w0 = _mm256_loadu_ps(w + i);
+    const __m256 wx = _mm256_mul_ps(w0, x0);
+    a = _mm256_add_ps(a, w0);
+    b = _mm256_add_ps(b, wx);
+    c = _mm256_add_ps(c, _mm256_mul_ps(wx, x0));
+  }
+  alignas(32) double s[4];
+  _mm256_store_pd(s, lane_sums4(a, b, c, c));
+  return {s[0], s[1], s[2]};
 }
 
 QUANT_AVX_FN LevelSums level_sums_avx(int n, const float* x, const float* w, float iscale, float off, float lo,
@@ -1082,6 +1108,53 @@ QUANT_AVX_FN bool finite_absmax_avx(int n, const float* x, float* amax, float* v
 }
 #endif
 
+#ifdef EDGELLAMA_QUANT_AVX
+// The smallest and largest value with min / max lane by lane; a zero result goes back to the scalar
+// scan, whose first-of-equal rule decides between -0 and +0.
+QUANT_AVX_FN bool finite_min_max_avx(int n, const float* x, float* mn, float* mx) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
+  __m256 lo = _mm256_loadu_ps(x), hi = lo, fin = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int i = 0; i < n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    fin = _mm256_and_ps(fin, _mm256_cmp_ps(_mm256_andnot_ps(sign, v), inf, _CMP_LT_OQ));
+    lo = _mm256_min_ps(lo, v);
+    hi = _mm256_max_ps(hi, v);
+  }
+  if (_mm256_movemask_ps(fin) != 0xFF) return false;
+  lo = _mm256_min_ps(lo, _mm256_permute2f128_ps(lo, lo, 1));
+  lo = _mm256_min_ps(lo, _mm256_shuffle_ps(lo, lo, 0x4E));
+  lo = _mm256_min_ps(lo, _mm256_shuffle_ps(lo, lo, 0xB1));
+  hi = _mm256_max_ps(hi, _mm256_permute2f128_ps(hi, hi, 1));
+  hi = _mm256_max_ps(hi, _mm256_shuffle_ps(hi, hi, 0x4E));
+  hi = _mm256_max_ps(hi, _mm256_shuffle_ps(hi, hi, 0xB1));
+  *mn = _mm256_cvtss_f32(lo);
+  *mx = _mm256_cvtss_f32(hi);
+  if (*mn == 0.0f || *mx == 0.0f) {
+    *mn = *mx = x[0];
+    for (int i = 1; i < n; ++i) {
+      *mn = std::min(*mn, x[i]);
+      *mx = std::max(*mx, x[i]);
+    }
+  }
+  return true;
+}
+#endif
+
+// All n values finite (else false), their smallest and largest value (std::min / std::max from
+// x[0]: the first of equal values, so -0 or +0 as they come). Needs n % kLanes == 0.
+bool finite_min_max(int n, const float* x, float* mn, float* mx) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return finite_min_max_avx(n, x, mn, mx);
+#endif
+  if (!all_finite(n, x)) return false;
+  *mn = *mx = x[0];
+  for (int i = 1; i < n; ++i) {
+    *mn = std::min(*mn, x[i]);
+    *mx = std::max(*mx, x[i]);
+  }
+  return true;
+}
+
 // All n values finite (else false), the largest magnitude and the first value that has it (0, 0
 // for an all-zero block). Needs n % kLanes == 0.
 bool finite_absmax(int n, const float* x, float* amax, float* vmax) {
@@ -1100,7 +1173,6 @@ bool finite_absmax(int n, const float* x, float* amax, float* vmax) {
   return true;
 }
 
-bool fast_ok(int n, const float* x) { return n > 0 && n % kLanes == 0 && n <= 256 && all_finite(n, x); }
 
 }  // namespace
 
@@ -1152,14 +1224,10 @@ float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* 
 }
 
 float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_zero, uint8_t* L, float* m_out) {
-  if (!fast_ok(n, x)) {
-    std::vector<uint8_t> own(L ? 0 : size_t(n));
+  float mn = 0.0f, mx = 0.0f;
+  if (!(n > 0 && n % kLanes == 0 && n <= 256 && finite_min_max(n, x, &mn, &mx))) {
+    std::vector<uint8_t> own(L || n <= 0 ? 0 : size_t(n));
     return search_asym_generic(n, x, w, nmax, min_le_zero, L ? L : own.data(), m_out);
-  }
-  float mn = x[0], mx = x[0];
-  for (int i = 1; i < n; ++i) {
-    mn = std::min(mn, x[i]);
-    mx = std::max(mx, x[i]);
   }
   if (min_le_zero && mn > 0) mn = 0;
   if (!(mx > mn) || !std::isfinite(mx - mn)) {
