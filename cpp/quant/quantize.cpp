@@ -542,6 +542,21 @@ namespace {
 constexpr int kLanes = 8;
 constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23: (v + M) - M rounds |v| < 2^22 to an integer
 
+// One candidate scale of search_sym: its levels' score slx^2 / sll (larger is better) and
+// least-squares scale slx / sll; ok is false when the levels are all zero (sll = 0).
+struct SymScore {
+  double score;
+  float s;
+  bool ok;
+};
+// One candidate of search_asym: the least-squares (scale s, offset m) of its levels, rounded to
+// float, and the error of that pair; ok is false when the fit has no solution or s < 0.
+struct AsymFit {
+  double err;
+  float s, m;
+  bool ok;
+};
+
 inline float clampf(float v, float lo, float hi) {
   v = v > lo ? v : lo;  // NaN -> lo
   return v < hi ? v : hi;
@@ -579,7 +594,7 @@ struct Moments {
   double sw = 0, sx = 0, sxx = 0;
 };
 
-Moments moments(int n, const float* x, const float* w) {
+Moments moments_sse(int n, const float* x, const float* w) {
   __m128 a0 = _mm_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0;
   for (int i = 0; i < n; i += 8) {
     const __m128 x0 = _mm_loadu_ps(x + i), x1 = _mm_loadu_ps(x + i + 4);
@@ -598,6 +613,17 @@ Moments moments(int n, const float* x, const float* w) {
 struct LevelSums {
   double sl, sll, slx;
 };
+
+#ifdef EDGELLAMA_QUANT_AVX
+QUANT_AVX_FN Moments moments_avx(int n, const float* x, const float* w);
+#endif
+Moments moments_sse(int n, const float* x, const float* w);
+Moments moments(int n, const float* x, const float* w) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return moments_avx(n, x, w);
+#endif
+  return moments_sse(n, x, w);
+}
 
 LevelSums level_sums_sse(int n, const float* x, const float* w, float iscale, float off, float lo, float hi) {
   const __m128 vis = _mm_set1_ps(iscale), voff = _mm_set1_ps(off), vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
@@ -670,6 +696,41 @@ QUANT_AVX_FN inline double hsum8(__m256 a) {
   return lane_sum(t);
 }
 
+// Four 8-lane float sums as doubles, each added lane 0, 1, ..., 7 like lane_sum, in one 4-wide
+// double register (lane j of the result: v_j's sum).
+QUANT_AVX_FN inline __m256d lane_sums4(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
+  // transpose: u_k holds lane k of v0..v3 in its low half and lane k + 4 in its high half
+  const __m256 t0 = _mm256_unpacklo_ps(v0, v1), t1 = _mm256_unpackhi_ps(v0, v1);
+  const __m256 t2 = _mm256_unpacklo_ps(v2, v3), t3 = _mm256_unpackhi_ps(v2, v3);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256d s = _mm256_setzero_pd();
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u0)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u1)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u2)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_castps256_ps128(u3)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u0, 1)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u1, 1)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u2, 1)));
+  s = _mm256_add_pd(s, _mm256_cvtps_pd(_mm256_extractf128_ps(u3, 1)));
+  return s;
+}
+
+// moments_sse's 8 lanes in one register, reduced like lane_sum.
+QUANT_AVX_FN Moments moments_avx(int n, const float* x, const float* w) {
+  __m256 a = _mm256_setzero_ps(), b = a, c = a;
+  for (int i = 0; i < n; i += 8) {
+    const __m256 x0 = _mm256_loadu_ps(x + i), w0 = _mm256_loadu_ps(w + i);
+    const __m256 wx = _mm256_mul_ps(w0, x0);
+    a = _mm256_add_ps(a, w0);
+    b = _mm256_add_ps(b, wx);
+    c = _mm256_add_ps(c, _mm256_mul_ps(wx, x0));
+  }
+  alignas(32) double s[4];
+  _mm256_store_pd(s, lane_sums4(a, b, c, c));
+  return {s[0], s[1], s[2]};
+}
+
 QUANT_AVX_FN LevelSums level_sums_avx(int n, const float* x, const float* w, float iscale, float off, float lo,
                                       float hi) {
   const __m256 vis = _mm256_set1_ps(iscale), voff = _mm256_set1_ps(off), vlo = _mm256_set1_ps(lo);
@@ -684,7 +745,9 @@ QUANT_AVX_FN LevelSums level_sums_avx(int n, const float* x, const float* w, flo
     b = _mm256_add_ps(b, _mm256_mul_ps(wq, q));
     c = _mm256_add_ps(c, _mm256_mul_ps(wq, x0));
   }
-  return {hsum8(a), hsum8(b), hsum8(c)};
+  alignas(32) double s[4];
+  _mm256_store_pd(s, lane_sums4(a, b, c, c));  // the three reductions side by side
+  return {s[0], s[1], s[2]};
 }
 
 QUANT_AVX_FN double error_affine_avx(int n, const float* x, const float* w, float dl, float ml, float nmax) {
@@ -715,6 +778,162 @@ QUANT_AVX_FN double error_scaled_avx(int n, const float* x, const float* w, floa
     a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(w + i), d), d));
   }
   return hsum8(a);
+}
+
+// Several candidate scales of one block at once (a search tries 10-14 scales per block, the K-quant
+// scale refinement 3-9): groups of four candidates share the loads of x and w, and the four 8-lane
+// float sums are turned into doubles and added lane 0, 1, ..., 7 in one 4-wide double register,
+// in lane_sum's order, instead of eight dependent scalar adds per sum. Every candidate's float lane
+// arithmetic is the single-candidate code's, operation for operation, so the results are bit for
+// bit level_sums / error_scaled / error_affine of each candidate. Blocks of 16 values (Q2_K,
+// Q3_K, Q6_K) spend most of a single-candidate pass in that reduction and the call around it.
+
+// Candidates c0 .. c0 + 3 of a group; a short last group repeats its last candidate.
+inline int group_member(int c0, int j, int nc) { return std::min(c0 + j, nc - 1); }
+
+// The level sums of candidates c0 .. c0 + 3 as three 4-wide double vectors (sl, sll, slx).
+QUANT_AVX_FN inline void level_sums4_avx(int n, const float* x, const float* w, const float* iscale, int c0, int nc,
+                                         float off, float lo, float hi, __m256d* sl, __m256d* sll, __m256d* slx) {
+  const __m256 voff = _mm256_set1_ps(off), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+  const __m256 vm = _mm256_set1_ps(kRoundMagic);
+  __m256 vis[4], a[4], b[4], c[4];
+  for (int j = 0; j < 4; ++j) {
+    vis[j] = _mm256_set1_ps(iscale[group_member(c0, j, nc)]);
+    a[j] = b[j] = c[j] = _mm256_setzero_ps();
+  }
+  for (int i = 0; i < n; i += 8) {
+    const __m256 x0 = _mm256_loadu_ps(x + i), w0 = _mm256_loadu_ps(w + i);
+    const __m256 xo = _mm256_sub_ps(x0, voff);
+    for (int j = 0; j < 4; ++j) {
+      __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(vis[j], xo), vlo), vhi);
+      q = _mm256_sub_ps(_mm256_add_ps(q, vm), vm);
+      const __m256 wq = _mm256_mul_ps(w0, q);
+      a[j] = _mm256_add_ps(a[j], wq);
+      b[j] = _mm256_add_ps(b[j], _mm256_mul_ps(wq, q));
+      c[j] = _mm256_add_ps(c[j], _mm256_mul_ps(wq, x0));
+    }
+  }
+  *sl = lane_sums4(a[0], a[1], a[2], a[3]);
+  *sll = lane_sums4(b[0], b[1], b[2], b[3]);
+  *slx = lane_sums4(c[0], c[1], c[2], c[3]);
+}
+
+QUANT_AVX_FN inline void store_sums4(__m256d sl, __m256d sll, __m256d slx, int c0, int nc, LevelSums* out) {
+  alignas(32) double sa[4], sb[4], sc[4];
+  _mm256_store_pd(sa, sl);
+  _mm256_store_pd(sb, sll);
+  _mm256_store_pd(sc, slx);
+  for (int j = 0; j < 4 && c0 + j < nc; ++j) out[c0 + j] = {sa[j], sb[j], sc[j]};
+}
+
+// score_sym of each candidate (see there), four at a time in double vectors: the same IEEE
+// operations as the scalar code, so the same bits.
+QUANT_AVX_FN void score_sym_many_avx(int n, const float* x, const float* w, const float* iscale, int nc, float lo,
+                                     float hi, SymScore* out) {
+  for (int c0 = 0; c0 < nc; c0 += 4) {
+    __m256d sl, sll, slx;
+    level_sums4_avx(n, x, w, iscale, c0, nc, 0.0f, lo, hi, &sl, &sll, &slx);
+    const __m256d ok = _mm256_cmp_pd(sll, _mm256_setzero_pd(), _CMP_GT_OQ);
+    alignas(32) double score[4];
+    alignas(16) float sc[4];
+    _mm256_store_pd(score, _mm256_div_pd(_mm256_mul_pd(slx, slx), sll));
+    _mm_store_ps(sc, _mm256_cvtpd_ps(_mm256_div_pd(slx, sll)));
+    const int okm = _mm256_movemask_pd(ok);
+    for (int j = 0; j < 4 && c0 + j < nc; ++j)
+      out[c0 + j] = (okm >> j) & 1 ? SymScore{score[j], sc[j], true} : SymScore{0.0, 0.0f, false};
+  }
+}
+
+// fit_asym of each candidate (see there), four at a time; sums[c] receives candidate c's sums.
+QUANT_AVX_FN void fit_asym_many_avx(int n, const float* x, const float* w, const float* iscale, int nc, float off,
+                                    float fmax, const Moments& mo, bool min_le_zero, LevelSums* sums, AsymFit* out) {
+  const __m256d zero = _mm256_setzero_pd(), two = _mm256_set1_pd(2.0);
+  const __m256d sw = _mm256_set1_pd(mo.sw), sx = _mm256_set1_pd(mo.sx), sxx = _mm256_set1_pd(mo.sxx);
+  for (int c0 = 0; c0 < nc; c0 += 4) {
+    __m256d sl, sll, slx;
+    level_sums4_avx(n, x, w, iscale, c0, nc, off, 0.0f, fmax, &sl, &sll, &slx);
+    store_sums4(sl, sll, slx, c0, nc, sums);
+    const __m256d det = _mm256_sub_pd(_mm256_mul_pd(sw, sll), _mm256_mul_pd(sl, sl));
+    const __m256d ok_det = _mm256_cmp_pd(det, zero, _CMP_GT_OQ);
+    __m256d s = _mm256_div_pd(_mm256_sub_pd(_mm256_mul_pd(sw, slx), _mm256_mul_pd(sl, sx)), det);
+    __m256d m = _mm256_div_pd(_mm256_sub_pd(_mm256_mul_pd(sll, sx), _mm256_mul_pd(sl, slx)), det);
+    if (min_le_zero) {
+      const __m256d m_pos = _mm256_cmp_pd(m, zero, _CMP_GT_OQ);
+      const __m256d s_alt = _mm256_and_pd(_mm256_div_pd(slx, sll), _mm256_cmp_pd(sll, zero, _CMP_GT_OQ));
+      s = _mm256_blendv_pd(s, s_alt, m_pos);
+      m = _mm256_andnot_pd(m_pos, m);
+    }
+    const __m128 sf = _mm256_cvtpd_ps(s), mf = _mm256_cvtpd_ps(m);
+    const __m256d sd = _mm256_cvtps_pd(sf), md = _mm256_cvtps_pd(mf);
+    const __m256d two_s = _mm256_mul_pd(two, sd);
+    __m256d e = _mm256_sub_pd(sxx, _mm256_mul_pd(two_s, slx));
+    e = _mm256_sub_pd(e, _mm256_mul_pd(_mm256_mul_pd(two, md), sx));
+    e = _mm256_add_pd(e, _mm256_mul_pd(_mm256_mul_pd(sd, sd), sll));
+    e = _mm256_add_pd(e, _mm256_mul_pd(_mm256_mul_pd(two_s, md), sl));
+    e = _mm256_add_pd(e, _mm256_mul_pd(_mm256_mul_pd(md, md), sw));
+    const __m128 ok_s = _mm_cmp_ps(sf, _mm_setzero_ps(), _CMP_GE_OQ);
+    alignas(32) double ev[4];
+    alignas(16) float sv[4], mv[4];
+    _mm256_store_pd(ev, e);
+    _mm_store_ps(sv, sf);
+    _mm_store_ps(mv, mf);
+    const int ok = _mm256_movemask_pd(ok_det) & _mm_movemask_ps(ok_s);
+    for (int j = 0; j < 4 && c0 + j < nc; ++j)
+      out[c0 + j] = (ok >> j) & 1 ? AsymFit{ev[j], sv[j], mv[j], true} : AsymFit{0.0, sv[j], mv[j], false};
+  }
+}
+
+QUANT_AVX_FN void error_scaled_many_avx(int n, const float* x, const float* w, const float* dl, int nc, float lo,
+                                        float hi, double* out) {
+  const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi), vm = _mm256_set1_ps(kRoundMagic);
+  for (int c0 = 0; c0 < nc; c0 += 4) {
+    __m256 vid[4], vdl[4], a[4];
+    for (int j = 0; j < 4; ++j) {
+      const float d = dl[group_member(c0, j, nc)];
+      vid[j] = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+      vdl[j] = _mm256_set1_ps(d);
+      a[j] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < n; i += 8) {
+      const __m256 x0 = _mm256_loadu_ps(x + i), w0 = _mm256_loadu_ps(w + i);
+      for (int j = 0; j < 4; ++j) {
+        __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(x0, vid[j]), vlo), vhi);
+        q = _mm256_sub_ps(_mm256_add_ps(q, vm), vm);
+        const __m256 d = _mm256_sub_ps(_mm256_mul_ps(vdl[j], q), x0);
+        a[j] = _mm256_add_ps(a[j], _mm256_mul_ps(_mm256_mul_ps(w0, d), d));
+      }
+    }
+    alignas(32) double s[4];
+    _mm256_store_pd(s, lane_sums4(a[0], a[1], a[2], a[3]));
+    for (int j = 0; j < 4 && c0 + j < nc; ++j) out[c0 + j] = s[j];
+  }
+}
+
+QUANT_AVX_FN void error_affine_many_avx(int n, const float* x, const float* w, const float* dl, const float* ml,
+                                        int nc, float nmax, double* out) {
+  const __m256 vhi = _mm256_set1_ps(nmax), vlo = _mm256_setzero_ps(), vm = _mm256_set1_ps(kRoundMagic);
+  for (int c0 = 0; c0 < nc; c0 += 4) {
+    __m256 vid[4], vdl[4], vml[4], a[4];
+    for (int j = 0; j < 4; ++j) {
+      const int m = group_member(c0, j, nc);
+      vid[j] = _mm256_set1_ps(dl[m] != 0.0f ? 1.0f / dl[m] : 0.0f);
+      vdl[j] = _mm256_set1_ps(dl[m]);
+      vml[j] = _mm256_set1_ps(ml[m]);
+      a[j] = _mm256_setzero_ps();
+    }
+    for (int i = 0; i < n; i += 8) {
+      const __m256 x0 = _mm256_loadu_ps(x + i), w0 = _mm256_loadu_ps(w + i);
+      for (int j = 0; j < 4; ++j) {
+        __m256 q = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_add_ps(x0, vml[j]), vid[j]), vlo), vhi);
+        q = _mm256_sub_ps(_mm256_add_ps(q, vm), vm);
+        const __m256 d = _mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(vdl[j], q), vml[j]), x0);
+        a[j] = _mm256_add_ps(a[j], _mm256_mul_ps(_mm256_mul_ps(w0, d), d));
+      }
+    }
+    alignas(32) double s[4];
+    _mm256_store_pd(s, lane_sums4(a[0], a[1], a[2], a[3]));
+    for (int j = 0; j < 4 && c0 + j < nc; ++j) out[c0 + j] = s[j];
+  }
 }
 
 #endif  // EDGELLAMA_QUANT_AVX
@@ -800,21 +1019,168 @@ double error_scaled(int n, const float* x, const float* w, float dl, float lo, f
 
 #endif  // __SSE2__
 
-bool fast_ok(int n, const float* x) { return n > 0 && n % kLanes == 0 && n <= 256 && all_finite(n, x); }
+// error_scaled / error_affine of nc candidates (out[c] is what the single call for candidate c
+// returns; the AVX code computes them in groups of four, see lane_sums4).
+void error_scaled_many(int n, const float* x, const float* w, const float* dl, int nc, float lo, float hi,
+                       double* out) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return error_scaled_many_avx(n, x, w, dl, nc, lo, hi, out);
+#endif
+  for (int c = 0; c < nc; ++c) out[c] = error_scaled(n, x, w, dl[c], lo, hi);
+}
+void error_affine_many(int n, const float* x, const float* w, const float* dl, const float* ml, int nc, float nmax,
+                       double* out) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return error_affine_many_avx(n, x, w, dl, ml, nc, nmax, out);
+#endif
+  for (int c = 0; c < nc; ++c) out[c] = error_affine(n, x, w, dl[c], ml[c], nmax);
+}
+
+SymScore score_sym(const LevelSums& r) {
+  if (!(r.sll > 0)) return {0.0, 0.0f, false};
+  return {r.slx * r.slx / r.sll, float(r.slx / r.sll), true};
+}
+
+// Weighted squared error of x ~= s q + m for levels with sums r, in closed form.
+double asym_error(const Moments& mo, const LevelSums& r, double s, double m) {
+  return mo.sxx - 2 * s * r.slx - 2 * m * mo.sx + s * s * r.sll + 2 * s * m * r.sl + m * m * mo.sw;
+}
+
+// Least-squares scale and offset of the levels with sums r (offset clamped to <= 0 if
+// min_le_zero, the scale then refitted alone), rounded to float, and their error.
+AsymFit fit_asym(const Moments& mo, const LevelSums& r, bool min_le_zero) {
+  const double det = mo.sw * r.sll - r.sl * r.sl;
+  if (!(det > 0)) return {0.0, 0.0f, 0.0f, false};
+  double s = (mo.sw * r.slx - r.sl * mo.sx) / det;
+  double m = (r.sll * mo.sx - r.sl * r.slx) / det;
+  if (min_le_zero && m > 0) {
+    m = 0;
+    s = r.sll > 0 ? r.slx / r.sll : 0;
+  }
+  const float sf = float(s), mf = float(m);
+  if (!(sf >= 0)) return {0.0, sf, mf, false};
+  return {asym_error(mo, r, sf, mf), sf, mf, true};
+}
+
+// score_sym / fit_asym of nc candidate scales (offset 0 / off), each from its level sums.
+void score_sym_many(int n, const float* x, const float* w, const float* iscale, int nc, float lo, float hi,
+                    SymScore* out) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return score_sym_many_avx(n, x, w, iscale, nc, lo, hi, out);
+#endif
+  for (int c = 0; c < nc; ++c) out[c] = score_sym(level_sums(n, x, w, iscale[c], 0.0f, lo, hi));
+}
+void fit_asym_many(int n, const float* x, const float* w, const float* iscale, int nc, float off, float fmax,
+                   const Moments& mo, bool min_le_zero, LevelSums* sums, AsymFit* out) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return fit_asym_many_avx(n, x, w, iscale, nc, off, fmax, mo, min_le_zero, sums, out);
+#endif
+  for (int c = 0; c < nc; ++c) {
+    sums[c] = level_sums(n, x, w, iscale[c], off, 0.0f, fmax);
+    out[c] = fit_asym(mo, sums[c], min_le_zero);
+  }
+}
+
+#ifdef EDGELLAMA_QUANT_AVX
+QUANT_AVX_FN bool finite_absmax_avx(int n, const float* x, float* amax, float* vmax) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
+  __m256 m = _mm256_setzero_ps(), fin = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int i = 0; i < n; i += 8) {
+    const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
+    fin = _mm256_and_ps(fin, _mm256_cmp_ps(a, inf, _CMP_LT_OQ));  // false for NaN and inf
+    m = _mm256_max_ps(m, a);
+  }
+  if (_mm256_movemask_ps(fin) != 0xFF) return false;
+  m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 1));
+  m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0x4E));
+  m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, 0xB1));
+  *amax = _mm256_cvtss_f32(m);
+  *vmax = 0.0f;
+  if (*amax == 0.0f) return true;
+  for (int i = 0; i < n; i += 8) {
+    const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), m, _CMP_EQ_OQ));
+    if (hit) {
+      *vmax = x[i + __builtin_ctz(unsigned(hit))];
+      break;
+    }
+  }
+  return true;
+}
+#endif
+
+#ifdef EDGELLAMA_QUANT_AVX
+// The smallest and largest value with min / max lane by lane; a zero result goes back to the scalar
+// scan, whose first-of-equal rule decides between -0 and +0.
+QUANT_AVX_FN bool finite_min_max_avx(int n, const float* x, float* mn, float* mx) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
+  __m256 lo = _mm256_loadu_ps(x), hi = lo, fin = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int i = 0; i < n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    fin = _mm256_and_ps(fin, _mm256_cmp_ps(_mm256_andnot_ps(sign, v), inf, _CMP_LT_OQ));
+    lo = _mm256_min_ps(lo, v);
+    hi = _mm256_max_ps(hi, v);
+  }
+  if (_mm256_movemask_ps(fin) != 0xFF) return false;
+  lo = _mm256_min_ps(lo, _mm256_permute2f128_ps(lo, lo, 1));
+  lo = _mm256_min_ps(lo, _mm256_shuffle_ps(lo, lo, 0x4E));
+  lo = _mm256_min_ps(lo, _mm256_shuffle_ps(lo, lo, 0xB1));
+  hi = _mm256_max_ps(hi, _mm256_permute2f128_ps(hi, hi, 1));
+  hi = _mm256_max_ps(hi, _mm256_shuffle_ps(hi, hi, 0x4E));
+  hi = _mm256_max_ps(hi, _mm256_shuffle_ps(hi, hi, 0xB1));
+  *mn = _mm256_cvtss_f32(lo);
+  *mx = _mm256_cvtss_f32(hi);
+  if (*mn == 0.0f || *mx == 0.0f) {
+    *mn = *mx = x[0];
+    for (int i = 1; i < n; ++i) {
+      *mn = std::min(*mn, x[i]);
+      *mx = std::max(*mx, x[i]);
+    }
+  }
+  return true;
+}
+#endif
+
+// All n values finite (else false), their smallest and largest value (std::min / std::max from
+// x[0]: the first of equal values, so -0 or +0 as they come). Needs n % kLanes == 0.
+bool finite_min_max(int n, const float* x, float* mn, float* mx) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return finite_min_max_avx(n, x, mn, mx);
+#endif
+  if (!all_finite(n, x)) return false;
+  *mn = *mx = x[0];
+  for (int i = 1; i < n; ++i) {
+    *mn = std::min(*mn, x[i]);
+    *mx = std::max(*mx, x[i]);
+  }
+  return true;
+}
+
+// All n values finite (else false), the largest magnitude and the first value that has it (0, 0
+// for an all-zero block). Needs n % kLanes == 0.
+bool finite_absmax(int n, const float* x, float* amax, float* vmax) {
+#ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx) return finite_absmax_avx(n, x, amax, vmax);
+#endif
+  if (!all_finite(n, x)) return false;
+  *amax = 0.0f;
+  *vmax = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    if (std::fabs(x[i]) > *amax) {
+      *amax = std::fabs(x[i]);
+      *vmax = x[i];
+    }
+  }
+  return true;
+}
+
 
 }  // namespace
 
 float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* L) {
-  if (!fast_ok(n, x)) {
-    std::vector<int8_t> own(L ? 0 : size_t(n));
-    return search_sym_generic(n, x, w, lo, hi, L ? L : own.data());
-  }
   float amax = 0.0f, vmax = 0.0f;
-  for (int i = 0; i < n; ++i) {
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
-      vmax = x[i];
-    }
+  if (!(n > 0 && n % kLanes == 0 && n <= 256 && finite_absmax(n, x, &amax, &vmax))) {
+    std::vector<int8_t> own(L || n <= 0 ? 0 : size_t(n));
+    return search_sym_generic(n, x, w, lo, hi, L ? L : own.data());
   }
   if (!(amax > 1e-30f)) {
     if (L)
@@ -824,25 +1190,31 @@ float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* 
   const float flo = float(lo), fhi = float(hi);
   double best_score = -1.0;
   float best_s = 0.0f, best_is = 0.0f;
-  auto try_iscale = [&](float iscale) -> bool {
-    const LevelSums r = level_sums(n, x, w, iscale, 0.0f, flo, fhi);
-    if (!(r.sll > 0)) return false;
-    const double score = r.slx * r.slx / r.sll;
-    if (score > best_score) {
-      best_score = score;
-      best_s = float(r.slx / r.sll);
+  auto consider = [&](const SymScore& r, float iscale) -> bool {
+    if (!r.ok) return false;
+    if (r.score > best_score) {
+      best_score = r.score;
+      best_s = r.s;
       best_is = iscale;
       return true;
     }
     return false;
   };
+  auto try_iscale = [&](float iscale) {
+    return consider(score_sym(level_sums(n, x, w, iscale, 0.0f, flo, fhi)), iscale);
+  };
   // Map the largest value to either end of the level range, with small perturbations.
   // (7 steps of 0.3 level per end: as good as 21 steps of 0.1 on Gaussian and t-distributed
-  // weights, within 0.1 % RMSE, at a third of the cost.)
+  // weights, within 0.1 % RMSE, at a third of the cost.) The 14 passes are independent: they run
+  // as one batch, then are compared in the order listed.
+  float iscales[14];
+  SymScore scores[14];
   for (int k = -3; k <= 3; ++k) {
-    try_iscale((flo + 0.3f * float(k)) / vmax);
-    try_iscale((fhi + 0.3f * float(k)) / vmax);
+    iscales[2 * (k + 3)] = (flo + 0.3f * float(k)) / vmax;
+    iscales[2 * (k + 3) + 1] = (fhi + 0.3f * float(k)) / vmax;
   }
+  score_sym_many(n, x, w, iscales, 14, flo, fhi, scores);
+  for (int c = 0; c < 14; ++c) consider(scores[c], iscales[c]);
   // Alternate: levels for the best scale, then the best scale for those levels.
   for (int it = 0; it < 4 && best_s != 0.0f; ++it)
     if (!try_iscale(1.0f / best_s)) break;
@@ -852,14 +1224,10 @@ float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* 
 }
 
 float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_zero, uint8_t* L, float* m_out) {
-  if (!fast_ok(n, x)) {
-    std::vector<uint8_t> own(L ? 0 : size_t(n));
+  float mn = 0.0f, mx = 0.0f;
+  if (!(n > 0 && n % kLanes == 0 && n <= 256 && finite_min_max(n, x, &mn, &mx))) {
+    std::vector<uint8_t> own(L || n <= 0 ? 0 : size_t(n));
     return search_asym_generic(n, x, w, nmax, min_le_zero, L ? L : own.data(), m_out);
-  }
-  float mn = x[0], mx = x[0];
-  for (int i = 1; i < n; ++i) {
-    mn = std::min(mn, x[i]);
-    mx = std::max(mx, x[i]);
   }
   if (min_le_zero && mn > 0) mn = 0;
   if (!(mx > mn) || !std::isfinite(mx - mn)) {
@@ -872,13 +1240,7 @@ float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_z
   const float fmax = float(nmax);
   double best_err = INFINITY;
   float best_s = 0.0f, best_m = mn, best_is = 0.0f, best_off = mn;
-  // error of x ~= s q + m for levels with sums r, in closed form
-  auto err = [&](const LevelSums& r, double s, double m) {
-    return mo.sxx - 2 * s * r.slx - 2 * m * mo.sx + s * s * r.sll + 2 * s * m * r.sl + m * m * mo.sw;
-  };
-  auto consider = [&](const LevelSums& r, float s, float m, float iscale, float off) {
-    if (!(s >= 0)) return false;
-    const double e = err(r, s, m);
+  auto consider = [&](double e, float s, float m, float iscale, float off) {
     if (e < best_err) {
       best_err = e;
       best_s = s;
@@ -889,34 +1251,30 @@ float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_z
     }
     return false;
   };
-  auto fit = [&](const LevelSums& r, float iscale, float off) {
-    const double det = mo.sw * r.sll - r.sl * r.sl;
-    if (!(det > 0)) return false;
-    double s = (mo.sw * r.slx - r.sl * mo.sx) / det;
-    double m = (r.sll * mo.sx - r.sl * r.slx) / det;
-    if (min_le_zero && m > 0) {
-      m = 0;
-      s = r.sll > 0 ? r.slx / r.sll : 0;
-    }
-    return consider(r, float(s), float(m), iscale, off);
+  auto consider_fit = [&](const AsymFit& f, float iscale, float off) {
+    return f.ok && consider(f.err, f.s, f.m, iscale, off);
   };
-  // The plain min/max rounding, as is, and refitted.
-  const float iscale0 = fmax / (mx - mn);
-  const LevelSums r0 = level_sums(n, x, w, iscale0, mn, 0.0f, fmax);
-  consider(r0, (mx - mn) / fmax, mn, iscale0, mn);
-  fit(r0, iscale0, mn);
-  // Stretch the min/max grid by -1..+1 levels in steps of 0.2 (as good as steps of 0.1 within
-  // 0.05 % RMSE, at half the cost).
+  // The plain min/max rounding, as is and refitted; then the min/max grid stretched by -1..+1
+  // levels in steps of 0.2 (as good as steps of 0.1 within 0.05 % RMSE, at half the cost), refitted.
+  // The passes are independent: one batch, then considered in the order listed.
+  float iscales[11];
+  LevelSums sums[11];
+  AsymFit fits[11];
+  int nc = 0;
+  iscales[nc++] = fmax / (mx - mn);
   for (int k = -5; k <= 5; ++k) {
-    if (k == 0) continue;  // the plain rounding above
+    if (k == 0) continue;  // the plain rounding, first
     const float target = fmax + 0.2f * float(k);
     if (target <= 0.5f) continue;
-    const float is = target / (mx - mn);
-    fit(level_sums(n, x, w, is, mn, 0.0f, fmax), is, mn);
+    iscales[nc++] = target / (mx - mn);
   }
+  fit_asym_many(n, x, w, iscales, nc, mn, fmax, mo, min_le_zero, sums, fits);
+  const float s_plain = (mx - mn) / fmax;
+  if (s_plain >= 0) consider(asym_error(mo, sums[0], s_plain, mn), s_plain, mn, iscales[0], mn);
+  for (int c = 0; c < nc; ++c) consider_fit(fits[c], iscales[c], mn);
   for (int it = 0; it < 4 && best_s > 0; ++it) {
     const float is = 1.0f / best_s;
-    if (!fit(level_sums(n, x, w, is, best_m, 0.0f, fmax), is, best_m)) break;
+    if (!consider_fit(fit_asym(mo, level_sums(n, x, w, is, best_m, 0.0f, fmax), min_le_zero), is, best_m)) break;
   }
   if (L)
     for (int i = 0; i < n; ++i) L[i] = uint8_t(round_small(clampf(best_is * (x[i] - best_off), 0.0f, fmax)));
@@ -940,6 +1298,23 @@ double error_asym(int n, const float* x, const float* w, float dl, float ml, int
     return n <= 256 ? finish_asym_generic(n, x, w, dl, ml, nmax, tmp) : INFINITY;
   }
   return error_affine(n, x, w, dl, ml, float(nmax));
+}
+
+void error_sym_many(int n, const float* x, const float* w, const float* dl, int nc, int lo, int hi, double* out) {
+  if (n % kLanes != 0) {
+    for (int c = 0; c < nc; ++c) out[c] = error_sym(n, x, w, dl[c], lo, hi);
+    return;
+  }
+  error_scaled_many(n, x, w, dl, nc, float(lo), float(hi), out);
+}
+
+void error_asym_many(int n, const float* x, const float* w, const float* dl, const float* ml, int nc, int nmax,
+                     double* out) {
+  if (n % kLanes != 0) {
+    for (int c = 0; c < nc; ++c) out[c] = error_asym(n, x, w, dl[c], ml[c], nmax);
+    return;
+  }
+  error_affine_many(n, x, w, dl, ml, nc, float(nmax), out);
 }
 
 // Levels and error for a fixed scale: the same rounding as the error passes (clamped, then
@@ -1109,6 +1484,25 @@ void quantize_matrix(GGMLType type, const float* x, void* y, int64_t nrows, int6
   quantize_matrix_from(type, SourceFormat::kF32, x, y, nrows, ncols, importance, method, n_threads);
 }
 
+#ifdef EDGELLAMA_QUANT_AVX
+// Halves to floats with F16C (every AVX2 CPU has it), 8 at a time: exact like the table, except that
+// F16C quiets a signalling NaN; a group of 8 holding a NaN is converted by the table instead, so
+// the floats are the table's bit for bit.
+__attribute__((target("avx,f16c"))) static void widen_f16_f16c(const uint16_t* h, int64_t n, float* out) {
+  const float* table = fp16_table();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i)));
+    if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) {
+      for (int k = 0; k < 8; ++k) out[i + k] = table[h[i + k]];
+    } else {
+      _mm256_storeu_ps(out + i, v);
+    }
+  }
+  for (; i < n; ++i) out[i] = table[h[i]];
+}
+#endif
+
 // One row of the source as float32: the row itself for F32, else widened into `buf` (ncols floats).
 static const float* source_row(SourceFormat format, const void* x, int64_t r, int64_t ncols, float* buf) {
   switch (format) {
@@ -1116,6 +1510,12 @@ static const float* source_row(SourceFormat format, const void* x, int64_t r, in
       return static_cast<const float*>(x) + r * ncols;
     case SourceFormat::kF16: {
       const uint16_t* h = static_cast<const uint16_t*>(x) + r * ncols;
+#ifdef EDGELLAMA_QUANT_AVX
+      if (kUseAvx) {
+        widen_f16_f16c(h, ncols, buf);
+        return buf;
+      }
+#endif
       const float* table = fp16_table();
       for (int64_t i = 0; i < ncols; ++i) buf[i] = table[h[i]];
       return buf;

@@ -101,6 +101,11 @@ void levels_asym(int n, const float* x, const float* w, float dl, float ml, int 
 // Weighted error of finish_sym / finish_asym without writing the levels.
 double error_sym(int n, const float* x, const float* w, float dl, int lo, int hi);
 double error_asym(int n, const float* x, const float* w, float dl, float ml, int nmax);
+// error_sym / error_asym of nc candidate scales at once (out[c]: the single call's result for dl[c],
+// ml[c], bit for bit; the AVX code evaluates four candidates per pass over the block).
+void error_sym_many(int n, const float* x, const float* w, const float* dl, int nc, int lo, int hi, double* out);
+void error_asym_many(int n, const float* x, const float* w, const float* dl, const float* ml, int nc, int nmax,
+                     double* out);
 // Per-block weights: importance (with a small floor) or ones.
 void block_weights(int n, const float* importance, float* w);
 inline int nearest_int(float v) {

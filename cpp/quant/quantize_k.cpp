@@ -54,21 +54,32 @@ void kquant_asym(const float* x, const float* imp, uint8_t* L, uint8_t* sc, uint
     const float* ws = w + j * SUB;
     const int sc0 = d > 0 ? clampi(nearest_int(s[j] / d), 0, SMAX) : 0;
     const int mc0 = dmin > 0 ? clampi(nearest_int(m[j] / dmin), 0, SMAX) : 0;
-    double best = INFINITY;
-    sc[j] = uint8_t(sc0);
-    mc[j] = uint8_t(mc0);
+    // the (up to 9) neighbours' errors in one batch, compared in the order listed
+    int ca[9], cb[9], nc = 0;
+    float dls[9], mls[9];
     for (int ds = -1; ds <= 1; ++ds) {
       const int a = sc0 + ds;
       if (a < 0 || a > SMAX) continue;
       for (int dm = -1; dm <= 1; ++dm) {
         const int b = mc0 + dm;
         if (b < 0 || b > SMAX) continue;
-        const double e = error_asym(SUB, xs, ws, d * float(a), dmin * float(b), NMAX);
-        if (e < best) {
-          best = e;
-          sc[j] = uint8_t(a);
-          mc[j] = uint8_t(b);
-        }
+        ca[nc] = a;
+        cb[nc] = b;
+        dls[nc] = d * float(a);
+        mls[nc] = dmin * float(b);
+        ++nc;
+      }
+    }
+    double errs[9];
+    error_asym_many(SUB, xs, ws, dls, mls, nc, NMAX, errs);
+    double best = INFINITY;
+    sc[j] = uint8_t(sc0);
+    mc[j] = uint8_t(mc0);
+    for (int c = 0; c < nc; ++c) {
+      if (errs[c] < best) {
+        best = errs[c];
+        sc[j] = uint8_t(ca[c]);
+        mc[j] = uint8_t(cb[c]);
       }
     }
     levels_asym(SUB, xs, ws, d * float(sc[j]), dmin * float(mc[j]), NMAX, L + j * SUB);
@@ -90,15 +101,24 @@ void kquant_sym(const float* x, const float* imp, int8_t* L, int* sc, uint16_t* 
     const float* xs = x + j * SUB;
     const float* ws = w + j * SUB;
     const int sc0 = d != 0.0f ? clampi(nearest_int(s[j] / d), SLO, SHI) : 0;
-    double best = INFINITY;
-    sc[j] = sc0;
+    // the (up to 3) neighbours' errors in one batch, compared in the order listed
+    int ca[3], nc = 0;
+    float dls[3];
     for (int ds = -1; ds <= 1; ++ds) {
       const int a = sc0 + ds;
       if (a < SLO || a > SHI) continue;
-      const double e = error_sym(SUB, xs, ws, d * float(a), LO, HI);
-      if (e < best) {
-        best = e;
-        sc[j] = a;
+      ca[nc] = a;
+      dls[nc] = d * float(a);
+      ++nc;
+    }
+    double errs[3];
+    error_sym_many(SUB, xs, ws, dls, nc, LO, HI, errs);
+    double best = INFINITY;
+    sc[j] = sc0;
+    for (int c = 0; c < nc; ++c) {
+      if (errs[c] < best) {
+        best = errs[c];
+        sc[j] = ca[c];
       }
     }
     levels_sym(SUB, xs, ws, d * float(sc[j]), LO, HI, L + j * SUB);
@@ -129,11 +149,12 @@ void quantize_q2_K_search(const float* x, void* y, int64_t n, const float* imp) 
     const float* im = imp ? imp + i * QK_K : nullptr;
     kquant_asym<16, 16, 3, 15>(x, im, L, sc, mc, &b[i].d, &b[i].dmin);
     for (int j = 0; j < 16; ++j) b[i].scales[j] = uint8_t(sc[j] | (mc[j] << 4));
-    std::memset(b[i].qs, 0, sizeof b[i].qs);
-    for (int e = 0; e < QK_K; ++e) {
-      const int h = e / 128, s = (e % 128) / 32, l = e % 32;
-      b[i].qs[h * 32 + l] = uint8_t(b[i].qs[h * 32 + l] | (L[e] << (2 * s)));
-    }
+    // value h * 128 + 32 s + l goes to bits 2s of byte h * 32 + l
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t* q = L + h * 128 + l;
+        b[i].qs[h * 32 + l] = uint8_t(q[0] | (q[32] << 2) | (q[64] << 4) | (q[96] << 6));
+      }
   }
 }
 
@@ -154,13 +175,19 @@ void quantize_q3_K_search(const float* x, void* y, int64_t n, const float* imp) 
       }
       b[i].scales[8 + (j % 4)] = uint8_t(b[i].scales[8 + (j % 4)] | ((v >> 4) << (2 * (j / 4))));
     }
-    std::memset(b[i].qs, 0, sizeof b[i].qs);
-    std::memset(b[i].hmask, 0, sizeof b[i].hmask);
-    for (int e = 0; e < QK_K; ++e) {
-      const int h = e / 128, s = (e % 128) / 32, l = e % 32;
-      const int q = L[e] + 4;  // 0..7
-      b[i].qs[h * 32 + l] = uint8_t(b[i].qs[h * 32 + l] | ((q & 3) << (2 * s)));
-      if (q & 4) b[i].hmask[l] = uint8_t(b[i].hmask[l] | (1 << (h * 4 + s)));
+    // level q = L + 4 (0..7) of value h * 128 + 32 s + l: its low 2 bits go to bits 2s of byte
+    // h * 32 + l of qs, its bit 2 to bit 4h + s of hmask[l]
+    uint8_t q[QK_K];
+    for (int e = 0; e < QK_K; ++e) q[e] = uint8_t(L[e] + 4);
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t* v = q + h * 128 + l;
+        b[i].qs[h * 32 + l] = uint8_t((v[0] & 3) | ((v[32] & 3) << 2) | ((v[64] & 3) << 4) | ((v[96] & 3) << 6));
+      }
+    for (int l = 0; l < 32; ++l) {
+      unsigned m = 0;
+      for (int hs = 0; hs < 8; ++hs) m |= unsigned(q[32 * hs + l] >> 2) << hs;  // hs = 4h + s
+      b[i].hmask[l] = uint8_t(m);
     }
   }
 }
@@ -184,13 +211,15 @@ void quantize_q5_K_search(const float* x, void* y, int64_t n, const float* imp) 
     const float* im = imp ? imp + i * QK_K : nullptr;
     kquant_asym<8, 32, 31, 63>(x, im, L, sc, mc, &b[i].d, &b[i].dmin);
     pack_scale_min_k4(sc, mc, b[i].scales);
-    std::memset(b[i].qh, 0, sizeof b[i].qh);
     for (int k = 0; k < 4; ++k)
       for (int l = 0; l < 32; ++l)
         b[i].qs[32 * k + l] = uint8_t((L[64 * k + l] & 0xF) | ((L[64 * k + 32 + l] & 0xF) << 4));
-    for (int sb = 0; sb < 8; ++sb)
-      for (int l = 0; l < 32; ++l)
-        if (L[32 * sb + l] & 16) b[i].qh[l] = uint8_t(b[i].qh[l] | (1 << sb));
+    // bit 4 of the level of value 32 sb + l goes to bit sb of qh[l]
+    for (int l = 0; l < 32; ++l) {
+      unsigned h = 0;
+      for (int sb = 0; sb < 8; ++sb) h |= unsigned((L[32 * sb + l] >> 4) & 1) << sb;
+      b[i].qh[l] = uint8_t(h);
+    }
   }
 }
 
@@ -202,14 +231,16 @@ void quantize_q6_K_search(const float* x, void* y, int64_t n, const float* imp) 
     const float* im = imp ? imp + i * QK_K : nullptr;
     kquant_sym<16, 16, -32, 31, -128, 127>(x, im, L, sc, &b[i].d);
     for (int j = 0; j < 16; ++j) b[i].scales[j] = int8_t(sc[j]);
-    std::memset(b[i].ql, 0, sizeof b[i].ql);
-    std::memset(b[i].qh, 0, sizeof b[i].qh);
-    for (int e = 0; e < QK_K; ++e) {
-      const int h = e / 128, r = e % 128;
-      const int q = L[e] + 32;  // 0..63
-      b[i].ql[h * 64 + r % 64] = uint8_t(b[i].ql[h * 64 + r % 64] | ((q & 0xF) << (4 * (r / 64))));
-      b[i].qh[h * 32 + r % 32] = uint8_t(b[i].qh[h * 32 + r % 32] | ((q >> 4) << (2 * (r / 32))));
-    }
+    // level q = L + 32 (0..63) of value h * 128 + 32 s + l: its low nibble goes to nibble s / 2 of
+    // ql[h * 64 + 32 (s % 2) + l], its top 2 bits to bits 2s of qh[h * 32 + l]
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l) {
+        const int8_t* v = L + h * 128 + l;
+        const int q0 = v[0] + 32, q1 = v[32] + 32, q2 = v[64] + 32, q3 = v[96] + 32;
+        b[i].ql[h * 64 + l] = uint8_t((q0 & 0xF) | ((q2 & 0xF) << 4));
+        b[i].ql[h * 64 + 32 + l] = uint8_t((q1 & 0xF) | ((q3 & 0xF) << 4));
+        b[i].qh[h * 32 + l] = uint8_t((q0 >> 4) | ((q1 >> 4) << 2) | ((q2 >> 4) << 4) | ((q3 >> 4) << 6));
+      }
   }
 }
 

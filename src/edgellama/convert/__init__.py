@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
@@ -143,37 +144,55 @@ def write_gguf(
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         bar = _progress(len(ck.tensors), progress)
-        for i, t in enumerate(ck.tensors):
-            if _fail_after is not None and i >= _fail_after:
-                raise RuntimeError("simulated failure")
-            qt = types[t.name]
-            if bar is not None:
-                bar.set_description(f"{t.name} -> {qt.name}")
+
+        def fetch(t: TensorSource):
             # F16/BF16 inputs go to the quantizer as stored (it widens rows in its threads): no
             # float32 copy of the tensor, no single-threaded NumPy conversion
             stored = t.load_stored is not None and t.src_type in ("F16", "BF16")
-            data = t.load_stored() if stored else t.load()
-            if tuple(data.shape) != tuple(t.shape):
-                raise ConversionError(f"tensor {t.name}: loaded shape {list(data.shape)} != declared {list(t.shape)}")
-            cols = t.shape[-1]
-            mat = data.reshape(-1, cols) if stored else np.ascontiguousarray(data, dtype=np.float32).reshape(-1, cols)
-            imp = None
-            if importance is not None and qt not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16):
-                imp = importance.get(t.name)
-                if imp is not None and imp.shape != (cols,):
-                    note(f"{t.name}: calibration statistics have {imp.shape} values for {cols} columns; ignored")
-                    imp = None
-            # "search": every quantized tensor gets the error-minimising scale search (importance-
-            # weighted when calibrated). "reference": legacy types round exactly like
-            # llama.cpp/gguf-py (byte-identical tensors); K-quants always search.
-            method = "search" if (rounding == "search" and qt.name.startswith("Q")) else "auto"
-            source = "bf16" if stored and t.src_type == "BF16" else "auto"
-            q = _core.quantize(qt.name, mat, importance=imp, n_threads=threads or 0, method=method, source=source)
-            del data, mat
-            writer.write_tensor_data(q.reshape(-1))
-            del q
-            if bar is not None:
-                bar.update(1)
+            return stored, (t.load_stored() if stored else t.load())
+
+        # Reading the next tensor and writing the previous one run beside the quantizer (NumPy's
+        # file I/O and _core.quantize release the GIL), so the wall time is about the quantizer's
+        # rather than the sum of the three. One tensor read ahead and one written behind at most:
+        # memory stays at a few tensors.
+        with ThreadPoolExecutor(1, thread_name_prefix="edgellama-read") as reader, ThreadPoolExecutor(
+            1, thread_name_prefix="edgellama-write"
+        ) as writer_thread:
+            next_read = reader.submit(fetch, ck.tensors[0]) if ck.tensors else None
+            last_write = None
+            for i, t in enumerate(ck.tensors):
+                if _fail_after is not None and i >= _fail_after:
+                    raise RuntimeError("simulated failure")
+                qt = types[t.name]
+                if bar is not None:
+                    bar.set_description(f"{t.name} -> {qt.name}")
+                stored, data = next_read.result()
+                next_read = reader.submit(fetch, ck.tensors[i + 1]) if i + 1 < len(ck.tensors) else None
+                if tuple(data.shape) != tuple(t.shape):
+                    raise ConversionError(f"tensor {t.name}: loaded shape {list(data.shape)} != declared {list(t.shape)}")
+                cols = t.shape[-1]
+                mat = data.reshape(-1, cols) if stored else np.ascontiguousarray(data, dtype=np.float32).reshape(-1, cols)
+                imp = None
+                if importance is not None and qt not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16):
+                    imp = importance.get(t.name)
+                    if imp is not None and imp.shape != (cols,):
+                        note(f"{t.name}: calibration statistics have {imp.shape} values for {cols} columns; ignored")
+                        imp = None
+                # "search": every quantized tensor gets the error-minimising scale search (importance-
+                # weighted when calibrated). "reference": legacy types round exactly like
+                # llama.cpp/gguf-py (byte-identical tensors); K-quants always search.
+                method = "search" if (rounding == "search" and qt.name.startswith("Q")) else "auto"
+                source = "bf16" if stored and t.src_type == "BF16" else "auto"
+                q = _core.quantize(qt.name, mat, importance=imp, n_threads=threads or 0, method=method, source=source)
+                del data, mat
+                if last_write is not None:
+                    last_write.result()  # in file order, and a write error stops the loop here
+                last_write = writer_thread.submit(writer.write_tensor_data, q.reshape(-1))
+                del q
+                if bar is not None:
+                    bar.update(1)
+            if last_write is not None:
+                last_write.result()
         if bar is not None:
             bar.close()
         writer.close()
