@@ -31,8 +31,8 @@ void gemm_q5_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const
                        float* y, size_t ys);
 
 }  // namespace avx512_rows16
-// Packed groups (packed_decode_avx512.cpp): VNNI decode of two groups (16 rows) per vector, 1-8
-// tokens per pass; same bits as the GGUF-layout kernels.
+// Packed groups (packed_decode_avx512.cpp): VNNI decode, 1-8 tokens per pass (32-value blocks: two
+// blocks per 512-bit vector); same bits as the GGUF-layout kernels.
 namespace avx512_packed {
 // Most tokens these kernels take (the avx512 set's packed_max_tokens): up to 32 tokens they run in
 // passes of 8 (as fast as unpacking for the 16-row kernels at 32-128 tokens; 2048x2048, 1 thread,

@@ -1,16 +1,18 @@
-// Decode (1-8 tokens) of packed groups (edgellama/packed_layout.h; the 32-value block formats and the
-// K-quants) with AVX-512 VNNI, two packed groups (16 rows) per 512-bit vector:
-// vpdpbusd sums four u8 x s8 products straight into int32, in place of the AVX2 kernels' maddubs +
-// int16 adds + madd; the sub-block scales are then applied with one exact int32 multiply per
-// sub-block (vpmulld) and the offsets with vpdpwssd. Lane r = row r of the two groups (rows 0-7 the
-// first group's, 8-15 the second's), as lane r of cpp/kernels/avx2/gemm_rows8_avx2.cpp, whose
-// direct_k45 / direct_q6k compute the same integers (any order: exact) and the same float sequence
-// per output, so the bits equal the AVX2 and the GGUF-layout kernels' (tests/test_packed_weights.py).
-// Why 16 rows: with 2+ tokens (the residual pass, server batches, speculative verification) these
-// kernels are bound by vpdpbusd throughput, and on Zen 4 one 512-bit vpdpbusd costs what one 256-bit
-// does (measured 1.6x the multiply-adds per second), while the weight loads stay the same bytes.
-// Weights are unpacked in registers once per block for all the tokens; 32 zmm registers hold up to
-// 8 tokens' accumulators (Q6_K: 6). A lone group (8 rows) runs as a pair with itself.
+// Decode (1-8 tokens) of packed groups (edgellama/packed_layout.h) with AVX-512 VNNI.
+// The 32-value block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) take two consecutive blocks of a
+// group per 512-bit vector: lanes 0-7 = the group's 8 rows at block b, lanes 8-15 = the same rows at
+// block b + 1 (one sequential stream, as the hardware prefetcher likes it). Why: with 2+ token rows
+// (the residual pass, server batches, speculative verification) these kernels were bound by
+// vpdpbusd throughput, and on Zen 4 one 512-bit vpdpbusd costs what a 256-bit one does (measured
+// 1.6x the multiply-adds per second). The integer sums are exact in any order and the float steps
+// run per block in block order (acc_pair: the low half's fma, then the high half's), so the bits
+// equal the 8-row kernels' (AVX2 gemm_rows8_avx2.cpp and the GGUF-layout kernels;
+// tests/test_packed_weights.py). The K-quants and IQ4_XS (256-value blocks) keep 8 rows per 256-bit
+// vector (namespace ymm8 below: why there).
+// vpdpbusd sums four u8 x s8 products straight into int32; the K-quants' sub-block scales are applied
+// with one exact int32 multiply per sub-block (vpmulld) and the offsets with vpdpwssd. Weights are
+// unpacked in registers once per block (pair) for all the tokens; 32 registers hold up to 8 tokens'
+// accumulators (Q6_K: 6).
 // Compiled with the AVX-512 flags of this directory; only reached through the avx512 KernelSet.
 #include <immintrin.h>
 
@@ -40,8 +42,8 @@ namespace edgellama {
 namespace avx512_packed {
 namespace {
 
-// Two packed groups of 8 rows read as one: lane r < 8 from group g0, lane 8 + r from g1 (PackedSrc's
-// accessors, each vector the concatenation of the two groups' 256-bit ones).
+// Two blocks read as one: lanes 0-7 from lo, 8-15 from hi (the same group one block further on, or lo
+// again for a last odd block); each vector the concatenation of the two 256-bit ones.
 struct PackedPair {
   PackedSrc lo, hi;
   static __m512i join(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
@@ -63,10 +65,33 @@ struct PackedPair {
   }
 };
 
-inline __m512i bcast4(const int8_t* q) {
-  int32_t v;
-  std::memcpy(&v, q, 4);
-  return _mm512_set1_epi32(v);
+// 4 activation bytes at q (lanes 0-7: block b) and at q + step (lanes 8-15: block b + 1; step 0 when
+// block b is the last one), each broadcast to its half.
+inline __m512i bcast2(size_t step, const int8_t* q) {
+  int32_t v0, v1;
+  std::memcpy(&v0, q, 4);
+  std::memcpy(&v1, q + step, 4);
+  return _mm512_mask_set1_epi32(_mm512_set1_epi32(v0), __mmask16(0xFF00), v1);
+}
+inline __m512 pair_ps(float lo, float hi) { return _mm512_mask_mov_ps(_mm512_set1_ps(lo), __mmask16(0xFF00), _mm512_set1_ps(hi)); }
+inline __m512 neg_ps(__m512 x) { return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int(0x80000000u)))); }
+template <class B>
+inline const B* next_block(const B* p, bool two) { return two ? p + 1 : p; }
+// The float steps of blocks b (lanes 0-7) and b + 1 (lanes 8-15, when two) on the 8 rows, in block
+// order: s = fma(x1, y1, s) [s = fma(x2, y2, s)] per block, as the 8-row kernels do, so the bits stay.
+inline __m256 acc_pair(__m256 s, __m512 x1, __m512 y1, bool two) {
+  s = _mm256_fmadd_ps(_mm512_castps512_ps256(x1), _mm512_castps512_ps256(y1), s);
+  if (two) s = _mm256_fmadd_ps(_mm512_extractf32x8_ps(x1, 1), _mm512_extractf32x8_ps(y1, 1), s);
+  return s;
+}
+inline __m256 acc_pair(__m256 s, __m512 x1, __m512 y1, __m512 x2, __m512 y2, bool two) {
+  s = _mm256_fmadd_ps(_mm512_castps512_ps256(x1), _mm512_castps512_ps256(y1), s);
+  s = _mm256_fmadd_ps(_mm512_castps512_ps256(x2), _mm512_castps512_ps256(y2), s);
+  if (two) {
+    s = _mm256_fmadd_ps(_mm512_extractf32x8_ps(x1, 1), _mm512_extractf32x8_ps(y1, 1), s);
+    s = _mm256_fmadd_ps(_mm512_extractf32x8_ps(x2, 1), _mm512_extractf32x8_ps(y2, 1), s);
+  }
+  return s;
 }
 
 // Byte c (0..3) of each 32-bit lane as int32, and as the (v, v) int16 pair.
@@ -97,11 +122,14 @@ inline __m512i fifth_bits(__m512i qh, int k) {
 
 // ---- Q4_0 / Q4_1 / Q5_0 / Q5_1: as gemm_rows8_avx2.cpp's direct (same isum, same two fmas) -----------
 template <class L, int T>
-void direct_legacy(int64_t nb, const PackedPair& src, const uint8_t* a, size_t as, float* acc) {
-  __m512 s[T];
-  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
+void direct_legacy(int64_t nb, const PackedSrc& grp, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  for (int64_t b = 0; b < nb; ++b) {
+  for (int64_t b = 0; b < nb; b += 2) {
+    const bool two = b + 1 < nb;
+    const PackedPair src{grp, two ? PackedSrc{grp.g + 8 * grp.bw, grp.bw} : grp};
+    const size_t astep = two ? sizeof(ActQ8x32) : 0;
     if (kPrefetchPacked) src.prefetch(b);
     const ActQ8x32* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
@@ -118,18 +146,19 @@ void direct_legacy(int64_t nb, const PackedPair& src, const uint8_t* a, size_t a
         gh = _mm512_or_si512(gh, fifth_bits(qh, k + 4));
       }
       for (int t = 0; t < T; ++t) {
-        isum[t] = _mm512_dpbusd_epi32(isum[t], gl, bcast4(ab[t]->qs + 4 * k));
-        isum[t] = _mm512_dpbusd_epi32(isum[t], gh, bcast4(ab[t]->qs + 16 + 4 * k));
+        isum[t] = _mm512_dpbusd_epi32(isum[t], gl, bcast2(astep, ab[t]->qs + 4 * k));
+        isum[t] = _mm512_dpbusd_epi32(isum[t], gh, bcast2(astep, ab[t]->qs + 16 + 4 * k));
       }
     }
     const __m512 dw = src.half16(b, 0);
     const __m512 cw = L::kMinOff ? src.half16(b, L::kMinOff) : _mm512_mul_ps(dw, _mm512_set1_ps(L::kOffset));
     for (int t = 0; t < T; ++t) {
-      s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ab[t]->d)), s[t]);
-      s[t] = _mm512_fmadd_ps(cw, _mm512_set1_ps(ab[t]->s), s[t]);
+      const ActQ8x32* an = next_block(ab[t], two);
+      s[t] = acc_pair(s[t], _mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, pair_ps(ab[t]->d, an->d)), cw,
+                      pair_ps(ab[t]->s, an->s), two);
     }
   }
-  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
 // The 32 int8 weights w[8] (4 per lane-word) of one block against each token's ActQ8x32 block:
@@ -137,7 +166,8 @@ void direct_legacy(int64_t nb, const PackedPair& src, const uint8_t* a, size_t a
 // negated where w < 0, and w = 0 has |w| = 0), then s[t] = fma(float(isum), dw * da, s[t]) (Q8_0's
 // sequence, gemm_rows8_avx2.cpp's step_q8).
 template <int T>
-inline void signed_block_dots(const __m512i* w, __m512 dw, const uint8_t* a, size_t as, int64_t b, __m512* s) {
+inline void signed_block_dots(const __m512i* w, __m512 dw, const uint8_t* a, size_t as, int64_t b, bool two, __m256* s) {
+  const size_t astep = two ? sizeof(ActQ8x32) : 0;
   __m512i wabs[8];
   __mmask64 neg[8];
   for (int k = 0; k < 8; ++k) {
@@ -148,37 +178,43 @@ inline void signed_block_dots(const __m512i* w, __m512 dw, const uint8_t* a, siz
     const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
     __m512i isum = _mm512_setzero_si512();
     for (int k = 0; k < 8; ++k) {
-      const __m512i av = bcast4(ab->qs + 4 * k);
+      const __m512i av = bcast2(astep, ab->qs + 4 * k);
       isum = _mm512_dpbusd_epi32(isum, wabs[k], _mm512_mask_sub_epi8(av, neg[k], _mm512_setzero_si512(), av));
     }
-    s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(ab->d)), s[t]);
+    s[t] = acc_pair(s[t], _mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, pair_ps(ab->d, next_block(ab, two)->d)), two);
   }
 }
 
 // ---- Q8_0: |w| x sign(a, w) per group, as gemm_rows8_avx2.cpp's step_q8 (same isum, one fma) -------
 template <int T>
-void direct_q8(int64_t nb, const PackedPair& src, const uint8_t* a, size_t as, float* acc) {
-  __m512 s[T];
-  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
+void direct_q8(int64_t nb, const PackedSrc& grp, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; b += 2) {
+    const bool two = b + 1 < nb;
+    const PackedPair src{grp, two ? PackedSrc{grp.g + 8 * grp.bw, grp.bw} : grp};
+    const size_t astep = two ? sizeof(ActQ8x32) : 0;
     if (kPrefetchPacked) src.prefetch(b);
     __m512i w[8];
     src.q16(b, 2, w);
     src.q16(b, 18, w + 4);
-    signed_block_dots<T>(w, src.half16(b, 0), a, as, b, s);
+    signed_block_dots<T>(w, src.half16(b, 0), a, as, b, two, s);
   }
-  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
 // ---- IQ4_NL: d qs[16] (Q4_0's layout), value = kIq4Values[nibble]: Q8_0's arithmetic on the looked-up
 // levels (iquant_avx2.cpp's decode tiles and the Q8_0 prefill it transcodes to: same isum, one fma) --
 template <int T>
-void direct_iq4nl(int64_t nb, const PackedPair& src, const uint8_t* a, size_t as, float* acc) {
-  __m512 s[T];
-  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
+void direct_iq4nl(int64_t nb, const PackedSrc& grp, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const __m512i levels = lanes4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
-  for (int64_t b = 0; b < nb; ++b) {
+  for (int64_t b = 0; b < nb; b += 2) {
+    const bool two = b + 1 < nb;
+    const PackedPair src{grp, two ? PackedSrc{grp.g + 8 * grp.bw, grp.bw} : grp};
+    const size_t astep = two ? sizeof(ActQ8x32) : 0;
     if (kPrefetchPacked) src.prefetch(b);
     __m512i x[4], w[8];
     src.q16(b, 2, x);  // word k: values 4k..4k+3 (low nibbles) and 16+4k.. (high nibbles)
@@ -186,192 +222,166 @@ void direct_iq4nl(int64_t nb, const PackedPair& src, const uint8_t* a, size_t as
       w[k] = _mm512_shuffle_epi8(levels, _mm512_and_si512(x[k], m4));
       w[k + 4] = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4));
     }
-    signed_block_dots<T>(w, src.half16(b, 0), a, as, b, s);
+    signed_block_dots<T>(w, src.half16(b, 0), a, as, b, two, s);
   }
-  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-// ---- IQ4_XS: d scales_h scales_l[4] qs[128]; value = (ls_j - 32) * kIq4Values[nibble] in sub-block j ------
-// Per block: isum = sum_j (ls_j - 32) * (sum over sub-block j of w a) (exact int32, vpmulld), then
-// acc = fma(float(isum), d * da, acc): the sequence of the avx512 set's IQ4_XS kernel in the file layout
-// too (iquant_avx512.cpp packs groups on the fly for this kernel), so packed and not give the same bits.
-template <int T>
-void direct_iq4xs(int64_t nsb, const PackedPair& src, const uint8_t* a, size_t as, float* acc) {
-  __m512 s[T];
-  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  const __m512i levels = lanes4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
-  for (int64_t b = 0; b < nsb; ++b) {
-    if (kPrefetchPacked) src.prefetch(b);
-    // lane r: row r's scales_l word and its scales_h (a 2-byte unit, widened to the lane)
-    const __m512i sl = src.word16(b, 4);
-    const __m256i sh16 = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src.lo.at(b, 2)))),
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(src.hi.at(b, 2))), 1);
-    const __m512i sh = _mm512_cvtepu16_epi32(sh16);
-    const block_q8_K* ab[T];
-    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
-    __m512i iacc[T];
-    for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
-    for (int j = 0; j < 8; ++j) {
-      const __m512i sc = _mm512_sub_epi32(
-          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(sl, 4 * j), _mm512_set1_epi32(0xF)),
-                          _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(sh, 2 * j), _mm512_set1_epi32(3)), 4)),
-          _mm512_set1_epi32(32));
-      __m512i x[4], w[8], wabs[8];
-      __mmask64 neg[8];
-      src.q16(b, 8 + 16 * size_t(j), x);  // word k: values 32j+4k.. (low nibbles), 32j+16+4k.. (high)
-      for (int k = 0; k < 4; ++k) {
-        w[k] = _mm512_shuffle_epi8(levels, _mm512_and_si512(x[k], m4));
-        w[k + 4] = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4));
-      }
-      for (int k = 0; k < 8; ++k) {
-        wabs[k] = _mm512_abs_epi8(w[k]);
-        neg[k] = _mm512_movepi8_mask(w[k]);
-      }
-      for (int t = 0; t < T; ++t) {
-        const int8_t* q = ab[t]->qs + 32 * j;
-        __m512i p0 = _mm512_setzero_si512(), p1 = _mm512_setzero_si512();
-        for (int k = 0; k < 8; k += 2) {
-          const __m512i a0 = bcast4(q + 4 * k), a1 = bcast4(q + 4 * k + 4);
-          p0 = _mm512_dpbusd_epi32(p0, wabs[k], _mm512_mask_sub_epi8(a0, neg[k], _mm512_setzero_si512(), a0));
-          p1 = _mm512_dpbusd_epi32(p1, wabs[k + 1], _mm512_mask_sub_epi8(a1, neg[k + 1], _mm512_setzero_si512(), a1));
-        }
-        iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(_mm512_add_epi32(p0, p1), sc));
-      }
-    }
-    const __m512 d = src.half16(b, 0);
-    for (int t = 0; t < T; ++t)
-      s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, _mm512_set1_ps(ab[t]->d)), s[t]);
-  }
-  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
+// ---- The K-quants: 8 rows per 256-bit vector, one block at a time ------------------------------------
+// Two blocks per 512-bit vector (as the 32-value formats above) streamed 3x slower from memory here
+// (decode_roofline dram: Q4_K 7-8 vs 19-23 GB/s; two interleaved reads 1.1 KB apart per step, which
+// the hardware prefetcher did not follow; software prefetch 2-8 blocks ahead did not help), so the
+// K-quants (and IQ4_XS, the same block size) keep 8-row kernels.
+namespace ymm8 {
+inline __m256i bcast4(const int8_t* q) {
+  int32_t v;
+  std::memcpy(&v, q, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// Byte c (0..3) of each 32-bit lane as int32, and as the (v, v) int16 pair.
+inline __m256i byte_i32(__m256i x, int c) { return _mm256_and_si256(_mm256_srli_epi32(x, 8 * c), _mm256_set1_epi32(0xFF)); }
+inline __m256i pair_of(__m256i v) { return _mm256_or_si256(v, _mm256_slli_epi32(v, 16)); }
+// Shuffle controls, per 32-bit lane (= row): byte j of the lane zero-extended to int32; and bytes 2i,
+// 2i + 1 of the lane zero-extended to the lane's two int16 halves.
+inline __m256i byte_sel(int j) {
+  const char z = char(0x80);
+  return _mm256_setr_epi8(char(j), z, z, z, char(4 + j), z, z, z, char(8 + j), z, z, z, char(12 + j), z, z, z,
+                          char(j), z, z, z, char(4 + j), z, z, z, char(8 + j), z, z, z, char(12 + j), z, z, z);
+}
+inline __m256i pair_sel(int i) {
+  const char z = char(0x80), a = char(2 * i), b = char(2 * i + 1);
+  return _mm256_setr_epi8(a, z, b, z, char(4 + a), z, char(4 + b), z, char(8 + a), z, char(8 + b), z, char(12 + a), z,
+                          char(12 + b), z, a, z, b, z, char(4 + a), z, char(4 + b), z, char(8 + a), z, char(8 + b), z,
+                          char(12 + a), z, char(12 + b), z);
 }
 
 // ---- Q4_K / Q5_K: d dmin scales[12] qs[128] (Q5_K: qh[32] before qs) --------------------------------
 template <bool kFive, int T>
-void direct_k45(int64_t nsb, const PackedPair& src, const uint8_t* a, size_t as, float* acc) {
+void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
   constexpr size_t qs_off = kFive ? 48 : 16;
-  __m512 s[T];
-  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
-  const __m512i m6w = _mm512_set1_epi32(0x3f3f3f3f), m4w = _mm512_set1_epi32(0x0f0f0f0f),
-                m2w = _mm512_set1_epi32(0x03030303);
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  const __m256i m6w = _mm256_set1_epi32(0x3f3f3f3f), m4w = _mm256_set1_epi32(0x0f0f0f0f),
+                m2w = _mm256_set1_epi32(0x03030303);
   for (int64_t b = 0; b < nsb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
     // 6-bit scales and mins (kquant_scales.h's scale_min_k4), lane-wise on the rows' three words.
-    const __m512i u0 = src.word16(b, 4), u1 = src.word16(b, 8), u2 = src.word16(b, 12);
-    const __m512i s0 = _mm512_and_si512(u0, m6w);
-    const __m512i s1 = _mm512_or_si512(_mm512_and_si512(u2, m4w),
-                                       _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), m2w), 4));
-    const __m512i n0 = _mm512_and_si512(u1, m6w);
-    const __m512i n1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), m4w),
-                                       _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), m2w), 4));
+    const __m256i u0 = src.word8(b, 4), u1 = src.word8(b, 8), u2 = src.word8(b, 12);
+    const __m256i s0 = _mm256_and_si256(u0, m6w);
+    const __m256i s1 = _mm256_or_si256(_mm256_and_si256(u2, m4w),
+                                       _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), m2w), 4));
+    const __m256i n0 = _mm256_and_si256(u1, m6w);
+    const __m256i n1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), m4w),
+                                       _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), m2w), 4));
     const block_q8_K* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
-    __m512i iacc[T];
-    for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
-    __m512i xh[2][4];
+    __m256i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    __m256i xh[2][4];
     if constexpr (kFive) {
       src.q16(b, 16, xh[0]);
       src.q16(b, 32, xh[1]);
     }
     for (int i = 0; i < 4; ++i) {  // chunks 2i (low nibbles) and 2i+1 (high nibbles)
-      __m512i lo[T], hi[T];
-      for (int t = 0; t < T; ++t) lo[t] = hi[t] = _mm512_setzero_si512();
+      __m256i lo[T], hi[T];
+      for (int t = 0; t < T; ++t) lo[t] = hi[t] = _mm256_setzero_si256();
       for (int h = 0; h < 2; ++h) {
-        __m512i x[4];
+        __m256i x[4];
         src.q16(b, qs_off + 32 * size_t(i) + 16 * size_t(h), x);
         for (int k = 0; k < 4; ++k) {
-          __m512i l = _mm512_and_si512(x[k], m4), u = _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4);
+          __m256i l = _mm256_and_si256(x[k], m4), u = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);
           if constexpr (kFive) {
-            l = _mm512_or_si512(l, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(xh[h][k], 2 * i), one), 4));
-            u = _mm512_or_si512(u, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(xh[h][k], 2 * i + 1), one), 4));
+            l = _mm256_or_si256(l, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(xh[h][k], 2 * i), one), 4));
+            u = _mm256_or_si256(u, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(xh[h][k], 2 * i + 1), one), 4));
           }
           const int g = 4 * h + k;
           for (int t = 0; t < T; ++t) {
             const int8_t* q = ab[t]->qs + 64 * i + 4 * g;
-            lo[t] = _mm512_dpbusd_epi32(lo[t], l, bcast4(q));
-            hi[t] = _mm512_dpbusd_epi32(hi[t], u, bcast4(q + 32));
+            lo[t] = _mm256_dpbusd_epi32(lo[t], l, bcast4(q));
+            hi[t] = _mm256_dpbusd_epi32(hi[t], u, bcast4(q + 32));
           }
         }
       }
-      const __m512i sc_lo = byte_i32(i < 2 ? s0 : s1, 2 * (i % 2));
-      const __m512i sc_hi = byte_i32(i < 2 ? s0 : s1, 2 * (i % 2) + 1);
+      const __m256i sc_lo = byte_i32(i < 2 ? s0 : s1, 2 * (i % 2));
+      const __m256i sc_hi = byte_i32(i < 2 ? s0 : s1, 2 * (i % 2) + 1);
       for (int t = 0; t < T; ++t)
-        iacc[t] = _mm512_add_epi32(iacc[t], _mm512_add_epi32(_mm512_mullo_epi32(lo[t], sc_lo), _mm512_mullo_epi32(hi[t], sc_hi)));
+        iacc[t] = _mm256_add_epi32(iacc[t], _mm256_add_epi32(_mm256_mullo_epi32(lo[t], sc_lo), _mm256_mullo_epi32(hi[t], sc_hi)));
     }
-    const __m512 d = src.half16(b, 0), dm = src.half16(b, 2);
+    const __m256 d = src.half8(b, 0), dm = src.half8(b, 2);
     for (int t = 0; t < T; ++t) {
       const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
-      __m512i ms = _mm512_setzero_si512();
+      __m256i ms = _mm256_setzero_si256();
       for (int c = 0; c < 8; ++c)  // mn_c * (bsums[2c] + bsums[2c + 1])
-        ms = _mm512_dpwssd_epi32(ms, pair_of(byte_i32(c < 4 ? n0 : n1, c % 4)), bcast4(bs + 4 * c));
-      const __m512 da = _mm512_set1_ps(ab[t]->d);
-      s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, da), s[t]);
-      s[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dm, da), s[t]);
+        ms = _mm256_dpwssd_epi32(ms, pair_of(byte_i32(c < 4 ? n0 : n1, c % 4)), bcast4(bs + 4 * c));
+      const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, da), s[t]);
+      s[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s[t]);
     }
   }
-  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
 // ---- Q6_K: packed form (packed_layout.h: scales, d, then triples A B C); value = qu - 32 ----------------
 template <int T>
-void direct_q6k(int64_t nsb, const PackedPair& src, const uint8_t* a, size_t as, float* acc) {
-  __m512 s[T];
-  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
-  const __m512i m3f = _mm512_set1_epi8(0x3F), m0f = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i m3f = _mm256_set1_epi8(0x3F), m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
   const char z = char(0x80);
-  const __m512i sel_mn = lanes4(_mm_setr_epi8(z, 0, z, 1, z, 4, z, 5, z, 8, z, 9, z, 12, z, 13));
+  const __m256i sel_mn = _mm256_setr_epi8(z, 0, z, 1, z, 4, z, 5, z, 8, z, 9, z, 12, z, 13, z, 0, z, 1, z, 4, z, 5, z,
+                                          8, z, 9, z, 12, z, 13);
   for (int64_t b = 0; b < nsb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
-    __m512i scw[4];  // the rows' 16 int8 scales, four per word
-    for (int w = 0; w < 4; ++w) scw[w] = src.word16(b, kQ6PackedScales + size_t(4 * w));
+    __m256i scw[4];  // the rows' 16 int8 scales, four per word
+    for (int w = 0; w < 4; ++w) scw[w] = src.word8(b, kQ6PackedScales + size_t(4 * w));
     const block_q8_K* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
-    __m512i iacc[T];
-    for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+    __m256i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
       for (int half = 0; half < 2; ++half) {  // sub-blocks 2c + half of the four chunks c = 4h + k
-        __m512i sum[T][4];
+        __m256i sum[T][4];
         for (int t = 0; t < T; ++t)
-          for (int k = 0; k < 4; ++k) sum[t][k] = _mm512_setzero_si512();
+          for (int k = 0; k < 4; ++k) sum[t][k] = _mm256_setzero_si256();
         for (int g = 4 * half; g < 4 * half + 4; ++g) {
           const size_t p = q6k_packed_triple(h, g);
-          const __m512i A = src.word16(b, p), B = src.word16(b, p + 4), C = src.word16(b, p + 8);
+          const __m256i A = src.word8(b, p), B = src.word8(b, p + 4), C = src.word8(b, p + 8);
           // q1 = A & 63, q2 = B & 63, q3 = (C & 15) | (A >> 2 & 48), q4 = (C >> 4 & 15) | (B >> 2 & 48);
           // ternary-logic 0xEA = (x & y) | z
-          __m512i v[4];
-          v[0] = _mm512_and_si512(A, m3f);
-          v[1] = _mm512_and_si512(B, m3f);
-          v[2] = _mm512_ternarylogic_epi32(C, m0f, _mm512_and_si512(_mm512_srli_epi16(A, 2), m30), 0xEA);
-          v[3] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(C, 4), m0f, _mm512_and_si512(_mm512_srli_epi16(B, 2), m30), 0xEA);
+          __m256i v[4];
+          v[0] = _mm256_and_si256(A, m3f);
+          v[1] = _mm256_and_si256(B, m3f);
+          v[2] = _mm256_ternarylogic_epi32(C, m0f, _mm256_and_si256(_mm256_srli_epi16(A, 2), m30), 0xEA);
+          v[3] = _mm256_ternarylogic_epi32(_mm256_srli_epi16(C, 4), m0f, _mm256_and_si256(_mm256_srli_epi16(B, 2), m30), 0xEA);
           for (int k = 0; k < 4; ++k)
             for (int t = 0; t < T; ++t)
-              sum[t][k] = _mm512_dpbusd_epi32(sum[t][k], v[k], bcast4(ab[t]->qs + 32 * (4 * h + k) + 4 * g));
+              sum[t][k] = _mm256_dpbusd_epi32(sum[t][k], v[k], bcast4(ab[t]->qs + 32 * (4 * h + k) + 4 * g));
         }
         for (int k = 0; k < 4; ++k) {
           const int sb = 2 * (4 * h + k) + half;  // int8 scale sb of each row, sign-extended
-          const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(scw[sb / 4], 24 - 8 * (sb % 4)), 24);
-          for (int t = 0; t < T; ++t) iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(sum[t][k], sc));
+          const __m256i sc = _mm256_srai_epi32(_mm256_slli_epi32(scw[sb / 4], 24 - 8 * (sb % 4)), 24);
+          for (int t = 0; t < T; ++t) iacc[t] = _mm256_add_epi32(iacc[t], _mm256_mullo_epi32(sum[t][k], sc));
         }
       }
     }
-    const __m512 d = src.half16(b, kQ6PackedD);
+    const __m256 d = src.half8(b, kQ6PackedD);
     for (int t = 0; t < T; ++t) {
       const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
-      __m512i ms = _mm512_setzero_si512();
+      __m256i ms = _mm256_setzero_si256();
       for (int c = 0; c < 8; ++c) {  // (32 v_2c, 32 v_2c+1) . (bsums[2c], bsums[2c + 1])
-        const __m512i mn = _mm512_slli_epi16(
-            _mm512_srai_epi16(_mm512_shuffle_epi8(scw[c / 2], _mm512_add_epi8(sel_mn, _mm512_set1_epi8(char(2 * (c % 2))))),
+        const __m256i mn = _mm256_slli_epi16(
+            _mm256_srai_epi16(_mm256_shuffle_epi8(scw[c / 2], _mm256_add_epi8(sel_mn, _mm256_set1_epi8(char(2 * (c % 2))))),
                               8),
             5);
-        ms = _mm512_dpwssd_epi32(ms, mn, bcast4(bs + 4 * c));
+        ms = _mm256_dpwssd_epi32(ms, mn, bcast4(bs + 4 * c));
       }
-      const __m512 da = _mm512_set1_ps(ab[t]->d);
-      s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iacc[t], ms)), _mm512_mul_ps(d, da), s[t]);
+      const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
     }
   }
-  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
 // ---- Q3_K / Q2_K: 2-bit quants (+ Q3_K's high bit), 16 sub-blocks of 16 with their own scale --------
@@ -379,144 +389,194 @@ void direct_q6k(int64_t nsb, const PackedPair& src, const uint8_t* a, size_t as,
 // Q2_K: scales[16] qs[64] d dmin, offsets = mins (two fmas). As kquant_scales.h's scales_q3_K /
 // scales_q2_K and kquant_avx2.h's Q3_KW::q / Q2_KW::q, lane r = row r.
 template <bool kQ3, int T>
-void direct_q23k(int64_t nsb, const PackedPair& src, const uint8_t* a, size_t as, float* acc) {
+void direct_q23k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
   constexpr size_t qs_off = kQ3 ? 32 : 16;
-  __m512 s[T];
+  __m256 s[T];
   #pragma GCC unroll 16
-  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
-  const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
-  const __m512i m4w = _mm512_set1_epi32(0x0f0f0f0f), m2w = _mm512_set1_epi32(0x03030303);
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+  const __m256i m4w = _mm256_set1_epi32(0x0f0f0f0f), m2w = _mm256_set1_epi32(0x03030303);
   for (int64_t b = 0; b < nsb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
     // sw[j]: lane word j holds the unsigned 6-bit (Q3_K) or packed 4+4-bit (Q2_K) scale bytes 4j..4j+3.
-    __m512i sw[4];
+    __m256i sw[4];
     if constexpr (kQ3) {
-      const __m512i u0 = src.word16(b, 96), u1 = src.word16(b, 100), u2 = src.word16(b, 104);
-      auto hi2 = [&](int shift) { return _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u2, shift), m2w), 4); };
-      sw[0] = _mm512_or_si512(_mm512_and_si512(u0, m4w), hi2(0));
-      sw[1] = _mm512_or_si512(_mm512_and_si512(u1, m4w), hi2(2));
-      sw[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u0, 4), m4w), hi2(4));
-      sw[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u1, 4), m4w), hi2(6));
+      const __m256i u0 = src.word8(b, 96), u1 = src.word8(b, 100), u2 = src.word8(b, 104);
+      auto hi2 = [&](int shift) { return _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u2, shift), m2w), 4); };
+      sw[0] = _mm256_or_si256(_mm256_and_si256(u0, m4w), hi2(0));
+      sw[1] = _mm256_or_si256(_mm256_and_si256(u1, m4w), hi2(2));
+      sw[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u0, 4), m4w), hi2(4));
+      sw[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u1, 4), m4w), hi2(6));
     } else {
       #pragma GCC unroll 16
-      for (int j = 0; j < 4; ++j) sw[j] = src.word16(b, size_t(4 * j));
+      for (int j = 0; j < 4; ++j) sw[j] = src.word8(b, size_t(4 * j));
     }
     // Q2_K's scale (low) and min (high) nibbles apart; Q3_K's 6-bit scales are whole bytes.
-    __m512i swl[4], swh[4];
+    __m256i swl[4], swh[4];
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) {
-      swl[j] = kQ3 ? sw[j] : _mm512_and_si512(sw[j], m4w);
-      swh[j] = kQ3 ? sw[j] : _mm512_and_si512(_mm512_srli_epi32(sw[j], 4), m4w);
+      swl[j] = kQ3 ? sw[j] : _mm256_and_si256(sw[j], m4w);
+      swh[j] = kQ3 ? sw[j] : _mm256_and_si256(_mm256_srli_epi32(sw[j], 4), m4w);
     }
     const block_q8_K* ab[T];
     #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
-    __m512i iacc[T];
+    __m256i iacc[T];
     #pragma GCC unroll 16
-    for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
     #pragma GCC unroll 16
     for (int h = 0; h < 2; ++h) {
       #pragma GCC unroll 16
       for (int half = 0; half < 2; ++half) {  // sub-blocks 2c + half of the chunks c = 4h + k
-        __m512i sum[T][4];
+        __m256i sum[T][4];
         #pragma GCC unroll 16
         for (int t = 0; t < T; ++t)
           #pragma GCC unroll 16
-          for (int k = 0; k < 4; ++k) sum[t][k] = _mm512_setzero_si512();
+          for (int k = 0; k < 4; ++k) sum[t][k] = _mm256_setzero_si256();
         #pragma GCC unroll 16
         for (int g = 4 * half; g < 4 * half + 4; ++g) {
-          const __m512i q = src.word16(b, qs_off + size_t(32 * h + 4 * g));
-          __m512i hm = _mm512_setzero_si512();
-          if constexpr (kQ3) hm = src.word16(b, size_t(4 * g));
+          const __m256i q = src.word8(b, qs_off + size_t(32 * h + 4 * g));
+          __m256i hm = _mm256_setzero_si256();
+          if constexpr (kQ3) hm = src.word8(b, size_t(4 * g));
           #pragma GCC unroll 16
           for (int k = 0; k < 4; ++k) {
             const int c = 4 * h + k;
-            __m512i v = _mm512_and_si512(_mm512_srli_epi16(q, 2 * k), m3);
+            __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
             if constexpr (kQ3) {  // bit c of hmask -> value bit 2
-              const __m512i hb = c >= 2 ? _mm512_srli_epi16(hm, c - 2) : _mm512_slli_epi16(hm, 2 - c);
-              v = _mm512_or_si512(v, _mm512_and_si512(hb, m4));
+              const __m256i hb = c >= 2 ? _mm256_srli_epi16(hm, c - 2) : _mm256_slli_epi16(hm, 2 - c);
+              v = _mm256_or_si256(v, _mm256_and_si256(hb, m4));
             }
             #pragma GCC unroll 16
             for (int t = 0; t < T; ++t)
-              sum[t][k] = _mm512_dpbusd_epi32(sum[t][k], v, bcast4(ab[t]->qs + 32 * c + 4 * g));
+              sum[t][k] = _mm256_dpbusd_epi32(sum[t][k], v, bcast4(ab[t]->qs + 32 * c + 4 * g));
           }
         }
         #pragma GCC unroll 16
         for (int k = 0; k < 4; ++k) {
           const int sb = 2 * (4 * h + k) + half;
-          __m512i sc = _mm512_shuffle_epi8(swl[sb / 4], byte_sel(sb % 4));  // byte sb % 4 as int32
-          if constexpr (kQ3) sc = _mm512_sub_epi32(sc, _mm512_set1_epi32(32));
+          __m256i sc = _mm256_shuffle_epi8(swl[sb / 4], byte_sel(sb % 4));  // byte sb % 4 as int32
+          if constexpr (kQ3) sc = _mm256_sub_epi32(sc, _mm256_set1_epi32(32));
           #pragma GCC unroll 16
-          for (int t = 0; t < T; ++t) iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(sum[t][k], sc));
+          for (int t = 0; t < T; ++t) iacc[t] = _mm256_add_epi32(iacc[t], _mm256_mullo_epi32(sum[t][k], sc));
         }
       }
     }
     // Offsets per sub-block pair c as int16 pairs (mn_2c, mn_2c+1): Q3_K 4 * (scale - 32), Q2_K scale >> 4;
     // bytes 2(c % 2), 2(c % 2) + 1 of word c / 2 widened by one shuffle.
-    __m512i mnp[8];
+    __m256i mnp[8];
 #pragma GCC unroll 8
     for (int c = 0; c < 8; ++c) {
-      const __m512i src16 = kQ3 ? sw[c / 2] : swh[c / 2];
-      __m512i m = _mm512_shuffle_epi8(src16, pair_sel(c % 2));
-      if constexpr (kQ3) m = _mm512_sub_epi16(_mm512_slli_epi16(m, 2), _mm512_set1_epi16(128));
+      const __m256i src16 = kQ3 ? sw[c / 2] : swh[c / 2];
+      __m256i m = _mm256_shuffle_epi8(src16, pair_sel(c % 2));
+      if constexpr (kQ3) m = _mm256_sub_epi16(_mm256_slli_epi16(m, 2), _mm256_set1_epi16(128));
       mnp[c] = m;
     }
-    const __m512 d = src.half16(b, kQ3 ? 108 : 80);
-    const __m512 dm = kQ3 ? d : src.half16(b, 82);
+    const __m256 d = src.half8(b, kQ3 ? 108 : 80);
+    const __m256 dm = kQ3 ? d : src.half8(b, 82);
     #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) {
       const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
-      __m512i ms = _mm512_setzero_si512();
+      __m256i ms = _mm256_setzero_si256();
       #pragma GCC unroll 16
-      for (int c = 0; c < 8; ++c) ms = _mm512_dpwssd_epi32(ms, mnp[c], bcast4(bs + 4 * c));
-      const __m512 da = _mm512_set1_ps(ab[t]->d);
+      for (int c = 0; c < 8; ++c) ms = _mm256_dpwssd_epi32(ms, mnp[c], bcast4(bs + 4 * c));
+      const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
       if constexpr (kQ3) {
-        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iacc[t], ms)), _mm512_mul_ps(d, da), s[t]);
+        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
       } else {
-        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, da), s[t]);
-        s[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dm, da), s[t]);
+        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, da), s[t]);
+        s[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s[t]);
       }
     }
   }
   #pragma GCC unroll 16
-  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
+
+// ---- IQ4_XS: d scales_h scales_l[4] qs[128]; value = (ls_j - 32) * kIq4Values[nibble] in sub-block j ------
+// Per block: isum = sum_j (ls_j - 32) * (sum over sub-block j of w a) (exact int32, vpmulld), then
+// acc = fma(float(isum), d * da, acc): the sequence of the avx512 set's IQ4_XS kernel in the file layout
+// too (iquant_avx512.cpp packs groups on the fly for this kernel), so packed and not give the same bits.
+template <int T>
+void direct_iq4xs(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
+  for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    // lane r: row r's scales_l word and its scales_h (a 2-byte unit, widened to the lane)
+    const __m256i sl = src.word8(b, 4);
+    const __m256i sh = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src.at(b, 2))));
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m256i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    for (int j = 0; j < 8; ++j) {
+      const __m256i sc = _mm256_sub_epi32(
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(sl, 4 * j), _mm256_set1_epi32(0xF)),
+                          _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(sh, 2 * j), _mm256_set1_epi32(3)), 4)),
+          _mm256_set1_epi32(32));
+      __m256i x[4], w[8], wabs[8];
+      src.q16(b, 8 + 16 * size_t(j), x);  // word k: values 32j+4k.. (low nibbles), 32j+16+4k.. (high)
+      for (int k = 0; k < 4; ++k) {
+        w[k] = _mm256_shuffle_epi8(levels, _mm256_and_si256(x[k], m4));
+        w[k + 4] = _mm256_shuffle_epi8(levels, _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4));
+      }
+      for (int k = 0; k < 8; ++k) wabs[k] = _mm256_abs_epi8(w[k]);
+      for (int t = 0; t < T; ++t) {  // |w| x sign(a, w): vpdpbusd takes u8 x s8
+        const int8_t* q = ab[t]->qs + 32 * j;
+        __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+        for (int k = 0; k < 8; k += 2) {
+          p0 = _mm256_dpbusd_epi32(p0, wabs[k], _mm256_sign_epi8(bcast4(q + 4 * k), w[k]));
+          p1 = _mm256_dpbusd_epi32(p1, wabs[k + 1], _mm256_sign_epi8(bcast4(q + 4 * k + 4), w[k + 1]));
+        }
+        iacc[t] = _mm256_add_epi32(iacc[t], _mm256_mullo_epi32(_mm256_add_epi32(p0, p1), sc));
+      }
+    }
+    const __m256 d = src.half8(b, 0);
+    for (int t = 0; t < T; ++t)
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, _mm256_set1_ps(ab[t]->d)), s[t]);
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+}  // namespace ymm8
 
 // The direct kernels as types (a template argument below).
 template <class L>
 struct LegacyD {
   template <int T>
-  static void run(int64_t nb, const PackedPair& s, const uint8_t* a, size_t as, float* acc) { direct_legacy<L, T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { direct_legacy<L, T>(nb, s, a, as, acc); }
 };
 struct Iq4NlD {
   template <int T>
-  static void run(int64_t nb, const PackedPair& s, const uint8_t* a, size_t as, float* acc) { direct_iq4nl<T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { direct_iq4nl<T>(nb, s, a, as, acc); }
 };
 struct Iq4XsD {
   template <int T>
-  static void run(int64_t nb, const PackedPair& s, const uint8_t* a, size_t as, float* acc) { direct_iq4xs<T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { ymm8::direct_iq4xs<T>(nb, s, a, as, acc); }
 };
 struct Q8D {
   template <int T>
-  static void run(int64_t nb, const PackedPair& s, const uint8_t* a, size_t as, float* acc) { direct_q8<T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { direct_q8<T>(nb, s, a, as, acc); }
 };
 template <bool kFive>
 struct K45D {
   template <int T>
-  static void run(int64_t nb, const PackedPair& s, const uint8_t* a, size_t as, float* acc) { direct_k45<kFive, T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { ymm8::direct_k45<kFive, T>(nb, s, a, as, acc); }
 };
 template <bool kQ3>
 struct Q23D {
   template <int T>
-  static void run(int64_t nb, const PackedPair& s, const uint8_t* a, size_t as, float* acc) { direct_q23k<kQ3, T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { ymm8::direct_q23k<kQ3, T>(nb, s, a, as, acc); }
 };
 struct Q6D {
   template <int T>
-  static void run(int64_t nb, const PackedPair& s, const uint8_t* a, size_t as, float* acc) { direct_q6k<T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { ymm8::direct_q6k<T>(nb, s, a, as, acc); }
 };
 
 template <class D, int kMaxT>
-void group_direct(int64_t nb, const PackedPair& src, const uint8_t* a, size_t as, int64_t nt, float* acc) {
+void group_direct(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, int64_t nt, float* acc) {
   with_token_count<kMaxT>(nt, [&](auto T) { D::template run<decltype(T)::value>(nb, src, a, as, acc); });
 }
 
@@ -534,16 +594,14 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
       return;
     }
   }
-  alignas(64) float acc[kMaxT * 16];
+  alignas(64) float acc[kMaxT * 8];
   const int64_t nb = n / kValues;
-  for (int64_t r0 = 0; r0 < nr; r0 += 16) {
-    const int rows = nr - r0 >= 16 ? 16 : 8;  // packed regions are whole groups of 8
-    const PackedSrc g0{w + size_t(r0) * ws, kW};
-    const PackedPair src{g0, rows == 16 ? PackedSrc{w + size_t(r0 + 8) * ws, kW} : g0};
+  for (int64_t r0 = 0; r0 < nr; r0 += 8) {
+    const PackedSrc src{w + size_t(r0) * ws, kW};
     for (int64_t t0 = 0; t0 < nt; t0 += kMaxT) {  // more than kMaxT tokens: in turns of kMaxT
       group_direct<D, kMaxT>(nb, src, a + size_t(t0) * as, as, std::min<int64_t>(kMaxT, nt - t0), acc);
       for (int64_t t = 0; t < std::min<int64_t>(kMaxT, nt - t0); ++t)
-        for (int r = 0; r < rows; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[16 * t + r];
+        for (int r = 0; r < 8; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[8 * t + r];
     }
   }
 }
