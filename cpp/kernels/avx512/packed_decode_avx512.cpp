@@ -19,15 +19,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <vector>
 
 #include "../avx2/gemm_rows8.h"
-#include "../entry_points.h"
 #include "../avx2/legacy_blocks_avx2.h"
 #include "../avx2/packed_src.h"
 #include "edgellama/iquant_blocks.h"
 #include "edgellama/kernels.h"
-#include "edgellama/packed_layout.h"
 #include "edgellama/quant_blocks.h"
 #include "gemm_rows16.h"
 
@@ -67,6 +64,11 @@ struct PackedPair {
 
 // 4 activation bytes at q (lanes 0-7: block b) and at q + step (lanes 8-15: block b + 1; step 0 when
 // block b is the last one), each broadcast to its half.
+// Blocks b and b + 1 of a group (or block b twice when it is the last one).
+inline PackedPair block_pair(const PackedSrc& grp, bool two) {
+  return PackedPair{grp, two ? PackedSrc{grp.g + 8 * grp.bw, grp.bw} : grp};
+}
+
 inline __m512i bcast2(size_t step, const int8_t* q) {
   int32_t v0, v1;
   std::memcpy(&v0, q, 4);
@@ -94,22 +96,8 @@ inline __m256 acc_pair(__m256 s, __m512 x1, __m512 y1, __m512 x2, __m512 y2, boo
   return s;
 }
 
-// Byte c (0..3) of each 32-bit lane as int32, and as the (v, v) int16 pair.
-inline __m512i byte_i32(__m512i x, int c) { return _mm512_and_si512(_mm512_srli_epi32(x, 8 * c), _mm512_set1_epi32(0xFF)); }
-inline __m512i pair_of(__m512i v) { return _mm512_or_si512(v, _mm512_slli_epi32(v, 16)); }
-// Shuffle controls (vpshufb works within 128-bit lanes: the same control in each), per 32-bit lane
-// (= row): byte j of the lane zero-extended to int32; and bytes 2i, 2i + 1 of the lane zero-extended
-// to the lane's two int16 halves.
+// The same 128-bit control in each lane (vpshufb works within 128-bit lanes).
 inline __m512i lanes4(__m128i c) { return _mm512_broadcast_i32x4(c); }
-inline __m512i byte_sel(int j) {
-  const char z = char(0x80);
-  return lanes4(_mm_setr_epi8(char(j), z, z, z, char(4 + j), z, z, z, char(8 + j), z, z, z, char(12 + j), z, z, z));
-}
-inline __m512i pair_sel(int i) {
-  const char z = char(0x80), a = char(2 * i), b = char(2 * i + 1);
-  return lanes4(_mm_setr_epi8(a, z, b, z, char(4 + a), z, char(4 + b), z, char(8 + a), z, char(8 + b), z, char(12 + a), z,
-                              char(12 + b), z));
-}
 // legacy_blocks_avx2.h's fifth_bits on 16 rows.
 inline __m512i fifth_bits(__m512i qh, int k) {
   const char b = char(k / 2);
@@ -128,7 +116,7 @@ void direct_legacy(int64_t nb, const PackedSrc& grp, const uint8_t* a, size_t as
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int64_t b = 0; b < nb; b += 2) {
     const bool two = b + 1 < nb;
-    const PackedPair src{grp, two ? PackedSrc{grp.g + 8 * grp.bw, grp.bw} : grp};
+    const PackedPair src = block_pair(grp, two);
     const size_t astep = two ? sizeof(ActQ8x32) : 0;
     if (kPrefetchPacked) src.prefetch(b);
     const ActQ8x32* ab[T];
@@ -192,8 +180,7 @@ void direct_q8(int64_t nb, const PackedSrc& grp, const uint8_t* a, size_t as, fl
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; b += 2) {
     const bool two = b + 1 < nb;
-    const PackedPair src{grp, two ? PackedSrc{grp.g + 8 * grp.bw, grp.bw} : grp};
-    const size_t astep = two ? sizeof(ActQ8x32) : 0;
+    const PackedPair src = block_pair(grp, two);
     if (kPrefetchPacked) src.prefetch(b);
     __m512i w[8];
     src.q16(b, 2, w);
@@ -213,8 +200,7 @@ void direct_iq4nl(int64_t nb, const PackedSrc& grp, const uint8_t* a, size_t as,
   const __m512i levels = lanes4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
   for (int64_t b = 0; b < nb; b += 2) {
     const bool two = b + 1 < nb;
-    const PackedPair src{grp, two ? PackedSrc{grp.g + 8 * grp.bw, grp.bw} : grp};
-    const size_t astep = two ? sizeof(ActQ8x32) : 0;
+    const PackedPair src = block_pair(grp, two);
     if (kPrefetchPacked) src.prefetch(b);
     __m512i x[4], w[8];
     src.q16(b, 2, x);  // word k: values 4k..4k+3 (low nibbles) and 16+4k.. (high nibbles)
@@ -607,18 +593,6 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
 }
 
 
-// IQ4_NL has no AVX2 packed kernel: more tokens than a direct pass takes run on its GGUF-layout kernel
-// (same bits) over the groups unpacked into a per-thread scratch.
-void gemm_iq4_nl_unpacked(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
-                          float* y, size_t ys) {
-  thread_local std::vector<uint8_t> rows;
-  rows.resize(size_t(kPackRows) * ws);
-  for (int64_t r0 = 0; r0 < nr; r0 += kPackRows) {
-    unpack_group(GGMLType::IQ4_NL, w + size_t(r0) * ws, ws, rows.data());
-    avx512_gemm_iq4_nl(n, rows.data(), ws, kPackRows, a, as, nt, y + r0, ys);
-  }
-}
-
 #ifndef EDGELLAMA_PACKED_DIRECT_MAX
 #define EDGELLAMA_PACKED_DIRECT_MAX 8
 #endif
@@ -648,7 +622,7 @@ void gemm_q5_1_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const 
 }
 void gemm_iq4_nl_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                         float* y, size_t ys) {
-  gemm_packed<Iq4NlD, gemm_iq4_nl_unpacked, sizeof(iq::block_iq4_nl), 32, kLegacyMaxT>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_packed<Iq4NlD, nullptr, sizeof(iq::block_iq4_nl), 32, kLegacyMaxT>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_iq4_xs_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                         float* y, size_t ys) {
