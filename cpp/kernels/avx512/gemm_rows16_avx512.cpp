@@ -1,4 +1,4 @@
-// AVX-512 VNNI "16 rows per vector" GEMM for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K..Q6_K. Compiled with the AVX-512
+// AVX-512 VNNI "16 rows per vector" GEMM for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K and IQ4_XS. Compiled with the AVX-512
 // flags of this directory (F/BW/VL/DQ/VNNI); only reached through the avx512 KernelSet after dispatch
 // checked the CPU and the OS (ZMM state). Includes no header whose external-linkage inline functions
 // baseline code also uses (see cpp/kernels/avx2/kernels_avx2.cpp).
@@ -39,6 +39,7 @@
 #include <type_traits>
 
 #include "../kquant_scales.h"
+#include "edgellama/iquant_blocks.h"
 #include "edgellama/kernels.h"
 #include "edgellama/quant_blocks.h"
 #include "gemm_rows16.h"
@@ -362,6 +363,92 @@ struct KFormat45 {
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
 };
 
+// ---- IQ4_XS: super-blocks of 256 values, 8 sub-blocks of 32, value = (ls_c - 32) * kIq4Values[nibble] ----
+// Repacked like Q4_K: 64 quant vectors (sub-block c, group G), the level as uint8 (kIq4Values + 128,
+// looked up by vpshufb), sc_c = ls_c - 32 as int32 (8 vectors), the offsets mn_c = 128 * sc_c as int16
+// pairs (8 vectors, vpdpwssd against the bsums pair of sub-block c), d[16]. Per (row, token, super-block):
+//   isum = sum_c sc_c * (sum_i (v_i + 128) a_i) - sum_c mn_c * (bsums[2c] + bsums[2c+1])   (exact int32)
+//        = sum_c sc_c * (sum_i v_i a_i),   acc = fma(float(isum), d * da, acc)
+// the sequence of the set's packed IQ4_XS kernel (packed_decode_avx512.cpp), so prefill, decode and the
+// packed layout give the same bits. |isum| < 2^31: 8 * 32 * (32 * 241 * 127) < 2^28.
+struct IQ4XSFormat {
+  static constexpr size_t kW = sizeof(iq::block_iq4_xs);
+  static constexpr int64_t kValues = QK_K;
+  static constexpr int kPerChunk = kSuperPerChunk;
+  static constexpr size_t kBytes = kKBlockBytes;
+
+  static void repack(const uint8_t* const* p, __m512i, size_t boff, uint8_t* dst) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    alignas(16) int8_t lv[16];
+    for (int i = 0; i < 16; ++i) lv[i] = int8_t(iq::kIq4Values[i] ^ 0x80);  // v + 128 as uint8
+    const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lv)));
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    for (int c = 0; c < 8; ++c) {  // sub-block c: 16 bytes, values 32c+j (low nibble), 32c+16+j (high)
+      __m512i x[4];
+      transpose16(p, boff + offsetof(iq::block_iq4_xs, qs) + 16 * size_t(c), x);
+      for (int k = 0; k < 4; ++k) {
+        _mm512_store_si512(out + 8 * c + k, _mm512_shuffle_epi8(levels, _mm512_and_si512(x[k], m4)));
+        _mm512_store_si512(out + 8 * c + 4 + k,
+                           _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4)));
+      }
+    }
+    int32_t* sc = reinterpret_cast<int32_t*>(out + kKScale);
+    int32_t* mn = reinterpret_cast<int32_t*>(out + kKMin);
+    float* d = reinterpret_cast<float*>(out + kKD);
+    for (int r = 0; r < kRows; ++r) {
+      const iq::block_iq4_xs* b = reinterpret_cast<const iq::block_iq4_xs*>(p[r] + boff);
+      for (int c = 0; c < 8; ++c) {
+        const int s = iq::iq4_xs_scale(b, c);
+        const int m = 128 * s;  // -4096..3968: an int16
+        sc[16 * c + r] = s;
+        mn[16 * c + r] = int32_t(uint32_t(uint16_t(m)) | (uint32_t(uint16_t(m)) << 16));
+      }
+      d[r] = _cvtsh_ss(b->d);
+    }
+  }
+
+  template <int T>
+  static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
+    __m512 s[T];
+    for (int t = 0; t < T; ++t) s[t] = _mm512_loadu_ps(acc + kRows * t);
+    for (int sb = 0; sb < nsb; ++sb) {
+      const __m512i* blk = reinterpret_cast<const __m512i*>(pk + size_t(sb) * kBytes);
+      const block_q8_K* ab[T];
+      for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
+      __m512i iacc[T];
+      for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+      for (int c = 0; c < 8; ++c) {
+        __m512i w[8];
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
+        const __m512i sc = _mm512_load_si512(blk + kKScale + c);
+        for (int t = 0; t < T; ++t) {
+          const int8_t* q = ab[t]->qs + 32 * c;
+          __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));
+          __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[1], bcast4(q + 4));
+          for (int k = 2; k < 8; k += 2) {
+            p0 = _mm512_dpbusd_epi32(p0, w[k], bcast4(q + 4 * k));
+            p1 = _mm512_dpbusd_epi32(p1, w[k + 1], bcast4(q + 4 * k + 4));
+          }
+          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(_mm512_add_epi32(p0, p1), sc));
+        }
+      }
+      const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kKD));
+      for (int t = 0; t < T; ++t) {
+        __m512i ms = _mm512_setzero_si512();
+        for (int c = 0; c < 8; ++c)
+          ms = _mm512_dpwssd_epi32(ms, _mm512_load_si512(blk + kKMin + c),
+                                   bcast4(reinterpret_cast<const int8_t*>(ab[t]->bsums + 2 * c)));
+        const __m512i isum = _mm512_sub_epi32(iacc[t], ms);
+        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, _mm512_set1_ps(ab[t]->d)), s[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
+  }
+
+  // Decode (1-3 tokens) goes to the packed kernel (iquant_avx512.cpp): no direct path here.
+  static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
+};
+
 // ---- Q6_K: super-blocks of 256 values, 16 sub-blocks of 16 with int8 scales, quants 0..63 (-32) ----
 // Repacked super-block (16 rows): 64 quant vectors (chunk c = values 32c..32c+31, group G = 4 values,
 // as for Q4_K), the 16 sub-block scales as int32 (16 vectors), the offsets mn = 32 * sc as int16
@@ -625,6 +712,10 @@ void gemm_q4_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const
 void gemm_q5_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                        float* y, size_t ys) {
   gemm_rows16<KFormat45<true>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_iq4_xs_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                         float* y, size_t ys) {
+  gemm_rows16<IQ4XSFormat>(n, w, ws, nr, a, as, nt, y, ys);
 }
 
 }  // namespace avx512_rows16

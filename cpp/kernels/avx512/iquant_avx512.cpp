@@ -1,6 +1,8 @@
-// IQ4_XS in the avx512 set: the 16-row packed decode kernel (packed_decode_avx512.cpp) at every token
-// count, on groups of the file's rows packed on the fly (a last partial group repeats its last row), so
-// that weights packed at load and weights in the file's layout give the same bits.
+// IQ4_XS in the avx512 set: from 4 tokens the 16-row VNNI kernel (gemm_rows16_avx512.cpp, weights
+// repacked per call like the K-quants' prefill); below, the packed decode kernel (packed_decode_avx512.cpp)
+// on groups of the file's rows packed on the fly (a last partial group repeats its last row). Both follow
+// one per-output sequence, so weights packed at load and in the file's layout give the same bits at every
+// token count (tests/test_kernels.py, test_packed_weights.py).
 // IQ4_NL in the avx512 set: the AVX2 kernel (iquant_avx2.cpp: decode row tiles, prefill on rows
 // transcoded to Q8_0) with the 16-row VNNI Q8_0 kernel for prefill. That kernel follows the same
 // per-output sequence as the AVX2 rows8 one (gemm_rows8_ref), so avx2 and avx512 give the same bits.
@@ -22,6 +24,10 @@ void avx512_gemm_iq4_nl(int64_t n, const uint8_t* w, size_t ws, int64_t nr, cons
 
 void avx512_gemm_iq4_xs(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                         float* y, size_t ys) {
+  if (nt >= 4) {
+    avx512_rows16::gemm_iq4_xs_prefill(n, w, ws, nr, a, as, nt, y, ys);
+    return;
+  }
   constexpr int64_t kRows = 2 * kPackRows;
   thread_local std::vector<uint8_t> rows, packed;
   thread_local std::vector<float> out;
