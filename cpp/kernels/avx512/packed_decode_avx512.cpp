@@ -125,8 +125,9 @@ void direct_legacy(int64_t nb, const PackedSrc& grp, const uint8_t* a, size_t as
     src.q16(b, L::kQsOff, x);
     __m512i qh = _mm512_setzero_si512();
     if constexpr (L::kFiveBit) qh = src.word16(b, L::kQhOff);
-    __m512i isum[T];
-    for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+    // two dependency chains per token (low and high nibbles): a vpdpbusd waits for the previous one
+    __m512i isum[T], isum_h[T];
+    for (int t = 0; t < T; ++t) isum[t] = isum_h[t] = _mm512_setzero_si512();
     for (int k = 0; k < 4; ++k) {
       __m512i gl = _mm512_and_si512(x[k], m4), gh = _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4);
       if constexpr (L::kFiveBit) {
@@ -135,9 +136,10 @@ void direct_legacy(int64_t nb, const PackedSrc& grp, const uint8_t* a, size_t as
       }
       for (int t = 0; t < T; ++t) {
         isum[t] = _mm512_dpbusd_epi32(isum[t], gl, bcast2(astep, ab[t]->qs + 4 * k));
-        isum[t] = _mm512_dpbusd_epi32(isum[t], gh, bcast2(astep, ab[t]->qs + 16 + 4 * k));
+        isum_h[t] = _mm512_dpbusd_epi32(isum_h[t], gh, bcast2(astep, ab[t]->qs + 16 + 4 * k));
       }
     }
+    for (int t = 0; t < T; ++t) isum[t] = _mm512_add_epi32(isum[t], isum_h[t]);
     const __m512 dw = src.half16(b, 0);
     const __m512 cw = L::kMinOff ? src.half16(b, L::kMinOff) : _mm512_mul_ps(dw, _mm512_set1_ps(L::kOffset));
     for (int t = 0; t < T; ++t) {
@@ -164,11 +166,13 @@ inline void signed_block_dots(const __m512i* w, __m512 dw, const uint8_t* a, siz
   }
   for (int t = 0; t < T; ++t) {
     const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
-    __m512i isum = _mm512_setzero_si512();
-    for (int k = 0; k < 8; ++k) {
-      const __m512i av = bcast2(astep, ab->qs + 4 * k);
+    __m512i isum = _mm512_setzero_si512(), isum_h = _mm512_setzero_si512();  // two dependency chains
+    for (int k = 0; k < 8; k += 2) {
+      const __m512i av = bcast2(astep, ab->qs + 4 * k), av_h = bcast2(astep, ab->qs + 4 * k + 4);
       isum = _mm512_dpbusd_epi32(isum, wabs[k], _mm512_mask_sub_epi8(av, neg[k], _mm512_setzero_si512(), av));
+      isum_h = _mm512_dpbusd_epi32(isum_h, wabs[k + 1], _mm512_mask_sub_epi8(av_h, neg[k + 1], _mm512_setzero_si512(), av_h));
     }
+    isum = _mm512_add_epi32(isum, isum_h);
     s[t] = acc_pair(s[t], _mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, pair_ps(ab->d, next_block(ab, two)->d)), two);
   }
 }
@@ -242,13 +246,70 @@ inline __m256i pair_sel(int i) {
                           char(12 + a), z, char(12 + b), z);
 }
 
+// Two GROUPS of values of one block in a 512-bit vector: the packed layout keeps 4-value units k and
+// k + 1 of the 8 rows next to each other (64 bytes); one load and a lane permutation give lane 2r =
+// row r's unit k, lane 2r + 1 = its unit k + 1. The 8 activation bytes of the two units are adjacent
+// too (one 64-bit broadcast), so one 512-bit vpdpbusd does the work of two 256-bit ones while the
+// weights are read in the same order as before (one sequential stream). The two lanes of a row hold
+// parts of one exact int32 sum, folded at the end of the block (fold_rows): the bits do not change.
+inline __m512i unit_pairs(const uint8_t* p) {
+  const __m512i idx = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+  return _mm512_permutexvar_epi32(idx, _mm512_loadu_si512(p));
+}
+inline __m512i bcast8(const int8_t* q) {
+  int64_t v;
+  std::memcpy(&v, q, 8);
+  return _mm512_set1_epi64(v);
+}
+// Lane r of v in lanes 2r and 2r + 1 (a row's scale for both its lanes).
+inline __m512i dup_rows(__m256i v) {
+  const __m512i idx = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  return _mm512_permutexvar_epi32(idx, _mm512_castsi256_si512(v));
+}
+// Lanes 2r + 2r + 1 of v as lane r (exact int32 sums).
+inline __m256i fold_rows(__m512i v) { return _mm512_cvtepi64_epi32(_mm512_add_epi32(v, _mm512_srli_epi64(v, 32))); }
+
+// ---- Q4_0 / Q4_1 by unit pairs: per block, vectors of units (0, 1) and (2, 3) of the 8 rows ----------
+// lane 2r / 2r + 1 = row r's quant bytes 4k..4k+3 / 4k+4..4k+7 (low nibbles: values 4k.., high: 16+4k..);
+// the token's 8 matching activation bytes are adjacent (one 64-bit broadcast from memory, where the
+// two-blocks-per-vector form needs two 32-bit broadcasts, one of them masked, per vpdpbusd: measured the
+// bottleneck with 2+ tokens). Per block, the two lanes of a row are folded (exact int32) and the float
+// steps are those of direct_legacy: acc = fma(float(isum), dw * da, acc); acc = fma(cw, sa, acc).
+template <class L, int T>
+void direct_legacy_units(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  static_assert(!L::kFiveBit, "fifth bits: direct_legacy");
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    const __m512i x0 = unit_pairs(src.at(b, L::kQsOff)), x1 = unit_pairs(src.at(b, L::kQsOff + 8));
+    const __m512i l0 = _mm512_and_si512(x0, m4), h0 = _mm512_and_si512(_mm512_srli_epi16(x0, 4), m4);
+    const __m512i l1 = _mm512_and_si512(x1, m4), h1 = _mm512_and_si512(_mm512_srli_epi16(x1, 4), m4);
+    const __m256 dw = src.half8(b, 0);
+    const __m256 cw = L::kMinOff ? src.half8(b, L::kMinOff) : _mm256_mul_ps(dw, _mm256_set1_ps(L::kOffset));
+    for (int t = 0; t < T; ++t) {
+      const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
+      const __m512i p0 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), l0, bcast8(ab->qs)), l1, bcast8(ab->qs + 8));
+      const __m512i p1 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), h0, bcast8(ab->qs + 16)), h1, bcast8(ab->qs + 24));
+      const __m256i isum = fold_rows(_mm512_add_epi32(p0, p1));
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ab->d)), s[t]);
+      s[t] = _mm256_fmadd_ps(cw, _mm256_set1_ps(ab->s), s[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
 // ---- Q4_K / Q5_K: d dmin scales[12] qs[128] (Q5_K: qh[32] before qs) --------------------------------
+// Units k, k + 1 per vector (unit_pairs above); per token and super-block:
+//   isum = sum_c sc_c * (sum over sub-block c of q a)   (exact int32), msum = sum_c mn_c * bsums pair
+//   acc = fma(float(isum), d * da, acc); acc = fma(-float(msum), dmin * da, acc)
 template <bool kFive, int T>
 void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
   constexpr size_t qs_off = kFive ? 48 : 16;
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
-  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
   const __m256i m6w = _mm256_set1_epi32(0x3f3f3f3f), m4w = _mm256_set1_epi32(0x0f0f0f0f),
                 m2w = _mm256_set1_epi32(0x03030303);
   for (int64_t b = 0; b < nsb; ++b) {
@@ -263,37 +324,35 @@ void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
                                        _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), m2w), 4));
     const block_q8_K* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
-    __m256i iacc[T];
-    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
-    __m256i xh[2][4];
-    if constexpr (kFive) {
-      src.q16(b, 16, xh[0]);
-      src.q16(b, 32, xh[1]);
-    }
+    __m512i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+    __m512i xh[2][2];  // Q5_K: qh units 2kp, 2kp + 1 of bytes 16h..16h+15
+    if constexpr (kFive)
+      for (int h = 0; h < 2; ++h)
+        for (int kp = 0; kp < 2; ++kp) xh[h][kp] = unit_pairs(src.at(b, 16 + 16 * size_t(h) + 8 * size_t(kp)));
     for (int i = 0; i < 4; ++i) {  // chunks 2i (low nibbles) and 2i+1 (high nibbles)
-      __m256i lo[T], hi[T];
-      for (int t = 0; t < T; ++t) lo[t] = hi[t] = _mm256_setzero_si256();
+      __m512i lo[T], hi[T];
+      for (int t = 0; t < T; ++t) lo[t] = hi[t] = _mm512_setzero_si512();
       for (int h = 0; h < 2; ++h) {
-        __m256i x[4];
-        src.q16(b, qs_off + 32 * size_t(i) + 16 * size_t(h), x);
-        for (int k = 0; k < 4; ++k) {
-          __m256i l = _mm256_and_si256(x[k], m4), u = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);
+        for (int kp = 0; kp < 2; ++kp) {
+          const __m512i x = unit_pairs(src.at(b, qs_off + 32 * size_t(i) + 16 * size_t(h) + 8 * size_t(kp)));
+          __m512i l = _mm512_and_si512(x, m4), u = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
           if constexpr (kFive) {
-            l = _mm256_or_si256(l, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(xh[h][k], 2 * i), one), 4));
-            u = _mm256_or_si256(u, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(xh[h][k], 2 * i + 1), one), 4));
+            l = _mm512_or_si512(l, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(xh[h][kp], 2 * i), one), 4));
+            u = _mm512_or_si512(u, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(xh[h][kp], 2 * i + 1), one), 4));
           }
-          const int g = 4 * h + k;
+          const int g = 4 * h + 2 * kp;
           for (int t = 0; t < T; ++t) {
             const int8_t* q = ab[t]->qs + 64 * i + 4 * g;
-            lo[t] = _mm256_dpbusd_epi32(lo[t], l, bcast4(q));
-            hi[t] = _mm256_dpbusd_epi32(hi[t], u, bcast4(q + 32));
+            lo[t] = _mm512_dpbusd_epi32(lo[t], l, bcast8(q));
+            hi[t] = _mm512_dpbusd_epi32(hi[t], u, bcast8(q + 32));
           }
         }
       }
-      const __m256i sc_lo = byte_i32(i < 2 ? s0 : s1, 2 * (i % 2));
-      const __m256i sc_hi = byte_i32(i < 2 ? s0 : s1, 2 * (i % 2) + 1);
+      const __m512i sc_lo = dup_rows(byte_i32(i < 2 ? s0 : s1, 2 * (i % 2)));
+      const __m512i sc_hi = dup_rows(byte_i32(i < 2 ? s0 : s1, 2 * (i % 2) + 1));
       for (int t = 0; t < T; ++t)
-        iacc[t] = _mm256_add_epi32(iacc[t], _mm256_add_epi32(_mm256_mullo_epi32(lo[t], sc_lo), _mm256_mullo_epi32(hi[t], sc_hi)));
+        iacc[t] = _mm512_add_epi32(iacc[t], _mm512_add_epi32(_mm512_mullo_epi32(lo[t], sc_lo), _mm512_mullo_epi32(hi[t], sc_hi)));
     }
     const __m256 d = src.half8(b, 0), dm = src.half8(b, 2);
     for (int t = 0; t < T; ++t) {
@@ -302,7 +361,7 @@ void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
       for (int c = 0; c < 8; ++c)  // mn_c * (bsums[2c] + bsums[2c + 1])
         ms = _mm256_dpwssd_epi32(ms, pair_of(byte_i32(c < 4 ? n0 : n1, c % 4)), bcast4(bs + 4 * c));
       const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
-      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, da), s[t]);
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold_rows(iacc[t])), _mm256_mul_ps(d, da), s[t]);
       s[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s[t]);
     }
   }
@@ -532,7 +591,12 @@ void direct_iq4xs(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as
 template <class L>
 struct LegacyD {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { direct_legacy<L, T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) {
+    if constexpr (L::kFiveBit)
+      direct_legacy<L, T>(nb, s, a, as, acc);
+    else
+      ymm8::direct_legacy_units<L, T>(nb, s, a, as, acc);
+  }
 };
 struct Iq4NlD {
   template <int T>
