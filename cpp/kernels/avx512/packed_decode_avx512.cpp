@@ -300,6 +300,65 @@ void direct_legacy_units(int64_t nb, const PackedSrc& src, const uint8_t* a, siz
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// ---- Q8_0 / IQ4_NL by unit pairs: w[j] = the block's signed values 8j..8j+7 (lanes 2r, 2r + 1 = row r),
+// against the token's activation bytes 8j..8j+7 (one 64-bit broadcast); isum = sum w a as
+// |w| x sign(a, w) (vpdpbusd takes u8 x s8; AVX-512 has no vpsignb: a is negated where w < 0), folded per
+// row, then acc = fma(float(isum), dw * da, acc) (Q8_0's sequence, as signed_block_dots).
+template <int T>
+inline void signed_unit_dots(const __m512i* w, __m256 dw, const uint8_t* a, size_t as, int64_t b, __m256* s) {
+  __m512i wabs[4];
+  __mmask64 neg[4];
+  for (int j = 0; j < 4; ++j) {
+    wabs[j] = _mm512_abs_epi8(w[j]);
+    neg[j] = _mm512_movepi8_mask(w[j]);
+  }
+  for (int t = 0; t < T; ++t) {
+    const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
+    __m512i p[2];
+    for (int h = 0; h < 2; ++h) {
+      const __m512i a0 = bcast8(ab->qs + 16 * h), a1 = bcast8(ab->qs + 16 * h + 8);
+      p[h] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wabs[2 * h],
+                                 _mm512_mask_sub_epi8(a0, neg[2 * h], _mm512_setzero_si512(), a0));
+      p[h] = _mm512_dpbusd_epi32(p[h], wabs[2 * h + 1],
+                                 _mm512_mask_sub_epi8(a1, neg[2 * h + 1], _mm512_setzero_si512(), a1));
+    }
+    const __m256i isum = fold_rows(_mm512_add_epi32(p[0], p[1]));
+    s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ab->d)), s[t]);
+  }
+}
+
+template <int T>
+void direct_q8_units(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    __m512i w[4];
+    for (int j = 0; j < 4; ++j) w[j] = unit_pairs(src.at(b, 2 + 8 * size_t(j)));
+    signed_unit_dots<T>(w, src.half8(b, 0), a, as, b, s);
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+template <int T>
+void direct_iq4nl_units(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i levels = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
+  for (int64_t b = 0; b < nb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    // qs bytes 0-7 / 8-15: low nibbles = values 0-7 / 8-15, high nibbles = values 16-23 / 24-31
+    const __m512i x0 = unit_pairs(src.at(b, 2)), x1 = unit_pairs(src.at(b, 10));
+    const __m512i w[4] = {_mm512_shuffle_epi8(levels, _mm512_and_si512(x0, m4)),
+                          _mm512_shuffle_epi8(levels, _mm512_and_si512(x1, m4)),
+                          _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x0, 4), m4)),
+                          _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x1, 4), m4))};
+    signed_unit_dots<T>(w, src.half8(b, 0), a, as, b, s);
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
 // ---- Q4_K / Q5_K: d dmin scales[12] qs[128] (Q5_K: qh[32] before qs) --------------------------------
 // Units k, k + 1 per vector (unit_pairs above); per token and super-block:
 //   isum = sum_c sc_c * (sum over sub-block c of q a)   (exact int32), msum = sum_c mn_c * bsums pair
@@ -600,7 +659,7 @@ struct LegacyD {
 };
 struct Iq4NlD {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { direct_iq4nl<T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { ymm8::direct_iq4nl_units<T>(nb, s, a, as, acc); }
 };
 struct Iq4XsD {
   template <int T>
@@ -608,7 +667,7 @@ struct Iq4XsD {
 };
 struct Q8D {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { direct_q8<T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { ymm8::direct_q8_units<T>(nb, s, a, as, acc); }
 };
 template <bool kFive>
 struct K45D {
