@@ -1,17 +1,15 @@
 // Decode (1-8 tokens) of packed groups (edgellama/packed_layout.h) with AVX-512 VNNI.
-// The 32-value block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) take two consecutive blocks of a
-// group per 512-bit vector: lanes 0-7 = the group's 8 rows at block b, lanes 8-15 = the same rows at
-// block b + 1 (one sequential stream, as the hardware prefetcher likes it). Why: with 2+ token rows
-// (the residual pass, server batches, speculative verification) these kernels were bound by
-// vpdpbusd throughput, and on Zen 4 one 512-bit vpdpbusd costs what a 256-bit one does (measured
-// 1.6x the multiply-adds per second). The integer sums are exact in any order and the float steps
-// run per block in block order (acc_pair: the low half's fma, then the high half's), so the bits
-// equal the 8-row kernels' (AVX2 gemm_rows8_avx2.cpp and the GGUF-layout kernels;
-// tests/test_packed_weights.py). The K-quants and IQ4_XS (256-value blocks) keep 8 rows per 256-bit
-// vector (namespace ymm8 below: why there).
+// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL and Q4_K/Q5_K read two 4-value units of a row per 64-bit lane
+// pair ("unit pairs": lane 2r = row r's unit k, lane 2r + 1 its unit k + 1, from one 64-byte load of
+// the packed group and a vpermd), so that one 64-bit broadcast of the token's 8 matching activation
+// bytes feeds one 512-bit vpdpbusd (on Zen 4 a 512-bit vpdpbusd costs what a 256-bit one does:
+// measured 1.6x the multiply-adds per second). The two lanes of a row hold parts of one exact int32
+// sum, folded per block before the float steps, which are the 8-row kernels' (AVX2 gemm_rows8_avx2.cpp
+// and the GGUF-layout kernels), so the bits are equal (tests/test_packed_weights.py). Q2_K, Q3_K,
+// Q6_K and IQ4_XS keep 8 rows per 256-bit vector.
 // vpdpbusd sums four u8 x s8 products straight into int32; the K-quants' sub-block scales are applied
 // with one exact int32 multiply per sub-block (vpmulld) and the offsets with vpdpwssd. Weights are
-// unpacked in registers once per block (pair) for all the tokens; 32 registers hold up to 8 tokens'
+// unpacked in registers once per block for all the tokens; 32 registers hold up to 8 tokens'
 // accumulators (Q6_K: 6).
 // Compiled with the AVX-512 flags of this directory; only reached through the avx512 KernelSet.
 #include <immintrin.h>
@@ -39,190 +37,13 @@ namespace edgellama {
 namespace avx512_packed {
 namespace {
 
-// Two blocks read as one: lanes 0-7 from lo, 8-15 from hi (the same group one block further on, or lo
-// again for a last odd block); each vector the concatenation of the two 256-bit ones.
-struct PackedPair {
-  PackedSrc lo, hi;
-  static __m512i join(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
-  void q16(int64_t b, size_t o, __m512i* x) const {
-    __m256i a[4], c[4];
-    lo.q16(b, o, a);
-    hi.q16(b, o, c);
-    for (int k = 0; k < 4; ++k) x[k] = join(a[k], c[k]);
-  }
-  __m512i word16(int64_t b, size_t o) const { return join(lo.word8(b, o), hi.word8(b, o)); }
-  __m512 half16(int64_t b, size_t o) const {
-    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(lo.at(b, o)));
-    const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(hi.at(b, o)));
-    return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(a), c, 1));
-  }
-  void prefetch(int64_t b) const {
-    lo.prefetch(b);
-    if (hi.g != lo.g) hi.prefetch(b);
-  }
-};
-
-// 4 activation bytes at q (lanes 0-7: block b) and at q + step (lanes 8-15: block b + 1; step 0 when
-// block b is the last one), each broadcast to its half.
-// Blocks b and b + 1 of a group (or block b twice when it is the last one).
-inline PackedPair block_pair(const PackedSrc& grp, bool two) {
-  return PackedPair{grp, two ? PackedSrc{grp.g + 8 * grp.bw, grp.bw} : grp};
-}
-
-inline __m512i bcast2(size_t step, const int8_t* q) {
-  int32_t v0, v1;
-  std::memcpy(&v0, q, 4);
-  std::memcpy(&v1, q + step, 4);
-  return _mm512_mask_set1_epi32(_mm512_set1_epi32(v0), __mmask16(0xFF00), v1);
-}
-inline __m512 pair_ps(float lo, float hi) { return _mm512_mask_mov_ps(_mm512_set1_ps(lo), __mmask16(0xFF00), _mm512_set1_ps(hi)); }
-inline __m512 neg_ps(__m512 x) { return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int(0x80000000u)))); }
-template <class B>
-inline const B* next_block(const B* p, bool two) { return two ? p + 1 : p; }
-// The float steps of blocks b (lanes 0-7) and b + 1 (lanes 8-15, when two) on the 8 rows, in block
-// order: s = fma(x1, y1, s) [s = fma(x2, y2, s)] per block, as the 8-row kernels do, so the bits stay.
-inline __m256 acc_pair(__m256 s, __m512 x1, __m512 y1, bool two) {
-  s = _mm256_fmadd_ps(_mm512_castps512_ps256(x1), _mm512_castps512_ps256(y1), s);
-  if (two) s = _mm256_fmadd_ps(_mm512_extractf32x8_ps(x1, 1), _mm512_extractf32x8_ps(y1, 1), s);
-  return s;
-}
-inline __m256 acc_pair(__m256 s, __m512 x1, __m512 y1, __m512 x2, __m512 y2, bool two) {
-  s = _mm256_fmadd_ps(_mm512_castps512_ps256(x1), _mm512_castps512_ps256(y1), s);
-  s = _mm256_fmadd_ps(_mm512_castps512_ps256(x2), _mm512_castps512_ps256(y2), s);
-  if (two) {
-    s = _mm256_fmadd_ps(_mm512_extractf32x8_ps(x1, 1), _mm512_extractf32x8_ps(y1, 1), s);
-    s = _mm256_fmadd_ps(_mm512_extractf32x8_ps(x2, 1), _mm512_extractf32x8_ps(y2, 1), s);
-  }
-  return s;
-}
-
-// The same 128-bit control in each lane (vpshufb works within 128-bit lanes).
-inline __m512i lanes4(__m128i c) { return _mm512_broadcast_i32x4(c); }
-// legacy_blocks_avx2.h's fifth_bits on 16 rows.
-inline __m512i fifth_bits(__m512i qh, int k) {
-  const char b = char(k / 2);
-  const __m512i rep = _mm512_shuffle_epi8(
-      qh, lanes4(_mm_setr_epi8(b, b, b, b, 4 + b, 4 + b, 4 + b, 4 + b, 8 + b, 8 + b, 8 + b, 8 + b, 12 + b, 12 + b, 12 + b,
-                               12 + b)));
-  const __m512i bits = _mm512_set1_epi32(k % 2 ? int(0x80402010u) : 0x08040201);
-  return _mm512_maskz_mov_epi8(_mm512_cmpeq_epi8_mask(_mm512_and_si512(rep, bits), bits), _mm512_set1_epi8(0x10));
-}
-
-// ---- Q4_0 / Q4_1 / Q5_0 / Q5_1: as gemm_rows8_avx2.cpp's direct (same isum, same two fmas) -----------
-template <class L, int T>
-void direct_legacy(int64_t nb, const PackedSrc& grp, const uint8_t* a, size_t as, float* acc) {
-  __m256 s[T];
-  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  for (int64_t b = 0; b < nb; b += 2) {
-    const bool two = b + 1 < nb;
-    const PackedPair src = block_pair(grp, two);
-    const size_t astep = two ? sizeof(ActQ8x32) : 0;
-    if (kPrefetchPacked) src.prefetch(b);
-    const ActQ8x32* ab[T];
-    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
-    __m512i x[4];
-    src.q16(b, L::kQsOff, x);
-    __m512i qh = _mm512_setzero_si512();
-    if constexpr (L::kFiveBit) qh = src.word16(b, L::kQhOff);
-    // two dependency chains per token (low and high nibbles): a vpdpbusd waits for the previous one
-    __m512i isum[T], isum_h[T];
-    for (int t = 0; t < T; ++t) isum[t] = isum_h[t] = _mm512_setzero_si512();
-    for (int k = 0; k < 4; ++k) {
-      __m512i gl = _mm512_and_si512(x[k], m4), gh = _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4);
-      if constexpr (L::kFiveBit) {
-        gl = _mm512_or_si512(gl, fifth_bits(qh, k));
-        gh = _mm512_or_si512(gh, fifth_bits(qh, k + 4));
-      }
-      for (int t = 0; t < T; ++t) {
-        isum[t] = _mm512_dpbusd_epi32(isum[t], gl, bcast2(astep, ab[t]->qs + 4 * k));
-        isum_h[t] = _mm512_dpbusd_epi32(isum_h[t], gh, bcast2(astep, ab[t]->qs + 16 + 4 * k));
-      }
-    }
-    for (int t = 0; t < T; ++t) isum[t] = _mm512_add_epi32(isum[t], isum_h[t]);
-    const __m512 dw = src.half16(b, 0);
-    const __m512 cw = L::kMinOff ? src.half16(b, L::kMinOff) : _mm512_mul_ps(dw, _mm512_set1_ps(L::kOffset));
-    for (int t = 0; t < T; ++t) {
-      const ActQ8x32* an = next_block(ab[t], two);
-      s[t] = acc_pair(s[t], _mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, pair_ps(ab[t]->d, an->d)), cw,
-                      pair_ps(ab[t]->s, an->s), two);
-    }
-  }
-  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
-}
-
-// The 32 int8 weights w[8] (4 per lane-word) of one block against each token's ActQ8x32 block:
-// isum = sum w a as |w| x sign(a, w) (vpdpbusd takes u8 x s8; AVX-512 has no vpsignb, so sign(a, w) is a
-// negated where w < 0, and w = 0 has |w| = 0), then s[t] = fma(float(isum), dw * da, s[t]) (Q8_0's
-// sequence, gemm_rows8_avx2.cpp's step_q8).
-template <int T>
-inline void signed_block_dots(const __m512i* w, __m512 dw, const uint8_t* a, size_t as, int64_t b, bool two, __m256* s) {
-  const size_t astep = two ? sizeof(ActQ8x32) : 0;
-  __m512i wabs[8];
-  __mmask64 neg[8];
-  for (int k = 0; k < 8; ++k) {
-    wabs[k] = _mm512_abs_epi8(w[k]);
-    neg[k] = _mm512_movepi8_mask(w[k]);
-  }
-  for (int t = 0; t < T; ++t) {
-    const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
-    __m512i isum = _mm512_setzero_si512(), isum_h = _mm512_setzero_si512();  // two dependency chains
-    for (int k = 0; k < 8; k += 2) {
-      const __m512i av = bcast2(astep, ab->qs + 4 * k), av_h = bcast2(astep, ab->qs + 4 * k + 4);
-      isum = _mm512_dpbusd_epi32(isum, wabs[k], _mm512_mask_sub_epi8(av, neg[k], _mm512_setzero_si512(), av));
-      isum_h = _mm512_dpbusd_epi32(isum_h, wabs[k + 1], _mm512_mask_sub_epi8(av_h, neg[k + 1], _mm512_setzero_si512(), av_h));
-    }
-    isum = _mm512_add_epi32(isum, isum_h);
-    s[t] = acc_pair(s[t], _mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, pair_ps(ab->d, next_block(ab, two)->d)), two);
-  }
-}
-
-// ---- Q8_0: |w| x sign(a, w) per group, as gemm_rows8_avx2.cpp's step_q8 (same isum, one fma) -------
-template <int T>
-void direct_q8(int64_t nb, const PackedSrc& grp, const uint8_t* a, size_t as, float* acc) {
-  __m256 s[T];
-  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; b += 2) {
-    const bool two = b + 1 < nb;
-    const PackedPair src = block_pair(grp, two);
-    if (kPrefetchPacked) src.prefetch(b);
-    __m512i w[8];
-    src.q16(b, 2, w);
-    src.q16(b, 18, w + 4);
-    signed_block_dots<T>(w, src.half16(b, 0), a, as, b, two, s);
-  }
-  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
-}
-
-// ---- IQ4_NL: d qs[16] (Q4_0's layout), value = kIq4Values[nibble]: Q8_0's arithmetic on the looked-up
-// levels (iquant_avx2.cpp's decode tiles and the Q8_0 prefill it transcodes to: same isum, one fma) --
-template <int T>
-void direct_iq4nl(int64_t nb, const PackedSrc& grp, const uint8_t* a, size_t as, float* acc) {
-  __m256 s[T];
-  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  const __m512i levels = lanes4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
-  for (int64_t b = 0; b < nb; b += 2) {
-    const bool two = b + 1 < nb;
-    const PackedPair src = block_pair(grp, two);
-    if (kPrefetchPacked) src.prefetch(b);
-    __m512i x[4], w[8];
-    src.q16(b, 2, x);  // word k: values 4k..4k+3 (low nibbles) and 16+4k.. (high nibbles)
-    for (int k = 0; k < 4; ++k) {
-      w[k] = _mm512_shuffle_epi8(levels, _mm512_and_si512(x[k], m4));
-      w[k + 4] = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4));
-    }
-    signed_block_dots<T>(w, src.half16(b, 0), a, as, b, two, s);
-  }
-  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
-}
-
-// ---- The K-quants: 8 rows per 256-bit vector, one block at a time ------------------------------------
-// Two blocks per 512-bit vector (as the 32-value formats above) streamed 3x slower from memory here
-// (decode_roofline dram: Q4_K 7-8 vs 19-23 GB/s; two interleaved reads 1.1 KB apart per step, which
-// the hardware prefetcher did not follow; software prefetch 2-8 blocks ahead did not help), so the
-// K-quants (and IQ4_XS, the same block size) keep 8-row kernels.
-namespace ymm8 {
+// One packed group (8 rows) at a time, one block at a time, in the order the group is stored (one
+// sequential stream, as the hardware prefetcher likes it). Session 6 tried two blocks (or two groups)
+// per 512-bit vector: for the 256-value blocks the two reads 1.1 KB apart streamed 3x slower from
+// memory (decode_roofline dram: Q4_K 7-8 vs 19-23 GB/s; software prefetch did not help), and for the
+// 32-value blocks each vpdpbusd needed two 32-bit activation broadcasts, one masked (measured the
+// bottleneck with 2+ tokens). The unit pairs below use 512-bit vpdpbusd on one block instead.
+namespace rows8 {
 inline __m256i bcast4(const int8_t* q) {
   int32_t v;
   std::memcpy(&v, q, 4);
@@ -275,23 +96,37 @@ inline __m256i fold_rows(__m512i v) { return _mm512_cvtepi64_epi32(_mm512_add_ep
 // two-blocks-per-vector form needs two 32-bit broadcasts, one of them masked, per vpdpbusd: measured the
 // bottleneck with 2+ tokens). Per block, the two lanes of a row are folded (exact int32) and the float
 // steps are those of direct_legacy: acc = fma(float(isum), dw * da, acc); acc = fma(cw, sa, acc).
+// Q5_0 / Q5_1 fifth bits of values 8j..8j+7 (vector j: lanes 2r / 2r + 1 = values 8j.. / 8j+4.. of row r)
+// from qh2 (row r's 32-bit qh in lanes 2r and 2r + 1; bit v = value v): 0x10 in each byte whose bit is set.
+inline __m512i fifth_units(__m512i qh2, int j) {
+  const __m512i shift = _mm512_set_epi32(8 * j + 4, 8 * j, 8 * j + 4, 8 * j, 8 * j + 4, 8 * j, 8 * j + 4, 8 * j,
+                                         8 * j + 4, 8 * j, 8 * j + 4, 8 * j, 8 * j + 4, 8 * j, 8 * j + 4, 8 * j);
+  const __m512i low_byte = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12));
+  const __m512i rep = _mm512_shuffle_epi8(_mm512_srlv_epi32(qh2, shift), low_byte);
+  return _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(rep, _mm512_set1_epi32(0x08040201)), _mm512_set1_epi8(0x10));
+}
+
 template <class L, int T>
 void direct_legacy_units(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
-  static_assert(!L::kFiveBit, "fifth bits: direct_legacy");
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int64_t b = 0; b < nb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
+    // qs bytes 0-7 / 8-15: low nibbles = values 0-7 / 8-15, high nibbles = values 16-23 / 24-31
     const __m512i x0 = unit_pairs(src.at(b, L::kQsOff)), x1 = unit_pairs(src.at(b, L::kQsOff + 8));
-    const __m512i l0 = _mm512_and_si512(x0, m4), h0 = _mm512_and_si512(_mm512_srli_epi16(x0, 4), m4);
-    const __m512i l1 = _mm512_and_si512(x1, m4), h1 = _mm512_and_si512(_mm512_srli_epi16(x1, 4), m4);
+    __m512i w[4] = {_mm512_and_si512(x0, m4), _mm512_and_si512(x1, m4), _mm512_and_si512(_mm512_srli_epi16(x0, 4), m4),
+                    _mm512_and_si512(_mm512_srli_epi16(x1, 4), m4)};
+    if constexpr (L::kFiveBit) {
+      const __m512i qh2 = dup_rows(src.word8(b, L::kQhOff));
+      for (int j = 0; j < 4; ++j) w[j] = _mm512_or_si512(w[j], fifth_units(qh2, j));
+    }
     const __m256 dw = src.half8(b, 0);
     const __m256 cw = L::kMinOff ? src.half8(b, L::kMinOff) : _mm256_mul_ps(dw, _mm256_set1_ps(L::kOffset));
     for (int t = 0; t < T; ++t) {
       const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
-      const __m512i p0 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), l0, bcast8(ab->qs)), l1, bcast8(ab->qs + 8));
-      const __m512i p1 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), h0, bcast8(ab->qs + 16)), h1, bcast8(ab->qs + 24));
+      const __m512i p0 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast8(ab->qs)), w[1], bcast8(ab->qs + 8));
+      const __m512i p1 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w[2], bcast8(ab->qs + 16)), w[3], bcast8(ab->qs + 24));
       const __m256i isum = fold_rows(_mm512_add_epi32(p0, p1));
       s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ab->d)), s[t]);
       s[t] = _mm256_fmadd_ps(cw, _mm256_set1_ps(ab->s), s[t]);
@@ -644,44 +479,39 @@ void direct_iq4xs(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-}  // namespace ymm8
+}  // namespace rows8
 
 // The direct kernels as types (a template argument below).
 template <class L>
 struct LegacyD {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) {
-    if constexpr (L::kFiveBit)
-      direct_legacy<L, T>(nb, s, a, as, acc);
-    else
-      ymm8::direct_legacy_units<L, T>(nb, s, a, as, acc);
-  }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { rows8::direct_legacy_units<L, T>(nb, s, a, as, acc); }
 };
 struct Iq4NlD {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { ymm8::direct_iq4nl_units<T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { rows8::direct_iq4nl_units<T>(nb, s, a, as, acc); }
 };
 struct Iq4XsD {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { ymm8::direct_iq4xs<T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { rows8::direct_iq4xs<T>(nb, s, a, as, acc); }
 };
 struct Q8D {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { ymm8::direct_q8_units<T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { rows8::direct_q8_units<T>(nb, s, a, as, acc); }
 };
 template <bool kFive>
 struct K45D {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { ymm8::direct_k45<kFive, T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { rows8::direct_k45<kFive, T>(nb, s, a, as, acc); }
 };
 template <bool kQ3>
 struct Q23D {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { ymm8::direct_q23k<kQ3, T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { rows8::direct_q23k<kQ3, T>(nb, s, a, as, acc); }
 };
 struct Q6D {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { ymm8::direct_q6k<T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { rows8::direct_q6k<T>(nb, s, a, as, acc); }
 };
 
 template <class D, int kMaxT>
