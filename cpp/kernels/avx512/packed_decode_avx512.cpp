@@ -1,12 +1,12 @@
 // Decode (1-8 tokens) of packed groups (edgellama/packed_layout.h) with AVX-512 VNNI.
-// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL and Q4_K/Q5_K read two 4-value units of a row per 64-bit lane
+// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K and IQ4_XS read two 4-value units of a row per 64-bit lane
 // pair ("unit pairs": lane 2r = row r's unit k, lane 2r + 1 its unit k + 1, from one 64-byte load of
 // the packed group and a vpermd), so that one 64-bit broadcast of the token's 8 matching activation
 // bytes feeds one 512-bit vpdpbusd (on Zen 4 a 512-bit vpdpbusd costs what a 256-bit one does:
 // measured 1.6x the multiply-adds per second). The two lanes of a row hold parts of one exact int32
 // sum, folded per block before the float steps, which are the 8-row kernels' (AVX2 gemm_rows8_avx2.cpp
-// and the GGUF-layout kernels), so the bits are equal (tests/test_packed_weights.py). Q2_K, Q3_K,
-// Q6_K and IQ4_XS keep 8 rows per 256-bit vector.
+// and the GGUF-layout kernels), so the bits are equal (tests/test_packed_weights.py). IQ4_XS too;
+// Q2_K, Q3_K and Q6_K keep 8 rows per 256-bit vector.
 // vpdpbusd sums four u8 x s8 products straight into int32; the K-quants' sub-block scales are applied
 // with one exact int32 multiply per sub-block (vpmulld) and the offsets with vpdpwssd. Weights are
 // unpacked in registers once per block for all the tokens; 32 registers hold up to 8 tokens'
@@ -432,15 +432,20 @@ void direct_q23k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as,
 }
 
 // ---- IQ4_XS: d scales_h scales_l[4] qs[128]; value = (ls_j - 32) * kIq4Values[nibble] in sub-block j ------
-// Per block: isum = sum_j (ls_j - 32) * (sum over sub-block j of w a) (exact int32, vpmulld), then
-// acc = fma(float(isum), d * da, acc): the sequence of the avx512 set's IQ4_XS kernel in the file layout
-// too (iquant_avx512.cpp packs groups on the fly for this kernel), so packed and not give the same bits.
+// Unit pairs of the levels as uint8 (kIq4Values + 128, vpshufb); per token and block:
+//   isum = sum_j sc_j * (sum over sub-block j of (v + 128) a) - sum_j 128 sc_j * (bsums[2j] + bsums[2j+1])
+//        = sum_j sc_j * (sum v a)   (exact int32; the offset term by vpdpwssd into lane 2r of the pair)
+//   acc = fma(float(isum), d * da, acc)
+// the sequence of the avx512 set's IQ4_XS kernels in the file layout (the 16-row prefill kernel in
+// gemm_rows16_avx512.cpp, and this one on groups packed on the fly), so every path gives the same bits.
 template <int T>
 void direct_iq4xs(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  const __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  alignas(16) int8_t lv[16];
+  for (int i = 0; i < 16; ++i) lv[i] = int8_t(iq::kIq4Values[i] ^ 0x80);
+  const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lv)));
   for (int64_t b = 0; b < nsb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
     // lane r: row r's scales_l word and its scales_h (a 2-byte unit, widened to the lane)
@@ -448,33 +453,37 @@ void direct_iq4xs(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as
     const __m256i sh = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src.at(b, 2))));
     const block_q8_K* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
-    __m256i iacc[T];
-    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    __m512i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
     for (int j = 0; j < 8; ++j) {
       const __m256i sc = _mm256_sub_epi32(
           _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(sl, 4 * j), _mm256_set1_epi32(0xF)),
                           _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(sh, 2 * j), _mm256_set1_epi32(3)), 4)),
           _mm256_set1_epi32(32));
-      __m256i x[4], w[8], wabs[8];
-      src.q16(b, 8 + 16 * size_t(j), x);  // word k: values 32j+4k.. (low nibbles), 32j+16+4k.. (high)
-      for (int k = 0; k < 4; ++k) {
-        w[k] = _mm256_shuffle_epi8(levels, _mm256_and_si256(x[k], m4));
-        w[k + 4] = _mm256_shuffle_epi8(levels, _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4));
-      }
-      for (int k = 0; k < 8; ++k) wabs[k] = _mm256_abs_epi8(w[k]);
-      for (int t = 0; t < T; ++t) {  // |w| x sign(a, w): vpdpbusd takes u8 x s8
+      const __m512i sc2 = dup_rows(sc);
+      // -128 sc as the int16 pair (m, m) in lane 2r, 0 in lane 2r + 1 (vpdpwssd against bsums 2j, 2j + 1)
+      const __m256i m = _mm256_mullo_epi32(sc, _mm256_set1_epi32(-128));
+      const __m512i mn = _mm512_cvtepu32_epi64(
+          _mm256_or_si256(_mm256_and_si256(m, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(m, 16)));
+      // qs bytes 16j..16j+7 / +8..+15: low nibbles = values 32j+0..7 / +8..15, high = +16..23 / +24..31
+      const __m512i x0 = unit_pairs(src.at(b, 8 + 16 * size_t(j))), x1 = unit_pairs(src.at(b, 16 + 16 * size_t(j)));
+      const __m512i w0 = _mm512_shuffle_epi8(levels, _mm512_and_si512(x0, m4));
+      const __m512i w1 = _mm512_shuffle_epi8(levels, _mm512_and_si512(x1, m4));
+      const __m512i w2 = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x0, 4), m4));
+      const __m512i w3 = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x1, 4), m4));
+      for (int t = 0; t < T; ++t) {
         const int8_t* q = ab[t]->qs + 32 * j;
-        __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
-        for (int k = 0; k < 8; k += 2) {
-          p0 = _mm256_dpbusd_epi32(p0, wabs[k], _mm256_sign_epi8(bcast4(q + 4 * k), w[k]));
-          p1 = _mm256_dpbusd_epi32(p1, wabs[k + 1], _mm256_sign_epi8(bcast4(q + 4 * k + 4), w[k + 1]));
-        }
-        iacc[t] = _mm256_add_epi32(iacc[t], _mm256_mullo_epi32(_mm256_add_epi32(p0, p1), sc));
+        const __m512i p0 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, bcast8(q)), w1, bcast8(q + 8));
+        const __m512i p1 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w2, bcast8(q + 16)), w3, bcast8(q + 24));
+        iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(_mm512_add_epi32(p0, p1), sc2));
+        int32_t bs;
+        std::memcpy(&bs, ab[t]->bsums + 2 * j, 4);
+        iacc[t] = _mm512_dpwssd_epi32(iacc[t], mn, _mm512_set1_epi32(bs));
       }
     }
     const __m256 d = src.half8(b, 0);
     for (int t = 0; t < T; ++t)
-      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, _mm256_set1_ps(ab[t]->d)), s[t]);
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold_rows(iacc[t])), _mm256_mul_ps(d, _mm256_set1_ps(ab[t]->d)), s[t]);
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
