@@ -1,12 +1,12 @@
 // Decode (1-8 tokens) of packed groups (edgellama/packed_layout.h) with AVX-512 VNNI.
-// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K and IQ4_XS read two 4-value units of a row per 64-bit lane
+// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K and IQ4_XS read two 4-value units of a row per 64-bit lane
 // pair ("unit pairs": lane 2r = row r's unit k, lane 2r + 1 its unit k + 1, from one 64-byte load of
 // the packed group and a vpermd), so that one 64-bit broadcast of the token's 8 matching activation
 // bytes feeds one 512-bit vpdpbusd (on Zen 4 a 512-bit vpdpbusd costs what a 256-bit one does:
 // measured 1.6x the multiply-adds per second). The two lanes of a row hold parts of one exact int32
 // sum, folded per block before the float steps, which are the 8-row kernels' (AVX2 gemm_rows8_avx2.cpp
-// and the GGUF-layout kernels), so the bits are equal (tests/test_packed_weights.py). IQ4_XS too;
-// Q2_K, Q3_K and Q6_K keep 8 rows per 256-bit vector.
+// and the GGUF-layout kernels), so the bits are equal (tests/test_packed_weights.py). Q2_K and Q3_K
+// keep 8 rows per 256-bit vector.
 // vpdpbusd sums four u8 x s8 products straight into int32; the K-quants' sub-block scales are applied
 // with one exact int32 multiply per sub-block (vpmulld) and the offsets with vpdpwssd. Weights are
 // unpacked in registers once per block for all the tokens; 32 registers hold up to 8 tokens'
@@ -267,7 +267,10 @@ template <int T>
 void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
-  const __m256i m3f = _mm256_set1_epi8(0x3F), m0f = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  const __m512i m3f = _mm512_set1_epi8(0x3F), m0f = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  const __m512i idx_a = _mm512_setr_epi32(0, 24, 1, 25, 2, 26, 3, 27, 4, 28, 5, 29, 6, 30, 7, 31);
+  const __m512i idx_b = _mm512_setr_epi32(8, 16, 9, 17, 10, 18, 11, 19, 12, 20, 13, 21, 14, 22, 15, 23);
+  const __m512i idx_c = _mm512_setr_epi32(0, 24, 1, 25, 2, 26, 3, 27, 4, 28, 5, 29, 6, 30, 7, 31);
   const char z = char(0x80);
   const __m256i sel_mn = _mm256_setr_epi8(z, 0, z, 1, z, 4, z, 5, z, 8, z, 9, z, 12, z, 13, z, 0, z, 1, z, 4, z, 5, z,
                                           8, z, 9, z, 12, z, 13);
@@ -277,31 +280,39 @@ void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
     for (int w = 0; w < 4; ++w) scw[w] = src.word8(b, kQ6PackedScales + size_t(4 * w));
     const block_q8_K* ab[T];
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
-    __m256i iacc[T];
-    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    __m512i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
     for (int h = 0; h < 2; ++h) {
       for (int half = 0; half < 2; ++half) {  // sub-blocks 2c + half of the four chunks c = 4h + k
-        __m256i sum[T][4];
-        for (int t = 0; t < T; ++t)
-          for (int k = 0; k < 4; ++k) sum[t][k] = _mm256_setzero_si256();
-        for (int g = 4 * half; g < 4 * half + 4; ++g) {
-          const size_t p = q6k_packed_triple(h, g);
-          const __m256i A = src.word8(b, p), B = src.word8(b, p + 4), C = src.word8(b, p + 8);
-          // q1 = A & 63, q2 = B & 63, q3 = (C & 15) | (A >> 2 & 48), q4 = (C >> 4 & 15) | (B >> 2 & 48);
-          // ternary-logic 0xEA = (x & y) | z
-          __m256i v[4];
-          v[0] = _mm256_and_si256(A, m3f);
-          v[1] = _mm256_and_si256(B, m3f);
-          v[2] = _mm256_ternarylogic_epi32(C, m0f, _mm256_and_si256(_mm256_srli_epi16(A, 2), m30), 0xEA);
-          v[3] = _mm256_ternarylogic_epi32(_mm256_srli_epi16(C, 4), m0f, _mm256_and_si256(_mm256_srli_epi16(B, 2), m30), 0xEA);
-          for (int k = 0; k < 4; ++k)
-            for (int t = 0; t < T; ++t)
-              sum[t][k] = _mm256_dpbusd_epi32(sum[t][k], v[k], bcast4(ab[t]->qs + 32 * (4 * h + k) + 4 * g));
+        // triples g, g + 1 (A B C A' B' C', 192 bytes) for g = 4 half and 4 half + 2, as unit pairs:
+        // lane 2r = row r's word of triple g, lane 2r + 1 of triple g + 1 (three 64-byte loads, three
+        // two-source permutes per pair)
+        __m512i A[2], B[2], C[2];
+        for (int gp = 0; gp < 2; ++gp) {
+          const uint8_t* p = src.at(b, q6k_packed_triple(h, 4 * half + 2 * gp));
+          const __m512i l0 = _mm512_loadu_si512(p), l1 = _mm512_loadu_si512(p + 64), l2 = _mm512_loadu_si512(p + 128);
+          A[gp] = _mm512_permutex2var_epi32(l0, idx_a, l1);  // l0 dwords 0-7, l1 dwords 8-15
+          B[gp] = _mm512_permutex2var_epi32(l0, idx_b, l2);  // l0 dwords 8-15, l2 dwords 0-7
+          C[gp] = _mm512_permutex2var_epi32(l1, idx_c, l2);  // l1 dwords 0-7, l2 dwords 8-15
         }
         for (int k = 0; k < 4; ++k) {
+          // q1 = A & 63, q2 = B & 63, q3 = (C & 15) | (A >> 2 & 48), q4 = (C >> 4 & 15) | (B >> 2 & 48);
+          // ternary-logic 0xEA = (x & y) | z
+          __m512i v[2];
+          for (int gp = 0; gp < 2; ++gp) {
+            if (k == 0) v[gp] = _mm512_and_si512(A[gp], m3f);
+            if (k == 1) v[gp] = _mm512_and_si512(B[gp], m3f);
+            if (k == 2) v[gp] = _mm512_ternarylogic_epi32(C[gp], m0f, _mm512_and_si512(_mm512_srli_epi16(A[gp], 2), m30), 0xEA);
+            if (k == 3)
+              v[gp] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(C[gp], 4), m0f, _mm512_and_si512(_mm512_srli_epi16(B[gp], 2), m30), 0xEA);
+          }
           const int sb = 2 * (4 * h + k) + half;  // int8 scale sb of each row, sign-extended
-          const __m256i sc = _mm256_srai_epi32(_mm256_slli_epi32(scw[sb / 4], 24 - 8 * (sb % 4)), 24);
-          for (int t = 0; t < T; ++t) iacc[t] = _mm256_add_epi32(iacc[t], _mm256_mullo_epi32(sum[t][k], sc));
+          const __m512i sc = dup_rows(_mm256_srai_epi32(_mm256_slli_epi32(scw[sb / 4], 24 - 8 * (sb % 4)), 24));
+          for (int t = 0; t < T; ++t) {
+            const int8_t* q = ab[t]->qs + 32 * (4 * h + k) + 16 * half;
+            const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), v[0], bcast8(q)), v[1], bcast8(q + 8));
+            iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(sum, sc));
+          }
         }
       }
     }
@@ -317,7 +328,7 @@ void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
         ms = _mm256_dpwssd_epi32(ms, mn, bcast4(bs + 4 * c));
       }
       const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
-      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
+      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(fold_rows(iacc[t]), ms)), _mm256_mul_ps(d, da), s[t]);
     }
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
