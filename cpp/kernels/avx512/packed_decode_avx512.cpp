@@ -1,12 +1,11 @@
 // Decode (1-8 tokens) of packed groups (edgellama/packed_layout.h) with AVX-512 VNNI.
-// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K and IQ4_XS read two 4-value units of a row per 64-bit lane
+// Every format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K..Q6_K, IQ4_XS) reads two 4-value units of a row per 64-bit lane
 // pair ("unit pairs": lane 2r = row r's unit k, lane 2r + 1 its unit k + 1, from one 64-byte load of
 // the packed group and a vpermd), so that one 64-bit broadcast of the token's 8 matching activation
 // bytes feeds one 512-bit vpdpbusd (on Zen 4 a 512-bit vpdpbusd costs what a 256-bit one does:
 // measured 1.6x the multiply-adds per second). The two lanes of a row hold parts of one exact int32
 // sum, folded per block before the float steps, which are the 8-row kernels' (AVX2 gemm_rows8_avx2.cpp
-// and the GGUF-layout kernels), so the bits are equal (tests/test_packed_weights.py). Q2_K and Q3_K
-// keep 8 rows per 256-bit vector.
+// and the GGUF-layout kernels), so the bits are equal (tests/test_packed_weights.py).
 // vpdpbusd sums four u8 x s8 products straight into int32; the K-quants' sub-block scales are applied
 // with one exact int32 multiply per sub-block (vpmulld) and the offsets with vpdpwssd. Weights are
 // unpacked in registers once per block for all the tokens; 32 registers hold up to 8 tokens'
@@ -344,7 +343,7 @@ void direct_q23k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as,
   __m256 s[T];
   #pragma GCC unroll 16
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
-  const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+  const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
   const __m256i m4w = _mm256_set1_epi32(0x0f0f0f0f), m2w = _mm256_set1_epi32(0x03030303);
   for (int64_t b = 0; b < nsb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
@@ -371,43 +370,43 @@ void direct_q23k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as,
     const block_q8_K* ab[T];
     #pragma GCC unroll 16
     for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
-    __m256i iacc[T];
+    __m512i iacc[T];
     #pragma GCC unroll 16
-    for (int t = 0; t < T; ++t) iacc[t] = _mm256_setzero_si256();
+    for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
     #pragma GCC unroll 16
     for (int h = 0; h < 2; ++h) {
       #pragma GCC unroll 16
       for (int half = 0; half < 2; ++half) {  // sub-blocks 2c + half of the chunks c = 4h + k
-        __m256i sum[T][4];
+        // unit pairs of the quant words g, g + 1 (g = 4 half, 4 half + 2) and of Q3_K's hmask words
+        __m512i x[2], hm[2];
         #pragma GCC unroll 16
-        for (int t = 0; t < T; ++t)
-          #pragma GCC unroll 16
-          for (int k = 0; k < 4; ++k) sum[t][k] = _mm256_setzero_si256();
-        #pragma GCC unroll 16
-        for (int g = 4 * half; g < 4 * half + 4; ++g) {
-          const __m256i q = src.word8(b, qs_off + size_t(32 * h + 4 * g));
-          __m256i hm = _mm256_setzero_si256();
-          if constexpr (kQ3) hm = src.word8(b, size_t(4 * g));
-          #pragma GCC unroll 16
-          for (int k = 0; k < 4; ++k) {
-            const int c = 4 * h + k;
-            __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
-            if constexpr (kQ3) {  // bit c of hmask -> value bit 2
-              const __m256i hb = c >= 2 ? _mm256_srli_epi16(hm, c - 2) : _mm256_slli_epi16(hm, 2 - c);
-              v = _mm256_or_si256(v, _mm256_and_si256(hb, m4));
-            }
-            #pragma GCC unroll 16
-            for (int t = 0; t < T; ++t)
-              sum[t][k] = _mm256_dpbusd_epi32(sum[t][k], v, bcast4(ab[t]->qs + 32 * c + 4 * g));
-          }
+        for (int gp = 0; gp < 2; ++gp) {
+          const int g = 4 * half + 2 * gp;
+          x[gp] = unit_pairs(src.at(b, qs_off + size_t(32 * h + 4 * g)));
+          if constexpr (kQ3) hm[gp] = unit_pairs(src.at(b, size_t(4 * g)));
         }
         #pragma GCC unroll 16
         for (int k = 0; k < 4; ++k) {
-          const int sb = 2 * (4 * h + k) + half;
+          const int c = 4 * h + k;
+          __m512i v[2];
+          #pragma GCC unroll 16
+          for (int gp = 0; gp < 2; ++gp) {
+            v[gp] = _mm512_and_si512(_mm512_srli_epi16(x[gp], 2 * k), m3);
+            if constexpr (kQ3) {  // bit c of hmask -> value bit 2
+              const __m512i hb = c >= 2 ? _mm512_srli_epi16(hm[gp], c - 2) : _mm512_slli_epi16(hm[gp], 2 - c);
+              v[gp] = _mm512_or_si512(v[gp], _mm512_and_si512(hb, m4));
+            }
+          }
+          const int sb = 2 * c + half;
           __m256i sc = _mm256_shuffle_epi8(swl[sb / 4], byte_sel(sb % 4));  // byte sb % 4 as int32
           if constexpr (kQ3) sc = _mm256_sub_epi32(sc, _mm256_set1_epi32(32));
+          const __m512i sc2 = dup_rows(sc);
           #pragma GCC unroll 16
-          for (int t = 0; t < T; ++t) iacc[t] = _mm256_add_epi32(iacc[t], _mm256_mullo_epi32(sum[t][k], sc));
+          for (int t = 0; t < T; ++t) {
+            const int8_t* q = ab[t]->qs + 32 * c + 16 * half;
+            const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), v[0], bcast8(q)), v[1], bcast8(q + 8));
+            iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(sum, sc2));
+          }
         }
       }
     }
@@ -431,9 +430,9 @@ void direct_q23k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as,
       for (int c = 0; c < 8; ++c) ms = _mm256_dpwssd_epi32(ms, mnp[c], bcast4(bs + 4 * c));
       const __m256 da = _mm256_broadcast_ss(&ab[t]->d);
       if constexpr (kQ3) {
-        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(iacc[t], ms)), _mm256_mul_ps(d, da), s[t]);
+        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(fold_rows(iacc[t]), ms)), _mm256_mul_ps(d, da), s[t]);
       } else {
-        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[t]), _mm256_mul_ps(d, da), s[t]);
+        s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fold_rows(iacc[t])), _mm256_mul_ps(d, da), s[t]);
         s[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, da), s[t]);
       }
     }
