@@ -4,7 +4,8 @@
 // A matrix is packed when the active kernel set has a packed kernel for its type (the set the
 // model's contexts will use; a context forced to another ISA still works: matmul unpacks a few
 // groups at a time for kernels without one). The packed copy replaces the mapped tensor: its file
-// pages are handed back to the OS, so resident memory stays about the file's size. Views that share
+// pages are handed back to the OS, so resident memory stays about the file's size. All packed
+// copies live in one WeightArena (huge pages where the OS gives them: weight_arena.h). Views that share
 // one tensor (a tied output and the token embeddings) are switched together.
 // EDGELLAMA_REPACK=0 keeps every matrix in the GGUF layout (for comparisons).
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include "edgellama/kernels.h"
 #include "edgellama/model.h"
 #include "edgellama/packed_layout.h"
+#include "edgellama/weight_arena.h"
 
 namespace edgellama {
 
@@ -42,22 +44,40 @@ void Model::pack_weights() {
   for (WeightView* w : views)
     if (w->present()) by_data[w->data].push_back(w);
 
+  // What gets packed, and where in the one arena (64-byte aligned slices).
+  struct Job {
+    const uint8_t* data;
+    std::vector<WeightView*>* views;
+    size_t offset;
+  };
+  std::vector<Job> jobs;
+  size_t arena_bytes = 0;
   for (auto& entry : by_data) {
-    const uint8_t* const data = entry.first;  // (not a structured binding: lambdas may not capture one in C++17)
     std::vector<WeightView*>& vs = entry.second;
     const WeightView& w = *vs[0];
     const GGMLType type = w.traits->type;
     bool same = true;
     for (const WeightView* v : vs) same = same && v->row_bytes == w.row_bytes && v->n_out() == w.n_out();
     if (!same || !packable(type) || !ks.gemm_packed[int(type)] || w.n_out() < kPackRows) continue;
+    jobs.push_back({entry.first, &vs, arena_bytes});
+    arena_bytes += (size_t(w.n_out()) * w.row_bytes + 63) / 64 * 64;
+  }
+  if (jobs.empty()) return;
+  packed_ = std::make_unique<WeightArena>(arena_bytes);
+
+  for (const Job& job : jobs) {
+    const uint8_t* const data = job.data;
+    std::vector<WeightView*>& vs = *job.views;
+    const WeightView& w = *vs[0];
+    const GGMLType type = w.traits->type;
     const size_t total = size_t(w.n_out()) * w.row_bytes, group_bytes = size_t(kPackRows) * w.row_bytes;
     const int64_t n_groups = w.n_out() / kPackRows;
-    std::unique_ptr<uint8_t[]> buf(new uint8_t[total]);
+    uint8_t* const buf = packed_->data() + job.offset;
     // Groups split over a few threads (the copy is memory-bound; TinyLlama's 0.6 GB take ~0.2 s).
     const int n_threads = int(std::min<int64_t>(std::max(1u, std::thread::hardware_concurrency()), 4));
     auto pack_range = [&](int64_t g0, int64_t g1) {
       for (int64_t g = g0; g < g1; ++g)
-        pack_group(type, data + size_t(g) * group_bytes, w.row_bytes, buf.get() + size_t(g) * group_bytes);
+        pack_group(type, data + size_t(g) * group_bytes, w.row_bytes, buf + size_t(g) * group_bytes);
     };
     if (n_threads > 1 && n_groups >= 256) {
       std::vector<std::thread> th;
@@ -68,13 +88,12 @@ void Model::pack_weights() {
       pack_range(0, n_groups);
     }
     const size_t packed_bytes = size_t(n_groups) * group_bytes;
-    std::memcpy(buf.get() + packed_bytes, data + packed_bytes, total - packed_bytes);  // tail rows as they are
+    std::memcpy(buf + packed_bytes, data + packed_bytes, total - packed_bytes);  // tail rows as they are
     file_->release_pages(data, total);
     for (WeightView* v : vs) {
-      v->data = buf.get();
+      v->data = buf;
       v->pack = kPackRows;
     }
-    packed_.push_back(std::move(buf));
   }
 }
 

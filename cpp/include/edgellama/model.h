@@ -9,6 +9,7 @@
 #include "edgellama/arch.h"
 #include "edgellama/gguf.h"
 #include "edgellama/tensor.h"
+#include "edgellama/weight_arena.h"
 
 namespace edgellama {
 
@@ -86,7 +87,7 @@ class Model {
  private:
   // Repacks the matrices the kernels have a packed kernel for (model_packing.cpp).
   void pack_weights();
-  std::vector<std::unique_ptr<uint8_t[]>> packed_;  // the packed copies the views point into
+  std::unique_ptr<WeightArena> packed_;  // the packed copies the views point into
 
   std::shared_ptr<GGUFFile> file_;
   const ArchSpec* arch_ = nullptr;
