@@ -39,6 +39,7 @@
 #include <type_traits>
 
 #include "../kquant_scales.h"
+#include "act_sum.h"
 #include "edgellama/iquant_blocks.h"
 #include "edgellama/kernels.h"
 #include "edgellama/quant_blocks.h"
@@ -109,15 +110,6 @@ inline __m512i gather16(const uint8_t* const* p, __m512i off, size_t at) {
 // fp16 in the low / high half of each lane as 16 floats.
 inline __m512 half_lo(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
 inline __m512 half_hi(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))); }
-
-// Sum of a token block's 32 int8 activations (exact): sad against 0 of the bytes + 128.
-inline int act_sum32(const int8_t* q) {
-  const __m256i v = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)), _mm256_set1_epi8(-128));
-  const __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());
-  __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-  t = _mm_add_epi64(t, _mm_unpackhi_epi64(t, t));
-  return _mm_cvtsi128_si32(t) - 32 * 128;
-}
 
 // ---- Q4_0 / Q4_1 / Q8_0: blocks of 32 values ------------------------------------------------------
 // Repacked block (16 rows): 8 vectors of quants (uint8; Q8_0: w ^ 0x80), dw[16], cw[16] (Q8_0: unused).

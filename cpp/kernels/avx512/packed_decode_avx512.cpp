@@ -6,7 +6,8 @@
 // measured 1.6x the multiply-adds per second). The two lanes of a row hold parts of one exact int32
 // sum, folded per block before the float steps, which are the 8-row kernels' (AVX2 gemm_rows8_avx2.cpp
 // and the GGUF-layout kernels), so the bits are equal (tests/test_packed_weights.py).
-// vpdpbusd sums four u8 x s8 products straight into int32; the K-quants' sub-block scales are applied
+// vpdpbusd sums four u8 x s8 products straight into int32 (signed weights - Q8_0, IQ4_NL, IQ4_XS - as
+// w + 128, the offset taken off through the activation sums); the K-quants' sub-block scales are applied
 // with one exact int32 multiply per sub-block (vpmulld) and the offsets with vpdpwssd. Weights are
 // unpacked in registers once per block for all the tokens; 32 registers hold up to 8 tokens'
 // accumulators (Q6_K: 6).
@@ -16,6 +17,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "../avx2/gemm_rows8.h"
 #include "../avx2/legacy_blocks_avx2.h"
@@ -23,6 +26,7 @@
 #include "edgellama/iquant_blocks.h"
 #include "edgellama/kernels.h"
 #include "edgellama/quant_blocks.h"
+#include "act_sum.h"
 #include "gemm_rows16.h"
 
 // GCC 12's AVX-512 intrinsics start from _mm*_undefined_*() and trip -W(maybe-)uninitialized
@@ -142,61 +146,54 @@ void direct_legacy_units(int64_t nb, const PackedSrc& src, const uint8_t* a, siz
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-// ---- Q8_0 / IQ4_NL by unit pairs: w[j] = the block's signed values 8j..8j+7 (lanes 2r, 2r + 1 = row r),
-// against the token's activation bytes 8j..8j+7 (one 64-bit broadcast); isum = sum w a as
-// |w| x sign(a, w) (vpdpbusd takes u8 x s8; AVX-512 has no vpsignb: a is negated where w < 0), folded per
-// row, then acc = fma(float(isum), dw * da, acc) (Q8_0's sequence, as signed_block_dots).
+// ---- Q8_0 / IQ4_NL by unit pairs, weights as uint8 (w + 128) against the token's activation bytes; the
+// offset comes off through the block's activation sum (asum[t * nb + b], exact, computed once per call):
+//   isum = sum (w + 128) a - 128 sum a = sum w a,   acc = fma(float(isum), dw * da, acc)
+// (Q8_0's sequence). u[j] = values 8j..8j+7 (lanes 2r, 2r + 1 = row r): one 64-bit broadcast each.
 template <int T>
-inline void signed_unit_dots(const __m512i* w, __m256 dw, const uint8_t* a, size_t as, int64_t b, __m256* s) {
-  __m512i wabs[4];
-  __mmask64 neg[4];
-  for (int j = 0; j < 4; ++j) {
-    wabs[j] = _mm512_abs_epi8(w[j]);
-    neg[j] = _mm512_movepi8_mask(w[j]);
-  }
+inline void offset_unit_dots(const __m512i* u, __m256 dw, const uint8_t* a, size_t as, const int32_t* asum, int64_t nb,
+                             int64_t b, __m256* s) {
   for (int t = 0; t < T; ++t) {
     const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
-    __m512i p[2];
-    for (int h = 0; h < 2; ++h) {
-      const __m512i a0 = bcast8(ab->qs + 16 * h), a1 = bcast8(ab->qs + 16 * h + 8);
-      p[h] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wabs[2 * h],
-                                 _mm512_mask_sub_epi8(a0, neg[2 * h], _mm512_setzero_si512(), a0));
-      p[h] = _mm512_dpbusd_epi32(p[h], wabs[2 * h + 1],
-                                 _mm512_mask_sub_epi8(a1, neg[2 * h + 1], _mm512_setzero_si512(), a1));
-    }
-    const __m256i isum = fold_rows(_mm512_add_epi32(p[0], p[1]));
+    const __m512i p0 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u[0], bcast8(ab->qs)), u[1], bcast8(ab->qs + 8));
+    const __m512i p1 = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u[2], bcast8(ab->qs + 16)), u[3], bcast8(ab->qs + 24));
+    const __m256i isum = _mm256_sub_epi32(fold_rows(_mm512_add_epi32(p0, p1)), _mm256_set1_epi32(128 * asum[t * nb + b]));
     s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(ab->d)), s[t]);
   }
 }
 
 template <int T>
-void direct_q8_units(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+void direct_q8_units(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, const int32_t* asum, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
+  const __m512i flip = _mm512_set1_epi8(char(0x80));
   for (int64_t b = 0; b < nb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
-    __m512i w[4];
-    for (int j = 0; j < 4; ++j) w[j] = unit_pairs(src.at(b, 2 + 8 * size_t(j)));
-    signed_unit_dots<T>(w, src.half8(b, 0), a, as, b, s);
+    __m512i u[4];
+    for (int j = 0; j < 4; ++j) u[j] = _mm512_xor_si512(unit_pairs(src.at(b, 2 + 8 * size_t(j))), flip);
+    offset_unit_dots<T>(u, src.half8(b, 0), a, as, asum, nb, b, s);
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// IQ4_NL: the levels + 128 looked up by vpshufb.
 template <int T>
-void direct_iq4nl_units(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+void direct_iq4nl_units(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, const int32_t* asum, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  const __m512i levels = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
+  alignas(16) int8_t lv[16];
+  for (int i = 0; i < 16; ++i) lv[i] = int8_t(iq::kIq4Values[i] ^ 0x80);
+  const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lv)));
   for (int64_t b = 0; b < nb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
     // qs bytes 0-7 / 8-15: low nibbles = values 0-7 / 8-15, high nibbles = values 16-23 / 24-31
     const __m512i x0 = unit_pairs(src.at(b, 2)), x1 = unit_pairs(src.at(b, 10));
-    const __m512i w[4] = {_mm512_shuffle_epi8(levels, _mm512_and_si512(x0, m4)),
+    const __m512i u[4] = {_mm512_shuffle_epi8(levels, _mm512_and_si512(x0, m4)),
                           _mm512_shuffle_epi8(levels, _mm512_and_si512(x1, m4)),
                           _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x0, 4), m4)),
                           _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x1, 4), m4))};
-    signed_unit_dots<T>(w, src.half8(b, 0), a, as, b, s);
+    offset_unit_dots<T>(u, src.half8(b, 0), a, as, asum, nb, b, s);
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
@@ -512,39 +509,53 @@ void direct_iq4xs(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as
 template <class L>
 struct LegacyD {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { rows8::direct_legacy_units<L, T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t*, float* acc) { rows8::direct_legacy_units<L, T>(nb, s, a, as, acc); }
 };
 struct Iq4NlD {
+  static constexpr bool kActSums = true;
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { rows8::direct_iq4nl_units<T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t* asum, float* acc) {
+    rows8::direct_iq4nl_units<T>(nb, s, a, as, asum, acc);
+  }
 };
 struct Iq4XsD {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { rows8::direct_iq4xs<T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t*, float* acc) { rows8::direct_iq4xs<T>(nb, s, a, as, acc); }
 };
 struct Q8D {
+  static constexpr bool kActSums = true;
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { rows8::direct_q8_units<T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t* asum, float* acc) {
+    rows8::direct_q8_units<T>(nb, s, a, as, asum, acc);
+  }
 };
 template <bool kFive>
 struct K45D {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { rows8::direct_k45<kFive, T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t*, float* acc) { rows8::direct_k45<kFive, T>(nb, s, a, as, acc); }
 };
 template <bool kQ3>
 struct Q23D {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { rows8::direct_q23k<kQ3, T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t*, float* acc) { rows8::direct_q23k<kQ3, T>(nb, s, a, as, acc); }
 };
 struct Q6D {
   template <int T>
-  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, float* acc) { rows8::direct_q6k<T>(nb, s, a, as, acc); }
+  static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t*, float* acc) { rows8::direct_q6k<T>(nb, s, a, as, acc); }
 };
 
 template <class D, int kMaxT>
-void group_direct(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, int64_t nt, float* acc) {
-  with_token_count<kMaxT>(nt, [&](auto T) { D::template run<decltype(T)::value>(nb, src, a, as, acc); });
+void group_direct(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, const int32_t* asum, int64_t nt,
+                  float* acc) {
+  with_token_count<kMaxT>(nt, [&](auto T) { D::template run<decltype(T)::value>(nb, src, a, as, asum, acc); });
 }
+
+// Whether D wants the exact sum of each activation block's 32 int8 values (per token and block,
+// computed once per call for all row groups): D::kActSums, false when absent.
+template <class D, class = void>
+struct WantsActSums : std::false_type {};
+template <class D>
+struct WantsActSums<D, std::void_t<decltype(D::kActSums)>> : std::bool_constant<D::kActSums> {};
 
 constexpr int64_t kMaxTokens = kPackedMaxTokens;
 
@@ -562,10 +573,20 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
   }
   alignas(64) float acc[kMaxT * 8];
   const int64_t nb = n / kValues;
+  const int32_t* asum = nullptr;
+  if constexpr (WantsActSums<D>::value) {
+    thread_local std::vector<int32_t> sums;
+    sums.resize(size_t(nt * nb));
+    for (int64_t t = 0; t < nt; ++t)
+      for (int64_t b = 0; b < nb; ++b)
+        sums[size_t(t * nb + b)] = act_sum32(reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as)[b].qs);
+    asum = sums.data();
+  }
   for (int64_t r0 = 0; r0 < nr; r0 += 8) {
     const PackedSrc src{w + size_t(r0) * ws, kW};
     for (int64_t t0 = 0; t0 < nt; t0 += kMaxT) {  // more than kMaxT tokens: in turns of kMaxT
-      group_direct<D, kMaxT>(nb, src, a + size_t(t0) * as, as, std::min<int64_t>(kMaxT, nt - t0), acc);
+      group_direct<D, kMaxT>(nb, src, a + size_t(t0) * as, as, asum ? asum + t0 * nb : nullptr,
+                             std::min<int64_t>(kMaxT, nt - t0), acc);
       for (int64_t t = 0; t < std::min<int64_t>(kMaxT, nt - t0); ++t)
         for (int r = 0; r < 8; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[8 * t + r];
     }
