@@ -279,6 +279,31 @@ def test_failure_midway_leaves_no_output(tmp_path, llama2_tokenizer_model):
     assert list(out_dir.iterdir()) == []
 
 
+def test_write_error_behind_the_quantizer_stops_the_run(tmp_path, llama2_tokenizer_model, monkeypatch):
+    """Tensor writes run on their own thread, up to three behind the quantizer: a write that fails
+    still raises from write_gguf (not lost in the queue), and nothing is left at OUTPUT."""
+    import gguf
+
+    d = _small(tmp_path, llama2_tokenizer_model)
+    ck = load_checkpoint(d)
+    assert len(ck.tensors) > 4
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    orig = gguf.GGUFWriter.write_tensor_data
+    calls = {"n": 0}
+
+    def failing_write(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("simulated disk full")
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_tensor_data", failing_write)
+    with pytest.raises(OSError, match="simulated disk full"):
+        write_gguf(ck, out_dir / "o.gguf", "Q8_0", progress=False)
+    assert list(out_dir.iterdir()) == []
+
+
 def test_interrupt_leaves_no_output_and_keeps_old_file(tmp_path, llama2_tokenizer_model, monkeypatch):
     d = _small(tmp_path, llama2_tokenizer_model)
     out_dir = tmp_path / "out"

@@ -1,6 +1,8 @@
 """The quantizer's batched AVX search (cpp/quant/quantize.cpp: four candidate scales per pass over a
 block, their sums reduced and their score / least-squares fit computed in 4-wide double vectors, the
-K-quant scale refinement's errors in groups) gives the same bytes as the one-candidate-at-a-time
+K-quant scale refinement's errors in groups) and its AVX-512 form for the 16-value sub-blocks of
+Q2_K/Q3_K/Q6_K (one register per block, eight candidates per reduction; EDGELLAMA_QUANT_NO_AVX512=1
+turns it off) each give the same bytes as the one-candidate-at-a-time
 SSE2 code (EDGELLAMA_QUANT_NO_AVX=1, in a child process), row for row, on random rows and on the
 rows that reach the edge cases: all zeros (of both signs), constant, one non-zero value per block, huge, tiny and
 subnormal values, exact level ties, a single outlier, NaN and +-inf, and importance weights with
@@ -29,6 +31,7 @@ def add(r): rows.append(np.asarray(r, dtype=np.float32))
 for scale in (0.02, 1.0, 300.0):
     for _ in range(6): add(rng.standard_normal(cols) * scale)
 for _ in range(4): add(rng.standard_t(2.5, cols))                   # heavy tails
+for _ in range(48): add(rng.standard_normal(cols) * 10.0 ** rng.uniform(-4, 4))  # many random blocks
 add(np.zeros(cols)); add(np.full(cols, 0.37)); add(np.full(cols, -5.0))
 r = np.zeros(cols); r[::16] = rng.standard_normal(cols // 16); add(r)  # one value per sub-block
 r = np.zeros(cols); r[5::32] = 1.0; add(r)
@@ -67,20 +70,24 @@ def test_batched_avx_search_equals_sse2_bit_for_bit(tmp_path, types):
         pytest.skip("this CPU has no AVX2: only the SSE2 search runs here")
     script = tmp_path / "q.py"
     script.write_text(SCRIPT)
+    # default: AVX-512 for the 16-value blocks where the CPU has it (else the same as "avx")
+    variants = [("default", {}), ("avx", {"EDGELLAMA_QUANT_NO_AVX512": "1"}), ("sse", {"EDGELLAMA_QUANT_NO_AVX": "1"})]
     runs = {}
-    for name, extra in (("avx", {}), ("sse", {"EDGELLAMA_QUANT_NO_AVX": "1"})):
+    for name, extra in variants:
         runs[name] = tmp_path / f"{name}.npz"
         r = subprocess.run([sys.executable, str(script), str(runs[name]), ",".join(types)],
                            env=subprocess_env(**extra), capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
-    a, b = np.load(runs["avx"]), np.load(runs["sse"])
-    assert sorted(a.files) == sorted(b.files) and len(a.files) == 4 * len(types)
+    b = np.load(runs["sse"])
     differ = []
-    for k in a.files:
-        assert a[k].shape == b[k].shape and a[k].shape[0] > 30, k
-        rows = np.flatnonzero((a[k] != b[k]).any(axis=1))
-        if rows.size:
-            differ.append((k, rows.tolist()))
+    for name in ("default", "avx"):
+        a = np.load(runs[name])
+        assert sorted(a.files) == sorted(b.files) and len(a.files) == 4 * len(types)
+        for k in a.files:
+            assert a[k].shape == b[k].shape and a[k].shape[0] > 30, k
+            rows = np.flatnonzero((a[k] != b[k]).any(axis=1))
+            if rows.size:
+                differ.append((name, k, rows.tolist()))
     assert not differ, differ
 
 

@@ -160,9 +160,9 @@ def test_gguf_input_metadata_round_trips_exactly(tmp_path):
 
 
 def test_peak_memory_is_about_one_tensor(tmp_path):
-    """Quantizing reads one tensor at a time into its own buffer: the child's peak RSS grows by
-    about the largest tensor (F16 in, blocks out), not by the model's size (a memory map of the
-    input would keep every page read so far resident)."""
+    """Quantizing maps one tensor at a time (its own memory map, dropped after the tensor): the
+    child's peak RSS grows by about the largest tensor (F16 in, blocks out), not by the model's size
+    (a memory map of the whole input would keep every page read so far resident)."""
     import subprocess
     import sys
 

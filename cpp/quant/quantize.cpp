@@ -35,6 +35,10 @@ namespace edgellama {
 #define QUANT_AVX_FN __attribute__((target("avx")))
 namespace {
 const bool kUseAvx = detect_cpu_features().avx2 && !std::getenv("EDGELLAMA_QUANT_NO_AVX");
+// 16-value blocks (the sub-blocks of Q2_K, Q3_K, Q6_K) in one 512-bit register, where the CPU has
+// AVX-512 (same bits again; EDGELLAMA_QUANT_NO_AVX512=1 keeps the AVX code, for the tests).
+#define QUANT_AVX512_FN __attribute__((target("avx,avx2,avx512f,avx512dq,avx512vl")))
+const bool kUseAvx512 = kUseAvx && detect_cpu_features().avx512 && !std::getenv("EDGELLAMA_QUANT_NO_AVX512");
 }
 #endif
 
@@ -936,10 +940,114 @@ QUANT_AVX_FN void error_affine_many_avx(int n, const float* x, const float* w, c
   }
 }
 
+// AVX-512 for blocks of exactly 16 values (Q2_K, Q3_K and Q6_K sub-blocks; Q6_K's whole search is
+// these), where the 8-lane code above spends most of a pass in its two half-empty iterations and the
+// reductions. The block is one 512-bit register; per candidate, the products of all 16 values are
+// formed at once and the upper half added to the lower half. The 8-lane code's lane k holds
+// (0 + p[k]) + p[k + 8]; the fold gives p[k] + p[k + 8], the same float except that p[k] = p[k + 8]
+// = -0 gives -0 instead of +0, and the double lane sums start from +0 (lane_sum), where a zero's sign
+// vanishes. So every sum, and every chosen scale, is bit for bit the AVX / SSE2 code's.
+// GCC 12's AVX-512 intrinsics fill unused masked-off sources with _mm512_undefined_*(), which it
+// then reports as used uninitialized when the functions are compiled by target attribute (GCC bug
+// 105593): silenced for this block only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+QUANT_AVX512_FN inline __m256 fold16(__m512 v) {
+  return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+// Eight 8-lane float sums as doubles, each added lane 0, 1, ..., 7 from +0 like lane_sum, in one
+// 8-wide double register (lane j of the result: r[j]'s sum): an 8 x 8 transpose, then 8 adds.
+QUANT_AVX512_FN inline __m512d lane_sums8(const __m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  // s[k] (k < 4): lane k of r[0..3] in its low half, lane k + 4 in its high half; s[k + 4]: r[4..7]
+  const __m256 s[8] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
+                       _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE),
+                       _mm256_shuffle_ps(t4, t6, 0x44), _mm256_shuffle_ps(t4, t6, 0xEE),
+                       _mm256_shuffle_ps(t5, t7, 0x44), _mm256_shuffle_ps(t5, t7, 0xEE)};
+  __m512d acc = _mm512_setzero_pd();
+  for (int k = 0; k < 4; ++k)  // lanes 0..3
+    acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_permute2f128_ps(s[k], s[k + 4], 0x20)));
+  for (int k = 0; k < 4; ++k)  // lanes 4..7
+    acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_permute2f128_ps(s[k], s[k + 4], 0x31)));
+  return acc;
+}
+
+// level_sums_avx for n == 16.
+QUANT_AVX512_FN LevelSums level_sums16_avx512(const float* x, const float* w, float iscale, float off, float lo,
+                                              float hi) {
+  const __m512 x0 = _mm512_loadu_ps(x), w0 = _mm512_loadu_ps(w);
+  __m512 q = _mm512_mul_ps(_mm512_set1_ps(iscale), _mm512_sub_ps(x0, _mm512_set1_ps(off)));
+  q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(lo)), _mm512_set1_ps(hi));
+  q = _mm512_sub_ps(_mm512_add_ps(q, _mm512_set1_ps(kRoundMagic)), _mm512_set1_ps(kRoundMagic));
+  const __m512 wq = _mm512_mul_ps(w0, q);
+  const __m256 a = fold16(wq), b = fold16(_mm512_mul_ps(wq, q)), c = fold16(_mm512_mul_ps(wq, x0));
+  alignas(32) double s[4];
+  _mm256_store_pd(s, lane_sums4(a, b, c, c));
+  return {s[0], s[1], s[2]};
+}
+
+// score_sym_many_avx for n == 16: eight candidates per group (only sll and slx: the score needs no sl).
+QUANT_AVX512_FN void score_sym_many16_avx512(const float* x, const float* w, const float* iscale, int nc, float lo,
+                                             float hi, SymScore* out) {
+  const __m512 x0 = _mm512_loadu_ps(x), w0 = _mm512_loadu_ps(w);
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vm = _mm512_set1_ps(kRoundMagic);
+  for (int c0 = 0; c0 < nc; c0 += 8) {
+    __m256 b[8], c[8];
+    for (int j = 0; j < 8; ++j) {
+      const __m512 vis = _mm512_set1_ps(iscale[std::min(c0 + j, nc - 1)]);
+      __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(vis, x0), vlo), vhi);  // x - 0 = x
+      q = _mm512_sub_ps(_mm512_add_ps(q, vm), vm);
+      const __m512 wq = _mm512_mul_ps(w0, q);
+      b[j] = fold16(_mm512_mul_ps(wq, q));
+      c[j] = fold16(_mm512_mul_ps(wq, x0));
+    }
+    const __m512d sll = lane_sums8(b), slx = lane_sums8(c);
+    const int okm = int(_mm512_cmp_pd_mask(sll, _mm512_setzero_pd(), _CMP_GT_OQ));
+    alignas(64) double score[8];
+    alignas(32) float sc[8];
+    _mm512_store_pd(score, _mm512_div_pd(_mm512_mul_pd(slx, slx), sll));
+    _mm256_store_ps(sc, _mm512_cvtpd_ps(_mm512_div_pd(slx, sll)));
+    for (int j = 0; j < 8 && c0 + j < nc; ++j)
+      out[c0 + j] = (okm >> j) & 1 ? SymScore{score[j], sc[j], true} : SymScore{0.0, 0.0f, false};
+  }
+}
+
+// error_scaled_many_avx for n == 16 (groups of four: the K-quant refinement has 2-3 candidates).
+QUANT_AVX512_FN void error_scaled_many16_avx512(const float* x, const float* w, const float* dl, int nc, float lo,
+                                                float hi, double* out) {
+  const __m512 x0 = _mm512_loadu_ps(x), w0 = _mm512_loadu_ps(w);
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vm = _mm512_set1_ps(kRoundMagic);
+  for (int c0 = 0; c0 < nc; c0 += 4) {
+    __m256 a[4];
+    for (int j = 0; j < 4; ++j) {
+      const float d = dl[group_member(c0, j, nc)];
+      const __m512 vid = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f), vdl = _mm512_set1_ps(d);
+      __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x0, vid), vlo), vhi);
+      q = _mm512_sub_ps(_mm512_add_ps(q, vm), vm);
+      const __m512 diff = _mm512_sub_ps(_mm512_mul_ps(vdl, q), x0);
+      a[j] = fold16(_mm512_mul_ps(_mm512_mul_ps(w0, diff), diff));
+    }
+    alignas(32) double s[4];
+    _mm256_store_pd(s, lane_sums4(a[0], a[1], a[2], a[3]));
+    for (int j = 0; j < 4 && c0 + j < nc; ++j) out[c0 + j] = s[j];
+  }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
 #endif  // EDGELLAMA_QUANT_AVX
 
 LevelSums level_sums(int n, const float* x, const float* w, float iscale, float off, float lo, float hi) {
 #ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx512 && n == 16) return level_sums16_avx512(x, w, iscale, off, lo, hi);
   if (kUseAvx) return level_sums_avx(n, x, w, iscale, off, lo, hi);
 #endif
   return level_sums_sse(n, x, w, iscale, off, lo, hi);
@@ -1024,6 +1132,7 @@ double error_scaled(int n, const float* x, const float* w, float dl, float lo, f
 void error_scaled_many(int n, const float* x, const float* w, const float* dl, int nc, float lo, float hi,
                        double* out) {
 #ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx512 && n == 16) return error_scaled_many16_avx512(x, w, dl, nc, lo, hi, out);
   if (kUseAvx) return error_scaled_many_avx(n, x, w, dl, nc, lo, hi, out);
 #endif
   for (int c = 0; c < nc; ++c) out[c] = error_scaled(n, x, w, dl[c], lo, hi);
@@ -1066,6 +1175,7 @@ AsymFit fit_asym(const Moments& mo, const LevelSums& r, bool min_le_zero) {
 void score_sym_many(int n, const float* x, const float* w, const float* iscale, int nc, float lo, float hi,
                     SymScore* out) {
 #ifdef EDGELLAMA_QUANT_AVX
+  if (kUseAvx512 && n == 16) return score_sym_many16_avx512(x, w, iscale, nc, lo, hi, out);
   if (kUseAvx) return score_sym_many_avx(n, x, w, iscale, nc, lo, hi, out);
 #endif
   for (int c = 0; c < nc; ++c) out[c] = score_sym(level_sums(n, x, w, iscale[c], 0.0f, lo, hi));

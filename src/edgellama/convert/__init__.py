@@ -10,6 +10,7 @@ its quantized copy) to a temporary file beside OUTPUT that is renamed over OUTPU
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import sys
@@ -153,13 +154,13 @@ def write_gguf(
 
         # Reading the next tensor and writing the previous one run beside the quantizer (NumPy's
         # file I/O and _core.quantize release the GIL), so the wall time is about the quantizer's
-        # rather than the sum of the three. One tensor read ahead and one written behind at most:
-        # memory stays at a few tensors.
+        # rather than the sum of the three. One tensor read ahead and three quantized tensors written
+        # behind at most: memory stays at a few tensors.
         with ThreadPoolExecutor(1, thread_name_prefix="edgellama-read") as reader, ThreadPoolExecutor(
             1, thread_name_prefix="edgellama-write"
         ) as writer_thread:
             next_read = reader.submit(fetch, ck.tensors[0]) if ck.tensors else None
-            last_write = None
+            pending_writes: "collections.deque" = collections.deque()
             for i, t in enumerate(ck.tensors):
                 if _fail_after is not None and i >= _fail_after:
                     raise RuntimeError("simulated failure")
@@ -185,14 +186,18 @@ def write_gguf(
                 source = "bf16" if stored and t.src_type == "BF16" else "auto"
                 q = _core.quantize(qt.name, mat, importance=imp, n_threads=threads or 0, method=method, source=source)
                 del data, mat
-                if last_write is not None:
-                    last_write.result()  # in file order, and a write error stops the loop here
-                last_write = writer_thread.submit(writer.write_tensor_data, q.reshape(-1))
+                # Writes run in file order on their own thread; up to two may wait behind the one
+                # being written, so that the small tensors after a large one (norms) do not stall the
+                # quantizer until the large one is on disk (~0.1 s per layer). A write error stops
+                # the loop at the next wait.
+                while len(pending_writes) >= 2:
+                    pending_writes.popleft().result()
+                pending_writes.append(writer_thread.submit(writer.write_tensor_data, q.reshape(-1)))
                 del q
                 if bar is not None:
                     bar.update(1)
-            if last_write is not None:
-                last_write.result()
+            while pending_writes:
+                pending_writes.popleft().result()
         if bar is not None:
             bar.close()
         writer.close()

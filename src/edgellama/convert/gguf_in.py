@@ -4,6 +4,7 @@ requantizing loses more than quantizing from the original weights)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -95,13 +96,16 @@ def read_gguf(path: Path) -> Checkpoint:
         if ttype not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.BF16):
             quantized.add(ttype.name)
         def read(t=t) -> np.ndarray:
-            # One tensor read into its own buffer, freed when the writer drops it: peak memory is
-            # about one tensor, not the mapped pages of every tensor read so far (a memory map of the
-            # input would count all of them in the RSS, 13 GB for a 7B F16 model).
-            data = np.fromfile(path, dtype=np.uint8, count=t.nbytes, offset=t.offset)
-            if data.size != t.nbytes:
+            # One memory map per tensor, unmapped when the quantizer drops the array: peak memory is
+            # about one tensor (a map of the whole input would keep every page read so far in the
+            # RSS, 13 GB for a 7B F16 model), and the quantizer reads the page cache directly: no
+            # copy into a fresh buffer and no zeroing of its pages (together ~9% of the CPU time of
+            # a Q6_K run, the kernel's copy_to_iter and clear_page).
+            if t.offset + t.nbytes > os.path.getsize(path):
                 raise ConversionError(f"{path}: tensor {t.name}: the file ends inside its data (truncated?)")
-            return data
+            if t.nbytes == 0:
+                return np.zeros(0, dtype=np.uint8)
+            return np.memmap(path, dtype=np.uint8, mode="r", offset=t.offset, shape=(t.nbytes,))
 
         def load(read=read, ttype=ttype, shape=shape):
             from .. import _core
