@@ -258,6 +258,36 @@ constexpr int kSuperPerChunk = 4;
 constexpr size_t kKQuant = 64, kKScale = 64, kKMin = 72, kKD = 80, kKDm = 81;  // vector offsets
 constexpr size_t kKBlockBytes = 82 * 64;                                      // 5.2 KB
 
+// The two integer parts of a repacked 32-value-sub-block super-block (Q4_K, Q5_K, IQ4_XS layout: quant
+// vectors 8c + k, int32 scales at kKScale + c, int16 offset pairs at kKMin + c) against T tokens:
+//   iacc[t] = sum_c sc_c * (sum over sub-block c of q a)   (vpdpbusd, then vpmulld: exact int32)
+template <int T>
+inline void sub32_sums(const __m512i* blk, const block_q8_K* const* ab, __m512i* iacc) {
+  for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+  for (int c = 0; c < 8; ++c) {
+    __m512i w[8];
+    for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
+    const __m512i sc = _mm512_load_si512(blk + kKScale + c);
+    for (int t = 0; t < T; ++t) {
+      const int8_t* q = ab[t]->qs + 32 * c;
+      __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));
+      __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[1], bcast4(q + 4));
+      for (int k = 2; k < 8; k += 2) {
+        p0 = _mm512_dpbusd_epi32(p0, w[k], bcast4(q + 4 * k));
+        p1 = _mm512_dpbusd_epi32(p1, w[k + 1], bcast4(q + 4 * k + 4));
+      }
+      iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(_mm512_add_epi32(p0, p1), sc));
+    }
+  }
+}
+//   msum = sum_c mn_c * (bsums[2c] + bsums[2c+1])   (vpdpwssd: exact int32)
+inline __m512i sub32_offsets(const __m512i* blk, const block_q8_K* ab) {
+  __m512i ms = _mm512_setzero_si512();
+  for (int c = 0; c < 8; ++c)
+    ms = _mm512_dpwssd_epi32(ms, _mm512_load_si512(blk + kKMin + c), bcast4(reinterpret_cast<const int8_t*>(ab->bsums + 2 * c)));
+  return ms;
+}
+
 // Q5_K: the same with a fifth bit per value (bit c of qh byte l = value l of chunk c), added in the
 // repack; sequence and scales as Q4_K (d, dmin, scales[12] sit at the same offsets).
 template <bool kQ5>
@@ -320,29 +350,11 @@ struct KFormat45 {
       const block_q8_K* ab[T];
       for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
       __m512i iacc[T];
-      for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
-      for (int c = 0; c < 8; ++c) {
-        __m512i w[8];
-        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
-        const __m512i sc = _mm512_load_si512(blk + kKScale + c);
-        for (int t = 0; t < T; ++t) {
-          const int8_t* q = ab[t]->qs + 32 * c;
-          __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));
-          __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[1], bcast4(q + 4));
-          for (int k = 2; k < 8; k += 2) {
-            p0 = _mm512_dpbusd_epi32(p0, w[k], bcast4(q + 4 * k));
-            p1 = _mm512_dpbusd_epi32(p1, w[k + 1], bcast4(q + 4 * k + 4));
-          }
-          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(_mm512_add_epi32(p0, p1), sc));
-        }
-      }
+      sub32_sums<T>(blk, ab, iacc);
       const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kKD));
       const __m512 dm = _mm512_load_ps(reinterpret_cast<const float*>(blk + kKDm));
       for (int t = 0; t < T; ++t) {
-        __m512i ms = _mm512_setzero_si512();
-        for (int c = 0; c < 8; ++c)
-          ms = _mm512_dpwssd_epi32(ms, _mm512_load_si512(blk + kKMin + c),
-                                   bcast4(reinterpret_cast<const int8_t*>(ab[t]->bsums + 2 * c)));
+        const __m512i ms = sub32_offsets(blk, ab[t]);
         const __m512 da = _mm512_set1_ps(ab[t]->d);
         s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, da), s[t]);
         s[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dm, da), s[t]);
@@ -408,29 +420,10 @@ struct IQ4XSFormat {
       const block_q8_K* ab[T];
       for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
       __m512i iacc[T];
-      for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
-      for (int c = 0; c < 8; ++c) {
-        __m512i w[8];
-        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
-        const __m512i sc = _mm512_load_si512(blk + kKScale + c);
-        for (int t = 0; t < T; ++t) {
-          const int8_t* q = ab[t]->qs + 32 * c;
-          __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));
-          __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[1], bcast4(q + 4));
-          for (int k = 2; k < 8; k += 2) {
-            p0 = _mm512_dpbusd_epi32(p0, w[k], bcast4(q + 4 * k));
-            p1 = _mm512_dpbusd_epi32(p1, w[k + 1], bcast4(q + 4 * k + 4));
-          }
-          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(_mm512_add_epi32(p0, p1), sc));
-        }
-      }
+      sub32_sums<T>(blk, ab, iacc);
       const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kKD));
       for (int t = 0; t < T; ++t) {
-        __m512i ms = _mm512_setzero_si512();
-        for (int c = 0; c < 8; ++c)
-          ms = _mm512_dpwssd_epi32(ms, _mm512_load_si512(blk + kKMin + c),
-                                   bcast4(reinterpret_cast<const int8_t*>(ab[t]->bsums + 2 * c)));
-        const __m512i isum = _mm512_sub_epi32(iacc[t], ms);
+        const __m512i isum = _mm512_sub_epi32(iacc[t], sub32_offsets(blk, ab[t]));
         s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, _mm512_set1_ps(ab[t]->d)), s[t]);
       }
     }
