@@ -3,14 +3,15 @@
 // one fp16 scale per 256 values times a 6-bit signed integer (-32..31) per 32.
 //
 // Per 32 values the scale is chosen by a search that minimises the weighted squared error
-// sum_i w_i (x_i - d * level(L_i))^2. Without importance w = 1. With importance (an imatrix column
-// weight per value; see row_weights below)
+// sum_i w_i (x_i - d * level(L_i))^2 with (imp = the imatrix column weight per value, or 1 without one;
+// see row_weights below)
 //   w_i = (imp_i + kImportanceShrink * mean(imp)) * sqrt(sigma2 + x_i^2),  sigma2 = 2 mean(x^2) over the row:
 // the imatrix is an estimate from a few thousand calibration tokens, so it is shrunk towards its row
 // mean (columns that were quiet in calibration still count), and, as llama.cpp's i-quant search does,
 // sharpened towards large values. Both lowered the KL against the source on SmolLM2 (issue 17: an
 // IQ1_M file, whose tensors are mostly IQ4_NL, 1.227 -> 1.150; the plain imatrix weighting was the
-// better fit to the imatrix but the worse model).
+// better fit to the imatrix but the worse model). Without an imatrix the sharpening alone (w = 1 before)
+// took TinyLlama-shape random F16 -> IQ4_NL from KL 0.15808 to 0.15648 (llama-quantize 0.15634).
 //   candidates: d such that the value of largest magnitude lands on (or near) either end level:
 //     1/d = (end + k) / xmax, end in {-127, 113}, k in -7..7 (the levels are asymmetric, so both
 //     signs of d are tried); for each candidate every value takes its nearest level and d is refit
@@ -117,15 +118,12 @@ float best_scale(const float* x, const float* w) {
 // only), 0.1 -> 1.170, 0.3 -> 1.150, 1.0 -> 1.160.
 constexpr double kImportanceShrink = 0.3;
 
-// The search weights of a row of n values (the formula at the top); w = 1 without importance.
-void row_weights(const float* x, const float* imp, int64_t n, float* w) {
-  if (!imp) {
-    for (int64_t i = 0; i < n; ++i) w[i] = 1.0f;
-    return;
-  }
+// The search weights of a row of n values (the formula at the top; without importance imp = 1).
+void row_weights(const float* x, const float* importance, int64_t n, float* w) {
+  auto imp = [importance](int64_t i) { return importance ? double(importance[i]) : 1.0; };
   double sum_imp = 0, sum_x2 = 0;
   for (int64_t i = 0; i < n; ++i) {
-    sum_imp += imp[i];
+    sum_imp += imp(i);
     sum_x2 += double(x[i]) * x[i];
   }
   if (!(sum_imp > 0) || !std::isfinite(sum_x2)) {  // all-zero importance, or a non-finite row
@@ -137,14 +135,14 @@ void row_weights(const float* x, const float* imp, int64_t n, float* w) {
   double amax = 0;
   for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(double(x[i])));
   if (!(amax > 0)) {
-    for (int64_t i = 0; i < n; ++i) w[i] = float(imp[i] + kImportanceShrink * sum_imp / double(n));
+    for (int64_t i = 0; i < n; ++i) w[i] = float(imp(i) + kImportanceShrink * sum_imp / double(n));
     return;
   }
   const double sigma2 = 2.0 * (sum_x2 / (amax * amax)) / double(n);
   const double floor = kImportanceShrink * sum_imp / double(n);
   for (int64_t i = 0; i < n; ++i) {
     const double xn = x[i] / amax;
-    w[i] = float((imp[i] + floor) * std::sqrt(sigma2 + xn * xn));
+    w[i] = float((imp(i) + floor) * std::sqrt(sigma2 + xn * xn));
   }
 }
 
