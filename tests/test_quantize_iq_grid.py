@@ -44,16 +44,16 @@ FORMAT = {
     "IQ1_M": (8, 16, 7, 1.0, "none"),
 }
 # Weighted RMS error / weighted RMS of the data, measured on the rows of test_error_bounds (normal |
-# heavy): IQ3_XXS .142|.177  IQ3_S .109|.152  IQ2_XXS .276|.377  IQ2_XS .237|.315  IQ2_S .214|.303
-# IQ1_S .411|.527  IQ1_M .365|.432. Bounds: 5% above the larger.
-REL_BOUND = {"IQ3_XXS": 0.186, "IQ3_S": 0.160, "IQ2_XXS": 0.396, "IQ2_XS": 0.331, "IQ2_S": 0.318,
-             "IQ1_S": 0.553, "IQ1_M": 0.454}
+# heavy): IQ3_XXS .142|.177  IQ3_S .109|.152  IQ2_XXS .276|.377  IQ2_XS .237|.315  IQ2_S .212|.283
+# IQ1_S .411|.527  IQ1_M .361|.418 (IQ2_S, IQ1_M: importance alone, unsharpened). Bounds: 5% above the larger.
+REL_BOUND = {"IQ3_XXS": 0.186, "IQ3_S": 0.160, "IQ2_XXS": 0.396, "IQ2_XS": 0.331, "IQ2_S": 0.297,
+             "IQ1_S": 0.553, "IQ1_M": 0.439}
 # Our error / the baseline's, measured (normal | heavy): IQ3_XXS .967|.988  IQ3_S .919|.959
-# IQ2_XXS .914|.823  IQ2_XS .923|.900  IQ2_S .876|.873  IQ1_S .790|.914  IQ1_M .791|.890. The baseline
+# IQ2_XXS .914|.823  IQ2_XS .923|.900  IQ2_S .867|.815  IQ1_S .790|.914  IQ1_M .782|.861. The baseline
 # already takes the weighted-best grid point (exhaustively) for its scales, so the IQ3 margins are the
 # scale search's alone; bounds: measured + 0.02, at most 1.
-BASE_BOUND = {"IQ3_XXS": 1.0, "IQ3_S": 0.98, "IQ2_XXS": 0.935, "IQ2_XS": 0.945, "IQ2_S": 0.90, "IQ1_S": 0.935,
-              "IQ1_M": 0.912}
+BASE_BOUND = {"IQ3_XXS": 1.0, "IQ3_S": 0.98, "IQ2_XXS": 0.935, "IQ2_XS": 0.945, "IQ2_S": 0.89, "IQ1_S": 0.935,
+              "IQ1_M": 0.88}
 
 
 def deq(t: str, b: np.ndarray, shape) -> np.ndarray:
@@ -154,7 +154,8 @@ def test_not_worse_than_llamacpp(t):
         imp = np.random.default_rng(4).lognormal(0.0, 1.0, x.shape[1]).astype(np.float32)
         ours = wrms(deq(t, _core.quantize(t, x, importance=imp), x.shape), x, imp)
         theirs = wrms(deq(t, ggml(t, x, imp), x.shape), x, imp)
-        # measured 0.92-0.96x (issue 17's bar is 1.1x; these rows are fixed, so this cannot flake)
+        # measured 0.92-0.96x (IQ2_S .969|.854, IQ1_M .935|.877; issue 17's bar is 1.1x; these rows are
+        # fixed, so this cannot flake)
         assert ours <= theirs, (t, dist, ours / theirs)
 
 
