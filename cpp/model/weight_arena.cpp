@@ -12,7 +12,7 @@ namespace {
 constexpr size_t kHugePage = size_t(2) << 20;
 }
 
-WeightArena::WeightArena(size_t bytes) : size_(bytes) {
+WeightArena::WeightArena(size_t bytes) {
 #if defined(__linux__)
   // Over-allocate by one huge page so that an aligned start exists; the unused head and tail are
   // never touched (no resident memory).

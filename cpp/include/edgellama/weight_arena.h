@@ -19,12 +19,9 @@ class WeightArena {
   WeightArena& operator=(const WeightArena&) = delete;
 
   uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-  bool huge_pages_requested() const { return mapped_ != nullptr; }
 
  private:
   uint8_t* data_ = nullptr;
-  size_t size_ = 0;
   void* mapped_ = nullptr;  // the whole mapping (Linux), or nullptr when data_ is from new[]
   size_t mapped_size_ = 0;
 };

@@ -98,8 +98,7 @@ inline __m256i fold_rows(__m512i v) { return _mm512_cvtepi64_epi32(_mm512_add_ep
 // prefetchers, which since the packed weights sit in huge pages (weight_arena.h) stream them faster
 // without it: tg64 TinyLlama at 1 thread, interleaved (noisy): Q4_K_M 31-33 -> 35-38 t/s, Q5_K_M
 // 25 -> 30, Q3_K_M 29 -> 33, Q6_K 25 -> 27, IQ4_XS 32 -> 34; Q2_K 34 -> 31-33 at 1 thread, 51 -> 53
-// at 2 (kPrefetchK). Q4_0 went the other way without it (59 -> 53 t/s at 2 threads).
-constexpr bool kPrefetchK = false;
+// at 2. Q4_0 went the other way without it (59 -> 53 t/s at 2 threads).
 
 // ---- Q4_0 / Q4_1 by unit pairs: per block, vectors of units (0, 1) and (2, 3) of the 8 rows ----------
 // lane 2r / 2r + 1 = row r's quant bytes 4k..4k+3 / 4k+4..4k+7 (low nibbles: values 4k.., high: 16+4k..);
@@ -211,7 +210,6 @@ void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
   const __m256i m6w = _mm256_set1_epi32(0x3f3f3f3f), m4w = _mm256_set1_epi32(0x0f0f0f0f),
                 m2w = _mm256_set1_epi32(0x03030303);
   for (int64_t b = 0; b < nsb; ++b) {
-    if (kPrefetchK) src.prefetch(b);
     // 6-bit scales and mins (kquant_scales.h's scale_min_k4), lane-wise on the rows' three words.
     const __m256i u0 = src.word8(b, 4), u1 = src.word8(b, 8), u2 = src.word8(b, 12);
     const __m256i s0 = _mm256_and_si256(u0, m6w);
@@ -279,7 +277,6 @@ void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
   const __m256i sel_mn = _mm256_setr_epi8(z, 0, z, 1, z, 4, z, 5, z, 8, z, 9, z, 12, z, 13, z, 0, z, 1, z, 4, z, 5, z,
                                           8, z, 9, z, 12, z, 13);
   for (int64_t b = 0; b < nsb; ++b) {
-    if (kPrefetchK) src.prefetch(b);
     __m256i scw[4];  // the rows' 16 int8 scales, four per word
     for (int w = 0; w < 4; ++w) scw[w] = src.word8(b, kQ6PackedScales + size_t(4 * w));
     const block_q8_K* ab[T];
@@ -351,7 +348,6 @@ void direct_q23k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as,
   const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
   const __m256i m4w = _mm256_set1_epi32(0x0f0f0f0f), m2w = _mm256_set1_epi32(0x03030303);
   for (int64_t b = 0; b < nsb; ++b) {
-    if (kPrefetchK) src.prefetch(b);
     // sw[j]: lane word j holds the unsigned 6-bit (Q3_K) or packed 4+4-bit (Q2_K) scale bytes 4j..4j+3.
     __m256i sw[4];
     if constexpr (kQ3) {
@@ -462,7 +458,6 @@ void direct_iq4xs(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as
   for (int i = 0; i < 16; ++i) lv[i] = int8_t(iq::kIq4Values[i] ^ 0x80);
   const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lv)));
   for (int64_t b = 0; b < nsb; ++b) {
-    if (kPrefetchK) src.prefetch(b);
     // lane r: row r's scales_l word and its scales_h (a 2-byte unit, widened to the lane)
     const __m256i sl = src.word8(b, 4);
     const __m256i sh = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src.at(b, 2))));
