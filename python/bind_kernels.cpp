@@ -141,7 +141,7 @@ std::unique_ptr<WeightArena> pack_view(WeightView* w) {
 // Read bandwidth probe: n_threads threads each sum their share of a buffer of n_bytes (16-byte
 // loads, 4 independent accumulators), repeated; returns the best GB/s (the roofline for decode).
 // The buffer is a WeightArena, the memory a model's packed weights live in (huge pages where the OS
-// gives them). Zen 4 VM, quiet: 33.1 / 36.4 GB/s with 1 / 2 threads, vs 24.7 / 31.7 from 4 KiB pages.
+// gives them). Zen 4 VM, quiet (load < 0.5): 30.5 / 32.5 GB/s with 1 / 2 threads; 24.7 / 31.7 from 4 KiB pages.
 double read_bandwidth(size_t n_bytes, int n_threads, int repeats) {
   const size_t n = n_bytes / sizeof(uint64_t) / 8 * 8;
   WeightArena arena(n * sizeof(uint64_t));
