@@ -36,6 +36,8 @@ const CpuFeatures& features() {
   // entry (possibly none: matmul then unpacks groups for gemm[]) goes with it.
   for (int i = 0; i < kMaxTypeId; ++i)
     if (over.gemm[i] || over.gemm_packed[i]) k.gemm_packed[i] = over.gemm_packed[i];
+  for (int i = 0; i < kMaxTypeId; ++i)
+    if (over.gemm[i] || over.gemm_packed_many[i]) k.gemm_packed_many[i] = over.gemm_packed_many[i];
   if (over.packed_max_tokens) k.packed_max_tokens = over.packed_max_tokens;
   return k;
 }

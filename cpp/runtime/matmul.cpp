@@ -15,7 +15,7 @@ namespace {
 // exceeds 292 per 256 (block_q8_K).
 size_t max_act_row_bytes(int64_t n) { return size_t((n + 31) / 32) * sizeof(ActQ8x32) + sizeof(block_q8_K); }
 
-constexpr int64_t kTokenChunk = 64;  // tokens per task: their activations stay in L2
+constexpr int64_t kTokenChunk = 128; // tokens per task: their activations stay in L2
 constexpr int64_t kMaxRowChunk = 256;
 // Packed rows for a kernel set without a packed kernel: unpacked this many at a time into the
 // task's scratch (in L2), each batch reused for every token of the task.
@@ -42,8 +42,9 @@ void gemm_rows(const KernelSet& ks, const WeightView& w, int64_t r0, int64_t nr,
   const int64_t n_in = w.n_in(), end = r0 + nr, packed_end = std::min(end, w.packed_rows());
   int64_t r = r0;
   if (r < packed_end) {
-    const GemmFn packed = ks.gemm_packed[type];
-    if (packed && (ks.packed_max_tokens == 0 || nt <= ks.packed_max_tokens)) {
+    const bool few = ks.packed_max_tokens == 0 || nt <= ks.packed_max_tokens;
+    const GemmFn packed = few ? ks.gemm_packed[type] : ks.gemm_packed_many[type];
+    if (packed) {
       packed(n_in, w.row(r), w.row_bytes, packed_end - r, a, as, nt, y, ys);
       r = packed_end;
     }
@@ -256,8 +257,8 @@ void matmul_shared_input(const MatmulOutput* outs, int count, const float* x, in
   bool unpacks = false;
   for (int i = 0; i < count; ++i) {
     const WeightView& w = *outs[i].w;
-    unpacks = unpacks || (w.pack && !(ks.gemm_packed[int(w.traits->type)] &&
-                                      (ks.packed_max_tokens == 0 || n_tokens <= ks.packed_max_tokens)));
+    const bool few = ks.packed_max_tokens == 0 || n_tokens <= ks.packed_max_tokens;
+    unpacks = unpacks || (w.pack && !(few ? ks.gemm_packed : ks.gemm_packed_many)[int(w.traits->type)]);
   }
   const int64_t tc = unpacks ? n_tokens : std::min(n_tokens, kTokenChunk);
   const int64_t n_tc = (n_tokens + tc - 1) / tc;

@@ -100,6 +100,9 @@ struct KernelSet {
   // tokens (0 = no limit): matmul unpacks a few groups at a time into scratch and calls gemm[].
   GemmFn gemm_packed[kMaxTypeId];
   int64_t packed_max_tokens;
+  // Packed weights and more than packed_max_tokens tokens (prefill): a kernel that reads the packed
+  // groups itself, called once for all the task's rows; same bits as gemm[]. nullptr = unpack.
+  GemmFn gemm_packed_many[kMaxTypeId];
 };
 
 // The set picked at load (first call). Throws ArgumentError if EDGELLAMA_ISA names an unknown level

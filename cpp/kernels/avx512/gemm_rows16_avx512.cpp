@@ -37,11 +37,13 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "../kquant_scales.h"
 #include "act_sum.h"
 #include "edgellama/iquant_blocks.h"
 #include "edgellama/kernels.h"
+#include "edgellama/packed_layout.h"
 #include "edgellama/quant_blocks.h"
 #include "gemm_rows16.h"
 
@@ -50,7 +52,7 @@ namespace avx512_rows16 {
 namespace {
 
 constexpr int kRows = 16;            // weight rows per vector (one int32 / float lane each)
-constexpr int kTokensPerChunk = 64;  // tokens whose partial sums are kept between block chunks
+constexpr int kTokensPerChunk = 256; // tokens whose partial sums are kept between block chunks
 constexpr int kTile = 8;             // tokens per register tile (8 int32 + 8 float accumulators)
 constexpr int kDirectBelow = 4;      // fewer tokens than this: no repacking (decode)
 
@@ -70,6 +72,20 @@ inline __m512i bcast4(const int8_t* q) {
   int32_t v;
   std::memcpy(&v, q, 4);
   return _mm512_set1_epi32(v);
+}
+
+// acc + vpdpbusd(w, the 4 bytes at q broadcast to every lane), with the broadcast folded into the
+// instruction as an embedded {1to16} memory operand. GCC 12 emits a separate vpbroadcastd into a
+// register for _mm512_set1_epi32(load) instead; in these kernels each broadcast feeds exactly one
+// vpdpbusd, so folding halves the instructions of the inner loop.
+typedef int32_t __attribute__((may_alias, aligned(1))) i32_alias;
+inline __m512i dpbusd_b(__m512i acc, __m512i w, const void* q) {
+  asm("vpdpbusd %[q]%{1to16%}, %[w], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [q] "m"(*static_cast<const i32_alias*>(q)));
+  return acc;
+}
+inline __m512i dpwssd_b(__m512i acc, __m512i w, const void* q) {
+  asm("vpdpwssd %[q]%{1to16%}, %[w], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [q] "m"(*static_cast<const i32_alias*>(q)));
+  return acc;
 }
 
 inline __m512i load4x128(const uint8_t* p0, const uint8_t* p1, const uint8_t* p2, const uint8_t* p3) {
@@ -177,8 +193,8 @@ inline __m512 step(const __m512i* w, __m512 dw, __m512 cw, const ActBlock* ab, _
   __m512i i0 = K == Kind::Q8_0 ? _mm512_set1_epi32(-128 * act_sum32(ab->qs)) : _mm512_setzero_si512();
   __m512i i1 = _mm512_setzero_si512();
   for (int k = 0; k < 8; k += 2) {
-    i0 = _mm512_dpbusd_epi32(i0, w[k], bcast4(ab->qs + 4 * k));
-    i1 = _mm512_dpbusd_epi32(i1, w[k + 1], bcast4(ab->qs + 4 * k + 4));
+    i0 = dpbusd_b(i0, w[k], ab->qs + 4 * k);
+    i1 = dpbusd_b(i1, w[k + 1], ab->qs + 4 * k + 4);
   }
   const __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1));
   s = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(ab->d)), s);
@@ -270,11 +286,11 @@ inline void sub32_sums(const __m512i* blk, const block_q8_K* const* ab, __m512i*
     const __m512i sc = _mm512_load_si512(blk + kKScale + c);
     for (int t = 0; t < T; ++t) {
       const int8_t* q = ab[t]->qs + 32 * c;
-      __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));
-      __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[1], bcast4(q + 4));
+      __m512i p0 = dpbusd_b(_mm512_setzero_si512(), w[0], q);
+      __m512i p1 = dpbusd_b(_mm512_setzero_si512(), w[1], q + 4);
       for (int k = 2; k < 8; k += 2) {
-        p0 = _mm512_dpbusd_epi32(p0, w[k], bcast4(q + 4 * k));
-        p1 = _mm512_dpbusd_epi32(p1, w[k + 1], bcast4(q + 4 * k + 4));
+        p0 = dpbusd_b(p0, w[k], q + 4 * k);
+        p1 = dpbusd_b(p1, w[k + 1], q + 4 * k + 4);
       }
       iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(_mm512_add_epi32(p0, p1), sc));
     }
@@ -284,7 +300,7 @@ inline void sub32_sums(const __m512i* blk, const block_q8_K* const* ab, __m512i*
 inline __m512i sub32_offsets(const __m512i* blk, const block_q8_K* ab) {
   __m512i ms = _mm512_setzero_si512();
   for (int c = 0; c < 8; ++c)
-    ms = _mm512_dpwssd_epi32(ms, _mm512_load_si512(blk + kKMin + c), bcast4(reinterpret_cast<const int8_t*>(ab->bsums + 2 * c)));
+    ms = dpwssd_b(ms, _mm512_load_si512(blk + kKMin + c), ab->bsums + 2 * c);
   return ms;
 }
 
@@ -368,24 +384,29 @@ struct KFormat45 {
 };
 
 // ---- IQ4_XS: super-blocks of 256 values, 8 sub-blocks of 32, value = (ls_c - 32) * kIq4Values[nibble] ----
-// Repacked like Q4_K: 64 quant vectors (sub-block c, group G), the level as uint8 (kIq4Values + 128,
-// looked up by vpshufb), sc_c = ls_c - 32 as int32 (8 vectors), the offsets mn_c = 128 * sc_c as int16
-// pairs (8 vectors, vpdpwssd against the bsums pair of sub-block c), d[16]. Per (row, token, super-block):
-//   isum = sum_c sc_c * (sum_i (v_i + 128) a_i) - sum_c mn_c * (bsums[2c] + bsums[2c+1])   (exact int32)
-//        = sum_c sc_c * (sum_i v_i a_i),   acc = fma(float(isum), d * da, acc)
+// The only signed-weight format here whose activations are Q8_K, so the offset goes on the activation
+// side: the weights stay signed (the level itself, looked up by vpshufb) and each call's activation
+// bytes are flipped once to a + 128 as uint8 (act_u8 below; shared by every row group of the call).
+// vpdpbusd(a + 128, v) gives dot_c + 128 * W_c with W_c = sum_i v_i over sub-block c of the row, a
+// constant of the weights: the offset of a whole super-block, 128 * sum_c sc_c * W_c, is one int32 per
+// row made at repack time, so a token costs one subtraction instead of the 8 vpdpwssd of the bsums
+// form (IQ4_XS 16-row kernel, 64 tokens in L1/L2, 1 thread: ~9% of its time).
+// Repacked like Q4_K: 64 quant vectors (sub-block c, group G) of int8 levels, sc_c = ls_c - 32 as
+// int32 (8 vectors), the offsets as one int32 vector at kKMin, d[16]. Per (row, token, super-block):
+//   isum = sum_c sc_c * (sum_i v_i (a_i + 128)) - 128 * sum_c sc_c * W_c = sum_c sc_c * (sum_i v_i a_i)
+//   acc = fma(float(isum), d * da, acc)      (exact int32: |sc_c * dot'_c| < 32 * 32 * 127 * 255 < 2^25)
 // the sequence of the set's packed IQ4_XS kernel (packed_decode_avx512.cpp), so prefill, decode and the
-// packed layout give the same bits. |isum| < 2^31: 8 * 32 * (32 * 241 * 127) < 2^28.
+// packed layout give the same bits.
 struct IQ4XSFormat {
   static constexpr size_t kW = sizeof(iq::block_iq4_xs);
   static constexpr int64_t kValues = QK_K;
   static constexpr int kPerChunk = kSuperPerChunk;
   static constexpr size_t kBytes = kKBlockBytes;
+  static constexpr bool kUnsignedActs = true;
 
   static void repack(const uint8_t* const* p, __m512i, size_t boff, uint8_t* dst) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    alignas(16) int8_t lv[16];
-    for (int i = 0; i < 16; ++i) lv[i] = int8_t(iq::kIq4Values[i] ^ 0x80);  // v + 128 as uint8
-    const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lv)));
+    const __m512i levels = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
     __m512i* out = reinterpret_cast<__m512i*>(dst);
     for (int c = 0; c < 8; ++c) {  // sub-block c: 16 bytes, values 32c+j (low nibble), 32c+16+j (high)
       __m512i x[4];
@@ -397,18 +418,60 @@ struct IQ4XSFormat {
       }
     }
     int32_t* sc = reinterpret_cast<int32_t*>(out + kKScale);
-    int32_t* mn = reinterpret_cast<int32_t*>(out + kKMin);
     float* d = reinterpret_cast<float*>(out + kKD);
     for (int r = 0; r < kRows; ++r) {
       const iq::block_iq4_xs* b = reinterpret_cast<const iq::block_iq4_xs*>(p[r] + boff);
-      for (int c = 0; c < 8; ++c) {
-        const int s = iq::iq4_xs_scale(b, c);
-        const int m = 128 * s;  // -4096..3968: an int16
-        sc[16 * c + r] = s;
-        mn[16 * c + r] = int32_t(uint32_t(uint16_t(m)) | (uint32_t(uint16_t(m)) << 16));
-      }
+      for (int c = 0; c < 8; ++c) sc[16 * c + r] = iq::iq4_xs_scale(b, c);
       d[r] = _cvtsh_ss(b->d);
     }
+    store_offsets(out);
+  }
+
+  // The same repacked block from the packed layout (packed_layout.h: 8-row groups, 2-byte units for
+  // d and scales_h, 4-byte units for the rest, unit at byte o of row r at 8 * o + r * unit): rows 0-7
+  // from the block at g0, rows 8-15 from the one at g1. The units already have one row per lane, so
+  // no transpose: the quants are two 32-byte loads per vector, the scales are unpacked in vectors.
+  static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
+    auto join256 = [&](size_t o) {  // 8 rows' 4-byte units at packed offset o, twice -> 16 lanes
+      return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g0 + o))),
+                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g1 + o)), 1);
+    };
+    auto join128 = [&](size_t o) {  // 8 rows' 2-byte units at packed offset o, twice -> 16 uint16
+      return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g0 + o))),
+                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(g1 + o)), 1);
+    };
+    constexpr size_t G = kPackRows;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i levels = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    for (int c = 0; c < 8; ++c)
+      for (int k = 0; k < 4; ++k) {  // unit 4c + k of qs: bytes 16c + 4k .. +3 of each row
+        const __m512i x = join256(G * (offsetof(iq::block_iq4_xs, qs) + 16 * size_t(c) + 4 * size_t(k)));
+        _mm512_store_si512(out + 8 * c + k, _mm512_shuffle_epi8(levels, _mm512_and_si512(x, m4)));
+        _mm512_store_si512(out + 8 * c + 4 + k,
+                           _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x, 4), m4)));
+      }
+    const __m512i lo = join256(G * offsetof(iq::block_iq4_xs, scales_l));                         // 4 bytes
+    const __m512i hi = _mm512_cvtepu16_epi32(join128(G * offsetof(iq::block_iq4_xs, scales_h)));  // 2 bytes
+    for (int c = 0; c < 8; ++c) {  // iq4_xs_scale: nibble c of scales_l | bits 2c, 2c+1 of scales_h << 4, - 32
+      const __m512i l = _mm512_and_si512(_mm512_srli_epi32(lo, 4 * c), _mm512_set1_epi32(0xF));
+      const __m512i h = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hi, 2 * c), _mm512_set1_epi32(3)), 4);
+      _mm512_store_si512(out + kKScale + c, _mm512_sub_epi32(_mm512_or_si512(l, h), _mm512_set1_epi32(32)));
+    }
+    _mm512_store_ps(reinterpret_cast<float*>(out + kKD), _mm512_cvtph_ps(join128(G * offsetof(iq::block_iq4_xs, d))));
+    store_offsets(out);
+  }
+
+  // offset = 128 * sum_c sc_c * W_c, W_c = the row's levels of sub-block c summed (vpdpbusd by ones)
+  static void store_offsets(__m512i* out) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i off = _mm512_setzero_si512();
+    for (int c = 0; c < 8; ++c) {
+      __m512i wsum = _mm512_setzero_si512();
+      for (int k = 0; k < 8; ++k) wsum = _mm512_dpbusd_epi32(wsum, ones, _mm512_load_si512(out + 8 * c + k));
+      off = _mm512_add_epi32(off, _mm512_mullo_epi32(wsum, _mm512_load_si512(out + kKScale + c)));
+    }
+    _mm512_store_si512(out + kKMin, _mm512_slli_epi32(off, 7));
   }
 
   template <int T>
@@ -417,15 +480,29 @@ struct IQ4XSFormat {
     for (int t = 0; t < T; ++t) s[t] = _mm512_loadu_ps(acc + kRows * t);
     for (int sb = 0; sb < nsb; ++sb) {
       const __m512i* blk = reinterpret_cast<const __m512i*>(pk + size_t(sb) * kBytes);
-      const block_q8_K* ab[T];
+      const block_q8_K* ab[T];  // activation bytes already + 128 (act_u8)
       for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
+      const __m512i off = _mm512_load_si512(blk + kKMin);
       __m512i iacc[T];
-      sub32_sums<T>(blk, ab, iacc);
-      const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kKD));
-      for (int t = 0; t < T; ++t) {
-        const __m512i isum = _mm512_sub_epi32(iacc[t], sub32_offsets(blk, ab[t]));
-        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, _mm512_set1_ps(ab[t]->d)), s[t]);
+      for (int t = 0; t < T; ++t) iacc[t] = _mm512_sub_epi32(_mm512_setzero_si512(), off);
+      for (int c = 0; c < 8; ++c) {
+        __m512i w[8];
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
+        const __m512i sc = _mm512_load_si512(blk + kKScale + c);
+        for (int t = 0; t < T; ++t) {
+          const int8_t* q = ab[t]->qs + 32 * c;
+          __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bcast4(q), w[0]);
+          __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bcast4(q + 4), w[1]);
+          for (int k = 2; k < 8; k += 2) {
+            p0 = _mm512_dpbusd_epi32(p0, bcast4(q + 4 * k), w[k]);
+            p1 = _mm512_dpbusd_epi32(p1, bcast4(q + 4 * k + 4), w[k + 1]);
+          }
+          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(_mm512_add_epi32(p0, p1), sc));
+        }
       }
+      const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kKD));
+      for (int t = 0; t < T; ++t)
+        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, _mm512_set1_ps(ab[t]->d)), s[t]);
     }
     for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
   }
@@ -433,6 +510,31 @@ struct IQ4XSFormat {
   // Decode (1-3 tokens) goes to the packed kernel (iquant_avx512.cpp): no direct path here.
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
 };
+
+// The activations of a call with every quant byte flipped to a + 128 (uint8), for formats with
+// kUnsignedActs: one pass over nt x nb Q8_K blocks, reused by every row group of the call. The copy
+// lives in a per-thread buffer that grows to the largest call seen.
+const uint8_t* act_u8(const uint8_t* a, size_t as, int64_t nt, int64_t nb) {
+  thread_local std::vector<block_q8_K> buf;
+  const size_t per_token = size_t(nb);
+  if (buf.size() < per_token * size_t(nt)) buf.resize(per_token * size_t(nt));
+  const __m512i flip = _mm512_set1_epi8(char(0x80));
+  for (int64_t t = 0; t < nt; ++t) {
+    const block_q8_K* src = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as);
+    block_q8_K* dst = buf.data() + per_token * size_t(t);
+    for (int64_t b = 0; b < nb; ++b) {
+      dst[b].d = src[b].d;
+      for (int i = 0; i < QK_K; i += 64)
+        _mm512_storeu_si512(dst[b].qs + i, _mm512_xor_si512(_mm512_loadu_si512(src[b].qs + i), flip));
+    }
+  }
+  return reinterpret_cast<const uint8_t*>(buf.data());
+}
+
+template <class F, class = void>
+struct UnsignedActs : std::false_type {};
+template <class F>
+struct UnsignedActs<F, std::void_t<decltype(F::kUnsignedActs)>> : std::bool_constant<F::kUnsignedActs> {};
 
 // ---- Q6_K: super-blocks of 256 values, 16 sub-blocks of 16 with int8 scales, quants 0..63 (-32) ----
 // Repacked super-block (16 rows): 64 quant vectors (chunk c = values 32c..32c+31, group G = 4 values,
@@ -471,11 +573,11 @@ void sub16_tile(int nsb, const uint8_t* pk, size_t kBytes, const uint8_t* a, siz
       const __m512i sc1 = _mm512_load_si512(blk + kK23Scale + 2 * c + 1);
       for (int t = 0; t < T; ++t) {
         const int8_t* q = ab[t]->qs + 32 * c;
-        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(q));
-        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[4], bcast4(q + 16));
+        __m512i p0 = dpbusd_b(_mm512_setzero_si512(), w[0], q);
+        __m512i p1 = dpbusd_b(_mm512_setzero_si512(), w[4], q + 16);
         for (int k = 1; k < 4; ++k) {
-          p0 = _mm512_dpbusd_epi32(p0, w[k], bcast4(q + 4 * k));
-          p1 = _mm512_dpbusd_epi32(p1, w[k + 4], bcast4(q + 16 + 4 * k));
+          p0 = dpbusd_b(p0, w[k], q + 4 * k);
+          p1 = dpbusd_b(p1, w[k + 4], q + 16 + 4 * k);
         }
         iacc[t] = _mm512_add_epi32(iacc[t], _mm512_add_epi32(_mm512_mullo_epi32(p0, sc0), _mm512_mullo_epi32(p1, sc1)));
       }
@@ -485,8 +587,7 @@ void sub16_tile(int nsb, const uint8_t* pk, size_t kBytes, const uint8_t* a, siz
     for (int t = 0; t < T; ++t) {
       __m512i ms = _mm512_setzero_si512();
       for (int j = 0; j < 8; ++j)
-        ms = _mm512_dpwssd_epi32(ms, _mm512_load_si512(blk + kK23Min + j),
-                                 bcast4(reinterpret_cast<const int8_t*>(ab[t]->bsums + 2 * j)));
+        ms = dpwssd_b(ms, _mm512_load_si512(blk + kK23Min + j), ab[t]->bsums + 2 * j);
       const __m512 da = _mm512_set1_ps(ab[t]->d);
       if constexpr (kCombined) {  // dmin = d: the combined step of the AVX2 kernels
         s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iacc[t], ms)), _mm512_mul_ps(d, da), s[t]);
@@ -631,11 +732,18 @@ void gemm_rows16(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
   for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
     const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
     const uint8_t* at = a + size_t(t0) * as;
+    size_t ats = as;  // stride of at
+    if constexpr (UnsignedActs<F>::value) {
+      if (ntc >= kDirectBelow) {
+        at = act_u8(at, as, ntc, nb);
+        ats = size_t(nb) * sizeof(block_q8_K);
+      }
+    }
     for (int64_t r0 = 0; r0 < nr; r0 += kRows) {
       const uint8_t* p[kRows];
       for (int r = 0; r < kRows; ++r) p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;
       const int rr = int(nr - r0 < kRows ? nr - r0 : kRows);
-      if (ntc >= kDirectBelow || !F::run_direct(ntc, nb, p, at, as, acc)) {
+      if (ntc >= kDirectBelow || !F::run_direct(ntc, nb, p, at, ats, acc)) {
         std::memset(acc, 0, sizeof(float) * kRows * size_t(ntc));
         for (int64_t b0 = 0; b0 < nb; b0 += F::kPerChunk) {
           const int nbc = int(nb - b0 < F::kPerChunk ? nb - b0 : F::kPerChunk);
@@ -643,10 +751,45 @@ void gemm_rows16(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
           for (int b = 0; b < nbc; ++b) F::repack(p, off, size_t(b0 + b) * F::kW, pk + size_t(b) * F::kBytes);
           int64_t t = 0;
           for (; t + kTile <= ntc; t += kTile)
-            F::template run_tile<kTile>(nbc, pk, at + size_t(t) * as, as, b0, acc + kRows * t);
+            F::template run_tile<kTile>(nbc, pk, at + size_t(t) * ats, ats, b0, acc + kRows * t);
           if (t < ntc)
-            run_tile_n<F, kTile - 1>(int(ntc - t), nbc, pk, at + size_t(t) * as, as, b0, acc + kRows * t);
+            run_tile_n<F, kTile - 1>(int(ntc - t), nbc, pk, at + size_t(t) * ats, ats, b0, acc + kRows * t);
         }
+      }
+      for (int64_t t = 0; t < ntc; ++t)
+        for (int r = 0; r < rr; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[kRows * t + r];
+    }
+  }
+}
+
+// Rows [0, nr) of packed groups (nr a multiple of kPackRows, the layout of packed_layout.h) times nt
+// tokens: gemm_rows16 with F::repack_packed reading two groups per 16 rows (a lone last group is read
+// twice, its copy's lanes dropped). Called once per task for all its rows, so the per-call work
+// (act_u8) is shared by every row group; the GGUF route unpacks and calls per 16 rows.
+template <class F>
+void gemm_rows16_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
+                        float* y, size_t ys) {
+  const int64_t nb = n / F::kValues;
+  const size_t group_bytes = size_t(kPackRows) * ws, block_bytes = size_t(kPackRows) * F::kW;
+  alignas(64) uint8_t pk[F::kPerChunk * F::kBytes];
+  alignas(64) float acc[kTokensPerChunk * kRows];
+  for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
+    const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
+    const uint8_t* at = act_u8(a + size_t(t0) * as, as, ntc, nb);
+    const size_t ats = size_t(nb) * sizeof(block_q8_K);
+    for (int64_t r0 = 0; r0 < nr; r0 += kRows) {
+      const uint8_t* g0 = w + size_t(r0 / kPackRows) * group_bytes;
+      const uint8_t* g1 = r0 + kRows <= nr ? g0 + group_bytes : g0;
+      const int rr = int(nr - r0 < kRows ? nr - r0 : kRows);
+      std::memset(acc, 0, sizeof(float) * kRows * size_t(ntc));
+      for (int64_t b0 = 0; b0 < nb; b0 += F::kPerChunk) {
+        const int nbc = int(nb - b0 < F::kPerChunk ? nb - b0 : F::kPerChunk);
+        for (int b = 0; b < nbc; ++b)
+          F::repack_packed(g0 + size_t(b0 + b) * block_bytes, g1 + size_t(b0 + b) * block_bytes, pk + size_t(b) * F::kBytes);
+        int64_t t = 0;
+        for (; t + kTile <= ntc; t += kTile)
+          F::template run_tile<kTile>(nbc, pk, at + size_t(t) * ats, ats, b0, acc + kRows * t);
+        if (t < ntc) run_tile_n<F, kTile - 1>(int(ntc - t), nbc, pk, at + size_t(t) * ats, ats, b0, acc + kRows * t);
       }
       for (int64_t t = 0; t < ntc; ++t)
         for (int r = 0; r < rr; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[kRows * t + r];
@@ -701,6 +844,11 @@ void gemm_q5_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const
 void gemm_iq4_xs_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                          float* y, size_t ys) {
   gemm_rows16<IQ4XSFormat>(n, w, ws, nr, a, as, nt, y, ys);
+}
+
+void gemm_iq4_xs_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                                int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<IQ4XSFormat>(n, w, ws, nr, a, as, nt, y, ys);
 }
 
 }  // namespace avx512_rows16
