@@ -54,6 +54,7 @@ EL_DECLARE_GRID_GEMMS(neon)
 #if defined(EDGELLAMA_X86)
 void avx2_attention_tile(const AttnTileArgs& a);
 void avx2_silu_mul(float* g, const float* u, int64_t n);
+void avx512_attention_tile(const AttnTileArgs& a);
 #endif
 
 }  // namespace edgellama
