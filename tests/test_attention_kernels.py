@@ -67,6 +67,20 @@ def test_tile_matches_float64_reference(isa, hd, group, kv):
             np.testing.assert_allclose(out, sc, rtol=0, atol=2e-6 * np.abs(v.astype(np.float64)).max() * 4)
 
 
+@pytest.mark.skipif("avx512" not in ISAS, reason="this CPU cannot run the avx512 set")
+@pytest.mark.parametrize("hd", [24, 64, 160])
+@pytest.mark.parametrize("kv", ["f16", "f32"])
+def test_avx512_tile_bits_equal_avx2(hd, kv):
+    """The AVX-512 tile sums in the AVX2 tile's order, so a forward pass has the same bits on both
+    levels (the fast path's int8 rounding would amplify last-bit differences)."""
+    rng = np.random.default_rng(hd)
+    dt = np.float16 if kv == "f16" else np.float32
+    for n_tok, n_keys0 in CASES:
+        q, k, v = make_case(rng, n_tok, 3, hd, n_keys0, dt)
+        np.testing.assert_array_equal(_core.kernel_attention("avx512", q, k, v, n_keys0, 0.125),
+                                      _core.kernel_attention("avx2", q, k, v, n_keys0, 0.125), err_msg=str((n_tok, n_keys0)))
+
+
 @pytest.mark.parametrize("isa", ISAS)
 def test_tile_large_scores_stable(isa):
     """Scores in the thousands (softmax without max subtraction would overflow): finite, matches float64,
