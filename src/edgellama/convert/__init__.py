@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from .errors import ConversionError
 from .gguf_in import is_gguf, read_gguf
+from .gguf_writer import FastGGUFWriter
 from .hf import read_hf
 from .llama2c import looks_like_llama2c, read_llama2c
 from .mixes import FILE_TYPES, FileType, check_imatrix, parse_file_type, plan_types
@@ -129,7 +130,7 @@ def write_gguf(
     tmp = Path(tmp_name)
     writer = None
     try:
-        writer = GGUFWriter(tmp, ck.arch)
+        writer = FastGGUFWriter(tmp, ck.arch)  # gguf-py's writer, metadata arrays packed in bulk
         for kv in ck.kv:
             writer.add_key_value(kv.key, kv.value, kv.vtype, kv.sub_type)
         writer.add_file_type(int(ft.ftype))
