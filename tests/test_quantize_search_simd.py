@@ -1,7 +1,8 @@
 """The quantizer's batched AVX search (cpp/quant/quantize.cpp: four candidate scales per pass over a
 block, their sums reduced and their score / least-squares fit computed in 4-wide double vectors, the
 K-quant scale refinement's errors in groups) and its AVX-512 form for the 16-value sub-blocks of
-Q2_K/Q3_K/Q6_K (one register per block, eight candidates per reduction; EDGELLAMA_QUANT_NO_AVX512=1
+Q2_K/Q3_K/Q6_K (one register per block, eight candidates per reduction) and for 32-value blocks (two
+candidates per register: Q4_0/Q5_0/Q8_0 and the other searches of 32 values; EDGELLAMA_QUANT_NO_AVX512=1
 turns it off) each give the same bytes as the one-candidate-at-a-time
 SSE2 code (EDGELLAMA_QUANT_NO_AVX=1, in a child process), row for row, on random rows and on the
 rows that reach the edge cases: all zeros (of both signs), constant, one non-zero value per block, huge, tiny and

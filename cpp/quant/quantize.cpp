@@ -35,7 +35,8 @@ namespace edgellama {
 #define QUANT_AVX_FN __attribute__((target("avx")))
 namespace {
 const bool kUseAvx = detect_cpu_features().avx2 && !std::getenv("EDGELLAMA_QUANT_NO_AVX");
-// 16-value blocks (the sub-blocks of Q2_K, Q3_K, Q6_K) in one 512-bit register, where the CPU has
+// 16-value blocks (the sub-blocks of Q2_K, Q3_K, Q6_K) in one 512-bit register, and two candidates
+// per register for the other block sizes (the 32-value Q4_0 / Q5_0 / Q8_0 searches), where the CPU has
 // AVX-512 (same bits again; EDGELLAMA_QUANT_NO_AVX512=1 keeps the AVX code, for the tests).
 #define QUANT_AVX512_FN __attribute__((target("avx,avx2,avx512f,avx512dq,avx512vl")))
 const bool kUseAvx512 = kUseAvx && detect_cpu_features().avx512 && !std::getenv("EDGELLAMA_QUANT_NO_AVX512");
@@ -1019,6 +1020,50 @@ QUANT_AVX512_FN void score_sym_many16_avx512(const float* x, const float* w, con
   }
 }
 
+// score_sym_many_avx for any n that is a multiple of 8 (the 32-value blocks of Q4_0 / Q5_0 / Q8_0):
+// two candidates per 512-bit register, candidate 2j in the low 256 bits and 2j + 1 in the high ones,
+// each half doing the 8-lane code's operations on the same 8 values (x and w loaded into both
+// halves), so every lane sum is the 8-lane code's bit for bit; eight candidates per group (14
+// candidates: two groups instead of four) and only sll and slx (the score needs no sl).
+QUANT_AVX512_FN void score_sym_many_paired_avx512(int n, const float* x, const float* w, const float* iscale, int nc,
+                                                  float lo, float hi, SymScore* out) {
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vm = _mm512_set1_ps(kRoundMagic);
+  for (int c0 = 0; c0 < nc; c0 += 8) {
+    __m512 vis[4], b[4], c[4];
+    for (int j = 0; j < 4; ++j) {
+      vis[j] = _mm512_insertf32x8(_mm512_set1_ps(iscale[std::min(c0 + 2 * j, nc - 1)]),
+                                  _mm256_set1_ps(iscale[std::min(c0 + 2 * j + 1, nc - 1)]), 1);
+      b[j] = c[j] = _mm512_setzero_ps();
+    }
+    for (int i = 0; i < n; i += 8) {
+      const __m512 x0 = _mm512_broadcast_f32x8(_mm256_loadu_ps(x + i));
+      const __m512 w0 = _mm512_broadcast_f32x8(_mm256_loadu_ps(w + i));
+      for (int j = 0; j < 4; ++j) {
+        __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(vis[j], x0), vlo), vhi);  // x - 0 = x
+        q = _mm512_sub_ps(_mm512_add_ps(q, vm), vm);
+        const __m512 wq = _mm512_mul_ps(w0, q);
+        b[j] = _mm512_add_ps(b[j], _mm512_mul_ps(wq, q));
+        c[j] = _mm512_add_ps(c[j], _mm512_mul_ps(wq, x0));
+      }
+    }
+    __m256 rb[8], rc[8];  // candidate c0 + k's 8 lanes
+    for (int j = 0; j < 4; ++j) {
+      rb[2 * j] = _mm512_castps512_ps256(b[j]);
+      rb[2 * j + 1] = _mm512_extractf32x8_ps(b[j], 1);
+      rc[2 * j] = _mm512_castps512_ps256(c[j]);
+      rc[2 * j + 1] = _mm512_extractf32x8_ps(c[j], 1);
+    }
+    const __m512d sll = lane_sums8(rb), slx = lane_sums8(rc);
+    const int okm = int(_mm512_cmp_pd_mask(sll, _mm512_setzero_pd(), _CMP_GT_OQ));
+    alignas(64) double score[8];
+    alignas(32) float sc[8];
+    _mm512_store_pd(score, _mm512_div_pd(_mm512_mul_pd(slx, slx), sll));
+    _mm256_store_ps(sc, _mm512_cvtpd_ps(_mm512_div_pd(slx, sll)));
+    for (int j = 0; j < 8 && c0 + j < nc; ++j)
+      out[c0 + j] = (okm >> j) & 1 ? SymScore{score[j], sc[j], true} : SymScore{0.0, 0.0f, false};
+  }
+}
+
 // error_scaled_many_avx for n == 16 (groups of four: the K-quant refinement has 2-3 candidates).
 QUANT_AVX512_FN void error_scaled_many16_avx512(const float* x, const float* w, const float* dl, int nc, float lo,
                                                 float hi, double* out) {
@@ -1176,6 +1221,7 @@ void score_sym_many(int n, const float* x, const float* w, const float* iscale, 
                     SymScore* out) {
 #ifdef EDGELLAMA_QUANT_AVX
   if (kUseAvx512 && n == 16) return score_sym_many16_avx512(x, w, iscale, nc, lo, hi, out);
+  if (kUseAvx512 && nc > 4) return score_sym_many_paired_avx512(n, x, w, iscale, nc, lo, hi, out);
   if (kUseAvx) return score_sym_many_avx(n, x, w, iscale, nc, lo, hi, out);
 #endif
   for (int c = 0; c < nc; ++c) out[c] = score_sym(level_sums(n, x, w, iscale[c], 0.0f, lo, hi));
@@ -1318,11 +1364,11 @@ float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* 
   // weights, within 0.1 % RMSE, at a third of the cost.) The 14 passes are independent: they run
   // as one batch, then are compared in the order listed.
   float iscales[14];
-  SymScore scores[14];
   for (int k = -3; k <= 3; ++k) {
     iscales[2 * (k + 3)] = (flo + 0.3f * float(k)) / vmax;
     iscales[2 * (k + 3) + 1] = (fhi + 0.3f * float(k)) / vmax;
   }
+  SymScore scores[14];
   score_sym_many(n, x, w, iscales, 14, flo, fhi, scores);
   for (int c = 0; c < 14; ++c) consider(scores[c], iscales[c]);
   // Alternate: levels for the best scale, then the best scale for those levels.
@@ -1472,12 +1518,14 @@ namespace {
 
 using namespace detail;
 
-void search_q4_0(const float* x, void* y, int64_t n, const float* imp) {
+// The three symmetric 32-value searches take the weights of the whole row, ready (block_weights of
+// each block): they depend only on the column, so the matrix driver computes them once per matrix
+// instead of once per row and block.
+void search_q4_0_w(const float* x, void* y, int64_t n, const float* wrow) {
   block_q4_0* b = static_cast<block_q4_0*>(y);
-  float w[32];
   int8_t L[32];
   for (int64_t i = 0; i < n / 32; ++i, x += 32) {
-    block_weights(32, imp ? imp + i * 32 : nullptr, w);
+    const float* w = wrow + i * 32;
     const float s = search_sym(32, x, w, -8, 7, nullptr);
     b[i].d = float_to_fp16(s);
     levels_sym(32, x, w, fp16_to_float(b[i].d), -8, 7, L);
@@ -1485,13 +1533,12 @@ void search_q4_0(const float* x, void* y, int64_t n, const float* imp) {
   }
 }
 
-void search_q5_0(const float* x, void* y, int64_t n, const float* imp) {
+void search_q5_0_w(const float* x, void* y, int64_t n, const float* wrow) {
   block_q5_0* b = static_cast<block_q5_0*>(y);
-  float w[32];
   int8_t L[32];
   uint8_t q[32];
   for (int64_t i = 0; i < n / 32; ++i, x += 32) {
-    block_weights(32, imp ? imp + i * 32 : nullptr, w);
+    const float* w = wrow + i * 32;
     const float s = search_sym(32, x, w, -16, 15, nullptr);
     b[i].d = float_to_fp16(s);
     levels_sym(32, x, w, fp16_to_float(b[i].d), -16, 15, L);
@@ -1500,18 +1547,40 @@ void search_q5_0(const float* x, void* y, int64_t n, const float* imp) {
   }
 }
 
-void search_q8_0(const float* x, void* y, int64_t n, const float* imp) {
+void search_q8_0_w(const float* x, void* y, int64_t n, const float* wrow) {
   block_q8_0* b = static_cast<block_q8_0*>(y);
-  float w[32];
   int8_t L[32];
   for (int64_t i = 0; i < n / 32; ++i, x += 32) {
-    block_weights(32, imp ? imp + i * 32 : nullptr, w);
+    const float* w = wrow + i * 32;
     const float s = search_sym(32, x, w, -128, 127, nullptr);
     b[i].d = float_to_fp16(s);
     levels_sym(32, x, w, fp16_to_float(b[i].d), -128, 127, L);
     std::memcpy(b[i].qs, L, 32);
   }
 }
+
+using SymSearchW = void (*)(const float* x, void* y, int64_t n, const float* wrow);
+
+// The search of a type that takes ready row weights (search_*_w above), else nullptr.
+SymSearchW sym_search_w(GGMLType type) {
+  switch (type) {
+    case GGMLType::Q4_0: return search_q4_0_w;
+    case GGMLType::Q5_0: return search_q5_0_w;
+    case GGMLType::Q8_0: return search_q8_0_w;
+    default: return nullptr;
+  }
+}
+
+// block_weights of every 32-value block of a row of n values (importance: n weights or nullptr).
+std::vector<float> row_block_weights(int64_t n, const float* imp) {
+  std::vector<float> w(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n / 32; ++i) block_weights(32, imp ? imp + i * 32 : nullptr, w.data() + i * 32);
+  return w;
+}
+
+void search_q4_0(const float* x, void* y, int64_t n, const float* imp) { search_q4_0_w(x, y, n, row_block_weights(n, imp).data()); }
+void search_q5_0(const float* x, void* y, int64_t n, const float* imp) { search_q5_0_w(x, y, n, row_block_weights(n, imp).data()); }
+void search_q8_0(const float* x, void* y, int64_t n, const float* imp) { search_q8_0_w(x, y, n, row_block_weights(n, imp).data()); }
 
 // Q4_1 / Q5_1: x = d * q + m with a free (signed) m.
 template <int NMAX>
@@ -1653,13 +1722,18 @@ void quantize_matrix_from(GGMLType type, SourceFormat format, const void* x, voi
                       (method == QuantMethod::kAuto && (!is_legacy(type) || importance != nullptr));
   if (nrows == 0 || ncols == 0) return;
 
-  // A row of importance weights repeated for each row: the search reads one weight per value.
+  // A row of importance weights repeated for each row: the search reads one weight per value. The
+  // 32-value symmetric searches get the row's block weights computed here, once.
+  const SymSearchW search_w = search ? sym_search_w(type) : nullptr;
+  const std::vector<float> wrow = search_w ? row_block_weights(ncols, importance) : std::vector<float>();
   auto do_rows = [&](int64_t r0, int64_t r1) {
     std::vector<float> row(format == SourceFormat::kF32 ? 0 : size_t(ncols));
     for (int64_t r = r0; r < r1; ++r) {
       const float* src = source_row(format, x, r, ncols, row.data());
       void* dst = static_cast<uint8_t*>(y) + size_t(r) * row_bytes;
-      if (search) {
+      if (search_w) {
+        search_w(src, dst, ncols, wrow.data());
+      } else if (search) {
         quantize_row_search(type, src, dst, ncols, importance);
       } else {
         t.from_float(src, dst, ncols);
