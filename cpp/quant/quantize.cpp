@@ -960,6 +960,14 @@ QUANT_AVX512_FN inline __m256 fold16(__m512 v) {
   return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
 
+// Clamped levels rounded half to even in one instruction instead of the magic-number add and
+// subtract: the same value, except that a level in (-0.5, 0) becomes -0 instead of +0. That zero's
+// sign reaches the sums only as a zero term, and a lane that is +0 or a non-zero value stays the
+// same whatever zero is added (+0 + -0 = +0), so every sum keeps its bits (the tests compare).
+QUANT_AVX512_FN inline __m512 round_levels512(__m512 q) {
+  return _mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
 // Eight 8-lane float sums as doubles, each added lane 0, 1, ..., 7 from +0 like lane_sum, in one
 // 8-wide double register (lane j of the result: r[j]'s sum): an 8 x 8 transpose, then 8 adds.
 QUANT_AVX512_FN inline __m512d lane_sums8(const __m256* r) {
@@ -986,7 +994,7 @@ QUANT_AVX512_FN LevelSums level_sums16_avx512(const float* x, const float* w, fl
   const __m512 x0 = _mm512_loadu_ps(x), w0 = _mm512_loadu_ps(w);
   __m512 q = _mm512_mul_ps(_mm512_set1_ps(iscale), _mm512_sub_ps(x0, _mm512_set1_ps(off)));
   q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(lo)), _mm512_set1_ps(hi));
-  q = _mm512_sub_ps(_mm512_add_ps(q, _mm512_set1_ps(kRoundMagic)), _mm512_set1_ps(kRoundMagic));
+  q = round_levels512(q);
   const __m512 wq = _mm512_mul_ps(w0, q);
   const __m256 a = fold16(wq), b = fold16(_mm512_mul_ps(wq, q)), c = fold16(_mm512_mul_ps(wq, x0));
   alignas(32) double s[4];
@@ -998,13 +1006,13 @@ QUANT_AVX512_FN LevelSums level_sums16_avx512(const float* x, const float* w, fl
 QUANT_AVX512_FN void score_sym_many16_avx512(const float* x, const float* w, const float* iscale, int nc, float lo,
                                              float hi, SymScore* out) {
   const __m512 x0 = _mm512_loadu_ps(x), w0 = _mm512_loadu_ps(w);
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vm = _mm512_set1_ps(kRoundMagic);
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   for (int c0 = 0; c0 < nc; c0 += 8) {
     __m256 b[8], c[8];
     for (int j = 0; j < 8; ++j) {
       const __m512 vis = _mm512_set1_ps(iscale[std::min(c0 + j, nc - 1)]);
       __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(vis, x0), vlo), vhi);  // x - 0 = x
-      q = _mm512_sub_ps(_mm512_add_ps(q, vm), vm);
+      q = round_levels512(q);
       const __m512 wq = _mm512_mul_ps(w0, q);
       b[j] = fold16(_mm512_mul_ps(wq, q));
       c[j] = fold16(_mm512_mul_ps(wq, x0));
@@ -1027,7 +1035,7 @@ QUANT_AVX512_FN void score_sym_many16_avx512(const float* x, const float* w, con
 // candidates: two groups instead of four) and only sll and slx (the score needs no sl).
 QUANT_AVX512_FN void score_sym_many_paired_avx512(int n, const float* x, const float* w, const float* iscale, int nc,
                                                   float lo, float hi, SymScore* out) {
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vm = _mm512_set1_ps(kRoundMagic);
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   for (int c0 = 0; c0 < nc; c0 += 8) {
     __m512 vis[4], b[4], c[4];
     for (int j = 0; j < 4; ++j) {
@@ -1040,7 +1048,7 @@ QUANT_AVX512_FN void score_sym_many_paired_avx512(int n, const float* x, const f
       const __m512 w0 = _mm512_broadcast_f32x8(_mm256_loadu_ps(w + i));
       for (int j = 0; j < 4; ++j) {
         __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(vis[j], x0), vlo), vhi);  // x - 0 = x
-        q = _mm512_sub_ps(_mm512_add_ps(q, vm), vm);
+        q = round_levels512(q);
         const __m512 wq = _mm512_mul_ps(w0, q);
         b[j] = _mm512_add_ps(b[j], _mm512_mul_ps(wq, q));
         c[j] = _mm512_add_ps(c[j], _mm512_mul_ps(wq, x0));
@@ -1068,14 +1076,14 @@ QUANT_AVX512_FN void score_sym_many_paired_avx512(int n, const float* x, const f
 QUANT_AVX512_FN void error_scaled_many16_avx512(const float* x, const float* w, const float* dl, int nc, float lo,
                                                 float hi, double* out) {
   const __m512 x0 = _mm512_loadu_ps(x), w0 = _mm512_loadu_ps(w);
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vm = _mm512_set1_ps(kRoundMagic);
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   for (int c0 = 0; c0 < nc; c0 += 4) {
     __m256 a[4];
     for (int j = 0; j < 4; ++j) {
       const float d = dl[group_member(c0, j, nc)];
       const __m512 vid = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f), vdl = _mm512_set1_ps(d);
       __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x0, vid), vlo), vhi);
-      q = _mm512_sub_ps(_mm512_add_ps(q, vm), vm);
+      q = round_levels512(q);
       const __m512 diff = _mm512_sub_ps(_mm512_mul_ps(vdl, q), x0);
       a[j] = fold16(_mm512_mul_ps(_mm512_mul_ps(w0, diff), diff));
     }
