@@ -1751,7 +1751,10 @@ void quantize_matrix_from(GGMLType type, SourceFormat format, const void* x, voi
 
   int nth = n_threads > 0 ? n_threads : physical_core_count();
   const double work = double(nrows) * double(ncols);
-  nth = int(std::min<double>(nth, std::max(1.0, work / 65536.0)));  // tiny tensors: fewer threads
+  // tiny tensors: fewer threads (a thread costs tens of microseconds; 64 Ki values take about that to
+  // round, an eighth of them to search)
+  const double values_per_thread = search ? 8192.0 : 65536.0;
+  nth = int(std::min<double>(nth, std::max(1.0, work / values_per_thread)));
   nth = int(std::min<int64_t>(nth, nrows));
   if (nth <= 1) {
     do_rows(0, nrows);

@@ -1,5 +1,6 @@
-"""What `edgellama quantize` spends outside the quantizer (issue 17, quantizer speed): the GGUF
-metadata arrays packed in bulk (convert/gguf_writer.py) must give gguf-py's bytes exactly, and the
+"""What `edgellama quantize` does around the quantizer (issue 17, quantizer speed): the GGUF metadata
+arrays packed in bulk (convert/gguf_writer.py) must give gguf-py's bytes exactly, tensors quantized
+two at a time must land in the file exactly as quantizing them one by one gives them, and the
 command must not import the inference stack (edgellama/__init__.py loads Llama & co. on first use)."""
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from gguf import GGUFValueType as V
 from gguf import GGUFWriter
 
 from conftest import subprocess_env
+from edgellama import _core
+from edgellama.convert import load_checkpoint, write_gguf
 from edgellama.convert.gguf_writer import FastGGUFWriter
+from model_factory import make_model
 
 RNG = np.random.default_rng(5)
 
@@ -121,3 +125,30 @@ def test_unknown_package_attribute_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="NoSuchName"):
         edgellama.NoSuchName  # noqa: B018
+
+
+@pytest.mark.parametrize("ftype,threads", [("Q8_0", 2), ("Q6_K", 1), ("Q4_K_M", 3)])
+def test_concurrent_tensors_equal_one_by_one_quantization(tmp_path, ftype, threads):
+    """write_gguf quantizes two tensors at a time and writes them in order from a queue: every tensor
+    of the file must be what _core.quantize gives for that tensor alone (one thread), at its offset,
+    and the importance must go to its own tensor."""
+    import gguf
+
+    src = make_model(tmp_path / "m.gguf", n_layer=3, n_embd=256, n_ff=512, n_vocab=300, seed=3)
+    ck = load_checkpoint(src)
+    rng = np.random.default_rng(1)
+    importance = {t.name: rng.gamma(1.0, 1.0, t.shape[-1]).astype(np.float32) for t in ck.tensors if len(t.shape) == 2}
+    out = write_gguf(ck, tmp_path / "o.gguf", ftype, importance=importance, threads=threads, progress=False)
+    written = {t.name: t for t in gguf.GGUFReader(out).tensors}
+    assert [t.name for t in gguf.GGUFReader(out).tensors] == [t.name for t in ck.tensors]
+    n_quantized = 0
+    for t in ck.tensors:
+        w = written[t.name]
+        qt = gguf.GGMLQuantizationType(w.tensor_type)
+        data = np.ascontiguousarray(t.load(), dtype=np.float32).reshape(-1, t.shape[-1])
+        quantized = qt not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)
+        want = _core.quantize(qt.name, data, importance=importance.get(t.name) if quantized else None, n_threads=1,
+                              method="search" if qt.name.startswith("Q") else "auto")
+        assert np.asarray(w.data).tobytes() == want.tobytes(), t.name
+        n_quantized += quantized
+    assert n_quantized >= 3 * 7
