@@ -101,23 +101,38 @@ def test_written_metadata_equals_gguf_py_writer(tmp_path):
     assert len(files[0]) > 3000 * 8
 
 
-def test_quantize_command_does_not_import_the_inference_stack():
+def test_quantize_command_does_not_import_the_inference_stack(tmp_path):
+    # a whole `edgellama quantize` run (with PYTHONDONTWRITEBYTECODE every module imported is also
+    # compiled from source, each run): neither the model runtime nor the other commands are loaded
+    src = make_model(tmp_path / "m.gguf", n_layer=1, seed=2)
+    out = tmp_path / "o.gguf"
     code = (
         "import sys\n"
-        "from edgellama.cli import build_parser\n"
-        "import edgellama.commands.quantize, edgellama.quantize, edgellama.convert\n"
-        "build_parser()\n"
-        "heavy = [m for m in ('edgellama.llama', 'edgellama.generation', 'edgellama.llama_cache', "
-        "'edgellama.hub', 'edgellama.constrained', 'jinja2') if m in sys.modules]\n"
-        "print(','.join(heavy))\n"
+        "from edgellama import cli\n"
+        f"rc = cli.main(['quantize', {str(src)!r}, {str(out)!r}, '--type', 'Q8_0', '-q'])\n"
+        "heavy = [m for m in ('edgellama.llama', 'edgellama.generation', 'edgellama.llama_cache', 'edgellama.hub', "
+        "'edgellama.constrained', 'jinja2', 'edgellama.bench', 'edgellama.commands.run', 'edgellama.commands.serve', "
+        "'edgellama.convert.hf', 'edgellama.convert.llama2c') if m in sys.modules]\n"
+        "print(rc, ','.join(heavy))\n"
         "from edgellama import Llama, LlamaGrammar, LlamaRAMCache\n"  # still importable from the package
         "import edgellama\n"
         "assert Llama.__module__ == 'edgellama.llama' and 'Llama' in dir(edgellama)\n"
         "assert set(edgellama.__all__) <= set(dir(edgellama))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == ""
+    res = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "0", res.stdout
+    assert out.stat().st_size > 0
+
+
+def test_every_command_is_still_listed(capsys):
+    from edgellama import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    listed = capsys.readouterr().out
+    for name in ("run", "chat", "pull", "info", "bench", "imatrix", "perplexity", "quantize", "serve"):
+        assert f"    {name}" in listed, name
 
 
 def test_unknown_package_attribute_is_an_attribute_error():

@@ -25,8 +25,6 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from .errors import ConversionError
 from .gguf_in import is_gguf, read_gguf
 from .gguf_writer import FastGGUFWriter
-from .hf import read_hf
-from .llama2c import looks_like_llama2c, read_llama2c
 from .mixes import FILE_TYPES, FileType, check_imatrix, parse_file_type, plan_types
 from .model import Checkpoint, TensorSource
 
@@ -48,12 +46,17 @@ def load_checkpoint(path: "str | os.PathLike[str]", tokenizer: "str | os.PathLik
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: input not found")
+    # the readers of the other formats are imported when used (a GGUF input needs none of them)
     if p.is_dir():
+        from .hf import read_hf
+
         if tokenizer is not None:
             raise ConversionError("--tokenizer applies to llama2.c checkpoints; a Hugging Face directory brings its own")
         return read_hf(p)
     if is_gguf(p):
         return read_gguf(p)
+    from .llama2c import looks_like_llama2c, read_llama2c
+
     if looks_like_llama2c(p):
         return read_llama2c(p, Path(tokenizer) if tokenizer is not None else None)
     if p.suffix == ".safetensors" or p.name == "config.json":
