@@ -167,3 +167,25 @@ def test_concurrent_tensors_equal_one_by_one_quantization(tmp_path, ftype, threa
         assert np.asarray(w.data).tobytes() == want.tobytes(), t.name
         n_quantized += quantized
     assert n_quantized >= 3 * 7
+
+
+def test_quantize_into_a_given_buffer():
+    # write_gguf reuses output buffers: out= must give the same bytes as a new array, for a buffer
+    # holding stale bytes, and refuse a buffer that cannot hold exactly the result
+    x = RNG.standard_normal((6, 64)).astype(np.float32)
+    want = _core.quantize("Q8_0", x, method="search")
+    buf = np.full(10_000, 0xA5, dtype=np.uint8)
+    got = _core.quantize("Q8_0", x, method="search", out=buf[: want.nbytes])
+    assert got.tobytes() == want.tobytes() == buf[: want.nbytes].tobytes()
+    assert np.all(buf[want.nbytes :] == 0xA5)  # nothing written past the result
+    bad = [
+        (np.empty(want.nbytes + 1, np.uint8), "holds"),
+        (np.empty(want.nbytes - 1, np.uint8), "holds"),
+        (np.empty(want.nbytes // 4, np.float32), "uint8"),
+        (np.empty(want.nbytes * 2, np.uint8)[::2], "C-contiguous"),
+        (np.frombuffer(bytes(want.nbytes), np.uint8), "writable"),
+        (bytearray(want.nbytes), "NumPy"),
+    ]
+    for out, msg in bad:
+        with pytest.raises(ValueError, match=msg):
+            _core.quantize("Q8_0", x, out=out)
