@@ -11,6 +11,7 @@ is handed to GGUFWriter's own packing, which keeps its checks and its error mess
 
 from __future__ import annotations
 
+import itertools
 import struct
 from typing import Any, Optional
 
@@ -68,15 +69,10 @@ def _numeric_bytes(val: Any, dtype: np.dtype) -> Optional[bytes]:
 def _string_bytes(val: Any) -> Optional[bytes]:
     """GGUF strings (u64 length, then the UTF-8 bytes) back to back, or None if an item is neither
     str nor bytes."""
-    encoded = []
-    for item in val:
-        if isinstance(item, str):
-            item = item.encode("utf-8")
-        elif not isinstance(item, (bytes, bytearray)):
-            return None
-        encoded.append(_U64.pack(len(item)))
-        encoded.append(bytes(item))
-    return b"".join(encoded)
+    encoded = [item.encode("utf-8") if isinstance(item, str) else item for item in val]
+    if not all(isinstance(item, (bytes, bytearray)) for item in encoded):
+        return None
+    return b"".join(itertools.chain.from_iterable(zip(map(_U64.pack, map(len, encoded)), encoded)))
 
 
 class FastGGUFWriter(GGUFWriter):
