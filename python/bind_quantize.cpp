@@ -39,7 +39,7 @@ void bind_quantize(py::module_& m) {
   m.def(
       "quantize",
       [](const std::string& type_name, py::object data_obj, py::object importance, int n_threads,
-         const std::string& method, const std::string& source) {
+         const std::string& method, const std::string& source, py::object out_obj) {
         const TypeTraits& t = quant_traits_by_name(type_name);
         // float16 arrays (and bfloat16 bits, as uint16, with source="bf16") are quantized as stored:
         // quantize_matrix_from widens a row at a time, so no float32 copy of the matrix is made.
@@ -90,9 +90,23 @@ void bind_quantize(py::module_& m) {
           imp_ptr = p;
         }
 
-        py::array_t<uint8_t> out({py::ssize_t(nrows), py::ssize_t(row_bytes)});
+        // out: the caller's buffer (a writer reusing a few buffers spares the page faults and zeroing
+        // of a fresh allocation per tensor), else a new (rows, bytes per row) array
+        py::array out;
+        if (out_obj.is_none()) {
+          out = py::array_t<uint8_t>({py::ssize_t(nrows), py::ssize_t(row_bytes)});
+        } else {
+          if (!py::isinstance<py::array>(out_obj))
+            throw edgellama::ArgumentError("quantize: out must be a NumPy uint8 array");
+          out = py::reinterpret_borrow<py::array>(out_obj);
+          if (!out.dtype().is(py::dtype::of<uint8_t>()) || !(out.flags() & py::array::c_style) || !out.writeable())
+            throw edgellama::ArgumentError("quantize: out must be a writable C-contiguous uint8 array");
+          if (size_t(out.nbytes()) != size_t(nrows) * row_bytes)
+            throw edgellama::ArgumentError("quantize: out holds " + std::to_string(out.nbytes()) + " bytes, the result is " +
+                                           std::to_string(size_t(nrows) * row_bytes));
+        }
         const void* src = data.data();
-        uint8_t* dst = out.mutable_data();
+        uint8_t* dst = static_cast<uint8_t*>(out.mutable_data());
         {
           py::gil_scoped_release release;
           edgellama::quantize_matrix_from(t.type, format, src, dst, nrows, ncols, imp_ptr, qm, n_threads);
@@ -100,11 +114,13 @@ void bind_quantize(py::module_& m) {
         return out;
       },
       py::arg("type"), py::arg("data"), py::arg("importance") = py::none(), py::arg("n_threads") = 0,
-      py::arg("method") = "auto", py::arg("source") = "auto",
+      py::arg("method") = "auto", py::arg("source") = "auto", py::arg("out") = py::none(),
       "Quantize a float32 matrix (rows x cols; a 1-D array is one row) to packed blocks of the named type.\n"
       "Returns a uint8 array (rows, bytes per row). importance: optional per-column weights (imatrix-style);\n"
       "the search then minimises sum w (x - deq)^2. method: 'auto' (legacy types: gguf-py-exact reference\n"
       "rounding without importance, search with; K-quants: search), 'reference' or 'search'.\n"
       "n_threads: 0 = all physical cores. A float16 matrix is quantized as stored (no float32 copy); with\n"
-      "source='bf16' a uint16 matrix holds bfloat16 bits. Other dtypes are converted to float32.");
+      "source='bf16' a uint16 matrix holds bfloat16 bits. Other dtypes are converted to float32. out: a\n"
+      "writable C-contiguous uint8 array of exactly rows x bytes-per-row bytes to fill and return instead\n"
+      "of a new array.");
 }

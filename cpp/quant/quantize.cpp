@@ -35,7 +35,8 @@ namespace edgellama {
 #define QUANT_AVX_FN __attribute__((target("avx")))
 namespace {
 const bool kUseAvx = detect_cpu_features().avx2 && !std::getenv("EDGELLAMA_QUANT_NO_AVX");
-// 16-value blocks (the sub-blocks of Q2_K, Q3_K, Q6_K) in one 512-bit register, where the CPU has
+// 16-value blocks (the sub-blocks of Q2_K, Q3_K, Q6_K) in one 512-bit register, and two candidates
+// per register for the other block sizes (the 32-value Q4_0 / Q5_0 / Q8_0 searches), where the CPU has
 // AVX-512 (same bits again; EDGELLAMA_QUANT_NO_AVX512=1 keeps the AVX code, for the tests).
 #define QUANT_AVX512_FN __attribute__((target("avx,avx2,avx512f,avx512dq,avx512vl")))
 const bool kUseAvx512 = kUseAvx && detect_cpu_features().avx512 && !std::getenv("EDGELLAMA_QUANT_NO_AVX512");
@@ -959,6 +960,14 @@ QUANT_AVX512_FN inline __m256 fold16(__m512 v) {
   return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
 
+// Clamped levels rounded half to even in one instruction instead of the magic-number add and
+// subtract: the same value, except that a level in (-0.5, 0) becomes -0 instead of +0. That zero's
+// sign reaches the sums only as a zero term, and a lane that is +0 or a non-zero value stays the
+// same whatever zero is added (+0 + -0 = +0), so every sum keeps its bits (the tests compare).
+QUANT_AVX512_FN inline __m512 round_levels512(__m512 q) {
+  return _mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
 // Eight 8-lane float sums as doubles, each added lane 0, 1, ..., 7 from +0 like lane_sum, in one
 // 8-wide double register (lane j of the result: r[j]'s sum): an 8 x 8 transpose, then 8 adds.
 QUANT_AVX512_FN inline __m512d lane_sums8(const __m256* r) {
@@ -985,7 +994,7 @@ QUANT_AVX512_FN LevelSums level_sums16_avx512(const float* x, const float* w, fl
   const __m512 x0 = _mm512_loadu_ps(x), w0 = _mm512_loadu_ps(w);
   __m512 q = _mm512_mul_ps(_mm512_set1_ps(iscale), _mm512_sub_ps(x0, _mm512_set1_ps(off)));
   q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(lo)), _mm512_set1_ps(hi));
-  q = _mm512_sub_ps(_mm512_add_ps(q, _mm512_set1_ps(kRoundMagic)), _mm512_set1_ps(kRoundMagic));
+  q = round_levels512(q);
   const __m512 wq = _mm512_mul_ps(w0, q);
   const __m256 a = fold16(wq), b = fold16(_mm512_mul_ps(wq, q)), c = fold16(_mm512_mul_ps(wq, x0));
   alignas(32) double s[4];
@@ -997,13 +1006,13 @@ QUANT_AVX512_FN LevelSums level_sums16_avx512(const float* x, const float* w, fl
 QUANT_AVX512_FN void score_sym_many16_avx512(const float* x, const float* w, const float* iscale, int nc, float lo,
                                              float hi, SymScore* out) {
   const __m512 x0 = _mm512_loadu_ps(x), w0 = _mm512_loadu_ps(w);
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vm = _mm512_set1_ps(kRoundMagic);
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   for (int c0 = 0; c0 < nc; c0 += 8) {
     __m256 b[8], c[8];
     for (int j = 0; j < 8; ++j) {
       const __m512 vis = _mm512_set1_ps(iscale[std::min(c0 + j, nc - 1)]);
       __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(vis, x0), vlo), vhi);  // x - 0 = x
-      q = _mm512_sub_ps(_mm512_add_ps(q, vm), vm);
+      q = round_levels512(q);
       const __m512 wq = _mm512_mul_ps(w0, q);
       b[j] = fold16(_mm512_mul_ps(wq, q));
       c[j] = fold16(_mm512_mul_ps(wq, x0));
@@ -1019,18 +1028,137 @@ QUANT_AVX512_FN void score_sym_many16_avx512(const float* x, const float* w, con
   }
 }
 
+// One group of score_sym_many_paired_avx512: candidates c0 .. c0 + 2 * PAIRS - 1 (a short group
+// repeats its last candidate), PAIRS registers; out[c0 + k] for those that exist.
+template <int PAIRS>
+QUANT_AVX512_FN inline void score_sym_group_paired_avx512(int n, const float* x, const float* w, const float* iscale,
+                                                          int c0, int nc, float lo, float hi, SymScore* out) {
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  __m512 vis[PAIRS], b[PAIRS], c[PAIRS];
+  for (int j = 0; j < PAIRS; ++j) {
+    vis[j] = _mm512_insertf32x8(_mm512_set1_ps(iscale[std::min(c0 + 2 * j, nc - 1)]),
+                                _mm256_set1_ps(iscale[std::min(c0 + 2 * j + 1, nc - 1)]), 1);
+    b[j] = c[j] = _mm512_setzero_ps();
+  }
+  for (int i = 0; i < n; i += 8) {
+    const __m512 x0 = _mm512_broadcast_f32x8(_mm256_loadu_ps(x + i));
+    const __m512 w0 = _mm512_broadcast_f32x8(_mm256_loadu_ps(w + i));
+    for (int j = 0; j < PAIRS; ++j) {
+      __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(vis[j], x0), vlo), vhi);  // x - 0 = x
+      q = round_levels512(q);
+      const __m512 wq = _mm512_mul_ps(w0, q);
+      b[j] = _mm512_add_ps(b[j], _mm512_mul_ps(wq, q));
+      c[j] = _mm512_add_ps(c[j], _mm512_mul_ps(wq, x0));
+    }
+  }
+  __m256 rb[8], rc[8];  // candidate c0 + k's 8 lanes (a missing pair repeats the last one)
+  for (int j = 0; j < 4; ++j) {
+    const int jj = j < PAIRS ? j : PAIRS - 1;
+    rb[2 * j] = _mm512_castps512_ps256(b[jj]);
+    rb[2 * j + 1] = _mm512_extractf32x8_ps(b[jj], 1);
+    rc[2 * j] = _mm512_castps512_ps256(c[jj]);
+    rc[2 * j + 1] = _mm512_extractf32x8_ps(c[jj], 1);
+  }
+  const __m512d sll = lane_sums8(rb), slx = lane_sums8(rc);
+  const int okm = int(_mm512_cmp_pd_mask(sll, _mm512_setzero_pd(), _CMP_GT_OQ));
+  alignas(64) double score[8];
+  alignas(32) float sc[8];
+  _mm512_store_pd(score, _mm512_div_pd(_mm512_mul_pd(slx, slx), sll));
+  _mm256_store_ps(sc, _mm512_cvtpd_ps(_mm512_div_pd(slx, sll)));
+  for (int j = 0; j < 8 && c0 + j < nc; ++j)
+    out[c0 + j] = (okm >> j) & 1 ? SymScore{score[j], sc[j], true} : SymScore{0.0, 0.0f, false};
+}
+
+// score_sym_many_avx for any n that is a multiple of 8 (the 32-value blocks of Q4_0 / Q5_0 / Q8_0):
+// two candidates per 512-bit register, candidate 2j in the low 256 bits and 2j + 1 in the high ones,
+// each half doing the 8-lane code's operations on the same 8 values (x and w loaded into both
+// halves), so every lane sum is the 8-lane code's bit for bit; up to eight candidates per group and
+// a last group only as wide as it needs (14 candidates: 4 + 3 registers), only sll and slx (the
+// score needs no sl).
+QUANT_AVX512_FN void score_sym_many_paired_avx512(int n, const float* x, const float* w, const float* iscale, int nc,
+                                                  float lo, float hi, SymScore* out) {
+  for (int c0 = 0; c0 < nc; c0 += 8) {
+    switch (std::min(4, (nc - c0 + 1) / 2)) {
+      case 4: score_sym_group_paired_avx512<4>(n, x, w, iscale, c0, nc, lo, hi, out); break;
+      case 3: score_sym_group_paired_avx512<3>(n, x, w, iscale, c0, nc, lo, hi, out); break;
+      case 2: score_sym_group_paired_avx512<2>(n, x, w, iscale, c0, nc, lo, hi, out); break;
+      default: score_sym_group_paired_avx512<1>(n, x, w, iscale, c0, nc, lo, hi, out); break;
+    }
+  }
+}
+
+// score_sym_many_paired_avx512 of 14 candidates for two blocks at once (search_sym2): the two
+// blocks' passes interleaved in one loop, which gives the CPU twice the independent work per
+// dependency chain (the pass of one block is bound by its chains' latency, not by the arithmetic).
+// Per block, the same operations as score_sym_many_paired_avx512 in the same order: the same bits.
+template <int PAIRS>
+QUANT_AVX512_FN inline void score_sym_group2_paired_avx512(int n, const float* const* x, const float* const* w,
+                                                           const float* const* iscale, int c0, int nc, float lo,
+                                                           float hi, SymScore* const* out) {
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  __m512 vis[2][PAIRS], b[2][PAIRS], c[2][PAIRS];
+  for (int k = 0; k < 2; ++k)
+    for (int j = 0; j < PAIRS; ++j) {
+      vis[k][j] = _mm512_insertf32x8(_mm512_set1_ps(iscale[k][std::min(c0 + 2 * j, nc - 1)]),
+                                     _mm256_set1_ps(iscale[k][std::min(c0 + 2 * j + 1, nc - 1)]), 1);
+      b[k][j] = c[k][j] = _mm512_setzero_ps();
+    }
+  for (int i = 0; i < n; i += 8) {
+    for (int k = 0; k < 2; ++k) {
+      const __m512 x0 = _mm512_broadcast_f32x8(_mm256_loadu_ps(x[k] + i));
+      const __m512 w0 = _mm512_broadcast_f32x8(_mm256_loadu_ps(w[k] + i));
+      for (int j = 0; j < PAIRS; ++j) {
+        __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(vis[k][j], x0), vlo), vhi);
+        q = round_levels512(q);
+        const __m512 wq = _mm512_mul_ps(w0, q);
+        b[k][j] = _mm512_add_ps(b[k][j], _mm512_mul_ps(wq, q));
+        c[k][j] = _mm512_add_ps(c[k][j], _mm512_mul_ps(wq, x0));
+      }
+    }
+  }
+  for (int k = 0; k < 2; ++k) {
+    __m256 rb[8], rc[8];
+    for (int j = 0; j < 4; ++j) {
+      const int jj = j < PAIRS ? j : PAIRS - 1;
+      rb[2 * j] = _mm512_castps512_ps256(b[k][jj]);
+      rb[2 * j + 1] = _mm512_extractf32x8_ps(b[k][jj], 1);
+      rc[2 * j] = _mm512_castps512_ps256(c[k][jj]);
+      rc[2 * j + 1] = _mm512_extractf32x8_ps(c[k][jj], 1);
+    }
+    const __m512d sll = lane_sums8(rb), slx = lane_sums8(rc);
+    const int okm = int(_mm512_cmp_pd_mask(sll, _mm512_setzero_pd(), _CMP_GT_OQ));
+    alignas(64) double score[8];
+    alignas(32) float sc[8];
+    _mm512_store_pd(score, _mm512_div_pd(_mm512_mul_pd(slx, slx), sll));
+    _mm256_store_ps(sc, _mm512_cvtpd_ps(_mm512_div_pd(slx, sll)));
+    for (int j = 0; j < 8 && c0 + j < nc; ++j)
+      out[k][c0 + j] = (okm >> j) & 1 ? SymScore{score[j], sc[j], true} : SymScore{0.0, 0.0f, false};
+  }
+}
+
+QUANT_AVX512_FN void score_sym_many2_paired_avx512(int n, const float* x0, const float* w0, const float* is0,
+                                                   SymScore* out0, const float* x1, const float* w1,
+                                                   const float* is1, SymScore* out1, float lo, float hi) {
+  const float* const x[2] = {x0, x1};
+  const float* const w[2] = {w0, w1};
+  const float* const is[2] = {is0, is1};
+  SymScore* const out[2] = {out0, out1};
+  score_sym_group2_paired_avx512<4>(n, x, w, is, 0, 14, lo, hi, out);
+  score_sym_group2_paired_avx512<3>(n, x, w, is, 8, 14, lo, hi, out);
+}
+
 // error_scaled_many_avx for n == 16 (groups of four: the K-quant refinement has 2-3 candidates).
 QUANT_AVX512_FN void error_scaled_many16_avx512(const float* x, const float* w, const float* dl, int nc, float lo,
                                                 float hi, double* out) {
   const __m512 x0 = _mm512_loadu_ps(x), w0 = _mm512_loadu_ps(w);
-  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vm = _mm512_set1_ps(kRoundMagic);
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   for (int c0 = 0; c0 < nc; c0 += 4) {
     __m256 a[4];
     for (int j = 0; j < 4; ++j) {
       const float d = dl[group_member(c0, j, nc)];
       const __m512 vid = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f), vdl = _mm512_set1_ps(d);
       __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x0, vid), vlo), vhi);
-      q = _mm512_sub_ps(_mm512_add_ps(q, vm), vm);
+      q = round_levels512(q);
       const __m512 diff = _mm512_sub_ps(_mm512_mul_ps(vdl, q), x0);
       a[j] = fold16(_mm512_mul_ps(_mm512_mul_ps(w0, diff), diff));
     }
@@ -1176,6 +1304,7 @@ void score_sym_many(int n, const float* x, const float* w, const float* iscale, 
                     SymScore* out) {
 #ifdef EDGELLAMA_QUANT_AVX
   if (kUseAvx512 && n == 16) return score_sym_many16_avx512(x, w, iscale, nc, lo, hi, out);
+  if (kUseAvx512 && nc > 4) return score_sym_many_paired_avx512(n, x, w, iscale, nc, lo, hi, out);
   if (kUseAvx) return score_sym_many_avx(n, x, w, iscale, nc, lo, hi, out);
 #endif
   for (int c = 0; c < nc; ++c) out[c] = score_sym(level_sums(n, x, w, iscale[c], 0.0f, lo, hi));
@@ -1286,18 +1415,22 @@ bool finite_absmax(int n, const float* x, float* amax, float* vmax) {
 
 }  // namespace
 
-float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* L) {
-  float amax = 0.0f, vmax = 0.0f;
-  if (!(n > 0 && n % kLanes == 0 && n <= 256 && finite_absmax(n, x, &amax, &vmax))) {
-    std::vector<int8_t> own(L || n <= 0 ? 0 : size_t(n));
-    return search_sym_generic(n, x, w, lo, hi, L ? L : own.data());
+namespace {
+// search_sym's 14 candidates: the largest value mapped to either end of the level range, with small
+// perturbations. (7 steps of 0.3 level per end: as good as 21 steps of 0.1 on Gaussian and
+// t-distributed weights, within 0.1 % RMSE, at a third of the cost.)
+void sym_candidates(float flo, float fhi, float vmax, float* iscales) {
+  for (int k = -3; k <= 3; ++k) {
+    iscales[2 * (k + 3)] = (flo + 0.3f * float(k)) / vmax;
+    iscales[2 * (k + 3) + 1] = (fhi + 0.3f * float(k)) / vmax;
   }
-  if (!(amax > 1e-30f)) {
-    if (L)
-      for (int i = 0; i < n; ++i) L[i] = 0;
-    return 0.0f;
-  }
-  const float flo = float(lo), fhi = float(hi);
+}
+
+// The rest of search_sym once the 14 candidates are scored: the best of them in the order listed,
+// then alternately the levels for the best scale and the best scale for those levels. Returns the
+// scale; *best_is receives the inverse scale whose levels it fits.
+float sym_choose(int n, const float* x, const float* w, float flo, float fhi, const float* iscales,
+                 const SymScore* scores, float* best_is_out) {
   double best_score = -1.0;
   float best_s = 0.0f, best_is = 0.0f;
   auto consider = [&](const SymScore& r, float iscale) -> bool {
@@ -1310,27 +1443,59 @@ float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* 
     }
     return false;
   };
-  auto try_iscale = [&](float iscale) {
-    return consider(score_sym(level_sums(n, x, w, iscale, 0.0f, flo, fhi)), iscale);
-  };
-  // Map the largest value to either end of the level range, with small perturbations.
-  // (7 steps of 0.3 level per end: as good as 21 steps of 0.1 on Gaussian and t-distributed
-  // weights, within 0.1 % RMSE, at a third of the cost.) The 14 passes are independent: they run
-  // as one batch, then are compared in the order listed.
-  float iscales[14];
-  SymScore scores[14];
-  for (int k = -3; k <= 3; ++k) {
-    iscales[2 * (k + 3)] = (flo + 0.3f * float(k)) / vmax;
-    iscales[2 * (k + 3) + 1] = (fhi + 0.3f * float(k)) / vmax;
-  }
-  score_sym_many(n, x, w, iscales, 14, flo, fhi, scores);
   for (int c = 0; c < 14; ++c) consider(scores[c], iscales[c]);
-  // Alternate: levels for the best scale, then the best scale for those levels.
-  for (int it = 0; it < 4 && best_s != 0.0f; ++it)
-    if (!try_iscale(1.0f / best_s)) break;
+  for (int it = 0; it < 4 && best_s != 0.0f; ++it) {
+    const float iscale = 1.0f / best_s;
+    if (!consider(score_sym(level_sums(n, x, w, iscale, 0.0f, flo, fhi)), iscale)) break;
+  }
+  *best_is_out = best_is;
+  return best_s;
+}
+}  // namespace
+
+float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* L) {
+  float amax = 0.0f, vmax = 0.0f;
+  if (!(n > 0 && n % kLanes == 0 && n <= 256 && finite_absmax(n, x, &amax, &vmax))) {
+    std::vector<int8_t> own(L || n <= 0 ? 0 : size_t(n));
+    return search_sym_generic(n, x, w, lo, hi, L ? L : own.data());
+  }
+  if (!(amax > 1e-30f)) {
+    if (L)
+      for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
+  }
+  const float flo = float(lo), fhi = float(hi);
+  // The 14 passes are independent: they run as one batch, then are compared in the order listed.
+  float iscales[14];
+  sym_candidates(flo, fhi, vmax, iscales);
+  SymScore scores[14];
+  score_sym_many(n, x, w, iscales, 14, flo, fhi, scores);
+  float best_is = 0.0f;
+  const float best_s = sym_choose(n, x, w, flo, fhi, iscales, scores, &best_is);
   if (L)
     for (int i = 0; i < n; ++i) L[i] = int8_t(round_small(clampf(best_is * x[i], flo, fhi)));
   return best_s;
+}
+
+void search_sym2(int n, const float* x0, const float* w0, const float* x1, const float* w1, int lo, int hi, float* s0,
+                 float* s1) {
+#ifdef EDGELLAMA_QUANT_AVX
+  float amax0 = 0.0f, vmax0 = 0.0f, amax1 = 0.0f, vmax1 = 0.0f;
+  if (kUseAvx512 && n > 0 && n % kLanes == 0 && n != 16 && n <= 256 && finite_absmax(n, x0, &amax0, &vmax0) &&
+      finite_absmax(n, x1, &amax1, &vmax1) && amax0 > 1e-30f && amax1 > 1e-30f) {
+    const float flo = float(lo), fhi = float(hi);
+    float is0[14], is1[14], unused;
+    sym_candidates(flo, fhi, vmax0, is0);
+    sym_candidates(flo, fhi, vmax1, is1);
+    SymScore sc0[14], sc1[14];
+    score_sym_many2_paired_avx512(n, x0, w0, is0, sc0, x1, w1, is1, sc1, flo, fhi);
+    *s0 = sym_choose(n, x0, w0, flo, fhi, is0, sc0, &unused);
+    *s1 = sym_choose(n, x1, w1, flo, fhi, is1, sc1, &unused);
+    return;
+  }
+#endif
+  *s0 = search_sym(n, x0, w0, lo, hi, nullptr);
+  *s1 = search_sym(n, x1, w1, lo, hi, nullptr);
 }
 
 float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_zero, uint8_t* L, float* m_out) {
@@ -1472,46 +1637,94 @@ namespace {
 
 using namespace detail;
 
-void search_q4_0(const float* x, void* y, int64_t n, const float* imp) {
+// The three symmetric 32-value searches take the weights of the whole row, ready (block_weights of
+// each block): they depend only on the column, so the matrix driver computes them once per matrix
+// instead of once per row and block.
+
+// search_sym's scale of each 32-value block of a row, asked for in order (block 0, 1, 2, ...):
+// computed two blocks at a time by search_sym2 (the same floats as one at a time).
+class RowSymScales {
+ public:
+  RowSymScales(const float* x, const float* wrow, int64_t n, int lo, int hi)
+      : x_(x), w_(wrow), nb_(n / 32), lo_(lo), hi_(hi) {}
+  float scale(int64_t i) {
+    if (i % 2 == 1) return next_;
+    const float* x = x_ + i * 32;
+    const float* w = w_ + i * 32;
+    if (i + 1 >= nb_) return search_sym(32, x, w, lo_, hi_, nullptr);
+    float s = 0.0f;
+    search_sym2(32, x, w, x + 32, w + 32, lo_, hi_, &s, &next_);
+    return s;
+  }
+
+ private:
+  const float* x_;
+  const float* w_;
+  int64_t nb_;
+  int lo_, hi_;
+  float next_ = 0.0f;
+};
+
+void search_q4_0_w(const float* x, void* y, int64_t n, const float* wrow) {
   block_q4_0* b = static_cast<block_q4_0*>(y);
-  float w[32];
+  RowSymScales scales(x, wrow, n, -8, 7);
   int8_t L[32];
   for (int64_t i = 0; i < n / 32; ++i, x += 32) {
-    block_weights(32, imp ? imp + i * 32 : nullptr, w);
-    const float s = search_sym(32, x, w, -8, 7, nullptr);
-    b[i].d = float_to_fp16(s);
+    const float* w = wrow + i * 32;
+    b[i].d = float_to_fp16(scales.scale(i));
     levels_sym(32, x, w, fp16_to_float(b[i].d), -8, 7, L);
     for (int j = 0; j < 16; ++j) b[i].qs[j] = uint8_t((L[j] + 8) | ((L[j + 16] + 8) << 4));
   }
 }
 
-void search_q5_0(const float* x, void* y, int64_t n, const float* imp) {
+void search_q5_0_w(const float* x, void* y, int64_t n, const float* wrow) {
   block_q5_0* b = static_cast<block_q5_0*>(y);
-  float w[32];
+  RowSymScales scales(x, wrow, n, -16, 15);
   int8_t L[32];
   uint8_t q[32];
   for (int64_t i = 0; i < n / 32; ++i, x += 32) {
-    block_weights(32, imp ? imp + i * 32 : nullptr, w);
-    const float s = search_sym(32, x, w, -16, 15, nullptr);
-    b[i].d = float_to_fp16(s);
+    const float* w = wrow + i * 32;
+    b[i].d = float_to_fp16(scales.scale(i));
     levels_sym(32, x, w, fp16_to_float(b[i].d), -16, 15, L);
     for (int j = 0; j < 32; ++j) q[j] = uint8_t(L[j] + 16);
     pack_q5(q, b[i].qh, b[i].qs);
   }
 }
 
-void search_q8_0(const float* x, void* y, int64_t n, const float* imp) {
+void search_q8_0_w(const float* x, void* y, int64_t n, const float* wrow) {
   block_q8_0* b = static_cast<block_q8_0*>(y);
-  float w[32];
+  RowSymScales scales(x, wrow, n, -128, 127);
   int8_t L[32];
   for (int64_t i = 0; i < n / 32; ++i, x += 32) {
-    block_weights(32, imp ? imp + i * 32 : nullptr, w);
-    const float s = search_sym(32, x, w, -128, 127, nullptr);
-    b[i].d = float_to_fp16(s);
+    const float* w = wrow + i * 32;
+    b[i].d = float_to_fp16(scales.scale(i));
     levels_sym(32, x, w, fp16_to_float(b[i].d), -128, 127, L);
     std::memcpy(b[i].qs, L, 32);
   }
 }
+
+using SymSearchW = void (*)(const float* x, void* y, int64_t n, const float* wrow);
+
+// The search of a type that takes ready row weights (search_*_w above), else nullptr.
+SymSearchW sym_search_w(GGMLType type) {
+  switch (type) {
+    case GGMLType::Q4_0: return search_q4_0_w;
+    case GGMLType::Q5_0: return search_q5_0_w;
+    case GGMLType::Q8_0: return search_q8_0_w;
+    default: return nullptr;
+  }
+}
+
+// block_weights of every 32-value block of a row of n values (importance: n weights or nullptr).
+std::vector<float> row_block_weights(int64_t n, const float* imp) {
+  std::vector<float> w(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n / 32; ++i) block_weights(32, imp ? imp + i * 32 : nullptr, w.data() + i * 32);
+  return w;
+}
+
+void search_q4_0(const float* x, void* y, int64_t n, const float* imp) { search_q4_0_w(x, y, n, row_block_weights(n, imp).data()); }
+void search_q5_0(const float* x, void* y, int64_t n, const float* imp) { search_q5_0_w(x, y, n, row_block_weights(n, imp).data()); }
+void search_q8_0(const float* x, void* y, int64_t n, const float* imp) { search_q8_0_w(x, y, n, row_block_weights(n, imp).data()); }
 
 // Q4_1 / Q5_1: x = d * q + m with a free (signed) m.
 template <int NMAX>
@@ -1653,13 +1866,18 @@ void quantize_matrix_from(GGMLType type, SourceFormat format, const void* x, voi
                       (method == QuantMethod::kAuto && (!is_legacy(type) || importance != nullptr));
   if (nrows == 0 || ncols == 0) return;
 
-  // A row of importance weights repeated for each row: the search reads one weight per value.
+  // A row of importance weights repeated for each row: the search reads one weight per value. The
+  // 32-value symmetric searches get the row's block weights computed here, once.
+  const SymSearchW search_w = search ? sym_search_w(type) : nullptr;
+  const std::vector<float> wrow = search_w ? row_block_weights(ncols, importance) : std::vector<float>();
   auto do_rows = [&](int64_t r0, int64_t r1) {
     std::vector<float> row(format == SourceFormat::kF32 ? 0 : size_t(ncols));
     for (int64_t r = r0; r < r1; ++r) {
       const float* src = source_row(format, x, r, ncols, row.data());
       void* dst = static_cast<uint8_t*>(y) + size_t(r) * row_bytes;
-      if (search) {
+      if (search_w) {
+        search_w(src, dst, ncols, wrow.data());
+      } else if (search) {
         quantize_row_search(type, src, dst, ncols, importance);
       } else {
         t.from_float(src, dst, ncols);
@@ -1669,7 +1887,10 @@ void quantize_matrix_from(GGMLType type, SourceFormat format, const void* x, voi
 
   int nth = n_threads > 0 ? n_threads : physical_core_count();
   const double work = double(nrows) * double(ncols);
-  nth = int(std::min<double>(nth, std::max(1.0, work / 65536.0)));  // tiny tensors: fewer threads
+  // tiny tensors: fewer threads (a thread costs tens of microseconds; 64 Ki values take about that to
+  // round, an eighth of them to search)
+  const double values_per_thread = search ? 8192.0 : 65536.0;
+  nth = int(std::min<double>(nth, std::max(1.0, work / values_per_thread)));
   nth = int(std::min<int64_t>(nth, nrows));
   if (nth <= 1) {
     do_rows(0, nrows);

@@ -88,6 +88,11 @@ namespace detail {
 // x ~= s * L, L in [lo, hi]; returns s (may be negative). L receives the levels (nullptr: a
 // caller that re-chooses them for the stored scale, with levels_sym, skips that pass).
 float search_sym(int n, const float* x, const float* w, int lo, int hi, int8_t* L);
+// search_sym's scales (no levels) of two blocks of n values: the same two floats, computed with the
+// two blocks' candidate passes interleaved where the CPU has AVX-512 (one block's pass alone is
+// bound by the latency of its sums).
+void search_sym2(int n, const float* x0, const float* w0, const float* x1, const float* w1, int lo, int hi, float* s0,
+                 float* s1);
 // x ~= s * L + m, L in [0, nmax], s >= 0; if min_le_zero, m <= 0. Returns s, *m receives m;
 // L receives the levels (or nullptr, as for search_sym).
 float search_asym(int n, const float* x, const float* w, int nmax, bool min_le_zero, uint8_t* L, float* m);

@@ -49,19 +49,21 @@ def _user_error_types() -> tuple:
     return (UserError, HubError, ValueError, OSError, UnicodeError, _core.GGUFError, _core.UnsupportedError)
 
 
-def discover_commands() -> List[ModuleType]:
-    """Every module of edgellama.commands that defines NAME, HELP, add_arguments and run. A module
-    that fails to import becomes a command that reports the import error when used."""
+def discover_commands(only: Optional[str] = None) -> List[ModuleType]:
+    """Every module of edgellama.commands that defines NAME, HELP, add_arguments and run (with
+    `only`, the module of that name alone when there is one). A module that fails to import becomes
+    a command that reports the import error when used."""
     from . import commands as pkg
 
+    names = [info.name for info in pkgutil.iter_modules(pkg.__path__) if not info.name.startswith("_")]
+    if only in names:
+        names = [only]
     found: List[ModuleType] = []
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name.startswith("_"):
-            continue
+    for name in names:
         try:
-            mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
+            mod = importlib.import_module(f"{pkg.__name__}.{name}")
         except Exception as e:  # one broken command must not take the others down
-            mod = _broken_command(info.name, e)
+            mod = _broken_command(name, e)
         if all(hasattr(mod, a) for a in ("NAME", "HELP", "add_arguments", "run")):
             found.append(mod)
 
@@ -84,14 +86,16 @@ def _broken_command(name: str, err: BaseException) -> ModuleType:
     return mod
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser of every command, or (`only`) of the command of that name alone: running one
+    command then imports (and, without cached bytecode, compiles) none of the others' modules."""
     from . import __version__
 
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for mod in discover_commands():
+    for mod in discover_commands(only):
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", None) or mod.HELP,
                            epilog=getattr(mod, "EPILOG", None), formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
@@ -106,8 +110,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             stream.reconfigure(errors="replace")  # type: ignore[attr-defined]
         except Exception:
             pass
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # the command named first (edgellama COMMAND ...): only its module is loaded
+    parser = build_parser(args_list[0] if args_list and not args_list[0].startswith("-") else None)
+    args = parser.parse_args(args_list)
     mod = getattr(args, "_command", None)
     if mod is None:
         parser.print_help()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import hub
-
 NAME = "pull"
 HELP = "download a model into the local cache"
 DESCRIPTION = """\
@@ -35,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import hub  # here, not at import: every command's start-up imports this module (http, ssl)
+
     if args.list:
         print("built-in names:")
         for m in hub.MODELS.values():
