@@ -183,25 +183,46 @@ void quantize_iq4_xs_search(const float* x, void* y, int64_t n, const float* imp
       s[j] = best_scale(x + 32 * j, w + 32 * j);
       if (std::fabs(s[j]) > std::fabs(smax)) smax = s[j];
     }
-    b[i].d = to_fp16_clamped(-smax / 32.0f);
-    const float d = fp16_to_float(b[i].d);
+    // Super-block scale candidates: the largest sub-block scale mapped to -32, -31.5 or -31 (a
+    // slightly larger D can give every other sub-block a closer integer scale); the candidate
+    // whose 8 sub-blocks have the smallest total weighted error is stored.
+    int best_ls[8] = {};
+    uint16_t best_dh = to_fp16_clamped(-smax / 32.0f);
+    double best_total = INFINITY;
+    for (const float top : {32.0f, 31.5f, 31.0f}) {
+      const uint16_t dh = to_fp16_clamped(-smax / top);
+      const float d = fp16_to_float(dh);
+      int ls[8];
+      double total = 0;
+      for (int j = 0; j < 8 && total < best_total; ++j) {
+        const float* xs = x + 32 * j;
+        const float* ws = w + 32 * j;
+        const int l0 = d != 0.0f ? clampi(nearest_int(s[j] / d), -32, 31) : 0;
+        ls[j] = l0;
+        double best_err = INFINITY;
+        for (int l = l0 - 1; l <= l0 + 1; ++l) {
+          if (l < -32 || l > 31) continue;
+          const double err = levels_for(xs, ws, d * float(l), L);
+          if (err < best_err) {
+            best_err = err;
+            ls[j] = l;
+          }
+        }
+        total += best_err;
+      }
+      if (total < best_total) {
+        best_total = total;
+        best_dh = dh;
+        std::memcpy(best_ls, ls, sizeof ls);
+      }
+    }
+    b[i].d = best_dh;
+    const float d = fp16_to_float(best_dh);
     b[i].scales_h = 0;
     std::memset(b[i].scales_l, 0, sizeof b[i].scales_l);
     for (int j = 0; j < 8; ++j) {
-      const float* xs = x + 32 * j;
-      const float* ws = w + 32 * j;
-      const int l0 = d != 0.0f ? clampi(nearest_int(s[j] / d), -32, 31) : 0;
-      int best_l = l0;
-      double best_err = INFINITY;
-      for (int l = l0 - 1; l <= l0 + 1; ++l) {
-        if (l < -32 || l > 31) continue;
-        const double err = levels_for(xs, ws, d * float(l), L);
-        if (err < best_err) {
-          best_err = err;
-          best_l = l;
-        }
-      }
-      levels_for(xs, ws, d * float(best_l), L);
+      const int best_l = best_ls[j];
+      levels_for(x + 32 * j, w + 32 * j, d * float(best_l), L);
       pack_nibbles(L, b[i].qs + 16 * j);
       const int u = best_l + 32;  // 0..63: low 4 bits in scales_l, high 2 in scales_h
       b[i].scales_l[j / 2] |= uint8_t((u & 0xF) << (4 * (j % 2)));
