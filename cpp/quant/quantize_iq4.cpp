@@ -18,9 +18,11 @@
 //     by least squares for those levels, d = sum w x q / sum w q^2; the candidate with the largest
 //     (sum w x q)^2 / sum w q^2 (= the smallest error for its levels) wins.
 //   the winner is rounded to what the block stores and the levels re-chosen for the stored scale.
-// IQ4_XS then puts the 8 sub-block scales on one fp16 super-block scale D = -max/32 (the scale of
-// largest magnitude maps to -32, the end with the larger range) and tries each sub-block's integer
-// scale and its neighbours (+-1), keeping the one with the smallest error.
+// IQ4_XS then puts the 8 sub-block scales on one fp16 super-block scale D = -max/t (the scale of
+// largest magnitude maps to -t, the end with the larger range), tries each sub-block's integer
+// scale and its neighbours (+-1), keeping the one with the smallest error, and keeps the t in
+// {32, 31.5, 31} with the smallest total error (TinyLlama-shape random F16, no imatrix: KL 0.16692
+// with t = 32 alone -> 0.16044; llama-quantize 0.16239).
 // (llama.cpp's quantize_row_iq4_nl_impl searches the same kind of candidates; this is our own
 // implementation of the idea, with a lookup table for the nearest level.)
 #include <cmath>
