@@ -218,3 +218,21 @@ def test_bad_arguments(kwargs, exc, msg):
     with pytest.raises(exc) as ei:
         _core.quantize(**kwargs)
     assert msg in str(ei.value)
+
+
+# Rows that already lie on a Q4_1 / Q5_1 grid (a dequantized file, the smol-F32 benchmark model) must
+# re-quantize to exactly those values, with or without an importance matrix: the search's float
+# (d, m), once rounded to fp16, used to miss such grids by one fp16 step (issue 17: Q4_1/Q5_1 KL
+# above llama-quantize's with an imatrix). A Q4_1 grid in Q5_1 needs d/2 and every other level.
+@pytest.mark.parametrize("grid,t", [("Q4_1", "Q4_1"), ("Q5_1", "Q5_1"), ("Q4_1", "Q5_1")])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_rows_on_a_grid_requantize_exactly(grid, t, weighted):
+    rng = np.random.default_rng(5)
+    src = (rng.standard_normal((16, 512)) * rng.lognormal(-3.0, 1.0, (16, 1))).astype(np.float32)
+    x = gguf_dequantize(gguf_quantize(src, grid), grid, src.shape).astype(np.float32)
+    # a few columns a million times more important than the rest, as in SmolLM2's ffn_down imatrix
+    # (max/median 1.6e6): the float least-squares fit then pins those values and lets the rest drift
+    imp = rng.lognormal(0.0, 1.0, 512) * np.where(rng.random(512) < 0.02, 1e6, 1.0)
+    kwargs = {"importance": imp.astype(np.float32)} if weighted else {"method": "search"}
+    back = gguf_dequantize(_core.quantize(t, x, **kwargs), t, x.shape)
+    assert np.mean(back == x) == 1.0, (grid, t, weighted, np.mean(back == x), float(np.max(np.abs(back - x))))
