@@ -53,12 +53,16 @@ def run_timed(cmd, env=None, log=None):
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0  # ru_maxrss is KiB on Linux
 
 
-def kl_against(src, files, text, ctx, windows, threads):
-    """{file: (KL mean, top-1 agreement)} of each file against src on `text`, src evaluated once."""
+def kl_against(src, files, text, ctx, windows, threads, precision="exact"):
+    """{file: (KL mean, top-1 agreement)} of each file against src on `text`, src evaluated once.
+    precision "exact" (default) evaluates every file with float accumulation, so the KL is the
+    quantizer's error alone; "fast" adds the int8-activation error of edgellama's fast path, which is
+    chaotic (a last-bit change re-rolls it: SmolLM2, KL 9.5e-4 between two fast paths of the same
+    weights) and, for a file whose weights equal the source exactly, is all that is left."""
     from edgellama.llama import Llama
     from edgellama.perplexity import _bos, _tokenize, score_windows
 
-    base = Llama(str(src), n_ctx=ctx, n_threads=threads, n_batch=ctx)
+    base = Llama(str(src), n_ctx=ctx, n_threads=threads, n_batch=ctx, precision=precision)
     try:
         tokens = _tokenize(base, text)[: windows * ctx]
         bos = _bos(base)
@@ -73,7 +77,7 @@ def kl_against(src, files, text, ctx, windows, threads):
 
         out = {}
         for f in files:
-            llm = Llama(str(f), n_ctx=ctx, n_threads=threads, n_batch=ctx)
+            llm = Llama(str(f), n_ctx=ctx, n_threads=threads, n_batch=ctx, precision=precision)
             try:
                 def ev(win, llm=llm):
                     llm.reset()
@@ -102,6 +106,8 @@ def main() -> int:
     ap.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="text for KL (2nd half) and --imatrix auto (1st)")
     ap.add_argument("--ctx", type=int, default=256, help="KL window length (default 256)")
     ap.add_argument("--windows", type=int, default=4, help="KL windows (default 4); 0 skips the KL column")
+    ap.add_argument("--eval-precision", choices=("exact", "fast"), default="exact",
+                    help="how edgellama evaluates both files for the KL (default exact: the quantizers' error alone)")
     ap.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: beside SOURCE)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args()
@@ -167,14 +173,14 @@ def main() -> int:
     if a.windows > 0:
         sys.path.insert(0, str(ROOT / "src"))
         files = [p for r in rows for p in (r["ours"], r["theirs"])]
-        kl = kl_against(a.source, files, eval_text, a.ctx, a.windows, a.threads)
-        print(f"\n# KL vs {a.source.name} on {a.windows} x {a.ctx} tokens of {a.text} (2nd half), evaluated by edgellama")
+        kl = kl_against(a.source, files, eval_text, a.ctx, a.windows, a.threads, a.eval_precision)
+        print(f"\n# KL vs {a.source.name} on {a.windows} x {a.ctx} tokens of {a.text} (2nd half), evaluated by edgellama, precision={a.eval_precision}")
         print(f"{'type':8} {'KL ours':>10} {'KL lq':>10} {'ratio':>6} {'top1 ours':>9} {'top1 lq':>8}")
         for r in rows:
             (ko, ao), (kt, at) = kl[r["ours"]], kl[r["theirs"]]
             r.update(kl_ours=ko, kl_lq=kt, top1_ours=ao, top1_lq=at)
             ratio = ko / kt if kt > 0 else float("nan")
-            print(f"{r['type']:8} {ko:10.5f} {kt:10.5f} {ratio:6.2f} {100 * ao:8.1f}% {100 * at:7.1f}%")
+            print(f"{r['type']:8} {ko:10.3e} {kt:10.3e} {ratio:6.2f} {100 * ao:8.1f}% {100 * at:7.1f}%")
     print(f"# load after {open('/proc/loadavg').read().split()[:3]}")
     if a.json:
         a.json.write_text(json.dumps(dict(source=str(a.source), threads=a.threads, imatrix=imatrix, rows=rows), indent=1))
