@@ -102,6 +102,10 @@ def test_error_and_dequantization(t, dist):
         # 0.92-0.96x; a lost search step or a wrong weight formula shows here
         sw = search_weights(x, imp)
         assert weighted_rms(t, ours, x, sw) <= 0.98 * weighted_rms(t, theirs, x, sw), (t, dist)
+        if t == "IQ4_XS":
+            # the three super-block scale candidates (-32, -31.5, -31 for the largest sub-block scale):
+            # measured 0.9524 / 0.9258 (normal / heavy); with the one candidate -32: 0.9597 / 0.9331
+            assert weighted_rms(t, ours, x, sw) <= {"normal": 0.956, "heavy": 0.929}[dist] * weighted_rms(t, theirs, x, sw)
         # on the plain imatrix-weighted error the shrinkage costs a little (the price of the lower KL):
         # measured 0.99-1.04x
         assert weighted_rms(t, ours, x, imp) <= 1.06 * weighted_rms(t, theirs, x, imp), (t, dist)
