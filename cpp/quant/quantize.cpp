@@ -1002,6 +1002,17 @@ QUANT_AVX512_FN LevelSums level_sums16_avx512(const float* x, const float* w, fl
   return {s[0], s[1], s[2]};
 }
 
+// Candidates c0 .. c0 + 7's sums (weighted q^2, weighted x q) -> out[c0 + k] for those that exist:
+// the score (sum x q)^2 / sum q^2 and the least-squares scale, or "not usable" when sum q^2 <= 0.
+QUANT_AVX512_FN inline void store_sym_scores(__m512d sll, __m512d slx, int c0, int nc, SymScore* out) {
+  const int okm = int(_mm512_cmp_pd_mask(sll, _mm512_setzero_pd(), _CMP_GT_OQ));
+  alignas(64) double score[8];
+  alignas(32) float sc[8];
+  _mm512_store_pd(score, _mm512_div_pd(_mm512_mul_pd(slx, slx), sll));
+  _mm256_store_ps(sc, _mm512_cvtpd_ps(_mm512_div_pd(slx, sll)));
+  for (int j = 0; j < 8 && c0 + j < nc; ++j)
+    out[c0 + j] = (okm >> j) & 1 ? SymScore{score[j], sc[j], true} : SymScore{0.0, 0.0f, false};
+}
 // score_sym_many_avx for n == 16: eight candidates per group (only sll and slx: the score needs no sl).
 QUANT_AVX512_FN void score_sym_many16_avx512(const float* x, const float* w, const float* iscale, int nc, float lo,
                                              float hi, SymScore* out) {
@@ -1018,13 +1029,7 @@ QUANT_AVX512_FN void score_sym_many16_avx512(const float* x, const float* w, con
       c[j] = fold16(_mm512_mul_ps(wq, x0));
     }
     const __m512d sll = lane_sums8(b), slx = lane_sums8(c);
-    const int okm = int(_mm512_cmp_pd_mask(sll, _mm512_setzero_pd(), _CMP_GT_OQ));
-    alignas(64) double score[8];
-    alignas(32) float sc[8];
-    _mm512_store_pd(score, _mm512_div_pd(_mm512_mul_pd(slx, slx), sll));
-    _mm256_store_ps(sc, _mm512_cvtpd_ps(_mm512_div_pd(slx, sll)));
-    for (int j = 0; j < 8 && c0 + j < nc; ++j)
-      out[c0 + j] = (okm >> j) & 1 ? SymScore{score[j], sc[j], true} : SymScore{0.0, 0.0f, false};
+    store_sym_scores(sll, slx, c0, nc, out);
   }
 }
 
@@ -1060,13 +1065,7 @@ QUANT_AVX512_FN inline void score_sym_group_paired_avx512(int n, const float* x,
     rc[2 * j + 1] = _mm512_extractf32x8_ps(c[jj], 1);
   }
   const __m512d sll = lane_sums8(rb), slx = lane_sums8(rc);
-  const int okm = int(_mm512_cmp_pd_mask(sll, _mm512_setzero_pd(), _CMP_GT_OQ));
-  alignas(64) double score[8];
-  alignas(32) float sc[8];
-  _mm512_store_pd(score, _mm512_div_pd(_mm512_mul_pd(slx, slx), sll));
-  _mm256_store_ps(sc, _mm512_cvtpd_ps(_mm512_div_pd(slx, sll)));
-  for (int j = 0; j < 8 && c0 + j < nc; ++j)
-    out[c0 + j] = (okm >> j) & 1 ? SymScore{score[j], sc[j], true} : SymScore{0.0, 0.0f, false};
+  store_sym_scores(sll, slx, c0, nc, out);
 }
 
 // score_sym_many_avx for any n that is a multiple of 8 (the 32-value blocks of Q4_0 / Q5_0 / Q8_0):

@@ -96,8 +96,9 @@ struct KernelSet {
   SiluMulFn silu_mul;  // nullptr = use kScalarKernels' kernel
   // Weights packed at load (edgellama/packed_layout.h): w = the first group of kPackRows rows, nr a
   // multiple of kPackRows; bit-identical to gemm[] on the same rows in the GGUF layout. The model
-  // packs a matrix only if the active set has its entry. nullptr, or more than packed_max_tokens
-  // tokens (0 = no limit): matmul unpacks a few groups at a time into scratch and calls gemm[].
+  // packs a matrix only if the active set has its entry. More than packed_max_tokens tokens (0 = no
+  // limit): gemm_packed_many below, or if that is nullptr (or this is), matmul unpacks a few groups
+  // at a time into scratch and calls gemm[].
   GemmFn gemm_packed[kMaxTypeId];
   int64_t packed_max_tokens;
   // Packed weights and more than packed_max_tokens tokens (prefill): a kernel that reads the packed
