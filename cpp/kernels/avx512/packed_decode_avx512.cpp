@@ -577,12 +577,15 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
         sums[size_t(t * nb + b)] = act_sum32(reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as)[b].qs);
     asum = sums.data();
   }
+  // More than kMaxT tokens: in equal turns (8 tokens with kMaxT 6: 4 + 4, not 6 + 2, since each turn
+  // unpacks the weights again and a short turn pays that for few tokens).
+  const int64_t turns = (nt + kMaxT - 1) / kMaxT, per_turn = (nt + turns - 1) / turns;
   for (int64_t r0 = 0; r0 < nr; r0 += 8) {
     const PackedSrc src{w + size_t(r0) * ws, kW};
-    for (int64_t t0 = 0; t0 < nt; t0 += kMaxT) {  // more than kMaxT tokens: in turns of kMaxT
+    for (int64_t t0 = 0; t0 < nt; t0 += per_turn) {
       group_direct<D, kMaxT>(nb, src, a + size_t(t0) * as, as, asum ? asum + t0 * nb : nullptr,
-                             std::min<int64_t>(kMaxT, nt - t0), acc);
-      for (int64_t t = 0; t < std::min<int64_t>(kMaxT, nt - t0); ++t)
+                             std::min<int64_t>(per_turn, nt - t0), acc);
+      for (int64_t t = 0; t < std::min<int64_t>(per_turn, nt - t0); ++t)
         for (int r = 0; r < 8; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[8 * t + r];
     }
   }
@@ -639,9 +642,8 @@ void gemm_q5_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const 
 }
 void gemm_q6_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
-  // Q6_K: one pass of at most 6 tokens (its accumulators fill the registers); more tokens run faster
-  // on the scratch-tiled AVX2 kernel (2048x2048, 8 tokens: 81 vs ~60 us/token, noisy).
-  gemm_packed<Q6D, avx2_rows8::gemm_q6_k_packed, sizeof(block_q6_K), QK_K, (kKMaxT < 6 ? kKMaxT : 6), 6>(n, w, ws, nr, a, as, nt, y, ys);
+  // Q6_K: turns of at most 6 tokens (its accumulators fill the registers)
+  gemm_packed<Q6D, avx2_rows8::gemm_q6_k_packed, sizeof(block_q6_K), QK_K, (kKMaxT < 6 ? kKMaxT : 6)>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_q3_k_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                       float* y, size_t ys) {
