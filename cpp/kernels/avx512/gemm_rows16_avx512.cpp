@@ -127,6 +127,19 @@ inline __m512i gather16(const uint8_t* const* p, __m512i off, size_t at) {
 inline __m512 half_lo(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
 inline __m512 half_hi(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))); }
 
+// Packed groups (packed_layout.h: 8-row groups; the unit at byte o of row r at 8 * o + r * unit):
+// the 16 lanes of a repacked block come from two groups, rows 0-7 from g0 and rows 8-15 from g1.
+// 8 rows' 4-byte units at packed offset o, twice -> one vector, lane r = row r (no transpose).
+inline __m512i packed_units32(const uint8_t* g0, const uint8_t* g1, size_t o) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g0 + o))),
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g1 + o)), 1);
+}
+// 8 rows' 2-byte units (fp16 fields) at packed offset o, twice -> 16 uint16.
+inline __m256i packed_units16(const uint8_t* g0, const uint8_t* g1, size_t o) {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g0 + o))),
+                                 _mm_loadu_si128(reinterpret_cast<const __m128i*>(g1 + o)), 1);
+}
+
 // ---- Q4_0 / Q4_1 / Q8_0: blocks of 32 values ------------------------------------------------------
 // Repacked block (16 rows): 8 vectors of quants (uint8; Q8_0: w ^ 0x80), dw[16], cw[16] (Q8_0: unused).
 constexpr size_t kBlockBytes = 10 * 64;
@@ -357,6 +370,59 @@ struct KFormat45 {
     }
   }
 
+  // The same repacked block from two packed groups (packed_layout.h; rows 0-7 from the block at g0,
+  // rows 8-15 from the one at g1): every 4-byte unit already holds one row per lane, so a quant
+  // vector is two 32-byte loads (no transpose) and the 6-bit scales / mins of scale_min_k4 are
+  // unpacked in vectors from the three scale words.
+  static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
+    constexpr size_t G = kPackRows;
+    constexpr size_t qs_off = kQ5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    __m512i qh[8];  // Q5_K: qh[g] lane r = qh bytes 4g..4g+3 of row r
+    if constexpr (kQ5)
+      for (int g = 0; g < 8; ++g) qh[g] = packed_units32(g0, g1, G * (offsetof(block_q5_K, qh) + 4 * size_t(g)));
+    for (int i = 0; i < 4; ++i) {  // 32 bytes of qs: sub-blocks 2i (low nibbles) and 2i+1 (high)
+      for (int g = 0; g < 8; ++g) {
+        const __m512i x = packed_units32(g0, g1, G * (qs_off + 32 * size_t(i) + 4 * size_t(g)));
+        __m512i lo = _mm512_and_si512(x, m4), hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+        if constexpr (kQ5) {
+          const __m512i one = _mm512_set1_epi8(1);
+          lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[g], 2 * i), one), 4));
+          hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[g], 2 * i + 1), one), 4));
+        }
+        _mm512_store_si512(out + (2 * i) * 8 + g, lo);
+        _mm512_store_si512(out + (2 * i + 1) * 8 + g, hi);
+      }
+    }
+    // scales[12] as three words per lane: byte j of word w is scales[4w + j] (scale_min_k4, per lane)
+    constexpr size_t sc_off = offsetof(block_q4_K, scales);
+    static_assert(offsetof(block_q5_K, scales) == sc_off && offsetof(block_q5_K, dmin) == offsetof(block_q4_K, dmin),
+                  "Q4_K and Q5_K share the header");
+    const __m512i w0 = packed_units32(g0, g1, G * sc_off), w1 = packed_units32(g0, g1, G * (sc_off + 4)),
+                  w2 = packed_units32(g0, g1, G * (sc_off + 8));
+    const __m512i m6 = _mm512_set1_epi32(63), m4d = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
+    for (int c = 0; c < 8; ++c) {
+      __m512i sc, mn;
+      if (c < 4) {  // sc = q[c] & 63, mn = q[c + 4] & 63
+        sc = _mm512_and_si512(_mm512_srli_epi32(w0, 8 * c), m6);
+        mn = _mm512_and_si512(_mm512_srli_epi32(w1, 8 * c), m6);
+      } else {  // j = c - 4: sc = q[c + 4] & 15 | (q[j] >> 6) << 4, mn = q[c + 4] >> 4 | (q[c] >> 6) << 4
+        const int j = c - 4;
+        sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 8 * j), m4d),
+                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w0, 8 * j + 6), m2), 4));
+        mn = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 8 * j + 4), m4d),
+                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w1, 8 * j + 6), m2), 4));
+      }
+      _mm512_store_si512(out + kKScale + c, sc);
+      _mm512_store_si512(out + kKMin + c, _mm512_or_si512(mn, _mm512_slli_epi32(mn, 16)));
+    }
+    _mm512_store_ps(reinterpret_cast<float*>(out + kKD),
+                    _mm512_cvtph_ps(packed_units16(g0, g1, G * offsetof(block_q4_K, d))));
+    _mm512_store_ps(reinterpret_cast<float*>(out + kKDm),
+                    _mm512_cvtph_ps(packed_units16(g0, g1, G * offsetof(block_q4_K, dmin))));
+  }
+
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
     __m512 s[T];
@@ -432,14 +498,8 @@ struct IQ4XSFormat {
   // from the block at g0, rows 8-15 from the one at g1. The units already have one row per lane, so
   // no transpose: the quants are two 32-byte loads per vector, the scales are unpacked in vectors.
   static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
-    auto join256 = [&](size_t o) {  // 8 rows' 4-byte units at packed offset o, twice -> 16 lanes
-      return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g0 + o))),
-                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g1 + o)), 1);
-    };
-    auto join128 = [&](size_t o) {  // 8 rows' 2-byte units at packed offset o, twice -> 16 uint16
-      return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g0 + o))),
-                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(g1 + o)), 1);
-    };
+    auto join256 = [&](size_t o) { return packed_units32(g0, g1, o); };
+    auto join128 = [&](size_t o) { return packed_units16(g0, g1, o); };
     constexpr size_t G = kPackRows;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __m512i levels = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
@@ -775,8 +835,12 @@ void gemm_rows16_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, cons
   alignas(64) float acc[kTokensPerChunk * kRows];
   for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
     const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
-    const uint8_t* at = act_u8(a + size_t(t0) * as, as, ntc, nb);
-    const size_t ats = size_t(nb) * sizeof(block_q8_K);
+    const uint8_t* at = a + size_t(t0) * as;
+    size_t ats = as;  // stride of at
+    if constexpr (UnsignedActs<F>::value) {
+      at = act_u8(at, as, ntc, nb);
+      ats = size_t(nb) * sizeof(block_q8_K);
+    }
     for (int64_t r0 = 0; r0 < nr; r0 += kRows) {
       const uint8_t* g0 = w + size_t(r0 / kPackRows) * group_bytes;
       const uint8_t* g1 = r0 + kRows <= nr ? g0 + group_bytes : g0;
@@ -846,6 +910,14 @@ void gemm_iq4_xs_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, con
   gemm_rows16<IQ4XSFormat>(n, w, ws, nr, a, as, nt, y, ys);
 }
 
+void gemm_q4_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<KFormat45<false>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<KFormat45<true>>(n, w, ws, nr, a, as, nt, y, ys);
+}
 void gemm_iq4_xs_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
                                 int64_t nt, float* y, size_t ys) {
   gemm_rows16_packed<IQ4XSFormat>(n, w, ws, nr, a, as, nt, y, ys);
