@@ -278,11 +278,14 @@ struct LegacyFormat {
 
 // ---- Q4_K: super-blocks of 256 values, 8 sub-blocks of 32 with 6-bit scales / mins ----------------
 // Repacked super-block (16 rows): for sub-block c and group G (values 32c+4G..+3) one vector of the
-// 16 rows' quants (64 vectors); per sub-block c the scales as int32 (8 vectors) and the mins as the
-// int16 pair (mn, mn) per lane (8 vectors, vpdpwssd operands against the bsums pair of sub-block c);
+// 16 rows' quants (64 vectors); per sub-block c the scales as int32 (8 vectors); the mins of
+// sub-blocks 2j, 2j+1 as the int16 pair (mn_2j, mn_2j+1) per lane (4 vectors at kKMin + j);
 // d[16], dmin[16]. Per (row, token, super-block):
 //   isum = sum_c sc_c * (sum_i q_i a_i over sub-block c)      (vpdpbusd, then vpmulld: exact int32)
-//   msum = sum_c mn_c * (bsums[2c] + bsums[2c+1])            (vpdpwssd: exact int32)
+//   msum = sum_c mn_c * S_c                                  (4 vpdpwssd: exact int32)
+// where S_c = bsums[2c] + bsums[2c+1], the sum of the token's 32 activations of sub-block c (|S_c| <=
+// 32 * 128: int16), made once per call and token by act_sub32_sums (kSub32Sums below). The same
+// integer as the 8 vpdpwssd of (mn_c, mn_c) against (bsums[2c], bsums[2c+1]), in half the instructions.
 constexpr int kSuperPerChunk = 4;
 constexpr size_t kKQuant = 64, kKScale = 64, kKMin = 72, kKD = 80, kKDm = 81;  // vector offsets
 constexpr size_t kKBlockBytes = 82 * 64;                                      // 5.2 KB
@@ -309,11 +312,11 @@ inline void sub32_sums(const __m512i* blk, const block_q8_K* const* ab, __m512i*
     }
   }
 }
-//   msum = sum_c mn_c * (bsums[2c] + bsums[2c+1])   (vpdpwssd: exact int32)
+//   msum = sum_c mn_c * S_c, ab->bsums[c] = S_c (act_sub32_sums): pairs j = (2j, 2j+1)   (exact int32)
 inline __m512i sub32_offsets(const __m512i* blk, const block_q8_K* ab) {
   __m512i ms = _mm512_setzero_si512();
-  for (int c = 0; c < 8; ++c)
-    ms = dpwssd_b(ms, _mm512_load_si512(blk + kKMin + c), ab->bsums + 2 * c);
+  for (int j = 0; j < 4; ++j)
+    ms = dpwssd_b(ms, _mm512_load_si512(blk + kKMin + j), ab->bsums + 2 * j);
   return ms;
 }
 
@@ -325,6 +328,7 @@ struct KFormat45 {
   static constexpr int64_t kValues = QK_K;
   static constexpr int kPerChunk = kSuperPerChunk;
   static constexpr size_t kBytes = kKBlockBytes;
+  static constexpr bool kSub32Sums = true;  // activations through act_sub32_sums
 
   static void repack(const uint8_t* const* p, __m512i, size_t boff, uint8_t* dst) {
     constexpr size_t qs_off = kQ5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
@@ -359,12 +363,9 @@ struct KFormat45 {
     float* dm = reinterpret_cast<float*>(out + kKDm);
     for (int r = 0; r < kRows; ++r) {
       const block_q4_K* b = reinterpret_cast<const block_q4_K*>(p[r] + boff);
-      for (int c = 0; c < 8; ++c) {
-        int s, m;
-        kq::scale_min_k4(c, b->scales, &s, &m);
-        sc[16 * c + r] = s;
-        mn[16 * c + r] = m | (m << 16);
-      }
+      int m[8];
+      for (int c = 0; c < 8; ++c) kq::scale_min_k4(c, b->scales, &sc[16 * c + r], &m[c]);
+      for (int j = 0; j < 4; ++j) mn[16 * j + r] = m[2 * j] | (m[2 * j + 1] << 16);
       d[r] = _cvtsh_ss(b->d);
       dm[r] = _cvtsh_ss(b->dmin);
     }
@@ -402,6 +403,7 @@ struct KFormat45 {
     const __m512i w0 = packed_units32(g0, g1, G * sc_off), w1 = packed_units32(g0, g1, G * (sc_off + 4)),
                   w2 = packed_units32(g0, g1, G * (sc_off + 8));
     const __m512i m6 = _mm512_set1_epi32(63), m4d = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
+    __m512i mn_even = _mm512_setzero_si512();
     for (int c = 0; c < 8; ++c) {
       __m512i sc, mn;
       if (c < 4) {  // sc = q[c] & 63, mn = q[c + 4] & 63
@@ -415,7 +417,10 @@ struct KFormat45 {
                              _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w1, 8 * j + 6), m2), 4));
       }
       _mm512_store_si512(out + kKScale + c, sc);
-      _mm512_store_si512(out + kKMin + c, _mm512_or_si512(mn, _mm512_slli_epi32(mn, 16)));
+      if (c % 2 == 0)
+        mn_even = mn;
+      else  // the pair (mn_c-1, mn_c) of sub32_offsets
+        _mm512_store_si512(out + kKMin + c / 2, _mm512_or_si512(mn_even, _mm512_slli_epi32(mn, 16)));
     }
     _mm512_store_ps(reinterpret_cast<float*>(out + kKD),
                     _mm512_cvtph_ps(packed_units16(g0, g1, G * offsetof(block_q4_K, d))));
@@ -590,6 +595,34 @@ const uint8_t* act_u8(const uint8_t* a, size_t as, int64_t nt, int64_t nb) {
   }
   return reinterpret_cast<const uint8_t*>(buf.data());
 }
+
+// The activations of a call with bsums[c] = S_c = bsums[2c] + bsums[2c+1] for c < 8 (the exact sum
+// of sub-block c's 32 values, int16; bsums[8..15] zero), for formats with kSub32Sums (Q4_K, Q5_K:
+// sub32_offsets then needs 4 vpdpwssd per token and super-block instead of 8). Quants and d are
+// copied as they are; one pass per call, shared by every row group; a per-thread buffer.
+const uint8_t* act_sub32_sums(const uint8_t* a, size_t as, int64_t nt, int64_t nb) {
+  thread_local std::vector<block_q8_K> buf;
+  const size_t per_token = size_t(nb);
+  if (buf.size() < per_token * size_t(nt)) buf.resize(per_token * size_t(nt));
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t t = 0; t < nt; ++t) {
+    const block_q8_K* src = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as);
+    block_q8_K* dst = buf.data() + per_token * size_t(t);
+    for (int64_t b = 0; b < nb; ++b) {
+      dst[b].d = src[b].d;
+      for (int i = 0; i < QK_K; i += 64) _mm512_storeu_si512(dst[b].qs + i, _mm512_loadu_si512(src[b].qs + i));
+      const __m256i pairs = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[b].bsums)), ones);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[b].bsums), _mm256_cvtepi32_epi16(pairs));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[b].bsums + 8), _mm_setzero_si128());
+    }
+  }
+  return reinterpret_cast<const uint8_t*>(buf.data());
+}
+
+template <class F, class = void>
+struct Sub32Sums : std::false_type {};
+template <class F>
+struct Sub32Sums<F, std::void_t<decltype(F::kSub32Sums)>> : std::bool_constant<F::kSub32Sums> {};
 
 template <class F, class = void>
 struct UnsignedActs : std::false_type {};
@@ -799,6 +832,10 @@ void gemm_rows16(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
         ats = size_t(nb) * sizeof(block_q8_K);
       }
     }
+    if constexpr (Sub32Sums<F>::value) {  // no direct path: every token count takes the tiles
+      at = act_sub32_sums(at, as, ntc, nb);
+      ats = size_t(nb) * sizeof(block_q8_K);
+    }
     for (int64_t r0 = 0; r0 < nr; r0 += kRows) {
       const uint8_t* p[kRows];
       for (int r = 0; r < kRows; ++r) p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;
@@ -839,6 +876,10 @@ void gemm_rows16_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, cons
     size_t ats = as;  // stride of at
     if constexpr (UnsignedActs<F>::value) {
       at = act_u8(at, as, ntc, nb);
+      ats = size_t(nb) * sizeof(block_q8_K);
+    }
+    if constexpr (Sub32Sums<F>::value) {
+      at = act_sub32_sums(at, as, ntc, nb);
       ats = size_t(nb) * sizeof(block_q8_K);
     }
     for (int64_t r0 = 0; r0 < nr; r0 += kRows) {
