@@ -733,6 +733,45 @@ struct Q6KFormat {
     }
   }
 
+  // The same repacked block from two packed groups (rows 0-7 from the block at g0, 8-15 from g1).
+  // Q6_K's packed form (packed_layout.h) holds, per half h and 4-value group g, the words A, B, C
+  // whose byte l carries the quants of values 128h + l + {0, 32, 64, 96} = chunks 4h + {0, 1, 2, 3},
+  // group g:  q1 = A & 63, q2 = B & 63, q3 = (A >> 6) << 4 | C & 15, q4 = (B >> 6) << 4 | C >> 4
+  // (bytewise), one row per lane already: no transpose. Scales / offsets / d as in repack.
+  static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
+    constexpr size_t G = kPackRows;
+    const __m512i m63 = _mm512_set1_epi8(63), m15 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    for (int h = 0; h < 2; ++h)
+      for (int g = 0; g < 8; ++g) {
+        const size_t at = G * q6k_packed_triple(h, g);
+        const __m512i A = packed_units32(g0, g1, at), B = packed_units32(g0, g1, at + 4 * G),
+                      C = packed_units32(g0, g1, at + 8 * G);
+        // (x >> 2) & 0x30 moves bits 6-7 of each byte to 4-5 (the 16-bit shift's carry-in is masked off)
+        const __m512i q3 = _mm512_or_si512(_mm512_and_si512(C, m15), _mm512_and_si512(_mm512_srli_epi16(A, 2), m30));
+        const __m512i q4 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(C, 4), m15),
+                                           _mm512_and_si512(_mm512_srli_epi16(B, 2), m30));
+        _mm512_store_si512(out + 8 * (4 * h + 0) + g, _mm512_and_si512(A, m63));
+        _mm512_store_si512(out + 8 * (4 * h + 1) + g, _mm512_and_si512(B, m63));
+        _mm512_store_si512(out + 8 * (4 * h + 2) + g, q3);
+        _mm512_store_si512(out + 8 * (4 * h + 3) + g, q4);
+      }
+    // scales[16] (int8) as four words per lane: sc_k = byte k % 4 of word k / 4, sign-extended
+    __m512i sc_even = _mm512_setzero_si512();
+    for (int k = 0; k < 16; ++k) {
+      const __m512i word = packed_units32(g0, g1, G * (kQ6PackedScales + 4 * size_t(k / 4)));
+      const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(word, 24 - 8 * (k % 4)), 24);
+      _mm512_store_si512(out + kQ6Scale + k, sc);
+      if (k % 2 == 0)
+        sc_even = sc;
+      else  // the int16 pair (32 sc_k-1, 32 sc_k) of sub16_tile's offsets
+        _mm512_store_si512(out + kQ6Min + k / 2, _mm512_or_si512(_mm512_and_si512(_mm512_slli_epi32(sc_even, 5),
+                                                                                  _mm512_set1_epi32(0xFFFF)),
+                                                                 _mm512_slli_epi32(sc, 21)));
+    }
+    _mm512_store_ps(reinterpret_cast<float*>(out + kQ6D), _mm512_cvtph_ps(packed_units16(g0, g1, G * kQ6PackedD)));
+  }
+
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
     sub16_tile<true, T>(nsb, pk, kBytes, a, as, sb0, acc);
@@ -958,6 +997,10 @@ void gemm_q4_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr
 void gemm_q5_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
                               int64_t nt, float* y, size_t ys) {
   gemm_rows16_packed<KFormat45<true>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q6_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<Q6KFormat>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_iq4_xs_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
                                 int64_t nt, float* y, size_t ys) {
