@@ -630,20 +630,22 @@ template <class F>
 struct UnsignedActs<F, std::void_t<decltype(F::kUnsignedActs)>> : std::bool_constant<F::kUnsignedActs> {};
 
 // ---- Q6_K: super-blocks of 256 values, 16 sub-blocks of 16 with int8 scales, quants 0..63 (-32) ----
-// Repacked super-block (16 rows): 64 quant vectors (chunk c = values 32c..32c+31, group G = 4 values,
-// as for Q4_K), the 16 sub-block scales as int32 (16 vectors), the offsets mn = 32 * sc as int16
-// pairs (mn[2j], mn[2j+1]) per lane (8 vectors, vpdpwssd against bsums[2j], bsums[2j+1]), d[16].
-// Per (row, token, super-block), with d = dmin (the offset folded into mn, see kquant_scales.h):
-//   isum = sum_k sc_k * (sum_i q_i a_i over sub-block k), msum = sum_k mn_k * bsums_k   (exact int32)
+// The IQ4_XS form (see there): signed weights v = q - 32 (-32..31) against the call's activations
+// flipped to a + 128 (act_u8), and the offset of a whole super-block, 128 * sum_k sc_k * W_k
+// (W_k = sum of v over sub-block k), one int32 per row made at repack time; a token then costs one
+// subtraction instead of the 8 vpdpwssd of the bsums form (msum = sum_k 32 sc_k bsums_k).
+// Repacked super-block (16 rows): 64 quant vectors of v (chunk c = values 32c..32c+31, group G = 4
+// values, as for Q4_K), the 16 sub-block scales as int32 (16 vectors), the offsets (one vector at
+// kQ6Off), d[16]. Per (row, token, super-block), exact int32 (|.| < 16 * 128 * 16 * 32 * 255 < 2^28):
+//   isum - msum = sum_k sc_k * (sum_i v_i (a_i + 128)) - 128 * sum_k sc_k * W_k = sum_k sc_k sum_i (q_i - 32) a_i
 //   acc = fma(float(isum - msum), d * da, acc)   (the AVX2 kernels' combined step)
-// (the sequence of gemm_rows8_ref for Q6_K). Decode uses the same repack, one super-block chunk at a
-// time: the scratch stays in L1 and the bits cannot depend on the token count.
-constexpr size_t kQ6Scale = 64, kQ6Min = 80, kQ6D = 88;  // vector offsets
+// (the sequence of gemm_rows8_ref for Q6_K), so the bits are those of the bsums form.
+constexpr size_t kQ6Scale = 64, kQ6Off = 80, kQ6D = 88;  // vector offsets
 constexpr size_t kQ6BlockBytes = 89 * 64;                // 5.6 KB
 
 constexpr size_t kK23Scale = 64, kK23Min = 80, kK23D = 88, kK23Dm = 89;
 constexpr size_t kK23BlockBytes = 90 * 64;
-static_assert(kQ6Scale == kK23Scale && kQ6Min == kK23Min && kQ6D == kK23D, "one sub16 layout");
+static_assert(kQ6Scale == kK23Scale && kQ6D == kK23D, "one sub16 layout");
 
 // The tile of the 16-value sub-block formats (Q2_K, Q3_K, Q6_K: one repacked layout, offsets
 // kK23Scale/kK23Min/kK23D/kK23Dm): exact int32 isum / msum per super-block, then kCombined (Q3_K, Q6_K:
@@ -698,9 +700,10 @@ struct Q6KFormat {
   static constexpr int64_t kValues = QK_K;
   static constexpr int kPerChunk = kSuperPerChunk;
   static constexpr size_t kBytes = kQ6BlockBytes;
+  static constexpr bool kUnsignedActs = true;
 
   static void repack(const uint8_t* const* p, __m512i, size_t boff, uint8_t* dst) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3), m32 = _mm512_set1_epi8(32);
     __m512i* out = reinterpret_cast<__m512i*>(dst);
     for (int h = 0; h < 2; ++h) {  // values 128h..128h+127: ql bytes 64h..64h+63, qh bytes 32h..32h+31
       __m512i qh[8];
@@ -715,22 +718,31 @@ struct Q6KFormat {
           for (int G = 0; G < 8; ++G) {
             const __m512i lo = _mm512_and_si512(nib ? _mm512_srli_epi16(ql[G], 4) : ql[G], m4);
             const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qh[G], 2 * k), m2);
-            _mm512_store_si512(out + 8 * c + G, _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4)));
+            _mm512_store_si512(out + 8 * c + G, _mm512_sub_epi8(_mm512_or_si512(lo, _mm512_slli_epi16(hi, 4)), m32));
           }
         }
       }
     }
     int32_t* sc = reinterpret_cast<int32_t*>(out + kQ6Scale);
-    int32_t* mn = reinterpret_cast<int32_t*>(out + kQ6Min);
     float* d = reinterpret_cast<float*>(out + kQ6D);
     for (int r = 0; r < kRows; ++r) {
       const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p[r] + boff);
       for (int k = 0; k < 16; ++k) sc[16 * k + r] = b->scales[k];
-      for (int j = 0; j < 8; ++j)
-        mn[16 * j + r] = int32_t(uint32_t(uint16_t(int16_t(32 * b->scales[2 * j]))) |
-                                 uint32_t(uint16_t(int16_t(32 * b->scales[2 * j + 1]))) << 16);
       d[r] = _cvtsh_ss(b->d);
     }
+    store_offsets(out);
+  }
+
+  // offset = 128 * sum_k sc_k * W_k; sub-block k = groups 4 (k % 2) .. +3 of chunk k / 2
+  static void store_offsets(__m512i* out) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i off = _mm512_setzero_si512();
+    for (int k = 0; k < 16; ++k) {
+      __m512i wsum = _mm512_setzero_si512();
+      for (int i = 0; i < 4; ++i) wsum = _mm512_dpbusd_epi32(wsum, ones, _mm512_load_si512(out + 8 * (k / 2) + 4 * (k % 2) + i));
+      off = _mm512_add_epi32(off, _mm512_mullo_epi32(wsum, _mm512_load_si512(out + kQ6Scale + k)));
+    }
+    _mm512_store_si512(out + kQ6Off, _mm512_slli_epi32(off, 7));
   }
 
   // The same repacked block from two packed groups (rows 0-7 from the block at g0, 8-15 from g1).
@@ -740,7 +752,8 @@ struct Q6KFormat {
   // (bytewise), one row per lane already: no transpose. Scales / offsets / d as in repack.
   static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
     constexpr size_t G = kPackRows;
-    const __m512i m63 = _mm512_set1_epi8(63), m15 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+    const __m512i m63 = _mm512_set1_epi8(63), m15 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30),
+                  m32 = _mm512_set1_epi8(32);
     __m512i* out = reinterpret_cast<__m512i*>(dst);
     for (int h = 0; h < 2; ++h)
       for (int g = 0; g < 8; ++g) {
@@ -751,30 +764,53 @@ struct Q6KFormat {
         const __m512i q3 = _mm512_or_si512(_mm512_and_si512(C, m15), _mm512_and_si512(_mm512_srli_epi16(A, 2), m30));
         const __m512i q4 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(C, 4), m15),
                                            _mm512_and_si512(_mm512_srli_epi16(B, 2), m30));
-        _mm512_store_si512(out + 8 * (4 * h + 0) + g, _mm512_and_si512(A, m63));
-        _mm512_store_si512(out + 8 * (4 * h + 1) + g, _mm512_and_si512(B, m63));
-        _mm512_store_si512(out + 8 * (4 * h + 2) + g, q3);
-        _mm512_store_si512(out + 8 * (4 * h + 3) + g, q4);
+        _mm512_store_si512(out + 8 * (4 * h + 0) + g, _mm512_sub_epi8(_mm512_and_si512(A, m63), m32));
+        _mm512_store_si512(out + 8 * (4 * h + 1) + g, _mm512_sub_epi8(_mm512_and_si512(B, m63), m32));
+        _mm512_store_si512(out + 8 * (4 * h + 2) + g, _mm512_sub_epi8(q3, m32));
+        _mm512_store_si512(out + 8 * (4 * h + 3) + g, _mm512_sub_epi8(q4, m32));
       }
     // scales[16] (int8) as four words per lane: sc_k = byte k % 4 of word k / 4, sign-extended
-    __m512i sc_even = _mm512_setzero_si512();
     for (int k = 0; k < 16; ++k) {
       const __m512i word = packed_units32(g0, g1, G * (kQ6PackedScales + 4 * size_t(k / 4)));
-      const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(word, 24 - 8 * (k % 4)), 24);
-      _mm512_store_si512(out + kQ6Scale + k, sc);
-      if (k % 2 == 0)
-        sc_even = sc;
-      else  // the int16 pair (32 sc_k-1, 32 sc_k) of sub16_tile's offsets
-        _mm512_store_si512(out + kQ6Min + k / 2, _mm512_or_si512(_mm512_and_si512(_mm512_slli_epi32(sc_even, 5),
-                                                                                  _mm512_set1_epi32(0xFFFF)),
-                                                                 _mm512_slli_epi32(sc, 21)));
+      _mm512_store_si512(out + kQ6Scale + k, _mm512_srai_epi32(_mm512_slli_epi32(word, 24 - 8 * (k % 4)), 24));
     }
     _mm512_store_ps(reinterpret_cast<float*>(out + kQ6D), _mm512_cvtph_ps(packed_units16(g0, g1, G * kQ6PackedD)));
+    store_offsets(out);
   }
 
+  // T tokens (activation bytes already + 128, act_u8) x 16 rows over nsb repacked super-blocks.
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
-    sub16_tile<true, T>(nsb, pk, kBytes, a, as, sb0, acc);
+    __m512 s[T];
+    for (int t = 0; t < T; ++t) s[t] = _mm512_loadu_ps(acc + kRows * t);
+    for (int sb = 0; sb < nsb; ++sb) {
+      const __m512i* blk = reinterpret_cast<const __m512i*>(pk + size_t(sb) * kBytes);
+      const block_q8_K* ab[T];
+      for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
+      const __m512i off = _mm512_load_si512(blk + kQ6Off);
+      __m512i iacc[T];
+      for (int t = 0; t < T; ++t) iacc[t] = _mm512_sub_epi32(_mm512_setzero_si512(), off);
+      for (int c = 0; c < 8; ++c) {
+        __m512i w[8];
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
+        const __m512i sc0 = _mm512_load_si512(blk + kQ6Scale + 2 * c);
+        const __m512i sc1 = _mm512_load_si512(blk + kQ6Scale + 2 * c + 1);
+        for (int t = 0; t < T; ++t) {
+          const int8_t* q = ab[t]->qs + 32 * c;  // unsigned (a + 128): the broadcast operand is the u8 one
+          __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bcast4(q), w[0]);
+          __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bcast4(q + 16), w[4]);
+          for (int k = 1; k < 4; ++k) {
+            p0 = _mm512_dpbusd_epi32(p0, bcast4(q + 4 * k), w[k]);
+            p1 = _mm512_dpbusd_epi32(p1, bcast4(q + 16 + 4 * k), w[k + 4]);
+          }
+          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_add_epi32(_mm512_mullo_epi32(p0, sc0), _mm512_mullo_epi32(p1, sc1)));
+        }
+      }
+      const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kQ6D));
+      for (int t = 0; t < T; ++t)
+        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, _mm512_set1_ps(ab[t]->d)), s[t]);
+    }
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
   }
 
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
@@ -865,11 +901,9 @@ void gemm_rows16(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
     const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
     const uint8_t* at = a + size_t(t0) * as;
     size_t ats = as;  // stride of at
-    if constexpr (UnsignedActs<F>::value) {
-      if (ntc >= kDirectBelow) {
-        at = act_u8(at, as, ntc, nb);
-        ats = size_t(nb) * sizeof(block_q8_K);
-      }
+    if constexpr (UnsignedActs<F>::value) {  // such formats have no direct path: every count takes the tiles
+      at = act_u8(at, as, ntc, nb);
+      ats = size_t(nb) * sizeof(block_q8_K);
     }
     if constexpr (Sub32Sums<F>::value) {  // no direct path: every token count takes the tiles
       at = act_sub32_sums(at, as, ntc, nb);
