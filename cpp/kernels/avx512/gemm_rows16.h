@@ -31,8 +31,14 @@ void gemm_q5_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const
                        float* y, size_t ys);
 void gemm_iq4_xs_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                          float* y, size_t ys);
-// The same on packed groups (the set's gemm_packed_many for IQ4_XS): w = the first group, nr a multiple
-// of kPackRows; same bits.
+// The same on packed groups (the set's gemm_packed_many for Q4_K, Q5_K, Q6_K, IQ4_XS): w = the first group,
+// nr a multiple of kPackRows; same bits.
+void gemm_q4_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys);
+void gemm_q5_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys);
+void gemm_q6_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys);
 void gemm_iq4_xs_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
                                 int64_t nt, float* y, size_t ys);
 

@@ -127,6 +127,19 @@ inline __m512i gather16(const uint8_t* const* p, __m512i off, size_t at) {
 inline __m512 half_lo(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
 inline __m512 half_hi(__m512i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16))); }
 
+// Packed groups (packed_layout.h: 8-row groups; the unit at byte o of row r at 8 * o + r * unit):
+// the 16 lanes of a repacked block come from two groups, rows 0-7 from g0 and rows 8-15 from g1.
+// 8 rows' 4-byte units at packed offset o, twice -> one vector, lane r = row r (no transpose).
+inline __m512i packed_units32(const uint8_t* g0, const uint8_t* g1, size_t o) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g0 + o))),
+                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g1 + o)), 1);
+}
+// 8 rows' 2-byte units (fp16 fields) at packed offset o, twice -> 16 uint16.
+inline __m256i packed_units16(const uint8_t* g0, const uint8_t* g1, size_t o) {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g0 + o))),
+                                 _mm_loadu_si128(reinterpret_cast<const __m128i*>(g1 + o)), 1);
+}
+
 // ---- Q4_0 / Q4_1 / Q8_0: blocks of 32 values ------------------------------------------------------
 // Repacked block (16 rows): 8 vectors of quants (uint8; Q8_0: w ^ 0x80), dw[16], cw[16] (Q8_0: unused).
 constexpr size_t kBlockBytes = 10 * 64;
@@ -265,11 +278,14 @@ struct LegacyFormat {
 
 // ---- Q4_K: super-blocks of 256 values, 8 sub-blocks of 32 with 6-bit scales / mins ----------------
 // Repacked super-block (16 rows): for sub-block c and group G (values 32c+4G..+3) one vector of the
-// 16 rows' quants (64 vectors); per sub-block c the scales as int32 (8 vectors) and the mins as the
-// int16 pair (mn, mn) per lane (8 vectors, vpdpwssd operands against the bsums pair of sub-block c);
+// 16 rows' quants (64 vectors); per sub-block c the scales as int32 (8 vectors); the mins of
+// sub-blocks 2j, 2j+1 as the int16 pair (mn_2j, mn_2j+1) per lane (4 vectors at kKMin + j);
 // d[16], dmin[16]. Per (row, token, super-block):
 //   isum = sum_c sc_c * (sum_i q_i a_i over sub-block c)      (vpdpbusd, then vpmulld: exact int32)
-//   msum = sum_c mn_c * (bsums[2c] + bsums[2c+1])            (vpdpwssd: exact int32)
+//   msum = sum_c mn_c * S_c                                  (4 vpdpwssd: exact int32)
+// where S_c = bsums[2c] + bsums[2c+1], the sum of the token's 32 activations of sub-block c (|S_c| <=
+// 32 * 128: int16), made once per call and token by act_sub32_sums (kSub32Sums below). The same
+// integer as the 8 vpdpwssd of (mn_c, mn_c) against (bsums[2c], bsums[2c+1]), in half the instructions.
 constexpr int kSuperPerChunk = 4;
 constexpr size_t kKQuant = 64, kKScale = 64, kKMin = 72, kKD = 80, kKDm = 81;  // vector offsets
 constexpr size_t kKBlockBytes = 82 * 64;                                      // 5.2 KB
@@ -296,11 +312,11 @@ inline void sub32_sums(const __m512i* blk, const block_q8_K* const* ab, __m512i*
     }
   }
 }
-//   msum = sum_c mn_c * (bsums[2c] + bsums[2c+1])   (vpdpwssd: exact int32)
+//   msum = sum_c mn_c * S_c, ab->bsums[c] = S_c (act_sub32_sums): pairs j = (2j, 2j+1)   (exact int32)
 inline __m512i sub32_offsets(const __m512i* blk, const block_q8_K* ab) {
   __m512i ms = _mm512_setzero_si512();
-  for (int c = 0; c < 8; ++c)
-    ms = dpwssd_b(ms, _mm512_load_si512(blk + kKMin + c), ab->bsums + 2 * c);
+  for (int j = 0; j < 4; ++j)
+    ms = dpwssd_b(ms, _mm512_load_si512(blk + kKMin + j), ab->bsums + 2 * j);
   return ms;
 }
 
@@ -312,6 +328,7 @@ struct KFormat45 {
   static constexpr int64_t kValues = QK_K;
   static constexpr int kPerChunk = kSuperPerChunk;
   static constexpr size_t kBytes = kKBlockBytes;
+  static constexpr bool kSub32Sums = true;  // activations through act_sub32_sums
 
   static void repack(const uint8_t* const* p, __m512i, size_t boff, uint8_t* dst) {
     constexpr size_t qs_off = kQ5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
@@ -346,15 +363,69 @@ struct KFormat45 {
     float* dm = reinterpret_cast<float*>(out + kKDm);
     for (int r = 0; r < kRows; ++r) {
       const block_q4_K* b = reinterpret_cast<const block_q4_K*>(p[r] + boff);
-      for (int c = 0; c < 8; ++c) {
-        int s, m;
-        kq::scale_min_k4(c, b->scales, &s, &m);
-        sc[16 * c + r] = s;
-        mn[16 * c + r] = m | (m << 16);
-      }
+      int m[8];
+      for (int c = 0; c < 8; ++c) kq::scale_min_k4(c, b->scales, &sc[16 * c + r], &m[c]);
+      for (int j = 0; j < 4; ++j) mn[16 * j + r] = m[2 * j] | (m[2 * j + 1] << 16);
       d[r] = _cvtsh_ss(b->d);
       dm[r] = _cvtsh_ss(b->dmin);
     }
+  }
+
+  // The same repacked block from two packed groups (packed_layout.h; rows 0-7 from the block at g0,
+  // rows 8-15 from the one at g1): every 4-byte unit already holds one row per lane, so a quant
+  // vector is two 32-byte loads (no transpose) and the 6-bit scales / mins of scale_min_k4 are
+  // unpacked in vectors from the three scale words.
+  static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
+    constexpr size_t G = kPackRows;
+    constexpr size_t qs_off = kQ5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    __m512i qh[8];  // Q5_K: qh[g] lane r = qh bytes 4g..4g+3 of row r
+    if constexpr (kQ5)
+      for (int g = 0; g < 8; ++g) qh[g] = packed_units32(g0, g1, G * (offsetof(block_q5_K, qh) + 4 * size_t(g)));
+    for (int i = 0; i < 4; ++i) {  // 32 bytes of qs: sub-blocks 2i (low nibbles) and 2i+1 (high)
+      for (int g = 0; g < 8; ++g) {
+        const __m512i x = packed_units32(g0, g1, G * (qs_off + 32 * size_t(i) + 4 * size_t(g)));
+        __m512i lo = _mm512_and_si512(x, m4), hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+        if constexpr (kQ5) {
+          const __m512i one = _mm512_set1_epi8(1);
+          lo = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[g], 2 * i), one), 4));
+          hi = _mm512_or_si512(hi, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh[g], 2 * i + 1), one), 4));
+        }
+        _mm512_store_si512(out + (2 * i) * 8 + g, lo);
+        _mm512_store_si512(out + (2 * i + 1) * 8 + g, hi);
+      }
+    }
+    // scales[12] as three words per lane: byte j of word w is scales[4w + j] (scale_min_k4, per lane)
+    constexpr size_t sc_off = offsetof(block_q4_K, scales);
+    static_assert(offsetof(block_q5_K, scales) == sc_off && offsetof(block_q5_K, dmin) == offsetof(block_q4_K, dmin),
+                  "Q4_K and Q5_K share the header");
+    const __m512i w0 = packed_units32(g0, g1, G * sc_off), w1 = packed_units32(g0, g1, G * (sc_off + 4)),
+                  w2 = packed_units32(g0, g1, G * (sc_off + 8));
+    const __m512i m6 = _mm512_set1_epi32(63), m4d = _mm512_set1_epi32(15), m2 = _mm512_set1_epi32(3);
+    __m512i mn_even = _mm512_setzero_si512();
+    for (int c = 0; c < 8; ++c) {
+      __m512i sc, mn;
+      if (c < 4) {  // sc = q[c] & 63, mn = q[c + 4] & 63
+        sc = _mm512_and_si512(_mm512_srli_epi32(w0, 8 * c), m6);
+        mn = _mm512_and_si512(_mm512_srli_epi32(w1, 8 * c), m6);
+      } else {  // j = c - 4: sc = q[c + 4] & 15 | (q[j] >> 6) << 4, mn = q[c + 4] >> 4 | (q[c] >> 6) << 4
+        const int j = c - 4;
+        sc = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 8 * j), m4d),
+                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w0, 8 * j + 6), m2), 4));
+        mn = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 8 * j + 4), m4d),
+                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w1, 8 * j + 6), m2), 4));
+      }
+      _mm512_store_si512(out + kKScale + c, sc);
+      if (c % 2 == 0)
+        mn_even = mn;
+      else  // the pair (mn_c-1, mn_c) of sub32_offsets
+        _mm512_store_si512(out + kKMin + c / 2, _mm512_or_si512(mn_even, _mm512_slli_epi32(mn, 16)));
+    }
+    _mm512_store_ps(reinterpret_cast<float*>(out + kKD),
+                    _mm512_cvtph_ps(packed_units16(g0, g1, G * offsetof(block_q4_K, d))));
+    _mm512_store_ps(reinterpret_cast<float*>(out + kKDm),
+                    _mm512_cvtph_ps(packed_units16(g0, g1, G * offsetof(block_q4_K, dmin))));
   }
 
   template <int T>
@@ -432,14 +503,8 @@ struct IQ4XSFormat {
   // from the block at g0, rows 8-15 from the one at g1. The units already have one row per lane, so
   // no transpose: the quants are two 32-byte loads per vector, the scales are unpacked in vectors.
   static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
-    auto join256 = [&](size_t o) {  // 8 rows' 4-byte units at packed offset o, twice -> 16 lanes
-      return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g0 + o))),
-                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g1 + o)), 1);
-    };
-    auto join128 = [&](size_t o) {  // 8 rows' 2-byte units at packed offset o, twice -> 16 uint16
-      return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g0 + o))),
-                                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(g1 + o)), 1);
-    };
+    auto join256 = [&](size_t o) { return packed_units32(g0, g1, o); };
+    auto join128 = [&](size_t o) { return packed_units16(g0, g1, o); };
     constexpr size_t G = kPackRows;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __m512i levels = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values)));
@@ -531,26 +596,56 @@ const uint8_t* act_u8(const uint8_t* a, size_t as, int64_t nt, int64_t nb) {
   return reinterpret_cast<const uint8_t*>(buf.data());
 }
 
+// The activations of a call with bsums[c] = S_c = bsums[2c] + bsums[2c+1] for c < 8 (the exact sum
+// of sub-block c's 32 values, int16; bsums[8..15] zero), for formats with kSub32Sums (Q4_K, Q5_K:
+// sub32_offsets then needs 4 vpdpwssd per token and super-block instead of 8). Quants and d are
+// copied as they are; one pass per call, shared by every row group; a per-thread buffer.
+const uint8_t* act_sub32_sums(const uint8_t* a, size_t as, int64_t nt, int64_t nb) {
+  thread_local std::vector<block_q8_K> buf;
+  const size_t per_token = size_t(nb);
+  if (buf.size() < per_token * size_t(nt)) buf.resize(per_token * size_t(nt));
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t t = 0; t < nt; ++t) {
+    const block_q8_K* src = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as);
+    block_q8_K* dst = buf.data() + per_token * size_t(t);
+    for (int64_t b = 0; b < nb; ++b) {
+      dst[b].d = src[b].d;
+      for (int i = 0; i < QK_K; i += 64) _mm512_storeu_si512(dst[b].qs + i, _mm512_loadu_si512(src[b].qs + i));
+      const __m256i pairs = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[b].bsums)), ones);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[b].bsums), _mm256_cvtepi32_epi16(pairs));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[b].bsums + 8), _mm_setzero_si128());
+    }
+  }
+  return reinterpret_cast<const uint8_t*>(buf.data());
+}
+
+template <class F, class = void>
+struct Sub32Sums : std::false_type {};
+template <class F>
+struct Sub32Sums<F, std::void_t<decltype(F::kSub32Sums)>> : std::bool_constant<F::kSub32Sums> {};
+
 template <class F, class = void>
 struct UnsignedActs : std::false_type {};
 template <class F>
 struct UnsignedActs<F, std::void_t<decltype(F::kUnsignedActs)>> : std::bool_constant<F::kUnsignedActs> {};
 
 // ---- Q6_K: super-blocks of 256 values, 16 sub-blocks of 16 with int8 scales, quants 0..63 (-32) ----
-// Repacked super-block (16 rows): 64 quant vectors (chunk c = values 32c..32c+31, group G = 4 values,
-// as for Q4_K), the 16 sub-block scales as int32 (16 vectors), the offsets mn = 32 * sc as int16
-// pairs (mn[2j], mn[2j+1]) per lane (8 vectors, vpdpwssd against bsums[2j], bsums[2j+1]), d[16].
-// Per (row, token, super-block), with d = dmin (the offset folded into mn, see kquant_scales.h):
-//   isum = sum_k sc_k * (sum_i q_i a_i over sub-block k), msum = sum_k mn_k * bsums_k   (exact int32)
+// The IQ4_XS form (see there): signed weights v = q - 32 (-32..31) against the call's activations
+// flipped to a + 128 (act_u8), and the offset of a whole super-block, 128 * sum_k sc_k * W_k
+// (W_k = sum of v over sub-block k), one int32 per row made at repack time; a token then costs one
+// subtraction instead of the 8 vpdpwssd of the bsums form (msum = sum_k 32 sc_k bsums_k).
+// Repacked super-block (16 rows): 64 quant vectors of v (chunk c = values 32c..32c+31, group G = 4
+// values, as for Q4_K), the 16 sub-block scales as int32 (16 vectors), the offsets (one vector at
+// kQ6Off), d[16]. Per (row, token, super-block), exact int32 (|.| < 16 * 128 * 16 * 32 * 255 < 2^28):
+//   isum - msum = sum_k sc_k * (sum_i v_i (a_i + 128)) - 128 * sum_k sc_k * W_k = sum_k sc_k sum_i (q_i - 32) a_i
 //   acc = fma(float(isum - msum), d * da, acc)   (the AVX2 kernels' combined step)
-// (the sequence of gemm_rows8_ref for Q6_K). Decode uses the same repack, one super-block chunk at a
-// time: the scratch stays in L1 and the bits cannot depend on the token count.
-constexpr size_t kQ6Scale = 64, kQ6Min = 80, kQ6D = 88;  // vector offsets
+// (the sequence of gemm_rows8_ref for Q6_K), so the bits are those of the bsums form.
+constexpr size_t kQ6Scale = 64, kQ6Off = 80, kQ6D = 88;  // vector offsets
 constexpr size_t kQ6BlockBytes = 89 * 64;                // 5.6 KB
 
 constexpr size_t kK23Scale = 64, kK23Min = 80, kK23D = 88, kK23Dm = 89;
 constexpr size_t kK23BlockBytes = 90 * 64;
-static_assert(kQ6Scale == kK23Scale && kQ6Min == kK23Min && kQ6D == kK23D, "one sub16 layout");
+static_assert(kQ6Scale == kK23Scale && kQ6D == kK23D, "one sub16 layout");
 
 // The tile of the 16-value sub-block formats (Q2_K, Q3_K, Q6_K: one repacked layout, offsets
 // kK23Scale/kK23Min/kK23D/kK23Dm): exact int32 isum / msum per super-block, then kCombined (Q3_K, Q6_K:
@@ -605,9 +700,10 @@ struct Q6KFormat {
   static constexpr int64_t kValues = QK_K;
   static constexpr int kPerChunk = kSuperPerChunk;
   static constexpr size_t kBytes = kQ6BlockBytes;
+  static constexpr bool kUnsignedActs = true;
 
   static void repack(const uint8_t* const* p, __m512i, size_t boff, uint8_t* dst) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3), m32 = _mm512_set1_epi8(32);
     __m512i* out = reinterpret_cast<__m512i*>(dst);
     for (int h = 0; h < 2; ++h) {  // values 128h..128h+127: ql bytes 64h..64h+63, qh bytes 32h..32h+31
       __m512i qh[8];
@@ -622,27 +718,99 @@ struct Q6KFormat {
           for (int G = 0; G < 8; ++G) {
             const __m512i lo = _mm512_and_si512(nib ? _mm512_srli_epi16(ql[G], 4) : ql[G], m4);
             const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(qh[G], 2 * k), m2);
-            _mm512_store_si512(out + 8 * c + G, _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4)));
+            _mm512_store_si512(out + 8 * c + G, _mm512_sub_epi8(_mm512_or_si512(lo, _mm512_slli_epi16(hi, 4)), m32));
           }
         }
       }
     }
     int32_t* sc = reinterpret_cast<int32_t*>(out + kQ6Scale);
-    int32_t* mn = reinterpret_cast<int32_t*>(out + kQ6Min);
     float* d = reinterpret_cast<float*>(out + kQ6D);
     for (int r = 0; r < kRows; ++r) {
       const block_q6_K* b = reinterpret_cast<const block_q6_K*>(p[r] + boff);
       for (int k = 0; k < 16; ++k) sc[16 * k + r] = b->scales[k];
-      for (int j = 0; j < 8; ++j)
-        mn[16 * j + r] = int32_t(uint32_t(uint16_t(int16_t(32 * b->scales[2 * j]))) |
-                                 uint32_t(uint16_t(int16_t(32 * b->scales[2 * j + 1]))) << 16);
       d[r] = _cvtsh_ss(b->d);
     }
+    store_offsets(out);
   }
 
+  // offset = 128 * sum_k sc_k * W_k; sub-block k = groups 4 (k % 2) .. +3 of chunk k / 2
+  static void store_offsets(__m512i* out) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i off = _mm512_setzero_si512();
+    for (int k = 0; k < 16; ++k) {
+      __m512i wsum = _mm512_setzero_si512();
+      for (int i = 0; i < 4; ++i) wsum = _mm512_dpbusd_epi32(wsum, ones, _mm512_load_si512(out + 8 * (k / 2) + 4 * (k % 2) + i));
+      off = _mm512_add_epi32(off, _mm512_mullo_epi32(wsum, _mm512_load_si512(out + kQ6Scale + k)));
+    }
+    _mm512_store_si512(out + kQ6Off, _mm512_slli_epi32(off, 7));
+  }
+
+  // The same repacked block from two packed groups (rows 0-7 from the block at g0, 8-15 from g1).
+  // Q6_K's packed form (packed_layout.h) holds, per half h and 4-value group g, the words A, B, C
+  // whose byte l carries the quants of values 128h + l + {0, 32, 64, 96} = chunks 4h + {0, 1, 2, 3},
+  // group g:  q1 = A & 63, q2 = B & 63, q3 = (A >> 6) << 4 | C & 15, q4 = (B >> 6) << 4 | C >> 4
+  // (bytewise), one row per lane already: no transpose. Scales / offsets / d as in repack.
+  static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
+    constexpr size_t G = kPackRows;
+    const __m512i m63 = _mm512_set1_epi8(63), m15 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30),
+                  m32 = _mm512_set1_epi8(32);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    for (int h = 0; h < 2; ++h)
+      for (int g = 0; g < 8; ++g) {
+        const size_t at = G * q6k_packed_triple(h, g);
+        const __m512i A = packed_units32(g0, g1, at), B = packed_units32(g0, g1, at + 4 * G),
+                      C = packed_units32(g0, g1, at + 8 * G);
+        // (x >> 2) & 0x30 moves bits 6-7 of each byte to 4-5 (the 16-bit shift's carry-in is masked off)
+        const __m512i q3 = _mm512_or_si512(_mm512_and_si512(C, m15), _mm512_and_si512(_mm512_srli_epi16(A, 2), m30));
+        const __m512i q4 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(C, 4), m15),
+                                           _mm512_and_si512(_mm512_srli_epi16(B, 2), m30));
+        _mm512_store_si512(out + 8 * (4 * h + 0) + g, _mm512_sub_epi8(_mm512_and_si512(A, m63), m32));
+        _mm512_store_si512(out + 8 * (4 * h + 1) + g, _mm512_sub_epi8(_mm512_and_si512(B, m63), m32));
+        _mm512_store_si512(out + 8 * (4 * h + 2) + g, _mm512_sub_epi8(q3, m32));
+        _mm512_store_si512(out + 8 * (4 * h + 3) + g, _mm512_sub_epi8(q4, m32));
+      }
+    // scales[16] (int8) as four words per lane: sc_k = byte k % 4 of word k / 4, sign-extended
+    for (int k = 0; k < 16; ++k) {
+      const __m512i word = packed_units32(g0, g1, G * (kQ6PackedScales + 4 * size_t(k / 4)));
+      _mm512_store_si512(out + kQ6Scale + k, _mm512_srai_epi32(_mm512_slli_epi32(word, 24 - 8 * (k % 4)), 24));
+    }
+    _mm512_store_ps(reinterpret_cast<float*>(out + kQ6D), _mm512_cvtph_ps(packed_units16(g0, g1, G * kQ6PackedD)));
+    store_offsets(out);
+  }
+
+  // T tokens (activation bytes already + 128, act_u8) x 16 rows over nsb repacked super-blocks.
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
-    sub16_tile<true, T>(nsb, pk, kBytes, a, as, sb0, acc);
+    __m512 s[T];
+    for (int t = 0; t < T; ++t) s[t] = _mm512_loadu_ps(acc + kRows * t);
+    for (int sb = 0; sb < nsb; ++sb) {
+      const __m512i* blk = reinterpret_cast<const __m512i*>(pk + size_t(sb) * kBytes);
+      const block_q8_K* ab[T];
+      for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + sb0 + sb;
+      const __m512i off = _mm512_load_si512(blk + kQ6Off);
+      __m512i iacc[T];
+      for (int t = 0; t < T; ++t) iacc[t] = _mm512_sub_epi32(_mm512_setzero_si512(), off);
+      for (int c = 0; c < 8; ++c) {
+        __m512i w[8];
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(blk + 8 * c + k);
+        const __m512i sc0 = _mm512_load_si512(blk + kQ6Scale + 2 * c);
+        const __m512i sc1 = _mm512_load_si512(blk + kQ6Scale + 2 * c + 1);
+        for (int t = 0; t < T; ++t) {
+          const int8_t* q = ab[t]->qs + 32 * c;  // unsigned (a + 128): the broadcast operand is the u8 one
+          __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bcast4(q), w[0]);
+          __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), bcast4(q + 16), w[4]);
+          for (int k = 1; k < 4; ++k) {
+            p0 = _mm512_dpbusd_epi32(p0, bcast4(q + 4 * k), w[k]);
+            p1 = _mm512_dpbusd_epi32(p1, bcast4(q + 16 + 4 * k), w[k + 4]);
+          }
+          iacc[t] = _mm512_add_epi32(iacc[t], _mm512_add_epi32(_mm512_mullo_epi32(p0, sc0), _mm512_mullo_epi32(p1, sc1)));
+        }
+      }
+      const __m512 d = _mm512_load_ps(reinterpret_cast<const float*>(blk + kQ6D));
+      for (int t = 0; t < T; ++t)
+        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, _mm512_set1_ps(ab[t]->d)), s[t]);
+    }
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
   }
 
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
@@ -733,11 +901,13 @@ void gemm_rows16(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
     const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
     const uint8_t* at = a + size_t(t0) * as;
     size_t ats = as;  // stride of at
-    if constexpr (UnsignedActs<F>::value) {
-      if (ntc >= kDirectBelow) {
-        at = act_u8(at, as, ntc, nb);
-        ats = size_t(nb) * sizeof(block_q8_K);
-      }
+    if constexpr (UnsignedActs<F>::value) {  // such formats have no direct path: every count takes the tiles
+      at = act_u8(at, as, ntc, nb);
+      ats = size_t(nb) * sizeof(block_q8_K);
+    }
+    if constexpr (Sub32Sums<F>::value) {  // no direct path: every token count takes the tiles
+      at = act_sub32_sums(at, as, ntc, nb);
+      ats = size_t(nb) * sizeof(block_q8_K);
     }
     for (int64_t r0 = 0; r0 < nr; r0 += kRows) {
       const uint8_t* p[kRows];
@@ -775,8 +945,16 @@ void gemm_rows16_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, cons
   alignas(64) float acc[kTokensPerChunk * kRows];
   for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
     const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
-    const uint8_t* at = act_u8(a + size_t(t0) * as, as, ntc, nb);
-    const size_t ats = size_t(nb) * sizeof(block_q8_K);
+    const uint8_t* at = a + size_t(t0) * as;
+    size_t ats = as;  // stride of at
+    if constexpr (UnsignedActs<F>::value) {
+      at = act_u8(at, as, ntc, nb);
+      ats = size_t(nb) * sizeof(block_q8_K);
+    }
+    if constexpr (Sub32Sums<F>::value) {
+      at = act_sub32_sums(at, as, ntc, nb);
+      ats = size_t(nb) * sizeof(block_q8_K);
+    }
     for (int64_t r0 = 0; r0 < nr; r0 += kRows) {
       const uint8_t* g0 = w + size_t(r0 / kPackRows) * group_bytes;
       const uint8_t* g1 = r0 + kRows <= nr ? g0 + group_bytes : g0;
@@ -846,6 +1024,18 @@ void gemm_iq4_xs_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, con
   gemm_rows16<IQ4XSFormat>(n, w, ws, nr, a, as, nt, y, ys);
 }
 
+void gemm_q4_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<KFormat45<false>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<KFormat45<true>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q6_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<Q6KFormat>(n, w, ws, nr, a, as, nt, y, ys);
+}
 void gemm_iq4_xs_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
                                 int64_t nt, float* y, size_t ys) {
   gemm_rows16_packed<IQ4XSFormat>(n, w, ws, nr, a, as, nt, y, ys);
