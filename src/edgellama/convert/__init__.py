@@ -172,10 +172,12 @@ def write_gguf(
             byte_shape = (*t.shape[:-1], row_bytes)
             writer.add_tensor_info(t.name, byte_shape, np.dtype(np.uint8), rows * row_bytes, raw_dtype=qt)
             nbytes_of[t.name] = rows * row_bytes
-        writer.write_header_to_file(tmp)
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
         bar = _progress(len(ck.tensors), progress)
+
+        def write_metadata() -> None:
+            writer.write_header_to_file(tmp)
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
 
         def quantize_tensor(t: TensorSource, qt: GGMLQuantizationType, imp: Optional[np.ndarray]) -> np.ndarray:
             # F16/BF16 inputs go to the quantizer as stored (it widens rows in its threads): no
@@ -226,6 +228,10 @@ def write_gguf(
             1, thread_name_prefix="edgellama-write"
         ) as writer_thread:
             try:
+                # The header and metadata (a vocabulary's arrays take tens of milliseconds to pack) are
+                # the writer's first job, done while the first tensors are quantized; an error in them
+                # surfaces at the first wait for a write, like a failed tensor write.
+                pending_writes.append(writer_thread.submit(write_metadata))
                 for i, t in enumerate(ck.tensors):
                     if _fail_after is not None and i >= _fail_after:
                         raise RuntimeError("simulated failure")
