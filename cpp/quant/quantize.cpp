@@ -3,11 +3,13 @@
 #include "quantize.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <exception>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -1932,29 +1934,41 @@ void quantize_matrix_from(GGMLType type, SourceFormat format, const void* x, voi
   int nth = n_threads > 0 ? n_threads : physical_core_count();
   const double work = double(nrows) * double(ncols);
   // tiny tensors: fewer threads (a thread costs tens of microseconds; 64 Ki values take about that to
-  // round, an eighth of them to search)
-  const double values_per_thread = search ? 8192.0 : 65536.0;
+  // round or to run Q8_0's search, an eighth of them to run the other searches)
+  const double values_per_thread = search && !q8_0_search ? 8192.0 : 65536.0;
   nth = int(std::min<double>(nth, std::max(1.0, work / values_per_thread)));
   nth = int(std::min<int64_t>(nth, nrows));
   if (nth <= 1) {
     do_rows(0, nrows);
     return;
   }
-  std::vector<std::thread> threads;
+  // Rows are handed out in chunks from a shared counter, about eight per thread (multiples of the 16
+  // rows Q8_0's search takes at once), and the calling thread works too: a thread that the OS
+  // leaves waiting (two tensors are quantized at once, on as many threads each as there are cores)
+  // holds up only its current chunk, and one thread fewer is started per matrix. Rows are
+  // independent, so the bytes do not depend on who did which chunk.
+  const int64_t chunk = std::max<int64_t>(16, (nrows / (int64_t(nth) * 8) + 15) / 16 * 16);
+  std::atomic<int64_t> next_row{0};
   std::exception_ptr error;
   std::mutex error_mutex;
-  for (int ith = 0; ith < nth; ++ith) {
-    threads.emplace_back([&, ith] {
-      try {
-        int64_t r0, r1;
-        split_range(nrows, ith, nth, &r0, &r1);
-        do_rows(r0, r1);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = std::current_exception();
-      }
-    });
+  auto work_chunks = [&] {
+    try {
+      for (int64_t r0; (r0 = next_row.fetch_add(chunk)) < nrows;) do_rows(r0, std::min(nrows, r0 + chunk));
+    } catch (...) {
+      next_row = nrows;  // the others stop at their next chunk
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int ith = 1; ith < nth; ++ith) {
+    try {
+      threads.emplace_back(work_chunks);
+    } catch (const std::system_error&) {
+      break;  // no more threads to be had: the ones running (and this one) do all the chunks
+    }
   }
+  work_chunks();
   for (auto& th : threads) th.join();
   if (error) std::rethrow_exception(error);
 }
