@@ -42,6 +42,9 @@ ARRAYS = [
     (["a", "héllo", "", "日本語", "\u0120the", "<|im_end|>"], V.STRING),
     ([b"\xff\xfe", b"", b"abc", "mixed str"], V.STRING),
     (["x"], V.STRING),
+    (("a tuple", "of", "strings"), V.STRING),
+    (np.array(["np.str_", "é"]), V.STRING),  # str subclasses
+    ([bytearray(b"\x00ab"), "\u00ff"], V.STRING),
     ([42], V.UINT32),
 ]
 
@@ -99,6 +102,23 @@ def test_written_metadata_equals_gguf_py_writer(tmp_path):
         files.append(path.read_bytes())
     assert files[0] == files[1]
     assert len(files[0]) > 3000 * 8
+
+
+def test_bad_metadata_still_raises_and_leaves_no_file(tmp_path):
+    # the header and metadata are the writer thread's first job, packed while tensors are quantized:
+    # a value gguf-py refuses must still fail the whole write with gguf-py's exception, leaving
+    # neither the output nor a .partial file
+    src = make_model(tmp_path / "m.gguf", n_layer=2, seed=4)
+    ck = load_checkpoint(src)
+    ck.add("general.bad_array", [1, 2**32], V.ARRAY, V.UINT32)  # beyond uint32
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(Exception) as fast:
+        write_gguf(ck, out_dir / "o.gguf", "Q8_0", progress=False)
+    with pytest.raises(Exception) as ref:
+        GGUFWriter(None, "llama")._pack_val([1, 2**32], V.ARRAY, add_vtype=True, sub_type=V.UINT32)
+    assert type(fast.value) is type(ref.value)
+    assert list(out_dir.iterdir()) == []
 
 
 def test_quantize_command_does_not_import_the_inference_stack(tmp_path):

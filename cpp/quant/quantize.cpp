@@ -3,11 +3,13 @@
 #include "quantize.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <exception>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -1690,18 +1692,6 @@ void search_q5_0_w(const float* x, void* y, int64_t n, const float* wrow) {
   }
 }
 
-void search_q8_0_w(const float* x, void* y, int64_t n, const float* wrow) {
-  block_q8_0* b = static_cast<block_q8_0*>(y);
-  RowSymScales scales(x, wrow, n, -128, 127);
-  int8_t L[32];
-  for (int64_t i = 0; i < n / 32; ++i, x += 32) {
-    const float* w = wrow + i * 32;
-    b[i].d = float_to_fp16(scales.scale(i));
-    levels_sym(32, x, w, fp16_to_float(b[i].d), -128, 127, L);
-    std::memcpy(b[i].qs, L, 32);
-  }
-}
-
 using SymSearchW = void (*)(const float* x, void* y, int64_t n, const float* wrow);
 
 // The search of a type that takes ready row weights (search_*_w above), else nullptr.
@@ -1709,7 +1699,6 @@ SymSearchW sym_search_w(GGMLType type) {
   switch (type) {
     case GGMLType::Q4_0: return search_q4_0_w;
     case GGMLType::Q5_0: return search_q5_0_w;
-    case GGMLType::Q8_0: return search_q8_0_w;
     default: return nullptr;
   }
 }
@@ -1723,7 +1712,10 @@ std::vector<float> row_block_weights(int64_t n, const float* imp) {
 
 void search_q4_0(const float* x, void* y, int64_t n, const float* imp) { search_q4_0_w(x, y, n, row_block_weights(n, imp).data()); }
 void search_q5_0(const float* x, void* y, int64_t n, const float* imp) { search_q5_0_w(x, y, n, row_block_weights(n, imp).data()); }
-void search_q8_0(const float* x, void* y, int64_t n, const float* imp) { search_q8_0_w(x, y, n, row_block_weights(n, imp).data()); }
+// Q8_0 has its own search (quantize_q8_0.cpp), over groups of rows; a single row is a group of one.
+void search_q8_0(const float* x, void* y, int64_t n, const float* imp) {
+  quantize_q8_0_search_rows(x, 1, n, row_block_weights(n, imp).data(), y);
+}
 
 // Q4_1 / Q5_1: x = d * q + m with a free (signed) m.
 // The search optimizes (d, m) in float, but the block stores both in fp16; rounding them can undo
@@ -1902,8 +1894,29 @@ void quantize_matrix_from(GGMLType type, SourceFormat format, const void* x, voi
   // A row of importance weights repeated for each row: the search reads one weight per value. The
   // 32-value symmetric searches get the row's block weights computed here, once.
   const SymSearchW search_w = search ? sym_search_w(type) : nullptr;
-  const std::vector<float> wrow = search_w ? row_block_weights(ncols, importance) : std::vector<float>();
+  // Q8_0's search takes sixteen rows at a time (quantize_q8_0.cpp): F32 sources as they are, F16/BF16
+  // widened sixteen rows at a time.
+  const bool q8_0_search = search && type == GGMLType::Q8_0;
+  const std::vector<float> wrow =
+      search_w || q8_0_search ? row_block_weights(ncols, importance) : std::vector<float>();
   auto do_rows = [&](int64_t r0, int64_t r1) {
+    if (q8_0_search) {
+      uint8_t* dst = static_cast<uint8_t*>(y) + size_t(r0) * row_bytes;
+      if (format == SourceFormat::kF32)
+        return quantize_q8_0_search_rows(static_cast<const float*>(x) + r0 * ncols, r1 - r0, ncols, wrow.data(), dst);
+      constexpr int64_t kRows = 16;
+      std::vector<float> rows(size_t(kRows * ncols));
+      for (int64_t r = r0; r < r1; r += kRows) {
+        const int64_t m = std::min(kRows, r1 - r);
+        for (int64_t k = 0; k < m; ++k) {
+          float* buf = rows.data() + k * ncols;
+          const float* src = source_row(format, x, r + k, ncols, buf);
+          if (src != buf) std::memcpy(buf, src, size_t(ncols) * sizeof(float));
+        }
+        quantize_q8_0_search_rows(rows.data(), m, ncols, wrow.data(), static_cast<uint8_t*>(y) + size_t(r) * row_bytes);
+      }
+      return;
+    }
     std::vector<float> row(format == SourceFormat::kF32 ? 0 : size_t(ncols));
     for (int64_t r = r0; r < r1; ++r) {
       const float* src = source_row(format, x, r, ncols, row.data());
@@ -1921,29 +1934,41 @@ void quantize_matrix_from(GGMLType type, SourceFormat format, const void* x, voi
   int nth = n_threads > 0 ? n_threads : physical_core_count();
   const double work = double(nrows) * double(ncols);
   // tiny tensors: fewer threads (a thread costs tens of microseconds; 64 Ki values take about that to
-  // round, an eighth of them to search)
-  const double values_per_thread = search ? 8192.0 : 65536.0;
+  // round or to run Q8_0's search, an eighth of them to run the other searches)
+  const double values_per_thread = search && !q8_0_search ? 8192.0 : 65536.0;
   nth = int(std::min<double>(nth, std::max(1.0, work / values_per_thread)));
   nth = int(std::min<int64_t>(nth, nrows));
   if (nth <= 1) {
     do_rows(0, nrows);
     return;
   }
-  std::vector<std::thread> threads;
+  // Rows are handed out in chunks from a shared counter, about eight per thread (multiples of the 16
+  // rows Q8_0's search takes at once), and the calling thread works too: a thread that the OS
+  // leaves waiting (two tensors are quantized at once, on as many threads each as there are cores)
+  // holds up only its current chunk, and one thread fewer is started per matrix. Rows are
+  // independent, so the bytes do not depend on who did which chunk.
+  const int64_t chunk = std::max<int64_t>(16, (nrows / (int64_t(nth) * 8) + 15) / 16 * 16);
+  std::atomic<int64_t> next_row{0};
   std::exception_ptr error;
   std::mutex error_mutex;
-  for (int ith = 0; ith < nth; ++ith) {
-    threads.emplace_back([&, ith] {
-      try {
-        int64_t r0, r1;
-        split_range(nrows, ith, nth, &r0, &r1);
-        do_rows(r0, r1);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = std::current_exception();
-      }
-    });
+  auto work_chunks = [&] {
+    try {
+      for (int64_t r0; (r0 = next_row.fetch_add(chunk)) < nrows;) do_rows(r0, std::min(nrows, r0 + chunk));
+    } catch (...) {
+      next_row = nrows;  // the others stop at their next chunk
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int ith = 1; ith < nth; ++ith) {
+    try {
+      threads.emplace_back(work_chunks);
+    } catch (const std::system_error&) {
+      break;  // no more threads to be had: the ones running (and this one) do all the chunks
+    }
   }
+  work_chunks();
   for (auto& th : threads) th.join();
   if (error) std::rethrow_exception(error);
 }

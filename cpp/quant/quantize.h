@@ -55,6 +55,11 @@ void quantize_iq3_s_search(const float* x, void* y, int64_t n, const float* impo
 void quantize_iq1_s_search(const float* x, void* y, int64_t n, const float* importance);
 void quantize_iq1_m_search(const float* x, void* y, int64_t n, const float* importance);
 
+// Q8_0's search (quantize_q8_0.cpp): nrows rows of ncols values (row stride ncols) into nrows rows of
+// Q8_0 blocks at y; wrow: the block weights of a row (detail::block_weights of each 32-value block,
+// ncols floats), the same for every row.
+void quantize_q8_0_search_rows(const float* x, int64_t nrows, int64_t ncols, const float* wrow, void* y);
+
 // Error-minimising search for one row of n values (n a multiple of the block size). `importance`
 // holds n non-negative weights (one per value) or is nullptr for uniform weights. Types without a
 // search (F32/F16/BF16, Q8_1, Q8_K, TQ1_0, TQ2_0) use their reference rounding. Throws

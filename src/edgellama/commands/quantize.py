@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -50,6 +51,18 @@ def _in_main_thread() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The cyclic garbage collector is paused for the command: nothing it allocates forms cycles worth
+    # collecting, and ~60 collections over the imported modules' objects cost ~10 ms of a 0.6 s run.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _run(args)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _run(args: argparse.Namespace) -> int:
     if "numpy" not in sys.modules:
         # The quantizer does no BLAS work: without this, NumPy's OpenBLAS starts a thread per core at
         # import, and they spin on the cores the quantizer's threads need (3-4 % of a Q8_0 run's CPU).

