@@ -161,8 +161,8 @@ template <> struct Legacy<Kind::Q8_0> { static constexpr size_t kW = 34, kQs = 2
 // 4G..4G+3 of row r; add 0x10 to byte i where bit 4G+i of row r's qh is set. qh lives in byte G/2
 // (values 4G..4G+3 < 16) or 2 + (G-4)/2, nibble G%2: a byte shuffle copies that qh byte into the 4
 // bytes of the lane, a test against (1 << i) << 4*(G%2) per byte gives the mask.
-inline void add_fifth_bits(const uint8_t* const* p, __m512i off, size_t at, __m512i* g) {
-  const __m512i qh = gather16(p, off, at);
+// qh: lane r = the qh word of row r (gathered from the GGUF rows, or one load from packed groups).
+inline void add_fifth_bits(__m512i qh, __m512i* g) {
   const __m512i c10 = _mm512_set1_epi8(0x10);
   for (int G = 0; G < 8; ++G) {
     const int byte = G < 4 ? G / 2 : 2 + (G - 4) / 2, nib = 4 * (G % 2);
@@ -192,10 +192,34 @@ inline void load_block(const uint8_t* const* p, __m512i off, size_t boff, __m512
       g[k] = _mm512_and_si512(x[k], m4);                             // values 4k..4k+3 (low nibbles)
       g[k + 4] = _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4);  // values 16+4k..16+4k+3
     }
-    if constexpr (Legacy<K>::kQh != 0) add_fifth_bits(p, off, boff + Legacy<K>::kQh, g);
+    if constexpr (Legacy<K>::kQh != 0) add_fifth_bits(gather16(p, off, boff + Legacy<K>::kQh), g);
     const __m512i dm = gather16(p, off, boff);  // d (and the minimum m right after it, Q4_1 / Q5_1)
     *dw = half_lo(dm);
     *cw = Legacy<K>::kMin ? half_hi(dm) : _mm512_mul_ps(*dw, _mm512_set1_ps(Legacy<K>::kOffset));
+  }
+}
+
+// The same block from two packed groups (packed_layout.h; rows 0-7 from the block at g0, rows 8-15
+// from the one at g1): every 4-byte unit already holds one row per lane, so each quant word is two
+// 32-byte loads (no transpose), qh one more, and d (and m) one 2 x 16-byte load of fp16 each.
+template <Kind K>
+inline void load_block_packed(const uint8_t* g0, const uint8_t* g1, __m512i* g, __m512* dw, __m512* cw) {
+  constexpr size_t G = kPackRows;
+  *dw = _mm512_cvtph_ps(packed_units16(g0, g1, 0));  // d: the first 2-byte unit of every format
+  if constexpr (K == Kind::Q8_0) {
+    const __m512i flip = _mm512_set1_epi8(-128);
+    for (int k = 0; k < 8; ++k) g[k] = _mm512_xor_si512(packed_units32(g0, g1, G * (2 + 4 * size_t(k))), flip);
+    *cw = _mm512_setzero_ps();
+  } else {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int k = 0; k < 4; ++k) {
+      const __m512i x = packed_units32(g0, g1, G * (Legacy<K>::kQs + 4 * size_t(k)));
+      g[k] = _mm512_and_si512(x, m4);                             // values 4k..4k+3 (low nibbles)
+      g[k + 4] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);  // values 16+4k..16+4k+3
+    }
+    if constexpr (Legacy<K>::kQh != 0) add_fifth_bits(packed_units32(g0, g1, G * Legacy<K>::kQh), g);
+    *cw = Legacy<K>::kMin ? _mm512_cvtph_ps(packed_units16(g0, g1, G * Legacy<K>::kMin))
+                          : _mm512_mul_ps(*dw, _mm512_set1_ps(Legacy<K>::kOffset));
   }
 }
 
@@ -226,6 +250,16 @@ struct LegacyFormat {
     __m512i g[8];
     __m512 dw, cw;
     load_block<K>(p, off, boff, g, &dw, &cw);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    for (int k = 0; k < 8; ++k) _mm512_store_si512(out + k, g[k]);
+    _mm512_store_ps(reinterpret_cast<float*>(out + 8), dw);
+    _mm512_store_ps(reinterpret_cast<float*>(out + 9), cw);
+  }
+  // The same repacked block from two packed groups (gemm_rows16_packed).
+  static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
+    __m512i g[8];
+    __m512 dw, cw;
+    load_block_packed<K>(g0, g1, g, &dw, &cw);
     __m512i* out = reinterpret_cast<__m512i*>(dst);
     for (int k = 0; k < 8; ++k) _mm512_store_si512(out + k, g[k]);
     _mm512_store_ps(reinterpret_cast<float*>(out + 8), dw);
@@ -273,6 +307,30 @@ struct LegacyFormat {
       default: direct<1>(nb, p, a, as, acc); break;
     }
     return true;
+  }
+};
+
+// IQ4_NL (packed groups only): a Q4_0-shaped block whose nibbles index the int8 levels kIq4Values. The
+// set's GGUF-layout prefill transcodes rows to Q8_0 (levels as int8, the same d) for the Q8_0 kernel;
+// here the levels are looked up (vpshufb) straight into the Q8_0 repacked block (w ^ 0x80), so the Q8_0
+// tiles run the same sequence on the same values: same bits.
+struct IQ4NLFormat : LegacyFormat<Kind::Q8_0> {
+  static constexpr size_t kW = sizeof(iq::block_iq4_nl);
+  static void repack(const uint8_t* const*, __m512i, size_t, uint8_t*) = delete;  // GGUF rows: via Q8_0
+  static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
+    constexpr size_t G = kPackRows;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8(-128);
+    // the levels already flipped to level + 128 as uint8 (the Q8_0 offset form)
+    const __m512i levels = _mm512_xor_si512(
+        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values))), flip);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    for (int k = 0; k < 4; ++k) {  // qs word k: values 4k..4k+3 (low nibbles), 16+4k..16+4k+3 (high)
+      const __m512i x = packed_units32(g0, g1, G * (offsetof(iq::block_iq4_nl, qs) + 4 * size_t(k)));
+      _mm512_store_si512(out + k, _mm512_shuffle_epi8(levels, _mm512_and_si512(x, m4)));
+      _mm512_store_si512(out + k + 4, _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x, 4), m4)));
+    }
+    _mm512_store_ps(reinterpret_cast<float*>(out + 8), _mm512_cvtph_ps(packed_units16(g0, g1, 0)));
+    _mm512_store_ps(reinterpret_cast<float*>(out + 9), _mm512_setzero_ps());
   }
 };
 
@@ -1035,6 +1093,30 @@ void gemm_q5_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr
 void gemm_q6_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
                               int64_t nt, float* y, size_t ys) {
   gemm_rows16_packed<Q6KFormat>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q4_0_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<LegacyFormat<Kind::Q4_0>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q4_1_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<LegacyFormat<Kind::Q4_1>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_0_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<LegacyFormat<Kind::Q5_0>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_1_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<LegacyFormat<Kind::Q5_1>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q8_0_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<LegacyFormat<Kind::Q8_0>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_iq4_nl_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                                int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<IQ4NLFormat>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_iq4_xs_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
                                 int64_t nt, float* y, size_t ys) {
