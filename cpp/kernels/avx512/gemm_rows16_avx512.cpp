@@ -223,9 +223,11 @@ inline void load_block_packed(const uint8_t* g0, const uint8_t* g1, __m512i* g, 
   }
 }
 
-// One token's block: acc = fma(float(isum), dw * da, acc) [+ fma(cw, sa, acc)].
+// One token's block: acc = fma(float(isum), dw * da, acc) [+ fma(cw, sa, acc)]. Forced inline: with
+// both gemm_rows16 and gemm_rows16_packed using the tiles, GCC 12 kept it out of line for Q4_0..Q5_1
+// (a call per token and block, w passed through memory): 25-30% slower tiles (2048x2048, 256 tokens).
 template <Kind K>
-inline __m512 step(const __m512i* w, __m512 dw, __m512 cw, const ActBlock* ab, __m512 s) {
+__attribute__((always_inline)) inline __m512 step(const __m512i* w, __m512 dw, __m512 cw, const ActBlock* ab, __m512 s) {
   // two independent vpdpbusd chains (latency), summed exactly
   __m512i i0 = K == Kind::Q8_0 ? _mm512_set1_epi32(-128 * act_sum32(ab->qs)) : _mm512_setzero_si512();
   __m512i i1 = _mm512_setzero_si512();
