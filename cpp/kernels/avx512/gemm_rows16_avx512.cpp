@@ -927,6 +927,58 @@ struct K23Format {
     }
   }
 
+  // The same repacked block from two packed groups (packed_layout.h; rows 0-7 from the block at g0,
+  // rows 8-15 from the one at g1): the qs / hmask words are two 32-byte loads each (no transpose) and
+  // the scales of kquant_scales.h are unpacked in vectors from the scale words, one row per lane.
+  static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
+    constexpr size_t G = kPackRows;
+    const __m512i m2 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    __m512i hm[8];  // Q3_K: hm[G] lane r = hmask bytes 4G..4G+3 of row r
+    if constexpr (kQ3)
+      for (int k = 0; k < 8; ++k) hm[k] = packed_units32(g0, g1, G * (offsetof(block_q3_K, hmask) + 4 * size_t(k)));
+    for (int j = 0; j < 2; ++j)  // qs bytes 32j..32j+31: chunks 4j..4j+3
+      for (int k = 0; k < 8; ++k) {
+        const __m512i x = packed_units32(g0, g1, G * (offsetof(Block, qs) + 32 * size_t(j) + 4 * size_t(k)));
+        for (int sft = 0; sft < 4; ++sft) {
+          const int c = 4 * j + sft;
+          __m512i q = _mm512_and_si512(_mm512_srli_epi16(x, 2 * sft), m2);
+          if constexpr (kQ3) q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hm[k], c), one), 2));
+          _mm512_store_si512(out + 8 * c + k, q);
+        }
+      }
+    // scales: byte i of the scale field is byte i % 4 of its word i / 4 (lane r = row r)
+    const __m512i m4 = _mm512_set1_epi32(15), m3 = _mm512_set1_epi32(3), lo16 = _mm512_set1_epi32(0xFFFF);
+    __m512i sw[4];
+    for (int w = 0; w < (kQ3 ? 3 : 4); ++w) sw[w] = packed_units32(g0, g1, G * (offsetof(Block, scales) + 4 * size_t(w)));
+    __m512i mn_even = _mm512_setzero_si512();
+    for (int k = 0; k < 16; ++k) {
+      __m512i sc, mn;
+      if constexpr (kQ3) {  // scales_q3_K: v = (low | high << 4) - 32, mn = 4 v
+        const int lb = k % 8, lsh = 8 * (lb % 4) + (k < 8 ? 0 : 4);
+        const __m512i low = _mm512_and_si512(_mm512_srli_epi32(sw[lb / 4], lsh), m4);
+        const __m512i high = _mm512_and_si512(_mm512_srli_epi32(sw[2], 8 * (k % 4) + 2 * (k / 4)), m3);
+        sc = _mm512_sub_epi32(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)), _mm512_set1_epi32(32));
+        mn = _mm512_slli_epi32(sc, 2);
+      } else {  // scales_q2_K: sc = scales[k] & 15, mn = scales[k] >> 4
+        const __m512i b = _mm512_srli_epi32(sw[k / 4], 8 * (k % 4));
+        sc = _mm512_and_si512(b, m4);
+        mn = _mm512_and_si512(_mm512_srli_epi32(b, 4), m4);
+      }
+      _mm512_store_si512(out + kK23Scale + k, sc);
+      if (k % 2 == 0)
+        mn_even = _mm512_and_si512(mn, lo16);
+      else  // the int16 pair (mn_k-1, mn_k)
+        _mm512_store_si512(out + kK23Min + k / 2, _mm512_or_si512(mn_even, _mm512_slli_epi32(mn, 16)));
+    }
+    const __m512 d = _mm512_cvtph_ps(packed_units16(g0, g1, G * offsetof(Block, d)));
+    _mm512_store_ps(reinterpret_cast<float*>(out + kK23D), d);
+    if constexpr (kQ3)
+      _mm512_store_ps(reinterpret_cast<float*>(out + kK23Dm), d);
+    else
+      _mm512_store_ps(reinterpret_cast<float*>(out + kK23Dm), _mm512_cvtph_ps(packed_units16(g0, g1, G * offsetof(block_q2_K, dmin))));
+  }
+
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
     sub16_tile<kQ3, T>(nsb, pk, kBytes, a, as, sb0, acc);
@@ -1119,6 +1171,14 @@ void gemm_q8_0_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr
 void gemm_iq4_nl_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
                                 int64_t nt, float* y, size_t ys) {
   gemm_rows16_packed<IQ4NLFormat>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q2_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<K23Format<false>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q3_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<K23Format<true>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_iq4_xs_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
                                 int64_t nt, float* y, size_t ys) {

@@ -457,6 +457,8 @@ constexpr KernelSet make_overrides() {
   k.gemm_packed_many[int(GGMLType::Q5_1)] = avx512_rows16::gemm_q5_1_packed_prefill;
   k.gemm_packed_many[int(GGMLType::Q8_0)] = avx512_rows16::gemm_q8_0_packed_prefill;
   k.gemm_packed_many[int(GGMLType::IQ4_NL)] = avx512_rows16::gemm_iq4_nl_packed_prefill;
+  k.gemm_packed_many[int(GGMLType::Q2_K)] = avx512_rows16::gemm_q2_k_packed_prefill;
+  k.gemm_packed_many[int(GGMLType::Q3_K)] = avx512_rows16::gemm_q3_k_packed_prefill;
   k.gemm_packed_many[int(GGMLType::Q4_K)] = avx512_rows16::gemm_q4_k_packed_prefill;
   k.gemm_packed_many[int(GGMLType::Q5_K)] = avx512_rows16::gemm_q5_k_packed_prefill;
   k.gemm_packed_many[int(GGMLType::Q6_K)] = avx512_rows16::gemm_q6_k_packed_prefill;
