@@ -61,6 +61,15 @@ struct ActBlock {  // = ActQ8x32
   float s;
   int8_t qs[32];
 };
+// The same block with s replaced by -128 * sum(qs), exact: the Q8_0 offset made once per call and
+// token (act_q8_offsets) instead of per token, block and row group (kActOffsets below).
+struct ActBlockOff {
+  float d;
+  int32_t off;
+  int8_t qs[32];
+};
+static_assert(sizeof(ActBlockOff) == sizeof(ActBlock) && offsetof(ActBlockOff, qs) == offsetof(ActBlock, qs),
+              "one activation layout");
 
 inline float h2f(const uint8_t* p) {
   uint16_t h;
@@ -226,10 +235,16 @@ inline void load_block_packed(const uint8_t* g0, const uint8_t* g1, __m512i* g, 
 // One token's block: acc = fma(float(isum), dw * da, acc) [+ fma(cw, sa, acc)]. Forced inline: with
 // both gemm_rows16 and gemm_rows16_packed using the tiles, GCC 12 kept it out of line for Q4_0..Q5_1
 // (a call per token and block, w passed through memory): 25-30% slower tiles (2048x2048, 256 tokens).
-template <Kind K>
+// kActOffsets (Q8_0 only): ab is an ActBlockOff, whose off is the -128 * sum(a) computed here otherwise.
+template <Kind K, bool kActOffsets = false>
 __attribute__((always_inline)) inline __m512 step(const __m512i* w, __m512 dw, __m512 cw, const ActBlock* ab, __m512 s) {
+  static_assert(!kActOffsets || K == Kind::Q8_0, "only the offset form has an activation offset");
   // two independent vpdpbusd chains (latency), summed exactly
-  __m512i i0 = K == Kind::Q8_0 ? _mm512_set1_epi32(-128 * act_sum32(ab->qs)) : _mm512_setzero_si512();
+  __m512i i0 = _mm512_setzero_si512();
+  if constexpr (kActOffsets)
+    i0 = _mm512_set1_epi32(reinterpret_cast<const ActBlockOff*>(ab)->off);
+  else if constexpr (K == Kind::Q8_0)
+    i0 = _mm512_set1_epi32(-128 * act_sum32(ab->qs));
   __m512i i1 = _mm512_setzero_si512();
   for (int k = 0; k < 8; k += 2) {
     i0 = dpbusd_b(i0, w[k], ab->qs + 4 * k);
@@ -241,8 +256,10 @@ __attribute__((always_inline)) inline __m512 step(const __m512i* w, __m512 dw, _
   return s;
 }
 
-template <Kind K>
+// kActOffsets (Q8_0, packed route): the tiles read the call's activations through act_q8_offsets.
+template <Kind K, bool kActOffsets = false>
 struct LegacyFormat {
+  static constexpr bool kQ8ActOffsets = kActOffsets;
   static constexpr size_t kW = Legacy<K>::kW;
   static constexpr int64_t kValues = 32;
   static constexpr int kPerChunk = kBlocksPerChunk;
@@ -280,7 +297,7 @@ struct LegacyFormat {
       const __m512 dw = _mm512_load_ps(reinterpret_cast<const float*>(wq + 8));
       const __m512 cw = _mm512_load_ps(reinterpret_cast<const float*>(wq + 9));
       for (int t = 0; t < T; ++t)
-        s[t] = step<K>(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b0 + b, s[t]);
+        s[t] = step<K, kActOffsets>(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b0 + b, s[t]);
     }
     for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
   }
@@ -316,7 +333,7 @@ struct LegacyFormat {
 // set's GGUF-layout prefill transcodes rows to Q8_0 (levels as int8, the same d) for the Q8_0 kernel;
 // here the levels are looked up (vpshufb) straight into the Q8_0 repacked block (w ^ 0x80), so the Q8_0
 // tiles run the same sequence on the same values: same bits.
-struct IQ4NLFormat : LegacyFormat<Kind::Q8_0> {
+struct IQ4NLFormat : LegacyFormat<Kind::Q8_0, true> {
   static constexpr size_t kW = sizeof(iq::block_iq4_nl);
   static void repack(const uint8_t* const*, __m512i, size_t, uint8_t*) = delete;  // GGUF rows: via Q8_0
   static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
@@ -685,6 +702,29 @@ template <class F>
 struct Sub32Sums<F, std::void_t<decltype(F::kSub32Sums)>> : std::bool_constant<F::kSub32Sums> {};
 
 template <class F, class = void>
+struct Q8ActOffsets : std::false_type {};
+template <class F>
+struct Q8ActOffsets<F, std::void_t<decltype(F::kQ8ActOffsets)>> : std::bool_constant<F::kQ8ActOffsets> {};
+
+// kQ8ActOffsets: the call's nt x nb activation blocks as ActBlockOff (s -> -128 * sum(qs), exact), one
+// pass reused by every row group of the call; per-thread buffer as act_u8.
+const uint8_t* act_q8_offsets(const uint8_t* a, size_t as, int64_t nt, int64_t nb) {
+  thread_local std::vector<ActBlockOff> buf;
+  const size_t per_token = size_t(nb);
+  if (buf.size() < per_token * size_t(nt)) buf.resize(per_token * size_t(nt));
+  for (int64_t t = 0; t < nt; ++t) {
+    const ActBlock* src = reinterpret_cast<const ActBlock*>(a + size_t(t) * as);
+    ActBlockOff* dst = buf.data() + per_token * size_t(t);
+    for (int64_t b = 0; b < nb; ++b) {
+      dst[b].d = src[b].d;
+      dst[b].off = -128 * act_sum32(src[b].qs);
+      std::memcpy(dst[b].qs, src[b].qs, sizeof(dst[b].qs));
+    }
+  }
+  return reinterpret_cast<const uint8_t*>(buf.data());
+}
+
+template <class F, class = void>
 struct UnsignedActs : std::false_type {};
 template <class F>
 struct UnsignedActs<F, std::void_t<decltype(F::kUnsignedActs)>> : std::bool_constant<F::kUnsignedActs> {};
@@ -1006,6 +1046,7 @@ inline void run_tile_n(int ntc_left, int nbc, const uint8_t* pk, const uint8_t* 
 template <class F>
 void gemm_rows16(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                  float* y, size_t ys) {
+  static_assert(!Q8ActOffsets<F>::value, "activations in the offset form: gemm_rows16_packed only");
   const int64_t nb = n / F::kValues;
   alignas(64) uint8_t pk[F::kPerChunk * F::kBytes];
   alignas(64) float acc[kTokensPerChunk * kRows];
@@ -1066,6 +1107,10 @@ void gemm_rows16_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, cons
     if constexpr (Sub32Sums<F>::value) {
       at = act_sub32_sums(at, as, ntc, nb);
       ats = size_t(nb) * sizeof(block_q8_K);
+    }
+    if constexpr (Q8ActOffsets<F>::value) {
+      at = act_q8_offsets(at, as, ntc, nb);
+      ats = size_t(nb) * sizeof(ActBlockOff);
     }
     for (int64_t r0 = 0; r0 < nr; r0 += kRows) {
       const uint8_t* g0 = w + size_t(r0 / kPackRows) * group_bytes;
@@ -1166,7 +1211,7 @@ void gemm_q5_1_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr
 }
 void gemm_q8_0_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
                               int64_t nt, float* y, size_t ys) {
-  gemm_rows16_packed<LegacyFormat<Kind::Q8_0>>(n, w, ws, nr, a, as, nt, y, ys);
+  gemm_rows16_packed<LegacyFormat<Kind::Q8_0, true>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_iq4_nl_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
                                 int64_t nt, float* y, size_t ys) {
