@@ -31,8 +31,24 @@ void gemm_q5_k_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const
                        float* y, size_t ys);
 void gemm_iq4_xs_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                          float* y, size_t ys);
-// The same on packed groups (the set's gemm_packed_many for Q4_K, Q5_K, Q6_K, IQ4_XS): w = the first group,
-// nr a multiple of kPackRows; same bits.
+// The same on packed groups (the set's gemm_packed_many): w = the first group, nr a multiple of
+// kPackRows; same bits. IQ4_NL: the bits of the GGUF route (rows transcoded to Q8_0, gemm_q8_0).
+void gemm_q4_0_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys);
+void gemm_q4_1_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys);
+void gemm_q5_0_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys);
+void gemm_q5_1_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys);
+void gemm_q8_0_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys);
+void gemm_iq4_nl_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                                int64_t nt, float* y, size_t ys);
+void gemm_q2_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys);
+void gemm_q3_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys);
 void gemm_q4_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
                               int64_t nt, float* y, size_t ys);
 void gemm_q5_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,

@@ -61,6 +61,15 @@ struct ActBlock {  // = ActQ8x32
   float s;
   int8_t qs[32];
 };
+// The same block with s replaced by -128 * sum(qs), exact: the Q8_0 offset made once per call and
+// token (act_q8_offsets) instead of per token, block and row group (kActOffsets below).
+struct ActBlockOff {
+  float d;
+  int32_t off;
+  int8_t qs[32];
+};
+static_assert(sizeof(ActBlockOff) == sizeof(ActBlock) && offsetof(ActBlockOff, qs) == offsetof(ActBlock, qs),
+              "one activation layout");
 
 inline float h2f(const uint8_t* p) {
   uint16_t h;
@@ -161,8 +170,8 @@ template <> struct Legacy<Kind::Q8_0> { static constexpr size_t kW = 34, kQs = 2
 // 4G..4G+3 of row r; add 0x10 to byte i where bit 4G+i of row r's qh is set. qh lives in byte G/2
 // (values 4G..4G+3 < 16) or 2 + (G-4)/2, nibble G%2: a byte shuffle copies that qh byte into the 4
 // bytes of the lane, a test against (1 << i) << 4*(G%2) per byte gives the mask.
-inline void add_fifth_bits(const uint8_t* const* p, __m512i off, size_t at, __m512i* g) {
-  const __m512i qh = gather16(p, off, at);
+// qh: lane r = the qh word of row r (gathered from the GGUF rows, or one load from packed groups).
+inline void add_fifth_bits(__m512i qh, __m512i* g) {
   const __m512i c10 = _mm512_set1_epi8(0x10);
   for (int G = 0; G < 8; ++G) {
     const int byte = G < 4 ? G / 2 : 2 + (G - 4) / 2, nib = 4 * (G % 2);
@@ -192,18 +201,50 @@ inline void load_block(const uint8_t* const* p, __m512i off, size_t boff, __m512
       g[k] = _mm512_and_si512(x[k], m4);                             // values 4k..4k+3 (low nibbles)
       g[k + 4] = _mm512_and_si512(_mm512_srli_epi16(x[k], 4), m4);  // values 16+4k..16+4k+3
     }
-    if constexpr (Legacy<K>::kQh != 0) add_fifth_bits(p, off, boff + Legacy<K>::kQh, g);
+    if constexpr (Legacy<K>::kQh != 0) add_fifth_bits(gather16(p, off, boff + Legacy<K>::kQh), g);
     const __m512i dm = gather16(p, off, boff);  // d (and the minimum m right after it, Q4_1 / Q5_1)
     *dw = half_lo(dm);
     *cw = Legacy<K>::kMin ? half_hi(dm) : _mm512_mul_ps(*dw, _mm512_set1_ps(Legacy<K>::kOffset));
   }
 }
 
-// One token's block: acc = fma(float(isum), dw * da, acc) [+ fma(cw, sa, acc)].
+// The same block from two packed groups (packed_layout.h; rows 0-7 from the block at g0, rows 8-15
+// from the one at g1): every 4-byte unit already holds one row per lane, so each quant word is two
+// 32-byte loads (no transpose), qh one more, and d (and m) one 2 x 16-byte load of fp16 each.
 template <Kind K>
-inline __m512 step(const __m512i* w, __m512 dw, __m512 cw, const ActBlock* ab, __m512 s) {
+inline void load_block_packed(const uint8_t* g0, const uint8_t* g1, __m512i* g, __m512* dw, __m512* cw) {
+  constexpr size_t G = kPackRows;
+  *dw = _mm512_cvtph_ps(packed_units16(g0, g1, 0));  // d: the first 2-byte unit of every format
+  if constexpr (K == Kind::Q8_0) {
+    const __m512i flip = _mm512_set1_epi8(-128);
+    for (int k = 0; k < 8; ++k) g[k] = _mm512_xor_si512(packed_units32(g0, g1, G * (2 + 4 * size_t(k))), flip);
+    *cw = _mm512_setzero_ps();
+  } else {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int k = 0; k < 4; ++k) {
+      const __m512i x = packed_units32(g0, g1, G * (Legacy<K>::kQs + 4 * size_t(k)));
+      g[k] = _mm512_and_si512(x, m4);                             // values 4k..4k+3 (low nibbles)
+      g[k + 4] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);  // values 16+4k..16+4k+3
+    }
+    if constexpr (Legacy<K>::kQh != 0) add_fifth_bits(packed_units32(g0, g1, G * Legacy<K>::kQh), g);
+    *cw = Legacy<K>::kMin ? _mm512_cvtph_ps(packed_units16(g0, g1, G * Legacy<K>::kMin))
+                          : _mm512_mul_ps(*dw, _mm512_set1_ps(Legacy<K>::kOffset));
+  }
+}
+
+// One token's block: acc = fma(float(isum), dw * da, acc) [+ fma(cw, sa, acc)]. Forced inline: with
+// both gemm_rows16 and gemm_rows16_packed using the tiles, GCC 12 kept it out of line for Q4_0..Q5_1
+// (a call per token and block, w passed through memory): 25-30% slower tiles (2048x2048, 256 tokens).
+// kActOffsets (Q8_0 only): ab is an ActBlockOff, whose off is the -128 * sum(a) computed here otherwise.
+template <Kind K, bool kActOffsets = false>
+__attribute__((always_inline)) inline __m512 step(const __m512i* w, __m512 dw, __m512 cw, const ActBlock* ab, __m512 s) {
+  static_assert(!kActOffsets || K == Kind::Q8_0, "only the offset form has an activation offset");
   // two independent vpdpbusd chains (latency), summed exactly
-  __m512i i0 = K == Kind::Q8_0 ? _mm512_set1_epi32(-128 * act_sum32(ab->qs)) : _mm512_setzero_si512();
+  __m512i i0 = _mm512_setzero_si512();
+  if constexpr (kActOffsets)
+    i0 = _mm512_set1_epi32(reinterpret_cast<const ActBlockOff*>(ab)->off);
+  else if constexpr (K == Kind::Q8_0)
+    i0 = _mm512_set1_epi32(-128 * act_sum32(ab->qs));
   __m512i i1 = _mm512_setzero_si512();
   for (int k = 0; k < 8; k += 2) {
     i0 = dpbusd_b(i0, w[k], ab->qs + 4 * k);
@@ -215,8 +256,10 @@ inline __m512 step(const __m512i* w, __m512 dw, __m512 cw, const ActBlock* ab, _
   return s;
 }
 
-template <Kind K>
+// kActOffsets (Q8_0, packed route): the tiles read the call's activations through act_q8_offsets.
+template <Kind K, bool kActOffsets = false>
 struct LegacyFormat {
+  static constexpr bool kQ8ActOffsets = kActOffsets;
   static constexpr size_t kW = Legacy<K>::kW;
   static constexpr int64_t kValues = 32;
   static constexpr int kPerChunk = kBlocksPerChunk;
@@ -226,6 +269,16 @@ struct LegacyFormat {
     __m512i g[8];
     __m512 dw, cw;
     load_block<K>(p, off, boff, g, &dw, &cw);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    for (int k = 0; k < 8; ++k) _mm512_store_si512(out + k, g[k]);
+    _mm512_store_ps(reinterpret_cast<float*>(out + 8), dw);
+    _mm512_store_ps(reinterpret_cast<float*>(out + 9), cw);
+  }
+  // The same repacked block from two packed groups (gemm_rows16_packed).
+  static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
+    __m512i g[8];
+    __m512 dw, cw;
+    load_block_packed<K>(g0, g1, g, &dw, &cw);
     __m512i* out = reinterpret_cast<__m512i*>(dst);
     for (int k = 0; k < 8; ++k) _mm512_store_si512(out + k, g[k]);
     _mm512_store_ps(reinterpret_cast<float*>(out + 8), dw);
@@ -244,7 +297,7 @@ struct LegacyFormat {
       const __m512 dw = _mm512_load_ps(reinterpret_cast<const float*>(wq + 8));
       const __m512 cw = _mm512_load_ps(reinterpret_cast<const float*>(wq + 9));
       for (int t = 0; t < T; ++t)
-        s[t] = step<K>(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b0 + b, s[t]);
+        s[t] = step<K, kActOffsets>(w, dw, cw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b0 + b, s[t]);
     }
     for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + kRows * t, s[t]);
   }
@@ -273,6 +326,30 @@ struct LegacyFormat {
       default: direct<1>(nb, p, a, as, acc); break;
     }
     return true;
+  }
+};
+
+// IQ4_NL (packed groups only): a Q4_0-shaped block whose nibbles index the int8 levels kIq4Values. The
+// set's GGUF-layout prefill transcodes rows to Q8_0 (levels as int8, the same d) for the Q8_0 kernel;
+// here the levels are looked up (vpshufb) straight into the Q8_0 repacked block (w ^ 0x80), so the Q8_0
+// tiles run the same sequence on the same values: same bits.
+struct IQ4NLFormat : LegacyFormat<Kind::Q8_0, true> {
+  static constexpr size_t kW = sizeof(iq::block_iq4_nl);
+  static void repack(const uint8_t* const*, __m512i, size_t, uint8_t*) = delete;  // GGUF rows: via Q8_0
+  static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
+    constexpr size_t G = kPackRows;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8(-128);
+    // the levels already flipped to level + 128 as uint8 (the Q8_0 offset form)
+    const __m512i levels = _mm512_xor_si512(
+        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kIq4Values))), flip);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    for (int k = 0; k < 4; ++k) {  // qs word k: values 4k..4k+3 (low nibbles), 16+4k..16+4k+3 (high)
+      const __m512i x = packed_units32(g0, g1, G * (offsetof(iq::block_iq4_nl, qs) + 4 * size_t(k)));
+      _mm512_store_si512(out + k, _mm512_shuffle_epi8(levels, _mm512_and_si512(x, m4)));
+      _mm512_store_si512(out + k + 4, _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x, 4), m4)));
+    }
+    _mm512_store_ps(reinterpret_cast<float*>(out + 8), _mm512_cvtph_ps(packed_units16(g0, g1, 0)));
+    _mm512_store_ps(reinterpret_cast<float*>(out + 9), _mm512_setzero_ps());
   }
 };
 
@@ -625,6 +702,29 @@ template <class F>
 struct Sub32Sums<F, std::void_t<decltype(F::kSub32Sums)>> : std::bool_constant<F::kSub32Sums> {};
 
 template <class F, class = void>
+struct Q8ActOffsets : std::false_type {};
+template <class F>
+struct Q8ActOffsets<F, std::void_t<decltype(F::kQ8ActOffsets)>> : std::bool_constant<F::kQ8ActOffsets> {};
+
+// kQ8ActOffsets: the call's nt x nb activation blocks as ActBlockOff (s -> -128 * sum(qs), exact), one
+// pass reused by every row group of the call; per-thread buffer as act_u8.
+const uint8_t* act_q8_offsets(const uint8_t* a, size_t as, int64_t nt, int64_t nb) {
+  thread_local std::vector<ActBlockOff> buf;
+  const size_t per_token = size_t(nb);
+  if (buf.size() < per_token * size_t(nt)) buf.resize(per_token * size_t(nt));
+  for (int64_t t = 0; t < nt; ++t) {
+    const ActBlock* src = reinterpret_cast<const ActBlock*>(a + size_t(t) * as);
+    ActBlockOff* dst = buf.data() + per_token * size_t(t);
+    for (int64_t b = 0; b < nb; ++b) {
+      dst[b].d = src[b].d;
+      dst[b].off = -128 * act_sum32(src[b].qs);
+      std::memcpy(dst[b].qs, src[b].qs, sizeof(dst[b].qs));
+    }
+  }
+  return reinterpret_cast<const uint8_t*>(buf.data());
+}
+
+template <class F, class = void>
 struct UnsignedActs : std::false_type {};
 template <class F>
 struct UnsignedActs<F, std::void_t<decltype(F::kUnsignedActs)>> : std::bool_constant<F::kUnsignedActs> {};
@@ -867,6 +967,58 @@ struct K23Format {
     }
   }
 
+  // The same repacked block from two packed groups (packed_layout.h; rows 0-7 from the block at g0,
+  // rows 8-15 from the one at g1): the qs / hmask words are two 32-byte loads each (no transpose) and
+  // the scales of kquant_scales.h are unpacked in vectors from the scale words, one row per lane.
+  static void repack_packed(const uint8_t* g0, const uint8_t* g1, uint8_t* dst) {
+    constexpr size_t G = kPackRows;
+    const __m512i m2 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
+    __m512i* out = reinterpret_cast<__m512i*>(dst);
+    __m512i hm[8];  // Q3_K: hm[G] lane r = hmask bytes 4G..4G+3 of row r
+    if constexpr (kQ3)
+      for (int k = 0; k < 8; ++k) hm[k] = packed_units32(g0, g1, G * (offsetof(block_q3_K, hmask) + 4 * size_t(k)));
+    for (int j = 0; j < 2; ++j)  // qs bytes 32j..32j+31: chunks 4j..4j+3
+      for (int k = 0; k < 8; ++k) {
+        const __m512i x = packed_units32(g0, g1, G * (offsetof(Block, qs) + 32 * size_t(j) + 4 * size_t(k)));
+        for (int sft = 0; sft < 4; ++sft) {
+          const int c = 4 * j + sft;
+          __m512i q = _mm512_and_si512(_mm512_srli_epi16(x, 2 * sft), m2);
+          if constexpr (kQ3) q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hm[k], c), one), 2));
+          _mm512_store_si512(out + 8 * c + k, q);
+        }
+      }
+    // scales: byte i of the scale field is byte i % 4 of its word i / 4 (lane r = row r)
+    const __m512i m4 = _mm512_set1_epi32(15), m3 = _mm512_set1_epi32(3), lo16 = _mm512_set1_epi32(0xFFFF);
+    __m512i sw[4];
+    for (int w = 0; w < (kQ3 ? 3 : 4); ++w) sw[w] = packed_units32(g0, g1, G * (offsetof(Block, scales) + 4 * size_t(w)));
+    __m512i mn_even = _mm512_setzero_si512();
+    for (int k = 0; k < 16; ++k) {
+      __m512i sc, mn;
+      if constexpr (kQ3) {  // scales_q3_K: v = (low | high << 4) - 32, mn = 4 v
+        const int lb = k % 8, lsh = 8 * (lb % 4) + (k < 8 ? 0 : 4);
+        const __m512i low = _mm512_and_si512(_mm512_srli_epi32(sw[lb / 4], lsh), m4);
+        const __m512i high = _mm512_and_si512(_mm512_srli_epi32(sw[2], 8 * (k % 4) + 2 * (k / 4)), m3);
+        sc = _mm512_sub_epi32(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)), _mm512_set1_epi32(32));
+        mn = _mm512_slli_epi32(sc, 2);
+      } else {  // scales_q2_K: sc = scales[k] & 15, mn = scales[k] >> 4
+        const __m512i b = _mm512_srli_epi32(sw[k / 4], 8 * (k % 4));
+        sc = _mm512_and_si512(b, m4);
+        mn = _mm512_and_si512(_mm512_srli_epi32(b, 4), m4);
+      }
+      _mm512_store_si512(out + kK23Scale + k, sc);
+      if (k % 2 == 0)
+        mn_even = _mm512_and_si512(mn, lo16);
+      else  // the int16 pair (mn_k-1, mn_k)
+        _mm512_store_si512(out + kK23Min + k / 2, _mm512_or_si512(mn_even, _mm512_slli_epi32(mn, 16)));
+    }
+    const __m512 d = _mm512_cvtph_ps(packed_units16(g0, g1, G * offsetof(Block, d)));
+    _mm512_store_ps(reinterpret_cast<float*>(out + kK23D), d);
+    if constexpr (kQ3)
+      _mm512_store_ps(reinterpret_cast<float*>(out + kK23Dm), d);
+    else
+      _mm512_store_ps(reinterpret_cast<float*>(out + kK23Dm), _mm512_cvtph_ps(packed_units16(g0, g1, G * offsetof(block_q2_K, dmin))));
+  }
+
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
     sub16_tile<kQ3, T>(nsb, pk, kBytes, a, as, sb0, acc);
@@ -894,6 +1046,7 @@ inline void run_tile_n(int ntc_left, int nbc, const uint8_t* pk, const uint8_t* 
 template <class F>
 void gemm_rows16(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                  float* y, size_t ys) {
+  static_assert(!Q8ActOffsets<F>::value, "activations in the offset form: gemm_rows16_packed only");
   const int64_t nb = n / F::kValues;
   alignas(64) uint8_t pk[F::kPerChunk * F::kBytes];
   alignas(64) float acc[kTokensPerChunk * kRows];
@@ -954,6 +1107,10 @@ void gemm_rows16_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, cons
     if constexpr (Sub32Sums<F>::value) {
       at = act_sub32_sums(at, as, ntc, nb);
       ats = size_t(nb) * sizeof(block_q8_K);
+    }
+    if constexpr (Q8ActOffsets<F>::value) {
+      at = act_q8_offsets(at, as, ntc, nb);
+      ats = size_t(nb) * sizeof(ActBlockOff);
     }
     for (int64_t r0 = 0; r0 < nr; r0 += kRows) {
       const uint8_t* g0 = w + size_t(r0 / kPackRows) * group_bytes;
@@ -1035,6 +1192,38 @@ void gemm_q5_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr
 void gemm_q6_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
                               int64_t nt, float* y, size_t ys) {
   gemm_rows16_packed<Q6KFormat>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q4_0_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<LegacyFormat<Kind::Q4_0>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q4_1_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<LegacyFormat<Kind::Q4_1>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_0_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<LegacyFormat<Kind::Q5_0>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q5_1_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<LegacyFormat<Kind::Q5_1>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q8_0_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<LegacyFormat<Kind::Q8_0, true>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_iq4_nl_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                                int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<IQ4NLFormat>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q2_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<K23Format<false>>(n, w, ws, nr, a, as, nt, y, ys);
+}
+void gemm_q3_k_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
+                              int64_t nt, float* y, size_t ys) {
+  gemm_rows16_packed<K23Format<true>>(n, w, ws, nr, a, as, nt, y, ys);
 }
 void gemm_iq4_xs_packed_prefill(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as,
                                 int64_t nt, float* y, size_t ys) {

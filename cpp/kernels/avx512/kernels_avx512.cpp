@@ -451,6 +451,14 @@ constexpr KernelSet make_overrides() {
   k.gemm_packed[int(GGMLType::Q6_K)] = avx512_packed::gemm_q6_k_packed;
   k.gemm_packed[int(GGMLType::IQ4_NL)] = avx512_packed::gemm_iq4_nl_packed;  // avx512 only: see packed_layout.cpp
   k.gemm_packed[int(GGMLType::IQ4_XS)] = avx512_packed::gemm_iq4_xs_packed;
+  k.gemm_packed_many[int(GGMLType::Q4_0)] = avx512_rows16::gemm_q4_0_packed_prefill;
+  k.gemm_packed_many[int(GGMLType::Q4_1)] = avx512_rows16::gemm_q4_1_packed_prefill;
+  k.gemm_packed_many[int(GGMLType::Q5_0)] = avx512_rows16::gemm_q5_0_packed_prefill;
+  k.gemm_packed_many[int(GGMLType::Q5_1)] = avx512_rows16::gemm_q5_1_packed_prefill;
+  k.gemm_packed_many[int(GGMLType::Q8_0)] = avx512_rows16::gemm_q8_0_packed_prefill;
+  k.gemm_packed_many[int(GGMLType::IQ4_NL)] = avx512_rows16::gemm_iq4_nl_packed_prefill;
+  k.gemm_packed_many[int(GGMLType::Q2_K)] = avx512_rows16::gemm_q2_k_packed_prefill;
+  k.gemm_packed_many[int(GGMLType::Q3_K)] = avx512_rows16::gemm_q3_k_packed_prefill;
   k.gemm_packed_many[int(GGMLType::Q4_K)] = avx512_rows16::gemm_q4_k_packed_prefill;
   k.gemm_packed_many[int(GGMLType::Q5_K)] = avx512_rows16::gemm_q5_k_packed_prefill;
   k.gemm_packed_many[int(GGMLType::Q6_K)] = avx512_rows16::gemm_q6_k_packed_prefill;
