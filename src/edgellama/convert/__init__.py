@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -83,6 +84,19 @@ def _new_file_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def _write_error(output: Path, err: OSError) -> ConversionError:
+    """A failed write of the output, said so that the user can act on it: the file, the reason and
+    the free space left beside it. (A full disk reaches us from NumPy's tofile as "N requested and M
+    written", with no errno.)"""
+    reason = err.strerror or str(err)
+    try:
+        free = shutil.disk_usage(output.parent).free
+        where = f"; {free / 2**20:.0f} MiB free on its file system"
+    except OSError:
+        where = ""
+    return ConversionError(f"writing {output} failed: {reason}{where} (disk full?); no output written")
 
 
 class _BufferPool:
@@ -178,9 +192,12 @@ def write_gguf(
         bar = _progress(len(ck.tensors), progress)
 
         def write_metadata() -> None:
-            writer.write_header_to_file(tmp)
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
+            try:
+                writer.write_header_to_file(tmp)
+                writer.write_kv_data_to_file()
+                writer.write_ti_data_to_file()
+            except OSError as e:
+                raise _write_error(out, e) from e
 
         def quantize_tensor(t: TensorSource, qt: GGMLQuantizationType, imp: Optional[np.ndarray]) -> np.ndarray:
             # F16/BF16 inputs go to the quantizer as stored (it widens rows in its threads): no
@@ -220,7 +237,10 @@ def write_gguf(
         buffers = _BufferPool()
 
         def write_and_release(buf: np.ndarray, nbytes: int) -> None:
-            writer.write_tensor_data(buf[:nbytes])
+            try:
+                writer.write_tensor_data(buf[:nbytes])
+            except OSError as e:
+                raise _write_error(out, e) from e
             buffers.give(buf)
 
         def write_next() -> None:
