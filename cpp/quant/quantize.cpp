@@ -1126,14 +1126,7 @@ QUANT_AVX512_FN inline void score_sym_group2_paired_avx512(int n, const float* c
       rc[2 * j] = _mm512_castps512_ps256(c[k][jj]);
       rc[2 * j + 1] = _mm512_extractf32x8_ps(c[k][jj], 1);
     }
-    const __m512d sll = lane_sums8(rb), slx = lane_sums8(rc);
-    const int okm = int(_mm512_cmp_pd_mask(sll, _mm512_setzero_pd(), _CMP_GT_OQ));
-    alignas(64) double score[8];
-    alignas(32) float sc[8];
-    _mm512_store_pd(score, _mm512_div_pd(_mm512_mul_pd(slx, slx), sll));
-    _mm256_store_ps(sc, _mm512_cvtpd_ps(_mm512_div_pd(slx, sll)));
-    for (int j = 0; j < 8 && c0 + j < nc; ++j)
-      out[k][c0 + j] = (okm >> j) & 1 ? SymScore{score[j], sc[j], true} : SymScore{0.0, 0.0f, false};
+    store_sym_scores(lane_sums8(rb), lane_sums8(rc), c0, nc, out[k]);
   }
 }
 
