@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "edgellama/act_reuse.h"
 #include "edgellama/errors.h"
 #include "edgellama/packed_layout.h"
 
@@ -278,7 +279,11 @@ void matmul_shared_input(const MatmulOutput* outs, int count, const float* x, in
     row_chunk[i] = rc;
     first_task[i + 1] = first_task[i] + (n_out + rc - 1) / rc * n_tc;
   }
+  // One id for every task of this call: kernels may reuse their rewrite of these activations
+  // across tasks (act_reuse.h).
+  const uint64_t call_id = new_act_call_id();
   pool.parallel_for(first_task[count], [&](int64_t task, int slot) {
+    const ActCallScope act_scope(call_id);
     int i = 0;
     while (task >= first_task[i + 1]) ++i;
     task -= first_task[i];

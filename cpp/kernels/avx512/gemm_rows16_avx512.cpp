@@ -41,6 +41,7 @@
 
 #include "../kquant_scales.h"
 #include "act_sum.h"
+#include "edgellama/act_reuse.h"
 #include "edgellama/iquant_blocks.h"
 #include "edgellama/kernels.h"
 #include "edgellama/packed_layout.h"
@@ -653,24 +654,66 @@ struct IQ4XSFormat {
   static bool run_direct(int64_t, int64_t, const uint8_t* const*, const uint8_t*, size_t, float*) { return false; }
 };
 
+// Per-thread memo of one activation rewrite (act_reuse.h): the matmul call's tasks hand the kernel
+// the same activations again and again; within one call id the first task's rewrite is reused. Two
+// Four entries: a call's tasks alternate between its token chunks, and a task of main + residual rows
+// (512 rows of activations) is two kernel chunks of 256.
+template <class Block>
+class ActMemo {
+ public:
+  // The buffer for (a, as, nt, nb) of the current call; *ready says it already holds the rewrite.
+  Block* get(const uint8_t* a, size_t as, int64_t nt, int64_t nb, bool* ready) {
+    const uint64_t call = current_act_call_id();
+    for (Entry& e : entries_)
+      if (call != 0 && e.call == call && e.src == a && e.as == as && e.nt == nt && e.nb == nb) {
+        *ready = true;
+        return e.buf.data();
+      }
+    Entry& e = entries_[next_];
+    next_ = (next_ + 1) % kEntries;
+    e.call = call;
+    e.src = a;
+    e.as = as;
+    e.nt = nt;
+    e.nb = nb;
+    if (e.buf.size() < size_t(nt) * size_t(nb)) e.buf.resize(size_t(nt) * size_t(nb));
+    *ready = false;
+    return e.buf.data();
+  }
+
+ private:
+  struct Entry {
+    uint64_t call = 0;
+    const uint8_t* src = nullptr;
+    size_t as = 0;
+    int64_t nt = 0, nb = 0;
+    std::vector<Block> buf;
+  };
+  static constexpr int kEntries = 4;
+  Entry entries_[kEntries];
+  int next_ = 0;
+};
+
 // The activations of a call with every quant byte flipped to a + 128 (uint8), for formats with
 // kUnsignedActs: one pass over nt x nb Q8_K blocks, reused by every row group of the call. The copy
-// lives in a per-thread buffer that grows to the largest call seen.
+// lives in a per-thread memo (ActMemo: reused by the later tasks of the same matmul call).
 const uint8_t* act_u8(const uint8_t* a, size_t as, int64_t nt, int64_t nb) {
-  thread_local std::vector<block_q8_K> buf;
+  thread_local ActMemo<block_q8_K> memo;
+  bool ready = false;
+  block_q8_K* const buf = memo.get(a, as, nt, nb, &ready);
+  if (ready) return reinterpret_cast<const uint8_t*>(buf);
   const size_t per_token = size_t(nb);
-  if (buf.size() < per_token * size_t(nt)) buf.resize(per_token * size_t(nt));
   const __m512i flip = _mm512_set1_epi8(char(0x80));
   for (int64_t t = 0; t < nt; ++t) {
     const block_q8_K* src = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as);
-    block_q8_K* dst = buf.data() + per_token * size_t(t);
+    block_q8_K* dst = buf + per_token * size_t(t);
     for (int64_t b = 0; b < nb; ++b) {
       dst[b].d = src[b].d;
       for (int i = 0; i < QK_K; i += 64)
         _mm512_storeu_si512(dst[b].qs + i, _mm512_xor_si512(_mm512_loadu_si512(src[b].qs + i), flip));
     }
   }
-  return reinterpret_cast<const uint8_t*>(buf.data());
+  return reinterpret_cast<const uint8_t*>(buf);
 }
 
 // The activations of a call with bsums[c] = S_c = bsums[2c] + bsums[2c+1] for c < 8 (the exact sum
@@ -678,13 +721,15 @@ const uint8_t* act_u8(const uint8_t* a, size_t as, int64_t nt, int64_t nb) {
 // sub32_offsets then needs 4 vpdpwssd per token and super-block instead of 8). Quants and d are
 // copied as they are; one pass per call, shared by every row group; a per-thread buffer.
 const uint8_t* act_sub32_sums(const uint8_t* a, size_t as, int64_t nt, int64_t nb) {
-  thread_local std::vector<block_q8_K> buf;
+  thread_local ActMemo<block_q8_K> memo;
+  bool ready = false;
+  block_q8_K* const buf = memo.get(a, as, nt, nb, &ready);
+  if (ready) return reinterpret_cast<const uint8_t*>(buf);
   const size_t per_token = size_t(nb);
-  if (buf.size() < per_token * size_t(nt)) buf.resize(per_token * size_t(nt));
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t t = 0; t < nt; ++t) {
     const block_q8_K* src = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as);
-    block_q8_K* dst = buf.data() + per_token * size_t(t);
+    block_q8_K* dst = buf + per_token * size_t(t);
     for (int64_t b = 0; b < nb; ++b) {
       dst[b].d = src[b].d;
       for (int i = 0; i < QK_K; i += 64) _mm512_storeu_si512(dst[b].qs + i, _mm512_loadu_si512(src[b].qs + i));
@@ -693,7 +738,7 @@ const uint8_t* act_sub32_sums(const uint8_t* a, size_t as, int64_t nt, int64_t n
       _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[b].bsums + 8), _mm_setzero_si128());
     }
   }
-  return reinterpret_cast<const uint8_t*>(buf.data());
+  return reinterpret_cast<const uint8_t*>(buf);
 }
 
 template <class F, class = void>
@@ -709,19 +754,21 @@ struct Q8ActOffsets<F, std::void_t<decltype(F::kQ8ActOffsets)>> : std::bool_cons
 // kQ8ActOffsets: the call's nt x nb activation blocks as ActBlockOff (s -> -128 * sum(qs), exact), one
 // pass reused by every row group of the call; per-thread buffer as act_u8.
 const uint8_t* act_q8_offsets(const uint8_t* a, size_t as, int64_t nt, int64_t nb) {
-  thread_local std::vector<ActBlockOff> buf;
+  thread_local ActMemo<ActBlockOff> memo;
+  bool ready = false;
+  ActBlockOff* const buf = memo.get(a, as, nt, nb, &ready);
+  if (ready) return reinterpret_cast<const uint8_t*>(buf);
   const size_t per_token = size_t(nb);
-  if (buf.size() < per_token * size_t(nt)) buf.resize(per_token * size_t(nt));
   for (int64_t t = 0; t < nt; ++t) {
     const ActBlock* src = reinterpret_cast<const ActBlock*>(a + size_t(t) * as);
-    ActBlockOff* dst = buf.data() + per_token * size_t(t);
+    ActBlockOff* dst = buf + per_token * size_t(t);
     for (int64_t b = 0; b < nb; ++b) {
       dst[b].d = src[b].d;
       dst[b].off = -128 * act_sum32(src[b].qs);
       std::memcpy(dst[b].qs, src[b].qs, sizeof(dst[b].qs));
     }
   }
-  return reinterpret_cast<const uint8_t*>(buf.data());
+  return reinterpret_cast<const uint8_t*>(buf);
 }
 
 template <class F, class = void>
