@@ -12,10 +12,12 @@ is handed to GGUFWriter's own packing, which keeps its checks and its error mess
 from __future__ import annotations
 
 import struct
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, BinaryIO, Optional
 
 import numpy as np
 from gguf import GGUFEndian, GGUFValueType, GGUFWriter
+from gguf.gguf_writer import WriterState
 
 # GGUF array element type -> its little-endian NumPy dtype
 _NUMERIC = {
@@ -95,6 +97,20 @@ def _string_bytes(val: Any) -> Optional[bytes]:
 
 class FastGGUFWriter(GGUFWriter):
     """GGUFWriter whose metadata arrays are packed in bulk (identical bytes)."""
+
+    def use_open_file(self, fout: BinaryIO) -> None:
+        """Write to this already open file when the header is written, instead of opening `path`
+        (GGUFWriter opens it with mode "wb", whose O_TRUNC makes ext4 write the whole file back when
+        it is closed, ~50 ms of a 140 MB Q8_0 run; see atomic_replace.py)."""
+        self._open_file = fout
+
+    def open_output_file(self, path: Optional[Path] = None) -> None:
+        given = getattr(self, "_open_file", None)
+        if given is not None and self.state is WriterState.NO_FILE and (path is None or Path(path) == self.path):
+            self.fout = [given]
+            self.state = WriterState.EMPTY
+            return
+        super().open_output_file(path)
 
     def _pack_val(self, val: Any, vtype: GGUFValueType, add_vtype: bool, sub_type: GGUFValueType | None = None) -> bytes:
         if (vtype == GGUFValueType.ARRAY and sub_type is not None and self.endianess == GGUFEndian.LITTLE
