@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from .errors import ConversionError
 from .gguf_in import is_gguf, read_gguf
+from .gguf_types import GGML_QUANT_SIZES, GGMLQuantizationType
 from .gguf_writer import FastGGUFWriter
 from .mixes import FILE_TYPES, FileType, check_imatrix, parse_file_type, plan_types
 from .model import Checkpoint, TensorSource
@@ -175,7 +175,7 @@ def write_gguf(
     tmp = Path(tmp_name)
     writer = None
     try:
-        writer = FastGGUFWriter(tmp, ck.arch)  # gguf-py's writer, metadata arrays packed in bulk
+        writer = FastGGUFWriter(tmp, ck.arch)  # gguf-py's file format, metadata arrays packed in bulk
         # mkstemp's file as opened, not reopened with O_TRUNC (an ext4 writeback at close: atomic_replace.py)
         fout, fd = os.fdopen(fd, "wb"), -1  # (the file object owns the descriptor now)
         writer.use_open_file(fout)
@@ -189,14 +189,13 @@ def write_gguf(
             block, size = GGML_QUANT_SIZES[qt]
             rows = int(np.prod(t.shape[:-1])) if len(t.shape) > 1 else 1
             row_bytes = t.shape[-1] // block * size
-            byte_shape = (*t.shape[:-1], row_bytes)
-            writer.add_tensor_info(t.name, byte_shape, np.dtype(np.uint8), rows * row_bytes, raw_dtype=qt)
+            writer.add_tensor_info(t.name, t.shape, qt, rows * row_bytes)
             nbytes_of[t.name] = rows * row_bytes
         bar = _progress(len(ck.tensors), progress)
 
         def write_metadata() -> None:
             try:
-                writer.write_header_to_file(tmp)
+                writer.write_header_to_file()
                 writer.write_kv_data_to_file()
                 writer.write_ti_data_to_file()
             except OSError as e:
