@@ -282,14 +282,14 @@ def test_failure_midway_leaves_no_output(tmp_path, llama2_tokenizer_model):
 def test_write_error_behind_the_quantizer_stops_the_run(tmp_path, llama2_tokenizer_model, monkeypatch):
     """Tensor writes run on their own thread, up to three behind the quantizer: a write that fails
     still raises from write_gguf (not lost in the queue), and nothing is left at OUTPUT."""
-    import gguf
+    from edgellama.convert.gguf_writer import FastGGUFWriter
 
     d = _small(tmp_path, llama2_tokenizer_model)
     ck = load_checkpoint(d)
     assert len(ck.tensors) > 4
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    orig = gguf.GGUFWriter.write_tensor_data
+    orig = FastGGUFWriter.write_tensor_data
     calls = {"n": 0}
 
     def failing_write(self, *a, **k):
@@ -298,7 +298,7 @@ def test_write_error_behind_the_quantizer_stops_the_run(tmp_path, llama2_tokeniz
             raise OSError("simulated disk full")
         return orig(self, *a, **k)
 
-    monkeypatch.setattr(gguf.GGUFWriter, "write_tensor_data", failing_write)
+    monkeypatch.setattr(FastGGUFWriter, "write_tensor_data", failing_write)
     # said as the user can act on it: the file, the reason, the free space (NumPy's tofile reports a
     # full disk as "N requested and M written", no errno)
     with pytest.raises(ConversionError, match=r"writing .*o\.gguf failed: simulated disk full; \d+ MiB free on its "

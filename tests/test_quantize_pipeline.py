@@ -104,6 +104,71 @@ def test_written_metadata_equals_gguf_py_writer(tmp_path):
     assert len(files[0]) > 3000 * 8
 
 
+def test_whole_file_equals_gguf_py_writer(tmp_path):
+    # header, keys (general.architecture first; a key added twice keeps its first place), tensor
+    # infos of 1-3 dims and several types, data padded to 32 bytes before and after each tensor
+    # (sizes that are not multiples of 32, an empty-ish 1-element tensor)
+    from gguf import GGMLQuantizationType as Q
+
+    tensors = [
+        ("a.weight", (3, 64), Q.Q8_0, 3 * 2 * 34),
+        ("b.weight", (5,), Q.F32, 20),
+        ("c.weight", (2, 3, 256), Q.Q6_K, 6 * 210),
+        ("d.bias", (1,), Q.F16, 2),
+        ("e.weight", (4, 32), Q.IQ4_NL, 4 * 18),
+    ]
+    kvs = [
+        ("general.name", "m", V.STRING, None),
+        ("llama.block_count", 3, V.UINT32, None),
+        ("general.flag", True, V.BOOL, None),
+        ("llama.rope.freq_base", 10000.5, V.FLOAT32, None),
+        ("tokenizer.ggml.tokens", ["a", "b\u00e9", b"\xff"], V.ARRAY, V.STRING),
+        ("general.name", "renamed", V.STRING, None),
+    ]
+    data = {name: RNG.integers(0, 256, nbytes, dtype=np.uint8) for name, _, _, nbytes in tensors}
+    files = []
+    for cls in (GGUFWriter, FastGGUFWriter):
+        path = tmp_path / f"{cls.__name__}.gguf"
+        w = cls(path, "llama")
+        for key, value, vtype, sub in kvs:
+            w.add_key_value(key, value, vtype, sub)
+        w.add_file_type(7)
+        w.add_quantization_version(2)
+        for name, shape, qt, nbytes in tensors:
+            if cls is GGUFWriter:
+                block, size = __import__("gguf").GGML_QUANT_SIZES[qt]
+                w.add_tensor_info(name, (*shape[:-1], shape[-1] // block * size), np.dtype(np.uint8), nbytes, raw_dtype=qt)
+            else:
+                w.add_tensor_info(name, shape, qt, nbytes)
+        w.write_header_to_file(path)
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        for name, *_ in tensors:
+            w.write_tensor_data(data[name])
+        w.close()
+        files.append(path.read_bytes())
+    assert files[0] == files[1]
+    assert len(files[0]) % 32 == 0 and len(files[0]) > sum(t[3] for t in tensors)
+
+
+def test_writer_refuses_a_tensor_of_the_wrong_size_or_name(tmp_path):
+    from edgellama.convert.gguf_types import GGMLQuantizationType as Q
+
+    w = FastGGUFWriter(tmp_path / "o.gguf", "llama")
+    w.add_tensor_info("a", (2, 32), Q.Q8_0, 68)
+    with pytest.raises(ValueError, match="Duplicated tensor name 'a'"):
+        w.add_tensor_info("a", (2, 32), Q.Q8_0, 68)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    with pytest.raises(ValueError, match="tensor a: 67 bytes given, 68 declared"):
+        w.write_tensor_data(np.zeros(67, dtype=np.uint8))
+    w.write_tensor_data(np.zeros(68, dtype=np.uint8))
+    with pytest.raises(ValueError, match="more tensors written"):
+        w.write_tensor_data(np.zeros(68, dtype=np.uint8))
+    w.close()
+
+
 def test_bad_metadata_still_raises_and_leaves_no_file(tmp_path):
     # the header and metadata are the writer thread's first job, packed while tensors are quantized:
     # a value gguf-py refuses must still fail the whole write with gguf-py's exception, leaving
@@ -132,7 +197,7 @@ def test_quantize_command_does_not_import_the_inference_stack(tmp_path):
         f"rc = cli.main(['quantize', {str(src)!r}, {str(out)!r}, '--type', 'Q8_0', '-q'])\n"
         "heavy = [m for m in ('edgellama.llama', 'edgellama.generation', 'edgellama.llama_cache', 'edgellama.hub', "
         "'edgellama.constrained', 'jinja2', 'edgellama.bench', 'edgellama.commands.run', 'edgellama.commands.serve', "
-        "'edgellama.convert.hf', 'edgellama.convert.llama2c') if m in sys.modules]\n"
+        "'edgellama.convert.hf', 'edgellama.convert.llama2c', 'gguf', 'yaml') if m in sys.modules]\n"
         "print(rc, ','.join(heavy))\n"
         "from edgellama import Llama, LlamaGrammar, LlamaRAMCache\n"  # still importable from the package
         "import edgellama\n"

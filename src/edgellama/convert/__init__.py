@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from .errors import ConversionError
 from .gguf_in import is_gguf, read_gguf
+from .gguf_types import GGML_QUANT_SIZES, GGMLQuantizationType
 from .gguf_writer import FastGGUFWriter
 from .mixes import FILE_TYPES, FileType, check_imatrix, parse_file_type, plan_types
 from .model import Checkpoint, TensorSource
+from .atomic_replace import replace_file
 
 __all__ = [
     "ConversionError",
@@ -171,11 +172,13 @@ def write_gguf(
     from .. import _core
 
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out_dir)
-    os.close(fd)
     tmp = Path(tmp_name)
     writer = None
     try:
-        writer = FastGGUFWriter(tmp, ck.arch)  # gguf-py's writer, metadata arrays packed in bulk
+        writer = FastGGUFWriter(tmp, ck.arch)  # gguf-py's file format, metadata arrays packed in bulk
+        # mkstemp's file as opened, not reopened with O_TRUNC (an ext4 writeback at close: atomic_replace.py)
+        fout, fd = os.fdopen(fd, "wb"), -1  # (the file object owns the descriptor now)
+        writer.use_open_file(fout)
         for kv in ck.kv:
             writer.add_key_value(kv.key, kv.value, kv.vtype, kv.sub_type)
         writer.add_file_type(int(ft.ftype))
@@ -186,14 +189,13 @@ def write_gguf(
             block, size = GGML_QUANT_SIZES[qt]
             rows = int(np.prod(t.shape[:-1])) if len(t.shape) > 1 else 1
             row_bytes = t.shape[-1] // block * size
-            byte_shape = (*t.shape[:-1], row_bytes)
-            writer.add_tensor_info(t.name, byte_shape, np.dtype(np.uint8), rows * row_bytes, raw_dtype=qt)
+            writer.add_tensor_info(t.name, t.shape, qt, rows * row_bytes)
             nbytes_of[t.name] = rows * row_bytes
         bar = _progress(len(ck.tensors), progress)
 
         def write_metadata() -> None:
             try:
-                writer.write_header_to_file(tmp)
+                writer.write_header_to_file()
                 writer.write_kv_data_to_file()
                 writer.write_ti_data_to_file()
             except OSError as e:
@@ -289,8 +291,10 @@ def write_gguf(
         writer.close()
         writer = None
         os.chmod(tmp, _new_file_mode())  # mkstemp made it 0600; a finished file gets the usual mode
-        os.replace(tmp, out)
+        replace_file(tmp, out)  # os.replace without ext4's writeback of the whole file
     except BaseException:
+        if fd >= 0:
+            os.close(fd)
         if writer is not None:
             try:
                 writer.close()

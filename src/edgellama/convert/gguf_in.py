@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
 
 from .errors import ConversionError
+from .gguf_types import GGMLQuantizationType, GGUFValueType
 from .model import Checkpoint, TensorSource
 
 # Keys the writer owns.
@@ -70,6 +70,8 @@ def read_gguf(path: Path) -> Checkpoint:
                 lossy = any("\ufffd" in v for v in value)
         if vt is None or lossy:
             if fallback is None:
+                from gguf import GGUFReader  # (imported only here: `import gguf` takes ~35 ms)
+
                 try:
                     fallback = GGUFReader(path, "r")
                 except Exception as e:  # gguf-py raises ValueError / struct errors for malformed files

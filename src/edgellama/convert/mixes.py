@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
+from .gguf_types import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
 T = GGMLQuantizationType
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
-from gguf import GGUFValueType
+from .gguf_types import GGUFValueType
 
 
 @dataclass
