@@ -4,7 +4,8 @@
 // tile) and its work is float FMAs, twice as many per instruction here.
 //
 // Per block of kAttnBlock = 64 keys (loaded and converted once by the shared attn_blocks loaders):
-//   scores of one query row = 4 registers of 16 keys, accumulated over d with a broadcast q[d];
+//   scores of a query row = 4 registers of 16 keys, accumulated over d with a broadcast q[d], for
+//   kRows = 4 rows at a time (each loaded K vector feeds 4 rows' FMAs, each V vector likewise);
 //   keys outside the row's range are masked (mask registers) -> block max -> p = e^(s - m) ->
 //   output rescaled by e^(m_old - m) and p[k] * v[k] accumulated in key order, 16 dims per register.
 // head_dim % 16 != 0 goes to the AVX2 tile (the sets only promise head_dim % 8 == 0).
