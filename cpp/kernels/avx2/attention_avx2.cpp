@@ -35,6 +35,8 @@ using avx2_util::hmax;
 using avx2_util::hsum;
 
 constexpr int kRows = 2;
+// The "#pragma GCC unroll" on the fixed-count row / register loops below: the accumulator arrays only
+// live in registers once those loops are fully unrolled (-O3 does it unasked; -O2 builds did not).
 
 // Everything a row needs for one key block, and its output pointer.
 struct RowBlock {
@@ -52,18 +54,25 @@ template <int R>
 inline void block_scores(const RowBlock* rows, const float* kt, int64_t hd, float (*s)[B]) {
   for (int64_t h = 0; h < B; h += 32) {
     __m256 acc[R][4];
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i)
+      #pragma GCC unroll 16
       for (int g = 0; g < 4; ++g) acc[i][g] = _mm256_setzero_ps();
     for (int64_t d = 0; d < hd; ++d) {
       const float* kd = kt + d * B + h;
       __m256 k[4];
+      #pragma GCC unroll 16
       for (int g = 0; g < 4; ++g) k[g] = _mm256_loadu_ps(kd + 8 * g);
+      #pragma GCC unroll 16
       for (int i = 0; i < R; ++i) {
         const __m256 qd = _mm256_broadcast_ss(rows[i].q + d);
+        #pragma GCC unroll 16
         for (int g = 0; g < 4; ++g) acc[i][g] = _mm256_fmadd_ps(qd, k[g], acc[i][g]);
       }
     }
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i)
+      #pragma GCC unroll 16
       for (int g = 0; g < 4; ++g) _mm256_storeu_ps(s[i] + h + 8 * g, acc[i][g]);
   }
 }
@@ -76,8 +85,10 @@ template <int R, int NR>
 inline void accumulate_v(const RowBlock* rows, int64_t d0, const float (*p)[B], const float* vb, int64_t hd) {
   __m256 acc[R][NR];
   int64_t nv_min = B, nv_max = 0;
+  #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
     const __m256 va = _mm256_set1_ps(rows[i].alpha);
+    #pragma GCC unroll 16
     for (int j = 0; j < NR; ++j)
       acc[i][j] = rows[i].first ? _mm256_setzero_ps() : _mm256_mul_ps(_mm256_loadu_ps(rows[i].o + d0 + 8 * j), va);
     nv_min = min64(nv_min, rows[i].nv);
@@ -87,21 +98,28 @@ inline void accumulate_v(const RowBlock* rows, int64_t d0, const float (*p)[B], 
   for (; k < nv_min; ++k) {
     const float* v = vb + k * hd + d0;
     __m256 vk[NR];
+    #pragma GCC unroll 16
     for (int j = 0; j < NR; ++j) vk[j] = _mm256_loadu_ps(v + 8 * j);
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       const __m256 pk = _mm256_broadcast_ss(p[i] + k);
+      #pragma GCC unroll 16
       for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(pk, vk[j], acc[i][j]);
     }
   }
   for (; k < nv_max; ++k) {
     const float* v = vb + k * hd + d0;
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       if (k >= rows[i].nv) continue;
       const __m256 pk = _mm256_broadcast_ss(p[i] + k);
+      #pragma GCC unroll 16
       for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(pk, _mm256_loadu_ps(v + 8 * j), acc[i][j]);
     }
   }
+  #pragma GCC unroll 16
   for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 16
     for (int j = 0; j < NR; ++j) _mm256_storeu_ps(rows[i].o + d0 + 8 * j, acc[i][j]);
 }
 

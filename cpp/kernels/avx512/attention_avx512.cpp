@@ -59,6 +59,8 @@ inline __m512 exp16(__m512 x) {
 // Any kRows consecutive active rows may share: the rows of one token (GQA group) or of consecutive
 // tokens (same block of K/V; their valid-key ranges may differ, handled per row below).
 constexpr int kRows = 4;
+// The "#pragma GCC unroll" on the fixed-count row / register loops below: the accumulator arrays only
+// live in registers once those loops are fully unrolled (-O3 does it unasked; -O2 builds did not).
 
 // Everything a row needs for one key block, and its output pointer.
 struct RowBlock {
@@ -74,14 +76,19 @@ struct RowBlock {
 // s[i][g] = q_i . k for the 64 keys of the block (16 per register), each row's FMAs over d in order.
 template <int R>
 inline void block_scores(const RowBlock* rows, const float* kt, int64_t hd, __m512 s[R][4]) {
+  #pragma GCC unroll 16
   for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 16
     for (int g = 0; g < 4; ++g) s[i][g] = _mm512_setzero_ps();
   for (int64_t d = 0; d < hd; ++d) {
     const float* kd = kt + d * B;
     __m512 k[4];
+    #pragma GCC unroll 16
     for (int g = 0; g < 4; ++g) k[g] = _mm512_loadu_ps(kd + 16 * g);
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       const __m512 qd = _mm512_set1_ps(rows[i].q[d]);
+      #pragma GCC unroll 16
       for (int g = 0; g < 4; ++g) s[i][g] = _mm512_fmadd_ps(qd, k[g], s[i][g]);
     }
   }
@@ -95,8 +102,10 @@ template <int R, int NR>
 inline void accumulate_v(const RowBlock* rows, int64_t d0, const float (*p)[B], const float* vb, int64_t hd) {
   __m512 acc[R][NR];
   int64_t nv_min = B, nv_max = 0;
+  #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
     const __m512 va = _mm512_set1_ps(rows[i].alpha);
+    #pragma GCC unroll 16
     for (int j = 0; j < NR; ++j)
       acc[i][j] = rows[i].first ? _mm512_setzero_ps() : _mm512_mul_ps(_mm512_loadu_ps(rows[i].o + d0 + 16 * j), va);
     nv_min = min64(nv_min, rows[i].nv);
@@ -106,21 +115,28 @@ inline void accumulate_v(const RowBlock* rows, int64_t d0, const float (*p)[B], 
   for (; k < nv_min; ++k) {
     const float* v = vb + k * hd + d0;
     __m512 vk[NR];
+    #pragma GCC unroll 16
     for (int j = 0; j < NR; ++j) vk[j] = _mm512_loadu_ps(v + 16 * j);
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       const __m512 pk = _mm512_set1_ps(p[i][k]);
+      #pragma GCC unroll 16
       for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(pk, vk[j], acc[i][j]);
     }
   }
   for (; k < nv_max; ++k) {
     const float* v = vb + k * hd + d0;
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       if (k >= rows[i].nv) continue;
       const __m512 pk = _mm512_set1_ps(p[i][k]);
+      #pragma GCC unroll 16
       for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(pk, _mm512_loadu_ps(v + 16 * j), acc[i][j]);
     }
   }
+  #pragma GCC unroll 16
   for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 16
     for (int j = 0; j < NR; ++j) _mm512_storeu_ps(rows[i].o + d0 + 16 * j, acc[i][j]);
 }
 
