@@ -81,6 +81,32 @@ def test_avx512_tile_bits_equal_avx2(hd, kv):
                                       _core.kernel_attention("avx2", q, k, v, n_keys0, 0.125), err_msg=str((n_tok, n_keys0)))
 
 
+# (n_tok, n_keys0, window): the AVX-512 tile scores and accumulates 4 rows at a time, rows that may
+# belong to different tokens whose valid keys end (causal diagonal) or start (window) at different
+# places in one block (7, 131, 70: rows of one 4-row step in their first and in a later window block);
+# n_tok x group not a multiple of 4 leaves 1-3 rows over.
+MULTI_ROW_CASES = [(1, 70, 0), (2, 63, 0), (5, 60, 0), (7, 1, 0), (13, 120, 0), (32, 100, 0),
+                   (9, 60, 8), (6, 130, 70), (7, 131, 70), (11, 66, 64), (3, 200, 1)]
+
+
+@pytest.mark.skipif("avx512" not in ISAS, reason="this CPU cannot run the avx512 set")
+@pytest.mark.parametrize("group", [1, 3, 7, 8])
+@pytest.mark.parametrize("hd", [64, 80, 128])
+@pytest.mark.parametrize("softcap", [0.0, 2.5])
+def test_avx512_multi_row_bits_equal_avx2(group, hd, softcap):
+    """Register-blocked rows keep each row's arithmetic: same bits as the AVX2 tile, for GQA groups
+    1/3/7/8, head dims with a 16-dim tail (80) and two 64-dim passes (128), windows and soft-capping,
+    f16 keys with large scores mixed in (rows whose max moves between blocks)."""
+    rng = np.random.default_rng(group * 1000 + hd + int(softcap))
+    for n_tok, n_keys0, window in MULTI_ROW_CASES:
+        q, k, v = make_case(rng, n_tok, group, hd, n_keys0, np.float16, q_scale=3.0)
+        q[:, -1] *= 40.0  # one head with scores in the hundreds
+        args = (n_keys0, 1.0 / np.sqrt(hd), softcap, window)
+        out = _core.kernel_attention("avx512", q, k, v, *args)
+        np.testing.assert_array_equal(out, _core.kernel_attention("avx2", q, k, v, *args),
+                                      err_msg=str((n_tok, n_keys0, window)))
+
+
 @pytest.mark.parametrize("isa", ISAS)
 def test_tile_large_scores_stable(isa):
     """Scores in the thousands (softmax without max subtraction would overflow): finite, matches float64,

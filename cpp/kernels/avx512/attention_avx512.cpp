@@ -4,7 +4,8 @@
 // tile) and its work is float FMAs, twice as many per instruction here.
 //
 // Per block of kAttnBlock = 64 keys (loaded and converted once by the shared attn_blocks loaders):
-//   scores of one query row = 4 registers of 16 keys, accumulated over d with a broadcast q[d];
+//   scores of a query row = 4 registers of 16 keys, accumulated over d with a broadcast q[d], for
+//   kRows = 4 rows at a time (each loaded K vector feeds 4 rows' FMAs, each V vector likewise);
 //   keys outside the row's range are masked (mask registers) -> block max -> p = e^(s - m) ->
 //   output rescaled by e^(m_old - m) and p[k] * v[k] accumulated in key order, 16 dims per register.
 // head_dim % 16 != 0 goes to the AVX2 tile (the sets only promise head_dim % 8 == 0).
@@ -52,35 +53,171 @@ inline __m512 exp16(__m512 x) {
   return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
 }
 
-// o[0..16*NR) = alpha * o (or 0 on the first block) + sum_k p[k] * vb[k][0..16*NR), keys in order.
-template <int NR>
-inline void accumulate_v(float* o, const float* p, const float* vb, int64_t hd, int64_t nv, bool first,
-                         float alpha) {
-  __m512 acc[NR];
-  const __m512 va = _mm512_set1_ps(alpha);
-  for (int j = 0; j < NR; ++j) acc[j] = first ? _mm512_setzero_ps() : _mm512_mul_ps(_mm512_loadu_ps(o + 16 * j), va);
-  for (int64_t k = 0; k < nv; ++k) {
-    const __m512 pk = _mm512_set1_ps(p[k]);
-    const float* v = vb + k * hd;
-    for (int j = 0; j < NR; ++j) acc[j] = _mm512_fmadd_ps(pk, _mm512_loadu_ps(v + 16 * j), acc[j]);
+// Rows of the tile handled together: the scores of kRows query rows share each loaded K vector, and
+// their p.V sums share each loaded V vector (4 rows x 4 registers of 16 = 16 accumulators of 32 zmm).
+// Why: one row at a time did 4 loads per 4 FMAs in both loops, load-bound at ~1/3 of the FMA rate.
+// Any kRows consecutive active rows may share: the rows of one token (GQA group) or of consecutive
+// tokens (same block of K/V; their valid-key ranges may differ, handled per row below).
+constexpr int kRows = 4;
+// The "#pragma GCC unroll" on the fixed-count row / register loops below: the accumulator arrays only
+// live in registers once those loops are fully unrolled (-O3 does it unasked; -O2 builds did not).
+
+// Everything a row needs for one key block, and its output pointer.
+struct RowBlock {
+  const float* q;
+  float* o;
+  int64_t r;    // row index (row_max / row_sum)
+  int64_t nv;   // keys 0..nv-1 of the block are at or before the row's last key
+  int64_t kv0;  // keys before kv0 are before the row's window (kv0 > 0 only in its first block)
+  bool first;   // the row's first block: no running max / sum / output yet
+  float alpha;  // e^(m_old - m): how much the row's earlier output is scaled down
+};
+
+// s[i][g] = q_i . k for the 64 keys of the block (16 per register), each row's FMAs over d in order.
+template <int R>
+inline void block_scores(const RowBlock* rows, const float* kt, int64_t hd, __m512 s[R][4]) {
+  #pragma GCC unroll 16
+  for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 16
+    for (int g = 0; g < 4; ++g) s[i][g] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < hd; ++d) {
+    const float* kd = kt + d * B;
+    __m512 k[4];
+    #pragma GCC unroll 16
+    for (int g = 0; g < 4; ++g) k[g] = _mm512_loadu_ps(kd + 16 * g);
+    #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      const __m512 qd = _mm512_set1_ps(rows[i].q[d]);
+      #pragma GCC unroll 16
+      for (int g = 0; g < 4; ++g) s[i][g] = _mm512_fmadd_ps(qd, k[g], s[i][g]);
+    }
   }
-  for (int j = 0; j < NR; ++j) _mm512_storeu_ps(o + 16 * j, acc[j]);
 }
 
-void accumulate_v_any(float* o, const float* p, const float* vb, int64_t hd, int64_t nv, bool first, float alpha) {
-  for (int64_t d0 = 0; d0 < hd; d0 += 128) {
-    const float* v = vb + d0;
-    float* od = o + d0;
-    switch (min64(8, (hd - d0) / 16)) {
-      case 8: accumulate_v<8>(od, p, v, hd, nv, first, alpha); break;
-      case 7: accumulate_v<7>(od, p, v, hd, nv, first, alpha); break;
-      case 6: accumulate_v<6>(od, p, v, hd, nv, first, alpha); break;
-      case 5: accumulate_v<5>(od, p, v, hd, nv, first, alpha); break;
-      case 4: accumulate_v<4>(od, p, v, hd, nv, first, alpha); break;
-      case 3: accumulate_v<3>(od, p, v, hd, nv, first, alpha); break;
-      case 2: accumulate_v<2>(od, p, v, hd, nv, first, alpha); break;
-      default: accumulate_v<1>(od, p, v, hd, nv, first, alpha); break;
+// o[i][0..16*NR) = alpha_i * o_i (or 0 in the row's first block) + sum_k p_i[k] * vb[k][0..16*NR),
+// keys in order. Keys below every row's nv feed all rows; the rest (the causal diagonal, where rows
+// of consecutive tokens end one key apart) only the rows that see them, so each row adds exactly the
+// terms, in exactly the order, of the one-row loop.
+template <int R, int NR>
+inline void accumulate_v(const RowBlock* rows, int64_t d0, const float (*p)[B], const float* vb, int64_t hd) {
+  __m512 acc[R][NR];
+  int64_t nv_min = B, nv_max = 0;
+  #pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) {
+    const __m512 va = _mm512_set1_ps(rows[i].alpha);
+    #pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j)
+      acc[i][j] = rows[i].first ? _mm512_setzero_ps() : _mm512_mul_ps(_mm512_loadu_ps(rows[i].o + d0 + 16 * j), va);
+    nv_min = min64(nv_min, rows[i].nv);
+    nv_max = rows[i].nv > nv_max ? rows[i].nv : nv_max;
+  }
+  int64_t k = 0;
+  for (; k < nv_min; ++k) {
+    const float* v = vb + k * hd + d0;
+    __m512 vk[NR];
+    #pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) vk[j] = _mm512_loadu_ps(v + 16 * j);
+    #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      const __m512 pk = _mm512_set1_ps(p[i][k]);
+      #pragma GCC unroll 16
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(pk, vk[j], acc[i][j]);
     }
+  }
+  for (; k < nv_max; ++k) {
+    const float* v = vb + k * hd + d0;
+    #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      if (k >= rows[i].nv) continue;
+      const __m512 pk = _mm512_set1_ps(p[i][k]);
+      #pragma GCC unroll 16
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(pk, _mm512_loadu_ps(v + 16 * j), acc[i][j]);
+    }
+  }
+  #pragma GCC unroll 16
+  for (int i = 0; i < R; ++i)
+    #pragma GCC unroll 16
+    for (int j = 0; j < NR; ++j) _mm512_storeu_ps(rows[i].o + d0 + 16 * j, acc[i][j]);
+}
+
+// All head dims of R rows, 64 at a time (R x 4 accumulators), then the 16..48-dim tail.
+template <int R>
+void accumulate_v_rows(const RowBlock* rows, const float (*p)[B], const float* vb, int64_t hd) {
+  int64_t d0 = 0;
+  for (; d0 + 64 <= hd; d0 += 64) accumulate_v<R, 4>(rows, d0, p, vb, hd);
+  switch ((hd - d0) / 16) {
+    case 3: accumulate_v<R, 3>(rows, d0, p, vb, hd); break;
+    case 2: accumulate_v<R, 2>(rows, d0, p, vb, hd); break;
+    case 1: accumulate_v<R, 1>(rows, d0, p, vb, hd); break;
+    default: break;
+  }
+}
+
+// Per-tile constants of the score -> probability step.
+struct SoftmaxConsts {
+  __m512 scale, cap, inv_cap2;
+  bool capped;
+};
+
+// One row's block: scale (and cap) the scores, mask keys outside kv0..nv-1, update the running max
+// and sum, write p[0..64) (0 for masked keys) and set the row's alpha. The row's arithmetic of the
+// one-row tile, unchanged.
+inline void block_softmax(RowBlock& row, __m512 s[4], const SoftmaxConsts& c, float* row_max, float* row_sum,
+                          float* p) {
+  const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i vnv = _mm512_set1_epi32(int(row.nv));
+  const __m512i vkv0m1 = _mm512_set1_epi32(int(row.kv0) - 1);
+  __mmask16 valid[4];
+  __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int g = 0; g < 4; ++g) {
+    const __m512i idx = _mm512_add_epi32(lane, _mm512_set1_epi32(16 * g));
+    valid[g] = _mm512_cmpgt_epi32_mask(vnv, idx) & _mm512_cmpgt_epi32_mask(idx, vkv0m1);
+    s[g] = _mm512_mul_ps(s[g], c.scale);
+    if (c.capped) {
+      // c * tanh(s / c) = c * (1 - 2 / (e^(2s/c) + 1)): saturates to +-c for large |s|.
+      const __m512 e = exp16(_mm512_mul_ps(s[g], c.inv_cap2));
+      s[g] = _mm512_mul_ps(c.cap, _mm512_sub_ps(one, _mm512_div_ps(two, _mm512_add_ps(e, one))));
+    }
+    mx = _mm512_mask_max_ps(mx, valid[g], mx, s[g]);
+  }
+  const int64_t r = row.r;
+  const float bmax = _mm512_reduce_max_ps(mx);
+  const float m = row.first ? bmax : maxf(row_max[r], bmax);
+  row.alpha = row.first ? 0.0f : __builtin_expf(row_max[r] - m);
+  const __m512 vm = _mm512_set1_ps(m);
+  // The block sum in the AVX2 tile's order (8 lanes, keys 8i..8i+7 added in turn, then its hsum),
+  // so the row sum, the only order-dependent step, has the AVX2 tile's bits.
+  __m256 sum = _mm256_setzero_ps();
+  for (int g = 0; g < 4; ++g) {
+    const __m512 e = _mm512_maskz_mov_ps(valid[g], exp16(_mm512_sub_ps(s[g], vm)));
+    sum = _mm256_add_ps(sum, _mm512_castps512_ps256(e));
+    sum = _mm256_add_ps(sum, _mm512_extractf32x8_ps(e, 1));
+    _mm512_storeu_ps(p + 16 * g, e);
+  }
+  row_max[r] = m;
+  row_sum[r] = row.first ? avx2_util::hsum(sum) : row_sum[r] * row.alpha + avx2_util::hsum(sum);
+}
+
+// One key block for R rows: scores together, softmax row by row, p.V together.
+template <int R>
+void process_rows(RowBlock* rows, const float* kt, const float* vb, int64_t hd, const SoftmaxConsts& c,
+                  float* row_max, float* row_sum) {
+  alignas(64) float p[R][B];
+  __m512 s[R][4];
+  block_scores<R>(rows, kt, hd, s);
+  for (int i = 0; i < R; ++i) block_softmax(rows[i], s[i], c, row_max, row_sum, p[i]);
+  accumulate_v_rows<R>(rows, p, vb, hd);
+}
+
+void process_rows_any(int n, RowBlock* rows, const float* kt, const float* vb, int64_t hd, const SoftmaxConsts& c,
+                      float* row_max, float* row_sum) {
+  static_assert(kRows == 4, "one case per row count below");
+  switch (n) {
+    case 4: process_rows<4>(rows, kt, vb, hd, c, row_max, row_sum); break;
+    case 3: process_rows<3>(rows, kt, vb, hd, c, row_max, row_sum); break;
+    case 2: process_rows<2>(rows, kt, vb, hd, c, row_max, row_sum); break;
+    default: process_rows<1>(rows, kt, vb, hd, c, row_max, row_sum); break;
   }
 }
 
@@ -96,70 +233,31 @@ void avx512_attention_tile(const AttnTileArgs& a) {
   float* vb = kt + B * hd;              // [B][hd]
   float* row_max = vb + B * hd;
   float* row_sum = row_max + n_rows;
-  float* p = row_sum + n_rows;          // [B]
   const int64_t max_keys = a.n_keys0 + a.n_tok - 1;
-  const __m512 vscale = _mm512_set1_ps(a.scale);
   const bool capped = a.softcap > 0;
-  const __m512 vcap = _mm512_set1_ps(a.softcap), vinv_cap2 = _mm512_set1_ps(capped ? 2.0f / a.softcap : 0.0f);
-  const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
-  const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const SoftmaxConsts consts{_mm512_set1_ps(a.scale), _mm512_set1_ps(a.softcap),
+                             _mm512_set1_ps(capped ? 2.0f / a.softcap : 0.0f), capped};
   auto first_key = [&](int64_t keys) -> int64_t { return a.window > 0 && keys > a.window ? keys - a.window : 0; };
   const int64_t k_begin = first_key(a.n_keys0) / B * B;
   for (int64_t k0 = k_begin; k0 < max_keys; k0 += B) {
     const int64_t nk = min64(B, max_keys - k0);
     attn_blocks::load_k_block(a, k0, nk, kt);
     attn_blocks::load_v_block(a, k0, nk, vb);
+    RowBlock rows[kRows];
+    int n = 0;
     for (int64_t r = 0; r < n_rows; ++r) {
       const int64_t t = r / a.group, j = r % a.group;
       const int64_t keys = a.n_keys0 + t;
       const int64_t lo = first_key(keys);
       if (keys <= k0 || lo >= k0 + nk) continue;  // this row's keys ended earlier / start later
-      const int64_t nv = min64(nk, keys - k0);
-      const bool first = k0 == lo / B * B;
-      const float* q = a.q + t * a.tok_stride + j * hd;
-      float* o = a.out + t * a.tok_stride + j * hd;
-
-      __m512 s[4];
-      for (int g = 0; g < 4; ++g) s[g] = _mm512_setzero_ps();
-      for (int64_t d = 0; d < hd; ++d) {
-        const __m512 qd = _mm512_set1_ps(q[d]);
-        const float* kd = kt + d * B;
-        for (int g = 0; g < 4; ++g) s[g] = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kd + 16 * g), s[g]);
+      rows[n++] = RowBlock{a.q + t * a.tok_stride + j * hd, a.out + t * a.tok_stride + j * hd, r,
+                           min64(nk, keys - k0), lo > k0 ? lo - k0 : 0, k0 == lo / B * B, 0.0f};
+      if (n == kRows) {
+        process_rows_any(n, rows, kt, vb, hd, consts, row_max, row_sum);
+        n = 0;
       }
-      // Valid keys of the block: kv0 <= k < nv (kv0 > 0 only in a windowed row's first block).
-      const __m512i vnv = _mm512_set1_epi32(int(nv));
-      const __m512i vkv0m1 = _mm512_set1_epi32(int(lo > k0 ? lo - k0 : 0) - 1);
-      __mmask16 valid[4];
-      __m512 mx = neg_inf;
-      for (int g = 0; g < 4; ++g) {
-        const __m512i idx = _mm512_add_epi32(lane, _mm512_set1_epi32(16 * g));
-        valid[g] = _mm512_cmpgt_epi32_mask(vnv, idx) & _mm512_cmpgt_epi32_mask(idx, vkv0m1);
-        s[g] = _mm512_mul_ps(s[g], vscale);
-        if (capped) {
-          // c * tanh(s / c) = c * (1 - 2 / (e^(2s/c) + 1)): saturates to +-c for large |s|.
-          const __m512 e = exp16(_mm512_mul_ps(s[g], vinv_cap2));
-          s[g] = _mm512_mul_ps(vcap, _mm512_sub_ps(one, _mm512_div_ps(two, _mm512_add_ps(e, one))));
-        }
-        mx = _mm512_mask_max_ps(mx, valid[g], mx, s[g]);
-      }
-      const float bmax = _mm512_reduce_max_ps(mx);
-      const float m = first ? bmax : maxf(row_max[r], bmax);
-      const float alpha = first ? 0.0f : __builtin_expf(row_max[r] - m);
-      const __m512 vm = _mm512_set1_ps(m);
-      // The block sum in the AVX2 tile's order (8 lanes, keys 8i..8i+7 added in turn, then its hsum),
-      // so the row sum, the only order-dependent step, has the AVX2 tile's bits.
-      __m256 sum = _mm256_setzero_ps();
-      for (int g = 0; g < 4; ++g) {
-        const __m512 e = _mm512_maskz_mov_ps(valid[g], exp16(_mm512_sub_ps(s[g], vm)));
-        sum = _mm256_add_ps(sum, _mm512_castps512_ps256(e));
-        sum = _mm256_add_ps(sum, _mm512_extractf32x8_ps(e, 1));
-        _mm512_storeu_ps(p + 16 * g, e);
-      }
-      row_max[r] = m;
-      row_sum[r] = first ? avx2_util::hsum(sum) : row_sum[r] * alpha + avx2_util::hsum(sum);
-      accumulate_v_any(o, p, vb, hd, nv, first, alpha);
     }
+    if (n > 0) process_rows_any(n, rows, kt, vb, hd, consts, row_max, row_sum);
   }
   for (int64_t r = 0; r < n_rows; ++r) {
     const int64_t t = r / a.group, j = r % a.group;
