@@ -655,8 +655,8 @@ struct IQ4XSFormat {
 };
 
 // Per-thread memo of one activation rewrite (act_reuse.h): the matmul call's tasks hand the kernel
-// the same activations again and again; within one call id the first task's rewrite is reused. Two
-// Four entries: a call's tasks alternate between its token chunks, and a task of main + residual rows
+// the same activations again and again; within one call id the first task's rewrite is reused. Four
+// entries: a call's tasks alternate between its token chunks, and a task of main + residual rows
 // (512 rows of activations) is two kernel chunks of 256.
 template <class Block>
 class ActMemo {
@@ -694,51 +694,49 @@ class ActMemo {
   int next_ = 0;
 };
 
+// The rewrite of a call's nt x nb activation blocks (token t at a + t * as) into memo's buffer, one
+// per_block(src, dst) per block, unless the memo already holds it for this call.
+template <class Src, class Dst, class PerBlock>
+const uint8_t* rewrite_acts(ActMemo<Dst>& memo, const uint8_t* a, size_t as, int64_t nt, int64_t nb,
+                            PerBlock per_block) {
+  bool ready = false;
+  Dst* const buf = memo.get(a, as, nt, nb, &ready);
+  if (!ready)
+    for (int64_t t = 0; t < nt; ++t) {
+      const Src* src = reinterpret_cast<const Src*>(a + size_t(t) * as);
+      Dst* dst = buf + size_t(nb) * size_t(t);
+      for (int64_t b = 0; b < nb; ++b) per_block(src[b], dst[b]);
+    }
+  return reinterpret_cast<const uint8_t*>(buf);
+}
+
 // The activations of a call with every quant byte flipped to a + 128 (uint8), for formats with
 // kUnsignedActs: one pass over nt x nb Q8_K blocks, reused by every row group of the call. The copy
 // lives in a per-thread memo (ActMemo: reused by the later tasks of the same matmul call).
 const uint8_t* act_u8(const uint8_t* a, size_t as, int64_t nt, int64_t nb) {
   thread_local ActMemo<block_q8_K> memo;
-  bool ready = false;
-  block_q8_K* const buf = memo.get(a, as, nt, nb, &ready);
-  if (ready) return reinterpret_cast<const uint8_t*>(buf);
-  const size_t per_token = size_t(nb);
-  const __m512i flip = _mm512_set1_epi8(char(0x80));
-  for (int64_t t = 0; t < nt; ++t) {
-    const block_q8_K* src = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as);
-    block_q8_K* dst = buf + per_token * size_t(t);
-    for (int64_t b = 0; b < nb; ++b) {
-      dst[b].d = src[b].d;
-      for (int i = 0; i < QK_K; i += 64)
-        _mm512_storeu_si512(dst[b].qs + i, _mm512_xor_si512(_mm512_loadu_si512(src[b].qs + i), flip));
-    }
-  }
-  return reinterpret_cast<const uint8_t*>(buf);
+  return rewrite_acts<block_q8_K>(memo, a, as, nt, nb, [](const block_q8_K& src, block_q8_K& dst) {
+    const __m512i flip = _mm512_set1_epi8(char(0x80));
+    dst.d = src.d;
+    for (int i = 0; i < QK_K; i += 64)
+      _mm512_storeu_si512(dst.qs + i, _mm512_xor_si512(_mm512_loadu_si512(src.qs + i), flip));
+  });
 }
 
 // The activations of a call with bsums[c] = S_c = bsums[2c] + bsums[2c+1] for c < 8 (the exact sum
 // of sub-block c's 32 values, int16; bsums[8..15] zero), for formats with kSub32Sums (Q4_K, Q5_K:
 // sub32_offsets then needs 4 vpdpwssd per token and super-block instead of 8). Quants and d are
-// copied as they are; one pass per call, shared by every row group; a per-thread buffer.
+// copied as they are; one pass per call, shared by every row group and task (ActMemo).
 const uint8_t* act_sub32_sums(const uint8_t* a, size_t as, int64_t nt, int64_t nb) {
   thread_local ActMemo<block_q8_K> memo;
-  bool ready = false;
-  block_q8_K* const buf = memo.get(a, as, nt, nb, &ready);
-  if (ready) return reinterpret_cast<const uint8_t*>(buf);
-  const size_t per_token = size_t(nb);
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int64_t t = 0; t < nt; ++t) {
-    const block_q8_K* src = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as);
-    block_q8_K* dst = buf + per_token * size_t(t);
-    for (int64_t b = 0; b < nb; ++b) {
-      dst[b].d = src[b].d;
-      for (int i = 0; i < QK_K; i += 64) _mm512_storeu_si512(dst[b].qs + i, _mm512_loadu_si512(src[b].qs + i));
-      const __m256i pairs = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[b].bsums)), ones);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[b].bsums), _mm256_cvtepi32_epi16(pairs));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[b].bsums + 8), _mm_setzero_si128());
-    }
-  }
-  return reinterpret_cast<const uint8_t*>(buf);
+  return rewrite_acts<block_q8_K>(memo, a, as, nt, nb, [](const block_q8_K& src, block_q8_K& dst) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    dst.d = src.d;
+    for (int i = 0; i < QK_K; i += 64) _mm512_storeu_si512(dst.qs + i, _mm512_loadu_si512(src.qs + i));
+    const __m256i pairs = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src.bsums)), ones);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst.bsums), _mm256_cvtepi32_epi16(pairs));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst.bsums + 8), _mm_setzero_si128());
+  });
 }
 
 template <class F, class = void>
@@ -752,23 +750,14 @@ template <class F>
 struct Q8ActOffsets<F, std::void_t<decltype(F::kQ8ActOffsets)>> : std::bool_constant<F::kQ8ActOffsets> {};
 
 // kQ8ActOffsets: the call's nt x nb activation blocks as ActBlockOff (s -> -128 * sum(qs), exact), one
-// pass reused by every row group of the call; per-thread buffer as act_u8.
+// pass reused by every row group and task of the call (ActMemo, as act_u8).
 const uint8_t* act_q8_offsets(const uint8_t* a, size_t as, int64_t nt, int64_t nb) {
   thread_local ActMemo<ActBlockOff> memo;
-  bool ready = false;
-  ActBlockOff* const buf = memo.get(a, as, nt, nb, &ready);
-  if (ready) return reinterpret_cast<const uint8_t*>(buf);
-  const size_t per_token = size_t(nb);
-  for (int64_t t = 0; t < nt; ++t) {
-    const ActBlock* src = reinterpret_cast<const ActBlock*>(a + size_t(t) * as);
-    ActBlockOff* dst = buf + per_token * size_t(t);
-    for (int64_t b = 0; b < nb; ++b) {
-      dst[b].d = src[b].d;
-      dst[b].off = -128 * act_sum32(src[b].qs);
-      std::memcpy(dst[b].qs, src[b].qs, sizeof(dst[b].qs));
-    }
-  }
-  return reinterpret_cast<const uint8_t*>(buf);
+  return rewrite_acts<ActBlock>(memo, a, as, nt, nb, [](const ActBlock& src, ActBlockOff& dst) {
+    dst.d = src.d;
+    dst.off = -128 * act_sum32(src.qs);
+    std::memcpy(dst.qs, src.qs, sizeof(dst.qs));
+  });
 }
 
 template <class F, class = void>
