@@ -78,6 +78,34 @@ def test_values_gguf_py_refuses_are_still_refused(value, sub):
     assert type(fast.value) is type(ref.value)
 
 
+def _written_by_both_writers(tmp_path, kvs, tensors=(), data=None, file_type=None):
+    """The bytes gguf-py's GGUFWriter and our FastGGUFWriter write for the same keys and tensors
+    (name, element shape, type, nbytes; data by name), in that order."""
+    files = []
+    for cls in (GGUFWriter, FastGGUFWriter):
+        path = tmp_path / f"{cls.__name__}.gguf"
+        w = cls(path, "llama")
+        for key, value, vtype, sub in kvs:
+            w.add_key_value(key, value, vtype, sub)
+        if file_type is not None:
+            w.add_file_type(file_type)
+            w.add_quantization_version(2)
+        for name, shape, qt, nbytes in tensors:
+            if cls is GGUFWriter:  # gguf-py takes quantized tensors as uint8 byte shapes
+                block, size = __import__("gguf").GGML_QUANT_SIZES[qt]
+                w.add_tensor_info(name, (*shape[:-1], shape[-1] // block * size), np.dtype(np.uint8), nbytes, raw_dtype=qt)
+            else:
+                w.add_tensor_info(name, shape, qt, nbytes)
+        w.write_header_to_file(path)
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        for name, *_ in tensors:
+            w.write_tensor_data(data[name])
+        w.close()
+        files.append(path.read_bytes())
+    return files
+
+
 def test_written_metadata_equals_gguf_py_writer(tmp_path):
     # a whole KV section with a vocabulary-sized array of each kind, written by both writers
     tokens = [f"tok{i}\u00e9" for i in range(3000)] + [b"\x80raw"]
@@ -89,17 +117,7 @@ def test_written_metadata_equals_gguf_py_writer(tmp_path):
         ("tokenizer.ggml.token_type", RNG.integers(1, 7, len(tokens)).tolist(), V.ARRAY, V.INT32),
         ("tokenizer.ggml.merges", [f"a{i} b{i}" for i in range(2000)], V.ARRAY, V.STRING),
     ]
-    files = []
-    for cls in (GGUFWriter, FastGGUFWriter):
-        path = tmp_path / f"{cls.__name__}.gguf"
-        w = cls(path, "llama")
-        for key, value, vtype, sub in kvs:
-            w.add_key_value(key, value, vtype, sub)
-        w.write_header_to_file(path)
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        w.close()
-        files.append(path.read_bytes())
+    files = _written_by_both_writers(tmp_path, kvs)
     assert files[0] == files[1]
     assert len(files[0]) > 3000 * 8
 
@@ -126,27 +144,7 @@ def test_whole_file_equals_gguf_py_writer(tmp_path):
         ("general.name", "renamed", V.STRING, None),
     ]
     data = {name: RNG.integers(0, 256, nbytes, dtype=np.uint8) for name, _, _, nbytes in tensors}
-    files = []
-    for cls in (GGUFWriter, FastGGUFWriter):
-        path = tmp_path / f"{cls.__name__}.gguf"
-        w = cls(path, "llama")
-        for key, value, vtype, sub in kvs:
-            w.add_key_value(key, value, vtype, sub)
-        w.add_file_type(7)
-        w.add_quantization_version(2)
-        for name, shape, qt, nbytes in tensors:
-            if cls is GGUFWriter:
-                block, size = __import__("gguf").GGML_QUANT_SIZES[qt]
-                w.add_tensor_info(name, (*shape[:-1], shape[-1] // block * size), np.dtype(np.uint8), nbytes, raw_dtype=qt)
-            else:
-                w.add_tensor_info(name, shape, qt, nbytes)
-        w.write_header_to_file(path)
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        for name, *_ in tensors:
-            w.write_tensor_data(data[name])
-        w.close()
-        files.append(path.read_bytes())
+    files = _written_by_both_writers(tmp_path, kvs, tensors, data, file_type=7)
     assert files[0] == files[1]
     assert len(files[0]) % 32 == 0 and len(files[0]) > sum(t[3] for t in tensors)
 
