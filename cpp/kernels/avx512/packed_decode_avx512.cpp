@@ -145,7 +145,7 @@ void direct_legacy_units(int64_t nb, const PackedSrc& src, const uint8_t* a, siz
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-// ---- Q4_0 / Q4_1 on two groups at once, one row per 32-bit lane (2-8 tokens) --------------------------
+// ---- Q4_0 / Q4_1 / Q5_0 / Q5_1 on two groups at once, one row per 32-bit lane (2-8 tokens) --------------------------
 // With several tokens the unit-pair kernel above is compute-bound, and a third of its vector work is
 // the per-token, per-block fold of a row's two lanes (vpsrlq, vpaddd, vpmovqd) and 8-row float steps.
 // Here the 8 rows of group A and the 8 of group B share each 512-bit vector (lane r = row r, lane
@@ -166,10 +166,16 @@ inline __m512i bcast4_512(const int8_t* q) {
   return _mm512_set1_epi32(v);
 }
 
+// Byte i (0..3) of each 32-bit lane: 0x10 where bit i of the lane is set (the lane's next 4 fifth bits).
+inline __m512i fifth_bytes(__m512i bits) {
+  const __m512i low_byte = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12));
+  const __m512i rep = _mm512_shuffle_epi8(bits, low_byte);
+  return _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(rep, _mm512_set1_epi32(0x08040201)), _mm512_set1_epi8(0x10));
+}
+
 template <class L, int T>
 void direct_legacy_rows16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as,
                           float* acc) {
-  static_assert(!L::kFiveBit, "Q5_0 / Q5_1 keep the unit-pair kernel");
   __m512 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
@@ -184,6 +190,13 @@ void direct_legacy_rows16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, 
       const __m512i x = rows16_word(ga, gb, b, L::kQsOff + 4 * k);
       lo[k] = _mm512_and_si512(x, m4);
       hi[k] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+    }
+    if constexpr (L::kFiveBit) {  // Q5_0 / Q5_1: the fifth bit of value v is bit v of the row's qh
+      const __m512i qh = rows16_word(ga, gb, b, L::kQhOff);
+      for (int k = 0; k < 4; ++k) {
+        lo[k] = _mm512_or_si512(lo[k], fifth_bytes(_mm512_srli_epi32(qh, 4 * k)));
+        hi[k] = _mm512_or_si512(hi[k], fifth_bytes(_mm512_srli_epi32(qh, 16 + 4 * k)));
+      }
     }
     const __m512 dw = rows16_half(ga, gb, b, 0);
     const __m512 cw = L::kMinOff ? rows16_half(ga, gb, b, L::kMinOff) : _mm512_mul_ps(dw, _mm512_set1_ps(L::kOffset));
@@ -563,12 +576,12 @@ template <class L>
 struct LegacyD {
   template <int T>
   static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t*, float* acc) { rows8::direct_legacy_units<L, T>(nb, s, a, as, acc); }
-  // Two groups at once (16 rows), for several tokens; not for the five-bit types.
-  static constexpr bool kRows16 = !L::kFiveBit;
+  // Two groups at once (16 rows), for several tokens.
+  static constexpr bool kRows16 = true;
   template <int T>
   static void run16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as, const int32_t*,
                     float* acc) {
-    if constexpr (!L::kFiveBit) rows8::direct_legacy_rows16<L, T>(nb, ga, gb, a, as, acc);
+    rows8::direct_legacy_rows16<L, T>(nb, ga, gb, a, as, acc);
   }
 };
 struct Iq4NlD {
