@@ -569,6 +569,65 @@ void direct_iq4xs(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// IQ4_XS on two groups at once (2-8 tokens; see direct_legacy_rows16): lane r = row r of group A,
+// lane 8 + r = row r of group B; unit k of each sub-block is one 32-byte load per group and one 32-bit
+// activation broadcast per vpdpbusd; the scale multiply and the offset's vpdpwssd run once per 16 rows
+// and the sums need no fold. Same exact int32 sums and float steps per row as direct_iq4xs.
+template <int T>
+void direct_iq4xs_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as,
+                         float* acc) {
+  __m512 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  alignas(16) int8_t lv[16];
+  for (int i = 0; i < 16; ++i) lv[i] = int8_t(iq::kIq4Values[i] ^ 0x80);
+  const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lv)));
+  for (int64_t b = 0; b < nsb; ++b) {
+    // lane r: row r's scales_l word and its scales_h (a 2-byte unit, widened to the lane)
+    const __m512i sl = rows16_word(ga, gb, b, 4);
+    const __m512i sh = _mm512_cvtepu16_epi32(_mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ga.at(b, 2)))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(gb.at(b, 2))), 1));
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m512i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+    for (int j = 0; j < 8; ++j) {
+      const __m512i sc = _mm512_sub_epi32(
+          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(sl, 4 * j), _mm512_set1_epi32(0xF)),
+                          _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(sh, 2 * j), _mm512_set1_epi32(3)), 4)),
+          _mm512_set1_epi32(32));
+      // -128 sc as the int16 pair (m, m) of every lane (vpdpwssd against bsums 2j, 2j + 1)
+      const __m512i m = _mm512_mullo_epi32(sc, _mm512_set1_epi32(-128));
+      const __m512i mn = _mm512_or_si512(_mm512_and_si512(m, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(m, 16));
+      // unit k = qs bytes 16j+4k..+3: low nibbles = values 32j+4k.., high nibbles = values 32j+16+4k..
+      __m512i lo[4], hi[4];
+      for (int k = 0; k < 4; ++k) {
+        const __m512i x = rows16_word(ga, gb, b, 8 + 16 * size_t(j) + 4 * size_t(k));
+        lo[k] = _mm512_shuffle_epi8(levels, _mm512_and_si512(x, m4));
+        hi[k] = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x, 4), m4));
+      }
+      for (int t = 0; t < T; ++t) {
+        const int8_t* q = ab[t]->qs + 32 * j;
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[0], bcast4_512(q));
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi[0], bcast4_512(q + 16));
+        for (int k = 1; k < 4; ++k) {
+          p0 = _mm512_dpbusd_epi32(p0, lo[k], bcast4_512(q + 4 * k));
+          p1 = _mm512_dpbusd_epi32(p1, hi[k], bcast4_512(q + 16 + 4 * k));
+        }
+        iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(_mm512_add_epi32(p0, p1), sc));
+        int32_t bs;
+        std::memcpy(&bs, ab[t]->bsums + 2 * j, 4);
+        iacc[t] = _mm512_dpwssd_epi32(iacc[t], mn, _mm512_set1_epi32(bs));
+      }
+    }
+    const __m512 d = rows16_half(ga, gb, b, 0);
+    for (int t = 0; t < T; ++t)
+      s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, _mm512_set1_ps(ab[t]->d)), s[t]);
+  }
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
+}
+
 }  // namespace rows8
 
 // The direct kernels as types (a template argument below).
@@ -594,6 +653,12 @@ struct Iq4NlD {
 struct Iq4XsD {
   template <int T>
   static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t*, float* acc) { rows8::direct_iq4xs<T>(nb, s, a, as, acc); }
+  static constexpr bool kRows16 = true;
+  template <int T>
+  static void run16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as, const int32_t*,
+                    float* acc) {
+    rows8::direct_iq4xs_rows16<T>(nb, ga, gb, a, as, acc);
+  }
 };
 struct Q8D {
   static constexpr bool kActSums = true;
