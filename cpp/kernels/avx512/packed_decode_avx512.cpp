@@ -569,6 +569,101 @@ void direct_iq4xs(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// Q3_K / Q2_K on two groups at once (2-8 tokens; see direct_legacy_rows16): lane r = row r of group A,
+// lane 8 + r = row r of group B; the sub-block scale multiply and the offsets' vpdpwssd run once per
+// 16 rows, no fold. Same exact int32 sums and float steps per row as direct_q23k.
+// Byte j of each 32-bit lane as int32 / bytes 2i, 2i + 1 as the lane's int16 pair (the 256-bit controls
+// above repeat per 128 bits, as vpshufb works).
+inline __m512i byte_sel512(int j) { return _mm512_broadcast_i32x4(_mm256_castsi256_si128(byte_sel(j))); }
+inline __m512i pair_sel512(int i) { return _mm512_broadcast_i32x4(_mm256_castsi256_si128(pair_sel(i))); }
+
+template <bool kQ3, int T>
+void direct_q23k_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as,
+                        float* acc) {
+  constexpr size_t qs_off = kQ3 ? 32 : 16;
+  __m512 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
+  const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
+  const __m512i m4w = _mm512_set1_epi32(0x0f0f0f0f), m2w = _mm512_set1_epi32(0x03030303);
+  for (int64_t b = 0; b < nsb; ++b) {
+    __m512i sw[4];
+    if constexpr (kQ3) {
+      const __m512i u0 = rows16_word(ga, gb, b, 96), u1 = rows16_word(ga, gb, b, 100), u2 = rows16_word(ga, gb, b, 104);
+      auto hi2 = [&](int shift) { return _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u2, shift), m2w), 4); };
+      sw[0] = _mm512_or_si512(_mm512_and_si512(u0, m4w), hi2(0));
+      sw[1] = _mm512_or_si512(_mm512_and_si512(u1, m4w), hi2(2));
+      sw[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u0, 4), m4w), hi2(4));
+      sw[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u1, 4), m4w), hi2(6));
+    } else {
+      for (int j = 0; j < 4; ++j) sw[j] = rows16_word(ga, gb, b, size_t(4 * j));
+    }
+    __m512i swl[4], swh[4];
+    for (int j = 0; j < 4; ++j) {
+      swl[j] = kQ3 ? sw[j] : _mm512_and_si512(sw[j], m4w);
+      swh[j] = kQ3 ? sw[j] : _mm512_and_si512(_mm512_srli_epi32(sw[j], 4), m4w);
+    }
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m512i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+    for (int h = 0; h < 2; ++h) {
+      for (int half = 0; half < 2; ++half) {  // sub-blocks 2c + half of the chunks c = 4h + k
+        // quant words (and Q3_K's hmask words) u = 4 half + 0..3 of the 16 rows
+        __m512i x[4], hm[4];
+        for (int u = 0; u < 4; ++u) {
+          const int g = 4 * half + u;
+          x[u] = rows16_word(ga, gb, b, qs_off + size_t(32 * h + 4 * g));
+          if constexpr (kQ3) hm[u] = rows16_word(ga, gb, b, size_t(4 * g));
+        }
+        for (int k = 0; k < 4; ++k) {
+          const int c = 4 * h + k;
+          __m512i v[4];
+          for (int u = 0; u < 4; ++u) {
+            v[u] = _mm512_and_si512(_mm512_srli_epi16(x[u], 2 * k), m3);
+            if constexpr (kQ3) {  // bit c of hmask -> value bit 2
+              const __m512i hb = c >= 2 ? _mm512_srli_epi16(hm[u], c - 2) : _mm512_slli_epi16(hm[u], 2 - c);
+              v[u] = _mm512_or_si512(v[u], _mm512_and_si512(hb, m4));
+            }
+          }
+          const int sb = 2 * c + half;
+          __m512i sc = _mm512_shuffle_epi8(swl[sb / 4], byte_sel512(sb % 4));  // byte sb % 4 as int32
+          if constexpr (kQ3) sc = _mm512_sub_epi32(sc, _mm512_set1_epi32(32));
+          for (int t = 0; t < T; ++t) {
+            const int8_t* q = ab[t]->qs + 32 * c + 16 * half;
+            __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[0], bcast4_512(q));
+            __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[1], bcast4_512(q + 4));
+            p0 = _mm512_dpbusd_epi32(p0, v[2], bcast4_512(q + 8));
+            p1 = _mm512_dpbusd_epi32(p1, v[3], bcast4_512(q + 12));
+            iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(_mm512_add_epi32(p0, p1), sc));
+          }
+        }
+      }
+    }
+    __m512i mnp[8];
+    for (int c = 0; c < 8; ++c) {
+      const __m512i src16 = kQ3 ? sw[c / 2] : swh[c / 2];
+      __m512i m = _mm512_shuffle_epi8(src16, pair_sel512(c % 2));
+      if constexpr (kQ3) m = _mm512_sub_epi16(_mm512_slli_epi16(m, 2), _mm512_set1_epi16(128));
+      mnp[c] = m;
+    }
+    const __m512 d = rows16_half(ga, gb, b, kQ3 ? 108 : 80);
+    const __m512 dm = kQ3 ? d : rows16_half(ga, gb, b, 82);
+    for (int t = 0; t < T; ++t) {
+      const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
+      __m512i ms = _mm512_setzero_si512();
+      for (int c = 0; c < 8; ++c) ms = _mm512_dpwssd_epi32(ms, mnp[c], bcast4_512(bs + 4 * c));
+      const __m512 da = _mm512_set1_ps(ab[t]->d);
+      if constexpr (kQ3) {
+        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iacc[t], ms)), _mm512_mul_ps(d, da), s[t]);
+      } else {
+        s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, da), s[t]);
+        s[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dm, da), s[t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
+}
+
 // IQ4_XS on two groups at once (2-8 tokens; see direct_legacy_rows16): lane r = row r of group A,
 // lane 8 + r = row r of group B; unit k of each sub-block is one 32-byte load per group and one 32-bit
 // activation broadcast per vpdpbusd; the scale multiply and the offset's vpdpwssd run once per 16 rows
@@ -676,6 +771,16 @@ template <bool kQ3>
 struct Q23D {
   template <int T>
   static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t*, float* acc) { rows8::direct_q23k<kQ3, T>(nb, s, a, as, acc); }
+  // The 2-bit unpack per sub-block weighs more here: the 16-row form only pays from 8 tokens a turn
+  // (kernel alone, in cache, 1 thread, noisy: Q2_K 2 / 4 / 8 tokens 70-90 / 103 / 96-103 -> 73 / 101 /
+  // 119 GMAC/s; Q3_K 70 / 81-93 / 87-96 -> 57 / 88 / 103).
+  static constexpr bool kRows16 = true;
+  static constexpr int64_t kRows16From = 8;
+  template <int T>
+  static void run16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as, const int32_t*,
+                    float* acc) {
+    rows8::direct_q23k_rows16<kQ3, T>(nb, ga, gb, a, as, acc);
+  }
 };
 struct Q6D {
   template <int T>
@@ -705,10 +810,15 @@ struct WantsRows16<D, std::void_t<decltype(D::kRows16)>> : std::bool_constant<D:
 #ifndef EDGELLAMA_ROWS16_MIN_TOKENS
 #define EDGELLAMA_ROWS16_MIN_TOKENS 2
 #endif
-// From this many tokens on, packed groups go two at a time to D::run16 (see direct_legacy_rows16).
+// From this many tokens per turn on, packed groups go two at a time to D::run16 (see
+// direct_legacy_rows16); a D may start later (D::kRows16From).
 // One token stays on the unit-pair kernels: memory-bound there, and SmolLM2 decode read 5.57 / 4.89
 // ms a token with them vs 5.94 / 5.47 with the 16-row form (1 / 2 threads; TinyLlama 26 vs 24 ms).
 constexpr int64_t kRows16MinTokens = EDGELLAMA_ROWS16_MIN_TOKENS;
+template <class D, class = void>
+struct Rows16From : std::integral_constant<int64_t, kRows16MinTokens> {};
+template <class D>
+struct Rows16From<D, std::void_t<decltype(D::kRows16From)>> : std::integral_constant<int64_t, D::kRows16From> {};
 
 // Pairs of groups (16 rows) x up to kMaxTokens tokens on D, kMaxT tokens per pass (weights unpacked in
 // registers once per block and pass: server batches and speculative verification are 2-16 tokens); a
@@ -738,7 +848,7 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
   const int64_t turns = (nt + kMaxT - 1) / kMaxT, per_turn = (nt + turns - 1) / turns;
   int64_t r0 = 0;  // rows before r0 are done
   if constexpr (WantsRows16<D>::value) {
-    if (nt >= kRows16MinTokens && nr >= 16) {
+    if (per_turn >= Rows16From<D>::value && nr >= 16) {
       // Group i with group i + pairs, not with its neighbour: two streams 8 rows apart read from
       // memory at 2/3 the speed of one (TinyLlama Q4_0, 1 thread, 1 token: 37.5 ms a pass with
       // neighbours, 24.8 ms half the task's rows apart, 26.1 ms the unit-pair kernel). A lone last
