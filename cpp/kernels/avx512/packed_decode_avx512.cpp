@@ -335,6 +335,87 @@ void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// ---- Q4_K / Q5_K on two groups at once, one row per 32-bit lane (2-8 tokens) ------------------------
+// direct_k45 in the form of direct_legacy_rows16: lane r = row r of group A, lane 8 + r = row r of
+// group B. Word u of chunk i (qs bytes 32i + 4u..+3, one 32-byte load per group) holds values 64i + 4u..
+// in its low nibbles (sub-block 2i) and 64i + 32 + 4u.. in its high ones (sub-block 2i + 1): one 32-bit
+// activation broadcast per vpdpbusd. The scales and mins are decoded once on 16 lanes, the scale
+// vpmulld and the mins' vpdpwssd run once per 16 rows, nothing is folded, and the float steps are
+// direct_k45's, per lane on 16 rows: the same exact int32 isum and msum and the same fma / fnmadd, so
+// the bits are equal (tests/test_packed_weights.py). The chunk loop is left rolled: fully unrolled,
+// GCC spilled the 8-token form (Q4_K 8 tokens 119 GMAC/s vs 154). Kernel alone (2048x2048 in cache,
+// 1 thread, noisy, interleaved) at 2 / 4 / 8 tokens: Q4_K 102 / 124 / 128 -> 122 / 147 / 154 GMAC/s,
+// Q5_K 78 / 103 / 109 -> 85 / 119 / 130.
+inline __m512i byte_i32_512(__m512i x, int c) { return _mm512_and_si512(_mm512_srli_epi32(x, 8 * c), _mm512_set1_epi32(0xFF)); }
+inline __m512i pair_of_512(__m512i v) { return _mm512_or_si512(v, _mm512_slli_epi32(v, 16)); }
+
+template <bool kFive, int T>
+void direct_k45_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as, float* acc) {
+  constexpr size_t qs_off = kFive ? 48 : 16;
+  __m512 s[T];
+  #pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
+  const __m512i m6w = _mm512_set1_epi32(0x3f3f3f3f), m4w = _mm512_set1_epi32(0x0f0f0f0f),
+                m2w = _mm512_set1_epi32(0x03030303);
+  for (int64_t b = 0; b < nsb; ++b) {
+    // 6-bit scales and mins (kquant_scales.h's scale_min_k4), lane-wise on the 16 rows' three words.
+    const __m512i u0 = rows16_word(ga, gb, b, 4), u1 = rows16_word(ga, gb, b, 8), u2 = rows16_word(ga, gb, b, 12);
+    const __m512i s0 = _mm512_and_si512(u0, m6w);
+    const __m512i s1 = _mm512_or_si512(_mm512_and_si512(u2, m4w),
+                                       _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), m2w), 4));
+    const __m512i n0 = _mm512_and_si512(u1, m6w);
+    const __m512i n1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), m4w),
+                                       _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), m2w), 4));
+    const block_q8_K* ab[T];
+    #pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m512i iacc[T];
+    #pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+    for (int i = 0; i < 4; ++i) {  // sub-blocks 2i (low nibbles) and 2i + 1 (high nibbles)
+      __m512i lo[T], hi[T];
+      #pragma GCC unroll 16
+      for (int t = 0; t < T; ++t) lo[t] = hi[t] = _mm512_setzero_si512();
+      #pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) {
+        const __m512i x = rows16_word(ga, gb, b, qs_off + 32 * size_t(i) + 4 * size_t(u));
+        __m512i l = _mm512_and_si512(x, m4), h = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+        if constexpr (kFive) {  // Q5_K: qh byte 4u.. bit 2i / 2i + 1 = the low / high value's fifth bit
+          const __m512i xh = rows16_word(ga, gb, b, 16 + 4 * size_t(u));
+          l = _mm512_or_si512(l, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(xh, 2 * i), one), 4));
+          h = _mm512_or_si512(h, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(xh, 2 * i + 1), one), 4));
+        }
+        #pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) {
+          const int8_t* q = ab[t]->qs + 64 * i + 4 * u;
+          lo[t] = _mm512_dpbusd_epi32(lo[t], l, bcast4_512(q));
+          hi[t] = _mm512_dpbusd_epi32(hi[t], h, bcast4_512(q + 32));
+        }
+      }
+      const __m512i sc_lo = byte_i32_512(i < 2 ? s0 : s1, 2 * (i % 2));
+      const __m512i sc_hi = byte_i32_512(i < 2 ? s0 : s1, 2 * (i % 2) + 1);
+      #pragma GCC unroll 16
+      for (int t = 0; t < T; ++t)
+        iacc[t] = _mm512_add_epi32(iacc[t], _mm512_add_epi32(_mm512_mullo_epi32(lo[t], sc_lo), _mm512_mullo_epi32(hi[t], sc_hi)));
+    }
+    const __m512 d = rows16_half(ga, gb, b, 0), dm = rows16_half(ga, gb, b, 2);
+    #pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+      const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
+      __m512i ms = _mm512_setzero_si512();
+      #pragma GCC unroll 8
+      for (int c = 0; c < 8; ++c)  // mn_c * (bsums[2c] + bsums[2c + 1])
+        ms = _mm512_dpwssd_epi32(ms, pair_of_512(byte_i32_512(c < 4 ? n0 : n1, c % 4)), bcast4_512(bs + 4 * c));
+      const __m512 da = _mm512_set1_ps(ab[t]->d);
+      s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t]), _mm512_mul_ps(d, da), s[t]);
+      s[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dm, da), s[t]);
+    }
+  }
+  #pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
+}
+
 // ---- Q6_K: packed form (packed_layout.h: scales, d, then triples A B C); value = qu - 32 ----------------
 template <int T>
 void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
@@ -766,6 +847,13 @@ template <bool kFive>
 struct K45D {
   template <int T>
   static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t*, float* acc) { rows8::direct_k45<kFive, T>(nb, s, a, as, acc); }
+  // Two groups at once (16 rows), for several tokens.
+  static constexpr bool kRows16 = true;
+  template <int T>
+  static void run16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as, const int32_t*,
+                    float* acc) {
+    rows8::direct_k45_rows16<kFive, T>(nb, ga, gb, a, as, acc);
+  }
 };
 template <bool kQ3>
 struct Q23D {
