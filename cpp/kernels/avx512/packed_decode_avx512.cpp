@@ -342,7 +342,7 @@ void direct_k45_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, co
   __m512 s[T];
   #pragma GCC unroll 16
   for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m10 = _mm512_set1_epi8(0x10);
   const __m512i m6w = _mm512_set1_epi32(0x3f3f3f3f), m4w = _mm512_set1_epi32(0x0f0f0f0f),
                 m2w = _mm512_set1_epi32(0x03030303);
   for (int64_t b = 0; b < nsb; ++b) {
@@ -364,14 +364,17 @@ void direct_k45_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, co
       __m512i lo[T], hi[T];
       #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) lo[t] = hi[t] = _mm512_setzero_si512();
+      // Q5_K: 32-bit left rotations taking bit 2i / 2i + 1 of each byte to its bit 4 (from bit 4 - r, mod 32)
+      const __m512i rot_lo = _mm512_set1_epi32((4 - 2 * i) & 31), rot_hi = _mm512_set1_epi32((3 - 2 * i) & 31);
       #pragma GCC unroll 8
       for (int u = 0; u < 8; ++u) {
         const __m512i x = rows16_word(ga, gb, b, qs_off + 32 * size_t(i) + 4 * size_t(u));
         __m512i l = _mm512_and_si512(x, m4), h = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
         if constexpr (kFive) {  // Q5_K: qh byte 4u.. bit 2i / 2i + 1 = the low / high value's fifth bit
+          // rotated to bit 4 of its byte, kept alone (& 0x10) and or'ed in: (v & 0x0F) | f (ternlog 0xEA)
           const __m512i xh = rows16_word(ga, gb, b, 16 + 4 * size_t(u));
-          l = _mm512_or_si512(l, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(xh, 2 * i), one), 4));
-          h = _mm512_or_si512(h, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(xh, 2 * i + 1), one), 4));
+          l = _mm512_ternarylogic_epi32(x, m4, _mm512_and_si512(_mm512_rolv_epi32(xh, rot_lo), m10), 0xEA);
+          h = _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 4), m4, _mm512_and_si512(_mm512_rolv_epi32(xh, rot_hi), m10), 0xEA);
         }
         #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
