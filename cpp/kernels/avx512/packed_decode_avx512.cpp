@@ -332,7 +332,8 @@ void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
 // the bits are equal (tests/test_packed_weights.py). The chunk loop is left rolled: fully unrolled,
 // GCC spilled the 8-token form (Q4_K 8 tokens 119 GMAC/s vs 154). Kernel alone (2048x2048 in cache,
 // 1 thread, noisy, interleaved) at 2 / 4 / 8 tokens: Q4_K 102 / 124 / 128 -> 122 / 147 / 154 GMAC/s,
-// Q5_K 78 / 103 / 109 -> 85 / 119 / 130.
+// Q5_K 78 / 103 / 109 -> 90 / 122 / 133 (its fifth bits by vptestmb + masked vpaddb: 2 tokens
+// 86 -> 90 against direct_k45's shift-and-or form).
 inline __m512i byte_i32_512(__m512i x, int c) { return _mm512_and_si512(_mm512_srli_epi32(x, 8 * c), _mm512_set1_epi32(0xFF)); }
 inline __m512i pair_of_512(__m512i v) { return _mm512_or_si512(v, _mm512_slli_epi32(v, 16)); }
 
@@ -364,17 +365,17 @@ void direct_k45_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, co
       __m512i lo[T], hi[T];
       #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) lo[t] = hi[t] = _mm512_setzero_si512();
-      // Q5_K: 32-bit left rotations taking bit 2i / 2i + 1 of each byte to its bit 4 (from bit 4 - r, mod 32)
-      const __m512i rot_lo = _mm512_set1_epi32((4 - 2 * i) & 31), rot_hi = _mm512_set1_epi32((3 - 2 * i) & 31);
+      // Q5_K: the qh bits of sub-blocks 2i and 2i + 1 in each byte
+      const __m512i bit_lo = _mm512_set1_epi8(char(1 << (2 * i))), bit_hi = _mm512_set1_epi8(char(2 << (2 * i)));
       #pragma GCC unroll 8
       for (int u = 0; u < 8; ++u) {
         const __m512i x = rows16_word(ga, gb, b, qs_off + 32 * size_t(i) + 4 * size_t(u));
         __m512i l = _mm512_and_si512(x, m4), h = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
         if constexpr (kFive) {  // Q5_K: qh byte 4u.. bit 2i / 2i + 1 = the low / high value's fifth bit
-          // rotated to bit 4 of its byte, kept alone (& 0x10) and or'ed in: (v & 0x0F) | f (ternlog 0xEA)
+          // as 0x10 added (bit 4 is clear) to each byte whose bit is set (one vptestmb, one masked vpaddb)
           const __m512i xh = rows16_word(ga, gb, b, 16 + 4 * size_t(u));
-          l = _mm512_ternarylogic_epi32(x, m4, _mm512_and_si512(_mm512_rolv_epi32(xh, rot_lo), m10), 0xEA);
-          h = _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 4), m4, _mm512_and_si512(_mm512_rolv_epi32(xh, rot_hi), m10), 0xEA);
+          l = _mm512_mask_add_epi8(l, _mm512_test_epi8_mask(xh, bit_lo), l, m10);
+          h = _mm512_mask_add_epi8(h, _mm512_test_epi8_mask(xh, bit_hi), h, m10);
         }
         #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
