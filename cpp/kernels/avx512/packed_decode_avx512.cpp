@@ -334,6 +334,10 @@ void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
 // 1 thread, noisy, interleaved) at 2 / 4 / 8 tokens: Q4_K 102 / 124 / 128 -> 122 / 147 / 154 GMAC/s,
 // Q5_K 78 / 103 / 109 -> 90 / 122 / 133 (its fifth bits by vptestmb + masked vpaddb: 2 tokens
 // 86 -> 90 against direct_k45's shift-and-or form).
+// From memory (16384x4096, best of 4, noisy) at 1 / 2 / 4 tokens, 1 thread: Q4_K 1.00 / 1.44 / 4.14 ->
+// 1.03 / 1.69 / 2.66 ms (the two streams cost at 2 tokens on one thread), Q5_K 1.49 / 2.17 / 4.81 ->
+// 1.49 / 2.06 / 3.28; 2 threads: Q4_K 0.72 / 1.04 / 2.17 -> 0.77 / 1.00 / 1.51, Q5_K 1.00 / 1.58 / 2.74
+// -> 0.93 / 1.05 / 1.61 (1 token is the unit-pair kernel either way).
 inline __m512i byte_i32_512(__m512i x, int c) { return _mm512_and_si512(_mm512_srli_epi32(x, 8 * c), _mm512_set1_epi32(0xFF)); }
 inline __m512i pair_of_512(__m512i v) { return _mm512_or_si512(v, _mm512_slli_epi32(v, 16)); }
 
