@@ -345,7 +345,12 @@ void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
 // the bits are equal (tests/test_packed_weights.py). The chunk loop is left rolled: fully unrolled,
 // GCC spilled the 8-token form (Q4_K 8 tokens 119 GMAC/s vs 154). Kernel alone (2048x2048 in cache,
 // 1 thread, noisy, interleaved) at 2 / 4 / 8 tokens: Q4_K 102 / 124 / 128 -> 122 / 147 / 154 GMAC/s,
-// Q5_K 78 / 103 / 109 -> 85 / 119 / 130.
+// Q5_K 78 / 103 / 109 -> 90 / 122 / 133 (its fifth bits by vptestmb + masked vpaddb: 2 tokens
+// 86 -> 90 against direct_k45's shift-and-or form).
+// From memory (16384x4096, best of 4, noisy) at 1 / 2 / 4 tokens, 1 thread: Q4_K 1.00 / 1.44 / 4.14 ->
+// 1.03 / 1.69 / 2.66 ms (the two streams cost at 2 tokens on one thread), Q5_K 1.49 / 2.17 / 4.81 ->
+// 1.49 / 2.06 / 3.28; 2 threads: Q4_K 0.72 / 1.04 / 2.17 -> 0.77 / 1.00 / 1.51, Q5_K 1.00 / 1.58 / 2.74
+// -> 0.93 / 1.05 / 1.61 (1 token is the unit-pair kernel either way).
 inline __m512i byte_i32_512(__m512i x, int c) { return _mm512_and_si512(_mm512_srli_epi32(x, 8 * c), _mm512_set1_epi32(0xFF)); }
 inline __m512i pair_of_512(__m512i v) { return _mm512_or_si512(v, _mm512_slli_epi32(v, 16)); }
 
@@ -355,7 +360,7 @@ void direct_k45_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, co
   __m512 s[T];
   #pragma GCC unroll 16
   for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
-  const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m10 = _mm512_set1_epi8(0x10);
   const __m512i m6w = _mm512_set1_epi32(0x3f3f3f3f), m4w = _mm512_set1_epi32(0x0f0f0f0f),
                 m2w = _mm512_set1_epi32(0x03030303);
   for (int64_t b = 0; b < nsb; ++b) {
@@ -377,14 +382,17 @@ void direct_k45_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, co
       __m512i lo[T], hi[T];
       #pragma GCC unroll 16
       for (int t = 0; t < T; ++t) lo[t] = hi[t] = _mm512_setzero_si512();
+      // Q5_K: the qh bits of sub-blocks 2i and 2i + 1 in each byte
+      const __m512i bit_lo = _mm512_set1_epi8(char(1 << (2 * i))), bit_hi = _mm512_set1_epi8(char(2 << (2 * i)));
       #pragma GCC unroll 8
       for (int u = 0; u < 8; ++u) {
         const __m512i x = rows16_word(ga, gb, b, qs_off + 32 * size_t(i) + 4 * size_t(u));
         __m512i l = _mm512_and_si512(x, m4), h = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
         if constexpr (kFive) {  // Q5_K: qh byte 4u.. bit 2i / 2i + 1 = the low / high value's fifth bit
+          // as 0x10 added (bit 4 is clear) to each byte whose bit is set (one vptestmb, one masked vpaddb)
           const __m512i xh = rows16_word(ga, gb, b, 16 + 4 * size_t(u));
-          l = _mm512_or_si512(l, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(xh, 2 * i), one), 4));
-          h = _mm512_or_si512(h, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(xh, 2 * i + 1), one), 4));
+          l = _mm512_mask_add_epi8(l, _mm512_test_epi8_mask(xh, bit_lo), l, m10);
+          h = _mm512_mask_add_epi8(h, _mm512_test_epi8_mask(xh, bit_hi), h, m10);
         }
         #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
