@@ -268,6 +268,73 @@ void direct_iq4nl_units(int64_t nb, const PackedSrc& src, const uint8_t* a, size
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// ---- Q8_0 / IQ4_NL on two groups at once, one row per 32-bit lane (2-8 tokens) -------------------
+// As direct_legacy_rows16 (lane r = row r of group A, lane 8 + r = row r of group B): u[k] = values
+// 4k..4k+3 of the 16 rows as w + 128, one 32-bit activation broadcast per vpdpbusd, no fold; the same
+// exact int32 sum per row and block and the same float step as offset_unit_dots, so the bits are equal.
+template <int T>
+inline void offset_rows16_dots(const __m512i* u, __m512 dw, const uint8_t* a, size_t as, const int32_t* asum,
+                               int64_t nb, int64_t b, __m512* s) {
+  for (int t = 0; t < T; ++t) {
+    const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
+    __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[0], bcast4_512(ab->qs));
+    __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[4], bcast4_512(ab->qs + 16));
+    for (int k = 1; k < 4; ++k) {
+      p0 = _mm512_dpbusd_epi32(p0, u[k], bcast4_512(ab->qs + 4 * k));
+      p1 = _mm512_dpbusd_epi32(p1, u[4 + k], bcast4_512(ab->qs + 16 + 4 * k));
+    }
+    const __m512i isum = _mm512_sub_epi32(_mm512_add_epi32(p0, p1), _mm512_set1_epi32(128 * asum[t * nb + b]));
+    s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(ab->d)), s[t]);
+  }
+}
+
+// Q8_0: qs word k (bytes 2 + 4k) = values 4k..4k+3. Kernel alone (2048x2048, 1 thread, noisy under
+// load; before = the unit-pair kernel): 2 / 4 / 8 tokens 88 / 107 / 108 -> 116 / 141 / 154 GMAC/s.
+template <int T>
+void direct_q8_rows16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as,
+                      const int32_t* asum, float* acc) {
+  __m512 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
+  const __m512i flip = _mm512_set1_epi8(char(0x80));
+  for (int64_t b = 0; b < nb; ++b) {
+    if (kPrefetchPacked) {
+      ga.prefetch(b);
+      gb.prefetch(b);
+    }
+    __m512i u[8];
+    for (int k = 0; k < 8; ++k) u[k] = _mm512_xor_si512(rows16_word(ga, gb, b, 2 + 4 * size_t(k)), flip);
+    offset_rows16_dots<T>(u, rows16_half(ga, gb, b, 0), a, as, asum, nb, b, s);
+  }
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
+}
+
+// IQ4_NL: qs word k (bytes 2 + 4k): low nibbles = values 4k..4k+3, high = 16 + 4k..; the levels + 128 by
+// vpshufb. Kernel alone (as above): 2 / 4 / 8 tokens 82 / 102 / 104 -> 100 / 138 / 150 GMAC/s.
+template <int T>
+void direct_iq4nl_rows16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as,
+                         const int32_t* asum, float* acc) {
+  __m512 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  alignas(16) int8_t lv[16];
+  for (int i = 0; i < 16; ++i) lv[i] = int8_t(iq::kIq4Values[i] ^ 0x80);
+  const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lv)));
+  for (int64_t b = 0; b < nb; ++b) {
+    if (kPrefetchPacked) {
+      ga.prefetch(b);
+      gb.prefetch(b);
+    }
+    __m512i u[8];
+    for (int k = 0; k < 4; ++k) {
+      const __m512i x = rows16_word(ga, gb, b, 2 + 4 * size_t(k));
+      u[k] = _mm512_shuffle_epi8(levels, _mm512_and_si512(x, m4));
+      u[4 + k] = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x, 4), m4));
+    }
+    offset_rows16_dots<T>(u, rows16_half(ga, gb, b, 0), a, as, asum, nb, b, s);
+  }
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
+}
+
 // ---- Q4_K / Q5_K: d dmin scales[12] qs[128] (Q5_K: qh[32] before qs) --------------------------------
 // Units k, k + 1 per vector (unit_pairs above); per token and super-block:
 //   isum = sum_c sc_c * (sum over sub-block c of q a)   (exact int32), msum = sum_c mn_c * bsums pair
@@ -493,6 +560,86 @@ void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
     }
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+// ---- Q6_K on two groups at once, one row per 32-bit lane (2-6 tokens a turn) ---------------------------
+// As direct_legacy_rows16: lane r = row r of group A, lane 8 + r = row r of group B. Word A, B or C of
+// triple g of the 8 rows of a group is one 32-byte load (the packed position q6k_packed_triple + 0 / 4 /
+// 8, rows contiguous), so a sub-block's 16 values are 4 vpdpbusd on 16 rows with one 32-bit activation
+// broadcast each (triple g = 4 half + j against activation bytes 4j..4j+3 of the sub-block), and the
+// sub-block scale multiply (vpmulld), the offsets (vpdpwssd) and the float steps run once per 16 rows
+// with no fold. Per row and super-block the int32 sum is the unit-pair kernel's exact sum and the float
+// step the same (acc = fma(float(isum - msum), d * da, acc)), so the bits are equal. The h / half loops
+// are unrolled (GCC kept iacc in memory across the rolled loop). Kernel alone (2048x2048 in cache,
+// 1 thread, noisy under load): 2 / 4 / 8 tokens 68 / 91 / 92 -> 100 / 126 / 129 GMAC/s.
+template <int T>
+void direct_q6k_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as,
+                       float* acc) {
+  __m512 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
+  const __m512i m3f = _mm512_set1_epi8(0x3F), m0f = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  const char z = char(0x80);
+  // int16 lane pairs (scale byte 0 / 1 of the row's word) from the high bytes (sign-extended by srai 8);
+  // + 2 selects bytes 2 / 3
+  const __m512i sel_mn = _mm512_broadcast_i32x4(_mm_setr_epi8(z, 0, z, 1, z, 4, z, 5, z, 8, z, 9, z, 12, z, 13));
+  for (int64_t b = 0; b < nsb; ++b) {
+    __m512i scw[4];  // the 16 rows' 16 int8 scales, four per word
+    for (int w = 0; w < 4; ++w) scw[w] = rows16_word(ga, gb, b, kQ6PackedScales + size_t(4 * w));
+    const block_q8_K* ab[T];
+    for (int t = 0; t < T; ++t) ab[t] = reinterpret_cast<const block_q8_K*>(a + size_t(t) * as) + b;
+    __m512i iacc[T];
+    for (int t = 0; t < T; ++t) iacc[t] = _mm512_setzero_si512();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {  // sub-blocks 2c + half of the four chunks c = 4h + k
+        // words A, B, C of triples g = 4 half + j of the 16 rows
+        __m512i A[4], B[4], C[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          const size_t p = q6k_packed_triple(h, 4 * half + j);
+          A[j] = rows16_word(ga, gb, b, p);
+          B[j] = rows16_word(ga, gb, b, p + 4);
+          C[j] = rows16_word(ga, gb, b, p + 8);
+        }
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+          // q1 = A & 63, q2 = B & 63, q3 = (C & 15) | (A >> 2 & 48), q4 = (C >> 4 & 15) | (B >> 2 & 48)
+          __m512i v[4];
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j) {
+            if (k == 0) v[j] = _mm512_and_si512(A[j], m3f);
+            if (k == 1) v[j] = _mm512_and_si512(B[j], m3f);
+            if (k == 2) v[j] = _mm512_ternarylogic_epi32(C[j], m0f, _mm512_and_si512(_mm512_srli_epi16(A[j], 2), m30), 0xEA);
+            if (k == 3)
+              v[j] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(C[j], 4), m0f, _mm512_and_si512(_mm512_srli_epi16(B[j], 2), m30), 0xEA);
+          }
+          const int sb = 2 * (4 * h + k) + half;  // int8 scale sb of each row, sign-extended
+          const __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(scw[sb / 4], 24 - 8 * (sb % 4)), 24);
+          for (int t = 0; t < T; ++t) {
+            const int8_t* q = ab[t]->qs + 32 * (4 * h + k) + 16 * half;
+            __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[0], bcast4_512(q));
+            for (int j = 1; j < 4; ++j) sum = _mm512_dpbusd_epi32(sum, v[j], bcast4_512(q + 4 * j));
+            iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(sum, sc));
+          }
+        }
+      }
+    }
+    __m512i mn[8];  // (32 v_2c, 32 v_2c+1) as int16 pairs
+    for (int c = 0; c < 8; ++c)
+      mn[c] = _mm512_slli_epi16(
+          _mm512_srai_epi16(_mm512_shuffle_epi8(scw[c / 2], _mm512_add_epi8(sel_mn, _mm512_set1_epi8(char(2 * (c % 2))))), 8),
+          5);
+    const __m512 d = rows16_half(ga, gb, b, kQ6PackedD);
+    for (int t = 0; t < T; ++t) {
+      const int8_t* bs = reinterpret_cast<const int8_t*>(ab[t]->bsums);
+      __m512i ms = _mm512_setzero_si512();
+      for (int c = 0; c < 8; ++c) ms = _mm512_dpwssd_epi32(ms, mn[c], bcast4_512(bs + 4 * c));
+      const __m512 da = _mm512_set1_ps(ab[t]->d);
+      s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iacc[t], ms)), _mm512_mul_ps(d, da), s[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(acc + 16 * t, s[t]);
 }
 
 // ---- Q3_K / Q2_K: 2-bit quants (+ Q3_K's high bit), 16 sub-blocks of 16 with their own scale --------
@@ -833,6 +980,12 @@ struct Iq4NlD {
   static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t* asum, float* acc) {
     rows8::direct_iq4nl_units<T>(nb, s, a, as, asum, acc);
   }
+  static constexpr bool kRows16 = true;
+  template <int T>
+  static void run16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as,
+                    const int32_t* asum, float* acc) {
+    rows8::direct_iq4nl_rows16<T>(nb, ga, gb, a, as, asum, acc);
+  }
 };
 struct Iq4XsD {
   template <int T>
@@ -849,6 +1002,12 @@ struct Q8D {
   template <int T>
   static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t* asum, float* acc) {
     rows8::direct_q8_units<T>(nb, s, a, as, asum, acc);
+  }
+  static constexpr bool kRows16 = true;
+  template <int T>
+  static void run16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as,
+                    const int32_t* asum, float* acc) {
+    rows8::direct_q8_rows16<T>(nb, ga, gb, a, as, asum, acc);
   }
 };
 template <bool kFive>
@@ -881,6 +1040,12 @@ struct Q23D {
 struct Q6D {
   template <int T>
   static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t*, float* acc) { rows8::direct_q6k<T>(nb, s, a, as, acc); }
+  static constexpr bool kRows16 = true;
+  template <int T>
+  static void run16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as, const int32_t*,
+                    float* acc) {
+    rows8::direct_q6k_rows16<T>(nb, ga, gb, a, as, acc);
+  }
 };
 
 template <class D, int kMaxT>
