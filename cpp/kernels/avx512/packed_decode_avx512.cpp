@@ -11,6 +11,9 @@
 // with one exact int32 multiply per sub-block (vpmulld) and the offsets with vpdpwssd. Weights are
 // unpacked in registers once per block for all the tokens; 32 registers hold up to 8 tokens'
 // accumulators (Q6_K: 6).
+// With 2 or more tokens a turn (Q2_K/Q3_K: 8) each type has a 16-row form (direct_*_rows16, D::run16):
+// two groups per vector, one row per 32-bit lane, no fold, float steps on 16 rows; gemm_packed pairs
+// group i with group i + pairs (see there). Same sums and float steps per row, so the same bits.
 // Compiled with the AVX-512 flags of this directory; only reached through the avx512 KernelSet.
 #include <immintrin.h>
 
