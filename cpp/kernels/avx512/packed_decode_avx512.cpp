@@ -249,15 +249,20 @@ void direct_q8_units(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t 
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// The 16 IQ4 levels + 128 (as uint8 for vpdpbusd) in every 128-bit lane, for vpshufb by nibble.
+inline __m512i iq4_levels_u8() {
+  alignas(16) int8_t lv[16];
+  for (int i = 0; i < 16; ++i) lv[i] = int8_t(iq::kIq4Values[i] ^ 0x80);
+  return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lv)));
+}
+
 // IQ4_NL: the levels + 128 looked up by vpshufb.
 template <int T>
 void direct_iq4nl_units(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, const int32_t* asum, float* acc) {
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  alignas(16) int8_t lv[16];
-  for (int i = 0; i < 16; ++i) lv[i] = int8_t(iq::kIq4Values[i] ^ 0x80);
-  const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lv)));
+  const __m512i levels = iq4_levels_u8();
   for (int64_t b = 0; b < nb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
     // qs bytes 0-7 / 8-15: low nibbles = values 0-7 / 8-15, high nibbles = values 16-23 / 24-31
@@ -319,9 +324,7 @@ void direct_iq4nl_rows16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, c
   __m512 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  alignas(16) int8_t lv[16];
-  for (int i = 0; i < 16; ++i) lv[i] = int8_t(iq::kIq4Values[i] ^ 0x80);
-  const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lv)));
+  const __m512i levels = iq4_levels_u8();
   for (int64_t b = 0; b < nb; ++b) {
     if (kPrefetchPacked) {
       ga.prefetch(b);
@@ -764,9 +767,7 @@ void direct_iq4xs(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  alignas(16) int8_t lv[16];
-  for (int i = 0; i < 16; ++i) lv[i] = int8_t(iq::kIq4Values[i] ^ 0x80);
-  const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lv)));
+  const __m512i levels = iq4_levels_u8();
   for (int64_t b = 0; b < nsb; ++b) {
     // lane r: row r's scales_l word and its scales_h (a 2-byte unit, widened to the lane)
     const __m256i sl = src.word8(b, 4);
@@ -913,9 +914,7 @@ void direct_iq4xs_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, 
   __m512 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  alignas(16) int8_t lv[16];
-  for (int i = 0; i < 16; ++i) lv[i] = int8_t(iq::kIq4Values[i] ^ 0x80);
-  const __m512i levels = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(lv)));
+  const __m512i levels = iq4_levels_u8();
   for (int64_t b = 0; b < nsb; ++b) {
     // lane r: row r's scales_l word and its scales_h (a 2-byte unit, widened to the lane)
     const __m512i sl = rows16_word(ga, gb, b, 4);
