@@ -168,6 +168,18 @@ inline __m512i bcast4_512(const int8_t* q) {
   std::memcpy(&v, q, 4);
   return _mm512_set1_epi32(v);
 }
+// The exact int32 sum of a 32-value block for 16 rows: u[k] = values 4k..4k+3 of each row (u[0..3]
+// values 0-15, u[4..7] values 16-31), q = the token's 32 activation bytes; two chains of 4 vpdpbusd.
+// Always inlined: called out of line, u goes through memory (IQ4_XS at 2 tokens 100 -> 71 GMAC/s).
+__attribute__((always_inline)) inline __m512i dot32_rows16(const __m512i* u, const int8_t* q) {
+  __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[0], bcast4_512(q));
+  __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[4], bcast4_512(q + 16));
+  for (int k = 1; k < 4; ++k) {
+    p0 = _mm512_dpbusd_epi32(p0, u[k], bcast4_512(q + 4 * k));
+    p1 = _mm512_dpbusd_epi32(p1, u[4 + k], bcast4_512(q + 16 + 4 * k));
+  }
+  return _mm512_add_epi32(p0, p1);
+}
 
 // Byte i (0..3) of each 32-bit lane: 0x10 where bit i of the lane is set (the lane's next 4 fifth bits).
 inline __m512i fifth_bytes(__m512i bits) {
@@ -187,31 +199,22 @@ void direct_legacy_rows16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, 
       ga.prefetch(b);
       gb.prefetch(b);
     }
-    // lo[k] / hi[k]: values 4k..4k+3 / 16+4k..16+4k+3 of each of the 16 rows
-    __m512i lo[4], hi[4];
+    // u[k] / u[4 + k]: values 4k..4k+3 / 16+4k..16+4k+3 of each of the 16 rows (low / high nibbles)
+    __m512i u[8];
     for (int k = 0; k < 4; ++k) {
       const __m512i x = rows16_word(ga, gb, b, L::kQsOff + 4 * k);
-      lo[k] = _mm512_and_si512(x, m4);
-      hi[k] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+      u[k] = _mm512_and_si512(x, m4);
+      u[4 + k] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
     }
     if constexpr (L::kFiveBit) {  // Q5_0 / Q5_1: the fifth bit of value v is bit v of the row's qh
       const __m512i qh = rows16_word(ga, gb, b, L::kQhOff);
-      for (int k = 0; k < 4; ++k) {
-        lo[k] = _mm512_or_si512(lo[k], fifth_bytes(_mm512_srli_epi32(qh, 4 * k)));
-        hi[k] = _mm512_or_si512(hi[k], fifth_bytes(_mm512_srli_epi32(qh, 16 + 4 * k)));
-      }
+      for (int k = 0; k < 8; ++k) u[k] = _mm512_or_si512(u[k], fifth_bytes(_mm512_srli_epi32(qh, 4 * k)));
     }
     const __m512 dw = rows16_half(ga, gb, b, 0);
     const __m512 cw = L::kMinOff ? rows16_half(ga, gb, b, L::kMinOff) : _mm512_mul_ps(dw, _mm512_set1_ps(L::kOffset));
     for (int t = 0; t < T; ++t) {
       const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
-      __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[0], bcast4_512(ab->qs));
-      __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi[0], bcast4_512(ab->qs + 16));
-      for (int k = 1; k < 4; ++k) {
-        p0 = _mm512_dpbusd_epi32(p0, lo[k], bcast4_512(ab->qs + 4 * k));
-        p1 = _mm512_dpbusd_epi32(p1, hi[k], bcast4_512(ab->qs + 16 + 4 * k));
-      }
-      const __m512i isum = _mm512_add_epi32(p0, p1);
+      const __m512i isum = dot32_rows16(u, ab->qs);
       s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(ab->d)), s[t]);
       s[t] = _mm512_fmadd_ps(cw, _mm512_set1_ps(ab->s), s[t]);
     }
@@ -285,13 +288,7 @@ inline void offset_rows16_dots(const __m512i* u, __m512 dw, const uint8_t* a, si
                                int64_t nb, int64_t b, __m512* s) {
   for (int t = 0; t < T; ++t) {
     const ActQ8x32* ab = reinterpret_cast<const ActQ8x32*>(a + size_t(t) * as) + b;
-    __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[0], bcast4_512(ab->qs));
-    __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[4], bcast4_512(ab->qs + 16));
-    for (int k = 1; k < 4; ++k) {
-      p0 = _mm512_dpbusd_epi32(p0, u[k], bcast4_512(ab->qs + 4 * k));
-      p1 = _mm512_dpbusd_epi32(p1, u[4 + k], bcast4_512(ab->qs + 16 + 4 * k));
-    }
-    const __m512i isum = _mm512_sub_epi32(_mm512_add_epi32(p0, p1), _mm512_set1_epi32(128 * asum[t * nb + b]));
+    const __m512i isum = _mm512_sub_epi32(dot32_rows16(u, ab->qs), _mm512_set1_epi32(128 * asum[t * nb + b]));
     s[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(ab->d)), s[t]);
   }
 }
@@ -809,12 +806,11 @@ void direct_iq4xs(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-// Q3_K / Q2_K on two groups at once (2-8 tokens; see direct_legacy_rows16): lane r = row r of group A,
+// Q3_K / Q2_K on two groups at once (8 tokens a turn, Q23D; see direct_legacy_rows16): lane r = row r of group A,
 // lane 8 + r = row r of group B; the sub-block scale multiply and the offsets' vpdpwssd run once per
 // 16 rows, no fold. Same exact int32 sums and float steps per row as direct_q23k.
-// Byte j of each 32-bit lane as int32 / bytes 2i, 2i + 1 as the lane's int16 pair (the 256-bit controls
-// above repeat per 128 bits, as vpshufb works).
-inline __m512i byte_sel512(int j) { return _mm512_broadcast_i32x4(_mm256_castsi256_si128(byte_sel(j))); }
+// Bytes 2i, 2i + 1 of each 32-bit lane as the lane's int16 pair (pair_sel's control repeats per 128
+// bits, as vpshufb works).
 inline __m512i pair_sel512(int i) { return _mm512_broadcast_i32x4(_mm256_castsi256_si128(pair_sel(i))); }
 
 template <bool kQ3, int T>
@@ -866,7 +862,7 @@ void direct_q23k_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, c
             }
           }
           const int sb = 2 * c + half;
-          __m512i sc = _mm512_shuffle_epi8(swl[sb / 4], byte_sel512(sb % 4));  // byte sb % 4 as int32
+          __m512i sc = byte_i32_512(swl[sb / 4], sb % 4);
           if constexpr (kQ3) sc = _mm512_sub_epi32(sc, _mm512_set1_epi32(32));
           for (int t = 0; t < T; ++t) {
             const int8_t* q = ab[t]->qs + 32 * c + 16 * half;
@@ -934,21 +930,14 @@ void direct_iq4xs_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, 
       const __m512i m = _mm512_mullo_epi32(sc, _mm512_set1_epi32(-128));
       const __m512i mn = _mm512_or_si512(_mm512_and_si512(m, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(m, 16));
       // unit k = qs bytes 16j+4k..+3: low nibbles = values 32j+4k.., high nibbles = values 32j+16+4k..
-      __m512i lo[4], hi[4];
+      __m512i u[8];
       for (int k = 0; k < 4; ++k) {
         const __m512i x = rows16_word(ga, gb, b, 8 + 16 * size_t(j) + 4 * size_t(k));
-        lo[k] = _mm512_shuffle_epi8(levels, _mm512_and_si512(x, m4));
-        hi[k] = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x, 4), m4));
+        u[k] = _mm512_shuffle_epi8(levels, _mm512_and_si512(x, m4));
+        u[4 + k] = _mm512_shuffle_epi8(levels, _mm512_and_si512(_mm512_srli_epi16(x, 4), m4));
       }
       for (int t = 0; t < T; ++t) {
-        const int8_t* q = ab[t]->qs + 32 * j;
-        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[0], bcast4_512(q));
-        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi[0], bcast4_512(q + 16));
-        for (int k = 1; k < 4; ++k) {
-          p0 = _mm512_dpbusd_epi32(p0, lo[k], bcast4_512(q + 4 * k));
-          p1 = _mm512_dpbusd_epi32(p1, hi[k], bcast4_512(q + 16 + 4 * k));
-        }
-        iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(_mm512_add_epi32(p0, p1), sc));
+        iacc[t] = _mm512_add_epi32(iacc[t], _mm512_mullo_epi32(dot32_rows16(u, ab[t]->qs + 32 * j), sc));
         int32_t bs;
         std::memcpy(&bs, ab[t]->bsums + 2 * j, 4);
         iacc[t] = _mm512_dpwssd_epi32(iacc[t], mn, _mm512_set1_epi32(bs));
@@ -969,7 +958,6 @@ struct LegacyD {
   template <int T>
   static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t*, float* acc) { rows8::direct_legacy_units<L, T>(nb, s, a, as, acc); }
   // Two groups at once (16 rows), for several tokens.
-  static constexpr bool kRows16 = true;
   template <int T>
   static void run16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as, const int32_t*,
                     float* acc) {
@@ -982,7 +970,6 @@ struct Iq4NlD {
   static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t* asum, float* acc) {
     rows8::direct_iq4nl_units<T>(nb, s, a, as, asum, acc);
   }
-  static constexpr bool kRows16 = true;
   template <int T>
   static void run16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as,
                     const int32_t* asum, float* acc) {
@@ -992,7 +979,6 @@ struct Iq4NlD {
 struct Iq4XsD {
   template <int T>
   static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t*, float* acc) { rows8::direct_iq4xs<T>(nb, s, a, as, acc); }
-  static constexpr bool kRows16 = true;
   template <int T>
   static void run16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as, const int32_t*,
                     float* acc) {
@@ -1005,7 +991,6 @@ struct Q8D {
   static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t* asum, float* acc) {
     rows8::direct_q8_units<T>(nb, s, a, as, asum, acc);
   }
-  static constexpr bool kRows16 = true;
   template <int T>
   static void run16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as,
                     const int32_t* asum, float* acc) {
@@ -1017,7 +1002,6 @@ struct K45D {
   template <int T>
   static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t*, float* acc) { rows8::direct_k45<kFive, T>(nb, s, a, as, acc); }
   // Two groups at once (16 rows), for several tokens.
-  static constexpr bool kRows16 = true;
   template <int T>
   static void run16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as, const int32_t*,
                     float* acc) {
@@ -1031,7 +1015,6 @@ struct Q23D {
   // The 2-bit unpack per sub-block weighs more here: the 16-row form only pays from 8 tokens a turn
   // (kernel alone, in cache, 1 thread, noisy: Q2_K 2 / 4 / 8 tokens 70-90 / 103 / 96-103 -> 73 / 101 /
   // 119 GMAC/s; Q3_K 70 / 81-93 / 87-96 -> 57 / 88 / 103).
-  static constexpr bool kRows16 = true;
   static constexpr int64_t kRows16From = 8;
   template <int T>
   static void run16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as, const int32_t*,
@@ -1042,7 +1025,6 @@ struct Q23D {
 struct Q6D {
   template <int T>
   static void run(int64_t nb, const PackedSrc& s, const uint8_t* a, size_t as, const int32_t*, float* acc) { rows8::direct_q6k<T>(nb, s, a, as, acc); }
-  static constexpr bool kRows16 = true;
   template <int T>
   static void run16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, const uint8_t* a, size_t as, const int32_t*,
                     float* acc) {
@@ -1065,11 +1047,6 @@ struct WantsActSums<D, std::void_t<decltype(D::kActSums)>> : std::bool_constant<
 
 constexpr int64_t kMaxTokens = kPackedMaxTokens;
 
-// Whether D has a 16-row (two-group) form for several tokens: D::kRows16, false when absent.
-template <class D, class = void>
-struct WantsRows16 : std::false_type {};
-template <class D>
-struct WantsRows16<D, std::void_t<decltype(D::kRows16)>> : std::bool_constant<D::kRows16> {};
 #ifndef EDGELLAMA_ROWS16_MIN_TOKENS
 #define EDGELLAMA_ROWS16_MIN_TOKENS 2
 #endif
@@ -1083,9 +1060,10 @@ struct Rows16From : std::integral_constant<int64_t, kRows16MinTokens> {};
 template <class D>
 struct Rows16From<D, std::void_t<decltype(D::kRows16From)>> : std::integral_constant<int64_t, D::kRows16From> {};
 
-// Pairs of groups (16 rows) x up to kMaxTokens tokens on D, kMaxT tokens per pass (weights unpacked in
-// registers once per block and pass: server batches and speculative verification are 2-16 tokens); a
-// last lone group pairs with itself; more tokens: the AVX2 packed kernel (scratch-tiled, same bits).
+// Packed groups x up to kMaxTokens tokens on D, kMaxT tokens per pass (weights unpacked in registers
+// once per block and pass: server batches and speculative verification are 2-16 tokens): from
+// Rows16From<D> tokens a pass two groups at a time (D::run16), else and for a lone last group one at a
+// time (D::run); more tokens: the AVX2 packed kernel (scratch-tiled, same bits).
 template <class D, GemmFn kAvx2Packed, size_t kW, int64_t kValues, int kMaxT, int64_t kMaxTok = kMaxTokens>
 void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                  size_t ys) {
@@ -1110,34 +1088,32 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
   // unpacks the weights again and a short turn pays that for few tokens).
   const int64_t turns = (nt + kMaxT - 1) / kMaxT, per_turn = (nt + turns - 1) / turns;
   int64_t r0 = 0;  // rows before r0 are done
-  if constexpr (WantsRows16<D>::value) {
-    if (per_turn >= Rows16From<D>::value && nr >= 16) {
-      // Group i with group i + pairs, not with its neighbour: two streams 8 rows apart read from
-      // memory at 2/3 the speed of one (TinyLlama Q4_0, 1 thread, 1 token: 37.5 ms a pass with
-      // neighbours, 24.8 ms half the task's rows apart, 26.1 ms the unit-pair kernel). A lone last
-      // group goes to the 8-row kernel below.
-      const int64_t pairs = nr / 16;
-      alignas(64) float acc16[kMaxT * 16];
-      for (int64_t i = 0; i < pairs; ++i) {
-        const int64_t ra = 8 * i, rb = 8 * (i + pairs);
-        const PackedSrc ga{w + size_t(ra) * ws, kW}, gb{w + size_t(rb) * ws, kW};
-        for (int64_t t0 = 0; t0 < nt; t0 += per_turn) {
-          const int64_t n_turn = std::min<int64_t>(per_turn, nt - t0);
-          const int32_t* turn_sums = asum ? asum + t0 * nb : nullptr;
-          with_token_count<kMaxT>(n_turn, [&](auto T) {
-            D::template run16<decltype(T)::value>(nb, ga, gb, a + size_t(t0) * as, as, turn_sums, acc16);
-          });
-          for (int64_t t = 0; t < n_turn; ++t) {
-            float* yt = y + size_t(t0 + t) * ys;
-            for (int r = 0; r < 8; ++r) {
-              yt[ra + r] = acc16[16 * t + r];
-              yt[rb + r] = acc16[16 * t + 8 + r];
-            }
+  if (per_turn >= Rows16From<D>::value && nr >= 16) {
+    // Group i with group i + pairs, not with its neighbour: two streams 8 rows apart read from
+    // memory at 2/3 the speed of one (TinyLlama Q4_0, 1 thread, 1 token: 37.5 ms a pass with
+    // neighbours, 24.8 ms half the task's rows apart, 26.1 ms the unit-pair kernel). A lone last
+    // group goes to the 8-row kernel below.
+    const int64_t pairs = nr / 16;
+    alignas(64) float acc16[kMaxT * 16];
+    for (int64_t i = 0; i < pairs; ++i) {
+      const int64_t ra = 8 * i, rb = 8 * (i + pairs);
+      const PackedSrc ga{w + size_t(ra) * ws, kW}, gb{w + size_t(rb) * ws, kW};
+      for (int64_t t0 = 0; t0 < nt; t0 += per_turn) {
+        const int64_t n_turn = std::min<int64_t>(per_turn, nt - t0);
+        const int32_t* turn_sums = asum ? asum + t0 * nb : nullptr;
+        with_token_count<kMaxT>(n_turn, [&](auto T) {
+          D::template run16<decltype(T)::value>(nb, ga, gb, a + size_t(t0) * as, as, turn_sums, acc16);
+        });
+        for (int64_t t = 0; t < n_turn; ++t) {
+          float* yt = y + size_t(t0 + t) * ys;
+          for (int r = 0; r < 8; ++r) {
+            yt[ra + r] = acc16[16 * t + r];
+            yt[rb + r] = acc16[16 * t + 8 + r];
           }
         }
       }
-      r0 = 16 * pairs;
     }
+    r0 = 16 * pairs;
   }
   for (; r0 < nr; r0 += 8) {
     const PackedSrc src{w + size_t(r0) * ws, kW};
