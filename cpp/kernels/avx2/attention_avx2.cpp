@@ -26,10 +26,9 @@ namespace edgellama {
 namespace {
 
 using attn_blocks::B;
-using attn_blocks::load_k_block;
-using attn_blocks::load_v_block;
 using attn_blocks::maxf;
 using attn_blocks::min64;
+using attn_blocks::RowBlock;
 
 using avx2_util::hmax;
 using avx2_util::hsum;
@@ -38,16 +37,6 @@ constexpr int kRows = 2;
 // The "#pragma GCC unroll" on the fixed-count row / register loops below: the accumulator arrays only
 // live in registers once those loops are fully unrolled (-O3 does it unasked; -O2 builds did not).
 
-// Everything a row needs for one key block, and its output pointer.
-struct RowBlock {
-  const float* q;
-  float* o;
-  int64_t r;    // row index (row_max / row_sum)
-  int64_t nv;   // keys 0..nv-1 of the block are at or before the row's last key
-  int64_t kv0;  // keys before kv0 are before the row's window (kv0 > 0 only in its first block)
-  bool first;   // the row's first block: no running max / sum / output yet
-  float alpha;  // e^(m_old - m): how much the row's earlier output is scaled down
-};
 
 // s[i][0..64) = q_i . k for the keys of the block, each row's FMAs over d in order; 32 keys a pass.
 template <int R>
@@ -199,35 +188,16 @@ void avx2_attention_tile(const AttnTileArgs& a) {
   float* vb = kt + B * hd;              // [B][hd]
   float* row_max = vb + B * hd;
   float* row_sum = row_max + n_rows;
-  const int64_t max_keys = a.n_keys0 + a.n_tok - 1;
   const bool capped = a.softcap > 0;
   const SoftmaxConsts consts{_mm256_set1_ps(a.scale), _mm256_set1_ps(a.softcap),
                              _mm256_set1_ps(capped ? 2.0f / a.softcap : 0.0f), capped};
-  // First key of a row that sees `keys` keys (sliding window); blocks before the tile's first key
-  // are skipped.
-  auto first_key = [&](int64_t keys) -> int64_t { return a.window > 0 && keys > a.window ? keys - a.window : 0; };
-  const int64_t k_begin = first_key(a.n_keys0) / B * B;
-  for (int64_t k0 = k_begin; k0 < max_keys; k0 += B) {
-    const int64_t nk = min64(B, max_keys - k0);
-    load_k_block(a, k0, nk, kt);
-    load_v_block(a, k0, nk, vb);
-    RowBlock rows[kRows];
-    int n = 0;
-    for (int64_t r = 0; r < n_rows; ++r) {
-      const int64_t t = r / a.group, j = r % a.group;
-      const int64_t keys = a.n_keys0 + t;
-      const int64_t lo = first_key(keys);
-      if (keys <= k0 || lo >= k0 + nk) continue;  // this row's keys ended earlier / start later
-      rows[n++] = RowBlock{a.q + t * a.tok_stride + j * hd, a.out + t * a.tok_stride + j * hd, r,
-                           min64(nk, keys - k0), lo > k0 ? lo - k0 : 0, k0 == lo / B * B, 0.0f};
-      if (n == kRows) {
-        process_rows<kRows>(rows, kt, vb, hd, consts, row_max, row_sum);
-        n = 0;
-      }
-    }
-    static_assert(kRows == 2, "at most one row is left over");
-    if (n > 0) process_rows<1>(rows, kt, vb, hd, consts, row_max, row_sum);
-  }
+  static_assert(kRows == 2, "a run is kRows rows or the one left over");
+  attn_blocks::for_each_row_block<kRows>(a, kt, vb, [&](RowBlock* rows, int n) {
+    if (n == kRows)
+      process_rows<kRows>(rows, kt, vb, hd, consts, row_max, row_sum);
+    else
+      process_rows<1>(rows, kt, vb, hd, consts, row_max, row_sum);
+  });
   for (int64_t r = 0; r < n_rows; ++r) {
     const int64_t t = r / a.group, j = r % a.group;
     float* o = a.out + t * a.tok_stride + j * hd;
