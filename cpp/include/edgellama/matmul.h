@@ -15,9 +15,9 @@ namespace edgellama {
 // Fast: quantize activations once per matmul to the weight type's activation format (shared by all
 // threads) and run the active ISA's int8 / float kernels as a tiled GEMM. By WeightView::role: the
 // logits projection (Output, or TokenEmbd when tied), the K/V projections (AttnK, AttnV) and FfnDown
-// get a second, residual int8 pass of their activations (x ~ d1*q1 + d2*q2): their error is amplified downstream; the extra pass
-// reuses the weights already unpacked in registers. EDGELLAMA_RESIDUAL=logits,kv,ffn_down,o,q,ffn_in
-// or "none" picks the groups (measurements in matmul.cpp).
+// get a second, residual int8 pass of their activations (x ~ d1*q1 + d2*q2): their error is amplified
+// downstream; the extra pass reuses the weights already unpacked in registers.
+// EDGELLAMA_RESIDUAL=logits,kv,ffn_down,o,q,ffn_in or "none" picks the groups (measurements in matmul.cpp).
 enum class MatmulPrecision { Exact, Fast };
 
 // Per-context scratch sized once by reserve() (no allocation per token). If a call exceeds the
