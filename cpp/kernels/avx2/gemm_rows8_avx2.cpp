@@ -25,6 +25,7 @@
 #include "../kquant_scales.h"
 #include "edgellama/quant_blocks.h"
 #include "gemm_rows8.h"
+#include "isum_pair_avx2.h"
 #include "legacy_blocks_avx2.h"
 #include "packed_src.h"
 #include "kquant_avx2.h"
@@ -173,6 +174,31 @@ inline void tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// 16 rows (two groups, repacked into pka / pkb) x 4 tokens over nb blocks, 4-bit quants: the integer
+// sums of isum_pair_avx2.h, then per group and token the float sequence of step(). The running sums
+// stay in acca / accb (memory: with 8 of them the registers are taken by the integer sums).
+inline void tile_pair(int nb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t b0,
+                      float* acca, float* accb) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int b = 0; b < nb; ++b) {
+    const uint8_t* wg[2] = {pka + size_t(b) * kBlockBytes, pkb + size_t(b) * kBlockBytes};
+    const uint8_t* ab0 = a + size_t(b0 + b) * sizeof(ActBlock);  // token 0's block; token t's at + t * as
+    __m256i isum[2][4];
+    isum_pair4(wg[0], wg[1], reinterpret_cast<const ActBlock*>(ab0)->qs, as, isum[0], isum[1]);
+    float* acc[2] = {acca, accb};
+    for (int t = 0; t < 4; ++t) {
+      const ActBlock* ab = reinterpret_cast<const ActBlock*>(ab0 + size_t(t) * as);
+      const __m256 da = _mm256_broadcast_ss(&ab->d), sa = _mm256_broadcast_ss(&ab->s);
+      for (int g = 0; g < 2; ++g) {
+        const float* dwcw = reinterpret_cast<const float*>(wg[g] + 8 * 32);
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(isum[g][t], ones));
+        const __m256 s = _mm256_fmadd_ps(f, _mm256_mul_ps(_mm256_load_ps(dwcw), da), _mm256_loadu_ps(acc[g] + 8 * t));
+        _mm256_storeu_ps(acc[g] + 8 * t, _mm256_fmadd_ps(_mm256_load_ps(dwcw + 8), sa, s));
+      }
+    }
+  }
+}
+
 // Few tokens (decode): no scratch. The block is transposed in registers and each group of 4 values
 // is multiplied with every token as soon as it is unpacked, so only the 4 transposed vectors and the
 // int16 sums are live (materializing all 8 groups first spilled the accumulators to the stack).
@@ -227,6 +253,12 @@ struct LegacyFormat {
   template <int T>
   static void run_tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
     tile<L::kFiveBit, T>(nb, pk, a, as, b0, acc);
+  }
+  // 4-bit quants: 16 rows x 4 tokens at a time (the int16 bound of isum_pair4 holds for 0..15 only).
+  static constexpr bool kPairTile = !L::kFiveBit;
+  static void run_pair_tile(int nb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t b0,
+                            float* acca, float* accb) {
+    tile_pair(nb, pka, pkb, a, as, b0, acca, accb);
   }
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
@@ -370,6 +402,40 @@ inline void tile_q4k(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, in
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// Q4_K: 16 rows (two groups, repacked into pka / pkb) x 4 tokens, the integer sums of each 32-value
+// chunk from isum_pair_avx2.h (the int16 value tile_q4k forms as lo + hi), then tile_q4k's scale madd
+// and finish_q4k; the running float sums stay in acca / accb.
+inline void tile_pair_q4k(int nsb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t sb0,
+                          float* acca, float* accb) {
+  for (int sb = 0; sb < nsb; ++sb) {
+    const uint8_t* blk[2] = {pka + size_t(sb) * kKBlockBytes, pkb + size_t(sb) * kKBlockBytes};
+    const uint8_t* ab0 = a + size_t(sb0 + sb) * sizeof(block_q8_K);  // token 0's; token t's at + t * as
+    const int8_t* q0 = reinterpret_cast<const block_q8_K*>(ab0)->qs;
+    __m256i iacc[2][4];
+    for (int c = 0; c < 8; ++c) {
+      __m256i isum[2][4];
+      isum_pair4(blk[0] + 256 * size_t(c), blk[1] + 256 * size_t(c), q0 + 32 * c, as, isum[0], isum[1]);
+      for (int g = 0; g < 2; ++g) {
+        const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk[g] + kKQuantBytes) + c);
+        for (int t = 0; t < 4; ++t) {
+          const __m256i part = _mm256_madd_epi16(isum[g][t], sc);
+          iacc[g][t] = c ? _mm256_add_epi32(iacc[g][t], part) : part;
+        }
+      }
+    }
+    float* acc[2] = {acca, accb};
+    for (int g = 0; g < 2; ++g) {
+      const __m256i* scv = reinterpret_cast<const __m256i*>(blk[g] + kKQuantBytes);
+      const float* dd = reinterpret_cast<const float*>(blk[g] + kKQuantBytes + 16 * 32);
+      const __m256 d = _mm256_load_ps(dd), dm = _mm256_load_ps(dd + 8);
+      for (int t = 0; t < 4; ++t) {
+        const block_q8_K* ab = reinterpret_cast<const block_q8_K*>(ab0 + size_t(t) * as);
+        _mm256_storeu_ps(acc[g] + 8 * t, finish_q4k(iacc[g][t], scv + 8, d, dm, ab, _mm256_loadu_ps(acc[g] + 8 * t)));
+      }
+    }
+  }
+}
+
 // Few tokens from a packed group: no scratch. Each chunk's quants are unpacked into registers and
 // used at once; the integer sums are exact (any order gives the same ints, the int16 bounds are
 // those of tile_q4k) and the float sequence is finish_q4k's, so the bits equal tile_q4k's.
@@ -432,6 +498,7 @@ inline void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size
 
 template <bool kFive>
 struct K45Format {
+  static constexpr bool kPairTile = !kFive;  // 4-bit quants: isum_pair4's int16 bound
   static constexpr size_t kW = kFive ? sizeof(block_q5_K) : sizeof(block_q4_K);
   static constexpr int64_t kValues = QK_K;
   static constexpr int kPerChunk = kSuperPerChunk;
@@ -441,6 +508,10 @@ struct K45Format {
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
     tile_q4k<kFive, T>(nsb, pk, a, as, sb0, acc);
+  }
+  static void run_pair_tile(int nsb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t sb0,
+                            float* acca, float* accb) {
+    if constexpr (!kFive) tile_pair_q4k(nsb, pka, pkb, a, as, sb0, acca, accb);
   }
   // Fewer than 4 tokens: kernels_avx2.cpp's row tiles for GGUF rows; packed groups: direct_k45.
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
@@ -645,6 +716,37 @@ inline void tile_sub16(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, 
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
+// 16 rows (two groups, repacked into pka / pkb) x 4 tokens: tile_sub16's integers from
+// isum_pair_avx2.h, then finish_sub16; the running float sums stay in acca / accb.
+template <class K>
+inline void tile_pair_sub16(int nsb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t sb0,
+                            float* acca, float* accb) {
+  for (int sb = 0; sb < nsb; ++sb) {
+    const uint8_t* blk[2] = {pka + size_t(sb) * kSub16BlockBytes, pkb + size_t(sb) * kSub16BlockBytes};
+    const __m256i* scv[2] = {reinterpret_cast<const __m256i*>(blk[0] + kSub16QuantBytes),
+                             reinterpret_cast<const __m256i*>(blk[1] + kSub16QuantBytes)};
+    const uint8_t* ab0 = a + size_t(sb0 + sb) * sizeof(block_q8_K);  // token 0's; token t's at + t * as
+    const int8_t* q0 = reinterpret_cast<const block_q8_K*>(ab0)->qs;
+    __m256i iacc[2][4];
+    for (int g = 0; g < 2; ++g)
+      for (int t = 0; t < 4; ++t) iacc[g][t] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c)
+      isum_pair4_sub16(blk[0] + 256 * size_t(c), blk[1] + 256 * size_t(c), scv[0] + 2 * c, scv[1] + 2 * c, q0 + 32 * c,
+                       as, iacc[0], iacc[1]);
+    float* acc[2] = {acca, accb};
+    for (int g = 0; g < 2; ++g) {
+      const __m256i* mnv = reinterpret_cast<const __m256i*>(blk[g] + kSub16QuantBytes + kSub16ScaleBytes);
+      const float* dp = reinterpret_cast<const float*>(blk[g] + kSub16QuantBytes + kSub16ScaleBytes + kSub16MinBytes);
+      const __m256 d = _mm256_load_ps(dp), dm = _mm256_load_ps(dp + 8);
+      for (int t = 0; t < 4; ++t) {
+        const block_q8_K* ab = reinterpret_cast<const block_q8_K*>(ab0 + size_t(t) * as);
+        _mm256_storeu_ps(acc[g] + 8 * t,
+                         finish_sub16<K::kCombined>(iacc[g][t], mnv, d, dm, ab, _mm256_loadu_ps(acc[g] + 8 * t)));
+      }
+    }
+  }
+}
+
 // Few tokens from a packed group: no scratch (see direct_k45); the arithmetic is tile_sub16's.
 template <class K, int T>
 inline void direct_sub16(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
@@ -752,6 +854,7 @@ inline void direct_sub16_any(int64_t nsb, const PackedSrc& src, const uint8_t* a
 
 template <class K>
 struct Sub16Format {
+  static constexpr bool kPairTile = true;  // quants <= 63: isum_pair4_sub16's int16 bound
   static constexpr size_t kW = K::kBytes;
   static constexpr int64_t kValues = QK_K;
   static constexpr int kPerChunk = kSub16SuperPerChunk;
@@ -761,6 +864,10 @@ struct Sub16Format {
   template <int T>
   static void run_tile(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t sb0, float* acc) {
     tile_sub16<K, T>(nsb, pk, a, as, sb0, acc);
+  }
+  static void run_pair_tile(int nsb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t sb0,
+                            float* acca, float* accb) {
+    tile_pair_sub16<K>(nsb, pka, pkb, a, as, sb0, acca, accb);
   }
   // Fewer than 4 tokens: kernels_avx2.cpp's row tiles for GGUF rows; packed groups: direct_sub16.
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
@@ -864,6 +971,7 @@ inline void direct_q8(int64_t nb, const RowSrc& src, const uint8_t* a, size_t as
 }
 
 struct Q8Format {
+  static constexpr bool kPairTile = false;
   static constexpr size_t kW = 34;
   static constexpr int64_t kValues = 32;
   static constexpr int kPerChunk = kQ8BlocksPerChunk;
@@ -913,30 +1021,82 @@ inline void group_rows8(const S& src, int64_t nb, const uint8_t* at, size_t as, 
   }
 }
 
-// The walk shared by every format F: token chunks (partial sums kept in acc) x groups of 8 rows.
-// GGUF rows (packed = false): a tail group repeats the last row. Packed (edgellama/packed_layout.h):
-// w is the first group, nr a multiple of 8, group k at w + 8k * ws.
+// Two groups of 8 rows (srca, srcb) x ntc tokens into acca / accb, for formats with a pair tile: chunks
+// of half as many blocks (both groups' scratch in pk), tiles of 16 rows x 4 tokens, the remaining 1-3
+// tokens by each group's own tile. Same per-output sequence as group_rows8.
+template <class F, class S>
+inline void group_pair_rows8(const S& srca, const S& srcb, int64_t nb, const uint8_t* at, size_t as, int64_t ntc,
+                             uint8_t* pk, float* acca, float* accb) {
+  constexpr int kPer = F::kPerChunk / 2;
+  uint8_t* pka = pk;
+  uint8_t* pkb = pk + size_t(kPer) * F::kBytes;
+  std::memset(acca, 0, sizeof(float) * 8 * size_t(ntc));
+  std::memset(accb, 0, sizeof(float) * 8 * size_t(ntc));
+  for (int64_t b0 = 0; b0 < nb; b0 += kPer) {
+    const int nbc = int(nb - b0 < kPer ? nb - b0 : kPer);
+    for (int b = 0; b < nbc; ++b) {
+      F::repack(srca, b0 + b, pka + size_t(b) * F::kBytes);
+      F::repack(srcb, b0 + b, pkb + size_t(b) * F::kBytes);
+    }
+    int64_t t = 0;
+    for (; t + 4 <= ntc; t += 4) F::run_pair_tile(nbc, pka, pkb, at + size_t(t) * as, as, b0, acca + 8 * t, accb + 8 * t);
+    for (int g = 0; g < 2; ++g) {
+      const uint8_t* p = g ? pkb : pka;
+      float* acc = (g ? accb : acca) + 8 * t;
+      switch (ntc - t) {
+        case 3: F::template run_tile<3>(nbc, p, at + size_t(t) * as, as, b0, acc); break;
+        case 2: F::template run_tile<2>(nbc, p, at + size_t(t) * as, as, b0, acc); break;
+        case 1: F::template run_tile<1>(nbc, p, at + size_t(t) * as, as, b0, acc); break;
+        default: break;
+      }
+    }
+  }
+}
+
+// The walk shared by every format F: token chunks (partial sums kept in acc) x groups of 8 rows (two at a
+// time where F has a pair tile and the tile path is taken). GGUF rows (packed = false): a tail group
+// repeats the last row. Packed (edgellama/packed_layout.h): w is the first group, nr a multiple of 8,
+// group k at w + 8k * ws.
 template <class F>
 void gemm_rows8(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                 float* y, size_t ys, bool packed) {
   const int64_t nb = n / F::kValues;
   alignas(32) uint8_t pk[F::kPerChunk * F::kBytes];
-  alignas(32) float acc[kTokensPerChunk * 8];
+  alignas(32) float acc[2][kTokensPerChunk * 8];
+  const auto row_src = [&](int64_t r0) {
+    RowSrc src;
+    src.bw = F::kW;
+    for (int r = 0; r < 8; ++r) src.p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;  // tail: repeat last row
+    return src;
+  };
+  const auto packed_src = [&](int64_t r0) { return PackedSrc{w + size_t(r0) * ws, F::kW}; };
   for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
     const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
     const uint8_t* at = a + size_t(t0) * as;
-    for (int64_t r0 = 0; r0 < nr; r0 += 8) {
-      const int rr = int(nr - r0 < 8 ? nr - r0 : 8);
-      if (packed) {
-        group_rows8<F>(PackedSrc{w + size_t(r0) * ws, F::kW}, nb, at, as, ntc, pk, acc);
-      } else {
-        RowSrc src;
-        src.bw = F::kW;
-        for (int r = 0; r < 8; ++r) src.p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;  // tail: repeat last row
-        group_rows8<F>(src, nb, at, as, ntc, pk, acc);
+    const bool tiles = ntc >= (packed ? kDirectBelowPacked : kDirectBelow);
+    for (int64_t r0 = 0; r0 < nr;) {
+      int groups = 1;
+      if constexpr (F::kPairTile) {
+        if (tiles && r0 + 16 <= nr) {
+          if (packed)
+            group_pair_rows8<F>(packed_src(r0), packed_src(r0 + 8), nb, at, as, ntc, pk, acc[0], acc[1]);
+          else
+            group_pair_rows8<F>(row_src(r0), row_src(r0 + 8), nb, at, as, ntc, pk, acc[0], acc[1]);
+          groups = 2;
+        }
       }
-      for (int64_t t = 0; t < ntc; ++t)
-        for (int r = 0; r < rr; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[8 * t + r];
+      if (groups == 1) {
+        if (packed)
+          group_rows8<F>(packed_src(r0), nb, at, as, ntc, pk, acc[0]);
+        else
+          group_rows8<F>(row_src(r0), nb, at, as, ntc, pk, acc[0]);
+      }
+      for (int g = 0; g < groups; ++g) {
+        const int rr = int(nr - r0 < 8 ? nr - r0 : 8);
+        for (int64_t t = 0; t < ntc; ++t)
+          for (int r = 0; r < rr; ++r) y[size_t(t0 + t) * ys + size_t(r0 + r)] = acc[g][8 * t + r];
+        r0 += 8;
+      }
     }
   }
 }
