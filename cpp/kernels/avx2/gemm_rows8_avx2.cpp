@@ -199,6 +199,31 @@ inline void tile_pair(int nb, const uint8_t* pka, const uint8_t* pkb, const uint
   }
 }
 
+// 5-bit quants: 16 rows x 2 tokens, the sums of isum_pair2_five widened as block_isum<true> does, then
+// the float sequence of step().
+inline void tile_pair_five(int nb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t b0,
+                           float* acca, float* accb) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int b = 0; b < nb; ++b) {
+    const uint8_t* wg[2] = {pka + size_t(b) * kBlockBytes, pkb + size_t(b) * kBlockBytes};
+    const uint8_t* ab0 = a + size_t(b0 + b) * sizeof(ActBlock);
+    __m256i lo[2][2], hi[2][2];
+    isum_pair2_five(wg[0], wg[1], reinterpret_cast<const ActBlock*>(ab0)->qs, as, lo, hi);
+    float* acc[2] = {acca, accb};
+    for (int t = 0; t < 2; ++t) {
+      const ActBlock* ab = reinterpret_cast<const ActBlock*>(ab0 + size_t(t) * as);
+      const __m256 da = _mm256_broadcast_ss(&ab->d), sa = _mm256_broadcast_ss(&ab->s);
+      for (int g = 0; g < 2; ++g) {
+        const float* dwcw = reinterpret_cast<const float*>(wg[g] + 8 * 32);
+        const __m256i isum = _mm256_add_epi32(_mm256_madd_epi16(lo[g][t], ones), _mm256_madd_epi16(hi[g][t], ones));
+        const __m256 s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(_mm256_load_ps(dwcw), da),
+                                         _mm256_loadu_ps(acc[g] + 8 * t));
+        _mm256_storeu_ps(acc[g] + 8 * t, _mm256_fmadd_ps(_mm256_load_ps(dwcw + 8), sa, s));
+      }
+    }
+  }
+}
+
 // Few tokens (decode): no scratch. The block is transposed in registers and each group of 4 values
 // is multiplied with every token as soon as it is unpacked, so only the 4 transposed vectors and the
 // int16 sums are live (materializing all 8 groups first spilled the accumulators to the stack).
@@ -254,11 +279,15 @@ struct LegacyFormat {
   static void run_tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
     tile<L::kFiveBit, T>(nb, pk, a, as, b0, acc);
   }
-  // 4-bit quants: 16 rows x 4 tokens at a time (the int16 bound of isum_pair4 holds for 0..15 only).
-  static constexpr bool kPairTile = !L::kFiveBit;
+  // 16 rows x 4 tokens at a time (4-bit quants), or x 2 tokens (5-bit: two int16 sums per output).
+  static constexpr bool kPairTile = true;
+  static constexpr int kPairTokens = L::kFiveBit ? 2 : 4;
   static void run_pair_tile(int nb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t b0,
                             float* acca, float* accb) {
-    tile_pair(nb, pka, pkb, a, as, b0, acca, accb);
+    if constexpr (L::kFiveBit)
+      tile_pair_five(nb, pka, pkb, a, as, b0, acca, accb);
+    else
+      tile_pair(nb, pka, pkb, a, as, b0, acca, accb);
   }
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
@@ -436,6 +465,38 @@ inline void tile_pair_q4k(int nsb, const uint8_t* pka, const uint8_t* pkb, const
   }
 }
 
+// Q5_K: the same with 2 tokens (isum_pair2_five's lo / hi sums, madd with the scales as tile_q4k<true>).
+inline void tile_pair_q5k(int nsb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t sb0,
+                          float* acca, float* accb) {
+  for (int sb = 0; sb < nsb; ++sb) {
+    const uint8_t* blk[2] = {pka + size_t(sb) * kKBlockBytes, pkb + size_t(sb) * kKBlockBytes};
+    const uint8_t* ab0 = a + size_t(sb0 + sb) * sizeof(block_q8_K);
+    const int8_t* q0 = reinterpret_cast<const block_q8_K*>(ab0)->qs;
+    __m256i iacc[2][2];
+    for (int c = 0; c < 8; ++c) {
+      __m256i lo[2][2], hi[2][2];
+      isum_pair2_five(blk[0] + 256 * size_t(c), blk[1] + 256 * size_t(c), q0 + 32 * c, as, lo, hi);
+      for (int g = 0; g < 2; ++g) {
+        const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk[g] + kKQuantBytes) + c);
+        for (int t = 0; t < 2; ++t) {
+          const __m256i part = _mm256_add_epi32(_mm256_madd_epi16(lo[g][t], sc), _mm256_madd_epi16(hi[g][t], sc));
+          iacc[g][t] = c ? _mm256_add_epi32(iacc[g][t], part) : part;
+        }
+      }
+    }
+    float* acc[2] = {acca, accb};
+    for (int g = 0; g < 2; ++g) {
+      const __m256i* scv = reinterpret_cast<const __m256i*>(blk[g] + kKQuantBytes);
+      const float* dd = reinterpret_cast<const float*>(blk[g] + kKQuantBytes + 16 * 32);
+      const __m256 d = _mm256_load_ps(dd), dm = _mm256_load_ps(dd + 8);
+      for (int t = 0; t < 2; ++t) {
+        const block_q8_K* ab = reinterpret_cast<const block_q8_K*>(ab0 + size_t(t) * as);
+        _mm256_storeu_ps(acc[g] + 8 * t, finish_q4k(iacc[g][t], scv + 8, d, dm, ab, _mm256_loadu_ps(acc[g] + 8 * t)));
+      }
+    }
+  }
+}
+
 // Few tokens from a packed group: no scratch. Each chunk's quants are unpacked into registers and
 // used at once; the integer sums are exact (any order gives the same ints, the int16 bounds are
 // those of tile_q4k) and the float sequence is finish_q4k's, so the bits equal tile_q4k's.
@@ -498,7 +559,8 @@ inline void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size
 
 template <bool kFive>
 struct K45Format {
-  static constexpr bool kPairTile = !kFive;  // 4-bit quants: isum_pair4's int16 bound
+  static constexpr bool kPairTile = true;
+  static constexpr int kPairTokens = kFive ? 2 : 4;  // 5-bit: two int16 sums per output
   static constexpr size_t kW = kFive ? sizeof(block_q5_K) : sizeof(block_q4_K);
   static constexpr int64_t kValues = QK_K;
   static constexpr int kPerChunk = kSuperPerChunk;
@@ -511,7 +573,10 @@ struct K45Format {
   }
   static void run_pair_tile(int nsb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t sb0,
                             float* acca, float* accb) {
-    if constexpr (!kFive) tile_pair_q4k(nsb, pka, pkb, a, as, sb0, acca, accb);
+    if constexpr (kFive)
+      tile_pair_q5k(nsb, pka, pkb, a, as, sb0, acca, accb);
+    else
+      tile_pair_q4k(nsb, pka, pkb, a, as, sb0, acca, accb);
   }
   // Fewer than 4 tokens: kernels_avx2.cpp's row tiles for GGUF rows; packed groups: direct_k45.
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
@@ -855,6 +920,7 @@ inline void direct_sub16_any(int64_t nsb, const PackedSrc& src, const uint8_t* a
 template <class K>
 struct Sub16Format {
   static constexpr bool kPairTile = true;  // quants <= 63: isum_pair4_sub16's int16 bound
+  static constexpr int kPairTokens = 4;
   static constexpr size_t kW = K::kBytes;
   static constexpr int64_t kValues = QK_K;
   static constexpr int kPerChunk = kSub16SuperPerChunk;
@@ -971,7 +1037,8 @@ inline void direct_q8(int64_t nb, const RowSrc& src, const uint8_t* a, size_t as
 }
 
 struct Q8Format {
-  static constexpr bool kPairTile = false;
+  static constexpr bool kPairTile = false;  // signed quants: the sign op is per (weights, token)
+  static constexpr int kPairTokens = 4;
   static constexpr size_t kW = 34;
   static constexpr int64_t kValues = 32;
   static constexpr int kPerChunk = kQ8BlocksPerChunk;
@@ -1022,8 +1089,8 @@ inline void group_rows8(const S& src, int64_t nb, const uint8_t* at, size_t as, 
 }
 
 // Two groups of 8 rows (srca, srcb) x ntc tokens into acca / accb, for formats with a pair tile: chunks
-// of half as many blocks (both groups' scratch in pk), tiles of 16 rows x 4 tokens, the remaining 1-3
-// tokens by each group's own tile. Same per-output sequence as group_rows8.
+// of half as many blocks (both groups' scratch in pk), tiles of 16 rows x F::kPairTokens tokens, the
+// remaining tokens by each group's own tile. Same per-output sequence as group_rows8.
 template <class F, class S>
 inline void group_pair_rows8(const S& srca, const S& srcb, int64_t nb, const uint8_t* at, size_t as, int64_t ntc,
                              uint8_t* pk, float* acca, float* accb) {
@@ -1039,7 +1106,8 @@ inline void group_pair_rows8(const S& srca, const S& srcb, int64_t nb, const uin
       F::repack(srcb, b0 + b, pkb + size_t(b) * F::kBytes);
     }
     int64_t t = 0;
-    for (; t + 4 <= ntc; t += 4) F::run_pair_tile(nbc, pka, pkb, at + size_t(t) * as, as, b0, acca + 8 * t, accb + 8 * t);
+    for (; t + F::kPairTokens <= ntc; t += F::kPairTokens)
+      F::run_pair_tile(nbc, pka, pkb, at + size_t(t) * as, as, b0, acca + 8 * t, accb + 8 * t);
     for (int g = 0; g < 2; ++g) {
       const uint8_t* p = g ? pkb : pka;
       float* acc = (g ? accb : acca) + 8 * t;

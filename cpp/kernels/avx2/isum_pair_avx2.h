@@ -1,6 +1,6 @@
 // Exact integer block sums of two groups of 8 weight rows (16 rows) with 4 tokens: the integer core of
 // gemm_rows8_avx2.cpp's pair tiles (isum_pair4: the 4-bit formats, quants 0..15; isum_pair4_sub16: the
-// 16-value sub-block K formats). Include only from
+// 16-value sub-block K formats; isum_pair2_five: the 5-bit formats, 2 tokens). Include only from
 // files compiled with AVX2 flags (everything here has internal linkage).
 //
 // Why 16 rows: on AVX2 every maddubs needs one operand as a register of broadcast activation bytes, and
@@ -109,6 +109,40 @@ inline void isum_pair4_sub16(const uint8_t* wa, const uint8_t* wb, const __m256i
 }
 #undef EDGELLAMA_SUB16_J
 #undef EDGELLAMA_SUB16_TOKEN
+
+// The 5-bit formats (Q5_0, Q5_1, Q5_K; quants 0..31): 16 products per lane would pass the int16 range,
+// so each (group, token) keeps two sums, values 0..15 (lo) and 16..31 (hi), of 8 products each (at most
+// 8 * 31 * 127 = 31496), as block_isum<true> / tile_q4k<true> do; with 2 tokens that is 8 sums.
+#define EDGELLAMA_PAIR5_STEP(K, ADD, LA0, LB0, LA1, LB1)                                              \
+  "vmovdqa " #K "*32(%[wa]), %[x]\n\t"                                                               \
+  "vmovdqa " #K "*32(%[wb]), %[y]\n\t"                                                               \
+  "vpbroadcastd 4*" #K "(%[q]), %[c]\n\t"                                                            \
+  "vpmaddubsw %[c], %[x], %[r]\n\t"                                                                  \
+  "vpmaddubsw %[c], %[y], %[c]\n\t"                                                                  \
+  ADD(LA0, LB0)                                                                                      \
+  "vpbroadcastd 4*" #K "(%[q],%[as],1), %[c]\n\t"                                                    \
+  "vpmaddubsw %[c], %[x], %[r]\n\t"                                                                  \
+  "vpmaddubsw %[c], %[y], %[c]\n\t"                                                                  \
+  ADD(LA1, LB1)
+#define EDGELLAMA_PAIR5_HALF(K0, K1, K2, K3, A0, B0, A1, B1)                                          \
+  EDGELLAMA_PAIR5_STEP(K0, EDGELLAMA_PAIR_MOVE, A0, B0, A1, B1)                                      \
+  EDGELLAMA_PAIR5_STEP(K1, EDGELLAMA_PAIR_ADD, A0, B0, A1, B1)                                       \
+  EDGELLAMA_PAIR5_STEP(K2, EDGELLAMA_PAIR_ADD, A0, B0, A1, B1)                                       \
+  EDGELLAMA_PAIR5_STEP(K3, EDGELLAMA_PAIR_ADD, A0, B0, A1, B1)
+
+// lo[g][t] / hi[g][t]: group g (0 = wa, 1 = wb), token t (0, 1: q and q + as).
+inline void isum_pair2_five(const uint8_t* wa, const uint8_t* wb, const int8_t* q, size_t as, __m256i (*lo)[2],
+                            __m256i (*hi)[2]) {
+  __m256i x, y, c, r;
+  asm(EDGELLAMA_PAIR5_HALF(0, 1, 2, 3, la0, lb0, la1, lb1) EDGELLAMA_PAIR5_HALF(4, 5, 6, 7, ha0, hb0, ha1, hb1)
+      : [la0] "=&x"(lo[0][0]), [la1] "=&x"(lo[0][1]), [lb0] "=&x"(lo[1][0]), [lb1] "=&x"(lo[1][1]),
+        [ha0] "=&x"(hi[0][0]), [ha1] "=&x"(hi[0][1]), [hb0] "=&x"(hi[1][0]), [hb1] "=&x"(hi[1][1]), [x] "=&x"(x),
+        [y] "=&x"(y), [c] "=&x"(c), [r] "=&x"(r)
+      : [wa] "r"(wa), [wb] "r"(wb), [q] "r"(q), [as] "r"(as)
+      : "memory");
+}
+#undef EDGELLAMA_PAIR5_STEP
+#undef EDGELLAMA_PAIR5_HALF
 #undef EDGELLAMA_PAIR_STEP
 #undef EDGELLAMA_PAIR_TOKEN
 #undef EDGELLAMA_PAIR_MOVE
@@ -144,6 +178,23 @@ inline void isum_pair4_sub16(const uint8_t* wa, const uint8_t* wb, const __m256i
                                           _mm256_maddubs_epi16(_mm256_load_si256(vb + 1), c1));
       ia[t] = _mm256_add_epi32(ia[t], _mm256_madd_epi16(pa, _mm256_load_si256(sca + j / 2)));
       ib[t] = _mm256_add_epi32(ib[t], _mm256_madd_epi16(pb, _mm256_load_si256(scb + j / 2)));
+    }
+  }
+}
+inline void isum_pair2_five(const uint8_t* wa, const uint8_t* wb, const int8_t* q, size_t as, __m256i (*lo)[2],
+                            __m256i (*hi)[2]) {
+  for (int k = 0; k < 8; ++k) {
+    const __m256i w[2] = {_mm256_load_si256(reinterpret_cast<const __m256i*>(wa) + k),
+                          _mm256_load_si256(reinterpret_cast<const __m256i*>(wb) + k)};
+    for (int t = 0; t < 2; ++t) {
+      int32_t v;
+      std::memcpy(&v, q + size_t(t) * as + 4 * k, 4);
+      const __m256i c = _mm256_set1_epi32(v);
+      for (int g = 0; g < 2; ++g) {
+        const __m256i p = _mm256_maddubs_epi16(w[g], c);
+        __m256i& s = k < 4 ? lo[g][t] : hi[g][t];
+        s = (k % 4) ? _mm256_add_epi16(s, p) : p;
+      }
     }
   }
 }
