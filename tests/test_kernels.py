@@ -267,13 +267,13 @@ def test_rows8_kernels_bit_exact_vs_scalar_reference(t):
 @pytest.mark.parametrize("extreme", ["max_scale", "all_max", "all_zero"])
 def test_rows8_kernels_extremes(t, extreme):
     """All-15 nibbles (and 6-bit scales of 63) against +-127 activations: the int16 block sums and
-    int32 super-block sums stay in range (17 rows: the 16-row pair tile of the 4-bit formats too)."""
+    int32 super-block sums stay in range (17 rows and 35 tokens: the 16-row pair tiles too)."""
     rng = np.random.default_rng(12)
     n_in = 512 if t.endswith("_K") else 128
     w = random_rows(t, 17, n_in, rng, extreme=extreme)
-    for x in (np.full((5, n_in), 1000.0, np.float32), np.full((5, n_in), -1.0, np.float32),
-              rng.standard_normal((5, n_in)).astype(np.float32)):
-        for n_tok in (1, 5):
+    for x in (np.full((35, n_in), 1000.0, np.float32), np.full((35, n_in), -1.0, np.float32),
+              rng.standard_normal((35, n_in)).astype(np.float32)):
+        for n_tok in (1, 5, 35):
             xx = x[:n_tok].copy()
             y = _core.kernel_gemm("avx2", t, w, xx)
             np.testing.assert_array_equal(y, _core.kernel_gemm_rows8_ref(t, w, xx))

@@ -40,6 +40,10 @@ constexpr int kTokensPerChunk = 64;   // tokens whose partial sums are kept betw
 constexpr int kTile = 4;              // tokens per register tile
 constexpr int kDirectBelow = 4;       // fewer tokens than this: no repacking
 constexpr int kDirectBelowPacked = 7;  // packed groups: the unpacking is cheap, the scratch is not
+// Pair tiles (16 rows) from this many tokens: below it the weights' streaming decides, and one group
+// at a time reads them in one sequential pass (TinyLlama's 4-token step, whose logits matmul has 8
+// rows with the residual, was ~10% slower with pairs).
+constexpr int kPairFrom = 32;
 constexpr size_t kBlockBytes = 8 * 32 + 8 * 4 * 2;  // quants + dw[8] + cw[8]
 
 struct ActBlock {  // = ActQ8x32
@@ -1089,22 +1093,21 @@ inline void group_rows8(const S& src, int64_t nb, const uint8_t* at, size_t as, 
 }
 
 // Two groups of 8 rows (srca, srcb) x ntc tokens into acca / accb, for formats with a pair tile: chunks
-// of half as many blocks (both groups' scratch in pk), tiles of 16 rows x F::kPairTokens tokens, the
-// remaining tokens by each group's own tile. Same per-output sequence as group_rows8.
+// of blocks repacked group after group (both groups' scratch in pk; a packed pair is one sequential
+// read), tiles of 16 rows x F::kPairTokens tokens, the remaining tokens by each group's own tile. Same
+// per-output sequence as group_rows8.
 template <class F, class S>
 inline void group_pair_rows8(const S& srca, const S& srcb, int64_t nb, const uint8_t* at, size_t as, int64_t ntc,
                              uint8_t* pk, float* acca, float* accb) {
-  constexpr int kPer = F::kPerChunk / 2;
+  constexpr int kPer = F::kPerChunk;
   uint8_t* pka = pk;
   uint8_t* pkb = pk + size_t(kPer) * F::kBytes;
   std::memset(acca, 0, sizeof(float) * 8 * size_t(ntc));
   std::memset(accb, 0, sizeof(float) * 8 * size_t(ntc));
   for (int64_t b0 = 0; b0 < nb; b0 += kPer) {
     const int nbc = int(nb - b0 < kPer ? nb - b0 : kPer);
-    for (int b = 0; b < nbc; ++b) {
-      F::repack(srca, b0 + b, pka + size_t(b) * F::kBytes);
-      F::repack(srcb, b0 + b, pkb + size_t(b) * F::kBytes);
-    }
+    for (int b = 0; b < nbc; ++b) F::repack(srca, b0 + b, pka + size_t(b) * F::kBytes);
+    for (int b = 0; b < nbc; ++b) F::repack(srcb, b0 + b, pkb + size_t(b) * F::kBytes);
     int64_t t = 0;
     for (; t + F::kPairTokens <= ntc; t += F::kPairTokens)
       F::run_pair_tile(nbc, pka, pkb, at + size_t(t) * as, as, b0, acca + 8 * t, accb + 8 * t);
@@ -1122,14 +1125,14 @@ inline void group_pair_rows8(const S& srca, const S& srcb, int64_t nb, const uin
 }
 
 // The walk shared by every format F: token chunks (partial sums kept in acc) x groups of 8 rows (two at a
-// time where F has a pair tile and the tile path is taken). GGUF rows (packed = false): a tail group
-// repeats the last row. Packed (edgellama/packed_layout.h): w is the first group, nr a multiple of 8,
-// group k at w + 8k * ws.
+// time where F has a pair tile and the chunk has at least kPairFrom tokens). GGUF rows (packed = false):
+// a tail group repeats the last row. Packed (edgellama/packed_layout.h): w is the first group, nr a
+// multiple of 8, group k at w + 8k * ws.
 template <class F>
 void gemm_rows8(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                 float* y, size_t ys, bool packed) {
   const int64_t nb = n / F::kValues;
-  alignas(32) uint8_t pk[F::kPerChunk * F::kBytes];
+  alignas(32) uint8_t pk[2 * F::kPerChunk * F::kBytes];
   alignas(32) float acc[2][kTokensPerChunk * 8];
   const auto row_src = [&](int64_t r0) {
     RowSrc src;
@@ -1141,11 +1144,11 @@ void gemm_rows8(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_
   for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
     const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
     const uint8_t* at = a + size_t(t0) * as;
-    const bool tiles = ntc >= (packed ? kDirectBelowPacked : kDirectBelow);
+    const bool pairs = ntc >= kPairFrom;
     for (int64_t r0 = 0; r0 < nr;) {
       int groups = 1;
       if constexpr (F::kPairTile) {
-        if (tiles && r0 + 16 <= nr) {
+        if (pairs && r0 + 16 <= nr) {
           if (packed)
             group_pair_rows8<F>(packed_src(r0), packed_src(r0 + 8), nb, at, as, ntc, pk, acc[0], acc[1]);
           else
