@@ -435,23 +435,32 @@ inline void tile_q4k(int nsb, const uint8_t* pk, const uint8_t* a, size_t as, in
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-// Q4_K: 16 rows (two groups, repacked into pka / pkb) x 4 tokens, the integer sums of each 32-value
-// chunk from isum_pair_avx2.h (the int16 value tile_q4k forms as lo + hi), then tile_q4k's scale madd
-// and finish_q4k; the running float sums stay in acca / accb.
-inline void tile_pair_q4k(int nsb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t sb0,
+// Q4_K / Q5_K: 16 rows (two groups, repacked into pka / pkb) x T tokens (4; 2 for Q5_K, whose values
+// need two int16 sums), the integer sums of each 32-value chunk from isum_pair_avx2.h (the int16
+// values tile_q4k forms), then tile_q4k's scale madd and finish_q4k; the running float sums stay in
+// acca / accb.
+template <bool kFive>
+inline void tile_pair_k45(int nsb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t sb0,
                           float* acca, float* accb) {
+  constexpr int T = kFive ? 2 : 4;
   for (int sb = 0; sb < nsb; ++sb) {
     const uint8_t* blk[2] = {pka + size_t(sb) * kKBlockBytes, pkb + size_t(sb) * kKBlockBytes};
     const uint8_t* ab0 = a + size_t(sb0 + sb) * sizeof(block_q8_K);  // token 0's; token t's at + t * as
     const int8_t* q0 = reinterpret_cast<const block_q8_K*>(ab0)->qs;
-    __m256i iacc[2][4];
+    __m256i iacc[2][T];
     for (int c = 0; c < 8; ++c) {
-      __m256i isum[2][4];
-      isum_pair4(blk[0] + 256 * size_t(c), blk[1] + 256 * size_t(c), q0 + 32 * c, as, isum[0], isum[1]);
+      const uint8_t* wa = blk[0] + 256 * size_t(c);
+      const uint8_t* wb = blk[1] + 256 * size_t(c);
+      __m256i lo[2][T], hi[2][T];  // 4-bit: lo holds the whole chunk's sum
+      if constexpr (kFive)
+        isum_pair2_five(wa, wb, q0 + 32 * c, as, lo, hi);
+      else
+        isum_pair4(wa, wb, q0 + 32 * c, as, lo[0], lo[1]);
       for (int g = 0; g < 2; ++g) {
         const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk[g] + kKQuantBytes) + c);
-        for (int t = 0; t < 4; ++t) {
-          const __m256i part = _mm256_madd_epi16(isum[g][t], sc);
+        for (int t = 0; t < T; ++t) {
+          __m256i part = _mm256_madd_epi16(lo[g][t], sc);
+          if constexpr (kFive) part = _mm256_add_epi32(part, _mm256_madd_epi16(hi[g][t], sc));
           iacc[g][t] = c ? _mm256_add_epi32(iacc[g][t], part) : part;
         }
       }
@@ -461,39 +470,7 @@ inline void tile_pair_q4k(int nsb, const uint8_t* pka, const uint8_t* pkb, const
       const __m256i* scv = reinterpret_cast<const __m256i*>(blk[g] + kKQuantBytes);
       const float* dd = reinterpret_cast<const float*>(blk[g] + kKQuantBytes + 16 * 32);
       const __m256 d = _mm256_load_ps(dd), dm = _mm256_load_ps(dd + 8);
-      for (int t = 0; t < 4; ++t) {
-        const block_q8_K* ab = reinterpret_cast<const block_q8_K*>(ab0 + size_t(t) * as);
-        _mm256_storeu_ps(acc[g] + 8 * t, finish_q4k(iacc[g][t], scv + 8, d, dm, ab, _mm256_loadu_ps(acc[g] + 8 * t)));
-      }
-    }
-  }
-}
-
-// Q5_K: the same with 2 tokens (isum_pair2_five's lo / hi sums, madd with the scales as tile_q4k<true>).
-inline void tile_pair_q5k(int nsb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t sb0,
-                          float* acca, float* accb) {
-  for (int sb = 0; sb < nsb; ++sb) {
-    const uint8_t* blk[2] = {pka + size_t(sb) * kKBlockBytes, pkb + size_t(sb) * kKBlockBytes};
-    const uint8_t* ab0 = a + size_t(sb0 + sb) * sizeof(block_q8_K);
-    const int8_t* q0 = reinterpret_cast<const block_q8_K*>(ab0)->qs;
-    __m256i iacc[2][2];
-    for (int c = 0; c < 8; ++c) {
-      __m256i lo[2][2], hi[2][2];
-      isum_pair2_five(blk[0] + 256 * size_t(c), blk[1] + 256 * size_t(c), q0 + 32 * c, as, lo, hi);
-      for (int g = 0; g < 2; ++g) {
-        const __m256i sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(blk[g] + kKQuantBytes) + c);
-        for (int t = 0; t < 2; ++t) {
-          const __m256i part = _mm256_add_epi32(_mm256_madd_epi16(lo[g][t], sc), _mm256_madd_epi16(hi[g][t], sc));
-          iacc[g][t] = c ? _mm256_add_epi32(iacc[g][t], part) : part;
-        }
-      }
-    }
-    float* acc[2] = {acca, accb};
-    for (int g = 0; g < 2; ++g) {
-      const __m256i* scv = reinterpret_cast<const __m256i*>(blk[g] + kKQuantBytes);
-      const float* dd = reinterpret_cast<const float*>(blk[g] + kKQuantBytes + 16 * 32);
-      const __m256 d = _mm256_load_ps(dd), dm = _mm256_load_ps(dd + 8);
-      for (int t = 0; t < 2; ++t) {
+      for (int t = 0; t < T; ++t) {
         const block_q8_K* ab = reinterpret_cast<const block_q8_K*>(ab0 + size_t(t) * as);
         _mm256_storeu_ps(acc[g] + 8 * t, finish_q4k(iacc[g][t], scv + 8, d, dm, ab, _mm256_loadu_ps(acc[g] + 8 * t)));
       }
@@ -577,10 +554,7 @@ struct K45Format {
   }
   static void run_pair_tile(int nsb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t sb0,
                             float* acca, float* accb) {
-    if constexpr (kFive)
-      tile_pair_q5k(nsb, pka, pkb, a, as, sb0, acca, accb);
-    else
-      tile_pair_q4k(nsb, pka, pkb, a, as, sb0, acca, accb);
+    tile_pair_k45<kFive>(nsb, pka, pkb, a, as, sb0, acca, accb);
   }
   // Fewer than 4 tokens: kernels_avx2.cpp's row tiles for GGUF rows; packed groups: direct_k45.
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
