@@ -178,48 +178,32 @@ inline void tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
-// 16 rows (two groups, repacked into pka / pkb) x 4 tokens over nb blocks, 4-bit quants: the integer
-// sums of isum_pair_avx2.h, then per group and token the float sequence of step(). The running sums
-// stay in acca / accb (memory: with 8 of them the registers are taken by the integer sums).
+// 16 rows (two groups, repacked into pka / pkb) x T tokens over nb blocks (4; 2 for 5-bit quants,
+// whose values need two int16 sums): the integer sums of isum_pair_avx2.h, widened as block_isum does,
+// then per group and token the float sequence of step(). The running sums stay in acca / accb
+// (memory: the registers are taken by the integer sums).
+template <bool kFiveBit>
 inline void tile_pair(int nb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t b0,
                       float* acca, float* accb) {
+  constexpr int T = kFiveBit ? 2 : 4;
   const __m256i ones = _mm256_set1_epi16(1);
   for (int b = 0; b < nb; ++b) {
     const uint8_t* wg[2] = {pka + size_t(b) * kBlockBytes, pkb + size_t(b) * kBlockBytes};
     const uint8_t* ab0 = a + size_t(b0 + b) * sizeof(ActBlock);  // token 0's block; token t's at + t * as
-    __m256i isum[2][4];
-    isum_pair4(wg[0], wg[1], reinterpret_cast<const ActBlock*>(ab0)->qs, as, isum[0], isum[1]);
+    const int8_t* q0 = reinterpret_cast<const ActBlock*>(ab0)->qs;
+    __m256i lo[2][T], hi[2][T];  // 4-bit: lo holds the whole block's sum
+    if constexpr (kFiveBit)
+      isum_pair2_five(wg[0], wg[1], q0, as, lo, hi);
+    else
+      isum_pair4(wg[0], wg[1], q0, as, lo[0], lo[1]);
     float* acc[2] = {acca, accb};
-    for (int t = 0; t < 4; ++t) {
+    for (int t = 0; t < T; ++t) {
       const ActBlock* ab = reinterpret_cast<const ActBlock*>(ab0 + size_t(t) * as);
       const __m256 da = _mm256_broadcast_ss(&ab->d), sa = _mm256_broadcast_ss(&ab->s);
       for (int g = 0; g < 2; ++g) {
         const float* dwcw = reinterpret_cast<const float*>(wg[g] + 8 * 32);
-        const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(isum[g][t], ones));
-        const __m256 s = _mm256_fmadd_ps(f, _mm256_mul_ps(_mm256_load_ps(dwcw), da), _mm256_loadu_ps(acc[g] + 8 * t));
-        _mm256_storeu_ps(acc[g] + 8 * t, _mm256_fmadd_ps(_mm256_load_ps(dwcw + 8), sa, s));
-      }
-    }
-  }
-}
-
-// 5-bit quants: 16 rows x 2 tokens, the sums of isum_pair2_five widened as block_isum<true> does, then
-// the float sequence of step().
-inline void tile_pair_five(int nb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t b0,
-                           float* acca, float* accb) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int b = 0; b < nb; ++b) {
-    const uint8_t* wg[2] = {pka + size_t(b) * kBlockBytes, pkb + size_t(b) * kBlockBytes};
-    const uint8_t* ab0 = a + size_t(b0 + b) * sizeof(ActBlock);
-    __m256i lo[2][2], hi[2][2];
-    isum_pair2_five(wg[0], wg[1], reinterpret_cast<const ActBlock*>(ab0)->qs, as, lo, hi);
-    float* acc[2] = {acca, accb};
-    for (int t = 0; t < 2; ++t) {
-      const ActBlock* ab = reinterpret_cast<const ActBlock*>(ab0 + size_t(t) * as);
-      const __m256 da = _mm256_broadcast_ss(&ab->d), sa = _mm256_broadcast_ss(&ab->s);
-      for (int g = 0; g < 2; ++g) {
-        const float* dwcw = reinterpret_cast<const float*>(wg[g] + 8 * 32);
-        const __m256i isum = _mm256_add_epi32(_mm256_madd_epi16(lo[g][t], ones), _mm256_madd_epi16(hi[g][t], ones));
+        __m256i isum = _mm256_madd_epi16(lo[g][t], ones);
+        if constexpr (kFiveBit) isum = _mm256_add_epi32(isum, _mm256_madd_epi16(hi[g][t], ones));
         const __m256 s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(_mm256_load_ps(dwcw), da),
                                          _mm256_loadu_ps(acc[g] + 8 * t));
         _mm256_storeu_ps(acc[g] + 8 * t, _mm256_fmadd_ps(_mm256_load_ps(dwcw + 8), sa, s));
@@ -288,10 +272,7 @@ struct LegacyFormat {
   static constexpr int kPairTokens = L::kFiveBit ? 2 : 4;
   static void run_pair_tile(int nb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t b0,
                             float* acca, float* accb) {
-    if constexpr (L::kFiveBit)
-      tile_pair_five(nb, pka, pkb, a, as, b0, acca, accb);
-    else
-      tile_pair(nb, pka, pkb, a, as, b0, acca, accb);
+    tile_pair<L::kFiveBit>(nb, pka, pkb, a, as, b0, acca, accb);
   }
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
@@ -1016,7 +997,6 @@ inline void direct_q8(int64_t nb, const RowSrc& src, const uint8_t* a, size_t as
 
 struct Q8Format {
   static constexpr bool kPairTile = false;  // signed quants: the sign op is per (weights, token)
-  static constexpr int kPairTokens = 4;
   static constexpr size_t kW = 34;
   static constexpr int64_t kValues = 32;
   static constexpr int kPerChunk = kQ8BlocksPerChunk;
@@ -1047,6 +1027,17 @@ struct Q8Format {
 // One group of 8 rows (from src) x ntc tokens into acc[8 * t + r]: F's direct path for fewer than
 // kDirectBelow tokens if it has one, else chunks of blocks repacked into the scratch pk and register
 // tiles of kTile tokens over them.
+// The last 1-3 tokens of a chunk (fewer than a full tile) with F's own tile on one repacked group.
+template <class F>
+inline void rest_tile(int64_t rest, int nbc, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
+  switch (rest) {
+    case 3: F::template run_tile<3>(nbc, pk, a, as, b0, acc); break;
+    case 2: F::template run_tile<2>(nbc, pk, a, as, b0, acc); break;
+    case 1: F::template run_tile<1>(nbc, pk, a, as, b0, acc); break;
+    default: break;
+  }
+}
+
 template <class F, class S>
 inline void group_rows8(const S& src, int64_t nb, const uint8_t* at, size_t as, int64_t ntc, uint8_t* pk, float* acc) {
   if (ntc < (std::is_same_v<S, PackedSrc> ? kDirectBelowPacked : kDirectBelow) && F::run_direct(ntc, nb, src, at, as, acc))
@@ -1057,12 +1048,7 @@ inline void group_rows8(const S& src, int64_t nb, const uint8_t* at, size_t as, 
     for (int b = 0; b < nbc; ++b) F::repack(src, b0 + b, pk + size_t(b) * F::kBytes);
     int64_t t = 0;
     for (; t + kTile <= ntc; t += kTile) F::template run_tile<kTile>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t);
-    switch (ntc - t) {
-      case 3: F::template run_tile<3>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
-      case 2: F::template run_tile<2>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
-      case 1: F::template run_tile<1>(nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t); break;
-      default: break;
-    }
+    rest_tile<F>(ntc - t, nbc, pk, at + size_t(t) * as, as, b0, acc + 8 * t);
   }
 }
 
@@ -1085,16 +1071,8 @@ inline void group_pair_rows8(const S& srca, const S& srcb, int64_t nb, const uin
     int64_t t = 0;
     for (; t + F::kPairTokens <= ntc; t += F::kPairTokens)
       F::run_pair_tile(nbc, pka, pkb, at + size_t(t) * as, as, b0, acca + 8 * t, accb + 8 * t);
-    for (int g = 0; g < 2; ++g) {
-      const uint8_t* p = g ? pkb : pka;
-      float* acc = (g ? accb : acca) + 8 * t;
-      switch (ntc - t) {
-        case 3: F::template run_tile<3>(nbc, p, at + size_t(t) * as, as, b0, acc); break;
-        case 2: F::template run_tile<2>(nbc, p, at + size_t(t) * as, as, b0, acc); break;
-        case 1: F::template run_tile<1>(nbc, p, at + size_t(t) * as, as, b0, acc); break;
-        default: break;
-      }
-    }
+    rest_tile<F>(ntc - t, nbc, pka, at + size_t(t) * as, as, b0, acca + 8 * t);
+    rest_tile<F>(ntc - t, nbc, pkb, at + size_t(t) * as, as, b0, accb + 8 * t);
   }
 }
 
@@ -1106,7 +1084,7 @@ template <class F>
 void gemm_rows8(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                 float* y, size_t ys, bool packed) {
   const int64_t nb = n / F::kValues;
-  alignas(32) uint8_t pk[2 * F::kPerChunk * F::kBytes];
+  alignas(32) uint8_t pk[(F::kPairTile ? 2 : 1) * F::kPerChunk * F::kBytes];  // pairs: both groups' chunks
   alignas(32) float acc[2][kTokensPerChunk * 8];
   const auto row_src = [&](int64_t r0) {
     RowSrc src;
