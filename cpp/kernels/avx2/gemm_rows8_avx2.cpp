@@ -26,6 +26,7 @@
 #include "edgellama/quant_blocks.h"
 #include "gemm_rows8.h"
 #include "isum_pair_avx2.h"
+#include "isum_q8_avx2.h"
 #include "legacy_blocks_avx2.h"
 #include "packed_src.h"
 #include "kquant_avx2.h"
@@ -924,6 +925,22 @@ inline __m256 step_q8(const __m256i* wabs, const __m256i* w, __m256 dw, const Ac
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s);
 }
 
+// 8 rows x 4 tokens (the full tiles): the integer sums of isum_q8_avx2.h, then step_q8's float sequence.
+inline void tile_q8_4(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
+  for (int b = 0; b < nb; ++b) {
+    const uint8_t* wq = pk + size_t(b) * kQ8BlockBytes;
+    const uint8_t* ab0 = a + size_t(b0 + b) * sizeof(ActBlock);  // token 0's block; token t's at + t * as
+    __m256i isum[4];
+    isum_q8_4(wq, reinterpret_cast<const ActBlock*>(ab0)->qs, as, isum);
+    const __m256 dw = _mm256_load_ps(reinterpret_cast<const float*>(wq + 16 * 32));
+    for (int t = 0; t < 4; ++t) {
+      const ActBlock* ab = reinterpret_cast<const ActBlock*>(ab0 + size_t(t) * as);
+      _mm256_storeu_ps(acc + 8 * t, _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)),
+                                                    _mm256_loadu_ps(acc + 8 * t)));
+    }
+  }
+}
+
 template <int T>
 inline void tile_q8(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
   __m256 s[T];
@@ -1015,7 +1032,10 @@ struct Q8Format {
   }
   template <int T>
   static void run_tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
-    tile_q8<T>(nb, pk, a, as, b0, acc);
+    if constexpr (T == 4)
+      tile_q8_4(nb, pk, a, as, b0, acc);
+    else
+      tile_q8<T>(nb, pk, a, as, b0, acc);
   }
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
