@@ -32,6 +32,14 @@
 #include "kquant_avx2.h"
 #include "reduce_avx2.h"
 
+// For helpers that take register arrays by pointer: when GCC does not inline them (its heuristics gave
+// up on step_q8 in the 1-token Q8_0 kernel), the arrays go through the stack on every call.
+#if defined(__GNUC__) || defined(__clang__)
+#define EDGELLAMA_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define EDGELLAMA_ALWAYS_INLINE __forceinline
+#endif
+
 namespace edgellama {
 namespace avx2_rows8 {
 namespace {
@@ -320,7 +328,7 @@ inline __m256i byte_pairs(__m256i x, int c) {
 // Q4_K 6-bit scales / mins of 8 rows: sc[c] / mn[c] lane r = (v, v) int16 pair of row r, sub-block c.
 // Lane-wise on the rows' three scale words (kquant_scales.h's scale_min_k4, 4 sub-blocks per word).
 template <class S>
-inline void scale_vectors_q4k(const S& src, int64_t b, __m256i* sc, __m256i* mn) {
+EDGELLAMA_ALWAYS_INLINE void scale_vectors_q4k(const S& src, int64_t b, __m256i* sc, __m256i* mn) {
   const __m256i u0 = src.word8(b, 4), u1 = src.word8(b, 8), u2 = src.word8(b, 12);
   const __m256i m6 = _mm256_set1_epi32(0x3f3f3f3f), m4 = _mm256_set1_epi32(0x0f0f0f0f),
                 m2 = _mm256_set1_epi32(0x03030303);
@@ -911,13 +919,13 @@ constexpr int kQ8BlocksPerChunk = 32;
 constexpr size_t kQ8BlockBytes = 16 * 32 + 32;
 
 template <class S>
-inline void load_block_q8(const S& src, int64_t b, __m256i* w, __m256* dw) {
+EDGELLAMA_ALWAYS_INLINE void load_block_q8(const S& src, int64_t b, __m256i* w, __m256* dw) {
   src.q16(b, 2, w);
   src.q16(b, 18, w + 4);
   *dw = src.half8(b, 0);
 }
 
-inline __m256 step_q8(const __m256i* wabs, const __m256i* w, __m256 dw, const ActBlock* ab, __m256 s, __m256i ones) {
+EDGELLAMA_ALWAYS_INLINE __m256 step_q8(const __m256i* wabs, const __m256i* w, __m256 dw, const ActBlock* ab, __m256 s, __m256i ones) {
   __m256i acc = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[0], _mm256_sign_epi8(bcast4(ab->qs), w[0])), ones);
   for (int k = 1; k < 8; ++k)
     acc = _mm256_add_epi32(
