@@ -53,6 +53,8 @@ constexpr int kDirectBelowPacked = 7;  // packed groups: the unpacking is cheap,
 // at a time reads them in one sequential pass (TinyLlama's 4-token step, whose logits matmul has 8
 // rows with the residual, was ~10% slower with pairs).
 constexpr int kPairFrom = 32;
+// Decode from packed groups prefetches at least this far ahead (PackedSrc::prefetch).
+constexpr size_t kAvx2PrefetchBytes = 2048;
 constexpr size_t kBlockBytes = 8 * 32 + 8 * 4 * 2;  // quants + dw[8] + cw[8]
 
 struct ActBlock {  // = ActQ8x32
@@ -1120,7 +1122,7 @@ void gemm_rows8(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_
     for (int r = 0; r < 8; ++r) src.p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;  // tail: repeat last row
     return src;
   };
-  const auto packed_src = [&](int64_t r0) { return PackedSrc{w + size_t(r0) * ws, F::kW}; };
+  const auto packed_src = [&](int64_t r0) { return PackedSrc{w + size_t(r0) * ws, F::kW, kAvx2PrefetchBytes}; };
   for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
     const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
     const uint8_t* at = a + size_t(t0) * as;

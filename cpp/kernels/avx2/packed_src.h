@@ -34,16 +34,14 @@ struct PackedSrc {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(at(b, o))));
   }
   __m256i word8(int64_t b, size_t o) const { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at(b, o))); }
+  size_t min_ahead = 0;  // bytes; see prefetch
   // Every cache line of a block further on (the K-type kernels read a block's lines out of order,
-  // which the hardware prefetcher may not follow): 2 blocks ahead, but at least kPrefetchBytes. Blocks
-  // span 144 (Q4_0) to 1680 (Q6_K) bytes per group; 2 blocks was right for the large K blocks but too
-  // short for the small ones (Q4_0 decode from DRAM ~15% faster with 2 KB, alternating runs).
+  // which the hardware prefetcher may not follow): 2 blocks ahead, or min_ahead bytes if that is
+  // further. Blocks span 144 (Q4_0) to 1680 (Q6_K) bytes per group; the AVX2 kernels pass 2 KiB
+  // (kAvx2PrefetchBytes), since 2 blocks of Q4_0 / Q8_0 (288 / 544 bytes) were too close for decode
+  // from DRAM (Zen 3: tg ~15% / ~7% faster); the AVX-512 kernels keep 2 blocks (measured there).
   void prefetch(int64_t b) const {
-#ifndef EDGELLAMA_PACKED_PREFETCH_BYTES
-#define EDGELLAMA_PACKED_PREFETCH_BYTES 2048
-#endif
-    constexpr size_t kPrefetchBytes = EDGELLAMA_PACKED_PREFETCH_BYTES;
-    const size_t block = 8 * bw, ahead = 2 * block > kPrefetchBytes ? 2 * block : kPrefetchBytes;
+    const size_t block = 8 * bw, ahead = 2 * block > min_ahead ? 2 * block : min_ahead;
     const uint8_t* p = g + size_t(b) * block + ahead;
     for (size_t o = 0; o < block; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
   }
