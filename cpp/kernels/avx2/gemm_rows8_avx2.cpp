@@ -927,15 +927,20 @@ EDGELLAMA_ALWAYS_INLINE void load_block_q8(const S& src, int64_t b, __m256i* w, 
   *dw = src.half8(b, 0);
 }
 
+// The float step of every Q8_0 kernel here: acc = fma(float(isum_b), dw_b * da_b, acc).
+inline __m256 finish_q8(__m256i isum, __m256 dw, const ActBlock* ab, __m256 s) {
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s);
+}
+
 EDGELLAMA_ALWAYS_INLINE __m256 step_q8(const __m256i* wabs, const __m256i* w, __m256 dw, const ActBlock* ab, __m256 s, __m256i ones) {
   __m256i acc = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[0], _mm256_sign_epi8(bcast4(ab->qs), w[0])), ones);
   for (int k = 1; k < 8; ++k)
     acc = _mm256_add_epi32(
         acc, _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[k], _mm256_sign_epi8(bcast4(ab->qs + 4 * k), w[k])), ones));
-  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s);
+  return finish_q8(acc, dw, ab, s);
 }
 
-// 8 rows x 4 tokens (the full tiles): the integer sums of isum_q8_avx2.h, then step_q8's float sequence.
+// 8 rows x 4 tokens (the full tiles): the integer sums of isum_q8_avx2.h, then finish_q8.
 inline void tile_q8_4(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
   for (int b = 0; b < nb; ++b) {
     const uint8_t* wq = pk + size_t(b) * kQ8BlockBytes;
@@ -945,8 +950,7 @@ inline void tile_q8_4(int nb, const uint8_t* pk, const uint8_t* a, size_t as, in
     const __m256 dw = _mm256_load_ps(reinterpret_cast<const float*>(wq + 16 * 32));
     for (int t = 0; t < 4; ++t) {
       const ActBlock* ab = reinterpret_cast<const ActBlock*>(ab0 + size_t(t) * as);
-      _mm256_storeu_ps(acc + 8 * t, _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)),
-                                                    _mm256_loadu_ps(acc + 8 * t)));
+      _mm256_storeu_ps(acc + 8 * t, finish_q8(isum[t], dw, ab, _mm256_loadu_ps(acc + 8 * t)));
     }
   }
 }
@@ -994,7 +998,7 @@ inline void direct_q8(int64_t nb, const uint8_t* const* p, const uint8_t* a, siz
       const __m256i h0123 = _mm256_hadd_epi32(h01, h23), h4567 = _mm256_hadd_epi32(h45, h67);
       const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
                                             _mm256_permute2x128_si256(h0123, h4567, 0x31));
-      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s[t]);
+      s[t] = finish_q8(isum, dw, ab, s[t]);
     }
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);

@@ -7,7 +7,8 @@
 // x 8 rows x token (broadcast, sign, maddubs, madd, add), nothing shared between tokens except the
 // two weight vectors. The order here is k outer (one weight vector pair loaded once per 4 tokens) with
 // the 4 int32 sums in registers for the whole block. GCC compiled the same loop in intrinsics with the
-// weights reloaded per token and the sums through the stack (~40 against ~55 GMAC/s alone, Zen 3).
+// weights reloaded per token and the sums through the stack; pp512 on TinyLlama Q8_0 was 11-16%
+// faster with this core (quiet interleaved runs, Zen 3).
 //
 // Inputs: wq = one repacked block (vectors 0..7: |w|, vectors 8..15: w; vector k lane r = quants
 // 4k..4k+3 of row r), q = token 0's 32 int8 quants, token t's at q + t * as.

@@ -25,6 +25,7 @@ constexpr bool kPrefetchPacked = EDGELLAMA_PREFETCH_PACKED;
 struct PackedSrc {
   const uint8_t* g;  // the group
   size_t bw;
+  size_t min_ahead = 0;  // bytes; see prefetch
   const uint8_t* at(int64_t b, size_t o) const { return g + size_t(b) * 8 * bw + 8 * o; }
   void q16(int64_t b, size_t o, __m256i* x) const {
     const __m256i* v = reinterpret_cast<const __m256i*>(at(b, o));
@@ -34,7 +35,6 @@ struct PackedSrc {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(at(b, o))));
   }
   __m256i word8(int64_t b, size_t o) const { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at(b, o))); }
-  size_t min_ahead = 0;  // bytes; see prefetch
   // Every cache line of a block further on (the K-type kernels read a block's lines out of order,
   // which the hardware prefetcher may not follow): 2 blocks ahead, or min_ahead bytes if that is
   // further. Blocks span 144 (Q4_0) to 1680 (Q6_K) bytes per group; the AVX2 kernels pass 2 KiB
