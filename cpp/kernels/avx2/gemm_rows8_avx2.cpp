@@ -22,23 +22,18 @@
 #include <cstring>
 #include <type_traits>
 
+#include "../always_inline.h"
 #include "../kquant_scales.h"
 #include "edgellama/quant_blocks.h"
 #include "gemm_rows8.h"
 #include "isum_pair_avx2.h"
+#include "isum_nibbles_avx2.h"
 #include "isum_q8_avx2.h"
 #include "legacy_blocks_avx2.h"
 #include "packed_src.h"
 #include "kquant_avx2.h"
 #include "reduce_avx2.h"
 
-// For helpers that take register arrays by pointer: when GCC does not inline them (its heuristics gave
-// up on step_q8 in the 1-token Q8_0 kernel), the arrays go through the stack on every call.
-#if defined(__GNUC__) || defined(__clang__)
-#define EDGELLAMA_ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define EDGELLAMA_ALWAYS_INLINE __forceinline
-#endif
 
 namespace edgellama {
 namespace avx2_rows8 {
@@ -227,6 +222,30 @@ inline void tile_pair(int nb, const uint8_t* pka, const uint8_t* pkb, const uint
 // is multiplied with every token as soon as it is unpacked, so only the 4 transposed vectors and the
 // int16 sums are live (materializing all 8 groups first spilled the accumulators to the stack).
 // The int16 halves and the float sequence are those of block_isum / step.
+// 4 tokens of a 4-bit format from a packed group (a 4-stream server step; 8 activation rows when the
+// residual pass doubles them are two calls, the second reading the group from cache): direct's
+// sequence, with the integer sums from isum_nibbles_avx2.h (GCC spilled direct's 8 int16 sums at T = 4).
+template <class L>
+inline void direct_nibbles4(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[4];
+  for (int t = 0; t < 4; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    __m256i isum[4];
+    isum_nibbles_4(src.at(b, L::kQsOff), (reinterpret_cast<const ActBlock*>(a) + b)->qs, as, isum);
+    const __m256 dw = src.half8(b, 0);
+    const __m256 cw = L::kMinOff ? src.half8(b, L::kMinOff) : _mm256_mul_ps(dw, _mm256_set1_ps(L::kOffset));
+    for (int t = 0; t < 4; ++t) {
+      const ActBlock* ab = reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b;
+      const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(isum[t], ones));
+      s[t] = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s[t]);
+      s[t] = _mm256_fmadd_ps(cw, _mm256_broadcast_ss(&ab->s), s[t]);
+    }
+  }
+  for (int t = 0; t < 4; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
 template <class L, int T, class S>
 inline void direct(int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
   __m256 s[T];
@@ -285,8 +304,18 @@ struct LegacyFormat {
                             float* acca, float* accb) {
     tile_pair<L::kFiveBit>(nb, pka, pkb, a, as, b0, acca, accb);
   }
+  // 4-bit quants from a packed group: up to 8 tokens (a 4-stream step with its residual rows) in passes of
+  // 4 over the group, then the rest; otherwise up to kDirectBelowPacked - 1 in one pass.
+  static constexpr int kDirectBelowPackedF = L::kFiveBit ? kDirectBelowPacked : 9;
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
+    if constexpr (!L::kFiveBit && std::is_same_v<S, PackedSrc>) {
+      int64_t t = 0;
+      for (; t + 4 <= ntc; t += 4) direct_nibbles4<L>(nb, src, a + size_t(t) * as, as, acc + 8 * t);
+      if (t < ntc)
+        with_token_count<3>(ntc - t, [&](auto T) { direct<L, decltype(T)::value>(nb, src, a + size_t(t) * as, as, acc + 8 * t); });
+      return true;
+    }
     with_token_count<kDirectBelowPacked - 1>(ntc, [&](auto T) { direct<L, decltype(T)::value>(nb, src, a, as, acc); });
     return true;
   }
@@ -549,6 +578,7 @@ struct K45Format {
     tile_pair_k45<kFive>(nsb, pka, pkb, a, as, sb0, acca, accb);
   }
   // Fewer than 4 tokens: kernels_avx2.cpp's row tiles for GGUF rows; packed groups: direct_k45.
+  static constexpr int kDirectBelowPackedF = kDirectBelowPacked;
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
   static bool run_direct(int64_t ntc, int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
     with_token_count<kDirectBelowPacked - 1>(ntc, [&](auto T) { direct_k45<kFive, decltype(T)::value>(nsb, src, a, as, acc); });
@@ -906,6 +936,7 @@ struct Sub16Format {
     tile_pair_sub16<K>(nsb, pka, pkb, a, as, sb0, acca, accb);
   }
   // Fewer than 4 tokens: kernels_avx2.cpp's row tiles for GGUF rows; packed groups: direct_sub16.
+  static constexpr int kDirectBelowPackedF = kDirectBelowPacked;
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
   static bool run_direct(int64_t ntc, int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
     with_token_count<kDirectBelowPacked - 1>(ntc, [&](auto T) { direct_sub16_any<K, decltype(T)::value>(nsb, src, a, as, acc); });
@@ -1051,6 +1082,7 @@ struct Q8Format {
     else
       tile_q8<T>(nb, pk, a, as, b0, acc);
   }
+  static constexpr int kDirectBelowPackedF = kDirectBelowPacked;
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
     with_token_count<kDirectBelowPacked - 1>(ntc, [&](auto T) { direct_q8<decltype(T)::value>(nb, src, a, as, acc); });
@@ -1074,7 +1106,7 @@ inline void rest_tile(int64_t rest, int nbc, const uint8_t* pk, const uint8_t* a
 
 template <class F, class S>
 inline void group_rows8(const S& src, int64_t nb, const uint8_t* at, size_t as, int64_t ntc, uint8_t* pk, float* acc) {
-  if (ntc < (std::is_same_v<S, PackedSrc> ? kDirectBelowPacked : kDirectBelow) && F::run_direct(ntc, nb, src, at, as, acc))
+  if (ntc < (std::is_same_v<S, PackedSrc> ? F::kDirectBelowPackedF : kDirectBelow) && F::run_direct(ntc, nb, src, at, as, acc))
     return;
   std::memset(acc, 0, sizeof(float) * 8 * size_t(ntc));
   for (int64_t b0 = 0; b0 < nb; b0 += F::kPerChunk) {

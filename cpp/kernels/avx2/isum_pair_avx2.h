@@ -25,6 +25,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "../always_inline.h"
+
 namespace edgellama {
 namespace avx2_rows8 {
 namespace {
@@ -47,7 +49,7 @@ namespace {
 #define EDGELLAMA_PAIR_MOVE(A, B) "vmovdqa %[r], %[" #A "]\n\tvmovdqa %[c], %[" #B "]\n\t"
 #define EDGELLAMA_PAIR_ADD(A, B) "vpaddw %[r], %[" #A "], %[" #A "]\n\tvpaddw %[c], %[" #B "], %[" #B "]\n\t"
 
-inline void isum_pair4(const uint8_t* wa, const uint8_t* wb, const int8_t* q, size_t as, __m256i* sa, __m256i* sb) {
+EDGELLAMA_ALWAYS_INLINE void isum_pair4(const uint8_t* wa, const uint8_t* wb, const int8_t* q, size_t as, __m256i* sa, __m256i* sb) {
   const size_t as3 = 3 * as;
   __m256i a0, a1, a2, a3, b0, b1, b2, b3, x, y, c, r;
   // One asm statement per block: the compiler may not move the sums to memory in between.
@@ -92,7 +94,7 @@ inline void isum_pair4(const uint8_t* wa, const uint8_t* wb, const int8_t* q, si
   "vpmaddwd " SC "(%[sca],%[dab],1), %[p], %[p]\n\t"                                                 \
   "vpaddd %[p], %[" #B "], %[" #B "]\n\t"
 
-inline void isum_pair4_sub16(const uint8_t* wa, const uint8_t* wb, const __m256i* sca, const __m256i* scb,
+EDGELLAMA_ALWAYS_INLINE void isum_pair4_sub16(const uint8_t* wa, const uint8_t* wb, const __m256i* sca, const __m256i* scb,
                              const int8_t* q, size_t as, __m256i* ia, __m256i* ib) {
   // Group B's weights and scales are addressed from group A's by one distance (asm takes at most 30
   // operands; the 8 read-write sums count twice).
@@ -131,7 +133,7 @@ inline void isum_pair4_sub16(const uint8_t* wa, const uint8_t* wb, const __m256i
   EDGELLAMA_PAIR5_STEP(K3, EDGELLAMA_PAIR_ADD, A0, B0, A1, B1)
 
 // lo[g][t] / hi[g][t]: group g (0 = wa, 1 = wb), token t (0, 1: q and q + as).
-inline void isum_pair2_five(const uint8_t* wa, const uint8_t* wb, const int8_t* q, size_t as, __m256i (*lo)[2],
+EDGELLAMA_ALWAYS_INLINE void isum_pair2_five(const uint8_t* wa, const uint8_t* wb, const int8_t* q, size_t as, __m256i (*lo)[2],
                             __m256i (*hi)[2]) {
   __m256i x, y, c, r;
   asm(EDGELLAMA_PAIR5_HALF(0, 1, 2, 3, la0, lb0, la1, lb1) EDGELLAMA_PAIR5_HALF(4, 5, 6, 7, ha0, hb0, ha1, hb1)
@@ -148,7 +150,7 @@ inline void isum_pair2_five(const uint8_t* wa, const uint8_t* wb, const int8_t* 
 #undef EDGELLAMA_PAIR_MOVE
 #undef EDGELLAMA_PAIR_ADD
 #else
-inline void isum_pair4(const uint8_t* wa, const uint8_t* wb, const int8_t* q, size_t as, __m256i* sa, __m256i* sb) {
+EDGELLAMA_ALWAYS_INLINE void isum_pair4(const uint8_t* wa, const uint8_t* wb, const int8_t* q, size_t as, __m256i* sa, __m256i* sb) {
   for (int k = 0; k < 8; ++k) {
     const __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i*>(wa) + k);
     const __m256i y = _mm256_load_si256(reinterpret_cast<const __m256i*>(wb) + k);
@@ -162,7 +164,7 @@ inline void isum_pair4(const uint8_t* wa, const uint8_t* wb, const int8_t* q, si
     }
   }
 }
-inline void isum_pair4_sub16(const uint8_t* wa, const uint8_t* wb, const __m256i* sca, const __m256i* scb,
+EDGELLAMA_ALWAYS_INLINE void isum_pair4_sub16(const uint8_t* wa, const uint8_t* wb, const __m256i* sca, const __m256i* scb,
                              const int8_t* q, size_t as, __m256i* ia, __m256i* ib) {
   for (int j = 0; j < 4; ++j) {
     const __m256i* va = reinterpret_cast<const __m256i*>(wa) + 2 * j;
@@ -181,7 +183,7 @@ inline void isum_pair4_sub16(const uint8_t* wa, const uint8_t* wb, const __m256i
     }
   }
 }
-inline void isum_pair2_five(const uint8_t* wa, const uint8_t* wb, const int8_t* q, size_t as, __m256i (*lo)[2],
+EDGELLAMA_ALWAYS_INLINE void isum_pair2_five(const uint8_t* wa, const uint8_t* wb, const int8_t* q, size_t as, __m256i (*lo)[2],
                             __m256i (*hi)[2]) {
   for (int k = 0; k < 8; ++k) {
     const __m256i w[2] = {_mm256_load_si256(reinterpret_cast<const __m256i*>(wa) + k),

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "../always_inline.h"
+
 namespace edgellama {
 namespace avx2_rows8 {
 namespace {
@@ -41,7 +43,7 @@ namespace {
   EDGELLAMA_Q8_TOKEN(K, "(%[q],%[as],2)", s2, STORE)                                                 \
   EDGELLAMA_Q8_TOKEN(K, "(%[q],%[as3],1)", s3, STORE)
 
-inline void isum_q8_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) {
+EDGELLAMA_ALWAYS_INLINE void isum_q8_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) {
   const size_t as3 = 3 * as;
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i s0, s1, s2, s3, x, w, c;
@@ -60,7 +62,7 @@ inline void isum_q8_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s)
 #undef EDGELLAMA_Q8_ADD
 #undef EDGELLAMA_Q8_STEP
 #else
-inline void isum_q8_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) {
+EDGELLAMA_ALWAYS_INLINE void isum_q8_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) {
   const __m256i ones = _mm256_set1_epi16(1);
   for (int k = 0; k < 8; ++k) {
     const __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i*>(wq) + k);

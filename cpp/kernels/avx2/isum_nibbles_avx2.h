@@ -1,0 +1,89 @@
+// Exact integer block sums of one packed group of 8 rows of a 4-bit format (Q4_0, Q4_1) with 4
+// tokens, straight from the packed nibbles: the integer core of gemm_rows8_avx2.cpp's direct<4>, the
+// kernel of a 4-token decode step (a server step with 4 streams, a 4-row draft verification).
+// Include only from files compiled with AVX2 flags (everything here has internal linkage).
+//
+// Why assembly: per block the 4 tokens' int16 sums, the two unpacked nibble vectors, a temporary and
+// the nibble mask take 8 of the 16 ymm registers, and the 4 float sums of the caller 4 more. GCC's
+// allocation of the intrinsics loop kept two int16 sums per token (low / high nibbles) and put the
+// maddubs results on the stack (a store and a reload per product): the 4-token kernel ran at ~2/3 of
+// the rate of the prefill tile on the same weights. Intrinsics are the fallback where GNU asm is not
+// available (MSVC); both give the same integers.
+//
+// Inputs: x = the block's quant bytes in the packed group (4 vectors; vector k lane r = bytes
+// 4k..4k+3 of row r's qs: values 4k..4k+3 in the low nibbles, 16+4k..16+4k+3 in the high ones),
+// q = token 0's 32 int8 quants of the block, token t's at q + t * as.
+// Output: s[t] = per row r (the 16-bit pair of lane r) the 32 products, summed in int16 (16 maddubs
+// pair sums of at most 2 * 15 * 127: |sum| <= 30480 in any order, so the same ints as block_isum's
+// low + high halves); madd with ones widens.
+#pragma once
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "../always_inline.h"
+
+namespace edgellama {
+namespace avx2_rows8 {
+namespace {
+
+#if defined(__GNUC__) || defined(__clang__)
+// One token's two products of vector k: low nibbles with activation bytes 4k.., high with 16+4k..
+#define EDGELLAMA_NIB_TOKEN(K, AT, S, FIRST)                                                          \
+  "vpbroadcastd 4*" #K AT ", %[c]\n\t"                                                               \
+  "vpmaddubsw %[c], %[l], %[c]\n\t"                                                                  \
+  FIRST(S)                                                                                           \
+  "vpbroadcastd 16+4*" #K AT ", %[c]\n\t"                                                            \
+  "vpmaddubsw %[c], %[h], %[c]\n\t"                                                                  \
+  "vpaddw %[c], %[" #S "], %[" #S "]\n\t"
+#define EDGELLAMA_NIB_MOVE(S) "vmovdqa %[c], %[" #S "]\n\t"
+#define EDGELLAMA_NIB_ADD(S) "vpaddw %[c], %[" #S "], %[" #S "]\n\t"
+#define EDGELLAMA_NIB_STEP(K, FIRST)                                                                  \
+  "vmovdqu " #K "*32(%[x]), %[l]\n\t"                                                                \
+  "vpsrlw $4, %[l], %[h]\n\t"                                                                        \
+  "vpand %[m4], %[l], %[l]\n\t"                                                                      \
+  "vpand %[m4], %[h], %[h]\n\t"                                                                      \
+  EDGELLAMA_NIB_TOKEN(K, "(%[q])", s0, FIRST)                                                        \
+  EDGELLAMA_NIB_TOKEN(K, "(%[q],%[as],1)", s1, FIRST)                                                \
+  EDGELLAMA_NIB_TOKEN(K, "(%[q],%[as],2)", s2, FIRST)                                                \
+  EDGELLAMA_NIB_TOKEN(K, "(%[q],%[as3],1)", s3, FIRST)
+
+EDGELLAMA_ALWAYS_INLINE void isum_nibbles_4(const uint8_t* x, const int8_t* q, size_t as, __m256i* s) {
+  const size_t as3 = 3 * as;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256i s0, s1, s2, s3, l, h, c;
+  // One asm statement per block: the compiler may not move the sums to memory in between.
+  asm(EDGELLAMA_NIB_STEP(0, EDGELLAMA_NIB_MOVE) EDGELLAMA_NIB_STEP(1, EDGELLAMA_NIB_ADD)
+          EDGELLAMA_NIB_STEP(2, EDGELLAMA_NIB_ADD) EDGELLAMA_NIB_STEP(3, EDGELLAMA_NIB_ADD)
+      : [s0] "=&x"(s0), [s1] "=&x"(s1), [s2] "=&x"(s2), [s3] "=&x"(s3), [l] "=&x"(l), [h] "=&x"(h), [c] "=&x"(c)
+      : [x] "r"(x), [q] "r"(q), [as] "r"(as), [as3] "r"(as3), [m4] "x"(m4)
+      : "memory");  // reads the packed group and the activations through the pointers
+  s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3;
+}
+#undef EDGELLAMA_NIB_TOKEN
+#undef EDGELLAMA_NIB_MOVE
+#undef EDGELLAMA_NIB_ADD
+#undef EDGELLAMA_NIB_STEP
+#else
+EDGELLAMA_ALWAYS_INLINE void isum_nibbles_4(const uint8_t* x, const int8_t* q, size_t as, __m256i* s) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (int k = 0; k < 4; ++k) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x) + k);
+    const __m256i l = _mm256_and_si256(v, m4), h = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    for (int t = 0; t < 4; ++t) {
+      int32_t vl, vh;
+      std::memcpy(&vl, q + size_t(t) * as + 4 * k, 4);
+      std::memcpy(&vh, q + size_t(t) * as + 16 + 4 * k, 4);
+      const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(l, _mm256_set1_epi32(vl)),
+                                         _mm256_maddubs_epi16(h, _mm256_set1_epi32(vh)));
+      s[t] = k ? _mm256_add_epi16(s[t], p) : p;
+    }
+  }
+}
+#endif
+
+}  // namespace
+}  // namespace avx2_rows8
+}  // namespace edgellama
