@@ -936,9 +936,19 @@ struct Sub16Format {
     tile_pair_sub16<K>(nsb, pka, pkb, a, as, sb0, acca, accb);
   }
   // Fewer than 4 tokens: kernels_avx2.cpp's row tiles for GGUF rows; packed groups: direct_sub16.
-  static constexpr int kDirectBelowPackedF = kDirectBelowPacked;
+  // Q6_K from a packed group: 7-8 tokens (a 4-stream step's logits with their residual rows) as two
+  // passes of 4 over the group, which beat repack + tile there (Q3_K's and Q2_K's direct<4> do not).
+  static constexpr bool kPasses = std::is_same_v<K, Q6_KW>;
+  static constexpr int kDirectBelowPackedF = kPasses ? 9 : kDirectBelowPacked;
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
   static bool run_direct(int64_t ntc, int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+    if (ntc >= kDirectBelowPacked) {
+      direct_sub16_any<K, 4>(nsb, src, a, as, acc);
+      with_token_count<4>(ntc - 4, [&](auto T) {
+        direct_sub16_any<K, decltype(T)::value>(nsb, src, a + 4 * as, as, acc + 32);
+      });
+      return true;
+    }
     with_token_count<kDirectBelowPacked - 1>(ntc, [&](auto T) { direct_sub16_any<K, decltype(T)::value>(nsb, src, a, as, acc); });
     return true;
   }
