@@ -1046,8 +1046,22 @@ inline void direct_q8(int64_t nb, const uint8_t* const* p, const uint8_t* a, siz
 }
 
 // Few tokens from a packed group: the transposed vectors are loads; the arithmetic is tile_q8's.
+// 4 tokens: the integer sums of isum_q8_packed_4 (GCC spilled the 16 weight vectors here).
 template <int T>
 inline void direct_q8(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  if constexpr (T == 4) {
+    __m256 s[4];
+    for (int t = 0; t < 4; ++t) s[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      if (kPrefetchPacked) src.prefetch(b);
+      __m256i isum[4];
+      isum_q8_packed_4(src.at(b, 2), (reinterpret_cast<const ActBlock*>(a) + b)->qs, as, isum);
+      const __m256 dw = src.half8(b, 0);
+      for (int t = 0; t < 4; ++t) s[t] = finish_q8(isum[t], dw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t]);
+    }
+    for (int t = 0; t < 4; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+    return;
+  }
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
@@ -1092,9 +1106,17 @@ struct Q8Format {
     else
       tile_q8<T>(nb, pk, a, as, b0, acc);
   }
-  static constexpr int kDirectBelowPackedF = kDirectBelowPacked;
+  // Packed groups: up to 8 tokens as passes of at most 4 (as the 4-bit formats).
+  static constexpr int kDirectBelowPackedF = 9;
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
+    if constexpr (std::is_same_v<S, PackedSrc>) {
+      for (int64_t t = 0; t < ntc; t += 4)
+        with_token_count<4>(ntc - t < 4 ? ntc - t : 4, [&](auto T) {
+          direct_q8<decltype(T)::value>(nb, src, a + size_t(t) * as, as, acc + 8 * t);
+        });
+      return true;
+    }
     with_token_count<kDirectBelowPacked - 1>(ntc, [&](auto T) { direct_q8<decltype(T)::value>(nb, src, a, as, acc); });
     return true;
   }

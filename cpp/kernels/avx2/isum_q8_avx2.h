@@ -43,6 +43,30 @@ namespace {
   EDGELLAMA_Q8_TOKEN(K, "(%[q],%[as],2)", s2, STORE)                                                 \
   EDGELLAMA_Q8_TOKEN(K, "(%[q],%[as3],1)", s3, STORE)
 
+// The same sums straight from a packed group (decode of 4 tokens): wq = the block's 8 vectors of
+// signed quants, |w| formed here (vpabsb) instead of read from the scratch.
+#define EDGELLAMA_Q8_PACKED_STEP(K, STORE)                                                            \
+  "vmovdqu " #K "*32(%[wq]), %[w]\n\t"                                                               \
+  "vpabsb %[w], %[x]\n\t"                                                                           \
+  EDGELLAMA_Q8_TOKEN(K, "(%[q])", s0, STORE)                                                         \
+  EDGELLAMA_Q8_TOKEN(K, "(%[q],%[as],1)", s1, STORE)                                                 \
+  EDGELLAMA_Q8_TOKEN(K, "(%[q],%[as],2)", s2, STORE)                                                 \
+  EDGELLAMA_Q8_TOKEN(K, "(%[q],%[as3],1)", s3, STORE)
+
+EDGELLAMA_ALWAYS_INLINE void isum_q8_packed_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) {
+  const size_t as3 = 3 * as;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i s0, s1, s2, s3, x, w, c;
+  asm(EDGELLAMA_Q8_PACKED_STEP(0, EDGELLAMA_Q8_MOVE) EDGELLAMA_Q8_PACKED_STEP(1, EDGELLAMA_Q8_ADD)
+          EDGELLAMA_Q8_PACKED_STEP(2, EDGELLAMA_Q8_ADD) EDGELLAMA_Q8_PACKED_STEP(3, EDGELLAMA_Q8_ADD)
+              EDGELLAMA_Q8_PACKED_STEP(4, EDGELLAMA_Q8_ADD) EDGELLAMA_Q8_PACKED_STEP(5, EDGELLAMA_Q8_ADD)
+                  EDGELLAMA_Q8_PACKED_STEP(6, EDGELLAMA_Q8_ADD) EDGELLAMA_Q8_PACKED_STEP(7, EDGELLAMA_Q8_ADD)
+      : [s0] "=&x"(s0), [s1] "=&x"(s1), [s2] "=&x"(s2), [s3] "=&x"(s3), [x] "=&x"(x), [w] "=&x"(w), [c] "=&x"(c)
+      : [wq] "r"(wq), [q] "r"(q), [as] "r"(as), [as3] "r"(as3), [ones] "x"(ones)
+      : "memory");  // reads the packed group and the activations through the pointers
+  s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3;
+}
+
 EDGELLAMA_ALWAYS_INLINE void isum_q8_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) {
   const size_t as3 = 3 * as;
   const __m256i ones = _mm256_set1_epi16(1);
@@ -61,7 +85,21 @@ EDGELLAMA_ALWAYS_INLINE void isum_q8_4(const uint8_t* wq, const int8_t* q, size_
 #undef EDGELLAMA_Q8_MOVE
 #undef EDGELLAMA_Q8_ADD
 #undef EDGELLAMA_Q8_STEP
+#undef EDGELLAMA_Q8_PACKED_STEP
 #else
+EDGELLAMA_ALWAYS_INLINE void isum_q8_packed_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int k = 0; k < 8; ++k) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq) + k), x = _mm256_abs_epi8(w);
+    for (int t = 0; t < 4; ++t) {
+      int32_t v;
+      std::memcpy(&v, q + size_t(t) * as + 4 * k, 4);
+      const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(x, _mm256_sign_epi8(_mm256_set1_epi32(v), w)), ones);
+      s[t] = k ? _mm256_add_epi32(s[t], p) : p;
+    }
+  }
+}
+
 EDGELLAMA_ALWAYS_INLINE void isum_q8_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) {
   const __m256i ones = _mm256_set1_epi16(1);
   for (int k = 0; k < 8; ++k) {
