@@ -1,6 +1,7 @@
 // Exact integer block sums of one group of 8 Q8_0 weight rows with 4 tokens: the integer core of
-// gemm_rows8_avx2.cpp's Q8_0 tile (tile_q8<4>). Include only from files compiled with AVX2 flags
-// (everything here has internal linkage).
+// gemm_rows8_avx2.cpp's Q8_0 tile (tile_q8<4>: isum_q8_4) and of its 4-token decode from packed groups
+// (direct_q8<4>: isum_q8_packed_4). Include only from files compiled with AVX2 flags (everything here
+// has internal linkage).
 //
 // Q8_0 quants are signed, so every product goes through maddubs(|w|, sign(a, w)) and the int16 pairs
 // (at most 2 * 128 * 127 = 32512) are widened by a madd with ones at once: five vector ops per 4 values
@@ -11,7 +12,8 @@
 // faster with this core (quiet interleaved runs, Zen 3).
 //
 // Inputs: wq = one repacked block (vectors 0..7: |w|, vectors 8..15: w; vector k lane r = quants
-// 4k..4k+3 of row r), q = token 0's 32 int8 quants, token t's at q + t * as.
+// 4k..4k+3 of row r) or, for isum_q8_packed_4, the packed group's block (the 8 w vectors), q = token
+// 0's 32 int8 quants, token t's at q + t * as.
 // Output: s[t] lane r = sum over the block of w[r][i] * a_t[i] (exact int32).
 #pragma once
 #include <immintrin.h>
@@ -53,66 +55,53 @@ namespace {
   EDGELLAMA_Q8_TOKEN(K, "(%[q],%[as],2)", s2, STORE)                                                 \
   EDGELLAMA_Q8_TOKEN(K, "(%[q],%[as3],1)", s3, STORE)
 
-EDGELLAMA_ALWAYS_INLINE void isum_q8_packed_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) {
-  const size_t as3 = 3 * as;
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i s0, s1, s2, s3, x, w, c;
-  asm(EDGELLAMA_Q8_PACKED_STEP(0, EDGELLAMA_Q8_MOVE) EDGELLAMA_Q8_PACKED_STEP(1, EDGELLAMA_Q8_ADD)
-          EDGELLAMA_Q8_PACKED_STEP(2, EDGELLAMA_Q8_ADD) EDGELLAMA_Q8_PACKED_STEP(3, EDGELLAMA_Q8_ADD)
-              EDGELLAMA_Q8_PACKED_STEP(4, EDGELLAMA_Q8_ADD) EDGELLAMA_Q8_PACKED_STEP(5, EDGELLAMA_Q8_ADD)
-                  EDGELLAMA_Q8_PACKED_STEP(6, EDGELLAMA_Q8_ADD) EDGELLAMA_Q8_PACKED_STEP(7, EDGELLAMA_Q8_ADD)
-      : [s0] "=&x"(s0), [s1] "=&x"(s1), [s2] "=&x"(s2), [s3] "=&x"(s3), [x] "=&x"(x), [w] "=&x"(w), [c] "=&x"(c)
-      : [wq] "r"(wq), [q] "r"(q), [as] "r"(as), [as3] "r"(as3), [ones] "x"(ones)
-      : "memory");  // reads the packed group and the activations through the pointers
+// One asm statement per block (the compiler may not move the sums to memory in between); STEP reads
+// weight vector pair K: from the scratch (isum_q8_4) or the packed group (isum_q8_packed_4).
+#define EDGELLAMA_Q8_BLOCK(STEP)                                                                      \
+  const size_t as3 = 3 * as;                                                                         \
+  const __m256i ones = _mm256_set1_epi16(1);                                                         \
+  __m256i s0, s1, s2, s3, x, w, c;                                                                   \
+  asm(STEP(0, EDGELLAMA_Q8_MOVE) STEP(1, EDGELLAMA_Q8_ADD) STEP(2, EDGELLAMA_Q8_ADD)                 \
+          STEP(3, EDGELLAMA_Q8_ADD) STEP(4, EDGELLAMA_Q8_ADD) STEP(5, EDGELLAMA_Q8_ADD)              \
+              STEP(6, EDGELLAMA_Q8_ADD) STEP(7, EDGELLAMA_Q8_ADD)                                    \
+      : [s0] "=&x"(s0), [s1] "=&x"(s1), [s2] "=&x"(s2), [s3] "=&x"(s3), [x] "=&x"(x), [w] "=&x"(w),    \
+        [c] "=&x"(c)                                                                                 \
+      : [wq] "r"(wq), [q] "r"(q), [as] "r"(as), [as3] "r"(as3), [ones] "x"(ones)                     \
+      : "memory"); /* reads the weights and the activations through the pointers */                  \
   s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3;
+
+EDGELLAMA_ALWAYS_INLINE void isum_q8_packed_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) {
+  EDGELLAMA_Q8_BLOCK(EDGELLAMA_Q8_PACKED_STEP)
 }
 
 EDGELLAMA_ALWAYS_INLINE void isum_q8_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) {
-  const size_t as3 = 3 * as;
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i s0, s1, s2, s3, x, w, c;
-  // One asm statement per block: the compiler may not move the sums to memory in between.
-  asm(EDGELLAMA_Q8_STEP(0, EDGELLAMA_Q8_MOVE) EDGELLAMA_Q8_STEP(1, EDGELLAMA_Q8_ADD)
-          EDGELLAMA_Q8_STEP(2, EDGELLAMA_Q8_ADD) EDGELLAMA_Q8_STEP(3, EDGELLAMA_Q8_ADD)
-              EDGELLAMA_Q8_STEP(4, EDGELLAMA_Q8_ADD) EDGELLAMA_Q8_STEP(5, EDGELLAMA_Q8_ADD)
-                  EDGELLAMA_Q8_STEP(6, EDGELLAMA_Q8_ADD) EDGELLAMA_Q8_STEP(7, EDGELLAMA_Q8_ADD)
-      : [s0] "=&x"(s0), [s1] "=&x"(s1), [s2] "=&x"(s2), [s3] "=&x"(s3), [x] "=&x"(x), [w] "=&x"(w), [c] "=&x"(c)
-      : [wq] "r"(wq), [q] "r"(q), [as] "r"(as), [as3] "r"(as3), [ones] "x"(ones)
-      : "memory");  // reads the weight scratch and the activations through the pointers
-  s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3;
+  EDGELLAMA_Q8_BLOCK(EDGELLAMA_Q8_STEP)
 }
 #undef EDGELLAMA_Q8_TOKEN
 #undef EDGELLAMA_Q8_MOVE
 #undef EDGELLAMA_Q8_ADD
 #undef EDGELLAMA_Q8_STEP
 #undef EDGELLAMA_Q8_PACKED_STEP
+#undef EDGELLAMA_Q8_BLOCK
 #else
-EDGELLAMA_ALWAYS_INLINE void isum_q8_packed_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) {
+// kPacked: wq = the packed group's 8 vectors of signed quants; otherwise the scratch's |w| / w pairs.
+template <bool kPacked>
+inline void isum_q8_4_any(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) {
   const __m256i ones = _mm256_set1_epi16(1);
   for (int k = 0; k < 8; ++k) {
-    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq) + k), x = _mm256_abs_epi8(w);
+    const __m256i* v = reinterpret_cast<const __m256i*>(wq);
+    const __m256i w = kPacked ? _mm256_loadu_si256(v + k) : _mm256_load_si256(v + 8 + k);
+    const __m256i x = kPacked ? _mm256_abs_epi8(w) : _mm256_load_si256(v + k);
     for (int t = 0; t < 4; ++t) {
-      int32_t v;
-      std::memcpy(&v, q + size_t(t) * as + 4 * k, 4);
-      const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(x, _mm256_sign_epi8(_mm256_set1_epi32(v), w)), ones);
+      int32_t a;
+      std::memcpy(&a, q + size_t(t) * as + 4 * k, 4);
+      const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(x, _mm256_sign_epi8(_mm256_set1_epi32(a), w)), ones);
       s[t] = k ? _mm256_add_epi32(s[t], p) : p;
     }
   }
 }
-
-EDGELLAMA_ALWAYS_INLINE void isum_q8_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int k = 0; k < 8; ++k) {
-    const __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i*>(wq) + k);
-    const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(wq) + 8 + k);
-    for (int t = 0; t < 4; ++t) {
-      int32_t v;
-      std::memcpy(&v, q + size_t(t) * as + 4 * k, 4);
-      const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(x, _mm256_sign_epi8(_mm256_set1_epi32(v), w)), ones);
-      s[t] = k ? _mm256_add_epi32(s[t], p) : p;
-    }
-  }
-}
+inline void isum_q8_packed_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) { isum_q8_4_any<true>(wq, q, as, s); }
+inline void isum_q8_4(const uint8_t* wq, const int8_t* q, size_t as, __m256i* s) { isum_q8_4_any<false>(wq, q, as, s); }
 #endif
 
 }  // namespace
