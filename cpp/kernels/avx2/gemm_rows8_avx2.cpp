@@ -222,30 +222,6 @@ inline void tile_pair(int nb, const uint8_t* pka, const uint8_t* pkb, const uint
 // is multiplied with every token as soon as it is unpacked, so only the 4 transposed vectors and the
 // int16 sums are live (materializing all 8 groups first spilled the accumulators to the stack).
 // The int16 halves and the float sequence are those of block_isum / step.
-// 4 tokens of a 4-bit format from a packed group (a 4-stream server step; 8 activation rows when the
-// residual pass doubles them are two calls, the second reading the group from cache): direct's
-// sequence, with the integer sums from isum_nibbles_avx2.h (GCC spilled direct's 8 int16 sums at T = 4).
-template <class L>
-inline void direct_nibbles4(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
-  __m256 s[4];
-  for (int t = 0; t < 4; ++t) s[t] = _mm256_setzero_ps();
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int64_t b = 0; b < nb; ++b) {
-    if (kPrefetchPacked) src.prefetch(b);
-    __m256i isum[4];
-    isum_nibbles_4(src.at(b, L::kQsOff), (reinterpret_cast<const ActBlock*>(a) + b)->qs, as, isum);
-    const __m256 dw = src.half8(b, 0);
-    const __m256 cw = L::kMinOff ? src.half8(b, L::kMinOff) : _mm256_mul_ps(dw, _mm256_set1_ps(L::kOffset));
-    for (int t = 0; t < 4; ++t) {
-      const ActBlock* ab = reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b;
-      const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(isum[t], ones));
-      s[t] = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s[t]);
-      s[t] = _mm256_fmadd_ps(cw, _mm256_broadcast_ss(&ab->s), s[t]);
-    }
-  }
-  for (int t = 0; t < 4; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
-}
-
 template <class L, int T, class S>
 inline void direct(int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
   __m256 s[T];
@@ -283,6 +259,30 @@ inline void direct(int64_t nb, const S& src, const uint8_t* a, size_t as, float*
     }
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+}
+
+// 4 tokens of a 4-bit format from a packed group (a 4-stream server step; 8 activation rows when the
+// residual pass doubles them are two calls, the second reading the group from cache): direct's
+// sequence, with the integer sums from isum_nibbles_avx2.h (GCC spilled direct's 8 int16 sums at T = 4).
+template <class L>
+inline void direct_nibbles4(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
+  __m256 s[4];
+  for (int t = 0; t < 4; ++t) s[t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    __m256i isum[4];
+    isum_nibbles_4(src.at(b, L::kQsOff), (reinterpret_cast<const ActBlock*>(a) + b)->qs, as, isum);
+    const __m256 dw = src.half8(b, 0);
+    const __m256 cw = L::kMinOff ? src.half8(b, L::kMinOff) : _mm256_mul_ps(dw, _mm256_set1_ps(L::kOffset));
+    for (int t = 0; t < 4; ++t) {
+      const ActBlock* ab = reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b;
+      const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(isum[t], ones));
+      s[t] = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s[t]);
+      s[t] = _mm256_fmadd_ps(cw, _mm256_broadcast_ss(&ab->s), s[t]);
+    }
+  }
+  for (int t = 0; t < 4; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
 template <class L>
@@ -942,7 +942,7 @@ struct Sub16Format {
   static constexpr int kDirectBelowPackedF = kPasses ? 9 : kDirectBelowPacked;
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
   static bool run_direct(int64_t ntc, int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
-    if (ntc >= kDirectBelowPacked) {
+    if (kPasses && ntc >= kDirectBelowPacked) {
       direct_sub16_any<K, 4>(nsb, src, a, as, acc);
       with_token_count<4>(ntc - 4, [&](auto T) {
         direct_sub16_any<K, decltype(T)::value>(nsb, src, a + 4 * as, as, acc + 32);
@@ -1123,8 +1123,8 @@ struct Q8Format {
 };
 
 // One group of 8 rows (from src) x ntc tokens into acc[8 * t + r]: F's direct path for fewer than
-// kDirectBelow tokens if it has one, else chunks of blocks repacked into the scratch pk and register
-// tiles of kTile tokens over them.
+// kDirectBelow tokens (GGUF rows) or F::kDirectBelowPackedF (packed groups) if it has one, else chunks
+// of blocks repacked into the scratch pk and register tiles of kTile tokens over them.
 // The last 1-3 tokens of a chunk (fewer than a full tile) with F's own tile on one repacked group.
 template <class F>
 inline void rest_tile(int64_t rest, int nbc, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
