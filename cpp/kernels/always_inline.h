@@ -4,8 +4,12 @@
 // call: a store and a reload per vector.
 #pragma once
 
+// EDGELLAMA_ALWAYS_INLINE_LAMBDA goes after a lambda's parameter list (the per-block step a kernel
+// walk calls with the block's integer sums).
 #if defined(__GNUC__) || defined(__clang__)
 #define EDGELLAMA_ALWAYS_INLINE __attribute__((always_inline)) inline
+#define EDGELLAMA_ALWAYS_INLINE_LAMBDA __attribute__((always_inline))
 #else
 #define EDGELLAMA_ALWAYS_INLINE __forceinline
+#define EDGELLAMA_ALWAYS_INLINE_LAMBDA
 #endif

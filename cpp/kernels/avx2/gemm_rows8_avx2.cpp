@@ -34,7 +34,6 @@
 #include "kquant_avx2.h"
 #include "reduce_avx2.h"
 
-
 namespace edgellama {
 namespace avx2_rows8 {
 namespace {
@@ -44,6 +43,8 @@ constexpr int kTokensPerChunk = 64;   // tokens whose partial sums are kept betw
 constexpr int kTile = 4;              // tokens per register tile
 constexpr int kDirectBelow = 4;       // fewer tokens than this: no repacking
 constexpr int kDirectBelowPacked = 7;  // packed groups: the unpacking is cheap, the scratch is not
+// Formats with F::kPassesFrom take up to this many tokens of a packed group as direct passes of 4.
+constexpr int kDirectPassesUpTo = 8;
 // Pair tiles (16 rows) from this many tokens: below it the weights' streaming decides, and one group
 // at a time reads them in one sequential pass (TinyLlama's 4-token step, whose logits matmul has 8
 // rows with the residual, was ~10% slower with pairs).
@@ -112,6 +113,12 @@ struct RowSrc {
 };
 // One 32-value block of 8 rows (row pointers; the block at byte boff of each row), transposed:
 // g[k] lane r = quants 4k..4k+3 of row r (uint8 0..15, or 0..31 with the fifth bit); dw, cw per lane.
+// cw of the 8 rows' block b (see the top of this file): the stored minimum, or kOffset * dw.
+template <class L, class S>
+inline __m256 offset8(const S& src, int64_t b, __m256 dw) {
+  return L::kMinOff ? src.half8(b, L::kMinOff) : _mm256_mul_ps(dw, _mm256_set1_ps(L::kOffset));
+}
+
 template <class L, class S>
 inline void load_block(const S& src, int64_t b, __m256i* g, __m256* dw, __m256* cw) {
   __m256i x[4];
@@ -126,7 +133,7 @@ inline void load_block(const S& src, int64_t b, __m256i* g, __m256* dw, __m256* 
     for (int k = 0; k < 8; ++k) g[k] = _mm256_or_si256(g[k], fifth_bits(qh, k));
   }
   *dw = src.half8(b, 0);
-  *cw = L::kMinOff ? src.half8(b, L::kMinOff) : _mm256_mul_ps(*dw, _mm256_set1_ps(L::kOffset));
+  *cw = offset8<L>(src, b, *dw);
 }
 
 template <class L, class S>
@@ -159,11 +166,16 @@ inline __m256i block_isum(const __m256i* w, const ActBlock* ab, __m256i ones) {
   return _mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones);
 }
 
+// The float step of every 32-value-block kernel here (da, sa = the token's d and s broadcast):
+// acc = fma(float(isum_b), dw_b * da_b, acc); acc = fma(cw_b, sa_b, acc).
+inline __m256 finish_legacy(__m256i isum, __m256 dw, __m256 cw, __m256 da, __m256 sa, __m256 s) {
+  return _mm256_fmadd_ps(cw, sa, _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, da), s));
+}
+
 template <bool kFiveBit>
 inline __m256 step(const __m256i* w, __m256 dw, __m256 cw, const ActBlock* ab, __m256 s, __m256i ones) {
-  const __m256 f = _mm256_cvtepi32_ps(block_isum<kFiveBit>(w, ab, ones));
-  s = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s);
-  return _mm256_fmadd_ps(cw, _mm256_broadcast_ss(&ab->s), s);
+  return finish_legacy(block_isum<kFiveBit>(w, ab, ones), dw, cw, _mm256_broadcast_ss(&ab->d),
+                       _mm256_broadcast_ss(&ab->s), s);
 }
 
 // T tokens x 8 rows over nb repacked blocks; acc holds the running sums (8 floats per token).
@@ -210,12 +222,27 @@ inline void tile_pair(int nb, const uint8_t* pka, const uint8_t* pkb, const uint
         const float* dwcw = reinterpret_cast<const float*>(wg[g] + 8 * 32);
         __m256i isum = _mm256_madd_epi16(lo[g][t], ones);
         if constexpr (kFiveBit) isum = _mm256_add_epi32(isum, _mm256_madd_epi16(hi[g][t], ones));
-        const __m256 s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(_mm256_load_ps(dwcw), da),
-                                         _mm256_loadu_ps(acc[g] + 8 * t));
-        _mm256_storeu_ps(acc[g] + 8 * t, _mm256_fmadd_ps(_mm256_load_ps(dwcw + 8), sa, s));
+        _mm256_storeu_ps(acc[g] + 8 * t, finish_legacy(isum, _mm256_load_ps(dwcw), _mm256_load_ps(dwcw + 8), da, sa,
+                                                        _mm256_loadu_ps(acc[g] + 8 * t)));
       }
     }
   }
+}
+
+// The 4-token decode walk over a packed group shared by the formats with a 4-token asm integer core
+// (4-bit, Q8_0): block(b, isum, s) forms block b's integer sums and adds its float step to s[0..3].
+// The passes of 4 (group_rows8) call it once per 4 tokens; the 8 activation rows of a 4-stream step
+// with the residual pass are two calls, the second reading the group from cache.
+template <class Block>
+inline void direct4_packed(int64_t nb, const PackedSrc& src, float* acc, Block&& block) {
+  __m256 s[4];
+  for (int t = 0; t < 4; ++t) s[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
+    __m256i isum[4];
+    block(b, isum, s);
+  }
+  for (int t = 0; t < 4; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
 // Few tokens (decode): no scratch. The block is transposed in registers and each group of 4 values
@@ -224,6 +251,21 @@ inline void tile_pair(int nb, const uint8_t* pka, const uint8_t* pkb, const uint
 // The int16 halves and the float sequence are those of block_isum / step.
 template <class L, int T, class S>
 inline void direct(int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
+  if constexpr (T == 4 && !L::kFiveBit && std::is_same_v<S, PackedSrc>) {
+    // 4 tokens of a 4-bit format from a packed group: the integer sums of isum_nibbles_avx2.h (GCC
+    // spilled this loop's 8 int16 sums at T = 4).
+    const __m256i ones = _mm256_set1_epi16(1);
+    direct4_packed(nb, src, acc, [&](int64_t b, __m256i* isum, __m256* s) EDGELLAMA_ALWAYS_INLINE_LAMBDA {
+      isum_nibbles_4(src.at(b, L::kQsOff), (reinterpret_cast<const ActBlock*>(a) + b)->qs, as, isum);
+      const __m256 dw = src.half8(b, 0), cw = offset8<L>(src, b, dw);
+      for (int t = 0; t < 4; ++t) {
+        const ActBlock* ab = reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b;
+        s[t] = finish_legacy(_mm256_madd_epi16(isum[t], ones), dw, cw, _mm256_broadcast_ss(&ab->d),
+                             _mm256_broadcast_ss(&ab->s), s[t]);
+      }
+    });
+    return;
+  }
   __m256 s[T];
   for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F);
@@ -250,39 +292,14 @@ inline void direct(int64_t nb, const S& src, const uint8_t* a, size_t as, float*
       }
     }
     const __m256 dw = src.half8(b, 0);
-    const __m256 cw = L::kMinOff ? src.half8(b, L::kMinOff) : _mm256_mul_ps(dw, _mm256_set1_ps(L::kOffset));
+    const __m256 cw = offset8<L>(src, b, dw);
     for (int t = 0; t < T; ++t) {
       const __m256i isum = L::kFiveBit ? _mm256_add_epi32(_mm256_madd_epi16(lo[t], ones), _mm256_madd_epi16(hi[t], ones))
                                        : _mm256_madd_epi16(_mm256_add_epi16(lo[t], hi[t]), ones);
-      s[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab[t]->d)), s[t]);
-      s[t] = _mm256_fmadd_ps(cw, _mm256_broadcast_ss(&ab[t]->s), s[t]);
+      s[t] = finish_legacy(isum, dw, cw, _mm256_broadcast_ss(&ab[t]->d), _mm256_broadcast_ss(&ab[t]->s), s[t]);
     }
   }
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
-}
-
-// 4 tokens of a 4-bit format from a packed group (a 4-stream server step; 8 activation rows when the
-// residual pass doubles them are two calls, the second reading the group from cache): direct's
-// sequence, with the integer sums from isum_nibbles_avx2.h (GCC spilled direct's 8 int16 sums at T = 4).
-template <class L>
-inline void direct_nibbles4(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
-  __m256 s[4];
-  for (int t = 0; t < 4; ++t) s[t] = _mm256_setzero_ps();
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int64_t b = 0; b < nb; ++b) {
-    if (kPrefetchPacked) src.prefetch(b);
-    __m256i isum[4];
-    isum_nibbles_4(src.at(b, L::kQsOff), (reinterpret_cast<const ActBlock*>(a) + b)->qs, as, isum);
-    const __m256 dw = src.half8(b, 0);
-    const __m256 cw = L::kMinOff ? src.half8(b, L::kMinOff) : _mm256_mul_ps(dw, _mm256_set1_ps(L::kOffset));
-    for (int t = 0; t < 4; ++t) {
-      const ActBlock* ab = reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b;
-      const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(isum[t], ones));
-      s[t] = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_broadcast_ss(&ab->d)), s[t]);
-      s[t] = _mm256_fmadd_ps(cw, _mm256_broadcast_ss(&ab->s), s[t]);
-    }
-  }
-  for (int t = 0; t < 4; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
 template <class L>
@@ -304,18 +321,10 @@ struct LegacyFormat {
                             float* acca, float* accb) {
     tile_pair<L::kFiveBit>(nb, pka, pkb, a, as, b0, acca, accb);
   }
-  // 4-bit quants from a packed group: up to 8 tokens (a 4-stream step with its residual rows) in passes of
-  // 4 over the group, then the rest; otherwise up to kDirectBelowPacked - 1 in one pass.
-  static constexpr int kDirectBelowPackedF = L::kFiveBit ? kDirectBelowPacked : 9;
+  // 4-bit quants from packed groups: 5-8 tokens as passes of 4 (group_rows8).
+  static constexpr int kPassesFrom = L::kFiveBit ? 0 : 5;
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
-    if constexpr (!L::kFiveBit && std::is_same_v<S, PackedSrc>) {
-      int64_t t = 0;
-      for (; t + 4 <= ntc; t += 4) direct_nibbles4<L>(nb, src, a + size_t(t) * as, as, acc + 8 * t);
-      if (t < ntc)
-        with_token_count<3>(ntc - t, [&](auto T) { direct<L, decltype(T)::value>(nb, src, a + size_t(t) * as, as, acc + 8 * t); });
-      return true;
-    }
     with_token_count<kDirectBelowPacked - 1>(ntc, [&](auto T) { direct<L, decltype(T)::value>(nb, src, a, as, acc); });
     return true;
   }
@@ -578,7 +587,7 @@ struct K45Format {
     tile_pair_k45<kFive>(nsb, pka, pkb, a, as, sb0, acca, accb);
   }
   // Fewer than 4 tokens: kernels_avx2.cpp's row tiles for GGUF rows; packed groups: direct_k45.
-  static constexpr int kDirectBelowPackedF = kDirectBelowPacked;
+  static constexpr int kPassesFrom = 0;  // their direct<4> was slower than repack + tile at 5-8 tokens
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
   static bool run_direct(int64_t ntc, int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
     with_token_count<kDirectBelowPacked - 1>(ntc, [&](auto T) { direct_k45<kFive, decltype(T)::value>(nsb, src, a, as, acc); });
@@ -936,19 +945,11 @@ struct Sub16Format {
     tile_pair_sub16<K>(nsb, pka, pkb, a, as, sb0, acca, accb);
   }
   // Fewer than 4 tokens: kernels_avx2.cpp's row tiles for GGUF rows; packed groups: direct_sub16.
-  // Q6_K from a packed group: 7-8 tokens (a 4-stream step's logits with their residual rows) as two
-  // passes of 4 over the group, which beat repack + tile there (Q3_K's and Q2_K's direct<4> do not).
-  static constexpr bool kPasses = std::is_same_v<K, Q6_KW>;
-  static constexpr int kDirectBelowPackedF = kPasses ? 9 : kDirectBelowPacked;
+  // Q6_K from packed groups: 7-8 tokens (a 4-stream step's logits with their residual rows) as passes
+  // of 4 (group_rows8), which beat repack + tile there; Q3_K's and Q2_K's direct<4> do not.
+  static constexpr int kPassesFrom = std::is_same_v<K, Q6_KW> ? kDirectBelowPacked : 0;
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
   static bool run_direct(int64_t ntc, int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
-    if (kPasses && ntc >= kDirectBelowPacked) {
-      direct_sub16_any<K, 4>(nsb, src, a, as, acc);
-      with_token_count<4>(ntc - 4, [&](auto T) {
-        direct_sub16_any<K, decltype(T)::value>(nsb, src, a + 4 * as, as, acc + 32);
-      });
-      return true;
-    }
     with_token_count<kDirectBelowPacked - 1>(ntc, [&](auto T) { direct_sub16_any<K, decltype(T)::value>(nsb, src, a, as, acc); });
     return true;
   }
@@ -1050,16 +1051,11 @@ inline void direct_q8(int64_t nb, const uint8_t* const* p, const uint8_t* a, siz
 template <int T>
 inline void direct_q8(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
   if constexpr (T == 4) {
-    __m256 s[4];
-    for (int t = 0; t < 4; ++t) s[t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-      if (kPrefetchPacked) src.prefetch(b);
-      __m256i isum[4];
+    direct4_packed(nb, src, acc, [&](int64_t b, __m256i* isum, __m256* s) EDGELLAMA_ALWAYS_INLINE_LAMBDA {
       isum_q8_packed_4(src.at(b, 2), (reinterpret_cast<const ActBlock*>(a) + b)->qs, as, isum);
       const __m256 dw = src.half8(b, 0);
       for (int t = 0; t < 4; ++t) s[t] = finish_q8(isum[t], dw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t]);
-    }
-    for (int t = 0; t < 4; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+    });
     return;
   }
   __m256 s[T];
@@ -1106,25 +1102,20 @@ struct Q8Format {
     else
       tile_q8<T>(nb, pk, a, as, b0, acc);
   }
-  // Packed groups: up to 8 tokens as passes of at most 4 (as the 4-bit formats).
-  static constexpr int kDirectBelowPackedF = 9;
+  // Packed groups: 5-8 tokens as passes of 4 (group_rows8), as the 4-bit formats.
+  static constexpr int kPassesFrom = 5;
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
-    if constexpr (std::is_same_v<S, PackedSrc>) {
-      for (int64_t t = 0; t < ntc; t += 4)
-        with_token_count<4>(ntc - t < 4 ? ntc - t : 4, [&](auto T) {
-          direct_q8<decltype(T)::value>(nb, src, a + size_t(t) * as, as, acc + 8 * t);
-        });
-      return true;
-    }
     with_token_count<kDirectBelowPacked - 1>(ntc, [&](auto T) { direct_q8<decltype(T)::value>(nb, src, a, as, acc); });
     return true;
   }
 };
 
 // One group of 8 rows (from src) x ntc tokens into acc[8 * t + r]: F's direct path for fewer than
-// kDirectBelow tokens (GGUF rows) or F::kDirectBelowPackedF (packed groups) if it has one, else chunks
-// of blocks repacked into the scratch pk and register tiles of kTile tokens over them.
+// kDirectBelow tokens (GGUF rows) or kDirectBelowPacked (packed groups) if it has one; for packed groups
+// of a format with F::kPassesFrom (> 0), from that many tokens up to kDirectPassesUpTo, direct passes
+// of at most 4 tokens over the group (the later passes read it from cache: no scratch); else chunks of
+// blocks repacked into the scratch pk and register tiles of kTile tokens over them.
 // The last 1-3 tokens of a chunk (fewer than a full tile) with F's own tile on one repacked group.
 template <class F>
 inline void rest_tile(int64_t rest, int nbc, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
@@ -1138,7 +1129,14 @@ inline void rest_tile(int64_t rest, int nbc, const uint8_t* pk, const uint8_t* a
 
 template <class F, class S>
 inline void group_rows8(const S& src, int64_t nb, const uint8_t* at, size_t as, int64_t ntc, uint8_t* pk, float* acc) {
-  if (ntc < (std::is_same_v<S, PackedSrc> ? F::kDirectBelowPackedF : kDirectBelow) && F::run_direct(ntc, nb, src, at, as, acc))
+  if constexpr (std::is_same_v<S, PackedSrc>) {
+    if (F::kPassesFrom > 0 && ntc >= F::kPassesFrom && ntc <= kDirectPassesUpTo) {
+      for (int64_t t = 0; t < ntc; t += 4)
+        F::run_direct(ntc - t < 4 ? ntc - t : 4, nb, src, at + size_t(t) * as, as, acc + 8 * t);
+      return;
+    }
+  }
+  if (ntc < (std::is_same_v<S, PackedSrc> ? kDirectBelowPacked : kDirectBelow) && F::run_direct(ntc, nb, src, at, as, acc))
     return;
   std::memset(acc, 0, sizeof(float) * 8 * size_t(ntc));
   for (int64_t b0 = 0; b0 < nb; b0 += F::kPerChunk) {
