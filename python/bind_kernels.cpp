@@ -199,9 +199,18 @@ py::array_t<float> attention_py(const std::string& isa, FloatArray q, const py::
   a.out = out.mutable_data();
   a.tok_stride = group * hd;
   a.n_keys0 = n_keys0;
-  a.k = static_cast<const uint8_t*>(k.data());
+  // K in the cache's block layout (k_cache_index, kv_width = head_dim); the unused slots of the last
+  // block hold NaN bytes, as a cache may hold anything past its last position
+  const size_t k_es = k16 ? 2 : 4;
+  const int64_t k_rows = k.shape(0);
+  std::vector<uint8_t> k_blocks(size_t((k_rows + kAttnBlock - 1) / kAttnBlock * kAttnBlock * hd) * k_es, 0xFF);
+  const uint8_t* k_src = static_cast<const uint8_t*>(k.data());
+  for (int64_t p = 0; p < k_rows; ++p)
+    for (int64_t d = 0; d < hd; ++d)
+      std::memcpy(k_blocks.data() + k_cache_index(p, d, hd) * k_es, k_src + size_t(p * hd + d) * k_es, k_es);
+  a.k = k_blocks.data();
   a.v = static_cast<const uint8_t*>(v.data());
-  a.k_stride = size_t(hd) * (k16 ? 2 : 4);
+  a.k_block_stride = size_t(hd * kAttnBlock) * k_es;
   a.v_stride = size_t(hd) * (v16 ? 2 : 4);
   a.k_f16 = k16;
   a.v_f16 = v16;

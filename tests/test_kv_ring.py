@@ -1,7 +1,8 @@
 """Sliding-window layers' KV ring buffer (cpp/runtime/context.cpp, context_state.cpp, batch.cpp).
 
 Windowed layers (gemma2's every other layer, gemma3's local layers) keep only the last
-window + n_batch + 96 positions per sequence (doubled, so the attention kernel reads a contiguous window)
+window + n_batch + 96 positions per sequence, rounded up to whole K blocks of 64 (doubled, so the attention
+kernel reads a contiguous window)
 instead of n_ctx. The ring must be invisible: the same logits, bit for bit, as a full-size cache
 (swa_full=True) over sequences several times the ring, on both paths, in one chunk or token by token,
 through decode_batch with several sequences, after a rollback within the last batch and across a state
@@ -22,8 +23,14 @@ pytest.importorskip("torch")
 
 from edgellama import _core  # noqa: E402
 
-N_CTX, N_BATCH = 320, 16  # ring = 8 + 16 + 96 = 120 positions, 240 rows < 320
-SEQ = 300  # 2.5 rings
+N_CTX, N_BATCH = 320, 16  # ring = 8 + 16 + 96 = 120 -> 128 positions, 256 rows < 320
+SEQ = 300  # 2.3 rings
+
+
+def ring_size(n_batch, window=8):
+    """The ring's positions: window + n_batch + one attention tile's reach (32 queries + a 64-key block),
+    rounded up to whole blocks of 64 rows (the K cache's block layout, kernels.h k_cache_index)."""
+    return -(-(window + n_batch + 96) // 64) * 64
 MODES = [("exact", "f32"), ("fast", "f16")]
 
 
@@ -44,7 +51,7 @@ def models(tmp_path_factory):
 
 def ctx(path, precision="exact", kv="f32", n_ctx=N_CTX, n_batch=N_BATCH, n_seq=1, swa_full=False):
     c = _core.Context(_core.Model(str(path)), n_ctx, 1, n_batch, kv, kv, precision, n_seq=n_seq, swa_full=swa_full)
-    assert (c.kv_ring_size == 0) == (swa_full or 2 * (8 + n_batch + 96) >= n_ctx)
+    assert (c.kv_ring_size == 0) == (swa_full or 2 * ring_size(n_batch) >= n_ctx)
     return c
 
 
@@ -60,7 +67,7 @@ def test_ring_gives_the_full_cache_bits(models, name, precision, kv):
     full = ctx(path, precision, kv, swa_full=True)
     want = full.decode(t, True)
     ring = ctx(path, precision, kv)
-    assert ring.kv_ring_size == 8 + N_BATCH + 96
+    assert ring.kv_ring_size == ring_size(N_BATCH)
     assert ring.kv_bytes < full.kv_bytes
     np.testing.assert_array_equal(ring.decode(t, True), want)
     # token by token after a prompt (decode steps of one row, the generation pattern)
@@ -184,12 +191,12 @@ def test_llama_prefix_reuse_deeper_than_the_ring_re_evaluates(models):
 
 @pytest.mark.parametrize("name", ["gemma2", "gemma3"])
 def test_ring_matches_transformers_far_past_the_window(models, name):
-    """250 positions (31 windows, the ring wraps twice with n_batch 4) vs transformers' float64 forward."""
+    """300 positions (37 windows, 2.3 rings of 128 with n_batch 4) vs transformers' float64 forward."""
     hf_dir, path = models[name]
-    t = toks(250, seed=3)
+    t = toks(300, seed=3)
     want = H.hf_logits(hf_dir, t.tolist())
-    c = ctx(path, n_ctx=256, n_batch=4)
-    assert c.kv_ring_size == 8 + 4 + 96
+    c = ctx(path, n_ctx=320, n_batch=4)
+    assert c.kv_ring_size == ring_size(4)
     got = c.decode(t, True)
     assert H.rel_err(got, want) <= 1e-4
     assert np.array_equal(got.argmax(1), want.argmax(1))
@@ -197,13 +204,13 @@ def test_ring_matches_transformers_far_past_the_window(models, name):
 
 def test_kv_memory_saved_at_8k(models):
     """gemma3 tiny (5 of 6 layers windowed, window 8) at n_ctx 8192, n_batch 512: the windowed layers hold
-    2 x (8 + 512 + 96) rows instead of 8192."""
+    2 x ring_size(512) = 2 x 640 rows instead of 8192."""
     path = models["gemma3"][1]
     full = ctx(path, "fast", "f16", n_ctx=8192, n_batch=512, swa_full=True)
     ring = ctx(path, "fast", "f16", n_ctx=8192, n_batch=512)
     row = 2 * 16 * 2 * 2  # K + V, 2 KV heads x 16, f16
     assert full.kv_bytes == 6 * 8192 * row
-    assert ring.kv_bytes == (1 * 8192 + 5 * 2 * (8 + 512 + 96)) * row
+    assert ring.kv_bytes == (1 * 8192 + 5 * 2 * ring_size(512)) * row
     print(f"gemma3 tiny n_ctx 8192 KV: {full.kv_bytes} -> {ring.kv_bytes} bytes")
 
 
@@ -247,7 +254,7 @@ def test_server_engine_shares_a_prefix_only_while_the_ring_holds_it(models):
     engine = BatchEngine(_core.Model(str(path)), n_slots=2, n_ctx=N_CTX, n_threads=1, step_tokens=N_BATCH,
                          type_k="f32", type_v="f32", precision="exact")
     try:
-        assert engine.ctx.kv_ring_size == 8 + N_BATCH + 96
+        assert engine.ctx.kv_ring_size == ring_size(N_BATCH)
         source = engine.acquire()
         engine.evaluate(source, t[:270], all_logits=False)  # the ring keeps positions 150.. only
         early = engine.acquire(t[:40].tolist())  # wants 39 tokens: their window is gone

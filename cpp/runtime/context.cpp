@@ -18,6 +18,7 @@
 #include "edgellama/errors.h"
 #include "edgellama/fp16.h"
 #include "edgellama/kernels.h"
+#include "kv_layout.h"
 #include "layer_ops.h"
 
 namespace edgellama {
@@ -29,8 +30,6 @@ constexpr int kMaxThreads = 1024;
 // Query tokens per fast-path attention task: each converted K/V block is reused by this many tokens
 // x the GQA group's query heads, and a 512-token prompt still makes 16 tasks per KV head.
 constexpr int64_t kAttnTileTokens = 32;
-
-size_t kv_elem_size(KVType t) { return t == KVType::F16 ? 2 : 4; }
 
 // y[t][i] += bias[i] for each of n rows (no-op for an absent bias).
 void add_bias(float* y, const std::vector<float>& bias, int64_t n) {
@@ -47,6 +46,36 @@ inline const float* kv_row(const uint8_t* row, int64_t off, int64_t n, KVType t,
   const uint16_t* h = reinterpret_cast<const uint16_t*>(row) + off;
   for (int64_t i = 0; i < n; ++i) tmp[i] = f16_table[h[i]];
   return tmp;
+}
+
+// Head values off..off+n of position `row` of a K cache (k_cache_index: one value every
+// kAttnBlock) as floats in tmp; F16 through the exact lookup table.
+inline const float* k_values(const uint8_t* cache, int64_t row, int64_t kv_width, int64_t off, int64_t n, KVType t,
+                             const float* f16_table, float* tmp) {
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t at = k_cache_index(row, off + i, kv_width);
+    if (t == KVType::F32) {
+      std::memcpy(tmp + i, cache + 4 * at, 4);
+    } else {
+      uint16_t h;
+      std::memcpy(&h, cache + 2 * at, 2);
+      tmp[i] = f16_table[h];
+    }
+  }
+  return tmp;
+}
+
+// src[0..kv_width) -> position `row` of a K cache (k_cache_index).
+inline void k_store(uint8_t* cache, int64_t row, const float* src, int64_t kv_width, KVType t) {
+  for (int64_t c = 0; c < kv_width; ++c) {
+    const size_t at = k_cache_index(row, c, kv_width);
+    if (t == KVType::F16) {
+      const uint16_t h = float_to_fp16(src[c]);
+      std::memcpy(cache + 2 * at, &h, 2);
+    } else {
+      std::memcpy(cache + 4 * at, src + c, 4);
+    }
+  }
 }
 
 inline void kv_store(uint8_t* row, const float* src, int64_t n, KVType t) {
@@ -103,7 +132,9 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
   bool any_window = false;
   for (int64_t il = 0; il < hp.n_layer; ++il) any_window = any_window || hp.layer_swa[size_t(il)];
   if (any_window && hp.n_swa > 0 && !params_.swa_full) {
-    const int64_t ring = hp.n_swa + nb + kAttnTileTokens + kAttnBlock;
+    // whole blocks of kAttnBlock rows: the K cache's blocks (k_cache_index) must not straddle the
+    // ring's two copies
+    const int64_t ring = (hp.n_swa + nb + kAttnTileTokens + kAttnBlock + kAttnBlock - 1) / kAttnBlock * kAttnBlock;
     if (2 * ring < n_ctx) ring_ = ring;
   }
 
@@ -111,14 +142,14 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
   double kv_rows_all = 0;
   for (int64_t il = 0; il < hp.n_layer; ++il) kv_rows_all += double(seq_rows(il)) * double(params_.n_seq);
   const double kv_bytes = kv_rows_all * double(hp.kv_width()) *
-                          double(kv_elem_size(params_.type_k) + kv_elem_size(params_.type_v));
+                          double(kv_value_bytes(params_.type_k) + kv_value_bytes(params_.type_v));
   try {
     k_cache_.resize(size_t(hp.n_layer));
     v_cache_.resize(size_t(hp.n_layer));
     for (int64_t il = 0; il < hp.n_layer; ++il) {
       const int64_t kv_rows = seq_rows(il) * params_.n_seq;
-      k_cache_[il].assign(size_t(kv_rows * hp.kv_width()) * kv_elem_size(params_.type_k), 0);
-      v_cache_[il].assign(size_t(kv_rows * hp.kv_width()) * kv_elem_size(params_.type_v), 0);
+      k_cache_[il].assign(size_t(kv_rows * hp.kv_width()) * kv_value_bytes(params_.type_k), 0);
+      v_cache_[il].assign(size_t(kv_rows * hp.kv_width()) * kv_value_bytes(params_.type_v), 0);
     }
     x_.assign(size_t(nb * hp.n_embd), 0.0f);
     xb_.assign(size_t(nb * std::max(hp.n_embd, hp.q_width())), 0.0f);
@@ -290,7 +321,8 @@ void Context::attention_fast(int64_t il, int64_t /*n: the rows are described by 
   const int64_t hd = hp.head_dim, qw = hp.q_width(), n_kv = hp.n_head_kv;
   const int64_t group = hp.n_head / hp.n_head_kv;
   const KVType tk = params_.type_k, tv = params_.type_v;
-  const size_t k_row = size_t(hp.kv_width()) * kv_elem_size(tk), v_row = size_t(hp.kv_width()) * kv_elem_size(tv);
+  const size_t k_block = size_t(hp.kv_width() * kAttnBlock) * kv_value_bytes(tk);
+  const size_t v_row = size_t(hp.kv_width()) * kv_value_bytes(tv);
   const KernelSet& ks = active_kernels();
   const AttnTileFn tile = ks.attn_tile && hd % 8 == 0 ? ks.attn_tile : kScalarKernels.attn_tile;
   // Tasks: attn_units_ (built per chunk in forward_chunk) x KV heads.
@@ -319,9 +351,11 @@ void Context::attention_fast(int64_t il, int64_t /*n: the rows are described by 
     a.out = att_.data() + t0 * qw + g * group * hd;
     a.tok_stride = qw;
     a.n_keys0 = p0 + 1 - shift;
-    a.k = k_cache_[size_t(il)].data() + base * k_row + size_t(g * hd) * kv_elem_size(tk);
-    a.v = v_cache_[size_t(il)].data() + base * v_row + size_t(g * hd) * kv_elem_size(tv);
-    a.k_stride = k_row;
+    // base is a block boundary (seq_rows and shift are whole blocks): the head's runs start g * hd
+    // runs into the block
+    a.k = k_cache_[size_t(il)].data() + (base / kAttnBlock) * k_block + size_t(g * hd * kAttnBlock) * kv_value_bytes(tk);
+    a.v = v_cache_[size_t(il)].data() + base * v_row + size_t(g * hd) * kv_value_bytes(tv);
+    a.k_block_stride = k_block;
     a.v_stride = v_row;
     a.k_f16 = tk == KVType::F16;
     a.v_f16 = tv == KVType::F16;
@@ -343,7 +377,7 @@ void Context::attention_exact(int64_t il, int64_t n) {
   const int64_t group = hp.n_head / hp.n_head_kv;
   const AttnVariant var = attn_variant(il);
   const KVType tk = params_.type_k, tv = params_.type_v;
-  const size_t k_row = size_t(kvw) * kv_elem_size(tk), v_row = size_t(kvw) * kv_elem_size(tv);
+  const size_t v_row = size_t(kvw) * kv_value_bytes(tv);
   const uint8_t* K0 = k_cache_[size_t(il)].data();
   const uint8_t* V0 = v_cache_[size_t(il)].data();
   const float* f16 = fp16_table();
@@ -358,13 +392,12 @@ void Context::attention_exact(int64_t il, int64_t n) {
       const int64_t n_keys = row_pos_[size_t(t)] + 1;
       const int64_t p0 = var.window > 0 ? std::max<int64_t>(0, n_keys - var.window) : 0;  // sliding window
       const size_t base = size_t(seq_base(il, row_seq_[size_t(t)]));
-      const uint8_t* K = K0 + base * k_row;
       const uint8_t* V = V0 + base * v_row;
       const int64_t ring = ring_layer(il) ? ring_ : std::numeric_limits<int64_t>::max();  // row of p: p % ring
       const float* qv = q_.data() + t * qw + h * hd;
       float mx = -std::numeric_limits<float>::infinity();
       for (int64_t p = p0; p < n_keys; ++p) {
-        const float* krow = kv_row(K + size_t(p % ring) * k_row, kv_off, hd, tk, f16, tmp);
+        const float* krow = k_values(K0, int64_t(base) + p % ring, kvw, kv_off, hd, tk, f16, tmp);
         scores[p] = dot_f32(qv, krow, hd) * var.scale;
         if (var.softcap > 0) scores[p] = var.softcap * std::tanh(scores[p] / var.softcap);
         mx = std::max(mx, scores[p]);
@@ -488,16 +521,14 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
       rope(q_.data(), n, hp.n_head, swa_tables);
       rope(k_.data(), n, hp.n_head_kv, swa_tables);
     }
-    const size_t k_row = size_t(kvw) * kv_elem_size(params_.type_k);
-    const size_t v_row = size_t(kvw) * kv_elem_size(params_.type_v);
+    const size_t v_row = size_t(kvw) * kv_value_bytes(params_.type_v);
     for (int64_t t = 0; t < n; ++t) {
-      const size_t slot_row = size_t(kv_slot(il, row_seq_[size_t(t)], row_pos_[size_t(t)]));
-      uint8_t* kd = k_cache_[size_t(il)].data() + slot_row * k_row;
-      uint8_t* vd = v_cache_[size_t(il)].data() + slot_row * v_row;
-      kv_store(kd, k_.data() + t * kvw, kvw, params_.type_k);
+      const int64_t slot_row = kv_slot(il, row_seq_[size_t(t)], row_pos_[size_t(t)]);
+      uint8_t* vd = v_cache_[size_t(il)].data() + size_t(slot_row) * v_row;
+      k_store(k_cache_[size_t(il)].data(), slot_row, k_.data() + t * kvw, kvw, params_.type_k);
       kv_store(vd, v_.data() + t * kvw, kvw, params_.type_v);
       if (ring_layer(il)) {  // the ring's second copy (seq_rows)
-        std::memcpy(kd + size_t(ring_) * k_row, kd, k_row);
+        k_store(k_cache_[size_t(il)].data(), slot_row + ring_, k_.data() + t * kvw, kvw, params_.type_k);
         std::memcpy(vd + size_t(ring_) * v_row, vd, v_row);
       }
     }

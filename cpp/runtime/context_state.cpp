@@ -15,6 +15,7 @@
 
 #include "edgellama/context.h"
 #include "edgellama/errors.h"
+#include "kv_layout.h"
 
 namespace edgellama {
 
@@ -37,13 +38,11 @@ struct StateHeader {
   int64_t window_lo;
 };
 
-size_t elem_size(KVType t) { return t == KVType::F16 ? 2 : 4; }
-
 }  // namespace
 
 size_t Context::state_size() const {
   const HParams& hp = model_->hparams();
-  const size_t row = size_t(hp.kv_width()) * (elem_size(params_.type_k) + elem_size(params_.type_v));
+  const size_t row = size_t(hp.kv_width()) * (kv_value_bytes(params_.type_k) + kv_value_bytes(params_.type_v));
   size_t rows = 0;
   for (int64_t il = 0; il < hp.n_layer; ++il)
     rows += size_t(seq_past_[0] - (hp.layer_swa[size_t(il)] ? window_floor_[0] : 0));
@@ -65,16 +64,15 @@ void Context::save_state(uint8_t* out, size_t size) const {
   h.window_lo = std::min(window_floor_[0], seq_past_[0]);
   std::memcpy(out, &h, sizeof h);
   uint8_t* p = out + sizeof h;
-  const size_t k_row = size_t(hp.kv_width()) * elem_size(params_.type_k);
-  const size_t v_row = size_t(hp.kv_width()) * elem_size(params_.type_v);
+  const int64_t kvw = hp.kv_width();
+  const size_t k_es = kv_value_bytes(params_.type_k), k_row = size_t(kvw) * k_es;
+  const size_t v_row = size_t(kvw) * kv_value_bytes(params_.type_v);
   for (int64_t il = 0; il < hp.n_layer; ++il) {
     const int64_t lo = hp.layer_swa[size_t(il)] ? h.window_lo : 0;
-    for (auto [cache, row] : {std::pair{&k_cache_, k_row}, std::pair{&v_cache_, v_row}}) {
-      for (int64_t pos = lo; pos < seq_past_[0]; ++pos) {
-        std::memcpy(p, (*cache)[size_t(il)].data() + size_t(kv_slot(il, 0, pos)) * row, row);
-        p += row;
-      }
-    }
+    for (int64_t pos = lo; pos < seq_past_[0]; ++pos, p += k_row)  // K rows, row-major in the file
+      k_row_get(k_cache_[size_t(il)].data(), kv_slot(il, 0, pos), kvw, k_es, p);
+    for (int64_t pos = lo; pos < seq_past_[0]; ++pos, p += v_row)
+      std::memcpy(p, v_cache_[size_t(il)].data() + size_t(kv_slot(il, 0, pos)) * v_row, v_row);
   }
 }
 
@@ -107,8 +105,8 @@ void Context::load_state(const uint8_t* data, size_t size) {
     throw ArgumentError("load_state: the state's sliding-window layers start at position " +
                         std::to_string(h.window_lo) + ", which leaves out part of the window before " +
                         std::to_string(n_past));
-  const size_t k_row = size_t(hp.kv_width()) * elem_size(params_.type_k);
-  const size_t v_row = size_t(hp.kv_width()) * elem_size(params_.type_v);
+  const size_t k_row = size_t(hp.kv_width()) * kv_value_bytes(params_.type_k);
+  const size_t v_row = size_t(hp.kv_width()) * kv_value_bytes(params_.type_v);
   size_t expect = header;
   for (int64_t il = 0; il < hp.n_layer; ++il)
     expect += size_t(n_past - (hp.layer_swa[size_t(il)] ? h.window_lo : 0)) * (k_row + v_row);
@@ -117,17 +115,23 @@ void Context::load_state(const uint8_t* data, size_t size) {
                         std::to_string(expect));
   // A ring keeps the last ring_ of the stored positions (a smaller ring than the saving context's).
   const int64_t keep_lo = ring_ > 0 ? std::max(h.window_lo, n_past - ring_) : h.window_lo;
+  const int64_t kvw = hp.kv_width();
+  const size_t k_es = kv_value_bytes(params_.type_k);
   const uint8_t* p = data + header;
   for (int64_t il = 0; il < hp.n_layer; ++il) {
     const bool windowed = hp.layer_swa[size_t(il)];
     const int64_t lo = windowed ? h.window_lo : 0;
-    for (auto [cache, row] : {std::pair{&k_cache_, k_row}, std::pair{&v_cache_, v_row}}) {
-      for (int64_t pos = lo; pos < n_past; ++pos, p += row) {
-        if (windowed && pos < keep_lo) continue;
-        uint8_t* dst = (*cache)[size_t(il)].data() + size_t(kv_slot(il, 0, pos)) * row;
-        std::memcpy(dst, p, row);
-        if (ring_layer(il)) std::memcpy(dst + size_t(ring_) * row, p, row);
-      }
+    for (int64_t pos = lo; pos < n_past; ++pos, p += k_row) {  // K rows, row-major in the file
+      if (windowed && pos < keep_lo) continue;
+      const int64_t row = kv_slot(il, 0, pos);
+      k_row_put(k_cache_[size_t(il)].data(), row, kvw, k_es, p);
+      if (ring_layer(il)) k_row_put(k_cache_[size_t(il)].data(), row + ring_, kvw, k_es, p);
+    }
+    for (int64_t pos = lo; pos < n_past; ++pos, p += v_row) {
+      if (windowed && pos < keep_lo) continue;
+      uint8_t* dst = v_cache_[size_t(il)].data() + size_t(kv_slot(il, 0, pos)) * v_row;
+      std::memcpy(dst, p, v_row);
+      if (ring_layer(il)) std::memcpy(dst + size_t(ring_) * v_row, p, v_row);
     }
   }
   seq_past_[0] = n_past;

@@ -1,9 +1,11 @@
 """llama-bench-style throughput measurement: ppN (prompt processing: N tokens in one eval from an
 empty cache) and tgN (text generation: N single-token evals one after another from an empty
-cache), in tokens/s, mean +- stddev over repetitions, one row per test x thread count.
+cache), in tokens/s, mean +- stddev over repetitions, one row per test x depth x thread count.
 
 Like llama-bench, prompts are random token ids, only the last position's logits are computed, and
-each test does one untimed warm-up run first.
+each test does one untimed warm-up run first. A depth D (``-d``, llama-bench's ``--n-depth``) runs the
+test after D tokens already in the cache ("tg128 @ d4096"): each repetition prefills them untimed,
+so long-context decode (attention over the cache) is measured, not only the weights' read.
 """
 
 from __future__ import annotations
@@ -17,15 +19,22 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import numpy as np
 
 
-def _time_pp(llm, tokens: np.ndarray) -> float:
+def _start(llm, depth_tokens: np.ndarray) -> None:
+    """An empty cache, then the depth tokens in it (untimed)."""
     llm.reset()
+    if depth_tokens.size:
+        llm._eval_last(depth_tokens)
+
+
+def _time_pp(llm, tokens: np.ndarray, depth_tokens: np.ndarray) -> float:
+    _start(llm, depth_tokens)
     t0 = time.perf_counter()
     llm._eval_last(tokens)
     return time.perf_counter() - t0
 
 
-def _time_tg(llm, tokens: np.ndarray) -> float:
-    llm.reset()
+def _time_tg(llm, tokens: np.ndarray, depth_tokens: np.ndarray) -> float:
+    _start(llm, depth_tokens)
     t0 = time.perf_counter()
     for tok in tokens:
         llm._eval_last([int(tok)])
@@ -42,33 +51,39 @@ def run_bench(
     n_batch: int = 512,
     seed: int = 1234,
     progress=None,
+    n_depth: Iterable[int] = (0,),
 ) -> List[Dict]:
-    """Returns one dict per test x thread count: test ("pp512" / "tg128"), n_prompt, n_gen, n_threads,
-    tokens_per_second (mean over repetitions), stddev, samples (per-repetition tokens/s), isa,
-    model, model_type, precision."""
+    """Returns one dict per test x depth x thread count: test ("pp512" / "tg128" / "tg128 @ d4096"),
+    n_prompt, n_gen, n_depth, n_threads, tokens_per_second (mean over repetitions), stddev, samples
+    (per-repetition tokens/s), isa, model, model_type, precision."""
     from edgellama import Llama, _core
 
     n_prompt = [int(p) for p in n_prompt if int(p) > 0]
     n_gen = [int(n) for n in n_gen if int(n) > 0]
-    n_ctx = max(n_prompt + n_gen + [16])
+    n_depth = [int(d) for d in n_depth] or [0]
+    if any(d < 0 for d in n_depth):
+        raise ValueError(f"n_depth must be >= 0, got {n_depth}")
+    n_ctx = max(n_prompt + n_gen + [16]) + max(n_depth)
     rng = np.random.default_rng(seed)
     rows: List[Dict] = []
     for t in threads:
         llm = Llama(model_path, n_ctx=n_ctx, n_threads=int(t), n_batch=n_batch, precision=precision)
         try:
             n_vocab = llm.n_vocab()
-            tests = [("pp", p) for p in n_prompt] + [("tg", n) for n in n_gen]
-            for kind, n in tests:
+            tests = [("pp", p, d) for d in n_depth for p in n_prompt] + [("tg", n, d) for d in n_depth for n in n_gen]
+            for kind, n, depth in tests:
                 tokens = rng.integers(0, n_vocab, size=n, dtype=np.int64).astype(np.int32)
+                depth_tokens = rng.integers(0, n_vocab, size=depth, dtype=np.int64).astype(np.int32)
                 fn = _time_pp if kind == "pp" else _time_tg
-                fn(llm, tokens if kind == "pp" else tokens[: min(n, 16)])  # warm-up
+                fn(llm, tokens if kind == "pp" else tokens[: min(n, 16)], depth_tokens)  # warm-up
                 samples = []
                 for _ in range(max(1, repetitions)):
-                    samples.append(n / fn(llm, tokens))
+                    samples.append(n / fn(llm, tokens, depth_tokens))
                 row = {
-                    "test": f"{kind}{n}",
+                    "test": f"{kind}{n}" + (f" @ d{depth}" if depth else ""),
                     "n_prompt": n if kind == "pp" else 0,
                     "n_gen": n if kind == "tg" else 0,
+                    "n_depth": depth,
                     "n_threads": int(t),
                     "tokens_per_second": statistics.fmean(samples),
                     "stddev": statistics.stdev(samples) if len(samples) > 1 else 0.0,
@@ -226,6 +241,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("-p", "--n-prompt", default="512", help="prompt lengths, comma separated (0 = none; default: %(default)s)")
     parser.add_argument("-n", "--n-gen", default="128", help="generation lengths, comma separated (0 = none; default: %(default)s)")
     parser.add_argument("-t", "--threads", default="1,2", help="thread counts, comma separated (default: %(default)s)")
+    parser.add_argument("-d", "--n-depth", default="0",
+                        help="tokens already in the cache before each test, comma separated (llama-bench's "
+                             "--n-depth; default: %(default)s)")
     parser.add_argument("-r", "--repetitions", type=int, default=5, help="timed runs per test (default: %(default)s)")
     parser.add_argument("-b", "--batch-size", type=int, default=512, help="n_batch of the context (default: %(default)s)")
     parser.add_argument("--precision", choices=["fast", "exact"], default="fast", help="matmul path (default: %(default)s)")
@@ -244,7 +262,8 @@ def run(args) -> int:
             print(f"  {row['test']} t={row['n_threads']}: {row['tokens_per_second']:.2f} t/s", file=sys.stderr)
 
     rows = run_bench(args.model, _int_list(args.n_prompt), _int_list(args.n_gen), _int_list(args.threads),
-                     args.repetitions, args.precision, args.batch_size, progress=progress)
+                     args.repetitions, args.precision, args.batch_size, progress=progress,
+                     n_depth=_int_list(args.n_depth))
     if args.json:
         print(json.dumps(rows, indent=1))
     else:

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "edgellama/batch.h"
+#include "edgellama/kernels.h"
 #include "edgellama/matmul.h"
 #include "edgellama/model.h"
 #include "edgellama/thread_pool.h"
@@ -120,10 +121,13 @@ class Context {
   void check_seq(int64_t seq, const char* what) const;
   // Whether layer il keeps its K/V in a ring (a sliding-window layer when ring_ > 0).
   bool ring_layer(int64_t il) const { return ring_ > 0 && model_->hparams().layer_swa[size_t(il)]; }
-  // Rows of layer il's cache per sequence: n_ctx, or 2 * ring_ for a ring layer (position p is in
-  // rows p % ring_ and p % ring_ + ring_, so any ring_ consecutive positions are contiguous rows
-  // for the attention kernel).
-  int64_t seq_rows(int64_t il) const { return ring_layer(il) ? 2 * ring_ : params_.n_ctx; }
+  // Rows of layer il's cache per sequence: n_ctx rounded up to whole K blocks (kAttnBlock rows, see
+  // k_cache_index in kernels.h: a sequence's keys start at a block boundary), or 2 * ring_ (ring_ is
+  // whole blocks) for a ring layer (position p is in rows p % ring_ and p % ring_ + ring_, so any
+  // ring_ consecutive positions are contiguous rows for the attention kernel).
+  int64_t seq_rows(int64_t il) const {
+    return ring_layer(il) ? 2 * ring_ : (params_.n_ctx + kAttnBlock - 1) / kAttnBlock * kAttnBlock;
+  }
   // First row of sequence seq's region in layer il's K/V cache.
   int64_t seq_base(int64_t il, int64_t seq) const { return seq * seq_rows(il); }
   // The row of position p of sequence seq in layer il (the first copy for a ring layer).

@@ -53,6 +53,18 @@ constexpr int kMaxTypeId = 40;
 // the result is the same for any n_threads and n_batch.
 constexpr int64_t kAttnBlock = 64;
 
+// K cache layout: positions in blocks of kAttnBlock (a sequence's region starts at a block
+// boundary); inside a block, column c (one of the kv_width values of a position) of the block's 64
+// positions is contiguous. Element (row, c) of a cache with kv_width columns is at index
+//   (row / kAttnBlock) * kv_width * kAttnBlock + c * kAttnBlock + row % kAttnBlock.
+// A tile's key block for one head is then head_dim runs of 64 consecutive keys: the kernels convert
+// it straight into the [d][key] form their scores are computed from (per key the same FMA chain
+// over d as from a row-major cache, so the same bits), with no transposition and one sequential
+// read. V stays row-major (position-major), as its products are accumulated key by key.
+inline size_t k_cache_index(int64_t row, int64_t col, int64_t kv_width) {
+  return size_t(row / kAttnBlock) * size_t(kv_width * kAttnBlock) + size_t(col * kAttnBlock + row % kAttnBlock);
+}
+
 struct AttnTileArgs {
   int64_t head_dim;
   int64_t n_tok, group;      // rows: (t, j) for t < n_tok, j < group
@@ -60,9 +72,11 @@ struct AttnTileArgs {
   float* out;                // same layout as q
   int64_t tok_stride;        // floats between consecutive tokens of q and out
   int64_t n_keys0;           // keys (positions 0..n_keys0-1) seen by token 0; token t sees n_keys0 + t
-  const uint8_t* k;          // key of position p at k + p * k_stride (head_dim values, f16 or f32)
-  const uint8_t* v;
-  size_t k_stride, v_stride;  // bytes
+  // K of key block b (keys 64b..64b+63) of this head at k + b * k_block_stride: head_dim runs of
+  // kAttnBlock keys, run d = dimension d of the block's keys (k_cache_index). f16 or f32.
+  const uint8_t* k;
+  const uint8_t* v;          // value of key p at v + p * v_stride (head_dim values, f16 or f32)
+  size_t k_block_stride, v_stride;  // bytes
   bool k_f16, v_f16;
   float scale;               // score = scale * dot(q, k)
   float* scratch;            // attn_scratch_floats(head_dim, n_tok * group) floats

@@ -28,40 +28,18 @@ static inline __m256 load8(const uint8_t* row, bool f16, int64_t i) {
   return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + i);
 }
 
-static inline void transpose8(__m256 r[8]) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
-// Keys k0..k0+nk-1 into kt[d][B]; key slots nk..B-1 are zero (their scores are computed, then masked).
+// Keys k0..k0+nk-1 (k0 a multiple of B) into kt[d][B]: the cache holds the block as head_dim runs
+// of B keys (k_cache_index), so each run is converted in place of a transposition. Key slots
+// nk..B-1 are zero (their scores are computed, then masked); the cache may hold anything there.
 static inline void load_k_block(const AttnTileArgs& a, int64_t k0, int64_t nk, float* kt) {
   const int64_t hd = a.head_dim;
-  for (int64_t kg = 0; kg < B; kg += 8) {
-    for (int64_t d = 0; d < hd; d += 8) {
-      __m256 r[8];
-      for (int i = 0; i < 8; ++i)
-        r[i] = kg + i < nk ? load8(a.k + size_t(k0 + kg + i) * a.k_stride, a.k_f16, d) : _mm256_setzero_ps();
-      transpose8(r);
-      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(kt + (d + i) * B + kg, r[i]);
-    }
+  const uint8_t* blk = a.k + size_t(k0 / B) * a.k_block_stride;
+  const size_t run = size_t(B) * (a.k_f16 ? 2 : 4);
+  for (int64_t d = 0; d < hd; ++d) {
+    const uint8_t* keys = blk + size_t(d) * run;
+    float* out = kt + d * B;
+    for (int64_t kg = 0; kg < B; kg += 8) _mm256_storeu_ps(out + kg, load8(keys, a.k_f16, kg));
+    for (int64_t k = nk; k < B; ++k) out[k] = 0.0f;
   }
 }
 

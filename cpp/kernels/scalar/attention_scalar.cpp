@@ -47,7 +47,9 @@ void scalar_attention_tile(const AttnTileArgs& a) {
   for (int64_t k0 = k_begin; k0 < max_keys; k0 += kAttnBlock) {
     const int64_t nk = std::min(kAttnBlock, max_keys - k0);
     for (int64_t k = 0; k < nk; ++k) {
-      widen(a.k + size_t(k0 + k) * a.k_stride, a.k_f16, hd, kb + k * hd);
+      // the key's head_dim values are kAttnBlock apart in its block (k_cache_index)
+      const uint8_t* key = a.k + size_t(k0 / kAttnBlock) * a.k_block_stride;
+      for (int64_t d = 0; d < hd; ++d) widen(key + size_t(d * kAttnBlock + k) * (a.k_f16 ? 2 : 4), a.k_f16, 1, kb + k * hd + d);
       widen(a.v + size_t(k0 + k) * a.v_stride, a.v_f16, hd, vb + k * hd);
     }
     for (int64_t r = 0; r < n_rows; ++r) {
