@@ -209,9 +209,13 @@ py::array_t<float> attention_py(const std::string& isa, FloatArray q, const py::
     for (int64_t d = 0; d < hd; ++d)
       std::memcpy(k_blocks.data() + k_cache_index(p, d, hd) * k_es, k_src + size_t(p * hd + d) * k_es, k_es);
   a.k = k_blocks.data();
-  a.v = static_cast<const uint8_t*>(v.data());
+  // V likewise (v_cache_index with one head: whole blocks of position-major rows, NaN padding)
+  const size_t v_es = v16 ? 2 : 4;
+  std::vector<uint8_t> v_blocks(size_t((v.shape(0) + kAttnBlock - 1) / kAttnBlock * kAttnBlock * hd) * v_es, 0xFF);
+  std::memcpy(v_blocks.data(), v.data(), size_t(v.shape(0) * hd) * v_es);
+  a.v = v_blocks.data();
   a.k_block_stride = size_t(hd * kAttnBlock) * k_es;
-  a.v_stride = size_t(hd) * (v16 ? 2 : 4);
+  a.v_block_stride = size_t(hd * kAttnBlock) * v_es;
   a.k_f16 = k16;
   a.v_f16 = v16;
   a.scale = scale;

@@ -38,12 +38,11 @@ void add_bias(float* y, const std::vector<float>& bias, int64_t n) {
     for (int64_t i = 0; i < w; ++i) y[t * w + i] += bias[size_t(i)];
 }
 
-// One row of the KV cache (kv_width values of one position) as floats, for head `off`..off+n.
-// F16 rows are widened through the exact lookup table; F32 rows are used in place.
-inline const float* kv_row(const uint8_t* row, int64_t off, int64_t n, KVType t, const float* f16_table,
-                           float* tmp) {
-  if (t == KVType::F32) return reinterpret_cast<const float*>(row) + off;
-  const uint16_t* h = reinterpret_cast<const uint16_t*>(row) + off;
+// n consecutive cache values (one head's V of one position: v_cache_index) as floats. F16 values
+// are widened through the exact lookup table; F32 values are used in place.
+inline const float* v_values(const uint8_t* at, int64_t n, KVType t, const float* f16_table, float* tmp) {
+  if (t == KVType::F32) return reinterpret_cast<const float*>(at);
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(at);
   for (int64_t i = 0; i < n; ++i) tmp[i] = f16_table[h[i]];
   return tmp;
 }
@@ -322,7 +321,7 @@ void Context::attention_fast(int64_t il, int64_t /*n: the rows are described by 
   const int64_t group = hp.n_head / hp.n_head_kv;
   const KVType tk = params_.type_k, tv = params_.type_v;
   const size_t k_block = size_t(hp.kv_width() * kAttnBlock) * kv_value_bytes(tk);
-  const size_t v_row = size_t(hp.kv_width()) * kv_value_bytes(tv);
+  const size_t v_block = size_t(hp.kv_width() * kAttnBlock) * kv_value_bytes(tv);
   const KernelSet& ks = active_kernels();
   const AttnTileFn tile = ks.attn_tile && hd % 8 == 0 ? ks.attn_tile : kScalarKernels.attn_tile;
   // Tasks: attn_units_ (built per chunk in forward_chunk) x KV heads.
@@ -354,9 +353,9 @@ void Context::attention_fast(int64_t il, int64_t /*n: the rows are described by 
     // base is a block boundary (seq_rows and shift are whole blocks): the head's runs start g * hd
     // runs into the block
     a.k = k_cache_[size_t(il)].data() + (base / kAttnBlock) * k_block + size_t(g * hd * kAttnBlock) * kv_value_bytes(tk);
-    a.v = v_cache_[size_t(il)].data() + base * v_row + size_t(g * hd) * kv_value_bytes(tv);
+    a.v = v_cache_[size_t(il)].data() + (base / kAttnBlock) * v_block + size_t(g * hd * kAttnBlock) * kv_value_bytes(tv);
     a.k_block_stride = k_block;
-    a.v_stride = v_row;
+    a.v_block_stride = v_block;
     a.k_f16 = tk == KVType::F16;
     a.v_f16 = tv == KVType::F16;
     a.scale = var.scale;
@@ -377,7 +376,7 @@ void Context::attention_exact(int64_t il, int64_t n) {
   const int64_t group = hp.n_head / hp.n_head_kv;
   const AttnVariant var = attn_variant(il);
   const KVType tk = params_.type_k, tv = params_.type_v;
-  const size_t v_row = size_t(kvw) * kv_value_bytes(tv);
+  const size_t v_es = kv_value_bytes(tv);
   const uint8_t* K0 = k_cache_[size_t(il)].data();
   const uint8_t* V0 = v_cache_[size_t(il)].data();
   const float* f16 = fp16_table();
@@ -392,7 +391,6 @@ void Context::attention_exact(int64_t il, int64_t n) {
       const int64_t n_keys = row_pos_[size_t(t)] + 1;
       const int64_t p0 = var.window > 0 ? std::max<int64_t>(0, n_keys - var.window) : 0;  // sliding window
       const size_t base = size_t(seq_base(il, row_seq_[size_t(t)]));
-      const uint8_t* V = V0 + base * v_row;
       const int64_t ring = ring_layer(il) ? ring_ : std::numeric_limits<int64_t>::max();  // row of p: p % ring
       const float* qv = q_.data() + t * qw + h * hd;
       float mx = -std::numeric_limits<float>::infinity();
@@ -411,7 +409,7 @@ void Context::attention_exact(int64_t il, int64_t n) {
       float* out = att_.data() + t * qw + h * hd;
       std::fill(out, out + hd, 0.0f);
       for (int64_t p = p0; p < n_keys; ++p) {
-        const float* vrow = kv_row(V + size_t(p % ring) * v_row, kv_off, hd, tv, f16, tmp);
+        const float* vrow = v_values(V0 + v_cache_index(int64_t(base) + p % ring, kv_off, kvw, hd) * v_es, hd, tv, f16, tmp);
         const float a = scores[p] * inv;
         for (int64_t i = 0; i < hd; ++i) out[i] += a * vrow[i];
       }
@@ -521,15 +519,18 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
       rope(q_.data(), n, hp.n_head, swa_tables);
       rope(k_.data(), n, hp.n_head_kv, swa_tables);
     }
-    const size_t v_row = size_t(kvw) * kv_value_bytes(params_.type_v);
+    const int64_t hd = hp.head_dim;
+    const size_t v_es = kv_value_bytes(params_.type_v);
+    uint8_t* K = k_cache_[size_t(il)].data();
+    uint8_t* V = v_cache_[size_t(il)].data();
     for (int64_t t = 0; t < n; ++t) {
       const int64_t slot_row = kv_slot(il, row_seq_[size_t(t)], row_pos_[size_t(t)]);
-      uint8_t* vd = v_cache_[size_t(il)].data() + size_t(slot_row) * v_row;
-      k_store(k_cache_[size_t(il)].data(), slot_row, k_.data() + t * kvw, kvw, params_.type_k);
-      kv_store(vd, v_.data() + t * kvw, kvw, params_.type_v);
-      if (ring_layer(il)) {  // the ring's second copy (seq_rows)
-        k_store(k_cache_[size_t(il)].data(), slot_row + ring_, k_.data() + t * kvw, kvw, params_.type_k);
-        std::memcpy(vd + size_t(ring_) * v_row, vd, v_row);
+      // the ring's second copy (seq_rows) too
+      for (const int64_t row : {slot_row, ring_layer(il) ? slot_row + ring_ : int64_t(-1)}) {
+        if (row < 0) continue;
+        k_store(K, row, k_.data() + t * kvw, kvw, params_.type_k);
+        for (int64_t c = 0; c < kvw; c += hd)  // one run of head_dim values per head (v_cache_index)
+          kv_store(V + v_cache_index(row, c, kvw, hd) * v_es, v_.data() + t * kvw + c, hd, params_.type_v);
       }
     }
     attention(il, n);

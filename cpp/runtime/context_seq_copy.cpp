@@ -3,10 +3,10 @@
 // with a new request on another slot, instead of prefilling it again.
 //
 // Layout (context.h): every layer's K and V cache holds n_seq * seq_rows(il) rows of kv_width values
-// of the cache's type; V row-major, K in blocks of kAttnBlock rows (k_cache_index in kernels.h). A
-// full layer keeps position p of sequence s at row s * seq_rows + p (seq_rows whole K blocks), so
-// the prefix is one contiguous run per layer and cache (K: its whole blocks; the rows past n in the
-// last one are not held by dst and are overwritten before they are read). A sliding-window ring layer
+// of the cache's type, in blocks of kAttnBlock rows (k_cache_index / v_cache_index in kernels.h). A
+// full layer keeps position p of sequence s at row s * seq_rows + p (seq_rows whole blocks), so
+// the prefix is one contiguous run of whole blocks per layer and cache (the rows past n in the last
+// one are not held by dst and are overwritten before they are read). A sliding-window ring layer
 // keeps position p at rows p % ring_ and p % ring_ + ring_ of its region and holds only the positions
 // from window_floor_ on: the positions a ring still holds up to n are copied one by one, to both
 // copies.
@@ -42,27 +42,27 @@ void Context::copy_seq_prefix(int64_t src, int64_t dst, int64_t n) {
   // with): src's floor, or where a ring's last ring_ positions before n begin; nothing for n = 0.
   const int64_t floor = n == 0 ? 0 : std::max<int64_t>({0, window_floor_[size_t(src)], ring_ > 0 ? n - ring_ : 0});
   const HParams& hp = model_->hparams();
-  const int64_t kvw = hp.kv_width();
-  const size_t k_es = kv_value_bytes(params_.type_k), v_row = size_t(kvw) * kv_value_bytes(params_.type_v);
-  std::vector<uint8_t> k_row(size_t(kvw) * k_es);
+  const int64_t kvw = hp.kv_width(), hd = hp.head_dim;
+  const size_t k_es = kv_value_bytes(params_.type_k), v_es = kv_value_bytes(params_.type_v);
+  std::vector<uint8_t> k_row(size_t(kvw) * k_es), v_row(size_t(kvw) * v_es);
   for (int64_t il = 0; il < hp.n_layer; ++il) {
     uint8_t* K = k_cache_[size_t(il)].data();
     uint8_t* V = v_cache_[size_t(il)].data();
     if (!ring_layer(il)) {
-      const int64_t k_rows = (n + kAttnBlock - 1) / kAttnBlock * kAttnBlock;  // whole K blocks
-      std::memcpy(K + size_t(seq_base(il, dst)) * size_t(kvw) * k_es, K + size_t(seq_base(il, src)) * size_t(kvw) * k_es,
-                   size_t(k_rows) * size_t(kvw) * k_es);
-      std::memcpy(V + size_t(seq_base(il, dst)) * v_row, V + size_t(seq_base(il, src)) * v_row, size_t(n) * v_row);
+      const size_t rows = size_t((n + kAttnBlock - 1) / kAttnBlock * kAttnBlock) * size_t(kvw);  // whole blocks
+      const size_t from = size_t(seq_base(il, src)) * size_t(kvw), to = size_t(seq_base(il, dst)) * size_t(kvw);
+      std::memcpy(K + to * k_es, K + from * k_es, rows * k_es);
+      std::memcpy(V + to * v_es, V + from * v_es, rows * v_es);
       continue;
     }
     for (int64_t pos = floor; pos < n; ++pos) {
       const int64_t from = kv_slot(il, src, pos), to = kv_slot(il, dst, pos);
       k_row_get(K, from, kvw, k_es, k_row.data());
-      k_row_put(K, to, kvw, k_es, k_row.data());
-      k_row_put(K, to + ring_, kvw, k_es, k_row.data());  // the ring's second copy (seq_rows)
-      uint8_t* v_to = V + size_t(to) * v_row;
-      std::memcpy(v_to, V + size_t(from) * v_row, v_row);
-      std::memcpy(v_to + size_t(ring_) * v_row, v_to, v_row);
+      v_row_get(V, from, kvw, hd, v_es, v_row.data());
+      for (const int64_t row : {to, to + ring_}) {  // and the ring's second copy (seq_rows)
+        k_row_put(K, row, kvw, k_es, k_row.data());
+        v_row_put(V, row, kvw, hd, v_es, v_row.data());
+      }
     }
   }
   seq_past_[size_t(dst)] = n;

@@ -66,13 +66,13 @@ void Context::save_state(uint8_t* out, size_t size) const {
   uint8_t* p = out + sizeof h;
   const int64_t kvw = hp.kv_width();
   const size_t k_es = kv_value_bytes(params_.type_k), k_row = size_t(kvw) * k_es;
-  const size_t v_row = size_t(kvw) * kv_value_bytes(params_.type_v);
+  const size_t v_es = kv_value_bytes(params_.type_v), v_row = size_t(kvw) * v_es;
   for (int64_t il = 0; il < hp.n_layer; ++il) {
     const int64_t lo = hp.layer_swa[size_t(il)] ? h.window_lo : 0;
-    for (int64_t pos = lo; pos < seq_past_[0]; ++pos, p += k_row)  // K rows, row-major in the file
+    for (int64_t pos = lo; pos < seq_past_[0]; ++pos, p += k_row)  // position-major in the file
       k_row_get(k_cache_[size_t(il)].data(), kv_slot(il, 0, pos), kvw, k_es, p);
     for (int64_t pos = lo; pos < seq_past_[0]; ++pos, p += v_row)
-      std::memcpy(p, v_cache_[size_t(il)].data() + size_t(kv_slot(il, 0, pos)) * v_row, v_row);
+      v_row_get(v_cache_[size_t(il)].data(), kv_slot(il, 0, pos), kvw, hp.head_dim, v_es, p);
   }
 }
 
@@ -116,12 +116,12 @@ void Context::load_state(const uint8_t* data, size_t size) {
   // A ring keeps the last ring_ of the stored positions (a smaller ring than the saving context's).
   const int64_t keep_lo = ring_ > 0 ? std::max(h.window_lo, n_past - ring_) : h.window_lo;
   const int64_t kvw = hp.kv_width();
-  const size_t k_es = kv_value_bytes(params_.type_k);
+  const size_t k_es = kv_value_bytes(params_.type_k), v_es = kv_value_bytes(params_.type_v);
   const uint8_t* p = data + header;
   for (int64_t il = 0; il < hp.n_layer; ++il) {
     const bool windowed = hp.layer_swa[size_t(il)];
     const int64_t lo = windowed ? h.window_lo : 0;
-    for (int64_t pos = lo; pos < n_past; ++pos, p += k_row) {  // K rows, row-major in the file
+    for (int64_t pos = lo; pos < n_past; ++pos, p += k_row) {  // position-major in the file
       if (windowed && pos < keep_lo) continue;
       const int64_t row = kv_slot(il, 0, pos);
       k_row_put(k_cache_[size_t(il)].data(), row, kvw, k_es, p);
@@ -129,9 +129,9 @@ void Context::load_state(const uint8_t* data, size_t size) {
     }
     for (int64_t pos = lo; pos < n_past; ++pos, p += v_row) {
       if (windowed && pos < keep_lo) continue;
-      uint8_t* dst = v_cache_[size_t(il)].data() + size_t(kv_slot(il, 0, pos)) * v_row;
-      std::memcpy(dst, p, v_row);
-      if (ring_layer(il)) std::memcpy(dst + size_t(ring_) * v_row, p, v_row);
+      const int64_t row = kv_slot(il, 0, pos);
+      v_row_put(v_cache_[size_t(il)].data(), row, kvw, hp.head_dim, v_es, p);
+      if (ring_layer(il)) v_row_put(v_cache_[size_t(il)].data(), row + ring_, kvw, hp.head_dim, v_es, p);
     }
   }
   seq_past_[0] = n_past;

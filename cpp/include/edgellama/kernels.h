@@ -53,16 +53,27 @@ constexpr int kMaxTypeId = 40;
 // the result is the same for any n_threads and n_batch.
 constexpr int64_t kAttnBlock = 64;
 
-// K cache layout: positions in blocks of kAttnBlock (a sequence's region starts at a block
-// boundary); inside a block, column c (one of the kv_width values of a position) of the block's 64
-// positions is contiguous. Element (row, c) of a cache with kv_width columns is at index
-//   (row / kAttnBlock) * kv_width * kAttnBlock + c * kAttnBlock + row % kAttnBlock.
-// A tile's key block for one head is then head_dim runs of 64 consecutive keys: the kernels convert
-// it straight into the [d][key] form their scores are computed from (per key the same FMA chain
-// over d as from a row-major cache, so the same bits), with no transposition and one sequential
-// read. V stays row-major (position-major), as its products are accumulated key by key.
+// K/V cache layout: positions in blocks of kAttnBlock (a sequence's region starts at a block
+// boundary), so that one head's share of a block -- what an attention tile reads for a key block --
+// is one contiguous run of kAttnBlock x head_dim values, read in one sequential pass:
+// - K: inside a block, column c (one of the kv_width values of a position) of the block's 64
+//   positions is contiguous: element (row, c) at
+//     (row / kAttnBlock) * kv_width * kAttnBlock + c * kAttnBlock + row % kAttnBlock,
+//   so a head's key block is head_dim runs of 64 keys, converted straight into the [d][key] form the
+//   scores are computed from (per key the same FMA chain over d: the same bits as from a
+//   position-major cache) with no transposition;
+// - V: inside a block, head by head, each head's 64 positions of head_dim values (position-major, as
+//   p.V is accumulated key by key): element (row, c) at
+//     (row / kAttnBlock) * kv_width * kAttnBlock + (c / head_dim) * head_dim * kAttnBlock
+//       + (row % kAttnBlock) * head_dim + c % head_dim.
+// Position-major V rows of all heads, 384 bytes apart for one head's 128 (SmolLM2), were the latency
+// that bound decode at long contexts once K was blocked.
 inline size_t k_cache_index(int64_t row, int64_t col, int64_t kv_width) {
   return size_t(row / kAttnBlock) * size_t(kv_width * kAttnBlock) + size_t(col * kAttnBlock + row % kAttnBlock);
+}
+inline size_t v_cache_index(int64_t row, int64_t col, int64_t kv_width, int64_t head_dim) {
+  return size_t(row / kAttnBlock) * size_t(kv_width * kAttnBlock) +
+         size_t((col / head_dim) * head_dim * kAttnBlock + (row % kAttnBlock) * head_dim + col % head_dim);
 }
 
 struct AttnTileArgs {
@@ -75,8 +86,10 @@ struct AttnTileArgs {
   // K of key block b (keys 64b..64b+63) of this head at k + b * k_block_stride: head_dim runs of
   // kAttnBlock keys, run d = dimension d of the block's keys (k_cache_index). f16 or f32.
   const uint8_t* k;
-  const uint8_t* v;          // value of key p at v + p * v_stride (head_dim values, f16 or f32)
-  size_t k_block_stride, v_stride;  // bytes
+  // V of key block b of this head at v + b * v_block_stride: kAttnBlock keys x head_dim values
+  // (v_cache_index). f16 or f32.
+  const uint8_t* v;
+  size_t k_block_stride, v_block_stride;  // bytes
   bool k_f16, v_f16;
   float scale;               // score = scale * dot(q, k)
   float* scratch;            // attn_scratch_floats(head_dim, n_tok * group) floats

@@ -43,10 +43,12 @@ static inline void load_k_block(const AttnTileArgs& a, int64_t k0, int64_t nk, f
   }
 }
 
+// Values of keys k0..k0+nk-1 into vb[key][hd]: the head's share of the cache block is one run of
+// nk x head_dim values (v_cache_index), converted in order.
 static inline void load_v_block(const AttnTileArgs& a, int64_t k0, int64_t nk, float* vb) {
   const int64_t hd = a.head_dim;
   for (int64_t k = 0; k < nk; ++k) {
-    const uint8_t* row = a.v + size_t(k0 + k) * a.v_stride;
+    const uint8_t* row = a.v + size_t(k0 / B) * a.v_block_stride + size_t(k * hd) * (a.v_f16 ? 2 : 4);
     for (int64_t d = 0; d < hd; d += 8) _mm256_storeu_ps(vb + k * hd + d, load8(row, a.v_f16, d));
   }
 }

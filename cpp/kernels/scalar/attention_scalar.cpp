@@ -50,7 +50,7 @@ void scalar_attention_tile(const AttnTileArgs& a) {
       // the key's head_dim values are kAttnBlock apart in its block (k_cache_index)
       const uint8_t* key = a.k + size_t(k0 / kAttnBlock) * a.k_block_stride;
       for (int64_t d = 0; d < hd; ++d) widen(key + size_t(d * kAttnBlock + k) * (a.k_f16 ? 2 : 4), a.k_f16, 1, kb + k * hd + d);
-      widen(a.v + size_t(k0 + k) * a.v_stride, a.v_f16, hd, vb + k * hd);
+      widen(a.v + size_t(k0 / kAttnBlock) * a.v_block_stride + size_t(k * hd) * (a.v_f16 ? 2 : 4), a.v_f16, hd, vb + k * hd);
     }
     for (int64_t r = 0; r < n_rows; ++r) {
       const int64_t t = r / a.group, j = r % a.group;
