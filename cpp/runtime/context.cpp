@@ -77,14 +77,15 @@ inline void k_store(uint8_t* cache, int64_t row, const float* src, int64_t kv_wi
   }
 }
 
-inline void kv_store(uint8_t* row, const float* src, int64_t n, KVType t) {
+// src[0..n) -> n consecutive cache values (one head's V of one position: v_cache_index).
+inline void v_store(uint8_t* at, const float* src, int64_t n, KVType t) {
   if (t == KVType::F16) {
     for (int64_t i = 0; i < n; ++i) {
       const uint16_t h = float_to_fp16(src[i]);
-      std::memcpy(row + 2 * i, &h, 2);
+      std::memcpy(at + 2 * i, &h, 2);
     }
   } else {
-    std::memcpy(row, src, size_t(n) * 4);
+    std::memcpy(at, src, size_t(n) * 4);
   }
 }
 
@@ -131,8 +132,8 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
   bool any_window = false;
   for (int64_t il = 0; il < hp.n_layer; ++il) any_window = any_window || hp.layer_swa[size_t(il)];
   if (any_window && hp.n_swa > 0 && !params_.swa_full) {
-    // whole blocks of kAttnBlock rows: the K cache's blocks (k_cache_index) must not straddle the
-    // ring's two copies
+    // whole blocks of kAttnBlock rows: the caches' blocks (k_cache_index / v_cache_index) must not
+    // straddle the ring's two copies
     const int64_t ring = (hp.n_swa + nb + kAttnTileTokens + kAttnBlock + kAttnBlock - 1) / kAttnBlock * kAttnBlock;
     if (2 * ring < n_ctx) ring_ = ring;
   }
@@ -530,7 +531,7 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
         if (row < 0) continue;
         k_store(K, row, k_.data() + t * kvw, kvw, params_.type_k);
         for (int64_t c = 0; c < kvw; c += hd)  // one run of head_dim values per head (v_cache_index)
-          kv_store(V + v_cache_index(row, c, kvw, hd) * v_es, v_.data() + t * kvw + c, hd, params_.type_v);
+          v_store(V + v_cache_index(row, c, kvw, hd) * v_es, v_.data() + t * kvw + c, hd, params_.type_v);
       }
     }
     attention(il, n);
