@@ -555,3 +555,34 @@ def test_rope_scaling_type_none_turns_the_files_linear_scaling_off(tmp_path):
         assert np.abs(lin.eval(tokens) - want).max() > 1e-3
     with pytest.raises(ValueError, match="rope_scaling_type"):
         load(plain, rope_scaling_type=7)
+
+
+def test_state_keeps_kv_rows_position_major(model_path):
+    """The state's K and V sections are position-major rows whatever the caches' block layout in memory
+    (kernels.h k_cache_index / v_cache_index, blocks of 64 positions): per layer, the state of the first
+    70 positions is the first 70 rows of the state of 100 positions (both past one block), and it
+    loads into a context of another n_ctx and continues with the same logits."""
+    from edgellama import _core
+
+    toks = np.arange(3, 103, dtype=np.int32)
+    model = _core.Model(str(model_path))
+
+    def state_of(n, n_ctx=128):
+        c = _core.Context(model, n_ctx, 1, 32, "f32", "f32", "exact")
+        c.decode(toks[:n], False)
+        return c, np.frombuffer(c.save_state(), dtype=np.uint8)
+
+    c70, s70 = state_of(70)
+    _, s100 = state_of(100)
+    header = 48  # magic, n_layer, kv_width, type_k, type_v, n_past, window_lo
+    n_layer, kv_width = (int(x) for x in s70[8:24].view(np.int64))
+    row = kv_width * 4
+    assert s70.size == header + n_layer * 2 * 70 * row and s100.size == header + n_layer * 2 * 100 * row
+    for il in range(n_layer):
+        for cache in range(2):  # K rows, then V rows
+            a = header + (il * 2 + cache) * 70 * row
+            b = header + (il * 2 + cache) * 100 * row
+            np.testing.assert_array_equal(s70[a:a + 70 * row], s100[b:b + 70 * row])
+    other = _core.Context(model, 100, 1, 32, "f32", "f32", "exact")
+    other.load_state(s70.tobytes())
+    np.testing.assert_array_equal(other.decode(toks[70:75], True), c70.decode(toks[70:75], True))
