@@ -21,6 +21,7 @@
 
 #include "bindings.h"
 #include "../cpp/kernels/scalar/gemm_rows8_ref.h"
+#include "../cpp/runtime/kv_layout.h"
 #include "edgellama/errors.h"
 #include "edgellama/kernels.h"
 #include "edgellama/matmul.h"
@@ -204,15 +205,14 @@ py::array_t<float> attention_py(const std::string& isa, FloatArray q, const py::
   const size_t k_es = k16 ? 2 : 4;
   const int64_t k_rows = k.shape(0);
   std::vector<uint8_t> k_blocks(size_t((k_rows + kAttnBlock - 1) / kAttnBlock * kAttnBlock * hd) * k_es, 0xFF);
-  const uint8_t* k_src = static_cast<const uint8_t*>(k.data());
   for (int64_t p = 0; p < k_rows; ++p)
-    for (int64_t d = 0; d < hd; ++d)
-      std::memcpy(k_blocks.data() + k_cache_index(p, d, hd) * k_es, k_src + size_t(p * hd + d) * k_es, k_es);
+    k_row_put(k_blocks.data(), p, hd, k_es, static_cast<const uint8_t*>(k.data()) + size_t(p * hd) * k_es);
   a.k = k_blocks.data();
   // V likewise (v_cache_index with one head: whole blocks of position-major rows, NaN padding)
   const size_t v_es = v16 ? 2 : 4;
   std::vector<uint8_t> v_blocks(size_t((v.shape(0) + kAttnBlock - 1) / kAttnBlock * kAttnBlock * hd) * v_es, 0xFF);
-  std::memcpy(v_blocks.data(), v.data(), size_t(v.shape(0) * hd) * v_es);
+  for (int64_t p = 0; p < v.shape(0); ++p)
+    v_row_put(v_blocks.data(), p, hd, hd, v_es, static_cast<const uint8_t*>(v.data()) + size_t(p * hd) * v_es);
   a.v = v_blocks.data();
   a.k_block_stride = size_t(hd * kAttnBlock) * k_es;
   a.v_block_stride = size_t(hd * kAttnBlock) * v_es;

@@ -38,57 +38,6 @@ void add_bias(float* y, const std::vector<float>& bias, int64_t n) {
     for (int64_t i = 0; i < w; ++i) y[t * w + i] += bias[size_t(i)];
 }
 
-// n consecutive cache values (one head's V of one position: v_cache_index) as floats. F16 values
-// are widened through the exact lookup table; F32 values are used in place.
-inline const float* v_values(const uint8_t* at, int64_t n, KVType t, const float* f16_table, float* tmp) {
-  if (t == KVType::F32) return reinterpret_cast<const float*>(at);
-  const uint16_t* h = reinterpret_cast<const uint16_t*>(at);
-  for (int64_t i = 0; i < n; ++i) tmp[i] = f16_table[h[i]];
-  return tmp;
-}
-
-// Head values off..off+n of position `row` of a K cache (k_cache_index: one value every
-// kAttnBlock) as floats in tmp; F16 through the exact lookup table.
-inline const float* k_values(const uint8_t* cache, int64_t row, int64_t kv_width, int64_t off, int64_t n, KVType t,
-                             const float* f16_table, float* tmp) {
-  for (int64_t i = 0; i < n; ++i) {
-    const size_t at = k_cache_index(row, off + i, kv_width);
-    if (t == KVType::F32) {
-      std::memcpy(tmp + i, cache + 4 * at, 4);
-    } else {
-      uint16_t h;
-      std::memcpy(&h, cache + 2 * at, 2);
-      tmp[i] = f16_table[h];
-    }
-  }
-  return tmp;
-}
-
-// src[0..kv_width) -> position `row` of a K cache (k_cache_index).
-inline void k_store(uint8_t* cache, int64_t row, const float* src, int64_t kv_width, KVType t) {
-  for (int64_t c = 0; c < kv_width; ++c) {
-    const size_t at = k_cache_index(row, c, kv_width);
-    if (t == KVType::F16) {
-      const uint16_t h = float_to_fp16(src[c]);
-      std::memcpy(cache + 2 * at, &h, 2);
-    } else {
-      std::memcpy(cache + 4 * at, src + c, 4);
-    }
-  }
-}
-
-// src[0..n) -> n consecutive cache values (one head's V of one position: v_cache_index).
-inline void v_store(uint8_t* at, const float* src, int64_t n, KVType t) {
-  if (t == KVType::F16) {
-    for (int64_t i = 0; i < n; ++i) {
-      const uint16_t h = float_to_fp16(src[i]);
-      std::memcpy(at + 2 * i, &h, 2);
-    }
-  } else {
-    std::memcpy(at, src, size_t(n) * 4);
-  }
-}
-
 // Validates the parameters; runs in the member initializer list, *before* the thread pool starts
 // params.n_threads threads (a huge n_threads must be an error, not 100000 threads).
 const ContextParams& checked_params(const Model& model, const ContextParams& params) {

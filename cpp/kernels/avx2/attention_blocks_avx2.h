@@ -47,10 +47,10 @@ static inline void load_k_block(const AttnTileArgs& a, int64_t k0, int64_t nk, f
 // nk x head_dim values (v_cache_index), converted in order.
 static inline void load_v_block(const AttnTileArgs& a, int64_t k0, int64_t nk, float* vb) {
   const int64_t hd = a.head_dim;
-  for (int64_t k = 0; k < nk; ++k) {
-    const uint8_t* row = a.v + size_t(k0 / B) * a.v_block_stride + size_t(k * hd) * (a.v_f16 ? 2 : 4);
-    for (int64_t d = 0; d < hd; d += 8) _mm256_storeu_ps(vb + k * hd + d, load8(row, a.v_f16, d));
-  }
+  const uint8_t* blk = a.v + size_t(k0 / B) * a.v_block_stride;
+  const size_t row = size_t(hd) * (a.v_f16 ? 2 : 4);
+  for (int64_t k = 0; k < nk; ++k)
+    for (int64_t d = 0; d < hd; d += 8) _mm256_storeu_ps(vb + k * hd + d, load8(blk + size_t(k) * row, a.v_f16, d));
 }
 
 // One query row's share of a key block: everything the tiles' row steps need, and its output.
