@@ -107,25 +107,58 @@ def test_prefix_reuse_picks_the_matching_slot(setup):
     assert engine.rows_evaluated - rows <= 3  # only the last prompt token and the new one(s)
 
 
-def test_prompt_lookup_drafts_only_for_a_lone_stream(setup):
-    """With another slot busy, a request's step carries no draft rows (they would add compute to
-    every stream's shared step); alone, the same request drafts from its repetitive prompt."""
+class _FixedStepCost:
+    """Stands in for the engine's fitted step-cost model (server/step_cost.py)."""
+
+    def __init__(self, cost):
+        self.cost = cost
+
+    def observe(self, rows, seconds):
+        pass
+
+    def draft_cost(self, n_streams):
+        return self.cost
+
+
+def test_prompt_lookup_drafts_in_shared_steps_only_when_they_pay(setup):
+    """Alone, a request drafts from its repetitive prompt. With another slot busy, its draft rows
+    delay the other stream too: it drafts only when the engine's step-cost estimate says a row is
+    cheap next to the shared step, never without an estimate, and its text is the same either way."""
     engine, vocab = setup
     prompt = "one, two, three, four, five, six, seven, eight, nine, ten, " * 3
-    drafted = {}
-    for other_busy in (False, True):
-        held = engine.acquire() if other_busy else None
-        sm = SlotModel(engine, vocab, "m", draft="lookup")
-        try:
-            text = sm.create_completion(prompt, temperature=0, max_tokens=24)["choices"][0]["text"]
-            drafted[other_busy] = sm.draft_model.stats.drafted
-        finally:
-            sm.close()
-            if held is not None:
-                engine.release(held)
-        assert text
-    assert drafted[False] > 0, drafted  # the prompt gives the lookup candidates
-    assert drafted[True] == 0, drafted
+    drafted, texts = {}, {}
+    real = engine.step_cost
+    try:
+        for case, cost in (("alone", None), ("no estimate", None), ("cheap rows", 0.05)):
+            engine.step_cost = _FixedStepCost(cost)
+            held = engine.acquire() if case != "alone" else None
+            sm = SlotModel(engine, vocab, "m", draft="lookup")
+            try:
+                texts[case] = sm.create_completion(prompt, temperature=0, max_tokens=24)["choices"][0]["text"]
+                drafted[case] = sm.draft_model.stats.drafted
+            finally:
+                sm.close()
+                if held is not None:
+                    engine.release(held)
+    finally:
+        engine.step_cost = real
+    assert drafted["alone"] > 0, drafted  # the prompt gives the lookup candidates
+    assert drafted["no estimate"] == 0, drafted
+    assert drafted["cheap rows"] > 0, drafted
+    assert texts["alone"] and texts["alone"] == texts["no estimate"] == texts["cheap rows"]
+
+
+def test_engine_fits_its_step_cost(setup):
+    """The engine feeds its steps to its cost model: after a lone stream's plain and drafted steps
+    the line exists, with a positive cost per row."""
+    engine, vocab = setup
+    sm = SlotModel(engine, vocab, "m", draft="lookup")
+    try:
+        sm.create_completion("one, two, three, four, five, six, seven, eight, " * 3, temperature=0, max_tokens=16)
+    finally:
+        sm.close()
+    fixed, per_row = engine.step_cost.line()
+    assert per_row > 0 and fixed >= 0
 
 
 def test_engine_rejects_bad_arguments(smollm2_path, setup):

@@ -104,7 +104,9 @@ class DraftController:
       with a large vocabulary pay more per extra position for the output layer). With a per-token
       acceptance estimate a, a draft of k yields E(k) = 1 + a + ... + a^k tokens, so the length is
       also capped at the k that maximizes E(k) / (1 + beta k), and a draft that is not expected to
-      beat a plain step counts as a miss.
+      beat a plain step counts as a miss. While the stream shares its steps with other streams (the
+      server's batch engine), ``shared_cost`` replaces beta: a draft row there delays every stream,
+      and the engine, not this stream's timings, knows what that costs (server/step_cost.py).
     - Back-off: after ``patience`` consecutive misses (nothing accepted, or not paying), no draft is
       proposed for the next ``pause`` tokens; the pause grows fourfold (4, 16, 64 = ``max_pause``)
       while drafts keep failing and shrinks fourfold after a draft that pays. On open-ended text the
@@ -125,6 +127,7 @@ class DraftController:
         self.patience = patience
         self.max_pause = max_pause
         self.beta = float(cost_per_token)  # extra cost of one more position, in plain steps
+        self.shared_cost: Optional[float] = None  # beta's stand-in while steps are shared (see above)
         self._t1: Optional[float] = None  # EMA of a one-token step, seconds
         self._hits, self._trials = 2.0, 3.0  # decayed acceptance counts (prior a = 2/3)
         self._misses = 0
@@ -136,9 +139,14 @@ class DraftController:
         """Estimated probability that the next draft token is accepted."""
         return self._hits / self._trials
 
+    @property
+    def cost(self) -> float:
+        """The cost of one draft position in plain steps: beta, or shared_cost while it is set."""
+        return self.beta if self.shared_cost is None else self.shared_cost
+
     def _gain(self, k: int) -> float:
         a = min(self.acceptance, 0.999)
-        return (1.0 - a ** (k + 1)) / (1.0 - a) / (1.0 + self.beta * k)
+        return (1.0 - a ** (k + 1)) / (1.0 - a) / (1.0 + self.cost * k)
 
     def _best_length(self, cap: int) -> int:
         best_k, best = 1, self._gain(1)
@@ -176,7 +184,7 @@ class DraftController:
             self.length = 1
         else:
             self.length = max(1, (self.length + accepted + 1) // 2)
-        paid = (1 + accepted) / (1.0 + self.beta * drafted) >= 1.0
+        paid = (1 + accepted) / (1.0 + self.cost * drafted) >= 1.0
         if accepted == 0 or not paid:
             self._misses += 1
             if self._misses >= self.patience:
@@ -280,6 +288,15 @@ class SpecSession:
             limit = min(limit, self.max_new - produced - 1)
         if limit <= 0:
             return []
+        # A drafter in a server's shared steps says what a draft row costs there (None: this stream
+        # has the step to itself, and the controller's own timings apply). Sampled requests do not
+        # draft then: their draft lengths, and so how their random numbers are consumed, would
+        # depend on the engine's timings (see __init__).
+        shared = getattr(self.drafter, "shared_step_cost", None)
+        cost = shared() if shared is not None else None
+        if cost is not None and (not self.greedy or not cost < float("inf")):
+            return []
+        self.controller.shared_cost = cost
         n = min(limit, self.controller.budget())
         if n <= 0:
             return []
@@ -299,6 +316,8 @@ class SpecSession:
         if not self.greedy:
             return  # see __init__: sampled output must not depend on timings
         c = self.controller
+        if c.shared_cost is not None:
+            return  # a shared step's time is every stream's: it says nothing about this stream's rows
         c.observe_time(n_evaluated, seconds)
         try:  # keep the hardware cost estimate for the next generation with this drafter
             self.drafter._spec_cost = (c.beta, c._t1)

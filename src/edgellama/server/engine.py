@@ -43,6 +43,7 @@ import numpy as np
 
 from .. import _core
 from ..generation import _common_prefix
+from .step_cost import StepCostModel
 
 __all__ = ["BatchEngine", "RequestCancelled", "EngineStopped", "Slot"]
 
@@ -135,6 +136,7 @@ class BatchEngine:
         self.prompt_tokens_own_cache = 0  # prompt tokens a request found in its own slot's cache
         self.prompt_tokens_shared = 0  # ... and those copied from another slot's cache (beyond its own)
         self.shared_prefix_copies = 0  # copies from another slot (at acquire, or per chunk in _plan)
+        self.step_cost = StepCostModel()  # seconds per step vs rows: what a draft row costs the streams
         # when a list: each step appends [(seq, rows), ...] (tests check the scheduling with it)
         self.step_log: Optional[List[List[tuple]]] = None
         self._thread = threading.Thread(target=self._run, name="edgellama-batch-engine", daemon=True)
@@ -383,7 +385,10 @@ class BatchEngine:
                 err = None
             except BaseException as e:  # noqa: BLE001 - delivered to the waiting requests
                 logits, err = None, e
-            self.step_seconds += time.perf_counter() - t0
+            seconds = time.perf_counter() - t0
+            self.step_seconds += seconds
+            if err is None:
+                self.step_cost.observe(int(toks.size), seconds)
             self.steps += 1
             self.rows_evaluated += int(toks.size)
             with self._cond:

@@ -29,21 +29,28 @@ __all__ = ["SlotModel"]
 _RANDOM_SEED = 0xFFFFFFFF
 
 
-class _LoneStreamLookup(LlamaPromptLookupDecoding):
-    """Prompt lookup that drafts only while its request is the engine's only busy slot. Speculation
-    pays by sharing one read of the weights among several positions of one stream; with several
-    streams each step already shares that read among them, and draft rows only add compute to every
-    stream's step. Measured on a TinyLlama-shape Q4_0 at 2 threads with 4 streams: 11.3 rows per
-    forward pass instead of about 4, the extra ones mostly rejected drafts."""
+class _SharedStepLookup(LlamaPromptLookupDecoding):
+    """Prompt lookup whose drafts are weighed against what a draft row costs in the engine's shared
+    step. Alone, speculation shares one read of the weights among several positions of the stream
+    (the draft controller measures that cost itself). With several busy slots each step already
+    shares that read among the streams, and a draft row adds compute that delays all of them: the
+    engine's step-time fit (step_cost.py) gives that cost, and the controller drafts only what is
+    expected to pay for it (streams copying their prompt nearly verbatim). Measured on a
+    TinyLlama-shape Q4_0 (random weights) at 2 threads with 4 streams drafting regardless: 11.3 rows
+    per forward pass instead of about 4, the extra ones mostly rejected drafts."""
 
     def __init__(self, engine: BatchEngine, **kwargs: Any):
         super().__init__(**kwargs)
         self._engine = engine
 
-    def draft(self, history: List[int], max_tokens: int) -> List[int]:
-        if self._engine.busy_slots > 1:
-            return []
-        return super().draft(history, max_tokens)
+    def shared_step_cost(self) -> Optional[float]:
+        """None while this request is the engine's only busy slot; else the cost of one draft row
+        in plain steps of one stream (inf before the engine has an estimate: do not draft)."""
+        n = self._engine.busy_slots
+        if n <= 1:
+            return None
+        cost = self._engine.step_cost.draft_cost(n)
+        return float("inf") if cost is None else cost
 
 
 class SlotModel(GenerationMixin):
@@ -147,7 +154,7 @@ class SlotModel(GenerationMixin):
         if self._slot is None:
             self._prompt_hint = [int(t) for t in tokens]
         if self._draft_policy == "lookup" or (self._draft_policy == "auto" and len(tokens) >= MIN_LOOKUP_PROMPT_TOKENS):
-            self.draft_model = _LoneStreamLookup(self._engine, max_ngram_size=3, num_pred_tokens=self._draft_max)
+            self.draft_model = _SharedStepLookup(self._engine, max_ngram_size=3, num_pred_tokens=self._draft_max)
         return super()._generate(tokens, sampler, **kw)
 
     def _completion_events(self, *args: Any, **kwargs: Any):
