@@ -100,7 +100,7 @@ def test_packed_products_are_bit_identical_for_every_isa_and_token_count(wtype):
     for n_out, threads in ((8, 2), (27, 2), (48, 2), (56, 1)):
         wb = _weights(wtype, n_out, n_in, seed=n_out)
         for isa in _core.available_isas():
-            for nt in (1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 33, 70):
+            for nt in (1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17, 25, 33, 70):
                 x = rng.standard_normal((nt, n_in)).astype(np.float32)
                 x[0, :5] *= 50.0
                 for name in ("blk.0.attn_q.weight", "output.weight"):  # the second takes the residual pass

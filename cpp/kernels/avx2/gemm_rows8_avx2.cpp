@@ -43,12 +43,16 @@ constexpr int kTokensPerChunk = 64;   // tokens whose partial sums are kept betw
 constexpr int kTile = 4;              // tokens per register tile
 constexpr int kDirectBelow = 4;       // fewer tokens than this: no repacking
 constexpr int kDirectBelowPacked = 7;  // packed groups: the unpacking is cheap, the scratch is not
-// Formats with F::kPassesFrom take up to this many tokens of a packed group as direct passes of 4.
-constexpr int kDirectPassesUpTo = 8;
 // Pair tiles (16 rows) from this many tokens: below it the weights' streaming decides, and one group
 // at a time reads them in one sequential pass (TinyLlama's 4-token step, whose logits matmul has 8
 // rows with the residual, was ~10% slower with pairs).
 constexpr int kPairFrom = 32;
+// Formats with F::kPassesFrom take up to this many tokens of a packed group as direct passes of 4
+// (the asm cores keep their sums in registers; the later passes read the group from L1/L2). Up to 8
+// until session 17: the 9-31-token chunks of multi-stream speculative steps (4 streams x 2-3 draft
+// rows, doubled by the residual pass) went through repack + run_tile, and a whole 10-row TinyLlama
+// Q4_0 step was 10-25% slower that way (20 rows: 10-21%, 28 rows: 0-6%; BENCHMARKS.md session 17).
+constexpr int kDirectPassesUpTo = kPairFrom - 1;
 // Decode from packed groups prefetches at least this far ahead (PackedSrc::prefetch).
 constexpr size_t kAvx2PrefetchBytes = 2048;
 constexpr size_t kBlockBytes = 8 * 32 + 8 * 4 * 2;  // quants + dw[8] + cw[8]
@@ -321,7 +325,7 @@ struct LegacyFormat {
                             float* acca, float* accb) {
     tile_pair<L::kFiveBit>(nb, pka, pkb, a, as, b0, acca, accb);
   }
-  // 4-bit quants from packed groups: 5-8 tokens as passes of 4 (group_rows8).
+  // 4-bit quants from packed groups: 5-31 tokens as passes of 4 (group_rows8).
   static constexpr int kPassesFrom = L::kFiveBit ? 0 : 5;
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
@@ -945,7 +949,7 @@ struct Sub16Format {
     tile_pair_sub16<K>(nsb, pka, pkb, a, as, sb0, acca, accb);
   }
   // Fewer than 4 tokens: kernels_avx2.cpp's row tiles for GGUF rows; packed groups: direct_sub16.
-  // Q6_K from packed groups: 7-8 tokens (a 4-stream step's logits with their residual rows) as passes
+  // Q6_K from packed groups: 7-31 tokens (a 4-stream step's logits with their residual rows) as passes
   // of 4 (group_rows8), which beat repack + tile there; Q3_K's and Q2_K's direct<4> do not.
   static constexpr int kPassesFrom = std::is_same_v<K, Q6_KW> ? kDirectBelowPacked : 0;
   static bool run_direct(int64_t, int64_t, const RowSrc&, const uint8_t*, size_t, float*) { return false; }
@@ -1102,7 +1106,7 @@ struct Q8Format {
     else
       tile_q8<T>(nb, pk, a, as, b0, acc);
   }
-  // Packed groups: 5-8 tokens as passes of 4 (group_rows8), as the 4-bit formats.
+  // Packed groups: 5-31 tokens as passes of 4 (group_rows8), as the 4-bit formats.
   static constexpr int kPassesFrom = 5;
   template <class S>
   static bool run_direct(int64_t ntc, int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
