@@ -110,8 +110,9 @@ def test_session_drafts_in_shared_steps_only_for_greedy_with_an_estimate(tempera
     assert (len(got) >= 1) if temperature == 0 else (got == [])
 
 
-def test_shared_steps_do_not_teach_the_stream_its_own_cost():
-    s = SpecSession(_SharedDrafter(0.5), _Sampler(0.0), n_vocab=32)
+@pytest.mark.parametrize("shared", [0.5, float("inf")])  # drafting, and not drafting for want of an estimate
+def test_shared_steps_do_not_teach_the_stream_its_own_cost(shared):
+    s = SpecSession(_SharedDrafter(shared), _Sampler(0.0), n_vocab=32)
     s.propose([1, 2, 3], room=100, produced=1)
     beta = s.controller.beta
     for _ in range(20):  # a shared step's time is every stream's

@@ -294,9 +294,9 @@ class SpecSession:
         # depend on the engine's timings (see __init__).
         shared = getattr(self.drafter, "shared_step_cost", None)
         cost = shared() if shared is not None else None
+        self.controller.shared_cost = cost  # also while not drafting: observe_time must know
         if cost is not None and (not self.greedy or not cost < float("inf")):
             return []
-        self.controller.shared_cost = cost
         n = min(limit, self.controller.budget())
         if n <= 0:
             return []
