@@ -123,6 +123,15 @@ def test_eight_concurrent_equal_alone(server, llm):
     assert rows / steps > 1.5, (rows, steps)
 
 
+def test_metrics_show_the_step_cost_fit(server, client):
+    """After a prompt (one multi-row step) and its decode steps (1 row) the engine's step-time fit
+    exists: a positive cost per row, a fixed part that is not negative, both in /metrics."""
+    for prompt in ("Count: one, two, three, four, five, six,", "Colours of the rainbow: red, orange, yellow,"):
+        client.completions.create(model="x", prompt=prompt, max_tokens=8, temperature=0)
+    per_row, fixed = _metric(server, "batch_row_seconds"), _metric(server, "batch_step_fixed_seconds")
+    assert 0 < per_row < 1 and 0 <= fixed < 1, (per_row, fixed)
+
+
 def test_prompt_prefix_reuse(server, client):
     prompt = "The history of the Roman Empire is long and complicated. " * 6
     client.completions.create(model="x", prompt=prompt, max_tokens=2, temperature=0)

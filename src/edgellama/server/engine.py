@@ -415,7 +415,10 @@ class BatchEngine:
     # ------------------------------------------------------------------ stats
 
     def stats(self) -> Dict[str, float]:
+        fit = self.step_cost.line()
+        fixed, per_row = fit if fit is not None else (float("nan"), float("nan"))
         return {"steps": self.steps, "rows": self.rows_evaluated, "step_seconds": self.step_seconds,
+                "step_fixed_seconds": fixed, "row_seconds": per_row,
                 "busy_slots": self.busy_slots, "n_slots": len(self.slots),
                 "prompt_tokens_own_cache": self.prompt_tokens_own_cache,
                 "prompt_tokens_shared": self.prompt_tokens_shared, "shared_prefix_copies": self.shared_prefix_copies}

@@ -78,6 +78,12 @@ class Metrics:
         metric("batch_steps_total", "counter", "Forward passes of the batch engine.", [((), g["steps"])])
         metric("batch_rows_total", "counter", "Token rows evaluated by the batch engine.", [((), g["rows"])])
         metric("batch_seconds_total", "counter", "Time spent in forward passes.", [((), round(g["step_seconds"], 6))])
+        # the engine's fit of step time = fixed + per_row x rows (step_cost.py; NaN before two row
+        # counts were seen): what a speculative draft row costs the streams sharing a step
+        metric("batch_step_fixed_seconds", "gauge", "Fitted time of a forward pass apart from its rows.",
+               [((), round(g["step_fixed_seconds"], 6))])
+        metric("batch_row_seconds", "gauge", "Fitted time each row adds to a forward pass.",
+               [((), round(g["row_seconds"], 6))])
         # prompt-prefix reuse (engine.py): tokens not evaluated because a cache already held them
         metric("prompt_tokens_cached_total", "counter",
                "Prompt tokens a request found in its own slot's KV cache (not evaluated).",
