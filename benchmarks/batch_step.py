@@ -4,7 +4,8 @@ sequences (a 4-stream step with drafts), every row's logits wanted (speculative 
     PYTHONPATH=src python benchmarks/batch_step.py MODEL.gguf --rows 10 [--steps 40] [--prompt 16] [-t 2]
 
 Each sequence first gets a prompt of --prompt random tokens; every step is cut back to it after, so
-all steps run at the same depth. Prints the median and best step time.
+all steps run at the same depth. Prints the median and best step time. (benchmarks/verify_cost.py
+times k rows of ONE sequence, a lone stream's speculative step; this one spreads them over four.)
 """
 
 from __future__ import annotations

@@ -204,13 +204,13 @@ py::array_t<float> attention_py(const std::string& isa, FloatArray q, const py::
   // block hold NaN bytes, as a cache may hold anything past its last position
   const size_t k_es = k16 ? 2 : 4;
   const int64_t k_rows = k.shape(0);
-  std::vector<uint8_t> k_blocks(size_t((k_rows + kAttnBlock - 1) / kAttnBlock * kAttnBlock * hd) * k_es, 0xFF);
+  std::vector<uint8_t> k_blocks(size_t(whole_attn_blocks(k_rows) * hd) * k_es, 0xFF);
   for (int64_t p = 0; p < k_rows; ++p)
     k_row_put(k_blocks.data(), p, hd, k_es, static_cast<const uint8_t*>(k.data()) + size_t(p * hd) * k_es);
   a.k = k_blocks.data();
   // V likewise (v_cache_index with one head: whole blocks of position-major rows, NaN padding)
   const size_t v_es = v16 ? 2 : 4;
-  std::vector<uint8_t> v_blocks(size_t((v.shape(0) + kAttnBlock - 1) / kAttnBlock * kAttnBlock * hd) * v_es, 0xFF);
+  std::vector<uint8_t> v_blocks(size_t(whole_attn_blocks(v.shape(0)) * hd) * v_es, 0xFF);
   for (int64_t p = 0; p < v.shape(0); ++p)
     v_row_put(v_blocks.data(), p, hd, hd, v_es, static_cast<const uint8_t*>(v.data()) + size_t(p * hd) * v_es);
   a.v = v_blocks.data();

@@ -83,7 +83,7 @@ Context::Context(std::shared_ptr<const Model> model, const ContextParams& params
   if (any_window && hp.n_swa > 0 && !params_.swa_full) {
     // whole blocks of kAttnBlock rows: the caches' blocks (k_cache_index / v_cache_index) must not
     // straddle the ring's two copies
-    const int64_t ring = (hp.n_swa + nb + kAttnTileTokens + kAttnBlock + kAttnBlock - 1) / kAttnBlock * kAttnBlock;
+    const int64_t ring = whole_attn_blocks(hp.n_swa + nb + kAttnTileTokens + kAttnBlock);
     if (2 * ring < n_ctx) ring_ = ring;
   }
 
@@ -469,8 +469,6 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
       rope(q_.data(), n, hp.n_head, swa_tables);
       rope(k_.data(), n, hp.n_head_kv, swa_tables);
     }
-    const int64_t hd = hp.head_dim;
-    const size_t v_es = kv_value_bytes(params_.type_v);
     uint8_t* K = k_cache_[size_t(il)].data();
     uint8_t* V = v_cache_[size_t(il)].data();
     for (int64_t t = 0; t < n; ++t) {
@@ -479,8 +477,7 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
       for (const int64_t row : {slot_row, ring_layer(il) ? slot_row + ring_ : int64_t(-1)}) {
         if (row < 0) continue;
         k_store(K, row, k_.data() + t * kvw, kvw, params_.type_k);
-        for (int64_t c = 0; c < kvw; c += hd)  // one run of head_dim values per head (v_cache_index)
-          v_store(V + v_cache_index(row, c, kvw, hd) * v_es, v_.data() + t * kvw + c, hd, params_.type_v);
+        v_store(V, row, v_.data() + t * kvw, kvw, hp.head_dim, params_.type_v);
       }
     }
     attention(il, n);

@@ -49,7 +49,7 @@ void Context::copy_seq_prefix(int64_t src, int64_t dst, int64_t n) {
     uint8_t* K = k_cache_[size_t(il)].data();
     uint8_t* V = v_cache_[size_t(il)].data();
     if (!ring_layer(il)) {
-      const size_t rows = size_t((n + kAttnBlock - 1) / kAttnBlock * kAttnBlock) * size_t(kvw);  // whole blocks
+      const size_t rows = size_t(whole_attn_blocks(n)) * size_t(kvw);
       const size_t from = size_t(seq_base(il, src)) * size_t(kvw), to = size_t(seq_base(il, dst)) * size_t(kvw);
       std::memcpy(K + to * k_es, K + from * k_es, rows * k_es);
       std::memcpy(V + to * v_es, V + from * v_es, rows * v_es);

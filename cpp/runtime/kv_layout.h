@@ -80,15 +80,18 @@ inline void k_store(uint8_t* cache, int64_t row, const float* src, int64_t kv_wi
   }
 }
 
-// src[0..n) -> n consecutive cache values (one head's V of one position: v_cache_index).
-inline void v_store(uint8_t* at, const float* src, int64_t n, KVType t) {
-  if (t == KVType::F16) {
-    for (int64_t i = 0; i < n; ++i) {
-      const uint16_t h = float_to_fp16(src[i]);
-      std::memcpy(at + 2 * i, &h, 2);
+// src[0..kv_width) -> position `row` of a V cache (v_cache_index: one run of head_dim values per head).
+inline void v_store(uint8_t* cache, int64_t row, const float* src, int64_t kv_width, int64_t head_dim, KVType t) {
+  for (int64_t c = 0; c < kv_width; c += head_dim) {
+    uint8_t* at = cache + v_cache_index(row, c, kv_width, head_dim) * kv_value_bytes(t);
+    if (t == KVType::F16) {
+      for (int64_t i = 0; i < head_dim; ++i) {
+        const uint16_t h = float_to_fp16(src[c + i]);
+        std::memcpy(at + 2 * i, &h, 2);
+      }
+    } else {
+      std::memcpy(at, src + c, size_t(head_dim) * 4);
     }
-  } else {
-    std::memcpy(at, src, size_t(n) * 4);
   }
 }
 

@@ -126,7 +126,7 @@ class Context {
   // whole blocks) for a ring layer (position p is in rows p % ring_ and p % ring_ + ring_, so any
   // ring_ consecutive positions are contiguous rows for the attention kernel).
   int64_t seq_rows(int64_t il) const {
-    return ring_layer(il) ? 2 * ring_ : (params_.n_ctx + kAttnBlock - 1) / kAttnBlock * kAttnBlock;
+    return ring_layer(il) ? 2 * ring_ : whole_attn_blocks(params_.n_ctx);
   }
   // First row of sequence seq's region in layer il's K/V cache.
   int64_t seq_base(int64_t il, int64_t seq) const { return seq * seq_rows(il); }

@@ -53,6 +53,9 @@ constexpr int kMaxTypeId = 40;
 // the result is the same for any n_threads and n_batch.
 constexpr int64_t kAttnBlock = 64;
 
+// n rounded up to whole kAttnBlock blocks (cache regions, the ring, copies of whole blocks).
+constexpr int64_t whole_attn_blocks(int64_t n) { return (n + kAttnBlock - 1) / kAttnBlock * kAttnBlock; }
+
 // K/V cache layout: positions in blocks of kAttnBlock (a sequence's region starts at a block
 // boundary), so that one head's share of a block -- what an attention tile reads for a key block --
 // is one contiguous run of kAttnBlock x head_dim values, read in one sequential pass:
