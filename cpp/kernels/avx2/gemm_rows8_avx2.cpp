@@ -50,8 +50,9 @@ constexpr int kPairFrom = 32;
 // Formats with F::kPassesFrom take up to this many tokens of a packed group as direct passes of 4
 // (the asm cores keep their sums in registers; the later passes read the group from L1/L2). Up to 8
 // until session 17: the 9-31-token chunks of multi-stream speculative steps (4 streams x 2-3 draft
-// rows, doubled by the residual pass) went through repack + run_tile, and a whole 10-row TinyLlama
-// Q4_0 step was 10-25% slower that way (20 rows: 10-21%, 28 rows: 0-6%; BENCHMARKS.md session 17).
+// rows, doubled by the residual pass) went through repack + run_tile. Quiet whole-step A/B
+// (BENCHMARKS.md session 17): TinyLlama Q4_0 10 rows 8-18% faster in three of four pairs, 20 and 28
+// rows equal; SmolLM2 10 / 20 / 28 rows 5 / 14 / 5% faster.
 constexpr int kDirectPassesUpTo = kPairFrom - 1;
 // Decode from packed groups prefetches at least this far ahead (PackedSrc::prefetch).
 constexpr size_t kAvx2PrefetchBytes = 2048;
