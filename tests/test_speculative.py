@@ -26,15 +26,16 @@ from model_factory import make_model
 
 def brute_lookup(toks, max_n, k):
     """Reference: the longest suffix (<= max_n) with an earlier occurrence that has a continuation;
-    the most recent such occurrence; the k tokens after it (one token after a one-token match,
-    unless max_n is 1: a single common token predicts little)."""
+    the most recent such occurrence; the k tokens after it. A suffix of one token counts only when
+    max_n is 1 (a single common token predicts little)."""
     L = len(toks)
-    for n in range(min(max_n, L - 1), 0, -1):
+    shortest = 1 if max_n == 1 else 2
+    for n in range(min(max_n, L - 1), shortest - 1, -1):
         suffix = toks[L - n:]
         for start in range(L - n - 1, -1, -1):  # occurrence toks[start:start+n], continuation < L
             if toks[start:start + n] == suffix:
                 pos = start + n
-                return toks[pos:pos + (k if n >= 2 or max_n == 1 else 1)]
+                return toks[pos:pos + k]
     return []
 
 
@@ -531,7 +532,9 @@ def test_seeded_sampling_with_speculation_is_reproducible(rand_model):
     prompt = list(range(3, 30)) * 2
 
     def run():
-        llm = Llama(rand_model, n_ctx=256, n_threads=1, draft_model=LlamaPromptLookupDecoding())
+        # one-token matches draft only with max_ngram_size=1: the sampled random-weight text repeats
+        # no two-token suffix of the prompt, and the test needs drafts
+        llm = Llama(rand_model, n_ctx=256, n_threads=1, draft_model=LlamaPromptLookupDecoding(max_ngram_size=1))
         texts = [llm(prompt, max_tokens=40, temperature=0.8, seed=s)["choices"][0]["text"] for s in (1, 2, 3)]
         return texts, llm.draft_model.stats.drafted
 
