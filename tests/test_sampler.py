@@ -139,6 +139,31 @@ def test_greedy_is_argmax():
         assert s.sample(logits) == int(np.argmax(logits))
 
 
+def test_greedy_matches_argmax_on_vocab_sizes_ties_and_extremes():
+    """greedy() runs 4/8 values at a time (SSE2) then a scalar tail: the lowest id of the maximum
+    for every size and tie position (inside a vector, across lanes, in the tail), with +inf, -inf
+    and NaN (never chosen) in the logits."""
+    rng = np.random.default_rng(7)
+    for n in (1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 49157):
+        for trial in range(40):
+            logits = rng.normal(size=n).astype(np.float32)
+            kind = trial % 5
+            if kind == 1 and n > 1:  # ties of the maximum at random positions
+                top = logits.max() + 1.0
+                logits[rng.choice(n, size=min(n, 3), replace=False)] = top
+            elif kind == 2:  # NaN and -inf sprinkled in (NaN is never the choice)
+                logits[rng.random(n) < 0.3] = np.nan
+                logits[rng.random(n) < 0.2] = -INF
+                if np.all(~(logits > -INF)):
+                    logits[int(rng.integers(n))] = 0.0
+            elif kind == 3:  # +inf, possibly twice: the first one wins
+                logits[rng.choice(n, size=min(n, 2), replace=False)] = np.inf
+            elif kind == 4 and n > 1:  # the maximum only in the last (tail) value, or only the first
+                logits[-1 if trial % 2 else 0] = logits.max() + 1.0
+            ref = np.where(np.isnan(logits), -INF, logits)
+            assert _core.Sampler(temperature=0.0).sample(logits) == int(np.argmax(ref)), (n, kind)
+
+
 def test_greedy_with_bias():
     logits = np.array([0.0, 5.0, 1.0, 2.0], np.float32)
     assert _core.Sampler(temperature=0.0).sample(logits) == 1

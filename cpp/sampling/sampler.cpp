@@ -2,6 +2,9 @@
 // See edgellama/sampler.h for the contract.
 #include "edgellama/sampler.h"
 
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#endif
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -124,12 +127,11 @@ void Sampler::prepare_logits(const float* logits, int32_t n_vocab, const uint32_
   bool any = false;
   // padding rows (ids >= n_sampleable) are -inf here, in the scratch copy every call makes anyway
   const int32_t n_real = params_.n_sampleable < 0 ? n_vocab : std::min(n_vocab, params_.n_sampleable);
-  for (int32_t i = 0; i < n_real; ++i) {
-    const float x = logits[i];
-    const bool ok = !std::isnan(x) && x != kNegInf;
-    w[i] = ok ? x : kNegInf;
-    any |= ok;
-  }
+  // NaN and -inf both fail `x > -inf`. A plain select, so that the compiler vectorizes it (every
+  // generated token passes the whole vocabulary through here: 49152 floats took ~50 us as a
+  // scalar loop with the `any` reduction in it); `any` then stops at the first real logit.
+  for (int32_t i = 0; i < n_real; ++i) w[i] = logits[i] > kNegInf ? logits[i] : kNegInf;
+  for (int32_t i = 0; i < n_real && !any; ++i) any = w[i] != kNegInf;
   for (int32_t i = n_real; i < n_vocab; ++i) w[i] = kNegInf;
   if (!any) throw ArgumentError("all logits are -inf/NaN");
   // The grammar mask goes first: a banned token stays -inf whatever bias or penalty follows.
@@ -169,11 +171,33 @@ void Sampler::prepare_logits(const float* logits, int32_t n_vocab, const uint32_
 }
 
 int32_t Sampler::greedy(int32_t n_vocab) const {
+  // The lowest id of the largest value (w holds no NaN: prepare_logits made them -inf), in two
+  // passes: the maximum, then the first id that holds it. One dependent compare-and-select chain
+  // over a 49152-token vocabulary took ~40 us per generated token; SSE2 (every x86-64) does both
+  // passes 4 values at a time. max is exact, so both ways find the same id.
   const float* w = work_.data();
-  int32_t best = 0;
-  for (int32_t i = 1; i < n_vocab; ++i)
-    if (w[i] > w[best]) best = i;  // strict: ties keep the lowest id
-  return best;
+  int32_t i = 0;
+  float m = kNegInf;
+#if defined(__SSE2__) || defined(_M_X64)
+  __m128 m0 = _mm_set1_ps(kNegInf), m1 = m0;
+  for (; i + 8 <= n_vocab; i += 8) {
+    m0 = _mm_max_ps(_mm_loadu_ps(w + i), m0);
+    m1 = _mm_max_ps(_mm_loadu_ps(w + i + 4), m1);
+  }
+  alignas(16) float lanes[4];
+  _mm_store_ps(lanes, _mm_max_ps(m0, m1));
+  for (float x : lanes) m = x > m ? x : m;
+#endif
+  for (; i < n_vocab; ++i) m = w[i] > m ? w[i] : m;
+  i = 0;
+#if defined(__SSE2__) || defined(_M_X64)
+  const __m128 vm = _mm_set1_ps(m);
+  for (; i + 4 <= n_vocab; i += 4)
+    if (_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(w + i), vm)) != 0) break;
+#endif
+  for (; i < n_vocab; ++i)
+    if (w[i] == m) return i;
+  return 0;  // unreachable: prepare_logits throws when every value is -inf
 }
 
 namespace {
