@@ -87,6 +87,11 @@ class SlotModel(GenerationMixin):
     def detokenize(self, tokens, prev_tokens=None, special: bool = False) -> bytes:
         return self._vocab_llama.detokenize(tokens, prev_tokens=prev_tokens, special=special)
 
+    def _token_text_bytes(self, prev: Optional[int], tok: int) -> bytes:
+        # each generated token's text: the vocab-only model's one C++ call, not detokenize()'s
+        # argument checks (a tenth of a stream's Python time between engine steps)
+        return self._vocab_llama._token_text_bytes(prev, tok)
+
     def token_bos(self) -> int:
         return self._vocab_llama.token_bos()
 
