@@ -322,6 +322,26 @@ def test_probabilities_match_reference_random_configs():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=f"case {case}: {kw} history={history}")
 
 
+def test_top_k_on_large_vocabularies_matches_reference():
+    """Top-k scans a full heap's candidates four at a time (skipping vectors that cannot beat its
+    worst) after a scalar start: the same kept set for odd vocabulary sizes, heavy ties (logits on a
+    coarse grid: the lowest ids win), -inf holes, +inf, and a vocabulary mostly -inf."""
+    rng = np.random.default_rng(11)
+    for n in (41, 1003, 49157):
+        for trial in range(6):
+            logits = (np.round(rng.normal(scale=2.0, size=n) * 2) / 2).astype(np.float32)  # many ties
+            if trial % 3 == 1:
+                logits[rng.random(n) < 0.5] = -INF
+            if trial % 3 == 2:
+                logits[rng.random(n) < 0.97] = -INF
+                logits[int(rng.integers(n))] = np.inf
+            for k in (1, 5, 40, 256):
+                kw = dict(temperature=1.0, top_k=k, top_p=1.0, min_p=0.0)
+                want = ref_probs(logits, **kw)
+                got = _core.Sampler(**kw).probabilities(logits)
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=f"n={n} trial={trial} k={k}")
+
+
 def test_top_k_only_returns_top_k():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=1000).astype(np.float32)
