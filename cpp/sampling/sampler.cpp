@@ -236,8 +236,16 @@ void Sampler::collect_candidates(int32_t n_vocab) {
   const float* w = work_.data();
   const int32_t k = params_.top_k;
   if (k <= 0 || k >= n_vocab) {
-    for (int32_t i = 0; i < n_vocab; ++i)
-      if (w[i] != kNegInf) cand_.push_back({i, w[i]});
+    // every finite token, in id order: written unconditionally, kept by advancing (no push_back
+    // capacity check and no branch per token: 49152 tokens took ~240 us that way)
+    cand_.resize(size_t(n_vocab));
+    Candidate* out = cand_.data();
+    size_t m = 0;
+    for (int32_t i = 0; i < n_vocab; ++i) {
+      out[m] = {i, w[i]};
+      m += w[i] != kNegInf;
+    }
+    cand_.resize(m);
     sorted_ = false;
     return;
   }
