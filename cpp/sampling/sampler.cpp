@@ -2,7 +2,10 @@
 // See edgellama/sampler.h for the contract.
 #include "edgellama/sampler.h"
 
+// SSE2 (every x86-64) for the per-token passes over the whole vocabulary; elsewhere the same loops
+// run one value at a time.
 #if defined(__SSE2__) || defined(_M_X64)
+#define EDGELLAMA_SAMPLER_SSE2 1
 #include <emmintrin.h>
 #endif
 #include <algorithm>
@@ -178,7 +181,7 @@ int32_t Sampler::greedy(int32_t n_vocab) const {
   const float* w = work_.data();
   int32_t i = 0;
   float m = kNegInf;
-#if defined(__SSE2__) || defined(_M_X64)
+#ifdef EDGELLAMA_SAMPLER_SSE2
   __m128 m0 = _mm_set1_ps(kNegInf), m1 = m0;
   for (; i + 8 <= n_vocab; i += 8) {
     m0 = _mm_max_ps(_mm_loadu_ps(w + i), m0);
@@ -190,7 +193,7 @@ int32_t Sampler::greedy(int32_t n_vocab) const {
 #endif
   for (; i < n_vocab; ++i) m = w[i] > m ? w[i] : m;
   i = 0;
-#if defined(__SSE2__) || defined(_M_X64)
+#ifdef EDGELLAMA_SAMPLER_SSE2
   const __m128 vm = _mm_set1_ps(m);
   for (; i + 4 <= n_vocab; i += 4)
     if (_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(w + i), vm)) != 0) break;
@@ -263,7 +266,7 @@ void Sampler::collect_candidates(int32_t n_vocab) {
     }
   };
   int32_t i = 0;
-#if defined(__SSE2__) || defined(_M_X64)
+#ifdef EDGELLAMA_SAMPLER_SSE2
   // Once the heap is full, a token can only get in by beating its worst; four at a time are
   // checked against it first and skipped together when none does (the same offers in the same
   // order reach the heap: -inf never beats a full heap). Most of the vocabulary is skipped that

@@ -89,7 +89,7 @@ class SlotModel(GenerationMixin):
 
     def _token_text_bytes(self, prev: Optional[int], tok: int) -> bytes:
         # each generated token's text: the vocab-only model's one C++ call, not detokenize()'s
-        # argument checks (a tenth of a stream's Python time between engine steps)
+        # argument checks (a sixth of a stream's Python time between engine steps)
         return self._vocab_llama._token_text_bytes(prev, tok)
 
     def token_bos(self) -> int:
