@@ -28,6 +28,11 @@ def brute_lookup(toks, max_n, k):
     """Reference: the longest suffix (<= max_n) with an earlier occurrence that has a continuation;
     the most recent such occurrence; the k tokens after it. A suffix of one token counts only when
     max_n is 1 (a single common token predicts little)."""
+    return brute_lookup_match(toks, max_n, k)[0]
+
+
+def brute_lookup_match(toks, max_n, k):
+    """brute_lookup's draft and the suffix length behind it (0: no draft)."""
     L = len(toks)
     shortest = 1 if max_n == 1 else 2
     for n in range(min(max_n, L - 1), shortest - 1, -1):
@@ -35,8 +40,8 @@ def brute_lookup(toks, max_n, k):
         for start in range(L - n - 1, -1, -1):  # occurrence toks[start:start+n], continuation < L
             if toks[start:start + n] == suffix:
                 pos = start + n
-                return toks[pos:pos + k]
-    return []
+                return toks[pos:pos + k], n
+    return [], 0
 
 
 @pytest.mark.parametrize("max_n", [1, 2, 4])
@@ -52,7 +57,9 @@ def test_ngram_index_matches_brute_force(max_n):
             i = min(len(toks), i + int(rng.integers(1, 5)))
             idx.sync(toks[:i])
             for k in (1, 3, 10):
-                assert idx.lookup(k) == brute_lookup(toks[:i], max_n, k), (toks[:i], k)
+                draft, n = brute_lookup_match(toks[:i], max_n, k)
+                assert idx.lookup(k) == draft, (toks[:i], k)
+                assert idx.last_match == n, (toks[:i], k)
         # a different sequence (rolled back, then changed): rebuilt, still right
         cut = toks[: len(toks) // 2] + [vocab]  # a new token
         idx.sync(cut)

@@ -67,6 +67,7 @@ class NgramIndex:
         self.tokens: List[int] = []
         self._tables: List[Dict[Any, int]] = [{} for _ in range(self.max_n + 1)]  # [n]: n-gram -> next pos
         self._indexed = 0  # continuation positions < _indexed are in the tables
+        self.last_match = 0  # suffix length behind the last lookup's draft (0: none); for statistics
 
     def sync(self, tokens: Sequence[int]) -> None:
         """Make the indexed sequence equal ``tokens``: appended tokens are indexed incrementally; any
@@ -91,11 +92,13 @@ class NgramIndex:
         """Up to ``max_tokens`` tokens that followed the longest (min_n to max_n tokens) suffix of
         the sequence the last time it occurred; [] when no such suffix occurred before."""
         toks = self.tokens
+        self.last_match = 0
         if max_tokens <= 0:
             return []
         for n in range(min(self.max_n, len(toks) - 1), self.min_n - 1, -1):
             pos = self._tables[n].get(tuple(toks[len(toks) - n:]))
             if pos is not None:
+                self.last_match = n
                 return toks[pos:pos + max_tokens]
         return []
 
