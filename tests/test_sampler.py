@@ -342,6 +342,25 @@ def test_top_k_on_large_vocabularies_matches_reference():
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=f"n={n} trial={trial} k={k}")
 
 
+def test_top_p_without_top_k_on_large_vocabularies_matches_reference():
+    """Top-p without top-k: the normalizer over the whole vocabulary in float exps (the same
+    bits with and without SSE2), the tokens within 8 of the best sorted first when they carry the
+    mass, the chunked sort past them otherwise: the kept set and probabilities of the reference for
+    peaked distributions (the cut among the front), flat ones (far past it, or no front shortcut at
+    all) and odd sizes around the vector width."""
+    rng = np.random.default_rng(5)
+    for n in (5, 7, 1003, 49157):
+        for trial in range(4):
+            logits = rng.normal(scale=2.0 if trial % 2 else 0.3, size=n).astype(np.float32)
+            if trial >= 2:  # peaked: a few tokens far above the rest, like a trained model's
+                logits[rng.choice(n, size=min(n, 3), replace=False)] += np.float32(14.0)
+            for top_p in (0.3, 0.9, 0.99):
+                kw = dict(temperature=1.0, top_k=0, top_p=top_p, min_p=0.0)
+                want = ref_probs(logits, **kw)
+                got = _core.Sampler(**kw).probabilities(logits)
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=f"n={n} trial={trial} p={top_p}")
+
+
 def test_top_k_only_returns_top_k():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=1000).astype(np.float32)

@@ -10,7 +10,9 @@
 #endif
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <string>
 
@@ -204,6 +206,43 @@ int32_t Sampler::greedy(int32_t n_vocab) const {
 }
 
 namespace {
+// e^x for x <= 0 in float (x = n ln2 + r, |r| <= ln2/2, Cephes' expf polynomial, 2^n in the
+// exponent field; x < -87 gives ~1.6e-38 instead of 0), one value or four (SSE2) with the same
+// operations in the same order (no FMA: the build has -ffp-contract=off), so every platform gets
+// the same bits. For top-p's normalizer over the whole vocabulary, where a double std::exp per
+// token cost ~0.7 ms per draw on 49152 tokens. ~1 ulp: far below what moves a top-p cut.
+constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+constexpr float kExpP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                            4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+
+inline float exp_nonpositive(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  const float n = std::nearbyint(x * kLog2e);
+  float r = x - n * kLn2Hi;
+  r = r - n * kLn2Lo;
+  float p = kExpP[0];
+  for (int i = 1; i < 6; ++i) p = p * r + kExpP[i];
+  p = p * (r * r) + (r + 1.0f);
+  const int32_t e = (int32_t(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &e, sizeof(scale));
+  return p * scale;
+}
+
+#ifdef EDGELLAMA_SAMPLER_SSE2
+inline __m128 exp_nonpositive4(__m128 x) {
+  x = _mm_max_ps(x, _mm_set1_ps(-87.0f));
+  const __m128i ni = _mm_cvtps_epi32(_mm_mul_ps(x, _mm_set1_ps(kLog2e)));  // nearest, ties to even
+  const __m128 n = _mm_cvtepi32_ps(ni);
+  __m128 r = _mm_sub_ps(x, _mm_mul_ps(n, _mm_set1_ps(kLn2Hi)));
+  r = _mm_sub_ps(r, _mm_mul_ps(n, _mm_set1_ps(kLn2Lo)));
+  __m128 p = _mm_set1_ps(kExpP[0]);
+  for (int i = 1; i < 6; ++i) p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(kExpP[i]));
+  p = _mm_add_ps(_mm_mul_ps(p, _mm_mul_ps(r, r)), _mm_add_ps(r, _mm_set1_ps(1.0f)));
+  return _mm_mul_ps(p, _mm_castsi128_ps(_mm_slli_epi32(_mm_add_epi32(ni, _mm_set1_epi32(127)), 23)));
+}
+#endif
+
 struct ByLogitDesc {
   template <class C>
   bool operator()(const C& a, const C& b) const {
@@ -333,10 +372,42 @@ void Sampler::apply_top_p() {
     return std::exp(double(x) - double(m));
   };
   // cand_ is sorted, in id order or in typical order here: the summation order is deterministic.
+  // The normalizer's terms in float (exp_nonpositive: the same bits with or without SSE2), added
+  // in double in list order; the walk below weighs the few tokens it passes in double as before.
   double sum = 0;
-  for (const auto& c : cand_) sum += weight(c.logit);
+  if (m == kPosInf) {
+    for (const auto& c : cand_) sum += weight(c.logit);
+  } else {
+    size_t i = 0;
+#ifdef EDGELLAMA_SAMPLER_SSE2
+    alignas(16) float e[4];
+    const __m128 vm = _mm_set1_ps(m);
+    for (; i + 4 <= n; i += 4) {
+      const __m128 x = _mm_setr_ps(cand_[i].logit, cand_[i + 1].logit, cand_[i + 2].logit, cand_[i + 3].logit);
+      _mm_store_ps(e, exp_nonpositive4(_mm_sub_ps(x, vm)));
+      for (float v : e) sum += double(v);
+    }
+#endif
+    for (; i < n; ++i) sum += double(exp_nonpositive(cand_[i].logit - m));
+  }
   const double target = p * sum;
   size_t done = sorted_ ? n : 0;  // prefix already in final order
+  if (!sorted_ && m != kPosInf) {
+    // Tokens within 8 of the best logit first (e^-8: each weighs < 3.4e-4 of the best): when they
+    // carry the target mass, the cut falls among them, so only they are sorted (a real model's
+    // distribution: a handful) instead of nth_element over the whole vocabulary (~0.2 ms at 49152).
+    // Every other token's logit is below every one of theirs, so the walk and, if it ever goes
+    // past them, the chunked sort below see exactly a full sort's order.
+    const float t = m - 8.0f;
+    const auto mid = std::partition(cand_.begin(), cand_.end(), [t](const Candidate& c) { return c.logit >= t; });
+    const size_t front = size_t(mid - cand_.begin());
+    double front_mass = 0;
+    for (size_t i = 0; i < front; ++i) front_mass += weight(cand_[i].logit);
+    if (front <= 4096 && front_mass >= target) {
+      std::sort(cand_.begin(), mid, ByLogitDesc());
+      done = front;
+    }
+  }
   size_t chunk = 64;
   double cum = 0;
   for (size_t i = 0; i < n; ++i) {

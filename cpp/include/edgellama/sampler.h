@@ -18,7 +18,10 @@
 // Determinism: the RNG and its uniform double are our own code (edgellama/rng.h), and every
 // ordering uses a strict total order (logit desc, then id asc), so the same seed gives the same
 // tokens on every standard library. (Probabilities use std::exp/std::log in double; a libm that
-// rounds differently can in principle move a draw that lands within ~1e-16 of a bucket boundary.)
+// rounds differently can in principle move a draw that lands within ~1e-16 of a bucket boundary.
+// Top-p's normalizer over the whole list is a float exp of our own, the same bits everywhere
+// (sampler.cpp exp_nonpositive), ~1e-7 relative: it moves a top-p cut only when the mass lands that
+// close to top_p.)
 //
 // Logits: NaN entries are treated as -inf; +inf entries share all the probability mass equally.
 // If every logit is -inf/NaN, ArgumentError. The caller's logits are never modified.
