@@ -18,6 +18,7 @@
 
 #include "edgellama/errors.h"
 #include "edgellama/token_mask.h"
+#include "../kernels/exp_poly.h"
 
 namespace edgellama {
 
@@ -211,17 +212,19 @@ namespace {
 // operations in the same order (no FMA: the build has -ffp-contract=off), so every platform gets
 // the same bits. For top-p's normalizer over the whole vocabulary, where a double std::exp per
 // token cost ~0.7 ms per draw on 49152 tokens. ~1 ulp: far below what moves a top-p cut.
-constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-constexpr float kExpP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
-                            4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+using exp_poly::kLn2Hi;
+using exp_poly::kLn2Lo;
+using exp_poly::kLog2e;
+using exp_poly::kMinArg;
+using exp_poly::kP;
 
 inline float exp_nonpositive(float x) {
-  x = x < -87.0f ? -87.0f : x;
+  x = x < kMinArg ? kMinArg : x;
   const float n = std::nearbyint(x * kLog2e);
   float r = x - n * kLn2Hi;
   r = r - n * kLn2Lo;
-  float p = kExpP[0];
-  for (int i = 1; i < 6; ++i) p = p * r + kExpP[i];
+  float p = kP[0];
+  for (int i = 1; i < 6; ++i) p = p * r + kP[i];
   p = p * (r * r) + (r + 1.0f);
   const int32_t e = (int32_t(n) + 127) << 23;
   float scale;
@@ -231,13 +234,13 @@ inline float exp_nonpositive(float x) {
 
 #ifdef EDGELLAMA_SAMPLER_SSE2
 inline __m128 exp_nonpositive4(__m128 x) {
-  x = _mm_max_ps(x, _mm_set1_ps(-87.0f));
+  x = _mm_max_ps(x, _mm_set1_ps(kMinArg));
   const __m128i ni = _mm_cvtps_epi32(_mm_mul_ps(x, _mm_set1_ps(kLog2e)));  // nearest, ties to even
   const __m128 n = _mm_cvtepi32_ps(ni);
   __m128 r = _mm_sub_ps(x, _mm_mul_ps(n, _mm_set1_ps(kLn2Hi)));
   r = _mm_sub_ps(r, _mm_mul_ps(n, _mm_set1_ps(kLn2Lo)));
-  __m128 p = _mm_set1_ps(kExpP[0]);
-  for (int i = 1; i < 6; ++i) p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(kExpP[i]));
+  __m128 p = _mm_set1_ps(kP[0]);
+  for (int i = 1; i < 6; ++i) p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(kP[i]));
   p = _mm_add_ps(_mm_mul_ps(p, _mm_mul_ps(r, r)), _mm_add_ps(r, _mm_set1_ps(1.0f)));
   return _mm_mul_ps(p, _mm_castsi128_ps(_mm_slli_epi32(_mm_add_epi32(ni, _mm_set1_epi32(127)), 23)));
 }
@@ -402,7 +405,8 @@ void Sampler::apply_top_p() {
     const auto mid = std::partition(cand_.begin(), cand_.end(), [t](const Candidate& c) { return c.logit >= t; });
     const size_t front = size_t(mid - cand_.begin());
     double front_mass = 0;
-    for (size_t i = 0; i < front; ++i) front_mass += weight(cand_[i].logit);
+    if (front <= 4096)  // a larger front is not sorted whole anyway: no exp per token for nothing
+      for (size_t i = 0; i < front; ++i) front_mass += weight(cand_[i].logit);
     if (front <= 4096 && front_mass >= target) {
       std::sort(cand_.begin(), mid, ByLogitDesc());
       done = front;

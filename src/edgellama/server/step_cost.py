@@ -40,6 +40,10 @@ class StepCostModel:
         self._lock = threading.Lock()
         self._seen = 0
         self._by_rows: Dict[int, Tuple[float, int]] = {}  # rows -> (average seconds, observations)
+        # line()'s result until the next observation: every stream asks once per step (draft_cost),
+        # the averages change once per step
+        self._fit: Optional[Tuple[float, float]] = None
+        self._fit_current = True
 
     def observe(self, rows: int, seconds: float) -> None:
         with self._lock:
@@ -48,11 +52,19 @@ class StepCostModel:
                 return
             avg, n = self._by_rows.get(rows, (seconds, 0))
             self._by_rows[rows] = ((1 - _EMA) * avg + _EMA * seconds if n else seconds, n + 1)
+            self._fit_current = False
 
     def line(self) -> Optional[Tuple[float, float]]:
         """(fixed seconds, seconds per row), or None before two row counts were seen."""
         with self._lock:
-            points: List[Tuple[int, float, int]] = [(r, t, min(n, _MAX_WEIGHT)) for r, (t, n) in self._by_rows.items()]
+            if not self._fit_current:
+                self._fit = self._least_squares()
+                self._fit_current = True
+            return self._fit
+
+    def _least_squares(self) -> Optional[Tuple[float, float]]:
+        """The weighted fit over the per-row-count averages (called locked)."""
+        points: List[Tuple[int, float, int]] = [(r, t, min(n, _MAX_WEIGHT)) for r, (t, n) in self._by_rows.items()]
         if len(points) < 2:
             return None
         w = sum(p[2] for p in points)
