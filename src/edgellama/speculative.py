@@ -51,11 +51,12 @@ class NgramIndex:
     usually the latest place the suffix appeared.
 
     A one-token suffix (a common word) predicts little, so with ``max_n`` >= 2 a suffix must match
-    at least two tokens (``min_n``). Measured on SmolLM2-135M, greedy answers to ten chat prompts:
-    drafts after a one-token match were accepted 4 times in 31 (13%; after a 3-token match 83%), so
-    they never paid for their extra position, and each miss started a back-off pause that skipped
-    the good drafts after it; without them the same answers came 3-6% faster alone (129 -> 135 t/s,
-    2 threads), and shared server steps lost their failed probes. Text being copied is still found
+    at least two tokens (``min_n``). Measured on SmolLM2-135M, greedy answers to ten chat prompts
+    (benchmarks/lookup_acceptance.py): drafts after a one-token match were accepted 4 times in 30
+    (13%; after a 3-token match 83-84%), so they never paid for their extra position, and each miss
+    started a back-off pause that skipped the good drafts after it; without them the same answers
+    came 7-12% faster alone (2 threads, one process, BENCHMARKS.md session 18), and shared server
+    steps lost their failed probes. Text being copied is still found
     one token later, by its two-token suffix. ``max_n`` = 1 keeps one-token matches (the only kind).
     """
 
