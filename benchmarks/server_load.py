@@ -295,6 +295,25 @@ def bench_target(name: str, url: str, levels: List[int], n_tokens: int, timeout:
     return rows
 
 
+def paired_scaling(rows: List[Dict[str, float]]) -> str:
+    """Each round's aggregate throughput over the 1-client round run just before it, per client count
+    (median and every pair when a level was repeated, e.g. --clients 1,4,1,4,1,4). The host's speed
+    drifts by 15-20% between minutes, so a ratio of two rounds far apart in time says little; adjacent
+    pairs, repeated, do."""
+    ratios: Dict[int, List[float]] = {}
+    last_one: Optional[float] = None
+    for r in rows:
+        if r["clients"] == 1:
+            last_one = r["aggregate_tok_s"] or None
+        elif last_one:
+            ratios.setdefault(int(r["clients"]), []).append(r["aggregate_tok_s"] / last_one)
+    parts = []
+    for c in sorted(ratios):
+        v = ratios[c]
+        parts.append(f"{c}: {statistics.median(v):.2f}x" + (f" (pairs {', '.join(f'{x:.2f}' for x in v)})" if len(v) > 1 else ""))
+    return ", ".join(parts)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", nargs="?", help="GGUF file (needed unless --url; with --url, read for its EOS id)")
@@ -302,7 +321,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="server(s) to launch and measure (repeatable; default: edgellama)")
     ap.add_argument("--url", help="measure an already running server instead (e.g. http://127.0.0.1:8080)")
     ap.add_argument("--llama-server", default="/work/llamacpp/build-native/bin/llama-server")
-    ap.add_argument("--clients", default="1,2,4,8", help="concurrency levels (default: %(default)s)")
+    ap.add_argument("--clients", default="1,2,4,8",
+                    help="concurrency levels in order, repeatable: 1,4,1,4,1,4 gives three 4-vs-1 pairs (default: %(default)s)")
     ap.add_argument("-n", "--tokens", type=int, default=128, help="tokens per request (default: %(default)s)")
     ap.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("-c", "--ctx", type=int, default=512, help="context per slot (default: %(default)s)")
@@ -332,10 +352,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             finally:
                 server.stop()
     for target in sorted({r["target"] for r in rows}):
-        mine = {r["clients"]: r for r in rows if r["target"] == target}
-        if 1 in mine and mine[1]["aggregate_tok_s"]:
-            scale = ", ".join(f"{c}: {mine[c]['aggregate_tok_s'] / mine[1]['aggregate_tok_s']:.2f}x" for c in sorted(mine))
-            print(f"{target}: aggregate throughput vs 1 client: {scale}")
+        line = paired_scaling([r for r in rows if r["target"] == target])
+        if line:
+            print(f"{target}: aggregate throughput vs 1 client: {line}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "threads": args.threads, "tokens": args.tokens,

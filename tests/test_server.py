@@ -335,6 +335,17 @@ def test_benchmark_distinct_prompts_share_no_token(smollm2_path, llama2_tokenize
     assert prompts.next().startswith("A1. ") and mod.Prompts(False).next() == mod.PROMPT
 
 
+def test_load_benchmark_pairs_each_round_with_the_one_client_round_before_it():
+    """Repeated levels (1,4,1,4,1,4): every 4-client round over the 1-client round just before it,
+    median and pairs; a single 1-client round serves every level after it (the default 1,2,4,8)."""
+    mod = _load_benchmark_module()
+    rows = [{"clients": c, "aggregate_tok_s": v} for c, v in [(1, 10.0), (4, 25.0), (1, 20.0), (4, 44.0), (1, 10.0), (4, 23.0)]]
+    assert mod.paired_scaling(rows) == "4: 2.30x (pairs 2.50, 2.20, 2.30)"
+    rows = [{"clients": c, "aggregate_tok_s": v} for c, v in [(1, 10.0), (2, 18.0), (4, 30.0), (8, 41.0)]]
+    assert mod.paired_scaling(rows) == "2: 1.80x, 4: 3.00x, 8: 4.10x"
+    assert mod.paired_scaling([{"clients": 4, "aggregate_tok_s": 5.0}]) == ""  # nothing to pair with
+
+
 def _load_benchmark_module():
     import importlib.util
     from pathlib import Path
