@@ -120,10 +120,13 @@ class _FixedStepCost:
         return self.cost
 
 
-def test_prompt_lookup_drafts_in_shared_steps_only_when_they_pay(setup):
+@pytest.mark.parametrize("sampling", [dict(temperature=0), dict(temperature=0.7, seed=7)], ids=["greedy", "sampled"])
+def test_prompt_lookup_drafts_in_shared_steps_only_when_they_pay(setup, llm, sampling):
     """Alone, a request drafts from its repetitive prompt. With another slot busy, its draft rows
     delay the other stream too: it drafts only when the engine's step-cost estimate says a row is
-    cheap next to the shared step, never without an estimate, and its text is the same either way."""
+    cheap next to the shared step, never without an estimate, and its text is the same either way
+    and Llama's (greedy, or sampled with the same seed: where drafts are made, which depends on
+    timings, never changes a sampled text)."""
     engine, vocab = setup
     prompt = "one, two, three, four, five, six, seven, eight, nine, ten, " * 3
     drafted, texts = {}, {}
@@ -134,7 +137,7 @@ def test_prompt_lookup_drafts_in_shared_steps_only_when_they_pay(setup):
             held = engine.acquire() if case != "alone" else None
             sm = SlotModel(engine, vocab, "m", draft="lookup")
             try:
-                texts[case] = sm.create_completion(prompt, temperature=0, max_tokens=24)["choices"][0]["text"]
+                texts[case] = sm.create_completion(prompt, max_tokens=24, **sampling)["choices"][0]["text"]
                 drafted[case] = sm.draft_model.stats.drafted
             finally:
                 sm.close()
@@ -146,6 +149,8 @@ def test_prompt_lookup_drafts_in_shared_steps_only_when_they_pay(setup):
     assert drafted["no estimate"] == 0, drafted
     assert drafted["cheap rows"] > 0, drafted
     assert texts["alone"] and texts["alone"] == texts["no estimate"] == texts["cheap rows"]
+    llm.reset()
+    assert texts["alone"] == llm.create_completion(prompt, max_tokens=24, **sampling)["choices"][0]["text"]
 
 
 def test_engine_fits_its_step_cost(setup):

@@ -5,8 +5,8 @@
     llm = Llama("model.gguf", draft_model=LlamaPromptLookupDecoding(num_pred_tokens=10))
     llm = Llama("big.gguf", draft_model=LlamaDraftModel("small.gguf", n_draft=8))
 
-Output is unchanged by the drafter (greedy: token for token; sampling: in distribution); only the
-speed changes. See :mod:`edgellama.speculative` for the verify loop.
+Output is unchanged by the drafter, token for token (greedy, and sampled with the same seed); only
+the speed changes. See :mod:`edgellama.speculative` for the verify loop.
 
 One name, two roles. llama-cpp-python's ``LlamaDraftModel`` is an abstract base whose subclasses
 implement ``__call__(input_ids) -> draft ids``; edgellama also needs a class that drafts with a small

@@ -12,17 +12,17 @@ longest prefix the target model agrees with, plus one token of its own. The gene
         ...                                        # stop at the first rejection
     session.update(len(draft), n_accepted)
 
-Lossless by construction:
-- greedy (temperature <= 0): a draft token is kept iff it is the token the sampler picks from the
-  same logits, so the text is the plain greedy text token for token (the kernels give the same bits
-  whatever the number of tokens per eval; tests/test_speculative.py checks it on every ISA).
-- sampling: every drafter here proposes a *deterministic* draft (a point mass q = 1 on the proposed
-  token; the draft model drafts greedily). Speculative sampling (Leviathan et al. 2023, Chen et al.
-  2023) accepts x with probability min(1, p(x)/q(x)) = p(x), where p is the sampler's final
-  distribution (after bias, penalties, top-k, typical, top-p, min-p and temperature:
-  ``Sampler.probabilities``), and on rejection draws from the residual max(0, p - q) normalized, which
-  is p without x, renormalized. So P(emit y) = p(y) for every y: the output follows the target
-  distribution exactly (checked with a chi-square test in the tests).
+Lossless by construction, greedy or sampled: at each drafted position the sampler picks a token from
+the target's logits exactly as plain decoding would (one draw of its random stream), and the draft
+token is kept iff it is that token. The kernels give a row the same bits whatever else the eval
+carries (tests/test_speculative.py checks it on every ISA), and each emitted token costs one draw as
+in plain decoding, so the text is the plain text token for token: greedy, and sampled with the same
+seed (llama-cpp-python's generate verifies drafts the same way). Every drafter here proposes a
+*deterministic* draft (a point mass on the proposed token; the draft model drafts greedily), for
+which this keeps a draft token with probability p(x), the acceptance rate of speculative sampling's
+rejection test (Leviathan et al. 2023: min(1, p(x)/q(x)) with q(x) = 1). That test (used here until
+session 19) consumed draws of its own, so a seeded sampled text depended on where drafts were made,
+and with them on timings: sampled requests could not draft in a server's shared steps.
 
 Never slower than plain decoding by much: a draft is only proposed when the drafter has one (prompt
 lookup proposes nothing when the current suffix never occurred before, costing nothing), its length
@@ -241,43 +241,34 @@ def filter_draft(draft: List[int], constraint: Any) -> List[int]:
 
 
 class SpecSession:
-    """Speculation state for one generation: the drafter, its length controller, the verification
-    rule for this sampler and the RNG of the rejection test."""
+    """Speculation state for one generation: the drafter, its length controller and the sampler
+    that verifies the drafts."""
 
     def __init__(self, drafter: Any, sampler: Any, n_vocab: int, max_new: Optional[int] = None):
         self.drafter = drafter
         self.sampler = sampler
         self.n_vocab = n_vocab
-        temp = getattr(sampler, "temperature", None)
-        self.greedy = temp is not None and float(temp) <= 0
         max_len = int(getattr(drafter, "max_draft_tokens", 10) or 10)
         self.controller = DraftController(max_len, start=getattr(drafter, "start_draft_tokens", 4))
-        # The measured step cost steers the draft lengths, and so how the random numbers are consumed:
-        # only greedy decoding (whose output cannot change) uses it, so that a seeded sampled
-        # generation is reproducible whatever the timings.
-        cost = getattr(drafter, "_spec_cost", None) if self.greedy else None
+        # The measured step cost steers the draft lengths; the output does not depend on them (see
+        # the module docstring), so timings may.
+        cost = getattr(drafter, "_spec_cost", None)
         if cost is not None:
             self.controller.beta, self.controller._t1 = cost
-        seed = int(getattr(sampler, "seed", 0) or 0)
-        # Independent of the sampler's own RNG stream (which draws the non-draft tokens).
-        self.rng = np.random.default_rng([seed & 0xFFFFFFFF, 0x5BEC])
         self.max_new = max_new
         self.stats = SpecStats()
-        self._scratch: Optional[np.ndarray] = None
 
     @classmethod
     def start(cls, model: Any, sampler: Any, max_new: Optional[int] = None) -> Optional["SpecSession"]:
-        """A session when ``model.draft_model`` is set and this request can be verified: greedy
-        samplers need only ``sample``; sampling needs ``Sampler.probabilities`` (the final
-        distribution) for the rejection test. None otherwise (plain decoding)."""
+        """A session when ``model.draft_model`` is set and the sampler says its temperature (the
+        model's own samplers do). None otherwise (plain decoding)."""
         drafter = getattr(model, "draft_model", None)
         if drafter is None:
             return None
         if not (hasattr(drafter, "draft") or callable(drafter)):
             raise TypeError(f"draft_model must be a drafter (edgellama.LlamaPromptLookupDecoding(), "
                             f"edgellama.LlamaDraftModel(path)), got {type(drafter).__name__}")
-        temp = getattr(sampler, "temperature", None)
-        if temp is None or (float(temp) > 0 and not hasattr(sampler, "probabilities")):
+        if getattr(sampler, "temperature", None) is None:
             return None
         bind = getattr(drafter, "bind", None)
         if bind is not None:
@@ -299,13 +290,11 @@ class SpecSession:
         if limit <= 0:
             return []
         # A drafter in a server's shared steps says what a draft row costs there (None: this stream
-        # has the step to itself, and the controller's own timings apply). Sampled requests do not
-        # draft then: their draft lengths, and so how their random numbers are consumed, would
-        # depend on the engine's timings (see __init__).
+        # has the step to itself, and the controller's own timings apply; inf: no estimate yet).
         shared = getattr(self.drafter, "shared_step_cost", None)
         cost = shared() if shared is not None else None
         self.controller.shared_cost = cost  # also while not drafting: observe_time must know
-        if cost is not None and (not self.greedy or not cost < float("inf")):
+        if cost is not None and not cost < float("inf"):
             return []
         n = min(limit, self.controller.budget())
         if n <= 0:
@@ -323,8 +312,6 @@ class SpecSession:
             self.controller.update(drafted, accepted)
 
     def observe_time(self, n_evaluated: int, seconds: float) -> None:
-        if not self.greedy:
-            return  # see __init__: sampled output must not depend on timings
         c = self.controller
         if c.shared_cost is not None:
             return  # a shared step's time is every stream's: it says nothing about this stream's rows
@@ -336,26 +323,11 @@ class SpecSession:
 
     # ---------------------------------------------------------------- verification
     def verify(self, logits: np.ndarray, draft_token: int, allowed: Optional[np.ndarray] = None) -> Tuple[int, bool]:
-        """(token to emit at this position, whether it is the draft token). ``allowed``: the
-        grammar's allowed-token bitset at this position, or None."""
-        if self.greedy:
-            tok = int(self.sampler.sample(logits) if allowed is None else self.sampler.sample(logits, allowed))
-            return tok, tok == draft_token
-        p = np.asarray(self.sampler.probabilities(logits) if allowed is None
-                       else self.sampler.probabilities(logits, allowed=allowed), dtype=np.float64)
-        if self.rng.random() < p[draft_token]:
-            return draft_token, True
-        # residual max(0, p - q) for a point mass q on the draft token: p without it
-        p[draft_token] = 0.0
-        cum = np.cumsum(p)
-        total = cum[-1]
-        if not total > 0:  # p was (numerically) all on the draft token
-            return draft_token, True
-        i = int(np.searchsorted(cum, self.rng.random() * total, side="right"))
-        i = min(i, p.shape[0] - 1)
-        if p[i] <= 0:  # rounding at the very top end: take the last token with mass
-            i = int(np.flatnonzero(p)[-1])
-        return i, False
+        """(token to emit at this position, whether it is the draft token): the sampler's own pick
+        from these logits, as plain decoding would draw it (``allowed``: the grammar's
+        allowed-token bitset at this position, or None)."""
+        tok = int(self.sampler.sample(logits) if allowed is None else self.sampler.sample(logits, allowed))
+        return tok, tok == draft_token
 
 
 def _call_drafter(drafter: Any, history: List[int], n: int) -> List[int]:
