@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -163,12 +164,16 @@ def end_token_bias(model: Optional[str]) -> Dict[str, float]:
 
 
 LOGIT_BIAS: Dict[str, float] = {}
+TEMPERATURE = [0.0]  # --temperature; above 0 each request also gets the next seed of SEEDS
+SEEDS = itertools.count(1)
 
 
 async def one_stream(client: httpx.AsyncClient, url: str, prompt: str, n_tokens: int, timeout: float) -> StreamResult:
     # ignore_eos: llama-server's switch for the same thing (the others ignore the field)
-    body = {"prompt": prompt, "max_tokens": n_tokens, "temperature": 0, "stream": True,
+    body = {"prompt": prompt, "max_tokens": n_tokens, "temperature": TEMPERATURE[0], "stream": True,
             "stream_options": {"include_usage": True}, "ignore_eos": True}
+    if TEMPERATURE[0] > 0:
+        body["seed"] = next(SEEDS)
     if LOGIT_BIAS:
         body["logit_bias"] = LOGIT_BIAS
     res = StreamResult()
@@ -324,6 +329,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--clients", default="1,2,4,8",
                     help="concurrency levels in order, repeatable: 1,4,1,4,1,4 gives three 4-vs-1 pairs (default: %(default)s)")
     ap.add_argument("-n", "--tokens", type=int, default=128, help="tokens per request (default: %(default)s)")
+    ap.add_argument("--temperature", type=float, default=0.0,
+                    help="sampling temperature of every request (default: 0, greedy); above 0 each request "
+                         "carries its own seed (1, 2, ... in order)")
     ap.add_argument("-t", "--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("-c", "--ctx", type=int, default=512, help="context per slot (default: %(default)s)")
     ap.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in seconds")
@@ -337,6 +345,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error("--clients must list positive integers")
     rows: List[Dict[str, float]] = []
     LOGIT_BIAS.update(end_token_bias(args.model))
+    TEMPERATURE[0] = args.temperature
     if args.url:
         rows += bench_target("url", args.url.rstrip("/"), levels, args.tokens, args.timeout, args.distinct_prompts)
     else:

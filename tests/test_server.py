@@ -335,6 +335,24 @@ def test_benchmark_distinct_prompts_share_no_token(smollm2_path, llama2_tokenize
     assert prompts.next().startswith("A1. ") and mod.Prompts(False).next() == mod.PROMPT
 
 
+def test_load_benchmark_sampled_requests(server, tmp_path, monkeypatch):
+    """--temperature: every request samples with its own seed (1, 2, ...), none fails."""
+    mod = _load_benchmark_module()
+    sent = []
+    real = mod.httpx.AsyncClient.stream
+
+    def spy(self, method, url, json=None, **kw):
+        sent.append(json)
+        return real(self, method, url, json=json, **kw)
+
+    monkeypatch.setattr(mod.httpx.AsyncClient, "stream", spy)
+    out = tmp_path / "load.json"
+    assert mod.main(["--url", server.base_url, "--clients", "2", "-n", "4", "--timeout", "60",
+                     "--temperature", "0.8", "--json", str(out)]) == 0
+    assert [(b["temperature"], b["seed"]) for b in sent] == [(0.8, 1), (0.8, 2), (0.8, 3)]  # warm-up + 2
+    assert json.loads(out.read_text())["rows"][0]["tokens"] == 8
+
+
 def test_load_benchmark_pairs_each_round_with_the_one_client_round_before_it():
     """Repeated levels (1,4,1,4,1,4): every 4-client round over the 1-client round just before it,
     median and pairs; a single 1-client round serves every level after it (the default 1,2,4,8)."""
