@@ -270,10 +270,15 @@ def test_background_and_inline_masks_give_the_same_tokens(smol, monkeypatch):
     json.loads(outs[0]["text"])
 
 
-def test_speculative_drafts_under_a_json_schema_give_the_same_text(smol):
+# sampled: untruncated and hot, so that the text is not the copy and drafts are also cut (the old
+# rejection-test verifier, session 18, gave another text for every seed 1-8 here)
+@pytest.mark.parametrize("sampling", [dict(temperature=0), dict(temperature=1.5, top_k=0, top_p=1.0, min_p=0.0, seed=4)],
+                         ids=["greedy", "sampled"])
+def test_speculative_drafts_under_a_json_schema_give_the_same_text(smol, sampling):
     """Prompt-lookup drafts are checked against the grammar (a draft token the schema forbids ends
-    the draft) and verified under the grammar's mask: the greedy constrained text must be exactly
-    the one plain constrained decoding gives, and some drafts must actually be accepted."""
+    the draft) and verified under the grammar's mask: the constrained text, greedy or sampled with a
+    seed, must be exactly the one plain constrained decoding gives, and some drafts must actually be
+    accepted."""
     from edgellama import LlamaPromptLookupDecoding
 
     schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 40},
@@ -282,7 +287,7 @@ def test_speculative_drafts_under_a_json_schema_give_the_same_text(smol):
     prompt = ('Copy this record as JSON: {"city": "Paris", "country": "France"}\n'
               'Again: {"city": "Paris", "country": "France"}\nJSON:')
     grammar = LlamaGrammar.from_json_schema(json.dumps(schema))
-    kw = dict(max_tokens=40, temperature=0, grammar=grammar)
+    kw = dict(max_tokens=40, grammar=grammar, **sampling)
     smol.draft_model = None
     plain = smol(prompt, **kw)["choices"][0]["text"]
     drafter = LlamaPromptLookupDecoding(max_ngram_size=2, num_pred_tokens=8)
@@ -292,5 +297,6 @@ def test_speculative_drafts_under_a_json_schema_give_the_same_text(smol):
     finally:
         smol.draft_model = None
     assert spec == plain
-    json.loads(plain)
+    if sampling["temperature"] == 0:
+        json.loads(plain)  # (a hot sample may still be inside a string at max_tokens)
     assert drafter.stats is not None and drafter.stats.accepted > 0
