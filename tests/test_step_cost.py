@@ -1,7 +1,7 @@
 """The server's step-cost model (edgellama.server.step_cost) and how speculation uses it while a
 stream shares its steps with others (DraftController.shared_cost, SpecSession.propose): the fitted
 line against known step times, the throughput cost of a draft row with n streams, and that a shared
-step drafts only greedy requests, with the engine's cost instead of the stream's own timings."""
+step drafts (greedy and sampled requests) with the engine's cost instead of the stream's own timings."""
 
 from __future__ import annotations
 
@@ -99,15 +99,15 @@ class _SharedDrafter:
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
-def test_session_drafts_in_shared_steps_only_for_greedy_with_an_estimate(temperature):
+def test_session_drafts_in_shared_steps_only_with_an_estimate(temperature):
+    """Greedy and sampled alike (a sampled text does not depend on where drafts are made)."""
     drafter = _SharedDrafter(None)
     s = SpecSession(drafter, _Sampler(temperature), n_vocab=32)
     assert len(s.propose([1, 2, 3], room=100, produced=1)) >= 1  # alone: the controller's own say
     drafter.cost = float("inf")  # shared, no estimate yet: no draft
     assert s.propose([1, 2, 3], room=100, produced=1) == []
-    drafter.cost = 0.01  # shared and cheap: greedy drafts, sampled does not (timing-dependent)
-    got = s.propose([1, 2, 3], room=100, produced=1)
-    assert (len(got) >= 1) if temperature == 0 else (got == [])
+    drafter.cost = 0.01  # shared and cheap: drafts
+    assert len(s.propose([1, 2, 3], room=100, produced=1)) >= 1
 
 
 @pytest.mark.parametrize("shared", [0.5, float("inf")])  # drafting, and not drafting for want of an estimate
