@@ -164,15 +164,15 @@ def end_token_bias(model: Optional[str]) -> Dict[str, float]:
 
 
 LOGIT_BIAS: Dict[str, float] = {}
-TEMPERATURE = [0.0]  # --temperature; above 0 each request also gets the next seed of SEEDS
+TEMPERATURE = 0.0  # --temperature; above 0 each request also gets the next seed of SEEDS
 SEEDS = itertools.count(1)
 
 
 async def one_stream(client: httpx.AsyncClient, url: str, prompt: str, n_tokens: int, timeout: float) -> StreamResult:
     # ignore_eos: llama-server's switch for the same thing (the others ignore the field)
-    body = {"prompt": prompt, "max_tokens": n_tokens, "temperature": TEMPERATURE[0], "stream": True,
+    body = {"prompt": prompt, "max_tokens": n_tokens, "temperature": TEMPERATURE, "stream": True,
             "stream_options": {"include_usage": True}, "ignore_eos": True}
-    if TEMPERATURE[0] > 0:
+    if TEMPERATURE > 0:
         body["seed"] = next(SEEDS)
     if LOGIT_BIAS:
         body["logit_bias"] = LOGIT_BIAS
@@ -345,7 +345,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error("--clients must list positive integers")
     rows: List[Dict[str, float]] = []
     LOGIT_BIAS.update(end_token_bias(args.model))
-    TEMPERATURE[0] = args.temperature
+    global TEMPERATURE
+    TEMPERATURE = args.temperature
     if args.url:
         rows += bench_target("url", args.url.rstrip("/"), levels, args.tokens, args.timeout, args.distinct_prompts)
     else:
