@@ -234,20 +234,21 @@ inline void tile_pair(int nb, const uint8_t* pka, const uint8_t* pkb, const uint
   }
 }
 
-// The 4-token decode walk over a packed group shared by the formats with a 4-token asm integer core
-// (4-bit, Q8_0): block(b, isum, s) forms block b's integer sums and adds its float step to s[0..3].
-// The passes of 4 (group_rows8) call it once per 4 tokens; the 8 activation rows of a 4-stream step
-// with the residual pass are two calls, the second reading the group from cache.
-template <class Block>
-inline void direct4_packed(int64_t nb, const PackedSrc& src, float* acc, Block&& block) {
-  __m256 s[4];
-  for (int t = 0; t < 4; ++t) s[t] = _mm256_setzero_ps();
+// The T-token decode walk (T <= 4) over a packed group shared by the formats with asm integer cores
+// (4-bit: 2-4 tokens, Q8_0: 4): block(b, isum, s) forms block b's integer sums and adds its float
+// step to s[0..T-1]. The passes of 4 (group_rows8) call it once per 4 tokens (the last pass with
+// the 1-3 left); the 8 activation rows of a 4-stream step with the residual pass are two calls, the
+// second reading the group from cache.
+template <int T, class Block>
+inline void direct_packed(int64_t nb, const PackedSrc& src, float* acc, Block&& block) {
+  __m256 s[T];
+  for (int t = 0; t < T; ++t) s[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     if (kPrefetchPacked) src.prefetch(b);
-    __m256i isum[4];
+    __m256i isum[T];
     block(b, isum, s);
   }
-  for (int t = 0; t < 4; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, s[t]);
 }
 
 // Few tokens (decode): no scratch. The block is transposed in registers and each group of 4 values
@@ -256,14 +257,14 @@ inline void direct4_packed(int64_t nb, const PackedSrc& src, float* acc, Block&&
 // The int16 halves and the float sequence are those of block_isum / step.
 template <class L, int T, class S>
 inline void direct(int64_t nb, const S& src, const uint8_t* a, size_t as, float* acc) {
-  if constexpr (T == 4 && !L::kFiveBit && std::is_same_v<S, PackedSrc>) {
-    // 4 tokens of a 4-bit format from a packed group: the integer sums of isum_nibbles_avx2.h (GCC
-    // spilled this loop's 8 int16 sums at T = 4).
+  if constexpr (T >= 2 && T <= 4 && !L::kFiveBit && std::is_same_v<S, PackedSrc>) {
+    // 2-4 tokens of a 4-bit format from a packed group: the integer sums of isum_nibbles_avx2.h (GCC
+    // spilled this loop's int16 sums at T = 3 and 4; 1 token, the streaming decode, stays below).
     const __m256i ones = _mm256_set1_epi16(1);
-    direct4_packed(nb, src, acc, [&](int64_t b, __m256i* isum, __m256* s) EDGELLAMA_ALWAYS_INLINE_LAMBDA {
-      isum_nibbles_4(src.at(b, L::kQsOff), (reinterpret_cast<const ActBlock*>(a) + b)->qs, as, isum);
+    direct_packed<T>(nb, src, acc, [&](int64_t b, __m256i* isum, __m256* s) EDGELLAMA_ALWAYS_INLINE_LAMBDA {
+      isum_nibbles<T>(src.at(b, L::kQsOff), (reinterpret_cast<const ActBlock*>(a) + b)->qs, as, isum);
       const __m256 dw = src.half8(b, 0), cw = offset8<L>(src, b, dw);
-      for (int t = 0; t < 4; ++t) {
+      for (int t = 0; t < T; ++t) {
         const ActBlock* ab = reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b;
         s[t] = finish_legacy(_mm256_madd_epi16(isum[t], ones), dw, cw, _mm256_broadcast_ss(&ab->d),
                              _mm256_broadcast_ss(&ab->s), s[t]);
@@ -1056,7 +1057,7 @@ inline void direct_q8(int64_t nb, const uint8_t* const* p, const uint8_t* a, siz
 template <int T>
 inline void direct_q8(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
   if constexpr (T == 4) {
-    direct4_packed(nb, src, acc, [&](int64_t b, __m256i* isum, __m256* s) EDGELLAMA_ALWAYS_INLINE_LAMBDA {
+    direct_packed<4>(nb, src, acc, [&](int64_t b, __m256i* isum, __m256* s) EDGELLAMA_ALWAYS_INLINE_LAMBDA {
       isum_q8_packed_4(src.at(b, 2), (reinterpret_cast<const ActBlock*>(a) + b)->qs, as, isum);
       const __m256 dw = src.half8(b, 0);
       for (int t = 0; t < 4; ++t) s[t] = finish_q8(isum[t], dw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t]);
