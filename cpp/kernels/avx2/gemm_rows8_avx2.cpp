@@ -235,7 +235,7 @@ inline void tile_pair(int nb, const uint8_t* pka, const uint8_t* pkb, const uint
 }
 
 // The T-token decode walk (T <= 4) over a packed group shared by the formats with asm integer cores
-// (4-bit: 2-4 tokens, Q8_0: 4): block(b, isum, s) forms block b's integer sums and adds its float
+// (4-bit and Q8_0: 2-4 tokens): block(b, isum, s) forms block b's integer sums and adds its float
 // step to s[0..T-1]. The passes of 4 (group_rows8) call it once per 4 tokens (the last pass with
 // the 1-3 left); the 8 activation rows of a 4-stream step with the residual pass are two calls, the
 // second reading the group from cache.
@@ -1053,14 +1053,14 @@ inline void direct_q8(int64_t nb, const uint8_t* const* p, const uint8_t* a, siz
 }
 
 // Few tokens from a packed group: the transposed vectors are loads; the arithmetic is tile_q8's.
-// 4 tokens: the integer sums of isum_q8_packed_4 (GCC spilled the 16 weight vectors here).
+// 2-4 tokens: the integer sums of isum_q8_packed<T> (GCC spilled the 16 weight vectors here).
 template <int T>
 inline void direct_q8(int64_t nb, const PackedSrc& src, const uint8_t* a, size_t as, float* acc) {
-  if constexpr (T == 4) {
-    direct_packed<4>(nb, src, acc, [&](int64_t b, __m256i* isum, __m256* s) EDGELLAMA_ALWAYS_INLINE_LAMBDA {
-      isum_q8_packed_4(src.at(b, 2), (reinterpret_cast<const ActBlock*>(a) + b)->qs, as, isum);
+  if constexpr (T >= 2 && T <= 4) {
+    direct_packed<T>(nb, src, acc, [&](int64_t b, __m256i* isum, __m256* s) EDGELLAMA_ALWAYS_INLINE_LAMBDA {
+      isum_q8_packed<T>(src.at(b, 2), (reinterpret_cast<const ActBlock*>(a) + b)->qs, as, isum);
       const __m256 dw = src.half8(b, 0);
-      for (int t = 0; t < 4; ++t) s[t] = finish_q8(isum[t], dw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t]);
+      for (int t = 0; t < T; ++t) s[t] = finish_q8(isum[t], dw, reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b, s[t]);
     });
     return;
   }
