@@ -1,7 +1,7 @@
-// Exact integer block sums of one group of 8 Q8_0 weight rows with 4 tokens: the integer core of
+// Exact integer block sums of one group of 8 Q8_0 weight rows with 2-4 tokens: the integer core of
 // gemm_rows8_avx2.cpp's Q8_0 tile (tile_q8<4>: isum_q8_4) and of its 2-4-token decode from packed
-// groups (direct_q8<2..4>: isum_q8_packed<T>). Include only from files compiled with AVX2 flags (everything here
-// has internal linkage).
+// groups (direct_q8<2..4>: isum_q8_packed<T>). Include only from files compiled with AVX2 flags
+// (everything here has internal linkage).
 //
 // Q8_0 quants are signed, so every product goes through maddubs(|w|, sign(a, w)) and the int16 pairs
 // (at most 2 * 128 * 127 = 32512) are widened by a madd with ones at once: five vector ops per 4 values
@@ -70,9 +70,7 @@ namespace {
   const size_t as3 = 3 * as;                                                                         \
   const __m256i ones = _mm256_set1_epi16(1);                                                         \
   __m256i s0, s1, s2, s3, x, w, c;                                                                   \
-  asm(STEP(0, EDGELLAMA_Q8_MOVE) STEP(1, EDGELLAMA_Q8_ADD) STEP(2, EDGELLAMA_Q8_ADD)                 \
-          STEP(3, EDGELLAMA_Q8_ADD) STEP(4, EDGELLAMA_Q8_ADD) STEP(5, EDGELLAMA_Q8_ADD)              \
-              STEP(6, EDGELLAMA_Q8_ADD) STEP(7, EDGELLAMA_Q8_ADD)                                    \
+  asm(EDGELLAMA_Q8_ALL(STEP)                                                                         \
       : [s0] "=&x"(s0), [s1] "=&x"(s1), [s2] "=&x"(s2), [s3] "=&x"(s3), [x] "=&x"(x), [w] "=&x"(w),    \
         [c] "=&x"(c)                                                                                 \
       : [wq] "r"(wq), [q] "r"(q), [as] "r"(as), [as3] "r"(as3), [ones] "x"(ones)                     \
