@@ -73,13 +73,9 @@ def test_controller_weighs_drafts_with_the_shared_cost():
 class _Sampler:
     def __init__(self, temperature):
         self.temperature = temperature
-        self.seed = 1
 
     def sample(self, logits, allowed=None):
         return int(np.argmax(logits))
-
-    def probabilities(self, logits, allowed=None):
-        return np.full(len(logits), 1.0 / len(logits))
 
 
 class _SharedDrafter:

@@ -260,15 +260,15 @@ class SpecSession:
 
     @classmethod
     def start(cls, model: Any, sampler: Any, max_new: Optional[int] = None) -> Optional["SpecSession"]:
-        """A session when ``model.draft_model`` is set and the sampler says its temperature (the
-        model's own samplers do). None otherwise (plain decoding)."""
+        """A session when ``model.draft_model`` is set and the sampler can verify drafts (it has
+        ``sample``: the model's own samplers do). None otherwise (plain decoding)."""
         drafter = getattr(model, "draft_model", None)
         if drafter is None:
             return None
         if not (hasattr(drafter, "draft") or callable(drafter)):
             raise TypeError(f"draft_model must be a drafter (edgellama.LlamaPromptLookupDecoding(), "
                             f"edgellama.LlamaDraftModel(path)), got {type(drafter).__name__}")
-        if getattr(sampler, "temperature", None) is None:
+        if not hasattr(sampler, "sample"):
             return None
         bind = getattr(drafter, "bind", None)
         if bind is not None:
