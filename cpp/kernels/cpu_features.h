@@ -10,6 +10,7 @@ namespace edgellama {
 
 struct CpuFeatures {
   bool avx2 = false;      // AVX2 + FMA + F16C with YMM state enabled by the OS
+  bool avx_vnni = false;  // avx2 + the 256-bit VEX VPDPBUSD (cpuid leaf 7 subleaf 1, EAX bit 4)
   bool avx512 = false;    // F + BW + VL + DQ + VNNI with ZMM state enabled by the OS
   bool neon_dot = false;  // Armv8.2 dot product (SDOT/UDOT)
   bool neon_i8mm = false; // Armv8.6 int8 matrix multiply (SMMLA): the "neon_i8mm" kernel set

@@ -60,6 +60,10 @@ CpuFeatures detect_cpu_features() {
   const bool avx512f = b7 & (1u << 16), avx512dq = b7 & (1u << 17), avx512bw = b7 & (1u << 30),
              avx512vl = b7 & (1u << 31), vnni = c7 & (1u << 11);
   f.avx512 = f.avx2 && zmm_ok && avx512f && avx512dq && avx512bw && avx512vl && vnni;
+  // AVX-VNNI: its own bit in leaf 7 subleaf 1 (subleaf 0's EAX gives the highest subleaf); YMM state
+  // only, so a CPU may have it without AVX-512 (Alder Lake and later) or with it (Zen 5, Sapphire Rapids).
+  unsigned r71[4];
+  if (r7[0] >= 1 && cpuid(7, 1, r71)) f.avx_vnni = f.avx2 && (r71[0] & (1u << 4));
   return f;
 }
 

@@ -47,6 +47,12 @@ const KernelSet& avx512_set() {
   static const KernelSet k = merge_over(kAvx2Kernels, kAvx512Overrides);
   return k;
 }
+#if defined(EDGELLAMA_HAVE_AVX_VNNI)
+const KernelSet& avx_vnni_set() {
+  static const KernelSet k = merge_over(kAvx2Kernels, kAvxVnniOverrides);
+  return k;
+}
+#endif
 #endif
 #if defined(EDGELLAMA_ARM64)
 const KernelSet& neon_i8mm_set() {
@@ -61,6 +67,9 @@ const KernelSet* set_for(const std::string& isa) {
   if (isa == "scalar") return &kScalarKernels;
 #if defined(EDGELLAMA_X86)
   if (isa == "avx2") return features().avx2 ? &kAvx2Kernels : nullptr;
+#if defined(EDGELLAMA_HAVE_AVX_VNNI)
+  if (isa == "avx_vnni") return features().avx_vnni ? &avx_vnni_set() : nullptr;
+#endif
   if (isa == "avx512") return features().avx512 ? &avx512_set() : nullptr;
 #endif
 #if defined(EDGELLAMA_ARM64)
@@ -81,8 +90,10 @@ const KernelSet& pick() {
   const char* env = std::getenv("EDGELLAMA_ISA");
   if (env && *env) {
     const std::string want(env);
-    if (want != "scalar" && want != "avx2" && want != "avx512" && want != "neon" && want != "neon_i8mm")
-      throw ArgumentError("EDGELLAMA_ISA='" + want + "' is not a known level (scalar, avx2, avx512, neon, neon_i8mm)");
+    if (want != "scalar" && want != "avx2" && want != "avx_vnni" && want != "avx512" && want != "neon" &&
+        want != "neon_i8mm")
+      throw ArgumentError("EDGELLAMA_ISA='" + want +
+                          "' is not a known level (scalar, avx2, avx_vnni, avx512, neon, neon_i8mm)");
     const KernelSet* k = set_for(want);
     if (!k)
       throw ArgumentError("EDGELLAMA_ISA='" + want + "' is not available on this CPU/build (available: " +
@@ -142,6 +153,9 @@ std::vector<std::string> available_isas() {
   std::vector<std::string> v{"scalar"};
 #if defined(EDGELLAMA_X86)
   if (features().avx2) v.push_back("avx2");
+#if defined(EDGELLAMA_HAVE_AVX_VNNI)
+  if (features().avx_vnni) v.push_back("avx_vnni");  // implies avx2; listed below avx512 (best last)
+#endif
   if (features().avx512) v.push_back("avx512");  // implies avx2 (detect() requires it)
 #endif
 #if defined(EDGELLAMA_ARM64)

@@ -155,6 +155,12 @@ extern const KernelSet kAvx2Kernels;
 // (and the quantizers, attention, SwiGLU) are taken from kAvx2Kernels when dispatch builds the
 // "avx512" set. Not a complete set on its own: use kernels_for("avx512").
 extern const KernelSet kAvx512Overrides;
+#if defined(EDGELLAMA_HAVE_AVX_VNNI)
+// AVX-VNNI (256-bit VEX vpdpbusd; cpp/kernels/avx_vnni/) rows8 kernels for the 32-value block
+// formats; the rest is taken from kAvx2Kernels when dispatch builds the "avx_vnni" set. Not a
+// complete set on its own: use kernels_for("avx_vnni").
+extern const KernelSet kAvxVnniOverrides;
+#endif
 #endif
 #if defined(EDGELLAMA_ARM64)
 extern const KernelSet kNeonKernels;  // NEON + dot product (Armv8.2 SDOT); needs HWCAP_ASIMDDP

@@ -5,8 +5,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "rows8_isa.h"
+
 namespace edgellama {
-namespace avx2_rows8 {
+namespace EDGELLAMA_ROWS8_NS {
 
 void gemm_q4_0(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt, float* y,
                size_t ys);
@@ -53,5 +55,5 @@ void gemm_q5_0_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const 
 void gemm_q5_1_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_t* a, size_t as, int64_t nt,
                float* y, size_t ys);
 
-}  // namespace avx2_rows8
+}  // namespace EDGELLAMA_ROWS8_NS
 }  // namespace edgellama

@@ -33,9 +33,10 @@
 #include "packed_src.h"
 #include "kquant_avx2.h"
 #include "reduce_avx2.h"
+#include "rows8_isa.h"
 
 namespace edgellama {
-namespace avx2_rows8 {
+namespace EDGELLAMA_ROWS8_NS {
 namespace {
 
 constexpr int kBlocksPerChunk = 64;   // blocks repacked at a time (20 KB of scratch)
@@ -158,17 +159,38 @@ inline __m256i bcast4(const int8_t* q) {
   return _mm256_set1_epi32(v);
 }
 
+// acc + the u8 x s8 products of u and s, 4 per 32-bit lane summed (exact int32): one vpdpbusd on
+// AVX-VNNI (rows8_isa.h); maddubs, madd with ones and an add on AVX2 (the maddubs pair sums stay in
+// int16 for every operand range used here: |w| <= 128 times |a| <= 127).
+EDGELLAMA_ALWAYS_INLINE __m256i dot4_acc(__m256i acc, __m256i u, __m256i s, [[maybe_unused]] __m256i ones) {
+#if defined(EDGELLAMA_AVX_VNNI)
+  return _mm256_dpbusd_avx_epi32(acc, u, s);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones));
+#endif
+}
+
 // Exact int32 block sums of 8 rows (lane r) with one token's block: the 8 maddubs are summed in
 // int16 (4-bit: 16 products of at most 15 * 127, <= 30480) or, for 5-bit quants (at most 31 * 127),
 // in two halves of 8 products each (<= 31496), widened separately.
 template <bool kFiveBit>
 inline __m256i block_isum(const __m256i* w, const ActBlock* ab, __m256i ones) {
+#if defined(EDGELLAMA_AVX_VNNI)
+  // int32 from the start: two chains of 4 vpdpbusd (values 0..15 / 16..31), one add.
+  __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+  for (int k = 0; k < 4; ++k) {
+    lo = dot4_acc(lo, w[k], bcast4(ab->qs + 4 * k), ones);
+    hi = dot4_acc(hi, w[k + 4], bcast4(ab->qs + 16 + 4 * k), ones);
+  }
+  return _mm256_add_epi32(lo, hi);
+#else
   __m256i lo = _mm256_maddubs_epi16(w[0], bcast4(ab->qs));
   for (int k = 1; k < 4; ++k) lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(w[k], bcast4(ab->qs + 4 * k)));
   __m256i hi = _mm256_maddubs_epi16(w[4], bcast4(ab->qs + 16));
   for (int k = 5; k < 8; ++k) hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(w[k], bcast4(ab->qs + 4 * k)));
   if constexpr (kFiveBit) return _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
   return _mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones);
+#endif
 }
 
 // The float step of every 32-value-block kernel here (da, sa = the token's d and s broadcast):
@@ -205,28 +227,30 @@ inline void tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t
 // whose values need two int16 sums): the integer sums of isum_pair_avx2.h, widened as block_isum does,
 // then per group and token the float sequence of step(). The running sums stay in acca / accb
 // (memory: the registers are taken by the integer sums).
+// AVX-VNNI sums in int32 from the start, so the 5-bit formats take 4 tokens too (pair_tokens).
+template <bool kFiveBit>
+constexpr int pair_tokens() { return kFiveBit && !kVnni ? 2 : 4; }
+
 template <bool kFiveBit>
 inline void tile_pair(int nb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t b0,
                       float* acca, float* accb) {
-  constexpr int T = kFiveBit ? 2 : 4;
-  const __m256i ones = _mm256_set1_epi16(1);
+  constexpr int T = pair_tokens<kFiveBit>();
   for (int b = 0; b < nb; ++b) {
     const uint8_t* wg[2] = {pka + size_t(b) * kBlockBytes, pkb + size_t(b) * kBlockBytes};
     const uint8_t* ab0 = a + size_t(b0 + b) * sizeof(ActBlock);  // token 0's block; token t's at + t * as
     const int8_t* q0 = reinterpret_cast<const ActBlock*>(ab0)->qs;
-    __m256i lo[2][T], hi[2][T];  // 4-bit: lo holds the whole block's sum
-    if constexpr (kFiveBit)
-      isum_pair2_five(wg[0], wg[1], q0, as, lo, hi);
+    __m256i isums[2][T];  // exact int32 block sums of group g, token t
+    if constexpr (T == 2)
+      isum_pair2_five_i32(wg[0], wg[1], q0, as, isums);
     else
-      isum_pair4(wg[0], wg[1], q0, as, lo[0], lo[1]);
+      isum_pair4_i32(wg[0], wg[1], q0, as, isums[0], isums[1]);
     float* acc[2] = {acca, accb};
     for (int t = 0; t < T; ++t) {
       const ActBlock* ab = reinterpret_cast<const ActBlock*>(ab0 + size_t(t) * as);
       const __m256 da = _mm256_broadcast_ss(&ab->d), sa = _mm256_broadcast_ss(&ab->s);
       for (int g = 0; g < 2; ++g) {
         const float* dwcw = reinterpret_cast<const float*>(wg[g] + 8 * 32);
-        __m256i isum = _mm256_madd_epi16(lo[g][t], ones);
-        if constexpr (kFiveBit) isum = _mm256_add_epi32(isum, _mm256_madd_epi16(hi[g][t], ones));
+        const __m256i isum = isums[g][t];
         _mm256_storeu_ps(acc[g] + 8 * t, finish_legacy(isum, _mm256_load_ps(dwcw), _mm256_load_ps(dwcw + 8), da, sa,
                                                         _mm256_loadu_ps(acc[g] + 8 * t)));
       }
@@ -260,13 +284,12 @@ inline void direct(int64_t nb, const S& src, const uint8_t* a, size_t as, float*
   if constexpr (T >= 2 && T <= 4 && !L::kFiveBit && std::is_same_v<S, PackedSrc>) {
     // 2-4 tokens of a 4-bit format from a packed group: the integer sums of isum_nibbles_avx2.h (GCC
     // spilled this loop's int16 sums at T = 3 and 4; 1 token, the streaming decode, stays below).
-    const __m256i ones = _mm256_set1_epi16(1);
     direct_packed<T>(nb, src, acc, [&](int64_t b, __m256i* isum, __m256* s) EDGELLAMA_ALWAYS_INLINE_LAMBDA {
       isum_nibbles<T>(src.at(b, L::kQsOff), (reinterpret_cast<const ActBlock*>(a) + b)->qs, as, isum);
       const __m256 dw = src.half8(b, 0), cw = offset8<L>(src, b, dw);
       for (int t = 0; t < T; ++t) {
         const ActBlock* ab = reinterpret_cast<const ActBlock*>(a + size_t(t) * as) + b;
-        s[t] = finish_legacy(_mm256_madd_epi16(isum[t], ones), dw, cw, _mm256_broadcast_ss(&ab->d),
+        s[t] = finish_legacy(isum[t], dw, cw, _mm256_broadcast_ss(&ab->d),
                              _mm256_broadcast_ss(&ab->s), s[t]);
       }
     });
@@ -283,7 +306,7 @@ inline void direct(int64_t nb, const S& src, const uint8_t* a, size_t as, float*
     src.q16(b, L::kQsOff, x);
     __m256i qh = _mm256_setzero_si256();
     if constexpr (L::kFiveBit) qh = src.word8(b, L::kQhOff);
-    __m256i lo[T], hi[T];  // groups 0..3 / 4..7 (values 0..15 / 16..31), int16
+    __m256i lo[T], hi[T];  // groups 0..3 / 4..7 (values 0..15 / 16..31), int16 (AVX-VNNI: int32)
     for (int k = 0; k < 4; ++k) {
       __m256i gl = _mm256_and_si256(x[k], m4), gh = _mm256_and_si256(_mm256_srli_epi16(x[k], 4), m4);
       if constexpr (L::kFiveBit) {
@@ -291,17 +314,23 @@ inline void direct(int64_t nb, const S& src, const uint8_t* a, size_t as, float*
         gh = _mm256_or_si256(gh, fifth_bits(qh, k + 4));
       }
       for (int t = 0; t < T; ++t) {
+#if defined(EDGELLAMA_AVX_VNNI)  // int32 sums (vpdpbusd)
+        lo[t] = dot4_acc(k ? lo[t] : _mm256_setzero_si256(), gl, bcast4(ab[t]->qs + 4 * k), ones);
+        hi[t] = dot4_acc(k ? hi[t] : _mm256_setzero_si256(), gh, bcast4(ab[t]->qs + 16 + 4 * k), ones);
+#else
         const __m256i pl = _mm256_maddubs_epi16(gl, bcast4(ab[t]->qs + 4 * k));
         const __m256i ph = _mm256_maddubs_epi16(gh, bcast4(ab[t]->qs + 16 + 4 * k));
         lo[t] = k ? _mm256_add_epi16(lo[t], pl) : pl;
         hi[t] = k ? _mm256_add_epi16(hi[t], ph) : ph;
+#endif
       }
     }
     const __m256 dw = src.half8(b, 0);
     const __m256 cw = offset8<L>(src, b, dw);
     for (int t = 0; t < T; ++t) {
-      const __m256i isum = L::kFiveBit ? _mm256_add_epi32(_mm256_madd_epi16(lo[t], ones), _mm256_madd_epi16(hi[t], ones))
-                                       : _mm256_madd_epi16(_mm256_add_epi16(lo[t], hi[t]), ones);
+      const __m256i isum = kVnni         ? _mm256_add_epi32(lo[t], hi[t])
+                           : L::kFiveBit ? _mm256_add_epi32(_mm256_madd_epi16(lo[t], ones), _mm256_madd_epi16(hi[t], ones))
+                                         : _mm256_madd_epi16(_mm256_add_epi16(lo[t], hi[t]), ones);
       s[t] = finish_legacy(isum, dw, cw, _mm256_broadcast_ss(&ab[t]->d), _mm256_broadcast_ss(&ab[t]->s), s[t]);
     }
   }
@@ -322,7 +351,7 @@ struct LegacyFormat {
   }
   // 16 rows x 4 tokens at a time (4-bit quants), or x 2 tokens (5-bit: two int16 sums per output).
   static constexpr bool kPairTile = true;
-  static constexpr int kPairTokens = L::kFiveBit ? 2 : 4;
+  static constexpr int kPairTokens = pair_tokens<L::kFiveBit>();
   static void run_pair_tile(int nb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t b0,
                             float* acca, float* accb) {
     tile_pair<L::kFiveBit>(nb, pka, pkb, a, as, b0, acca, accb);
@@ -981,10 +1010,18 @@ inline __m256 finish_q8(__m256i isum, __m256 dw, const ActBlock* ab, __m256 s) {
 }
 
 EDGELLAMA_ALWAYS_INLINE __m256 step_q8(const __m256i* wabs, const __m256i* w, __m256 dw, const ActBlock* ab, __m256 s, __m256i ones) {
-  __m256i acc = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[0], _mm256_sign_epi8(bcast4(ab->qs), w[0])), ones);
-  for (int k = 1; k < 8; ++k)
-    acc = _mm256_add_epi32(
-        acc, _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[k], _mm256_sign_epi8(bcast4(ab->qs + 4 * k), w[k])), ones));
+#if defined(EDGELLAMA_AVX_VNNI)
+  // two chains of 4 vpdpbusd (each adds into its own sums: half the dependent latency of one chain)
+  __m256i acc = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
+  for (int k = 0; k < 8; k += 2) {
+    acc = dot4_acc(acc, wabs[k], _mm256_sign_epi8(bcast4(ab->qs + 4 * k), w[k]), ones);
+    acc2 = dot4_acc(acc2, wabs[k + 1], _mm256_sign_epi8(bcast4(ab->qs + 4 * k + 4), w[k + 1]), ones);
+  }
+  acc = _mm256_add_epi32(acc, acc2);
+#else
+  __m256i acc = _mm256_setzero_si256();
+  for (int k = 0; k < 8; ++k) acc = dot4_acc(acc, wabs[k], _mm256_sign_epi8(bcast4(ab->qs + 4 * k), w[k]), ones);
+#endif
   return finish_q8(acc, dw, ab, s);
 }
 
@@ -1040,7 +1077,7 @@ inline void direct_q8(int64_t nb, const uint8_t* const* p, const uint8_t* a, siz
       const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab->qs));
       __m256i pr[8];
       for (int r = 0; r < 8; ++r)
-        pr[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[r], _mm256_sign_epi8(av, w[r])), ones);
+        pr[r] = dot4_acc(_mm256_setzero_si256(), wabs[r], _mm256_sign_epi8(av, w[r]), ones);
       const __m256i h01 = _mm256_hadd_epi32(pr[0], pr[1]), h23 = _mm256_hadd_epi32(pr[2], pr[3]);
       const __m256i h45 = _mm256_hadd_epi32(pr[4], pr[5]), h67 = _mm256_hadd_epi32(pr[6], pr[7]);
       const __m256i h0123 = _mm256_hadd_epi32(h01, h23), h4567 = _mm256_hadd_epi32(h45, h67);
@@ -1309,5 +1346,5 @@ void gemm_q5_1_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const 
   gemm_rows8<LegacyFormat<Q5_1L>>(n, w, ws, nr, a, as, nt, y, ys, true);
 }
 
-}  // namespace avx2_rows8
+}  // namespace EDGELLAMA_ROWS8_NS
 }  // namespace edgellama

@@ -15,9 +15,9 @@
 // Inputs: x = the block's quant bytes in the packed group (4 vectors; vector k lane r = bytes
 // 4k..4k+3 of row r's qs: values 4k..4k+3 in the low nibbles, 16+4k..16+4k+3 in the high ones),
 // q = token 0's 32 int8 quants of the block, token t's at q + t * as (t < T).
-// Output: s[t] = per row r (the 16-bit pair of lane r) the 32 products, summed in int16 (16 maddubs
+// Output: s[t] lane r = row r's 32 products summed, exact int32. AVX2 sums them in int16 (16 maddubs
 // pair sums of at most 2 * 15 * 127: |sum| <= 30480 in any order, so the same ints as block_isum's
-// low + high halves); madd with ones widens.
+// low + high halves) and widens with a madd with ones; AVX-VNNI adds them into int32 directly.
 #pragma once
 #include <immintrin.h>
 
@@ -26,13 +26,26 @@
 #include <cstring>
 
 #include "../always_inline.h"
+#include "rows8_isa.h"
 
 namespace edgellama {
-namespace avx2_rows8 {
+namespace EDGELLAMA_ROWS8_NS {
 namespace {
 
 #if defined(__GNUC__) || defined(__clang__)
 // One token's two products of vector k: low nibbles with activation bytes 4k.., high with 16+4k..
+#if defined(EDGELLAMA_AVX_VNNI)
+// AVX-VNNI (rows8_isa.h): vpdpbusd adds each product straight into the token's int32 sums, which
+// FIRST zeroes at the block's first vector.
+#define EDGELLAMA_NIB_TOKEN(K, AT, S, FIRST)                                                          \
+  FIRST(S)                                                                                           \
+  "vpbroadcastd 4*" #K AT ", %[c]\n\t"                                                               \
+  "%{vex%} vpdpbusd %[c], %[l], %[" #S "]\n\t"                                                         \
+  "vpbroadcastd 16+4*" #K AT ", %[c]\n\t"                                                            \
+  "%{vex%} vpdpbusd %[c], %[h], %[" #S "]\n\t"
+#define EDGELLAMA_NIB_MOVE(S) "vpxor %[" #S "], %[" #S "], %[" #S "]\n\t"
+#define EDGELLAMA_NIB_ADD(S) ""
+#else
 #define EDGELLAMA_NIB_TOKEN(K, AT, S, FIRST)                                                          \
   "vpbroadcastd 4*" #K AT ", %[c]\n\t"                                                               \
   "vpmaddubsw %[c], %[l], %[c]\n\t"                                                                  \
@@ -42,6 +55,7 @@ namespace {
   "vpaddw %[c], %[" #S "], %[" #S "]\n\t"
 #define EDGELLAMA_NIB_MOVE(S) "vmovdqa %[c], %[" #S "]\n\t"
 #define EDGELLAMA_NIB_ADD(S) "vpaddw %[c], %[" #S "], %[" #S "]\n\t"
+#endif
 #define EDGELLAMA_NIB_UNPACK(K)                                                                       \
   "vmovdqu " #K "*32(%[x]), %[l]\n\t"                                                                \
   "vpsrlw $4, %[l], %[h]\n\t"                                                                        \
@@ -89,6 +103,8 @@ EDGELLAMA_ALWAYS_INLINE void isum_nibbles(const uint8_t* x, const int8_t* q, siz
         : "memory");
   }
   s[0] = s0, s[1] = s1;
+  if constexpr (!kVnni)  // int16 pairs -> int32
+    for (int t = 0; t < T; ++t) s[t] = _mm256_madd_epi16(s[t], _mm256_set1_epi16(1));
 }
 #undef EDGELLAMA_NIB_TOKEN
 #undef EDGELLAMA_NIB_MOVE
@@ -118,9 +134,10 @@ EDGELLAMA_ALWAYS_INLINE void isum_nibbles(const uint8_t* x, const int8_t* q, siz
       s[t] = k ? _mm256_add_epi16(s[t], p) : p;
     }
   }
+  for (int t = 0; t < T; ++t) s[t] = _mm256_madd_epi16(s[t], _mm256_set1_epi16(1));
 }
 #endif
 
 }  // namespace
-}  // namespace avx2_rows8
+}  // namespace EDGELLAMA_ROWS8_NS
 }  // namespace edgellama

@@ -26,9 +26,10 @@
 #include <cstring>
 
 #include "../always_inline.h"
+#include "rows8_isa.h"
 
 namespace edgellama {
-namespace avx2_rows8 {
+namespace EDGELLAMA_ROWS8_NS {
 namespace {
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -202,6 +203,59 @@ EDGELLAMA_ALWAYS_INLINE void isum_pair2_five(const uint8_t* wa, const uint8_t* w
 }
 #endif
 
+// The 32-value formats' pair tile (no sub-block scales to madd with): each (group, token) sum as
+// exact int32, sa[t] / sb[t]. AVX2: isum_pair4's int16 sums widened by a madd with ones. AVX-VNNI
+// (rows8_isa.h): vpdpbusd adds each product into the int32 sums, one instruction per 4 values x 8 rows
+// x token instead of maddubs + add, and no int16 bound: the 5-bit quants take this core too.
+EDGELLAMA_ALWAYS_INLINE void isum_pair4_i32(const uint8_t* wa, const uint8_t* wb, const int8_t* q, size_t as, __m256i* sa,
+                                            __m256i* sb) {
+#if defined(EDGELLAMA_AVX_VNNI)
+#define EDGELLAMA_VPAIR_TOKEN(K, AT, A, B)                                                            \
+  "vpbroadcastd 4*" #K AT ", %[c]\n\t"                                                               \
+  "%{vex%} vpdpbusd %[c], %[x], %[" #A "]\n\t"                                                         \
+  "%{vex%} vpdpbusd %[c], %[y], %[" #B "]\n\t"
+#define EDGELLAMA_VPAIR_STEP(K)                                                                       \
+  "vmovdqa " #K "*32(%[wa]), %[x]\n\t"                                                               \
+  "vmovdqa " #K "*32(%[wb]), %[y]\n\t"                                                               \
+  EDGELLAMA_VPAIR_TOKEN(K, "(%[q])", a0, b0)                                                         \
+  EDGELLAMA_VPAIR_TOKEN(K, "(%[q],%[as],1)", a1, b1)                                                 \
+  EDGELLAMA_VPAIR_TOKEN(K, "(%[q],%[as],2)", a2, b2)                                                 \
+  EDGELLAMA_VPAIR_TOKEN(K, "(%[q],%[as3],1)", a3, b3)
+#define EDGELLAMA_VPAIR_ZERO(A) "vpxor %[" #A "], %[" #A "], %[" #A "]\n\t"
+  const size_t as3 = 3 * as;
+  __m256i a0, a1, a2, a3, b0, b1, b2, b3, x, y, c;
+  asm(EDGELLAMA_VPAIR_ZERO(a0) EDGELLAMA_VPAIR_ZERO(a1) EDGELLAMA_VPAIR_ZERO(a2) EDGELLAMA_VPAIR_ZERO(a3)
+          EDGELLAMA_VPAIR_ZERO(b0) EDGELLAMA_VPAIR_ZERO(b1) EDGELLAMA_VPAIR_ZERO(b2) EDGELLAMA_VPAIR_ZERO(b3)
+              EDGELLAMA_VPAIR_STEP(0) EDGELLAMA_VPAIR_STEP(1) EDGELLAMA_VPAIR_STEP(2) EDGELLAMA_VPAIR_STEP(3)
+                  EDGELLAMA_VPAIR_STEP(4) EDGELLAMA_VPAIR_STEP(5) EDGELLAMA_VPAIR_STEP(6) EDGELLAMA_VPAIR_STEP(7)
+      : [a0] "=&x"(a0), [a1] "=&x"(a1), [a2] "=&x"(a2), [a3] "=&x"(a3), [b0] "=&x"(b0), [b1] "=&x"(b1),
+        [b2] "=&x"(b2), [b3] "=&x"(b3), [x] "=&x"(x), [y] "=&x"(y), [c] "=&x"(c)
+      : [wa] "r"(wa), [wb] "r"(wb), [q] "r"(q), [as] "r"(as), [as3] "r"(as3)
+      : "memory");  // reads the weight scratch and the activations through the pointers
+  sa[0] = a0, sa[1] = a1, sa[2] = a2, sa[3] = a3;
+  sb[0] = b0, sb[1] = b1, sb[2] = b2, sb[3] = b3;
+#undef EDGELLAMA_VPAIR_TOKEN
+#undef EDGELLAMA_VPAIR_STEP
+#undef EDGELLAMA_VPAIR_ZERO
+#else
+  isum_pair4(wa, wb, q, as, sa, sb);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int t = 0; t < 4; ++t) sa[t] = _mm256_madd_epi16(sa[t], ones), sb[t] = _mm256_madd_epi16(sb[t], ones);
+#endif
+}
+
+// The 5-bit formats' AVX2 pair tile (2 tokens): s[g][t] = isum_pair2_five's two int16 halves of
+// group g, token t, widened and added (exact int32).
+EDGELLAMA_ALWAYS_INLINE void isum_pair2_five_i32(const uint8_t* wa, const uint8_t* wb, const int8_t* q, size_t as,
+                                                 __m256i (*s)[2]) {
+  __m256i lo[2][2], hi[2][2];
+  isum_pair2_five(wa, wb, q, as, lo, hi);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int g = 0; g < 2; ++g)
+    for (int t = 0; t < 2; ++t)
+      s[g][t] = _mm256_add_epi32(_mm256_madd_epi16(lo[g][t], ones), _mm256_madd_epi16(hi[g][t], ones));
+}
+
 }  // namespace
-}  // namespace avx2_rows8
+}  // namespace EDGELLAMA_ROWS8_NS
 }  // namespace edgellama
