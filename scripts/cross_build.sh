@@ -101,6 +101,7 @@ host_best_isa() {
   has() { [[ " $flags " == *" $1 "* ]]; }
   if has avx512f && has avx512bw && has avx512vl && has avx512dq && has avx512_vnni && has avx2 && has fma && has f16c; then
     echo avx512
+  elif has avx2 && has fma && has f16c && has avx_vnni; then echo avx_vnni
   elif has avx2 && has fma && has f16c; then echo avx2
   else echo scalar; fi
 }
@@ -136,7 +137,7 @@ zig_flags() {
 compile_target() {  # target -> sets OBJ_CORE OBJ_KERNEL (arrays of object files) in $BUILD/$target
   local target=$1 family defs=() isa_dirs=()
   case $target in
-    x86_64-*) family=x86; defs=(-DEDGELLAMA_X86=1); isa_dirs=(avx2 avx512) ;;
+    x86_64-*) family=x86; defs=(-DEDGELLAMA_X86=1 -DEDGELLAMA_HAVE_AVX_VNNI=1); isa_dirs=(avx2 avx_vnni avx512) ;;
     aarch64-*) family=arm64; defs=(-DEDGELLAMA_ARM64=1); isa_dirs=(neon) ;;
     *) echo "cross_build.sh: unknown target $target" >&2; exit 2 ;;
   esac
@@ -148,7 +149,7 @@ compile_target() {  # target -> sets OBJ_CORE OBJ_KERNEL (arrays of object files
   : >"$list"
   while IFS= read -r src; do
     case $src in
-      cpp/kernels/avx2/*|cpp/kernels/avx512/*|cpp/kernels/neon/*)
+      cpp/kernels/avx2/*|cpp/kernels/avx_vnni/*|cpp/kernels/avx512/*|cpp/kernels/neon/*)
         local isa=${src#cpp/kernels/}; isa=${isa%%/*}
         [[ " ${isa_dirs[*]} " == *" $isa "* ]] || continue
         # the flags row, as CMakeLists.txt picks it: the directory's; neon/*_i8mm.cpp has its own

@@ -23,6 +23,7 @@ for src in $(find cpp -name '*.cpp' -not -path 'cpp/fuzz/*' -not -path 'cpp/test
     */kernels/avx2/*) extra=(-mavx2 -mfma -mf16c) ;;
     */kernels/avx512/*) extra=(-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c) ;;
     */kernels/neon/*) continue ;;
+    */kernels/avx_vnni/*) continue ;;  # an optional tier (EDGELLAMA_HAVE_AVX_VNNI unset: dispatch leaves it out)
   esac
   obj="$OUT/obj/$(echo "$src" | tr '/' '_').o"
   if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find cpp/include -newer "$obj" -name '*.h' | head -1)" ]; then

@@ -109,7 +109,7 @@ COMMON=(-std=c++17 ${OPT:--O2} -ffp-contract=off -Wall -Wextra -Wno-unused-param
 
 BASE_SRCS=()
 while IFS= read -r f; do BASE_SRCS+=("$f"); done < <(
-  cd "$ROOT" && find cpp/kernels -name '*.cpp' | grep -Ev '^cpp/kernels/(avx2|avx512|neon)/' | sort)
+  cd "$ROOT" && find cpp/kernels -name '*.cpp' | grep -Ev '^cpp/kernels/(avx2|avx_vnni|avx512|neon)/' | sort)
 BASE_SRCS+=(cpp/tests/kernel_selftest.cpp)
 
 BUILD=${BUILD_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/edgellama_selftest.XXXXXX")}
@@ -192,7 +192,7 @@ if [[ $MODELS == 1 && $MODE == qemu ]]; then
       cpp/kernels/neon/*) read -r -a flags <<<"$(isa_flags "$(flags_row "$src")")"; compile "$src" "${flags[@]}" ;;
       *) compile "$src" ;;
     esac
-  done < <(cd "$ROOT" && find cpp -name '*.cpp' | grep -Ev '^cpp/(fuzz|tests)/|^cpp/kernels/(avx2|avx512)/' | sort)
+  done < <(cd "$ROOT" && find cpp -name '*.cpp' | grep -Ev '^cpp/(fuzz|tests)/|^cpp/kernels/(avx2|avx_vnni|avx512)/' | sort)
   compile cpp/tests/model_selftest.cpp
   MBIN="$BUILD/model_selftest"
   "$CXX_T" "${objs[@]}" -static -pthread -o "$MBIN"

@@ -16,7 +16,7 @@ PACKED_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", 
 # Packed only where the set has a packed kernel (model_packing.cpp packs a type only then): IQ4_NL's and
 # IQ4_XS's are
 # AVX-512 (a machine with AVX2 alone keeps them in the file's layout, where its AVX2 kernels read them).
-PACKED_EXTRA = {"avx2": set(), "avx512": {"IQ4_NL", "IQ4_XS"}}
+PACKED_EXTRA = {"avx2": set(), "avx_vnni": set(), "avx512": {"IQ4_NL", "IQ4_XS"}}
 
 
 @pytest.mark.parametrize("isa", _core.available_isas())
@@ -29,7 +29,7 @@ def test_every_computable_type_has_a_kernel(isa):
     assert {t for t, (gemm, _) in cov.items() if not gemm} == set(ACTIVATION_ONLY)
 
 
-@pytest.mark.parametrize("isa", [i for i in _core.available_isas() if i in ("avx2", "avx512")])
+@pytest.mark.parametrize("isa", [i for i in _core.available_isas() if i in ("avx2", "avx_vnni", "avx512")])
 def test_packable_types_have_packed_kernels_on_x86(isa):
     cov = _core.kernel_coverage(isa)
     assert {t for t, (_, packed) in cov.items() if packed} == PACKED_TYPES | PACKED_EXTRA[isa]

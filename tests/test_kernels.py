@@ -326,7 +326,7 @@ def iq4_nl_as_q8_0(w: bytes) -> bytes:
     return np.concatenate([b[:, :2], levels.view(np.uint8)], axis=1).tobytes()
 
 
-@pytest.mark.parametrize("isa", [i for i in ("avx2", "avx512") if i in SIMD])
+@pytest.mark.parametrize("isa", [i for i in ("avx2", "avx_vnni", "avx512") if i in SIMD])
 def test_iq4_nl_bit_exact_vs_q8_0_rows8_reference(isa):
     """IQ4_NL on x86 = Q8_0 on the transcoded rows: decode row tiles below 4 tokens, the rows8 / rows16
     Q8_0 kernels from 4 up, all following gemm_rows8_ref's Q8_0 sequence bit for bit (row groups of

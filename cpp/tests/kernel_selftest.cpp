@@ -627,7 +627,7 @@ int main(int argc, char** argv) {
 
   if (isas.empty() || isas.front() != "scalar") fail("available_isas() must start with scalar");
   if (isas.back() != best_isa()) fail("best_isa() is not the last available ISA");
-  for (const char* name : {"scalar", "avx2", "avx512", "neon", "neon_i8mm"}) {
+  for (const char* name : {"scalar", "avx2", "avx_vnni", "avx512", "neon", "neon_i8mm"}) {
     bool listed = false;
     for (const std::string& s : isas) listed |= (s == name);
     const KernelSet* k = kernels_for(name);
