@@ -1,6 +1,9 @@
-"""Random, well-formed quantized weight rows for the kernel tests and micro-benchmarks."""
+"""Random, well-formed quantized weight rows for the kernel tests and micro-benchmarks; the CPU's
+flags as /proc/cpuinfo lists them (what the dispatcher must agree with)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +38,17 @@ LAYOUT = {
 QUANT_TYPES = list(LAYOUT)
 FLOAT_TYPES = ["F32", "F16", "BF16"]
 ALL_TYPES = QUANT_TYPES + FLOAT_TYPES
+
+
+def cpu_flags() -> set[str]:
+    """The flags line of /proc/cpuinfo (empty where there is none: not Linux, or no flags line)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def act_type(t: str) -> str:

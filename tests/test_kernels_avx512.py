@@ -15,21 +15,11 @@ import pytest
 
 from conftest import subprocess_env
 from edgellama import _core
-from kernel_data import ALL_TYPES, QUANT_TYPES, block_size, random_rows
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+from kernel_data import ALL_TYPES, QUANT_TYPES, block_size, cpu_flags, random_rows
 
 
 AVX512_FLAGS = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"}
-CPU_HAS_AVX512 = AVX512_FLAGS <= _cpu_flags()  # the kernel also checks the OS saves ZMM state (xgetbv)
+CPU_HAS_AVX512 = AVX512_FLAGS <= cpu_flags()  # the kernel also checks the OS saves ZMM state (xgetbv)
 
 pytestmark = pytest.mark.skipif("avx512" not in _core.available_isas(),
                                 reason="this CPU/OS cannot run AVX-512 F/BW/VL/DQ/VNNI")

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import subprocess_env
 from edgellama import _core
-from kernel_data import random_rows
+from kernel_data import cpu_flags, random_rows
 
 # The types the tier overrides (kernels_avx_vnni.cpp); the rest of its set is the AVX2 one.
 VNNI_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
@@ -25,20 +25,10 @@ HAS_TIER = "avx_vnni" in _core.available_isas()
 needs_tier = pytest.mark.skipif(not HAS_TIER, reason="this CPU has no AVX-VNNI (or this build left the tier out)")
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 @pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="needs /proc/cpuinfo (Linux) to know the CPU's flags")
 def test_avx_vnni_listed_iff_cpu_flag():
     # The supported compilers (GCC 11+, Clang 12+) all build the tier, so the list follows the CPU alone.
-    flags = _cpu_flags()
+    flags = cpu_flags()
     cpu_has = {"avx_vnni", "avx2", "fma", "f16c"} <= flags
     isas = _core.available_isas()
     assert ("avx_vnni" in isas) == cpu_has, (sorted(flags & {"avx_vnni", "avx2"}), isas)
