@@ -8,7 +8,8 @@
 // unpacked quants 4k..4k+3 of row r (0..15, or 0..31 for Q5_x, as uint8). One token's 4 activation
 // bytes 4k..4k+3 are broadcast to all lanes, so one maddubs computes 4 products for 8 rows at once;
 // the 8 maddubs of a block are summed in int16 (see block_isum), widened, and the float work
-// (convert, scale, offset) is done once per block for 8 rows instead of once per row.
+// (convert, scale, offset) is done once per block for 8 rows instead of once per row. The same file
+// is compiled a second time for AVX-VNNI (rows8_isa.h), where vpdpbusd sums the products in int32.
 //
 // Per output (row r, token t) the arithmetic is a fixed sequence, independent of the tile the pair
 // is computed in (so results do not depend on threads / batch split):
@@ -349,7 +350,8 @@ struct LegacyFormat {
   static void run_tile(int nb, const uint8_t* pk, const uint8_t* a, size_t as, int64_t b0, float* acc) {
     tile<L::kFiveBit, T>(nb, pk, a, as, b0, acc);
   }
-  // 16 rows x 4 tokens at a time (4-bit quants), or x 2 tokens (5-bit: two int16 sums per output).
+  // 16 rows x 4 tokens at a time (4-bit quants), or x 2 tokens (5-bit: two int16 sums per output;
+  // AVX-VNNI: 4 tokens for both).
   static constexpr bool kPairTile = true;
   static constexpr int kPairTokens = pair_tokens<L::kFiveBit>();
   static void run_pair_tile(int nb, const uint8_t* pka, const uint8_t* pkb, const uint8_t* a, size_t as, int64_t b0,
