@@ -1,8 +1,10 @@
 // Picks the KernelSet once: the best level the CPU *and the OS* support (cpu_features.h: x86 cpuid +
 // xgetbv; aarch64 hwcaps / sysctl / IsProcessorFeaturePresent), or the level EDGELLAMA_ISA names.
 // Compiled for the baseline ISA like the rest of the core.
+#include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "edgellama/errors.h"
 #include "edgellama/kernels.h"
@@ -90,10 +92,9 @@ const KernelSet& pick() {
   const char* env = std::getenv("EDGELLAMA_ISA");
   if (env && *env) {
     const std::string want(env);
-    if (want != "scalar" && want != "avx2" && want != "avx_vnni" && want != "avx512" && want != "neon" &&
-        want != "neon_i8mm")
-      throw ArgumentError("EDGELLAMA_ISA='" + want +
-                          "' is not a known level (scalar, avx2, avx_vnni, avx512, neon, neon_i8mm)");
+    const std::vector<std::string> known{"scalar", "avx2", "avx_vnni", "avx512", "neon", "neon_i8mm"};
+    if (std::find(known.begin(), known.end(), want) == known.end())
+      throw ArgumentError("EDGELLAMA_ISA='" + want + "' is not a known level (" + join(known) + ")");
     const KernelSet* k = set_for(want);
     if (!k)
       throw ArgumentError("EDGELLAMA_ISA='" + want + "' is not available on this CPU/build (available: " +

@@ -176,22 +176,20 @@ EDGELLAMA_ALWAYS_INLINE __m256i dot4_acc(__m256i acc, __m256i u, __m256i s, [[ma
 // in two halves of 8 products each (<= 31496), widened separately.
 template <bool kFiveBit>
 inline __m256i block_isum(const __m256i* w, const ActBlock* ab, __m256i ones) {
-#if defined(EDGELLAMA_AVX_VNNI)
-  // int32 from the start: two chains of 4 vpdpbusd (values 0..15 / 16..31), one add.
-  __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
-  for (int k = 0; k < 4; ++k) {
-    lo = dot4_acc(lo, w[k], bcast4(ab->qs + 4 * k), ones);
-    hi = dot4_acc(hi, w[k + 4], bcast4(ab->qs + 16 + 4 * k), ones);
+  if constexpr (kVnni) {  // int32 from the start: two chains of 4 vpdpbusd (values 0..15 / 16..31)
+    __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+    for (int k = 0; k < 4; ++k) {
+      lo = dot4_acc(lo, w[k], bcast4(ab->qs + 4 * k), ones);
+      hi = dot4_acc(hi, w[k + 4], bcast4(ab->qs + 16 + 4 * k), ones);
+    }
+    return _mm256_add_epi32(lo, hi);
   }
-  return _mm256_add_epi32(lo, hi);
-#else
   __m256i lo = _mm256_maddubs_epi16(w[0], bcast4(ab->qs));
   for (int k = 1; k < 4; ++k) lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(w[k], bcast4(ab->qs + 4 * k)));
   __m256i hi = _mm256_maddubs_epi16(w[4], bcast4(ab->qs + 16));
   for (int k = 5; k < 8; ++k) hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(w[k], bcast4(ab->qs + 4 * k)));
   if constexpr (kFiveBit) return _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
   return _mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones);
-#endif
 }
 
 // The float step of every 32-value-block kernel here (da, sa = the token's d and s broadcast):
@@ -315,15 +313,15 @@ inline void direct(int64_t nb, const S& src, const uint8_t* a, size_t as, float*
         gh = _mm256_or_si256(gh, fifth_bits(qh, k + 4));
       }
       for (int t = 0; t < T; ++t) {
-#if defined(EDGELLAMA_AVX_VNNI)  // int32 sums (vpdpbusd)
-        lo[t] = dot4_acc(k ? lo[t] : _mm256_setzero_si256(), gl, bcast4(ab[t]->qs + 4 * k), ones);
-        hi[t] = dot4_acc(k ? hi[t] : _mm256_setzero_si256(), gh, bcast4(ab[t]->qs + 16 + 4 * k), ones);
-#else
-        const __m256i pl = _mm256_maddubs_epi16(gl, bcast4(ab[t]->qs + 4 * k));
-        const __m256i ph = _mm256_maddubs_epi16(gh, bcast4(ab[t]->qs + 16 + 4 * k));
-        lo[t] = k ? _mm256_add_epi16(lo[t], pl) : pl;
-        hi[t] = k ? _mm256_add_epi16(hi[t], ph) : ph;
-#endif
+        if constexpr (kVnni) {  // int32 sums (vpdpbusd)
+          lo[t] = dot4_acc(k ? lo[t] : _mm256_setzero_si256(), gl, bcast4(ab[t]->qs + 4 * k), ones);
+          hi[t] = dot4_acc(k ? hi[t] : _mm256_setzero_si256(), gh, bcast4(ab[t]->qs + 16 + 4 * k), ones);
+        } else {
+          const __m256i pl = _mm256_maddubs_epi16(gl, bcast4(ab[t]->qs + 4 * k));
+          const __m256i ph = _mm256_maddubs_epi16(gh, bcast4(ab[t]->qs + 16 + 4 * k));
+          lo[t] = k ? _mm256_add_epi16(lo[t], pl) : pl;
+          hi[t] = k ? _mm256_add_epi16(hi[t], ph) : ph;
+        }
       }
     }
     const __m256 dw = src.half8(b, 0);
@@ -1012,18 +1010,17 @@ inline __m256 finish_q8(__m256i isum, __m256 dw, const ActBlock* ab, __m256 s) {
 }
 
 EDGELLAMA_ALWAYS_INLINE __m256 step_q8(const __m256i* wabs, const __m256i* w, __m256 dw, const ActBlock* ab, __m256 s, __m256i ones) {
-#if defined(EDGELLAMA_AVX_VNNI)
-  // two chains of 4 vpdpbusd (each adds into its own sums: half the dependent latency of one chain)
-  __m256i acc = _mm256_setzero_si256(), acc2 = _mm256_setzero_si256();
-  for (int k = 0; k < 8; k += 2) {
-    acc = dot4_acc(acc, wabs[k], _mm256_sign_epi8(bcast4(ab->qs + 4 * k), w[k]), ones);
-    acc2 = dot4_acc(acc2, wabs[k + 1], _mm256_sign_epi8(bcast4(ab->qs + 4 * k + 4), w[k + 1]), ones);
-  }
-  acc = _mm256_add_epi32(acc, acc2);
-#else
   __m256i acc = _mm256_setzero_si256();
-  for (int k = 0; k < 8; ++k) acc = dot4_acc(acc, wabs[k], _mm256_sign_epi8(bcast4(ab->qs + 4 * k), w[k]), ones);
-#endif
+  if constexpr (kVnni) {  // two chains of 4 vpdpbusd: half the dependent latency of one
+    __m256i acc2 = _mm256_setzero_si256();
+    for (int k = 0; k < 8; k += 2) {
+      acc = dot4_acc(acc, wabs[k], _mm256_sign_epi8(bcast4(ab->qs + 4 * k), w[k]), ones);
+      acc2 = dot4_acc(acc2, wabs[k + 1], _mm256_sign_epi8(bcast4(ab->qs + 4 * k + 4), w[k + 1]), ones);
+    }
+    acc = _mm256_add_epi32(acc, acc2);
+  } else {  // AVX2: one chain of adds after the independent maddubs / madd pairs
+    for (int k = 0; k < 8; ++k) acc = dot4_acc(acc, wabs[k], _mm256_sign_epi8(bcast4(ab->qs + 4 * k), w[k]), ones);
+  }
   return finish_q8(acc, dw, ab, s);
 }
 
