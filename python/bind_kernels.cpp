@@ -5,7 +5,8 @@
 //   kernel_quantize_activation(isa, act_type, x) -> bytes     act_type: "q8_0"/"q8_1" (ActQ8x32) or "q8_K"
 //   kernel_vec_dot(isa, weight_type, weight_bytes, x) -> float one row . x (x quantized by that isa)
 //   kernel_gemm(isa, weight_type, weight_bytes, x[n_tokens, n_in]) -> y[n_tokens, n_rows]
-//   kernel_matmul(weight_type, weight_bytes, x, n_threads, precision, isa, repeats, name) -> (y, wall_seconds, thread_cpu_seconds)
+//   kernel_matmul(weight_type, weight_bytes, x, n_threads, precision, isa, repeats, name, packed, n_layers)
+//                                        -> (y, wall_seconds, thread_cpu_seconds); name / n_layers: the residual policy
 //   kernel_attention(isa, q[n_tok, group, hd], k[n_pos, hd], v[n_pos, hd], n_keys0, scale) -> out like q
 //                                        one fast-path attention tile; k/v float16 or float32
 //   kernel_silu_mul(isa, g, u) -> g / (1 + exp(-g)) * u   the fast-path SwiGLU gate
@@ -14,6 +15,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <memory>
@@ -107,7 +109,9 @@ py::array_t<float> gemm_py(const std::string& isa, const py::object& type, const
 }
 
 // A WeightView over Python bytes holding whole rows of n_in values of `type` (bytes must outlive it).
-WeightView weight_view(const py::object& type, const py::bytes& wbytes, int64_t n_in, const std::string& name) {
+// n_layers > 0 places a "blk.N." weight in a stack of that many blocks, as a model does at load.
+WeightView weight_view(const py::object& type, const py::bytes& wbytes, int64_t n_in, const std::string& name,
+                       int n_layers = 0) {
   const TypeTraits& t = weight_traits(type);
   size_t row_bytes = 0;
   if (n_in <= 0 || !row_size_checked(t, n_in, &row_bytes)) throw ArgumentError("bad n_in for this type");
@@ -116,6 +120,13 @@ WeightView weight_view(const py::object& type, const py::bytes& wbytes, int64_t 
   WeightView w;
   w.name = name;
   w.role = edgellama::tensor_role_from_name(name);  // the name picks the residual policy, as in a model
+  if (n_layers > 0) {
+    int layer = -1;
+    if (std::sscanf(name.c_str(), "blk.%d.", &layer) != 1 || layer < 0 || layer >= n_layers)
+      throw ArgumentError("n_layers needs a name 'blk.N.…' with 0 <= N < n_layers, got '" + name + "'");
+    w.layer = layer;
+    w.n_layers = n_layers;
+  }
   w.traits = &t;
   w.ne[0] = n_in;
   w.ne[1] = int64_t(wv.size() / row_bytes);
@@ -328,10 +339,10 @@ void bind_kernels(py::module_& m) {
   m.def(
       "kernel_matmul",
       [](const py::object& type, const py::bytes& wbytes, FloatArray x, int n_threads, const std::string& precision,
-         const std::string& isa, int repeats, const std::string& name, bool packed) {
+         const std::string& isa, int repeats, const std::string& name, bool packed, int n_layers) {
         if (x.ndim() != 2) throw ArgumentError("x must be 2-D [n_tokens, n_in]");
         const int64_t n_tokens = x.shape(0), n_in = x.shape(1);
-        WeightView w = weight_view(type, wbytes, n_in, name);
+        WeightView w = weight_view(type, wbytes, n_in, name, n_layers);
         std::unique_ptr<WeightArena> packed_copy;
         if (packed) packed_copy = pack_view(&w);
         const KernelSet* ks = isa.empty() ? &active_kernels() : &kernels_named(isa);
@@ -359,7 +370,7 @@ void bind_kernels(py::module_& m) {
       },
       py::arg("weight_type"), py::arg("weight_bytes"), py::arg("x"), py::arg("n_threads") = 1,
       py::arg("precision") = "fast", py::arg("isa") = "", py::arg("repeats") = 1,
-      py::arg("name") = "kernel_matmul", py::arg("packed") = false);
+      py::arg("name") = "kernel_matmul", py::arg("packed") = false, py::arg("n_layers") = 0);
 
   m.def(
       "kernel_pack_rows",

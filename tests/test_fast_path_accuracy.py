@@ -82,7 +82,9 @@ def test_fast_path_close_to_exact(smollm2_path, passages, exact_logits):
     print(f"fast vs exact over {len(fast)} positions ({edgellama._core.isa() if hasattr(edgellama._core, 'isa') else 'scalar'}): "
           f"top-1 {top1:.4f}, mean KL {kl:.2e}")
     assert top1 >= 0.96
-    assert kl <= 3e-3
+    # issue 10: at most half of llama.cpp's 2.5e-3 (measured 1.18e-3 with the default residual
+    # policy of matmul.cpp, the same on the scalar, avx2, avx_vnni and avx512 kernels)
+    assert kl <= 1.25e-3
 
 
 def test_exact_path_unaffected_by_precision_switch(smollm2_path, tokens, exact_logits):

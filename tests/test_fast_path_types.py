@@ -12,8 +12,8 @@ import edgellama
 from model_factory import ALL_WEIGHT_TYPES, make_model
 
 # Mean KL(exact || fast) measured on make_model(wtype=t, seed=3), tokens below, f32 KV cache, default
-# residual policy (logits, K/V, ffn_down: matmul.cpp), with EDGELLAMA_ISA=scalar, avx2 and avx512 (the
-# largest of the three; they agree to 2-3 digits: the int8 products are exact, only float summation
+# residual policy (logits, K/V, ffn_down in the end blocks, i.e. both of the factory's 2 blocks:
+# matmul.cpp), with EDGELLAMA_ISA=scalar, avx2 and avx512 (the largest of the three; they agree to 2-3 digits: the int8 products are exact, only float summation
 # order differs). For reference, a 1.01x logit scale is KL 3.4e-5 (1.0e-4 on the K-type models), and
 # turning the residual pass off (EDGELLAMA_RESIDUAL=none) multiplied session 9's values (attn_output
 # on the pass too) by 2.2x (Q3_K) to 74x (Q4_K). These random models feel attn_output's pass far more

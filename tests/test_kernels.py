@@ -214,6 +214,30 @@ def test_residual_pass_for_logits_and_kv(t, n_threads):
         np.testing.assert_array_equal(y, plain)
 
 
+@pytest.mark.parametrize("t", ["Q4_0", "Q6_K"])
+def test_ffn_down_residual_pass_only_at_the_ends_of_the_stack(t):
+    """In a model, ffn_down takes the residual pass in its first 2 and last 4 blocks only (matmul.cpp):
+    the middle blocks' ffn_down gives the plain int8 result bit for bit, the end blocks' the residual
+    one; a weight of unknown position (no n_layers) keeps the pass. Bad block numbers are refused."""
+    rng = np.random.default_rng(13)
+    n_in, n_out, n_layers = 256, 40, 22
+    w = random_rows(t, n_out, n_in, rng)
+    x = (rng.standard_normal((3, n_in)) * np.exp(rng.standard_normal(n_in))).astype(np.float32)
+    plain, *_ = _core.kernel_matmul(t, w, x, name="blk.0.attn_q.weight")
+    with_pass, *_ = _core.kernel_matmul(t, w, x, name="blk.5.ffn_down.weight")
+    assert np.abs(with_pass - plain).max() > 0
+    for layer in range(n_layers):
+        y, *_ = _core.kernel_matmul(t, w, x, name=f"blk.{layer}.ffn_down.weight", n_layers=n_layers)
+        at_end = layer < 2 or layer >= n_layers - 4
+        np.testing.assert_array_equal(y, with_pass if at_end else plain, err_msg=f"block {layer}")
+    # other roles do not depend on the block
+    y, *_ = _core.kernel_matmul(t, w, x, name="blk.10.attn_k.weight", n_layers=n_layers)
+    np.testing.assert_array_equal(y, _core.kernel_matmul(t, w, x, name="blk.10.attn_k.weight")[0])
+    for bad in ("blk.22.ffn_down.weight", "output.weight", "blk.-1.ffn_down.weight"):
+        with pytest.raises(ValueError, match="n_layers"):
+            _core.kernel_matmul(t, w, x, name=bad, n_layers=n_layers)
+
+
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 def test_shared_input_matmul_equals_separate_matmuls(n_threads):
     """Q/K/V (and gate/up) run as one job over activations quantized once, with a residual pass for

@@ -292,6 +292,10 @@ std::shared_ptr<Model> Model::load(std::shared_ptr<GGUFFile> file, bool vocab_on
       l.w_up = L.matrix(p + "ffn_up.weight", E, F, TensorRole::FfnUp);
     }
     l.w_down = L.matrix(p + "ffn_down.weight", F, E, TensorRole::FfnDown);
+    for (WeightView* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      w->layer = int(il);
+      w->n_layers = int(hp.n_layer);
+    }
   }
   // A file with more layers than block_count says is inconsistent too.
   const std::string next_layer = "blk." + std::to_string(hp.n_layer) + ".";

@@ -19,6 +19,9 @@ struct WeightView {
   size_t row_bytes = 0;          // bytes of one row of ne[0] values
   TensorRole role = TensorRole::Other;  // what the weight does (policies key on this, not on name)
   int pack = 0;  // rows per packed group (kPackRows) for rows < packed_rows(); 0 = GGUF layout
+  // Where a block weight sits in the stack (the residual policy of matmul.cpp keys on it): block
+  // `layer` of `n_layers`; n_layers = 0 for weights outside the blocks or of unknown position.
+  int layer = -1, n_layers = 0;
 
   bool present() const { return data != nullptr; }
   int64_t n_in() const { return ne[0]; }
