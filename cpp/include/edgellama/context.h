@@ -145,8 +145,13 @@ class Context {
   };
   AttnVariant attn_variant(int64_t il) const;
   void ffn_activation(int64_t n);
-  // swa_tables: the sliding-window layers' own rope tables (gemma3's local base).
-  void rope(float* x, int64_t n, int64_t n_heads, bool swa_tables) const;
+  // swa_tables: the sliding-window layers' own rope tables (gemma3's local base). Rows [t0, t1) of x.
+  void rope(float* x, int64_t t0, int64_t t1, int64_t n_heads, bool swa_tables) const;
+  // fn(t0, t1) over [0, n) in token ranges on the pool, or once inline for few tokens: the per-token
+  // work between the matmuls (norms, residual adds, RoPE, KV-cache stores). Each token's arithmetic
+  // is the same either way, so the bits do not depend on the split.
+  template <class Fn>
+  void for_tokens(int64_t n, const Fn& fn);
   void project(const WeightView& w, const float* x, int64_t n, float* y);
   // Several weights on the same input (Q/K/V, gate/up): activations quantized once, one job.
   void project_shared(std::initializer_list<MatmulOutput> outs, const float* x, int64_t n);
