@@ -230,7 +230,8 @@ constexpr int64_t kParallelTokensFrom = 16;
 
 template <class Fn>
 void Context::for_tokens(int64_t n, const Fn& fn) {
-  const int64_t n_tasks = n >= kParallelTokensFrom ? std::min<int64_t>(n, 2 * int64_t(pool_.size())) : 1;
+  const int64_t n_tasks =
+      n >= kParallelTokensFrom && pool_.size() > 1 ? std::min<int64_t>(n, 2 * int64_t(pool_.size())) : 1;
   if (n_tasks <= 1) {
     fn(int64_t(0), n);
     return;
@@ -480,22 +481,25 @@ void Context::forward_chunk(const int32_t* tokens, int64_t n, float* logits, con
     else
       std::memcpy(xb, x, size_t(n * E) * sizeof(float));
     project_shared({{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}}, xb, n);
-    add_bias(q_.data(), L.bq, n);
-    add_bias(k_.data(), L.bk, n);
-    add_bias(v_.data(), L.bv, n);
-    if (A.qk_norm == QKNorm::PerHead) {
-      rms_norm_rows(q_.data(), n * hp.n_head, hp.head_dim, L.q_norm, hp.rms_eps, q_.data());
-      rms_norm_rows(k_.data(), n * hp.n_head_kv, hp.head_dim, L.k_norm, hp.rms_eps, k_.data());
-    } else if (A.qk_norm == QKNorm::Whole) {
-      rms_norm_rows(q_.data(), n, qw, L.q_norm, hp.rms_eps, q_.data());
-      rms_norm_rows(k_.data(), n, kvw, L.k_norm, hp.rms_eps, k_.data());
-    }
-    // RoPE and the K/V cache stores, per token (every token has its own cache rows).
+    // Per token: biases, QK-norm, RoPE, then the K/V cache stores (every token has its own cache rows).
     const bool rotate = hp.layer_rope[size_t(il)];
     const bool swa_tables = hp.layer_swa[size_t(il)] && !inv_freq_swa_.empty();
     uint8_t* K = k_cache_[size_t(il)].data();
     uint8_t* V = v_cache_[size_t(il)].data();
     for_tokens(n, [&](int64_t t0, int64_t t1) {
+      const int64_t m = t1 - t0;
+      float* q = q_.data() + t0 * qw;
+      float* k = k_.data() + t0 * kvw;
+      add_bias(q, L.bq, m);
+      add_bias(k, L.bk, m);
+      add_bias(v_.data() + t0 * kvw, L.bv, m);
+      if (A.qk_norm == QKNorm::PerHead) {
+        rms_norm_rows(q, m * hp.n_head, hp.head_dim, L.q_norm, hp.rms_eps, q);
+        rms_norm_rows(k, m * hp.n_head_kv, hp.head_dim, L.k_norm, hp.rms_eps, k);
+      } else if (A.qk_norm == QKNorm::Whole) {
+        rms_norm_rows(q, m, qw, L.q_norm, hp.rms_eps, q);
+        rms_norm_rows(k, m, kvw, L.k_norm, hp.rms_eps, k);
+      }
       if (rotate) {
         rope(q_.data(), t0, t1, hp.n_head, swa_tables);
         rope(k_.data(), t0, t1, hp.n_head_kv, swa_tables);

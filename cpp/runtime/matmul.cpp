@@ -76,7 +76,7 @@ void gemm_rows(const KernelSet& ks, const WeightView& w, int64_t r0, int64_t nr,
 //   + o,q,ffn_in (everything)      top-1 100%,          KL 2.8e-7  (but prefill does twice the work)
 //   none                           top-1 94%,           KL 2.7e-3  (llama.cpp's own fast path: 96.2%, 2.5e-3)
 // Why ffn_down only at the ends of the stack: its pass cost 26% of a TinyLlama block's MACs (prefill
-// and multi-row decode are compute-bound: ~20% of pp512 and of a 4-stream server step), and its KL
+// and multi-row decode are compute-bound: ~15% of pp512 and of a 4-stream server step), and its KL
 // gain sits in few blocks. Per block on SmolLM2 (session 22; ffn_down residual in the listed blocks
 // only, logits and K/V on): none 1.46e-3, blocks 0-14 1.44e-3, 15-29 1.27e-3, 29 alone 1.29e-3,
 // 26-29 1.24e-3, 0-1 + 27-29 1.18e-3, 0-1 + 26-29 1.18e-3, 0-1 + 24-29 1.16e-3, all 1.05e-3. The last
