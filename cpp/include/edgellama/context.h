@@ -148,8 +148,8 @@ class Context {
   // swa_tables: the sliding-window layers' own rope tables (gemma3's local base). Rows [t0, t1) of x.
   void rope(float* x, int64_t t0, int64_t t1, int64_t n_heads, bool swa_tables) const;
   // fn(t0, t1) over [0, n) in token ranges on the pool, or once inline for few tokens: the per-token
-  // work between the matmuls (norms, biases, QK-norm, RoPE, KV-cache stores, residual adds). Each token's arithmetic
-  // is the same either way, so the bits do not depend on the split.
+  // work between the matmuls (norms, biases, QK-norm, RoPE, KV-cache stores, residual adds). Each
+  // token's arithmetic is the same either way, so the bits do not depend on the split.
   template <class Fn>
   void for_tokens(int64_t n, const Fn& fn);
   void project(const WeightView& w, const float* x, int64_t n, float* y);
