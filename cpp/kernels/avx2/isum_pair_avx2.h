@@ -35,13 +35,16 @@ namespace {
 #if defined(__GNUC__) || defined(__clang__)
 // One group k (4 values) of the block: weights of both groups, then for each token one broadcast and
 // two maddubs, added to (or, for k = 0, moved into) the token's sums.
-#define EDGELLAMA_PAIR_STEP(K, ADD)                                                                   \
+// TOKEN(K, ADD, address, sum a, sum b) is the per-token product (maddubs here, vpdpbusd in
+// isum_pair4_i32's AVX-VNNI core).
+#define EDGELLAMA_PAIR_STEP_OF(TOKEN, K, ADD)                                                         \
   "vmovdqa " #K "*32(%[wa]), %[x]\n\t"                                                               \
   "vmovdqa " #K "*32(%[wb]), %[y]\n\t"                                                               \
-  EDGELLAMA_PAIR_TOKEN(K, ADD, "(%[q])", a0, b0)                                                     \
-  EDGELLAMA_PAIR_TOKEN(K, ADD, "(%[q],%[as],1)", a1, b1)                                             \
-  EDGELLAMA_PAIR_TOKEN(K, ADD, "(%[q],%[as],2)", a2, b2)                                             \
-  EDGELLAMA_PAIR_TOKEN(K, ADD, "(%[q],%[as3],1)", a3, b3)
+  TOKEN(K, ADD, "(%[q])", a0, b0)                                                                    \
+  TOKEN(K, ADD, "(%[q],%[as],1)", a1, b1)                                                            \
+  TOKEN(K, ADD, "(%[q],%[as],2)", a2, b2)                                                            \
+  TOKEN(K, ADD, "(%[q],%[as3],1)", a3, b3)
+#define EDGELLAMA_PAIR_STEP(K, ADD) EDGELLAMA_PAIR_STEP_OF(EDGELLAMA_PAIR_TOKEN, K, ADD)
 #define EDGELLAMA_PAIR_TOKEN(K, ADD, AT, A, B)                                                        \
   "vpbroadcastd 4*" #K AT ", %[c]\n\t"                                                               \
   "vpmaddubsw %[c], %[x], %[r]\n\t"                                                                  \
@@ -210,17 +213,11 @@ EDGELLAMA_ALWAYS_INLINE void isum_pair2_five(const uint8_t* wa, const uint8_t* w
 EDGELLAMA_ALWAYS_INLINE void isum_pair4_i32(const uint8_t* wa, const uint8_t* wb, const int8_t* q, size_t as, __m256i* sa,
                                             __m256i* sb) {
 #if defined(EDGELLAMA_AVX_VNNI)
-#define EDGELLAMA_VPAIR_TOKEN(K, AT, A, B)                                                            \
+#define EDGELLAMA_VPAIR_TOKEN(K, ADD, AT, A, B)                                                       \
   "vpbroadcastd 4*" #K AT ", %[c]\n\t"                                                               \
   "%{vex%} vpdpbusd %[c], %[x], %[" #A "]\n\t"                                                         \
   "%{vex%} vpdpbusd %[c], %[y], %[" #B "]\n\t"
-#define EDGELLAMA_VPAIR_STEP(K)                                                                       \
-  "vmovdqa " #K "*32(%[wa]), %[x]\n\t"                                                               \
-  "vmovdqa " #K "*32(%[wb]), %[y]\n\t"                                                               \
-  EDGELLAMA_VPAIR_TOKEN(K, "(%[q])", a0, b0)                                                         \
-  EDGELLAMA_VPAIR_TOKEN(K, "(%[q],%[as],1)", a1, b1)                                                 \
-  EDGELLAMA_VPAIR_TOKEN(K, "(%[q],%[as],2)", a2, b2)                                                 \
-  EDGELLAMA_VPAIR_TOKEN(K, "(%[q],%[as3],1)", a3, b3)
+#define EDGELLAMA_VPAIR_STEP(K) EDGELLAMA_PAIR_STEP_OF(EDGELLAMA_VPAIR_TOKEN, K, )
 #define EDGELLAMA_VPAIR_ZERO(A) "vpxor %[" #A "], %[" #A "], %[" #A "]\n\t"
   const size_t as3 = 3 * as;
   __m256i a0, a1, a2, a3, b0, b1, b2, b3, x, y, c;
@@ -242,6 +239,7 @@ EDGELLAMA_ALWAYS_INLINE void isum_pair4_i32(const uint8_t* wa, const uint8_t* wb
   const __m256i ones = _mm256_set1_epi16(1);
   for (int t = 0; t < 4; ++t) sa[t] = _mm256_madd_epi16(sa[t], ones), sb[t] = _mm256_madd_epi16(sb[t], ones);
 #endif
+#undef EDGELLAMA_PAIR_STEP_OF  // (defined in the GNU asm part above)
 }
 
 // The 5-bit formats' AVX2 pair tile (2 tokens): s[g][t] = isum_pair2_five's two int16 halves of
