@@ -39,7 +39,7 @@ struct PackedSrc {
   // which the hardware prefetcher may not follow): 2 blocks ahead, or min_ahead bytes if that is
   // further. Blocks span 144 (Q4_0) to 1680 (Q6_K) bytes per group; the AVX2 kernels pass 2 KiB
   // (kAvx2PrefetchBytes), since 2 blocks of Q4_0 / Q8_0 (288 / 544 bytes) were too close for decode
-  // from DRAM (Zen 3: tg ~15% / ~7% faster); the AVX-512 kernels keep 2 blocks (measured there).
+  // from DRAM (Zen 3: tg ~15% / ~7% faster); the AVX-512 kernels 6 KiB (kPrefetchAheadBytes, Zen 5).
   void prefetch(int64_t b) const {
     const size_t block = 8 * bw, ahead = 2 * block > min_ahead ? 2 * block : min_ahead;
     const uint8_t* p = g + size_t(b) * block + ahead;

@@ -96,12 +96,19 @@ inline __m512i dup_rows(__m256i v) {
 // Lanes 2r + 2r + 1 of v as lane r (exact int32 sums).
 inline __m256i fold_rows(__m512i v) { return _mm512_cvtepi64_epi32(_mm512_add_epi32(v, _mm512_srli_epi64(v, 32))); }
 
-// Software prefetch: the 32-value formats prefetch 2 group-blocks ahead (PackedSrc::prefetch); the
-// 256-value ones (Q2_K..Q6_K, IQ4_XS) read each block front to back and leave it to the hardware
-// prefetchers, which since the packed weights sit in huge pages (weight_arena.h) stream them faster
-// without it: tg64 TinyLlama at 1 thread, interleaved (noisy): Q4_K_M 31-33 -> 35-38 t/s, Q5_K_M
-// 25 -> 30, Q3_K_M 29 -> 33, Q6_K 25 -> 27, IQ4_XS 32 -> 34; Q2_K 34 -> 31-33 at 1 thread, 51 -> 53
-// at 2. Q4_0 went the other way without it (59 -> 53 t/s at 2 threads).
+// Software prefetch: every kernel prefetches each block's cache lines kPrefetchAheadBytes ahead (or 2
+// blocks, if further; PackedSrc::prefetch), in both streams of the 16-row forms. Until session 23 the
+// 32-value formats prefetched 2 group-blocks ahead (288 bytes for Q4_0) and the 256-value ones not at
+// all (session 6: on huge pages the hardware prefetchers alone were faster than 2 blocks ahead). On
+// Zen 5 neither kept enough lines in flight once a block takes longer than a memory latency to
+// compute: with 4 tokens a 45056x2048 matrix from DRAM (pack + kernel, 1 thread) streamed at 20 GB/s
+// (Q4_0) where the 1-token kernel streams 35 and the 4-token kernel in cache 38: compute and memory
+// did not overlap. 6 KiB ahead (swept 1-8 KiB; 4-8 KiB within noise of each other) at 2 threads:
+// 4 tokens Q4_0 1.29 -> 0.78 ms, Q8_0 2.82 -> 1.9, Q4_K 1.40 -> 0.90, Q6_K 2.29 -> 1.6, Q3_K 1.81 ->
+// 1.25; 1 token at 1 thread +15-25% GB/s for every type (Q4_1 36 -> 49, Q3_K 26 -> 34). Whole-model
+// tg128 TinyLlama (1 / 2 threads, interleaved, 4 KiB): Q4_0 +12% / +7%, Q4_K_M +9% / +10%, Q6_K
+// +14% / +9%, Q8_0 +13% / +10%.
+constexpr size_t kPrefetchAheadBytes = 6144;
 
 // ---- Q4_0 / Q4_1 by unit pairs: per block, vectors of units (0, 1) and (2, 3) of the 8 rows ----------
 // lane 2r / 2r + 1 = row r's quant bytes 4k..4k+3 / 4k+4..4k+7 (low nibbles: values 4k.., high: 16+4k..);
@@ -351,6 +358,7 @@ void direct_k45(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
   const __m256i m6w = _mm256_set1_epi32(0x3f3f3f3f), m4w = _mm256_set1_epi32(0x0f0f0f0f),
                 m2w = _mm256_set1_epi32(0x03030303);
   for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
     // 6-bit scales and mins (kquant_scales.h's scale_min_k4), lane-wise on the rows' three words.
     const __m256i u0 = src.word8(b, 4), u1 = src.word8(b, 8), u2 = src.word8(b, 12);
     const __m256i s0 = _mm256_and_si256(u0, m6w);
@@ -434,6 +442,10 @@ void direct_k45_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, co
   const __m512i m6w = _mm512_set1_epi32(0x3f3f3f3f), m4w = _mm512_set1_epi32(0x0f0f0f0f),
                 m2w = _mm512_set1_epi32(0x03030303);
   for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) {
+      ga.prefetch(b);
+      gb.prefetch(b);
+    }
     // 6-bit scales and mins (kquant_scales.h's scale_min_k4), lane-wise on the 16 rows' three words.
     const __m512i u0 = rows16_word(ga, gb, b, 4), u1 = rows16_word(ga, gb, b, 8), u2 = rows16_word(ga, gb, b, 12);
     const __m512i s0 = _mm512_and_si512(u0, m6w);
@@ -507,6 +519,7 @@ void direct_q6k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as, 
   const __m256i sel_mn = _mm256_setr_epi8(z, 0, z, 1, z, 4, z, 5, z, 8, z, 9, z, 12, z, 13, z, 0, z, 1, z, 4, z, 5, z,
                                           8, z, 9, z, 12, z, 13);
   for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
     __m256i scw[4];  // the rows' 16 int8 scales, four per word
     for (int w = 0; w < 4; ++w) scw[w] = src.word8(b, kQ6PackedScales + size_t(4 * w));
     const block_q8_K* ab[T];
@@ -586,6 +599,10 @@ void direct_q6k_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, co
   // + 2 selects bytes 2 / 3
   const __m512i sel_mn = _mm512_broadcast_i32x4(_mm_setr_epi8(z, 0, z, 1, z, 4, z, 5, z, 8, z, 9, z, 12, z, 13));
   for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) {
+      ga.prefetch(b);
+      gb.prefetch(b);
+    }
     __m512i scw[4];  // the 16 rows' 16 int8 scales, four per word
     for (int w = 0; w < 4; ++w) scw[w] = rows16_word(ga, gb, b, kQ6PackedScales + size_t(4 * w));
     const block_q8_K* ab[T];
@@ -658,6 +675,7 @@ void direct_q23k(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as,
   const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
   const __m256i m4w = _mm256_set1_epi32(0x0f0f0f0f), m2w = _mm256_set1_epi32(0x03030303);
   for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
     // sw[j]: lane word j holds the unsigned 6-bit (Q3_K) or packed 4+4-bit (Q2_K) scale bytes 4j..4j+3.
     __m256i sw[4];
     if constexpr (kQ3) {
@@ -766,6 +784,7 @@ void direct_iq4xs(int64_t nsb, const PackedSrc& src, const uint8_t* a, size_t as
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const __m512i levels = iq4_levels_u8();
   for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) src.prefetch(b);
     // lane r: row r's scales_l word and its scales_h (a 2-byte unit, widened to the lane)
     const __m256i sl = src.word8(b, 4);
     const __m256i sh = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src.at(b, 2))));
@@ -822,6 +841,10 @@ void direct_q23k_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, c
   const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
   const __m512i m4w = _mm512_set1_epi32(0x0f0f0f0f), m2w = _mm512_set1_epi32(0x03030303);
   for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) {
+      ga.prefetch(b);
+      gb.prefetch(b);
+    }
     __m512i sw[4];
     if constexpr (kQ3) {
       const __m512i u0 = rows16_word(ga, gb, b, 96), u1 = rows16_word(ga, gb, b, 100), u2 = rows16_word(ga, gb, b, 104);
@@ -912,6 +935,10 @@ void direct_iq4xs_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, 
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const __m512i levels = iq4_levels_u8();
   for (int64_t b = 0; b < nsb; ++b) {
+    if (kPrefetchPacked) {
+      ga.prefetch(b);
+      gb.prefetch(b);
+    }
     // lane r: row r's scales_l word and its scales_h (a 2-byte unit, widened to the lane)
     const __m512i sl = rows16_word(ga, gb, b, 4);
     const __m512i sh = _mm512_cvtepu16_epi32(_mm256_inserti128_si256(
@@ -1097,7 +1124,7 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
     alignas(64) float acc16[kMaxT * 16];
     for (int64_t i = 0; i < pairs; ++i) {
       const int64_t ra = 8 * i, rb = 8 * (i + pairs);
-      const PackedSrc ga{w + size_t(ra) * ws, kW}, gb{w + size_t(rb) * ws, kW};
+      const PackedSrc ga{w + size_t(ra) * ws, kW, rows8::kPrefetchAheadBytes}, gb{w + size_t(rb) * ws, kW, rows8::kPrefetchAheadBytes};
       for (int64_t t0 = 0; t0 < nt; t0 += per_turn) {
         const int64_t n_turn = std::min<int64_t>(per_turn, nt - t0);
         const int32_t* turn_sums = asum ? asum + t0 * nb : nullptr;
@@ -1116,7 +1143,7 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
     r0 = 16 * pairs;
   }
   for (; r0 < nr; r0 += 8) {
-    const PackedSrc src{w + size_t(r0) * ws, kW};
+    const PackedSrc src{w + size_t(r0) * ws, kW, rows8::kPrefetchAheadBytes};
     for (int64_t t0 = 0; t0 < nt; t0 += per_turn) {
       group_direct<D, kMaxT>(nb, src, a + size_t(t0) * as, as, asum ? asum + t0 * nb : nullptr,
                              std::min<int64_t>(per_turn, nt - t0), acc);
