@@ -56,8 +56,6 @@ constexpr int kPairFrom = 32;
 // (BENCHMARKS.md session 17): TinyLlama Q4_0 10 rows 8-18% faster in three of four pairs, 20 and 28
 // rows equal; SmolLM2 10 / 20 / 28 rows 5 / 14 / 5% faster.
 constexpr int kDirectPassesUpTo = kPairFrom - 1;
-// Decode from packed groups prefetches at least this far ahead (PackedSrc::prefetch).
-constexpr size_t kAvx2PrefetchBytes = 2048;
 constexpr size_t kBlockBytes = 8 * 32 + 8 * 4 * 2;  // quants + dw[8] + cw[8]
 
 struct ActBlock {  // = ActQ8x32
@@ -1230,7 +1228,7 @@ void gemm_rows8(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_
     for (int r = 0; r < 8; ++r) src.p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;  // tail: repeat last row
     return src;
   };
-  const auto packed_src = [&](int64_t r0) { return PackedSrc{w + size_t(r0) * ws, F::kW, kAvx2PrefetchBytes}; };
+  const auto packed_src = [&](int64_t r0) { return PackedSrc{w + size_t(r0) * ws, F::kW, kPackedPrefetchBytes}; };
   for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
     const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
     const uint8_t* at = a + size_t(t0) * as;

@@ -19,6 +19,23 @@ namespace {
 #endif
 constexpr bool kPrefetchPacked = EDGELLAMA_PREFETCH_PACKED;
 
+// How far ahead the decode kernels of packed groups prefetch (PackedSrc::prefetch), AVX2 and AVX-512.
+// Once a block takes longer to compute than a memory latency (several tokens, or a slow format),
+// the lines must be requested well ahead or compute and memory do not overlap. Until session 23:
+// AVX2 2 KiB (Zen 3: 2 KiB vs 2 blocks, tg Q4_0 / Q8_0 ~15% / ~7% faster), AVX-512 2 blocks for
+// the 32-value formats (288 bytes for Q4_0) and nothing for the K-quants (session 6, hardware
+// prefetchers alone on huge pages). Zen 5, a 45056x2048 matrix from DRAM (pack + kernel), swept
+// 1-8 KiB (4-8 KiB within noise of each other):
+//   AVX-512, 4 tokens at 2 threads, ms: Q4_0 1.29 -> 0.78, Q8_0 2.82 -> 1.9, Q4_K 1.40 -> 0.90,
+//     Q6_K 2.29 -> 1.6, Q3_K 1.81 -> 1.25 (with 2 blocks, 4 tokens of Q4_0 streamed 20 GB/s per
+//     thread where 1 token streams 35); 1 token at 1 thread +15-25% GB/s for every type (Q4_1
+//     36 -> 49, Q3_K 26 -> 34);
+//   AVX2 and AVX-VNNI tiers, 1 thread: 1 token Q4_0 33 -> 42 GB/s, Q8_0 35 -> 43, K-quants +5%;
+//     4 tokens Q8_0 +20-40%, the rest compute-bound (within 5%).
+//   Whole-model tg128 TinyLlama (AVX-512, 1 / 2 threads, interleaved, 4 KiB): Q4_0 +12% / +7%,
+//     Q4_K_M +9% / +10%, Q6_K +14% / +9%, Q8_0 +13% / +10%.
+constexpr size_t kPackedPrefetchBytes = 6144;
+
 // b = block index in the group, o = byte offset inside a block (GGUF layout):
 //   q16(b, o, x): x[k] lane r = bytes o+4k..o+4k+3 of row r's block b (k < 4);
 //   half8(b, o): the 8 rows' fp16 at o as floats; word8(b, o): lane r = row r's 4 bytes at o.
@@ -36,10 +53,8 @@ struct PackedSrc {
   }
   __m256i word8(int64_t b, size_t o) const { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at(b, o))); }
   // Every cache line of a block further on (the K-type kernels read a block's lines out of order,
-  // which the hardware prefetcher may not follow): 2 blocks ahead, or min_ahead bytes if that is
-  // further. Blocks span 144 (Q4_0) to 1680 (Q6_K) bytes per group; the AVX2 kernels pass 2 KiB
-  // (kAvx2PrefetchBytes), since 2 blocks of Q4_0 / Q8_0 (288 / 544 bytes) were too close for decode
-  // from DRAM (Zen 3: tg ~15% / ~7% faster); the AVX-512 kernels 6 KiB (kPrefetchAheadBytes, Zen 5).
+  // which the hardware prefetcher may not follow): min_ahead bytes (kPackedPrefetchBytes), or 2
+  // blocks if that is further.
   void prefetch(int64_t b) const {
     const size_t block = 8 * bw, ahead = 2 * block > min_ahead ? 2 * block : min_ahead;
     const uint8_t* p = g + size_t(b) * block + ahead;

@@ -96,19 +96,8 @@ inline __m512i dup_rows(__m256i v) {
 // Lanes 2r + 2r + 1 of v as lane r (exact int32 sums).
 inline __m256i fold_rows(__m512i v) { return _mm512_cvtepi64_epi32(_mm512_add_epi32(v, _mm512_srli_epi64(v, 32))); }
 
-// Software prefetch: every kernel prefetches each block's cache lines kPrefetchAheadBytes ahead (or 2
-// blocks, if further; PackedSrc::prefetch), in both streams of the 16-row forms. Until session 23 the
-// 32-value formats prefetched 2 group-blocks ahead (288 bytes for Q4_0) and the 256-value ones not at
-// all (session 6: on huge pages the hardware prefetchers alone were faster than 2 blocks ahead). On
-// Zen 5 neither kept enough lines in flight once a block takes longer than a memory latency to
-// compute: with 4 tokens a 45056x2048 matrix from DRAM (pack + kernel, 1 thread) streamed at 20 GB/s
-// (Q4_0) where the 1-token kernel streams 35 and the 4-token kernel in cache 38: compute and memory
-// did not overlap. 6 KiB ahead (swept 1-8 KiB; 4-8 KiB within noise of each other) at 2 threads:
-// 4 tokens Q4_0 1.29 -> 0.78 ms, Q8_0 2.82 -> 1.9, Q4_K 1.40 -> 0.90, Q6_K 2.29 -> 1.6, Q3_K 1.81 ->
-// 1.25; 1 token at 1 thread +15-25% GB/s for every type (Q4_1 36 -> 49, Q3_K 26 -> 34). Whole-model
-// tg128 TinyLlama (1 / 2 threads, interleaved, 4 KiB): Q4_0 +12% / +7%, Q4_K_M +9% / +10%, Q6_K
-// +14% / +9%, Q8_0 +13% / +10%.
-constexpr size_t kPrefetchAheadBytes = 6144;
+// Software prefetch: every kernel prefetches each block's cache lines kPackedPrefetchBytes ahead
+// (packed_src.h, where the measurements are), in both streams of the 16-row forms.
 
 // ---- Q4_0 / Q4_1 by unit pairs: per block, vectors of units (0, 1) and (2, 3) of the 8 rows ----------
 // lane 2r / 2r + 1 = row r's quant bytes 4k..4k+3 / 4k+4..4k+7 (low nibbles: values 4k.., high: 16+4k..);
@@ -1124,7 +1113,7 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
     alignas(64) float acc16[kMaxT * 16];
     for (int64_t i = 0; i < pairs; ++i) {
       const int64_t ra = 8 * i, rb = 8 * (i + pairs);
-      const PackedSrc ga{w + size_t(ra) * ws, kW, rows8::kPrefetchAheadBytes}, gb{w + size_t(rb) * ws, kW, rows8::kPrefetchAheadBytes};
+      const PackedSrc ga{w + size_t(ra) * ws, kW, kPackedPrefetchBytes}, gb{w + size_t(rb) * ws, kW, kPackedPrefetchBytes};
       for (int64_t t0 = 0; t0 < nt; t0 += per_turn) {
         const int64_t n_turn = std::min<int64_t>(per_turn, nt - t0);
         const int32_t* turn_sums = asum ? asum + t0 * nb : nullptr;
@@ -1143,7 +1132,7 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
     r0 = 16 * pairs;
   }
   for (; r0 < nr; r0 += 8) {
-    const PackedSrc src{w + size_t(r0) * ws, kW, rows8::kPrefetchAheadBytes};
+    const PackedSrc src{w + size_t(r0) * ws, kW, kPackedPrefetchBytes};
     for (int64_t t0 = 0; t0 < nt; t0 += per_turn) {
       group_direct<D, kMaxT>(nb, src, a + size_t(t0) * as, as, asum ? asum + t0 * nb : nullptr,
                              std::min<int64_t>(per_turn, nt - t0), acc);
