@@ -1122,10 +1122,8 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
         });
         for (int64_t t = 0; t < n_turn; ++t) {
           float* yt = y + size_t(t0 + t) * ys;
-          for (int r = 0; r < 8; ++r) {
-            yt[ra + r] = acc16[16 * t + r];
-            yt[rb + r] = acc16[16 * t + 8 + r];
-          }
+          _mm256_storeu_ps(yt + ra, _mm256_load_ps(acc16 + 16 * t));
+          _mm256_storeu_ps(yt + rb, _mm256_load_ps(acc16 + 16 * t + 8));
         }
       }
     }
