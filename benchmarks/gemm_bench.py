@@ -53,10 +53,10 @@ def weight_bytes(t: str, w: np.ndarray, rng: np.random.Generator) -> bytes:
         return random_rows(t, w.shape[0], w.shape[1], rng)
 
 
-def packable(t: str, wb: bytes, cols: int) -> bool:
-    """Whether type t has the packed layout (kernel_pack_rows refuses the others)."""
+def packable(t: str, wb: bytes, rows: int, cols: int) -> bool:
+    """Whether type t has the packed layout (kernel_pack_rows refuses the others; one group is enough)."""
     try:
-        _core.kernel_pack_rows(t, wb, cols)
+        _core.kernel_pack_rows(t, wb[:len(wb) // rows * min(rows, 8)], cols)
         return True
     except ValueError:
         return False
@@ -97,7 +97,7 @@ def main() -> None:
         for rows, cols in parse_shapes(args.shapes):
             w = (rng.standard_normal((rows, cols)) * 0.02).astype(np.float32)
             wb = weight_bytes(t, w, rng)
-            packed = args.layout == "packed" and packable(t, wb, cols)
+            packed = args.layout == "packed" and packable(t, wb, rows, cols)
             for nt in [int(v) for v in args.tokens.split(",")]:
                 x = rng.standard_normal((nt, cols)).astype(np.float32)
                 reps = args.repeats if nt > 1 else args.repeats * 4

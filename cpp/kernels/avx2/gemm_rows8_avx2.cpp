@@ -1228,7 +1228,7 @@ void gemm_rows8(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8_
     for (int r = 0; r < 8; ++r) src.p[r] = w + size_t(r0 + r < nr ? r0 + r : nr - 1) * ws;  // tail: repeat last row
     return src;
   };
-  const auto packed_src = [&](int64_t r0) { return PackedSrc{w + size_t(r0) * ws, F::kW, kPackedPrefetchBytes}; };
+  const auto packed_src = [&](int64_t r0) { return PackedSrc{w + size_t(r0) * ws, F::kW}; };
   for (int64_t t0 = 0; t0 < nt; t0 += kTokensPerChunk) {
     const int64_t ntc = nt - t0 < kTokensPerChunk ? nt - t0 : kTokensPerChunk;
     const uint8_t* at = a + size_t(t0) * as;

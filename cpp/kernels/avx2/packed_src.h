@@ -42,7 +42,6 @@ constexpr size_t kPackedPrefetchBytes = 6144;
 struct PackedSrc {
   const uint8_t* g;  // the group
   size_t bw;
-  size_t min_ahead = 0;  // bytes; see prefetch
   const uint8_t* at(int64_t b, size_t o) const { return g + size_t(b) * 8 * bw + 8 * o; }
   void q16(int64_t b, size_t o, __m256i* x) const {
     const __m256i* v = reinterpret_cast<const __m256i*>(at(b, o));
@@ -53,10 +52,10 @@ struct PackedSrc {
   }
   __m256i word8(int64_t b, size_t o) const { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at(b, o))); }
   // Every cache line of a block further on (the K-type kernels read a block's lines out of order,
-  // which the hardware prefetcher may not follow): min_ahead bytes (kPackedPrefetchBytes), or 2
-  // blocks if that is further.
+  // which the hardware prefetcher may not follow): kPackedPrefetchBytes ahead, or 2 blocks if that
+  // is further.
   void prefetch(int64_t b) const {
-    const size_t block = 8 * bw, ahead = 2 * block > min_ahead ? 2 * block : min_ahead;
+    const size_t block = 8 * bw, ahead = 2 * block > kPackedPrefetchBytes ? 2 * block : kPackedPrefetchBytes;
     const uint8_t* p = g + size_t(b) * block + ahead;
     for (size_t o = 0; o < block; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
   }

@@ -153,6 +153,11 @@ void direct_legacy_units(int64_t nb, const PackedSrc& src, const uint8_t* a, siz
 // two groups are two sequential streams (see gemm_packed for which two). Per row and block the exact
 // int32 sum and the float steps are the unit-pair kernel's, so the bits are equal. Kernel alone
 // (2048x2048 in cache, 1 thread): Q4_0 at 2 / 4 / 8 tokens 100 / 117 / 124 -> 125 / 151 / 158 GMAC/s.
+// Block b's lines of both groups, kPackedPrefetchBytes ahead (both streams of a 16-row pass).
+inline void prefetch_rows16(const PackedSrc& ga, const PackedSrc& gb, int64_t b) {
+  ga.prefetch(b);
+  gb.prefetch(b);
+}
 inline __m512i rows16_word(const PackedSrc& ga, const PackedSrc& gb, int64_t b, size_t o) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(ga.word8(b, o)), gb.word8(b, o), 1);
 }
@@ -191,10 +196,7 @@ void direct_legacy_rows16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, 
   for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int64_t b = 0; b < nb; ++b) {
-    if (kPrefetchPacked) {
-      ga.prefetch(b);
-      gb.prefetch(b);
-    }
+    if (kPrefetchPacked) prefetch_rows16(ga, gb, b);
     // u[k] / u[4 + k]: values 4k..4k+3 / 16+4k..16+4k+3 of each of the 16 rows (low / high nibbles)
     __m512i u[8];
     for (int k = 0; k < 4; ++k) {
@@ -298,10 +300,7 @@ void direct_q8_rows16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, cons
   for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_ps();
   const __m512i flip = _mm512_set1_epi8(char(0x80));
   for (int64_t b = 0; b < nb; ++b) {
-    if (kPrefetchPacked) {
-      ga.prefetch(b);
-      gb.prefetch(b);
-    }
+    if (kPrefetchPacked) prefetch_rows16(ga, gb, b);
     __m512i u[8];
     for (int k = 0; k < 8; ++k) u[k] = _mm512_xor_si512(rows16_word(ga, gb, b, 2 + 4 * size_t(k)), flip);
     offset_rows16_dots<T>(u, rows16_half(ga, gb, b, 0), a, as, asum, nb, b, s);
@@ -319,10 +318,7 @@ void direct_iq4nl_rows16(int64_t nb, const PackedSrc& ga, const PackedSrc& gb, c
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const __m512i levels = iq4_levels_u8();
   for (int64_t b = 0; b < nb; ++b) {
-    if (kPrefetchPacked) {
-      ga.prefetch(b);
-      gb.prefetch(b);
-    }
+    if (kPrefetchPacked) prefetch_rows16(ga, gb, b);
     __m512i u[8];
     for (int k = 0; k < 4; ++k) {
       const __m512i x = rows16_word(ga, gb, b, 2 + 4 * size_t(k));
@@ -431,10 +427,7 @@ void direct_k45_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, co
   const __m512i m6w = _mm512_set1_epi32(0x3f3f3f3f), m4w = _mm512_set1_epi32(0x0f0f0f0f),
                 m2w = _mm512_set1_epi32(0x03030303);
   for (int64_t b = 0; b < nsb; ++b) {
-    if (kPrefetchPacked) {
-      ga.prefetch(b);
-      gb.prefetch(b);
-    }
+    if (kPrefetchPacked) prefetch_rows16(ga, gb, b);
     // 6-bit scales and mins (kquant_scales.h's scale_min_k4), lane-wise on the 16 rows' three words.
     const __m512i u0 = rows16_word(ga, gb, b, 4), u1 = rows16_word(ga, gb, b, 8), u2 = rows16_word(ga, gb, b, 12);
     const __m512i s0 = _mm512_and_si512(u0, m6w);
@@ -588,10 +581,7 @@ void direct_q6k_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, co
   // + 2 selects bytes 2 / 3
   const __m512i sel_mn = _mm512_broadcast_i32x4(_mm_setr_epi8(z, 0, z, 1, z, 4, z, 5, z, 8, z, 9, z, 12, z, 13));
   for (int64_t b = 0; b < nsb; ++b) {
-    if (kPrefetchPacked) {
-      ga.prefetch(b);
-      gb.prefetch(b);
-    }
+    if (kPrefetchPacked) prefetch_rows16(ga, gb, b);
     __m512i scw[4];  // the 16 rows' 16 int8 scales, four per word
     for (int w = 0; w < 4; ++w) scw[w] = rows16_word(ga, gb, b, kQ6PackedScales + size_t(4 * w));
     const block_q8_K* ab[T];
@@ -830,10 +820,7 @@ void direct_q23k_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, c
   const __m512i m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(4);
   const __m512i m4w = _mm512_set1_epi32(0x0f0f0f0f), m2w = _mm512_set1_epi32(0x03030303);
   for (int64_t b = 0; b < nsb; ++b) {
-    if (kPrefetchPacked) {
-      ga.prefetch(b);
-      gb.prefetch(b);
-    }
+    if (kPrefetchPacked) prefetch_rows16(ga, gb, b);
     __m512i sw[4];
     if constexpr (kQ3) {
       const __m512i u0 = rows16_word(ga, gb, b, 96), u1 = rows16_word(ga, gb, b, 100), u2 = rows16_word(ga, gb, b, 104);
@@ -924,10 +911,7 @@ void direct_iq4xs_rows16(int64_t nsb, const PackedSrc& ga, const PackedSrc& gb, 
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const __m512i levels = iq4_levels_u8();
   for (int64_t b = 0; b < nsb; ++b) {
-    if (kPrefetchPacked) {
-      ga.prefetch(b);
-      gb.prefetch(b);
-    }
+    if (kPrefetchPacked) prefetch_rows16(ga, gb, b);
     // lane r: row r's scales_l word and its scales_h (a 2-byte unit, widened to the lane)
     const __m512i sl = rows16_word(ga, gb, b, 4);
     const __m512i sh = _mm512_cvtepu16_epi32(_mm256_inserti128_si256(
@@ -1113,7 +1097,7 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
     alignas(64) float acc16[kMaxT * 16];
     for (int64_t i = 0; i < pairs; ++i) {
       const int64_t ra = 8 * i, rb = 8 * (i + pairs);
-      const PackedSrc ga{w + size_t(ra) * ws, kW, kPackedPrefetchBytes}, gb{w + size_t(rb) * ws, kW, kPackedPrefetchBytes};
+      const PackedSrc ga{w + size_t(ra) * ws, kW}, gb{w + size_t(rb) * ws, kW};
       for (int64_t t0 = 0; t0 < nt; t0 += per_turn) {
         const int64_t n_turn = std::min<int64_t>(per_turn, nt - t0);
         const int32_t* turn_sums = asum ? asum + t0 * nb : nullptr;
@@ -1130,7 +1114,7 @@ void gemm_packed(int64_t n, const uint8_t* w, size_t ws, int64_t nr, const uint8
     r0 = 16 * pairs;
   }
   for (; r0 < nr; r0 += 8) {
-    const PackedSrc src{w + size_t(r0) * ws, kW, kPackedPrefetchBytes};
+    const PackedSrc src{w + size_t(r0) * ws, kW};
     for (int64_t t0 = 0; t0 < nt; t0 += per_turn) {
       group_direct<D, kMaxT>(nb, src, a + size_t(t0) * as, as, asum ? asum + t0 * nb : nullptr,
                              std::min<int64_t>(per_turn, nt - t0), acc);
