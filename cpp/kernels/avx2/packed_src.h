@@ -25,7 +25,8 @@ constexpr bool kPrefetchPacked = EDGELLAMA_PREFETCH_PACKED;
 // AVX2 2 KiB (Zen 3: 2 KiB vs 2 blocks, tg Q4_0 / Q8_0 ~15% / ~7% faster), AVX-512 2 blocks for
 // the 32-value formats (288 bytes for Q4_0) and nothing for the K-quants (session 6, hardware
 // prefetchers alone on huge pages). Zen 5, a 45056x2048 matrix from DRAM (packed once, then the
-// matmul timed: benchmarks/gemm_bench.py), swept 1-8 KiB (4-8 KiB within noise of each other):
+// matmul timed: benchmarks/gemm_bench.py; load 0.6-1.2 from these runs alone: steering), swept
+// 1-8 KiB (4-8 KiB within noise of each other):
 //   AVX-512, 4 tokens at 2 threads, ms: Q4_0 1.29 -> 0.78, Q8_0 2.82 -> 1.9, Q4_K 1.40 -> 0.90,
 //     Q6_K 2.29 -> 1.6, Q3_K 1.81 -> 1.25 (with 2 blocks, 4 tokens of Q4_0 streamed 20 GB/s per
 //     thread where 1 token streams 35); 1 token at 1 thread +15-25% GB/s for every type (Q4_1
